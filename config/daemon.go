@@ -1,0 +1,149 @@
+// Package config reads driftless's own configuration (driftless.yaml) and the
+// declared environments of a revision (environments/*.yaml). It validates
+// everything strictly and reports every error with its file, line and column.
+// It imports nothing else of driftless.
+package config
+
+import "time"
+
+// Daemon is the daemon's own configuration file, driftless.yaml.
+// Secrets are only ever referenced (file or environment variable), never inline.
+type Daemon struct {
+	// Listen is the HTTP address for hooks, metrics, API and the status page.
+	Listen string `yaml:"listen" json:"listen,omitempty"`
+	// StateDir holds the bbolt state store and source checkouts.
+	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
+	// DriftInterval is how often every environment is re-observed.
+	DriftInterval Duration `yaml:"drift_interval" json:"drift_interval,omitempty"`
+	// ExternalURL is the base URL of the status page, used in links sent to Git hosts.
+	ExternalURL string         `yaml:"external_url" json:"external_url,omitempty"`
+	Sources     []SourceConfig `yaml:"sources" json:"sources"`
+	Webhooks    Webhooks       `yaml:"webhooks" json:"webhooks,omitempty"`
+	API         API            `yaml:"api" json:"api,omitempty"`
+	SSH         SSH            `yaml:"ssh" json:"ssh,omitempty"`
+	Feedback    Feedback       `yaml:"feedback" json:"feedback,omitempty"`
+	Notify      Notify         `yaml:"notify" json:"notify,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s", "5m" in YAML.
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Secret names where a secret lives: a file or an environment variable.
+type Secret struct {
+	File string `yaml:"file" json:"file,omitempty"`
+	Env  string `yaml:"env" json:"env,omitempty"`
+}
+
+// IsZero reports whether no secret is configured.
+func (s Secret) IsZero() bool { return s.File == "" && s.Env == "" }
+
+// SourceConfig declares one source of revisions: a Git repository or a local folder.
+type SourceConfig struct {
+	Name  string     `yaml:"name" json:"name"`
+	Git   *GitSource `yaml:"git" json:"git,omitempty"`
+	Local *Local     `yaml:"local" json:"local,omitempty"`
+}
+
+// GitSource is a Git repository followed on a branch or a tag.
+type GitSource struct {
+	URL      string   `yaml:"url" json:"url"`
+	Branch   string   `yaml:"branch" json:"branch,omitempty"`
+	Tag      string   `yaml:"tag" json:"tag,omitempty"`
+	Path     string   `yaml:"path" json:"path,omitempty"`
+	Interval Duration `yaml:"interval" json:"interval,omitempty"`
+	// Auth for HTTPS: a token, or a username and password.
+	Username string `yaml:"username" json:"username,omitempty"`
+	Password Secret `yaml:"password" json:"password,omitempty"`
+	Token    Secret `yaml:"token" json:"token,omitempty"`
+	// Auth for SSH: a private key and the known_hosts file that checks the server.
+	SSHKey     Secret `yaml:"ssh_key" json:"ssh_key,omitempty"`
+	KnownHosts string `yaml:"known_hosts" json:"known_hosts,omitempty"`
+	// SigningKeys is a file of armored OpenPGP public keys; when set, only
+	// commits signed by one of them are accepted.
+	SigningKeys string `yaml:"signing_keys" json:"signing_keys,omitempty"`
+}
+
+// Local is a folder on the daemon's machine, watched for changes (development).
+type Local struct {
+	Path     string   `yaml:"path" json:"path"`
+	Interval Duration `yaml:"interval" json:"interval,omitempty"`
+}
+
+// Webhooks holds the secret of each webhook provider. A provider without a
+// secret refuses every request.
+type Webhooks struct {
+	GitHub    Secret      `yaml:"github" json:"github,omitempty"`
+	GitLab    Secret      `yaml:"gitlab" json:"gitlab,omitempty"`
+	Gitea     Secret      `yaml:"gitea" json:"gitea,omitempty"`
+	Bitbucket Secret      `yaml:"bitbucket" json:"bitbucket,omitempty"`
+	Generic   GenericHook `yaml:"generic" json:"generic,omitempty"`
+	Replay    Duration    `yaml:"replay_window" json:"replay_window,omitempty"`
+}
+
+// GenericHook is an HMAC-SHA256 of the body carried in a configured header.
+type GenericHook struct {
+	Secret Secret `yaml:"secret" json:"secret,omitempty"`
+	Header string `yaml:"header" json:"header,omitempty"`
+}
+
+// API protects the mutating HTTP API with a bearer token.
+type API struct {
+	Token Secret `yaml:"token" json:"token,omitempty"`
+}
+
+// SSH holds the defaults of the SSH transport.
+type SSH struct {
+	User             string   `yaml:"user" json:"user,omitempty"`
+	KeyFile          string   `yaml:"key_file" json:"key_file,omitempty"`
+	Agent            bool     `yaml:"agent" json:"agent,omitempty"`
+	KnownHosts       string   `yaml:"known_hosts" json:"known_hosts,omitempty"`
+	TrustOnFirstUse  bool     `yaml:"trust_on_first_use" json:"trust_on_first_use,omitempty"`
+	Parallelism      int      `yaml:"parallelism" json:"parallelism,omitempty"`
+	Timeout          Duration `yaml:"timeout" json:"timeout,omitempty"`
+	ConfirmTimeout   Duration `yaml:"confirm_timeout" json:"confirm_timeout,omitempty"`
+	KeepaliveSeconds int      `yaml:"keepalive_seconds" json:"keepalive_seconds,omitempty"`
+}
+
+// Feedback reports results back to Git hosts.
+type Feedback struct {
+	GitHub *HostAPI `yaml:"github" json:"github,omitempty"`
+	Gitea  *HostAPI `yaml:"gitea" json:"gitea,omitempty"`
+	GitLab *HostAPI `yaml:"gitlab" json:"gitlab,omitempty"`
+}
+
+// HostAPI is a Git host's REST API: base URL (for GitHub Enterprise, Gitea,
+// self-hosted GitLab), the token, and the repository ("owner/name" or a GitLab project id).
+type HostAPI struct {
+	BaseURL     string `yaml:"base_url" json:"base_url,omitempty"`
+	Token       Secret `yaml:"token" json:"token"`
+	Repository  string `yaml:"repository" json:"repository"`
+	Deployments bool   `yaml:"deployments" json:"deployments,omitempty"`
+}
+
+// Notify sends deploy, rollback and drift notices.
+type Notify struct {
+	Webhooks []NotifyWebhook `yaml:"webhooks" json:"webhooks,omitempty"`
+	Slack    []NotifyWebhook `yaml:"slack" json:"slack,omitempty"`
+	Email    *Email          `yaml:"email" json:"email,omitempty"`
+}
+
+// NotifyWebhook is an URL to POST JSON to; the URL may itself be a secret.
+type NotifyWebhook struct {
+	URL    string   `yaml:"url" json:"url,omitempty"`
+	URLRef Secret   `yaml:"url_secret" json:"url_secret,omitempty"`
+	Events []string `yaml:"events" json:"events,omitempty"`
+}
+
+// Email sends notices over SMTP.
+type Email struct {
+	Server   string   `yaml:"server" json:"server"`
+	From     string   `yaml:"from" json:"from"`
+	To       []string `yaml:"to" json:"to"`
+	Username string   `yaml:"username" json:"username,omitempty"`
+	Password Secret   `yaml:"password" json:"password,omitempty"`
+	StartTLS bool     `yaml:"starttls" json:"starttls,omitempty"`
+	Events   []string `yaml:"events" json:"events,omitempty"`
+}

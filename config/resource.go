@@ -1,0 +1,183 @@
+package config
+
+// Resource is one declared resource, resolved for one host: its kind, its
+// name (the value of the kind key, e.g. the path of a file), the typed spec
+// of its kind, and the fields every kind shares.
+//
+// In YAML a resource is a mapping whose first key is its kind:
+//
+//   - file: /etc/app/app.env
+//     source: files/app.env
+//     mode: "0640"
+//     notify: [service:app]
+//
+// For kinds whose value is a mapping (route, firewall) the name is derived
+// from the mapping (see each spec's doc comment).
+type Resource struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Spec is a pointer to the kind's spec struct (*FileSpec for "file", ...).
+	Spec any `json:"spec"`
+	// Requires lists identities ("kind:name") applied before this one.
+	Requires []string `json:"requires,omitempty"`
+	// Notify lists identities refreshed (a service restarted or reloaded)
+	// when this resource changed.
+	Notify []string `json:"notify,omitempty"`
+	// Drift overrides the environment's drift mode for this resource.
+	Drift DriftMode `json:"drift,omitempty"`
+	Pos   Position  `json:"-"`
+}
+
+// ID is the resource's identity, unique within a host: "file:/etc/app.conf".
+func (r Resource) ID() string { return r.Kind + ":" + r.Name }
+
+// KindSpecs is the one table of resource kinds: kind name to a constructor
+// of its spec. A new kind is one new spec type and one row here.
+func KindSpecs() map[string]func() any {
+	return map[string]func() any{
+		"file":      func() any { return &FileSpec{} },
+		"directory": func() any { return &DirectorySpec{} },
+		"symlink":   func() any { return &SymlinkSpec{} },
+		"env":       func() any { return &EnvSpec{} },
+		"command":   func() any { return &CommandSpec{} },
+		"package":   func() any { return &PackageSpec{} },
+		"service":   func() any { return &ServiceSpec{} },
+		"artifact":  func() any { return &ArtifactSpec{} },
+		"sysctl":    func() any { return &SysctlSpec{} },
+		"user":      func() any { return &UserSpec{} },
+		"group":     func() any { return &GroupSpec{} },
+		"address":   func() any { return &AddressSpec{} },
+		"route":     func() any { return &RouteSpec{} },
+		"firewall":  func() any { return &FirewallSpec{} },
+	}
+}
+
+// State values shared by several kinds.
+const (
+	Present = "present"
+	Absent  = "absent"
+)
+
+// FileSpec manages a regular file. Exactly one of Content, Source and
+// Template is set in YAML; the loader reads Source and renders Template so
+// that Content always holds the final bytes (unless State is absent).
+type FileSpec struct {
+	Content  string `yaml:"content" json:"content,omitempty"`
+	Source   string `yaml:"source" json:"source,omitempty"`
+	Template string `yaml:"template" json:"template,omitempty"`
+	Mode     string `yaml:"mode" json:"mode,omitempty"`
+	Owner    string `yaml:"owner" json:"owner,omitempty"`
+	Group    string `yaml:"group" json:"group,omitempty"`
+	State    string `yaml:"state" json:"state,omitempty"`
+}
+
+// DirectorySpec manages a directory.
+type DirectorySpec struct {
+	Mode  string `yaml:"mode" json:"mode,omitempty"`
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+	Group string `yaml:"group" json:"group,omitempty"`
+	State string `yaml:"state" json:"state,omitempty"`
+}
+
+// SymlinkSpec manages a symbolic link at the name pointing to Target.
+type SymlinkSpec struct {
+	Target string `yaml:"target" json:"target"`
+	State  string `yaml:"state" json:"state,omitempty"`
+}
+
+// EnvSpec manages a KEY=VALUE file (/etc/environment, a systemd
+// EnvironmentFile). With Exclusive, keys not declared are removed.
+type EnvSpec struct {
+	Vars      map[string]string `yaml:"vars" json:"vars"`
+	Exclusive bool              `yaml:"exclusive" json:"exclusive,omitempty"`
+	Mode      string            `yaml:"mode" json:"mode,omitempty"`
+}
+
+// CommandSpec runs a command, guarded: not when Creates exists, not when
+// Unless exits 0. The name is a label.
+type CommandSpec struct {
+	Run     string `yaml:"run" json:"run"`
+	Creates string `yaml:"creates" json:"creates,omitempty"`
+	Unless  string `yaml:"unless" json:"unless,omitempty"`
+	Undo    string `yaml:"undo" json:"undo,omitempty"`
+	Dir     string `yaml:"dir" json:"dir,omitempty"`
+}
+
+// PackageSpec manages an apt or dnf package named by the resource name.
+type PackageSpec struct {
+	State   string `yaml:"state" json:"state,omitempty"`
+	Version string `yaml:"version" json:"version,omitempty"`
+}
+
+// ServiceSpec manages a systemd unit named by the resource name ("app" means
+// "app.service"). Unit or UnitSource gives the unit file's content.
+type ServiceSpec struct {
+	Unit       string `yaml:"unit" json:"unit,omitempty"`
+	UnitSource string `yaml:"unit_source" json:"unit_source,omitempty"`
+	State      string `yaml:"state" json:"state,omitempty"` // running | stopped
+	Enabled    *bool  `yaml:"enabled" json:"enabled,omitempty"`
+	// OnNotify is "restart" (the default) or "reload".
+	OnNotify string `yaml:"on_notify" json:"on_notify,omitempty"`
+}
+
+// ArtifactSpec deploys an archive to the named folder: each version in
+// releases/<sha256 prefix>, and a "current" symlink switched atomically.
+type ArtifactSpec struct {
+	URL    string `yaml:"url" json:"url"`
+	SHA256 string `yaml:"sha256" json:"sha256"`
+	// Format is tar, tar.gz or zip; guessed from the URL when empty.
+	Format string `yaml:"format" json:"format,omitempty"`
+	// Keep is how many releases stay on the host (0: 3).
+	Keep  int    `yaml:"keep" json:"keep,omitempty"`
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+}
+
+// SysctlSpec sets the kernel parameter named by the resource name.
+type SysctlSpec struct {
+	Value string `yaml:"value" json:"value"`
+}
+
+// UserSpec manages a local user.
+type UserSpec struct {
+	UID    int      `yaml:"uid" json:"uid,omitempty"`
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	Shell  string   `yaml:"shell" json:"shell,omitempty"`
+	Home   string   `yaml:"home" json:"home,omitempty"`
+	System bool     `yaml:"system" json:"system,omitempty"`
+	State  string   `yaml:"state" json:"state,omitempty"`
+}
+
+// GroupSpec manages a local group.
+type GroupSpec struct {
+	GID    int    `yaml:"gid" json:"gid,omitempty"`
+	System bool   `yaml:"system" json:"system,omitempty"`
+	State  string `yaml:"state" json:"state,omitempty"`
+}
+
+// AddressSpec puts the address named by the resource (CIDR form, e.g.
+// 10.0.0.5/24) on an interface.
+type AddressSpec struct {
+	Interface string `yaml:"interface" json:"interface"`
+	State     string `yaml:"state" json:"state,omitempty"`
+}
+
+// RouteSpec is a route; in YAML `route: {to: 10.1.0.0/16, via: 10.0.0.1}`.
+// Its name is To.
+type RouteSpec struct {
+	To    string `yaml:"to" json:"to"`
+	Via   string `yaml:"via" json:"via,omitempty"`
+	Dev   string `yaml:"dev" json:"dev,omitempty"`
+	State string `yaml:"state" json:"state,omitempty"`
+}
+
+// FirewallSpec adds rules to the host's nftables table owned by driftless
+// (table inet driftless). In YAML `firewall: {allow: [tcp/8080], from: 10.0.0.0/24}`,
+// with an optional `name` (the resource name; default "default"). All firewall
+// resources of a host are rendered into the one table, replaced atomically.
+type FirewallSpec struct {
+	Name   string   `yaml:"name" json:"name,omitempty"`
+	Allow  []string `yaml:"allow" json:"allow,omitempty"`
+	Deny   []string `yaml:"deny" json:"deny,omitempty"`
+	From   string   `yaml:"from" json:"from,omitempty"`
+	Policy string   `yaml:"policy" json:"policy,omitempty"` // accept (default) | drop, for the input chain
+}

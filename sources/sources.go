@@ -1,0 +1,71 @@
+// Package sources brings revisions to driftless: Git repositories (polled,
+// or fetched on a webhook) and local folders (watched). The reconciler does
+// not care which caused a revision.
+package sources
+
+import (
+	"context"
+	"time"
+)
+
+// Revision is one immutable checkout of a source.
+type Revision struct {
+	// Source is the name of the source that produced it.
+	Source string `json:"source"`
+	// Commit is the full commit id (for a local folder: a hash of the tree).
+	Commit string `json:"commit"`
+	// Ref is the branch or tag followed ("refs/heads/main").
+	Ref string `json:"ref,omitempty"`
+	// Dir is the folder holding the checkout (the sub-path, when one is
+	// configured). It stays unchanged while the revision is in use.
+	Dir string `json:"dir"`
+	// Preview marks a pull request's head: planned and reported, never applied.
+	Preview bool `json:"preview,omitempty"`
+	// PullRequest is the pull request's number for a preview.
+	PullRequest int `json:"pull_request,omitempty"`
+	// Time is when the revision was produced.
+	Time time.Time `json:"time"`
+}
+
+// Short returns the first 12 characters of the commit.
+func (r Revision) Short() string {
+	if len(r.Commit) > 12 {
+		return r.Commit[:12]
+	}
+	return r.Commit
+}
+
+// Source produces revisions. Run sends the current revision whenever it
+// changes, returns when ctx ends, and never closes out. An unchanged
+// revision is not sent again.
+type Source interface {
+	Name() string
+	Run(ctx context.Context, out chan<- Revision) error
+}
+
+// Event is what a webhook said happened, whichever provider sent it.
+type Event struct {
+	// Provider is github, gitlab, gitea, gogs, forgejo, bitbucket or generic.
+	Provider string `json:"provider"`
+	// Kind is push, tag_push, pull_request or ping (normalised across providers).
+	Kind string `json:"kind"`
+	// DeliveryID is the sender's id of this delivery (for replay protection).
+	DeliveryID string `json:"delivery_id,omitempty"`
+	// Repository is the repository's full name ("owner/name").
+	Repository string `json:"repository"`
+	// CloneURLs are the repository's URLs as the payload gives them (HTTPS, SSH).
+	CloneURLs []string `json:"clone_urls,omitempty"`
+	// Ref is the full ref pushed ("refs/heads/main", "refs/tags/v1").
+	Ref string `json:"ref,omitempty"`
+	// Commit is the commit the ref now points to (a PR's head for pull requests).
+	Commit string `json:"commit,omitempty"`
+	// Deleted is true when the push deleted the ref.
+	Deleted bool `json:"deleted,omitempty"`
+	// PullRequest, Action and Merged describe a pull request event;
+	// Action is normalised to opened, synchronize, reopened, closed.
+	PullRequest int    `json:"pull_request,omitempty"`
+	Action      string `json:"action,omitempty"`
+	Merged      bool   `json:"merged,omitempty"`
+	// BaseRef is the branch a pull request targets.
+	BaseRef string `json:"base_ref,omitempty"`
+}

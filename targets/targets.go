@@ -1,0 +1,92 @@
+// Package targets reaches hosts (the Transport seam: local and ssh) and owns
+// the resource drivers, one file per kind, each able to observe, diff,
+// apply and restore. It imports only config.
+package targets
+
+import (
+	"context"
+	"io/fs"
+
+	"github.com/driftless/driftless/config"
+)
+
+// Result is what a script run on a host produced.
+type Result struct {
+	Stdout []byte
+	Stderr []byte
+	Exit   int
+}
+
+// Transport is how bytes and commands reach one host.
+type Transport interface {
+	// Run runs a POSIX shell script on the host, feeding it stdin. A script
+	// that ran and exited non-zero is not an error: its Exit says so. An
+	// error means the host could not be reached or the context ended.
+	Run(ctx context.Context, script string, stdin []byte) (Result, error)
+	// WriteFile atomically replaces path with data: a temporary file beside
+	// it, written, fsynced, then renamed over path. A failure at any point
+	// leaves path as it was. path is a host path; Root is applied inside.
+	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+	// Root is the folder every managed absolute path is placed under ("" on
+	// real hosts; a sandbox folder for the local transport in demos and tests).
+	Root() string
+	// Close releases the connection.
+	Close() error
+}
+
+// State is the observed state of one resource, also the snapshot that
+// restore puts back. It is serialised into the state store's journal.
+type State struct {
+	// Present is false when the resource does not exist on the host.
+	Present bool `json:"present"`
+	// Fields are small named facts (mode, owner, version, target, active...).
+	Fields map[string]string `json:"fields,omitempty"`
+	// Content is a body (a file's bytes, a unit file, an nft ruleset).
+	Content []byte `json:"content,omitempty"`
+}
+
+// Action is what a plan does to a resource.
+type Action string
+
+// The actions of a plan.
+const (
+	NoChange Action = "none"
+	Create   Action = "create"
+	Update   Action = "update"
+	Delete   Action = "delete"
+)
+
+// Change is the difference between a declared resource and its live state.
+type Change struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Action Action `json:"action"`
+	// Diff is human-readable: a unified diff for file contents, "field: old -> new" lines otherwise.
+	Diff string `json:"diff,omitempty"`
+	// Before is the observed state, the snapshot restore puts back.
+	Before State `json:"before"`
+}
+
+// Driver is one resource kind. The same Diff drives plan, drift detection
+// and apply, so the three can never disagree.
+type Driver interface {
+	// Kind is the resource kind this driver manages ("file").
+	Kind() string
+	// Probe returns a shell fragment whose standard output describes the
+	// live state of r. Probes of all resources of a host run in one remote
+	// call, so a probe must not read stdin and must not exit the shell.
+	Probe(r config.Resource, root string) string
+	// Parse turns the probe's output into a State.
+	Parse(r config.Resource, out []byte) (State, error)
+	// Diff compares the declared resource with the observed state.
+	Diff(r config.Resource, observed State) Change
+	// Apply makes the host match r. observed is the state Diff was given.
+	Apply(ctx context.Context, t Transport, r config.Resource, observed State) error
+	// Restore puts back a state captured before an apply.
+	Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error
+}
+
+// Refresher is a driver that reacts to a notify (a service restarts or reloads).
+type Refresher interface {
+	Refresh(ctx context.Context, t Transport, r config.Resource) error
+}
