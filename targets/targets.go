@@ -90,3 +90,11 @@ type Driver interface {
 type Refresher interface {
 	Refresh(ctx context.Context, t Transport, r config.Resource) error
 }
+
+// Redialer is a Transport that can open a fresh, independent connection to
+// the same host. After a network change, driftless confirms the host is
+// still reachable through a new connection before it cancels the host's
+// armed revert.
+type Redialer interface {
+	Redial(ctx context.Context) (Transport, error)
+}
