@@ -1,0 +1,297 @@
+// Package gitserver is a real Git server for tests: `git http-backend` run
+// through net/http/cgi on a loopback httptest server. Clients (go-git, the
+// git command line) clone, fetch and push over real smart HTTP.
+//
+// Every receive-pack (push) is observed: the server compares the
+// repository's refs before and after it and calls the OnPush callback once
+// per changed ref, before the push's response is sent. So when a test's
+// `git push` returns, the callback has already run, which lets a test send
+// a GitHub-shaped push webhook deterministically.
+//
+// Typical use:
+//
+//	srv := gitserver.New(t)
+//	url := srv.CreateRepo("app")
+//	work := srv.Clone(t, "app")
+//	sha := work.Commit(t, map[string]string{"environments/prod.yaml": "..."}, "first")
+//	work.Push(t)
+package gitserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ZeroSHA is the commit id Git uses for "no commit": Before of a created
+// ref, After of a deleted one.
+const ZeroSHA = "0000000000000000000000000000000000000000"
+
+// commandTimeout bounds every git command the server or its helpers run, so a
+// stuck git never hangs a test run.
+const commandTimeout = 2 * time.Minute
+
+// PushEvent is one ref changed by a push.
+type PushEvent struct {
+	// Repo is the repository's name as given to CreateRepo.
+	Repo string
+	// Ref is the full ref name ("refs/heads/main", "refs/tags/v1").
+	Ref string
+	// Before is the ref's commit before the push, ZeroSHA when it was created.
+	Before string
+	// After is the ref's commit after the push, ZeroSHA when it was deleted.
+	After string
+}
+
+// Created reports whether the push created the ref.
+func (e PushEvent) Created() bool { return e.Before == ZeroSHA }
+
+// Deleted reports whether the push deleted the ref.
+func (e PushEvent) Deleted() bool { return e.After == ZeroSHA }
+
+// Server is a Git smart-HTTP server on loopback, stopped when the test ends.
+type Server struct {
+	t    testing.TB
+	root string
+	srv  *httptest.Server
+	cgi  *cgi.Handler
+
+	// pushMu serialises receive-packs so that the refs compared before and
+	// after one push are not changed by another.
+	pushMu sync.Mutex
+
+	mu       sync.Mutex
+	onPush   func(PushEvent)
+	user     string
+	password string
+}
+
+// New starts a server whose repositories live in a temporary folder of t.
+func New(t testing.TB) *Server {
+	t.Helper()
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("gitserver: git is not installed; it is needed for a real Git server")
+	}
+	s := &Server{t: t, root: t.TempDir()}
+	s.cgi = &cgi.Handler{
+		Path: gitPath,
+		Args: []string{"http-backend"},
+		Root: "/",
+		Env: append(gitEnv(t.TempDir()),
+			"GIT_PROJECT_ROOT="+s.root,
+			"GIT_HTTP_EXPORT_ALL=1",
+		),
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// URL is the server's base URL ("http://127.0.0.1:PORT").
+func (s *Server) URL() string { return s.srv.URL }
+
+// RepoURL is the clone URL of the repository name (without credentials).
+func (s *Server) RepoURL(name string) string { return s.srv.URL + "/" + name + ".git" }
+
+// Dir is the folder of the bare repository name on the server.
+func (s *Server) Dir(name string) string { return filepath.Join(s.root, name+".git") }
+
+// OnPush sets the function called for every ref a push changes. It runs
+// before the push's response is sent; it must not push to this server.
+func (s *Server) OnPush(fn func(PushEvent)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onPush = fn
+}
+
+// RequireAuth makes every request need HTTP basic auth with this user and
+// password (a token is a password). Clients without it get 401.
+func (s *Server) RequireAuth(user, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.user, s.password = user, password
+}
+
+// AuthURL is the clone URL of name with the configured credentials in it,
+// for the git command line.
+func (s *Server) AuthURL(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.user == "" && s.password == "" {
+		return s.RepoURL(name)
+	}
+	return strings.Replace(s.RepoURL(name), "http://", "http://"+s.user+":"+s.password+"@", 1)
+}
+
+// CreateRepo creates an empty bare repository (default branch main) that
+// accepts pushes, and returns its clone URL. A failure fails the test given
+// to New.
+func (s *Server) CreateRepo(name string) string {
+	t := s.t
+	t.Helper()
+	dir := s.Dir(name)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatalf("gitserver: create repo %s: %v", name, err)
+	}
+	run(t, "", "init", "--quiet", "--bare", "--initial-branch=main", dir)
+	run(t, dir, "config", "http.receivepack", "true")
+	// Tests rewrite history (force-push) and delete the default branch, as
+	// real Git hosts allow; fetching a commit by id must work as on GitHub.
+	run(t, dir, "config", "receive.denyNonFastForwards", "false")
+	run(t, dir, "config", "receive.denyDeleteCurrent", "ignore")
+	run(t, dir, "config", "uploadpack.allowReachableSHA1InWant", "true")
+	return s.RepoURL(name)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	user, password, fn := s.user, s.password, s.onPush
+	s.mu.Unlock()
+	if user != "" || password != "" {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gitserver"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+	}
+	repo, ok := strings.CutSuffix(r.URL.Path, "/git-receive-pack")
+	if !ok || r.Method != http.MethodPost {
+		s.cgi.ServeHTTP(w, r)
+		return
+	}
+	name := strings.TrimSuffix(strings.TrimPrefix(repo, "/"), ".git")
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	before, err := s.refs(r.Context(), name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	// The response is held back until the callback has run, so that a
+	// client's push returns only after the "webhook" was delivered.
+	rec := httptest.NewRecorder()
+	s.cgi.ServeHTTP(rec, r)
+	after, err := s.refs(r.Context(), name)
+	if err == nil && fn != nil {
+		for _, ev := range diffRefs(name, before, after) {
+			fn(ev)
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// refs lists the refs of repository name: full ref name to commit id.
+func (s *Server) refs(ctx context.Context, name string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "for-each-ref", "--format=%(objectname) %(refname)")
+	cmd.Dir = s.Dir(name)
+	cmd.Env = gitEnv(os.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("list refs of %s: %w", name, err)
+	}
+	refs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if sha, ref, ok := strings.Cut(line, " "); ok {
+			refs[ref] = sha
+		}
+	}
+	return refs, nil
+}
+
+// diffRefs returns one event per ref that differs, sorted by ref name for
+// a stable order.
+func diffRefs(repo string, before, after map[string]string) []PushEvent {
+	var evs []PushEvent
+	for ref, a := range after {
+		if b, ok := before[ref]; !ok {
+			evs = append(evs, PushEvent{Repo: repo, Ref: ref, Before: ZeroSHA, After: a})
+		} else if b != a {
+			evs = append(evs, PushEvent{Repo: repo, Ref: ref, Before: b, After: a})
+		}
+	}
+	for ref, b := range before {
+		if _, ok := after[ref]; !ok {
+			evs = append(evs, PushEvent{Repo: repo, Ref: ref, Before: b, After: ZeroSHA})
+		}
+	}
+	sortEvents(evs)
+	return evs
+}
+
+func sortEvents(evs []PushEvent) {
+	for i := 1; i < len(evs); i++ {
+		for j := i; j > 0 && evs[j].Ref < evs[j-1].Ref; j-- {
+			evs[j], evs[j-1] = evs[j-1], evs[j]
+		}
+	}
+}
+
+// gitEnv is a clean environment for git: no user or system configuration,
+// a fixed identity, never a prompt for credentials.
+func gitEnv(home string) []string {
+	env := []string{
+		"HOME=" + home,
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=" + os.DevNull,
+		"GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME=driftless test",
+		"GIT_AUTHOR_EMAIL=test@driftless.invalid",
+		"GIT_COMMITTER_NAME=driftless test",
+		"GIT_COMMITTER_EMAIL=test@driftless.invalid",
+		"LC_ALL=C",
+	}
+	if p := os.Getenv("PATH"); p != "" {
+		env = append(env, "PATH="+p)
+	}
+	return env
+}
+
+var shaPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// run runs git with args in dir and returns its trimmed standard output;
+// it fails the test on any error, with git's own message.
+func run(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	out, err := Git(dir, args...)
+	if err != nil {
+		t.Fatalf("gitserver: %v", err)
+	}
+	return out
+}
+
+// Git runs the git command line with args in dir, in the same clean
+// environment the server uses, and returns its trimmed standard output.
+func Git(dir string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(os.TempDir())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
