@@ -1,0 +1,114 @@
+package targets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// prepare downloads the artifact, checks its sha256 and every entry, and
+// returns the normalised tar.gz to stream to the host.
+func (d *ArtifactDriver) prepare(ctx context.Context, s config.ArtifactSpec) ([]byte, error) {
+	max := d.MaxBytes
+	if max <= 0 {
+		max = DefaultArtifactMaxBytes
+	}
+	f, err := d.fetch(ctx, s.URL, s.SHA256, max)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := f.ReadAt(head, 0)
+	format, err := archiveFormat(s.Format, s.URL, head[:n])
+	if err != nil {
+		return nil, err
+	}
+	out, err := normaliseArchive(f, format, max)
+	if err != nil {
+		return nil, fmt.Errorf("check archive %s: %w", redactURL(s.URL), err)
+	}
+	return out, nil
+}
+
+// redactURL hides a password in a URL before it reaches a log or an error.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// fetch copies the artifact into a temporary file, hashing it on the way,
+// and returns the file only when its sha256 is the declared one.
+func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64) (*os.File, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse artifact URL: %w", err)
+	}
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = DefaultArtifactTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.ReadCloser
+	switch u.Scheme {
+	case "file":
+		if body, err = os.Open(u.Path); err != nil {
+			return nil, fmt.Errorf("open artifact: %w", err)
+		}
+	case "http", "https":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+		if err != nil {
+			return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
+		}
+		client := d.Client
+		if client == nil {
+			client = &http.Client{}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			// The client's error repeats the URL; say it without its password.
+			return nil, fmt.Errorf("download %s: %s", u.Redacted(), strings.ReplaceAll(err.Error(), raw, u.Redacted()))
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("download %s: status %s", u.Redacted(), resp.Status)
+		}
+		body = resp.Body
+	default:
+		return nil, fmt.Errorf("artifact URL %s: scheme must be http, https or file", u.Redacted())
+	}
+	defer body.Close()
+	f, err := os.CreateTemp(d.TempDir, "driftless-artifact-*")
+	if err != nil {
+		return nil, fmt.Errorf("create download file: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, max+1))
+	if err == nil && n > max {
+		err = fmt.Errorf("larger than %d bytes", max)
+	}
+	if err == nil {
+		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			err = fmt.Errorf("sha256 mismatch: declared %s, got %s", want, got)
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
+	}
+	return f, nil
+}

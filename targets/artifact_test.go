@@ -1,0 +1,370 @@
+package targets
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/config"
+)
+
+// srvEntry is one entry of an archive a test builds.
+type srvEntry struct {
+	name, body, link string
+	typ              byte
+}
+
+func srvTarGz(t testing.TB, entries []srvEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		h := &tar.Header{Name: e.name, Typeflag: typ, Mode: 0o755, Linkname: e.link, Size: int64(len(e.body))}
+		if typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if typ == tar.TypeReg {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func srvZip(t testing.TB, entries []srvEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
+		body := e.body
+		switch e.typ {
+		case tar.TypeSymlink:
+			h.SetMode(os.ModeSymlink | 0o777)
+			body = e.link
+		case tar.TypeDir:
+			h.SetMode(os.ModeDir | 0o755)
+		default:
+			h.SetMode(0o644)
+		}
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func srvSum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// srvArtifactServer serves files on loopback and counts requests, so a
+// test can tell a switch back from a new download.
+type srvArtifactServer struct {
+	*httptest.Server
+	files map[string][]byte
+	hits  atomic.Int64
+}
+
+func newArtifactServer(t *testing.T, files map[string][]byte) *srvArtifactServer {
+	s := &srvArtifactServer{files: files}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		b, ok := s.files[strings.TrimPrefix(r.URL.Path, "/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// srvObserve observes one resource through the real batched Observe.
+func srvObserve(t *testing.T, tr Transport, d Driver, r config.Resource) State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	states, err := Observe(ctx, tr, map[string]Driver{d.Kind(): d}, []config.Resource{r})
+	if err != nil {
+		t.Fatalf("observe %s: %v", r.ID(), err)
+	}
+	return states[r.ID()]
+}
+
+// srvConverge observes, diffs and applies when needed; it returns the change
+// that was applied (or NoChange) and the apply's error.
+func srvConverge(t *testing.T, tr Transport, d Driver, r config.Resource) (Change, error) {
+	t.Helper()
+	st := srvObserve(t, tr, d, r)
+	c := d.Diff(r, st)
+	if c.Action == NoChange {
+		return c, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return c, d.Apply(ctx, tr, r, st)
+}
+
+func srvMustConverge(t *testing.T, tr Transport, d Driver, r config.Resource, want Action) Change {
+	t.Helper()
+	c, err := srvConverge(t, tr, d, r)
+	if err != nil {
+		t.Fatalf("apply %s: %v", r.ID(), err)
+	}
+	if c.Action != want {
+		t.Fatalf("%s: action %s, want %s (diff %q)", r.ID(), c.Action, want, c.Diff)
+	}
+	if c.Action != NoChange {
+		if again := d.Diff(r, srvObserve(t, tr, d, r)); again.Action != NoChange {
+			t.Fatalf("%s: not converged after apply: %s %q", r.ID(), again.Action, again.Diff)
+		}
+	}
+	return c
+}
+
+func artifactRes(name, url, sum string, keep int) config.Resource {
+	return config.Resource{Kind: "artifact", Name: name, Spec: &config.ArtifactSpec{URL: url, SHA256: sum, Keep: keep}}
+}
+
+func releasesOf(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "releases"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func readCurrent(t *testing.T, dir, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "current", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestArtifactLocalLifecycle deploys a tar.gz and a zip over loopback HTTP
+// and file://, switches back and forth, heals drift without downloading
+// again, and restores snapshots exactly.
+func TestArtifactLocalLifecycle(t *testing.T) {
+	v1 := srvTarGz(t, []srvEntry{
+		{name: "./", typ: tar.TypeDir},
+		{name: "bin/", typ: tar.TypeDir},
+		{name: "bin/app", body: "v1"},
+		{name: "run", link: "bin/app", typ: tar.TypeSymlink},
+		{name: "bin/app.hard", link: "bin/app", typ: tar.TypeLink},
+	})
+	v2 := srvZip(t, []srvEntry{
+		{name: "bin/", typ: tar.TypeDir},
+		{name: "bin/app", body: "v2"},
+		{name: "run", link: "bin/app", typ: tar.TypeSymlink},
+	})
+	srv := newArtifactServer(t, map[string][]byte{"app-1.tar.gz": v1, "app-2.zip": v2})
+	root := t.TempDir()
+	tr := NewLocal(root)
+	d := &ArtifactDriver{TempDir: t.TempDir()}
+	dir := filepath.Join(root, "opt/app")
+	r1 := artifactRes("/opt/app", srv.URL+"/app-1.tar.gz", srvSum(v1), 0)
+
+	before := srvObserve(t, tr, d, r1)
+	c := srvMustConverge(t, tr, d, r1, Create)
+	if !strings.Contains(c.Diff, "releases/"+srvSum(v1)[:12]) {
+		t.Errorf("diff %q does not name the release", c.Diff)
+	}
+	if got := readCurrent(t, dir, "run"); got != "v1" {
+		t.Fatalf("current/run = %q, want v1", got)
+	}
+	if got := readCurrent(t, dir, "bin/app.hard"); got != "v1" {
+		t.Fatalf("current/bin/app.hard = %q, want v1", got)
+	}
+	srvMustConverge(t, tr, d, r1, NoChange)
+
+	// The zip comes from a file:// URL this time.
+	zipPath := filepath.Join(t.TempDir(), "app-2.zip")
+	if err := os.WriteFile(zipPath, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2 := artifactRes("/opt/app", "file://"+zipPath, srvSum(v2), 0)
+	snap1 := srvObserve(t, tr, d, r2)
+	srvMustConverge(t, tr, d, r2, Update)
+	if got := readCurrent(t, dir, "run"); got != "v2" {
+		t.Fatalf("current/run = %q, want v2", got)
+	}
+
+	// Drift: someone points current back at v1. The next pass sees it and
+	// switches to v2 again without fetching anything.
+	if err := os.Remove(filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("releases/"+srvSum(v1)[:12], filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	hits := srv.hits.Load()
+	srvMustConverge(t, tr, d, r1, NoChange)
+	srvMustConverge(t, tr, d, r2, Update)
+	if srv.hits.Load() != hits {
+		t.Errorf("switching to a release on the host downloaded it again")
+	}
+
+	// Drift: the release folder itself vanishes; the next pass fetches it again.
+	if err := os.RemoveAll(filepath.Join(dir, "releases", srvSum(v2)[:12])); err != nil {
+		t.Fatal(err)
+	}
+	srvMustConverge(t, tr, d, r2, Update)
+	if got := readCurrent(t, dir, "run"); got != "v2" {
+		t.Fatalf("after healing current/run = %q, want v2", got)
+	}
+
+	ctx := context.Background()
+	if err := d.Restore(ctx, tr, r2, snap1); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if got := srvObserve(t, tr, d, r2); !reflect.DeepEqual(got, snap1) {
+		t.Fatalf("after restore state = %+v, want %+v", got, snap1)
+	}
+	if got := readCurrent(t, dir, "run"); got != "v1" {
+		t.Fatalf("after restore current/run = %q, want v1", got)
+	}
+	if err := d.Restore(ctx, tr, r1, before); err != nil {
+		t.Fatalf("restore to nothing: %v", err)
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("restore to nothing left %s behind (%v)", dir, err)
+	}
+}
+
+// TestArtifactKeep deploys five versions with keep 2: two releases stay.
+func TestArtifactKeep(t *testing.T) {
+	files := map[string][]byte{}
+	var sums []string
+	for i := 0; i < 5; i++ {
+		b := srvTarGz(t, []srvEntry{{name: "v", body: strings.Repeat("x", i+1)}})
+		files["a"+string(rune('0'+i))+".tar.gz"] = b
+		sums = append(sums, srvSum(b))
+	}
+	srv := newArtifactServer(t, files)
+	root := t.TempDir()
+	tr := NewLocal(root)
+	d := &ArtifactDriver{TempDir: t.TempDir()}
+	for i := range sums {
+		r := artifactRes("/srv/a", srv.URL+"/a"+string(rune('0'+i))+".tar.gz", sums[i], 2)
+		srvMustConverge(t, tr, d, r, map[bool]Action{true: Create, false: Update}[i == 0])
+	}
+	want := []string{sums[3][:12], sums[4][:12]}
+	sort.Strings(want)
+	if got := releasesOf(t, filepath.Join(root, "srv/a")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("releases = %v, want %v", got, want)
+	}
+}
+
+// TestArtifactRefused feeds hostile and broken artifacts: each is refused
+// with a clear error and nothing at all appears on the host.
+func TestArtifactRefused(t *testing.T) {
+	good := srvTarGz(t, []srvEntry{{name: "ok", body: "fine"}})
+	cases := []struct {
+		name    string
+		archive []byte
+		file    string
+		sum     string // "" means the archive's own
+		max     int64
+		want    string
+	}{
+		{name: "absolute path", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "ok", body: "x"}, {name: "/etc/evil", body: "x"}}), want: "absolute path"},
+		{name: "dotdot", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "a/../../evil", body: "x"}}), want: ".. component"},
+		{name: "escaping symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/l", link: "../../etc", typ: tar.TypeSymlink}}), want: "outside the destination"},
+		{name: "absolute symlink", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "l", link: "/etc/passwd", typ: tar.TypeSymlink}}), want: "outside the destination"},
+		{name: "write through symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "l", link: ".", typ: tar.TypeSymlink}, {name: "l/x", body: "x"}}), want: "not a directory"},
+		{name: "escaping hard link", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "h", link: "../etc/shadow", typ: tar.TypeLink}}), want: "hard link"},
+		{name: "zip dotdot", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "../evil", body: "x"}}), want: ".. component"},
+		{name: "device", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "dev", typ: tar.TypeChar}}), want: "unsupported type"},
+		{name: "duplicate", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "f", body: "1"}, {name: "f", body: "2"}}), want: "appears twice"},
+		{name: "wrong sha256", file: "a.tar.gz", archive: good, sum: srvSum([]byte("other")), want: "sha256 mismatch"},
+		{name: "too large", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "big", body: strings.Repeat("z", 4096)}}), max: 1024, want: "exceeds"},
+		{name: "not an archive", file: "a.tar.gz", archive: []byte("hello"), want: "gzip"},
+		{name: "missing", file: "nope.tar.gz", archive: good, want: "404"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newArtifactServer(t, map[string][]byte{"a.tar.gz": tc.archive, "a.zip": tc.archive})
+			root := t.TempDir()
+			tr := NewLocal(root)
+			d := &ArtifactDriver{TempDir: t.TempDir(), MaxBytes: tc.max}
+			sum := tc.sum
+			if sum == "" {
+				sum = srvSum(tc.archive)
+			}
+			r := artifactRes("/opt/x", srv.URL+"/"+tc.file, sum, 0)
+			_, err := srvConverge(t, tr, d, r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one saying %q", err, tc.want)
+			}
+			if ents, _ := os.ReadDir(root); len(ents) != 0 {
+				t.Fatalf("a refused artifact left %v on the host", ents)
+			}
+			if ents, _ := os.ReadDir(d.TempDir); len(ents) != 0 {
+				t.Fatalf("a refused artifact left %v in the download folder", ents)
+			}
+		})
+	}
+}
+
+// TestArtifactBadSpec refuses a malformed declaration before any download.
+func TestArtifactBadSpec(t *testing.T) {
+	d := &ArtifactDriver{}
+	tr := NewLocal(t.TempDir())
+	for _, r := range []config.Resource{
+		artifactRes("/opt/x", "http://127.0.0.1:1/a.tar.gz", "abc", 0),
+		artifactRes("relative", "http://127.0.0.1:1/a.tar.gz", strings.Repeat("a", 64), 0),
+		artifactRes("/opt/x", "ftp://127.0.0.1/a.tar.gz", strings.Repeat("a", 64), 0),
+	} {
+		if err := d.Apply(context.Background(), tr, r, State{}); err == nil {
+			t.Errorf("apply of %+v succeeded", r.Spec)
+		}
+	}
+}
