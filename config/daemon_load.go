@@ -1,0 +1,197 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The daemon's defaults, applied by LoadDaemon to what the file leaves out.
+const (
+	DefaultListen           = "127.0.0.1:8080"
+	DefaultStateDir         = "/var/lib/driftless"
+	DefaultDriftInterval    = 5 * time.Minute
+	DefaultGitInterval      = time.Minute
+	DefaultLocalInterval    = 30 * time.Second
+	DefaultSSHParallelism   = 20
+	DefaultSSHTimeout       = 30 * time.Second
+	DefaultConfirmTimeout   = 60 * time.Second
+	DefaultKeepaliveSeconds = 15
+	DefaultReplayWindow     = 24 * time.Hour
+	DefaultBranch           = "main"
+)
+
+// LoadDaemon reads driftless.yaml strictly, applies the defaults and
+// validates it. Errors are an ErrorList with positions in path.
+func LoadDaemon(path string) (*Daemon, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read daemon config: %w", err)
+	}
+	return ParseDaemon(path, data)
+}
+
+// ParseDaemon is LoadDaemon on bytes already read; file names them in errors.
+func ParseDaemon(file string, data []byte) (*Daemon, error) {
+	var e errs
+	root := parseYAML(file, data, &e)
+	if root == nil {
+		return nil, e.result()
+	}
+	d := newDecoder(file, &e)
+	cfg := &Daemon{}
+	var sourceNodes []*yaml.Node
+	keys := d.decodeStruct(root, reflect.ValueOf(cfg).Elem(), "the daemon configuration", map[string]handler{
+		"sources": func(k, v *yaml.Node) {
+			d.decodeValue(v, reflect.ValueOf(&cfg.Sources).Elem(), "sources")
+			if v = d.visit(v); v != nil && v.Kind == yaml.SequenceNode {
+				sourceNodes = v.Content
+			}
+		},
+	})
+	if root.Kind != yaml.MappingNode {
+		return nil, e.result()
+	}
+	at := func(key string) *yaml.Node {
+		if n, ok := keys[key]; ok && n != nil {
+			return n
+		}
+		return root
+	}
+	applyDaemonDefaults(cfg)
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		d.errorf(at("listen"), "listen: %q is not a host:port address", cfg.Listen)
+	}
+	if cfg.SSH.Parallelism < 0 {
+		d.errorf(at("ssh"), "ssh parallelism: must not be negative")
+	}
+	if cfg.SSH.KeepaliveSeconds < 0 {
+		d.errorf(at("ssh"), "ssh keepalive_seconds: must not be negative")
+	}
+	validateSources(d, cfg, sourceNodes, at("sources"))
+	validateFeedback(d, cfg, at("feedback"))
+	validateNotify(d, cfg, at("notify"))
+	if err := e.result(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// applyDaemonDefaults fills every setting the file left out.
+func applyDaemonDefaults(cfg *Daemon) {
+	setStr := func(s *string, def string) {
+		if *s == "" {
+			*s = def
+		}
+	}
+	setDur := func(v *Duration, def time.Duration) {
+		if *v == 0 {
+			*v = Duration(def)
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setStr(&cfg.Listen, DefaultListen)
+	setStr(&cfg.StateDir, DefaultStateDir)
+	setDur(&cfg.DriftInterval, DefaultDriftInterval)
+	setInt(&cfg.SSH.Parallelism, DefaultSSHParallelism)
+	setDur(&cfg.SSH.Timeout, DefaultSSHTimeout)
+	setDur(&cfg.SSH.ConfirmTimeout, DefaultConfirmTimeout)
+	setInt(&cfg.SSH.KeepaliveSeconds, DefaultKeepaliveSeconds)
+	setDur(&cfg.Webhooks.Replay, DefaultReplayWindow)
+	for i := range cfg.Sources {
+		if g := cfg.Sources[i].Git; g != nil {
+			setDur(&g.Interval, DefaultGitInterval)
+			if g.Tag == "" {
+				setStr(&g.Branch, DefaultBranch)
+			}
+		}
+		if lc := cfg.Sources[i].Local; lc != nil {
+			setDur(&lc.Interval, DefaultLocalInterval)
+		}
+	}
+}
+
+// validateSources checks each source: a name, unique; exactly one of git
+// or local; a git URL; branch and tag exclusive; a path inside the repository.
+func validateSources(d *decoder, cfg *Daemon, nodes []*yaml.Node, def *yaml.Node) {
+	seen := map[string]int{}
+	for i, s := range cfg.Sources {
+		at := def
+		if i < len(nodes) {
+			at = nodes[i]
+		}
+		switch first, dup := seen[s.Name]; {
+		case s.Name == "":
+			d.errorf(at, "a source needs a name")
+		case !nameRe.MatchString(s.Name):
+			d.errorf(at, "source name %q may hold only letters, digits, '.', '_' and '-'", s.Name)
+		case dup:
+			d.errorf(at, "source %q is already declared at line %d", s.Name, first)
+		default:
+			seen[s.Name] = at.Line
+		}
+		if (s.Git == nil) == (s.Local == nil) {
+			d.errorf(at, "source %s: a source needs exactly one of git or local", s.Name)
+			continue
+		}
+		if s.Local != nil && s.Local.Path == "" {
+			d.errorf(at, "source %s: local needs a path", s.Name)
+		}
+		if g := s.Git; g != nil {
+			if g.URL == "" {
+				d.errorf(at, "source %s: git needs a url", s.Name)
+			}
+			if g.Tag != "" && g.Branch != "" {
+				d.errorf(at, "source %s: git takes a branch or a tag, not both", s.Name)
+			}
+			if g.Path != "" {
+				clean := path.Clean(g.Path)
+				if path.IsAbs(g.Path) || clean == ".." || strings.HasPrefix(clean, "../") {
+					d.errorf(at, "source %s: path %q must be relative and stay inside the repository", s.Name, g.Path)
+				}
+			}
+			if !g.Token.IsZero() && !g.Password.IsZero() {
+				d.errorf(at, "source %s: git takes a token or a password, not both", s.Name)
+			}
+		}
+	}
+}
+
+// validateFeedback checks each Git host API has a repository and a token.
+func validateFeedback(d *decoder, cfg *Daemon, at *yaml.Node) {
+	for name, h := range map[string]*HostAPI{"github": cfg.Feedback.GitHub, "gitea": cfg.Feedback.Gitea, "gitlab": cfg.Feedback.GitLab} {
+		if h == nil {
+			continue
+		}
+		if h.Repository == "" {
+			d.errorf(at, "feedback %s: needs a repository", name)
+		}
+		if h.Token.IsZero() {
+			d.errorf(at, "feedback %s: needs a token", name)
+		}
+	}
+}
+
+// validateNotify checks each notice target is complete.
+func validateNotify(d *decoder, cfg *Daemon, at *yaml.Node) {
+	for kind, hooks := range map[string][]NotifyWebhook{"webhooks": cfg.Notify.Webhooks, "slack": cfg.Notify.Slack} {
+		for i, w := range hooks {
+			if (w.URL == "") == w.URLRef.IsZero() {
+				d.errorf(at, "notify %s[%d]: needs exactly one of url or url_secret", kind, i)
+			}
+		}
+	}
+	if m := cfg.Notify.Email; m != nil && (m.Server == "" || m.From == "" || len(m.To) == 0) {
+		d.errorf(at, "notify email: needs server, from and to")
+	}
+}

@@ -1,0 +1,249 @@
+package config
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+)
+
+// expand applies host defaults, expands each host's roles then its own
+// resources into Host.Resources, renders templates and checks for the host,
+// and checks what can only be checked per host: duplicate identities and
+// requires/notify references.
+func (l *loader) expand(decl *envDecl) {
+	env := decl.env
+	d := newDecoder(decl.file, &l.errs)
+	names := map[string]Position{}
+	for _, hd := range decl.hosts {
+		h := hd.host
+		env.Hosts = append(env.Hosts, h)
+		switch first, dup := names[h.Name]; {
+		case h.Name == "":
+			l.errs.add(h.Pos, "a host needs a name")
+		case !nameRe.MatchString(h.Name):
+			l.errs.add(l.keyPos(d, hd, "name", h.Pos), "name: %q is not a valid host name (letters, digits, '.', '_' and '-')", h.Name)
+		case dup:
+			l.errs.add(l.keyPos(d, hd, "name", h.Pos), "host %q is already declared at %s", h.Name, first)
+		default:
+			names[h.Name] = l.keyPos(d, hd, "name", h.Pos)
+		}
+		l.hostDefaults(d, hd)
+		data := newTemplateData(env, h)
+		seenRoles := map[string]bool{}
+		for i, name := range h.Roles {
+			pos := h.Pos
+			if i < len(hd.roleNodes) {
+				pos = d.pos(hd.roleNodes[i])
+			}
+			if seenRoles[name] {
+				l.errs.add(pos, "role %q is listed twice for host %s", name, h.Name)
+				continue
+			}
+			seenRoles[name] = true
+			role := decl.roles[name]
+			if role == nil {
+				role = l.roles[name]
+			}
+			if role == nil {
+				l.errs.add(pos, "unknown role %q (declare it in roles/ or under the environment's roles:)", name)
+				continue
+			}
+			for _, raw := range role.resources {
+				h.Resources = append(h.Resources, l.instantiate(raw, h, data))
+			}
+		}
+		for _, raw := range hd.resources {
+			h.Resources = append(h.Resources, l.instantiate(raw, h, data))
+		}
+		l.checkReferences(h, append(l.rolesResources(decl, h), hd.resources...))
+		for _, cd := range decl.checks {
+			h.Checks = append(h.Checks, l.renderCheck(cd, h, data))
+		}
+	}
+}
+
+// keyPos is the position of a host key's value, or def when absent.
+func (l *loader) keyPos(d *decoder, hd *hostDecl, key string, def Position) Position {
+	if n, ok := hd.keys[key]; ok && n != nil {
+		return d.pos(n)
+	}
+	return def
+}
+
+// hostDefaults fills and checks the transport settings of a host.
+func (l *loader) hostDefaults(d *decoder, hd *hostDecl) {
+	h := hd.host
+	if h.Transport == "" {
+		h.Transport = "ssh"
+		if h.Address == "" || h.Address == "local" {
+			h.Transport = "local"
+		}
+	}
+	switch h.Transport {
+	case "local":
+		if h.Root != "" && !filepath.IsAbs(h.Root) {
+			l.errs.add(l.keyPos(d, hd, "root", h.Pos), "root: %q must be absolute", h.Root)
+		}
+		if l.opts.LocalRoot != "" && h.Name != "" {
+			h.Root = filepath.Join(l.opts.LocalRoot, h.Name)
+		}
+	case "ssh":
+		if h.Address == "" || h.Address == "local" {
+			l.errs.add(h.Pos, "host %s uses ssh and needs an address", h.Name)
+		}
+		if h.Root != "" {
+			l.errs.add(l.keyPos(d, hd, "root", h.Pos), "root: only the local transport takes a root")
+		}
+		if h.Port == 0 {
+			h.Port = 22
+		}
+	default:
+		l.errs.add(l.keyPos(d, hd, "transport", h.Pos), "transport: %q is not one of local, ssh", h.Transport)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		l.errs.add(l.keyPos(d, hd, "port", h.Pos), "port: %d is not a TCP port", h.Port)
+	}
+}
+
+// rolesResources returns the declared resources the host's roles bring,
+// in order, for reference checks.
+func (l *loader) rolesResources(decl *envDecl, h *Host) []*rawResource {
+	var out []*rawResource
+	seen := map[string]bool{}
+	for _, name := range h.Roles {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		role := decl.roles[name]
+		if role == nil {
+			role = l.roles[name]
+		}
+		if role != nil {
+			out = append(out, role.resources...)
+		}
+	}
+	return out
+}
+
+// instantiate makes the host's copy of a declared resource. The spec is
+// copied so that per-host rendering (and any later change by a driver)
+// never leaks into another host.
+func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resource {
+	r := raw.res
+	spec := reflect.New(reflect.TypeOf(r.Spec).Elem())
+	spec.Elem().Set(reflect.ValueOf(r.Spec).Elem())
+	r.Spec = spec.Interface()
+	r.Requires = append([]string(nil), raw.res.Requires...)
+	r.Notify = append([]string(nil), raw.res.Notify...)
+	if raw.tmpl != nil {
+		out, err := render(raw.tmpl, data)
+		if err != nil {
+			pos, msg := templateErrPos(raw.tmplFile, err)
+			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, msg)
+		}
+		r.Spec.(*FileSpec).Content = out
+	}
+	return r
+}
+
+// checkReferences finds duplicate identities on a host, and requires or
+// notify entries naming a resource the host does not have.
+func (l *loader) checkReferences(h *Host, raws []*rawResource) {
+	ids := map[string]Position{}
+	for _, raw := range raws {
+		id := raw.res.ID()
+		if first, dup := ids[id]; dup {
+			l.errs.add(raw.res.Pos, "duplicate resource %s on host %s (first declared at %s)", id, h.Name, first)
+			continue
+		}
+		ids[id] = raw.res.Pos
+	}
+	for _, raw := range raws {
+		check := func(what string, refs []string, pos []Position) {
+			for i, ref := range refs {
+				kind, name, ok := strings.Cut(ref, ":")
+				switch {
+				case !ok || name == "" || KindSpecs()[kind] == nil:
+					l.errs.add(pos[i], "%s: %q is not a resource identity such as service:app or file:/etc/app.conf", what, ref)
+				case ref == raw.res.ID():
+					l.errs.add(pos[i], "%s: %s refers to itself", what, ref)
+				default:
+					if _, found := ids[ref]; !found {
+						l.errs.add(pos[i], "%s: %s is not declared on host %s", what, ref, h.Name)
+					}
+				}
+			}
+		}
+		check("requires", raw.res.Requires, raw.requiresPos)
+		check("notify", raw.res.Notify, raw.notifyPos)
+	}
+	l.checkCycles(h, raws)
+}
+
+// checkCycles reports a requires cycle: no order could apply it.
+func (l *loader) checkCycles(h *Host, raws []*rawResource) {
+	byID := map[string]*rawResource{}
+	for _, raw := range raws {
+		if _, dup := byID[raw.res.ID()]; !dup {
+			byID[raw.res.ID()] = raw
+		}
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(id string) bool
+	visit = func(id string) bool {
+		switch state[id] {
+		case visiting:
+			start := 0
+			for i, s := range stack {
+				if s == id {
+					start = i
+				}
+			}
+			cycle := append(append([]string(nil), stack[start:]...), id)
+			l.errs.add(byID[id].res.Pos, "requires cycle on host %s: %s", h.Name, strings.Join(cycle, " -> "))
+			return true
+		case done:
+			return false
+		}
+		state[id] = visiting
+		stack = append(stack, id)
+		for _, req := range byID[id].res.Requires {
+			if byID[req] != nil && req != id && visit(req) {
+				return true
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[id] = done
+		return false
+	}
+	for _, raw := range raws {
+		if state[raw.res.ID()] == unvisited {
+			if visit(raw.res.ID()) {
+				return
+			}
+		}
+	}
+}
+
+// renderCheck makes the host's copy of a verify step.
+func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
+	c := cd.check
+	c.Host = h.Name
+	for _, t := range cd.templates {
+		out, err := render(t.tmpl, data)
+		if err != nil {
+			_, msg := templateErrPos(t.field, err)
+			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, msg)
+			continue
+		}
+		t.set(&c, out)
+	}
+	return c
+}

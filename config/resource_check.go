@@ -1,0 +1,327 @@
+package config
+
+import (
+	"net/netip"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	modeRe    = regexp.MustCompile(`^[0-7]{3,4}$`)
+	sha256Re  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	envKeyRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sysctlRe  = regexp.MustCompile(`^[a-z0-9_][a-z0-9_.\-/]*$`)
+	accountRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
+	unitRe    = regexp.MustCompile(`^[A-Za-z0-9:_.@\-]+$`)
+	pkgRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+.:_\-]*$`)
+	ruleRe    = regexp.MustCompile(`^(tcp|udp)/([0-9]+)(?:-([0-9]+))?$|^(icmp|icmpv6)$`)
+	fwNameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// states lists the allowed values of each kind's state field.
+var states = map[string][]string{
+	"file":      {Present, Absent},
+	"directory": {Present, Absent},
+	"symlink":   {Present, Absent},
+	"package":   {Present, Absent, "latest"},
+	"service":   {"running", "stopped"},
+	"user":      {Present, Absent},
+	"group":     {Present, Absent},
+	"address":   {Present, Absent},
+	"route":     {Present, Absent},
+}
+
+// at returns the position of a key's value, or of the resource itself.
+func (d *decoder) at(r *rawResource, key string) *yaml.Node {
+	if n, ok := r.keys[key]; ok {
+		return n
+	}
+	return &yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}
+}
+
+// checkResource validates what can be checked without knowing the host:
+// the name, paths, modes, states and each kind's required fields. It also
+// reads source files and parses templates, once for every host.
+func (l *loader) checkResource(d *decoder, r *rawResource) {
+	res := &r.res
+	namePos := &yaml.Node{Line: res.Pos.Line, Column: res.Pos.Column}
+	if res.Drift != DriftInherit && !validDrift(res.Drift) {
+		d.errorf(d.at(r, "drift"), "drift: %q is not one of enforce, warn, ignore", res.Drift)
+	}
+	oneOf := func(key, val string, allowed ...string) {
+		if val != "" && !contains(allowed, val) {
+			d.errorf(d.at(r, key), "%s: %q is not one of %s", key, val, strings.Join(allowed, ", "))
+		}
+	}
+	mode := func(val string) {
+		if val != "" && !modeRe.MatchString(val) {
+			d.errorf(d.at(r, "mode"), "mode: %q is not an octal mode such as \"0644\" (write it quoted)", val)
+		}
+	}
+	absPath := func(pos *yaml.Node, what, p string) {
+		if msg := pathProblem(p); msg != "" {
+			d.errorf(pos, "%s %q %s", what, p, msg)
+		}
+	}
+	required := func(key, val string) {
+		if val == "" {
+			d.errorf(namePos, "a %s resource needs %s", res.Kind, key)
+		}
+	}
+	switch s := res.Spec.(type) {
+	case *FileSpec:
+		absPath(namePos, "file path", res.Name)
+		mode(s.Mode)
+		oneOf("state", s.State, states["file"]...)
+		l.checkFileContent(d, r, s)
+	case *DirectorySpec:
+		absPath(namePos, "directory path", res.Name)
+		mode(s.Mode)
+		oneOf("state", s.State, states["directory"]...)
+	case *SymlinkSpec:
+		absPath(namePos, "symlink path", res.Name)
+		oneOf("state", s.State, states["symlink"]...)
+		if s.State != Absent {
+			required("target", s.Target)
+		}
+	case *EnvSpec:
+		absPath(namePos, "env file path", res.Name)
+		mode(s.Mode)
+		for k := range s.Vars {
+			if !envKeyRe.MatchString(k) {
+				d.errorf(d.at(r, "vars"), "vars: %q is not a valid variable name", k)
+			}
+		}
+	case *CommandSpec:
+		required("run", s.Run)
+		if s.Creates != "" {
+			absPath(d.at(r, "creates"), "creates path", s.Creates)
+		}
+		if s.Dir != "" {
+			absPath(d.at(r, "dir"), "dir path", s.Dir)
+		}
+	case *PackageSpec:
+		if !pkgRe.MatchString(res.Name) {
+			d.errorf(namePos, "package: %q is not a valid package name", res.Name)
+		}
+		oneOf("state", s.State, states["package"]...)
+	case *ServiceSpec:
+		if !unitRe.MatchString(res.Name) {
+			d.errorf(namePos, "service: %q is not a valid unit name", res.Name)
+		}
+		oneOf("state", s.State, states["service"]...)
+		oneOf("on_notify", s.OnNotify, "restart", "reload")
+		l.checkUnit(d, r, s)
+	case *ArtifactSpec:
+		absPath(namePos, "artifact path", res.Name)
+		required("url", s.URL)
+		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			d.errorf(d.at(r, "url"), "url: %q is not an http or https URL", redactURL(s.URL))
+		}
+		required("sha256", s.SHA256)
+		if s.SHA256 != "" && !sha256Re.MatchString(s.SHA256) {
+			d.errorf(d.at(r, "sha256"), "sha256: expected 64 lowercase hexadecimal digits")
+		}
+		oneOf("format", s.Format, "tar", "tar.gz", "tgz", "zip")
+		if s.Keep < 0 {
+			d.errorf(d.at(r, "keep"), "keep: must not be negative")
+		}
+	case *SysctlSpec:
+		if !sysctlRe.MatchString(res.Name) {
+			d.errorf(namePos, "sysctl: %q is not a valid kernel parameter name", res.Name)
+		}
+		required("value", s.Value)
+	case *UserSpec:
+		if !accountRe.MatchString(res.Name) {
+			d.errorf(namePos, "user: %q is not a valid user name", res.Name)
+		}
+		if s.UID < 0 {
+			d.errorf(d.at(r, "uid"), "uid: must not be negative")
+		}
+		if s.Home != "" {
+			absPath(d.at(r, "home"), "home path", s.Home)
+		}
+		oneOf("state", s.State, states["user"]...)
+	case *GroupSpec:
+		if !accountRe.MatchString(res.Name) {
+			d.errorf(namePos, "group: %q is not a valid group name", res.Name)
+		}
+		if s.GID < 0 {
+			d.errorf(d.at(r, "gid"), "gid: must not be negative")
+		}
+		oneOf("state", s.State, states["group"]...)
+	case *AddressSpec:
+		if _, err := netip.ParsePrefix(res.Name); err != nil {
+			d.errorf(namePos, "address: %q is not an address in CIDR form such as 10.0.0.5/24", res.Name)
+		}
+		required("interface", s.Interface)
+		oneOf("state", s.State, states["address"]...)
+	case *RouteSpec:
+		l.checkRoute(d, r, s)
+	case *FirewallSpec:
+		l.checkFirewall(d, r, s)
+	}
+}
+
+// pathProblem says what is wrong with a path a resource manages, or "".
+func pathProblem(p string) string {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return "must be absolute"
+	case p == "/":
+		return "is the root folder, which driftless never manages"
+	case path.Clean(p) != p:
+		return "must be clean (no \"..\", \".\", \"//\" or trailing \"/\"), as in " + `"` + path.Clean(p) + `"`
+	}
+	return ""
+}
+
+func validDrift(m DriftMode) bool {
+	return m == DriftEnforce || m == DriftWarn || m == DriftIgnore
+}
+
+// checkFileContent enforces one source of content and loads it: a source
+// file is read, a template is parsed (it is rendered per host later).
+func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
+	given := 0
+	for _, k := range []string{"content", "source", "template"} {
+		if _, ok := r.keys[k]; ok {
+			given++
+		}
+	}
+	switch {
+	case given > 1:
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a file takes only one of content, source or template")
+		return
+	case given == 0 && s.State != Absent:
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a file needs one of content, source or template (or state: absent)")
+		return
+	}
+	if s.Source != "" {
+		if data, ok := l.readRepoFile(d, d.at(r, "source"), "source", s.Source); ok {
+			s.Content = string(data)
+		}
+	}
+	if s.Template != "" {
+		data, ok := l.readRepoFile(d, d.at(r, "template"), "template", s.Template)
+		if !ok {
+			return
+		}
+		name := path.Clean(s.Template)
+		t, err := template.New(name).Option("missingkey=error").Parse(string(data))
+		if err != nil {
+			pos, msg := templateErrPos(name, err)
+			l.errs.add(pos, "template: %s", msg)
+			return
+		}
+		r.tmpl, r.tmplFile = t, name
+	}
+}
+
+// checkUnit loads a service's unit file from unit_source.
+func (l *loader) checkUnit(d *decoder, r *rawResource, s *ServiceSpec) {
+	if s.Unit != "" && s.UnitSource != "" {
+		d.errorf(d.at(r, "unit_source"), "a service takes only one of unit or unit_source")
+		return
+	}
+	if s.UnitSource != "" {
+		if data, ok := l.readRepoFile(d, d.at(r, "unit_source"), "unit_source", s.UnitSource); ok {
+			s.Unit = string(data)
+		}
+	}
+}
+
+func (l *loader) checkRoute(d *decoder, r *rawResource, s *RouteSpec) {
+	if s.To == "" {
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a route needs to (a destination in CIDR form, or default)")
+	} else if _, err := netip.ParsePrefix(s.To); err != nil && s.To != "default" {
+		d.errorf(d.at(r, "to"), "to: %q is not a destination in CIDR form such as 10.1.0.0/16, or default", s.To)
+	}
+	if s.Via == "" && s.Dev == "" && s.State != Absent {
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a route needs via or dev")
+	}
+	if _, err := netip.ParseAddr(s.Via); s.Via != "" && err != nil {
+		d.errorf(d.at(r, "via"), "via: %q is not an IP address", s.Via)
+	}
+	if s.State != "" && !contains(states["route"], s.State) {
+		d.errorf(d.at(r, "state"), "state: %q is not one of %s", s.State, strings.Join(states["route"], ", "))
+	}
+}
+
+func (l *loader) checkFirewall(d *decoder, r *rawResource, s *FirewallSpec) {
+	if s.Name != "" && !fwNameRe.MatchString(s.Name) {
+		d.errorf(d.at(r, "name"), "name: %q may hold only letters, digits, - and _", s.Name)
+	}
+	if len(s.Allow) == 0 && len(s.Deny) == 0 && s.Policy == "" {
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a firewall needs allow, deny or policy")
+	}
+	for _, key := range []string{"allow", "deny"} {
+		rules := s.Allow
+		if key == "deny" {
+			rules = s.Deny
+		}
+		for _, rule := range rules {
+			if msg := ruleProblem(rule); msg != "" {
+				d.errorf(d.at(r, key), "%s: %q %s", key, rule, msg)
+			}
+		}
+	}
+	if s.From != "" {
+		_, errP := netip.ParsePrefix(s.From)
+		_, errA := netip.ParseAddr(s.From)
+		if errP != nil && errA != nil {
+			d.errorf(d.at(r, "from"), "from: %q is not an address or a CIDR prefix", s.From)
+		}
+	}
+	if s.Policy != "" && s.Policy != "accept" && s.Policy != "drop" {
+		d.errorf(d.at(r, "policy"), "policy: %q is not one of accept, drop", s.Policy)
+	}
+}
+
+// ruleProblem checks a firewall rule: tcp/PORT, udp/PORT, tcp/LOW-HIGH, icmp, icmpv6.
+func ruleProblem(rule string) string {
+	m := ruleRe.FindStringSubmatch(rule)
+	if m == nil {
+		return "is not a rule such as tcp/8080, udp/53, tcp/8000-8100 or icmp"
+	}
+	if m[4] != "" {
+		return ""
+	}
+	lo, hi := atoiPort(m[2]), atoiPort(m[2])
+	if m[3] != "" {
+		hi = atoiPort(m[3])
+	}
+	if lo < 1 || hi < 1 || lo > hi {
+		return "has a port outside 1-65535 or a reversed range"
+	}
+	return ""
+}
+
+func atoiPort(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+		if n > 65535 {
+			return -1
+		}
+	}
+	return n
+}
+
+// redactURL removes credentials from a URL before it reaches an error.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return raw
+	}
+	u.User = url.User("redacted")
+	return u.String()
+}
