@@ -1,0 +1,143 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// CommandDriver runs a command when its guards say it is needed: not when
+// the Creates path exists, not when the Unless command exits 0. A command
+// without any guard is needed on every pass, like an exec without guards in
+// other tools; declare a guard to make it converge.
+//
+// The command, its Unless guard and its Undo run with DRIFTLESS_ROOT set to
+// the transport's root and in Dir (under the root) when given; Creates is a
+// path under the root.
+//
+// Restore runs Undo when it is set and the command had been needed (so
+// Apply ran it); without Undo, Restore does nothing, because what an
+// arbitrary command did cannot be known, let alone reversed.
+type CommandDriver struct{}
+
+var _ Driver = (*CommandDriver)(nil)
+
+// Kind returns "command".
+func (*CommandDriver) Kind() string { return "command" }
+
+// Probe evaluates the guards and prints "creates=yes|no" and
+// "unless=<exit status>" lines for those that are declared.
+func (*CommandDriver) Probe(r config.Resource, root string) string {
+	spec, err := specOf[config.CommandSpec](r)
+	if err != nil {
+		return probeError(err)
+	}
+	var b strings.Builder
+	if spec.Creates != "" {
+		p, err := hostPath(root, spec.Creates)
+		if err != nil {
+			return probeError(fmt.Errorf("creates: %w", err))
+		}
+		q := shq(p)
+		b.WriteString("if [ -e " + q + " ] || [ -L " + q + " ]; then echo creates=yes; else echo creates=no; fi\n")
+	}
+	if spec.Unless != "" {
+		prefix, err := commandPrefix(root, spec.Dir)
+		if err != nil {
+			return probeError(err)
+		}
+		b.WriteString("( " + prefix + "sh -c " + shq(spec.Unless) + " ) >/dev/null 2>&1; echo unless=$?\n")
+	}
+	b.WriteString(":")
+	return b.String()
+}
+
+// commandPrefix is the part of a script that sets DRIFTLESS_ROOT and
+// enters Dir before a declared command runs.
+func commandPrefix(root, dir string) (string, error) {
+	s := "DRIFTLESS_ROOT=" + shq(root) + "; export DRIFTLESS_ROOT; "
+	if dir == "" {
+		return s, nil
+	}
+	p, err := hostPath(root, dir)
+	if err != nil {
+		return "", fmt.Errorf("dir: %w", err)
+	}
+	return s + "cd -- " + shq(p) + " && ", nil
+}
+
+// Parse reads the output of Probe. The state is Present when a guard says
+// the command's effect is already there.
+func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	st := State{Fields: map[string]string{}}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || (k != "creates" && k != "unless") {
+			return State{}, fmt.Errorf("unexpected command probe output %q", line)
+		}
+		st.Fields[k] = v
+	}
+	st.Present = st.Fields["creates"] == "yes" || st.Fields["unless"] == "0"
+	return st, nil
+}
+
+// Diff says Create when the command must run, with the reason.
+func (*CommandDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
+	spec, err := specOf[config.CommandSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, err.Error()
+		return c
+	}
+	if observed.Present {
+		return c
+	}
+	var why []string
+	if spec.Creates != "" {
+		why = append(why, spec.Creates+" does not exist")
+	}
+	if spec.Unless != "" {
+		why = append(why, "unless exited "+observed.Fields["unless"])
+	}
+	if len(why) == 0 {
+		why = append(why, "no guard")
+	}
+	c.Action = Create
+	c.Diff = "run: " + spec.Run + "\nbecause: " + strings.Join(why, ", ")
+	return c
+}
+
+// Apply runs the command; a non-zero exit is an error carrying its stderr.
+func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
+	spec, err := specOf[config.CommandSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	return runDeclared(ctx, t, r, spec.Dir, spec.Run, "run")
+}
+
+// Restore runs Undo when it is set and the snapshot shows the command was
+// needed; otherwise it does nothing.
+func (*CommandDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	spec, err := specOf[config.CommandSpec](r)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if spec.Undo == "" || snapshot.Present {
+		return nil
+	}
+	return runDeclared(ctx, t, r, spec.Dir, spec.Undo, "undo")
+}
+
+func runDeclared(ctx context.Context, t Transport, r config.Resource, dir, script, what string) error {
+	prefix, err := commandPrefix(t.Root(), dir)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
+	}
+	return runScript(ctx, t, what+" "+r.ID(), prefix+"sh -c "+shq(script)+" </dev/null")
+}

@@ -1,0 +1,141 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// DirectoryDriver manages directories: existence (mkdir -p), mode, owner
+// and group. With state absent it removes only an empty directory: a
+// directory's contents are other resources' business or the host's data,
+// and deleting them is never a side effect of a declaration.
+type DirectoryDriver struct{}
+
+var _ Driver = (*DirectoryDriver)(nil)
+
+// Kind returns "directory".
+func (*DirectoryDriver) Kind() string { return "directory" }
+
+// Probe prints the directory's stat line, or nothing when nothing is there.
+func (*DirectoryDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.DirectorySpec](r); err != nil {
+		return probeError(err)
+	}
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	return statProbe(shq(p))
+}
+
+// Parse reads the output of Probe.
+func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	line := strings.TrimSpace(string(out))
+	if line == "" {
+		return State{}, nil
+	}
+	fields, err := parseStat(line)
+	if err != nil {
+		return State{}, err
+	}
+	return State{Present: true, Fields: fields}, nil
+}
+
+// Diff compares existence, type, mode, owner and group.
+func (*DirectoryDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
+	spec, err := specOf[config.DirectorySpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, err.Error()
+		return c
+	}
+	if spec.State == config.Absent {
+		if observed.Present {
+			c.Action, c.Diff = Delete, "directory: present -> absent"
+		}
+		return c
+	}
+	if !observed.Present {
+		c.Action, c.Diff = Create, "directory: absent -> present"
+		if spec.Mode != "" {
+			c.Diff += "\nmode: " + normMode(spec.Mode)
+		}
+		return c
+	}
+	var lines []string
+	if t := observed.Fields["type"]; t != "directory" {
+		lines = append(lines, "type: "+t+" -> directory")
+	}
+	if spec.Mode != "" && normMode(spec.Mode) != observed.Fields["mode"] {
+		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+normMode(spec.Mode))
+	}
+	lines = append(lines, ownerDiffs(spec.Owner, spec.Group, observed.Fields)...)
+	c.Action, c.Diff = action(true, lines), strings.Join(lines, "\n")
+	return c
+}
+
+// Apply creates the directory (with its parents) and sets the declared
+// mode and owner, or removes it when it is declared absent and empty.
+func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	spec, err := specOf[config.DirectorySpec](r)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return removeDir(ctx, t, r)
+	}
+	if observed.Present && observed.Fields["type"] != "directory" {
+		return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a directory", r.ID(), observed.Fields["type"])
+	}
+	return makeDir(ctx, t, r, spec.Mode, chownArg(spec.Owner, spec.Group))
+}
+
+// Restore puts back the snapshot's mode and owner, or removes the
+// directory when it did not exist before (only if it is empty again).
+func (*DirectoryDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if !snapshot.Present {
+		return removeDir(ctx, t, r)
+	}
+	if snapshot.Fields["type"] != "directory" {
+		return nil // Apply refuses to replace a non-directory, so nothing changed.
+	}
+	f := snapshot.Fields
+	return makeDir(ctx, t, r, f["mode"], f["uid"]+":"+f["gid"])
+}
+
+func makeDir(ctx context.Context, t Transport, r config.Resource, mode, owner string) error {
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	q := shq(p)
+	script := "mkdir -p -- " + q
+	if mode != "" {
+		if _, err := parseMode(mode); err != nil {
+			return fmt.Errorf("apply %s: %w", r.ID(), err)
+		}
+		script += " && chmod " + normMode(mode) + " -- " + q
+	}
+	if owner != "" {
+		script += " && chown -- " + shq(owner) + " " + q
+	}
+	return runScript(ctx, t, "apply "+r.ID(), script)
+}
+
+// removeDir removes an empty directory, does nothing when none is there,
+// and explains why it refuses a directory that is not empty.
+func removeDir(ctx context.Context, t Transport, r config.Resource) error {
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	q := shq(p)
+	script := "if [ -L " + q + " ] || [ ! -e " + q + " ]; then exit 0; fi\n" +
+		"if [ ! -d " + q + " ]; then echo 'it is not a directory' >&2; exit 1; fi\n" +
+		"if [ -n \"$(ls -A -- " + q + ")\" ]; then echo 'it is not empty: driftless removes only empty directories, so that no data goes with it' >&2; exit 1; fi\n" +
+		"rmdir -- " + q
+	return runScript(ctx, t, "remove "+r.ID(), script)
+}

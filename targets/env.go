@@ -1,0 +1,215 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// EnvDriver manages a KEY=VALUE file such as /etc/environment or a systemd
+// EnvironmentFile. It sets the declared keys and keeps every other line
+// (undeclared keys, comments, blank lines) where it was, unless the spec is
+// Exclusive, in which case undeclared keys are removed. The file is written
+// atomically with the transport's WriteFile.
+//
+// Its diff names the keys that change but never their values: environment
+// files often hold secrets, and diffs end up in logs and pull request
+// comments.
+type EnvDriver struct{}
+
+var _ Driver = (*EnvDriver)(nil)
+
+// Kind returns "env".
+func (*EnvDriver) Kind() string { return "env" }
+
+// Probe prints the file's stat line and its content in base64.
+func (*EnvDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.EnvSpec](r); err != nil {
+		return probeError(err)
+	}
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	return fileProbe(shq(p))
+}
+
+// Parse reads the output of Probe.
+func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	return parseFileProbe(out)
+}
+
+// Diff lists the keys added ("+ KEY"), changed ("~ KEY") and removed
+// ("- KEY"), and a mode change.
+func (*EnvDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
+	spec, err := specOf[config.EnvSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, err.Error()
+		return c
+	}
+	var lines []string
+	if observed.Present && observed.Fields["type"] != "file" {
+		lines = append(lines, "type: "+observed.Fields["type"]+" -> file")
+	}
+	if m := wantMode(spec.Mode, observed, defaultFileMode); observed.Present && m != observed.Fields["mode"] {
+		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
+	}
+	_, keys := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
+	lines = append(lines, keys...)
+	c.Action = action(observed.Present, lines)
+	c.Diff = strings.Join(lines, "\n")
+	return c
+}
+
+// Apply writes the merged file.
+func (*EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	spec, err := specOf[config.EnvSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if observed.Present && observed.Fields["type"] != "file" {
+		return fmt.Errorf("apply %s: a %s is there, not a file", r.ID(), observed.Fields["type"])
+	}
+	for k, v := range spec.Vars {
+		if !validEnvKey(k) {
+			return fmt.Errorf("apply %s: %q is not a valid variable name", r.ID(), k)
+		}
+		if strings.ContainsAny(v, "\n\x00") {
+			return fmt.Errorf("apply %s: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", r.ID(), k)
+		}
+	}
+	content, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
+	return writeOwned(ctx, t, r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), "", "")
+}
+
+// Restore puts back the snapshot's bytes, mode and owner, or removes the
+// file when it did not exist before.
+func (*EnvDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	return restoreFile(ctx, t, r, snapshot)
+}
+
+// mergeEnv returns the content with vars set and, when exclusive, other
+// keys removed, and the list of changed keys in "+ KEY", "~ KEY", "- KEY"
+// form. Every line that is not an assignment of a declared key is kept
+// byte for byte, so a file that already holds the declared values is
+// returned unchanged. A key set twice gets the declared value in both
+// places, so no later line can override it.
+func mergeEnv(old string, vars map[string]string, exclusive bool) (string, []string) {
+	var b strings.Builder
+	set := make(map[string]bool, len(vars))
+	changed := map[string]byte{}
+	for _, line := range splitLines(old) {
+		key, val, ok := parseEnvLine(line)
+		if !ok {
+			b.WriteString(line)
+			continue
+		}
+		want, declared := vars[key]
+		switch {
+		case !declared && exclusive:
+			changed[key] = '-'
+		case !declared || want == val:
+			b.WriteString(line)
+		default:
+			changed[key] = '~'
+			b.WriteString(key + "=" + quoteEnv(want) + "\n")
+		}
+		if declared {
+			set[key] = true
+		}
+	}
+	for _, k := range sortedKeys(vars) {
+		if !set[k] {
+			if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
+				b.WriteString("\n")
+			}
+			changed[k] = '+'
+			b.WriteString(k + "=" + quoteEnv(vars[k]) + "\n")
+		}
+	}
+	var out []string
+	for _, k := range sortedKeys(changed) {
+		out = append(out, string(changed[k])+" "+k)
+	}
+	return b.String(), out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// parseEnvLine reads "KEY=VALUE", "export KEY=VALUE", with the value bare,
+// in double quotes (backslash escapes) or in single quotes (literal). It
+// reports false for comments, blank lines and anything else, which are
+// kept as they are.
+func parseEnvLine(line string) (key, val string, ok bool) {
+	s := strings.TrimSpace(line)
+	if s == "" || s[0] == '#' {
+		return "", "", false
+	}
+	s = strings.TrimPrefix(s, "export ")
+	key, raw, found := strings.Cut(s, "=")
+	key = strings.TrimSpace(key)
+	if !found || !validEnvKey(key) {
+		return "", "", false
+	}
+	return key, unquoteEnv(strings.TrimSpace(raw)), true
+}
+
+func validEnvKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range k {
+		letter := c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func unquoteEnv(raw string) string {
+	if len(raw) >= 2 && raw[0] == '\'' && raw[len(raw)-1] == '\'' {
+		return raw[1 : len(raw)-1]
+	}
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return raw
+	}
+	var b strings.Builder
+	in := raw[1 : len(raw)-1]
+	for i := 0; i < len(in); i++ {
+		if in[i] == '\\' && i+1 < len(in) {
+			i++
+		}
+		b.WriteByte(in[i])
+	}
+	return b.String()
+}
+
+// quoteEnv writes a value bare when it is made only of characters that
+// mean nothing to a shell, systemd or pam_env, and in double quotes with
+// backslash escapes otherwise.
+func quoteEnv(v string) string {
+	bare := v != ""
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_./:@%+,-=", c)) {
+			bare = false
+			break
+		}
+	}
+	if bare {
+		return v
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`")
+	return `"` + r.Replace(v) + `"`
+}

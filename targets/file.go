@@ -1,0 +1,188 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// FileDriver manages regular files: content, mode, owner and group, or
+// their absence. Content is written with the transport's atomic WriteFile,
+// so a failed apply never leaves a half-written file.
+type FileDriver struct{}
+
+var _ Driver = (*FileDriver)(nil)
+
+// defaultFileMode is the mode of a created file whose mode is not declared.
+const defaultFileMode = "0644"
+
+// Kind returns "file".
+func (*FileDriver) Kind() string { return "file" }
+
+// Probe prints the file's stat line, then, for a regular file, its content
+// in base64 on the next line. It prints nothing when nothing is there.
+func (*FileDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.FileSpec](r); err != nil {
+		return probeError(err)
+	}
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	return fileProbe(shq(p))
+}
+
+// fileProbe is the probe shared by the kinds kept in a regular file.
+func fileProbe(p string) string {
+	return statProbe(p) + "\nif [ -f " + p + " ] && [ ! -L " + p + " ]; then base64 -w0 -- " + p + "; fi"
+}
+
+// Parse reads the output of Probe.
+func (*FileDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	return parseFileProbe(out)
+}
+
+func parseFileProbe(out []byte) (State, error) {
+	if len(bytes.TrimSpace(out)) == 0 {
+		return State{}, nil
+	}
+	line, rest, _ := bytes.Cut(out, []byte("\n"))
+	fields, err := parseStat(string(line))
+	if err != nil {
+		return State{}, err
+	}
+	st := State{Present: true, Fields: fields}
+	if fields["type"] == "file" {
+		st.Content, err = base64.StdEncoding.DecodeString(string(bytes.TrimSpace(rest)))
+		if err != nil {
+			return State{}, fmt.Errorf("decode file content: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// Diff compares content (a unified diff), mode, owner and group.
+func (*FileDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
+	spec, err := specOf[config.FileSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, err.Error()
+		return c
+	}
+	if spec.State == config.Absent {
+		if observed.Present {
+			c.Action = Delete
+			c.Diff = UnifiedDiff("a"+r.Name, "/dev/null", observed.Content, nil)
+		}
+		return c
+	}
+	var lines []string
+	if observed.Present && observed.Fields["type"] != "file" {
+		lines = append(lines, "type: "+observed.Fields["type"]+" -> file")
+	}
+	if m := wantMode(spec.Mode, observed, defaultFileMode); observed.Present && m != observed.Fields["mode"] {
+		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
+	}
+	lines = append(lines, ownerDiffs(spec.Owner, spec.Group, observed.Fields)...)
+	oldName := "a" + r.Name
+	if !observed.Present {
+		oldName = "/dev/null"
+	}
+	body := UnifiedDiff(oldName, "b"+r.Name, observed.Content, []byte(spec.Content))
+	c.Action = action(observed.Present, lines)
+	if body != "" && c.Action == NoChange {
+		c.Action = Update
+	}
+	if c.Action == NoChange {
+		return c
+	}
+	c.Diff = joinDiff(lines, body)
+	return c
+}
+
+// wantMode is the mode a kept-in-a-file resource must have: the declared
+// one, else the observed one, else the default for a new file.
+func wantMode(declared string, observed State, def string) string {
+	switch {
+	case declared != "":
+		return normMode(declared)
+	case observed.Present && observed.Fields["mode"] != "":
+		return observed.Fields["mode"]
+	}
+	return def
+}
+
+// joinDiff puts "field: old -> new" lines before a unified diff.
+func joinDiff(lines []string, body string) string {
+	s := strings.Join(lines, "\n")
+	if s != "" {
+		s += "\n"
+	}
+	return s + body
+}
+
+// Apply writes the content atomically, then sets the declared owner and
+// group; with state absent it deletes the file.
+func (*FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	spec, err := specOf[config.FileSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return removeFile(ctx, t, r)
+	}
+	return writeOwned(ctx, t, r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), spec.Owner, spec.Group)
+}
+
+// Restore puts back the snapshot's content, mode, owner and group, or
+// removes the file when it did not exist before.
+func (*FileDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	return restoreFile(ctx, t, r, snapshot)
+}
+
+// restoreFile is the restore of every kind kept in a regular file.
+func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if !snapshot.Present {
+		return removeFile(ctx, t, r)
+	}
+	if snapshot.Fields["type"] != "file" {
+		return fmt.Errorf("restore %s: the snapshot is a %s, not a file; nothing of it was changed", r.ID(), snapshot.Fields["type"])
+	}
+	f := snapshot.Fields
+	return writeOwned(ctx, t, r, snapshot.Content, f["mode"], f["uid"], f["gid"])
+}
+
+// writeOwned writes data to r.Name atomically with mode, then chowns it
+// when owner or group is given.
+func writeOwned(ctx context.Context, t Transport, r config.Resource, data []byte, mode, owner, group string) error {
+	m, err := parseMode(mode)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := t.WriteFile(ctx, r.Name, data, m); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	arg := chownArg(owner, group)
+	if arg == "" {
+		return nil
+	}
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return runScript(ctx, t, "chown "+r.ID(), "chown -h -- "+shq(arg)+" "+shq(p))
+}
+
+// removeFile deletes r.Name when it is there; a directory there is an
+// error, not something a file resource removes.
+func removeFile(ctx context.Context, t Transport, r config.Resource) error {
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	return runScript(ctx, t, "remove "+r.ID(), "rm -f -- "+shq(p))
+}

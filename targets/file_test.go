@@ -1,0 +1,185 @@
+package targets
+
+import (
+	"context"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+)
+
+func TestFileConverges(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "app.conf")
+	r := fileRes("/app.conf", config.FileSpec{Content: "a\nb\nc\n", Mode: "0640"})
+
+	expectChange(t, l, r, Create, "--- /dev/null", "+++ b/app.conf", "+a\n")
+	converge(t, l, r)
+	assertFile(t, p, "a\nb\nc\n", 0o640)
+
+	// Edited behind its back: the content diff shows the edit.
+	writeTestFile(t, root, "/app.conf", "a\nB\nc\n", 0o640)
+	expectChange(t, l, r, Update, "--- a/app.conf", "+++ b/app.conf", "@@ -1,3 +1,3 @@", "-B\n+b\n")
+	converge(t, l, r)
+	assertFile(t, p, "a\nb\nc\n", 0o640)
+
+	// Chmodded behind its back.
+	if err := os.Chmod(p, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	c := expectChange(t, l, r, Update, "mode: 0777 -> 0640")
+	if strings.Contains(c.Diff, "@@") {
+		t.Fatalf("a mode change shows a content diff:\n%s", c.Diff)
+	}
+	converge(t, l, r)
+	assertFile(t, p, "a\nb\nc\n", 0o640)
+
+	// Removed behind its back.
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Create)
+	converge(t, l, r)
+	assertFile(t, p, "a\nb\nc\n", 0o640)
+}
+
+func TestFileUndeclaredModeKept(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	writeTestFile(t, root, "/f", "old", 0o600)
+	r := fileRes("/f", config.FileSpec{Content: "new"})
+	c := expectChange(t, l, r, Update, "-old", "+new")
+	if strings.Contains(c.Diff, "mode:") {
+		t.Fatalf("an undeclared mode shows up in the diff:\n%s", c.Diff)
+	}
+	converge(t, l, r)
+	assertFile(t, filepath.Join(root, "f"), "new", 0o600)
+
+	// A new file without a declared mode gets 0644.
+	r2 := fileRes("/g", config.FileSpec{Content: ""})
+	converge(t, l, r2)
+	assertFile(t, filepath.Join(root, "g"), "", 0o644)
+}
+
+func TestFileAbsent(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "old.conf")
+	writeTestFile(t, root, "/old.conf", "legacy\n", 0o600)
+	r := fileRes("/old.conf", config.FileSpec{State: config.Absent})
+	expectChange(t, l, r, Delete, "+++ /dev/null", "-legacy")
+	changes := converge(t, l, r)
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Fatalf("file still there: %v", err)
+	}
+	restore(t, l, []config.Resource{r}, changes)
+	assertFile(t, p, "legacy\n", 0o600)
+}
+
+func TestFileRestore(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	writeTestFile(t, root, "/existing", "before\n", 0o604)
+	rs := []config.Resource{
+		fileRes("/existing", config.FileSpec{Content: "after\n", Mode: "0600"}),
+		fileRes("/new", config.FileSpec{Content: "created\n"}),
+	}
+	changes := converge(t, l, rs...)
+	assertFile(t, filepath.Join(root, "existing"), "after\n", 0o600)
+	restore(t, l, rs, changes)
+	assertFile(t, filepath.Join(root, "existing"), "before\n", 0o604)
+	if _, err := os.Lstat(filepath.Join(root, "new")); !os.IsNotExist(err) {
+		t.Fatalf("a file that did not exist before is still there after restore: %v", err)
+	}
+}
+
+func TestFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody on this machine")
+	}
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "owned")
+	writeTestFile(t, root, "/owned", "x", 0o644)
+	r := fileRes("/owned", config.FileSpec{Content: "x", Owner: "nobody", Group: nobody.Gid})
+	expectChange(t, l, r, Update, "owner: root -> nobody")
+	changes := converge(t, l, r)
+	assertOwner(t, p, nobody.Uid, nobody.Gid)
+
+	// Chowned back behind its back.
+	if err := os.Chown(p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Update, "owner: root -> nobody")
+	converge(t, l, r)
+	assertOwner(t, p, nobody.Uid, nobody.Gid)
+
+	// A rewrite without a declared owner keeps the current owner.
+	r2 := fileRes("/owned", config.FileSpec{Content: "y"})
+	converge(t, l, r2)
+	assertOwner(t, p, nobody.Uid, nobody.Gid)
+
+	restore(t, l, []config.Resource{r}, changes)
+	assertOwner(t, p, "0", "0")
+}
+
+func TestFileApplyFailureLeavesNoTemp(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	// A directory where the file should be: the rename fails, and neither
+	// the directory nor the folder gets a stray temporary file.
+	if err := os.MkdirAll(filepath.Join(root, "conf", "inner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := fileRes("/conf", config.FileSpec{Content: "x"})
+	c := expectChange(t, l, r, Update, "type: directory -> file")
+	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil {
+		t.Fatal("writing a file over a directory succeeded")
+	}
+	assertNoTemp(t, root)
+	if fi, err := os.Stat(filepath.Join(root, "conf", "inner")); err != nil || !fi.IsDir() {
+		t.Fatalf("the directory was damaged: %v", err)
+	}
+}
+
+func assertFile(t *testing.T, p, content string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != content {
+		t.Fatalf("%s: content %q, want %q", p, b, content)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != mode {
+		t.Fatalf("%s: mode %v, want %v", p, fi.Mode().Perm(), mode)
+	}
+}
+
+func assertOwner(t *testing.T, p, uid, gid string) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if got := strings.Join([]string{itoa(st.Uid), itoa(st.Gid)}, ":"); got != uid+":"+gid {
+		t.Fatalf("%s: owner %s, want %s:%s", p, got, uid, gid)
+	}
+}
+
+func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }

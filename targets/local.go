@@ -1,0 +1,197 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Local is the transport to the machine driftless itself runs on. Every
+// managed absolute path is placed under its root folder, so that demos and
+// tests can work in a sandbox; an empty root means the real filesystem.
+type Local struct {
+	root string
+	// beforeRename, when set, runs after the temporary file of WriteFile
+	// is complete and synced and before it is renamed over the
+	// destination. Tests set it to inject a failure at the one moment
+	// where a careless writer would leave a torn file behind.
+	beforeRename func(tmp string) error
+}
+
+var (
+	_ Transport = (*Local)(nil)
+	_ Redialer  = (*Local)(nil)
+)
+
+// NewLocal returns the local transport placing every path under root
+// ("" for the real filesystem).
+func NewLocal(root string) *Local {
+	return &Local{root: root}
+}
+
+// Root returns the folder every managed path is placed under.
+func (l *Local) Root() string { return l.root }
+
+// Close does nothing: the local transport holds no connection.
+func (l *Local) Close() error { return nil }
+
+// Redial returns the transport itself: the local machine cannot become
+// unreachable through a network change.
+func (l *Local) Redial(context.Context) (Transport, error) { return l, nil }
+
+// waitDelay bounds how long Run waits for the output pipes once the shell
+// has exited or been killed, so a background child that keeps them open
+// cannot hang the daemon.
+const waitDelay = 5 * time.Second
+
+// Run runs script with `sh -c`, feeding it stdin, with DRIFTLESS_ROOT set to
+// the transport's root. The shell runs in its own process group, and the
+// whole group is killed when ctx ends, so that no child outlives it.
+func (l *Local) Run(ctx context.Context, script string, stdin []byte) (Result, error) {
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Env = append(os.Environ(), "DRIFTLESS_ROOT="+l.root)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = waitDelay
+	err := cmd.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("run local script: %w", ctx.Err())
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &exitErr):
+		res.Exit = exitErr.ExitCode()
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			// Report a killed shell the way a shell would: 128 + signal.
+			res.Exit = 128 + int(ws.Signal())
+		}
+		return res, nil
+	default:
+		return res, fmt.Errorf("run local script: %w", err)
+	}
+}
+
+// hostPath places the absolute host path p under root. A relative path is
+// an error, and ".." elements are cleaned against "/" first so that no path
+// can climb out of the root.
+func hostPath(root, p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("path %q is not absolute", p)
+	}
+	clean := filepath.Clean(p)
+	if root == "" {
+		return clean, nil
+	}
+	return filepath.Join(root, clean), nil
+}
+
+// WriteFile atomically replaces path (under the root) with data and mode.
+// It writes a temporary file in the same folder, syncs it, renames it over
+// the destination, then syncs the folder so the rename itself survives a
+// crash. On any failure the temporary file is removed and the destination
+// is left exactly as it was. An existing destination's owner and group are
+// kept when the process is allowed to set them.
+func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	dst, err := hostPath(l.root, path)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := l.writeAtomic(ctx, dst, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func (l *Local) writeAtomic(ctx context.Context, dst string, data []byte, mode fs.FileMode) (err error) {
+	dir := filepath.Dir(dst)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".driftless-*")
+	if err != nil {
+		return fmt.Errorf("create temporary file: %w", err)
+	}
+	tmp := f.Name()
+	closed := false
+	defer func() {
+		if err != nil {
+			if !closed {
+				_ = f.Close()
+			}
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write temporary file: %w", err)
+	}
+	// Chmod explicitly: CreateTemp makes 0600 files and the umask must not
+	// decide the declared mode.
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod temporary file: %w", err)
+	}
+	if err := keepOwner(f, dst); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync temporary file: %w", err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close temporary file: %w", err)
+	}
+	if l.beforeRename != nil {
+		if err := l.beforeRename(tmp); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("rename temporary file: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// keepOwner gives the temporary file the owner and group of the file it
+// replaces, so that rewriting a file owned by a service account does not
+// hand it to root. Lacking the permission to do so is not an error: the
+// file then belongs to the daemon's user, as any file it creates does.
+func keepOwner(f *os.File, dst string) error {
+	fi, err := os.Lstat(dst)
+	if err != nil {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("chown temporary file: %w", err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a folder so that a rename inside it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open folder for sync: %w", err)
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	return d.Close()
+}

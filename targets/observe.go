@@ -1,0 +1,158 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// ObserveError is the failure to observe one resource; Observe joins one
+// per failed resource, so callers can tell which resources are unknown.
+type ObserveError struct {
+	ID  string
+	Err error
+}
+
+func (e *ObserveError) Error() string { return "observe " + e.ID + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *ObserveError) Unwrap() error { return e.Err }
+
+// Observe reads the live state of every resource in rs with one t.Run: the
+// probes of all resources are concatenated into one script, each framed by
+// markers carrying a random nonce (so that no file content can forge a
+// marker) and run in its own subshell with its stderr captured apart.
+//
+// It returns the state of every resource it could observe. The error joins
+// one *ObserveError per resource whose probe failed or whose output did not
+// parse; an error reaching the host fails every resource.
+func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) (map[string]State, error) {
+	states := make(map[string]State, len(rs))
+	if len(rs) == 0 {
+		return states, nil
+	}
+	ds := make([]Driver, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		d, ok := drivers[r.Kind]
+		if !ok {
+			return nil, fmt.Errorf("observe %s: no driver for kind %q", r.ID(), r.Kind)
+		}
+		if seen[r.ID()] {
+			return nil, fmt.Errorf("observe %s: declared twice", r.ID())
+		}
+		seen[r.ID()] = true
+		ds[i] = d
+	}
+	nonce := "DRIFTLESS-" + randomHex(16)
+	script := probeScript(nonce, ds, rs, t.Root())
+	res, err := t.Run(ctx, script, nil)
+	if err != nil {
+		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
+	}
+	var errs []error
+	out := res.Stdout
+	for i, r := range rs {
+		body, status, stderr, rest, ok := nextFrame(out, nonce, i)
+		if !ok {
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf(
+				"no probe output (host script exited %d: %s)", res.Exit, trimOutput(res.Stderr))})
+			continue
+		}
+		out = rest
+		if status != 0 {
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf(
+				"probe exited %d: %s", status, trimOutput(stderr))})
+			continue
+		}
+		st, err := ds[i].Parse(r, body)
+		if err != nil {
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
+			continue
+		}
+		states[r.ID()] = st
+	}
+	return states, errors.Join(errs...)
+}
+
+// probeScript builds the one script that runs every probe. Each probe runs
+// in a subshell with stdin closed, its stderr in a temporary file that is
+// sent back base64-encoded on the end marker's line:
+//
+//	NONCE B i
+//	<probe output>
+//	NONCE E i <exit status> <base64 of stderr>
+func probeScript(nonce string, ds []Driver, rs []config.Resource, root string) string {
+	var b strings.Builder
+	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
+	for i, r := range rs {
+		idx := strconv.Itoa(i)
+		b.WriteString("echo '" + nonce + " B " + idx + "'\n(\n")
+		b.WriteString(ds[i].Probe(r, root))
+		b.WriteString("\n) </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
+		b.WriteString("printf '\\n%s %s ' '" + nonce + " E " + idx + "' \"$__dl_s\"\n")
+		b.WriteString("if [ -s \"$__dl_err\" ]; then base64 -w0 \"$__dl_err\"; fi\necho\n")
+	}
+	return b.String()
+}
+
+// nextFrame cuts the frame of probe i from the start of out. It returns the
+// probe's output, exit status and stderr, and what follows the frame.
+func nextFrame(out []byte, nonce string, i int) (body []byte, status int, stderr, rest []byte, ok bool) {
+	idx := strconv.Itoa(i)
+	begin := []byte(nonce + " B " + idx + "\n")
+	start := bytes.Index(out, begin)
+	if start < 0 {
+		return nil, 0, nil, nil, false
+	}
+	out = out[start+len(begin):]
+	end := []byte("\n" + nonce + " E " + idx + " ")
+	stop := bytes.Index(out, end)
+	if stop < 0 {
+		return nil, 0, nil, nil, false
+	}
+	body = out[:stop]
+	out = out[stop+len(end):]
+	line, rest, found := bytes.Cut(out, []byte("\n"))
+	if !found {
+		return nil, 0, nil, nil, false
+	}
+	statusText, errText, _ := bytes.Cut(line, []byte(" "))
+	status, err := strconv.Atoi(string(statusText))
+	if err != nil {
+		return nil, 0, nil, nil, false
+	}
+	stderr, err = base64.StdEncoding.DecodeString(string(errText))
+	if err != nil {
+		stderr = errText
+	}
+	return body, status, stderr, rest, true
+}
+
+// PlanHost observes rs on t and diffs each against its declared state, in
+// declared order. Resources that could not be observed are left out of the
+// changes and named in the error (joined *ObserveError values); the others
+// are still planned, so a caller can show what it knows.
+func PlanHost(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) ([]Change, error) {
+	states, err := Observe(ctx, t, drivers, rs)
+	if states == nil {
+		return nil, err
+	}
+	changes := make([]Change, 0, len(rs))
+	for _, r := range rs {
+		st, ok := states[r.ID()]
+		if !ok {
+			continue
+		}
+		c := drivers[r.Kind].Diff(r, st)
+		c.ID, c.Kind, c.Before = r.ID(), r.Kind, st
+		changes = append(changes, c)
+	}
+	return changes, err
+}

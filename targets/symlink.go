@@ -1,0 +1,130 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/driftless/driftless/config"
+)
+
+// SymlinkDriver manages a symbolic link at the resource's name pointing to
+// its target. A link is switched atomically: the new link is made beside
+// the old one and renamed over it, so the path never stops resolving. The
+// target is written as declared, not placed under the transport's root,
+// because it is read on the host.
+type SymlinkDriver struct{}
+
+var _ Driver = (*SymlinkDriver)(nil)
+
+// Kind returns "symlink".
+func (*SymlinkDriver) Kind() string { return "symlink" }
+
+// Probe prints "symlink" and the link's target, "other" when something
+// that is not a link is there, and nothing when the path is free.
+func (*SymlinkDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.SymlinkSpec](r); err != nil {
+		return probeError(err)
+	}
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	q := shq(p)
+	return "if [ -L " + q + " ]; then echo symlink; readlink -- " + q +
+		"; elif [ -e " + q + " ]; then echo other; fi"
+}
+
+// Parse reads the output of Probe.
+func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	kind, rest, _ := bytes.Cut(out, []byte("\n"))
+	switch string(kind) {
+	case "":
+		return State{}, nil
+	case "other":
+		return State{Present: true, Fields: map[string]string{"type": "other"}}, nil
+	case "symlink":
+		target := string(bytes.TrimSuffix(rest, []byte("\n")))
+		return State{Present: true, Fields: map[string]string{"type": "symlink", "target": target}}, nil
+	}
+	return State{}, fmt.Errorf("unexpected symlink probe output %q", out)
+}
+
+// Diff compares existence and target. Something other than a link at the
+// path is reported, and Apply refuses to replace it.
+func (*SymlinkDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
+	spec, err := specOf[config.SymlinkSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, err.Error()
+		return c
+	}
+	isLink := observed.Present && observed.Fields["type"] == "symlink"
+	switch {
+	case spec.State == config.Absent:
+		if isLink {
+			c.Action, c.Diff = Delete, "target: "+observed.Fields["target"]+" -> (absent)"
+		}
+	case !observed.Present:
+		c.Action, c.Diff = Create, "target: (absent) -> "+spec.Target
+	case !isLink:
+		c.Action, c.Diff = Update, "type: not a symlink -> symlink to "+spec.Target
+	case observed.Fields["target"] != spec.Target:
+		c.Action, c.Diff = Update, "target: "+observed.Fields["target"]+" -> "+spec.Target
+	}
+	return c
+}
+
+// Apply points the link at the target, or removes the link when it is
+// declared absent. It refuses to replace something that is not a link.
+func (*SymlinkDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	spec, err := specOf[config.SymlinkSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return removeLink(ctx, t, r)
+	}
+	if observed.Present && observed.Fields["type"] != "symlink" {
+		return fmt.Errorf("apply %s: something that is not a symlink is there; driftless does not replace it", r.ID())
+	}
+	return switchLink(ctx, t, r, spec.Target)
+}
+
+// Restore points the link back at the snapshot's target, or removes it
+// when there was no link before.
+func (*SymlinkDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	switch {
+	case !snapshot.Present:
+		return removeLink(ctx, t, r)
+	case snapshot.Fields["type"] != "symlink":
+		return nil // Apply refuses to replace a non-link, so nothing changed.
+	}
+	return switchLink(ctx, t, r, snapshot.Fields["target"])
+}
+
+// switchLink makes a link to target under a temporary name beside the
+// path, then renames it over the path (mv -T, one rename(2)).
+func switchLink(ctx context.Context, t Transport, r config.Resource, target string) error {
+	if target == "" {
+		return fmt.Errorf("apply %s: no target", r.ID())
+	}
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	tmp := shq(p + ".driftless-" + randomHex(6))
+	script := "ln -s -- " + shq(target) + " " + tmp + " && mv -T -- " + tmp + " " + shq(p) +
+		" || { s=$?; rm -f -- " + tmp + "; exit $s; }"
+	return runScript(ctx, t, "apply "+r.ID(), script)
+}
+
+// removeLink removes the path when it is a link and leaves anything else.
+func removeLink(ctx context.Context, t Transport, r config.Resource) error {
+	p, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	q := shq(p)
+	return runScript(ctx, t, "remove "+r.ID(), "if [ -L "+q+" ]; then rm -f -- "+q+"; fi")
+}
