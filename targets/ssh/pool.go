@@ -1,0 +1,130 @@
+package ssh
+
+import (
+	"context"
+	"sync"
+)
+
+// DefaultParallelism is how many hosts ForEach works on at once when not told.
+const DefaultParallelism = 20
+
+// Pool keeps one Transport per host key, so every part of the daemon that
+// talks to a host shares its one connection.
+type Pool struct {
+	defaults Config
+
+	mu      sync.Mutex
+	entries map[string]*poolEntry
+}
+
+type poolEntry struct {
+	mu sync.Mutex
+	t  *Transport
+}
+
+// NewPool returns a pool whose Get fills the zero fields of each host's
+// Config from defaults (user, keys, known_hosts, timeouts); every
+// transport logs to the defaults' Logger.
+func NewPool(defaults Config) *Pool {
+	return &Pool{defaults: defaults, entries: map[string]*poolEntry{}}
+}
+
+// Get returns the pooled transport for key, dialling it on first use or
+// when it was closed. Concurrent callers for the same key share one dial.
+func (p *Pool) Get(ctx context.Context, key string, cfg Config) (*Transport, error) {
+	p.mu.Lock()
+	e := p.entries[key]
+	if e == nil {
+		e = &poolEntry{}
+		p.entries[key] = e
+	}
+	p.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.t != nil && !e.t.isClosed() {
+		return e.t, nil
+	}
+	t, err := Dial(ctx, p.merge(cfg))
+	if err != nil {
+		return nil, err
+	}
+	e.t = t
+	return t, nil
+}
+
+// Close closes every pooled transport and empties the pool.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	entries := p.entries
+	p.entries = map[string]*poolEntry{}
+	p.mu.Unlock()
+	var first error
+	for _, e := range entries {
+		e.mu.Lock()
+		if e.t != nil {
+			if err := e.t.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		e.mu.Unlock()
+	}
+	return first
+}
+
+// merge fills the zero fields of cfg from the pool's defaults.
+func (p *Pool) merge(cfg Config) Config {
+	d := p.defaults
+	if cfg.Port == 0 {
+		cfg.Port = d.Port
+	}
+	if cfg.User == "" {
+		cfg.User = d.User
+	}
+	if len(cfg.KeyFiles) == 0 {
+		cfg.KeyFiles = d.KeyFiles
+	}
+	cfg.Agent = cfg.Agent || d.Agent
+	if cfg.KnownHostsFile == "" {
+		cfg.KnownHostsFile = d.KnownHostsFile
+	}
+	cfg.TrustOnFirstUse = cfg.TrustOnFirstUse || d.TrustOnFirstUse
+	cfg.Sudo = cfg.Sudo || d.Sudo
+	if cfg.Timeout == 0 {
+		cfg.Timeout = d.Timeout
+	}
+	if cfg.Keepalive == 0 {
+		cfg.Keepalive = d.Keepalive
+	}
+	// One logger for the whole pool: the daemon hands it in once.
+	cfg.Logger = d.Logger
+	return cfg
+}
+
+// ForEach calls fn for every item with at most n calls at once (n <= 0
+// means DefaultParallelism) and returns each item's error at its index.
+// It waits for every started call; items not started when ctx ends get
+// ctx's error.
+func ForEach[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) []error {
+	if n <= 0 {
+		n = DefaultParallelism
+	}
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = fn(ctx, it)
+		}()
+	}
+	wg.Wait()
+	return errs
+}

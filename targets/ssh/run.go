@@ -1,0 +1,171 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/driftless/driftless/targets"
+)
+
+// Run runs script with /bin/sh on the host, feeding it stdin. The script
+// travels on the session's standard input ahead of stdin, so neither its
+// size nor its bytes are limited by the remote command line, and stdin may
+// be binary. Exit statuses are in Result.Exit; an error means the script
+// could not be run or the operation timed out.
+func (t *Transport) Run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	res, err := t.run(ctx, script, stdin)
+	if err != nil {
+		return res, fmt.Errorf("run on %s: %w", t.cfg.Address, err)
+	}
+	return res, nil
+}
+
+// remoteCommand reads exactly n bytes of standard input and evaluates them
+// in the same shell, which then reads the rest of its input as the
+// script's stdin. The script is wrapped in braces by wrapScript, so a
+// truncated transfer is a syntax error and runs nothing.
+func (t *Transport) remoteCommand(n int) string {
+	inner := fmt.Sprintf(`eval "$(head -c %d)"`, n)
+	cmd := "exec /bin/sh -c " + shellQuote(inner)
+	if t.cfg.Sudo {
+		cmd = "exec sudo -n -- /bin/sh -c " + shellQuote(inner)
+	}
+	return cmd
+}
+
+// wrapScript makes the script one compound command: the shell parses all of
+// it before running any of it.
+func wrapScript(script string) []byte {
+	return []byte("{\n" + script + "\n}\n")
+}
+
+func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
+	sess, err := t.session(ctx)
+	if err != nil {
+		return targets.Result{}, err
+	}
+	body := wrapScript(script)
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	sess.Stdin = io.MultiReader(bytes.NewReader(body), bytes.NewReader(stdin))
+	t.roundTrips.Add(1)
+	if err := sess.Start(t.remoteCommand(len(body))); err != nil {
+		sess.Close()
+		return targets.Result{}, fmt.Errorf("start remote shell: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.abandon(sess, done)
+		return targets.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, ctx.Err()
+	}
+	res := targets.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var ee *gossh.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &ee):
+		res.Exit = ee.ExitStatus()
+		return res, nil
+	default:
+		return res, fmt.Errorf("remote shell ended without an exit status: %w", err)
+	}
+}
+
+// abandon stops a session whose operation timed out: it asks the remote
+// to kill the process, closes the channel, and if the peer does not answer
+// even that, drops the whole connection so nothing is left waiting.
+func (t *Transport) abandon(sess *gossh.Session, done <-chan error) {
+	sess.Signal(gossh.SIGKILL) //nolint:errcheck // servers may ignore signals; Close follows
+	sess.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.mu.Lock()
+		c := t.conn
+		t.mu.Unlock()
+		if c != nil {
+			c.client.Close()
+		}
+		<-done
+	}
+}
+
+// session opens a session, reconnecting once when the connection turns out
+// to have dropped. Nothing has run remotely before a session exists, so the
+// retry cannot run anything twice.
+func (t *Transport) session(ctx context.Context) (*gossh.Session, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := t.current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sess, err := c.client.NewSession()
+		if err == nil {
+			return sess, nil
+		}
+		if attempt > 0 || ctx.Err() != nil {
+			return nil, fmt.Errorf("open ssh session: %w", err)
+		}
+		// The connection is broken even if its reader has not noticed yet.
+		c.client.Close()
+		<-c.dead
+	}
+}
+
+// WriteFile atomically replaces path on the host: the data is written to a
+// temporary file in the same folder, its size checked, synced, given its
+// mode, then renamed over path. On any failure the temporary file is
+// removed and path is left as it was.
+func (t *Transport) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("write %s on %s: path is not absolute", path, t.cfg.Address)
+	}
+	script := fmt.Sprintf(`p=%s
+if [ -d "$p" ] && [ ! -L "$p" ]; then echo "$p is a directory" >&2; exit 93; fi
+d=$(dirname -- "$p") && b=$(basename -- "$p") || exit 90
+tmp=$(mktemp "$d/.$b.driftless-XXXXXX") || exit 91
+if cat >"$tmp" && [ "$(wc -c <"$tmp")" -eq %d ] && chmod %s "$tmp" && { sync -- "$tmp" 2>/dev/null || sync; } && mv -f -- "$tmp" "$p"; then
+	exit 0
+fi
+rm -f -- "$tmp"
+exit 92`, shellQuote(path), len(data), octalMode(mode))
+	res, err := t.Run(ctx, script, data)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if res.Exit != 0 {
+		return fmt.Errorf("write %s on %s: exit %d: %s", path, t.cfg.Address, res.Exit, strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// octalMode renders permission and special bits for chmod.
+func octalMode(m fs.FileMode) string {
+	v := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	return fmt.Sprintf("%04o", v)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
