@@ -1,0 +1,233 @@
+package sources
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+)
+
+// Defaults of a Git source.
+const (
+	DefaultGitInterval  = time.Minute
+	DefaultFetchTimeout = 2 * time.Minute
+	defaultMinBackoff   = time.Second
+	// defaultTokenUser is the basic-auth user sent with a token when no
+	// username is configured; GitHub, GitLab and Gitea accept any name.
+	defaultTokenUser = "x-access-token"
+)
+
+// GitOptions configure a Git source.
+type GitOptions struct {
+	// Name is the source's name (logs, metrics, revisions).
+	Name   string
+	Config config.GitSource
+	// Credentials are the resolved secrets (see ResolveGitCredentials).
+	Credentials GitCredentials
+	// Dir is this source's own folder under the state directory; it holds
+	// the bare repository and the checkouts. Created when missing.
+	Dir        string
+	Logger     zerolog.Logger
+	Registerer prometheus.Registerer
+	// Clock defaults to the system clock.
+	Clock Clock
+	// FetchTimeout bounds one fetch (DefaultFetchTimeout when zero).
+	FetchTimeout time.Duration
+	// MinBackoff is the first wait after a failure (one second when zero);
+	// it doubles per failure up to the poll interval.
+	MinBackoff time.Duration
+}
+
+// Git follows a branch or a tag of a Git repository with go-git: one bare
+// repository fetched incrementally, and each new commit checked out whole
+// into its own immutable folder.
+type Git struct {
+	name         string
+	cfg          config.GitSource
+	url          string
+	key          repoKey
+	dir          string
+	log          zerolog.Logger
+	m            *metrics
+	clock        Clock
+	auth         transport.AuthMethod
+	redact       redactor
+	keyring      string
+	interval     time.Duration
+	fetchTimeout time.Duration
+	minBackoff   time.Duration
+	remoteRef    plumbing.ReferenceName
+	localRef     plumbing.ReferenceName
+
+	// wake has capacity one: Notify leaves at most one pending wake-up,
+	// so bursts of webhooks coalesce into one fetch.
+	wake chan struct{}
+	mu   sync.Mutex
+	req  request
+
+	// What follows is used only by the goroutine running Run.
+	current  string
+	previous string
+	refused  map[string]bool
+	previews map[int][]string
+}
+
+var _ Source = (*Git)(nil)
+
+// NewGit checks the options and prepares the source; nothing is fetched
+// before Run.
+func NewGit(opts GitOptions) (*Git, error) {
+	cfg := opts.Config
+	if opts.Name == "" {
+		return nil, errors.New("git source: a name is required")
+	}
+	g := &Git{
+		name:         opts.Name,
+		cfg:          cfg,
+		url:          cfg.URL,
+		dir:          opts.Dir,
+		clock:        opts.Clock,
+		interval:     cfg.Interval.D(),
+		fetchTimeout: opts.FetchTimeout,
+		minBackoff:   opts.MinBackoff,
+		wake:         make(chan struct{}, 1),
+		refused:      map[string]bool{},
+		previews:     map[int][]string{},
+	}
+	creds := opts.Credentials
+	g.redact = newRedactor(creds.Password, creds.Token, creds.SSHKeyPassphrase)
+	g.log = opts.Logger.With().Str("source", opts.Name).Logger()
+	if g.clock == nil {
+		g.clock = SystemClock{}
+	}
+	if g.interval <= 0 {
+		g.interval = DefaultGitInterval
+	}
+	if g.fetchTimeout <= 0 {
+		g.fetchTimeout = DefaultFetchTimeout
+	}
+	if g.minBackoff <= 0 {
+		g.minBackoff = defaultMinBackoff
+	}
+	if cfg.URL == "" {
+		return nil, fmt.Errorf("git source %s: url is required", opts.Name)
+	}
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("git source %s: a work folder is required", opts.Name)
+	}
+	switch {
+	case cfg.Branch != "" && cfg.Tag != "":
+		return nil, fmt.Errorf("git source %s: branch and tag are exclusive", opts.Name)
+	case cfg.Tag != "":
+		g.remoteRef = plumbing.NewTagReferenceName(cfg.Tag)
+		g.localRef = g.remoteRef
+	default:
+		branch := cfg.Branch
+		if branch == "" {
+			branch = "main"
+		}
+		g.remoteRef = plumbing.NewBranchReferenceName(branch)
+		g.localRef = plumbing.NewRemoteReferenceName("origin", branch)
+	}
+	if p := filepath.ToSlash(filepath.Clean(cfg.Path)); cfg.Path != "" && (filepath.IsAbs(cfg.Path) || p == ".." || strings.HasPrefix(p, "../")) {
+		return nil, fmt.Errorf("git source %s: path %q must stay inside the repository", opts.Name, cfg.Path)
+	}
+	key, ok := parseRepoURL(cfg.URL)
+	if !ok {
+		return nil, fmt.Errorf("git source %s: cannot parse url %s", opts.Name, RedactURL(cfg.URL))
+	}
+	g.key = key
+	var err error
+	if g.auth, err = authFor(cfg, creds); err != nil {
+		return nil, fmt.Errorf("git source %s: %w", opts.Name, g.redact.Err(err))
+	}
+	if cfg.SigningKeys != "" {
+		if g.keyring, err = readKeyring(cfg.SigningKeys); err != nil {
+			return nil, fmt.Errorf("git source %s: %w", opts.Name, err)
+		}
+	}
+	if g.m, err = newMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("git source %s: %w", opts.Name, err)
+	}
+	if err := os.MkdirAll(g.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("git source %s: create work folder: %w", opts.Name, err)
+	}
+	return g, nil
+}
+
+// Name returns the source's name.
+func (g *Git) Name() string { return g.name }
+
+// isSSH reports whether the URL is reached over SSH (ssh:// or scp-like).
+func isSSH(u string) bool {
+	if strings.HasPrefix(u, "ssh://") || strings.HasPrefix(u, "git+ssh://") {
+		return true
+	}
+	return !strings.Contains(u, "://") && scpPattern.MatchString(u) &&
+		!strings.HasPrefix(u, "/") && !strings.HasPrefix(u, ".")
+}
+
+// authFor builds go-git's auth for the URL's transport. SSH always checks
+// the server's host key against known_hosts; there is no insecure mode.
+func authFor(cfg config.GitSource, creds GitCredentials) (transport.AuthMethod, error) {
+	if isSSH(cfg.URL) {
+		if len(creds.SSHKey) == 0 {
+			return nil, errors.New("an ssh url needs ssh_key")
+		}
+		ep, err := transport.NewEndpoint(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse ssh url: %w", err)
+		}
+		user := ep.User
+		if user == "" {
+			user = "git"
+		}
+		keys, err := gitssh.NewPublicKeys(user, creds.SSHKey, creds.SSHKeyPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("load ssh key: %w", err)
+		}
+		var files []string
+		if cfg.KnownHosts != "" {
+			files = append(files, cfg.KnownHosts)
+		}
+		db, err := gitssh.NewKnownHostsDb(files...)
+		if err != nil {
+			return nil, fmt.Errorf("load known_hosts: %w", err)
+		}
+		keys.HostKeyCallback = db.HostKeyCallback()
+		// Offer only the host key types known_hosts lists for this host, or
+		// the server may present another type and fail the check.
+		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(fmt.Sprintf("%s:%d", ep.Host, sshPort(ep.Port)))
+		return keys, nil
+	}
+	switch {
+	case creds.Token != "":
+		user := creds.Username
+		if user == "" {
+			user = defaultTokenUser
+		}
+		return &githttp.BasicAuth{Username: user, Password: creds.Token}, nil
+	case creds.Username != "" || creds.Password != "":
+		return &githttp.BasicAuth{Username: creds.Username, Password: creds.Password}, nil
+	}
+	return nil, nil
+}
+
+func sshPort(p int) int {
+	if p == 0 {
+		return 22
+	}
+	return p
+}

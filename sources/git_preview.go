@@ -1,0 +1,123 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// pullRef is the ref under which a provider publishes a pull request's
+// head; empty when it publishes none (the head is then fetched by id).
+func pullRef(provider string, n int) string {
+	switch provider {
+	case "gitlab":
+		return fmt.Sprintf("refs/merge-requests/%d/head", n)
+	case "bitbucket":
+		return ""
+	default:
+		return fmt.Sprintf("refs/pull/%d/head", n)
+	}
+}
+
+// previewsKept is how many checkouts of one pull request are kept: the
+// newest, and the one before it which a plan may still be reading.
+const previewsKept = 2
+
+// syncPreviews drops the previews of closed pull requests and fetches the
+// heads of the requested ones. A failing preview is logged and skipped: it
+// never affects the followed ref.
+func (g *Git) syncPreviews(ctx context.Context, req request) []Revision {
+	for n := range req.closed {
+		g.dropPreview(n)
+	}
+	var revs []Revision
+	for _, pr := range req.prs {
+		rev, err := g.syncPreview(ctx, pr)
+		if err != nil {
+			g.log.Error().Err(err).Int("pull_request", pr.number).Msg("pull request preview failed")
+			continue
+		}
+		if rev != nil {
+			revs = append(revs, *rev)
+		}
+	}
+	return revs
+}
+
+// syncPreview fetches a pull request's head (its ref, else its commit id)
+// and checks it out as a preview revision.
+func (g *Git) syncPreview(ctx context.Context, pr prRequest) (*Revision, error) {
+	repo, err := g.openRepo()
+	if err != nil {
+		return nil, err
+	}
+	local := plumbing.ReferenceName("refs/driftless/pull/" + strconv.Itoa(pr.number))
+	fetched := false
+	if pr.ref != "" {
+		err = g.fetch(ctx, repo, gitconfig.RefSpec(fmt.Sprintf("+%s:%s", pr.ref, local)))
+		fetched = err == nil
+		if err != nil && pr.commit == "" {
+			return nil, err
+		}
+	}
+	if !fetched {
+		if !plumbing.IsHash(pr.commit) {
+			return nil, fmt.Errorf("pull request %d: no ref and no commit id to fetch", pr.number)
+		}
+		if err := g.fetch(ctx, repo, gitconfig.RefSpec(fmt.Sprintf("%s:%s", pr.commit, local))); err != nil {
+			return nil, err
+		}
+	}
+	commit, err := resolveCommit(repo, local)
+	if err != nil {
+		return nil, err
+	}
+	sha := commit.Hash.String()
+	kept := g.previews[pr.number]
+	if len(kept) > 0 && kept[len(kept)-1] == sha {
+		return nil, nil
+	}
+	if !g.accept(commit) {
+		return nil, nil
+	}
+	root := filepath.Join(g.dir, "previews", strconv.Itoa(pr.number))
+	dir, err := g.checkout(commit, filepath.Join(root, sha))
+	if err != nil {
+		return nil, fmt.Errorf("pull request %d: %w", pr.number, err)
+	}
+	kept = append(kept, sha)
+	for len(kept) > previewsKept {
+		if err := os.RemoveAll(filepath.Join(root, kept[0])); err != nil {
+			g.log.Warn().Err(err).Int("pull_request", pr.number).Msg("remove old preview")
+		}
+		kept = kept[1:]
+	}
+	g.previews[pr.number] = kept
+	ref := pr.ref
+	if ref == "" {
+		ref = local.String()
+	}
+	return &Revision{Source: g.name, Commit: sha, Ref: ref, Dir: dir, Preview: true, PullRequest: pr.number, Time: g.clock.Now()}, nil
+}
+
+// dropPreview removes a closed pull request's checkouts and local ref.
+func (g *Git) dropPreview(n int) {
+	delete(g.previews, n)
+	if err := os.RemoveAll(filepath.Join(g.dir, "previews", strconv.Itoa(n))); err != nil {
+		g.log.Warn().Err(err).Int("pull_request", n).Msg("remove closed pull request's preview")
+	}
+	repo, err := g.openRepo()
+	if err != nil {
+		return
+	}
+	err = repo.Storer.RemoveReference(plumbing.ReferenceName("refs/driftless/pull/" + strconv.Itoa(n)))
+	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
+		g.log.Warn().Err(err).Int("pull_request", n).Msg("remove closed pull request's ref")
+	}
+}

@@ -1,0 +1,198 @@
+package sources
+
+import (
+	"context"
+	"strings"
+)
+
+// request is what webhooks asked for since the last pass.
+type request struct {
+	// commit is the newest commit a push event named for the followed ref.
+	commit string
+	// prs are pull request heads to preview, newest event per number.
+	prs map[int]prRequest
+	// closed are pull requests whose previews can go.
+	closed map[int]bool
+}
+
+type prRequest struct {
+	number int
+	ref    string
+	commit string
+}
+
+// Run fetches at once, then every poll interval (±10% jitter), and at once
+// again whenever Notify matched a webhook. A new commit on the followed ref
+// is sent on out; pull request previews too. A failing fetch is retried
+// with exponential backoff capped at the interval, and the last good
+// revision stays in use: nothing is sent or retracted. Sending never blocks
+// fetching: while the reader is busy, a newer revision replaces the one
+// waiting. Run returns nil when ctx ends and never closes out.
+func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
+	g.log.Info().Str("url", RedactURL(g.url)).Str("ref", g.remoteRef.String()).
+		Dur("interval", g.interval).Msg("git source started")
+	var outbox outbox
+	failures := 0
+	for {
+		req := g.takeRequest()
+		rev, err := g.pass(ctx, req.commit)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := jitter(g.interval)
+		if err != nil {
+			failures++
+			wait = backoff(failures, g.minBackoff, g.interval)
+			g.log.Error().Err(err).Dur("retry_in", wait).Msg("git fetch failed; keeping the last good revision")
+		} else {
+			failures = 0
+			if rev != nil {
+				g.log.Info().Str("revision", rev.Commit).Msg("new revision")
+				outbox.putMain(*rev)
+			}
+		}
+		for _, rev := range g.syncPreviews(ctx, req) {
+			outbox.putPreview(rev)
+		}
+		timer := g.clock.After(wait)
+	waiting:
+		for {
+			next, ok := outbox.peek()
+			var send chan<- Revision
+			if ok {
+				send = out
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case send <- next:
+				outbox.pop()
+			case <-g.wake:
+				break waiting
+			case <-timer:
+				break waiting
+			}
+		}
+	}
+}
+
+// pass fetches the followed ref once and records its metrics.
+func (g *Git) pass(ctx context.Context, want string) (rev *Revision, err error) {
+	start := g.clock.Now()
+	defer func() {
+		g.m.fetchDuration.WithLabelValues(g.name).Observe(timeSince(g.clock, start))
+		if err != nil {
+			g.m.up.WithLabelValues(g.name).Set(0)
+			return
+		}
+		g.m.up.WithLabelValues(g.name).Set(1)
+		g.m.lastSuccess.WithLabelValues(g.name).Set(float64(g.clock.Now().UnixNano()) / 1e9)
+	}()
+	return g.syncMain(ctx, want)
+}
+
+// takeRequest returns and clears what webhooks asked for.
+func (g *Git) takeRequest() request {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	req := g.req
+	g.req = request{}
+	return req
+}
+
+// Notify is called with every webhook event. It returns true when the event
+// concerns this source: a push (or tag push) of the followed ref of the same
+// repository, or a pull request opened, updated or reopened against the
+// followed branch (previewed), or closed (its preview is dropped). A match
+// schedules an immediate fetch; bursts coalesce and the newest wins.
+//
+// A push that deletes the followed branch matches too: the fetch that
+// follows fails, the source reports driftless_source_up 0 and keeps serving
+// its last good revision until the branch exists again, since a vanished
+// branch needs a human and must not undeploy anything.
+func (g *Git) Notify(ev Event) bool {
+	if !matchesRepo(g.key, ev.CloneURLs, ev.Repository) {
+		return false
+	}
+	switch ev.Kind {
+	case "push", "tag_push":
+		if ev.Ref != g.remoteRef.String() {
+			return false
+		}
+		g.mu.Lock()
+		g.req.commit = ev.Commit
+		g.mu.Unlock()
+		if ev.Deleted {
+			g.log.Warn().Str("ref", ev.Ref).Msg("webhook says the followed ref was deleted; keeping the last good revision")
+		}
+	case "pull_request":
+		if !g.remoteRef.IsBranch() || ev.PullRequest <= 0 ||
+			strings.TrimPrefix(ev.BaseRef, "refs/heads/") != g.remoteRef.Short() {
+			return false
+		}
+		g.mu.Lock()
+		switch ev.Action {
+		case "opened", "synchronize", "reopened":
+			if g.req.prs == nil {
+				g.req.prs = map[int]prRequest{}
+			}
+			g.req.prs[ev.PullRequest] = prRequest{number: ev.PullRequest, ref: pullRef(ev.Provider, ev.PullRequest), commit: ev.Commit}
+		case "closed":
+			if g.req.closed == nil {
+				g.req.closed = map[int]bool{}
+			}
+			g.req.closed[ev.PullRequest] = true
+			delete(g.req.prs, ev.PullRequest)
+		default:
+			g.mu.Unlock()
+			return false
+		}
+		g.mu.Unlock()
+	default:
+		return false
+	}
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// outbox holds the revisions not yet read: at most one of the followed ref
+// (a newer one replaces it) and one per pull request.
+type outbox struct {
+	main     *Revision
+	previews []Revision
+}
+
+func (o *outbox) putMain(r Revision) { o.main = &r }
+
+func (o *outbox) putPreview(r Revision) {
+	for i := range o.previews {
+		if o.previews[i].PullRequest == r.PullRequest {
+			o.previews[i] = r
+			return
+		}
+	}
+	o.previews = append(o.previews, r)
+}
+
+func (o *outbox) peek() (Revision, bool) {
+	if o.main != nil {
+		return *o.main, true
+	}
+	if len(o.previews) > 0 {
+		return o.previews[0], true
+	}
+	return Revision{}, false
+}
+
+func (o *outbox) pop() {
+	if o.main != nil {
+		o.main = nil
+		return
+	}
+	if len(o.previews) > 0 {
+		o.previews = o.previews[1:]
+	}
+}

@@ -1,0 +1,192 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// openRepo opens the source's bare repository, creating it on first use.
+// It is reopened on every pass, which is cheap, so that no state survives
+// between passes except what is on disk.
+func (g *Git) openRepo() (*git.Repository, error) {
+	path := filepath.Join(g.dir, "repo.git")
+	repo, err := git.PlainOpen(path)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = git.PlainInit(path, true)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open cache repository %s: %w", path, err)
+	}
+	return repo, nil
+}
+
+// fetch brings the refspecs' refs into repo. Already up to date is fine.
+func (g *Git) fetch(ctx context.Context, repo *git.Repository, specs ...gitconfig.RefSpec) error {
+	ctx, cancel := context.WithTimeout(ctx, g.fetchTimeout)
+	defer cancel()
+	remote := git.NewRemote(repo.Storer, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{g.url}})
+	err := remote.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RefSpecs:   specs,
+		Auth:       g.auth,
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	var noMatch git.NoMatchingRefSpecError
+	if errors.As(err, &noMatch) {
+		return fmt.Errorf("fetch %s from %s: %w: %w", specs[0].Src(), RedactURL(g.url), ErrRefNotFound, err)
+	}
+	return fmt.Errorf("fetch %s from %s: %w", specs[0].Src(), RedactURL(g.url), g.redact.Err(err))
+}
+
+// ErrRefNotFound is wrapped by fetch errors when the followed branch or tag
+// (or a pull request's ref) does not exist on the remote.
+var ErrRefNotFound = errors.New("ref not found on the remote")
+
+// resolveCommit returns the commit a local ref points to, peeling annotated
+// tags.
+func resolveCommit(repo *git.Repository, ref plumbing.ReferenceName) (*object.Commit, error) {
+	r, err := repo.Reference(ref, true)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	hash := r.Hash()
+	for range 10 {
+		tag, err := repo.TagObject(hash)
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read tag %s: %w", ref, err)
+		}
+		hash = tag.Target
+	}
+	c, err := repo.CommitObject(hash)
+	if err != nil {
+		return nil, fmt.Errorf("read commit %s of %s: %w", hash, ref, err)
+	}
+	return c, nil
+}
+
+// syncMain fetches the followed ref and returns a revision when its commit
+// changed and is acceptable; nil when nothing changed (or the commit was
+// refused). want is the commit a webhook named, if any.
+func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
+	repo, err := g.openRepo()
+	if err != nil {
+		return nil, err
+	}
+	spec := gitconfig.RefSpec(fmt.Sprintf("+%s:%s", g.remoteRef, g.localRef))
+	if err := g.fetch(ctx, repo, spec); err != nil {
+		return nil, err
+	}
+	commit, err := resolveCommit(repo, g.localRef)
+	if err != nil {
+		return nil, err
+	}
+	sha := commit.Hash.String()
+	if want != "" && want != sha {
+		if _, err := repo.CommitObject(plumbing.NewHash(want)); err != nil {
+			g.log.Info().Str("want", want).Str("revision", sha).
+				Msg("webhook commit not found after fetch, using the ref's head")
+		}
+	}
+	if sha == g.current {
+		return nil, nil
+	}
+	if !g.accept(commit) {
+		return nil, nil
+	}
+	dir, err := g.checkout(commit, filepath.Join(g.dir, "checkouts", sha))
+	if err != nil {
+		return nil, err
+	}
+	if sha != g.previous {
+		g.previous = g.current
+	}
+	g.current = sha
+	g.cleanCheckouts()
+	return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
+}
+
+// checkout writes commit's tree into dest (beside it first, then renamed)
+// and returns the revision's folder: dest, or the sub-path inside it. An
+// existing dest is reused: checkouts are immutable, named by commit.
+func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
+	tree, err := commit.Tree()
+	if err != nil {
+		return "", fmt.Errorf("read tree of %s: %w", commit.Hash, err)
+	}
+	dir := dest
+	if g.cfg.Path != "" {
+		sub := filepath.ToSlash(filepath.Clean(g.cfg.Path))
+		if sub != "." {
+			if _, err := tree.Tree(sub); err != nil {
+				return "", fmt.Errorf("path %q in commit %s: %w", g.cfg.Path, commit.Hash, ErrPathNotFound)
+			}
+			dir = filepath.Join(dest, filepath.FromSlash(sub))
+		}
+	}
+	if _, err := os.Stat(dest); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		return "", fmt.Errorf("create checkouts folder: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), ".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("create checkout folder: %w", err)
+	}
+	if err := writeTree(tree, tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("publish checkout %s: %w", commit.Hash, err)
+	}
+	return dir, nil
+}
+
+// ErrPathNotFound is wrapped when the configured sub-path is not a folder
+// of the commit.
+var ErrPathNotFound = errors.New("path not found in the commit")
+
+// cleanCheckouts removes every checkout but the current and the previous
+// one (the reconciler may still be reading the previous), and leftovers of
+// interrupted checkouts.
+func (g *Git) cleanCheckouts() {
+	root := filepath.Join(g.dir, "checkouts")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		g.log.Warn().Err(err).Msg("list checkouts for cleanup")
+		return
+	}
+	for _, e := range entries {
+		if e.Name() == g.current || e.Name() == g.previous {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			g.log.Warn().Err(err).Str("checkout", e.Name()).Msg("remove old checkout")
+		}
+	}
+}
+
+// timeSince is a helper for metrics in seconds.
+func timeSince(c Clock, start time.Time) float64 { return c.Now().Sub(start).Seconds() }
