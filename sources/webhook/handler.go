@@ -1,0 +1,308 @@
+package webhook
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMaxBodyBytes is GitHub's own cap on payloads: 25 MiB.
+	DefaultMaxBodyBytes = 25 << 20
+	// DefaultReplayWindow is how long a delivery id is remembered.
+	DefaultReplayWindow = 24 * time.Hour
+	// maxDeliveryID bounds the stored id; longer ids are stored hashed.
+	maxDeliveryID = 128
+)
+
+// Results, the values of the result label of driftless_webhook_requests_total.
+const (
+	ResultAccepted     = "accepted"
+	ResultIgnored      = "ignored"
+	ResultUnauthorized = "unauthorized"
+	ResultReplay       = "replay"
+	ResultTooLarge     = "too_large"
+	ResultBadRequest   = "bad_request"
+	ResultError        = "error"
+)
+
+// Options configures a Handler.
+type Options struct {
+	// Secrets holds each provider's secret; a provider without one answers
+	// every request with 403.
+	Secrets Secrets
+	// GenericHeader is the header of the generic provider's signature
+	// (DefaultGenericHeader when empty).
+	GenericHeader string
+	// Deliveries remembers delivery ids to refuse replays; an in-memory
+	// store is used when nil.
+	Deliveries DeliveryStore
+	// ReplayWindow is how long a delivery id is refused again
+	// (DefaultReplayWindow when zero).
+	ReplayWindow time.Duration
+	// MaxBodyBytes caps a request body (DefaultMaxBodyBytes when zero).
+	MaxBodyBytes int64
+	// Targets are offered every accepted push and pull request event.
+	Targets []Target
+	// Logger receives one line per request; bodies are never logged.
+	Logger zerolog.Logger
+	// Registerer receives driftless_webhook_requests_total; nil skips it.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Handler serves POST /hooks/{provider}.
+type Handler struct {
+	opts      Options
+	providers map[string]provider
+	requests  *prometheus.CounterVec
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler builds a handler from opts, filling in defaults.
+func NewHandler(opts Options) *Handler {
+	if opts.Deliveries == nil {
+		opts.Deliveries = &MemoryDeliveries{}
+	}
+	if opts.ReplayWindow <= 0 {
+		opts.ReplayWindow = DefaultReplayWindow
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Handler{opts: opts, providers: providers(opts.GenericHeader)}
+	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "driftless_webhook_requests_total",
+		Help: "Webhook requests received, by provider, normalised event and result.",
+	}, []string{"provider", "event", "result"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(h.requests); err != nil {
+			// A second handler on the same registry (a config reload) shares
+			// the first one's counter instead of failing.
+			var are prometheus.AlreadyRegisteredError
+			if cv, ok := existing(err, &are); ok {
+				h.requests = cv
+			} else {
+				opts.Logger.Error().Err(err).Msg("register webhook metrics")
+			}
+		}
+	}
+	return h
+}
+
+// existing returns the already registered counter behind err, if that is
+// what err says.
+func existing(err error, are *prometheus.AlreadyRegisteredError) (*prometheus.CounterVec, bool) {
+	if !errors.As(err, are) {
+		return nil, false
+	}
+	cv, ok := are.ExistingCollector.(*prometheus.CounterVec)
+	return cv, ok
+}
+
+// Register adds the handler to mux as POST /hooks/{provider}.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.Handle("POST /hooks/{provider}", h)
+}
+
+// outcome is what one request came to, for the answer, the metric and the log.
+type outcome struct {
+	provider, event, result string
+	status                  int
+	ev                      sources.Event
+	err                     error
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o := h.handle(w, r)
+	h.requests.WithLabelValues(o.provider, o.event, o.result).Inc()
+	h.log(r, o)
+	if o.status >= 400 {
+		http.Error(w, http.StatusText(o.status), o.status)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(o.status)
+	_, _ = io.WriteString(w, o.result+"\n")
+}
+
+// handle runs the steps of one delivery, stopping at the first that fails:
+// find the provider, read the body, check the signature, parse, refuse a
+// replay, offer the event to the targets.
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request) outcome {
+	name := r.PathValue("provider")
+	p, ok := h.providers[name]
+	if !ok {
+		// The label is fixed so that random paths cannot grow the metric.
+		return outcome{provider: "unknown", event: "unknown", result: ResultBadRequest, status: http.StatusNotFound,
+			err: errors.New("unknown provider")}
+	}
+	o := outcome{provider: name, event: "unknown"}
+	secret := p.secret(h.opts.Secrets)
+	if len(secret) == 0 {
+		o.result, o.status, o.err = ResultUnauthorized, http.StatusForbidden, errors.New("no secret is configured for this provider")
+		return o
+	}
+	body, err := h.readBody(w, r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			o.result, o.status = ResultTooLarge, http.StatusRequestEntityTooLarge
+		} else {
+			o.result, o.status = ResultBadRequest, http.StatusBadRequest
+		}
+		o.err = err
+		return o
+	}
+	if err := p.verify(r.Header, body, secret); err != nil {
+		o.result, o.status, o.err = ResultUnauthorized, http.StatusUnauthorized, fmt.Errorf("verify signature: %w", err)
+		return o
+	}
+	ev, err := p.parse(r.Header, body)
+	o.ev, o.event = ev, eventLabel(ev.Kind)
+	if err != nil {
+		o.result, o.status, o.err = ResultBadRequest, http.StatusBadRequest, err
+		return o
+	}
+	seen, err := h.opts.Deliveries.MarkDelivery(name, deliveryKeyOf(ev.DeliveryID, body), h.opts.Now(), h.opts.ReplayWindow)
+	if err != nil {
+		o.result, o.status, o.err = ResultError, http.StatusInternalServerError, fmt.Errorf("record delivery: %w", err)
+		return o
+	}
+	if seen {
+		o.result, o.status, o.err = ResultReplay, http.StatusConflict, errors.New("delivery already received")
+		return o
+	}
+	if ev.Kind == KindPing {
+		o.result, o.status = ResultAccepted, http.StatusOK
+		return o
+	}
+	o.result, o.status = ResultIgnored, http.StatusAccepted
+	if actionable(ev) && h.notify(ev) {
+		o.result = ResultAccepted
+	}
+	return o
+}
+
+// readBody reads at most MaxBodyBytes. A declared length over the cap is
+// refused before reading anything; an undeclared one is cut off by
+// http.MaxBytesReader, which also closes the connection.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := h.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: limit})
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// notify offers ev to every target and reports whether any took it. Every
+// target is asked, since several sources can follow one repository.
+func (h *Handler) notify(ev sources.Event) bool {
+	matched := false
+	for _, t := range h.opts.Targets {
+		if t.Notify(ev) {
+			matched = true
+		}
+	}
+	return matched
+}
+
+// actionable reports whether an event can change what driftless deploys or
+// previews: a push, or a pull request opened, updated, reopened or closed.
+func actionable(ev sources.Event) bool {
+	switch ev.Kind {
+	case KindPush, KindTagPush:
+		return true
+	case KindPullRequest:
+		switch ev.Action {
+		case ActionOpened, ActionSynchronize, ActionReopened, ActionClosed:
+			return true
+		}
+	}
+	return false
+}
+
+// eventLabel keeps the event label to a fixed set of values.
+func eventLabel(kind string) string {
+	switch kind {
+	case KindPush, KindTagPush, KindPullRequest, KindPing:
+		return kind
+	case "":
+		return "unknown"
+	}
+	return "other"
+}
+
+// deliveryKeyOf returns the id under which a delivery is remembered. A
+// sender without delivery ids gets the body's hash, so an identical request
+// repeated within the window is still a replay; an overlong id is hashed so
+// that a sender cannot make the store hold large keys.
+func deliveryKeyOf(id string, body []byte) string {
+	if id == "" {
+		sum := sha256.Sum256(body)
+		return "body-sha256:" + hex.EncodeToString(sum[:])
+	}
+	if len(id) > maxDeliveryID {
+		sum := sha256.Sum256([]byte(id))
+		return "id-sha256:" + hex.EncodeToString(sum[:])
+	}
+	return id
+}
+
+// log writes one line per request. It never logs the body or any header
+// value before the signature is verified.
+func (h *Handler) log(r *http.Request, o outcome) {
+	var e *zerolog.Event
+	switch o.result {
+	case ResultAccepted:
+		e = h.opts.Logger.Info()
+	case ResultIgnored:
+		e = h.opts.Logger.Info()
+	case ResultError:
+		e = h.opts.Logger.Error()
+	default:
+		e = h.opts.Logger.Warn()
+	}
+	e = e.Str("provider", o.provider).Str("event", o.event).Str("result", o.result).Int("status", o.status).
+		Str("remote", r.RemoteAddr)
+	if o.ev.Kind != "" {
+		e = e.Str("kind", o.ev.Kind).Str("delivery", o.ev.DeliveryID).Str("repository", o.ev.Repository)
+		if o.ev.Ref != "" {
+			e = e.Str("ref", o.ev.Ref)
+		}
+		if o.ev.Commit != "" {
+			e = e.Str("revision", sources.Revision{Commit: o.ev.Commit}.Short())
+		}
+		if o.ev.PullRequest != 0 {
+			e = e.Int("pull_request", o.ev.PullRequest).Str("action", o.ev.Action)
+		}
+	}
+	if o.err != nil {
+		e = e.Err(o.err)
+	}
+	e.Msg("webhook " + o.result)
+}

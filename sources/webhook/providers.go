@@ -1,0 +1,225 @@
+// Package webhook receives signed webhooks from GitHub, GitLab, Gitea,
+// Forgejo, Gogs, Bitbucket (Cloud and Data Center) and generic senders,
+// checks their signatures, and turns them into sources.Event values that the
+// Git sources use to fetch at once instead of waiting for their next poll.
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// Errors a signature check returns. The handler answers each with 401; the
+// distinction is for logs and tests.
+var (
+	// ErrMissingSignature means the request carried no signature at all.
+	ErrMissingSignature = errors.New("missing signature")
+	// ErrBadSignature means the signature did not match the body.
+	ErrBadSignature = errors.New("signature does not match")
+	// ErrSHA1Refused means only a legacy SHA-1 signature was sent.
+	ErrSHA1Refused = errors.New("only a SHA-1 signature was sent; configure the sender to send X-Hub-Signature-256")
+	// ErrBadPayload means the body is not a payload of the announced event.
+	ErrBadPayload = errors.New("bad payload")
+)
+
+// Normalised event kinds. Other events keep the sender's raw event name and
+// are acknowledged and ignored.
+const (
+	KindPush        = "push"
+	KindTagPush     = "tag_push"
+	KindPullRequest = "pull_request"
+	KindPing        = "ping"
+)
+
+// Normalised pull request actions.
+const (
+	ActionOpened      = "opened"
+	ActionSynchronize = "synchronize"
+	ActionReopened    = "reopened"
+	ActionClosed      = "closed"
+)
+
+// ParseFunc turns one delivery into an event. It never sees the secret and
+// must not put the body into its errors, since some senders include the
+// secret in the body.
+type ParseFunc func(header http.Header, body []byte) (sources.Event, error)
+
+// VerifyFunc checks a delivery's signature against the secret.
+type VerifyFunc func(header http.Header, body, secret []byte) error
+
+// Secrets holds the secret of each provider, mirroring config.Webhooks. An
+// empty secret makes its provider refuse every request. Gitea's secret also
+// serves Forgejo and Gogs, which sign the same way.
+type Secrets struct {
+	GitHub    []byte
+	GitLab    []byte
+	Gitea     []byte
+	Bitbucket []byte
+	Generic   []byte
+}
+
+// provider is one row of the table: an endpoint name, its parser, its
+// signature check and where its secret lives.
+type provider struct {
+	name   string
+	parse  ParseFunc
+	verify VerifyFunc
+	secret func(Secrets) []byte
+}
+
+// providers is the one table of webhook providers. A new provider is a new
+// file with a parser and a signature check, plus one row here. It is built
+// by a function rather than held in a package variable so that the generic
+// provider's configured header stays a value passed in.
+func providers(genericHeader string) map[string]provider {
+	gitea := func(s Secrets) []byte { return s.Gitea }
+	rows := []provider{
+		{name: "github", parse: ParseGitHub, verify: VerifyGitHub, secret: func(s Secrets) []byte { return s.GitHub }},
+		{name: "gitlab", parse: ParseGitLab, verify: VerifyGitLab, secret: func(s Secrets) []byte { return s.GitLab }},
+		{name: "gitea", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
+		{name: "forgejo", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
+		{name: "gogs", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
+		{name: "bitbucket", parse: ParseBitbucket, verify: VerifyBitbucket, secret: func(s Secrets) []byte { return s.Bitbucket }},
+		{name: "generic", parse: ParseGeneric, verify: VerifyGeneric(genericHeader), secret: func(s Secrets) []byte { return s.Generic }},
+	}
+	table := make(map[string]provider, len(rows))
+	for _, p := range rows {
+		table[p.name] = p
+	}
+	return table
+}
+
+// ProviderNames lists the endpoints served under /hooks/{provider}.
+func ProviderNames() []string {
+	return []string{"github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "generic"}
+}
+
+// checkHexHMAC compares a hex HMAC-SHA256 of body (an optional "sha256="
+// prefix removed) with the one computed from secret, in constant time.
+func checkHexHMAC(value string, body, secret []byte) error {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return ErrMissingSignature
+	}
+	value = strings.TrimPrefix(value, "sha256=")
+	got, err := hex.DecodeString(value)
+	if err != nil || len(got) != sha256.Size {
+		return ErrBadSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// SignHex returns the bare hex HMAC-SHA256 of body under secret, as Gitea,
+// Gogs and generic senders send it. Tests and the demo use it to sign.
+func SignHex(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// decode unmarshals a payload. Its errors deliberately do not wrap the JSON
+// decoder's, whose messages can quote parts of the body (a number, a
+// character), and the body may hold a secret.
+func decode(body []byte, v any) error {
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: invalid JSON at byte %d", ErrBadPayload, syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Errorf("%w: field %q has the wrong type", ErrBadPayload, typ.Field)
+	default:
+		return fmt.Errorf("%w: invalid JSON", ErrBadPayload)
+	}
+}
+
+// zeroCommit is what senders put as the new commit of a deleted ref.
+func isZeroCommit(c string) bool {
+	return c != "" && strings.Trim(c, "0") == ""
+}
+
+// refKind tells a tag push from a branch push by the full ref name.
+func refKind(ref string) string {
+	if strings.HasPrefix(ref, "refs/tags/") {
+		return KindTagPush
+	}
+	return KindPush
+}
+
+// pushEvent fills the fields every push shares: the kind from the ref, and
+// Deleted with an empty commit when the new commit is all zeros.
+func pushEvent(ev sources.Event, ref, after string, deleted bool) sources.Event {
+	ev.Kind = refKind(ref)
+	ev.Ref = ref
+	ev.Commit = after
+	if deleted || isZeroCommit(after) {
+		ev.Deleted = true
+		ev.Commit = ""
+	}
+	return ev
+}
+
+// urls keeps the non-empty URLs, in order, without repeats.
+func urls(in ...string) []string {
+	var out []string
+	for _, u := range in {
+		if u == "" {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			dup = dup || o == u
+		}
+		if !dup {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// firstHeader returns the first non-empty value among the named headers.
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// payloadOf returns the JSON payload of a body: the body itself, or the
+// "payload" field of a form-encoded body (GitHub and Gitea can send both).
+// The signature is always computed over the raw body, not this.
+func payloadOf(h http.Header, body []byte) ([]byte, error) {
+	ct := strings.ToLower(strings.TrimSpace(strings.SplitN(h.Get("Content-Type"), ";", 2)[0]))
+	if ct != "application/x-www-form-urlencoded" {
+		return body, nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: form body does not parse", ErrBadPayload)
+	}
+	p := form.Get("payload")
+	if p == "" {
+		return nil, fmt.Errorf("%w: form body has no payload field", ErrBadPayload)
+	}
+	return []byte(p), nil
+}
