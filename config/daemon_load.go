@@ -130,6 +130,10 @@ func validateSources(d *decoder, cfg *Daemon, nodes []*yaml.Node, def *yaml.Node
 		if i < len(nodes) {
 			at = nodes[i]
 		}
+		label := s.Name
+		if label == "" {
+			label = fmt.Sprintf("#%d", i+1)
+		}
 		switch first, dup := seen[s.Name]; {
 		case s.Name == "":
 			d.errorf(at, "a source needs a name")
@@ -141,27 +145,27 @@ func validateSources(d *decoder, cfg *Daemon, nodes []*yaml.Node, def *yaml.Node
 			seen[s.Name] = at.Line
 		}
 		if (s.Git == nil) == (s.Local == nil) {
-			d.errorf(at, "source %s: a source needs exactly one of git or local", s.Name)
+			d.errorf(at, "source %s: a source needs exactly one of git or local", label)
 			continue
 		}
 		if s.Local != nil && s.Local.Path == "" {
-			d.errorf(at, "source %s: local needs a path", s.Name)
+			d.errorf(at, "source %s: local needs a path", label)
 		}
 		if g := s.Git; g != nil {
 			if g.URL == "" {
-				d.errorf(at, "source %s: git needs a url", s.Name)
+				d.errorf(at, "source %s: git needs a url", label)
 			}
 			if g.Tag != "" && g.Branch != "" {
-				d.errorf(at, "source %s: git takes a branch or a tag, not both", s.Name)
+				d.errorf(at, "source %s: git takes a branch or a tag, not both", label)
 			}
 			if g.Path != "" {
 				clean := path.Clean(g.Path)
 				if path.IsAbs(g.Path) || clean == ".." || strings.HasPrefix(clean, "../") {
-					d.errorf(at, "source %s: path %q must be relative and stay inside the repository", s.Name, g.Path)
+					d.errorf(at, "source %s: path %q must be relative and stay inside the repository", label, g.Path)
 				}
 			}
 			if !g.Token.IsZero() && !g.Password.IsZero() {
-				d.errorf(at, "source %s: git takes a token or a password, not both", s.Name)
+				d.errorf(at, "source %s: git takes a token or a password, not both", label)
 			}
 		}
 	}

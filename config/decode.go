@@ -275,7 +275,11 @@ func (d *decoder) decodeSecret(n *yaml.Node, v reflect.Value, what string) {
 		return
 	}
 	var s Secret
+	before := len(d.errs.list)
 	d.decodeStruct(n, reflect.ValueOf(&s).Elem(), what, nil)
+	if len(d.errs.list) > before {
+		return
+	}
 	if (s.File == "") == (s.Env == "") {
 		d.errorf(n, "%s: a secret needs exactly one of file or env", what)
 		return

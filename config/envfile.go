@@ -17,7 +17,7 @@ func (l *loader) loadEnvFile(file string) *envDecl {
 	d := newDecoder(file, &l.errs)
 	env := &Environment{Pos: d.pos(root)}
 	decl := &envDecl{env: env, file: file, roles: map[string]*roleDef{}}
-	d.decodeStruct(root, reflect.ValueOf(env).Elem(), "an environment", map[string]handler{
+	special := map[string]handler{
 		"environment": func(k, v *yaml.Node) {
 			decl.nameNode = v
 			d.decodeValue(v, reflect.ValueOf(&env.Name).Elem(), "environment")
@@ -30,13 +30,23 @@ func (l *loader) loadEnvFile(file string) *envDecl {
 		"verify":  func(k, v *yaml.Node) { decl.checks = decodeChecks(d, v) },
 		"roles":   func(k, v *yaml.Node) { l.decodeInlineRoles(d, decl, v) },
 		"rollout": func(k, v *yaml.Node) { decodeRollout(d, &env.Rollout, v) },
-	})
+	}
+	// Keys starting with "x-" are free for the user: they hold YAML anchors
+	// that hosts and resources merge in, as in Compose files.
+	for i := 0; root.Kind == yaml.MappingNode && i+1 < len(root.Content); i += 2 {
+		if k := root.Content[i]; k.Kind == yaml.ScalarNode && strings.HasPrefix(k.Value, "x-") {
+			special[k.Value] = func(k, v *yaml.Node) {}
+		}
+	}
+	d.decodeStruct(root, reflect.ValueOf(env).Elem(), "an environment", special)
 	if root.Kind != yaml.MappingNode {
 		return nil
 	}
 	switch {
 	case decl.nameNode == nil:
 		d.errorf(root, "missing environment: every environment file names its environment with `environment: NAME`")
+	case decl.nameNode.Kind != yaml.ScalarNode:
+		// The wrong type is already reported by the decoder.
 	case !nameRe.MatchString(env.Name):
 		d.errorf(decl.nameNode, "environment: %q is not a valid name (letters, digits, '.', '_' and '-')", env.Name)
 	default:

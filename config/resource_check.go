@@ -70,7 +70,7 @@ func (l *loader) checkResource(d *decoder, r *rawResource) {
 	}
 	required := func(key, val string) {
 		if val == "" {
-			d.errorf(namePos, "a %s resource needs %s", res.Kind, key)
+			d.errorf(namePos, "%s %s resource needs %s", article(res.Kind), res.Kind, key)
 		}
 	}
 	switch s := res.Spec.(type) {
@@ -324,4 +324,12 @@ func redactURL(raw string) string {
 	}
 	u.User = url.User("redacted")
 	return u.String()
+}
+
+// article returns "an" before a vowel, "a" otherwise.
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }

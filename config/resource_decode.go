@@ -58,6 +58,12 @@ func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
 	kind := kindKey.Value
 	ctor, ok := KindSpecs()[kind]
 	if !ok {
+		for _, p := range ps[1:] {
+			if KindSpecs()[p.key.Value] != nil {
+				d.errorf(kindKey, "the first key of a resource is its kind: found %q before %q, put %q first", kind, p.key.Value, p.key.Value)
+				return nil
+			}
+		}
 		d.errorf(kindKey, "unknown resource kind %q (kinds: %s)", kind, kindList())
 		return nil
 	}
