@@ -3,6 +3,7 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,7 +108,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		previews:     map[int][]string{},
 	}
 	creds := opts.Credentials
-	g.redact = newRedactor(creds.Password, creds.Token, creds.SSHKeyPassphrase)
+	g.redact = newRedactor(creds.Password, creds.Token, creds.SSHKeyPassphrase, urlPassword(cfg.URL))
 	g.log = opts.Logger.With().Str("source", opts.Name).Logger()
 	if g.clock == nil {
 		g.clock = SystemClock{}
@@ -223,6 +224,16 @@ func authFor(cfg config.GitSource, creds GitCredentials) (transport.AuthMethod, 
 		return &githttp.BasicAuth{Username: creds.Username, Password: creds.Password}, nil
 	}
 	return nil, nil
+}
+
+// urlPassword is the password written in a URL's credentials, if any.
+func urlPassword(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
 }
 
 func sshPort(p int) int {
