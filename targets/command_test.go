@@ -1,0 +1,97 @@
+package targets
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+)
+
+func cmdRes(name string, spec config.CommandSpec) config.Resource {
+	return config.Resource{Kind: "command", Name: name, Spec: &spec}
+}
+
+func TestCommandCreates(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	if err := os.Mkdir(filepath.Join(root, "work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(root, "work/initialised")
+	r := cmdRes("init", config.CommandSpec{
+		// The command proves it runs in Dir and sees DRIFTLESS_ROOT.
+		Run:     `test "$(pwd)" = "$DRIFTLESS_ROOT/work" && echo ran >> initialised && echo run >> "$DRIFTLESS_ROOT/log"`,
+		Creates: "/work/initialised",
+		Dir:     "/work",
+		Undo:    `rm -f initialised; echo undo >> "$DRIFTLESS_ROOT/log"`,
+	})
+	expectChange(t, l, r, Create, "run: test", "/work/initialised does not exist")
+	changes := converge(t, l, r)
+	assertFile(t, marker, "ran\n", 0o644)
+
+	// The creates file deleted behind its back: the command runs again.
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Create)
+	converge(t, l, r)
+	assertFile(t, filepath.Join(root, "log"), "run\nrun\n", 0o644)
+
+	// Restore of a pass where the command ran runs Undo.
+	restore(t, l, []config.Resource{r}, changes)
+	if _, err := os.Lstat(marker); !os.IsNotExist(err) {
+		t.Fatalf("undo did not run: %v", err)
+	}
+	assertFile(t, filepath.Join(root, "log"), "run\nrun\nundo\n", 0o644)
+
+	// Restore of a pass where the command was not needed does nothing.
+	converge(t, l, r)
+	noop := plan(t, l, r)
+	if err := Drivers()["command"].Restore(context.Background(), l, r, noop[0].Before); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, marker, "ran\n", 0o644)
+}
+
+func TestCommandUnless(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	state := filepath.Join(root, "state")
+	writeTestFile(t, root, "/state", "off\n", 0o644)
+	r := cmdRes("switch-on", config.CommandSpec{
+		Run:    `echo on > "$DRIFTLESS_ROOT/state"`,
+		Unless: `grep -qx on "$DRIFTLESS_ROOT/state"`,
+	})
+	expectChange(t, l, r, Create, "unless exited 1")
+	changes := converge(t, l, r)
+	assertFile(t, state, "on\n", 0o644)
+
+	writeTestFile(t, root, "/state", "off\n", 0o644)
+	expectChange(t, l, r, Create)
+	converge(t, l, r)
+	assertFile(t, state, "on\n", 0o644)
+
+	// Without Undo, Restore does nothing.
+	restore(t, l, []config.Resource{r}, changes)
+	assertFile(t, state, "on\n", 0o644)
+}
+
+func TestCommandFailure(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	r := cmdRes("broken", config.CommandSpec{Run: "echo 'disk on fire' >&2; exit 4", Creates: "/never"})
+	c := expectChange(t, l, r, Create)
+	err := Drivers()["command"].Apply(context.Background(), l, r, c.Before)
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") || !strings.Contains(err.Error(), "exit 4") || !strings.Contains(err.Error(), "command:broken") {
+		t.Fatalf("got %v, want the exit status, stderr and resource in the error", err)
+	}
+}
+
+func TestCommandWithoutGuardAlwaysRuns(t *testing.T) {
+	l := NewLocal(t.TempDir())
+	r := cmdRes("always", config.CommandSpec{Run: "true"})
+	expectChange(t, l, r, Create, "no guard")
+}

@@ -1,0 +1,142 @@
+package targets
+
+import (
+	"context"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+)
+
+func dirRes(name string, spec config.DirectorySpec) config.Resource {
+	return config.Resource{Kind: "directory", Name: name, Spec: &spec}
+}
+
+func TestDirectoryConverges(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "srv/app/data")
+	r := dirRes("/srv/app/data", config.DirectorySpec{Mode: "0750"})
+
+	expectChange(t, l, r, Create, "directory: absent -> present", "mode: 0750")
+	changes := converge(t, l, r)
+	assertDir(t, p, 0o750)
+
+	if err := os.Chmod(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Update, "mode: 0700 -> 0750")
+	converge(t, l, r)
+	assertDir(t, p, 0o750)
+
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Create)
+	converge(t, l, r)
+	assertDir(t, p, 0o750)
+
+	// Restore of "did not exist" removes the directory again (it is empty).
+	restore(t, l, []config.Resource{r}, changes)
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Fatalf("directory still there after restore: %v", err)
+	}
+}
+
+func TestDirectoryRestoreMode(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "d")
+	if err := os.Mkdir(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := dirRes("/d", config.DirectorySpec{Mode: "0755"})
+	changes := converge(t, l, r)
+	assertDir(t, p, 0o755)
+	restore(t, l, []config.Resource{r}, changes)
+	assertDir(t, p, 0o700)
+}
+
+func TestDirectoryAbsent(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	ctx := context.Background()
+	p := filepath.Join(root, "old")
+	if err := os.MkdirAll(filepath.Join(p, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := dirRes("/old", config.DirectorySpec{State: config.Absent})
+	c := expectChange(t, l, r, Delete)
+	err := Drivers()["directory"].Apply(ctx, l, r, c.Before)
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("got %v, want a refusal to remove a directory that is not empty", err)
+	}
+	if _, err := os.Stat(filepath.Join(p, "keep")); err != nil {
+		t.Fatalf("the content was touched: %v", err)
+	}
+	if err := os.Remove(filepath.Join(p, "keep")); err != nil {
+		t.Fatal(err)
+	}
+	changes := converge(t, l, r)
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Fatalf("empty directory still there: %v", err)
+	}
+	restore(t, l, []config.Resource{r}, changes)
+	assertDir(t, p, 0o755)
+}
+
+func TestDirectoryOverFile(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	writeTestFile(t, root, "/f", "data", 0o644)
+	r := dirRes("/f", config.DirectorySpec{})
+	c := expectChange(t, l, r, Update, "type: file -> directory")
+	if err := Drivers()["directory"].Apply(context.Background(), l, r, c.Before); err == nil {
+		t.Fatal("a file was replaced by a directory")
+	}
+	assertFile(t, filepath.Join(root, "f"), "data", 0o644)
+}
+
+func TestDirectoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody on this machine")
+	}
+	root := t.TempDir()
+	l := NewLocal(root)
+	p := filepath.Join(root, "d")
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := dirRes("/d", config.DirectorySpec{Owner: "nobody"})
+	expectChange(t, l, r, Update, "owner: root -> nobody")
+	changes := converge(t, l, r)
+	assertOwner(t, p, nobody.Uid, "0")
+	if err := os.Chown(p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, l, r, Update, "owner: root -> nobody")
+	converge(t, l, r)
+	restore(t, l, []config.Resource{r}, changes)
+	assertOwner(t, p, "0", "0")
+}
+
+func assertDir(t *testing.T, p string, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.IsDir() || fi.Mode().Perm() != mode {
+		t.Fatalf("%s: %v, want a directory with mode %v", p, fi.Mode(), mode)
+	}
+}
