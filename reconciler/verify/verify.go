@@ -1,0 +1,207 @@
+// Package verify runs the verification checks of an environment (http,
+// tcp, command, prometheus) against one host after a rollout batch, with
+// retries, and says for each whether it passed and why. It returns results
+// and counts nothing itself: the reconciler records
+// driftless_verification_total from them.
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// The defaults applied when a check leaves a field at its zero value.
+const (
+	// DefaultTimeout bounds one attempt of a check.
+	DefaultTimeout = 5 * time.Second
+	// DefaultInterval is the pause between two attempts.
+	DefaultInterval = 2 * time.Second
+)
+
+// Result is the outcome of one check on one host.
+type Result struct {
+	// Check is the check's name, or "<kind>:<target>" when it has none.
+	Check string `json:"check"`
+	Kind  string `json:"kind"`
+	Host  string `json:"host"`
+	OK    bool   `json:"ok"`
+	// Reason says what was expected and what was seen (on success too).
+	Reason string `json:"reason"`
+	// Attempts is how many attempts ran (0 when the check was invalid).
+	Attempts int           `json:"attempts"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Clock is the time source of the retry loop, so tests need not sleep.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d or until ctx ends, whichever comes first, and
+	// returns ctx's error in the second case.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Options are the dependencies of a Runner. Every field is optional.
+type Options struct {
+	// HTTPClient makes the requests of http and prometheus checks; its own
+	// Timeout should be zero, since each attempt carries a deadline.
+	HTTPClient *http.Client
+	Logger     zerolog.Logger
+	// Clock defaults to the wall clock.
+	Clock Clock
+}
+
+// Runner runs checks. It is safe for concurrent use.
+type Runner struct {
+	client *http.Client
+	log    zerolog.Logger
+	clock  Clock
+}
+
+// New returns a Runner with opts' dependencies, defaults filled in.
+func New(opts Options) *Runner {
+	r := &Runner{client: opts.HTTPClient, log: opts.Logger, clock: opts.Clock}
+	if r.client == nil {
+		r.client = &http.Client{}
+	}
+	if r.clock == nil {
+		r.clock = wallClock{}
+	}
+	return r
+}
+
+// attempt is one try of a prepared check. On success it returns what it
+// saw; otherwise an error whose text says what was expected and what was seen.
+type attempt func(ctx context.Context) (okReason string, err error)
+
+// checker turns a check into an attempt, failing early when the check
+// itself is malformed (a bad regular expression, an unknown operator).
+type checker func(r *Runner, c config.Check, h *config.Host, t targets.Transport) (attempt, error)
+
+// kinds is the table of check kinds: a new kind is one file and one row.
+var kinds = map[string]checker{
+	"http":       httpCheck,
+	"tcp":        tcpCheck,
+	"command":    commandCheck,
+	"prometheus": prometheusCheck,
+}
+
+// Run runs every check of h, in order, and returns one result per check.
+// A failing check does not stop the following ones, so the report shows
+// all that is wrong at once.
+func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.Transport) []Result {
+	results := make([]Result, 0, len(h.Checks))
+	for _, c := range h.Checks {
+		res := r.Check(ctx, c, h, t)
+		ev := r.log.Info()
+		if !res.OK {
+			ev = r.log.Warn()
+		}
+		ev.Str("environment", env).Str("host", res.Host).Str("check", res.Check).
+			Bool("ok", res.OK).Int("attempts", res.Attempts).Dur("duration", res.Duration).
+			Str("reason", res.Reason).Msg("verification check")
+		results = append(results, res)
+	}
+	return results
+}
+
+// Check runs one check against host h (reached through t for command
+// checks), retrying up to c.Retries extra times, c.Interval apart.
+func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t targets.Transport) (res Result) {
+	kind := c.Kind()
+	res = Result{Check: Name(c), Kind: kind, Host: c.Host}
+	if h != nil && h.Name != "" {
+		res.Host = h.Name
+	}
+	start := r.clock.Now()
+	defer func() { res.Duration = r.clock.Now().Sub(start) }()
+
+	mk, ok := kinds[kind]
+	if !ok {
+		res.Reason = "check has none of http, tcp, command, prometheus set"
+		return res
+	}
+	try, err := mk(r, c, h, t)
+	if err != nil {
+		res.Reason = fmt.Sprintf("invalid %s check: %v", kind, err)
+		return res
+	}
+	timeout := orDefault(c.Timeout.D(), DefaultTimeout)
+	interval := orDefault(c.Interval.D(), DefaultInterval)
+	retries := max(c.Retries, 0)
+	for i := 0; i <= retries; i++ {
+		if i > 0 {
+			if err := r.clock.Sleep(ctx, interval); err != nil {
+				res.Reason += fmt.Sprintf(" (stopped before attempt %d: %v)", i+1, err)
+				return res
+			}
+		}
+		res.Attempts++
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		okReason, err := try(actx)
+		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			res.OK, res.Reason = true, okReason
+			return res
+		}
+		res.Reason = err.Error()
+		if timedOut {
+			res.Reason = fmt.Sprintf("no answer within %s: %v", timeout, err)
+		}
+		if ctx.Err() != nil {
+			return res
+		}
+	}
+	return res
+}
+
+// Name is how a check is called in results, logs and metrics: its name,
+// or "<kind>:<target>".
+func Name(c config.Check) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	kind := c.Kind()
+	switch kind {
+	case "http":
+		return kind + ":" + redactURL(c.HTTP)
+	case "tcp":
+		return kind + ":" + c.TCP
+	case "command":
+		return kind + ":" + c.Command
+	case "prometheus":
+		return kind + ":" + c.Prometheus
+	}
+	return "invalid"
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// wallClock is the real clock.
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

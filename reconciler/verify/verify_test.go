@@ -1,0 +1,136 @@
+package verify
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/driftless/driftless/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeClock advances only when the retry loop sleeps, so tests of
+// retries with a 2 s interval run at once and can count the pauses.
+type fakeClock struct {
+	// onSleep, when set, runs at the start of each Sleep.
+	onSleep func()
+	mu      sync.Mutex
+	now     time.Time
+	sleeps  []time.Duration
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if c.onSleep != nil {
+		c.onSleep()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sleeps = append(c.sleeps, d)
+	c.now = c.now.Add(d)
+	return nil
+}
+
+func (c *fakeClock) slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.sleeps...)
+}
+
+// newTestRunner returns a runner on a fake clock with its own HTTP
+// client, whose idle connections are closed when the test ends so the
+// leak check sees no keep-alive goroutines.
+func newTestRunner(t *testing.T) (*Runner, *fakeClock) {
+	t.Helper()
+	clock := newFakeClock()
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	return New(Options{HTTPClient: client, Logger: zerolog.Nop(), Clock: clock}), clock
+}
+
+// TestRunAllChecks runs a host's checks and gets one result per check, in
+// order, a failure not stopping the others.
+func TestRunAllChecks(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	r, _ := newTestRunner(t)
+	h := &config.Host{Name: "web-1", Checks: []config.Check{
+		{Name: "bad", HTTP: ok.URL, ExpectStatus: 500},
+		{HTTP: ok.URL},
+		{},
+	}}
+	res := r.Run(context.Background(), "staging", h, nil)
+	if len(res) != 3 {
+		t.Fatalf("got %d results, want 3: %+v", len(res), res)
+	}
+	want := []struct {
+		check, kind string
+		ok          bool
+	}{{"bad", "http", false}, {"http:" + ok.URL, "http", true}, {"invalid", "", false}}
+	for i, w := range want {
+		if res[i].Check != w.check || res[i].Kind != w.kind || res[i].OK != w.ok || res[i].Host != "web-1" {
+			t.Errorf("result %d = %+v, want check %q kind %q ok %v on web-1", i, res[i], w.check, w.kind, w.ok)
+		}
+	}
+	if res[2].Attempts != 0 || !strings.Contains(res[2].Reason, "none of http, tcp, command, prometheus") {
+		t.Errorf("empty check: %+v", res[2])
+	}
+}
+
+// TestRetriesStopWhenContextEnds cancels the context: the loop stops
+// before its next attempt and says why.
+func TestRetriesStopWhenContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	r, clock := newTestRunner(t)
+	clock.onSleep = cancel
+	res := r.Check(ctx, config.Check{HTTP: srv.URL, Retries: 5}, &config.Host{Name: "h"}, nil)
+	if res.OK || res.Attempts != 1 || calls.Load() != 1 {
+		t.Fatalf("got %+v after %d calls, want one failed attempt", res, calls.Load())
+	}
+	if !strings.Contains(res.Reason, "expected status 200, got 503") || !strings.Contains(res.Reason, "context canceled") {
+		t.Errorf("reason %q does not say what was seen and why it stopped", res.Reason)
+	}
+}
+
+func TestName(t *testing.T) {
+	for _, tc := range []struct {
+		c    config.Check
+		want string
+	}{
+		{config.Check{Name: "api", HTTP: "http://x/"}, "api"},
+		{config.Check{HTTP: "http://u:secret@x/health"}, "http:http://u:xxxxx@x/health"},
+		{config.Check{TCP: "10.0.0.1:22"}, "tcp:10.0.0.1:22"},
+		{config.Check{Command: "true"}, "command:true"},
+		{config.Check{Prometheus: "up", Server: "http://p"}, "prometheus:up"},
+	} {
+		if got := Name(tc.c); got != tc.want {
+			t.Errorf("Name(%+v) = %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}
