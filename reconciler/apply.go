@@ -1,0 +1,160 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// guard runs fn with its own timeout and turns a driver's panic into an
+// error, so that one broken driver cannot take the daemon down.
+func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("driver panicked: %v", p)
+		}
+	}()
+	return fn(ctx)
+}
+
+// applyHost applies the host's changes in order. With journal set, each
+// resource's prior state is recorded in the store before it is touched,
+// and marked applied after. Then every resource notified by a changed
+// resource is refreshed, once. It returns how many resources changed.
+func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (int, error) {
+	log := r.log.With().Str("environment", env).Str("host", hr.host.Name).Logger()
+	var changed []config.Resource
+	for _, res := range hr.order {
+		c := hr.changes[res.ID()]
+		var seq uint64
+		if journal {
+			var err error
+			seq, err = r.store.RecordSnapshot(env, JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: c.Before})
+			if err != nil {
+				return len(changed), err
+			}
+		}
+		if err := r.applyOne(ctx, env, hr, res, c); err != nil {
+			return len(changed), fmt.Errorf("apply %s on %s: %w", res.ID(), hr.host.Name, err)
+		}
+		if journal {
+			if err := r.store.MarkApplied(env, seq); err != nil {
+				return len(changed), err
+			}
+		}
+		log.Info().Str("resource", res.ID()).Str("action", string(c.Action)).Str("diff", c.Diff).Msg("applied")
+		r.m.changes.WithLabelValues(env, res.Kind, string(c.Action)).Inc()
+		changed = append(changed, res)
+	}
+	if err := r.refresh(ctx, hr.t, hr.host, changed, func(id string) (config.Resource, bool) {
+		res, ok := hr.byID[id]
+		return res, ok
+	}); err != nil {
+		return len(changed), err
+	}
+	return len(changed), nil
+}
+
+// applyOne applies one change. A pruned resource is put back as it was
+// before driftless first managed it, or removed when that is not known.
+func (r *Reconciler) applyOne(ctx context.Context, env string, hr *hostRun, res config.Resource, c targets.Change) error {
+	d, ok := r.opts.Drivers[res.Kind]
+	if !ok {
+		return fmt.Errorf("no driver for kind %q", res.Kind)
+	}
+	if c.Action != targets.Delete {
+		return guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+			return d.Apply(ctx, hr.t, res, c.Before)
+		})
+	}
+	first, ok, err := r.store.FirstManaged(env, hr.host.Name, res.ID())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		first = targets.State{Present: false}
+	}
+	return guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+		return d.Restore(ctx, hr.t, res, first)
+	})
+}
+
+// refresh calls Refresh, once each, on every resource named in the notify
+// list of a changed resource, in the order the lookup's resources are
+// met in changed's notify lists. Kinds without Refresh are skipped.
+func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config.Host, changed []config.Resource, lookup func(id string) (config.Resource, bool)) error {
+	seen := map[string]bool{}
+	var todo []config.Resource
+	// Declared order first: a service notified by two files restarts once,
+	// after both, at the place the host declares it.
+	for _, res := range h.Resources {
+		for _, c := range changed {
+			for _, n := range c.Notify {
+				if n == res.ID() && !seen[n] {
+					seen[n] = true
+					todo = append(todo, res)
+				}
+			}
+		}
+	}
+	for _, c := range changed {
+		for _, n := range c.Notify {
+			if !seen[n] {
+				if res, ok := lookup(n); ok {
+					seen[n] = true
+					todo = append(todo, res)
+				}
+			}
+		}
+	}
+	var errs []error
+	for _, res := range todo {
+		rf, ok := r.opts.Drivers[res.Kind].(targets.Refresher)
+		if !ok {
+			continue
+		}
+		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+			return rf.Refresh(ctx, t, res)
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("refresh %s on %s: %w", res.ID(), h.Name, err))
+			continue
+		}
+		r.log.Info().Str("host", h.Name).Str("resource", res.ID()).Msg("refreshed")
+	}
+	return errors.Join(errs...)
+}
+
+// restoreEntries puts back the journal's snapshots of one host, newest
+// first, then refreshes what the restored resources notify. It goes on
+// past a failure, so as much as possible is restored, and returns every
+// error.
+func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []JournalEntry, lookup func(id string) (config.Resource, bool)) error {
+	var errs []error
+	var restored []config.Resource
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		d, ok := r.opts.Drivers[e.Resource.Kind]
+		if !ok {
+			errs = append(errs, fmt.Errorf("restore %s on %s: no driver for kind %q", e.Resource.ID(), h.Name, e.Resource.Kind))
+			continue
+		}
+		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+			return d.Restore(ctx, t, e.Resource, e.Snapshot)
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, err))
+			continue
+		}
+		r.log.Info().Str("host", h.Name).Str("resource", e.Resource.ID()).Msg("restored")
+		restored = append(restored, e.Resource)
+	}
+	if err := r.refresh(ctx, t, h, restored, lookup); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,68 @@
+package reconciler
+
+import (
+	"fmt"
+	"strings"
+)
+
+// finish records a run: history, metrics, the environment's record and
+// in-memory state, and the final report. rollout defers it, so it runs on
+// every exit path.
+func (r *Reconciler) finish(st *envState, tg target, run *Run) {
+	run.End = r.now()
+	if run.Result == "" {
+		run.Result, run.Error = ResultFailed, strings.TrimPrefix(run.Error+"; run ended without a result", "; ")
+	}
+	name := tg.env.Name
+	log := r.log.With().Str("environment", name).Str("revision", tg.rev.Short()).Logger()
+	if id, err := r.store.AddRun(*run); err != nil {
+		log.Error().Err(err).Msg("cannot record run in history")
+	} else {
+		run.ID = id
+	}
+	r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
+	r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
+
+	r.mu.Lock()
+	prevCommit := st.rec.Applied.Commit
+	if run.Result == ResultSuccess || run.Result == ResultNoop {
+		st.applied = tg.env
+	}
+	r.mu.Unlock()
+	r.update(st, func(rec *EnvRecord) {
+		rec.LastResult, rec.LastRun, rec.LastError = run.Result, run.End, run.Error
+		switch run.Result {
+		case ResultSuccess, ResultNoop:
+			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, StateSynced
+		case ResultRolledBack:
+			rec.State = StateRolledBack
+		default:
+			rec.State = StateFailed
+		}
+	})
+	ev := log.Info()
+	if run.Result == ResultFailed || run.Result == ResultRolledBack {
+		ev = log.Error()
+	}
+	ev.Str("result", run.Result).Str("trigger", run.Trigger).Int("changes", run.Changes).
+		Dur("duration", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
+
+	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End}
+	switch run.Result {
+	case ResultSuccess:
+		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
+		rep.Status, rep.Description = StatusSuccess, fmt.Sprintf("applied %d change(s)", run.Changes)
+	case ResultNoop:
+		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
+		if prevCommit == tg.rev.Commit {
+			// The same revision again (a sync, a restart): nothing new to say.
+			return
+		}
+		rep.Status, rep.Description = StatusSuccess, "no changes needed"
+	case ResultRolledBack:
+		rep.Status, rep.Description = StatusRolledBack, "rolled back: "+run.Error
+	default:
+		rep.Status, rep.Description = StatusFailure, "failed: "+run.Error
+	}
+	r.report(rep)
+}

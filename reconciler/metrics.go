@@ -1,0 +1,96 @@
+package reconciler
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// durationBuckets reach 600 s: a rollout with verification retries over
+// many batches takes minutes, and those must not all land in +Inf.
+var durationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// metrics are the reconciler's series of DESIGN.md's table. Labels never
+// carry a commit (except the one-series-per-environment info gauge's short
+// revision) or a path.
+type metrics struct {
+	buildInfo      *prometheus.GaugeVec
+	reconcileTotal *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	envInfo        *prometheus.GaugeVec
+	lastApplied    *prometheus.GaugeVec
+	changes        *prometheus.CounterVec
+	drift          *prometheus.GaugeVec
+	driftOldest    *prometheus.GaugeVec
+	verification   *prometheus.CounterVec
+	rollbacks      *prometheus.CounterVec
+	hostUp         *prometheus.GaugeVec
+	configOK       prometheus.Gauge
+}
+
+// newMetrics creates the series and registers them on reg.
+func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
+	m := &metrics{
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_build_info", Help: "Always 1; labelled with the version of driftless and of Go.",
+		}, []string{"version", "goversion"}),
+		reconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_reconcile_total", Help: "Reconcile runs by result (success, noop, failed, rolled_back).",
+		}, []string{"environment", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "driftless_reconcile_duration_seconds", Help: "How long a reconcile run took, plan to end.",
+			Buckets: durationBuckets,
+		}, []string{"environment"}),
+		envInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_environment_info", Help: "Always 1; the applied revision (short) and state of each environment.",
+		}, []string{"environment", "revision", "status"}),
+		lastApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_last_applied_timestamp_seconds", Help: "When a revision was last applied successfully.",
+		}, []string{"environment"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_changes_applied_total", Help: "Resource changes applied, by kind and action.",
+		}, []string{"environment", "kind", "action"}),
+		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_drift_resources", Help: "Resources whose live state differs from the applied revision, after the last drift pass.",
+		}, []string{"environment", "host", "kind", "mode"}),
+		driftOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_drift_oldest_seconds", Help: "Age of the oldest drift not corrected (0 when none).",
+		}, []string{"environment"}),
+		verification: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_verification_total", Help: "Verification checks run, by check and result (pass, fail).",
+		}, []string{"environment", "check", "result"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_rollbacks_total", Help: "Rollbacks, by reason (apply, verify, unreachable, interrupted, manual).",
+		}, []string{"environment", "reason"}),
+		hostUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_host_up", Help: "1 when the host was reached at the last observation, 0 otherwise.",
+		}, []string{"environment", "host"}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "driftless_config_last_reload_successful", Help: "1 when the last revision received loaded and validated completely.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
+		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.configOK,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register reconciler metrics: %w", err)
+		}
+	}
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	return m, nil
+}
+
+// setEnvInfo keeps exactly one info series per environment.
+func (m *metrics) setEnvInfo(env, short, status string) {
+	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": env})
+	m.envInfo.WithLabelValues(env, short, status).Set(1)
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}

@@ -1,0 +1,195 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// ErrUnknownEnvironment is returned for an environment the reconciler has
+// never seen in a revision.
+var ErrUnknownEnvironment = errors.New("unknown environment")
+
+// known returns the state of an environment seen before.
+func (r *Reconciler) known(name string) (*envState, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.envs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownEnvironment, name)
+	}
+	return st, nil
+}
+
+// Sync reconciles an environment now: it rolls out the newest revision
+// received if it is not applied yet, otherwise it runs a drift pass that
+// enforces the applied revision. The error tells why the run failed.
+func (r *Reconciler) Sync(ctx context.Context, name string) error {
+	st, err := r.known(name)
+	if err != nil {
+		return err
+	}
+	_, err = r.pass(ctx, st, TriggerSync)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	return nil
+}
+
+// Rollback re-applies an earlier revision of the environment: the newest
+// run of its history whose commit is to (or starts with to, at least 7
+// characters) and that succeeded. The revision's checkout comes from the
+// Revisions option, or from the folder recorded in history when that
+// still exists. The commit leaves quarantine and stays the environment's
+// target until a newer revision arrives.
+func (r *Reconciler) Rollback(ctx context.Context, name, to string) error {
+	st, err := r.known(name)
+	if err != nil {
+		return err
+	}
+	if len(to) < 7 {
+		return fmt.Errorf("rollback %s: commit %q is too short (7 characters at least)", name, to)
+	}
+	st.op.Lock()
+	defer st.op.Unlock()
+	if err := r.recoverEnv(ctx, st); err != nil {
+		return fmt.Errorf("rollback %s: %w", name, err)
+	}
+	runs, err := r.store.History(name, 0)
+	if err != nil {
+		return fmt.Errorf("rollback %s: %w", name, err)
+	}
+	var rev *sources.Revision
+	for _, run := range runs {
+		if strings.HasPrefix(run.Revision.Commit, to) && (run.Result == ResultSuccess || run.Result == ResultNoop) {
+			rev = &run.Revision
+			break
+		}
+	}
+	if rev == nil {
+		return fmt.Errorf("rollback %s: no successful run of commit %s in its history", name, to)
+	}
+	tg, err := r.resolve(ctx, name, *rev)
+	if err != nil {
+		return fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
+	}
+	r.m.rollbacks.WithLabelValues(name, "manual").Inc()
+	r.update(st, func(rec *EnvRecord) {
+		var keep []string
+		for _, c := range rec.Quarantined {
+			if c != tg.rev.Commit {
+				keep = append(keep, c)
+			}
+		}
+		rec.Quarantined = keep
+	})
+	r.mu.Lock()
+	st.desired = &tg
+	r.mu.Unlock()
+	if err := runError(r.rollout(ctx, st, tg, TriggerRollback)); err != nil {
+		return fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
+	}
+	return nil
+}
+
+// resolve loads the environment's configuration of an earlier revision.
+func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revision) (target, error) {
+	if r.opts.Revisions != nil {
+		got, err := r.opts.Revisions.Checkout(ctx, rev)
+		if err != nil {
+			return target{}, fmt.Errorf("check out %s: %w", rev.Short(), err)
+		}
+		rev = got
+	} else if _, err := os.Stat(rev.Dir); err != nil {
+		return target{}, fmt.Errorf("checkout of %s is gone and no revision lookup is configured: %w", rev.Short(), err)
+	}
+	cfg, err := r.load(rev)
+	if err != nil {
+		return target{}, err
+	}
+	env := cfg.Environment(name)
+	if env == nil {
+		return target{}, fmt.Errorf("revision %s does not declare environment %s", rev.Short(), name)
+	}
+	return target{rev: rev, env: env}, nil
+}
+
+// ensureApplied loads the applied revision's configuration when it is not
+// in memory (after a restart).
+func (r *Reconciler) ensureApplied(ctx context.Context, st *envState) error {
+	r.mu.Lock()
+	have, rev, name := st.applied != nil, st.rec.Applied, st.rec.Name
+	r.mu.Unlock()
+	if have {
+		return nil
+	}
+	if rev.Commit == "" {
+		return fmt.Errorf("environment %s has no applied revision", name)
+	}
+	tg, err := r.resolve(ctx, name, rev)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	st.applied = tg.env
+	r.mu.Unlock()
+	return nil
+}
+
+// ApplyRevision loads a revision and rolls it out to every environment it
+// declares, one after the other, and returns their runs. It is the
+// one-shot `driftless apply`; the daemon uses Run. Quarantine is not
+// consulted: applying by hand is the operator's decision.
+func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([]Run, error) {
+	if rev.Preview {
+		return nil, errors.New("apply: a preview revision is never applied")
+	}
+	cfg, err := r.load(rev)
+	if err != nil {
+		return nil, err
+	}
+	var runs []Run
+	var errs []error
+	for _, env := range cfg.Environments {
+		st := r.state(env.Name)
+		st.op.Lock()
+		if err := r.recoverEnv(ctx, st); err != nil {
+			st.op.Unlock()
+			errs = append(errs, err)
+			continue
+		}
+		tg := target{rev: rev, env: env}
+		r.mu.Lock()
+		st.desired = &tg
+		r.mu.Unlock()
+		run := r.rollout(ctx, st, tg, TriggerRevision)
+		st.op.Unlock()
+		runs = append(runs, run)
+		if err := runError(run); err != nil {
+			errs = append(errs, fmt.Errorf("apply %s: %w", env.Name, err))
+		}
+	}
+	return runs, errors.Join(errs...)
+}
+
+// PlanRevision loads a revision and plans every environment it declares,
+// changing nothing (`driftless plan`).
+func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]*Plan, error) {
+	cfg, err := r.load(rev)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Plan
+	for _, env := range cfg.Environments {
+		st := r.state(env.Name)
+		r.mu.Lock()
+		prev := st.applied
+		r.mu.Unlock()
+		out = append(out, r.plan(ctx, target{rev: rev, env: env}, prev))
+	}
+	return out, nil
+}

@@ -1,0 +1,219 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// hostRun is one host during a run: its transport, its plan, and the
+// resources to change in the order they are applied.
+type hostRun struct {
+	host *config.Host
+	t    targets.Transport
+	plan HostPlan
+	// reached is true when the host answered the observation.
+	reached bool
+	// order lists the resources to change: declared ones with a change,
+	// ordered by requires, then pruned ones.
+	order   []config.Resource
+	changes map[string]targets.Change
+	// byID finds a declared or pruned resource of the host.
+	byID map[string]config.Resource
+}
+
+// failed reports whether the host could not be planned completely.
+func (h *hostRun) failed() bool { return h.plan.Err != "" }
+
+// changed reports whether the host has anything to apply.
+func (h *hostRun) changed() bool { return len(h.order) > 0 }
+
+// closeHosts closes every transport of a run.
+func closeHosts(hosts []*hostRun) {
+	for _, h := range hosts {
+		if h.t != nil {
+			_ = h.t.Close()
+		}
+	}
+}
+
+// planEnv observes every host of env (bounded parallelism) and diffs it
+// against env. With prune, resources that prev declared on a host and env
+// no longer does are planned for removal. The caller closes the transports.
+func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune bool) []*hostRun {
+	out := make([]*hostRun, len(env.Hosts))
+	sem := make(chan struct{}, r.opts.HostParallelism)
+	var wg sync.WaitGroup
+	for i, h := range env.Hosts {
+		var pruned []config.Resource
+		if prune && prev != nil {
+			pruned = prunedResources(prev, h)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, h *config.Host) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = r.planHost(ctx, env.Name, h, pruned)
+		}(i, h)
+	}
+	wg.Wait()
+	return out
+}
+
+// prunedResources returns the resources prev declared on the host named
+// like h that h no longer declares, in prev's order.
+func prunedResources(prev *config.Environment, h *config.Host) []config.Resource {
+	var old *config.Host
+	for _, ph := range prev.Hosts {
+		if ph.Name == h.Name {
+			old = ph
+		}
+	}
+	if old == nil {
+		return nil
+	}
+	keep := make(map[string]bool, len(h.Resources))
+	for _, res := range h.Resources {
+		keep[res.ID()] = true
+	}
+	var out []config.Resource
+	for _, res := range old.Resources {
+		if !keep[res.ID()] {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource) *hostRun {
+	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}}
+	defer func() {
+		up := 0.0
+		if hr.reached {
+			up = 1
+		}
+		r.m.hostUp.WithLabelValues(env, h.Name).Set(up)
+		r.mu.Lock()
+		if st := r.envs[env]; st != nil {
+			st.hostUp[h.Name] = hr.reached
+		}
+		r.mu.Unlock()
+	}()
+	order, err := applyOrder(h.Resources)
+	if err != nil {
+		hr.plan.Err = fmt.Sprintf("plan %s: %v", h.Name, err)
+		return hr
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
+	defer cancel()
+	t, err := r.opts.Dialer.Transport(ctx, h)
+	if err != nil {
+		hr.plan.Err = fmt.Sprintf("connect to %s: %v", h.Name, err)
+		return hr
+	}
+	hr.t = t
+	all := append(append([]config.Resource(nil), h.Resources...), pruned...)
+	for _, res := range all {
+		hr.byID[res.ID()] = res
+	}
+	changes, err := safePlan(ctx, t, r.opts.Drivers, all)
+	hr.reached = changes != nil
+	if err != nil {
+		hr.plan.Err = fmt.Sprintf("observe %s: %v", h.Name, err)
+	}
+	isPruned := make(map[string]bool, len(pruned))
+	for _, res := range pruned {
+		isPruned[res.ID()] = true
+	}
+	for _, c := range changes {
+		if isPruned[c.ID] {
+			c.Action, c.Diff = targets.NoChange, ""
+			if c.Before.Present {
+				c.Action, c.Diff = targets.Delete, "pruned: no longer declared"
+			}
+		}
+		hr.changes[c.ID] = c
+		hr.plan.Changes = append(hr.plan.Changes, c)
+	}
+	if hr.failed() {
+		return hr
+	}
+	for _, res := range order {
+		if c, ok := hr.changes[res.ID()]; ok && c.Action != targets.NoChange {
+			hr.order = append(hr.order, res)
+		}
+	}
+	// Pruned resources go last and in reverse declared order, so that what
+	// depended on a resource is removed before it.
+	for i := len(pruned) - 1; i >= 0; i-- {
+		if hr.changes[pruned[i].ID()].Action == targets.Delete {
+			hr.order = append(hr.order, pruned[i])
+		}
+	}
+	return hr
+}
+
+// safePlan is targets.PlanHost with a driver's panic turned into an error.
+func safePlan(ctx context.Context, t targets.Transport, drivers map[string]targets.Driver, rs []config.Resource) (changes []targets.Change, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			changes, err = nil, fmt.Errorf("driver panicked: %v", p)
+		}
+	}()
+	return targets.PlanHost(ctx, t, drivers, rs)
+}
+
+// applyOrder orders resources so that each comes after the ones it
+// requires, keeping the declared order wherever requires allows. A
+// requirement that is not declared, or a cycle, is an error.
+func applyOrder(rs []config.Resource) ([]config.Resource, error) {
+	idx := make(map[string]int, len(rs))
+	for i, res := range rs {
+		idx[res.ID()] = i
+	}
+	indeg := make([]int, len(rs))
+	dependents := make([][]int, len(rs))
+	for i, res := range rs {
+		for _, req := range res.Requires {
+			j, ok := idx[req]
+			if !ok {
+				return nil, fmt.Errorf("%s requires %s, which is not declared on this host", res.ID(), req)
+			}
+			indeg[i]++
+			dependents[j] = append(dependents[j], i)
+		}
+	}
+	done := make([]bool, len(rs))
+	out := make([]config.Resource, 0, len(rs))
+	for len(out) < len(rs) {
+		next := -1
+		for i := range rs {
+			if !done[i] && indeg[i] == 0 {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			var cyc []string
+			for i := range rs {
+				if !done[i] {
+					cyc = append(cyc, rs[i].ID())
+				}
+			}
+			sort.Strings(cyc)
+			return nil, fmt.Errorf("requires form a cycle among %s", strings.Join(cyc, ", "))
+		}
+		done[next] = true
+		out = append(out, rs[next])
+		for _, d := range dependents[next] {
+			indeg[d]--
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,77 @@
+package reconciler
+
+import (
+	"sort"
+	"time"
+)
+
+// HostStatus says whether a host answered its last observation.
+type HostStatus struct {
+	Name string `json:"name"`
+	Up   bool   `json:"up"`
+}
+
+// EnvStatus is the state of one environment, for the API and status page.
+type EnvStatus struct {
+	Name string `json:"name"`
+	// Applied and LastGood are full commits ("" when none).
+	Applied        string   `json:"applied"`
+	AppliedSource  string   `json:"applied_source,omitempty"`
+	LastGood       string   `json:"last_good"`
+	Quarantined    []string `json:"quarantined,omitempty"`
+	State          string   `json:"state"`
+	DriftResources int      `json:"drift_resources"`
+	LastResult     string   `json:"last_result,omitempty"`
+	LastError      string   `json:"last_error,omitempty"`
+	// LastRun is the end of the last run (zero when none).
+	LastRun time.Time    `json:"last_run"`
+	Hosts   []HostStatus `json:"hosts,omitempty"`
+}
+
+// Environments returns the status of every known environment, by name.
+func (r *Reconciler) Environments() []EnvStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]EnvStatus, 0, len(r.envs))
+	for _, st := range r.envs {
+		out = append(out, st.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Environment returns the status of one environment; ok is false when it
+// is unknown.
+func (r *Reconciler) Environment(name string) (EnvStatus, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.envs[name]
+	if !ok {
+		return EnvStatus{}, false
+	}
+	return st.status(), true
+}
+
+// History returns up to limit runs of the environment, newest first
+// (limit <= 0: all of them).
+func (r *Reconciler) History(name string, limit int) ([]Run, error) {
+	return r.store.History(name, limit)
+}
+
+// status copies the state; the caller holds Reconciler.mu.
+func (st *envState) status() EnvStatus {
+	s := EnvStatus{
+		Name: st.rec.Name, Applied: st.rec.Applied.Commit, AppliedSource: st.rec.Applied.Source,
+		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
+		State: st.rec.State, DriftResources: st.driftCount, LastResult: st.rec.LastResult,
+		LastError: st.rec.LastError, LastRun: st.rec.LastRun,
+	}
+	if s.State == "" {
+		s.State = StateUnknown
+	}
+	for name, up := range st.hostUp {
+		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up})
+	}
+	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].Name < s.Hosts[j].Name })
+	return s
+}

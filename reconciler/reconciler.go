@@ -1,0 +1,239 @@
+// Package reconciler turns revisions into live state: it plans (observe and
+// diff every host), rolls changes out in batches with verification after
+// each, rolls back on failure, keeps hosts converged in a drift loop, and
+// records everything in a state store and in metrics.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
+)
+
+// Dialer gives the transport to one host. The reconciler closes every
+// transport it gets once it is done with it; a dialer that pools
+// connections returns a transport whose Close leaves the pool intact.
+type Dialer interface {
+	Transport(ctx context.Context, h *config.Host) (targets.Transport, error)
+}
+
+// CheckResult is the outcome of one verification check on one host.
+type CheckResult struct {
+	// Check names the check ("http/healthz"); it is a metric label, so it
+	// must stay low-cardinality.
+	Check  string
+	OK     bool
+	Reason string
+}
+
+// Verifier runs every check of a host (h.Checks) and returns one result per check.
+type Verifier interface {
+	Verify(ctx context.Context, env string, h *config.Host, t targets.Transport) []CheckResult
+}
+
+// Loader loads and validates every environment of a revision's checkout
+// (config.LoadRevision with the daemon's options).
+type Loader func(dir string) (*config.Revision, error)
+
+// Revisions gives back the checkout of a revision seen before. Manual
+// rollback uses it, and so does enforcing the last good revision after a
+// restart. Without it, the revision's folder recorded in history is used
+// when it still exists.
+type Revisions interface {
+	Checkout(ctx context.Context, rev sources.Revision) (sources.Revision, error)
+}
+
+// Options are the reconciler's dependencies and settings.
+type Options struct {
+	Store   Store
+	Dialer  Dialer
+	Drivers map[string]targets.Driver
+	Load    Loader
+	// Verifier runs checks after each batch; nil means no checks run.
+	Verifier  Verifier
+	Revisions Revisions
+	Reporters []Reporter
+	Logger    zerolog.Logger
+	// Registerer receives the metrics; nil keeps them in a private registry.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now when nil).
+	Now     func() time.Time
+	Version string
+	// URL is the status page base, put in reports ("" for none).
+	URL string
+	// HostParallelism bounds how many hosts are observed at once (0: 16).
+	HostParallelism int
+	// DriftInterval is the default drift interval (0: 5 minutes).
+	DriftInterval time.Duration
+	// HostTimeout bounds the work on one host in one step: observe, apply,
+	// verify, restore (0: 10 minutes).
+	HostTimeout time.Duration
+	// ReportTimeout bounds one reporter call (0: 30 seconds).
+	ReportTimeout time.Duration
+}
+
+// Reconciler is the daemon's core. Its methods are safe for concurrent
+// use; work on one environment is serialised.
+type Reconciler struct {
+	opts    Options
+	log     zerolog.Logger
+	m       *metrics
+	store   Store
+	now     func() time.Time
+	reports sync.WaitGroup
+
+	mu      sync.Mutex
+	envs    map[string]*envState
+	workers map[string]*worker
+}
+
+// envState is the in-memory state of one environment. Fields are guarded
+// by Reconciler.mu; op serialises the work (rollout, drift pass, sync,
+// rollback) so only one runs at a time for an environment.
+type envState struct {
+	op  sync.Mutex
+	rec EnvRecord
+	// applied is the configuration of rec.Applied, when loaded.
+	applied *config.Environment
+	// desired is the newest revision received that is not quarantined;
+	// when it differs from the applied one, the next pass rolls it out.
+	desired    *target
+	driftCount int
+	driftSince map[string]time.Time
+	hostUp     map[string]bool
+}
+
+// target is an environment's configuration in one revision.
+type target struct {
+	rev sources.Revision
+	env *config.Environment
+}
+
+// New checks the options and registers the metrics.
+func New(opts Options) (*Reconciler, error) {
+	switch {
+	case opts.Store == nil:
+		return nil, errors.New("new reconciler: no store")
+	case opts.Dialer == nil:
+		return nil, errors.New("new reconciler: no dialer")
+	case opts.Drivers == nil:
+		return nil, errors.New("new reconciler: no drivers")
+	case opts.Load == nil:
+		return nil, errors.New("new reconciler: no loader")
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.HostParallelism <= 0 {
+		opts.HostParallelism = 16
+	}
+	if opts.DriftInterval <= 0 {
+		opts.DriftInterval = 5 * time.Minute
+	}
+	if opts.HostTimeout <= 0 {
+		opts.HostTimeout = 10 * time.Minute
+	}
+	if opts.ReportTimeout <= 0 {
+		opts.ReportTimeout = 30 * time.Second
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer, opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconciler{
+		opts: opts, log: opts.Logger, m: m, store: opts.Store, now: now,
+		envs: map[string]*envState{}, workers: map[string]*worker{},
+	}
+	recs, err := opts.Store.Envs()
+	if err != nil {
+		return nil, fmt.Errorf("new reconciler: %w", err)
+	}
+	for _, rec := range recs {
+		r.envs[rec.Name] = &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}}
+		m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), rec.State)
+	}
+	return r, nil
+}
+
+// Close waits for reports still being delivered.
+func (r *Reconciler) Close() error {
+	r.reports.Wait()
+	return nil
+}
+
+// state returns the environment's in-memory state, creating it from the
+// store's record (or empty) the first time.
+func (r *Reconciler) state(name string) *envState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.envs[name]
+	if !ok {
+		st = &envState{rec: EnvRecord{Name: name, State: StateUnknown}, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}}
+		r.envs[name] = st
+	}
+	return st
+}
+
+// update changes an environment's record under the lock and writes it to
+// the store.
+func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
+	r.mu.Lock()
+	fn(&st.rec)
+	rec := st.rec
+	rec.Quarantined = append([]string(nil), rec.Quarantined...)
+	r.mu.Unlock()
+	if err := r.store.PutEnv(rec); err != nil {
+		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
+	}
+	r.m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), rec.State)
+}
+
+// report hands a report to every reporter, each in its own goroutine with
+// a timeout, so a slow or failing reporter never holds a rollout.
+func (r *Reconciler) report(rep Report) {
+	if rep.Time.IsZero() {
+		rep.Time = r.now()
+	}
+	if rep.URL == "" && r.opts.URL != "" {
+		rep.URL = r.opts.URL + "/environments/" + rep.Environment
+	}
+	for _, rp := range r.opts.Reporters {
+		r.reports.Add(1)
+		go func(rp Reporter) {
+			defer r.reports.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					r.log.Error().Str("environment", rep.Environment).Interface("panic", p).Msg("reporter panicked")
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), r.opts.ReportTimeout)
+			defer cancel()
+			rp.Report(ctx, rep)
+		}(rp)
+	}
+}
+
+// The states of an environment, as EnvStatus.State and the status label
+// of driftless_environment_info.
+const (
+	StateUnknown     = "unknown"
+	StateSynced      = "synced"
+	StateApplying    = "applying"
+	StateRollingBack = "rolling_back"
+	StateRolledBack  = "rolled_back"
+	StateFailed      = "failed"
+	StateDrifted     = "drifted"
+)

@@ -1,0 +1,246 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// maxQuarantined bounds the quarantine list: only recent commits can come
+// back, and the record must not grow without end.
+const maxQuarantined = 50
+
+// hostOutcome is what happened to one host of a batch.
+type hostOutcome struct {
+	changes int
+	err     error
+	// verify is true when the apply went through but a check failed.
+	verify bool
+}
+
+// rollout brings the environment to tg: plan, then batches of apply and
+// verify, and a rollback when more hosts fail than the rollout allows.
+// History, metrics, the environment's record and the final report are
+// written in a deferred step, so no exit path skips them. The caller holds
+// st.op.
+func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
+	env := tg.env
+	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: r.now()}
+	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
+	defer func() { r.finish(st, tg, &run) }()
+
+	r.mu.Lock()
+	prev := st.applied
+	r.mu.Unlock()
+	hosts := r.planEnv(ctx, env, prev, env.Prune)
+	defer closeHosts(hosts)
+
+	var changed []*hostRun
+	var errs []error
+	failed := 0
+	for _, h := range hosts {
+		switch {
+		case h.failed():
+			failed++
+			run.FailedHosts = append(run.FailedHosts, h.host.Name)
+			errs = append(errs, errors.New(h.plan.Err))
+			log.Warn().Str("host", h.host.Name).Str("err", h.plan.Err).Msg("host not planned")
+		case h.changed():
+			changed = append(changed, h)
+		}
+	}
+	maxFailed := env.Rollout.MaxFailed
+	if failed > maxFailed {
+		run.Result, run.Error = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+		return run
+	}
+	if len(changed) == 0 {
+		run.Result = ResultNoop
+		return run
+	}
+	r.update(st, func(rec *EnvRecord) { rec.State = StateApplying })
+	r.report(Report{Environment: env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPending,
+		Description: fmt.Sprintf("applying to %d host(s)", len(changed))})
+
+	j := Journal{Environment: env.Name, Revision: tg.rev, Started: r.now()}
+	for _, h := range changed {
+		j.Hosts = append(j.Hosts, *h.host)
+	}
+	if err := r.store.BeginJournal(j); err != nil {
+		run.Result, run.Error = ResultFailed, err.Error()
+		return run
+	}
+	var touched []*hostRun
+	reason := ""
+	for _, b := range batches(changed, env.Rollout.Canary, env.Rollout.Batch) {
+		outs := r.runBatch(ctx, env.Name, b, env.Rollout.Parallelism)
+		touched = append(touched, b...)
+		for i, o := range outs {
+			run.Changes += o.changes
+			if o.err == nil {
+				continue
+			}
+			failed++
+			run.FailedHosts = append(run.FailedHosts, b[i].host.Name)
+			errs = append(errs, o.err)
+			log.Error().Str("host", b[i].host.Name).Err(o.err).Msg("host failed")
+			if reason == "" {
+				reason = "apply"
+				if o.verify {
+					reason = "verify"
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			// Shutting down: the journal stays open and the rollback
+			// happens at the next start, before anything else.
+			run.Result, run.Error = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(errs, ctx.Err())...))
+			return run
+		}
+		if failed > maxFailed {
+			run.Result = ResultRolledBack
+			run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+			if err := r.rollback(ctx, st, env, touched, reason); err != nil {
+				run.Error += "; rollback: " + err.Error()
+			}
+			return run
+		}
+	}
+	if err := r.store.EndJournal(env.Name); err != nil {
+		log.Error().Err(err).Msg("cannot close rollout journal")
+	}
+	run.Result = ResultSuccess
+	if len(errs) > 0 {
+		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+	}
+	return run
+}
+
+// batches cuts hosts into the canary batch (when canary > 0) and batches
+// of size (at least 1).
+func batches(hosts []*hostRun, canary, size int) [][]*hostRun {
+	if size <= 0 {
+		size = 1
+	}
+	var out [][]*hostRun
+	i := 0
+	if canary > 0 {
+		i = min(canary, len(hosts))
+		out = append(out, hosts[:i])
+	}
+	for i < len(hosts) {
+		j := min(i+size, len(hosts))
+		out = append(out, hosts[i:j])
+		i = j
+	}
+	return out
+}
+
+// runBatch applies and verifies the hosts of one batch, at most
+// parallelism at once (0: all of them).
+func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, parallelism int) []hostOutcome {
+	if parallelism <= 0 || parallelism > len(b) {
+		parallelism = len(b)
+	}
+	outs := make([]hostOutcome, len(b))
+	sem := make(chan struct{}, parallelism)
+	var wg sync.WaitGroup
+	for i, h := range b {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, h *hostRun) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := r.applyHost(ctx, env, h, true)
+			outs[i] = hostOutcome{changes: n, err: err}
+			if err == nil {
+				if err := r.verifyHost(ctx, env, h.host, h.t); err != nil {
+					outs[i] = hostOutcome{changes: n, err: err, verify: true}
+				}
+			}
+		}(i, h)
+	}
+	wg.Wait()
+	return outs
+}
+
+// verifyHost runs the host's checks and counts them; it fails when any
+// check fails, naming each failed check with its reason.
+func (r *Reconciler) verifyHost(ctx context.Context, env string, h *config.Host, t targets.Transport) error {
+	if r.opts.Verifier == nil || len(h.Checks) == 0 {
+		return nil
+	}
+	var failed []string
+	for _, res := range r.opts.Verifier.Verify(ctx, env, h, t) {
+		result := "pass"
+		if !res.OK {
+			result = "fail"
+			failed = append(failed, res.Check+": "+res.Reason)
+		}
+		r.m.verification.WithLabelValues(env, res.Check, result).Inc()
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("verify %s: %s", h.Name, strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// rollback restores the journal's snapshots on every touched host, newest
+// first, verifies those hosts again, closes the journal and quarantines
+// the revision's commit.
+func (r *Reconciler) rollback(ctx context.Context, st *envState, env *config.Environment, touched []*hostRun, reason string) error {
+	log := r.log.With().Str("environment", env.Name).Logger()
+	r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
+	r.m.rollbacks.WithLabelValues(env.Name, reason).Inc()
+	j, entries, err := r.store.OpenJournal(env.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := len(touched) - 1; i >= 0; i-- {
+		h := touched[i]
+		var mine []JournalEntry
+		for _, e := range entries {
+			if e.Host == h.host.Name {
+				mine = append(mine, e)
+			}
+		}
+		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
+		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, h := range touched {
+		if err := r.verifyHost(ctx, env.Name, h.host, h.t); err != nil {
+			log.Warn().Str("host", h.host.Name).Err(err).Msg("verification after rollback failed")
+			errs = append(errs, fmt.Errorf("after rollback: %w", err))
+		}
+	}
+	if ctx.Err() == nil {
+		if err := r.store.EndJournal(env.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j != nil {
+		r.quarantine(st, j.Revision.Commit)
+		log.Warn().Str("revision", j.Revision.Short()).Msg("revision rolled back and quarantined")
+	}
+	return errors.Join(errs...)
+}
+
+// quarantine adds commit to the environment's quarantine list.
+func (r *Reconciler) quarantine(st *envState, commit string) {
+	r.update(st, func(rec *EnvRecord) {
+		if !rec.IsQuarantined(commit) {
+			rec.Quarantined = append(rec.Quarantined, commit)
+			if len(rec.Quarantined) > maxQuarantined {
+				rec.Quarantined = rec.Quarantined[len(rec.Quarantined)-maxQuarantined:]
+			}
+		}
+	})
+}

@@ -1,0 +1,190 @@
+package reconciler
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
+)
+
+// The results of a reconcile run, as recorded in history and counted in
+// driftless_reconcile_total.
+const (
+	ResultSuccess    = "success"
+	ResultNoop       = "noop"
+	ResultFailed     = "failed"
+	ResultRolledBack = "rolled_back"
+)
+
+// The triggers of a run: what made the reconciler work.
+const (
+	TriggerRevision = "revision"
+	TriggerDrift    = "drift"
+	TriggerSync     = "sync"
+	TriggerRollback = "rollback"
+	TriggerRecovery = "recovery"
+)
+
+// Run is one entry of an environment's history.
+type Run struct {
+	// ID grows with every run of the environment; newer runs have larger ids.
+	ID          uint64           `json:"id"`
+	Environment string           `json:"environment"`
+	Revision    sources.Revision `json:"revision"`
+	Trigger     string           `json:"trigger"`
+	Start       time.Time        `json:"start"`
+	End         time.Time        `json:"end"`
+	// Result is one of ResultSuccess, ResultNoop, ResultFailed, ResultRolledBack.
+	Result string `json:"result"`
+	// Changes counts the resources changed (applied, corrected or pruned).
+	Changes int    `json:"changes"`
+	Error   string `json:"error,omitempty"`
+	// FailedHosts lists the hosts whose apply or verification failed.
+	FailedHosts []string `json:"failed_hosts,omitempty"`
+}
+
+// EnvRecord is what the store keeps about one environment between runs
+// and across restarts.
+type EnvRecord struct {
+	Name string `json:"name"`
+	// Applied is the revision the hosts were last brought to.
+	Applied sources.Revision `json:"applied"`
+	// LastGood is the last revision whose rollout succeeded.
+	LastGood sources.Revision `json:"last_good"`
+	// Quarantined lists commits whose rollout was rolled back; they are
+	// not applied again until a newer commit arrives.
+	Quarantined []string  `json:"quarantined,omitempty"`
+	State       string    `json:"state"`
+	LastResult  string    `json:"last_result,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastRun     time.Time `json:"last_run"`
+}
+
+// IsQuarantined reports whether commit was rolled back.
+func (e EnvRecord) IsQuarantined(commit string) bool {
+	for _, c := range e.Quarantined {
+		if c == commit {
+			return true
+		}
+	}
+	return false
+}
+
+// Journal is the record of a rollout in progress. It exists from before
+// the first resource is touched until the rollout has come to an end, so a
+// journal found at start means the daemon died in the middle of a rollout.
+type Journal struct {
+	Environment string           `json:"environment"`
+	Revision    sources.Revision `json:"revision"`
+	// Hosts are the hosts the rollout may touch, without their resources:
+	// enough to reach them again after a crash.
+	Hosts   []config.Host `json:"hosts"`
+	Started time.Time     `json:"started"`
+}
+
+// JournalEntry is one resource of a rollout: its state before the apply
+// (recorded before the apply starts) and whether the apply finished.
+type JournalEntry struct {
+	Seq      uint64          `json:"seq"`
+	Host     string          `json:"host"`
+	Resource config.Resource `json:"-"`
+	Snapshot targets.State   `json:"snapshot"`
+	Applied  bool            `json:"applied"`
+}
+
+// Store keeps the reconciler's state: per environment its revisions and
+// history, the journal of a rollout in progress, the state each resource
+// had before driftless first managed it, and webhook delivery ids.
+type Store interface {
+	// Env returns an environment's record; ok is false when none exists.
+	Env(name string) (rec EnvRecord, ok bool, err error)
+	// PutEnv replaces an environment's record.
+	PutEnv(rec EnvRecord) error
+	// Envs returns every environment's record, sorted by name.
+	Envs() ([]EnvRecord, error)
+
+	// AddRun appends a run to the environment's history and returns its id.
+	AddRun(r Run) (uint64, error)
+	// History returns up to limit runs, newest first (limit <= 0: all).
+	History(env string, limit int) ([]Run, error)
+
+	// BeginJournal opens the journal of a rollout, replacing any earlier one.
+	BeginJournal(j Journal) error
+	// RecordSnapshot appends an entry (its Applied false) before the
+	// resource is applied and returns its sequence number. In the same
+	// transaction it records the snapshot as the resource's first-managed
+	// state when none is recorded yet.
+	RecordSnapshot(env string, e JournalEntry) (uint64, error)
+	// MarkApplied records that the entry's apply finished.
+	MarkApplied(env string, seq uint64) error
+	// OpenJournal returns the environment's journal and its entries in
+	// the order they were recorded; j is nil when no rollout is open.
+	OpenJournal(env string) (j *Journal, entries []JournalEntry, err error)
+	// Journals lists the environments with an open journal.
+	Journals() ([]string, error)
+	// EndJournal closes the environment's journal.
+	EndJournal(env string) error
+
+	// FirstManaged returns what a resource was before driftless first changed it.
+	FirstManaged(env, host, id string) (s targets.State, ok bool, err error)
+	// ForgetFirstManaged drops that record (after a prune put it back).
+	ForgetFirstManaged(env, host, id string) error
+
+	// MarkDelivery records a webhook delivery id and reports whether it was
+	// already seen within window before now. Ids older than window are pruned.
+	MarkDelivery(provider, id string, now time.Time, window time.Duration) (seen bool, err error)
+
+	// Close releases the store.
+	Close() error
+}
+
+// storedResource is config.Resource as JSON: its Spec is kept raw and
+// decoded back into the kind's typed spec, so a journal read after a crash
+// hands drivers the same types the loader gives them.
+type storedResource struct {
+	Kind     string           `json:"kind"`
+	Name     string           `json:"name"`
+	Spec     json.RawMessage  `json:"spec,omitempty"`
+	Requires []string         `json:"requires,omitempty"`
+	Notify   []string         `json:"notify,omitempty"`
+	Drift    config.DriftMode `json:"drift,omitempty"`
+}
+
+// storedEntry is the JSON form of a JournalEntry.
+type storedEntry struct {
+	JournalEntry
+	Res storedResource `json:"resource"`
+}
+
+func encodeEntry(e JournalEntry) ([]byte, error) {
+	spec, err := json.Marshal(e.Resource.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec of %s: %w", e.Resource.ID(), err)
+	}
+	r := e.Resource
+	return json.Marshal(storedEntry{JournalEntry: e, Res: storedResource{
+		Kind: r.Kind, Name: r.Name, Spec: spec, Requires: r.Requires, Notify: r.Notify, Drift: r.Drift,
+	}})
+}
+
+func decodeEntry(data []byte) (JournalEntry, error) {
+	var s storedEntry
+	if err := json.Unmarshal(data, &s); err != nil {
+		return JournalEntry{}, fmt.Errorf("decode journal entry: %w", err)
+	}
+	e := s.JournalEntry
+	e.Resource = config.Resource{
+		Kind: s.Res.Kind, Name: s.Res.Name, Requires: s.Res.Requires, Notify: s.Res.Notify, Drift: s.Res.Drift,
+	}
+	if mk, ok := config.KindSpecs()[s.Res.Kind]; ok && len(s.Res.Spec) > 0 && string(s.Res.Spec) != "null" {
+		spec := mk()
+		if err := json.Unmarshal(s.Res.Spec, spec); err != nil {
+			return JournalEntry{}, fmt.Errorf("decode spec of %s: %w", e.Resource.ID(), err)
+		}
+		e.Resource.Spec = spec
+	}
+	return e, nil
+}

@@ -1,0 +1,284 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+)
+
+// worker is the goroutine of one environment. Its slots hold at most one
+// waiting revision each: a newer one replaces a waiting one, so bursts
+// coalesce and the newest revision wins.
+type worker struct {
+	slot    chan target
+	preview chan target
+}
+
+// offer puts tg in a capacity-one slot, replacing what waits there.
+func offer(slot chan target, tg target) {
+	for {
+		select {
+		case slot <- tg:
+			return
+		default:
+		}
+		select {
+		case <-slot:
+		default:
+		}
+	}
+}
+
+// Run is the daemon's loop. It first brings interrupted rollouts to an end
+// (Recover), then dispatches each revision received to every environment
+// it declares, one worker per environment, environments in parallel. A
+// revision that does not load completely applies nothing. Run returns when
+// ctx ends, after its workers and pending reports have finished.
+func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) error {
+	if err := r.Recover(ctx); err != nil {
+		// Environments whose recovery failed stay blocked: every pass
+		// tries the recovery again before doing anything else.
+		r.log.Error().Err(err).Msg("recovery of interrupted rollouts failed")
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		r.reports.Wait()
+	}()
+	r.mu.Lock()
+	var known []string
+	for name, st := range r.envs {
+		if st.rec.Applied.Commit != "" {
+			known = append(known, name)
+		}
+	}
+	r.mu.Unlock()
+	// Environments applied before a restart get their drift loop back at
+	// once, when their revision can still be found.
+	for _, name := range known {
+		st := r.state(name)
+		if err := r.ensureApplied(ctx, st); err != nil {
+			r.log.Warn().Str("environment", name).Err(err).Msg("applied revision not available until a revision arrives")
+			continue
+		}
+		r.worker(ctx, name, &wg)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case rev := <-revs:
+			r.dispatch(ctx, rev, &wg)
+		}
+	}
+}
+
+// load loads a revision, logging every error and setting the reload metric.
+func (r *Reconciler) load(rev sources.Revision) (*config.Revision, error) {
+	cfg, err := r.opts.Load(rev.Dir)
+	if err != nil {
+		r.m.configOK.Set(0)
+		log := r.log.With().Str("source", rev.Source).Str("revision", rev.Short()).Logger()
+		var multi interface{ Unwrap() []error }
+		if errors.As(err, &multi) {
+			for _, e := range multi.Unwrap() {
+				log.Error().Err(e).Msg("invalid revision")
+			}
+		} else {
+			log.Error().Err(err).Msg("invalid revision")
+		}
+		return nil, fmt.Errorf("load revision %s of %s: %w", rev.Short(), rev.Source, err)
+	}
+	r.m.configOK.Set(1)
+	return cfg, nil
+}
+
+func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	cfg, err := r.load(rev)
+	if err != nil {
+		return
+	}
+	for _, env := range cfg.Environments {
+		w := r.worker(ctx, env.Name, wg)
+		if rev.Preview {
+			offer(w.preview, target{rev: rev, env: env})
+		} else {
+			offer(w.slot, target{rev: rev, env: env})
+		}
+	}
+}
+
+// worker returns the environment's worker, starting it the first time.
+func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup) *worker {
+	st := r.state(name)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[name]; ok {
+		return w
+	}
+	w := &worker{slot: make(chan target, 1), preview: make(chan target, 1)}
+	r.workers[name] = w
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.workers, name)
+			r.mu.Unlock()
+		}()
+		r.work(ctx, st, w)
+	}()
+	return w
+}
+
+// interval is the environment's drift interval.
+func (r *Reconciler) interval(st *envState) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range []*config.Environment{st.applied, desiredEnv(st)} {
+		if e != nil && e.DriftInterval > 0 {
+			return e.DriftInterval.D()
+		}
+	}
+	return r.opts.DriftInterval
+}
+
+func desiredEnv(st *envState) *config.Environment {
+	if st.desired == nil {
+		return nil
+	}
+	return st.desired.env
+}
+
+func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
+	iv := r.interval(st)
+	tk := time.NewTicker(iv)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case tg := <-w.slot:
+			r.onRevision(ctx, st, tg)
+		case tg := <-w.preview:
+			r.preview(ctx, st, tg)
+		case <-tk.C:
+			_, _ = r.pass(ctx, st, TriggerDrift)
+		}
+		if n := r.interval(st); n != iv {
+			iv = n
+			tk.Reset(iv)
+		}
+	}
+}
+
+// onRevision rolls a new revision out, unless its commit is quarantined.
+func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
+	st.op.Lock()
+	defer st.op.Unlock()
+	if err := r.recoverEnv(ctx, st); err != nil {
+		r.log.Error().Str("environment", tg.env.Name).Err(err).Msg("interrupted rollout not recovered; revision waits")
+		r.mu.Lock()
+		st.desired = &tg
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	q := st.rec.IsQuarantined(tg.rev.Commit)
+	if !q {
+		st.desired = &tg
+	}
+	r.mu.Unlock()
+	if q {
+		r.log.Warn().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Msg("revision quarantined after a rollback; keeping the last good revision")
+		if err := r.ensureApplied(ctx, st); err != nil {
+			r.log.Warn().Str("environment", tg.env.Name).Err(err).Msg("last good revision not available")
+		}
+		return
+	}
+	r.rollout(ctx, st, tg, TriggerRevision)
+}
+
+// pass is the periodic (or forced) reconcile of an environment: the
+// desired revision when it is not applied yet (and not quarantined),
+// otherwise a drift pass over the applied one.
+func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string) (Run, error) {
+	st.op.Lock()
+	defer st.op.Unlock()
+	if err := r.recoverEnv(ctx, st); err != nil {
+		return Run{}, err
+	}
+	r.mu.Lock()
+	d := st.desired
+	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantined(d.rev.Commit)
+	r.mu.Unlock()
+	if pending {
+		run := r.rollout(ctx, st, *d, trigger)
+		return run, runError(run)
+	}
+	if err := r.ensureApplied(ctx, st); err != nil {
+		return Run{}, err
+	}
+	return r.drift(ctx, st, trigger)
+}
+
+// runError is the error a caller of Sync or Rollback sees for a run.
+func runError(run Run) error {
+	if run.Result == ResultFailed || run.Result == ResultRolledBack {
+		return fmt.Errorf("%s: %s", run.Result, run.Error)
+	}
+	return nil
+}
+
+// preview plans a pull request's revision and reports the plan; it never applies.
+func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
+	st.op.Lock()
+	r.mu.Lock()
+	prev := st.applied
+	r.mu.Unlock()
+	p := r.plan(ctx, tg, prev)
+	st.op.Unlock()
+	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
+		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: p})
+}
+
+// plan observes and diffs every host of tg without changing anything.
+func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) *Plan {
+	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune)
+	closeHosts(hosts)
+	p := &Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
+	for _, h := range hosts {
+		p.Hosts = append(p.Hosts, h.plan)
+	}
+	return p
+}
+
+// summary says in one line what a plan changes.
+func (p *Plan) summary() string {
+	n, hosts, failed := 0, 0, 0
+	for _, h := range p.Hosts {
+		if h.Err != "" {
+			failed++
+		}
+		c := 0
+		for _, ch := range h.Changes {
+			if ch.Action != "none" {
+				c++
+			}
+		}
+		if c > 0 {
+			hosts++
+			n += c
+		}
+	}
+	s := fmt.Sprintf("%d change(s) on %d host(s)", n, hosts)
+	if failed > 0 {
+		s += fmt.Sprintf(", %d host(s) not observed", failed)
+	}
+	return s
+}
