@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -30,12 +32,14 @@ func (t *Transport) Run(ctx context.Context, script string, stdin []byte) (targe
 	return res, nil
 }
 
-// remoteCommand reads exactly n bytes of standard input and evaluates them
-// in the same shell, which then reads the rest of its input as the
+// remoteCommand first prints the process group of the remote shell (so a
+// timed-out script can be killed: OpenSSH refuses signal requests on root
+// sessions), then reads exactly n bytes of standard input and evaluates
+// them in the same shell, which then reads the rest of its input as the
 // script's stdin. The script is wrapped in braces by wrapScript, so a
 // truncated transfer is a syntax error and runs nothing.
 func (t *Transport) remoteCommand(n int) string {
-	inner := fmt.Sprintf(`eval "$(head -c %d)"`, n)
+	inner := fmt.Sprintf(`read -r _ _ _ _ g _ </proc/$$/stat && echo "$g"; eval "$(head -c %d)"`, n)
 	cmd := "exec /bin/sh -c " + shellQuote(inner)
 	if t.cfg.Sudo {
 		cmd = "exec sudo -n -- /bin/sh -c " + shellQuote(inner)
@@ -55,7 +59,8 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 		return targets.Result{}, err
 	}
 	body := wrapScript(script)
-	var stdout, stderr bytes.Buffer
+	var stdout groupWriter
+	var stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	sess.Stdin = io.MultiReader(bytes.NewReader(body), bytes.NewReader(stdin))
 	t.roundTrips.Add(1)
@@ -68,10 +73,10 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		t.abandon(sess, done)
-		return targets.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, ctx.Err()
+		t.abandon(sess, done, stdout.group())
+		return targets.Result{Stdout: stdout.bytes(), Stderr: stderr.Bytes()}, ctx.Err()
 	}
-	res := targets.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	res := targets.Result{Stdout: stdout.bytes(), Stderr: stderr.Bytes()}
 	var ee *gossh.ExitError
 	switch {
 	case err == nil:
@@ -84,11 +89,14 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 	}
 }
 
-// abandon stops a session whose operation timed out: it asks the remote
-// to kill the process, closes the channel, and if the peer does not answer
-// even that, drops the whole connection so nothing is left waiting.
-func (t *Transport) abandon(sess *gossh.Session, done <-chan error) {
-	sess.Signal(gossh.SIGKILL) //nolint:errcheck // servers may ignore signals; Close follows
+// abandon stops a session whose operation timed out: it kills the remote
+// process group from a second session, closes the channel, and if the peer
+// does not answer even that, drops the whole connection so nothing is left
+// waiting.
+func (t *Transport) abandon(sess *gossh.Session, done <-chan error, group int) {
+	if group > 1 {
+		t.killGroup(group)
+	}
 	sess.Close()
 	select {
 	case <-done:
@@ -99,6 +107,32 @@ func (t *Transport) abandon(sess *gossh.Session, done <-chan error) {
 		if c != nil {
 			c.client.Close()
 		}
+		<-done
+	}
+}
+
+// killGroup SIGKILLs a remote process group, with its own short timeout.
+func (t *Transport) killGroup(group int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := t.session(ctx)
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	cmd := fmt.Sprintf("kill -9 -- -%d", group)
+	if t.cfg.Sudo {
+		cmd = "sudo -n " + cmd
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(cmd) }()
+	select {
+	case err = <-done:
+		if err != nil {
+			t.log.Debug().Err(err).Int("group", group).Msg("kill timed-out remote script")
+		}
+	case <-ctx.Done():
+		sess.Close()
 		<-done
 	}
 }
@@ -165,6 +199,50 @@ func octalMode(m fs.FileMode) string {
 		v |= 0o1000
 	}
 	return fmt.Sprintf("%04o", v)
+}
+
+// groupWriter collects a session's standard output, taking its first line
+// apart: the remote process group printed by remoteCommand.
+type groupWriter struct {
+	mu     sync.Mutex
+	header []byte
+	seen   bool
+	out    bytes.Buffer
+}
+
+func (w *groupWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	if !w.seen {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.header = append(w.header, p...)
+			return n, nil
+		}
+		w.header = append(w.header, p[:i]...)
+		w.seen = true
+		p = p[i+1:]
+	}
+	w.out.Write(p)
+	return n, nil
+}
+
+// group is the remote process group, or 0 when it was not printed yet.
+func (w *groupWriter) group() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.seen {
+		return 0
+	}
+	g, _ := strconv.Atoi(string(w.header))
+	return g
+}
+
+func (w *groupWriter) bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Clone(w.out.Bytes())
 }
 
 // shellQuote quotes s for a POSIX shell.
