@@ -1,0 +1,179 @@
+package reconciler
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// eventually polls cond until it holds or 10 s have passed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runDaemon starts Run and returns the revision channel; the test's end
+// stops it and waits for it.
+func runDaemon(t *testing.T, f *fixture) chan<- sources.Revision {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	revs := make(chan sources.Revision)
+	done := make(chan error, 1)
+	go func() { done <- f.r.Run(ctx, revs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return revs
+}
+
+func (f *fixture) applied(env string) string {
+	st, _ := f.r.Environment(env)
+	return st.Applied
+}
+
+func TestRunCoalescesNewestWins(t *testing.T) {
+	f := newFixture(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	f.ver.gate = func(env, _ string) {
+		if env == "prod" {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+	}
+	revs := runDaemon(t, f)
+	mk := func(content string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,
+			etc+fileRes("/etc/app.conf", content), "verify:\n  - command: \"true\"\n")})
+	}
+	rev1 := mk("v1")
+	revs <- rev1
+	<-entered // the first rollout is held in its verification
+	var last sources.Revision
+	for _, c := range []string{"v2", "v3", "v4"} {
+		last = mk(c)
+		revs <- last
+	}
+	// Another environment goes on while prod is held: environments run in
+	// parallel. Its receipt also proves prod's last revision was dispatched.
+	other := f.revision(map[string]string{"environments/other.yaml": envYAML("other", []string{"o1"}, nil, etc+fileRes("/etc/o.conf", "o"), "")})
+	revs <- other
+	eventually(t, "other is applied", func() bool { return f.applied("other") == other.Commit })
+	if f.applied("prod") != "" {
+		t.Fatal("prod finished while held")
+	}
+	close(release)
+	eventually(t, "the newest revision is applied", func() bool { return f.applied("prod") == last.Commit })
+	hist, err := f.r.History("prod", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits []string
+	for _, r := range hist {
+		commits = append(commits, r.Revision.Commit)
+	}
+	if len(hist) != 2 || commits[0] != last.Commit || commits[1] != rev1.Commit {
+		t.Fatalf("history commits = %v; want the newest then the first (v2, v3 coalesced away)", commits)
+	}
+	if got := f.hostFile("h1", "/etc/app.conf"); got != "v4" {
+		t.Fatalf("app.conf = %q", got)
+	}
+}
+
+func TestRunQuarantineDriftAndNewerCommit(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.DriftInterval = 30 * time.Millisecond })
+	revs := runDaemon(t, f)
+	check := "verify:\n  - name: marker\n    command: \"! grep -q broken $DRIFTLESS_ROOT/etc/app.conf\"\n"
+	mk := func(content string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2"}, nil,
+			etc+fileRes("/etc/app.conf", content), check)})
+	}
+	rev1 := mk("good-1")
+	revs <- rev1
+	eventually(t, "rev1 applied", func() bool { return f.applied("prod") == rev1.Commit })
+
+	rev2 := mk("broken")
+	revs <- rev2
+	eventually(t, "rev2 rolled back", func() bool {
+		st, _ := f.r.Environment("prod")
+		return st.State == StateRolledBack || st.LastResult == ResultRolledBack
+	})
+	// Drift passes go on, enforcing rev1; rev2 is not tried again.
+	noops := func() float64 { return testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", ResultNoop)) }
+	n := noops()
+	eventually(t, "two drift passes", func() bool { return noops() >= n+2 })
+	f.writeHostFile("h2", "/etc/app.conf", "edited by hand")
+	eventually(t, "drift corrected", func() bool { return f.hostFile("h2", "/etc/app.conf") == "good-1" })
+	// The same quarantined commit again (a restart of its source) is skipped.
+	revs <- rev2
+	n = noops()
+	eventually(t, "another drift pass", func() bool { return noops() >= n+2 })
+	for _, h := range []string{"h1", "h2"} {
+		if got := f.hostFile(h, "/etc/app.conf"); got != "good-1" {
+			t.Fatalf("%s: %q after quarantine", h, got)
+		}
+	}
+	hist, _ := f.r.History("prod", 0)
+	rolled := 0
+	for _, r := range hist {
+		if r.Revision.Commit == rev2.Commit {
+			rolled++
+		}
+	}
+	if rolled != 1 {
+		t.Fatalf("quarantined commit ran %d times", rolled)
+	}
+	rev3 := mk("good-3")
+	revs <- rev3
+	eventually(t, "rev3 applied", func() bool { return f.applied("prod") == rev3.Commit })
+	if got := f.hostFile("h1", "/etc/app.conf"); got != "good-3" {
+		t.Fatalf("after rev3: %q", got)
+	}
+}
+
+func TestRunInvalidRevisionAndPreview(t *testing.T) {
+	f := newFixture(t)
+	revs := runDaemon(t, f)
+	good := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "1"), "")})
+	revs <- good
+	eventually(t, "applied", func() bool { return f.applied("prod") == good.Commit })
+	if v := testutil.ToFloat64(f.r.m.configOK); v != 1 {
+		t.Fatalf("config_last_reload_successful = %v", v)
+	}
+	bad := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "2"), "") + "nonsense: [\n"})
+	revs <- bad
+	eventually(t, "reload marked failed", func() bool { return testutil.ToFloat64(f.r.m.configOK) == 0 })
+
+	pr := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "3"), "")})
+	pr.Preview, pr.PullRequest = true, 42
+	revs <- pr
+	var rep Report
+	eventually(t, "preview reported", func() bool { var ok bool; rep, ok = f.rep.find(StatusPreview); return ok })
+	if rep.PullRequest != 42 || rep.Plan == nil || len(rep.Plan.Hosts) != 1 || !strings.Contains(rep.Description, "1 change(s)") {
+		t.Fatalf("preview report = %+v", rep)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "1" {
+		t.Fatalf("a.conf = %q: an invalid or preview revision was applied", got)
+	}
+	if st, _ := f.r.Environment("prod"); st.Applied != good.Commit {
+		t.Fatalf("applied = %s", st.Applied)
+	}
+}
