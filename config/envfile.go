@@ -10,7 +10,11 @@ import (
 // loadEnvFile decodes one environments/*.yaml file. Host-independent
 // checks happen here; expand does the per-host work.
 func (l *loader) loadEnvFile(file string) *envDecl {
-	root := l.readYAML(file)
+	return l.decodeEnv(file, l.readYAML(file))
+}
+
+// decodeEnv decodes the parsed root node of an environment file.
+func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 	if root == nil {
 		return nil
 	}

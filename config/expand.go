@@ -159,12 +159,13 @@ func (l *loader) checkReferences(h *Host, raws []*rawResource) {
 		}
 		ids[id] = raw.res.Pos
 	}
+	kinds := KindSpecs()
 	for _, raw := range raws {
 		check := func(what string, refs []string, pos []Position) {
 			for i, ref := range refs {
 				kind, name, ok := strings.Cut(ref, ":")
 				switch {
-				case !ok || name == "" || KindSpecs()[kind] == nil:
+				case !ok || name == "" || kinds[kind] == nil:
 					l.errs.add(pos[i], "%s: %q is not a resource identity such as service:app or file:/etc/app.conf", what, ref)
 				case ref == raw.res.ID():
 					l.errs.add(pos[i], "%s: %s refers to itself", what, ref)

@@ -11,7 +11,7 @@ import (
 )
 
 // writeRepo writes files (path relative to dir: content) into a new folder.
-func writeRepo(t *testing.T, files map[string]string) string {
+func writeRepo(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {

@@ -150,7 +150,11 @@ func (l *loader) readYAML(file string) *yaml.Node {
 
 // loadRoleFile reads roles/NAME.yaml: `role: NAME` and `resources: [...]`.
 func (l *loader) loadRoleFile(file string) {
-	root := l.readYAML(file)
+	l.decodeRole(file, l.readYAML(file))
+}
+
+// decodeRole decodes the parsed root node of a role file.
+func (l *loader) decodeRole(file string, root *yaml.Node) {
 	if root == nil {
 		return
 	}
