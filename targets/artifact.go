@@ -70,8 +70,11 @@ func wantRelease(s config.ArtifactSpec) string {
 // Probe implements Driver. It prints where current points, whether that
 // target is a directory, and the release folders present.
 func (d *ArtifactDriver) Probe(r config.Resource, root string) string {
-	dir := shq(root + r.Name)
-	return `d=` + dir + `
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	return `d=` + shq(p) + `
 if [ -d "$d" ]; then echo dir=1; fi
 if [ -L "$d/current" ]; then printf 'current=%s\n' "$(readlink "$d/current")"; if [ -d "$d/current/" ]; then echo ok=1; fi; fi
 if [ -d "$d/releases" ]; then for r in "$d/releases"/*; do if [ -d "$r" ]; then printf 'release=%s\n' "${r##*/}"; fi; done; fi
@@ -176,7 +179,11 @@ func (d *ArtifactDriver) Apply(ctx context.Context, t Transport, r config.Resour
 	if keep == 0 {
 		keep = DefaultArtifactKeep
 	}
-	script := "set -eu\nd=" + shq(t.Root()+r.Name) + "\nwant=" + rel + "\nkeep=" + strconv.Itoa(keep) + "\n" +
+	dir, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return err
+	}
+	script := "set -eu\nd=" + shq(dir) + "\nwant=" + rel + "\nkeep=" + strconv.Itoa(keep) + "\n" +
 		"mkdir -p \"$d/releases\"\nrm -rf \"$d/releases/.tmp-\"*\n"
 	if stdin != nil {
 		script += artifactUnpack(s.Owner)
@@ -236,7 +243,11 @@ func (d *ArtifactDriver) Restore(ctx context.Context, t Transport, r config.Reso
 			keep = append(keep, rel)
 		}
 	}
-	script := "set -eu\nd=" + shq(t.Root()+r.Name) + "\nkeep=' " + strings.Join(keep, " ") + " '\n"
+	dir, err := hostPath(t.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("restore artifact %s: %w", r.Name, err)
+	}
+	script := "set -eu\nd=" + shq(dir) + "\nkeep=' " + strings.Join(keep, " ") + " '\n"
 	if snapshot.Present {
 		script += "target=" + shq(snapshot.Fields["current"]) + `
 if ! (cd "$d" && [ -d "$target/" ]); then echo "cannot switch back to $target: it is gone" >&2; exit 1; fi

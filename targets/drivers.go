@@ -23,6 +23,11 @@ func Drivers() map[string]Driver {
 		"symlink":   &SymlinkDriver{},
 		"env":       &EnvDriver{},
 		"command":   &CommandDriver{},
+		"service":   &ServiceDriver{},
+		"artifact":  &ArtifactDriver{},
+		"sysctl":    &SysctlDriver{},
+		"user":      &UserDriver{},
+		"group":     &GroupDriver{},
 	}
 }
 

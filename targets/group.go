@@ -1,0 +1,130 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// GroupDriver manages a local group with getent, groupadd, groupmod and
+// groupdel. Membership belongs to users (UserSpec.Groups); a group only
+// remembers its members so that a restore can put them back.
+type GroupDriver struct{}
+
+var _ Driver = (*GroupDriver)(nil)
+
+// Kind returns "group".
+func (*GroupDriver) Kind() string { return "group" }
+
+// Probe prints the group line.
+func (*GroupDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.GroupSpec](r); err != nil {
+		return probeError(err)
+	}
+	if !accountName.MatchString(r.Name) {
+		return probeError(fmt.Errorf("group %q: not a valid group name", r.Name))
+	}
+	return accountProbe("group", r.Name, root,
+		"if __e=$(getent group "+shq(r.Name)+"); then printf 'group=%s\\n' \"$__e\"; fi")
+}
+
+// Parse reads the probe's output. Fields: gid, members (sorted, comma-separated).
+func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
+	v, ok := strings.CutPrefix(strings.TrimRight(string(out), "\n"), "group=")
+	if !ok {
+		if strings.TrimSpace(string(out)) == "" {
+			return State{}, nil
+		}
+		return State{}, fmt.Errorf("parse group probe of %s: unexpected output %q", r.Name, trimOutput(out))
+	}
+	f := strings.Split(v, ":")
+	if len(f) != 4 {
+		return State{}, fmt.Errorf("parse group probe of %s: group line %q", r.Name, v)
+	}
+	var members []string
+	if f[3] != "" {
+		members = strings.Split(f[3], ",")
+	}
+	return State{Present: true, Fields: map[string]string{"gid": f[2], "members": joinSorted(members)}}, nil
+}
+
+// Diff compares the declared group with the live one.
+func (d *GroupDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	s, err := specOf[config.GroupSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	switch {
+	case s.State == config.Absent && observed.Present:
+		c.Action, c.Diff = Delete, "group: "+r.Name+" -> (removed)"
+	case s.State == config.Absent:
+	case !observed.Present:
+		c.Action, c.Diff = Create, "group: (none) -> "+r.Name
+		if s.GID != 0 {
+			c.Diff += "\ngid: (none) -> " + strconv.Itoa(s.GID)
+		}
+	case s.GID != 0 && observed.Fields["gid"] != strconv.Itoa(s.GID):
+		c.Action, c.Diff = Update, "gid: "+observed.Fields["gid"]+" -> "+strconv.Itoa(s.GID)
+	}
+	return c
+}
+
+// Apply creates, renumbers or removes the group.
+func (d *GroupDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	s, err := specOf[config.GroupSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if !accountName.MatchString(r.Name) {
+		return fmt.Errorf("apply %s: not a valid group name", r.ID())
+	}
+	if err := accountsOnRealHost(t, r.ID()); err != nil {
+		return err
+	}
+	n := shq(r.Name)
+	gid := ""
+	if s.GID != 0 {
+		gid = "-g " + strconv.Itoa(s.GID) + " "
+	}
+	var script string
+	switch {
+	case s.State == config.Absent:
+		script = "groupdel -- " + n
+	case !observed.Present:
+		if s.System {
+			gid += "-r "
+		}
+		script = "groupadd " + gid + "-- " + n
+	case gid != "":
+		script = "groupmod " + gid + "-- " + n
+	default:
+		return nil
+	}
+	return runScript(ctx, t, "apply "+r.ID(), script)
+}
+
+// Restore removes a group that did not exist, or re-creates or renumbers it
+// with its old gid and members.
+func (d *GroupDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if !accountName.MatchString(r.Name) {
+		return fmt.Errorf("restore %s: not a valid group name", r.ID())
+	}
+	if err := accountsOnRealHost(t, r.ID()); err != nil {
+		return err
+	}
+	n := shq(r.Name)
+	var script string
+	if !snapshot.Present {
+		script = "if getent group " + n + " >/dev/null; then groupdel -- " + n + "; fi"
+	} else {
+		gid := shq(snapshot.Fields["gid"])
+		script = "if getent group " + n + " >/dev/null; then groupmod -g " + gid + " -- " + n +
+			"; else groupadd -g " + gid + " -- " + n + "; fi\ngpasswd -M " + shq(snapshot.Fields["members"]) + " " + n + " >/dev/null"
+	}
+	return runScript(ctx, t, "restore "+r.ID(), script)
+}

@@ -1,0 +1,289 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// ServiceDriver manages a systemd unit: its unit file under
+// /etc/systemd/system (when declared), whether it is enabled, and whether it
+// runs. On a sandbox root (the local transport with a root folder, used by
+// demos) only the unit file is managed: systemctl would act on the real
+// machine, not on the sandbox.
+type ServiceDriver struct{}
+
+var (
+	_ Driver    = (*ServiceDriver)(nil)
+	_ Refresher = (*ServiceDriver)(nil)
+)
+
+// The service states a spec may declare.
+const (
+	ServiceRunning = "running"
+	ServiceStopped = "stopped"
+)
+
+// unitMarker separates the probe's fields from the unit file's bytes, which
+// follow it verbatim to the end of the probe's output.
+const unitMarker = "--driftless-unit-file--"
+
+// Kind returns "service".
+func (*ServiceDriver) Kind() string { return "service" }
+
+// unitName is the systemd unit a resource names: "app" is "app.service".
+func unitName(name string) string {
+	for _, suffix := range []string{".service", ".socket", ".timer", ".path", ".mount", ".target"} {
+		if strings.HasSuffix(name, suffix) {
+			return name
+		}
+	}
+	return name + ".service"
+}
+
+// unitPath is where the unit file of a resource lives on the host.
+func unitPath(name string) string { return "/etc/systemd/system/" + unitName(name) }
+
+func validUnitName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/ \t\n'\"\\$`") || strings.HasPrefix(name, "-") {
+		return fmt.Errorf("service %q: not a valid unit name", name)
+	}
+	return nil
+}
+
+// Probe prints systemd's view of the unit (LoadState, ActiveState,
+// UnitFileState) and then, after a marker, the unit file when there is one.
+// It fails with a clear message on a host where systemd is not running.
+func (*ServiceDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.ServiceSpec](r); err != nil {
+		return probeError(err)
+	}
+	if err := validUnitName(r.Name); err != nil {
+		return probeError(err)
+	}
+	p, err := hostPath(root, unitPath(r.Name))
+	if err != nil {
+		return probeError(err)
+	}
+	var b strings.Builder
+	if root != "" {
+		b.WriteString("echo sandbox=1\n")
+	} else {
+		u := shq(unitName(r.Name))
+		// A probe must not exit: a missing systemd is remembered and
+		// reported by the probe's last command instead.
+		b.WriteString(`__svc_ok=1
+if [ -d /run/systemd/system ]; then systemctl show -p LoadState -p ActiveState -p UnitFileState -- ` + u + `
+else echo "systemd is not running on this host" >&2; __svc_ok=0; fi
+`)
+	}
+	b.WriteString("echo " + unitMarker + "\nif [ -f " + shq(p) + " ]; then echo unitfile=1; cat -- " + shq(p) + "; fi\n")
+	if root == "" {
+		b.WriteString("[ \"$__svc_ok\" = 1 ]\n")
+	}
+	return b.String()
+}
+
+// Parse reads the probe's output. Fields: load, active, enabled (systemd's
+// values), unitfile ("1" when the unit file exists), sandbox.
+func (*ServiceDriver) Parse(r config.Resource, out []byte) (State, error) {
+	head, body, ok := bytes.Cut(out, []byte(unitMarker+"\n"))
+	if !ok {
+		return State{}, fmt.Errorf("parse service probe of %s: no unit marker in %q", r.Name, trimOutput(out))
+	}
+	st := State{Fields: map[string]string{}}
+	keys := map[string]string{"LoadState": "load", "ActiveState": "active", "UnitFileState": "enabled", "sandbox": "sandbox"}
+	for _, line := range strings.Split(string(head), "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(line, "=")
+		if f, ok := keys[k]; ok {
+			st.Fields[f] = v
+		}
+	}
+	if rest, ok := bytes.CutPrefix(body, []byte("unitfile=1\n")); ok {
+		st.Fields["unitfile"] = "1"
+		st.Content = append([]byte(nil), rest...)
+	}
+	st.Present = st.Fields["unitfile"] == "1" || (st.Fields["load"] != "" && st.Fields["load"] != "not-found")
+	return st, nil
+}
+
+// isEnabled says whether an UnitFileState counts as enabled.
+func isEnabled(state string) bool {
+	switch state {
+	case "enabled", "enabled-runtime", "alias", "linked", "linked-runtime":
+		return true
+	}
+	return false
+}
+
+// isRunning says whether an ActiveState counts as running.
+func isRunning(state string) bool {
+	return state == "active" || state == "reloading" || state == "activating"
+}
+
+// serviceDiffs lists what differs: "unit file" first, then enabled and state.
+func serviceDiffs(r config.Resource, s *config.ServiceSpec, st State) (diffs []string, unitChanged bool) {
+	if s.Unit != "" && (st.Fields["unitfile"] != "1" || !bytes.Equal(st.Content, []byte(s.Unit))) {
+		unitChanged = true
+		old := st.Content
+		if st.Fields["unitfile"] != "1" {
+			old = nil
+		}
+		diffs = append(diffs, strings.TrimRight(UnifiedDiff(unitPath(r.Name), unitPath(r.Name), old, []byte(s.Unit)), "\n"))
+	}
+	if st.Fields["sandbox"] == "1" {
+		return diffs, unitChanged
+	}
+	if s.Enabled != nil && *s.Enabled != isEnabled(st.Fields["enabled"]) {
+		diffs = append(diffs, fmt.Sprintf("enabled: %s -> %t", orNone(st.Fields["enabled"]), *s.Enabled))
+	}
+	switch {
+	case s.State == ServiceRunning && !isRunning(st.Fields["active"]):
+		diffs = append(diffs, "state: "+orNone(st.Fields["active"])+" -> running")
+	case s.State == ServiceStopped && isRunning(st.Fields["active"]):
+		diffs = append(diffs, "state: "+st.Fields["active"]+" -> stopped")
+	case unitChanged && s.State == ServiceRunning:
+		diffs = append(diffs, "state: restart (unit file changed)")
+	}
+	return diffs, unitChanged
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// Diff compares the declared unit with the observed one.
+func (d *ServiceDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	s, err := specOf[config.ServiceSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	diffs, _ := serviceDiffs(r, s, observed)
+	c.Action = action(observed.Present || len(diffs) == 0, diffs)
+	c.Diff = strings.Join(diffs, "\n")
+	return c
+}
+
+// Apply writes the unit file (atomically) and reloads systemd when it
+// changed, then enables or disables the unit, then starts, restarts or
+// stops it. A running unit whose file changed is restarted.
+func (d *ServiceDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	s, err := specOf[config.ServiceSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := validUnitName(r.Name); err != nil {
+		return err
+	}
+	if s.Unit == "" && s.UnitSource != "" {
+		return fmt.Errorf("apply %s: unit_source %s was not loaded into the unit's content", r.ID(), s.UnitSource)
+	}
+	_, unitChanged := serviceDiffs(r, s, observed)
+	if unitChanged {
+		if err := t.WriteFile(ctx, unitPath(r.Name), []byte(s.Unit), 0o644); err != nil {
+			return fmt.Errorf("apply %s: write unit file: %w", r.ID(), err)
+		}
+	}
+	if t.Root() != "" {
+		return nil
+	}
+	u := shq(unitName(r.Name))
+	script := "set -e\n"
+	if unitChanged {
+		script += "systemctl daemon-reload\n"
+	}
+	if s.Enabled != nil {
+		script += map[bool]string{true: "systemctl enable -q -- " + u + "\n", false: "systemctl disable -q -- " + u + "\n"}[*s.Enabled]
+	}
+	switch {
+	case s.State == ServiceRunning && unitChanged:
+		script += "systemctl restart -- " + u + "\n"
+	case s.State == ServiceRunning:
+		script += "systemctl start -- " + u + "\n"
+	case s.State == ServiceStopped:
+		script += "systemctl stop -- " + u + "\n"
+	case unitChanged:
+		// No declared state: keep what runs, but let it use the new unit.
+		script += "systemctl try-restart -- " + u + "\n"
+	}
+	return runScript(ctx, t, "apply "+r.ID(), script)
+}
+
+// Restore puts back the snapshot: the old unit file (or none), then the
+// old enabled and running states.
+func (d *ServiceDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if err := validUnitName(r.Name); err != nil {
+		return err
+	}
+	u := shq(unitName(r.Name))
+	sandbox := t.Root() != ""
+	if snapshot.Fields["unitfile"] == "1" {
+		if err := t.WriteFile(ctx, unitPath(r.Name), snapshot.Content, 0o644); err != nil {
+			return fmt.Errorf("restore %s: write unit file: %w", r.ID(), err)
+		}
+	} else {
+		p, err := hostPath(t.Root(), unitPath(r.Name))
+		if err != nil {
+			return err
+		}
+		script := "rm -f -- " + shq(p) + "\n"
+		existed := snapshot.Fields["load"] != "" && snapshot.Fields["load"] != "not-found"
+		if !existed && !sandbox {
+			// The unit did not exist at all: stop and disable it while
+			// systemd still knows it, then forget it.
+			script = "systemctl disable -q --now -- " + u + " 2>/dev/null || true\n" + script +
+				"systemctl daemon-reload\nsystemctl reset-failed -- " + u + " 2>/dev/null || true\n"
+		}
+		if err := runScript(ctx, t, "restore "+r.ID(), script); err != nil {
+			return err
+		}
+		if !existed {
+			return nil
+		}
+	}
+	if sandbox {
+		return nil
+	}
+	script := "set -e\nsystemctl daemon-reload\n"
+	switch {
+	case isEnabled(snapshot.Fields["enabled"]):
+		script += "systemctl enable -q -- " + u + "\n"
+	case snapshot.Fields["enabled"] == "disabled":
+		script += "systemctl disable -q -- " + u + "\n"
+	}
+	if isRunning(snapshot.Fields["active"]) {
+		script += "systemctl restart -- " + u + "\n"
+	} else {
+		script += "systemctl stop -- " + u + "\n"
+	}
+	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// Refresh restarts the unit, or reloads it when on_notify is reload. A
+// unit that is not running is left stopped: a notify never starts it.
+func (d *ServiceDriver) Refresh(ctx context.Context, t Transport, r config.Resource) error {
+	if t.Root() != "" {
+		return nil
+	}
+	if err := validUnitName(r.Name); err != nil {
+		return err
+	}
+	u := shq(unitName(r.Name))
+	verb := "try-restart"
+	if s, err := specOf[config.ServiceSpec](r); err == nil && s.OnNotify == "reload" {
+		verb = "reload"
+	}
+	script := "if systemctl is-active -q -- " + u + "; then systemctl " + verb + " -- " + u + "; fi\n"
+	return runScript(ctx, t, "refresh "+r.ID(), script)
+}

@@ -1,0 +1,78 @@
+package targets_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/hosts"
+)
+
+// The helpers of the server-driver tests that run against real hosts. They
+// live in the external test package because targets/ssh and test/hosts
+// import targets.
+
+// srvDial connects to a lab host as root over real SSH.
+func srvDial(t *testing.T, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
+	t.Helper()
+	cfg := ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tr, err := ssh.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("dial %s: %v", h.Name, err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// srvHostObserve observes one resource through the real batched Observe.
+func srvHostObserve(t *testing.T, tr targets.Transport, d targets.Driver, r config.Resource) targets.State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	states, err := targets.Observe(ctx, tr, map[string]targets.Driver{d.Kind(): d}, []config.Resource{r})
+	if err != nil {
+		t.Fatalf("observe %s: %v", r.ID(), err)
+	}
+	return states[r.ID()]
+}
+
+// srvHostConverge runs one pass (observe, diff, apply when needed), checks
+// the action it took, and that a second pass finds nothing left to do.
+func srvHostConverge(t *testing.T, tr targets.Transport, d targets.Driver, r config.Resource, want targets.Action) targets.Change {
+	t.Helper()
+	st := srvHostObserve(t, tr, d, r)
+	c := d.Diff(r, st)
+	if c.Action != want {
+		t.Fatalf("%s: action %s, want %s (diff %q, state %+v)", r.ID(), c.Action, want, c.Diff, st)
+	}
+	if c.Action == targets.NoChange {
+		return c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := d.Apply(ctx, tr, r, st); err != nil {
+		t.Fatalf("apply %s: %v", r.ID(), err)
+	}
+	if again := d.Diff(r, srvHostObserve(t, tr, d, r)); again.Action != targets.NoChange {
+		t.Fatalf("%s: not converged after apply: %s %q", r.ID(), again.Action, again.Diff)
+	}
+	return c
+}
+
+// srvRestore restores a snapshot and checks the resource observes exactly as it did.
+func srvRestore(t *testing.T, tr targets.Transport, d targets.Driver, r config.Resource, snap targets.State, equal func(a, b targets.State) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := d.Restore(ctx, tr, r, snap); err != nil {
+		t.Fatalf("restore %s: %v", r.ID(), err)
+	}
+	if got := srvHostObserve(t, tr, d, r); !equal(got, snap) {
+		t.Fatalf("%s after restore: %+v, want %+v", r.ID(), got, snap)
+	}
+}

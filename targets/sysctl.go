@@ -1,0 +1,135 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// SysctlDriver sets a kernel parameter through /proc/sys. It reads the live
+// value from /proc/sys and writes it with `sysctl -w` (or straight into
+// /proc/sys where procps is not installed). Values that hold several
+// numbers compare equal whatever the whitespace between them.
+//
+// On a sandbox root the parameter is a plain file under ROOT/proc/sys, so a
+// demo never changes the kernel of the machine it runs on.
+type SysctlDriver struct{}
+
+var _ Driver = (*SysctlDriver)(nil)
+
+// sysctlName is a parameter name: dotted (net.ipv4.ip_forward) or slashed
+// (net/ipv4/conf/eth0.10/forwarding, for names with dots in them).
+var sysctlName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-/:@]*$`)
+
+// Kind returns "sysctl".
+func (*SysctlDriver) Kind() string { return "sysctl" }
+
+// sysctlPath is the /proc/sys file of a parameter.
+func sysctlPath(name string) (string, error) {
+	if !sysctlName.MatchString(name) || strings.Contains(name, "..") {
+		return "", fmt.Errorf("sysctl %q: not a kernel parameter name", name)
+	}
+	if !strings.Contains(name, "/") {
+		name = strings.ReplaceAll(name, ".", "/")
+	}
+	return "/proc/sys/" + name, nil
+}
+
+// normSysctl writes a value in one form: its fields separated by one space.
+func normSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }
+
+// Probe prints "value=" and the live value, or nothing when the kernel has
+// no such parameter.
+func (*SysctlDriver) Probe(r config.Resource, root string) string {
+	if _, err := specOf[config.SysctlSpec](r); err != nil {
+		return probeError(err)
+	}
+	p, err := sysctlPath(r.Name)
+	if err != nil {
+		return probeError(err)
+	}
+	if p, err = hostPath(root, p); err != nil {
+		return probeError(err)
+	}
+	q := shq(p)
+	return "if [ -f " + q + " ]; then printf 'value='; cat -- " + q + "; fi"
+}
+
+// Parse reads the probe's output. Fields: value (normalised).
+func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
+	s := string(out)
+	if strings.TrimSpace(s) == "" {
+		return State{}, nil
+	}
+	v, ok := strings.CutPrefix(s, "value=")
+	if !ok {
+		return State{}, fmt.Errorf("parse sysctl probe of %s: unexpected output %q", r.Name, trimOutput(out))
+	}
+	return State{Present: true, Fields: map[string]string{"value": normSysctl(v)}}, nil
+}
+
+// Diff compares the declared value with the live one.
+func (d *SysctlDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	s, err := specOf[config.SysctlSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	want := normSysctl(s.Value)
+	switch {
+	case !observed.Present:
+		c.Action, c.Diff = Update, "value: (no such parameter) -> "+want
+	case observed.Fields["value"] != want:
+		c.Action, c.Diff = Update, "value: "+observed.Fields["value"]+" -> "+want
+	}
+	return c
+}
+
+// write sets the parameter to v on t.
+func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource, v, what string) error {
+	p, err := sysctlPath(r.Name)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(v, "\n\x00") {
+		return fmt.Errorf("%s %s: the value must be one line", what, r.ID())
+	}
+	hp, err := hostPath(t.Root(), p)
+	if err != nil {
+		return err
+	}
+	q := shq(hp)
+	script := "if [ ! -f " + q + " ]; then echo 'no such kernel parameter on this host' >&2; exit 1; fi\n"
+	if t.Root() == "" {
+		script += "if command -v sysctl >/dev/null 2>&1; then sysctl -q -w " + shq(strings.TrimPrefix(p, "/proc/sys/")+"="+v) +
+			"; else printf '%s\\n' " + shq(v) + " > " + q + "; fi\n"
+	} else {
+		script += "printf '%s\\n' " + shq(v) + " > " + q + "\n"
+	}
+	return runScript(ctx, t, what+" "+r.ID(), script)
+}
+
+// Apply writes the declared value.
+func (d *SysctlDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
+	s, err := specOf[config.SysctlSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if normSysctl(s.Value) == "" {
+		return fmt.Errorf("apply %s: no value declared", r.ID())
+	}
+	return d.write(ctx, t, r, normSysctl(s.Value), "apply")
+}
+
+// Restore writes back the value the snapshot saw. A parameter that did not
+// exist then has nothing to put back.
+func (d *SysctlDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if !snapshot.Present {
+		return nil
+	}
+	return d.write(ctx, t, r, snapshot.Fields["value"], "restore")
+}
