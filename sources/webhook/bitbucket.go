@@ -181,5 +181,5 @@ func ParseBitbucket(h http.Header, body []byte) (sources.Event, error) {
 		ev.BaseRef = p.ServerPR.ToRef.DisplayID
 		ev.Repository, ev.CloneURLs = p.ServerPR.ToRef.Repository.name()
 	}
-	return ev, nil
+	return finish(ev)
 }

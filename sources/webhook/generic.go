@@ -30,7 +30,8 @@ func VerifyGeneric(header string) VerifyFunc {
 //	 "commit": "<full commit id>", "deleted": false, "clone_url": "..."}
 //
 // repository and ref are required; a ref without "refs/" is taken as a
-// branch. The delivery id, when the sender has one, goes in
+// branch. commit is optional: without it the Git source fetches the ref and
+// takes whatever it points to. The delivery id, when the sender has one, goes in
 // X-Driftless-Delivery (or X-Request-Id).
 type genericPayload struct {
 	Repository string `json:"repository"`
@@ -60,5 +61,5 @@ func ParseGeneric(h http.Header, body []byte) (sources.Event, error) {
 	}
 	ev.Repository = p.Repository
 	ev.CloneURLs = urls(p.CloneURL)
-	return pushEvent(ev, ref, p.Commit, p.Deleted), nil
+	return finish(pushEvent(ev, ref, p.Commit, p.Deleted))
 }

@@ -93,7 +93,7 @@ func ParseGitea(h http.Header, body []byte) (sources.Event, error) {
 			ev.BaseRef = p.PullRequest.BaseBranch
 		}
 	}
-	return ev, nil
+	return finish(ev)
 }
 
 // giteaAction maps Gitea's past-tense "synchronized" to GitHub's word; the

@@ -63,7 +63,7 @@ func ParseGitHub(h http.Header, body []byte) (sources.Event, error) {
 		}
 		ev.Repository = other.Repository.FullName
 		ev.CloneURLs = urls(other.Repository.CloneURL, other.Repository.SSHURL)
-		return ev, nil
+		return finish(ev)
 	}
 	parsed, err := github.ParseWebHook(name, payload)
 	if err != nil {
@@ -100,5 +100,5 @@ func ParseGitHub(h http.Header, body []byte) (sources.Event, error) {
 		ev.Commit = pr.GetHead().GetSHA()
 		ev.BaseRef = pr.GetBase().GetRef()
 	}
-	return ev, nil
+	return finish(ev)
 }

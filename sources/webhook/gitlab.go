@@ -92,7 +92,7 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 		ev.BaseRef = p.Attrs.TargetBranch
 		ev.Action, ev.Merged = gitlabAction(p.Attrs.Action, p.Attrs.OldRev)
 	}
-	return ev, nil
+	return finish(ev)
 }
 
 // gitlabAction normalises a merge request action. An "update" is a

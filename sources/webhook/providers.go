@@ -177,6 +177,35 @@ func pushEvent(ev sources.Event, ref, after string, deleted bool) sources.Event 
 	return ev
 }
 
+// finish checks what a parser extracted before it leaves the package: a
+// push names a full ref, and commits and refs are plain text without
+// spaces or control characters, because the Git source hands them to Git.
+// Errors name the field, never its value.
+func finish(ev sources.Event) (sources.Event, error) {
+	if (ev.Kind == KindPush || ev.Kind == KindTagPush) && !strings.HasPrefix(ev.Ref, "refs/") {
+		return ev, fmt.Errorf("parse %s %s: %w: ref is not a full ref name", ev.Provider, ev.Kind, ErrBadPayload)
+	}
+	if ev.Commit != "" && !isHex(ev.Commit) {
+		return ev, fmt.Errorf("parse %s %s: %w: commit is not a hex commit id", ev.Provider, ev.Kind, ErrBadPayload)
+	}
+	for _, s := range []string{ev.Ref, ev.BaseRef, ev.Repository, ev.DeliveryID} {
+		if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return ev, fmt.Errorf("parse %s %s: %w: a name holds spaces or control characters", ev.Provider, ev.Kind, ErrBadPayload)
+		}
+	}
+	return ev, nil
+}
+
+// isHex reports whether s is a commit id: 4 to 64 hex digits (SHA-1 or
+// SHA-256, possibly abbreviated as Bitbucket does for pull requests).
+func isHex(s string) bool {
+	if len(s) < 4 || len(s) > 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s + s[:len(s)%2])
+	return err == nil
+}
+
 // urls keeps the non-empty URLs, in order, without repeats.
 func urls(in ...string) []string {
 	var out []string
