@@ -27,7 +27,7 @@ func (e *ObserveError) Unwrap() error { return e.Err }
 // Observe reads the live state of every resource in rs with one t.Run: the
 // probes of all resources are concatenated into one script, each framed by
 // markers carrying a random nonce (so that no file content can forge a
-// marker) and run in its own subshell with its stderr captured apart.
+// marker), with its stderr captured apart.
 //
 // It returns the state of every resource it could observe. The error joins
 // one *ObserveError per resource whose probe failed or whose output did not
@@ -82,8 +82,9 @@ func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 }
 
 // probeScript builds the one script that runs every probe. Each probe runs
-// in a subshell with stdin closed, its stderr in a temporary file that is
-// sent back base64-encoded on the end marker's line:
+// in a brace group (not a subshell: a fork per resource is the largest cost
+// of observing a busy host) with stdin closed and its stderr in a temporary
+// file that is sent back base64-encoded on the end marker's line:
 //
 //	NONCE B i
 //	<probe output>
@@ -93,9 +94,9 @@ func probeScript(nonce string, ds []Driver, rs []config.Resource, root string) s
 	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
 	for i, r := range rs {
 		idx := strconv.Itoa(i)
-		b.WriteString("echo '" + nonce + " B " + idx + "'\n(\n")
+		b.WriteString("echo '" + nonce + " B " + idx + "'\n{ :\n")
 		b.WriteString(ds[i].Probe(r, root))
-		b.WriteString("\n) </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
+		b.WriteString("\n} </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
 		b.WriteString("printf '\\n%s %s ' '" + nonce + " E " + idx + "' \"$__dl_s\"\n")
 		b.WriteString("if [ -s \"$__dl_err\" ]; then base64 -w0 \"$__dl_err\"; fi\necho\n")
 	}

@@ -237,3 +237,45 @@ func expectChange(t *testing.T, tr Transport, r config.Resource, want Action, fr
 	}
 	return c
 }
+
+// scriptDriver is a driver whose probe is the resource's name, to drive
+// Observe's framing with any probe output and status.
+type scriptDriver struct{ FileDriver }
+
+func (scriptDriver) Probe(r config.Resource, _ string) string { return r.Name }
+
+func (scriptDriver) Parse(_ config.Resource, out []byte) (State, error) {
+	return State{Present: true, Content: out}, nil
+}
+
+func TestObserveFraming(t *testing.T) {
+	drivers := map[string]Driver{"script": &scriptDriver{}}
+	tests := []struct {
+		probe, out, err string
+	}{
+		{probe: "", out: ""},
+		{probe: "printf 'no newline'", out: "no newline"},
+		{probe: "printf 'two\\n\\n'", out: "two\n\n"},
+		{probe: "printf '\\000\\001binary'", out: "\x00\x01binary"},
+		{probe: "cat", out: ""}, // stdin is closed: a reading probe cannot hang or eat the script.
+		{probe: "echo partial; echo 'it broke' >&2; false", err: "probe exited 1: it broke"},
+		{probe: "echo after", out: "after\n"},
+	}
+	var rs []config.Resource
+	for _, tc := range tests {
+		rs = append(rs, config.Resource{Kind: "script", Name: tc.probe})
+	}
+	states, err := Observe(context.Background(), NewLocal(t.TempDir()), drivers, rs)
+	for _, tc := range tests {
+		id := "script:" + tc.probe
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), "observe "+id+": "+tc.err) {
+				t.Fatalf("error %v lacks %q for %s", err, tc.err, id)
+			}
+			continue
+		}
+		if st, ok := states[id]; !ok || string(st.Content) != tc.out {
+			t.Fatalf("%s: got %q (observed %v), want %q", id, st.Content, ok, tc.out)
+		}
+	}
+}
