@@ -43,6 +43,7 @@ type Host struct {
 	exited   chan struct{}
 	stopOnce sync.Once
 	logFile  *os.File
+	rootLock string
 }
 
 // KnownHostsLine is the host's known_hosts entry.

@@ -39,3 +39,33 @@ func TestKind1(t *testing.T) {
 		t.Fatalf("alpha has a default route: %q", out)
 	}
 }
+
+func TestKind2(t *testing.T) {
+	lab := NewLab(t, Options{})
+	a := lab.Kind2("svc-a")
+	b := lab.Kind2("svc-b")
+	for _, h := range []*Host{a, b} {
+		out := h.MustExec(t, "hostname; systemctl is-active ssh; cat /proc/1/comm")
+		if out != h.Name+"\nactive\nsystemd\n" {
+			t.Fatalf("%s: %q", h.Name, out)
+		}
+	}
+	// Services of two containers do not collide: each has its own cgroup.
+	for _, h := range []*Host{a, b} {
+		h.MustExec(t, "systemd-run --unit=dl-sleeper sleep 300")
+	}
+	if out := a.MustExec(t, "systemctl stop dl-sleeper; systemctl is-active dl-sleeper || true"); out != "inactive\n" {
+		t.Fatalf("stopped unit on a: %q", out)
+	}
+	if out := b.MustExec(t, "systemctl is-active dl-sleeper"); out != "active\n" {
+		t.Fatalf("stopping a's unit touched b: %q", out)
+	}
+	// nft works inside (CAP_NET_ADMIN granted).
+	a.MustExec(t, "nft add table inet dltest && nft list tables")
+	if err := a.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	if out := a.MustExec(t, "nft list tables; systemctl is-active ssh"); out != "active\n" {
+		t.Fatalf("after reboot: %q (nft rules must be gone, ssh active)", out)
+	}
+}

@@ -101,6 +101,10 @@ func (h *Host) Stop() {
 		quiet("ip", "netns", "del", h.Netns)
 		quiet("ip", "neigh", "flush", "to", h.Address, "dev", h.lab.Bridge)
 		unmountUnder(h.Root)
+		if h.Kind == 2 {
+			// nspawn's runtime folders outlive its processes by a moment.
+			removeCgroups(h)
+		}
 		if h.logFile != nil {
 			h.logFile.Close()
 		}

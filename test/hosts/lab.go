@@ -145,6 +145,12 @@ func (l *Lab) cleanStale() {
 		}
 	}
 	quiet("ip", "link", "del", l.Bridge)
+	for _, root := range cgroupRoots() {
+		stale, _ := filepath.Glob(filepath.Join(root, "driftless-testbed", fmt.Sprintf("dl%d-*", l.N)))
+		for _, cg := range stale {
+			removeCgroupTree(cg)
+		}
+	}
 	if old, err := os.ReadFile(l.stateFile()); err == nil {
 		unmountUnder(strings.TrimSpace(string(old)))
 		os.RemoveAll(strings.TrimSpace(string(old)))
