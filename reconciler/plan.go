@@ -25,6 +25,9 @@ type hostRun struct {
 	changes map[string]targets.Change
 	// byID finds a declared or pruned resource of the host.
 	byID map[string]config.Resource
+	// pruned holds the IDs of resources removed because the revision no
+	// longer declares them.
+	pruned map[string]bool
 }
 
 // failed reports whether the host could not be planned completely.
@@ -131,6 +134,7 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 	for _, res := range pruned {
 		isPruned[res.ID()] = true
 	}
+	hr.pruned = isPruned
 	for _, c := range changes {
 		if isPruned[c.ID] {
 			c.Action, c.Diff = targets.NoChange, ""

@@ -114,11 +114,28 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	if err := r.store.EndJournal(env.Name); err != nil {
 		log.Error().Err(err).Msg("cannot close rollout journal")
 	}
+	r.forgetPruned(env.Name, changed)
 	run.Result = ResultSuccess
 	if len(errs) > 0 {
 		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
 	}
 	return run
+}
+
+// forgetPruned drops the first-managed records of resources a successful
+// rollout pruned: if one is declared again later, what it replaces then is
+// what a later prune must put back.
+func (r *Reconciler) forgetPruned(env string, hosts []*hostRun) {
+	for _, h := range hosts {
+		for _, res := range h.order {
+			if !h.pruned[res.ID()] {
+				continue
+			}
+			if err := r.store.ForgetFirstManaged(env, h.host.Name, res.ID()); err != nil {
+				r.log.Error().Str("environment", env).Str("host", h.host.Name).Err(err).Msg("cannot forget first-managed state")
+			}
+		}
+	}
 }
 
 // batches cuts hosts into the canary batch (when canary > 0) and batches
