@@ -87,7 +87,9 @@ func (*FileDriver) Diff(r config.Resource, observed State) Change {
 	if m := wantMode(spec.Mode, observed, defaultFileMode); observed.Present && m != observed.Fields["mode"] {
 		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
 	}
-	lines = append(lines, ownerDiffs(spec.Owner, spec.Group, observed.Fields)...)
+	if observed.Present {
+		lines = append(lines, ownerDiffs(spec.Owner, spec.Group, observed.Fields)...)
+	}
 	oldName := "a" + r.Name
 	if !observed.Present {
 		oldName = "/dev/null"
@@ -126,7 +128,9 @@ func joinDiff(lines []string, body string) string {
 }
 
 // Apply writes the content atomically, then sets the declared owner and
-// group; with state absent it deletes the file.
+// group; with state absent it deletes the file. It refuses to replace
+// something that is not a regular file (a directory, a symlink), because
+// restore could not put it back.
 func (*FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
 	spec, err := specOf[config.FileSpec](r)
 	if err != nil {
@@ -134,6 +138,9 @@ func (*FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, ob
 	}
 	if spec.State == config.Absent {
 		return removeFile(ctx, t, r)
+	}
+	if observed.Present && observed.Fields["type"] != "file" {
+		return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a file", r.ID(), observed.Fields["type"])
 	}
 	return writeOwned(ctx, t, r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), spec.Owner, spec.Group)
 }

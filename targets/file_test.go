@@ -143,7 +143,13 @@ func TestFileApplyFailureLeavesNoTemp(t *testing.T) {
 	}
 	r := fileRes("/conf", config.FileSpec{Content: "x"})
 	c := expectChange(t, l, r, Update, "type: directory -> file")
-	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil {
+	err := Drivers()["file"].Apply(context.Background(), l, r, c.Before)
+	if err == nil || !strings.Contains(err.Error(), "does not replace it") {
+		t.Fatalf("got %v, want a refusal to replace a directory", err)
+	}
+	// With a stale observation (the directory appeared after the plan) the
+	// refusal cannot happen and the rename itself fails.
+	if err := Drivers()["file"].Apply(context.Background(), l, r, State{}); err == nil {
 		t.Fatal("writing a file over a directory succeeded")
 	}
 	assertNoTemp(t, root)
@@ -183,3 +189,19 @@ func assertOwner(t *testing.T, p, uid, gid string) {
 }
 
 func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+
+func TestFileRefusesToReplaceSymlink(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	writeTestFile(t, root, "/real", "real", 0o644)
+	if err := os.Symlink("real", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	r := fileRes("/link", config.FileSpec{Content: "new"})
+	c := expectChange(t, l, r, Update, "type: symlink -> file")
+	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil {
+		t.Fatal("a symlink was replaced by a file")
+	}
+	assertLink(t, filepath.Join(root, "link"), "real")
+	assertFile(t, filepath.Join(root, "real"), "real", 0o644)
+}
