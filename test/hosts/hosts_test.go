@@ -69,3 +69,26 @@ func TestKind2(t *testing.T) {
 		t.Fatalf("after reboot: %q (nft rules must be gone, ssh active)", out)
 	}
 }
+
+func TestAptRepo(t *testing.T) {
+	lab := NewLab(t, Options{})
+	before := lab.Kind1("apt-before")
+	lab.AptRepo(HelloDebs()...)
+	after := lab.Kind1("apt-after")
+	for _, h := range []*Host{before, after} {
+		h.MustExec(t, "apt-get update -q && apt-get install -y -q dl-hello=1.0")
+		if data, err := os.ReadFile(filepath.Join(h.Root, "usr/share/dl-hello/VERSION")); err != nil || string(data) != "1.0\n" {
+			t.Fatalf("%s: VERSION after installing 1.0: %q %v", h.Name, data, err)
+		}
+	}
+	after.MustExec(t, "apt-get install -y -q dl-hello")
+	if out := after.MustExec(t, "dpkg-query -W -f '${Version}' dl-hello"); out != "2.0" {
+		t.Fatalf("upgrade installed %q, want 2.0", out)
+	}
+	// Packages added later are visible after the next apt-get update.
+	lab.AptRepo(Deb{Name: "dl-extra", Version: "0.1", Files: map[string]string{"/etc/dl-extra.conf": "x=1\n"}})
+	after.MustExec(t, "apt-get update -q && apt-get install -y -q dl-extra")
+	if data, _ := os.ReadFile(filepath.Join(after.Root, "etc/dl-extra.conf")); string(data) != "x=1\n" {
+		t.Fatalf("dl-extra not installed: %q", data)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +55,6 @@ type Lab struct {
 	nextIP int
 	hosts  []*Host
 	apt    *aptRepo
-	srv    *http.Server
 }
 
 // NewLab prepares a lab for one test (or one TestMain via a testing.TB) and
@@ -210,10 +208,8 @@ func (l *Lab) teardown() {
 	for _, h := range l.Hosts() {
 		h.Stop()
 	}
-	if l.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		l.srv.Shutdown(ctx) //nolint:errcheck // best effort at teardown
-		cancel()
+	if l.apt != nil {
+		l.apt.stop()
 	}
 	quiet("ip", "link", "del", l.Bridge)
 	unmountUnder(l.dir)
