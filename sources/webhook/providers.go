@@ -1,7 +1,3 @@
-// Package webhook receives signed webhooks from GitHub, GitLab, Gitea,
-// Forgejo, Gogs, Bitbucket (Cloud and Data Center) and generic senders,
-// checks their signatures, and turns them into sources.Event values that the
-// Git sources use to fetch at once instead of waiting for their next poll.
 package webhook
 
 import (
