@@ -52,7 +52,7 @@ func TestHTTP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := newTestRunner(t)
 			res := r.Check(context.Background(), tc.check, &config.Host{Name: "web-1"}, nil)
-			if res.OK != tc.ok || res.Attempts != tc.attempts || res.Kind != "http" || res.Host != "web-1" {
+			if res.OK != tc.ok || res.Attempts != tc.attempts || res.Kind != "http" || res.Label != "http" || res.Host != "web-1" {
 				t.Fatalf("got %+v, want ok=%v attempts=%d", res, tc.ok, tc.attempts)
 			}
 			for _, want := range tc.reason {

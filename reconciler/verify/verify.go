@@ -30,6 +30,10 @@ const (
 type Result struct {
 	// Check is the check's name, or "<kind>:<target>" when it has none.
 	Check string `json:"check"`
+	// Label names the check in metrics, where it must not vary per host:
+	// the check's name, or "<kind>#<n>" for the n-th check of the
+	// environment's verify list (just "<kind>" from Check alone).
+	Label string `json:"label"`
 	Kind  string `json:"kind"`
 	Host  string `json:"host"`
 	OK    bool   `json:"ok"`
@@ -98,8 +102,11 @@ var kinds = map[string]checker{
 // all that is wrong at once.
 func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.Transport) []Result {
 	results := make([]Result, 0, len(h.Checks))
-	for _, c := range h.Checks {
+	for i, c := range h.Checks {
 		res := r.Check(ctx, c, h, t)
+		if c.Name == "" {
+			res.Label = fmt.Sprintf("%s#%d", res.Label, i+1)
+		}
 		ev := r.log.Info()
 		if !res.OK {
 			ev = r.log.Warn()
@@ -116,7 +123,13 @@ func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.
 // checks), retrying up to c.Retries extra times, c.Interval apart.
 func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t targets.Transport) (res Result) {
 	kind := c.Kind()
-	res = Result{Check: Name(c), Kind: kind, Host: c.Host}
+	res = Result{Check: Name(c), Label: c.Name, Kind: kind, Host: c.Host}
+	if res.Label == "" {
+		res.Label = kind
+		if kind == "" {
+			res.Label = "invalid"
+		}
+	}
 	if h != nil && h.Name != "" {
 		res.Host = h.Name
 	}

@@ -83,12 +83,12 @@ func TestRunAllChecks(t *testing.T) {
 		t.Fatalf("got %d results, want 3: %+v", len(res), res)
 	}
 	want := []struct {
-		check, kind string
-		ok          bool
-	}{{"bad", "http", false}, {"http:" + ok.URL, "http", true}, {"invalid", "", false}}
+		check, label, kind string
+		ok                 bool
+	}{{"bad", "bad", "http", false}, {"http:" + ok.URL, "http#2", "http", true}, {"invalid", "invalid#3", "", false}}
 	for i, w := range want {
-		if res[i].Check != w.check || res[i].Kind != w.kind || res[i].OK != w.ok || res[i].Host != "web-1" {
-			t.Errorf("result %d = %+v, want check %q kind %q ok %v on web-1", i, res[i], w.check, w.kind, w.ok)
+		if res[i].Check != w.check || res[i].Label != w.label || res[i].Kind != w.kind || res[i].OK != w.ok || res[i].Host != "web-1" {
+			t.Errorf("result %d = %+v, want check %q label %q kind %q ok %v on web-1", i, res[i], w.check, w.label, w.kind, w.ok)
 		}
 	}
 	if res[2].Attempts != 0 || !strings.Contains(res[2].Reason, "none of http, tcp, command, prometheus") {
