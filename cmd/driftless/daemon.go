@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/sources/webhook"
+	"github.com/driftless/driftless/targets"
+)
+
+// daemon is every part of `driftless serve`, built from driftless.yaml.
+type daemon struct {
+	cfg     *config.Daemon
+	log     zerolog.Logger
+	reg     *prometheus.Registry
+	store   *reconciler.BoltStore
+	dialer  *dialer
+	rec     *reconciler.Reconciler
+	sources []sources.Source
+	hooks   *webhook.Handler
+	// localRoot sandboxes local hosts (the demo); empty in production.
+	localRoot string
+}
+
+// buildDaemon wires the parts. Nothing runs until run is called.
+func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), localRoot: localRoot}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	store, err := reconciler.OpenStore(filepath.Join(cfg.StateDir, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	d.store = store
+	d.dialer = newDialer(cfg.SSH, log)
+	if err := d.build(); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *daemon) build() error {
+	rec, err := reconciler.New(reconciler.Options{
+		Store:         d.store,
+		Dialer:        d.dialer,
+		Drivers:       targets.Drivers(),
+		Load:          d.load,
+		Verifier:      verifier(d.log),
+		Logger:        d.log,
+		Registerer:    d.reg,
+		Version:       version,
+		URL:           d.cfg.ExternalURL,
+		DriftInterval: d.cfg.DriftInterval.D(),
+	})
+	if err != nil {
+		return fmt.Errorf("build reconciler: %w", err)
+	}
+	d.rec = rec
+	var targetsForHooks []webhook.Target
+	for _, sc := range d.cfg.Sources {
+		src, err := d.source(sc)
+		if err != nil {
+			return err
+		}
+		d.sources = append(d.sources, src)
+		if t, ok := src.(webhook.Target); ok {
+			targetsForHooks = append(targetsForHooks, t)
+		}
+	}
+	secrets, err := webhookSecrets(d.cfg.Webhooks)
+	if err != nil {
+		return err
+	}
+	d.hooks = webhook.NewHandler(webhook.Options{
+		Secrets:       secrets,
+		GenericHeader: d.cfg.Webhooks.Generic.Header,
+		Deliveries:    d.store,
+		ReplayWindow:  d.cfg.Webhooks.Replay.D(),
+		Targets:       targetsForHooks,
+		Logger:        d.log,
+		Registerer:    d.reg,
+	})
+	return nil
+}
+
+// load validates a revision, placing local hosts in the sandbox when set.
+func (d *daemon) load(dir string) (*config.Revision, error) {
+	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot})
+}
+
+func (d *daemon) source(sc config.SourceConfig) (sources.Source, error) {
+	dir := filepath.Join(d.cfg.StateDir, "sources", sc.Name)
+	if sc.Local != nil {
+		return sources.NewLocal(sources.LocalOptions{Name: sc.Name, Config: *sc.Local, Dir: dir, Logger: d.log, Registerer: d.reg})
+	}
+	creds, err := sources.ResolveGitCredentials(*sc.Git, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+	}
+	return sources.NewGit(sources.GitOptions{Name: sc.Name, Config: *sc.Git, Credentials: creds, Dir: dir, Logger: d.log, Registerer: d.reg})
+}
+
+// webhookSecrets reads each configured provider's secret; a provider left
+// out has none and refuses every request.
+func webhookSecrets(w config.Webhooks) (webhook.Secrets, error) {
+	var s webhook.Secrets
+	for _, f := range []struct {
+		sec config.Secret
+		dst *[]byte
+		who string
+	}{
+		{w.GitHub, &s.GitHub, "github"}, {w.GitLab, &s.GitLab, "gitlab"}, {w.Gitea, &s.Gitea, "gitea"},
+		{w.Bitbucket, &s.Bitbucket, "bitbucket"}, {w.Generic.Secret, &s.Generic, "generic"},
+	} {
+		if f.sec.IsZero() {
+			continue
+		}
+		v, err := f.sec.Read()
+		if err != nil {
+			return s, fmt.Errorf("webhook secret of %s: %w", f.who, err)
+		}
+		*f.dst = v
+	}
+	return s, nil
+}
+
+// mux serves hooks, metrics and health.
+func (d *daemon) mux(ready func() bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	d.hooks.Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// close releases the store and connections.
+func (d *daemon) close() error {
+	var errs []error
+	if d.rec != nil {
+		errs = append(errs, d.rec.Close())
+	}
+	if d.dialer != nil {
+		errs = append(errs, d.dialer.Close())
+	}
+	if d.store != nil {
+		errs = append(errs, d.store.Close())
+	}
+	return errors.Join(errs...)
+}
