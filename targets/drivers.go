@@ -23,6 +23,7 @@ func Drivers() map[string]Driver {
 		"symlink":   &SymlinkDriver{},
 		"env":       &EnvDriver{},
 		"command":   &CommandDriver{},
+		"package":   &PackageDriver{},
 		"service":   &ServiceDriver{},
 		"artifact":  &ArtifactDriver{},
 		"sysctl":    &SysctlDriver{},

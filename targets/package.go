@@ -1,0 +1,219 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/driftless/driftless/config"
+)
+
+// PackageDriver manages an apt (dpkg) or dnf (rpm) package, whichever the
+// host has. It installs the declared version (or any, when none is
+// pinned), upgrades and downgrades to a pin, removes, and restores the
+// version a snapshot saw. It never prompts: apt runs noninteractive and
+// keeps changed configuration files. Package lists are refreshed only
+// when the wanted version is not known yet.
+type PackageDriver struct{}
+
+var _ Driver = (*PackageDriver)(nil)
+
+// Package managers the driver speaks.
+const (
+	ManagerApt = "apt"
+	ManagerDnf = "dnf"
+)
+
+// packageName and packageVersion are what dpkg and rpm allow, which also
+// keeps shell syntax out of the scripts.
+var (
+	packageName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._-]*(:[a-z0-9]+)?$`)
+	packageVersion = regexp.MustCompile(`^[A-Za-z0-9.+~:_-]*$`)
+)
+
+// Kind returns "package".
+func (*PackageDriver) Kind() string { return "package" }
+
+// Probe prints the manager, then the package's dpkg status and version, or
+// its rpm version. It fails with a clear message on a host with neither.
+func (*PackageDriver) Probe(r config.Resource, root string) string {
+	s, err := specOf[config.PackageSpec](r)
+	if err != nil {
+		return probeError(err)
+	}
+	if err := checkPackage(r.Name, s.Version); err != nil {
+		return probeError(err)
+	}
+	if root != "" {
+		return probeError(fmt.Errorf("package %s: packages are managed only on real hosts, not in a sandbox root", r.Name))
+	}
+	n := shq(r.Name)
+	return `if command -v dpkg-query >/dev/null 2>&1; then echo manager=apt
+dpkg-query -W -f='status=${db:Status-Abbrev}\nversion=${Version}\n' -- ` + n + ` 2>/dev/null || true
+elif command -v rpm >/dev/null 2>&1; then echo manager=dnf
+rpm -q --qf 'status=ii\nversion=%{EPOCH}:%{VERSION}-%{RELEASE}\n' -- ` + n + ` 2>/dev/null | grep -v 'is not installed' || true
+else echo "neither dpkg nor rpm is installed on this host" >&2; false; fi`
+}
+
+func checkPackage(name, version string) error {
+	if !packageName.MatchString(name) {
+		return fmt.Errorf("package %q: not a valid package name", name)
+	}
+	if !packageVersion.MatchString(version) {
+		return fmt.Errorf("package %s: version %q has characters no package version has", name, version)
+	}
+	return nil
+}
+
+// Parse reads the probe's output. Fields: manager, status (dpkg's
+// two-letter status, "" when dpkg never heard of the package), version
+// (the installed one, empty when not installed).
+func (*PackageDriver) Parse(r config.Resource, out []byte) (State, error) {
+	var manager string
+	var pairs [][2]string // (status, version), one per installed architecture
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "manager":
+			manager = v
+		case "status":
+			pairs = append(pairs, [2]string{strings.TrimSpace(v), ""})
+		case "version":
+			if len(pairs) == 0 {
+				return State{}, fmt.Errorf("parse package probe of %s: version without status in %q", r.Name, trimOutput(out))
+			}
+			pairs[len(pairs)-1][1] = strings.TrimPrefix(v, "(none):") // rpm without an epoch
+		}
+	}
+	if manager == "" {
+		return State{}, fmt.Errorf("parse package probe of %s: no package manager in %q", r.Name, trimOutput(out))
+	}
+	st := State{Fields: map[string]string{"manager": manager, "status": "", "version": ""}}
+	for i, p := range pairs {
+		if i == 0 || isInstalledStatus(p[0]) {
+			st.Fields["status"] = p[0]
+		}
+		if isInstalledStatus(p[0]) {
+			st.Present, st.Fields["version"] = true, p[1]
+			break
+		}
+	}
+	return st, nil
+}
+
+// isInstalledStatus reads dpkg's abbreviated status: its second letter is
+// the current state (installed, or installed with triggers pending).
+func isInstalledStatus(s string) bool {
+	return len(s) >= 2 && strings.ContainsRune("iWt", rune(s[1]))
+}
+
+// versionMatches says whether an installed version satisfies a pin. An rpm
+// pin may leave out the release ("2.0" matches "2.0-1.fc40").
+func versionMatches(manager, installed, pin string) bool {
+	if pin == "" || installed == pin {
+		return true
+	}
+	return manager == ManagerDnf && (strings.HasPrefix(installed, pin+"-") || strings.HasPrefix(installed, "0:"+pin))
+}
+
+// Diff compares the declared package with the installed one.
+func (d *PackageDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	s, err := specOf[config.PackageSpec](r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	want := s.Version
+	if want == "" {
+		want = "(any)"
+	}
+	have := observed.Fields["version"]
+	switch {
+	case s.State == config.Absent && observed.Present:
+		c.Action, c.Diff = Delete, "version: "+have+" -> (removed)"
+	case s.State == config.Absent:
+	case !observed.Present:
+		c.Action, c.Diff = Create, "version: (none) -> "+want
+	case !versionMatches(observed.Fields["manager"], have, s.Version):
+		c.Action, c.Diff = Update, "version: "+have+" -> "+want
+	}
+	return c
+}
+
+// aptEnv makes apt noninteractive, keeps changed configuration files, and
+// waits for a dpkg lock held by someone else instead of failing at once.
+const aptEnv = `export DEBIAN_FRONTEND=noninteractive
+apt_opts='-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold'
+`
+
+// installScript installs name at version ("" for any version).
+func installScript(manager, name, version string) string {
+	if manager == ManagerDnf {
+		target := shq(name)
+		if version != "" {
+			target = shq(name + "-" + version)
+		}
+		return "if rpm -q -- " + shq(name) + " >/dev/null 2>&1; then dnf -y -q install " + target + " || dnf -y -q downgrade " + target +
+			"; else dnf -y -q install " + target + "; fi"
+	}
+	target := shq(name)
+	if version != "" {
+		target = shq(name + "=" + version)
+	}
+	// Refresh the package lists only when apt does not know the wanted
+	// version yet: a fresh host, or a version published since.
+	return aptEnv + "if ! apt-cache show -- " + target + " >/dev/null 2>&1; then apt-get -q update >/dev/null; fi\n" +
+		"apt-get $apt_opts --allow-downgrades install -- " + target + " </dev/null"
+}
+
+// removeScript removes name; purge also drops its configuration files, so
+// that a package installed and then restored away leaves no trace.
+func removeScript(manager, name string, purge bool) string {
+	if manager == ManagerDnf {
+		return "dnf -y -q remove -- " + shq(name)
+	}
+	verb := "remove"
+	if purge {
+		verb = "purge"
+	}
+	return aptEnv + "apt-get $apt_opts " + verb + " -- " + shq(name) + " </dev/null"
+}
+
+// Apply installs, upgrades, downgrades or removes the package.
+func (d *PackageDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	s, err := specOf[config.PackageSpec](r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := checkPackage(r.Name, s.Version); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	m := observed.Fields["manager"]
+	if s.State == config.Absent {
+		return runScript(ctx, t, "apply "+r.ID(), removeScript(m, r.Name, false))
+	}
+	return runScript(ctx, t, "apply "+r.ID(), installScript(m, r.Name, s.Version))
+}
+
+// Restore installs the version the snapshot saw, or removes the package
+// when it was not installed (purging it when dpkg had never seen it).
+func (d *PackageDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	v := snapshot.Fields["version"]
+	if err := checkPackage(r.Name, v); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	m := snapshot.Fields["manager"]
+	if snapshot.Present {
+		return runScript(ctx, t, "restore "+r.ID(), installScript(m, r.Name, v))
+	}
+	script := removeScript(m, r.Name, snapshot.Fields["status"] == "")
+	if m != ManagerDnf {
+		// Nothing to remove is success, not an error.
+		script = "if dpkg-query -W -- " + shq(r.Name) + " >/dev/null 2>&1; then\n" + script + "\nfi"
+	} else {
+		script = "if rpm -q -- " + shq(r.Name) + " >/dev/null 2>&1; then " + script + "; fi"
+	}
+	return runScript(ctx, t, "restore "+r.ID(), script)
+}

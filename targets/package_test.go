@@ -1,0 +1,85 @@
+package targets_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/hosts"
+)
+
+// TestPackageOnHost installs dl-hello from the lab's flat apt repository
+// on a kind-1 host: pinned to 1.0, upgraded to 2.0, healed after a
+// downgrade behind its back, restored to 1.0 and then to never installed,
+// removed with state absent, and an unknown package fails clearly.
+func TestPackageOnHost(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("pkg")
+	lab.AptRepo(hosts.HelloDebs()...)
+	tr := srvDial(t, lab, h)
+	d := &targets.PackageDriver{}
+	pin := func(v string) config.Resource {
+		return config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{Version: v}}
+	}
+	installed := func() string {
+		b, err := os.ReadFile(filepath.Join(h.Root, "usr/share/dl-hello/VERSION"))
+		if err != nil {
+			return "(none)"
+		}
+		return strings.TrimSpace(string(b))
+	}
+
+	before := srvHostObserve(t, tr, d, pin("1.0"))
+	if before.Present || before.Fields["manager"] != "apt" {
+		t.Fatalf("fresh host: %+v", before)
+	}
+	c := srvHostConverge(t, tr, d, pin("1.0"), targets.Create)
+	if c.Diff != "version: (none) -> 1.0" || installed() != "1.0" {
+		t.Fatalf("install 1.0: diff %q, installed %s", c.Diff, installed())
+	}
+	srvHostConverge(t, tr, d, pin("1.0"), targets.NoChange)
+
+	snap1 := srvHostObserve(t, tr, d, pin("2.0"))
+	c = srvHostConverge(t, tr, d, pin("2.0"), targets.Update)
+	if c.Diff != "version: 1.0 -> 2.0" || installed() != "2.0" {
+		t.Fatalf("upgrade: diff %q, installed %s", c.Diff, installed())
+	}
+
+	// Behind its back: a downgrade. The next pass upgrades again.
+	h.MustExec(t, "DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null")
+	srvHostConverge(t, tr, d, pin("2.0"), targets.Update)
+	if installed() != "2.0" {
+		t.Fatalf("drift not healed: %s", installed())
+	}
+
+	srvRestore(t, tr, d, pin("2.0"), snap1, sameState)
+	if installed() != "1.0" {
+		t.Fatalf("restore to 1.0: %s", installed())
+	}
+	srvRestore(t, tr, d, pin("2.0"), before, sameState)
+	if installed() != "(none)" {
+		t.Fatalf("restore to never installed: %s", installed())
+	}
+
+	// Unpinned install, then state absent removes it.
+	srvHostConverge(t, tr, d, pin(""), targets.Create)
+	if installed() != "2.0" {
+		t.Fatalf("unpinned install got %s, want the newest", installed())
+	}
+	gone := config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{State: config.Absent}}
+	srvHostConverge(t, tr, d, gone, targets.Delete)
+	srvHostConverge(t, tr, d, gone, targets.NoChange)
+
+	missing := config.Resource{Kind: "package", Name: "dl-nonexistent", Spec: &config.PackageSpec{}}
+	st := srvHostObserve(t, tr, d, missing)
+	if err := d.Apply(t.Context(), tr, missing, st); err == nil || !strings.Contains(err.Error(), "dl-nonexistent") {
+		t.Fatalf("installing an unknown package: %v", err)
+	}
+	bad := config.Resource{Kind: "package", Name: "x; reboot", Spec: &config.PackageSpec{}}
+	if err := d.Apply(t.Context(), tr, bad, st); err == nil {
+		t.Fatal("a package name with shell syntax was accepted")
+	}
+}
