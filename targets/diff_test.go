@@ -251,3 +251,23 @@ func parseHunkHeader(h string) (a, na, b, nb int, err error) {
 	b, nb, err = side(r)
 	return
 }
+
+// BenchmarkUnifiedDiff diffs a 2,000-line file with ten scattered edits.
+func BenchmarkUnifiedDiff(b *testing.B) {
+	var old, neu strings.Builder
+	for i := range 2000 {
+		line := "setting_" + strconv.Itoa(i) + " = value\n"
+		old.WriteString(line)
+		if i%200 == 7 {
+			line = "setting_" + strconv.Itoa(i) + " = changed\n"
+		}
+		neu.WriteString(line)
+	}
+	o, n := []byte(old.String()), []byte(neu.String())
+	b.ReportAllocs()
+	for b.Loop() {
+		if UnifiedDiff("a/f", "b/f", o, n) == "" {
+			b.Fatal("no diff")
+		}
+	}
+}
