@@ -3,13 +3,19 @@ package monitoring
 import (
 	"bufio"
 	"encoding/json"
+	"maps"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/test/promserver"
@@ -200,5 +206,66 @@ func TestAccessorsReturnCopies(t *testing.T) {
 	b[0] ^= 0xff
 	if Dashboard()[0] == b[0] {
 		t.Error("Dashboard returned the embedded bytes themselves")
+	}
+}
+
+// TestAlertsOnRealPrometheus loads alerts.yaml into a real Prometheus
+// scraping driftless-shaped metrics served here: a rollback fires
+// DriftlessRollback within seconds, and an unreachable host makes
+// DriftlessHostUnreachable pending (its for: is 5 minutes).
+func TestAlertsOnRealPrometheus(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "alerts.yaml")
+	if err := os.WriteFile(rules, AlertRules(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	rollbacks := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "driftless_rollbacks_total", Help: "test"}, []string{"environment", "reason"})
+	hostUp := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "driftless_host_up", Help: "test"}, []string{"environment", "host"})
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "driftless_build_info", Help: "test"}, []string{"version", "goversion"})
+	reg.MustRegister(rollbacks, hostUp, buildInfo)
+	buildInfo.WithLabelValues("test", "go").Set(1)
+	rollbacks.WithLabelValues("prod", "verify")
+	hostUp.WithLabelValues("prod", "web-1").Set(1)
+	hostUp.WithLabelValues("prod", "web-2").Set(1)
+	metrics := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer metrics.Close()
+	base := promserver.StartWith(t, promserver.Options{Targets: []string{metrics.URL}, RuleFiles: []string{rules}})
+
+	// The counter's 0 has been scraped; now it moves, and the host goes down.
+	rollbacks.WithLabelValues("prod", "verify").Inc()
+	hostUp.WithLabelValues("prod", "web-2").Set(0)
+
+	// Alerts may be pending from evaluations before the first scrape
+	// (DriftlessAbsent); the set must settle on exactly these two.
+	want := map[string]string{"DriftlessRollback": "firing", "DriftlessHostUnreachable": "pending"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alerts, err := promserver.Alerts(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, a := range alerts {
+			got[a.Labels["alertname"]] = a.State
+		}
+		if maps.Equal(got, want) {
+			for _, a := range alerts {
+				switch a.Labels["alertname"] {
+				case "DriftlessRollback":
+					if a.Labels["environment"] != "prod" || a.Labels["reason"] != "verify" || a.Annotations["summary"] != "driftless rolled back prod (verify)" {
+						t.Errorf("rollback alert %+v", a)
+					}
+				case "DriftlessHostUnreachable":
+					if a.Labels["host"] != "web-2" || a.Labels["environment"] != "prod" {
+						t.Errorf("unreachable alert for the wrong host: %+v", a)
+					}
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alerts %+v, want states %v", alerts, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -241,6 +241,45 @@ func Query(base, query string) (string, error) {
 	return fmt.Sprint(body.Data.Result[0].Value[1]), nil
 }
 
+// Alert is one active alert as /api/v1/alerts lists it.
+type Alert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	// State is "pending" (condition true, its for: not yet elapsed) or "firing".
+	State string `json:"state"`
+}
+
+// Alerts returns the server's active alerts, pending and firing.
+func Alerts(base string) ([]Alert, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/alerts", nil)
+	if err != nil {
+		return nil, fmt.Errorf("build alerts request: %w", err)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Alerts []Alert `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("list alerts: decode: %w", err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("list alerts: %s", body.Error)
+	}
+	return body.Data.Alerts, nil
+}
+
 // syncBuffer collects a process's output; the process writes it while the
 // test may read it.
 type syncBuffer struct {
