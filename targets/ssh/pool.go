@@ -112,6 +112,11 @@ func ForEach[T any](ctx context.Context, n int, items []T, fn func(context.Conte
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for i, it := range items {
+		// Checked first: select picks at random when both are ready.
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

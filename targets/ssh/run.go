@@ -54,7 +54,7 @@ func wrapScript(script string) []byte {
 }
 
 func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
-	sess, err := t.session(ctx)
+	sess, c, err := t.session(ctx)
 	if err != nil {
 		return targets.Result{}, err
 	}
@@ -64,8 +64,17 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	sess.Stdin = io.MultiReader(bytes.NewReader(body), bytes.NewReader(stdin))
 	t.roundTrips.Add(1)
-	if err := sess.Start(t.remoteCommand(len(body))); err != nil {
+	// Start waits for the server's reply with no context of its own: a
+	// peer that stopped answering would block it forever, so the deadline
+	// drops the connection (the next operation reconnects).
+	stop := context.AfterFunc(ctx, func() { c.client.Close() })
+	err = sess.Start(t.remoteCommand(len(body)))
+	stop()
+	if err != nil {
 		sess.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return targets.Result{}, fmt.Errorf("start remote shell: %w", err)
 	}
 	done := make(chan error, 1)
@@ -101,6 +110,7 @@ func (t *Transport) abandon(sess *gossh.Session, done <-chan error, group int) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+		t.log.Debug().Int("group", group).Msg("timed-out session did not end, dropping the connection")
 		t.mu.Lock()
 		c := t.conn
 		t.mu.Unlock()
@@ -115,7 +125,7 @@ func (t *Transport) abandon(sess *gossh.Session, done <-chan error, group int) {
 func (t *Transport) killGroup(group int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sess, err := t.session(ctx)
+	sess, _, err := t.session(ctx)
 	if err != nil {
 		return
 	}
@@ -140,18 +150,24 @@ func (t *Transport) killGroup(group int) {
 // session opens a session, reconnecting once when the connection turns out
 // to have dropped. Nothing has run remotely before a session exists, so the
 // retry cannot run anything twice.
-func (t *Transport) session(ctx context.Context) (*gossh.Session, error) {
+func (t *Transport) session(ctx context.Context) (*gossh.Session, *conn, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := t.current(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		// As for Start: the deadline drops a connection that does not answer.
+		stop := context.AfterFunc(ctx, func() { c.client.Close() })
 		sess, err := c.client.NewSession()
+		stop()
 		if err == nil {
-			return sess, nil
+			return sess, c, nil
 		}
-		if attempt > 0 || ctx.Err() != nil {
-			return nil, fmt.Errorf("open ssh session: %w", err)
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("open ssh session: %w", ctx.Err())
+		}
+		if attempt > 0 {
+			return nil, nil, fmt.Errorf("open ssh session: %w", err)
 		}
 		// The connection is broken even if its reader has not noticed yet.
 		c.client.Close()

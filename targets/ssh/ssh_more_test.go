@@ -46,6 +46,14 @@ echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/s
 	if out := h.MustExec(t, "stat -c '%U %a' /etc/by-deploy"); out != "root 600\n" {
 		t.Fatalf("file written through sudo: %q", out)
 	}
+	// A timed-out script run through sudo is killed too (as root, through sudo).
+	tr := dial(t, lab, h, func(c *ssh.Config) { c.User, c.Sudo, c.Timeout = "deploy", true, 2*time.Second })
+	if _, err := tr.Run(ctx, "sleep 30", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a 30 s command under a 2 s timeout: %v", err)
+	}
+	if out := h.MustExec(t, "cat /proc/[0-9]*/comm | grep -c '^sleep$' || true"); out != "0\n" {
+		t.Fatalf("%s sleep processes still run on the host after their timeout", strings.TrimSpace(out))
+	}
 }
 
 func TestReconnectAndRedial(t *testing.T) {
