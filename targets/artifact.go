@@ -44,6 +44,9 @@ type ArtifactDriver struct {
 	MaxBytes int64
 	// TempDir holds downloads while they are checked ("" means the system's).
 	TempDir string
+
+	// cache shares one download among the hosts of a rollout.
+	cache artifactCache
 }
 
 var _ Driver = (*ArtifactDriver)(nil)
@@ -170,7 +173,7 @@ func (d *ArtifactDriver) Apply(ctx context.Context, t Transport, r config.Resour
 	rel := wantRelease(s)
 	var stdin []byte
 	if !hasRelease(observed, rel) {
-		stdin, err = d.prepare(ctx, s)
+		stdin, err = d.cache.get(ctx, s.SHA256, func() ([]byte, error) { return d.prepare(ctx, s) })
 		if err != nil {
 			return fmt.Errorf("apply artifact %s: %w", r.Name, err)
 		}

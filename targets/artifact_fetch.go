@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/driftless/driftless/config"
 )
@@ -111,4 +112,68 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 		return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
 	}
 	return f, nil
+}
+
+// artifactCacheSize is how many checked artifacts stay in memory. Two is
+// enough for a rollout switching from one version to the next.
+const artifactCacheSize = 2
+
+// artifactCache holds the normalised stream of the last artifacts, keyed by
+// sha256, so that a rollout over many hosts downloads and checks each
+// artifact once. Concurrent requests for the same key wait for the one
+// download in flight. Failures are not cached: the next apply tries again.
+type artifactCache struct {
+	mu      sync.Mutex
+	recent  []cachedArtifact // oldest first
+	flights map[string]*artifactFlight
+}
+
+type cachedArtifact struct {
+	sum  string
+	data []byte
+}
+
+type artifactFlight struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// get returns the cached stream for sum, or runs load once for all callers.
+func (c *artifactCache) get(ctx context.Context, sum string, load func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	for _, e := range c.recent {
+		if e.sum == sum {
+			c.mu.Unlock()
+			return e.data, nil
+		}
+	}
+	if f, ok := c.flights[sum]; ok {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.data, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f := &artifactFlight{done: make(chan struct{})}
+	if c.flights == nil {
+		c.flights = map[string]*artifactFlight{}
+	}
+	c.flights[sum] = f
+	c.mu.Unlock()
+
+	f.data, f.err = load()
+	c.mu.Lock()
+	delete(c.flights, sum)
+	if f.err == nil {
+		c.recent = append(c.recent, cachedArtifact{sum: sum, data: f.data})
+		if len(c.recent) > artifactCacheSize {
+			c.recent = c.recent[1:]
+		}
+	}
+	c.mu.Unlock()
+	close(f.done)
+	return f.data, f.err
 }
