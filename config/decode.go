@@ -185,7 +185,7 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, what string) {
 			return
 		}
 		if out != nil {
-			v.Set(reflect.ValueOf(out))
+			v.Set(reflect.ValueOf(stringKeys(out)))
 		}
 	default:
 		d.decodeScalar(n, v, what)
@@ -447,4 +447,29 @@ func addYAMLError(file string, err error, e *errs) {
 		msg = m[2]
 	}
 	e.add(Position{File: file, Line: line, Column: 1}, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// stringKeys turns the map[any]any that YAML gives for mappings with
+// non-string keys into map[string]any, so that variables always print as
+// JSON and index the same way in templates.
+func stringKeys(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			out[fmt.Sprint(k)] = stringKeys(val)
+		}
+		return out
+	case map[string]any:
+		for k, val := range x {
+			x[k] = stringKeys(val)
+		}
+		return x
+	case []any:
+		for i, val := range x {
+			x[i] = stringKeys(val)
+		}
+		return x
+	}
+	return v
 }

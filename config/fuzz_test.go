@@ -43,3 +43,33 @@ func FuzzParseEnvironment(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDaemon feeds arbitrary bytes to the daemon configuration
+// parser: it must never panic, and a failure must be an ErrorList whose
+// every error has a position in the file.
+func FuzzParseDaemon(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "daemon", "*.yaml"))
+	for _, p := range files {
+		if data, err := os.ReadFile(p); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseDaemon("driftless.yaml", data)
+		if err == nil {
+			if cfg == nil || cfg.Listen == "" || cfg.SSH.Parallelism < 1 {
+				t.Fatalf("accepted without defaults: %+v", cfg)
+			}
+			return
+		}
+		list, ok := err.(ErrorList)
+		if !ok {
+			t.Fatalf("error is %T, not ErrorList: %v", err, err)
+		}
+		for _, e := range list {
+			if e.Pos.File != "driftless.yaml" || e.Pos.Line < 1 || e.Pos.Column < 1 {
+				t.Fatalf("error without a position: %+v", e)
+			}
+		}
+	})
+}

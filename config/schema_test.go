@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -143,7 +144,7 @@ func yamlInstance(t *testing.T, data []byte) any {
 	if err := yaml.Unmarshal(data, &v); err != nil {
 		t.Fatal(err)
 	}
-	j, err := json.Marshal(v)
+	j, err := json.Marshal(jsonable(v))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +207,26 @@ func TestSchemaRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jsonable turns YAML's map[any]any (mappings with non-string keys) into
+// map[string]any, as JSON has only string keys.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			out[fmt.Sprint(k)] = jsonable(val)
+		}
+		return out
+	case map[string]any:
+		for k, val := range x {
+			x[k] = jsonable(val)
+		}
+	case []any:
+		for i, val := range x {
+			x[i] = jsonable(val)
+		}
+	}
+	return v
 }
