@@ -95,6 +95,8 @@ func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 
 // Restore puts back the snapshot's mode and owner, or removes the
 // directory when it did not exist before (only if it is empty again).
+// Parents that mkdir -p created on the way stay: they are not the
+// resource, and other resources may have been put in them since.
 func (*DirectoryDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	if !snapshot.Present {
 		return removeDir(ctx, t, r)

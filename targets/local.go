@@ -119,6 +119,9 @@ func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs
 func (l *Local) writeAtomic(ctx context.Context, dst string, data []byte, mode fs.FileMode) (err error) {
 	dir := filepath.Dir(dst)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".driftless-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("folder %s does not exist (declare a directory resource for it): %w", dir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("create temporary file: %w", err)
 	}

@@ -90,8 +90,8 @@ func TestLocalWriteFile(t *testing.T) {
 	if err := l.WriteFile(ctx, "relative", []byte("x"), 0o644); err == nil || !strings.Contains(err.Error(), "not absolute") {
 		t.Fatalf("got %v, want a 'not absolute' error", err)
 	}
-	if err := l.WriteFile(ctx, "/missing/dir/f", []byte("x"), 0o644); err == nil {
-		t.Fatal("writing into a missing folder succeeded")
+	if err := l.WriteFile(ctx, "/missing/dir/f", []byte("x"), 0o644); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("got %v, want a missing folder error", err)
 	}
 	assertNoTemp(t, filepath.Join(root, "etc"))
 }
