@@ -158,7 +158,7 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 		}
 		res.Attempts++
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		okReason, err := try(actx)
+		okReason, err := safely(actx, try)
 		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 		cancel()
 		if err == nil {
@@ -176,8 +176,8 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 	return res
 }
 
-// Name is how a check is called in results, logs and metrics: its name,
-// or "<kind>:<target>".
+// Name is how a check is called in results and logs: its name, or
+// "<kind>:<target>". Metrics use Result.Label, which does not vary per host.
 func Name(c config.Check) string {
 	if c.Name != "" {
 		return c.Name
@@ -194,6 +194,17 @@ func Name(c config.Check) string {
 		return kind + ":" + c.Prometheus
 	}
 	return "invalid"
+}
+
+// safely runs one attempt, turning a panic into a failed attempt: a bug
+// in one check must not take the daemon down in the middle of a rollout.
+func safely(ctx context.Context, try attempt) (okReason string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			okReason, err = "", fmt.Errorf("check panicked: %v", p)
+		}
+	}()
+	return try(ctx)
 }
 
 func orDefault(d, def time.Duration) time.Duration {

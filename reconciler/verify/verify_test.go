@@ -134,3 +134,12 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+// TestPanicIsAFailedAttempt checks that a panicking attempt becomes a
+// failed result rather than a crash.
+func TestPanicIsAFailedAttempt(t *testing.T) {
+	okReason, err := safely(context.Background(), func(context.Context) (string, error) { panic("boom") })
+	if err == nil || okReason != "" || !strings.Contains(err.Error(), "check panicked: boom") {
+		t.Fatalf("got %q, %v", okReason, err)
+	}
+}
