@@ -169,33 +169,3 @@ func TestPool(t *testing.T) {
 		t.Fatalf("ForEach errors: %v", errs)
 	}
 }
-
-func BenchmarkRun(b *testing.B) {
-	lab := hosts.NewLab(b, hosts.Options{})
-	h := lab.Kind1("bench-run")
-	tr := dial(b, lab, h, nil)
-	ctx := context.Background()
-	b.ResetTimer()
-	for b.Loop() {
-		if res, err := tr.Run(ctx, "true", nil); err != nil || res.Exit != 0 {
-			b.Fatal(res, err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
-}
-
-func BenchmarkHandshake(b *testing.B) {
-	lab := hosts.NewLab(b, hosts.Options{})
-	h := lab.Kind1("bench-dial")
-	ctx := context.Background()
-	cfg := ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile}
-	b.ResetTimer()
-	for b.Loop() {
-		tr, err := ssh.Dial(ctx, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tr.Close()
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
-}
