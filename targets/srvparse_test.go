@@ -1,0 +1,121 @@
+package targets
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+)
+
+// serverDriverCases are a resource of each server driver, for the fuzzer.
+func serverDriverCases() []struct {
+	d Driver
+	r config.Resource
+} {
+	yes := true
+	return []struct {
+		d Driver
+		r config.Resource
+	}{
+		{&ArtifactDriver{}, config.Resource{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{SHA256: strings.Repeat("a", 64)}}},
+		{&ServiceDriver{}, config.Resource{Kind: "service", Name: "app", Spec: &config.ServiceSpec{Unit: "[Service]\n", State: "running", Enabled: &yes}}},
+		{&PackageDriver{}, config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{Version: "1.0"}}},
+		{&SysctlDriver{}, config.Resource{Kind: "sysctl", Name: "a.b", Spec: &config.SysctlSpec{Value: "1"}}},
+		{&UserDriver{}, config.Resource{Kind: "user", Name: "u", Spec: &config.UserSpec{Groups: []string{"g"}}}},
+		{&GroupDriver{}, config.Resource{Kind: "group", Name: "g", Spec: &config.GroupSpec{GID: 5}}},
+	}
+}
+
+// FuzzServerDriverParse feeds arbitrary probe output (it comes from hosts,
+// which driftless does not trust) to every server driver: Parse either
+// fails or returns a state that Diff can compare, and nothing panics.
+func FuzzServerDriverParse(f *testing.F) {
+	for _, s := range []string{
+		"dir=1\ncurrent=releases/aaaaaaaaaaaa\nok=1\nrelease=aaaaaaaaaaaa\n",
+		"LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n" + unitMarker + "\nunitfile=1\n[Service]\n",
+		"manager=apt\nstatus=ii \nversion=1.0\n",
+		"value=1\t2\n",
+		"passwd=u:x:1000:1000::/home/u:/bin/sh\nprimary=u\ngroups=u g\n",
+		"group=g:x:5:a,b\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, out string) {
+		for _, c := range serverDriverCases() {
+			st, err := c.d.Parse(c.r, []byte(out))
+			if err != nil {
+				continue
+			}
+			ch := c.d.Diff(c.r, st)
+			if ch.Action == "" {
+				t.Fatalf("%s: empty action for %q", c.r.ID(), out)
+			}
+		}
+	})
+}
+
+// TestPackageParse reads dpkg and rpm outputs the hosts of the tests do not produce.
+func TestPackageParse(t *testing.T) {
+	r := config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{}}
+	cases := []struct {
+		name, out       string
+		present         bool
+		status, version string
+	}{
+		{"never heard of", "manager=apt\n", false, "", ""},
+		{"config files left", "manager=apt\nstatus=rc \nversion=1.0\n", false, "rc", ""},
+		{"installed", "manager=apt\nstatus=ii \nversion=2.0-1\n", true, "ii", "2.0-1"},
+		{"second architecture installed", "manager=apt\nstatus=un \nversion=\nstatus=ii \nversion=3\n", true, "ii", "3"},
+		{"half configured", "manager=apt\nstatus=iF \nversion=1\n", false, "iF", ""},
+		{"rpm without epoch", "manager=dnf\nstatus=ii\nversion=(none):2.0-1.fc40\n", true, "ii", "2.0-1.fc40"},
+		{"rpm with epoch", "manager=dnf\nstatus=ii\nversion=1:2.0-1\n", true, "ii", "1:2.0-1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := (&PackageDriver{}).Parse(r, []byte(tc.out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Present != tc.present || st.Fields["status"] != tc.status || st.Fields["version"] != tc.version {
+				t.Fatalf("got %+v, want present=%t status=%q version=%q", st, tc.present, tc.status, tc.version)
+			}
+		})
+	}
+	if _, err := (&PackageDriver{}).Parse(r, []byte("garbage")); err == nil {
+		t.Fatal("output without a manager parsed")
+	}
+	if !versionMatches(ManagerDnf, "2.0-1.fc40", "2.0") || versionMatches(ManagerApt, "2.0-1", "2.0") {
+		t.Fatal("pin matching: an rpm pin may leave out the release, an apt pin may not")
+	}
+}
+
+// TestServiceDiff covers the declarations the host test does not: a sandbox
+// root, an unmanaged unit file, and a unit systemd does not know.
+func TestServiceDiff(t *testing.T) {
+	yes := true
+	cases := []struct {
+		name   string
+		spec   config.ServiceSpec
+		st     State
+		action Action
+		diff   string
+	}{
+		{"sandbox ignores systemd", config.ServiceSpec{Unit: "x\n", State: "running", Enabled: &yes},
+			State{Present: true, Fields: map[string]string{"sandbox": "1", "unitfile": "1"}, Content: []byte("x\n")}, NoChange, ""},
+		{"vendor unit running", config.ServiceSpec{State: "running"},
+			State{Present: true, Fields: map[string]string{"load": "loaded", "active": "active", "enabled": "enabled"}}, NoChange, ""},
+		{"vendor unit to stop", config.ServiceSpec{State: "stopped"},
+			State{Present: true, Fields: map[string]string{"load": "loaded", "active": "active"}}, Update, "state: active -> stopped"},
+		{"unknown unit", config.ServiceSpec{State: "running"},
+			State{Fields: map[string]string{"load": "not-found", "active": "inactive"}}, Create, "state: inactive -> running"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec
+			c := (&ServiceDriver{}).Diff(config.Resource{Kind: "service", Name: "app", Spec: &spec}, tc.st)
+			if c.Action != tc.action || c.Diff != tc.diff {
+				t.Fatalf("got %s %q, want %s %q", c.Action, c.Diff, tc.action, tc.diff)
+			}
+		})
+	}
+}
