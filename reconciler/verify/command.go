@@ -23,10 +23,12 @@ const stderrLines = 5
 func commandCheck(_ *Runner, c config.Check, _ *config.Host, t targets.Transport) (attempt, error) {
 	switch c.On {
 	case "", "host":
-		if t == nil {
-			return nil, errors.New("on host: no transport to the host")
-		}
 		return func(ctx context.Context) (string, error) {
+			// Checked here rather than when preparing, so that Validate can
+			// prepare a check without a host.
+			if t == nil {
+				return "", fmt.Errorf("run %q on host: expected exit 0, but there is no transport to the host", c.Command)
+			}
 			res, err := t.Run(ctx, c.Command, nil)
 			if err != nil {
 				return "", fmt.Errorf("run %q on host: expected exit 0, could not run: %w", c.Command, err)

@@ -39,7 +39,7 @@ func TestCommand(t *testing.T) {
 		{"host last stderr lines", config.Check{Command: `for i in 1 2 3 4 5 6 7 8; do echo "line$i" >&2; done; exit 3`}, tr, false, 1,
 			[]string{"got exit 3", "line4 | line5 | line6 | line7 | line8"}, []string{"line3"}},
 		{"host timeout", config.Check{Command: "sleep 30", Timeout: short}, tr, false, 1, []string{"no answer within 200ms"}, nil},
-		{"host without transport", config.Check{Command: "true"}, nil, false, 0, []string{"no transport to the host"}, nil},
+		{"host without transport", config.Check{Command: "true"}, nil, false, 1, []string{"no transport to the host"}, nil},
 		{"local exit 0", config.Check{Command: "test -d /", On: "local"}, nil, true, 1, []string{"on local exited 0"}, nil},
 		{"local exit 7", config.Check{Command: "echo broken >&2; exit 7", On: "local", Retries: 2}, nil, false, 3,
 			[]string{"expected exit 0, got exit 7", "broken"}, nil},

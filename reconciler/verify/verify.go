@@ -176,6 +176,21 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 	return res
 }
 
+// Validate reports what is wrong with a check without running it: no
+// kind, an unparsable URL or address, a bad regular expression or
+// operator, a missing Prometheus server. `driftless validate` can call it
+// for every check of every host.
+func Validate(c config.Check) error {
+	mk, ok := kinds[c.Kind()]
+	if !ok {
+		return errors.New("check has none of http, tcp, command, prometheus set")
+	}
+	if _, err := mk(&Runner{}, c, nil, nil); err != nil {
+		return fmt.Errorf("invalid %s check %s: %w", c.Kind(), Name(c), err)
+	}
+	return nil
+}
+
 // Name is how a check is called in results and logs: its name, or
 // "<kind>:<target>". Metrics use Result.Label, which does not vary per host.
 func Name(c config.Check) string {

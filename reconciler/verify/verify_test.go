@@ -143,3 +143,32 @@ func TestPanicIsAFailedAttempt(t *testing.T) {
 		t.Fatalf("got %q, %v", okReason, err)
 	}
 }
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		c   config.Check
+		err string
+	}{
+		{config.Check{HTTP: "http://10.0.0.1:8080/healthz", ExpectBody: "ok$"}, ""},
+		{config.Check{TCP: "10.0.0.1:22"}, ""},
+		{config.Check{Command: "systemctl is-active app"}, ""},
+		{config.Check{Command: "true", On: "local"}, ""},
+		{config.Check{Prometheus: "up", Server: "http://127.0.0.1:9090", Op: "=="}, ""},
+		{config.Check{}, "none of http, tcp, command, prometheus"},
+		{config.Check{HTTP: "http://x/", ExpectBody: "[a-"}, "invalid http check http:http://x/: expect_body"},
+		{config.Check{HTTP: "10.0.0.1:8080/healthz"}, "invalid http check"},
+		{config.Check{TCP: "10.0.0.1"}, "missing port"},
+		{config.Check{Command: "true", On: "remote"}, "neither host nor local"},
+		{config.Check{Prometheus: "up", Server: "http://p:9090", Op: "gt"}, `op "gt"`},
+		{config.Check{Prometheus: "up"}, "base URL is required"},
+		{config.Check{Prometheus: "up", Server: "p:9090"}, "scheme must be http or https"},
+	} {
+		err := Validate(tc.c)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("Validate(%+v) = %v, want nil", tc.c, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("Validate(%+v) = %v, want an error containing %q", tc.c, err, tc.err)
+		}
+	}
+}
