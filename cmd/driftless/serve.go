@@ -24,6 +24,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	cfgPath := fs.String("config", "/etc/driftless/driftless.yaml", "the daemon's configuration file")
 	listen := fs.String("listen", "", "override the configuration's listen address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	sandbox := fs.String("sandbox-root", "", "place every local host under this folder instead of / (to try a repository out safely)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -40,7 +41,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) int {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	if err := serve(ctx, cfg, log, serveHooks{}); err != nil {
+	if err := serve(ctx, cfg, log, serveHooks{localRoot: *sandbox}); err != nil {
 		log.Error().Err(err).Msg("daemon stopped")
 		return 1
 	}
