@@ -1,10 +1,14 @@
 package hosts
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -90,5 +94,63 @@ func TestAptRepo(t *testing.T) {
 	after.MustExec(t, "apt-get update -q && apt-get install -y -q dl-extra")
 	if data, _ := os.ReadFile(filepath.Join(after.Root, "etc/dl-extra.conf")); string(data) != "x=1\n" {
 		t.Fatalf("dl-extra not installed: %q", data)
+	}
+}
+
+// TestCleanStale kills a process that runs a lab (no cleanup runs) and
+// checks that CleanStale removes everything it left.
+func TestCleanStale(t *testing.T) {
+	if os.Getenv("DL_STALE_CHILD") == "1" {
+		lab := NewLab(t, Options{})
+		h := lab.Kind1("stale")
+		pid, _ := h.leaderPid()
+		fmt.Printf("STALE %d %s %s %d\n", lab.N, h.Netns, h.Root, pid)
+		os.Stdout.Sync()
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("test hosts need root")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCleanStale$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "DL_STALE_CHILD=1")
+	out, _ := cmd.Output()
+	var n, pid int
+	var ns, root string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "STALE ") {
+			fmt.Sscanf(line, "STALE %d %s %s %d", &n, &ns, &root, &pid)
+		}
+	}
+	if ns == "" {
+		t.Skipf("the child could not start a lab (skipped or failed): %s", out)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err != nil {
+		t.Fatalf("the killed run left no namespace %s to clean: %v", ns, err)
+	}
+	if err := CleanStale(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); !os.IsNotExist(err) {
+		t.Fatalf("namespace %s survived: %v", ns, err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/sys/class/net/dlbr%d", n)); !os.IsNotExist(err) {
+		t.Fatalf("bridge dlbr%d survived: %v", n, err)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), root) {
+		t.Fatalf("overlay %s is still mounted", root)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Fatalf("the killed run's folder survived: %v", err)
+	}
+	// The orphaned sshd was killed (it may linger a moment as a zombie).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed run's sshd (pid %d) still runs: %s", pid, stat)
+		}
 	}
 }

@@ -84,6 +84,9 @@ func NewLab(t testing.TB, opts Options) *Lab {
 		t.Fatalf("prepare the test-host base: %v", err)
 	}
 	l.lower = lower
+	if err := CleanStale(); err != nil {
+		t.Fatalf("clean stale labs: %v", err)
+	}
 	if err := l.claimSlot(); err != nil {
 		t.Fatalf("claim a lab slot: %v", err)
 	}
@@ -114,7 +117,7 @@ func (l *Lab) claimSlot() error {
 		l.N, l.slot = n, f
 		l.Bridge = fmt.Sprintf("dlbr%d", n)
 		l.BridgeIP = fmt.Sprintf("10.77.%d.1", n)
-		l.cleanStale()
+		cleanSlot(n)
 		if err := os.WriteFile(l.stateFile(), []byte(l.dir+"\n"), 0o644); err != nil {
 			return fmt.Errorf("record lab dir: %w", err)
 		}
@@ -125,33 +128,65 @@ func (l *Lab) claimSlot() error {
 
 func (l *Lab) stateFile() string { return filepath.Join(runDir, fmt.Sprintf("lab%d.dir", l.N)) }
 
-// cleanStale removes what a killed run left in this slot: processes in its
-// namespaces, its veths, namespaces, bridge and overlay mounts.
-func (l *Lab) cleanStale() {
-	prefix := fmt.Sprintf("dl%dh", l.N)
+// CleanStale removes what killed runs left in every lab slot no running
+// process holds: processes in their namespaces, veths, namespaces,
+// bridges, cgroups and overlay mounts. NewLab calls it; it is exported for
+// tools and tests that want a clean machine.
+func CleanStale() error {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", runDir, err)
+	}
+	locks, err := filepath.Glob(filepath.Join(runDir, "lab*.lock"))
+	if err != nil {
+		return fmt.Errorf("list lab slots: %w", err)
+	}
+	for _, lock := range locks {
+		var n int
+		if _, err := fmt.Sscanf(filepath.Base(lock), "lab%d.lock", &n); err != nil {
+			continue
+		}
+		f, err := os.OpenFile(lock, os.O_RDWR, 0o644)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			cleanSlot(n)
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// cleanSlot removes the leftovers of slot n; its lock must be held.
+func cleanSlot(n int) {
+	state := filepath.Join(runDir, fmt.Sprintf("lab%d.dir", n))
 	nss, _ := os.ReadDir("/run/netns")
 	for _, ns := range nss {
-		if strings.HasPrefix(ns.Name(), prefix) {
+		if strings.HasPrefix(ns.Name(), fmt.Sprintf("dl%dh", n)) {
 			killNetnsPids(ns.Name())
 			quiet("ip", "netns", "del", ns.Name())
 		}
 	}
 	links, _ := os.ReadDir("/sys/class/net")
 	for _, ln := range links {
-		if strings.HasPrefix(ln.Name(), fmt.Sprintf("dl%dv", l.N)) {
+		if strings.HasPrefix(ln.Name(), fmt.Sprintf("dl%dv", n)) {
 			quiet("ip", "link", "del", ln.Name())
 		}
 	}
-	quiet("ip", "link", "del", l.Bridge)
+	if _, err := os.Stat(filepath.Join("/sys/class/net", fmt.Sprintf("dlbr%d", n))); err == nil {
+		quiet("ip", "link", "del", fmt.Sprintf("dlbr%d", n))
+	}
 	for _, root := range cgroupRoots() {
-		stale, _ := filepath.Glob(filepath.Join(root, "driftless-testbed", fmt.Sprintf("dl%d-*", l.N)))
+		stale, _ := filepath.Glob(filepath.Join(root, "driftless-testbed", fmt.Sprintf("dl%d-*", n)))
 		for _, cg := range stale {
 			removeCgroupTree(cg)
 		}
 	}
-	if old, err := os.ReadFile(l.stateFile()); err == nil {
-		unmountUnder(strings.TrimSpace(string(old)))
-		os.RemoveAll(strings.TrimSpace(string(old)))
+	if old, err := os.ReadFile(state); err == nil {
+		dir := strings.TrimSpace(string(old))
+		unmountUnder(dir)
+		os.RemoveAll(dir)
+		os.Remove(state)
 	}
 }
 
