@@ -43,7 +43,10 @@ func fuzzParser(f *testing.F, endpoint, eventHeader string) {
 			if !errors.Is(err, ErrBadPayload) {
 				t.Fatalf("error does not wrap ErrBadPayload: %v", err)
 			}
-			if len(body) >= 12 && strings.Contains(err.Error(), string(body)) {
+			// The event name is the sender's own header and may be quoted;
+			// nothing else of the request may be.
+			msg := strings.ReplaceAll(err.Error(), event, "")
+			if len(body) >= 12 && strings.Contains(msg, string(body)) {
 				t.Fatalf("error quotes the body: %v", err)
 			}
 			return

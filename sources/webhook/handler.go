@@ -95,8 +95,7 @@ func NewHandler(opts Options) *Handler {
 		if err := opts.Registerer.Register(h.requests); err != nil {
 			// A second handler on the same registry (a config reload) shares
 			// the first one's counter instead of failing.
-			var are prometheus.AlreadyRegisteredError
-			if cv, ok := existing(err, &are); ok {
+			if cv, ok := existing(err); ok {
 				h.requests = cv
 			} else {
 				opts.Logger.Error().Err(err).Msg("register webhook metrics")
@@ -108,8 +107,9 @@ func NewHandler(opts Options) *Handler {
 
 // existing returns the already registered counter behind err, if that is
 // what err says.
-func existing(err error, are *prometheus.AlreadyRegisteredError) (*prometheus.CounterVec, bool) {
-	if !errors.As(err, are) {
+func existing(err error) (*prometheus.CounterVec, bool) {
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
 		return nil, false
 	}
 	cv, ok := are.ExistingCollector.(*prometheus.CounterVec)
@@ -134,8 +134,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := h.handle(w, r)
 	h.requests.WithLabelValues(o.provider, o.event, o.result).Inc()
 	h.log(r, o)
-	if o.status >= 400 {
+	if o.status >= 500 {
 		http.Error(w, http.StatusText(o.status), o.status)
+		return
+	}
+	if o.status >= 400 {
+		// The reason goes back to the sender, where an operator setting up
+		// a hook reads it in the delivery log. It is one of this package's
+		// fixed messages and never quotes the body or a header value.
+		http.Error(w, http.StatusText(o.status)+": "+o.err.Error(), o.status)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestHandlerResults(t *testing.T) {
@@ -23,11 +25,12 @@ func TestHandlerResults(t *testing.T) {
 		provider string
 		event    string
 		result   string
-		offered  int // events the target was offered
+		offered  int    // events the target was offered
+		reason   string // expected in the answer's body
 	}{
 		{name: "signed push accepted", endpoint: "github", header: func() http.Header { return signed("github", pushLine, push) },
 			body: push, status: 202, provider: "github", event: "push", result: ResultAccepted, offered: 1},
-		{name: "bad signature", endpoint: "github", body: push, status: 401, provider: "github", event: "unknown", result: ResultUnauthorized,
+		{name: "bad signature", endpoint: "github", body: push, status: 401, provider: "github", event: "unknown", result: ResultUnauthorized, reason: "signature does not match",
 			header: func() http.Header {
 				h := signed("github", pushLine, push)
 				h.Set("X-Hub-Signature-256", "sha256="+SignHex([]byte("wrong"), push))
@@ -39,7 +42,7 @@ func TestHandlerResults(t *testing.T) {
 				h.Del("X-Hub-Signature-256")
 				return h
 			}},
-		{name: "sha1 only", endpoint: "github", body: push, status: 401, provider: "github", event: "unknown", result: ResultUnauthorized,
+		{name: "sha1 only", endpoint: "github", body: push, status: 401, provider: "github", event: "unknown", result: ResultUnauthorized, reason: "X-Hub-Signature-256",
 			header: func() http.Header {
 				h := signed("github", pushLine, push)
 				h.Del("X-Hub-Signature-256")
@@ -48,7 +51,7 @@ func TestHandlerResults(t *testing.T) {
 			}},
 		{name: "no secret configured", edit: func(o *Options) { o.Secrets.GitHub = nil }, endpoint: "github",
 			header: func() http.Header { return signed("github", pushLine, push) }, body: push, status: 403,
-			provider: "github", event: "unknown", result: ResultUnauthorized},
+			provider: "github", event: "unknown", result: ResultUnauthorized, reason: "no secret is configured"},
 		{name: "signed with another provider's secret", endpoint: "gitlab", body: push, status: 401, provider: "gitlab", event: "unknown", result: ResultUnauthorized,
 			header: func() http.Header {
 				h := signed("gitlab", "X-Gitlab-Event: Push Hook", push)
@@ -83,8 +86,17 @@ func TestHandlerResults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, tt.edit)
-			if got := r.do(t, tt.endpoint, tt.header(), tt.body); got != tt.status {
-				t.Fatalf("status = %d, want %d; log: %s", got, tt.status, r.log.String())
+			req := httptest.NewRequest(http.MethodPost, "/hooks/"+tt.endpoint, bytes.NewReader(tt.body))
+			for k, v := range tt.header() {
+				req.Header[k] = v
+			}
+			w := httptest.NewRecorder()
+			r.mux.ServeHTTP(w, req)
+			if w.Code != tt.status {
+				t.Fatalf("status = %d, want %d; log: %s", w.Code, tt.status, r.log.String())
+			}
+			if tt.reason != "" && !strings.Contains(w.Body.String(), tt.reason) {
+				t.Errorf("answer %q does not give the reason %q", w.Body.String(), tt.reason)
 			}
 			if got := r.count(tt.provider, tt.event, tt.result); got != 1 {
 				t.Errorf("driftless_webhook_requests_total{%s,%s,%s} = %v, want 1", tt.provider, tt.event, tt.result, got)
@@ -248,5 +260,31 @@ func TestMethodNotAllowed(t *testing.T) {
 	r.mux.ServeHTTP(w, req)
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET: status = %d, want 405", w.Code)
+	}
+}
+
+// TestSecondHandlerSharesCounter builds two handlers on one registry, as a
+// config reload does: the second must count into the same series.
+func TestSecondHandlerSharesCounter(t *testing.T) {
+	r := newRig(t, nil)
+	second := NewHandler(Options{Secrets: testSecrets(), Registerer: r.reg})
+	mux := http.NewServeMux()
+	second.Register(mux)
+	body := readCorpus(t, "github/ping-5.json")
+	req := httptest.NewRequest(http.MethodPost, "/hooks/github", bytes.NewReader(body))
+	for k, v := range signed("github", "X-GitHub-Event: ping", body) {
+		req.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status = %d", w.Code)
+	}
+	if got := r.count("github", "ping", ResultAccepted); got != 1 {
+		t.Fatalf("first handler's counter = %v, want 1", got)
+	}
+	n, err := testutil.GatherAndCount(r.reg, "driftless_webhook_requests_total")
+	if err != nil || n != 1 {
+		t.Fatalf("registry has %d series (%v), want 1", n, err)
 	}
 }

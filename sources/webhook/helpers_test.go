@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,8 @@ type rig struct {
 	log    *syncBuffer
 	target *recorder
 	clock  *fakeClock
+	// answers collects the bodies of every answer do received.
+	answers strings.Builder
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a server.
@@ -122,6 +125,7 @@ func (r *rig) do(t testing.TB, endpoint string, h http.Header, body []byte) int 
 	}
 	w := httptest.NewRecorder()
 	r.mux.ServeHTTP(w, req)
+	r.answers.Write(w.Body.Bytes())
 	return w.Code
 }
 

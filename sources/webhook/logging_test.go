@@ -44,6 +44,9 @@ func TestBodyNeverLogged(t *testing.T) {
 	if strings.Contains(out, marker) || strings.Contains(out, "7f3a9c") {
 		t.Fatalf("the log contains body content:\n%s", out)
 	}
+	if strings.Contains(r.answers.String(), marker) {
+		t.Fatalf("an answer quotes the body: %s", r.answers.String())
+	}
 	for _, result := range []string{ResultAccepted, ResultIgnored, ResultBadRequest, ResultUnauthorized, ResultReplay} {
 		if !strings.Contains(out, `"result":"`+result+`"`) {
 			t.Errorf("no %s line in the log", result)

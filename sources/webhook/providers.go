@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/driftless/driftless/sources"
 )
@@ -178,6 +179,9 @@ func pushEvent(ev sources.Event, ref, after string, deleted bool) sources.Event 
 // spaces or control characters, because the Git source hands them to Git.
 // Errors name the field, never its value.
 func finish(ev sources.Event) (sources.Event, error) {
+	if len(ev.Kind) > 64 || strings.ContainsFunc(ev.Kind, unicode.IsControl) {
+		return ev, fmt.Errorf("parse %s event: %w: the event name is malformed", ev.Provider, ErrBadPayload)
+	}
 	if (ev.Kind == KindPush || ev.Kind == KindTagPush) && !strings.HasPrefix(ev.Ref, "refs/") {
 		return ev, fmt.Errorf("parse %s %s: %w: ref is not a full ref name", ev.Provider, ev.Kind, ErrBadPayload)
 	}
