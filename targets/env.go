@@ -83,7 +83,8 @@ func (*EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, obs
 		}
 	}
 	content, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
-	return writeOwned(ctx, t, r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), "", "")
+	owner, group := keptOwner("", "", observed)
+	return writeOwned(ctx, t, r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
 }
 
 // Restore puts back the snapshot's bytes, mode and owner, or removes the

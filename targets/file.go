@@ -142,7 +142,23 @@ func (*FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, ob
 	if observed.Present && observed.Fields["type"] != "file" {
 		return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a file", r.ID(), observed.Fields["type"])
 	}
-	return writeOwned(ctx, t, r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), spec.Owner, spec.Group)
+	owner, group := keptOwner(spec.Owner, spec.Group, observed)
+	return writeOwned(ctx, t, r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+}
+
+// keptOwner is the owner and group to give a rewritten file: the declared
+// ones, else those it had. Not every transport's WriteFile keeps them (a
+// temporary file belongs to whoever wrote it), so they are set explicitly.
+func keptOwner(owner, group string, observed State) (string, string) {
+	if observed.Present && observed.Fields["type"] == "file" {
+		if owner == "" {
+			owner = observed.Fields["uid"]
+		}
+		if group == "" {
+			group = observed.Fields["gid"]
+		}
+	}
+	return owner, group
 }
 
 // Restore puts back the snapshot's content, mode, owner and group, or

@@ -124,10 +124,19 @@ func TestFileOwner(t *testing.T) {
 	converge(t, l, r)
 	assertOwner(t, p, nobody.Uid, nobody.Gid)
 
-	// A rewrite without a declared owner keeps the current owner.
+	// A rewrite without a declared owner keeps the current owner, even
+	// through a transport whose WriteFile hands the file to its own user
+	// (as a shell-based remote write does).
 	r2 := fileRes("/owned", config.FileSpec{Content: "y"})
-	converge(t, l, r2)
+	converge(t, ownerLosing{l}, r2)
 	assertOwner(t, p, nobody.Uid, nobody.Gid)
+	env := envRes("/owned.env", config.EnvSpec{Vars: map[string]string{"A": "1"}})
+	writeTestFile(t, root, "/owned.env", "B=2\n", 0o644)
+	if err := os.Chown(filepath.Join(root, "owned.env"), mustAtoi(t, nobody.Uid), mustAtoi(t, nobody.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, ownerLosing{l}, env)
+	assertOwner(t, filepath.Join(root, "owned.env"), nobody.Uid, nobody.Gid)
 
 	restore(t, l, []config.Resource{r}, changes)
 	assertOwner(t, p, "0", "0")
@@ -204,4 +213,24 @@ func TestFileRefusesToReplaceSymlink(t *testing.T) {
 	}
 	assertLink(t, filepath.Join(root, "link"), "real")
 	assertFile(t, filepath.Join(root, "real"), "real", 0o644)
+}
+
+// ownerLosing is the local transport with a WriteFile that, like a
+// shell-based remote write, leaves the new file owned by root.
+type ownerLosing struct{ *Local }
+
+func (o ownerLosing) WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
+	if err := o.Local.WriteFile(ctx, path, data, mode); err != nil {
+		return err
+	}
+	return os.Lchown(filepath.Join(o.Root(), path), 0, 0)
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
