@@ -369,7 +369,12 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string, speci
 		}
 		i, ok := fields[key]
 		if !ok {
-			d.errorf(p.key, "unknown key %q in %s (valid keys: %s)", key, what, strings.Join(validKeys(names, special), ", "))
+			valid := validKeys(names, special)
+			if s := suggest(key, valid); s != "" {
+				d.errorf(p.key, "unknown key %q in %s; did you mean %q?", key, what, s)
+			} else {
+				d.errorf(p.key, "unknown key %q in %s (valid keys: %s)", key, what, strings.Join(valid, ", "))
+			}
 			continue
 		}
 		d.decodeValue(p.val, v.Field(i), key)

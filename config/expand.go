@@ -3,6 +3,7 @@ package config
 import (
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 )
 
@@ -45,7 +46,11 @@ func (l *loader) expand(decl *envDecl) {
 				role = l.roles[name]
 			}
 			if role == nil {
-				l.errs.add(pos, "unknown role %q (declare it in roles/ or under the environment's roles:)", name)
+				if s := suggest(name, l.roleNames(decl)); s != "" {
+					l.errs.add(pos, "unknown role %q; did you mean %q?", name, s)
+				} else {
+					l.errs.add(pos, "unknown role %q (declare it in roles/ or under the environment's roles:)", name)
+				}
 				continue
 			}
 			for _, raw := range role.resources {
@@ -247,4 +252,17 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 		t.set(&c, out)
 	}
 	return c
+}
+
+// roleNames lists the roles visible to an environment, sorted.
+func (l *loader) roleNames(decl *envDecl) []string {
+	var names []string
+	for n := range l.roles {
+		names = append(names, n)
+	}
+	for n := range decl.roles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

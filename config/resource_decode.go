@@ -29,15 +29,18 @@ type rawResource struct {
 	requiresPos, notifyPos []Position
 }
 
-// kindList is the sorted list of known kinds, for error messages.
-func kindList() string {
+// kindNames is the sorted list of known kinds.
+func kindNames() []string {
 	var kinds []string
 	for k := range KindSpecs() {
 		kinds = append(kinds, k)
 	}
 	sort.Strings(kinds)
-	return strings.Join(kinds, ", ")
+	return kinds
 }
+
+// kindList is the list of known kinds, for error messages.
+func kindList() string { return strings.Join(kindNames(), ", ") }
 
 // decodeResource decodes one item of a resource list. It returns nil when
 // the item is too broken to be used; its errors are already recorded.
@@ -63,6 +66,10 @@ func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
 				d.errorf(kindKey, "the first key of a resource is its kind: found %q before %q, put %q first", kind, p.key.Value, p.key.Value)
 				return nil
 			}
+		}
+		if s := suggest(kind, kindNames()); s != "" {
+			d.errorf(kindKey, "unknown resource kind %q; did you mean %q?", kind, s)
+			return nil
 		}
 		d.errorf(kindKey, "unknown resource kind %q (kinds: %s)", kind, kindList())
 		return nil
@@ -117,7 +124,12 @@ func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
 		}
 		i, ok := fields[key]
 		if !ok {
-			d.errorf(p.key, "unknown key %q for a %s resource (valid keys: %s)", key, kind, strings.Join(append(append([]string(nil), names...), sharedKeys...), ", "))
+			valid := append(append([]string(nil), names...), sharedKeys...)
+			if s := suggest(key, valid); s != "" {
+				d.errorf(p.key, "unknown key %q for a %s resource; did you mean %q?", key, kind, s)
+			} else {
+				d.errorf(p.key, "unknown key %q for a %s resource (valid keys: %s)", key, kind, strings.Join(valid, ", "))
+			}
 			continue
 		}
 		if prev, dup := r.keys[key]; dup {
