@@ -1,16 +1,10 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"reflect"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -192,101 +186,6 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, what string) {
 	}
 }
 
-// decodeScalar decodes strings, booleans and numbers.
-func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, what string) {
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, "%s: expected %s, got %s", what, scalarWant(v.Kind()), kindName(n))
-		return
-	}
-	if isNull(n) {
-		v.Set(reflect.Zero(v.Type()))
-		return
-	}
-	switch v.Kind() {
-	case reflect.String:
-		v.SetString(n.Value)
-	case reflect.Bool:
-		if n.ShortTag() != "!!bool" {
-			d.errorf(n, "%s: expected true or false, got %q", what, n.Value)
-			return
-		}
-		b, _ := strconv.ParseBool(strings.ToLower(n.Value))
-		v.SetBool(b)
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		var i int64
-		if n.ShortTag() != "!!int" || n.Decode(&i) != nil || v.OverflowInt(i) {
-			d.errorf(n, "%s: expected an integer, got %q", what, n.Value)
-			return
-		}
-		v.SetInt(i)
-	case reflect.Float64, reflect.Float32:
-		var f float64
-		if (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || n.Decode(&f) != nil {
-			d.errorf(n, "%s: expected a number, got %q", what, n.Value)
-			return
-		}
-		v.SetFloat(f)
-	default:
-		d.errorf(n, "%s: values of type %s are not supported", what, v.Type())
-	}
-}
-
-func scalarWant(k reflect.Kind) string {
-	switch k {
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.Float64, reflect.Float32:
-		return "a number"
-	}
-	return "a string"
-}
-
-func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, what string) {
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, "%s: expected a duration such as 30s or 5m, got %s", what, kindName(n))
-		return
-	}
-	if isNull(n) {
-		v.SetInt(0)
-		return
-	}
-	dur, err := time.ParseDuration(n.Value)
-	if err != nil {
-		d.errorf(n, "%s: invalid duration %q (use a number and a unit, such as 30s or 5m)", what, n.Value)
-		return
-	}
-	if dur < 0 {
-		d.errorf(n, "%s: duration %q is negative", what, n.Value)
-		return
-	}
-	v.SetInt(int64(dur))
-}
-
-// decodeSecret accepts only a reference: {file: PATH} or {env: NAME}. A
-// plain string is refused so that no secret ends up committed in a file.
-func (d *decoder) decodeSecret(n *yaml.Node, v reflect.Value, what string) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, "%s: secrets are referenced by file or env, never inline", what)
-		return
-	}
-	var s Secret
-	before := len(d.errs.list)
-	d.decodeStruct(n, reflect.ValueOf(&s).Elem(), what, nil)
-	if len(d.errs.list) > before {
-		return
-	}
-	if (s.File == "") == (s.Env == "") {
-		d.errorf(n, "%s: a secret needs exactly one of file or env", what)
-		return
-	}
-	v.Set(reflect.ValueOf(s))
-}
-
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, what string) {
 	if isNull(n) {
 		v.Set(reflect.Zero(v.Type()))
@@ -400,81 +299,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// parseYAML parses one file holding exactly one YAML document and returns
-// its root node. Syntax errors are reported with their line.
-func parseYAML(file string, data []byte, e *errs) (root *yaml.Node) {
-	// The YAML parser works on outside input; should it ever panic on a
-	// malformed file, that file is reported as invalid instead of taking
-	// the daemon down.
-	defer func() {
-		if r := recover(); r != nil {
-			e.add(Position{File: file, Line: 1, Column: 1}, "cannot parse YAML: %v", r)
-			root = nil
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			e.add(Position{File: file, Line: 1, Column: 1}, "the file is empty")
-			return nil
-		}
-		addYAMLError(file, err, e)
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case err == nil:
-		e.add(Position{File: file, Line: max(next.Line, 1), Column: max(next.Column, 1)}, "a file holds one YAML document, found a second one")
-		return nil
-	case !errors.Is(err, io.EOF):
-		addYAMLError(file, err, e)
-		return nil
-	}
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
-		return doc.Content[0]
-	}
-	e.add(Position{File: file, Line: 1, Column: 1}, "the file is empty")
-	return nil
-}
-
-func addYAMLError(file string, err error, e *errs) {
-	msg := err.Error()
-	line := 1
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		if l, convErr := strconv.Atoi(m[1]); convErr == nil && l > 0 {
-			line = l
-		}
-		msg = m[2]
-	}
-	e.add(Position{File: file, Line: line, Column: 1}, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
-}
-
-// stringKeys turns the map[any]any that YAML gives for mappings with
-// non-string keys into map[string]any, so that variables always print as
-// JSON and index the same way in templates.
-func stringKeys(v any) any {
-	switch x := v.(type) {
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			out[fmt.Sprint(k)] = stringKeys(val)
-		}
-		return out
-	case map[string]any:
-		for k, val := range x {
-			x[k] = stringKeys(val)
-		}
-		return x
-	case []any:
-		for i, val := range x {
-			x[i] = stringKeys(val)
-		}
-		return x
-	}
-	return v
 }
