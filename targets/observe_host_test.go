@@ -1,0 +1,97 @@
+package targets_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/hosts"
+)
+
+// TestFoundationDriversOverSSH runs the file, directory, symlink, env and
+// command drivers against a real kind-1 host over real SSH: every pass
+// observes the host in exactly one round trip, a first pass converges, a
+// second is a no-op, changes made on the host behind driftless's back are
+// found and healed, and restoring the first pass's snapshots in reverse
+// order puts the host back as it was, including what did not exist.
+func TestFoundationDriversOverSSH(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("found")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tr, err := ssh.Dial(ctx, ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
+		KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatalf("dial %s: %v", h.Name, err)
+	}
+	defer tr.Close()
+
+	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
+	rs := []config.Resource{
+		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
+		{Kind: "file", Name: "/srv/app/app.conf", Spec: &config.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640"}},
+		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
+		{Kind: "env", Name: "/etc/app.env", Spec: &config.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
+		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
+			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
+		{Kind: "file", Name: "/etc/motd-test", Spec: &config.FileSpec{State: config.Absent}},
+	}
+	pass := func(wantActions ...targets.Action) []targets.Change {
+		t.Helper()
+		before := tr.RoundTrips()
+		changes, err := targets.PlanHost(ctx, tr, targets.Drivers(), rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := tr.RoundTrips() - before; n != 1 {
+			t.Fatalf("observing %d resources took %d round trips, want 1", len(rs), n)
+		}
+		for i, c := range changes {
+			if c.Action != wantActions[i] {
+				t.Fatalf("%s: %s, want %s\n%s", c.ID, c.Action, wantActions[i], c.Diff)
+			}
+			if c.Action == targets.NoChange {
+				continue
+			}
+			if err := targets.Drivers()[c.Kind].Apply(ctx, tr, rs[i], c.Before); err != nil {
+				t.Fatalf("apply %s: %v", c.ID, err)
+			}
+		}
+		return changes
+	}
+	none := targets.NoChange
+	first := pass(targets.Create, targets.Create, targets.Create, targets.Create, targets.Create, targets.Delete)
+	pass(none, none, none, none, none, none)
+	got := h.MustExec(t, "stat -c '%a %U' /srv/app; stat -c %a /srv/app/app.conf; cat /srv/app/current; readlink /srv/app/current; . /etc/app.env; echo \"$GREETING\"; ls -a /srv/app; test -e /etc/motd-test || echo gone")
+	want := "750 nobody\n640\nport = 8080\nlog = info\n/srv/app/app.conf\nhello world\n.\n..\n.initialised\napp.conf\ncurrent\ngone\n"
+	if got != want {
+		t.Fatalf("host after the first pass:\n%s\nwant\n%s", got, want)
+	}
+
+	// Behind driftless's back.
+	h.MustExec(t, `chmod 0777 /srv/app && echo 'port = 1' > /srv/app/app.conf && ln -sfn /etc/passwd /srv/app/current &&
+		sed -i 's/^APP_PORT=.*/APP_PORT=1/' /etc/app.env && rm /srv/app/.initialised && echo back > /etc/motd-test`)
+	pass(targets.Update, targets.Update, targets.Update, targets.Update, targets.Create, targets.Delete)
+	pass(none, none, none, none, none, none)
+	if got := h.MustExec(t, "stat -c %a /srv/app; cat /srv/app/app.conf; readlink /srv/app/current; grep APP_PORT /etc/app.env"); got != "750\nport = 8080\nlog = info\n/srv/app/app.conf\nAPP_PORT=8080\n" {
+		t.Fatalf("host not healed:\n%s", got)
+	}
+
+	drivers := targets.Drivers()
+	for i := len(first) - 1; i >= 0; i-- {
+		if err := drivers[first[i].Kind].Restore(ctx, tr, rs[i], first[i].Before); err != nil {
+			t.Fatalf("restore %s: %v", first[i].ID, err)
+		}
+	}
+	got = h.MustExec(t, "for p in /srv/app /etc/app.env; do test -e $p && echo \"$p still there\"; done; stat -c %a /etc/motd-test; cat /etc/motd-test")
+	if got != "644\nwelcome\n" {
+		t.Fatalf("host after restore:\n%s", got)
+	}
+	if !strings.Contains(first[1].Diff, "+port = 8080") {
+		t.Fatalf("the file's diff over SSH lacks its content:\n%s", first[1].Diff)
+	}
+}
