@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -236,80 +234,4 @@ func (h *Handler) notify(ev sources.Event) bool {
 		}
 	}
 	return matched
-}
-
-// actionable reports whether an event can change what driftless deploys or
-// previews: a push, or a pull request opened, updated, reopened or closed.
-func actionable(ev sources.Event) bool {
-	switch ev.Kind {
-	case KindPush, KindTagPush:
-		return true
-	case KindPullRequest:
-		switch ev.Action {
-		case ActionOpened, ActionSynchronize, ActionReopened, ActionClosed:
-			return true
-		}
-	}
-	return false
-}
-
-// eventLabel keeps the event label to a fixed set of values.
-func eventLabel(kind string) string {
-	switch kind {
-	case KindPush, KindTagPush, KindPullRequest, KindPing:
-		return kind
-	case "":
-		return "unknown"
-	}
-	return "other"
-}
-
-// deliveryKeyOf returns the id under which a delivery is remembered. A
-// sender without delivery ids gets the body's hash, so an identical request
-// repeated within the window is still a replay; an overlong id is hashed so
-// that a sender cannot make the store hold large keys.
-func deliveryKeyOf(id string, body []byte) string {
-	if id == "" {
-		sum := sha256.Sum256(body)
-		return "body-sha256:" + hex.EncodeToString(sum[:])
-	}
-	if len(id) > maxDeliveryID {
-		sum := sha256.Sum256([]byte(id))
-		return "id-sha256:" + hex.EncodeToString(sum[:])
-	}
-	return id
-}
-
-// log writes one line per request. It never logs the body or any header
-// value before the signature is verified.
-func (h *Handler) log(r *http.Request, o outcome) {
-	var e *zerolog.Event
-	switch o.result {
-	case ResultAccepted:
-		e = h.opts.Logger.Info()
-	case ResultIgnored:
-		e = h.opts.Logger.Info()
-	case ResultError:
-		e = h.opts.Logger.Error()
-	default:
-		e = h.opts.Logger.Warn()
-	}
-	e = e.Str("provider", o.provider).Str("event", o.event).Str("result", o.result).Int("status", o.status).
-		Str("remote", r.RemoteAddr)
-	if o.ev.Kind != "" {
-		e = e.Str("kind", o.ev.Kind).Str("delivery", o.ev.DeliveryID).Str("repository", o.ev.Repository)
-		if o.ev.Ref != "" {
-			e = e.Str("ref", o.ev.Ref)
-		}
-		if o.ev.Commit != "" {
-			e = e.Str("revision", sources.Revision{Commit: o.ev.Commit}.Short())
-		}
-		if o.ev.PullRequest != 0 {
-			e = e.Int("pull_request", o.ev.PullRequest).Str("action", o.ev.Action)
-		}
-	}
-	if o.err != nil {
-		e = e.Err(o.err)
-	}
-	e.Msg("webhook " + o.result)
 }

@@ -1,0 +1,68 @@
+package webhook
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestConcurrentDeliveriesOverLoopback sends many signed deliveries at once
+// over a real listener, then sends each again at once: every first copy is
+// accepted and every second one refused as a replay, whatever the
+// interleaving. Run with -race it also checks the handler's shared state.
+func TestConcurrentDeliveriesOverLoopback(t *testing.T) {
+	r := newRig(t, nil)
+	srv := httptest.NewServer(r.mux)
+	defer srv.Close()
+	client := srv.Client()
+	client.Timeout = 10 * time.Second
+	defer client.CloseIdleConnections()
+
+	body := readCorpus(t, "gitlab/tag_push-2.json")
+	const n = 40
+	headers := make([]http.Header, n)
+	for i := range headers {
+		headers[i] = signed("gitlab", "X-Gitlab-Event: Tag Push Hook", body)
+	}
+	send := func() map[int]int {
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for _, h := range headers {
+			wg.Go(func() {
+				req, err := http.NewRequest(http.MethodPost, srv.URL+"/hooks/gitlab", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header = h.Clone()
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = resp.Body.Close()
+				mu.Lock()
+				codes[resp.StatusCode]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return codes
+	}
+	if got := send(); got[http.StatusAccepted] != n {
+		t.Fatalf("first round answers %v, want %d × 202", got, n)
+	}
+	if got := send(); got[http.StatusConflict] != n {
+		t.Fatalf("second round answers %v, want %d × 409", got, n)
+	}
+	if got := len(r.target.events()); got != n {
+		t.Errorf("target offered %d events, want %d", got, n)
+	}
+	if a, rp := r.count("gitlab", "tag_push", ResultAccepted), r.count("gitlab", "tag_push", ResultReplay); a != n || rp != n {
+		t.Errorf("counted %v accepted and %v replays, want %d each", a, rp, n)
+	}
+}
