@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"crypto/sha1"
 	"fmt"
 	"net"
 	"os"
@@ -178,7 +179,7 @@ func testDrivers() map[string]targets.Driver {
 func (f *fixture) revision(files map[string]string) sources.Revision {
 	f.t.Helper()
 	f.n++
-	commit := fmt.Sprintf("%040d", f.n)
+	commit := fmt.Sprintf("%x", sha1.Sum([]byte(f.t.Name()+strconv.Itoa(f.n))))
 	dir := filepath.Join(f.repos, commit)
 	for p, c := range files {
 		full := filepath.Join(dir, p)

@@ -1,0 +1,154 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+)
+
+// dirRevisions finds earlier checkouts in a folder of kept copies, as the
+// Git source does by checking a commit out again.
+type dirRevisions map[string]string
+
+func (d dirRevisions) Checkout(_ context.Context, rev sources.Revision) (sources.Revision, error) {
+	dir, ok := d[rev.Commit]
+	if !ok {
+		return sources.Revision{}, errors.New("commit not found")
+	}
+	rev.Dir = dir
+	return rev, nil
+}
+
+func TestManualRollback(t *testing.T) {
+	keep := dirRevisions{}
+	f := newFixture(t, func(o *Options) { o.Revisions = keep })
+	ctx := context.Background()
+	mk := func(v string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", v), "")})
+	}
+	rev1, rev2 := mk("one"), mk("two")
+	for _, rev := range []sources.Revision{rev1, rev2} {
+		if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The checkout of rev1 is gone; only the lookup can bring it back.
+	saved := rev1.Dir + ".kept"
+	if err := os.Rename(rev1.Dir, saved); err != nil {
+		t.Fatal(err)
+	}
+	errCases := []struct{ to, want string }{
+		{"abc", "too short"},
+		{strings.Repeat("f", 40), "no successful run"},
+		{rev1.Commit[:12], "commit not found"},
+	}
+	for _, c := range errCases {
+		if err := f.r.Rollback(ctx, "prod", c.to); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Rollback(%s) = %v, want %q", c.to, err, c.want)
+		}
+	}
+	if err := f.r.Rollback(ctx, "nope", rev1.Commit); !errors.Is(err, ErrUnknownEnvironment) {
+		t.Errorf("Rollback of an unknown environment = %v", err)
+	}
+	keep[rev1.Commit] = saved
+	if err := f.r.Rollback(ctx, "prod", rev1.Commit[:12]); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "one" {
+		t.Fatalf("after rollback: %q", got)
+	}
+	st, _ := f.r.Environment("prod")
+	if st.Applied != rev1.Commit {
+		t.Fatalf("applied = %s", st.Applied)
+	}
+	hist, _ := f.r.History("prod", 1)
+	if hist[0].Trigger != TriggerRollback || hist[0].Result != ResultSuccess || hist[0].Revision.Dir != saved {
+		t.Fatalf("history = %+v", hist[0])
+	}
+	if n := testutil.ToFloat64(f.r.m.rollbacks.WithLabelValues("prod", "manual")); n != 1 {
+		t.Errorf("rollbacks{manual} = %v", n)
+	}
+	// A sync keeps the rolled-back revision: it is the target until a newer commit.
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "one" {
+		t.Fatalf("after sync: %q", got)
+	}
+	if err := f.r.Sync(ctx, "nope"); !errors.Is(err, ErrUnknownEnvironment) {
+		t.Errorf("Sync of an unknown environment = %v", err)
+	}
+}
+
+func TestInterruptedRolloutRecovered(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := etc + fileRes("/etc/a.conf", "new")
+	for _, h := range []string{"h1", "h2"} {
+		f.writeHostFile(h, "/etc/a.conf", "old")
+	}
+	// The daemon is stopped while the first host is being verified.
+	f.ver.gate = func(string, string) { cancel() }
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2"}, nil, res,
+		"verify:\n  - command: \"true\"\n")})
+	runs, _ := f.r.ApplyRevision(ctx, rev)
+	if len(runs) != 1 || runs[0].Result != ResultFailed || !strings.Contains(runs[0].Error, "interrupted") {
+		t.Fatalf("runs = %+v", runs)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "new" {
+		t.Fatalf("h1 before recovery = %q (the test needs a half-done rollout)", got)
+	}
+	if j, entries, _ := f.store.OpenJournal("prod"); j == nil || len(entries) != 1 || !entries[0].Applied {
+		t.Fatalf("journal = %+v %+v", j, entries)
+	}
+	// A fresh reconciler on the same store, as after a restart.
+	f.ver.gate = nil
+	o := f.options()
+	o.Registerer = nil
+	r2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if err := r2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		if got := f.hostFile(h, "/etc/a.conf"); got != "old" {
+			t.Errorf("%s after recovery = %q", h, got)
+		}
+	}
+	hist, _ := r2.History("prod", 1)
+	if hist[0].Trigger != TriggerRecovery || hist[0].Result != ResultRolledBack || hist[0].Changes != 1 {
+		t.Fatalf("history = %+v", hist[0])
+	}
+	if n := testutil.ToFloat64(r2.m.rollbacks.WithLabelValues("prod", "interrupted")); n != 1 {
+		t.Errorf("rollbacks{interrupted} = %v", n)
+	}
+	st, _ := r2.Environment("prod")
+	if st.State != StateRolledBack || len(st.Quarantined) != 0 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestTempCleanupScript(t *testing.T) {
+	got := tempCleanup("/sandbox/h1", []JournalEntry{
+		{Resource: configResource("file", "/etc/it's.conf")},
+		{Resource: configResource("file", "/etc/it's.conf")},
+		{Resource: configResource("package", "nginx")},
+	})
+	want := `for f in '/sandbox/h1/etc/'/'.it'\''s.conf.driftless-'*; do if [ -f "$f" ]; then rm -f -- "$f"; fi; done` + "\n"
+	if got != want {
+		t.Fatalf("script =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func configResource(kind, name string) config.Resource { return config.Resource{Kind: kind, Name: name} }
