@@ -16,19 +16,19 @@ var statusHTML string
 // and covered by tests, so a parse error is a programming error.
 func parseStatusTemplates() *template.Template {
 	return template.Must(template.New("status").Funcs(template.FuncMap{
-	"short": func(c string) string {
-		if c == "" {
-			return "none"
-		}
-		return shortCommit(c)
-	},
-	"duration": func(start, end time.Time) string {
-		if end.Before(start) {
-			return ""
-		}
-		return end.Sub(start).Round(time.Millisecond).String()
-	},
-}).Parse(statusHTML))
+		"short": func(c string) string {
+			if c == "" {
+				return "none"
+			}
+			return shortCommit(c)
+		},
+		"duration": func(start, end time.Time) string {
+			if end.Before(start) {
+				return ""
+			}
+			return end.Sub(start).Round(time.Millisecond).String()
+		},
+	}).Parse(statusHTML))
 }
 
 // Runs shown per environment on the overview and on an environment's page.
