@@ -151,4 +151,6 @@ func TestTempCleanupScript(t *testing.T) {
 	}
 }
 
-func configResource(kind, name string) config.Resource { return config.Resource{Kind: kind, Name: name} }
+func configResource(kind, name string) config.Resource {
+	return config.Resource{Kind: kind, Name: name}
+}
