@@ -191,6 +191,14 @@ func (d *ServiceDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	}
 	_, unitChanged := serviceDiffs(r, s, observed)
 	if unitChanged {
+		// A sandbox root or a minimal host may lack the folder.
+		dir, err := hostPath(t.Root(), "/etc/systemd/system")
+		if err != nil {
+			return err
+		}
+		if err := runScript(ctx, t, "apply "+r.ID(), "mkdir -p -- "+shq(dir)); err != nil {
+			return err
+		}
 		if err := t.WriteFile(ctx, unitPath(r.Name), []byte(s.Unit), 0o644); err != nil {
 			return fmt.Errorf("apply %s: write unit file: %w", r.ID(), err)
 		}

@@ -1,6 +1,9 @@
 package targets
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -117,5 +120,49 @@ func TestServiceDiff(t *testing.T) {
 				t.Fatalf("got %s %q, want %s %q", c.Action, c.Diff, tc.action, tc.diff)
 			}
 		})
+	}
+}
+
+// TestSandboxRoot runs the service and sysctl drivers against a sandbox
+// root (the local transport of demos): only files under the root change,
+// and restores put them back.
+func TestSandboxRoot(t *testing.T) {
+	root := t.TempDir()
+	tr := NewLocal(root)
+	knob := filepath.Join(root, "proc/sys/net/ipv4/ip_forward")
+	if err := os.MkdirAll(filepath.Dir(knob), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(knob, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sd := &SysctlDriver{}
+	sr := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "1"}}
+	before := srvObserve(t, tr, sd, sr)
+	srvMustConverge(t, tr, sd, sr, Update)
+	if b, _ := os.ReadFile(knob); string(b) != "1\n" {
+		t.Fatalf("sandbox knob = %q", b)
+	}
+	if err := sd.Restore(t.Context(), tr, sr, before); err != nil {
+		t.Fatal(err)
+	}
+	if got := srvObserve(t, tr, sd, sr); !reflect.DeepEqual(got, before) {
+		t.Fatalf("after restore %+v, want %+v", got, before)
+	}
+
+	yes := true
+	svd := &ServiceDriver{}
+	svr := config.Resource{Kind: "service", Name: "app", Spec: &config.ServiceSpec{Unit: "[Service]\nExecStart=/bin/true\n", State: "running", Enabled: &yes}}
+	before = srvObserve(t, tr, svd, svr)
+	srvMustConverge(t, tr, svd, svr, Create)
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/app.service")); string(b) != "[Service]\nExecStart=/bin/true\n" {
+		t.Fatalf("sandbox unit = %q", b)
+	}
+	srvMustConverge(t, tr, svd, svr, NoChange)
+	if err := svd.Restore(t.Context(), tr, svr, before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/app.service")); !os.IsNotExist(err) {
+		t.Fatalf("restore left the unit: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 
@@ -13,6 +14,9 @@ import (
 // value from /proc/sys and writes it with `sysctl -w` (or straight into
 // /proc/sys where procps is not installed). Values that hold several
 // numbers compare equal whatever the whitespace between them.
+//
+// The value is also written to /etc/sysctl.d/99-driftless-NAME.conf, so
+// that it survives a reboot; a change to that file is drift too.
 //
 // On a sandbox root the parameter is a plain file under ROOT/proc/sys, so a
 // demo never changes the kernel of the machine it runs on.
@@ -38,6 +42,11 @@ func sysctlPath(name string) (string, error) {
 	return "/proc/sys/" + name, nil
 }
 
+// sysctlConf is the file under /etc/sysctl.d that persists a parameter.
+func sysctlConf(name string) string {
+	return "/etc/sysctl.d/99-driftless-" + strings.ReplaceAll(name, "/", ".") + ".conf"
+}
+
 // normSysctl writes a value in one form: its fields separated by one space.
 func normSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }
 
@@ -54,21 +63,32 @@ func (*SysctlDriver) Probe(r config.Resource, root string) string {
 	if p, err = hostPath(root, p); err != nil {
 		return probeError(err)
 	}
-	q := shq(p)
-	return "if [ -f " + q + " ]; then printf 'value='; cat -- " + q + "; fi"
+	conf, err := hostPath(root, sysctlConf(r.Name))
+	if err != nil {
+		return probeError(err)
+	}
+	q, c := shq(p), shq(conf)
+	return "if [ -f " + q + " ]; then printf 'value=%s\\n' \"$(cat -- " + q + ")\"; fi\n" +
+		"if [ -f " + c + " ]; then printf 'persisted=%s\\n' \"$(sed -n 's/^[^=#;]*=[[:space:]]*//p' -- " + c + " | head -n 1)\"; fi"
 }
 
-// Parse reads the probe's output. Fields: value (normalised).
+// Parse reads the probe's output. Fields: value (normalised), persisted
+// (the value in the sysctl.d file, "" without one).
 func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
-	s := string(out)
-	if strings.TrimSpace(s) == "" {
-		return State{}, nil
+	st := State{Fields: map[string]string{"persisted": ""}}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "value":
+			st.Present, st.Fields["value"] = true, normSysctl(v)
+		case "persisted":
+			st.Fields["persisted"] = normSysctl(v)
+		case "":
+		default:
+			return State{}, fmt.Errorf("parse sysctl probe of %s: unexpected output %q", r.Name, trimOutput(out))
+		}
 	}
-	v, ok := strings.CutPrefix(s, "value=")
-	if !ok {
-		return State{}, fmt.Errorf("parse sysctl probe of %s: unexpected output %q", r.Name, trimOutput(out))
-	}
-	return State{Present: true, Fields: map[string]string{"value": normSysctl(v)}}, nil
+	return st, nil
 }
 
 // Diff compares the declared value with the live one.
@@ -86,11 +106,16 @@ func (d *SysctlDriver) Diff(r config.Resource, observed State) Change {
 	case observed.Fields["value"] != want:
 		c.Action, c.Diff = Update, "value: "+observed.Fields["value"]+" -> "+want
 	}
+	if observed.Present && observed.Fields["persisted"] != want {
+		c.Action = Update
+		c.Diff = strings.TrimPrefix(c.Diff+"\npersisted: "+orNone(observed.Fields["persisted"])+" -> "+want, "\n")
+	}
 	return c
 }
 
-// write sets the parameter to v on t.
-func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource, v, what string) error {
+// write sets the parameter to v on t, then persists persist in the
+// sysctl.d file (removing the file when persist is "").
+func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource, v, persist, what string) error {
 	p, err := sysctlPath(r.Name)
 	if err != nil {
 		return err
@@ -110,7 +135,26 @@ func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource
 	} else {
 		script += "printf '%s\\n' " + shq(v) + " > " + q + "\n"
 	}
-	return runScript(ctx, t, what+" "+r.ID(), script)
+	conf, err := hostPath(t.Root(), sysctlConf(r.Name))
+	if err != nil {
+		return err
+	}
+	if persist == "" {
+		script += "rm -f -- " + shq(conf) + "\n"
+	} else {
+		script += "mkdir -p -- " + shq(path.Dir(conf)) + "\n"
+	}
+	if err := runScript(ctx, t, what+" "+r.ID(), script); err != nil {
+		return err
+	}
+	if persist == "" {
+		return nil
+	}
+	line := "# Written by driftless: the declared value survives a reboot.\n" + r.Name + " = " + persist + "\n"
+	if err := t.WriteFile(ctx, sysctlConf(r.Name), []byte(line), 0o644); err != nil {
+		return fmt.Errorf("%s %s: persist: %w", what, r.ID(), err)
+	}
+	return nil
 }
 
 // Apply writes the declared value.
@@ -122,7 +166,7 @@ func (d *SysctlDriver) Apply(ctx context.Context, t Transport, r config.Resource
 	if normSysctl(s.Value) == "" {
 		return fmt.Errorf("apply %s: no value declared", r.ID())
 	}
-	return d.write(ctx, t, r, normSysctl(s.Value), "apply")
+	return d.write(ctx, t, r, normSysctl(s.Value), normSysctl(s.Value), "apply")
 }
 
 // Restore writes back the value the snapshot saw. A parameter that did not
@@ -131,5 +175,5 @@ func (d *SysctlDriver) Restore(ctx context.Context, t Transport, r config.Resour
 	if !snapshot.Present {
 		return nil
 	}
-	return d.write(ctx, t, r, snapshot.Fields["value"], "restore")
+	return d.write(ctx, t, r, snapshot.Fields["value"], snapshot.Fields["persisted"], "restore")
 }

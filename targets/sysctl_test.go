@@ -25,18 +25,33 @@ func TestSysctlOnHost(t *testing.T) {
 		t.Fatalf("observed %+v, want value 0", before)
 	}
 	c := srvHostConverge(t, tr, d, r, targets.Update)
-	if c.Diff != "value: 0 -> 1" {
+	if c.Diff != "value: 0 -> 1\npersisted: (none) -> 1" {
 		t.Errorf("diff = %q", c.Diff)
 	}
 	if got := strings.TrimSpace(h.MustExec(t, "cat /proc/sys/net/ipv4/ip_forward")); got != "1" {
 		t.Fatalf("ip_forward inside the host = %q, want 1", got)
 	}
+	conf := "/etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf"
+	if got := h.MustExec(t, "grep -v '^#' "+conf); got != "net.ipv4.ip_forward = 1\n" {
+		t.Fatalf("%s = %q", conf, got)
+	}
 	srvHostConverge(t, tr, d, r, targets.NoChange)
 
 	h.MustExec(t, "sysctl -q -w net.ipv4.ip_forward=0")
-	srvHostConverge(t, tr, d, r, targets.Update)
+	c = srvHostConverge(t, tr, d, r, targets.Update)
+	if c.Diff != "value: 0 -> 1" {
+		t.Errorf("live drift diff = %q", c.Diff)
+	}
+	h.MustExec(t, "rm "+conf)
+	c = srvHostConverge(t, tr, d, r, targets.Update)
+	if c.Diff != "persisted: (none) -> 1" {
+		t.Errorf("persistence drift diff = %q", c.Diff)
+	}
 
 	srvRestore(t, tr, d, r, before, func(a, b targets.State) bool { return reflect.DeepEqual(a, b) })
+	if out, err := h.Exec("ls " + conf); err == nil {
+		t.Fatalf("restore left %s", out)
+	}
 
 	// Several numbers in one value compare whatever the whitespace.
 	multi := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_local_port_range", Spec: &config.SysctlSpec{Value: "20000    30000"}}
