@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -95,9 +97,9 @@ func providers(genericHeader string) map[string]provider {
 	return table
 }
 
-// ProviderNames lists the endpoints served under /hooks/{provider}.
+// ProviderNames lists the endpoints served under /hooks/{provider}, sorted.
 func ProviderNames() []string {
-	return []string{"github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "generic"}
+	return slices.Sorted(maps.Keys(providers("")))
 }
 
 // checkHexHMAC compares a hex HMAC-SHA256 of body (an optional "sha256="
