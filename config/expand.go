@@ -45,6 +45,9 @@ func (l *loader) expand(decl *envDecl) {
 			if role == nil {
 				role = l.roles[name]
 			}
+			if role == nil && l.brokenRoles[name] {
+				continue
+			}
 			if role == nil {
 				if s := suggest(name, l.roleNames(decl)); s != "" {
 					l.errs.add(pos, "unknown role %q; did you mean %q?", name, s)

@@ -27,7 +27,7 @@ func FuzzParseEnvironment(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l := &loader{dir: dir, root: dir, roles: map[string]*roleDef{}, files: map[string][]byte{}}
+		l := &loader{dir: dir, root: dir, roles: map[string]*roleDef{}, files: map[string][]byte{}, brokenRoles: map[string]bool{}}
 		const roleFile, envFile = "roles/fuzz.yaml", "environments/fuzz.yaml"
 		l.decodeRole(roleFile, parseYAML(roleFile, data, &l.errs))
 		if decl := l.decodeEnv(envFile, parseYAML(envFile, data, &l.errs)); decl != nil {

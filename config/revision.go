@@ -66,6 +66,10 @@ type loader struct {
 	errs  errs
 	roles map[string]*roleDef
 	files map[string][]byte
+	// brokenRoles holds the file stems of role files that could not be
+	// read: hosts naming such a role get no second, misleading "unknown
+	// role" error, since the file's own errors already say what is wrong.
+	brokenRoles map[string]bool
 }
 
 // LoadRevision loads and validates every environment declared in dir:
@@ -80,7 +84,7 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("load revision from %s: not a directory", dir)
 	}
-	l := &loader{dir: dir, root: root, opts: opts, roles: map[string]*roleDef{}, files: map[string][]byte{}}
+	l := &loader{dir: dir, root: root, opts: opts, roles: map[string]*roleDef{}, files: map[string][]byte{}, brokenRoles: map[string]bool{}}
 	for _, file := range l.yamlFiles("roles") {
 		l.loadRoleFile(file)
 	}
@@ -156,6 +160,7 @@ func (l *loader) loadRoleFile(file string) {
 // decodeRole decodes the parsed root node of a role file.
 func (l *loader) decodeRole(file string, root *yaml.Node) {
 	if root == nil {
+		l.markBroken(file)
 		return
 	}
 	d := newDecoder(file, &l.errs)
@@ -172,9 +177,11 @@ func (l *loader) decodeRole(file string, root *yaml.Node) {
 		"resources": func(k, v *yaml.Node) { role.resources = l.decodeResources(d, v, "resources") },
 	})
 	if root.Kind != yaml.MappingNode {
+		l.markBroken(file)
 		return
 	}
 	if nameNode == nil {
+		l.markBroken(file)
 		d.errorf(root, "missing role: a role file names its role with `role: NAME`")
 		return
 	}
@@ -189,4 +196,9 @@ func (l *loader) decodeRole(file string, root *yaml.Node) {
 		return
 	}
 	l.roles[role.name] = role
+}
+
+// markBroken records that the role file could not be loaded.
+func (l *loader) markBroken(file string) {
+	l.brokenRoles[strings.TrimSuffix(path.Base(file), path.Ext(file))] = true
 }
