@@ -5,7 +5,7 @@
 # promtool, ansible for the side-by-side benchmark, and systemd-analyze.
 # It is idempotent: installed packages are left alone.
 set -eu
-pkgs="git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev prometheus ansible ca-certificates xz-utils zip unzip"
+pkgs="git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev prometheus ansible ca-certificates xz-utils zip unzip time"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
