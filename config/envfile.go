@@ -30,8 +30,15 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 			decl.driftNode = v
 			d.decodeValue(v, reflect.ValueOf(&env.Drift).Elem(), "drift")
 		},
-		"hosts":   func(k, v *yaml.Node) { decl.hosts = l.decodeHosts(d, v) },
-		"verify":  func(k, v *yaml.Node) { decl.checks = decodeChecks(d, v) },
+		"hosts": func(k, v *yaml.Node) { decl.hosts = l.decodeHosts(d, v) },
+		"verify": func(k, v *yaml.Node) {
+			decl.checks = decodeChecks(d, v)
+			// Verify keeps the checks as declared (templates unrendered),
+			// for display; each host's rendered copies are in Host.Checks.
+			for _, c := range decl.checks {
+				env.Verify = append(env.Verify, c.check)
+			}
+		},
 		"roles":   func(k, v *yaml.Node) { l.decodeInlineRoles(d, decl, v) },
 		"rollout": func(k, v *yaml.Node) { decodeRollout(d, &env.Rollout, v) },
 	}

@@ -1,11 +1,13 @@
 package config_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/driftless/driftless/config"
 )
@@ -164,5 +166,25 @@ func TestSecretErrorsHideValue(t *testing.T) {
 	}
 	if want := "d.yaml:2:10: token: secrets are referenced by file or env, never inline"; err.Error() != want {
 		t.Fatalf("got %q, want %q", err, want)
+	}
+}
+
+// TestDurationText checks durations read and print the way they are
+// written in configuration files, in YAML and JSON alike.
+func TestDurationText(t *testing.T) {
+	var d config.Duration
+	if err := d.UnmarshalText([]byte("1h30m")); err != nil || d.D() != 90*time.Minute {
+		t.Fatalf("got %v, %v", d, err)
+	}
+	if err := d.UnmarshalText([]byte("soon")); err == nil {
+		t.Fatal("accepted an invalid duration")
+	}
+	out, err := json.Marshal(struct{ D config.Duration }{config.Duration(2 * time.Second)})
+	if err != nil || string(out) != `{"D":"2s"}` {
+		t.Fatalf("got %s, %v", out, err)
+	}
+	var back struct{ D config.Duration }
+	if err := json.Unmarshal(out, &back); err != nil || back.D.D() != 2*time.Second {
+		t.Fatalf("round trip gave %v, %v", back.D, err)
 	}
 }
