@@ -42,7 +42,9 @@ type Config struct {
 	// Sudo runs every command through `sudo -n` (a non-root User with
 	// passwordless sudo).
 	Sudo bool
-	// Timeout bounds the connection and every operation.
+	// Timeout bounds the connection, each keepalive, and every operation
+	// whose context carries no deadline of its own (a caller's deadline,
+	// longer or shorter, governs its operation).
 	Timeout time.Duration
 	// Keepalive is the interval of keepalive@openssh.com requests; a
 	// negative value disables them.

@@ -23,13 +23,23 @@ import (
 // be binary. Exit statuses are in Result.Exit; an error means the script
 // could not be run or the operation timed out.
 func (t *Transport) Run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	ctx, cancel := t.bound(ctx)
 	defer cancel()
 	res, err := t.run(ctx, script, stdin)
 	if err != nil {
 		return res, fmt.Errorf("run on %s: %w", t.cfg.Address, err)
 	}
 	return res, nil
+}
+
+// bound gives an operation its deadline: the caller's when it set one (a
+// package install may need minutes, a probe far less), otherwise the
+// configured Timeout, so that no operation is ever unbounded.
+func (t *Transport) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, t.cfg.Timeout)
 }
 
 // remoteCommand first prints the process group of the remote shell (so a

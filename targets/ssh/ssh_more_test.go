@@ -102,6 +102,12 @@ func TestTimeout(t *testing.T) {
 	if _, err := tr.Run(short, "sleep 30", nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("caller deadline: %v", err)
 	}
+	// A caller's own, longer deadline lets a long operation finish.
+	long, cancelLong := context.WithTimeout(ctx, time.Minute)
+	defer cancelLong()
+	if res, err := tr.Run(long, "sleep 3; echo done", nil); err != nil || string(res.Stdout) != "done\n" {
+		t.Fatalf("a 3 s command under a caller's 1 min deadline: %q %v", res.Stdout, err)
+	}
 	// The transport is still usable after timeouts, and the timed-out
 	// scripts were killed on the host, not left running.
 	if res, err := tr.Run(ctx, "echo ok", nil); err != nil || string(res.Stdout) != "ok\n" {
