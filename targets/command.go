@@ -118,6 +118,9 @@ func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
+	if strings.TrimSpace(spec.Run) == "" {
+		return fmt.Errorf("run %s: no command to run", r.ID())
+	}
 	return runDeclared(ctx, t, r, spec.Dir, spec.Run, "run")
 }
 

@@ -95,3 +95,12 @@ func TestCommandWithoutGuardAlwaysRuns(t *testing.T) {
 	r := cmdRes("always", config.CommandSpec{Run: "true"})
 	expectChange(t, l, r, Create, "no guard")
 }
+
+func TestCommandEmptyRun(t *testing.T) {
+	l := NewLocal(t.TempDir())
+	r := cmdRes("empty", config.CommandSpec{Run: "  ", Creates: "/x"})
+	c := expectChange(t, l, r, Create)
+	if err := Drivers()["command"].Apply(context.Background(), l, r, c.Before); err == nil || !strings.Contains(err.Error(), "no command") {
+		t.Fatalf("got %v, want a 'no command' error", err)
+	}
+}

@@ -2,6 +2,7 @@ package targets_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,33 @@ func TestFoundationDriversOverSSH(t *testing.T) {
 	}
 	if !strings.Contains(first[1].Diff, "+port = 8080") {
 		t.Fatalf("the file's diff over SSH lacks its content:\n%s", first[1].Diff)
+	}
+}
+
+// BenchmarkObserve200FilesSSH observes 200 files on a real kind-1 host
+// over SSH: one round trip, 200 probes.
+func BenchmarkObserve200FilesSSH(b *testing.B) {
+	lab := hosts.NewLab(b, hosts.Options{})
+	h := lab.Kind1("obsbench")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	tr, err := ssh.Dial(ctx, ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
+		KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute})
+	if err != nil {
+		b.Fatalf("dial %s: %v", h.Name, err)
+	}
+	defer tr.Close()
+	h.MustExec(b, "mkdir -p /srv/bench && for i in $(seq 0 199); do seq 20 > /srv/bench/f$i; done")
+	var rs []config.Resource
+	for i := range 200 {
+		rs = append(rs, config.Resource{Kind: "file", Name: fmt.Sprintf("/srv/bench/f%d", i), Spec: &config.FileSpec{Content: "x"}})
+	}
+	drivers := targets.Drivers()
+	b.ReportAllocs()
+	for b.Loop() {
+		states, err := targets.Observe(ctx, tr, drivers, rs)
+		if err != nil || len(states) != len(rs) {
+			b.Fatalf("observe: %d states, %v", len(states), err)
+		}
 	}
 }
