@@ -173,6 +173,14 @@ func (n *normaliser) add(raw string, typ byte, mode int64, link string, size int
 		return unsafeEntry(name, fmt.Sprintf("has unsupported type %q (only files, directories and links)", typ))
 	}
 	n.kinds[name] = typ
+	// Parents the archive never listed are created by the host's tar as
+	// directories: record them, so that a later entry cannot turn one into
+	// a file or a symlink.
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if _, ok := n.kinds[dir]; !ok {
+			n.kinds[dir] = tar.TypeDir
+		}
+	}
 	if err := n.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write normalised entry %q: %w", name, err)
 	}

@@ -325,6 +325,8 @@ func TestArtifactRefused(t *testing.T) {
 		{name: "escaping hard link", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "h", link: "../etc/shadow", typ: tar.TypeLink}}), want: "hard link"},
 		{name: "zip dotdot", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "../evil", body: "x"}}), want: ".. component"},
 		{name: "device", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "dev", typ: tar.TypeChar}}), want: "unsupported type"},
+		{name: "symlink over an implicit folder", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/f", body: "1"}, {name: "d", link: "e", typ: tar.TypeSymlink}}), want: "appears twice"},
+		{name: "file over an implicit folder", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/f", body: "1"}, {name: "d", body: "2"}}), want: "appears twice"},
 		{name: "duplicate", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "f", body: "1"}, {name: "f", body: "2"}}), want: "appears twice"},
 		{name: "wrong sha256", file: "a.tar.gz", archive: good, sum: srvSum([]byte("other")), want: "sha256 mismatch"},
 		{name: "too large", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "big", body: strings.Repeat("z", 4096)}}), max: 1024, want: "exceeds"},
