@@ -1,0 +1,320 @@
+package sources
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gitconfig "github.com/go-git/go-git/v5/config"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/gitserver"
+)
+
+// The benchmark repository: benchCommits commits over benchFiles files,
+// built once with git fast-import and cached under the system temp folder.
+const (
+	benchCommits = 20000
+	benchFiles   = 3000
+	benchCache   = "driftless-bench-repo-v1.git"
+)
+
+// benchRepo returns the cached bare repository, building it when missing.
+func benchRepo(b *testing.B) string {
+	b.Helper()
+	dir := filepath.Join(os.TempDir(), benchCache)
+	if _, err := os.Stat(filepath.Join(dir, "driftless-complete")); err == nil {
+		return dir
+	}
+	tmp, err := os.MkdirTemp(os.TempDir(), benchCache+".tmp-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := gitserver.Git("", "init", "--quiet", "--bare", "--initial-branch=main", tmp); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = tmp
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(stdin, 1<<20)
+	for i := 1; i <= benchCommits; i++ {
+		msg := fmt.Sprintf("commit %d\n", i)
+		fmt.Fprintf(w, "commit refs/heads/main\nmark :%d\ncommitter Bench <bench@driftless.invalid> %d +0000\ndata %d\n%s", i, 1_600_000_000+i*60, len(msg), msg)
+		if i > 1 {
+			fmt.Fprintf(w, "from :%d\n", i-1)
+			writeBenchFile(w, (i*7919)%benchFiles, i)
+		} else {
+			for f := range benchFiles {
+				writeBenchFile(w, f, 0)
+			}
+		}
+		w.WriteString("\n")
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("git fast-import: %v", err)
+	}
+	if _, err := gitserver.Git(tmp, "repack", "-a", "-d", "-q"); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "driftless-complete"), nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("built benchmark repository (%d commits, %d files) in %s", benchCommits, benchFiles, time.Since(start))
+	return dir
+}
+
+func writeBenchFile(w *bufio.Writer, f, rev int) {
+	content := fmt.Sprintf("# file %d, revision %d\n%s\n", f, rev, strings.Repeat("key: value line of configuration\n", 6))
+	fmt.Fprintf(w, "M 100644 inline d%02d/f%04d.yaml\ndata %d\n%s\n", f%60, f, len(content), content)
+}
+
+// benchServer serves a copy of the cached repository (hard links: cheap)
+// and returns the server and the repository's URL.
+func benchServer(b *testing.B) (*gitserver.Server, string) {
+	src := benchRepo(b)
+	srv := gitserver.New(b)
+	if _, err := gitserver.Git("", "clone", "--quiet", "--bare", "--local", src, srv.Dir("bench")); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := gitserver.Git(srv.Dir("bench"), "config", "http.receivepack", "true"); err != nil {
+		b.Fatal(err)
+	}
+	return srv, srv.RepoURL("bench")
+}
+
+// addCommit adds one commit changing one file on main, on the server side.
+func addCommit(b *testing.B, repo string, n int) {
+	b.Helper()
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = repo
+	var sb strings.Builder
+	w := bufio.NewWriter(&sb)
+	msg := fmt.Sprintf("bench %d\n", n)
+	fmt.Fprintf(w, "commit refs/heads/main\ncommitter Bench <bench@driftless.invalid> %d +0000\ndata %d\n%sfrom refs/heads/main^0\n", time.Now().Unix(), len(msg), msg)
+	writeBenchFile(w, n%benchFiles, benchCommits+n)
+	w.Flush()
+	cmd.Stdin = strings.NewReader(sb.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("add commit: %v: %s", err, out)
+	}
+}
+
+// peakHeap samples the Go heap while fn runs and returns the highest value.
+func peakHeap(fn func()) uint64 {
+	samples := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak uint64
+	var mu sync.Mutex
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			rtmetrics.Read(samples)
+			mu.Lock()
+			peak = max(peak, samples[0].Value.Uint64())
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	fn()
+	close(done)
+	wg.Wait()
+	return peak
+}
+
+// BenchmarkIncrementalFetch fetches one new commit of a 20,000-commit
+// repository over smart HTTP: go-git in this process, go-git in a process
+// of its own (for a peak RSS comparable to git's), and the git command line.
+func BenchmarkIncrementalFetch(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds a 20,000-commit repository; skipped with -short")
+	}
+	srv, url := benchServer(b)
+	serverRepo := srv.Dir("bench")
+	commits := 0
+	// The peak RSS of a child is measured by GNU time, a small process:
+	// the rusage of a child started directly from this (large) process
+	// would count this process's memory, mapped at the moment of the fork.
+	timeBin, timeErr := exec.LookPath("time")
+	rssFile := filepath.Join(b.TempDir(), "rss")
+
+	b.Run("go-git", func(b *testing.B) {
+		g := newBenchGit(b, url)
+		ctx := context.Background()
+		repo, err := g.openRepo()
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec := gitconfig.RefSpec(fmt.Sprintf("+%s:%s", g.remoteRef, g.localRef))
+		var peak uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			commits++
+			addCommit(b, serverRepo, commits)
+			runtime.GC()
+			b.StartTimer()
+			p := peakHeap(func() {
+				if err := g.fetch(ctx, repo, spec); err != nil {
+					b.Fatal(err)
+				}
+			})
+			peak = max(peak, p)
+		}
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	})
+
+	b.Run("go-git-process", func(b *testing.B) {
+		if timeErr != nil {
+			b.Skip("GNU time is not installed; it measures the peak RSS")
+		}
+		g := newBenchGit(b, url)
+		exe, err := os.Executable()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var peak int64
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			commits++
+			addCommit(b, serverRepo, commits)
+			b.StartTimer()
+			cmd := exec.Command(timeBin, "-f", "%M", "-o", rssFile, exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), benchChildEnv+"="+g.dir+"\n"+url)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("child fetch: %v: %s", err, out)
+			}
+			peak = max(peak, readRSS(b, rssFile))
+		}
+		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+	})
+
+	b.Run("git-cli", func(b *testing.B) {
+		if timeErr != nil {
+			b.Skip("GNU time is not installed; it measures the peak RSS")
+		}
+		dir := filepath.Join(b.TempDir(), "cli.git")
+		if _, err := gitserver.Git("", "clone", "--quiet", "--bare", url, dir); err != nil {
+			b.Fatal(err)
+		}
+		var peak int64
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			commits++
+			addCommit(b, serverRepo, commits)
+			b.StartTimer()
+			cmd := exec.Command(timeBin, "-f", "%M", "-o", rssFile, "git", "fetch", "--quiet", url, "+refs/heads/main:refs/remotes/origin/main")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("git fetch: %v: %s", err, out)
+			}
+			peak = max(peak, readRSS(b, rssFile))
+		}
+		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+	})
+
+	b.Run("go-git-pass", func(b *testing.B) {
+		// A whole pass: fetch, then check out the new commit's 3,000 files.
+		g := newBenchGit(b, url)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			commits++
+			addCommit(b, serverRepo, commits)
+			b.StartTimer()
+			rev, err := g.syncMain(context.Background(), "")
+			if err != nil || rev == nil {
+				b.Fatalf("pass = %v, %v", rev, err)
+			}
+		}
+	})
+}
+
+// readRSS reads the peak RSS in KiB that GNU time wrote.
+func readRSS(b *testing.B, path string) int64 {
+	b.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kib int64
+	if _, err := fmt.Sscan(strings.TrimSpace(string(raw)), &kib); err != nil {
+		b.Fatalf("parse peak RSS %q: %v", raw, err)
+	}
+	return kib
+}
+
+// newBenchGit makes a Git source on url and does its first (full) clone.
+func newBenchGit(b *testing.B, url string) *Git {
+	b.Helper()
+	g, err := NewGit(GitOptions{Name: "bench", Config: config.GitSource{URL: url}, Dir: filepath.Join(b.TempDir(), "state")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := g.syncMain(context.Background(), ""); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("first clone and checkout: %s", time.Since(start))
+	return g
+}
+
+// benchChildEnv, when set to "DIR\nURL", makes the test binary do one
+// go-git incremental fetch and exit, so its peak RSS can be measured alone.
+const benchChildEnv = "DRIFTLESS_BENCH_FETCH_CHILD"
+
+func benchChild(spec string) int {
+	dir, url, _ := strings.Cut(spec, "\n")
+	g, err := NewGit(GitOptions{Name: "bench", Config: config.GitSource{URL: url}, Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	repo, err := g.openRepo()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	spec2 := gitconfig.RefSpec(fmt.Sprintf("+%s:%s", g.remoteRef, g.localRef))
+	if err := g.fetch(context.Background(), repo, spec2); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
