@@ -1,0 +1,133 @@
+package reconciler
+
+import (
+	"bytes"
+	_ "embed"
+	"html/template"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+//go:embed status.html
+var statusHTML string
+
+// parseStatusTemplates parses the status page. The template is embedded
+// and covered by tests, so a parse error is a programming error.
+func parseStatusTemplates() *template.Template {
+	return template.Must(template.New("status").Funcs(template.FuncMap{
+		"short": func(c string) string {
+			if c == "" {
+				return "none"
+			}
+			return shortCommit(c)
+		},
+		"duration": func(start, end time.Time) string {
+			if end.Before(start) {
+				return ""
+			}
+			return end.Sub(start).Round(time.Millisecond).String()
+		},
+	}).Parse(statusHTML))
+}
+
+// Runs shown per environment on the overview and on an environment's page.
+const (
+	overviewRuns = 5
+	detailRuns   = 50
+)
+
+// envView is one environment as the status page shows it.
+type envView struct {
+	EnvStatus
+	// Link is the relative address of the environment's own page ("" on that page).
+	Link         string
+	Up           int
+	LastRunAgo   string
+	Runs         []Run
+	HistoryError string
+}
+
+// pageView is the data of a whole page.
+type pageView struct {
+	Title     string
+	Refresh   int
+	Generated time.Time
+	Envs      []envView
+}
+
+func (a *API) view(st EnvStatus, runs int, link bool) envView {
+	v := envView{EnvStatus: st, LastRunAgo: ago(a.now(), st.LastRun)}
+	if link {
+		v.Link = "environments/" + url.PathEscape(st.Name)
+	}
+	for _, h := range st.Hosts {
+		if h.Up {
+			v.Up++
+		}
+	}
+	hist, err := a.opts.Reconciler.History(st.Name, runs)
+	if err != nil {
+		a.log.Error().Err(err).Str("environment", st.Name).Msg("cannot read history for the status page")
+		v.HistoryError = err.Error()
+	}
+	v.Runs = hist
+	return v
+}
+
+// statusPage serves GET /: every environment with its last runs.
+func (a *API) statusPage(w http.ResponseWriter, _ *http.Request) {
+	p := a.page("driftless")
+	for _, st := range a.opts.Reconciler.Environments() {
+		p.Envs = append(p.Envs, a.view(st, overviewRuns, true))
+	}
+	a.render(w, http.StatusOK, "index", p)
+}
+
+// envPage serves GET /environments/{name}, the page reports link to.
+func (a *API) envPage(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	st, ok := a.opts.Reconciler.Environment(name)
+	if !ok {
+		http.Error(w, "unknown environment "+name, http.StatusNotFound)
+		return
+	}
+	p := a.page(name + " - driftless")
+	p.Envs = []envView{a.view(st, detailRuns, false)}
+	a.render(w, http.StatusOK, "detail", p)
+}
+
+func (a *API) page(title string) pageView {
+	now := a.now()
+	return pageView{Title: title, Refresh: int(a.opts.Refresh / time.Second), Generated: now}
+}
+
+// render executes a template into a buffer first, so that a template
+// error becomes a clean 500 instead of half a page.
+func (a *API) render(w http.ResponseWriter, code int, name string, p pageView) {
+	var buf bytes.Buffer
+	if err := a.pages.ExecuteTemplate(&buf, name, p); err != nil {
+		a.log.Error().Err(err).Str("page", name).Msg("cannot render the status page")
+		http.Error(w, "cannot render the status page", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// The page has no script at all; the policy makes sure none runs.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// ago says how long before now a time was, for people.
+func ago(now, at time.Time) string {
+	if at.IsZero() {
+		return "never"
+	}
+	d := now.Sub(at)
+	if d < time.Second {
+		return "just now"
+	}
+	return d.Round(time.Second).String() + " ago"
+}
