@@ -30,41 +30,6 @@ const maxSymlinkTarget = 4096
 // caller can tell a hostile or broken archive from an I/O failure.
 var ErrUnsafeArchive = errors.New("unsafe archive")
 
-// archiveFormat names the format of an artifact: the declared one, else
-// the URL's suffix, else the file's magic bytes.
-func archiveFormat(declared, rawURL string, head []byte) (string, error) {
-	switch declared {
-	case FormatTar, FormatTarGz, FormatZip:
-		return declared, nil
-	case "tgz":
-		return FormatTarGz, nil
-	case "":
-	default:
-		return "", fmt.Errorf("unknown archive format %q (want tar, tar.gz or zip)", declared)
-	}
-	u := strings.ToLower(rawURL)
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	switch {
-	case strings.HasSuffix(u, ".tar.gz"), strings.HasSuffix(u, ".tgz"):
-		return FormatTarGz, nil
-	case strings.HasSuffix(u, ".tar"):
-		return FormatTar, nil
-	case strings.HasSuffix(u, ".zip"):
-		return FormatZip, nil
-	}
-	switch {
-	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
-		return FormatTarGz, nil
-	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte("PK\x05\x06")):
-		return FormatZip, nil
-	case len(head) >= 262 && string(head[257:262]) == "ustar":
-		return FormatTar, nil
-	}
-	return "", fmt.Errorf("cannot tell the archive format of %s: declare format: tar, tar.gz or zip", rawURL)
-}
-
 // normaliser checks archive entries one by one and writes the accepted ones
 // into a plain tar.gz that the host only has to unpack. Because the host
 // receives nothing until every entry has been accepted, a refused archive

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -176,4 +177,39 @@ func (c *artifactCache) get(ctx context.Context, sum string, load func() ([]byte
 	c.mu.Unlock()
 	close(f.done)
 	return f.data, f.err
+}
+
+// archiveFormat names the format of an artifact: the declared one, else
+// the URL's suffix, else the file's magic bytes.
+func archiveFormat(declared, rawURL string, head []byte) (string, error) {
+	switch declared {
+	case FormatTar, FormatTarGz, FormatZip:
+		return declared, nil
+	case "tgz":
+		return FormatTarGz, nil
+	case "":
+	default:
+		return "", fmt.Errorf("unknown archive format %q (want tar, tar.gz or zip)", declared)
+	}
+	u := strings.ToLower(rawURL)
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	switch {
+	case strings.HasSuffix(u, ".tar.gz"), strings.HasSuffix(u, ".tgz"):
+		return FormatTarGz, nil
+	case strings.HasSuffix(u, ".tar"):
+		return FormatTar, nil
+	case strings.HasSuffix(u, ".zip"):
+		return FormatZip, nil
+	}
+	switch {
+	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+		return FormatTarGz, nil
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte("PK\x05\x06")):
+		return FormatZip, nil
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return FormatTar, nil
+	}
+	return "", fmt.Errorf("cannot tell the archive format of %s: declare format: tar, tar.gz or zip", rawURL)
 }

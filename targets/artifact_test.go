@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -305,59 +304,6 @@ func TestArtifactKeep(t *testing.T) {
 	}
 }
 
-// TestArtifactRefused feeds hostile and broken artifacts: each is refused
-// with a clear error and nothing at all appears on the host.
-func TestArtifactRefused(t *testing.T) {
-	good := srvTarGz(t, []srvEntry{{name: "ok", body: "fine"}})
-	cases := []struct {
-		name    string
-		archive []byte
-		file    string
-		sum     string // "" means the archive's own
-		max     int64
-		want    string
-	}{
-		{name: "absolute path", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "ok", body: "x"}, {name: "/etc/evil", body: "x"}}), want: "absolute path"},
-		{name: "dotdot", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "a/../../evil", body: "x"}}), want: ".. component"},
-		{name: "escaping symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/l", link: "../../etc", typ: tar.TypeSymlink}}), want: "outside the destination"},
-		{name: "absolute symlink", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "l", link: "/etc/passwd", typ: tar.TypeSymlink}}), want: "outside the destination"},
-		{name: "write through symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "l", link: ".", typ: tar.TypeSymlink}, {name: "l/x", body: "x"}}), want: "not a directory"},
-		{name: "escaping hard link", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "h", link: "../etc/shadow", typ: tar.TypeLink}}), want: "hard link"},
-		{name: "zip dotdot", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "../evil", body: "x"}}), want: ".. component"},
-		{name: "device", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "dev", typ: tar.TypeChar}}), want: "unsupported type"},
-		{name: "symlink over an implicit folder", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/f", body: "1"}, {name: "d", link: "e", typ: tar.TypeSymlink}}), want: "appears twice"},
-		{name: "file over an implicit folder", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/f", body: "1"}, {name: "d", body: "2"}}), want: "appears twice"},
-		{name: "duplicate", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "f", body: "1"}, {name: "f", body: "2"}}), want: "appears twice"},
-		{name: "wrong sha256", file: "a.tar.gz", archive: good, sum: srvSum([]byte("other")), want: "sha256 mismatch"},
-		{name: "too large", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "big", body: strings.Repeat("z", 4096)}}), max: 1024, want: "exceeds"},
-		{name: "not an archive", file: "a.tar.gz", archive: []byte("hello"), want: "gzip"},
-		{name: "missing", file: "nope.tar.gz", archive: good, want: "404"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newArtifactServer(t, map[string][]byte{"a.tar.gz": tc.archive, "a.zip": tc.archive})
-			root := t.TempDir()
-			tr := NewLocal(root)
-			d := &ArtifactDriver{TempDir: t.TempDir(), MaxBytes: tc.max}
-			sum := tc.sum
-			if sum == "" {
-				sum = srvSum(tc.archive)
-			}
-			r := artifactRes("/opt/x", srv.URL+"/"+tc.file, sum, 0)
-			_, err := srvConverge(t, tr, d, r)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one saying %q", err, tc.want)
-			}
-			if ents, _ := os.ReadDir(root); len(ents) != 0 {
-				t.Fatalf("a refused artifact left %v on the host", ents)
-			}
-			if ents, _ := os.ReadDir(d.TempDir); len(ents) != 0 {
-				t.Fatalf("a refused artifact left %v in the download folder", ents)
-			}
-		})
-	}
-}
-
 // TestArtifactBadSpec refuses a malformed declaration before any download.
 func TestArtifactBadSpec(t *testing.T) {
 	d := &ArtifactDriver{}
@@ -421,64 +367,6 @@ func TestArtifactOwner(t *testing.T) {
 		}
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
 			t.Fatalf("%s owned by %d:%d, want 65534:65534", p, st.Uid, st.Gid)
-		}
-	}
-}
-
-// BenchmarkNormaliseArchive measures the daemon-side check and rewrite of
-// a 32 MiB tar.gz of 256 files: the cost paid once per artifact version.
-func BenchmarkNormaliseArchive(b *testing.B) {
-	var entries []srvEntry
-	chunk := strings.Repeat("driftless artifact payload line\n", 4096) // 128 KiB, compressible like code
-	for i := 0; i < 256; i++ {
-		entries = append(entries, srvEntry{name: "lib/f" + strconv.Itoa(i), body: chunk})
-	}
-	a := srvTarGz(b, entries)
-	p := filepath.Join(b.TempDir(), "a.tar.gz")
-	if err := os.WriteFile(p, a, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	b.SetBytes(int64(256 * len(chunk)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := normaliseArchive(f, FormatTarGz, DefaultArtifactMaxBytes); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkArtifactSwitch measures switching current between two releases
-// already on a (local) host: what a rollback costs.
-func BenchmarkArtifactSwitch(b *testing.B) {
-	root := b.TempDir()
-	tr := NewLocal(root)
-	d := &ArtifactDriver{TempDir: b.TempDir()}
-	var rs []config.Resource
-	for i := 0; i < 2; i++ {
-		a := srvTarGz(b, []srvEntry{{name: "v", body: strconv.Itoa(i)}})
-		p := filepath.Join(b.TempDir(), "a.tar.gz")
-		if err := os.WriteFile(p, a, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		r := artifactRes("/opt/b", "file://"+p, srvSum(a), 0)
-		if err := d.Apply(context.Background(), tr, r, State{}); err != nil {
-			b.Fatal(err)
-		}
-		rs = append(rs, r)
-	}
-	states, err := Observe(context.Background(), tr, Drivers(), rs[:1])
-	if err != nil {
-		b.Fatal(err)
-	}
-	st := states[rs[0].ID()]
-	for i := 0; b.Loop(); i++ {
-		if err := d.Apply(context.Background(), tr, rs[i%2], st); err != nil {
-			b.Fatal(err)
 		}
 	}
 }
