@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ import (
 )
 
 // hostTarGz builds a tar.gz of regular files (name -> body) plus extra headers.
-func hostTarGz(t *testing.T, files map[string]string, extra ...*tar.Header) []byte {
+func hostTarGz(t testing.TB, files map[string]string, extra ...*tar.Header) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -151,5 +152,41 @@ func TestArtifactOnHost(t *testing.T) {
 	srvRestore(t, tr, d, res("/v3.tar.gz", v3), before, sameState)
 	if _, err := os.Lstat(filepath.Join(h.Root, "opt/app")); !os.IsNotExist(err) {
 		t.Fatalf("restore to nothing left /opt/app: %v", err)
+	}
+}
+
+// BenchmarkArtifactDeploySSH deploys a new 16 MiB release (64 files) to a
+// kind-1 host over SSH and switches to it: the download is cached after the
+// first round, so this measures the stream, the unpack and the switch.
+func BenchmarkArtifactDeploySSH(b *testing.B) {
+	files := map[string]string{}
+	chunk := strings.Repeat("driftless artifact payload line\n", 8192) // 256 KiB
+	for i := 0; i < 64; i++ {
+		files["lib/f"+strconv.Itoa(i)] = chunk
+	}
+	var arts [][]byte
+	for i := 0; i < 2; i++ {
+		files["VERSION"] = strconv.Itoa(i)
+		arts = append(arts, hostTarGz(b, files))
+	}
+	dir := b.TempDir()
+	for i, a := range arts {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)+".tar.gz"), a, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lab := hosts.NewLab(b, hosts.Options{})
+	h := lab.Kind1("bench")
+	tr := srvDial(b, lab, h)
+	d := &targets.ArtifactDriver{TempDir: b.TempDir()}
+	b.SetBytes(int64(64 * len(chunk)))
+	for i := 0; b.Loop(); i++ {
+		// Keep 1 and a clean slate each round, so every round unpacks.
+		h.MustExec(b, "rm -rf /opt/bench")
+		r := config.Resource{Kind: "artifact", Name: "/opt/bench", Spec: &config.ArtifactSpec{
+			URL: "file://" + filepath.Join(dir, strconv.Itoa(i%2)+".tar.gz"), SHA256: hostSum(arts[i%2]), Keep: 1}}
+		if err := d.Apply(b.Context(), tr, r, targets.State{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
