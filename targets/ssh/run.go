@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,48 +182,6 @@ func (t *Transport) session(ctx context.Context) (*gossh.Session, *conn, error) 
 		c.client.Close()
 		<-c.dead
 	}
-}
-
-// WriteFile atomically replaces path on the host: the data is written to a
-// temporary file in the same folder, its size checked, synced, given its
-// mode, then renamed over path. On any failure the temporary file is
-// removed and path is left as it was.
-func (t *Transport) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
-	if !strings.HasPrefix(path, "/") {
-		return fmt.Errorf("write %s on %s: path is not absolute", path, t.cfg.Address)
-	}
-	script := fmt.Sprintf(`p=%s
-if [ -d "$p" ] && [ ! -L "$p" ]; then echo "$p is a directory" >&2; exit 93; fi
-d=$(dirname -- "$p") && b=$(basename -- "$p") || exit 90
-tmp=$(mktemp "$d/.$b.driftless-XXXXXX") || exit 91
-if cat >"$tmp" && [ "$(wc -c <"$tmp")" -eq %d ] && chmod %s "$tmp" && { sync -- "$tmp" 2>/dev/null || sync; } && mv -f -- "$tmp" "$p"; then
-	exit 0
-fi
-rm -f -- "$tmp"
-exit 92`, shellQuote(path), len(data), octalMode(mode))
-	res, err := t.Run(ctx, script, data)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if res.Exit != 0 {
-		return fmt.Errorf("write %s on %s: exit %d: %s", path, t.cfg.Address, res.Exit, strings.TrimSpace(string(res.Stderr)))
-	}
-	return nil
-}
-
-// octalMode renders permission and special bits for chmod.
-func octalMode(m fs.FileMode) string {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return fmt.Sprintf("%04o", v)
 }
 
 // groupWriter collects a session's standard output, taking its first line

@@ -145,6 +145,24 @@ func TestWriteFile(t *testing.T) {
 	if err := tr.WriteFile(ctx, "relative/path", nil, 0o644); err == nil {
 		t.Fatal("a relative path was accepted")
 	}
+
+	// A write cut off by its deadline (here a sync that hangs) leaves the
+	// old file and no temporary file behind.
+	h.MustExec(t, "printf '#!/bin/sh\\nsleep 60\\n' > /usr/local/bin/sync && chmod 755 /usr/local/bin/sync")
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := tr.WriteFile(short, "/etc/app.conf", []byte("new\n"), 0o644); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write with a hanging sync: %v, want deadline exceeded", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.Root, "etc/app.conf")); !bytes.Equal(got, data) {
+		t.Fatalf("a timed-out write changed the file: %q", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(h.Root, "etc/.app.conf.driftless-*")); len(left) > 0 {
+		t.Fatalf("a timed-out write left %v", left)
+	}
+	if st, _ := os.Stat(filepath.Join(h.Root, "etc/app.conf")); st.Mode().Perm() != 0o640 {
+		t.Fatalf("a timed-out write changed the mode to %v", st.Mode().Perm())
+	}
 }
 
 func TestHostKeys(t *testing.T) {
