@@ -165,3 +165,21 @@ func TestPoolSharesOneDial(t *testing.T) {
 		}
 	}
 }
+
+func TestKind2Host(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind2("systemd")
+	tr := dial(t, lab, h, nil)
+	ctx := context.Background()
+	unit := "[Service]\nExecStart=/bin/sleep 600\n"
+	if err := tr.WriteFile(ctx, "/etc/systemd/system/dl-test.service", []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.Run(ctx, "systemctl daemon-reload && systemctl start dl-test && systemctl is-active dl-test", nil)
+	if err != nil || res.Exit != 0 || string(res.Stdout) != "active\n" {
+		t.Fatalf("start a unit over ssh: %q %q exit %d %v", res.Stdout, res.Stderr, res.Exit, err)
+	}
+	if out := h.MustExec(t, "systemctl is-active dl-test"); out != "active\n" {
+		t.Fatalf("the unit is not running on the host: %q", out)
+	}
+}
