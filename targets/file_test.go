@@ -234,3 +234,35 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return v
 }
+
+// TestFileLargeSendsHashOnly converges a file larger than the hash
+// threshold: while it matches, a pass receives a few hundred bytes, not
+// its content; an edit behind its back is still shown as a diff, and
+// restore puts the edited content back.
+func TestFileLargeSendsHashOnly(t *testing.T) {
+	root := t.TempDir()
+	ct := &countingTransport{Transport: NewLocal(root)}
+	p := filepath.Join(root, "big")
+	content := strings.Repeat("a line of a large generated file\n", 2000)
+	r := fileRes("/big", config.FileSpec{Content: content})
+	converge(t, ct, r)
+	assertFile(t, p, content, 0o644)
+
+	ct.received = 0
+	assertNoop(t, ct, r)
+	if ct.received > 1024 {
+		t.Fatalf("a converged pass received %d bytes for a %d-byte file", ct.received, len(content))
+	}
+
+	edited := strings.Replace(content, "a line", "AN EDITED line", 1)
+	writeTestFile(t, root, "/big", edited, 0o644)
+	c := expectChange(t, ct, r, Update, "-AN EDITED line", "+a line")
+	if string(c.Before.Content) != edited {
+		t.Fatal("the snapshot of an edited large file lacks its content")
+	}
+	converge(t, ct, r)
+	restore(t, ct, []config.Resource{r}, []Change{c})
+	assertFile(t, p, edited, 0o644)
+	converge(t, ct, r)
+	assertFile(t, p, content, 0o644)
+}

@@ -15,12 +15,15 @@ import (
 // countingTransport counts the scripts run through it.
 type countingTransport struct {
 	Transport
-	runs int
+	runs     int
+	received int
 }
 
 func (c *countingTransport) Run(ctx context.Context, script string, stdin []byte) (Result, error) {
 	c.runs++
-	return c.Transport.Run(ctx, script, stdin)
+	res, err := c.Transport.Run(ctx, script, stdin)
+	c.received += len(res.Stdout)
+	return res, err
 }
 
 func fileRes(name string, spec config.FileSpec) config.Resource {
