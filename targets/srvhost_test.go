@@ -2,6 +2,7 @@ package targets_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +75,48 @@ func srvRestore(t *testing.T, tr targets.Transport, d targets.Driver, r config.R
 	}
 	if got := srvHostObserve(t, tr, d, r); !equal(got, snap) {
 		t.Fatalf("%s after restore: %+v, want %+v", r.ID(), got, snap)
+	}
+}
+
+// TestServerDriversObserveInOneRoundTrip observes a resource of every
+// server kind on a kind-2 host in one batched call: the probes share one
+// remote script, read no stdin and do not end it early.
+func TestServerDriversObserveInOneRoundTrip(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind2("batch")
+	tr := srvDial(t, lab, h)
+	h.MustExec(t, "mkdir -p /opt/a/releases/aaaaaaaaaaaa && ln -s releases/aaaaaaaaaaaa /opt/a/current")
+	rs := []config.Resource{
+		{Kind: "package", Name: "openssh-server", Spec: &config.PackageSpec{}},
+		{Kind: "service", Name: "ssh", Spec: &config.ServiceSpec{State: targets.ServiceRunning}},
+		{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
+		{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "0"}},
+		{Kind: "user", Name: "root", Spec: &config.UserSpec{Shell: "/bin/bash"}},
+		{Kind: "group", Name: "root", Spec: &config.GroupSpec{GID: 0}},
+	}
+	drivers := targets.Drivers()
+	before := tr.RoundTrips()
+	states, err := targets.Observe(t.Context(), tr, drivers, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tr.RoundTrips() - before; n != 1 {
+		t.Fatalf("observing %d resources took %d round trips, want 1", len(rs), n)
+	}
+	for _, r := range rs {
+		st, ok := states[r.ID()]
+		if !ok || !st.Present {
+			t.Fatalf("%s: not observed as present: %+v", r.ID(), st)
+		}
+		c := drivers[r.Kind].Diff(r, st)
+		switch {
+		case r.Kind == "sysctl":
+			// The live value matches; only its persistence is missing.
+			if c.Diff != "persisted: (none) -> 0" {
+				t.Errorf("%s: %s %q, want only persistence to add", r.ID(), c.Action, c.Diff)
+			}
+		case c.Action != targets.NoChange:
+			t.Errorf("%s: %s %q, want no change on a stock host", r.ID(), c.Action, c.Diff)
+		}
 	}
 }
