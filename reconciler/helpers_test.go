@@ -120,7 +120,7 @@ func (c *collector) find(status string) (Report, bool) {
 // fixture is one test's world: a sandbox holding every local host's root,
 // a store, a registry, and the reconciler.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	sandbox string
 	repos   string
 	store   *BoltStore
@@ -133,7 +133,7 @@ type fixture struct {
 
 type fixtureOpt func(*Options)
 
-func newFixture(t *testing.T, opts ...fixtureOpt) *fixture {
+func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{t: t, sandbox: filepath.Join(dir, "hosts"), repos: filepath.Join(dir, "repos"),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -153,4 +154,50 @@ func TestTempCleanupScript(t *testing.T) {
 
 func configResource(kind, name string) config.Resource {
 	return config.Resource{Kind: kind, Name: name}
+}
+
+// blockingReporter holds every report until released or its context ends.
+type blockingReporter struct {
+	release     chan struct{}
+	mu          sync.Mutex
+	calls, done int
+	deadlines   bool
+}
+
+func (b *blockingReporter) Report(ctx context.Context, _ Report) {
+	_, has := ctx.Deadline()
+	b.mu.Lock()
+	b.calls++
+	b.deadlines = has
+	b.mu.Unlock()
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	b.done++
+	b.mu.Unlock()
+}
+
+func TestSlowReporterDoesNotBlockRollout(t *testing.T) {
+	br := &blockingReporter{release: make(chan struct{})}
+	f := newFixture(t, func(o *Options) { o.Reporters = append(o.Reporters, br) })
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
+	runs, err := f.r.ApplyRevision(context.Background(), rev)
+	if err != nil || runs[0].Result != ResultSuccess {
+		t.Fatalf("runs = %+v %v", runs, err)
+	}
+	br.mu.Lock()
+	done := br.done
+	br.mu.Unlock()
+	if done != 0 {
+		t.Fatalf("a held report finished before release: %d", done)
+	}
+	close(br.release)
+	_ = f.r.Close()
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if br.calls != 2 || br.done != 2 || !br.deadlines {
+		t.Fatalf("reporter calls %d, done %d, deadlines %v", br.calls, br.done, br.deadlines)
+	}
 }

@@ -44,6 +44,11 @@ type Verifier interface {
 // (config.LoadRevision with the daemon's options).
 type Loader func(dir string) (*config.Revision, error)
 
+// DefaultLoader is config.LoadRevision with opts.
+func DefaultLoader(opts config.LoadOptions) Loader {
+	return func(dir string) (*config.Revision, error) { return config.LoadRevision(dir, opts) }
+}
+
 // Revisions gives back the checkout of a revision seen before. Manual
 // rollback uses it, and so does enforcing the last good revision after a
 // restart. Without it, the revision's folder recorded in history is used

@@ -10,7 +10,7 @@ import (
 	"github.com/driftless/driftless/targets"
 )
 
-func openTestStore(t *testing.T) *BoltStore {
+func openTestStore(t testing.TB) *BoltStore {
 	t.Helper()
 	s, err := OpenStore(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {

@@ -72,7 +72,13 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 		select {
 		case <-ctx.Done():
 			return nil
-		case rev := <-revs:
+		case rev, ok := <-revs:
+			if !ok {
+				// No more revisions: the workers go on (drift loop,
+				// Sync, Rollback) until ctx ends.
+				revs = nil
+				continue
+			}
 			r.dispatch(ctx, rev, &wg)
 		}
 	}
@@ -84,12 +90,18 @@ func (r *Reconciler) load(rev sources.Revision) (*config.Revision, error) {
 	if err != nil {
 		r.m.configOK.Set(0)
 		log := r.log.With().Str("source", rev.Source).Str("revision", rev.Short()).Logger()
+		var list config.ErrorList
 		var multi interface{ Unwrap() []error }
-		if errors.As(err, &multi) {
+		switch {
+		case errors.As(err, &list):
+			for _, e := range list {
+				log.Error().Err(e).Msg("invalid revision")
+			}
+		case errors.As(err, &multi):
 			for _, e := range multi.Unwrap() {
 				log.Error().Err(e).Msg("invalid revision")
 			}
-		} else {
+		default:
 			log.Error().Err(err).Msg("invalid revision")
 		}
 		return nil, fmt.Errorf("load revision %s of %s: %w", rev.Short(), rev.Source, err)
