@@ -370,3 +370,50 @@ func TestArtifactOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestArtifactTruncatedStream cuts the stream to the host in half, as a
+// dropped connection would: the host keeps no half-unpacked release and
+// current still points where it did.
+func TestArtifactTruncatedStream(t *testing.T) {
+	root := t.TempDir()
+	tr := NewLocal(root)
+	f := filepath.Join(t.TempDir(), "a.tar.gz")
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i * 7 % 251)
+	}
+	a := srvTarGz(t, []srvEntry{{name: "f", body: string(big)}})
+	if err := os.WriteFile(f, a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	stream, err := normaliseArchive(fh, FormatTarGz, DefaultArtifactMaxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "opt/t")
+	if err := os.MkdirAll(filepath.Join(dir, "releases/111111111111"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("releases/111111111111", filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	script := "set -eu\nd=" + shq(dir) + "\nwant=222222222222\nkeep=3\nmkdir -p \"$d/releases\"\n" + artifactUnpack("") + artifactSwitch
+	res, err := tr.Run(context.Background(), script, stream[:len(stream)/2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Exit == 0 {
+		t.Fatal("unpacking half a stream succeeded")
+	}
+	if got := releasesOf(t, dir); !reflect.DeepEqual(got, []string{"111111111111"}) {
+		t.Fatalf("releases after a cut stream: %v", got)
+	}
+	if target, _ := os.Readlink(filepath.Join(dir, "current")); target != "releases/111111111111" {
+		t.Fatalf("current moved to %q", target)
+	}
+}
