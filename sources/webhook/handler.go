@@ -186,9 +186,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) outcome {
 		o.result, o.status, o.err = ResultBadRequest, http.StatusBadRequest, err
 		return o
 	}
-	seen, err := h.opts.Deliveries.MarkDelivery(name, deliveryKeyOf(ev.DeliveryID, body), h.opts.Now(), h.opts.ReplayWindow)
+	seen, err := h.markDelivery(name, ev.DeliveryID, body)
 	if err != nil {
-		o.result, o.status, o.err = ResultError, http.StatusInternalServerError, fmt.Errorf("record delivery: %w", err)
+		o.result, o.status, o.err = ResultError, http.StatusInternalServerError, err
 		return o
 	}
 	if seen {
@@ -222,6 +222,23 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// markDelivery records every key of a delivery and reports whether any of
+// them was seen within the replay window. All keys are recorded even when
+// one is already known, so that a new id sent with an old body is
+// remembered as well.
+func (h *Handler) markDelivery(provider, id string, body []byte) (bool, error) {
+	now := h.opts.Now()
+	seen := false
+	for _, k := range deliveryKeys(id, body) {
+		s, err := h.opts.Deliveries.MarkDelivery(provider, k, now, h.opts.ReplayWindow)
+		if err != nil {
+			return false, fmt.Errorf("record delivery: %w", err)
+		}
+		seen = seen || s
+	}
+	return seen, nil
 }
 
 // notify offers ev to every target and reports whether any took it. Every

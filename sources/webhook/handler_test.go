@@ -159,6 +159,20 @@ func TestReplayRefused(t *testing.T) {
 	if got := len(r.target.events()); got != 2 {
 		t.Errorf("target offered %d events, want 2 (replays must not reach it)", got)
 	}
+	// The signature does not cover the delivery id: the same signed body
+	// under a fresh id is still a replay.
+	r.clock.Advance(time.Minute)
+	fresh := signed("bitbucket", "X-Event-Key: repo:push", body)
+	if got := r.do(t, "bitbucket", fresh, body); got != http.StatusConflict {
+		t.Errorf("same body with a new delivery id: status %d, want 409", got)
+	}
+	// A known delivery id is a replay whatever the body.
+	other := readCorpus(t, "bitbucket-cloud/repo_push-3.json")
+	sameID := signed("bitbucket", "X-Event-Key: repo:push", other)
+	sameID.Set("X-Request-UUID", fresh.Get("X-Request-UUID"))
+	if got := r.do(t, "bitbucket", sameID, other); got != http.StatusConflict {
+		t.Errorf("known delivery id with another body: status %d, want 409", got)
+	}
 	// A sender without delivery ids is protected by the body's hash.
 	gen := []byte(`{"repository":"o/r","ref":"main","commit":"0123456789abcdef0123456789abcdef01234567"}`)
 	gh := signed("generic", "Content-Type: application/json", gen)
@@ -229,8 +243,9 @@ func TestHeadersCaseInsensitive(t *testing.T) {
 	r := newRig(t, nil)
 	srv := httptest.NewServer(r.mux)
 	defer srv.Close()
-	body := readCorpus(t, "gitea/push-1.json")
-	for _, mangle := range []func(string) string{strings.ToLower, strings.ToUpper} {
+	for i, mangle := range []func(string) string{strings.ToLower, strings.ToUpper} {
+		// Two different pushes, since a body seen before is a replay.
+		body := readCorpus(t, []string{"gitea/push-1.json", "gitea/push-2.json"}[i])
 		req, err := http.NewRequest(http.MethodPost, srv.URL+"/hooks/gitea", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)

@@ -36,20 +36,24 @@ func eventLabel(kind string) string {
 	return "other"
 }
 
-// deliveryKeyOf returns the id under which a delivery is remembered. A
-// sender without delivery ids gets the body's hash, so an identical request
-// repeated within the window is still a replay; an overlong id is hashed so
-// that a sender cannot make the store hold large keys.
-func deliveryKeyOf(id string, body []byte) string {
-	if id == "" {
-		sum := sha256.Sum256(body)
-		return "body-sha256:" + hex.EncodeToString(sum[:])
-	}
-	if len(id) > maxDeliveryID {
+// deliveryKeys returns the keys under which a delivery is remembered: the
+// sender's delivery id and the body's hash. Signatures cover the body but
+// not the headers, so a captured request replayed with a new delivery id is
+// still caught by its body; and a sender without ids is covered at all. An
+// overlong id is hashed so that a sender cannot make the store hold large
+// keys.
+func deliveryKeys(id string, body []byte) []string {
+	sum := sha256.Sum256(body)
+	keys := []string{"body-sha256:" + hex.EncodeToString(sum[:])}
+	switch {
+	case id == "":
+	case len(id) > maxDeliveryID:
 		sum := sha256.Sum256([]byte(id))
-		return "id-sha256:" + hex.EncodeToString(sum[:])
+		keys = append(keys, "id-sha256:"+hex.EncodeToString(sum[:]))
+	default:
+		keys = append(keys, id)
 	}
-	return id
+	return keys
 }
 
 // log writes one line per request. It never logs the body or any header
