@@ -51,8 +51,13 @@
 //
 // # Replays
 //
-// The delivery id (X-GitHub-Delivery, X-Gitea-Delivery, X-Gitlab-Event-UUID,
-// X-Request-UUID, X-Driftless-Delivery...) is recorded in a DeliveryStore
-// after the signature is verified, so unauthenticated requests cannot fill
-// it. A sender without ids is identified by the body's SHA-256.
+// After the signature is verified (so that unauthenticated requests cannot
+// fill it), a DeliveryStore records two keys per delivery: the sender's
+// delivery id (X-GitHub-Delivery, X-Gitea-Delivery, X-Gitlab-Event-UUID,
+// X-Request-UUID, X-Driftless-Delivery...) and the SHA-256 of the body. A
+// delivery matching either within the replay window (24 h by default) is
+// refused with 409: signatures cover the body but not the headers, so a
+// captured request replayed under a new id is caught by its body. A sender
+// re-sending the very same payload on purpose (GitLab's "test" button)
+// therefore has to wait for the window to pass.
 package webhook
