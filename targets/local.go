@@ -46,6 +46,9 @@ func (l *Local) Close() error { return nil }
 // unreachable through a network change.
 func (l *Local) Redial(context.Context) (Transport, error) { return l, nil }
 
+// maxArgScript is the longest script passed to sh -c as an argument.
+const maxArgScript = 64 << 10
+
 // waitDelay bounds how long Run waits for the output pipes once the shell
 // has exited or been killed, so a background child that keeps them open
 // cannot hang the daemon.
@@ -54,8 +57,28 @@ const waitDelay = 5 * time.Second
 // Run runs script with `sh -c`, feeding it stdin, with DRIFTLESS_ROOT set to
 // the transport's root. The shell runs in its own process group, and the
 // whole group is killed when ctx ends, so that no child outlives it.
+//
+// A script longer than maxArgScript is run from a temporary file instead
+// of the command line, whose single arguments Linux limits to 128 KiB: a
+// host with a thousand resources makes an Observe script that long.
 func (l *Local) Run(ctx context.Context, script string, stdin []byte) (Result, error) {
-	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	args := []string{"-c", script}
+	if len(script) > maxArgScript {
+		f, err := os.CreateTemp("", "driftless-script-*.sh")
+		if err != nil {
+			return Result{}, fmt.Errorf("run local script: %w", err)
+		}
+		defer os.Remove(f.Name())
+		_, err = f.WriteString(script)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("run local script: write it to a file: %w", err)
+		}
+		args = []string{f.Name()}
+	}
+	cmd := exec.CommandContext(ctx, "sh", args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "DRIFTLESS_ROOT="+l.root)
 	var stdout, stderr bytes.Buffer

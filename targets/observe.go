@@ -19,6 +19,7 @@ type ObserveError struct {
 	Err error
 }
 
+// Error says which resource could not be observed and why.
 func (e *ObserveError) Error() string { return "observe " + e.ID + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.

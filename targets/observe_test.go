@@ -115,6 +115,26 @@ func TestObserveErrors(t *testing.T) {
 	}
 }
 
+// TestObserveManyResources observes 1,500 resources, whose script is far
+// longer than one command-line argument may be.
+func TestObserveManyResources(t *testing.T) {
+	root := t.TempDir()
+	ct := &countingTransport{Transport: NewLocal(root)}
+	writeTestFile(t, root, "/present", "here", 0o644)
+	var rs []config.Resource
+	for i := range 1500 {
+		rs = append(rs, fileRes(fmt.Sprintf("/a/rather/long/path/to/make/the/script/longer/file-%04d.conf", i), config.FileSpec{}))
+	}
+	rs = append(rs, fileRes("/present", config.FileSpec{}))
+	states, err := Observe(context.Background(), ct, Drivers(), rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct.runs != 1 || len(states) != len(rs) || string(states["file:/present"].Content) != "here" {
+		t.Fatalf("%d runs, %d states, last %+v", ct.runs, len(states), states["file:/present"])
+	}
+}
+
 // TestObserveForgedMarker shows that file content cannot forge the frame
 // of another resource: contents travel in base64 and the markers carry a
 // fresh random nonce.
