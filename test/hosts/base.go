@@ -136,7 +136,12 @@ func aptMirror() string {
 			return m
 		}
 	}
-	f, err := os.Open("/etc/apt/sources.list")
+	return mirrorFromList("/etc/apt/sources.list")
+}
+
+// mirrorFromList returns the URI of a one-line-style "deb" entry for bookworm.
+func mirrorFromList(path string) string {
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
