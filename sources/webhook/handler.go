@@ -245,10 +245,24 @@ func (h *Handler) markDelivery(provider, id string, body []byte) (bool, error) {
 // target is asked, since several sources can follow one repository.
 func (h *Handler) notify(ev sources.Event) bool {
 	matched := false
-	for _, t := range h.opts.Targets {
-		if t.Notify(ev) {
+	for i, t := range h.opts.Targets {
+		if h.offer(i, t, ev) {
 			matched = true
 		}
 	}
 	return matched
+}
+
+// offer calls one target. A target that panics is logged and counted as not
+// matching, so that it neither takes the other targets' events away nor
+// leaves the request without its answer, metric and log line.
+func (h *Handler) offer(i int, t Target, ev sources.Event) (took bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.opts.Logger.Error().Int("target", i).Str("repository", ev.Repository).
+				Str("panic", fmt.Sprint(p)).Msg("webhook target panicked")
+			took = false
+		}
+	}()
+	return t.Notify(ev)
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/sources"
 )
 
 // TestConcurrentDeliveriesOverLoopback sends many signed deliveries at once
@@ -68,5 +71,28 @@ func TestConcurrentDeliveriesOverLoopback(t *testing.T) {
 	}
 	if a, rp := r.count("gitlab", "tag_push", ResultAccepted), r.count("gitlab", "tag_push", ResultReplay); a != n || rp != n {
 		t.Errorf("counted %v accepted and %v replays, want %d each", a, rp, n)
+	}
+}
+
+// panicky is a Target that panics, as a buggy source might.
+type panicky struct{}
+
+func (panicky) Notify(sources.Event) bool { panic("boom") }
+
+// TestPanickingTargetDoesNotStopOthers offers a push to a panicking target
+// and then to a working one: the working one still gets it, and the request
+// is answered and counted.
+func TestPanickingTargetDoesNotStopOthers(t *testing.T) {
+	good := &recorder{match: func(sources.Event) bool { return true }}
+	r := newRig(t, func(o *Options) { o.Targets = []Target{panicky{}, good} })
+	body := readCorpus(t, "github/push-10.json")
+	if got := r.do(t, "github", signed("github", "X-GitHub-Event: push", body), body); got != http.StatusAccepted {
+		t.Fatalf("status = %d", got)
+	}
+	if len(good.events()) != 1 || r.count("github", "push", ResultAccepted) != 1 {
+		t.Fatalf("working target got %d events; accepted count %v", len(good.events()), r.count("github", "push", ResultAccepted))
+	}
+	if !strings.Contains(r.log.String(), "webhook target panicked") {
+		t.Errorf("no log line for the panic: %s", r.log.String())
 	}
 }
