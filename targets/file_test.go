@@ -266,3 +266,30 @@ func TestFileLargeSendsHashOnly(t *testing.T) {
 	converge(t, ct, r)
 	assertFile(t, p, content, 0o644)
 }
+
+// TestFileApplyTornWrite fails the file driver's write between the sync of
+// the new content and its rename: the apply fails, and the file keeps its
+// old content and mode, whole, with no temporary file beside it.
+func TestFileApplyTornWrite(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	old := strings.Repeat("old\n", 5000)
+	writeTestFile(t, root, "/conf", old, 0o600)
+	l.beforeRename = func(string) error { return os.ErrDeadlineExceeded }
+	r := fileRes("/conf", config.FileSpec{Content: strings.Repeat("new\n", 9000), Mode: "0644"})
+	c := expectChange(t, l, r, Update)
+	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil || !strings.Contains(err.Error(), "file:/conf") {
+		t.Fatalf("got %v, want the failure of file:/conf", err)
+	}
+	assertFile(t, filepath.Join(root, "conf"), old, 0o600)
+	assertNoTemp(t, root)
+}
+
+func TestLongNames(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	name := "/" + strings.Repeat("n", 250)
+	converge(t, l, fileRes(name, config.FileSpec{Content: "x"}))
+	converge(t, l, linkRes("/"+strings.Repeat("l", 250), config.SymlinkSpec{Target: "x"}))
+	assertNoTemp(t, root)
+}

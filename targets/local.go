@@ -141,7 +141,7 @@ func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs
 
 func (l *Local) writeAtomic(ctx context.Context, dst string, data []byte, mode fs.FileMode) (err error) {
 	dir := filepath.Dir(dst)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".driftless-*")
+	f, err := os.CreateTemp(dir, "."+tempBase(filepath.Base(dst))+".driftless-*")
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("folder %s does not exist (declare a directory resource for it): %w", dir, err)
 	}
@@ -220,4 +220,15 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync folder: %w", err)
 	}
 	return d.Close()
+}
+
+// tempBase shortens a file name so that a temporary name made from it
+// (a dot, the name, a suffix of about 20 bytes) stays under the 255-byte
+// limit of a name.
+func tempBase(name string) string {
+	const max = 200
+	if len(name) > max {
+		return name[:max]
+	}
+	return name
 }

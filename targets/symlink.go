@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/driftless/driftless/config"
 )
@@ -113,7 +114,7 @@ func switchLink(ctx context.Context, t Transport, r config.Resource, target stri
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	tmp := shq(p + ".driftless-" + randomHex(6))
+	tmp := shq(filepath.Join(filepath.Dir(p), "."+tempBase(filepath.Base(p))+".driftless-"+randomHex(6)))
 	script := "ln -s -- " + shq(target) + " " + tmp + " && mv -T -- " + tmp + " " + shq(p) +
 		" || { s=$?; rm -f -- " + tmp + "; exit $s; }"
 	return runScript(ctx, t, "apply "+r.ID(), script)
