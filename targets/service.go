@@ -236,9 +236,19 @@ func (d *ServiceDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	}
 	u := shq(unitName(r.Name))
 	sandbox := t.Root() != ""
+	// changed says whether the running unit must be restarted to be the
+	// old one again; a restore that only re-enables or starts it does not
+	// restart a healthy process.
+	changed := true
 	if snapshot.Fields["unitfile"] == "1" {
-		if err := t.WriteFile(ctx, unitPath(r.Name), snapshot.Content, 0o644); err != nil {
-			return fmt.Errorf("restore %s: write unit file: %w", r.ID(), err)
+		cur, err := d.readUnit(ctx, t, r)
+		if err != nil {
+			return err
+		}
+		if changed = !bytes.Equal(cur, snapshot.Content); changed {
+			if err := t.WriteFile(ctx, unitPath(r.Name), snapshot.Content, 0o644); err != nil {
+				return fmt.Errorf("restore %s: write unit file: %w", r.ID(), err)
+			}
 		}
 	} else {
 		p, err := hostPath(t.Root(), unitPath(r.Name))
@@ -270,12 +280,35 @@ func (d *ServiceDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	case snapshot.Fields["enabled"] == "disabled":
 		script += "systemctl disable -q -- " + u + "\n"
 	}
-	if isRunning(snapshot.Fields["active"]) {
+	switch {
+	case isRunning(snapshot.Fields["active"]) && changed:
 		script += "systemctl restart -- " + u + "\n"
-	} else {
+	case isRunning(snapshot.Fields["active"]):
+		script += "systemctl start -- " + u + "\n"
+	default:
 		script += "systemctl stop -- " + u + "\n"
 	}
 	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// readUnit returns the unit file on the host, nil when there is none.
+func (d *ServiceDriver) readUnit(ctx context.Context, t Transport, r config.Resource) ([]byte, error) {
+	p, err := hostPath(t.Root(), unitPath(r.Name))
+	if err != nil {
+		return nil, err
+	}
+	res, err := t.Run(ctx, "if [ -f "+shq(p)+" ]; then echo unitfile=1; cat -- "+shq(p)+"; fi", nil)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: read unit file: %w", r.ID(), err)
+	}
+	if res.Exit != 0 {
+		return nil, fmt.Errorf("restore %s: read unit file: exit %d: %s", r.ID(), res.Exit, trimOutput(res.Stderr))
+	}
+	body, _ := bytes.CutPrefix(res.Stdout, []byte("unitfile=1\n"))
+	if len(res.Stdout) == 0 {
+		return nil, nil
+	}
+	return body, nil
 }
 
 // Refresh restarts the unit, or reloads it when on_notify is reload. A

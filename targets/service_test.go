@@ -96,6 +96,18 @@ func TestServiceOnHost(t *testing.T) {
 		t.Fatalf("reload replaced the main process (%s -> %s)", pid, p)
 	}
 
+	// A restore that only re-enables the unit leaves its process alone.
+	snapEnabled := srvHostObserve(t, tr, d, r2)
+	pid = mainPID(t, h, "dltest")
+	off := false
+	disabled := v2
+	disabled.Enabled = &off
+	srvHostConverge(t, tr, d, config.Resource{Kind: "service", Name: "dltest", Spec: &disabled}, targets.Update)
+	srvRestore(t, tr, d, r2, snapEnabled, sameState)
+	if p := mainPID(t, h, "dltest"); p != pid {
+		t.Fatalf("restoring only the enabled state restarted the service (%s -> %s)", pid, p)
+	}
+
 	// Restore the unit before the change, then the host before everything.
 	srvRestore(t, tr, d, r2, snap, sameState)
 	if got := h.MustExec(t, "systemctl show -p Environment dltest"); strings.Contains(got, "DRIFTLESS_V") {
