@@ -34,6 +34,13 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
 	defer func() { r.finish(st, tg, &run) }()
 
+	if env.Prune {
+		// After a restart the applied configuration is loaded on demand:
+		// prune needs it to know what the new revision no longer declares.
+		if err := r.ensureApplied(ctx, st); err != nil {
+			log.Debug().Err(err).Msg("no applied revision to prune against")
+		}
+	}
 	r.mu.Lock()
 	prev := st.applied
 	r.mu.Unlock()

@@ -1,0 +1,202 @@
+package reconciler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// BeginJournal opens the journal of a rollout, replacing any earlier one.
+func (s *BoltStore) BeginJournal(j Journal) error {
+	j.Hosts = append([]config.Host(nil), j.Hosts...)
+	for i := range j.Hosts {
+		// Resources and checks are recorded per entry; the host itself is
+		// only needed to reach it again.
+		j.Hosts[i].Resources, j.Hosts[i].Checks = nil, nil
+	}
+	data, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode journal of %s: %w", j.Environment, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal)
+		if jb.Bucket([]byte(j.Environment)) != nil {
+			if err := jb.DeleteBucket([]byte(j.Environment)); err != nil {
+				return err
+			}
+		}
+		b, err := jb.CreateBucket([]byte(j.Environment))
+		if err != nil {
+			return err
+		}
+		if _, err := b.CreateBucket(keyEntries); err != nil {
+			return err
+		}
+		return b.Put(keyMeta, data)
+	})
+	if err != nil {
+		return fmt.Errorf("begin journal of %s: %w", j.Environment, err)
+	}
+	return nil
+}
+
+func firstKey(env, host, id string) []byte {
+	return []byte(env + "\x00" + host + "\x00" + id)
+}
+
+// RecordSnapshot appends a journal entry and records the first-managed state.
+func (s *BoltStore) RecordSnapshot(env string, e JournalEntry) (uint64, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
+		if jb == nil {
+			return errors.New("no rollout journal is open")
+		}
+		b := jb.Bucket(keyEntries)
+		var err error
+		if e.Seq, err = b.NextSequence(); err != nil {
+			return err
+		}
+		data, err := encodeEntry(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(itob(e.Seq), data); err != nil {
+			return err
+		}
+		fk := firstKey(env, e.Host, e.Resource.ID())
+		fb := tx.Bucket(bucketFirst)
+		if fb.Get(fk) != nil {
+			return nil
+		}
+		snap, err := json.Marshal(e.Snapshot)
+		if err != nil {
+			return err
+		}
+		return fb.Put(fk, snap)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("record snapshot of %s on %s: %w", e.Resource.ID(), e.Host, err)
+	}
+	return e.Seq, nil
+}
+
+// MarkApplied records that the entry's apply finished.
+func (s *BoltStore) MarkApplied(env string, seq uint64) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
+		if jb == nil {
+			return errors.New("no rollout journal is open")
+		}
+		b := jb.Bucket(keyEntries)
+		v := b.Get(itob(seq))
+		if v == nil {
+			return fmt.Errorf("no journal entry %d", seq)
+		}
+		// Only the flag changes, so the stored spec is patched as raw JSON
+		// rather than decoded into its kind's type and encoded again.
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		m["applied"] = json.RawMessage("true")
+		data, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return b.Put(itob(seq), data)
+	})
+	if err != nil {
+		return fmt.Errorf("mark journal entry %d of %s applied: %w", seq, env, err)
+	}
+	return nil
+}
+
+// OpenJournal returns the environment's journal and entries.
+func (s *BoltStore) OpenJournal(env string) (*Journal, []JournalEntry, error) {
+	var j *Journal
+	var entries []JournalEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
+		if jb == nil {
+			return nil
+		}
+		j = &Journal{}
+		if err := json.Unmarshal(jb.Get(keyMeta), j); err != nil {
+			return err
+		}
+		return jb.Bucket(keyEntries).ForEach(func(_, v []byte) error {
+			e, err := decodeEntry(v)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read journal of %s: %w", env, err)
+	}
+	return j, entries, nil
+}
+
+// Journals lists the environments with an open journal.
+func (s *BoltStore) Journals() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJournal).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list open journals: %w", err)
+	}
+	return out, nil
+}
+
+// EndJournal closes the environment's journal.
+func (s *BoltStore) EndJournal(env string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal)
+		if jb.Bucket([]byte(env)) == nil {
+			return nil
+		}
+		return jb.DeleteBucket([]byte(env))
+	})
+	if err != nil {
+		return fmt.Errorf("end journal of %s: %w", env, err)
+	}
+	return nil
+}
+
+// FirstManaged returns what a resource was before driftless first changed it.
+func (s *BoltStore) FirstManaged(env, host, id string) (st targets.State, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketFirst).Get(firstKey(env, host, id))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &st)
+	})
+	if err != nil {
+		return targets.State{}, false, fmt.Errorf("read first-managed state of %s on %s: %w", id, host, err)
+	}
+	return st, ok, nil
+}
+
+// ForgetFirstManaged drops the first-managed record of a resource.
+func (s *BoltStore) ForgetFirstManaged(env, host, id string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFirst).Delete(firstKey(env, host, id))
+	})
+	if err != nil {
+		return fmt.Errorf("forget first-managed state of %s on %s: %w", id, host, err)
+	}
+	return nil
+}
