@@ -29,6 +29,9 @@ func Drivers() map[string]Driver {
 		"sysctl":    &SysctlDriver{},
 		"user":      &UserDriver{},
 		"group":     &GroupDriver{},
+		"address":   &AddressDriver{},
+		"route":     &RouteDriver{},
+		"firewall":  &FirewallDriver{},
 	}
 }
 

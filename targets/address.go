@@ -1,0 +1,193 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/driftless/driftless/config"
+)
+
+// AddressDriver puts an IP address on an interface. The resource name is
+// the address in CIDR form (10.0.0.5/24); the address is identified by its
+// IP, so the same IP with another prefix length is an update, not a second
+// address. It observes with `ip -j addr show dev IF` and changes with `ip
+// addr replace` / `ip addr del`.
+//
+// Apply is commit-confirmed (see ApplyConfirmed): before the change, the
+// host arms a revert to the observed state, disarmed only once a new
+// connection reaches it. Network resources refuse a sandbox root, since
+// they would change the network of the machine driftless runs on.
+type AddressDriver struct {
+	// ConfirmTimeout is how long the host waits for the confirmation
+	// before reverting; zero means DefaultConfirmTimeout.
+	ConfirmTimeout time.Duration
+}
+
+var _ Driver = (*AddressDriver)(nil)
+
+// ifName is a Linux interface name: at most 15 bytes, no slash or space.
+var ifName = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
+
+// Kind returns "address".
+func (*AddressDriver) Kind() string { return "address" }
+
+// addressOf checks r and returns its spec, its address and interface.
+func addressOf(r config.Resource) (*config.AddressSpec, netip.Prefix, error) {
+	s, err := specOf[config.AddressSpec](r)
+	if err != nil {
+		return nil, netip.Prefix{}, err
+	}
+	p, err := netip.ParsePrefix(r.Name)
+	if err != nil {
+		return nil, netip.Prefix{}, fmt.Errorf("%s: not an address in CIDR form such as 10.0.0.5/24: %w", r.ID(), err)
+	}
+	if !ifName.MatchString(s.Interface) {
+		return nil, netip.Prefix{}, fmt.Errorf("%s: interface %q is not an interface name", r.ID(), s.Interface)
+	}
+	return s, p, nil
+}
+
+// errSandbox is the refusal of network resources on a sandbox root.
+func errSandbox(id string) error {
+	return fmt.Errorf("%s: network resources need a real host, not a sandbox root", id)
+}
+
+// Probe prints the interface's addresses as JSON; a missing interface makes
+// the probe fail with ip's message.
+func (*AddressDriver) Probe(r config.Resource, root string) string {
+	s, _, err := addressOf(r)
+	if err != nil {
+		return probeError(err)
+	}
+	if root != "" {
+		return probeError(errSandbox(r.ID()))
+	}
+	return "ip -j addr show dev " + shq(s.Interface)
+}
+
+// ipAddrJSON is the part of `ip -j addr` output the driver reads.
+type ipAddrJSON struct {
+	Ifname   string `json:"ifname"`
+	AddrInfo []struct {
+		Family    string `json:"family"`
+		Local     string `json:"local"`
+		Prefixlen int    `json:"prefixlen"`
+	} `json:"addr_info"`
+}
+
+// Parse finds the resource's IP among the interface's addresses. Fields:
+// interface, address (the CIDR found, with its live prefix length).
+func (*AddressDriver) Parse(r config.Resource, out []byte) (State, error) {
+	s, want, err := addressOf(r)
+	if err != nil {
+		return State{}, err
+	}
+	var links []ipAddrJSON
+	if err := json.Unmarshal(out, &links); err != nil {
+		return State{}, fmt.Errorf("parse addresses of %s: %w", s.Interface, err)
+	}
+	st := State{Fields: map[string]string{"interface": s.Interface}}
+	for _, l := range links {
+		for _, a := range l.AddrInfo {
+			ip, err := netip.ParseAddr(a.Local)
+			if err != nil || ip != want.Addr() {
+				continue
+			}
+			st.Present = true
+			st.Fields["address"] = a.Local + "/" + strconv.Itoa(a.Prefixlen)
+		}
+	}
+	return st, nil
+}
+
+// Diff compares the declared address with the interface's.
+func (d *AddressDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	s, want, err := addressOf(r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	have := observed.Fields["address"]
+	switch {
+	case s.State == config.Absent && observed.Present:
+		c.Action, c.Diff = Delete, "address: "+have+" on "+s.Interface+" -> (absent)"
+	case s.State == config.Absent:
+	case !observed.Present:
+		c.Action, c.Diff = Create, "address: (absent) -> "+want.String()+" on "+s.Interface
+	case have != want.String():
+		c.Action, c.Diff = Update, "address: "+have+" -> "+want.String()+" on "+s.Interface
+	}
+	return c
+}
+
+// setAddress is the script that leaves the interface with exactly cidr for
+// the IP of prev (or no address for that IP when cidr is ""), given the
+// live CIDR prev ("" when absent).
+func setAddress(dev, prev, cidr string) string {
+	script := "set -e\n"
+	if prev != "" && prev != cidr {
+		script += "ip addr del " + shq(prev) + " dev " + shq(dev) + "\n"
+	}
+	if cidr != "" {
+		script += "ip addr replace " + shq(cidr) + " dev " + shq(dev) + "\n"
+	}
+	return script
+}
+
+// Apply adds, changes or removes the address, commit-confirmed.
+func (d *AddressDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	s, want, err := addressOf(r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if t.Root() != "" {
+		return fmt.Errorf("apply %w", errSandbox(r.ID()))
+	}
+	prev := ""
+	if observed.Present {
+		prev = observed.Fields["address"]
+	}
+	target := want.String()
+	if s.State == config.Absent {
+		target = ""
+	}
+	restore := setAddress(s.Interface, target, prev)
+	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, restore, func(ctx context.Context) error {
+		return runScript(ctx, t, "apply "+r.ID(), setAddress(s.Interface, prev, target))
+	})
+	if err != nil {
+		return fmt.Errorf("apply %s on %s: %w", r.ID(), s.Interface, err)
+	}
+	return nil
+}
+
+// Restore puts back the address the snapshot saw, or removes the declared
+// one when there was none.
+func (d *AddressDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	s, want, err := addressOf(r)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	if t.Root() != "" {
+		return fmt.Errorf("restore %w", errSandbox(r.ID()))
+	}
+	prev := ""
+	if snapshot.Present {
+		prev = snapshot.Fields["address"]
+	}
+	// The live address is read again: the host may hold the declared
+	// address, the snapshot's, or neither, and each needs another script.
+	script := "cur=$(ip -j addr show dev " + shq(s.Interface) + " | tr '{' '\\n' | sed -n 's/.*\"local\":\"" +
+		regexp.QuoteMeta(want.Addr().String()) + "\",\"prefixlen\":\\([0-9]*\\).*/\\1/p' | head -n 1)\n" +
+		"if [ -n \"$cur\" ]; then ip addr del " + shq(want.Addr().String()) + "/\"$cur\" dev " + shq(s.Interface) + "; fi\n"
+	if prev != "" {
+		script += "ip addr replace " + shq(prev) + " dev " + shq(s.Interface) + "\n"
+	}
+	return runScript(ctx, t, "restore "+r.ID(), script)
+}

@@ -1,0 +1,142 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultConfirmTimeout is how long a host waits for driftless to confirm a
+// network change through a new connection before it puts the change back
+// by itself. It is long enough for a slow SSH handshake and short enough
+// that a host cut off by a bad firewall rule is not lost for long.
+const DefaultConfirmTimeout = 30 * time.Second
+
+// confirmDir is where armed reverts live on the host. /run is a tmpfs on
+// every systemd host: a reboot forgets both the network change and its
+// revert, which is right, since neither survives a reboot.
+const confirmDir = "/run/driftless-confirm"
+
+// ErrCutOff is wrapped by the error of ApplyConfirmed when the host could
+// not be reached again after the change: the host reverts it by itself.
+var ErrCutOff = errors.New("host cut off by the change")
+
+// ApplyConfirmed applies a network change that could cut the host off,
+// commit-confirmed:
+//
+//  1. Before anything changes, it arms a revert on the host itself: a
+//     detached job (setsid nohup) that sleeps timeout, then runs restore, a
+//     POSIX shell script that puts back the state saved before the change.
+//  2. It runs apply.
+//  3. It opens a NEW connection (t must be a Redialer to be confirmed that
+//     way) and, through it, disarms the job.
+//
+// When the new connection cannot be opened before the revert fires, the
+// change is reported as failed with an error wrapping ErrCutOff, and the
+// host is left to revert itself. When apply fails, the revert is run at
+// once through the old connection (the timer still fires if that fails).
+// A transport that is not a Redialer (the local machine, which cannot cut
+// itself off) is confirmed through t itself.
+//
+// Arming and disarming are races decided on the host by one atomic rename
+// of a token file, so a revert either runs completely or not at all.
+func ApplyConfirmed(ctx context.Context, t Transport, timeout time.Duration, restore string, apply func(ctx context.Context) error) error {
+	if timeout <= 0 {
+		timeout = DefaultConfirmTimeout
+	}
+	token := randomHex(8)
+	deadline := time.Now().Add(timeout)
+	if err := armRevert(ctx, t, token, timeout, restore); err != nil {
+		return fmt.Errorf("arm the revert before a network change: %w", err)
+	}
+	if err := apply(ctx); err != nil {
+		if rerr := revertNow(ctx, t, token); rerr != nil {
+			return fmt.Errorf("%w (reverting at once failed too: %v; the host reverts by itself within %s)", err, rerr, timeout)
+		}
+		return fmt.Errorf("%w (reverted)", err)
+	}
+	return confirm(ctx, t, token, timeout, deadline)
+}
+
+// armRevert writes the restore script to the host (from stdin, in the same
+// round trip) and starts the detached job that runs it after timeout unless
+// the token file is renamed away first.
+func armRevert(ctx context.Context, t Transport, token string, timeout time.Duration, restore string) error {
+	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
+	base := confirmDir + "/" + token
+	// The job records its own pid: it leads its session and process group
+	// (setsid), so killing the group ends its sleep too.
+	job := "echo $$ > " + base + ".pid; sleep " + secs + "; if mv " + base + ".armed " + base + ".firing 2>/dev/null; then " +
+		"sh " + base + ".sh > " + base + ".log 2>&1; echo $? > " + base + ".done; rm -f " + base + ".firing " + base + ".pid " + base + ".sh; fi"
+	script := "set -e\numask 077\nmkdir -p " + confirmDir + "\n" +
+		"cat > " + base + ".sh\n" +
+		": > " + base + ".armed\n" +
+		"setsid nohup sh -c " + shq(job) + " </dev/null >/dev/null 2>&1 &\n" +
+		"i=0; while [ ! -s " + base + ".pid ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done\n" +
+		"[ -s " + base + ".pid ] || { echo 'the revert job did not start' >&2; exit 1; }\n"
+	res, err := t.Run(ctx, script, []byte(restore))
+	if err != nil {
+		return err
+	}
+	if res.Exit != 0 {
+		return fmt.Errorf("exit %d: %s", res.Exit, trimOutput(res.Stderr))
+	}
+	return nil
+}
+
+// disarmScript renames the token away (winning the race against the job,
+// or learning that the revert already fired), then kills the sleeping job's
+// process group and removes its files.
+func disarmScript(token string) string {
+	base := confirmDir + "/" + token
+	return "if mv " + base + ".armed " + base + ".cancelled 2>/dev/null; then\n" +
+		"  pid=$(cat " + base + ".pid 2>/dev/null || true)\n" +
+		"  if [ -n \"$pid\" ]; then kill -TERM -- \"-$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null || true; fi\n" +
+		"  rm -f " + base + ".sh " + base + ".cancelled " + base + ".pid\n" +
+		"  echo disarmed\n" +
+		"else echo fired; fi\n"
+}
+
+// revertNow disarms the job and runs the restore script at once, used when
+// the apply itself failed and the connection still works.
+func revertNow(ctx context.Context, t Transport, token string) error {
+	base := confirmDir + "/" + token
+	script := "if mv " + base + ".armed " + base + ".now 2>/dev/null; then\n" +
+		"  pid=$(cat " + base + ".pid 2>/dev/null || true)\n" +
+		"  if [ -n \"$pid\" ]; then kill -TERM -- \"-$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null || true; fi\n" +
+		"  sh " + base + ".sh; s=$?\n" +
+		"  rm -f " + base + ".sh " + base + ".now " + base + ".pid\n" +
+		"  exit $s\n" +
+		"fi\n"
+	return runScript(ctx, t, "revert the failed network change", script)
+}
+
+// confirm opens a new connection before the deadline and disarms the
+// revert through it.
+func confirm(ctx context.Context, t Transport, token string, timeout time.Duration, deadline time.Time) error {
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	via := t
+	if rd, ok := t.(Redialer); ok {
+		nt, err := rd.Redial(cctx)
+		if err != nil {
+			return fmt.Errorf("confirm the network change: no new connection within %s: %w: %v; the host reverts the change by itself", timeout, ErrCutOff, err)
+		}
+		defer nt.Close()
+		via = nt
+	}
+	res, err := via.Run(cctx, disarmScript(token), nil)
+	if err != nil {
+		return fmt.Errorf("confirm the network change: a command through the new connection failed: %w: %v; the host reverts the change by itself", ErrCutOff, err)
+	}
+	if res.Exit != 0 {
+		return fmt.Errorf("confirm the network change: disarm exited %d: %s; the host reverts the change by itself", res.Exit, trimOutput(res.Stderr))
+	}
+	if strings.TrimSpace(string(res.Stdout)) != "disarmed" {
+		return fmt.Errorf("confirm the network change: not confirmed within %s, the host already reverted it: %w", timeout, ErrCutOff)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package targets_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/hosts"
+)
+
+// netHost starts a kind-1 host with a veth pair dl0/dl1 inside its network
+// namespace (so that address and route tests never touch the interface
+// SSH runs over) and dials it over real SSH.
+func netHost(t *testing.T, name string) (*hosts.Lab, *hosts.Host, *ssh.Transport, context.Context) {
+	t.Helper()
+	if _, err := os.Stat("/usr/sbin/nft"); err != nil {
+		t.Skip("nftables is not installed (test/install-deps.sh installs it)")
+	}
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1(name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	tr := dialHost(t, ctx, lab, h)
+	t.Cleanup(func() { tr.Close() })
+	h.MustExec(t, "ip link add dl0 type veth peer name dl1 && ip link set dl0 up && ip link set dl1 up")
+	return lab, h, tr, ctx
+}
+
+func sshConfig(lab *hosts.Lab, h *hosts.Host) ssh.Config {
+	return ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
+		KnownHostsFile: lab.KnownHostsFile, Timeout: time.Minute}
+}
+
+func dialHost(t *testing.T, ctx context.Context, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
+	t.Helper()
+	tr, err := ssh.Dial(ctx, sshConfig(lab, h))
+	if err != nil {
+		t.Fatalf("dial %s: %v", h.Name, err)
+	}
+	return tr
+}
+
+// netDrivers is the driver table with short confirm timeouts.
+func netDrivers(confirm time.Duration) map[string]targets.Driver {
+	ds := targets.Drivers()
+	ds["address"] = &targets.AddressDriver{ConfirmTimeout: confirm}
+	ds["route"] = &targets.RouteDriver{ConfirmTimeout: confirm}
+	ds["firewall"] = &targets.FirewallDriver{ConfirmTimeout: confirm}
+	return ds
+}
+
+// armedJobs lists what is left of armed reverts on the host: files in the
+// confirm folder and processes whose command line names it.
+func armedJobs(t *testing.T, h *hosts.Host) string {
+	t.Helper()
+	return h.MustExec(t, `ls -A /run/driftless-confirm 2>/dev/null
+for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '[.]armed /run/driftless-confirm' && echo "process $p"; done; true`)
+}
+
+// cutOffTransport is the real SSH transport of a host whose Redial goes to
+// a port where nothing listens inside the lab, as if the change had cut
+// the host off.
+type cutOffTransport struct {
+	*ssh.Transport
+	cfg ssh.Config
+}
+
+func (c cutOffTransport) Redial(ctx context.Context) (targets.Transport, error) {
+	cfg := c.cfg
+	cfg.Port = 2
+	return ssh.Dial(ctx, cfg)
+}
+
+// TestApplyConfirmed drives the commit-confirmed protocol itself: a change
+// confirmed through a new connection stays (its revert never fires, even
+// past the timeout, and nothing of it is left); a failed apply is reverted
+// at once; a change after which no new connection can be opened is
+// reported as a cut-off and reverted by the host itself.
+func TestApplyConfirmed(t *testing.T) {
+	lab, h, tr, ctx := netHost(t, "confirm")
+	const timeout = 3 * time.Second
+	restore := "echo reverted >> /root/reverted"
+	reverted := func() string {
+		return h.MustExec(t, "cat /root/reverted 2>/dev/null; rm -f /root/reverted")
+	}
+	apply := func(ctx context.Context) error {
+		_, err := tr.Run(ctx, "echo applied >> /root/applied", nil)
+		return err
+	}
+
+	t.Run("confirmed", func(t *testing.T) {
+		if err := targets.ApplyConfirmed(ctx, tr, timeout, restore, apply); err != nil {
+			t.Fatal(err)
+		}
+		if left := armedJobs(t, h); left != "" {
+			t.Fatalf("a confirmed change left its revert armed:\n%s", left)
+		}
+		time.Sleep(timeout + time.Second)
+		if got := reverted(); got != "" {
+			t.Fatalf("the revert of a confirmed change ran: %q", got)
+		}
+	})
+	t.Run("apply fails", func(t *testing.T) {
+		err := targets.ApplyConfirmed(ctx, tr, timeout, restore, func(context.Context) error { return errors.New("boom") })
+		if err == nil || !strings.Contains(err.Error(), "boom") {
+			t.Fatalf("err = %v, want the apply's error", err)
+		}
+		if got := reverted(); got != "reverted\n" {
+			t.Fatalf("a failed apply was not reverted at once: %q", got)
+		}
+		if left := armedJobs(t, h); left != "" {
+			t.Fatalf("a reverted change left its revert armed:\n%s", left)
+		}
+	})
+	t.Run("cut off", func(t *testing.T) {
+		start := time.Now()
+		err := targets.ApplyConfirmed(ctx, cutOffTransport{tr, sshConfig(lab, h)}, timeout, restore, apply)
+		if !errors.Is(err, targets.ErrCutOff) || !strings.Contains(err.Error(), "reverts the change by itself") {
+			t.Fatalf("err = %v, want a cut-off", err)
+		}
+		if got := reverted(); got != "" {
+			t.Fatalf("reverted before the timeout (after %s): %q", time.Since(start), got)
+		}
+		waitFor(t, timeout+5*time.Second, func() bool {
+			return strings.Contains(h.MustExec(t, "cat /root/reverted 2>/dev/null; true"), "reverted")
+		})
+		if elapsed := time.Since(start); elapsed < timeout {
+			t.Fatalf("reverted after %s, before the %s timeout", elapsed, timeout)
+		}
+	})
+}
+
+// waitFor polls cond every 100 ms until it holds, failing after limit.
+func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("condition still false after %s", limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFirewallCutOffRevertsItself turns a firewall that allows 8080 under
+// an accept policy into one that drops every other new connection (so no
+// new SSH connection either), with a real host and a
+// real redial: the apply is reported as cut off, the host puts the previous
+// table back by itself within the confirm timeout, and SSH works again.
+func TestFirewallCutOffRevertsItself(t *testing.T) {
+	lab, h, tr, ctx := netHost(t, "fwcut")
+	const timeout = 4 * time.Second
+	ds := netDrivers(timeout)
+	fw := ds["firewall"]
+	open := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}}
+	if err := fw.Apply(ctx, tr, open, targets.State{}); err != nil {
+		t.Fatalf("a harmless firewall: %v", err)
+	}
+	prior := h.MustExec(t, "nft list ruleset")
+
+	bad := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{
+		Allow: []string{"tcp/8080"}, Policy: "drop"}}
+	start := time.Now()
+	err := fw.Apply(ctx, tr, bad, targets.State{})
+	if !errors.Is(err, targets.ErrCutOff) {
+		t.Fatalf("a firewall without SSH: err = %v, want a cut-off", err)
+	}
+	t.Logf("reported after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	waitFor(t, timeout+5*time.Second, func() bool { return h.MustExec(t, "nft list ruleset") == prior })
+	t.Logf("host reverted itself %s after the apply began", time.Since(start).Round(time.Millisecond))
+	again := dialHost(t, ctx, lab, h)
+	defer again.Close()
+	if res, err := again.Run(ctx, "echo ok", nil); err != nil || string(res.Stdout) != "ok\n" {
+		t.Fatalf("SSH after the revert: %q, %v", res.Stdout, err)
+	}
+	if left := armedJobs(t, h); strings.Contains(left, "process") || strings.Contains(left, ".armed") {
+		t.Fatalf("the revert left a job behind:\n%s", left)
+	}
+}

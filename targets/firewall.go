@@ -1,0 +1,277 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/driftless/driftless/config"
+)
+
+// FirewallDriver keeps the host's nftables table owned by driftless,
+// `table inet driftless`. Its layout:
+//
+//	chain input: hook input, priority filter, policy accept or drop
+//	  ct state established,related accept   (the control connection survives a policy drop)
+//	  iif "lo" accept
+//	  jump fw_NAME comment "policy=P"        (one per firewall resource, sorted by name)
+//	chain fw_NAME: the resource's deny rules (drop), then its allow rules (accept)
+//
+// Several firewall resources may share a host: each owns its chain fw_NAME
+// and its jump, whose comment records the policy it declared; the input
+// policy is drop when any of them declares drop. Since a driver sees one
+// resource at a time, Apply reads the live table, replaces only its own
+// chain, and writes the whole table back in ONE nft transaction (`table
+// inet driftless {}`, `delete table inet driftless`, the full definition),
+// so the host never runs a half-written ruleset. The table belongs to
+// driftless: rules added to it by hand are drift, shown as "unrecognised"
+// and removed by the next apply. Deleting a firewall resource from the
+// declaration does not remove its chain (the spec has no state: absent).
+//
+// Apply is commit-confirmed (see ApplyConfirmed): the revert armed on the
+// host puts back the exact previous table text, or its absence.
+type FirewallDriver struct {
+	// ConfirmTimeout is how long the host waits for the confirmation
+	// before reverting; zero means DefaultConfirmTimeout.
+	ConfirmTimeout time.Duration
+}
+
+var _ Driver = (*FirewallDriver)(nil)
+
+// fwName is a firewall resource name, also part of its chain name.
+var fwName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Kind returns "firewall".
+func (*FirewallDriver) Kind() string { return "firewall" }
+
+// fwProbe prints "absent", or the table as JSON, a separator line and the
+// table as text (the text is what a restore feeds back to nft -f).
+const fwProbe = `if __dl_t=$(nft list tables 2>&1); then
+if printf '%s\n' "$__dl_t" | grep -qx 'table inet driftless'; then
+nft -j list table inet driftless && printf '\n` + fwTextMark + `\n' && nft list table inet driftless
+else echo absent; fi
+else printf '%s\n' "$__dl_t" >&2; false; fi`
+
+const fwTextMark = "--- driftless nft text ---"
+
+// firewallOf returns r's spec, its chain name, its declared policy and its
+// rules in the order they are written: denies first, then allows.
+func firewallOf(r config.Resource) (chain, policy string, rules []string, err error) {
+	s, err := specOf[config.FirewallSpec](r)
+	if err != nil {
+		return "", "", nil, err
+	}
+	name := r.Name
+	if name == "" {
+		name = "default"
+	}
+	if !fwName.MatchString(name) {
+		return "", "", nil, fmt.Errorf("%s: name %q may hold only letters, digits, - and _", r.ID(), name)
+	}
+	policy = s.Policy
+	if policy == "" {
+		policy = "accept"
+	}
+	if policy != "accept" && policy != "drop" {
+		return "", "", nil, fmt.Errorf("%s: policy %q is not one of accept, drop", r.ID(), s.Policy)
+	}
+	for _, list := range []struct {
+		allow bool
+		rules []string
+	}{{false, s.Deny}, {true, s.Allow}} {
+		for _, text := range list.rules {
+			fr, err := parseFwRule(list.allow, text, s.From)
+			if err != nil {
+				return "", "", nil, fmt.Errorf("%s: %w", r.ID(), err)
+			}
+			rules = append(rules, fr.String())
+		}
+	}
+	return "fw_" + name, policy, rules, nil
+}
+
+// Probe lists the driftless table (every firewall resource of a host
+// reads the same table; each parses its own chain out of it).
+func (*FirewallDriver) Probe(r config.Resource, root string) string {
+	if _, _, _, err := firewallOf(r); err != nil {
+		return probeError(err)
+	}
+	if root != "" {
+		return probeError(errSandbox(r.ID()))
+	}
+	return fwProbe
+}
+
+// parseFwProbe reads the probe's output into the table and its text.
+func parseFwProbe(out []byte) (fwTable, string, error) {
+	if string(bytes.TrimSpace(out)) == "absent" {
+		return fwTable{}, "", nil
+	}
+	js, text, ok := bytes.Cut(out, []byte("\n"+fwTextMark+"\n"))
+	if !ok {
+		return fwTable{}, "", fmt.Errorf("unexpected nft output %q", trimOutput(out))
+	}
+	t, err := parseNftTable(js)
+	return t, string(text), err
+}
+
+// Parse reads the resource's part of the table. Fields: policy (the input
+// chain's), own_policy (from this resource's jump), others_drop ("true"
+// when another resource declared drop), base ("ok" when the input chain is
+// as driftless writes it), rules (one per line). Content is the whole
+// table's text, the snapshot a restore puts back.
+func (*FirewallDriver) Parse(r config.Resource, out []byte) (State, error) {
+	chain, _, _, err := firewallOf(r)
+	if err != nil {
+		return State{}, err
+	}
+	t, text, err := parseFwProbe(out)
+	if err != nil {
+		return State{}, fmt.Errorf("parse firewall of %s: %w", r.ID(), err)
+	}
+	st := State{Fields: map[string]string{"table": "absent"}, Content: []byte(text)}
+	if !t.Present {
+		return st, nil
+	}
+	st.Fields["table"], st.Fields["policy"], st.Fields["base"] = "present", t.Policy, "differs"
+	if t.Base {
+		st.Fields["base"] = "ok"
+	}
+	rules, hasChain := t.Chains[chain]
+	for _, j := range t.Jumps {
+		switch {
+		case j.Chain == chain:
+			st.Present = hasChain
+			st.Fields["own_policy"] = j.Policy
+		case j.Policy == "drop":
+			st.Fields["others_drop"] = "true"
+		}
+	}
+	st.Fields["rules"] = strings.Join(rules, "\n")
+	return st, nil
+}
+
+// Diff shows the rules added and removed, and the policy and layout changes.
+func (d *FirewallDriver) Diff(r config.Resource, observed State) Change {
+	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
+	_, policy, rules, err := firewallOf(r)
+	if err != nil {
+		c.Action, c.Diff = Update, "error: "+err.Error()
+		return c
+	}
+	f := observed.Fields
+	var diffs []string
+	if f["table"] != "present" {
+		diffs = append(diffs, "table inet driftless: (absent) -> created")
+	} else if f["base"] != "ok" {
+		diffs = append(diffs, "input chain: changed by hand -> rewritten")
+	}
+	if observed.Present && f["own_policy"] != policy {
+		diffs = append(diffs, "declared policy: "+orNone(f["own_policy"])+" -> "+policy)
+	}
+	wantPolicy := "accept"
+	if policy == "drop" || f["others_drop"] == "true" {
+		wantPolicy = "drop"
+	}
+	if f["policy"] != wantPolicy {
+		diffs = append(diffs, "policy: "+orNone(f["policy"])+" -> "+wantPolicy)
+	}
+	var have []string
+	if f["rules"] != "" {
+		have = strings.Split(f["rules"], "\n")
+	}
+	if strings.Join(have, "\n") != strings.Join(rules, "\n") {
+		diffs = append(diffs, ruleDiff(have, rules)...)
+	}
+	c.Action, c.Diff = action(observed.Present, diffs), strings.Join(diffs, "\n")
+	return c
+}
+
+// ruleDiff lists removed rules ("- ") and added ones ("+ "); when only the
+// order differs, it shows both orders.
+func ruleDiff(have, want []string) []string {
+	in := func(list []string, s string) bool {
+		for _, x := range list {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, h := range have {
+		if !in(want, h) {
+			out = append(out, "- "+h)
+		}
+	}
+	for _, w := range want {
+		if !in(have, w) {
+			out = append(out, "+ "+w)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "rule order: "+strings.Join(have, ", ")+" -> "+strings.Join(want, ", "))
+	}
+	return out
+}
+
+// readTable reads the live table in one round trip.
+func readTable(ctx context.Context, t Transport) (fwTable, string, error) {
+	res, err := t.Run(ctx, fwProbe, nil)
+	if err != nil {
+		return fwTable{}, "", err
+	}
+	if res.Exit != 0 {
+		return fwTable{}, "", fmt.Errorf("nft exited %d: %s", res.Exit, trimOutput(res.Stderr))
+	}
+	return parseFwProbe(res.Stdout)
+}
+
+// nftReplace is the script that replaces the table with text in one nft
+// transaction, or removes it when text is "". The heredoc's end marker is
+// random, so no table text can end it early.
+func nftReplace(text string) string {
+	eof := "DRIFTLESS_NFT_" + randomHex(8)
+	return "nft -f /dev/stdin <<'" + eof + "'\ntable inet driftless {}\ndelete table inet driftless\n" + text + "\n" + eof + "\n"
+}
+
+// Apply writes this resource's chain into the live table, commit-confirmed.
+func (d *FirewallDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
+	chain, policy, rules, err := firewallOf(r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if t.Root() != "" {
+		return fmt.Errorf("apply %w", errSandbox(r.ID()))
+	}
+	// The table is read again rather than taken from the observed state:
+	// another firewall resource of the host may have been applied since,
+	// and its chain must be kept.
+	table, text, err := readTable(ctx, t)
+	if err != nil {
+		return fmt.Errorf("apply %s: read the live table: %w", r.ID(), err)
+	}
+	table.set(chain, policy, rules)
+	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, nftReplace(text), func(ctx context.Context) error {
+		return runScript(ctx, t, "apply "+r.ID()+": nft", nftReplace(table.render()))
+	})
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// Restore puts back the exact table the snapshot saw, or its absence.
+func (d *FirewallDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if t.Root() != "" {
+		return fmt.Errorf("restore %w", errSandbox(r.ID()))
+	}
+	text := ""
+	if snapshot.Fields["table"] == "present" {
+		text = string(snapshot.Content)
+	}
+	return runScript(ctx, t, "restore "+r.ID(), nftReplace(text))
+}
