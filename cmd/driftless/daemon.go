@@ -138,10 +138,12 @@ func webhookSecrets(w config.Webhooks) (webhook.Secrets, error) {
 	return s, nil
 }
 
-// mux serves hooks, metrics and health.
+// mux serves hooks, metrics, health, the API and the status page.
 func (d *daemon) mux(ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
+	// The API reads its token file at each mutating request: a rotated token needs no restart.
+	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Logger: d.log}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/sources"
+)
+
+// clientWorld is a daemon built as `driftless serve` builds it (its real
+// mux, API and reconciler, local hosts in a sandbox), served over loopback,
+// with environment prod applied at two revisions.
+type clientWorld struct {
+	d          *daemon
+	srv        *httptest.Server
+	sandbox    string
+	tokenFile  string
+	rev1, rev2 sources.Revision
+}
+
+const clientToken = "client-test-token"
+
+func newClientWorld(t *testing.T) *clientWorld {
+	t.Helper()
+	dir := t.TempDir()
+	w := &clientWorld{sandbox: filepath.Join(dir, "hosts"), tokenFile: filepath.Join(dir, "token")}
+	if err := os.WriteFile(w.tokenFile, []byte(clientToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Daemon{StateDir: filepath.Join(dir, "state"), API: config.API{Token: config.Secret{File: w.tokenFile}}}
+	d, err := buildDaemon(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), w.sandbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.close() })
+	w.d = d
+	for i, content := range []string{"one", "two"} {
+		rev := w.revision(t, dir, i+1, content)
+		if _, err := d.rec.ApplyRevision(context.Background(), rev); err != nil {
+			t.Fatalf("apply %s: %v", rev.Short(), err)
+		}
+		w.rev1, w.rev2 = w.rev2, rev
+	}
+	w.srv = httptest.NewServer(d.mux(func() bool { return true }))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+// revision writes a checkout declaring prod: two local hosts, one file.
+func (w *clientWorld) revision(t *testing.T, dir string, n int, content string) sources.Revision {
+	t.Helper()
+	commit := strings.Repeat(fmt.Sprintf("%08x", 0xc0ffee00+n), 5)
+	checkout := filepath.Join(dir, "checkouts", commit)
+	env := "environment: prod\nhosts:\n  - name: h1\n    transport: local\n    roles: [app]\n  - name: h2\n    transport: local\n    roles: [app]\n" +
+		"roles:\n  app:\n    - directory: /etc/app\n      mode: \"0755\"\n    - file: /etc/app/app.conf\n      content: \"" + content + "\"\n      mode: \"0644\"\n"
+	if err := os.MkdirAll(filepath.Join(checkout, "environments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(checkout, "environments", "prod.yaml"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return sources.Revision{Source: "test", Commit: commit, Ref: "refs/heads/main", Dir: checkout, Time: time.Now()}
+}
+
+// hostFile reads the managed file on a host of the sandbox.
+func (w *clientWorld) hostFile(t *testing.T, host string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.sandbox, host, "etc", "app", "app.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// cli runs one client command in-process against the world's daemon.
+func (w *clientWorld) cli(fn func(context.Context, *cliEnv, []string) int, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := fn(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, append([]string{"-addr", w.srv.URL}, args...))
+	return code, out.String(), errb.String()
+}
+
+// rows splits a table's lines into fields, header first.
+func rows(out string) [][]string {
+	var r [][]string
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		r = append(r, strings.Fields(line))
+	}
+	return r
+}
+
+func TestClientStatus(t *testing.T) {
+	w := newClientWorld(t)
+	short := w.rev2.Commit[:12]
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"all environments", nil},
+		{"one environment", []string{"prod"}},
+	} {
+		t.Run(tc.name+" table", func(t *testing.T) {
+			code, out, stderr := w.cli(runStatus, tc.args...)
+			if code != 0 || stderr != "" {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			r := rows(out)
+			if len(r) != 2 || strings.Join(r[0], " ") != "ENVIRONMENT REVISION STATE DRIFT LAST RESULT LAST RUN HOSTS UP" {
+				t.Fatalf("table:\n%s", out)
+			}
+			row := r[1]
+			if strings.Join(row[:5], " ") != "prod "+short+" synced 0 success" || row[len(row)-1] != "2/2" || row[len(row)-2] != "ago" {
+				t.Fatalf("row %q", row)
+			}
+		})
+		t.Run(tc.name+" json", func(t *testing.T) {
+			code, out, _ := w.cli(runStatus, append([]string{"-o", "json"}, tc.args...)...)
+			var got reconciler.EnvStatus
+			if len(tc.args) == 0 {
+				var list []reconciler.EnvStatus
+				if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+					t.Fatalf("json list: %v\n%s", err, out)
+				}
+				got = list[0]
+			} else if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("json: %v\n%s", err, out)
+			}
+			if code != 0 || got.Name != "prod" || got.Applied != w.rev2.Commit || got.State != "synced" || len(got.Hosts) != 2 {
+				t.Fatalf("exit %d: %+v", code, got)
+			}
+		})
+	}
+	t.Run("unknown environment", func(t *testing.T) {
+		code, out, stderr := w.cli(runStatus, "nope")
+		if code != 1 || out != "" || !strings.Contains(stderr, `404 Not Found: unknown environment "nope"`) {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+		}
+	})
+	t.Run("daemon not running", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := "http://" + l.Addr().String()
+		_ = l.Close()
+		var out, errb bytes.Buffer
+		code := runStatus(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, []string{"-addr", addr})
+		if code != 1 || !strings.Contains(errb.String(), "connection refused") {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	})
+}
+
+func TestClientHistory(t *testing.T) {
+	w := newClientWorld(t)
+	code, out, stderr := w.cli(runHistory, "prod")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	r := rows(out)
+	if len(r) != 3 || strings.Join(r[0], " ") != "ID START DURATION REVISION TRIGGER RESULT CHANGES ERROR" {
+		t.Fatalf("table:\n%s", out)
+	}
+	// Newest first: run 2 applied rev2 (the file changed on two hosts),
+	// run 1 rev1 (directory and file created on two hosts).
+	for i, want := range []string{"2 %s revision success 2", "1 %s revision success 4"} {
+		rev := []sources.Revision{w.rev2, w.rev1}[i]
+		if got := strings.Join(append([]string{r[i+1][0]}, r[i+1][3:]...), " "); got != fmt.Sprintf(want, rev.Commit[:12]) {
+			t.Errorf("row %d: %q", i+1, got)
+		}
+		if _, err := time.Parse(time.RFC3339, r[i+1][1]); err != nil {
+			t.Errorf("row %d start: %v", i+1, err)
+		}
+	}
+
+	code, out, _ = w.cli(runHistory, "-n", "1", "-o", "json", "prod")
+	var runs []reconciler.Run
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
+		t.Fatalf("json history: exit %d, %v\n%s", code, err, out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: driftless history [flags] ENVIRONMENT"},
+		{[]string{"nope"}, 1, `404 Not Found: unknown environment "nope"`},
+		{[]string{"-n", "0", "prod"}, 1, `400 Bad Request: limit must be a positive integer, got "0"`},
+	} {
+		if code, _, stderr := w.cli(runHistory, tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
+		}
+	}
+}
+
+func TestClientSync(t *testing.T) {
+	w := newClientWorld(t)
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("not-it"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no token", []string{"prod"}, 1, "401 Unauthorized: this endpoint needs an Authorization: Bearer <token> header"},
+		{"wrong token", []string{"-token-file", wrong, "prod"}, 1, "401 Unauthorized: wrong API token"},
+		{"token file missing", []string{"-token-file", wrong + ".gone", "prod"}, 1, "read secret from file"},
+		{"no environment", []string{"-token-file", w.tokenFile}, 2, "usage: driftless sync [flags] ENVIRONMENT"},
+		{"unknown environment", []string{"-token-file", w.tokenFile, "nope"}, 1, `404 Not Found: unknown environment "nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(w.sandbox, "h1", "etc", "app", "app.conf"), []byte("edited"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, stderr := w.cli(runSync, tc.args...)
+			if code != tc.code || out != "" || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+			}
+			if got := w.hostFile(t, "h1"); got != "edited" {
+				t.Fatalf("a refused sync changed the host: %q", got)
+			}
+		})
+	}
+	t.Run("table", func(t *testing.T) {
+		code, out, stderr := w.cli(runSync, "-token-file", w.tokenFile, "prod")
+		want := "sync prod: synced, revision " + w.rev2.Commit[:12] + ", last result success\n"
+		if code != 0 || out != want {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+		}
+		if got := w.hostFile(t, "h1"); got != "two" {
+			t.Fatalf("sync did not correct the drift: %q", got)
+		}
+	})
+	t.Run("json, token from the environment", func(t *testing.T) {
+		t.Setenv("DRIFTLESS_API_TOKEN_FILE", w.tokenFile)
+		code, out, stderr := w.cli(runSync, "-o", "json", "prod")
+		var st reconciler.EnvStatus
+		if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || st.Name != "prod" || st.Applied != w.rev2.Commit {
+			t.Fatalf("exit %d, %v: %s %s", code, err, out, stderr)
+		}
+	})
+}
+
+func TestClientRollback(t *testing.T) {
+	w := newClientWorld(t)
+	tok := []string{"-token-file", w.tokenFile}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		want    string
+		content string
+	}{
+		{"no token", []string{"-to", w.rev1.Commit[:12], "prod"}, 1, "401 Unauthorized", "two"},
+		{"commit too short", append(tok, "-to", "abc", "prod"), 1, `400 Bad Request: to must be a commit id of 7 hex characters at least, got "abc"`, "two"},
+		{"commit never applied", append(tok, "-to", strings.Repeat("d", 40), "prod"), 1, "409 Conflict: environment prod has no successful run of commit dddddddd", "two"},
+		{"to a commit", append(tok, "-to", w.rev1.Commit[:12], "prod"), 0, "rollback prod: synced, revision " + w.rev1.Commit[:12] + ", last result success\n", "one"},
+		// Without -to: the newest good revision other than the applied one.
+		{"default", append(tok, "prod"), 0, "rollback prod: synced, revision " + w.rev2.Commit[:12] + ", last result success\n", "two"},
+		{"json", append(tok, "-o", "json", "-to", w.rev1.Commit, "prod"), 0, `"applied": "` + w.rev1.Commit + `"`, "one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := w.cli(runRollback, tc.args...)
+			got := stderr
+			if tc.code == 0 {
+				got = out
+			}
+			if code != tc.code || !strings.Contains(got, tc.want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+			}
+			for _, h := range []string{"h1", "h2"} {
+				if c := w.hostFile(t, h); c != tc.content {
+					t.Fatalf("%s holds %q, want %q", h, c, tc.content)
+				}
+			}
+		})
+	}
+	// The rollbacks are in the history the CLI shows.
+	_, out, _ := w.cli(runHistory, "-n", "3", "prod")
+	r := rows(out)
+	if len(r) != 4 || r[1][4] != "rollback" || r[1][3] != w.rev1.Commit[:12] || r[2][4] != "rollback" || r[2][3] != w.rev2.Commit[:12] {
+		t.Fatalf("history after rollbacks:\n%s", out)
+	}
+}
+
+// TestDaemonMuxServesStatusPage: the daemon's mux carries the status page
+// next to health and metrics.
+func TestDaemonMuxServesStatusPage(t *testing.T) {
+	w := newClientWorld(t)
+	for _, tc := range []struct{ path, contentType, want string }{
+		{"/", "text/html; charset=utf-8", w.rev2.Commit[:12]},
+		{"/environments/prod", "text/html; charset=utf-8", "h2: up"},
+		{"/healthz", "text/plain; charset=utf-8", "ok"},
+		{"/api/v1/environments", "application/json", `"name": "prod"`},
+	} {
+		resp, err := w.srv.Client().Get(w.srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, err = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != tc.contentType || !strings.Contains(body.String(), tc.want) {
+			t.Errorf("GET %s: %d %s, %v\n%s", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), err, body.String())
+		}
+	}
+}
