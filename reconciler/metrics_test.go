@@ -1,0 +1,80 @@
+package reconciler
+
+import (
+	"context"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+// TestMetricNamesAndLabels checks the reconciler's series against
+// DESIGN.md's table: names, types and label names exactly.
+func TestMetricNamesAndLabels(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	res := etc + fileRes("/etc/a.conf", "a") + fileRes("/etc/w.conf", "w") + "      drift: warn\n"
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res,
+		"verify:\n  - name: ok\n    command: \"true\"\n")})
+	if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	f.writeHostFile("h1", "/etc/w.conf", "drifted")
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	f.r.m.rollbacks.WithLabelValues("prod", "verify")
+	want := map[string]struct {
+		typ    string
+		labels []string
+	}{
+		"driftless_build_info":                     {"GAUGE", []string{"goversion", "version"}},
+		"driftless_reconcile_total":                {"COUNTER", []string{"environment", "result"}},
+		"driftless_reconcile_duration_seconds":     {"HISTOGRAM", []string{"environment"}},
+		"driftless_environment_info":               {"GAUGE", []string{"environment", "revision", "status"}},
+		"driftless_last_applied_timestamp_seconds": {"GAUGE", []string{"environment"}},
+		"driftless_changes_applied_total":          {"COUNTER", []string{"action", "environment", "kind"}},
+		"driftless_drift_resources":                {"GAUGE", []string{"environment", "host", "kind", "mode"}},
+		"driftless_drift_oldest_seconds":           {"GAUGE", []string{"environment"}},
+		"driftless_verification_total":             {"COUNTER", []string{"check", "environment", "result"}},
+		"driftless_rollbacks_total":                {"COUNTER", []string{"environment", "reason"}},
+		"driftless_host_up":                        {"GAUGE", []string{"environment", "host"}},
+		"driftless_config_last_reload_successful":  {"GAUGE", nil},
+	}
+	fams, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range fams {
+		w, ok := want[mf.GetName()]
+		if !ok {
+			t.Errorf("unexpected metric %s", mf.GetName())
+			continue
+		}
+		seen[mf.GetName()] = true
+		if mf.GetType().String() != w.typ {
+			t.Errorf("%s is a %s, want %s", mf.GetName(), mf.GetType(), w.typ)
+		}
+		for _, m := range mf.GetMetric() {
+			var names []string
+			for _, l := range m.GetLabel() {
+				names = append(names, l.GetName())
+			}
+			sort.Strings(names)
+			if !reflect.DeepEqual(names, w.labels) {
+				t.Errorf("%s labels %v, want %v", mf.GetName(), names, w.labels)
+			}
+			if h := m.GetHistogram(); h != nil {
+				b := h.GetBucket()
+				if top := b[len(b)-1].GetUpperBound(); top < 600 {
+					t.Errorf("%s buckets end at %v, want 600", mf.GetName(), top)
+				}
+			}
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("metric %s not exported", name)
+		}
+	}
+}
