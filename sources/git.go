@@ -69,6 +69,7 @@ type Git struct {
 	interval     time.Duration
 	fetchTimeout time.Duration
 	minBackoff   time.Duration
+	maxPacks     int
 	remoteRef    plumbing.ReferenceName
 	localRef     plumbing.ReferenceName
 
@@ -103,6 +104,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		interval:     cfg.Interval.D(),
 		fetchTimeout: opts.FetchTimeout,
 		minBackoff:   opts.MinBackoff,
+		maxPacks:     defaultMaxPacks,
 		wake:         make(chan struct{}, 1),
 		refused:      map[string]bool{},
 		previews:     map[int][]string{},

@@ -92,6 +92,12 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	if err := g.fetch(ctx, repo, spec); err != nil {
 		return nil, err
 	}
+	if g.packCount() > g.maxPacks {
+		g.maybeCompact(ctx)
+		if repo, err = g.openRepo(); err != nil {
+			return nil, err
+		}
+	}
 	commit, err := resolveCommit(repo, g.localRef)
 	if err != nil {
 		return nil, err

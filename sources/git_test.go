@@ -183,3 +183,30 @@ func TestGitFileAndPlainPath(t *testing.T) {
 		})
 	}
 }
+
+func TestGitCompactsTheCacheRepository(t *testing.T) {
+	srv := gitserver.New(t)
+	url := srv.CreateRepo("app")
+	work := srv.Clone(t, "app")
+	g := newTestGit(t, config.GitSource{URL: url}, GitCredentials{})
+	g.maxPacks = 3
+	maxSeen := 0
+	for i := range 8 {
+		sha := work.Commit(t, map[string]string{"f": strings.Repeat("x", i+1)}, "c")
+		work.Push(t)
+		rev, err := g.pass(context.Background(), "")
+		if err != nil || rev == nil || rev.Commit != sha {
+			t.Fatalf("pass %d = %+v, %v; want %s", i, rev, err, sha)
+		}
+		if got := readFile(t, filepath.Join(rev.Dir, "f")); got != strings.Repeat("x", i+1) {
+			t.Fatalf("pass %d content %q", i, got)
+		}
+		maxSeen = max(maxSeen, g.packCount())
+	}
+	if maxSeen > g.maxPacks {
+		t.Errorf("the cache repository reached %d packs, limit %d", maxSeen, g.maxPacks)
+	}
+	if _, err := os.Stat(filepath.Join(g.dir, "repo.git.old")); !os.IsNotExist(err) {
+		t.Errorf("old repository left behind: %v", err)
+	}
+}
