@@ -215,9 +215,13 @@ func (d *RouteDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 		script = setRoutes(fam, dst, nil)
 	} else {
 		// The observed metric is kept, so that the replace changes the live
-		// route instead of adding a second one beside it.
-		script = "set -e\nip " + fam + " route replace " + routeArgs(dst, map[string]string{
-			"via": s.Via, "dev": s.Dev, "metric": observed.Fields["metric"]}) + "\n"
+		// route instead of adding a second one beside it. Extra routes to
+		// the same destination are removed first, then the route is added.
+		want := map[string]string{"via": s.Via, "dev": s.Dev, "metric": observed.Fields["metric"]}
+		script = "set -e\nip " + fam + " route replace " + routeArgs(dst, want) + "\n"
+		if n, _ := strconv.Atoi(observed.Fields["count"]); n > 1 {
+			script = setRoutes(fam, dst, want)
+		}
 	}
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, setRoutes(fam, dst, prev), func(ctx context.Context) error {
 		return runScript(ctx, t, "apply "+r.ID(), script)
