@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,8 @@ import (
 const (
 	// DefaultMaxBodyBytes is GitHub's own cap on payloads: 25 MiB.
 	DefaultMaxBodyBytes = 25 << 20
+	// DefaultReadTimeout is how long reading a body may take.
+	DefaultReadTimeout = 30 * time.Second
 	// DefaultReplayWindow is how long a delivery id is remembered.
 	DefaultReplayWindow = 24 * time.Hour
 	// maxDeliveryID bounds the stored id; longer ids are stored hashed.
@@ -51,6 +54,9 @@ type Options struct {
 	ReplayWindow time.Duration
 	// MaxBodyBytes caps a request body (DefaultMaxBodyBytes when zero).
 	MaxBodyBytes int64
+	// ReadTimeout bounds reading one request's body, so that a sender
+	// trickling bytes cannot hold a connection (DefaultReadTimeout when zero).
+	ReadTimeout time.Duration
 	// Targets are offered every accepted push and pull request event.
 	Targets []Target
 	// Logger receives one line per request; bodies are never logged.
@@ -80,6 +86,9 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -168,9 +177,12 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) outcome {
 	body, err := h.readBody(w, r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			o.result, o.status = ResultTooLarge, http.StatusRequestEntityTooLarge
-		} else {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			o.result, o.status = ResultBadRequest, http.StatusRequestTimeout
+		default:
 			o.result, o.status = ResultBadRequest, http.StatusBadRequest
 		}
 		o.err = err
@@ -213,6 +225,12 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	limit := h.opts.MaxBodyBytes
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: limit})
+	}
+	// The deadline is on the wall clock, not Options.Now: it is the
+	// connection's. A writer that cannot set one (a test recorder) is fine.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(h.opts.ReadTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("set read deadline: %w", err)
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {

@@ -1,8 +1,11 @@
 package webhook
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -94,5 +97,42 @@ func TestPanickingTargetDoesNotStopOthers(t *testing.T) {
 	}
 	if !strings.Contains(r.log.String(), "webhook target panicked") {
 		t.Errorf("no log line for the panic: %s", r.log.String())
+	}
+}
+
+// TestSlowSenderTimesOut opens a raw connection, announces a 100-byte body
+// and sends 10 bytes: the handler must give up after its read timeout and
+// answer 408 instead of holding the connection.
+func TestSlowSenderTimesOut(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+	srv := httptest.NewServer(r.mux)
+	defer srv.Close()
+	conn, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	req := "POST /hooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\n" +
+		"Content-Length: 100\r\n\r\n0123456789"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status = %d, want 408", resp.StatusCode)
+	}
+	if waited := time.Since(start); waited > 8*time.Second {
+		t.Errorf("answered after %v", waited)
+	}
+	if got := r.count("github", "unknown", ResultBadRequest); got != 1 {
+		t.Errorf("bad_request counted %v times", got)
 	}
 }
