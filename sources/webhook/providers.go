@@ -123,7 +123,7 @@ func checkHexHMAC(value string, body, secret []byte) error {
 }
 
 // SignHex returns the bare hex HMAC-SHA256 of body under secret, as Gitea,
-// Gogs and generic senders send it. Tests and the demo use it to sign.
+// Gogs and generic senders send it; tests and Go senders use it to sign.
 func SignHex(secret, body []byte) string {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
@@ -150,7 +150,8 @@ func decode(body []byte, v any) error {
 	}
 }
 
-// zeroCommit is what senders put as the new commit of a deleted ref.
+// isZeroCommit reports whether c is all zeros, which senders put as the new
+// commit of a deleted ref.
 func isZeroCommit(c string) bool {
 	return c != "" && strings.Trim(c, "0") == ""
 }
