@@ -199,6 +199,11 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, h *config.Host,
 	if r.opts.Verifier == nil || len(h.Checks) == 0 {
 		return nil
 	}
+	// The checks carry their own timeouts and retries; this bounds the
+	// whole verification of a host, so a check that ignores its deadline
+	// cannot hold the rollout forever.
+	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
+	defer cancel()
 	var failed []string
 	for _, res := range r.opts.Verifier.Verify(ctx, env, h, t) {
 		result := "pass"
