@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -261,23 +262,14 @@ type rollbackRequest struct {
 
 func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	var req rollbackRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "read request body: %v", err)
 		return
 	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, `body must be {"to": "<commit>"}: %v`, err)
-			return
-		}
-	}
-	req.To = strings.ToLower(strings.TrimSpace(req.To))
-	if req.To != "" && (len(req.To) < 7 || strings.Trim(req.To, "0123456789abcdef") != "") {
-		writeError(w, http.StatusBadRequest, "to must be a commit id of 7 hex characters at least, got %q", req.To)
+	want, err := parseRollback(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	st, ok := a.opts.Reconciler.Environment(name)
@@ -292,12 +284,12 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	// Checking the history here answers "nothing to roll back to" as a
 	// conflict, before the reconciler takes the environment's lock.
-	to := rollbackTarget(runs, req.To, st.Applied)
+	to := rollbackTarget(runs, want, st.Applied)
 	if to == "" {
-		if req.To == "" {
+		if want == "" {
 			writeError(w, http.StatusConflict, "environment %s has no successful revision other than the applied one %.12s to roll back to", name, st.Applied)
 		} else {
-			writeError(w, http.StatusConflict, "environment %s has no successful run of commit %s in its history", name, req.To)
+			writeError(w, http.StatusConflict, "environment %s has no successful run of commit %s in its history", name, want)
 		}
 		return
 	}
@@ -305,6 +297,28 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	a.log.Info().Str("environment", name).Str("revision", shortCommit(to)).Str("remote", r.RemoteAddr).Msg("rollback requested")
 	a.finishOperation(w, name, a.opts.Reconciler.Rollback(ctx, name, to))
+}
+
+// parseRollback reads the body of a rollback request: empty, or
+// {"to": "<commit>"} with a commit of 7 hex characters at least. It returns
+// the commit in lower case ("" when none is named).
+func parseRollback(body []byte) (string, error) {
+	var req rollbackRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return "", fmt.Errorf(`body must be {"to": "<commit>"}: %w`, err)
+		}
+		if dec.More() {
+			return "", errors.New(`body must be {"to": "<commit>"}: more than one JSON value`)
+		}
+	}
+	to := strings.ToLower(strings.TrimSpace(req.To))
+	if to != "" && (len(to) < 7 || strings.Trim(to, "0123456789abcdef") != "") {
+		return "", fmt.Errorf("to must be a commit id of 7 hex characters at least, got %q", req.To)
+	}
+	return to, nil
 }
 
 // rollbackTarget returns the full commit a rollback goes to: the newest

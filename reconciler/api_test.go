@@ -421,3 +421,46 @@ func TestAPIRollbackNothingEarlier(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 }
+
+// FuzzParseRollback: any body either is refused with an error or names
+// no commit or a lower-case hex commit of 7 characters at least.
+func FuzzParseRollback(f *testing.F) {
+	for _, s := range []string{"", " \n", `{"to": "ABCDEF0"}`, `{"to": ""}`, `{"to": "abc"}`, `{"to": 5}`, `{"x": 1}`, `{"to": "abcdef0"} {}`, "null", "[]", `{"to": "  abcdef01  "}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		to, err := parseRollback(body)
+		if err != nil {
+			if to != "" || err.Error() == "" {
+				t.Fatalf("error %v with commit %q", err, to)
+			}
+			return
+		}
+		if to != "" && (len(to) < 7 || strings.Trim(to, "0123456789abcdef") != "") {
+			t.Fatalf("accepted commit %q from %q", to, body)
+		}
+	})
+}
+
+// FuzzBearer: a token is returned only from a Bearer header, never empty
+// or padded, and it round-trips.
+func FuzzBearer(f *testing.F) {
+	for _, s := range []string{"", "Bearer x", "bearer  x ", "Basic x", "Bearer", "Bearer ", "BEARER a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		tok, ok := bearer(h)
+		if !ok {
+			if tok != "" {
+				t.Fatalf("refused %q but returned %q", h, tok)
+			}
+			return
+		}
+		if tok == "" || tok != strings.TrimSpace(tok) || !strings.HasPrefix(strings.ToLower(h), "bearer ") {
+			t.Fatalf("%q gave token %q", h, tok)
+		}
+		if again, ok := bearer("Bearer " + tok); !ok || again != tok {
+			t.Fatalf("token %q does not round-trip: %q %v", tok, again, ok)
+		}
+	})
+}
