@@ -49,6 +49,10 @@ type Config struct {
 	// Keepalive is the interval of keepalive@openssh.com requests; a
 	// negative value disables them.
 	Keepalive time.Duration
+	// MaxSessions caps the commands running at once on the connection;
+	// 0 means 8, below OpenSSH's default MaxSessions of 10, so that the
+	// one extra session a timeout needs to kill its script still fits.
+	MaxSessions int
 	// Logger receives connection events.
 	Logger zerolog.Logger
 }
@@ -82,6 +86,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Keepalive == 0 {
 		c.Keepalive = 15 * time.Second
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 8
 	}
 	if c.KnownHostsFile == "" && c.PinnedKey == "" {
 		home, err := os.UserHomeDir()

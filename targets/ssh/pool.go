@@ -95,6 +95,9 @@ func (p *Pool) merge(cfg Config) Config {
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = d.Keepalive
 	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = d.MaxSessions
+	}
 	// One logger for the whole pool: the daemon hands it in once.
 	cfg.Logger = d.Logger
 	return cfg

@@ -63,6 +63,12 @@ func wrapScript(script string) []byte {
 }
 
 func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
+	select {
+	case t.slots <- struct{}{}:
+		defer func() { <-t.slots }()
+	case <-ctx.Done():
+		return targets.Result{}, fmt.Errorf("wait for a free ssh session: %w", ctx.Err())
+	}
 	sess, c, err := t.session(ctx)
 	if err != nil {
 		return targets.Result{}, err
@@ -158,9 +164,13 @@ func (t *Transport) killGroup(group int) {
 
 // session opens a session, reconnecting once when the connection turns out
 // to have dropped. Nothing has run remotely before a session exists, so the
-// retry cannot run anything twice.
+// retry cannot run anything twice. A server that refuses one session (its
+// MaxSessions is reached while closed sessions are still being released)
+// has a healthy connection: the open is retried after a short pause.
 func (t *Transport) session(ctx context.Context) (*gossh.Session, *conn, error) {
-	for attempt := 0; ; attempt++ {
+	reconnected := false
+	pause := 10 * time.Millisecond
+	for {
 		c, err := t.current(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -175,10 +185,21 @@ func (t *Transport) session(ctx context.Context) (*gossh.Session, *conn, error) 
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("open ssh session: %w", ctx.Err())
 		}
-		if attempt > 0 {
+		var refused *gossh.OpenChannelError
+		if errors.As(err, &refused) {
+			select {
+			case <-time.After(pause):
+				pause = min(2*pause, 500*time.Millisecond)
+				continue
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("open ssh session (%v): %w", err, ctx.Err())
+			}
+		}
+		if reconnected {
 			return nil, nil, fmt.Errorf("open ssh session: %w", err)
 		}
 		// The connection is broken even if its reader has not noticed yet.
+		reconnected = true
 		c.client.Close()
 		<-c.dead
 	}

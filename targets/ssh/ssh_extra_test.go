@@ -183,3 +183,38 @@ func TestKind2Host(t *testing.T) {
 		t.Fatalf("the unit is not running on the host: %q", out)
 	}
 }
+
+func TestConcurrentRuns(t *testing.T) {
+	// OpenSSH's default of 10 sessions per connection, as on a real host.
+	lab := hosts.NewLab(t, hosts.Options{SSHDConfig: []string{"MaxSessions 10"}})
+	h := lab.Kind1("busy")
+	tr := dial(t, lab, h, func(c *ssh.Config) { c.Timeout = time.Minute })
+	items := make([]int, 40)
+	for i := range items {
+		items[i] = i
+	}
+	errs := ssh.ForEach(context.Background(), len(items), items, func(ctx context.Context, i int) error {
+		res, err := tr.Run(ctx, "sleep 0.2; echo $1", nil)
+		if err != nil {
+			return err
+		}
+		if res.Exit != 0 {
+			return errors.New(string(res.Stderr))
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			log, _ := os.ReadFile(h.LogFile())
+			t.Fatalf("run %d of %d concurrent runs on one connection: %v\n%s", i, len(items), err, log)
+		}
+	}
+	if got := tr.RoundTrips(); got != int64(len(items)) {
+		t.Fatalf("RoundTrips %d, want %d", got, len(items))
+	}
+	// All of it went over one connection: sessions refused by the server's
+	// limit were retried, not taken for a broken connection.
+	if log, _ := os.ReadFile(h.LogFile()); strings.Count(string(log), "Accepted publickey") != 1 {
+		t.Fatalf("want exactly one login in the sshd log:\n%s", log)
+	}
+}

@@ -26,6 +26,8 @@ type Transport struct {
 	cfg        Config
 	log        zerolog.Logger
 	roundTrips atomic.Int64
+	// slots holds one token per running command (Config.MaxSessions).
+	slots chan struct{}
 
 	mu     sync.Mutex
 	conn   *conn
@@ -55,7 +57,8 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Transport{cfg: cfg, log: cfg.Logger.With().Str("host", cfg.Address).Logger()}
+	t := &Transport{cfg: cfg, log: cfg.Logger.With().Str("host", cfg.Address).Logger(),
+		slots: make(chan struct{}, cfg.MaxSessions)}
 	if _, err := t.current(ctx); err != nil {
 		return nil, err
 	}

@@ -123,8 +123,8 @@ func (h *Host) writeIdentity() error {
 	}
 	id := make([]byte, 16)
 	rand.Read(id) //nolint:errcheck // crypto/rand does not fail on Linux
-	sshd := strings.Join([]string{
-		"ListenAddress " + h.Address,
+	sshd := strings.Join(append(append([]string(nil), h.lab.opts.SSHDConfig...),
+		"ListenAddress "+h.Address,
 		"HostKey /etc/ssh/ssh_host_ed25519_key",
 		"PermitRootLogin prohibit-password",
 		"PasswordAuthentication no",
@@ -134,7 +134,7 @@ func (h *Host) writeIdentity() error {
 		"MaxStartups 200:30:400",
 		"MaxSessions 200",
 		"",
-	}, "\n")
+	), "\n")
 	files := []struct {
 		path string
 		data string

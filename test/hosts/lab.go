@@ -25,6 +25,10 @@ const runDir = "/run/driftless-testbed"
 type Options struct {
 	// Logf receives progress messages; nil means t.Logf.
 	Logf func(format string, args ...any)
+	// SSHDConfig holds extra sshd_config lines for every host of the lab
+	// (for example "MaxSessions 10"); they take precedence over the
+	// harness's own settings, since sshd keeps the first value it reads.
+	SSHDConfig []string
 }
 
 // Lab is one isolated network of test hosts: a bridge dlbr<N> with the
@@ -47,6 +51,7 @@ type Lab struct {
 	KnownHostsFile string
 
 	t      testing.TB
+	opts   Options
 	logf   func(string, ...any)
 	dir    string
 	lower  string
@@ -73,7 +78,7 @@ func NewLab(t testing.TB, opts Options) *Lab {
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Skip("test hosts need openssh-server's sshd, which is not installed (run test/install-deps.sh)")
 	}
-	l := &Lab{t: t, logf: opts.Logf, dir: t.TempDir(), nextIP: 10}
+	l := &Lab{t: t, opts: opts, logf: opts.Logf, dir: t.TempDir(), nextIP: 10}
 	if l.logf == nil {
 		l.logf = t.Logf
 	}
