@@ -62,6 +62,13 @@ func lowerDir(ctx context.Context, logf func(string, ...any)) (string, error) {
 		if _, err := os.Stat(tarPath); err == nil {
 			return nil
 		}
+		// Build folders of runs killed mid-way are only garbage now: the
+		// lock is ours, so no other build is using them.
+		if old, _ := filepath.Glob(filepath.Join(dir, "build-*")); len(old) > 0 {
+			for _, o := range old {
+				os.RemoveAll(o)
+			}
+		}
 		logf("building the test-host base with debootstrap (once per cache, a few minutes)")
 		return buildBase(ctx, dir, tarPath)
 	})
