@@ -2,6 +2,7 @@ package targets_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,47 @@ func TestServerDriversObserveInOneRoundTrip(t *testing.T) {
 		case c.Action != targets.NoChange:
 			t.Errorf("%s: %s %q, want no change on a stock host", r.ID(), c.Action, c.Diff)
 		}
+	}
+}
+
+// BenchmarkObserveServerDriversSSH observes 60 server resources (20
+// packages, 20 services, 10 sysctls, 5 users, 5 groups) on a kind-2 host in
+// one round trip: the cost of one drift check of such a host.
+func BenchmarkObserveServerDriversSSH(b *testing.B) {
+	lab := hosts.NewLab(b, hosts.Options{})
+	h := lab.Kind2("obsbench")
+	tr := srvDial(b, lab, h)
+	var rs []config.Resource
+	pkgs := strings.Fields(h.MustExec(b, "dpkg-query -W -f='${Package}\\n' | head -n 20"))
+	for _, p := range pkgs {
+		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &config.PackageSpec{}})
+	}
+	for i := 0; i < 20; i++ {
+		rs = append(rs, config.Resource{Kind: "service", Name: "bench" + strconv.Itoa(i), Spec: &config.ServiceSpec{State: targets.ServiceStopped}})
+	}
+	for _, k := range []string{"ip_forward", "ip_default_ttl", "tcp_syncookies", "tcp_fin_timeout", "tcp_keepalive_time",
+		"tcp_keepalive_intvl", "tcp_keepalive_probes", "tcp_timestamps", "tcp_sack", "tcp_window_scaling"} {
+		rs = append(rs, config.Resource{Kind: "sysctl", Name: "net.ipv4." + k, Spec: &config.SysctlSpec{Value: "1"}})
+	}
+	for _, n := range []string{"root", "daemon", "bin", "sys", "nobody"} {
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+	}
+	for _, n := range []string{"root", "daemon", "bin", "sys", "adm"} {
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+	}
+	drivers := targets.Drivers()
+	byKind := map[string][]config.Resource{"all": rs}
+	for _, r := range rs {
+		byKind[r.Kind] = append(byKind[r.Kind], r)
+	}
+	for _, kind := range []string{"all", "package", "service", "sysctl", "user", "group"} {
+		b.Run(kind, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := targets.Observe(b.Context(), tr, drivers, byKind[kind]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(byKind[kind])), "resources/op")
+		})
 	}
 }
