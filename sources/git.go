@@ -80,8 +80,7 @@ type Git struct {
 	req  request
 
 	// What follows is used only by the goroutine running Run.
-	current  string
-	previous string
+	keep     retention
 	refused  map[string]bool
 	previews map[int][]string
 }
@@ -214,6 +213,10 @@ func authFor(cfg config.GitSource, creds GitCredentials) (transport.AuthMethod, 
 		// the server may present another type and fail the check.
 		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(fmt.Sprintf("%s:%d", ep.Host, sshPort(ep.Port)))
 		return keys, nil
+	}
+	if !strings.HasPrefix(cfg.URL, "https://") && !strings.HasPrefix(cfg.URL, "http://") {
+		// file:// and plain paths need no credentials.
+		return nil, nil
 	}
 	switch {
 	case creds.Token != "":

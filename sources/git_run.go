@@ -67,6 +67,9 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 				return nil
 			case send <- next:
 				outbox.pop()
+				if !next.Preview {
+					g.keep.markSent(next.Commit)
+				}
 			case <-g.wake:
 				break waiting
 			case <-timer:
@@ -121,6 +124,9 @@ func (g *Git) Notify(ev Event) bool {
 		}
 		g.mu.Lock()
 		g.req.commit = ev.Commit
+		if ev.Deleted {
+			g.req.commit = ""
+		}
 		g.mu.Unlock()
 		if ev.Deleted {
 			g.log.Warn().Str("ref", ev.Ref).Msg("webhook says the followed ref was deleted; keeping the last good revision")

@@ -109,7 +109,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 				Msg("webhook commit not found after fetch, using the ref's head")
 		}
 	}
-	if sha == g.current {
+	if sha == g.keep.current {
 		return nil, nil
 	}
 	if !g.accept(commit) {
@@ -119,10 +119,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sha != g.previous {
-		g.previous = g.current
-	}
-	g.current = sha
+	g.keep.advance(sha)
 	g.cleanCheckouts()
 	return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
 }
@@ -174,9 +171,8 @@ func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
 // of the commit.
 var ErrPathNotFound = errors.New("path not found in the commit")
 
-// cleanCheckouts removes every checkout but the current and the previous
-// one (the reconciler may still be reading the previous), and leftovers of
-// interrupted checkouts.
+// cleanCheckouts removes every checkout the retention does not keep, and
+// leftovers of interrupted checkouts.
 func (g *Git) cleanCheckouts() {
 	root := filepath.Join(g.dir, "checkouts")
 	entries, err := os.ReadDir(root)
@@ -185,7 +181,7 @@ func (g *Git) cleanCheckouts() {
 		return
 	}
 	for _, e := range entries {
-		if e.Name() == g.current || e.Name() == g.previous {
+		if g.keep.keeps(e.Name()) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {

@@ -69,10 +69,17 @@ func TestGitPollsNewCommitsAndCleansCheckouts(t *testing.T) {
 	if rev.Commit != c {
 		t.Fatalf("third revision = %+v, want %s", rev, c)
 	}
-	want := []string{b, c}
+	d := work.Commit(t, map[string]string{"environments/prod.yaml": "d\n"}, "d")
+	work.Push(t)
+	if rev = receive(t, out, 10*time.Second); rev.Commit != d {
+		t.Fatalf("fourth revision = %+v, want %s", rev, d)
+	}
+	// Kept: the current checkout and the last two handed to the reader
+	// (it may still be working on the older one). The first is gone.
+	want := []string{b, c, d}
 	sort.Strings(want)
 	if got := checkouts(t, g); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("checkouts = %v, want current and previous %v", got, want)
+		t.Errorf("checkouts = %v, want %v", got, want)
 	}
 	if up := gauge(t, g.reg, "driftless_source_up"); up != 1 {
 		t.Errorf("source_up = %v", up)
@@ -164,6 +171,52 @@ func TestGitForcePush(t *testing.T) {
 	rev, err := g.pass(context.Background(), "")
 	if err != nil || rev == nil || rev.Commit != c || readFile(t, filepath.Join(rev.Dir, "f")) != "c\n" {
 		t.Fatalf("pass after force-push = %+v, %v; want %s", rev, err, c)
+	}
+	// Going back to an earlier commit is a new revision too, and the one
+	// it replaces stays on disk as the previous.
+	work.Reset(t, b)
+	work.ForcePush(t)
+	rev, err = g.pass(context.Background(), "")
+	if err != nil || rev == nil || rev.Commit != b || readFile(t, filepath.Join(rev.Dir, "f")) != "b\n" {
+		t.Fatalf("pass after reverting = %+v, %v; want %s", rev, err, b)
+	}
+	want := []string{b, c}
+	sort.Strings(want)
+	if got := checkouts(t, g); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("checkouts = %v, want %v", got, want)
+	}
+}
+
+// TestGitSlowReader: while the reader is busy, newer commits are fetched;
+// the revision waiting in the channel keeps its checkout, and the reader
+// then gets the newest commit, not the ones in between.
+func TestGitSlowReader(t *testing.T) {
+	srv := gitserver.New(t)
+	url := srv.CreateRepo("app")
+	work := srv.Clone(t, "app")
+	a := work.Commit(t, map[string]string{"f": "a\n"}, "a")
+	work.Push(t)
+	g := newTestGit(t, config.GitSource{URL: url, Interval: config.Duration(100 * time.Millisecond)}, GitCredentials{})
+	out := run(t, g)
+	eventually(t, 10*time.Second, "first revision in the channel", func() bool { return len(out) == 1 })
+	for _, content := range []string{"b\n", "c\n", "d\n"} {
+		sha := work.Commit(t, map[string]string{"f": content}, content)
+		work.Push(t)
+		eventually(t, 10*time.Second, "checkout of "+sha, func() bool {
+			_, err := os.Stat(filepath.Join(g.dir, "checkouts", sha))
+			return err == nil
+		})
+	}
+	last := work.Head(t)
+	rev := <-out
+	if rev.Commit != a || readFile(t, filepath.Join(rev.Dir, "f")) != "a\n" {
+		t.Fatalf("waiting revision %+v lost its checkout", rev)
+	}
+	if rev = receive(t, out, 10*time.Second); rev.Commit != last {
+		t.Fatalf("next revision %s, want the newest %s", rev.Commit, last)
+	}
+	if got := readFile(t, filepath.Join(rev.Dir, "f")); got != "d\n" {
+		t.Errorf("newest content %q", got)
 	}
 }
 

@@ -53,8 +53,7 @@ type Local struct {
 	debounce time.Duration
 
 	// Used only by the goroutine running Run.
-	current  string
-	previous string
+	keep retention
 }
 
 var _ Source = (*Local)(nil)
@@ -135,6 +134,7 @@ func (l *Local) Run(ctx context.Context, out chan<- Revision) error {
 			return nil
 		case send <- next:
 			pending = nil
+			l.keep.markSent(next.Commit)
 			continue
 		case ev, ok := <-w.Events:
 			if !ok {

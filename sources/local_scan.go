@@ -30,7 +30,7 @@ func (l *Local) scan() (rev *Revision, unstable bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if before == l.current {
+	if before == l.keep.current {
 		return nil, false, nil
 	}
 	snapshots := filepath.Join(l.dir, "snapshots")
@@ -59,7 +59,7 @@ func (l *Local) scan() (rev *Revision, unstable bool, err error) {
 	if copied != after {
 		return nil, true, nil
 	}
-	if copied == l.current {
+	if copied == l.keep.current {
 		return nil, false, nil
 	}
 	dest := filepath.Join(snapshots, copied)
@@ -68,15 +68,12 @@ func (l *Local) scan() (rev *Revision, unstable bool, err error) {
 			return nil, false, fmt.Errorf("publish snapshot: %w", err)
 		}
 	}
-	if copied != l.previous {
-		l.previous = l.current
-	}
-	l.current = copied
+	l.keep.advance(copied)
 	l.cleanSnapshots()
 	return &Revision{Source: l.name, Commit: copied, Dir: dest, Time: l.clock.Now()}, false, nil
 }
 
-// cleanSnapshots keeps the current and the previous snapshot only.
+// cleanSnapshots removes the snapshots the retention does not keep.
 func (l *Local) cleanSnapshots() {
 	root := filepath.Join(l.dir, "snapshots")
 	entries, err := os.ReadDir(root)
@@ -85,7 +82,7 @@ func (l *Local) cleanSnapshots() {
 		return
 	}
 	for _, e := range entries {
-		if e.Name() == l.current || e.Name() == l.previous {
+		if l.keep.keeps(e.Name()) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {

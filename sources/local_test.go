@@ -103,10 +103,13 @@ func TestLocalWatchesEdits(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(fifth.Dir, "roles/web/files/app.env")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode in snapshot: %v %v", fi, err)
 	}
-	// Only the current and previous snapshots are kept.
+	// Kept: the current snapshot and the last two handed to the reader.
 	entries, err := os.ReadDir(filepath.Join(l.dir, "snapshots"))
-	if err != nil || len(entries) != 2 {
-		t.Errorf("snapshots = %v, %v; want 2", entries, err)
+	if err != nil || len(entries) != 3 {
+		t.Errorf("snapshots = %v, %v; want 3", entries, err)
+	}
+	if _, err := os.Stat(first.Dir); !os.IsNotExist(err) {
+		t.Errorf("first snapshot still there: %v", err)
 	}
 }
 
