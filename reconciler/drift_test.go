@@ -4,7 +4,9 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -235,5 +237,42 @@ func TestApplyOrder(t *testing.T) {
 				t.Fatalf("order = %v, %v; want %v", ids(got), err, c.want)
 			}
 		})
+	}
+}
+
+func TestDriftOldestSeconds(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f := newFixture(t, func(o *Options) { o.Now = clock })
+	ctx := context.Background()
+	res := etc + fileRes("/etc/a.conf", "a") + "      drift: warn\n" + fileRes("/etc/b.conf", "b") + "      drift: warn\n"
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
+	if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	oldest := func() float64 { return testutil.ToFloat64(f.r.m.driftOldest.WithLabelValues("prod")) }
+	steps := []struct {
+		name    string
+		do      func()
+		advance time.Duration
+		want    float64
+	}{
+		{"a drifts", func() { f.writeHostFile("h1", "/etc/a.conf", "x") }, 0, 0},
+		{"90 s later", func() {}, 90 * time.Second, 90},
+		{"b drifts too: a is still the oldest", func() { f.writeHostFile("h1", "/etc/b.conf", "y") }, 30 * time.Second, 120},
+		{"a is put right: b, seen 10 s ago, is the oldest", func() { f.writeHostFile("h1", "/etc/a.conf", "a") }, 10 * time.Second, 10},
+		{"b is put right", func() { f.writeHostFile("h1", "/etc/b.conf", "b") }, 10 * time.Second, 0},
+	}
+	for _, s := range steps {
+		s.do()
+		advance(s.advance)
+		if err := f.r.Sync(ctx, "prod"); err != nil {
+			t.Fatal(err)
+		}
+		if got := oldest(); got != s.want {
+			t.Fatalf("%s: drift_oldest_seconds = %v, want %v", s.name, got, s.want)
+		}
 	}
 }

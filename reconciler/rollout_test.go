@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -170,7 +171,8 @@ func TestBatchesShape(t *testing.T) {
 }
 
 func TestVerifyFailureRollsBackExactly(t *testing.T) {
-	f := newFixture(t)
+	// The real checks of the verify package, through the adapter cmd uses.
+	f := newFixture(t, func(o *Options) { o.Verifier = VerifyRunner(verify.New(verify.Options{})) })
 	ctx := context.Background()
 	good := etc + fileRes("/etc/a.conf", "a1\n") + fileRes("/etc/b.conf", "b1\n")
 	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, good, "")})
