@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -18,8 +19,16 @@ type Pool struct {
 }
 
 type poolEntry struct {
-	mu sync.Mutex
-	t  *Transport
+	mu  sync.Mutex
+	t   *Transport
+	sig string
+}
+
+// signature is what identifies a connection's settings: a host whose
+// address, login, keys or host-key policy changed needs a new connection.
+func (c Config) signature() string {
+	return fmt.Sprintf("%q %d %q %q %v %q %q %v %v %v %v %d", c.Address, c.Port, c.User, c.KeyFiles, c.Agent,
+		c.KnownHostsFile, c.PinnedKey, c.TrustOnFirstUse, c.Sudo, c.Timeout, c.Keepalive, c.MaxSessions)
 }
 
 // NewPool returns a pool whose Get fills the zero fields of each host's
@@ -29,8 +38,10 @@ func NewPool(defaults Config) *Pool {
 	return &Pool{defaults: defaults, entries: map[string]*poolEntry{}}
 }
 
-// Get returns the pooled transport for key, dialling it on first use or
-// when it was closed. Concurrent callers for the same key share one dial.
+// Get returns the pooled transport for key, dialling it on first use, when
+// it was closed, or when cfg differs from the settings it was dialled with
+// (the old one is then closed). Concurrent callers for the same key share
+// one dial.
 func (p *Pool) Get(ctx context.Context, key string, cfg Config) (*Transport, error) {
 	p.mu.Lock()
 	e := p.entries[key]
@@ -41,14 +52,21 @@ func (p *Pool) Get(ctx context.Context, key string, cfg Config) (*Transport, err
 	p.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.t != nil && !e.t.isClosed() {
+	merged := p.merge(cfg)
+	sig := merged.signature()
+	if e.t != nil && !e.t.isClosed() && e.sig == sig {
 		return e.t, nil
 	}
-	t, err := Dial(ctx, p.merge(cfg))
+	t, err := Dial(ctx, merged)
 	if err != nil {
 		return nil, err
 	}
-	e.t = t
+	// The settings changed (a new revision pinned another key, say): the
+	// old connection must not be used again.
+	if e.t != nil {
+		e.t.Close()
+	}
+	e.t, e.sig = t, sig
 	return t, nil
 }
 

@@ -160,6 +160,16 @@ func TestPool(t *testing.T) {
 	if a != b || a.RoundTrips() != 1 {
 		t.Fatalf("pool did not reuse the connection (same=%v, round trips %d)", a == b, a.RoundTrips())
 	}
+	// New settings for the same key (a pinned key now): a new connection,
+	// and the old one is closed.
+	c, err := pool.Get(ctx, hs[0].Name, ssh.Config{Address: hs[0].Address, PinnedKey: hs[0].AuthorizedKey()})
+	if err != nil || c == a {
+		t.Fatalf("Get with new settings: same=%v %v", c == a, err)
+	}
+	if _, err := a.Run(ctx, "true", nil); !errors.Is(err, ssh.ErrClosed) {
+		t.Fatalf("replaced transport still usable: %v", err)
+	}
+	a = c
 	pool.Close()
 	if _, err := a.Run(ctx, "true", nil); !errors.Is(err, ssh.ErrClosed) {
 		t.Fatalf("pooled transport after Close: %v", err)
