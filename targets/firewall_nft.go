@@ -253,6 +253,12 @@ func showExpr(exprs []json.RawMessage) string {
 func readMatch(m nftMatch, r *fwRule, special *string) bool {
 	var s string
 	_ = json.Unmarshal(m.Right, &s)
+	// Hosts without /etc/protocols (a minimal base has no netbase) show
+	// protocols by number.
+	var num int
+	if json.Unmarshal(m.Right, &num) == nil {
+		s = map[int]string{1: "icmp", 58: "ipv6-icmp"}[num]
+	}
 	switch {
 	case m.Left.Ct != nil && m.Left.Ct.Key == "state" && m.Op == "in":
 		var states []string
