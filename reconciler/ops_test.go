@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,4 +201,43 @@ func TestSlowReporterDoesNotBlockRollout(t *testing.T) {
 	if br.calls != 2 || br.done != 2 || !br.deadlines {
 		t.Fatalf("reporter calls %d, done %d, deadlines %v", br.calls, br.done, br.deadlines)
 	}
+}
+
+func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
+	f := newFixture(t)
+	port := closedPort(t)
+	far := config.Host{Name: "far", Address: "127.0.0.1", Port: atoi(t, port), Transport: "ssh"}
+	if err := f.store.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{far}}); err != nil {
+		t.Fatal(err)
+	}
+	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &config.FileSpec{Content: "new"}}
+	if _, err := f.store.RecordSnapshot("prod", JournalEntry{Host: "far", Resource: res}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Recover(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to far") {
+		t.Fatalf("Recover = %v", err)
+	}
+	if st, _ := f.r.Environment("prod"); st.State != StateFailed || !strings.Contains(st.LastError, "recovery") {
+		t.Fatalf("status = %+v", st)
+	}
+	// Nothing else happens to the environment until the recovery succeeds.
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
+	if _, err := f.r.ApplyRevision(context.Background(), rev); err == nil || !strings.Contains(err.Error(), "recover interrupted rollout") {
+		t.Fatalf("apply while blocked = %v", err)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "<absent>" {
+		t.Fatalf("applied while an interrupted rollout was pending: %q", got)
+	}
+	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
+		t.Fatal("the journal of the unrecovered rollout was dropped")
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
