@@ -125,21 +125,23 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 }
 
 // checkout writes commit's tree into dest (beside it first, then renamed)
-// and returns the revision's folder: dest, or the sub-path inside it. An
-// existing dest is reused: checkouts are immutable, named by commit.
+// and returns the revision's folder: dest, or the sub-path inside it. With
+// a sub-path only that folder is written (a monorepo's other parts are not
+// driftless's business). An existing dest is reused: checkouts are
+// immutable, named by commit.
 func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return "", fmt.Errorf("read tree of %s: %w", commit.Hash, err)
 	}
-	dir := dest
+	dir, rel := dest, ""
 	if g.cfg.Path != "" {
-		sub := filepath.ToSlash(filepath.Clean(g.cfg.Path))
-		if sub != "." {
-			if _, err := tree.Tree(sub); err != nil {
+		if sub := filepath.ToSlash(filepath.Clean(g.cfg.Path)); sub != "." {
+			if tree, err = tree.Tree(sub); err != nil {
 				return "", fmt.Errorf("path %q in commit %s: %w", g.cfg.Path, commit.Hash, ErrPathNotFound)
 			}
-			dir = filepath.Join(dest, filepath.FromSlash(sub))
+			rel = filepath.FromSlash(sub)
+			dir = filepath.Join(dest, rel)
 		}
 	}
 	if _, err := os.Stat(dest); err == nil {
@@ -152,7 +154,11 @@ func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create checkout folder: %w", err)
 	}
-	if err := writeTree(tree, tmp); err != nil {
+	if err := os.MkdirAll(filepath.Join(tmp, rel), 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+	}
+	if err := writeTree(tree, filepath.Join(tmp, rel)); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
 	}

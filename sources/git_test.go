@@ -108,6 +108,9 @@ func TestGitSubPath(t *testing.T) {
 		if rev.Commit != sha {
 			t.Errorf("commit = %s, want %s", rev.Commit, sha)
 		}
+		if _, err := os.Stat(filepath.Join(rev.Dir, "..", "README")); !os.IsNotExist(err) {
+			t.Errorf("files outside the sub-path were checked out: %v", err)
+		}
 	})
 	t.Run("missing", func(t *testing.T) {
 		g := newTestGit(t, config.GitSource{URL: url, Path: "nope"}, GitCredentials{})
