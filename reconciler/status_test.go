@@ -2,15 +2,23 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
 )
 
 // page fetches a page and parses it as HTML, so that assertions are on
@@ -185,5 +193,65 @@ func TestAgo(t *testing.T) {
 		if got := ago(now, tc.at); got != tc.want {
 			t.Errorf("ago(%v) = %q, want %q", tc.at, got, tc.want)
 		}
+	}
+}
+
+// benchWorld builds a real reconciler holding n environments of two local
+// hosts each, every one applied at two revisions, and returns its API mux.
+func benchWorld(b *testing.B, n int) *http.ServeMux {
+	b.Helper()
+	dir := b.TempDir()
+	store, err := OpenStore(filepath.Join(dir, "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	sandbox := filepath.Join(dir, "hosts")
+	r, err := New(Options{Store: store, Dialer: testDialer{}, Drivers: testDrivers(), Logger: zerolog.Nop(),
+		Load: func(d string) (*config.Revision, error) {
+			return config.LoadRevision(d, config.LoadOptions{LocalRoot: sandbox})
+		}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	for v := range 2 {
+		checkout := filepath.Join(dir, "repos", strconv.Itoa(v))
+		if err := os.MkdirAll(filepath.Join(checkout, "environments"), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			name := fmt.Sprintf("env-%03d", i)
+			y := envYAML(name, []string{name + "-a", name + "-b"}, nil, etc+fileRes("/etc/app.conf", fmt.Sprint("v", v)), "")
+			if err := os.WriteFile(filepath.Join(checkout, "environments", name+".yaml"), []byte(y), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rev := sources.Revision{Source: "bench", Commit: strings.Repeat(strconv.Itoa(v+1), 40), Dir: checkout, Time: time.Now()}
+		if _, err := r.ApplyRevision(context.Background(), rev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	mux := http.NewServeMux()
+	NewAPI(APIOptions{Reconciler: r, Logger: zerolog.Nop()}).Register(mux)
+	return mux
+}
+
+// BenchmarkStatusPage renders the overview and the environment list of 50
+// environments in process (the HTTP transport is left out: it is not ours).
+func BenchmarkStatusPage(b *testing.B) {
+	mux := benchWorld(b, 50)
+	for _, path := range []string{"/", "/environments/env-007", "/api/v1/environments", "/api/v1/environments/env-007/history"} {
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+				if rec.Code != 200 {
+					b.Fatalf("GET %s: %d", path, rec.Code)
+				}
+				b.SetBytes(int64(rec.Body.Len()))
+			}
+		})
 	}
 }
