@@ -52,8 +52,25 @@ type GitOptions struct {
 }
 
 // Git follows a branch or a tag of a Git repository with go-git: one bare
-// repository fetched incrementally, and each new commit checked out whole
-// into its own immutable folder.
+// cache repository (Dir/repo.git) fetched incrementally, and each new commit
+// checked out into its own immutable folder, Dir/checkouts/<commit>, written
+// beside and renamed into place. An unchanged commit produces nothing.
+//
+// What an operator sees:
+//   - driftless_source_up is 1 after a good fetch and 0 after a failed one
+//     (unreachable remote, bad credentials, unknown host key, the followed
+//     branch deleted, a missing sub-path). A failing source keeps its last
+//     good revision and retries with backoff capped at the poll interval.
+//   - With signing_keys, a commit that is unsigned or signed by another key
+//     is refused: logged once, counted in
+//     driftless_source_verify_failures_total, never sent. The source stays
+//     up (the remote works) and keeps its last good revision.
+//   - Checkouts kept: the current one, the previous one, and the last two
+//     sent (the reader may still use them); previews: two per pull request,
+//     removed when it closes.
+//   - After defaultMaxPacks fetches that brought something, the cache
+//     repository is replaced by a fresh fetch (see compact).
+//   - URLs and secrets are redacted from every log line and error.
 type Git struct {
 	name         string
 	cfg          config.GitSource
