@@ -72,12 +72,7 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 // prunedResources returns the resources prev declared on the host named
 // like h that h no longer declares, in prev's order.
 func prunedResources(prev *config.Environment, h *config.Host) []config.Resource {
-	var old *config.Host
-	for _, ph := range prev.Hosts {
-		if ph.Name == h.Name {
-			old = ph
-		}
-	}
+	old := hostOf(prev, h.Name)
 	if old == nil {
 		return nil
 	}

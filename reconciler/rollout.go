@@ -112,7 +112,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 		if failed > maxFailed {
 			run.Result = ResultRolledBack
 			run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
-			if err := r.rollback(ctx, st, env, touched, reason); err != nil {
+			if err := r.rollback(ctx, st, env, prev, touched, reason); err != nil {
 				run.Error += "; rollback: " + err.Error()
 			}
 			return run
@@ -220,9 +220,12 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, h *config.Host,
 }
 
 // rollback restores the journal's snapshots on every touched host, newest
-// first, verifies those hosts again, closes the journal and quarantines
-// the revision's commit.
-func (r *Reconciler) rollback(ctx context.Context, st *envState, env *config.Environment, touched []*hostRun, reason string) error {
+// first, verifies those hosts again with the checks of the revision they
+// are back on (prev; none when there is no previous revision), closes the
+// journal and quarantines the revision's commit. When a snapshot cannot be
+// restored the journal stays open: the rollback is then finished by the
+// recovery that runs before the environment's next run.
+func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *config.Environment, touched []*hostRun, reason string) error {
 	log := r.log.With().Str("environment", env.Name).Logger()
 	r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
 	r.m.rollbacks.WithLabelValues(env.Name, reason).Inc()
@@ -230,7 +233,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env *config.Env
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var restoreErrs, errs []error
 	for i := len(touched) - 1; i >= 0; i-- {
 		h := touched[i]
 		var mine []JournalEntry
@@ -241,25 +244,44 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env *config.Env
 		}
 		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
 		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup); err != nil {
-			errs = append(errs, err)
+			restoreErrs = append(restoreErrs, err)
 		}
 	}
 	for _, h := range touched {
-		if err := r.verifyHost(ctx, env.Name, h.host, h.t); err != nil {
+		ph := hostOf(prev, h.host.Name)
+		if ph == nil {
+			continue
+		}
+		if err := r.verifyHost(ctx, env.Name, ph, h.t); err != nil {
 			log.Warn().Str("host", h.host.Name).Err(err).Msg("verification after rollback failed")
 			errs = append(errs, fmt.Errorf("after rollback: %w", err))
 		}
 	}
-	if ctx.Err() == nil {
+	if len(restoreErrs) == 0 && ctx.Err() == nil {
 		if err := r.store.EndJournal(env.Name); err != nil {
 			errs = append(errs, err)
 		}
+	} else {
+		log.Error().Err(errors.Join(restoreErrs...)).Msg("rollback incomplete; it is retried before the next run")
 	}
 	if j != nil {
 		r.quarantine(st, j.Revision.Commit)
 		log.Warn().Str("revision", j.Revision.Short()).Msg("revision rolled back and quarantined")
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(restoreErrs, errs...)...)
+}
+
+// hostOf returns the host of env named name, or nil.
+func hostOf(env *config.Environment, name string) *config.Host {
+	if env == nil {
+		return nil
+	}
+	for _, h := range env.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
 }
 
 // quarantine adds commit to the environment's quarantine list.

@@ -175,7 +175,8 @@ func TestVerifyFailureRollsBackExactly(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.Verifier = VerifyRunner(verify.New(verify.Options{})) })
 	ctx := context.Background()
 	good := etc + fileRes("/etc/a.conf", "a1\n") + fileRes("/etc/b.conf", "b1\n")
-	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, good, "")})
+	check1 := "verify:\n  - name: a-is-1\n    command: \"grep -q a1 $DRIFTLESS_ROOT/etc/a.conf\"\n"
+	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, good, check1)})
 	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
@@ -186,6 +187,13 @@ func TestVerifyFailureRollsBackExactly(t *testing.T) {
 	runs, err := f.r.ApplyRevision(ctx, rev2)
 	if err == nil || runs[0].Result != ResultRolledBack {
 		t.Fatalf("rev2: %+v %v", runs, err)
+	}
+	// After the rollback the host is verified with rev1's checks, and passes.
+	if strings.Contains(runs[0].Error, "after rollback") {
+		t.Errorf("verification after rollback failed: %s", runs[0].Error)
+	}
+	if n := testutil.ToFloat64(f.r.m.verification.WithLabelValues("prod", "a-is-1", "pass")); n != 2 {
+		t.Errorf("a-is-1 passed %v times, want 2 (after rev1, after the rollback)", n)
 	}
 	for p, want := range map[string]string{"/etc/a.conf": "a1\n", "/etc/b.conf": "b1\n", "/etc/c.conf": "<absent>"} {
 		if got := f.hostFile("h1", p); got != want {
