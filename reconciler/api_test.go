@@ -3,12 +3,14 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -463,4 +465,47 @@ func FuzzBearer(f *testing.F) {
 			t.Fatalf("token %q does not round-trip: %q %v", tok, again, ok)
 		}
 	})
+}
+
+// TestAPIOperationOutlivesClient: a client that goes away in the middle
+// of a rollback does not cut the rollout short; it completes on every host.
+func TestAPIOperationOutlivesClient(t *testing.T) {
+	w := newAPIWorld(t, tokenFile(t))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.f.ver.gate = func(string, string) {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", w.srv.URL+"/api/v1/environments/prod/rollback", strings.NewReader(`{"to": "`+w.rev1.Commit+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := w.srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-entered // the rollout is verifying its first host
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v", err)
+	}
+	close(release)
+	eventually(t, "the rollback completes", func() bool {
+		st, _ := w.f.r.Environment("prod")
+		return st.Applied == w.rev1.Commit && st.State == StateSynced
+	})
+	for _, h := range []string{"h1", "h2"} {
+		if got := w.f.hostFile(h, appConf); got != "one" {
+			t.Fatalf("%s: %q", h, got)
+		}
+	}
 }
