@@ -3,7 +3,10 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,4 +243,66 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
+	if _, err := exec.LookPath("chattr"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and chattr to make a folder immutable")
+	}
+	f := newFixture(t)
+	ctx := context.Background()
+	etcDir := filepath.Join(f.sandbox, "h1", "etc")
+	chattr := func(flag string) error {
+		out, err := exec.Command("chattr", flag, etcDir).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("chattr %s: %v: %s", flag, err, out)
+		}
+		return nil
+	}
+	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "one"), "")})
+	if _, err := f.r.ApplyRevision(ctx, rev1); err != nil {
+		t.Fatal(err)
+	}
+	// While rev2 is verified, its folder becomes immutable: the check
+	// fails and the restore of a.conf fails too.
+	f.ver.gate = func(string, string) {
+		if err := chattr("+i"); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { _ = chattr("-i") })
+	rev2 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "two"),
+		"verify:\n  - command: \"false\"\n")})
+	runs, _ := f.r.ApplyRevision(ctx, rev2)
+	if runs[0].Result != ResultRolledBack || !strings.Contains(runs[0].Error, "restore file:/etc/a.conf") {
+		t.Skipf("the immutable folder did not make the restore fail here: %+v", runs[0])
+	}
+	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
+		t.Fatal("journal closed although the rollback is incomplete")
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "two" {
+		t.Fatalf("a.conf = %q", got)
+	}
+	f.ver.gate = nil
+	if err := chattr("-i"); err != nil {
+		t.Fatal(err)
+	}
+	// The next run of the environment first finishes the rollback.
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "one" {
+		t.Fatalf("a.conf after recovery = %q", got)
+	}
+	if j, _, _ := f.store.OpenJournal("prod"); j != nil {
+		t.Fatal("journal still open")
+	}
+	hist, _ := f.r.History("prod", 0)
+	var triggers []string
+	for _, r := range hist {
+		triggers = append(triggers, r.Trigger+"/"+r.Result)
+	}
+	if !strings.Contains(strings.Join(triggers, " "), "recovery/rolled_back") {
+		t.Fatalf("history = %v", triggers)
+	}
 }
