@@ -1,0 +1,168 @@
+package feedback
+
+import (
+	"fmt"
+	"html"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/targets"
+)
+
+// Comment sizes. GitHub refuses a comment body over 65,536 characters; the
+// budget leaves room for the closing lines, and one diff never takes more
+// than maxDiff so that a single huge file does not hide every other change.
+const (
+	commentBudget = 60000
+	maxDiff       = 20000
+)
+
+// planMarker is the hidden first line that finds the comment of an
+// environment on a pull request again, so that each push edits it in place.
+func planMarker(env string) string { return "<!-- driftless:plan:" + env + " -->" }
+
+// planCounts are the totals of a plan's summary line.
+type planCounts struct {
+	create, update, delete, unchanged int
+	hosts, failed                     int
+}
+
+func countPlan(p *reconciler.Plan) planCounts {
+	var c planCounts
+	for _, h := range p.Hosts {
+		c.hosts++
+		if h.Err != "" {
+			c.failed++
+		}
+		for _, ch := range h.Changes {
+			switch ch.Action {
+			case targets.Create:
+				c.create++
+			case targets.Update:
+				c.update++
+			case targets.Delete:
+				c.delete++
+			default:
+				c.unchanged++
+			}
+		}
+	}
+	return c
+}
+
+func (c planCounts) String() string {
+	s := fmt.Sprintf("%d to create, %d to update, %d to delete, %d unchanged on %d %s",
+		c.create, c.update, c.delete, c.unchanged, c.hosts, plural(c.hosts, "host", "hosts"))
+	if c.failed > 0 {
+		s += fmt.Sprintf(" (%d could not be observed)", c.failed)
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// renderPlanComment is the Markdown body of the pull request comment for
+// one environment's preview: the marker, a summary line with the counts,
+// then per host every change, file diffs folded in <details> blocks.
+func renderPlanComment(r reconciler.Report) string {
+	var b strings.Builder
+	b.WriteString(planMarker(r.Environment) + "\n")
+	fmt.Fprintf(&b, "### driftless plan for <code>%s</code>\n\n", html.EscapeString(r.Environment))
+	if r.Plan == nil {
+		fmt.Fprintf(&b, "No plan could be made for commit <code>%s</code>: %s\n", shortSHA(r.Commit), html.EscapeString(r.Description))
+		return b.String()
+	}
+	c := countPlan(r.Plan)
+	fmt.Fprintf(&b, "Merging this pull request would apply commit <code>%s</code> to <b>%s</b>.\n\n**Plan:** %s.\n",
+		shortSHA(r.Commit), html.EscapeString(r.Environment), c)
+	omitted := 0
+	for _, h := range r.Plan.Hosts {
+		omitted += renderHost(&b, h)
+	}
+	if omitted > 0 {
+		fmt.Fprintf(&b, "\n_%d %s not shown: the comment reached its size limit. `driftless plan` shows them all._\n",
+			omitted, plural(omitted, "diff is", "diffs are"))
+	}
+	if r.URL != "" {
+		fmt.Fprintf(&b, "\n[Status of %s](%s)\n", html.EscapeString(r.Environment), r.URL)
+	}
+	return b.String()
+}
+
+// renderHost writes one host's section and returns how many diffs were left
+// out to keep the comment under GitHub's size limit.
+func renderHost(b *strings.Builder, h reconciler.HostPlan) (omitted int) {
+	fmt.Fprintf(b, "\n#### <code>%s</code>\n\n", html.EscapeString(h.Host))
+	if h.Err != "" {
+		b.WriteString("Could not be observed:\n\n" + fenced("text", h.Err) + "\n")
+	}
+	unchanged := 0
+	for _, ch := range h.Changes {
+		if ch.Action == targets.NoChange || ch.Action == "" {
+			unchanged++
+			continue
+		}
+		label := fmt.Sprintf("<b>%s</b> <code>%s</code>", html.EscapeString(string(ch.Action)), html.EscapeString(ch.ID))
+		if ch.Diff == "" {
+			b.WriteString("- " + label + "\n")
+			continue
+		}
+		block := fmt.Sprintf("\n<details><summary>%s</summary>\n\n%s\n</details>\n\n", label, fenced("diff", clip(ch.Diff, maxDiff)))
+		if b.Len()+len(block) > commentBudget {
+			omitted++
+			b.WriteString("- " + label + " (diff not shown)\n")
+			continue
+		}
+		b.WriteString(block)
+	}
+	if unchanged > 0 {
+		fmt.Fprintf(b, "- %d unchanged\n", unchanged)
+	} else if len(h.Changes) == 0 && h.Err == "" {
+		b.WriteString("- no resources\n")
+	}
+	return omitted
+}
+
+// fenced wraps text in a code fence longer than any run of backticks in it,
+// so that a diff of a Markdown file cannot close the fence early.
+func fenced(lang, text string) string {
+	longest, run := 0, 0
+	for _, c := range text {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", max(3, longest+1))
+	return fence + lang + "\n" + strings.TrimRight(text, "\n") + "\n" + fence + "\n"
+}
+
+// clip keeps the first n bytes of s, cut at a line end.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := strings.LastIndexByte(s[:n], '\n')
+	if cut < 0 {
+		// No line end: cut at a rune boundary so the comment stays valid UTF-8.
+		for cut = n; cut > 0 && !utf8.RuneStart(s[cut]); cut-- {
+		}
+	}
+	return s[:cut] + fmt.Sprintf("\n... %d more bytes\n", len(s)-cut)
+}
+
+// shortSHA is the first 7 characters of a commit id.
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

@@ -1,0 +1,141 @@
+// Package feedback reports what driftless did back to the Git host that
+// holds the declared state: a commit status per environment (GitHub, Gitea,
+// GitLab), GitHub Deployments, and on a pull request a comment with the plan
+// that merging it would apply.
+//
+// Every reporter is synchronous: Report returns when the host has answered,
+// the retries have run out or ctx has ended. The reconciler calls Report in
+// its own goroutine with a timeout, so a slow or failing Git host never holds
+// a rollout. Errors are logged, never returned, and never panic.
+package feedback
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler"
+)
+
+// Options are the dependencies shared by every feedback reporter.
+type Options struct {
+	// Logger receives one line per failed report.
+	Logger zerolog.Logger
+	// HTTPClient makes the API calls (nil: a client with a 30 s timeout).
+	HTTPClient *http.Client
+	// Backoff is the retry policy of each API call.
+	Backoff Backoff
+	// UserAgent names the daemon to the Git host (empty: "driftless").
+	UserAgent string
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		// The timeout bounds one request even when a caller forgets a deadline.
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "driftless"
+	}
+	return o
+}
+
+// New builds a reporter for each Git host configured in cfg, reading their
+// tokens. A host that cannot be set up (a token that cannot be read, a bad
+// repository or base URL) is an error: the daemon should not start with
+// feedback silently missing.
+func New(cfg config.Feedback, opts Options) ([]reconciler.Reporter, error) {
+	var out []reconciler.Reporter
+	type build func(HostAPIConfig, Options) (reconciler.Reporter, error)
+	for _, h := range []struct {
+		name string
+		api  *config.HostAPI
+		make build
+	}{
+		{"github", cfg.GitHub, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitHub(c, o) }},
+		{"gitea", cfg.Gitea, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitea(c, o) }},
+		{"gitlab", cfg.GitLab, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitLab(c, o) }},
+	} {
+		if h.api == nil {
+			continue
+		}
+		token, err := h.api.Token.Read()
+		if err != nil {
+			return nil, fmt.Errorf("feedback %s: token: %w", h.name, err)
+		}
+		rp, err := h.make(HostAPIConfig{
+			BaseURL: h.api.BaseURL, Token: string(token), Repository: h.api.Repository, Deployments: h.api.Deployments,
+		}, opts)
+		if err != nil {
+			return nil, fmt.Errorf("feedback %s: %w", h.name, err)
+		}
+		out = append(out, rp)
+	}
+	return out, nil
+}
+
+// HostAPIConfig is config.HostAPI with its token already read.
+type HostAPIConfig struct {
+	// BaseURL is the API's root; empty means the public service.
+	BaseURL string
+	Token   string
+	// Repository is "owner/name", or for GitLab a project id or path.
+	Repository  string
+	Deployments bool
+}
+
+// maxDescription is GitHub's limit on a commit status description; Gitea
+// and GitLab accept more, but a short line reads better everywhere.
+const maxDescription = 140
+
+// describe is the one-line description of a report, prefixed when the
+// commit was rolled back so that a red status says why it is red.
+func describe(r reconciler.Report) string {
+	d := strings.Join(strings.Fields(r.Description), " ")
+	switch {
+	case r.Status == reconciler.StatusRolledBack && d == "":
+		d = "rolled back"
+	case r.Status == reconciler.StatusRolledBack && !strings.HasPrefix(strings.ToLower(d), "rolled back"):
+		d = "rolled back: " + d
+	case d == "":
+		d = r.Status
+	}
+	return truncate(d, maxDescription)
+}
+
+// truncate cuts s to at most n runes, marking the cut with an ellipsis.
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// statusContext is the name a commit status carries, one per environment.
+func statusContext(env string) string { return "driftless/" + env }
+
+// isCommitStatus reports whether a report becomes a commit status: drift
+// is about a commit already reported, and a preview is a pull request
+// comment, so neither changes the commit's status.
+func isCommitStatus(r reconciler.Report) bool {
+	switch r.Status {
+	case reconciler.StatusPending, reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack:
+		return r.Commit != "" && r.Environment != ""
+	}
+	return false
+}
+
+// splitRepository parses "owner/name".
+func splitRepository(repo string) (owner, name string, err error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("repository %q: want owner/name", repo)
+	}
+	return owner, name, nil
+}

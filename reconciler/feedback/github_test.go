@@ -1,0 +1,273 @@
+package feedback
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/targets"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const sha = "0123456789abcdef0123456789abcdef01234567"
+
+// fastBackoff keeps retried tests quick while still waiting between attempts.
+var fastBackoff = Backoff{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+
+func newTestGitHub(t *testing.T, prefix string, deployments bool) (*fakeHost, *GitHub) {
+	t.Helper()
+	f, srv := newFakeGitHub(t, prefix)
+	cfg := HostAPIConfig{Token: "s3cret", Repository: "ops/infra", Deployments: deployments}
+	g, err := NewGitHub(cfg, Options{HTTPClient: srv.Client(), Backoff: fastBackoff, Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The public API's base is replaced by the test server's, as Enterprise's would be but without /api/v3/.
+	if prefix == "" {
+		u := srv.URL + "/"
+		g.client.BaseURL, _ = g.client.BaseURL.Parse(u)
+	} else {
+		cfg.BaseURL = srv.URL
+		if g, err = NewGitHub(cfg, Options{HTTPClient: srv.Client(), Backoff: fastBackoff, Logger: zerolog.New(zerolog.NewTestWriter(t))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f, g
+}
+
+func report(status, desc string) reconciler.Report {
+	return reconciler.Report{Environment: "staging", Commit: sha, Status: status, Description: desc,
+		URL: "http://driftless.test/environments/staging", Time: time.Now()}
+}
+
+func TestGitHubCommitStatusAndDeployment(t *testing.T) {
+	for _, prefix := range []string{"", "/api/v3"} {
+		t.Run("prefix="+prefix, func(t *testing.T) {
+			f, g := newTestGitHub(t, prefix, true)
+			ctx := context.Background()
+			g.Report(ctx, report(reconciler.StatusPending, "applying 3 changes"))
+			g.Report(ctx, report(reconciler.StatusSuccess, "applied 3 changes on 2 hosts"))
+
+			st := f.got("POST " + prefix + "/repos/ops/infra/statuses/" + sha)
+			if len(st) != 2 {
+				t.Fatalf("commit statuses: got %d, want 2", len(st))
+			}
+			for i, want := range []string{"pending", "success"} {
+				b := st[i].Body
+				if b["state"] != want || b["context"] != "driftless/staging" || b["target_url"] != "http://driftless.test/environments/staging" {
+					t.Errorf("status %d: %v", i, b)
+				}
+				if got := st[i].Header.Get("Authorization"); got != "Bearer s3cret" {
+					t.Errorf("status %d: Authorization %q", i, got)
+				}
+			}
+			if st[1].Body["description"] != "applied 3 changes on 2 hosts" {
+				t.Errorf("description: %v", st[1].Body["description"])
+			}
+			created := f.got("POST " + prefix + "/repos/ops/infra/deployments")
+			var deploys []request
+			for _, r := range created {
+				if strings.HasSuffix(r.Path, "/deployments") {
+					deploys = append(deploys, r)
+				}
+			}
+			if len(deploys) != 1 {
+				t.Fatalf("deployments created: %d, want 1", len(deploys))
+			}
+			d := deploys[0].Body
+			if d["ref"] != sha || d["environment"] != "staging" || d["auto_merge"] != false {
+				t.Errorf("deployment request: %v", d)
+			}
+			if rc, ok := d["required_contexts"].([]any); !ok || len(rc) != 0 {
+				t.Errorf("required_contexts must be sent empty: %#v", d["required_contexts"])
+			}
+			id := f.deployments[0]["id"]
+			ds := f.got(fmt.Sprintf("POST %s/repos/ops/infra/deployments/%v/statuses", prefix, id))
+			if len(ds) != 2 {
+				t.Fatalf("deployment statuses on %v: %d, want 2", id, len(ds))
+			}
+			for i, want := range []string{"in_progress", "success"} {
+				if ds[i].Body["state"] != want || ds[i].Body["environment_url"] != "http://driftless.test/environments/staging" {
+					t.Errorf("deployment status %d: %v", i, ds[i].Body)
+				}
+			}
+		})
+	}
+}
+
+func TestGitHubRolledBackIsFailure(t *testing.T) {
+	f, g := newTestGitHub(t, "", true)
+	// No pending first: as after a restart, the deployment is looked up, then created.
+	g.Report(context.Background(), report(reconciler.StatusRolledBack, "verification failed: http://web-1/healthz 503"))
+	st := f.got("POST /repos/ops/infra/statuses/")
+	if len(st) != 1 || st[0].Body["state"] != "failure" {
+		t.Fatalf("statuses: %+v", st)
+	}
+	if d, _ := st[0].Body["description"].(string); !strings.HasPrefix(d, "rolled back: verification failed") {
+		t.Errorf("description %q does not say it was rolled back", d)
+	}
+	if n := len(f.got("GET /repos/ops/infra/deployments")); n != 1 {
+		t.Errorf("deployment lookups: %d, want 1", n)
+	}
+	ds := f.got("/statuses")
+	if last := ds[len(ds)-1]; !strings.Contains(last.Path, "/deployments/") || last.Body["state"] != "failure" {
+		t.Errorf("last request: %s %v", last.Path, last.Body)
+	}
+}
+
+func TestGitHubReusesListedDeployment(t *testing.T) {
+	f, g := newTestGitHub(t, "", true)
+	ctx := context.Background()
+	g.Report(ctx, report(reconciler.StatusPending, "applying"))
+	// A new reporter (a restarted daemon) must find the deployment, not add one.
+	g2 := &GitHub{client: g.client, owner: "ops", repo: "infra", deployments: true, backoff: fastBackoff,
+		log: zerolog.Nop(), deploys: map[string]int64{}, locks: map[string]*keyLock{}}
+	g2.Report(ctx, report(reconciler.StatusSuccess, "applied"))
+	if len(f.deployments) != 1 {
+		t.Fatalf("deployments: %d, want 1", len(f.deployments))
+	}
+	if n := len(f.got(fmt.Sprintf("/deployments/%v/statuses", f.deployments[0]["id"]))); n != 2 {
+		t.Errorf("statuses on the one deployment: %d, want 2", n)
+	}
+}
+
+func TestGitHubRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int
+		wantCalls int
+	}{
+		{"two 500 then success", 2, 3},
+		{"always 500 stops after the attempts", 10, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, g := newTestGitHub(t, "", false)
+			f.failNext("POST /repos/ops/infra/statuses/"+sha, tt.failures, http.StatusInternalServerError)
+			g.Report(context.Background(), report(reconciler.StatusSuccess, "ok"))
+			if n := len(f.got("POST /repos/ops/infra/statuses/")); n != tt.wantCalls {
+				t.Errorf("calls: %d, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestGitHubPermanentErrorNotRetried(t *testing.T) {
+	f, g := newTestGitHub(t, "", false)
+	// A status GitHub refuses (422, as for more than 1,000 statuses on a
+	// commit) stays refused: retrying cannot help.
+	f.failNext("POST /repos/ops/infra/statuses/"+sha, 10, http.StatusUnprocessableEntity)
+	g.Report(context.Background(), report(reconciler.StatusSuccess, "ok"))
+	if n := len(f.got("POST /repos/ops/infra/statuses/")); n != 1 {
+		t.Errorf("calls: %d, want 1", n)
+	}
+}
+
+func TestGitHubIgnoresDriftAndReturnsOnTimeout(t *testing.T) {
+	f, g := newTestGitHub(t, "", true)
+	g.Report(context.Background(), report(reconciler.StatusDrift, "2 resources drifted"))
+	if got := f.got(""); len(got) != 0 {
+		t.Errorf("drift made requests: %+v", got)
+	}
+	f.failNext("POST /repos/ops/infra/statuses/"+sha, 1000, http.StatusBadGateway)
+	g.backoff = Backoff{Attempts: 1000, Initial: 50 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	g.Report(ctx, report(reconciler.StatusSuccess, "ok"))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Report took %v past its context", d)
+	}
+}
+
+func TestGitHubDescriptionLimit(t *testing.T) {
+	f, g := newTestGitHub(t, "", false)
+	g.Report(context.Background(), report(reconciler.StatusFailure, strings.Repeat("é ", 200)))
+	st := f.got("POST /repos/ops/infra/statuses/")
+	d, _ := st[0].Body["description"].(string)
+	if n := utf8.RuneCountInString(d); n > 140 || n < 130 {
+		t.Errorf("description has %d characters: %q", n, d)
+	}
+}
+
+func previewReport(env string, changes ...targets.Change) reconciler.Report {
+	r := report(reconciler.StatusPreview, "")
+	r.Environment, r.PullRequest = env, 7
+	r.Plan = &reconciler.Plan{Environment: env, Commit: sha, Hosts: []reconciler.HostPlan{{Host: "web-1", Changes: changes}}}
+	return r
+}
+
+func TestGitHubPlanCommentEditedInPlace(t *testing.T) {
+	f, g := newTestGitHub(t, "", false)
+	// 130 comments by people put the earlier plan comment on the second page.
+	for i := range 130 {
+		f.addComment(7, fmt.Sprintf("comment %d; quoting:\n> %s", i, planMarker("staging")))
+	}
+	ctx := context.Background()
+	diff := "--- a/etc/app.conf\n+++ b/etc/app.conf\n@@ -1 +1 @@\n-port=80\n+port=8080\n"
+	g.Report(ctx, previewReport("staging", targets.Change{ID: "file:/etc/app.conf", Kind: "file", Action: targets.Update, Diff: diff}))
+	posts := f.got("POST /repos/ops/infra/issues/7/comments")
+	if len(posts) != 1 {
+		t.Fatalf("comments created: %d, want 1", len(posts))
+	}
+	first, _ := posts[0].Body["body"].(string)
+	for _, want := range []string{planMarker("staging"), "```diff\n" + diff + "```", "<details>", "1 to update"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("comment lacks %q:\n%s", want, first)
+		}
+	}
+	if lists := f.got("GET /repos/ops/infra/issues/7/comments"); len(lists) != 2 {
+		t.Errorf("list pages read: %d, want 2", len(lists))
+	}
+
+	g.Report(ctx, previewReport("staging", targets.Change{ID: "package:nginx", Kind: "package", Action: targets.Create}))
+	if n := len(f.got("POST /repos/ops/infra/issues/7/comments")); n != 1 {
+		t.Errorf("second preview added a comment: %d created", n)
+	}
+	patches := f.got("PATCH /repos/ops/infra/issues/comments/")
+	if len(patches) != 1 {
+		t.Fatalf("edits: %d, want 1", len(patches))
+	}
+	want := fmt.Sprintf("/repos/ops/infra/issues/comments/%v", f.comments[7][130]["id"])
+	if patches[0].Path != want {
+		t.Errorf("edited %s, want %s", patches[0].Path, want)
+	}
+	if b, _ := patches[0].Body["body"].(string); !strings.Contains(b, "package:nginx") || strings.Contains(b, "etc/app.conf") {
+		t.Errorf("edited body:\n%s", b)
+	}
+
+	// Another environment has its own comment on the same pull request.
+	g.Report(ctx, previewReport("prod", targets.Change{ID: "package:nginx", Kind: "package", Action: targets.Create}))
+	if n := len(f.got("POST /repos/ops/infra/issues/7/comments")); n != 2 {
+		t.Errorf("comments created after prod's preview: %d, want 2", n)
+	}
+}
+
+func TestGitHubConcurrentPreviewsMakeOneComment(t *testing.T) {
+	f, g := newTestGitHub(t, "", false)
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			g.Report(context.Background(), previewReport("staging", targets.Change{ID: "package:nginx", Action: targets.Create}))
+			done <- struct{}{}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if n := len(f.got("POST /repos/ops/infra/issues/7/comments")); n != 1 {
+		t.Errorf("comments created: %d, want 1", n)
+	}
+	if n := len(f.got("PATCH ")); n != 3 {
+		t.Errorf("edits: %d, want 3", n)
+	}
+}
