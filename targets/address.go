@@ -128,14 +128,15 @@ func (d *AddressDriver) Diff(r config.Resource, observed State) Change {
 
 // setAddress is the script that leaves the interface with exactly cidr for
 // the IP of prev (or no address for that IP when cidr is ""), given the
-// live CIDR prev ("" when absent).
+// live CIDR prev ("" when absent). The new address is added before the old
+// one goes, so that a prefix change never leaves the IP unreachable.
 func setAddress(dev, prev, cidr string) string {
 	script := "set -e\n"
-	if prev != "" && prev != cidr {
-		script += "ip addr del " + shq(prev) + " dev " + shq(dev) + "\n"
-	}
 	if cidr != "" {
 		script += "ip addr replace " + shq(cidr) + " dev " + shq(dev) + "\n"
+	}
+	if prev != "" && prev != cidr {
+		script += "ip addr del " + shq(prev) + " dev " + shq(dev) + "\n"
 	}
 	return script
 }
@@ -185,9 +186,11 @@ func (d *AddressDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	// address, the snapshot's, or neither, and each needs another script.
 	script := "cur=$(ip -j addr show dev " + shq(s.Interface) + " | tr '{' '\\n' | sed -n 's/.*\"local\":\"" +
 		regexp.QuoteMeta(want.Addr().String()) + "\",\"prefixlen\":\\([0-9]*\\).*/\\1/p' | head -n 1)\n" +
-		"if [ -n \"$cur\" ]; then ip addr del " + shq(want.Addr().String()) + "/\"$cur\" dev " + shq(s.Interface) + "; fi\n"
+		"set -e\n"
 	if prev != "" {
 		script += "ip addr replace " + shq(prev) + " dev " + shq(s.Interface) + "\n"
 	}
+	script += "if [ -n \"$cur\" ] && [ " + shq(want.Addr().String()) + "/\"$cur\" != " + shq(prev) + " ]; then ip addr del " +
+		shq(want.Addr().String()) + "/\"$cur\" dev " + shq(s.Interface) + "; fi\n"
 	return runScript(ctx, t, "restore "+r.ID(), script)
 }

@@ -142,3 +142,23 @@ func TestAddressErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzAddressParse feeds arbitrary `ip -j addr` output to the parser: it
+// fails cleanly or finds only the resource's own IP.
+func FuzzAddressParse(f *testing.F) {
+	f.Add([]byte(`[{"ifname":"dl0","addr_info":[{"family":"inet","local":"10.99.1.1","prefixlen":24}]}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"addr_info":[{"local":"10.99.1.1","prefixlen":-3}]}]`))
+	d := &targets.AddressDriver{}
+	r := config.Resource{Kind: "address", Name: "10.99.1.1/16", Spec: &config.AddressSpec{Interface: "dl0"}}
+	f.Fuzz(func(t *testing.T, out []byte) {
+		st, err := d.Parse(r, out)
+		if err != nil || !st.Present {
+			return
+		}
+		if !strings.HasPrefix(st.Fields["address"], "10.99.1.1/") {
+			t.Fatalf("found %q for 10.99.1.1", st.Fields["address"])
+		}
+		_ = d.Diff(r, st)
+	})
+}

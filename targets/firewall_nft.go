@@ -348,6 +348,19 @@ func (t *fwTable) set(chain, policy string, rules []string) {
 		}
 	}
 	jumps = append(jumps, fwJump{Chain: chain, Policy: policy})
+	// Only chains and policies driftless itself would write are kept: a
+	// name read from the live table is never written back into nft's input
+	// unchecked.
+	kept := jumps[:0]
+	for _, j := range jumps {
+		if fwName.MatchString(strings.TrimPrefix(j.Chain, "fw_")) && strings.HasPrefix(j.Chain, "fw_") {
+			if j.Policy != "drop" {
+				j.Policy = "accept"
+			}
+			kept = append(kept, j)
+		}
+	}
+	jumps = kept
 	sort.Slice(jumps, func(i, j int) bool { return jumps[i].Chain < jumps[j].Chain })
 	t.Jumps, t.Policy = jumps, "accept"
 	for _, j := range jumps {

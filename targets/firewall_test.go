@@ -128,3 +128,39 @@ EOF`)
 		t.Fatalf("restore: ruleset\n%s\nwant\n%s", after, before)
 	}
 }
+
+// TestFirewallDiff checks the plan of a firewall resource against observed
+// states: the input policy is drop when any resource declares drop, and
+// rule changes are listed as removed and added.
+func TestFirewallDiff(t *testing.T) {
+	d := &targets.FirewallDriver{}
+	web := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}}
+	tests := []struct {
+		name   string
+		fields map[string]string
+		action targets.Action
+		diff   string
+	}{
+		{"absent table", map[string]string{"table": "absent"}, targets.Create,
+			"table inet driftless: (absent) -> created\npolicy: (none) -> accept\n+ allow tcp/8080"},
+		{"converged", map[string]string{"table": "present", "base": "ok", "policy": "accept", "own_policy": "accept", "rules": "allow tcp/8080"},
+			targets.NoChange, ""},
+		{"another resource drops", map[string]string{"table": "present", "base": "ok", "policy": "drop", "own_policy": "accept",
+			"others_drop": "true", "rules": "allow tcp/8080"}, targets.NoChange, ""},
+		{"drop lost", map[string]string{"table": "present", "base": "ok", "policy": "accept", "own_policy": "accept",
+			"others_drop": "true", "rules": "allow tcp/8080"}, targets.Update, "policy: accept -> drop"},
+		{"rules changed", map[string]string{"table": "present", "base": "ok", "policy": "accept", "own_policy": "accept",
+			"rules": "allow tcp/22\nallow tcp/8080"}, targets.Update, "- allow tcp/22"},
+		{"input chain edited", map[string]string{"table": "present", "base": "differs", "policy": "accept", "own_policy": "accept",
+			"rules": "allow tcp/8080"}, targets.Update, "input chain: changed by hand -> rewritten"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := targets.State{Present: tc.fields["table"] == "present", Fields: tc.fields}
+			c := d.Diff(web, st)
+			if c.Action != tc.action || c.Diff != tc.diff {
+				t.Fatalf("%s %q, want %s %q", c.Action, c.Diff, tc.action, tc.diff)
+			}
+		})
+	}
+}

@@ -84,3 +84,23 @@ func TestRouteErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRouteParse feeds arbitrary `ip -j route` output to the parser: it
+// fails cleanly or reads only routes to the resource's destination.
+func FuzzRouteParse(f *testing.F) {
+	f.Add([]byte(`[{"dst":"10.98.0.0/16","gateway":"10.99.1.2","dev":"dl0","flags":[]}]`))
+	f.Add([]byte(`[{"dst":"10.98.0.0/16","dev":"dl0","metric":50},{"dst":"10.98.0.0/16","gateway":"10.99.1.3"}]`))
+	f.Add([]byte(""))
+	d := &targets.RouteDriver{}
+	r := config.Resource{Kind: "route", Name: "10.98.0.0/16", Spec: &config.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}}
+	f.Fuzz(func(t *testing.T, out []byte) {
+		st, err := d.Parse(r, out)
+		if err != nil {
+			return
+		}
+		if st.Present != (st.Fields["count"] != "0") {
+			t.Fatalf("present %v with %s routes", st.Present, st.Fields["count"])
+		}
+		_ = d.Diff(r, st)
+	})
+}
