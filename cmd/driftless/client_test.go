@@ -321,3 +321,48 @@ func TestDaemonMuxServesStatusPage(t *testing.T) {
 		}
 	}
 }
+
+// TestClientHistoryFromStore: with -state, history reads a state store
+// file when no daemon answers, and prints what the API would have.
+func TestClientHistoryFromStore(t *testing.T) {
+	w := newClientWorld(t)
+	_, fromAPI, _ := w.cli(runHistory, "prod")
+	// The daemon keeps its store locked: work on a copy, as an operator
+	// would after copying the file off a stopped machine.
+	live := filepath.Join(w.d.cfg.StateDir, "state.db")
+	data, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := w.cli(runHistory, "-state", cp, "prod")
+	if code != 0 || out != fromAPI {
+		t.Fatalf("exit %d, %s\nfrom the store:\n%s\nfrom the API:\n%s", code, stderr, out, fromAPI)
+	}
+	code, out, _ = w.cli(runHistory, "-state", cp, "-o", "json", "-n", "1", "prod")
+	var runs []reconciler.Run
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
+		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-state", cp, "nope"}, `unknown environment "nope" in ` + cp},
+		{[]string{"-state", cp + ".missing", "prod"}, "read state store: stat " + cp + ".missing: no such file or directory"},
+		{[]string{"-state", cp, "-n", "0", "prod"}, "-n must be a positive integer, got 0"},
+		// The live store is locked by the daemon: a clear error after
+		// the store's open timeout, not a hang.
+		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with -addr instead"},
+	} {
+		if code, _, stderr := w.cli(runHistory, tc.args...); code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
+		}
+	}
+	if _, err := os.Stat(cp + ".missing"); !os.IsNotExist(err) {
+		t.Errorf("reading a missing store created it: %v", err)
+	}
+}
