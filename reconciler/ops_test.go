@@ -3,18 +3,13 @@ package reconciler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -92,74 +87,6 @@ func TestManualRollback(t *testing.T) {
 	}
 }
 
-func TestInterruptedRolloutRecovered(t *testing.T) {
-	f := newFixture(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res := etc + fileRes("/etc/a.conf", "new")
-	for _, h := range []string{"h1", "h2"} {
-		f.writeHostFile(h, "/etc/a.conf", "old")
-	}
-	// The daemon is stopped while the first host is being verified.
-	f.ver.gate = func(string, string) { cancel() }
-	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2"}, nil, res,
-		"verify:\n  - command: \"true\"\n")})
-	runs, _ := f.r.ApplyRevision(ctx, rev)
-	if len(runs) != 1 || runs[0].Result != ResultFailed || !strings.Contains(runs[0].Error, "interrupted") {
-		t.Fatalf("runs = %+v", runs)
-	}
-	if got := f.hostFile("h1", "/etc/a.conf"); got != "new" {
-		t.Fatalf("h1 before recovery = %q (the test needs a half-done rollout)", got)
-	}
-	if j, entries, _ := f.store.OpenJournal("prod"); j == nil || len(entries) != 1 || !entries[0].Applied {
-		t.Fatalf("journal = %+v %+v", j, entries)
-	}
-	// A fresh reconciler on the same store, as after a restart.
-	f.ver.gate = nil
-	o := f.options()
-	o.Registerer = nil
-	r2, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
-	if err := r2.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"h1", "h2"} {
-		if got := f.hostFile(h, "/etc/a.conf"); got != "old" {
-			t.Errorf("%s after recovery = %q", h, got)
-		}
-	}
-	hist, _ := r2.History("prod", 1)
-	if hist[0].Trigger != TriggerRecovery || hist[0].Result != ResultRolledBack || hist[0].Changes != 1 {
-		t.Fatalf("history = %+v", hist[0])
-	}
-	if n := testutil.ToFloat64(r2.m.rollbacks.WithLabelValues("prod", "interrupted")); n != 1 {
-		t.Errorf("rollbacks{interrupted} = %v", n)
-	}
-	st, _ := r2.Environment("prod")
-	if st.State != StateRolledBack || len(st.Quarantined) != 0 {
-		t.Errorf("status = %+v", st)
-	}
-}
-
-func TestTempCleanupScript(t *testing.T) {
-	got := tempCleanup("/sandbox/h1", []JournalEntry{
-		{Resource: configResource("file", "/etc/it's.conf")},
-		{Resource: configResource("file", "/etc/it's.conf")},
-		{Resource: configResource("package", "nginx")},
-	})
-	want := `for f in '/sandbox/h1/etc/'/'.it'\''s.conf.driftless-'*; do if [ -f "$f" ]; then rm -f -- "$f"; fi; done` + "\n"
-	if got != want {
-		t.Fatalf("script =\n%s\nwant\n%s", got, want)
-	}
-}
-
-func configResource(kind, name string) config.Resource {
-	return config.Resource{Kind: kind, Name: name}
-}
-
 // blockingReporter holds every report until released or its context ends.
 type blockingReporter struct {
 	release     chan struct{}
@@ -203,106 +130,5 @@ func TestSlowReporterDoesNotBlockRollout(t *testing.T) {
 	defer br.mu.Unlock()
 	if br.calls != 2 || br.done != 2 || !br.deadlines {
 		t.Fatalf("reporter calls %d, done %d, deadlines %v", br.calls, br.done, br.deadlines)
-	}
-}
-
-func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
-	f := newFixture(t)
-	port := closedPort(t)
-	far := config.Host{Name: "far", Address: "127.0.0.1", Port: atoi(t, port), Transport: "ssh"}
-	if err := f.store.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{far}}); err != nil {
-		t.Fatal(err)
-	}
-	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &config.FileSpec{Content: "new"}}
-	if _, err := f.store.RecordSnapshot("prod", JournalEntry{Host: "far", Resource: res}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.r.Recover(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to far") {
-		t.Fatalf("Recover = %v", err)
-	}
-	if st, _ := f.r.Environment("prod"); st.State != StateFailed || !strings.Contains(st.LastError, "recovery") {
-		t.Fatalf("status = %+v", st)
-	}
-	// Nothing else happens to the environment until the recovery succeeds.
-	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
-	if _, err := f.r.ApplyRevision(context.Background(), rev); err == nil || !strings.Contains(err.Error(), "recover interrupted rollout") {
-		t.Fatalf("apply while blocked = %v", err)
-	}
-	if got := f.hostFile("h1", "/etc/a.conf"); got != "<absent>" {
-		t.Fatalf("applied while an interrupted rollout was pending: %q", got)
-	}
-	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
-		t.Fatal("the journal of the unrecovered rollout was dropped")
-	}
-}
-
-func atoi(t *testing.T, s string) int {
-	t.Helper()
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
-	if _, err := exec.LookPath("chattr"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and chattr to make a folder immutable")
-	}
-	f := newFixture(t)
-	ctx := context.Background()
-	etcDir := filepath.Join(f.sandbox, "h1", "etc")
-	chattr := func(flag string) error {
-		out, err := exec.Command("chattr", flag, etcDir).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("chattr %s: %v: %s", flag, err, out)
-		}
-		return nil
-	}
-	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "one"), "")})
-	if _, err := f.r.ApplyRevision(ctx, rev1); err != nil {
-		t.Fatal(err)
-	}
-	// While rev2 is verified, its folder becomes immutable: the check
-	// fails and the restore of a.conf fails too.
-	f.ver.gate = func(string, string) {
-		if err := chattr("+i"); err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(func() { _ = chattr("-i") })
-	rev2 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "two"),
-		"verify:\n  - command: \"false\"\n")})
-	runs, _ := f.r.ApplyRevision(ctx, rev2)
-	if runs[0].Result != ResultRolledBack || !strings.Contains(runs[0].Error, "restore file:/etc/a.conf") {
-		t.Skipf("the immutable folder did not make the restore fail here: %+v", runs[0])
-	}
-	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
-		t.Fatal("journal closed although the rollback is incomplete")
-	}
-	if got := f.hostFile("h1", "/etc/a.conf"); got != "two" {
-		t.Fatalf("a.conf = %q", got)
-	}
-	f.ver.gate = nil
-	if err := chattr("-i"); err != nil {
-		t.Fatal(err)
-	}
-	// The next run of the environment first finishes the rollback.
-	if err := f.r.Sync(ctx, "prod"); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.hostFile("h1", "/etc/a.conf"); got != "one" {
-		t.Fatalf("a.conf after recovery = %q", got)
-	}
-	if j, _, _ := f.store.OpenJournal("prod"); j != nil {
-		t.Fatal("journal still open")
-	}
-	hist, _ := f.r.History("prod", 0)
-	var triggers []string
-	for _, r := range hist {
-		triggers = append(triggers, r.Trigger+"/"+r.Result)
-	}
-	if !strings.Contains(strings.Join(triggers, " "), "recovery/rolled_back") {
-		t.Fatalf("history = %v", triggers)
 	}
 }
