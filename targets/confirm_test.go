@@ -183,3 +183,38 @@ func TestFirewallCutOffRevertsItself(t *testing.T) {
 		t.Fatalf("the revert left a job behind:\n%s", left)
 	}
 }
+
+// BenchmarkApplyConfirmed measures what commit-confirming costs over real
+// SSH: arming the revert, the change itself, a new connection (a full
+// handshake) and the disarm through it, against the change run alone.
+func BenchmarkApplyConfirmed(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("test hosts need root")
+	}
+	lab := hosts.NewLab(b, hosts.Options{})
+	h := lab.Kind1("bconfirm")
+	ctx := context.Background()
+	tr, err := ssh.Dial(ctx, sshConfig(lab, h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	apply := func(ctx context.Context) error {
+		_, err := tr.Run(ctx, "true", nil)
+		return err
+	}
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			if err := apply(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("confirmed", func(b *testing.B) {
+		for b.Loop() {
+			if err := targets.ApplyConfirmed(ctx, tr, 30*time.Second, "true", apply); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
