@@ -88,21 +88,30 @@ func TestApplyThenNoop(t *testing.T) {
 
 func TestBatchesAndMaxFailed(t *testing.T) {
 	hosts := []string{"h1", "h2", "h3", "h4"}
-	vars := map[string]string{"h1": "ok: yes", "h2": "ok: yes", "h3": "ok: no", "h4": "ok: yes"}
 	verify := "rollout: {canary: 1, batch: 2, max_failed: %d}\nverify:\n  - name: ok\n    command: \"test {{ .Vars.ok }} = yes\"\n"
 	cases := []struct {
-		maxFailed  string
-		want       string
-		wantFiles  map[string]string
+		name, bad, maxFailed string
+		want                 string
+		wantFiles            map[string]string
+		// changes counts the hosts applied: those never reached keep
+		// their file without being touched.
+		changes    int
 		quarantine bool
 	}{
 		// h3 fails in the second batch: h1, h2, h3 are restored, h4 never touched.
-		{"0", ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, true},
+		{"second batch fails", "h3", "0", ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 3, true},
 		// One failure allowed: the rollout goes on to h4.
-		{"1", ResultSuccess, map[string]string{"h1": "new", "h2": "new", "h3": "new", "h4": "new"}, false},
+		{"failure allowed", "h3", "1", ResultSuccess, map[string]string{"h1": "new", "h2": "new", "h3": "new", "h4": "new"}, 4, false},
+		// The canary fails: nothing else is touched.
+		{"canary fails", "h1", "0", ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 1, true},
 	}
 	for _, tc := range cases {
-		t.Run("max_failed="+tc.maxFailed, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := map[string]string{}
+			for _, h := range hosts {
+				vars[h] = "ok: yes"
+			}
+			vars[tc.bad] = "ok: no"
 			f := newFixture(t)
 			ctx := context.Background()
 			for _, h := range hosts {
@@ -114,8 +123,8 @@ func TestBatchesAndMaxFailed(t *testing.T) {
 			if len(runs) != 1 || runs[0].Result != tc.want {
 				t.Fatalf("runs = %+v", runs)
 			}
-			if !reflect.DeepEqual(runs[0].FailedHosts, []string{"h3"}) {
-				t.Errorf("failed hosts = %v", runs[0].FailedHosts)
+			if !reflect.DeepEqual(runs[0].FailedHosts, []string{tc.bad}) || runs[0].Changes != tc.changes {
+				t.Errorf("failed hosts = %v, changes %d (want %d)", runs[0].FailedHosts, runs[0].Changes, tc.changes)
 			}
 			for h, want := range tc.wantFiles {
 				if got := f.hostFile(h, "/etc/app.conf"); got != want {
