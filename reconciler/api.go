@@ -66,7 +66,21 @@ type APIOptions struct {
 	Refresh time.Duration
 }
 
-// API serves /api/v1/... and the status page.
+// API serves /api/v1/... and the status page:
+//
+//	GET  /api/v1/environments                 200 [EnvStatus...] (never null)
+//	GET  /api/v1/environments/{name}          200 EnvStatus, 404
+//	GET  /api/v1/environments/{name}/history  ?limit=N (default 100, max 10000): 200 [Run...] newest first, 400, 404
+//	POST /api/v1/environments/{name}/sync     200 EnvStatus after the run
+//	POST /api/v1/environments/{name}/rollback body {"to": "<commit>"} optional: 200 EnvStatus after the run
+//	GET  /                                     the status page of every environment
+//	GET  /environments/{name}                  one environment's page (reports link there)
+//
+// Both POSTs need "Authorization: Bearer <token>": 403 when no token is
+// configured, 401 with WWW-Authenticate when it is missing or wrong, 404
+// for an unknown environment, 400 for a malformed rollback body, 409 when
+// there is nothing to roll back to, 500 with the environment's state in
+// "status" when the run failed. Every error body is {"error": "..."}.
 type API struct {
 	opts  APIOptions
 	log   zerolog.Logger
