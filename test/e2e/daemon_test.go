@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildTimeout bounds one `go build`; the machine running the suite may be
+// busy compiling other packages at the same time.
+const buildTimeout = 8 * time.Minute
+
+// goTool returns the go command of the toolchain running the test, or
+// skips the test when there is none.
+func goTool(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the end-to-end test builds binaries and needs the go command, which is not found")
+	}
+	return p
+}
+
+// goBuild builds the package pkg (a path relative to this package's folder)
+// as a static binary at out.
+func goBuild(goCmd, pkg, out string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// buildBinaries builds, at the same time, the daemon and (when app is true)
+// the tiny service deployed by the tests, into a temporary folder of t.
+func buildBinaries(t testing.TB, app bool) (driftless, appBin string) {
+	t.Helper()
+	goCmd := goTool(t)
+	dir := t.TempDir()
+	driftless, appBin = filepath.Join(dir, "driftless"), filepath.Join(dir, "app")
+	errs := make(chan error, 2)
+	go func() { errs <- goBuild(goCmd, "../../cmd/driftless", driftless) }()
+	n := 1
+	if app {
+		n++
+		go func() { errs <- goBuild(goCmd, "./testdata/app", appBin) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return driftless, appBin
+}
+
+// daemon is a running `driftless serve` subprocess.
+type daemon struct {
+	// URL is the daemon's HTTP base ("http://127.0.0.1:PORT").
+	URL string
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	mu     sync.Mutex
+	log    bytes.Buffer
+	exited error
+}
+
+// startDaemon starts bin serve with the configuration file cfg and waits
+// until it listens. It is stopped with SIGTERM when the test ends, and must
+// then exit 0 on its own.
+func startDaemon(t testing.TB, bin, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{done: make(chan struct{})}
+	d.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", "debug")
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("pipe daemon stderr: %v", err)
+	}
+	d.cmd.Stdout = io.Discard
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	addr := make(chan string, 1)
+	go d.readLog(stderr, addr)
+	t.Cleanup(func() { d.stop(t) })
+	select {
+	case a := <-addr:
+		d.URL = "http://" + a
+	case <-d.done:
+		t.Fatalf("daemon exited before listening: %v\n%s", d.exited, d.Log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not log that it listens within 30s\n%s", d.Log())
+	}
+	return d
+}
+
+// readLog keeps the daemon's JSON log for failing tests and sends the
+// listen address of its "driftless started" line.
+func (d *daemon) readLog(r io.Reader, addr chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		d.mu.Lock()
+		d.log.Write(line)
+		d.log.WriteByte('\n')
+		d.mu.Unlock()
+		if sent {
+			continue
+		}
+		var v struct {
+			Message string `json:"message"`
+			Listen  string `json:"listen"`
+		}
+		if json.Unmarshal(line, &v) == nil && v.Message == "driftless started" && v.Listen != "" {
+			addr <- v.Listen
+			sent = true
+		}
+	}
+	d.exited = d.cmd.Wait()
+	close(d.done)
+}
+
+// Log returns what the daemon logged so far.
+func (d *daemon) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// stop sends SIGTERM and expects a clean exit within 20 s.
+func (d *daemon) stop(t testing.TB) {
+	select {
+	case <-d.done:
+		if d.exited != nil {
+			t.Errorf("daemon had exited on its own: %v", d.exited)
+		}
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		if d.exited != nil {
+			t.Errorf("daemon did not exit cleanly on SIGTERM: %v", d.exited)
+		}
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		t.Errorf("daemon did not stop within 20s of SIGTERM")
+	}
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", tailString(d.Log(), 30000))
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// httpGet fetches url with a short timeout and returns the status and body.
+func httpGet(ctx context.Context, url string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("build request for %s: %w", url, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	return resp.StatusCode, b, nil
+}
+
+// getJSON fetches a JSON document of the daemon's API into v.
+func (d *daemon) getJSON(path string, v any) error {
+	code, b, err := httpGet(context.Background(), d.URL+path)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("get %s: status %d: %s", path, code, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// envStatus is the part of GET /api/v1/environments/{name} the tests read.
+type envStatus struct {
+	Name           string   `json:"name"`
+	Applied        string   `json:"applied"`
+	LastGood       string   `json:"last_good"`
+	Quarantined    []string `json:"quarantined"`
+	State          string   `json:"state"`
+	DriftResources int      `json:"drift_resources"`
+	LastResult     string   `json:"last_result"`
+	LastError      string   `json:"last_error"`
+}
+
+// run is the part of a history entry the tests read.
+type run struct {
+	ID       uint64 `json:"id"`
+	Revision struct {
+		Commit string `json:"commit"`
+	} `json:"revision"`
+	Trigger string `json:"trigger"`
+	Result  string `json:"result"`
+	Changes int    `json:"changes"`
+	Error   string `json:"error"`
+}
+
+// env returns the environment's status; a 404 (not known yet) is an error.
+func (d *daemon) env(name string) (envStatus, error) {
+	var st envStatus
+	err := d.getJSON("/api/v1/environments/"+name, &st)
+	return st, err
+}
+
+// history returns the environment's runs, newest first.
+func (d *daemon) history(name string) ([]run, error) {
+	var runs []run
+	err := d.getJSON("/api/v1/environments/"+name+"/history?limit=100", &runs)
+	return runs, err
+}
+
+// metric sums the samples of the series name whose labels include every
+// pair of want, read from the daemon's /metrics. found is false when no
+// series matched.
+func (d *daemon) metric(name string, want map[string]string) (sum float64, found bool, err error) {
+	code, body, err := httpGet(context.Background(), d.URL+"/metrics")
+	if err != nil {
+		return 0, false, err
+	}
+	if code != http.StatusOK {
+		return 0, false, fmt.Errorf("get /metrics: status %d", code)
+	}
+	return sumSeries(string(body), name, want)
+}
+
+// sumSeries parses Prometheus text exposition: it is small enough to do
+// here, and the daemon's output is what is under test.
+func sumSeries(text, name string, want map[string]string) (float64, bool, error) {
+	var sum float64
+	found := false
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			return 0, false, fmt.Errorf("metrics line without a value: %q", line)
+		}
+		series, value := line[:sp], line[sp+1:]
+		metric, labels, _ := strings.Cut(series, "{")
+		if metric != name {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			if !strings.Contains(labels, k+`="`+v+`"`) {
+				match = false
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		var f float64
+		if _, err := fmt.Sscan(value, &f); err != nil {
+			return 0, false, fmt.Errorf("metrics value of %q: %w", line, err)
+		}
+		sum += f
+		found = true
+	}
+	return sum, found, nil
+}
+
+// waitFor polls cond every step until it returns nil, or fails the test
+// after timeout with cond's last error.
+func waitFor(t testing.TB, timeout, step time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting %s for %s: %v", timeout, what, err)
+		}
+		time.Sleep(step)
+	}
+}

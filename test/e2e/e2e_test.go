@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/hosts"
+)
+
+// driftInterval is the daemon's drift interval in the end-to-end test:
+// short, so that drift is seen and healed within seconds.
+const driftInterval = 2 * time.Second
+
+// appEnv is the declared environment "prod": the app artifact with its
+// systemd unit (restarted by the artifact's notify), two managed files, one
+// of them only watched (drift: warn), and an HTTP health check per host.
+func appEnv(hs []*hosts.Host, url, sum string) string {
+	var b strings.Builder
+	b.WriteString("environment: prod\ndrift: enforce\nhosts:\n")
+	for _, h := range hs {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    roles: [app]\n", h.Name, h.Address)
+	}
+	fmt.Fprintf(&b, `roles:
+  app:
+    - artifact: /opt/app
+      url: %s
+      sha256: %s
+      format: tar.gz
+      notify: [service:app]
+    - service: app
+      state: running
+      enabled: true
+      requires: [artifact:/opt/app]
+      unit: |
+        [Unit]
+        Description=driftless end-to-end app
+        [Service]
+        ExecStart=/opt/app/current/app -listen :8080
+        [Install]
+        WantedBy=multi-user.target
+    - directory: /etc/app
+      mode: "0755"
+    - file: /etc/app/enforced.conf
+      content: "managed by driftless\n"
+      mode: "0644"
+      requires: [directory:/etc/app]
+    - file: /etc/app/watched.conf
+      content: "watched by driftless\n"
+      mode: "0644"
+      drift: warn
+      requires: [directory:/etc/app]
+rollout: {batch: 3, max_failed: 0}
+verify:
+  - name: healthz
+    http: "http://{{ .Host.Address }}:8080/healthz"
+    expect_status: 200
+    timeout: 2s
+    retries: 10
+    interval: 300ms
+`, url, sum)
+	return b.String()
+}
+
+// daemonConfig writes driftless.yaml for one Git source followed through
+// GitHub webhooks (its poll interval is an hour, so only a webhook makes it
+// fetch early) and SSH hosts of lab, and returns its path.
+func daemonConfig(t testing.TB, lab *hosts.Lab, repoURL string, secret []byte, drift time.Duration) string {
+	t.Helper()
+	dir := t.TempDir()
+	secretFile := writeFile(t, dir, "github.secret", string(secret)+"\n", 0o600)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+state_dir: %s
+drift_interval: %s
+sources:
+  - name: infra
+    git:
+      url: %s
+      branch: main
+      interval: 1h
+webhooks:
+  github: {file: %s}
+ssh:
+  user: root
+  key_file: %s
+  known_hosts: %s
+  timeout: 30s
+  parallelism: 20
+`, filepath.Join(dir, "state"), drift, repoURL, secretFile, lab.ClientKeyFile, lab.KnownHostsFile)
+	return writeFile(t, dir, "driftless.yaml", cfg, 0o644)
+}
+
+// TestDeployRollbackDrift is issue 5's acceptance: the built daemon deploys
+// a service to three systemd hosts from Git, rolls a failing release back
+// on its own and keeps it out, heals drift where the mode is enforce and
+// only reports it where the mode is warn.
+func TestDeployRollbackDrift(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds the daemon and boots three systemd hosts; skipped in -short")
+	}
+	if _, err := os.Stat("/usr/bin/systemd-nspawn"); err != nil {
+		t.Skip("end-to-end test needs systemd-nspawn (systemd-container), which is not installed")
+	}
+	lab := hosts.NewLab(t, hosts.Options{})
+	var hs []*hosts.Host
+	for i := 1; i <= 3; i++ {
+		hs = append(hs, lab.Kind2(fmt.Sprintf("app-%d", i)))
+	}
+	bin, appBin := buildBinaries(t, true)
+	app, err := os.ReadFile(appBin)
+	if err != nil {
+		t.Fatalf("read app binary: %v", err)
+	}
+	arts := newArtifactServer(t)
+	url1, sum1 := arts.add(t, "app-v1.tar.gz", map[string][]byte{"app": app, "version": []byte("v1\n")})
+	url2, sum2 := arts.add(t, "app-v2.tar.gz", map[string][]byte{"app": app, "version": []byte("v2\n"), "status": []byte("500\n")})
+
+	git := gitserver.New(t)
+	repoURL := git.CreateRepo("infra")
+	secret := []byte("e2e-webhook-secret")
+	hook := newGitHubHook(git, repoURL, secret)
+	work := git.Clone(t, "infra")
+	v1 := work.Commit(t, map[string]string{"environments/prod.yaml": appEnv(hs, url1, sum1)}, "deploy app v1")
+	work.Push(t)
+
+	d := startDaemon(t, bin, daemonConfig(t, lab, repoURL, secret, driftInterval))
+	hook.setTarget(d.URL)
+
+	t.Run("v1 deployed and verified", func(t *testing.T) {
+		waitApplied(t, d, "prod", v1)
+		requireRun(t, d, "prod", v1, "success")
+		for _, h := range hs {
+			requireServing(t, h, "v1")
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("failing v2 rolled back and quarantined", func(t *testing.T) {
+		v2 := work.Commit(t, map[string]string{"environments/prod.yaml": appEnv(hs, url2, sum2)}, "deploy app v2 (fails its health check)")
+		work.Push(t)
+		if n := hook.check(t); n < 1 {
+			t.Fatalf("no webhook was delivered for the push of v2")
+		}
+		waitFor(t, 2*time.Minute, 200*time.Millisecond, "v2 to be quarantined", func() error {
+			st, err := d.env("prod")
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(st.Quarantined, v2) || st.State == "rolling_back" {
+				return fmt.Errorf("state %q, quarantined %v, last result %q", st.State, st.Quarantined, st.LastResult)
+			}
+			return nil
+		})
+		st, err := d.env("prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LastGood != v1 {
+			t.Errorf("last good revision is %q, want v1 %s", st.LastGood, v1)
+		}
+		requireRun(t, d, "prod", v2, "rolled_back")
+		requireMetricAtLeast(t, d, "driftless_rollbacks_total", map[string]string{"environment": "prod"}, 1)
+		requireMetricAtLeast(t, d, "driftless_reconcile_total", map[string]string{"environment": "prod", "result": "rolled_back"}, 1)
+		for _, h := range hs {
+			requireServing(t, h, "v1")
+			requireRelease(t, h, sum1)
+		}
+
+		// The drift loop compares the hosts with the last applied revision;
+		// it must not bring the quarantined v2 back.
+		time.Sleep(2*driftInterval + time.Second)
+		for _, h := range hs {
+			requireServing(t, h, "v1")
+			requireRelease(t, h, sum1)
+		}
+		runs, err := d.history("prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			if r.Revision.Commit == v2 && r.Result == "success" {
+				t.Errorf("history has a successful run of quarantined v2: %+v", r)
+			}
+		}
+	})
+
+	t.Run("drift healed where enforced, reported where warned", func(t *testing.T) {
+		h := hs[1]
+		h.MustExec(t, "echo edited by hand > /etc/app/enforced.conf && echo edited by hand > /etc/app/watched.conf")
+		enforced := filepath.Join(h.Root, "etc/app/enforced.conf")
+		watched := filepath.Join(h.Root, "etc/app/watched.conf")
+		waitFor(t, 3*driftInterval+10*time.Second, 100*time.Millisecond, "the enforced file to be healed", func() error {
+			b, err := os.ReadFile(enforced)
+			if err != nil {
+				return err
+			}
+			if string(b) != "managed by driftless\n" {
+				return fmt.Errorf("enforced.conf is %q", b)
+			}
+			return nil
+		})
+		waitFor(t, 3*driftInterval+10*time.Second, 200*time.Millisecond, "warn-mode drift in /metrics", func() error {
+			v, found, err := d.metric("driftless_drift_resources", map[string]string{"environment": "prod", "host": h.Name, "mode": "warn"})
+			if err != nil {
+				return err
+			}
+			if !found || v <= 0 {
+				return fmt.Errorf("driftless_drift_resources{host=%q,mode=\"warn\"} is %v (found %v)", h.Name, v, found)
+			}
+			return nil
+		})
+		// One more drift pass must leave the watched file as edited.
+		time.Sleep(driftInterval + time.Second)
+		b, err := os.ReadFile(watched)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != "edited by hand\n" {
+			t.Errorf("warn-mode file was changed by the drift loop: %q", b)
+		}
+		for _, other := range []*hosts.Host{hs[0], hs[2]} {
+			b, err := os.ReadFile(filepath.Join(other.Root, "etc/app/watched.conf"))
+			if err != nil || string(b) != "watched by driftless\n" {
+				t.Errorf("watched.conf on %s: %q, %v", other.Name, b, err)
+			}
+		}
+		requireServing(t, h, "v1")
+	})
+	hook.check(t)
+}
+
+// waitApplied waits until the environment's last run applied commit with
+// success.
+func waitApplied(t testing.TB, d *daemon, env, commit string) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, 100*time.Millisecond, "environment "+env+" to apply "+commit[:8], func() error {
+		st, err := d.env(env)
+		if err != nil {
+			return err
+		}
+		if st.Applied != commit || st.LastResult != "success" {
+			return fmt.Errorf("applied %q, state %q, last result %q, last error %q", st.Applied, st.State, st.LastResult, st.LastError)
+		}
+		return nil
+	})
+}
+
+// requireRun fails the test unless the history has a run of commit with
+// the result.
+func requireRun(t testing.TB, d *daemon, env, commit, result string) {
+	t.Helper()
+	runs, err := d.history(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Revision.Commit == commit && r.Result == result {
+			return
+		}
+	}
+	t.Errorf("history of %s has no %s run of %s: %+v", env, result, commit[:8], runs)
+}
+
+// requireMetricAtLeast fails the test unless the summed series is >= min.
+func requireMetricAtLeast(t testing.TB, d *daemon, name string, labels map[string]string, min float64) {
+	t.Helper()
+	v, found, err := d.metric(name, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found || v < min {
+		t.Errorf("%s%v = %v (found %v), want >= %v", name, labels, v, found, min)
+	}
+}
+
+// requireServing checks on the host itself that the app unit is active and
+// that /healthz, reached over the lab bridge, answers 200 with version.
+func requireServing(t testing.TB, h *hosts.Host, version string) {
+	t.Helper()
+	out, err := h.Exec("systemctl is-active app.service")
+	if strings.TrimSpace(out) != "active" {
+		t.Errorf("app.service on %s is %q (%v)", h.Name, strings.TrimSpace(out), err)
+	}
+	code, body, err := httpGet(context.Background(), "http://"+h.Address+":8080/healthz")
+	if err != nil || code != 200 || strings.TrimSpace(string(body)) != version {
+		t.Errorf("/healthz on %s: status %d, body %q, err %v; want 200 %q", h.Name, code, body, err, version)
+	}
+}
+
+// requireRelease checks that /opt/app/current on the host leads to the
+// release of the archive with sha256 sum.
+func requireRelease(t testing.TB, h *hosts.Host, sum string) {
+	t.Helper()
+	target, err := os.Readlink(filepath.Join(h.Root, "opt/app/current"))
+	if err != nil {
+		t.Errorf("read /opt/app/current on %s: %v", h.Name, err)
+		return
+	}
+	if !strings.Contains(target, sum[:12]) {
+		t.Errorf("/opt/app/current on %s leads to %q, want the release %s", h.Name, target, sum[:12])
+	}
+}
