@@ -12,8 +12,41 @@ import (
 // DefaultConfirmTimeout is how long a host waits for driftless to confirm a
 // network change through a new connection before it puts the change back
 // by itself. It is long enough for a slow SSH handshake and short enough
-// that a host cut off by a bad firewall rule is not lost for long.
-const DefaultConfirmTimeout = 30 * time.Second
+// that a host cut off by a bad firewall rule is not lost for long; it is
+// the same as the daemon config's default ssh.confirm_timeout.
+const DefaultConfirmTimeout = 60 * time.Second
+
+// confirmer is a driver whose Apply is commit-confirmed.
+type confirmer interface {
+	withConfirmTimeout(d time.Duration) Driver
+}
+
+// WithConfirmTimeout returns a copy of ds in which every commit-confirmed
+// driver (address, route, firewall) waits d for the confirmation; the
+// daemon passes its ssh.confirm_timeout here. Other rows are kept as they
+// are. A zero or negative d keeps DefaultConfirmTimeout.
+func WithConfirmTimeout(ds map[string]Driver, d time.Duration) map[string]Driver {
+	out := make(map[string]Driver, len(ds))
+	for kind, drv := range ds {
+		if c, ok := drv.(confirmer); ok && d > 0 {
+			drv = c.withConfirmTimeout(d)
+		}
+		out[kind] = drv
+	}
+	return out
+}
+
+func (*AddressDriver) withConfirmTimeout(d time.Duration) Driver {
+	return &AddressDriver{ConfirmTimeout: d}
+}
+
+func (*RouteDriver) withConfirmTimeout(d time.Duration) Driver {
+	return &RouteDriver{ConfirmTimeout: d}
+}
+
+func (*FirewallDriver) withConfirmTimeout(d time.Duration) Driver {
+	return &FirewallDriver{ConfirmTimeout: d}
+}
 
 // confirmDir is where armed reverts live on the host. /run is a tmpfs on
 // every systemd host: a reboot forgets both the network change and its

@@ -48,11 +48,33 @@ func dialHost(t *testing.T, ctx context.Context, lab *hosts.Lab, h *hosts.Host) 
 
 // netDrivers is the driver table with short confirm timeouts.
 func netDrivers(confirm time.Duration) map[string]targets.Driver {
-	ds := targets.Drivers()
-	ds["address"] = &targets.AddressDriver{ConfirmTimeout: confirm}
-	ds["route"] = &targets.RouteDriver{ConfirmTimeout: confirm}
-	ds["firewall"] = &targets.FirewallDriver{ConfirmTimeout: confirm}
-	return ds
+	return targets.WithConfirmTimeout(targets.Drivers(), confirm)
+}
+
+func TestWithConfirmTimeout(t *testing.T) {
+	ds := targets.WithConfirmTimeout(targets.Drivers(), 7*time.Second)
+	if len(ds) != len(targets.Drivers()) {
+		t.Fatalf("%d rows, want %d", len(ds), len(targets.Drivers()))
+	}
+	for kind, d := range ds {
+		var got time.Duration
+		switch d := d.(type) {
+		case *targets.AddressDriver:
+			got = d.ConfirmTimeout
+		case *targets.RouteDriver:
+			got = d.ConfirmTimeout
+		case *targets.FirewallDriver:
+			got = d.ConfirmTimeout
+		default:
+			continue
+		}
+		if got != 7*time.Second || d.Kind() != kind {
+			t.Errorf("%s: confirm timeout %s, kind %s", kind, got, d.Kind())
+		}
+	}
+	if d := targets.WithConfirmTimeout(targets.Drivers(), 0)["firewall"].(*targets.FirewallDriver); d.ConfirmTimeout != 0 {
+		t.Errorf("zero timeout changed the default: %s", d.ConfirmTimeout)
+	}
 }
 
 // armedJobs lists what is left of armed reverts on the host: files in the
@@ -60,7 +82,7 @@ func netDrivers(confirm time.Duration) map[string]targets.Driver {
 func armedJobs(t *testing.T, h *hosts.Host) string {
 	t.Helper()
 	return h.MustExec(t, `ls -A /run/driftless-confirm 2>/dev/null
-for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '[.]armed /run/driftless-confirm' && echo "process $p"; done; true`)
+for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\0' ' ' | grep -q '[.]armed /run/driftless-confirm' && echo "process $p"; done; true`)
 }
 
 // cutOffTransport is the real SSH transport of a host whose Redial goes to
