@@ -509,3 +509,46 @@ func TestAPIOperationOutlivesClient(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIConcurrentSyncs: syncs sent at once all run, one after the
+// other, and each answers the synced state.
+func TestAPIConcurrentSyncs(t *testing.T) {
+	w := newAPIWorld(t, tokenFile(t))
+	before, _ := w.f.r.History("prod", 0)
+	const n = 4
+	codes := make(chan int, n)
+	for range n {
+		// Not w.call: a helper goroutine must not call t.Fatal.
+		go func() {
+			req, _ := http.NewRequest("POST", w.srv.URL+"/api/v1/environments/prod/sync", nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := w.srv.Client().Do(req)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for range n {
+		if code := <-codes; code != 200 {
+			t.Errorf("concurrent sync: %d", code)
+		}
+	}
+	after, _ := w.f.r.History("prod", 0)
+	if len(after) != len(before)+n {
+		t.Fatalf("%d runs recorded for %d syncs", len(after)-len(before), n)
+	}
+	for _, r := range after[:n] {
+		if r.Trigger != TriggerSync || r.End.IsZero() {
+			t.Fatalf("run %+v", r)
+		}
+	}
+	// Runs were serialised: none started before the previous one ended.
+	for i := 0; i+1 < n; i++ {
+		if after[i].Start.Before(after[i+1].End) {
+			t.Fatalf("runs %d and %d overlap", after[i+1].ID, after[i].ID)
+		}
+	}
+}
