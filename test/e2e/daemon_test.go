@@ -173,6 +173,13 @@ func (d *daemon) stop(t testing.TB) {
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", tailString(d.Log(), 30000))
 	}
+	// DRIFTLESS_E2E_DAEMON_LOG keeps the whole log of a passing run too,
+	// to study where the time of a benchmark goes.
+	if p := os.Getenv("DRIFTLESS_E2E_DAEMON_LOG"); p != "" {
+		if err := os.WriteFile(p, []byte(d.Log()), 0o644); err != nil {
+			t.Errorf("keep the daemon log: %v", err)
+		}
+	}
 }
 
 func tailString(s string, n int) string {
