@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -11,12 +12,41 @@ import (
 	"github.com/driftless/driftless/sources"
 )
 
-// worker is the goroutine of one environment. Its slots hold at most one
-// waiting revision each: a newer one replaces a waiting one, so bursts
-// coalesce and the newest revision wins.
+// worker is the goroutine of one environment. Its slot holds at most one
+// waiting revision: a newer one replaces a waiting one, so bursts coalesce
+// and the newest revision wins. Previews coalesce per pull request, so
+// that one pull request's preview never drops another's.
 type worker struct {
-	slot    chan target
-	preview chan target
+	slot chan target
+
+	mu       sync.Mutex
+	previews map[int]target
+	// previewReady has capacity one: a signal that previews wait.
+	previewReady chan struct{}
+}
+
+// offerPreview queues a preview, replacing a waiting one of the same pull request.
+func (w *worker) offerPreview(tg target) {
+	w.mu.Lock()
+	w.previews[tg.rev.PullRequest] = tg
+	w.mu.Unlock()
+	select {
+	case w.previewReady <- struct{}{}:
+	default:
+	}
+}
+
+// takePreviews returns the waiting previews, by pull request number.
+func (w *worker) takePreviews() []target {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]target, 0, len(w.previews))
+	for _, tg := range w.previews {
+		out = append(out, tg)
+	}
+	clear(w.previews)
+	sort.Slice(out, func(i, j int) bool { return out[i].rev.PullRequest < out[j].rev.PullRequest })
+	return out
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -118,7 +148,7 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	for _, env := range cfg.Environments {
 		w := r.worker(ctx, env.Name, wg)
 		if rev.Preview {
-			offer(w.preview, target{rev: rev, env: env})
+			w.offerPreview(target{rev: rev, env: env})
 		} else {
 			offer(w.slot, target{rev: rev, env: env})
 		}
@@ -133,7 +163,7 @@ func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup
 	if w, ok := r.workers[name]; ok {
 		return w
 	}
-	w := &worker{slot: make(chan target, 1), preview: make(chan target, 1)}
+	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1)}
 	r.workers[name] = w
 	wg.Add(1)
 	go func() {
@@ -177,8 +207,10 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 			return
 		case tg := <-w.slot:
 			r.onRevision(ctx, st, tg)
-		case tg := <-w.preview:
-			r.preview(ctx, st, tg)
+		case <-w.previewReady:
+			for _, tg := range w.takePreviews() {
+				r.preview(ctx, st, tg)
+			}
 		case <-tk.C:
 			_, _ = r.pass(ctx, st, TriggerDrift)
 		}

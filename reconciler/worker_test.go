@@ -177,3 +177,63 @@ func TestRunInvalidRevisionAndPreview(t *testing.T) {
 		t.Fatalf("applied = %s", st.Applied)
 	}
 }
+
+func TestPreviewsOfDifferentPullRequestsAreAllReported(t *testing.T) {
+	f := newFixture(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	f.ver.gate = func(string, string) {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}
+	revs := runDaemon(t, f)
+	mk := func(content string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,
+			etc+fileRes("/etc/a.conf", content), "verify:\n  - command: \"true\"\n")})
+	}
+	revs <- mk("main")
+	<-entered
+	// While the environment is busy, two pull requests are pushed, one twice.
+	var newest7 string
+	for _, p := range []struct {
+		pr      int
+		content string
+	}{{7, "pr7-a"}, {8, "pr8"}, {7, "pr7-b"}} {
+		rev := mk(p.content)
+		rev.Preview, rev.PullRequest = true, p.pr
+		if p.pr == 7 {
+			newest7 = rev.Commit
+		}
+		revs <- rev
+	}
+	other := f.revision(map[string]string{"environments/other.yaml": envYAML("other", []string{"o1"}, nil, etc, "")})
+	revs <- other // its receipt proves the previews were dispatched
+	close(release)
+	eventually(t, "two previews reported", func() bool {
+		n := 0
+		for _, s := range f.rep.statuses() {
+			if s == "prod/preview" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	_ = f.r.Close()
+	f.rep.mu.Lock()
+	defer f.rep.mu.Unlock()
+	prs := map[int]int{}
+	for _, r := range f.rep.reports {
+		if r.Status == StatusPreview {
+			prs[r.PullRequest]++
+			if r.PullRequest == 7 && r.Commit != newest7 {
+				t.Errorf("pull request 7 previewed at %s, not its newest commit", r.Commit)
+			}
+		}
+	}
+	if len(prs) != 2 || prs[7] != 1 || prs[8] != 1 {
+		t.Fatalf("previews by pull request = %v; want one each for 7 (its newest) and 8", prs)
+	}
+}
