@@ -1,0 +1,225 @@
+// Package notify tells people what driftless did: deploys, failures,
+// rollbacks and drift, through a generic JSON webhook, a Slack-compatible
+// incoming webhook, or email over SMTP.
+//
+// A Notifier's Report is synchronous but bounded: it returns once the
+// notice is delivered, its retries have run out, or its own timeout (or
+// the caller's context) has ended, whichever comes first. The reconciler
+// calls it in its own goroutine, so a dead receiver never holds a rollout.
+// Failures are logged, never returned.
+package notify
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/feedback"
+)
+
+// Options are the dependencies shared by every notifier.
+type Options struct {
+	// Logger receives one line per notice that could not be delivered.
+	Logger zerolog.Logger
+	// HTTPClient posts webhooks (nil: a client with a 15 s timeout per request).
+	HTTPClient *http.Client
+	// Timeout bounds one notice, its retries included (0: 30 s).
+	Timeout time.Duration
+	// Backoff is the retry policy (zero: feedback.Backoff's defaults).
+	Backoff feedback.Backoff
+	// UserAgent names the daemon to webhook receivers (empty: "driftless").
+	UserAgent string
+	// TLSConfig is the base of the SMTP STARTTLS configuration, for a
+	// private CA (nil: the system's roots). ServerName is always set to
+	// the server's host.
+	TLSConfig *tls.Config
+	// Hostname is sent in EHLO and names Message-IDs (empty: os.Hostname, else "localhost").
+	Hostname string
+	// Now stamps the Date header (nil: time.Now).
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "driftless"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// sender is one kind of destination: it encodes a report once (so that
+// every retry sends the same bytes, the same Message-ID), then sends it.
+type sender interface {
+	encode(r reconciler.Report) ([]byte, error)
+	send(ctx context.Context, payload []byte) error
+}
+
+// Notifier delivers the reports whose status it wants to one destination.
+type Notifier struct {
+	name    string
+	events  map[string]bool
+	s       sender
+	timeout time.Duration
+	backoff feedback.Backoff
+	log     zerolog.Logger
+}
+
+var _ reconciler.Reporter = (*Notifier)(nil)
+
+// Name says which destination this is ("webhooks[0]", "slack[1]", "email"), never its URL.
+func (n *Notifier) Name() string { return n.name }
+
+// Wants reports whether a report of this status is sent.
+func (n *Notifier) Wants(status string) bool { return n.events[status] }
+
+// Report delivers r if its status is wanted, within the notifier's
+// timeout; a failure is logged.
+func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
+	if !n.events[r.Status] {
+		return
+	}
+	log := n.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
+	payload, err := n.s.encode(r)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot encode the notification")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	if err := n.backoff.Do(ctx, func(ctx context.Context) error { return n.s.send(ctx, payload) }); err != nil {
+		log.Error().Err(err).Msg("cannot deliver the notification")
+		return
+	}
+	log.Debug().Msg("notification delivered")
+}
+
+// defaultEvents are sent when a destination lists none: what a person
+// wants to hear about, not every rollout's start or every preview.
+var defaultEvents = []string{reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift}
+
+// parseEvents turns the configured event names into report statuses. The
+// names of the configuration ("rollback") and the statuses themselves
+// ("rolled_back") are both accepted.
+func parseEvents(names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		names = defaultEvents
+	}
+	out := map[string]bool{}
+	for _, n := range names {
+		var st string
+		switch strings.ToLower(strings.TrimSpace(n)) {
+		case "success", "deploy", "deployed":
+			st = reconciler.StatusSuccess
+		case "failure", "failed":
+			st = reconciler.StatusFailure
+		case "rollback", "rolled_back":
+			st = reconciler.StatusRolledBack
+		case "drift":
+			st = reconciler.StatusDrift
+		case "pending", "started":
+			st = reconciler.StatusPending
+		case "preview":
+			st = reconciler.StatusPreview
+		default:
+			return nil, fmt.Errorf("unknown event %q: want success, failure, rollback, drift, pending or preview", n)
+		}
+		out[st] = true
+	}
+	return out, nil
+}
+
+// New builds a notifier for every destination of cfg, reading the secrets
+// they reference. A destination that cannot be set up is an error, so the
+// daemon does not start with an alert path silently missing.
+func New(cfg config.Notify, opts Options) ([]reconciler.Reporter, error) {
+	opts = opts.withDefaults()
+	var out []reconciler.Reporter
+	for _, group := range []struct {
+		kind  string
+		hooks []config.NotifyWebhook
+	}{{"webhooks", cfg.Webhooks}, {"slack", cfg.Slack}} {
+		kind := group.kind
+		for i, h := range group.hooks {
+			name := fmt.Sprintf("%s[%d]", kind, i)
+			u, err := hookURL(h)
+			if err != nil {
+				return nil, fmt.Errorf("notify %s: %w", name, err)
+			}
+			var s sender = &webhook{url: u, client: opts.HTTPClient, userAgent: opts.UserAgent}
+			if kind == "slack" {
+				s = &slack{webhook{url: u, client: opts.HTTPClient, userAgent: opts.UserAgent}}
+			}
+			n, err := newNotifier(name, h.Events, s, opts)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, n)
+		}
+	}
+	if cfg.Email != nil {
+		m, err := newMailer(*cfg.Email, opts)
+		if err != nil {
+			return nil, fmt.Errorf("notify email: %w", err)
+		}
+		n, err := newNotifier("email", cfg.Email.Events, m, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func newNotifier(name string, events []string, s sender, opts Options) (*Notifier, error) {
+	ev, err := parseEvents(events)
+	if err != nil {
+		return nil, fmt.Errorf("notify %s: %w", name, err)
+	}
+	return &Notifier{name: name, events: ev, s: s, timeout: opts.Timeout, backoff: opts.Backoff,
+		log: opts.Logger.With().Str("notify", name).Logger()}, nil
+}
+
+// hookURL reads and checks a webhook's URL. Errors never quote it: a chat
+// webhook URL is itself the secret.
+func hookURL(h config.NotifyWebhook) (string, error) {
+	raw := h.URL
+	if !h.URLRef.IsZero() {
+		if raw != "" {
+			return "", fmt.Errorf("both url and url_secret are set")
+		}
+		v, err := h.URLRef.Read()
+		if err != nil {
+			return "", fmt.Errorf("url: %w", err)
+		}
+		raw = strings.TrimSpace(string(v))
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("url: want an absolute http(s) URL")
+	}
+	return u.String(), nil
+}
+
+// shortSHA is the first 7 characters of a commit id.
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
