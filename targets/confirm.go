@@ -67,9 +67,9 @@ var ErrCutOff = errors.New("host cut off by the change")
 //  3. It opens a NEW connection (t must be a Redialer to be confirmed that
 //     way) and, through it, disarms the job.
 //
-// When the new connection cannot be opened before the revert fires, the
-// change is reported as failed with an error wrapping ErrCutOff, and the
-// host is left to revert itself. When apply fails, the revert is run at
+// When the change does not finish, or the new connection cannot be opened,
+// before the revert fires, the change is reported as failed with an error
+// wrapping ErrCutOff, and the host is left to revert itself. When apply fails, the revert is run at
 // once through the old connection (the timer still fires if that fails).
 // A transport that is not a Redialer (the local machine, which cannot cut
 // itself off) is confirmed through t itself.
@@ -85,13 +85,24 @@ func ApplyConfirmed(ctx context.Context, t Transport, timeout time.Duration, res
 	if err := armRevert(ctx, t, token, timeout, restore); err != nil {
 		return fmt.Errorf("arm the revert before a network change: %w", err)
 	}
-	if err := apply(ctx); err != nil {
-		if rerr := revertNow(ctx, t, token); rerr != nil {
-			return fmt.Errorf("%w (reverting at once failed too: %v; the host reverts by itself within %s)", err, rerr, timeout)
-		}
-		return fmt.Errorf("%w (reverted)", err)
+	// The apply gets the confirm deadline: a change that cuts the current
+	// connection leaves its command hanging, and past the deadline the host
+	// reverts anyway.
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	err := apply(actx)
+	cancel()
+	if err == nil {
+		return confirm(ctx, t, token, timeout, deadline)
 	}
-	return confirm(ctx, t, token, timeout, deadline)
+	if ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the change did not finish within the confirm timeout %s (%v): %w; the host reverts the change by itself", timeout, err, ErrCutOff)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if rerr := revertNow(rctx, t, token); rerr != nil {
+		return fmt.Errorf("%w (reverting at once failed too: %v; %w: the host reverts the change by itself within %s)", err, rerr, ErrCutOff, timeout)
+	}
+	return fmt.Errorf("%w (reverted)", err)
 }
 
 // armRevert writes the restore script to the host (from stdin, in the same

@@ -1,6 +1,7 @@
 package targets_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,29 @@ func FuzzRouteParse(f *testing.F) {
 		}
 		_ = d.Diff(r, st)
 	})
+}
+
+// TestRouteCutOffRevertsItself sends the replies to the control machine
+// into a dead end: the change cuts the very connection that made it, the
+// apply is reported as cut off, and the host puts its routes back by itself
+// within the confirm timeout, after which SSH works again.
+func TestRouteCutOffRevertsItself(t *testing.T) {
+	lab, h, tr, ctx := netHost(t, "routecut")
+	h.MustExec(t, "ip addr add 10.99.1.1/24 dev dl0")
+	before := h.MustExec(t, "ip -4 -j route; ip -6 -j route")
+	const timeout = 4 * time.Second
+	bad := config.Resource{Kind: "route", Name: lab.BridgeIP + "/32", Spec: &config.RouteSpec{To: lab.BridgeIP + "/32", Via: "10.99.1.2"}}
+	start := time.Now()
+	err := netDrivers(timeout)["route"].Apply(ctx, tr, bad, targets.State{Fields: map[string]string{"count": "0"}})
+	if !errors.Is(err, targets.ErrCutOff) {
+		t.Fatalf("a route that cuts the host off: err = %v, want a cut-off", err)
+	}
+	t.Logf("reported after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	waitFor(t, timeout+5*time.Second, func() bool { return h.MustExec(t, "ip -4 -j route; ip -6 -j route") == before })
+	t.Logf("host reverted itself %s after the apply began", time.Since(start).Round(time.Millisecond))
+	again := dialHost(t, ctx, lab, h)
+	defer again.Close()
+	if res, err := again.Run(ctx, "echo ok", nil); err != nil || string(res.Stdout) != "ok\n" {
+		t.Fatalf("SSH after the revert: %q, %v", res.Stdout, err)
+	}
 }
