@@ -14,6 +14,8 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/reconciler/notify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
 	"github.com/driftless/driftless/targets"
@@ -54,6 +56,10 @@ func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*dae
 }
 
 func (d *daemon) build() error {
+	reporters, err := d.reporters()
+	if err != nil {
+		return err
+	}
 	rec, err := reconciler.New(reconciler.Options{
 		Store:         d.store,
 		Dialer:        d.dialer,
@@ -65,6 +71,7 @@ func (d *daemon) build() error {
 		Version:       version,
 		URL:           d.cfg.ExternalURL,
 		DriftInterval: d.cfg.DriftInterval.D(),
+		Reporters:     reporters,
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)
@@ -95,6 +102,21 @@ func (d *daemon) build() error {
 		Registerer:    d.reg,
 	})
 	return nil
+}
+
+// reporters builds the Git host feedback and the notifiers of the config,
+// reading their secrets now so that a missing token stops the start.
+func (d *daemon) reporters() ([]reconciler.Reporter, error) {
+	ua := "driftless/" + version
+	fb, err := feedback.New(d.cfg.Feedback, feedback.Options{Logger: d.log, UserAgent: ua})
+	if err != nil {
+		return nil, err
+	}
+	nt, err := notify.New(d.cfg.Notify, notify.Options{Logger: d.log, UserAgent: ua})
+	if err != nil {
+		return nil, err
+	}
+	return append(fb, nt...), nil
 }
 
 // load validates a revision, placing local hosts in the sandbox when set.
