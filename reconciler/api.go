@@ -60,6 +60,12 @@ type APIOptions struct {
 	// the middle would leave its hosts between two revisions until the
 	// next pass recovers them.
 	OperationTimeout time.Duration
+	// Context, when set, is the daemon's lifetime: sync and rollback run
+	// under it instead of the request's context, so stopping the daemon
+	// interrupts them as it interrupts every other rollout (the rollout
+	// journal takes over at the next start) while a client going away
+	// does not (nil: context.Background()).
+	Context context.Context
 	// Now is the clock of the status page (time.Now when nil).
 	Now func() time.Time
 	// Refresh is how often the status page reloads itself (0: 10 s).
@@ -92,6 +98,9 @@ type API struct {
 func NewAPI(opts APIOptions) *API {
 	if opts.OperationTimeout <= 0 {
 		opts.OperationTimeout = 10 * time.Minute
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	if opts.Refresh <= 0 {
 		opts.Refresh = 10 * time.Second
@@ -238,9 +247,9 @@ func bearer(h string) (string, bool) {
 }
 
 // operationContext detaches an operation from the request (see
-// APIOptions.OperationTimeout) but keeps its values, bounded by the timeout.
-func (a *API) operationContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.OperationTimeout)
+// APIOptions.OperationTimeout and Context), bounded by the timeout.
+func (a *API) operationContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(a.opts.Context, a.opts.OperationTimeout)
 }
 
 func (a *API) sync(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +258,7 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
 		return
 	}
-	ctx, cancel := a.operationContext(r)
+	ctx, cancel := a.operationContext()
 	defer cancel()
 	a.log.Info().Str("environment", name).Str("remote", r.RemoteAddr).Msg("sync requested")
 	a.finishOperation(w, name, a.opts.Reconciler.Sync(ctx, name))
@@ -310,7 +319,7 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	ctx, cancel := a.operationContext(r)
+	ctx, cancel := a.operationContext()
 	defer cancel()
 	a.log.Info().Str("environment", name).Str("revision", shortCommit(to)).Str("remote", r.RemoteAddr).Msg("rollback requested")
 	a.finishOperation(w, name, a.opts.Reconciler.Rollback(ctx, name, to))

@@ -552,3 +552,69 @@ func TestAPIConcurrentSyncs(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIOperationStopsWithDaemon: the daemon's context ending interrupts
+// a manual rollback; the API answers why, and the next pass puts the
+// hosts back on one whole revision.
+func TestAPIOperationStopsWithDaemon(t *testing.T) {
+	f := newFixture(t)
+	w := &apiWorld{f: f}
+	w.mk = func(content string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2"}, nil,
+			etc+fileRes(appConf, content), "rollout: {batch: 1}\nverify:\n  - command: \"true\"\n")})
+	}
+	w.rev1, w.rev2 = w.mk("one"), w.mk("two")
+	for _, rev := range []sources.Revision{w.rev1, w.rev2} {
+		if _, err := f.r.ApplyRevision(context.Background(), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	daemon, stop := context.WithCancel(context.Background())
+	defer stop()
+	mux := http.NewServeMux()
+	NewAPI(APIOptions{Reconciler: f.r, Token: tokenFile(t), Context: daemon}).Register(mux)
+	w.srv = httptest.NewServer(mux)
+	defer w.srv.Close()
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.ver.gate = func(string, string) {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}
+	type answer struct {
+		code int
+		body []byte
+	}
+	done := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", w.srv.URL+"/api/v1/environments/prod/rollback", strings.NewReader(`{"to": "`+w.rev1.Commit+`"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := w.srv.Client().Do(req)
+		if err != nil {
+			done <- answer{code: -1, body: []byte(err.Error())}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- answer{resp.StatusCode, b}
+	}()
+	<-entered // h1 is on rev1 and verifying; h2 still on rev2
+	stop()
+	close(release)
+	a := <-done
+	if e := decode[apiError](t, a.body); a.code != 500 || !strings.Contains(e.Error, "interrupted") {
+		t.Fatalf("%d %s", a.code, a.body)
+	}
+	// The next pass first finishes the interrupted rollout's rollback.
+	f.ver.gate = nil
+	if err := f.r.Sync(context.Background(), "prod"); err != nil {
+		t.Fatalf("sync after the interruption: %v", err)
+	}
+	h1, h2 := f.hostFile("h1", appConf), f.hostFile("h2", appConf)
+	if h1 != h2 {
+		t.Fatalf("hosts left on different revisions: h1 %q, h2 %q", h1, h2)
+	}
+}
