@@ -185,6 +185,11 @@ func TestFirewallCutOffRevertsItself(t *testing.T) {
 		t.Fatalf("a harmless firewall: %v", err)
 	}
 	prior := h.MustExec(t, "nft list ruleset")
+	// The harmless change was confirmed: past the timeout it is still there.
+	time.Sleep(timeout + time.Second)
+	if now := h.MustExec(t, "nft list ruleset"); now != prior || armedJobs(t, h) != "" {
+		t.Fatalf("a confirmed firewall did not stay:\n%s\nwant\n%s\nleft: %s", now, prior, armedJobs(t, h))
+	}
 
 	bad := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{
 		Allow: []string{"tcp/8080"}, Policy: "drop"}}
