@@ -242,10 +242,12 @@ type run struct {
 	Revision struct {
 		Commit string `json:"commit"`
 	} `json:"revision"`
-	Trigger string `json:"trigger"`
-	Result  string `json:"result"`
-	Changes int    `json:"changes"`
-	Error   string `json:"error"`
+	Trigger string    `json:"trigger"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Result  string    `json:"result"`
+	Changes int       `json:"changes"`
+	Error   string    `json:"error"`
 }
 
 // env returns the environment's status; a 404 (not known yet) is an error.
