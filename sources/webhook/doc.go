@@ -41,7 +41,7 @@
 //	404 an unknown provider
 //	405 a method other than POST
 //	408 a body not received within the read timeout (30 s by default)
-//	409 a delivery id already received within the replay window
+//	409 a delivery (its id or its body) already received within the replay window
 //	413 a body over the size cap (25 MiB by default)
 //	500 the delivery store failed
 //
