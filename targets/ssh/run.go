@@ -77,7 +77,14 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 	var stdout groupWriter
 	var stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
-	sess.Stdin = io.MultiReader(bytes.NewReader(body), bytes.NewReader(stdin))
+	// Stdin is fed by our own goroutine rather than through sess.Stdin: a
+	// script may exit without reading all of its input, and the failed
+	// write must not turn its exit status into an error.
+	in, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return targets.Result{}, fmt.Errorf("open remote stdin: %w", err)
+	}
 	t.roundTrips.Add(1)
 	// Start waits for the server's reply with no context of its own: a
 	// peer that stopped answering would block it forever, so the deadline
@@ -92,12 +99,21 @@ func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targe
 		}
 		return targets.Result{}, fmt.Errorf("start remote shell: %w", err)
 	}
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		io.Copy(in, io.MultiReader(bytes.NewReader(body), bytes.NewReader(stdin))) //nolint:errcheck // see above
+		in.Close()
+	}()
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
 	case err = <-done:
+		// The channel is closed now, so a pending write fails at once.
+		<-fed
 	case <-ctx.Done():
 		t.abandon(sess, done, stdout.group())
+		<-fed
 		return targets.Result{Stdout: stdout.bytes(), Stderr: stderr.Bytes()}, ctx.Err()
 	}
 	res := targets.Result{Stdout: stdout.bytes(), Stderr: stderr.Bytes()}

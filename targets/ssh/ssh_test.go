@@ -104,6 +104,20 @@ func TestLargeScriptAndBinaryStdin(t *testing.T) {
 	if got := strings.TrimSpace(string(res.Stdout)); got != hex.EncodeToString(sum[:]) {
 		t.Fatalf("binary stdin arrived altered: remote sha256 %s, want %x (stderr %s)", got, sum, res.Stderr)
 	}
+
+	// A script that does not read all of its input (more than the SSH
+	// channel window) still reports its own exit status, not an error
+	// about the input it left.
+	unread := make([]byte, 8<<20)
+	for _, tt := range []struct {
+		script string
+		exit   int
+	}{{"true", 0}, {"exit 4", 4}, {"head -c 5 >/dev/null", 0}} {
+		res, err := tr.Run(context.Background(), tt.script, unread)
+		if err != nil || res.Exit != tt.exit {
+			t.Fatalf("%q with 8 MiB of unread stdin: exit %d, %v; want exit %d", tt.script, res.Exit, err, tt.exit)
+		}
+	}
 }
 
 func TestWriteFile(t *testing.T) {
