@@ -81,13 +81,21 @@ func renderPlanComment(r reconciler.Report) string {
 	c := countPlan(r.Plan)
 	fmt.Fprintf(&b, "Merging this pull request would apply commit <code>%s</code> to <b>%s</b>.\n\n**Plan:** %s.\n",
 		shortSHA(r.Commit), html.EscapeString(r.Environment), c)
-	omitted := 0
+	omittedDiffs, omittedHosts := 0, 0
 	for _, h := range r.Plan.Hosts {
-		omitted += renderHost(&b, h)
+		var hb strings.Builder
+		omittedDiffs += renderHost(&hb, h, commentBudget-b.Len())
+		// A host whose section no longer fits is left out whole rather than cut
+		// in the middle; the summary line above still counts its changes.
+		if b.Len()+hb.Len() > commentBudget {
+			omittedHosts++
+			continue
+		}
+		b.WriteString(hb.String())
 	}
-	if omitted > 0 {
-		fmt.Fprintf(&b, "\n_%d %s not shown: the comment reached its size limit. `driftless plan` shows them all._\n",
-			omitted, plural(omitted, "diff is", "diffs are"))
+	if omittedDiffs > 0 || omittedHosts > 0 {
+		fmt.Fprintf(&b, "\n_The comment reached its size limit: %d %s and %d %s not shown. `driftless plan` shows them all._\n",
+			omittedDiffs, plural(omittedDiffs, "diff", "diffs"), omittedHosts, plural(omittedHosts, "host is", "hosts are"))
 	}
 	if r.URL != "" {
 		fmt.Fprintf(&b, "\n[Status of %s](%s)\n", html.EscapeString(r.Environment), r.URL)
@@ -95,9 +103,9 @@ func renderPlanComment(r reconciler.Report) string {
 	return b.String()
 }
 
-// renderHost writes one host's section and returns how many diffs were left
-// out to keep the comment under GitHub's size limit.
-func renderHost(b *strings.Builder, h reconciler.HostPlan) (omitted int) {
+// renderHost writes one host's section and returns how many diffs it left
+// out to keep the section within budget bytes.
+func renderHost(b *strings.Builder, h reconciler.HostPlan, budget int) (omitted int) {
 	fmt.Fprintf(b, "\n#### <code>%s</code>\n\n", html.EscapeString(h.Host))
 	if h.Err != "" {
 		b.WriteString("Could not be observed:\n\n" + fenced("text", h.Err) + "\n")
@@ -113,8 +121,15 @@ func renderHost(b *strings.Builder, h reconciler.HostPlan) (omitted int) {
 			b.WriteString("- " + label + "\n")
 			continue
 		}
+		// The clipped diff alone is a lower bound of the block's size: past the
+		// budget, the block is not even built.
+		if b.Len()+min(len(ch.Diff), maxDiff) > budget {
+			omitted++
+			b.WriteString("- " + label + " (diff not shown)\n")
+			continue
+		}
 		block := fmt.Sprintf("\n<details><summary>%s</summary>\n\n%s\n</details>\n\n", label, fenced("diff", clip(ch.Diff, maxDiff)))
-		if b.Len()+len(block) > commentBudget {
+		if b.Len()+len(block) > budget {
 			omitted++
 			b.WriteString("- " + label + " (diff not shown)\n")
 			continue

@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -59,7 +60,7 @@ func TestRenderPlanCommentStaysUnderGitHubLimit(t *testing.T) {
 	if !utf8.ValidString(body) {
 		t.Error("comment is not valid UTF-8")
 	}
-	if !strings.Contains(body, "diffs are not shown") || !strings.Contains(body, "(diff not shown)") {
+	if !strings.Contains(body, "diffs and 0 hosts are not shown") || !strings.Contains(body, "(diff not shown)") {
 		t.Error("omitted diffs are not announced")
 	}
 	if !strings.Contains(body, "more bytes") {
@@ -67,6 +68,23 @@ func TestRenderPlanCommentStaysUnderGitHubLimit(t *testing.T) {
 	}
 	if n := strings.Count(body, "<b>update</b>"); n != 41 {
 		t.Errorf("changes listed: %d, want 41", n)
+	}
+}
+
+func TestRenderPlanCommentManyHostsStayUnderLimit(t *testing.T) {
+	r := report(reconciler.StatusPreview, "")
+	r.Plan = &reconciler.Plan{Environment: "staging", Commit: sha}
+	for h := range 3000 {
+		r.Plan.Hosts = append(r.Plan.Hosts, reconciler.HostPlan{Host: fmt.Sprintf("web-%d", h), Changes: []targets.Change{
+			{ID: "package:nginx", Action: targets.Create}, {ID: "file:/a", Action: targets.Update, Diff: "-a\n+b\n"},
+		}})
+	}
+	body := renderPlanComment(r)
+	if len(body) > 65536 {
+		t.Fatalf("comment of %d bytes is over GitHub's limit", len(body))
+	}
+	if !strings.Contains(body, "3000 to create, 3000 to update") || !strings.Contains(body, "hosts are not shown") {
+		t.Errorf("summary or omission note missing:\n%s", body[len(body)-400:])
 	}
 }
 

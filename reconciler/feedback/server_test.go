@@ -23,7 +23,7 @@ type request struct {
 // feedback makes, and records what it received. failures makes the next N
 // requests on a "METHOD path" answer 500, to exercise the retries.
 type fakeHost struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 
 	mu       sync.Mutex
@@ -36,7 +36,7 @@ type fakeHost struct {
 	deployments []map[string]any
 }
 
-func newFakeGitHub(t *testing.T, prefix string) (*fakeHost, *httptest.Server) {
+func newFakeGitHub(t testing.TB, prefix string) (*fakeHost, *httptest.Server) {
 	f := &fakeHost{t: t, prefix: prefix, failures: map[string]int{}, failCode: map[string]int{}, nextID: 1000, comments: map[int][]map[string]any{}}
 	mux := http.NewServeMux()
 	p := prefix
