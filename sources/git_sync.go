@@ -115,7 +115,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	if !g.accept(commit) {
 		return nil, nil
 	}
-	dir, err := g.checkout(commit, filepath.Join(g.dir, "checkouts", sha))
+	dir, err := g.checkout(repo, commit, filepath.Join(g.dir, "checkouts", sha))
 	if err != nil {
 		return nil, err
 	}
@@ -124,26 +124,63 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
 }
 
+// subTree returns the tree driftless reads from commit: the whole tree, or
+// the configured sub-path's, with that sub-path as a relative folder.
+func (g *Git) subTree(commit *object.Commit) (*object.Tree, string, error) {
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, "", fmt.Errorf("read tree of %s: %w", commit.Hash, err)
+	}
+	if g.cfg.Path == "" {
+		return tree, "", nil
+	}
+	sub := filepath.ToSlash(filepath.Clean(g.cfg.Path))
+	if sub == "." {
+		return tree, "", nil
+	}
+	if tree, err = tree.Tree(sub); err != nil {
+		return nil, "", fmt.Errorf("path %q in commit %s: %w", g.cfg.Path, commit.Hash, ErrPathNotFound)
+	}
+	return tree, filepath.FromSlash(sub), nil
+}
+
+// linkBase returns the current checkout as a source of hard links, or nil
+// when there is none usable.
+func (g *Git) linkBase(repo *git.Repository) *linkBase {
+	if g.keep.current == "" {
+		return nil
+	}
+	commit, err := repo.CommitObject(plumbing.NewHash(g.keep.current))
+	if err != nil {
+		return nil
+	}
+	tree, rel, err := g.subTree(commit)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Join(g.dir, "checkouts", g.keep.current, rel)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	files, err := listTree(tree)
+	if err != nil {
+		return nil
+	}
+	return &linkBase{dir: dir, files: files}
+}
+
 // checkout writes commit's tree into dest (beside it first, then renamed)
 // and returns the revision's folder: dest, or the sub-path inside it. With
 // a sub-path only that folder is written (a monorepo's other parts are not
-// driftless's business). An existing dest is reused: checkouts are
-// immutable, named by commit.
-func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
-	tree, err := commit.Tree()
+// driftless's business). Files unchanged since the current checkout are
+// hard links to it. An existing dest is reused: checkouts are immutable,
+// named by commit.
+func (g *Git) checkout(repo *git.Repository, commit *object.Commit, dest string) (string, error) {
+	tree, rel, err := g.subTree(commit)
 	if err != nil {
-		return "", fmt.Errorf("read tree of %s: %w", commit.Hash, err)
+		return "", err
 	}
-	dir, rel := dest, ""
-	if g.cfg.Path != "" {
-		if sub := filepath.ToSlash(filepath.Clean(g.cfg.Path)); sub != "." {
-			if tree, err = tree.Tree(sub); err != nil {
-				return "", fmt.Errorf("path %q in commit %s: %w", g.cfg.Path, commit.Hash, ErrPathNotFound)
-			}
-			rel = filepath.FromSlash(sub)
-			dir = filepath.Join(dest, rel)
-		}
-	}
+	dir := filepath.Join(dest, rel)
 	if _, err := os.Stat(dest); err == nil {
 		return dir, nil
 	}
@@ -154,21 +191,21 @@ func (g *Git) checkout(commit *object.Commit, dest string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create checkout folder: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(tmp, rel), 0o755); err != nil {
+	fail := func(what string, err error) (string, error) {
 		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+		return "", fmt.Errorf("%s %s: %w", what, commit.Hash, err)
 	}
-	if err := writeTree(tree, filepath.Join(tmp, rel)); err != nil {
-		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+	if err := os.MkdirAll(filepath.Join(tmp, rel), 0o755); err != nil {
+		return fail("check out", err)
+	}
+	if err := writeTree(repo.Storer, tree, filepath.Join(tmp, rel), g.linkBase(repo)); err != nil {
+		return fail("check out", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("check out %s: %w", commit.Hash, err)
+		return fail("check out", err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
-		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("publish checkout %s: %w", commit.Hash, err)
+		return fail("publish checkout", err)
 	}
 	return dir, nil
 }
