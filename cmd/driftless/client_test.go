@@ -14,11 +14,18 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/sources"
 )
+
+// TestMain checks that no test of the package leaves a goroutine behind:
+// servers, reconcilers and daemons started by tests must all stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // clientWorld is a daemon built as `driftless serve` builds it (its real
 // mux, API and reconciler, local hosts in a sandbox), served over loopback,
