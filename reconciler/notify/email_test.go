@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -34,7 +35,7 @@ func emailNotifier(t *testing.T, cfg config.Email, opts Options) *Notifier {
 	return rps[0].(*Notifier)
 }
 
-func passwordFile(t *testing.T, pw string) config.Secret {
+func passwordFile(t testing.TB, pw string) config.Secret {
 	p := filepath.Join(t.TempDir(), "smtp.password")
 	if err := os.WriteFile(p, []byte(pw+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -195,4 +196,35 @@ func TestEmailConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzEmailEncode feeds outside text (environment names, error
+// descriptions from hosts) into the message: it must always parse as one
+// RFC 5322 message whose headers nothing injected into.
+func FuzzEmailEncode(f *testing.F) {
+	f.Add("staging", "failed: x", sha, "web-1")
+	f.Add("a\r\nBcc: evil@example.org", ".\r\n.\r\nQUIT\r\n", "zz\nX: y", "h\r\n")
+	m, err := newMailer(config.Email{Server: "127.0.0.1:25", From: "d@example.org", To: []string{"ops@example.org"}},
+		Options{Hostname: "fuzz", Now: time.Now})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, env, desc, commit, host string) {
+		r := reconciler.Report{Environment: env, Description: desc, Commit: commit, Status: reconciler.StatusFailure,
+			Plan: &reconciler.Plan{Hosts: []reconciler.HostPlan{{Host: host, Err: desc}}}}
+		data, err := m.encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("message does not parse: %v", err)
+		}
+		if len(msg.Header) != 9 || msg.Header.Get("Bcc") != "" {
+			t.Fatalf("headers were injected: %v", msg.Header)
+		}
+		if _, err := io.ReadAll(quotedprintable.NewReader(msg.Body)); err != nil {
+			t.Fatalf("body: %v", err)
+		}
+	})
 }

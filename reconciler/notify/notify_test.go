@@ -46,7 +46,7 @@ type receiver struct {
 	bodies   [][]byte
 }
 
-func (rc *receiver) start(t *testing.T) *httptest.Server {
+func (rc *receiver) start(t testing.TB) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rc.mu.Lock()

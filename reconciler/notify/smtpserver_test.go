@@ -21,7 +21,7 @@ import (
 // EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA with dot-unstuffing, RSET,
 // NOOP and QUIT, as RFC 5321 and RFC 4954 describe them.
 type smtpServer struct {
-	t    *testing.T
+	t    testing.TB
 	ln   net.Listener
 	tls  *tls.Config // when set, STARTTLS is offered
 	user string      // when set, AUTH PLAIN is offered and required
@@ -43,7 +43,7 @@ type mailReceived struct {
 	Data                 string
 }
 
-func startSMTP(t *testing.T, s *smtpServer) *smtpServer {
+func startSMTP(t testing.TB, s *smtpServer) *smtpServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
