@@ -10,10 +10,12 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// FuzzGroupWriter feeds the remote's output in arbitrary chunks: the first
-// line is always taken apart as the process group, the rest kept intact.
+// FuzzGroupWriter feeds the remote's output in arbitrary chunks: whatever
+// precedes the group marker line is dropped, the marker line gives the
+// group, and everything after it is kept intact.
 func FuzzGroupWriter(f *testing.F) {
-	f.Add([]byte("1234\nhello\nworld"), uint8(3))
+	f.Add([]byte("driftless-pgid:1234\nhello\nworld"), uint8(3))
+	f.Add([]byte("motd noise\ndriftless-pgid:7\nout"), uint8(5))
 	f.Add([]byte("\n"), uint8(1))
 	f.Add([]byte("no newline"), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
@@ -26,16 +28,22 @@ func FuzzGroupWriter(f *testing.F) {
 			}
 			rest = rest[n:]
 		}
-		head, body, found := bytes.Cut(data, []byte("\n"))
-		if !found {
-			body = nil
+		var body []byte
+		want := 0
+		for rest := data; ; {
+			line, after, found := bytes.Cut(rest, []byte("\n"))
+			if !found {
+				break
+			}
+			if g, ok := bytes.CutPrefix(line, []byte(groupMarker)); ok {
+				want, _ = strconv.Atoi(string(g))
+				body = after
+				break
+			}
+			rest = after
 		}
 		if got := w.bytes(); !bytes.Equal(got, body) {
 			t.Fatalf("body %q, want %q", got, body)
-		}
-		want, err := strconv.Atoi(string(head))
-		if !found || err != nil {
-			want = 0
 		}
 		if g := w.group(); g != want {
 			t.Fatalf("group %d, want %d", g, want)

@@ -48,7 +48,7 @@ func (t *Transport) bound(ctx context.Context) (context.Context, context.CancelF
 // script's stdin. The script is wrapped in braces by wrapScript, so a
 // truncated transfer is a syntax error and runs nothing.
 func (t *Transport) remoteCommand(n int) string {
-	inner := fmt.Sprintf(`read -r _ _ _ _ g _ </proc/$$/stat && echo "$g"; eval "$(head -c %d)"`, n)
+	inner := fmt.Sprintf(`g=0; { read -r _ _ _ _ g _ </proc/$$/stat; } 2>/dev/null; echo "%s$g"; eval "$(head -c %d)"`, groupMarker, n)
 	cmd := "exec /bin/sh -c " + shellQuote(inner)
 	if t.cfg.Sudo {
 		cmd = "exec sudo -n -- /bin/sh -c " + shellQuote(inner)
@@ -221,42 +221,47 @@ func (t *Transport) session(ctx context.Context) (*gossh.Session, *conn, error) 
 	}
 }
 
-// groupWriter collects a session's standard output, taking its first line
-// apart: the remote process group printed by remoteCommand.
+// groupMarker starts the line on which the remote shell reports its
+// process group, before the script's own output.
+const groupMarker = "driftless-pgid:"
+
+// groupWriter collects a session's standard output, taking apart what
+// precedes the script's output: the process group line, and anything a
+// login shell printed before it (a chatty .bashrc), which is discarded.
 type groupWriter struct {
-	mu     sync.Mutex
-	header []byte
-	seen   bool
-	out    bytes.Buffer
+	mu      sync.Mutex
+	pending []byte
+	pgid    int
+	seen    bool
+	out     bytes.Buffer
 }
 
 func (w *groupWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)
-	if !w.seen {
+	for !w.seen {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.header = append(w.header, p...)
+			w.pending = append(w.pending, p...)
 			return n, nil
 		}
-		w.header = append(w.header, p[:i]...)
-		w.seen = true
-		p = p[i+1:]
+		line := append(w.pending, p[:i]...)
+		w.pending, p = nil, p[i+1:]
+		if rest, ok := bytes.CutPrefix(line, []byte(groupMarker)); ok {
+			w.seen = true
+			w.pgid, _ = strconv.Atoi(string(rest))
+		}
 	}
 	w.out.Write(p)
 	return n, nil
 }
 
-// group is the remote process group, or 0 when it was not printed yet.
+// group is the remote process group, or 0 when it is not known (yet).
 func (w *groupWriter) group() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.seen {
-		return 0
-	}
-	g, _ := strconv.Atoi(string(w.header))
-	return g
+	return w.pgid
 }
 
 func (w *groupWriter) bytes() []byte {

@@ -72,6 +72,12 @@ func TestRun(t *testing.T) {
 	if got := tr.RoundTrips(); got != int64(len(tests)) {
 		t.Fatalf("RoundTrips = %d, want %d", got, len(tests))
 	}
+
+	// A login shell that prints something does not pollute the output.
+	h.MustExec(t, "echo 'echo chatty bashrc' >> /root/.bashrc")
+	if res, err := tr.Run(context.Background(), "echo clean", nil); err != nil || string(res.Stdout) != "clean\n" {
+		t.Fatalf("output under a chatty .bashrc: %q %v", res.Stdout, err)
+	}
 }
 
 func TestLargeScriptAndBinaryStdin(t *testing.T) {
