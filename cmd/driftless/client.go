@@ -138,7 +138,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 					up++
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%d/%d\n", e.Name, e.Applied, e.State, e.DriftResources, e.LastResult, ago(e.LastRun), up, len(e.Hosts))
+			fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%d/%d\n", e.Name, orDash(e.Applied), e.State, e.DriftResources, orDash(e.LastResult), ago(e.LastRun), up, len(e.Hosts))
 		}
 		return nil, tw.Flush()
 	})
@@ -283,6 +283,14 @@ func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error))
 		}
 	}
 	return 0
+}
+
+// orDash fills an empty table cell, so that every row has all its columns.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // oneLine keeps a joined, multi-line error on its table row.

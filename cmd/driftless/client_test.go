@@ -155,6 +155,32 @@ func TestClientStatus(t *testing.T) {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 		}
 	})
+	t.Run("never applied", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		_ = l.Close()
+		dir := t.TempDir()
+		y := "environment: edge\nhosts:\n  - name: far\n    address: 127.0.0.1\n    port: " + port + "\n    user: nobody\n    resources:\n      - directory: /srv/edge\n"
+		if err := os.MkdirAll(filepath.Join(dir, "environments"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "environments", "edge.yaml"), []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rev := sources.Revision{Source: "test", Commit: strings.Repeat("e", 40), Dir: dir, Time: time.Now()}
+		if _, err := w.d.rec.ApplyRevision(context.Background(), rev); err == nil {
+			t.Fatal("edge applied with an unreachable host")
+		}
+		code, out, stderr := w.cli(runStatus, "edge")
+		r := rows(out)
+		// An empty revision is a dash, so the row keeps all its columns.
+		if code != 0 || len(r) != 2 || strings.Join(r[1][:5], " ") != "edge - failed 0 failed" || r[1][len(r[1])-1] != "0/1" {
+			t.Fatalf("exit %d %s\n%s", code, stderr, out)
+		}
+	})
 	t.Run("daemon not running", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
