@@ -68,6 +68,17 @@ verify:
 	return b.String()
 }
 
+// baseEnv declares the hosts of "prod" with one folder each: the state the
+// daemon starts from.
+func baseEnv(hs []*hosts.Host) string {
+	var b strings.Builder
+	b.WriteString("environment: prod\ndrift: enforce\nhosts:\n")
+	for _, h := range hs {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    resources:\n      - directory: /etc/app\n        mode: \"0755\"\n", h.Name, h.Address)
+	}
+	return b.String()
+}
+
 // daemonConfig writes driftless.yaml for one Git source followed through
 // GitHub webhooks (its poll interval is an hour, so only a webhook makes it
 // fetch early) and SSH hosts of lab, and returns its path.
@@ -119,6 +130,7 @@ func TestDeployRollbackDrift(t *testing.T) {
 	}
 	arts := newArtifactServer(t)
 	url1, sum1 := arts.add(t, "app-v1.tar.gz", map[string][]byte{"app": app, "version": []byte("v1\n")})
+	var v1 string
 	url2, sum2 := arts.add(t, "app-v2.tar.gz", map[string][]byte{"app": app, "version": []byte("v2\n"), "status": []byte("500\n")})
 
 	git := gitserver.New(t)
@@ -126,13 +138,21 @@ func TestDeployRollbackDrift(t *testing.T) {
 	secret := []byte("e2e-webhook-secret")
 	hook := newGitHubHook(git, repoURL, secret)
 	work := git.Clone(t, "infra")
-	v1 := work.Commit(t, map[string]string{"environments/prod.yaml": appEnv(hs, url1, sum1)}, "deploy app v1")
+	// The daemon starts on a commit that only declares the hosts and a
+	// folder, so that v1 too arrives through a push and its webhook.
+	v0 := work.Commit(t, map[string]string{"environments/prod.yaml": baseEnv(hs)}, "declare the hosts")
 	work.Push(t)
 
 	d := startDaemon(t, bin, daemonConfig(t, lab, repoURL, secret, driftInterval))
 	hook.setTarget(d.URL)
+	waitApplied(t, d, "prod", v0)
 
 	t.Run("v1 deployed and verified", func(t *testing.T) {
+		v1 = work.Commit(t, map[string]string{"environments/prod.yaml": appEnv(hs, url1, sum1)}, "deploy app v1")
+		work.Push(t)
+		if n := hook.check(t); n != 1 {
+			t.Fatalf("%d webhooks delivered after the push of v1, want 1", n)
+		}
 		waitApplied(t, d, "prod", v1)
 		requireRun(t, d, "prod", v1, "success")
 		for _, h := range hs {
@@ -175,20 +195,23 @@ func TestDeployRollbackDrift(t *testing.T) {
 		}
 
 		// The drift loop compares the hosts with the last applied revision;
-		// it must not bring the quarantined v2 back.
+		// it must not bring the quarantined v2 back: no new run of v2, no
+		// new rollback, v1 still served.
+		runsBefore := runsOf(t, d, "prod", v2)
+		rollbacks, _, err := d.metric("driftless_rollbacks_total", map[string]string{"environment": "prod"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(2*driftInterval + time.Second)
 		for _, h := range hs {
 			requireServing(t, h, "v1")
 			requireRelease(t, h, sum1)
 		}
-		runs, err := d.history("prod")
-		if err != nil {
-			t.Fatal(err)
+		if after := runsOf(t, d, "prod", v2); after != runsBefore {
+			t.Errorf("runs of quarantined v2 went from %d to %d over two drift intervals", runsBefore, after)
 		}
-		for _, r := range runs {
-			if r.Revision.Commit == v2 && r.Result == "success" {
-				t.Errorf("history has a successful run of quarantined v2: %+v", r)
-			}
+		if after, _, err := d.metric("driftless_rollbacks_total", map[string]string{"environment": "prod"}); err != nil || after != rollbacks {
+			t.Errorf("driftless_rollbacks_total went from %v to %v (%v) over two drift intervals", rollbacks, after, err)
 		}
 	})
 
@@ -197,7 +220,10 @@ func TestDeployRollbackDrift(t *testing.T) {
 		h.MustExec(t, "echo edited by hand > /etc/app/enforced.conf && echo edited by hand > /etc/app/watched.conf")
 		enforced := filepath.Join(h.Root, "etc/app/enforced.conf")
 		watched := filepath.Join(h.Root, "etc/app/watched.conf")
-		waitFor(t, 3*driftInterval+10*time.Second, 100*time.Millisecond, "the enforced file to be healed", func() error {
+		edited := time.Now()
+		// Healing must come with the next drift pass: one interval, plus the
+		// pass itself on a machine that may be busy compiling.
+		waitFor(t, driftInterval+8*time.Second, 100*time.Millisecond, "the enforced file to be healed", func() error {
 			b, err := os.ReadFile(enforced)
 			if err != nil {
 				return err
@@ -207,7 +233,8 @@ func TestDeployRollbackDrift(t *testing.T) {
 			}
 			return nil
 		})
-		waitFor(t, 3*driftInterval+10*time.Second, 200*time.Millisecond, "warn-mode drift in /metrics", func() error {
+		t.Logf("enforced file healed %s after the edit (drift interval %s)", time.Since(edited).Round(time.Millisecond), driftInterval)
+		waitFor(t, driftInterval+8*time.Second, 200*time.Millisecond, "warn-mode drift in /metrics", func() error {
 			v, found, err := d.metric("driftless_drift_resources", map[string]string{"environment": "prod", "host": h.Name, "mode": "warn"})
 			if err != nil {
 				return err
@@ -267,6 +294,22 @@ func requireRun(t testing.TB, d *daemon, env, commit, result string) {
 		}
 	}
 	t.Errorf("history of %s has no %s run of %s: %+v", env, result, commit[:8], runs)
+}
+
+// runsOf counts the history's runs of commit.
+func runsOf(t testing.TB, d *daemon, env, commit string) int {
+	t.Helper()
+	runs, err := d.history(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range runs {
+		if r.Revision.Commit == commit {
+			n++
+		}
+	}
+	return n
 }
 
 // requireMetricAtLeast fails the test unless the summed series is >= min.
