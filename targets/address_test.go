@@ -85,7 +85,7 @@ func TestAddressOverSSH(t *testing.T) {
 	_, h, tr, ctx := netHost(t, "addr")
 	h.MustExec(t, "ip addr add 10.99.1.1/24 dev dl0 && ip addr add 10.99.3.3/24 dev dl0")
 	before := ipv4Addrs(t, h)
-	ds := netDrivers(3 * time.Second)
+	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{
 		{Kind: "address", Name: "10.99.2.5/24", Spec: &config.AddressSpec{Interface: "dl0"}},
 		{Kind: "address", Name: "10.99.1.1/16", Spec: &config.AddressSpec{Interface: "dl0"}},

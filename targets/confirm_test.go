@@ -106,7 +106,7 @@ func (c cutOffTransport) Redial(ctx context.Context) (targets.Transport, error) 
 // reported as a cut-off and reverted by the host itself.
 func TestApplyConfirmed(t *testing.T) {
 	lab, h, tr, ctx := netHost(t, "confirm")
-	const timeout = 3 * time.Second
+	const timeout = 4 * time.Second
 	restore := "echo reverted >> /root/reverted"
 	reverted := func() string {
 		return h.MustExec(t, "cat /root/reverted 2>/dev/null; rm -f /root/reverted")

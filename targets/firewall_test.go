@@ -41,7 +41,7 @@ func TestFirewallOverSSH(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { return tcpOpen(h, "8080") && tcpOpen(h, "9200") })
 	before := h.MustExec(t, "nft list ruleset")
 
-	ds := netDrivers(3 * time.Second)
+	ds := netDrivers(5 * time.Second)
 	lan := lab.BridgeIP + "/24"
 	rs := []config.Resource{
 		{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080", "icmp"}}},
@@ -116,7 +116,7 @@ table inet driftless {
 }
 EOF`)
 	before := h.MustExec(t, "nft -j list ruleset | sed 's/\"handle\": [0-9]*//g'")
-	ds := netDrivers(3 * time.Second)
+	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/22", "tcp/8080"}, Policy: "drop"}}}
 	first := netPass(t, ctx, tr, ds, rs, targets.Create)
 	if !strings.Contains(first[0].Diff, "input chain: changed by hand -> rewritten") {

@@ -21,7 +21,7 @@ func TestRouteOverSSH(t *testing.T) {
 		ip route add 10.96.0.0/16 dev dl0 metric 50`)
 	routes := func() string { return h.MustExec(t, "ip -4 -j route; ip -6 -j route") }
 	before := routes()
-	ds := netDrivers(3 * time.Second)
+	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{
 		{Kind: "route", Name: "10.98.0.0/16", Spec: &config.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}},
 		{Kind: "route", Name: "10.97.0.0/16", Spec: &config.RouteSpec{To: "10.97.0.0/16", Via: "10.99.1.4", Dev: "dl0"}},
