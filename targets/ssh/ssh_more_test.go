@@ -16,12 +16,9 @@ import (
 func TestSudo(t *testing.T) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("sudo")
-	// A login with passwordless sudo; '*' as password keeps the account
-	// unlocked for key logins (sshd refuses locked accounts without PAM).
-	h.MustExec(t, `useradd -m -s /bin/bash deploy && usermod -p '*' deploy &&
-install -d -o deploy -g deploy -m 700 /home/deploy/.ssh &&
-install -o deploy -g deploy -m 600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys &&
-echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy`)
+	if err := h.AddLogin("deploy", true); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	tests := []struct {
 		sudo bool
