@@ -169,6 +169,9 @@ func (d *FirewallDriver) Diff(r config.Resource, observed State) Change {
 	} else if f["base"] != "ok" {
 		diffs = append(diffs, "input chain: changed by hand -> rewritten")
 	}
+	if f["table"] == "present" && !observed.Present {
+		diffs = append(diffs, r.ID()+": (absent) -> added to table inet driftless")
+	}
 	if observed.Present && f["own_policy"] != policy {
 		diffs = append(diffs, "declared policy: "+orNone(f["own_policy"])+" -> "+policy)
 	}

@@ -151,12 +151,14 @@ func TestFirewallDiff(t *testing.T) {
 			"others_drop": "true", "rules": "allow tcp/8080"}, targets.Update, "policy: accept -> drop"},
 		{"rules changed", map[string]string{"table": "present", "base": "ok", "policy": "accept", "own_policy": "accept",
 			"rules": "allow tcp/22\nallow tcp/8080"}, targets.Update, "- allow tcp/22"},
+		{"jump removed", map[string]string{"table": "present", "base": "ok", "policy": "accept", "rules": "allow tcp/8080"},
+			targets.Create, "firewall:web: (absent) -> added to table inet driftless"},
 		{"input chain edited", map[string]string{"table": "present", "base": "differs", "policy": "accept", "own_policy": "accept",
 			"rules": "allow tcp/8080"}, targets.Update, "input chain: changed by hand -> rewritten"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := targets.State{Present: tc.fields["table"] == "present", Fields: tc.fields}
+			st := targets.State{Present: tc.fields["own_policy"] != "", Fields: tc.fields}
 			c := d.Diff(web, st)
 			if c.Action != tc.action || c.Diff != tc.diff {
 				t.Fatalf("%s %q, want %s %q", c.Action, c.Diff, tc.action, tc.diff)
