@@ -16,6 +16,8 @@
 //	h.MustExec(t, "rm /etc/app.conf")                  // change the host behind driftless's back
 //	lab.AptRepo(hosts.HelloDebs()...)                  // dl-hello 1.0 and 2.0 for `apt-get install`
 //	s.Reboot()                                         // a real reboot of a kind-2 host
+//	h.AddLogin("deploy", true)                         // a non-root key login with passwordless sudo
+//	hosts.NewLab(t, hosts.Options{SSHDConfig: []string{"MaxSessions 10"}}) // sshd settings for every host
 //
 // A Host has Name, Kind, Address, Root (its overlay root as seen from the
 // test), Netns (for `ip netns exec`), HostKey, AuthorizedKey() and
