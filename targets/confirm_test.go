@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 // SSH runs over) and dials it over real SSH.
 func netHost(t *testing.T, name string) (*hosts.Lab, *hosts.Host, *ssh.Transport, context.Context) {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/nft"); err != nil {
+	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("nftables is not installed (test/install-deps.sh installs it)")
 	}
 	lab := hosts.NewLab(t, hosts.Options{})
