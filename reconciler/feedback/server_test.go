@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -167,7 +168,8 @@ func (f *fakeHost) record(r *http.Request) map[string]any {
 		}
 	}
 	f.mu.Lock()
-	f.requests = append(f.requests, request{Method: r.Method, Path: r.URL.Path, RawURI: r.RequestURI, Header: r.Header.Clone(), Body: body})
+	// The handlers add fields to body for their answer: keep the request's own copy.
+	f.requests = append(f.requests, request{Method: r.Method, Path: r.URL.Path, RawURI: r.RequestURI, Header: r.Header.Clone(), Body: maps.Clone(body)})
 	f.mu.Unlock()
 	return body
 }
