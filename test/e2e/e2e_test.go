@@ -155,6 +155,7 @@ func TestDeployRollbackDrift(t *testing.T) {
 		}
 		waitApplied(t, d, "prod", v1)
 		requireRun(t, d, "prod", v1, "success")
+		requireMetricAtLeast(t, d, "driftless_verification_total", map[string]string{"environment": "prod", "check": "healthz", "result": "pass"}, float64(len(hs)))
 		for _, h := range hs {
 			requireServing(t, h, "v1")
 		}
@@ -187,7 +188,9 @@ func TestDeployRollbackDrift(t *testing.T) {
 			t.Errorf("last good revision is %q, want v1 %s", st.LastGood, v1)
 		}
 		requireRun(t, d, "prod", v2, "rolled_back")
-		requireMetricAtLeast(t, d, "driftless_rollbacks_total", map[string]string{"environment": "prod"}, 1)
+		// The rollback must be the health check's doing, not an apply error.
+		requireMetricAtLeast(t, d, "driftless_rollbacks_total", map[string]string{"environment": "prod", "reason": "verify"}, 1)
+		requireMetricAtLeast(t, d, "driftless_verification_total", map[string]string{"environment": "prod", "check": "healthz", "result": "fail"}, 1)
 		requireMetricAtLeast(t, d, "driftless_reconcile_total", map[string]string{"environment": "prod", "result": "rolled_back"}, 1)
 		for _, h := range hs {
 			requireServing(t, h, "v1")
