@@ -241,8 +241,12 @@ func benchWorld(b *testing.B, n int) *http.ServeMux {
 // environments in process (the HTTP transport is left out: it is not ours).
 func BenchmarkStatusPage(b *testing.B) {
 	mux := benchWorld(b, 50)
-	for _, path := range []string{"/", "/environments/env-007", "/api/v1/environments", "/api/v1/environments/env-007/history"} {
-		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+	for _, bc := range []struct{ name, path string }{
+		{"overview", "/"}, {"environment-page", "/environments/env-007"},
+		{"api-list", "/api/v1/environments"}, {"api-history", "/api/v1/environments/env-007/history"},
+	} {
+		path := bc.path
+		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				rec := httptest.NewRecorder()
