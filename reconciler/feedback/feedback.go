@@ -139,3 +139,11 @@ func splitRepository(repo string) (owner, name string, err error) {
 	}
 	return owner, name, nil
 }
+
+// recoverTo logs a panic instead of letting it end the daemon: a report is
+// never worth a crash.
+func recoverTo(log zerolog.Logger) {
+	if p := recover(); p != nil {
+		log.Error().Interface("panic", p).Msg("reporter panicked")
+	}
+}

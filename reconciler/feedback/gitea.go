@@ -56,6 +56,7 @@ func (g *Gitea) Report(ctx context.Context, r reconciler.Report) {
 	if !isCommitStatus(r) {
 		return
 	}
+	defer recoverTo(g.log)
 	path := "/api/v1/repos/" + url.PathEscape(g.owner) + "/" + url.PathEscape(g.repo) + "/statuses/" + url.PathEscape(r.Commit)
 	// Gitea's states are GitHub's: pending, success, failure (and error, warning).
 	body := giteaStatus{State: githubState(r.Status), TargetURL: r.URL, Description: describe(r), Context: statusContext(r.Environment)}

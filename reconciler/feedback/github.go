@@ -36,6 +36,9 @@ type GitHub struct {
 
 var _ reconciler.Reporter = (*GitHub)(nil)
 
+// maxRemembered bounds the deployments remembered between statuses.
+const maxRemembered = 1024
+
 // NewGitHub builds a GitHub reporter. cfg.BaseURL, when set, is a GitHub
 // Enterprise server ("https://ghe.example"); "/api/v3/" is added as
 // Enterprise serves its API there.
@@ -66,6 +69,7 @@ func NewGitHub(cfg HostAPIConfig, opts Options) (*GitHub, error) {
 // are logged.
 func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 	log := g.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
+	defer recoverTo(log)
 	if r.Status == reconciler.StatusPreview {
 		if r.PullRequest <= 0 || r.Environment == "" {
 			return
@@ -207,6 +211,12 @@ func (g *GitHub) findDeployment(ctx context.Context, key string, r reconciler.Re
 		}
 	}
 	g.mu.Lock()
+	// Entries live from a rollout's start to its end, so this bound is never
+	// reached in practice; if final statuses keep failing it stops the map
+	// from growing, at the cost of a lookup for the forgotten ones.
+	if len(g.deploys) >= maxRemembered {
+		clear(g.deploys)
+	}
 	g.deploys[key] = id
 	g.mu.Unlock()
 	return id, nil

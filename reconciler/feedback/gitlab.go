@@ -72,6 +72,7 @@ func (g *GitLab) Report(ctx context.Context, r reconciler.Report) {
 	if !isCommitStatus(r) {
 		return
 	}
+	defer recoverTo(g.log)
 	// A project path is one URL segment with its slashes escaped, as GitLab documents.
 	path := "/api/v4/projects/" + url.PathEscape(g.project) + "/statuses/" + url.PathEscape(r.Commit)
 	body := gitlabStatus{State: gitlabState(r.Status), Name: statusContext(r.Environment), TargetURL: r.URL, Description: describe(r)}

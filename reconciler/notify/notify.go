@@ -95,6 +95,12 @@ func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
 		return
 	}
 	log := n.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
+	defer func() {
+		// A notice is never worth a crash of the daemon.
+		if p := recover(); p != nil {
+			log.Error().Interface("panic", p).Msg("notifier panicked")
+		}
+	}()
 	payload, err := n.s.encode(r)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot encode the notification")

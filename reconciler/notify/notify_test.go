@@ -249,3 +249,21 @@ func TestNewWebhooks(t *testing.T) {
 		})
 	}
 }
+
+// panicSender stands for a bug in a destination's code.
+type panicSender struct{}
+
+func (panicSender) encode(reconciler.Report) ([]byte, error) { return []byte("x"), nil }
+func (panicSender) send(context.Context, []byte) error       { panic("bug in a sender") }
+
+func TestPanickingSenderIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	n, err := newNotifier("broken", nil, panicSender{}, Options{Logger: zerolog.New(&logs)}.withDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Report(context.Background(), testReport(reconciler.StatusFailure, "x"))
+	if !strings.Contains(logs.String(), "notifier panicked") || !strings.Contains(logs.String(), "bug in a sender") {
+		t.Errorf("log: %s", logs.String())
+	}
+}
