@@ -61,7 +61,7 @@ func newClientWorld(t *testing.T) *clientWorld {
 		}
 		w.rev1, w.rev2 = w.rev2, rev
 	}
-	w.srv = httptest.NewServer(d.mux(func() bool { return true }))
+	w.srv = httptest.NewServer(d.mux(context.Background(), func() bool { return true }))
 	t.Cleanup(w.srv.Close)
 	return w
 }

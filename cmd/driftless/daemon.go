@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -161,11 +162,13 @@ func webhookSecrets(w config.Webhooks) (webhook.Secrets, error) {
 }
 
 // mux serves hooks, metrics, health, the API and the status page.
-func (d *daemon) mux(ready func() bool) *http.ServeMux {
+// Manual syncs and rollbacks run under ctx, the daemon's lifetime, not the
+// request's: a client that disconnects does not cut a rollback in half.
+func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Logger: d.log}).Register(mux)
+	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Logger: d.log, Context: ctx}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

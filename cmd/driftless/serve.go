@@ -74,7 +74,7 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 
 	var firstSeen sync.Map
 	var ready atomic.Bool
-	srv := &http.Server{Handler: d.mux(ready.Load), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: d.mux(ctx, ready.Load), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2+len(d.sources))
