@@ -64,7 +64,7 @@ func (d *daemon) build() error {
 	rec, err := reconciler.New(reconciler.Options{
 		Store:         d.store,
 		Dialer:        d.dialer,
-		Drivers:       targets.Drivers(),
+		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
 		Load:          d.load,
 		Verifier:      verifier(d.log),
 		Logger:        d.log,
