@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,6 +265,37 @@ func TestDeployRollbackDrift(t *testing.T) {
 			}
 		}
 		requireServing(t, h, "v1")
+	})
+
+	t.Run("forged webhook refused, newer commit deployed after the quarantine", func(t *testing.T) {
+		// The push is made with deliveries paused, so that only the
+		// webhooks sent by hand below can tell the daemon about it.
+		hook.setTarget("")
+		v3 := work.Commit(t, map[string]string{"environments/prod.yaml": strings.Replace(appEnv(hs, url1, sum1),
+			"managed by driftless", "managed by driftless, v3", 1)}, "v3: change a managed file")
+		work.Push(t)
+		ev := gitserver.PushEvent{Repo: "infra", Ref: "refs/heads/main", Before: work.Git(t, "rev-parse", "HEAD~1"), After: v3}
+		err := hook.deliver(d.URL, ev, []byte("not-the-secret"))
+		var se *hookStatusError
+		if !errors.As(err, &se) || se.code != http.StatusUnauthorized {
+			t.Fatalf("a webhook signed with the wrong secret got %v, want status 401", err)
+		}
+		requireMetricAtLeast(t, d, "driftless_webhook_requests_total", map[string]string{"provider": "github", "result": "unauthorized"}, 1)
+		time.Sleep(2 * time.Second)
+		if st, err := d.env("prod"); err != nil || st.Applied == v3 {
+			t.Fatalf("after a forged webhook the environment applied %q (%v); want it untouched", st.Applied, err)
+		}
+		if err := hook.deliver(d.URL, ev, secret); err != nil {
+			t.Fatalf("deliver the signed webhook of v3: %v", err)
+		}
+		waitApplied(t, d, "prod", v3)
+		for _, h := range hs {
+			b, err := os.ReadFile(filepath.Join(h.Root, "etc/app/enforced.conf"))
+			if err != nil || string(b) != "managed by driftless, v3\n" {
+				t.Errorf("enforced.conf on %s after v3: %q, %v", h.Name, b, err)
+			}
+			requireServing(t, h, "v1")
+		}
 	})
 	hook.check(t)
 }

@@ -60,7 +60,7 @@ func (h *githubHook) onPush(ev gitserver.PushEvent) {
 	if target == "" {
 		return
 	}
-	err := h.deliver(target, ev)
+	err := h.deliver(target, ev, h.secret)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
@@ -70,8 +70,8 @@ func (h *githubHook) onPush(ev gitserver.PushEvent) {
 	h.sent++
 }
 
-// deliver posts one push event and expects a 2xx answer.
-func (h *githubHook) deliver(target string, ev gitserver.PushEvent) error {
+// deliver posts one push event signed with secret and expects a 2xx answer.
+func (h *githubHook) deliver(target string, ev gitserver.PushEvent, secret []byte) error {
 	body, err := json.Marshal(map[string]any{
 		"ref": ev.Ref, "before": ev.Before, "after": ev.After, "deleted": ev.Deleted(),
 		"repository": map[string]any{"full_name": "team/" + ev.Repo, "clone_url": h.cloneURL},
@@ -79,7 +79,7 @@ func (h *githubHook) deliver(target string, ev gitserver.PushEvent) error {
 	if err != nil {
 		return fmt.Errorf("encode push payload: %w", err)
 	}
-	mac := hmac.New(sha256.New, h.secret)
+	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
@@ -100,7 +100,7 @@ func (h *githubHook) deliver(target string, ev gitserver.PushEvent) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook for %s answered %d: %s", ev.After, resp.StatusCode, b)
+		return &hookStatusError{code: resp.StatusCode, msg: fmt.Sprintf("webhook for %s answered %d: %s", ev.After, resp.StatusCode, b)}
 	}
 	return nil
 }
@@ -174,3 +174,12 @@ func writeFile(t testing.TB, dir, name, content string, mode os.FileMode) string
 	}
 	return p
 }
+
+// hookStatusError is a webhook delivery the daemon answered with a non-2xx
+// status.
+type hookStatusError struct {
+	code int
+	msg  string
+}
+
+func (e *hookStatusError) Error() string { return e.msg }
