@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 	"github.com/rs/zerolog"
@@ -281,11 +282,13 @@ func classify(what string, err error) error {
 	var abuse *github.AbuseRateLimitError
 	var er *github.ErrorResponse
 	switch {
-	case errors.As(err, &rl), errors.As(err, &abuse):
-		return err
+	case errors.As(err, &rl):
+		return RetryAfter(err, time.Until(rl.Rate.Reset.Time))
+	case errors.As(err, &abuse):
+		return RetryAfter(err, abuse.GetRetryAfter())
 	case errors.As(err, &er) && er.Response != nil:
 		if retryableStatus(er.Response.StatusCode) {
-			return err
+			return RetryAfter(err, ParseRetryAfter(er.Response.Header.Get("Retry-After"), time.Now()))
 		}
 		return Permanent(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // restClient posts JSON to a Git host's REST API with net/http, for the
@@ -73,7 +74,7 @@ func (c *restClient) post(ctx context.Context, escapedPath string, body any) err
 		}
 		err = fmt.Errorf("post %s: %s: %s", u.Path, resp.Status, strings.TrimSpace(string(snippet)))
 		if retryableStatus(resp.StatusCode) {
-			return err
+			return RetryAfter(err, ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 		}
 		return Permanent(err)
 	})

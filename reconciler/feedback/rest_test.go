@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -33,6 +34,19 @@ func newFakeREST(t *testing.T, failures int) (*fakeHost, *httptest.Server) {
 	}))
 	t.Cleanup(srv.Close)
 	return f, srv
+}
+
+// newServer starts a test server whose handler runs one request at a time,
+// so handlers can count without locks.
+func newServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func TestGiteaCommitStatus(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -41,6 +43,41 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// retryAfterError carries the wait a server asked for (a Retry-After
+// header, a rate limit's reset time).
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps err with the wait the server asked for before another
+// attempt; Backoff.Do waits at least that long, or gives up at once when
+// the wait would outlast its context.
+func RetryAfter(err error, after time.Duration) error {
+	if err == nil || after <= 0 {
+		return err
+	}
+	return &retryAfterError{err: err, after: after}
+}
+
+// ParseRetryAfter reads a Retry-After header: seconds, or an HTTP date
+// (RFC 9110 10.2.3). It returns 0 when the header is absent or malformed.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
 // Do calls fn until it succeeds, returns a permanent error, the attempts
 // run out or ctx ends. The waits are jittered by up to a quarter so that
 // many daemons failing together do not retry in lockstep.
@@ -65,6 +102,14 @@ func (b Backoff) Do(ctx context.Context, fn func(ctx context.Context) error) err
 		}
 		d := min(wait, maxWait)
 		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
+		var ra *retryAfterError
+		if errors.As(err, &ra) && ra.after > d {
+			// The server said when; asking sooner would only be refused again.
+			d = ra.after
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+				return fmt.Errorf("gave up after %d attempts: the server asks to wait %v, past the deadline: %w", i, d, err)
+			}
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -267,3 +267,30 @@ func TestPanickingSenderIsLogged(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
+
+func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "rate_limited", http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
+	rps[0].Report(context.Background(), testReport(reconciler.StatusDrift, "x"))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 2 {
+		t.Fatalf("attempts: %d, want 2", len(times))
+	}
+	if d := times[1].Sub(times[0]); d < time.Second {
+		t.Errorf("retried after %v, before Retry-After's 1s", d)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
@@ -56,7 +57,8 @@ func (w *webhook) send(ctx context.Context, payload []byte) error {
 	}
 	err = fmt.Errorf("post: %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
-		return err
+		// Slack answers 429 with Retry-After when a channel gets too many messages.
+		return feedback.RetryAfter(err, feedback.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	}
 	return feedback.Permanent(err)
 }
