@@ -254,8 +254,9 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	if len(left) > 0 {
 		return "", 0, 0, fmt.Errorf("temporary files left: %v", left)
 	}
-	if rec, _, _ := s.Env("prod"); version == "old" && rec.Applied.Commit == w.new.Commit {
-		return "", 0, 0, fmt.Errorf("the store says the new revision is applied, the hosts are on the old one")
+	want := map[string]string{"old": w.old.Commit, "new": w.new.Commit}[version]
+	if rec, _, _ := s.Env("prod"); rec.Applied.Commit != want {
+		return "", 0, 0, fmt.Errorf("the hosts are on the %s revision, the store says %s is applied", version, rec.Applied.Short())
 	}
 	return version, ran, journaled, nil
 }

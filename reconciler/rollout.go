@@ -118,7 +118,15 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 			return run
 		}
 	}
-	if err := r.store.EndJournal(env.Name); err != nil {
+	// The journal closes in the same transaction that records the new
+	// applied revision: a crash between the two would otherwise leave the
+	// hosts on the new revision and the store on the old one.
+	r.mu.Lock()
+	rec := st.rec
+	r.mu.Unlock()
+	rec.Applied, rec.LastGood = tg.rev, tg.rev
+	rec.Quarantined = append([]string(nil), rec.Quarantined...)
+	if err := r.store.CompleteJournal(rec); err != nil {
 		log.Error().Err(err).Msg("cannot close rollout journal")
 	}
 	r.forgetPruned(env.Name, changed)

@@ -127,6 +127,10 @@ type Store interface {
 	Journals() ([]string, error)
 	// EndJournal closes the environment's journal.
 	EndJournal(env string) error
+	// CompleteJournal closes the environment's journal and replaces its
+	// record in one transaction, so that no crash can leave the record
+	// saying one revision while the journal says another.
+	CompleteJournal(rec EnvRecord) error
 
 	// FirstManaged returns what a resource was before driftless first changed it.
 	FirstManaged(env, host, id string) (s targets.State, ok bool, err error)

@@ -174,6 +174,28 @@ func (s *BoltStore) EndJournal(env string) error {
 	return nil
 }
 
+// CompleteJournal closes the environment's journal and writes its record
+// in one transaction.
+func (s *BoltStore) CompleteJournal(rec EnvRecord) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode environment %s: %w", rec.Name, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bucketJournal)
+		if jb.Bucket([]byte(rec.Name)) != nil {
+			if err := jb.DeleteBucket([]byte(rec.Name)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketEnvs).Put([]byte(rec.Name), data)
+	})
+	if err != nil {
+		return fmt.Errorf("complete journal of %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
 // FirstManaged returns what a resource was before driftless first changed it.
 func (s *BoltStore) FirstManaged(env, host, id string) (st targets.State, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {

@@ -163,3 +163,19 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestCompleteJournal(t *testing.T) {
+	s := openTestStore(t)
+	if err := s.BeginJournal(Journal{Environment: "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: sources.Revision{Commit: "c9"}}); err != nil {
+		t.Fatal(err)
+	}
+	if j, _, _ := s.OpenJournal("prod"); j != nil {
+		t.Fatal("journal open after CompleteJournal")
+	}
+	if rec, ok, _ := s.Env("prod"); !ok || rec.Applied.Commit != "c9" {
+		t.Fatalf("record = %+v %v", rec, ok)
+	}
+}
