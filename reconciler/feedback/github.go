@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -223,53 +222,6 @@ func (g *GitHub) findDeployment(ctx context.Context, key string, r reconciler.Re
 	return id, nil
 }
 
-// comment adds or edits the plan comment of r's environment on its pull request.
-func (g *GitHub) comment(ctx context.Context, r reconciler.Report) error {
-	unlock := g.lock(fmt.Sprintf("comment\x00%d\x00%s", r.PullRequest, r.Environment))
-	defer unlock()
-	body := renderPlanComment(r)
-	id, err := g.findComment(ctx, r.PullRequest, planMarker(r.Environment))
-	if err != nil {
-		return err
-	}
-	return g.backoff.Do(ctx, func(ctx context.Context) error {
-		if id != 0 {
-			_, _, err := g.client.Issues.EditComment(ctx, g.owner, g.repo, id, &github.IssueComment{Body: github.String(body)})
-			return classify(fmt.Sprintf("edit comment %d", id), err)
-		}
-		_, _, err := g.client.Issues.CreateComment(ctx, g.owner, g.repo, r.PullRequest, &github.IssueComment{Body: github.String(body)})
-		return classify("create comment", err)
-	})
-}
-
-// findComment pages through the pull request's comments for the one that
-// starts with marker; 0 when there is none. Only a comment that starts
-// with it counts, so a reply quoting the plan is never taken for it.
-func (g *GitHub) findComment(ctx context.Context, pr int, marker string) (int64, error) {
-	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
-	for {
-		var page []*github.IssueComment
-		var resp *github.Response
-		err := g.backoff.Do(ctx, func(ctx context.Context) error {
-			var err error
-			page, resp, err = g.client.Issues.ListComments(ctx, g.owner, g.repo, pr, opts)
-			return classify(fmt.Sprintf("list comments of pull request %d", pr), err)
-		})
-		if err != nil {
-			return 0, err
-		}
-		for _, c := range page {
-			if strings.HasPrefix(strings.TrimSpace(c.GetBody()), marker) {
-				return c.GetID(), nil
-			}
-		}
-		if resp == nil || resp.NextPage == 0 {
-			return 0, nil
-		}
-		opts.Page = resp.NextPage
-	}
-}
-
 // classify wraps a go-github error: a refusal that another attempt cannot
 // change (401, 404, 422...) is permanent; a server error, a rate limit or
 // a network failure is worth another attempt.
@@ -298,32 +250,4 @@ func classify(what string, err error) error {
 // retryableStatus reports whether an HTTP status may change on another attempt.
 func retryableStatus(code int) bool {
 	return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
-}
-
-// keyLock is a mutex shared by the callers working on one key.
-type keyLock struct {
-	mu    sync.Mutex
-	users int
-}
-
-// lock takes the lock of key and returns its release; the entry is removed
-// when its last user leaves, so the map stays as small as the work in flight.
-func (g *GitHub) lock(key string) func() {
-	g.mu.Lock()
-	l := g.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		g.locks[key] = l
-	}
-	l.users++
-	g.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		g.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(g.locks, key)
-		}
-		g.mu.Unlock()
-	}
 }
