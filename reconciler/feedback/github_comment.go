@@ -3,6 +3,7 @@ package feedback
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -22,8 +23,12 @@ func (g *GitHub) comment(ctx context.Context, r reconciler.Report) error {
 	}
 	return g.backoff.Do(ctx, func(ctx context.Context) error {
 		if id != 0 {
-			_, _, err := g.client.Issues.EditComment(ctx, g.owner, g.repo, id, &github.IssueComment{Body: github.String(body)})
-			return classify(fmt.Sprintf("edit comment %d", id), err)
+			_, resp, err := g.client.Issues.EditComment(ctx, g.owner, g.repo, id, &github.IssueComment{Body: github.String(body)})
+			if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+				return classify(fmt.Sprintf("edit comment %d", id), err)
+			}
+			// Someone deleted the comment since it was listed: add a new one.
+			id = 0
 		}
 		_, _, err := g.client.Issues.CreateComment(ctx, g.owner, g.repo, r.PullRequest, &github.IssueComment{Body: github.String(body)})
 		return classify("create comment", err)

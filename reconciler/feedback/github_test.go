@@ -271,3 +271,19 @@ func TestGitHubConcurrentPreviewsMakeOneComment(t *testing.T) {
 		t.Errorf("edits: %d, want 3", n)
 	}
 }
+
+func TestGitHubDeletedPlanCommentIsReplaced(t *testing.T) {
+	f, g := newTestGitHub(t, "", false)
+	ctx := context.Background()
+	g.Report(ctx, previewReport("staging", targets.Change{ID: "package:nginx", Action: targets.Create}))
+	// The comment disappears after it is listed: its edit answers 404.
+	f.failNext(fmt.Sprintf("PATCH /repos/ops/infra/issues/comments/%v", f.comments[7][0]["id"]), 1, http.StatusNotFound)
+	g.Report(ctx, previewReport("staging", targets.Change{ID: "package:curl", Action: targets.Create}))
+	posts := f.got("POST /repos/ops/infra/issues/7/comments")
+	if len(posts) != 2 || len(f.got("PATCH ")) != 1 {
+		t.Fatalf("creates %d, edits %d; want 2 and 1", len(posts), len(f.got("PATCH ")))
+	}
+	if b, _ := posts[1].Body["body"].(string); !strings.Contains(b, "package:curl") {
+		t.Errorf("new comment:\n%s", b)
+	}
+}
