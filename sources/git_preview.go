@@ -87,7 +87,7 @@ func (g *Git) syncPreview(ctx context.Context, pr prRequest) (*Revision, error) 
 		return nil, nil
 	}
 	root := filepath.Join(g.dir, "previews", strconv.Itoa(pr.number))
-	dir, err := g.checkout(repo, commit, filepath.Join(root, sha))
+	dir, err := g.checkout(repo, commit, filepath.Join(root, sha), g.linkBase(repo))
 	if err != nil {
 		return nil, fmt.Errorf("pull request %d: %w", pr.number, err)
 	}

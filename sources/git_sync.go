@@ -115,7 +115,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	if !g.accept(commit) {
 		return nil, nil
 	}
-	dir, err := g.checkout(repo, commit, filepath.Join(g.dir, "checkouts", sha))
+	dir, err := g.checkout(repo, commit, filepath.Join(g.dir, "checkouts", sha), g.linkBase(repo))
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (g *Git) linkBase(repo *git.Repository) *linkBase {
 // driftless's business). Files unchanged since the current checkout are
 // hard links to it. An existing dest is reused: checkouts are immutable,
 // named by commit.
-func (g *Git) checkout(repo *git.Repository, commit *object.Commit, dest string) (string, error) {
+func (g *Git) checkout(repo *git.Repository, commit *object.Commit, dest string, base *linkBase) (string, error) {
 	tree, rel, err := g.subTree(commit)
 	if err != nil {
 		return "", err
@@ -198,7 +198,7 @@ func (g *Git) checkout(repo *git.Repository, commit *object.Commit, dest string)
 	if err := os.MkdirAll(filepath.Join(tmp, rel), 0o755); err != nil {
 		return fail("check out", err)
 	}
-	if err := writeTree(repo.Storer, tree, filepath.Join(tmp, rel), g.linkBase(repo)); err != nil {
+	if err := writeTree(repo.Storer, tree, filepath.Join(tmp, rel), base); err != nil {
 		return fail("check out", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {

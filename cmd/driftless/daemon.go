@@ -57,6 +57,21 @@ func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*dae
 }
 
 func (d *daemon) build() error {
+	var hookTargets []webhook.Target
+	restorers := revisions{}
+	for _, sc := range d.cfg.Sources {
+		src, err := d.source(sc)
+		if err != nil {
+			return err
+		}
+		d.sources = append(d.sources, src)
+		if t, ok := src.(webhook.Target); ok {
+			hookTargets = append(hookTargets, t)
+		}
+		if r, ok := src.(reconciler.Revisions); ok {
+			restorers[src.Name()] = r
+		}
+	}
 	reporters, err := d.reporters()
 	if err != nil {
 		return err
@@ -67,6 +82,7 @@ func (d *daemon) build() error {
 		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
 		Load:          d.load,
 		Verifier:      verifier(d.log),
+		Revisions:     restorers,
 		Logger:        d.log,
 		Registerer:    d.reg,
 		Version:       version,
@@ -78,31 +94,32 @@ func (d *daemon) build() error {
 		return fmt.Errorf("build reconciler: %w", err)
 	}
 	d.rec = rec
-	var targetsForHooks []webhook.Target
-	for _, sc := range d.cfg.Sources {
-		src, err := d.source(sc)
-		if err != nil {
-			return err
-		}
-		d.sources = append(d.sources, src)
-		if t, ok := src.(webhook.Target); ok {
-			targetsForHooks = append(targetsForHooks, t)
-		}
-	}
-	secrets, err := webhookSecrets(d.cfg.Webhooks)
+	hooks, err := webhook.ConfigOptions(d.cfg.Webhooks)
 	if err != nil {
 		return err
 	}
-	d.hooks = webhook.NewHandler(webhook.Options{
-		Secrets:       secrets,
-		GenericHeader: d.cfg.Webhooks.Generic.Header,
-		Deliveries:    d.store,
-		ReplayWindow:  d.cfg.Webhooks.Replay.D(),
-		Targets:       targetsForHooks,
-		Logger:        d.log,
-		Registerer:    d.reg,
-	})
+	hooks.Deliveries, hooks.Targets, hooks.Logger, hooks.Registerer = d.store, hookTargets, d.log, d.reg
+	d.hooks = webhook.NewHandler(hooks)
 	return nil
+}
+
+// revisions gives the reconciler back old revisions (manual rollback,
+// restart): the folder recorded with the revision while it still exists,
+// else a new checkout by the source that produced it, when it can.
+type revisions map[string]reconciler.Revisions
+
+// Checkout implements reconciler.Revisions.
+func (r revisions) Checkout(ctx context.Context, rev sources.Revision) (sources.Revision, error) {
+	if rev.Dir != "" {
+		if _, err := os.Stat(rev.Dir); err == nil {
+			return rev, nil
+		}
+	}
+	src, ok := r[rev.Source]
+	if !ok {
+		return sources.Revision{}, fmt.Errorf("source %q cannot give back old revisions", rev.Source)
+	}
+	return src.Checkout(ctx, rev)
 }
 
 // reporters builds the Git host feedback and the notifiers of the config,
@@ -135,30 +152,6 @@ func (d *daemon) source(sc config.SourceConfig) (sources.Source, error) {
 		return nil, fmt.Errorf("source %s: %w", sc.Name, err)
 	}
 	return sources.NewGit(sources.GitOptions{Name: sc.Name, Config: *sc.Git, Credentials: creds, Dir: dir, Logger: d.log, Registerer: d.reg})
-}
-
-// webhookSecrets reads each configured provider's secret; a provider left
-// out has none and refuses every request.
-func webhookSecrets(w config.Webhooks) (webhook.Secrets, error) {
-	var s webhook.Secrets
-	for _, f := range []struct {
-		sec config.Secret
-		dst *[]byte
-		who string
-	}{
-		{w.GitHub, &s.GitHub, "github"}, {w.GitLab, &s.GitLab, "gitlab"}, {w.Gitea, &s.Gitea, "gitea"},
-		{w.Bitbucket, &s.Bitbucket, "bitbucket"}, {w.Generic.Secret, &s.Generic, "generic"},
-	} {
-		if f.sec.IsZero() {
-			continue
-		}
-		v, err := f.sec.Read()
-		if err != nil {
-			return s, fmt.Errorf("webhook secret of %s: %w", f.who, err)
-		}
-		*f.dst = v
-	}
-	return s, nil
 }
 
 // mux serves hooks, metrics, health, the API and the status page.
