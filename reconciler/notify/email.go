@@ -31,18 +31,22 @@ type mailer struct {
 	username     string
 	password     string
 	startTLS     bool
-	tls          *tls.Config
-	hostname     string
-	now          func() time.Time
+	// implicitTLS speaks TLS from the first byte (SMTPS, RFC 8314), as
+	// servers on port 465 expect; STARTTLS is then not used.
+	implicitTLS bool
+	tls         *tls.Config
+	hostname    string
+	now         func() time.Time
 }
 
 // newMailer checks the addresses and the server and reads the password.
 func newMailer(cfg config.Email, opts Options) (*mailer, error) {
-	host, _, err := net.SplitHostPort(cfg.Server)
-	if err != nil || host == "" {
+	host, port, err := net.SplitHostPort(cfg.Server)
+	if err != nil || host == "" || port == "" {
 		return nil, fmt.Errorf("server %q: want host:port", cfg.Server)
 	}
-	m := &mailer{server: cfg.Server, host: host, username: cfg.Username, startTLS: cfg.StartTLS, now: opts.Now}
+	m := &mailer{server: cfg.Server, host: host, username: cfg.Username, now: opts.Now,
+		implicitTLS: port == "465", startTLS: cfg.StartTLS && port != "465"}
 	if m.from, err = mail.ParseAddress(cfg.From); err != nil {
 		return nil, fmt.Errorf("from %q: %w", cfg.From, err)
 	}
@@ -174,6 +178,14 @@ func (m *mailer) send(ctx context.Context, msg []byte) error {
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
+	}
+	if m.implicitTLS {
+		tc := tls.Client(conn, m.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return smtpError("TLS handshake", err)
+		}
+		conn = tc
 	}
 	c, err := smtp.NewClient(conn, m.host)
 	if err != nil {

@@ -127,6 +127,30 @@ func TestEmailStartTLS(t *testing.T) {
 	}
 }
 
+func TestEmailImplicitTLS(t *testing.T) {
+	cert, pool := testCert(t)
+	srv := startSMTP(t, &smtpServer{tls: &tls.Config{Certificates: []tls.Certificate{cert}}, implicit: true, user: "u", pass: "p"})
+	n := emailNotifier(t, config.Email{Server: srv.addr(), From: "d@example.org", To: []string{"ops@example.org"},
+		Username: "u", Password: passwordFile(t, "p")}, Options{TLSConfig: &tls.Config{RootCAs: pool}})
+	// The test server cannot listen on 465; port 465 is what selects SMTPS.
+	m := n.s.(*mailer)
+	if m.implicitTLS {
+		t.Fatal("implicit TLS on a port other than 465")
+	}
+	m.implicitTLS = true
+	n.Report(context.Background(), testReport(reconciler.StatusFailure, "failed"))
+	if msgs := srv.messages(); len(msgs) != 1 || !msgs[0].TLS || msgs[0].AuthUser != "u" {
+		t.Fatalf("messages: %+v", msgs)
+	}
+	m465, err := newMailer(config.Email{Server: "smtp.example:465", From: "a@b.c", To: []string{"d@e.f"}, StartTLS: true}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m465.implicitTLS || m465.startTLS {
+		t.Errorf("port 465: implicit %v, starttls %v", m465.implicitTLS, m465.startTLS)
+	}
+}
+
 func TestEmailRefusals(t *testing.T) {
 	tests := []struct {
 		name         string

@@ -21,11 +21,13 @@ import (
 // EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA with dot-unstuffing, RSET,
 // NOOP and QUIT, as RFC 5321 and RFC 4954 describe them.
 type smtpServer struct {
-	t    testing.TB
-	ln   net.Listener
-	tls  *tls.Config // when set, STARTTLS is offered
-	user string      // when set, AUTH PLAIN is offered and required
-	pass string
+	t   testing.TB
+	ln  net.Listener
+	tls *tls.Config // when set, STARTTLS is offered
+	// implicit speaks TLS from the first byte with the tls config (SMTPS).
+	implicit bool
+	user     string // when set, AUTH PLAIN is offered and required
+	pass     string
 
 	mu sync.Mutex
 	// rejectData answers 451 at the end of the next N messages.
@@ -88,6 +90,14 @@ func (s *smtpServer) dataAttempts() int {
 func (s *smtpServer) serve(conn net.Conn) {
 	defer func() { conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var m mailReceived
+	if s.implicit {
+		tc := tls.Server(conn, s.tls)
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		conn, m.TLS = tc, true
+	}
 	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
 	reply := func(lines ...string) {
 		for _, l := range lines {
@@ -95,7 +105,6 @@ func (s *smtpServer) serve(conn net.Conn) {
 		}
 		w.Flush()
 	}
-	var m mailReceived
 	reply("220 127.0.0.1 ESMTP test")
 	for {
 		line, err := r.ReadString('\n')
