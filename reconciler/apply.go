@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
@@ -28,7 +30,7 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 // and marked applied after. Then every resource notified by a changed
 // resource is refreshed, once. It returns how many resources changed.
 func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (int, error) {
-	log := r.log.With().Str("environment", env).Str("host", hr.host.Name).Logger()
+	log := hr.log
 	var changed []config.Resource
 	for _, res := range hr.order {
 		c := hr.changes[res.ID()]
@@ -55,7 +57,7 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	if err := r.refresh(ctx, hr.t, hr.host, changed, func(id string) (config.Resource, bool) {
 		res, ok := hr.byID[id]
 		return res, ok
-	}); err != nil {
+	}, log); err != nil {
 		return len(changed), err
 	}
 	return len(changed), nil
@@ -88,7 +90,7 @@ func (r *Reconciler) applyOne(ctx context.Context, env string, hr *hostRun, res 
 // refresh calls Refresh, once each, on every resource named in the notify
 // list of a changed resource, in the order the lookup's resources are
 // met in changed's notify lists. Kinds without Refresh are skipped.
-func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config.Host, changed []config.Resource, lookup func(id string) (config.Resource, bool)) error {
+func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config.Host, changed []config.Resource, lookup func(id string) (config.Resource, bool), log zerolog.Logger) error {
 	seen := map[string]bool{}
 	var todo []config.Resource
 	// Declared order first: a service notified by two files restarts once,
@@ -125,7 +127,7 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 			errs = append(errs, fmt.Errorf("refresh %s on %s: %w", res.ID(), h.Name, err))
 			continue
 		}
-		r.log.Info().Str("host", h.Name).Str("resource", res.ID()).Msg("refreshed")
+		log.Info().Str("resource", res.ID()).Msg("refreshed")
 	}
 	return errors.Join(errs...)
 }
@@ -134,7 +136,7 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 // first, then refreshes what the restored resources notify. It goes on
 // past a failure, so as much as possible is restored, and returns every
 // error.
-func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []JournalEntry, lookup func(id string) (config.Resource, bool)) error {
+func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []JournalEntry, lookup func(id string) (config.Resource, bool), log zerolog.Logger) error {
 	var errs []error
 	var restored []config.Resource
 	for i := len(entries) - 1; i >= 0; i-- {
@@ -150,10 +152,10 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 			errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, err))
 			continue
 		}
-		r.log.Info().Str("host", h.Name).Str("resource", e.Resource.ID()).Msg("restored")
+		log.Info().Str("resource", e.Resource.ID()).Msg("restored")
 		restored = append(restored, e.Resource)
 	}
-	if err := r.refresh(ctx, t, h, restored, lookup); err != nil {
+	if err := r.refresh(ctx, t, h, restored, lookup, log); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

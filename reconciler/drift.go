@@ -36,7 +36,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 	r.mu.Unlock()
 	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
-	hosts := r.planEnv(ctx, env, nil, false)
+	hosts := r.planEnv(ctx, env, nil, false, log)
 	defer closeHosts(hosts)
 
 	counts := map[driftKey]int{}
@@ -45,7 +45,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 	var errs []error
 	for _, h := range hosts {
 		if h.failed() {
-			log.Warn().Str("host", h.host.Name).Str("err", h.plan.Err).Msg("host not observed in drift pass")
+			h.log.Warn().Str("err", h.plan.Err).Msg("host not observed in drift pass")
 			continue
 		}
 		var enforce []config.Resource
@@ -60,7 +60,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 				counts[driftKey{h.host.Name, res.Kind, string(mode)}]++
 				open[key] = true
 				warned = append(warned, h.host.Name+":"+res.ID())
-				log.Warn().Str("host", h.host.Name).Str("resource", res.ID()).Str("diff", c.Diff).Msg("drift detected")
+				h.log.Warn().Str("resource", res.ID()).Str("diff", c.Diff).Msg("drift detected")
 			default:
 				enforce = append(enforce, res)
 			}
@@ -69,7 +69,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 			continue
 		}
 		for _, res := range enforce {
-			log.Info().Str("host", h.host.Name).Str("resource", res.ID()).Str("diff", h.changes[res.ID()].Diff).Msg("correcting drift")
+			h.log.Info().Str("resource", res.ID()).Str("diff", h.changes[res.ID()].Diff).Msg("correcting drift")
 		}
 		sub := *h
 		sub.order = enforce

@@ -1,10 +1,15 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // TestMetricNamesAndLabels checks the reconciler's series against
@@ -76,5 +81,54 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("metric %s not exported", name)
 		}
+	}
+}
+
+// syncBuffer is a log sink safe for the reconciler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(s.b.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestLogFields checks that lines about work on a host carry the
+// environment, host and revision, as DESIGN.md asks.
+func TestLogFields(t *testing.T) {
+	sink := &syncBuffer{}
+	f := newFixture(t, func(o *Options) { o.Logger = zerolog.New(sink) })
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
+	if _, err := f.r.ApplyRevision(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for _, l := range sink.lines() {
+		if l["message"] != "applied" {
+			continue
+		}
+		applied++
+		if l["environment"] != "prod" || l["host"] != "h1" || l["revision"] != rev.Short() || l["resource"] == nil {
+			t.Errorf("log line without its fields: %v", l)
+		}
+	}
+	if applied != 2 {
+		t.Fatalf("%d applied lines, want 2", applied)
 	}
 }

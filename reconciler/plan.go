@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
@@ -28,6 +30,8 @@ type hostRun struct {
 	// pruned holds the IDs of resources removed because the revision no
 	// longer declares them.
 	pruned map[string]bool
+	// log carries the environment, revision and host of every line.
+	log zerolog.Logger
 }
 
 // failed reports whether the host could not be planned completely.
@@ -48,7 +52,7 @@ func closeHosts(hosts []*hostRun) {
 // planEnv observes every host of env (bounded parallelism) and diffs it
 // against env. With prune, resources that prev declared on a host and env
 // no longer does are planned for removal. The caller closes the transports.
-func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune bool) []*hostRun {
+func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune bool, log zerolog.Logger) []*hostRun {
 	out := make([]*hostRun, len(env.Hosts))
 	sem := make(chan struct{}, r.opts.HostParallelism)
 	var wg sync.WaitGroup
@@ -62,7 +66,7 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 		go func(i int, h *config.Host) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i] = r.planHost(ctx, env.Name, h, pruned)
+			out[i] = r.planHost(ctx, env.Name, h, pruned, log.With().Str("host", h.Name).Logger())
 		}(i, h)
 	}
 	wg.Wait()
@@ -89,8 +93,8 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 	return out
 }
 
-func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource) *hostRun {
-	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}}
+func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, log zerolog.Logger) *hostRun {
+	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	defer func() {
 		up := 0.0
 		if hr.reached {

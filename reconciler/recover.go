@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/driftless/driftless/config"
 )
 
@@ -60,7 +62,7 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 		if len(mine) == 0 {
 			continue
 		}
-		if err := r.recoverHost(ctx, &h, mine); err != nil {
+		if err := r.recoverHost(ctx, &h, mine, log.With().Str("host", h.Name).Logger()); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -91,7 +93,7 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 // recoverHost reaches one host of an interrupted rollout, removes the
 // temporary files an interrupted atomic write may have left beside the
 // journal's paths, and restores the host's snapshots.
-func (r *Reconciler) recoverHost(ctx context.Context, h *config.Host, entries []JournalEntry) error {
+func (r *Reconciler) recoverHost(ctx context.Context, h *config.Host, entries []JournalEntry, log zerolog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
 	defer cancel()
 	t, err := r.opts.Dialer.Transport(ctx, h)
@@ -101,7 +103,7 @@ func (r *Reconciler) recoverHost(ctx context.Context, h *config.Host, entries []
 	defer t.Close()
 	if script := tempCleanup(t.Root(), entries); script != "" {
 		if res, err := t.Run(ctx, script, nil); err != nil || res.Exit != 0 {
-			r.log.Warn().Str("host", h.Name).Err(err).Int("exit", res.Exit).Msg("cannot remove temporary files of interrupted writes")
+			log.Warn().Err(err).Int("exit", res.Exit).Msg("cannot remove temporary files of interrupted writes")
 		}
 	}
 	lookup := func(id string) (config.Resource, bool) {
@@ -118,7 +120,7 @@ func (r *Reconciler) recoverHost(ctx context.Context, h *config.Host, entries []
 	for _, e := range entries {
 		hh.Resources = append(hh.Resources, e.Resource)
 	}
-	return r.restoreEntries(ctx, t, &hh, entries, lookup)
+	return r.restoreEntries(ctx, t, &hh, entries, lookup, log)
 }
 
 // tempCleanup returns a script removing the temporary files of

@@ -44,7 +44,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	r.mu.Lock()
 	prev := st.applied
 	r.mu.Unlock()
-	hosts := r.planEnv(ctx, env, prev, env.Prune)
+	hosts := r.planEnv(ctx, env, prev, env.Prune, log)
 	defer closeHosts(hosts)
 
 	var changed []*hostRun
@@ -56,7 +56,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 			failed++
 			run.FailedHosts = append(run.FailedHosts, h.host.Name)
 			errs = append(errs, errors.New(h.plan.Err))
-			log.Warn().Str("host", h.host.Name).Str("err", h.plan.Err).Msg("host not planned")
+			h.log.Warn().Str("err", h.plan.Err).Msg("host not planned")
 		case h.changed():
 			changed = append(changed, h)
 		}
@@ -95,7 +95,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 			failed++
 			run.FailedHosts = append(run.FailedHosts, b[i].host.Name)
 			errs = append(errs, o.err)
-			log.Error().Str("host", b[i].host.Name).Err(o.err).Msg("host failed")
+			b[i].log.Error().Err(o.err).Msg("host failed")
 			if reason == "" {
 				reason = "apply"
 				if o.verify {
@@ -147,7 +147,7 @@ func (r *Reconciler) forgetPruned(env string, hosts []*hostRun) {
 				continue
 			}
 			if err := r.store.ForgetFirstManaged(env, h.host.Name, res.ID()); err != nil {
-				r.log.Error().Str("environment", env).Str("host", h.host.Name).Err(err).Msg("cannot forget first-managed state")
+				h.log.Error().Err(err).Msg("cannot forget first-managed state")
 			}
 		}
 	}
@@ -241,6 +241,9 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 	if err != nil {
 		return err
 	}
+	if j != nil {
+		log = log.With().Str("revision", j.Revision.Short()).Logger()
+	}
 	var restoreErrs, errs []error
 	for i := len(touched) - 1; i >= 0; i-- {
 		h := touched[i]
@@ -251,7 +254,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 			}
 		}
 		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
-		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup); err != nil {
+		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log); err != nil {
 			restoreErrs = append(restoreErrs, err)
 		}
 	}
@@ -261,7 +264,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 			continue
 		}
 		if err := r.verifyHost(ctx, env.Name, ph, h.t); err != nil {
-			log.Warn().Str("host", h.host.Name).Err(err).Msg("verification after rollback failed")
+			h.log.Warn().Err(err).Msg("verification after rollback failed")
 			errs = append(errs, fmt.Errorf("after rollback: %w", err))
 		}
 	}
