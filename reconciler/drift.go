@@ -41,7 +41,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 
 	counts := map[driftKey]int{}
 	open := map[string]bool{}
-	var warned []string
+	var warned, corrected []string
 	var errs []error
 	for _, h := range hosts {
 		if h.failed() {
@@ -75,6 +75,9 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 		sub.order = enforce
 		n, err := r.applyHost(ctx, env.Name, &sub, false)
 		run.Changes += n
+		for _, res := range enforce[:n] {
+			corrected = append(corrected, h.host.Name+":"+res.ID())
+		}
 		if err != nil {
 			errs = append(errs, err)
 			for _, res := range enforce[n:] {
@@ -84,10 +87,20 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 		}
 	}
 	r.setDriftMetrics(st, env.Name, counts, open)
+	// Corrections are reported too: someone or something changed a host
+	// behind driftless's back, which people want to hear about.
+	var desc []string
+	if len(corrected) > 0 {
+		sort.Strings(corrected)
+		desc = append(desc, fmt.Sprintf("%d resource(s) corrected: %s", len(corrected), strings.Join(corrected, ", ")))
+	}
 	if len(warned) > 0 {
 		sort.Strings(warned)
+		desc = append(desc, fmt.Sprintf("%d resource(s) drifted: %s", len(warned), strings.Join(warned, ", ")))
+	}
+	if len(desc) > 0 {
 		r.report(Report{Environment: env.Name, Source: rev.Source, Commit: rev.Commit, Status: StatusDrift,
-			Description: fmt.Sprintf("%d resource(s) drifted: %s", len(warned), strings.Join(warned, ", "))})
+			Description: strings.Join(desc, "; ")})
 	}
 	run.End = r.now()
 	run.Result = ResultNoop

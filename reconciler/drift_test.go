@@ -61,13 +61,17 @@ func TestDriftModes(t *testing.T) {
 				if hist[0].Trigger != TriggerSync || hist[0].Result != ResultSuccess || hist[0].Changes != 1 {
 					t.Errorf("correction run = %+v", hist[0])
 				}
+				_ = f.r.Close()
+				if rep, ok := f.rep.find(StatusDrift); !ok || !strings.Contains(rep.Description, "1 resource(s) corrected: h1:file:/etc/a.conf") {
+					t.Errorf("drift report = %+v %v", rep, ok)
+				}
 			case "warn":
 				if gauge != 1 || st.DriftResources != 1 || st.State != StateDrifted {
 					t.Errorf("warn: gauge %v, status %+v", gauge, st)
 				}
 				_ = f.r.Close()
 				rep, ok := f.rep.find(StatusDrift)
-				if !ok || !strings.Contains(rep.Description, "h1:file:/etc/a.conf") {
+				if !ok || !strings.Contains(rep.Description, "1 resource(s) drifted: h1:file:/etc/a.conf") {
 					t.Errorf("drift report = %+v %v", rep, ok)
 				}
 				// Put right by hand: the drift is gone at the next pass.
