@@ -36,6 +36,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 	r.mu.Unlock()
 	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
+	r.forgetHosts(env.Name)
 	hosts := r.planEnv(ctx, env, nil, false, log)
 	defer closeHosts(hosts)
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
@@ -71,6 +72,19 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 	}
 	wg.Wait()
 	return out
+}
+
+// forgetHosts drops the environment's host_up series and host statuses
+// before a rollout or drift pass observes its hosts anew, so hosts it no
+// longer declares do not linger. Previews do not call it: their hosts are
+// not the environment's yet.
+func (r *Reconciler) forgetHosts(env string) {
+	r.m.hostUp.DeletePartialMatch(prometheus.Labels{"environment": env})
+	r.mu.Lock()
+	if st := r.envs[env]; st != nil {
+		clear(st.hostUp)
+	}
+	r.mu.Unlock()
 }
 
 // prunedResources returns the resources prev declared on the host named

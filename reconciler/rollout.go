@@ -44,6 +44,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	r.mu.Lock()
 	prev := st.applied
 	r.mu.Unlock()
+	r.forgetHosts(env.Name)
 	hosts := r.planEnv(ctx, env, prev, env.Prune, log)
 	defer closeHosts(hosts)
 

@@ -314,3 +314,20 @@ func TestParallelismBoundsABatch(t *testing.T) {
 		t.Fatalf("at most %d hosts were worked on at once, want 2 (parallelism)", most)
 	}
 }
+
+func TestRemovedHostLeavesHostUp(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, hosts := range [][]string{{"h1", "h2"}, {"h1"}} {
+		rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, etc, "")})
+		if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.CollectAndCount(f.r.m.hostUp); n != 1 {
+		t.Errorf("%d host_up series, want 1", n)
+	}
+	if st, _ := f.r.Environment("prod"); len(st.Hosts) != 1 || st.Hosts[0].Name != "h1" {
+		t.Errorf("hosts = %+v", st.Hosts)
+	}
+}
