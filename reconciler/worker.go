@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -23,30 +22,6 @@ type worker struct {
 	previews map[int]target
 	// previewReady has capacity one: a signal that previews wait.
 	previewReady chan struct{}
-}
-
-// offerPreview queues a preview, replacing a waiting one of the same pull request.
-func (w *worker) offerPreview(tg target) {
-	w.mu.Lock()
-	w.previews[tg.rev.PullRequest] = tg
-	w.mu.Unlock()
-	select {
-	case w.previewReady <- struct{}{}:
-	default:
-	}
-}
-
-// takePreviews returns the waiting previews, by pull request number.
-func (w *worker) takePreviews() []target {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]target, 0, len(w.previews))
-	for _, tg := range w.previews {
-		out = append(out, tg)
-	}
-	clear(w.previews)
-	sort.Slice(out, func(i, j int) bool { return out[i].rev.PullRequest < out[j].rev.PullRequest })
-	return out
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -277,53 +252,4 @@ func runError(run Run) error {
 		return fmt.Errorf("%s: %s", run.Result, run.Error)
 	}
 	return nil
-}
-
-// preview plans a pull request's revision and reports the plan; it never applies.
-func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
-	st.op.Lock()
-	r.mu.Lock()
-	prev := st.applied
-	r.mu.Unlock()
-	p := r.plan(ctx, tg, prev)
-	st.op.Unlock()
-	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
-		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: p})
-}
-
-// plan observes and diffs every host of tg without changing anything.
-func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) *Plan {
-	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
-	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, log)
-	closeHosts(hosts)
-	p := &Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
-	for _, h := range hosts {
-		p.Hosts = append(p.Hosts, h.plan)
-	}
-	return p
-}
-
-// summary says in one line what a plan changes.
-func (p *Plan) summary() string {
-	n, hosts, failed := 0, 0, 0
-	for _, h := range p.Hosts {
-		if h.Err != "" {
-			failed++
-		}
-		c := 0
-		for _, ch := range h.Changes {
-			if ch.Action != "none" {
-				c++
-			}
-		}
-		if c > 0 {
-			hosts++
-			n += c
-		}
-	}
-	s := fmt.Sprintf("%d change(s) on %d host(s)", n, hosts)
-	if failed > 0 {
-		s += fmt.Sprintf(", %d host(s) not observed", failed)
-	}
-	return s
 }
