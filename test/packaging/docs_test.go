@@ -1,0 +1,271 @@
+package packaging
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// link is one relative Markdown link of a documentation file.
+type link struct {
+	from   string // the file holding it, relative to the repository
+	target string // the path, relative to the repository, "" for the file itself
+	anchor string // the fragment after #, if any
+}
+
+var mdLink = regexp.MustCompile(`\[[^\]]*\]\(([^)\s]+)\)`)
+
+// relativeLinks returns the links of a Markdown file that lead inside the
+// repository (not http:, https: or mailto:).
+func relativeLinks(t *testing.T, file string) []link {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, file))
+	if err != nil {
+		t.Fatalf("read %s: %v", file, err)
+	}
+	var out []link
+	for _, m := range mdLink.FindAllStringSubmatch(string(b), -1) {
+		dest := m[1]
+		if strings.Contains(dest, "://") || strings.HasPrefix(dest, "mailto:") {
+			continue
+		}
+		path, anchor, _ := strings.Cut(dest, "#")
+		l := link{from: file, anchor: anchor}
+		if path != "" {
+			l.target = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(file), path)))
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// docFiles are the operator documentation: README.md and docs/*.md.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"README.md"}
+	for _, d := range docs {
+		files = append(files, filepath.ToSlash(filepath.Join("docs", filepath.Base(d))))
+	}
+	return files
+}
+
+// TestReadmeLinks checks the README leads to the documentation, the
+// monitoring files and the unit file.
+func TestReadmeLinks(t *testing.T) {
+	var targets []string
+	for _, l := range relativeLinks(t, "README.md") {
+		targets = append(targets, l.target)
+	}
+	for _, want := range []struct {
+		what  string
+		match func(string) bool
+	}{
+		{"docs/", func(s string) bool { return strings.HasPrefix(s, "docs/") }},
+		{"monitoring/", func(s string) bool { return s == "monitoring" || strings.HasPrefix(s, "monitoring/") }},
+		{"systemd/driftless.service", func(s string) bool { return s == "systemd/driftless.service" }},
+		{"docs/getting-started.md", func(s string) bool { return s == "docs/getting-started.md" }},
+		{"docs/operations.md", func(s string) bool { return s == "docs/operations.md" }},
+	} {
+		if !slices.ContainsFunc(targets, want.match) {
+			t.Errorf("README.md links nothing in %s (its links: %v)", want.what, targets)
+		}
+	}
+}
+
+// TestDocLinksResolve checks every relative link of the README and of
+// docs/*.md leads to a file or folder that exists and, for a Markdown
+// file, to a heading that exists.
+func TestDocLinksResolve(t *testing.T) {
+	for _, file := range docFiles(t) {
+		t.Run(file, func(t *testing.T) {
+			links := relativeLinks(t, file)
+			for _, l := range links {
+				target := l.target
+				if target == "" {
+					target = l.from
+				}
+				if _, err := os.Stat(filepath.Join(repoRoot, target)); err != nil {
+					t.Errorf("%s links %s, which does not exist", l.from, target)
+					continue
+				}
+				if l.anchor != "" && strings.HasSuffix(target, ".md") && !slices.Contains(headingAnchors(t, target), l.anchor) {
+					t.Errorf("%s links %s#%s, which has no such heading", l.from, target, l.anchor)
+				}
+			}
+		})
+	}
+}
+
+// headingAnchors returns the anchors GitHub gives the headings of a
+// Markdown file: lower case, punctuation dropped, blanks as hyphens.
+func headingAnchors(t *testing.T, file string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.ToLower(strings.TrimSpace(strings.TrimLeft(line, "#")))
+		var slug strings.Builder
+		for _, r := range title {
+			switch {
+			case r == ' ':
+				slug.WriteRune('-')
+			case r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'):
+				slug.WriteRune(r)
+			}
+		}
+		out = append(out, slug.String())
+	}
+	return out
+}
+
+// invocation is one command line of the documentation running driftless.
+type invocation struct {
+	file, line string
+	command    string
+	// words are the words after the command: flags and arguments.
+	words []string
+}
+
+var codeSpan = regexp.MustCompile("`([^`]+)`")
+
+// invocations finds the driftless command lines of a Markdown file: lines
+// of code blocks and inline code spans that start with `driftless CMD`
+// (or `sudo driftless`, or `go run ./cmd/driftless`).
+func invocations(t *testing.T, file string) []invocation {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var candidates []string
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inCode = !inCode
+			continue
+		}
+		if inCode {
+			candidates = append(candidates, line)
+			continue
+		}
+		for _, m := range codeSpan.FindAllStringSubmatch(line, -1) {
+			candidates = append(candidates, m[1])
+		}
+	}
+	var out []invocation
+	for _, c := range candidates {
+		if i := strings.Index(c, " #"); i >= 0 {
+			c = c[:i] // a shell comment
+		}
+		words := strings.Fields(c)
+		for len(words) > 0 && (words[0] == "sudo" || words[0] == "go" || words[0] == "run") {
+			words = words[1:]
+		}
+		if len(words) < 2 || (words[0] != "driftless" && words[0] != "./cmd/driftless") || strings.HasPrefix(words[1], "-") {
+			continue
+		}
+		inv := invocation{file: file, line: c, command: words[1]}
+		for _, w := range words[2:] {
+			inv.words = append(inv.words, strings.Trim(w, "[]"))
+		}
+		out = append(out, inv)
+	}
+	return out
+}
+
+var usageCommand = regexp.MustCompile(`(?m)^  ([a-z]+) `)
+// usageFlag matches a flag line of the flag package's usage: the name,
+// then the value's type unless the flag is a boolean.
+var usageFlag = regexp.MustCompile(`(?m)^  -([A-Za-z0-9-]+)(?: ([a-z]+))?$`)
+
+// helpText runs the binary with args (a -h) and returns what it printed:
+// the flag package prints usage on standard error and exits 2.
+func helpText(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out)
+}
+
+// TestDocCommandsExist checks every `driftless CMD -flag` of the README
+// and docs/*.md against the built binary's own usage: the command exists
+// and it has each flag.
+func TestDocCommandsExist(t *testing.T) {
+	bin := buildDriftless(t)
+	var commands []string
+	for _, m := range usageCommand.FindAllStringSubmatch(helpText(t, bin, "-h"), -1) {
+		commands = append(commands, m[1])
+	}
+	if !slices.Contains(commands, "serve") {
+		t.Fatalf("driftless -h lists no serve command; read %v", commands)
+	}
+	// flags maps each command to its flags and whether each takes a value.
+	flags := map[string]map[string]bool{}
+	checked := 0
+	for _, file := range docFiles(t) {
+		for _, inv := range invocations(t, file) {
+			checked++
+			if !slices.Contains(commands, inv.command) {
+				t.Errorf("%s: `%s`: driftless has no command %q (it has %v)", inv.file, inv.line, inv.command, commands)
+				continue
+			}
+			if _, ok := flags[inv.command]; !ok {
+				flags[inv.command] = map[string]bool{}
+				for _, m := range usageFlag.FindAllStringSubmatch(helpText(t, bin, inv.command, "-h"), -1) {
+					flags[inv.command][m[1]] = m[2] != ""
+				}
+			}
+			checkWords(t, inv, flags[inv.command])
+		}
+	}
+	if checked < 10 {
+		t.Errorf("found only %d driftless command lines in the documentation: the scan is broken", checked)
+	}
+}
+
+// checkWords checks each flag of an invocation exists, and comes before
+// the first argument: Go's flag package stops at the first argument, so a
+// flag written after it would be taken as an argument.
+func checkWords(t *testing.T, inv invocation, flags map[string]bool) {
+	t.Helper()
+	argSeen := ""
+	for i := 0; i < len(inv.words); i++ {
+		w := inv.words[i]
+		if !strings.HasPrefix(w, "-") {
+			argSeen = w
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		takesValue, ok := flags[name]
+		switch {
+		case !ok:
+			t.Errorf("%s: `%s`: driftless %s has no flag -%s", inv.file, inv.line, inv.command, name)
+		case argSeen != "":
+			t.Errorf("%s: `%s`: -%s comes after the argument %q, where driftless %s would not read it as a flag", inv.file, inv.line, name, argSeen, inv.command)
+		}
+		if takesValue && !hasValue {
+			i++ // the flag's value
+		}
+	}
+}
