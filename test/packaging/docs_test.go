@@ -194,6 +194,7 @@ func invocations(t *testing.T, file string) []invocation {
 }
 
 var usageCommand = regexp.MustCompile(`(?m)^  ([a-z]+) `)
+
 // usageFlag matches a flag line of the flag package's usage: the name,
 // then the value's type unless the flag is a boolean.
 var usageFlag = regexp.MustCompile(`(?m)^  -([A-Za-z0-9-]+)(?: ([a-z]+))?$`)
