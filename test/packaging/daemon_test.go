@@ -40,9 +40,7 @@ func startDaemon(t *testing.T, bin, cfg string, args ...string) *daemon {
 	d := &daemon{
 		log:  logPath,
 		done: make(chan error, 1),
-		// Keep-alives are off so that no idle connection's goroutine
-		// outlives the test (goleak).
-		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+		http: testHTTPClient(),
 	}
 	d.cmd = exec.Command(bin, append([]string{"serve", "-config", cfg, "-log-level", "debug"}, args...)...)
 	d.cmd.Stderr = logFile
@@ -71,6 +69,12 @@ func startDaemon(t *testing.T, bin, cfg string, args ...string) *daemon {
 		d.addr = d.startedAddr()
 	}
 	return d
+}
+
+// testHTTPClient has a timeout and no keep-alives, so that no idle
+// connection's goroutine outlives the test (goleak).
+func testHTTPClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 }
 
 // startedAddr returns the address of the "driftless started" log line
