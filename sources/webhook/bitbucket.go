@@ -127,46 +127,61 @@ func bitbucketPRAction(key string) (string, bool) {
 	return after, false
 }
 
-// ParseBitbucket turns a Bitbucket Cloud or Data Center delivery into an
-// event. A push that changed several refs is reported by its first change;
-// the Git source fetches every ref it follows anyway.
+// ParseBitbucket turns a Bitbucket Cloud or Data Center delivery into one
+// event: the first of ParseBitbucketAll's.
 func ParseBitbucket(h http.Header, body []byte) (sources.Event, error) {
+	evs, err := ParseBitbucketAll(h, body)
+	return evs[0], err
+}
+
+// ParseBitbucketAll turns a Bitbucket Cloud or Data Center delivery into
+// its events. A push that changed several refs at once (a branch and a tag,
+// or `git push --all`) is one delivery listing every change, and each
+// change becomes its own event: the followed branch may be any of them, and
+// the Git source only fetches for an event naming its own ref. It always
+// returns at least one event, so that a refused delivery can still be
+// labelled and logged.
+func ParseBitbucketAll(h http.Header, body []byte) ([]sources.Event, error) {
 	name := h.Get("X-Event-Key")
 	ev := sources.Event{Provider: "bitbucket", Kind: name, DeliveryID: firstHeader(h, "X-Request-Uuid", "X-Request-Id")}
+	one := func(ev sources.Event, err error) ([]sources.Event, error) { return []sources.Event{ev}, err }
 	if name == "" {
-		return ev, fmt.Errorf("%w: no X-Event-Key header", ErrBadPayload)
+		return one(ev, fmt.Errorf("%w: no X-Event-Key header", ErrBadPayload))
 	}
 	var p bitbucketPayload
 	if err := decode(body, &p); err != nil {
-		return ev, fmt.Errorf("parse bitbucket %s: %w", name, err)
+		return one(ev, fmt.Errorf("parse bitbucket %s: %w", name, err))
 	}
 	ev.Repository, ev.CloneURLs = p.Repository.name()
+	var evs []sources.Event
 	switch {
 	case name == "diagnostics:ping":
 		ev.Kind = KindPing
 	case name == "repo:push":
 		if len(p.Push.Changes) == 0 {
-			return ev, fmt.Errorf("parse bitbucket %s: %w: no changes", name, ErrBadPayload)
+			return one(ev, fmt.Errorf("parse bitbucket %s: %w: no changes", name, ErrBadPayload))
 		}
-		c := p.Push.Changes[0]
-		ref := c.New
-		if ref == nil {
-			ref = c.Old
+		for _, c := range p.Push.Changes {
+			ref := c.New
+			if ref == nil {
+				ref = c.Old
+			}
+			if ref == nil {
+				return one(ev, fmt.Errorf("parse bitbucket %s: %w: change has neither new nor old ref", name, ErrBadPayload))
+			}
+			full := "refs/heads/" + ref.Name
+			if ref.Type == "tag" {
+				full = "refs/tags/" + ref.Name
+			}
+			evs = append(evs, pushEvent(ev, full, ref.Target.Hash, c.New == nil))
 		}
-		if ref == nil {
-			return ev, fmt.Errorf("parse bitbucket %s: %w: change has neither new nor old ref", name, ErrBadPayload)
-		}
-		full := "refs/heads/" + ref.Name
-		if ref.Type == "tag" {
-			full = "refs/tags/" + ref.Name
-		}
-		ev = pushEvent(ev, full, ref.Target.Hash, c.New == nil)
 	case name == "repo:refs_changed":
 		if len(p.Changes) == 0 {
-			return ev, fmt.Errorf("parse bitbucket %s: %w: no changes", name, ErrBadPayload)
+			return one(ev, fmt.Errorf("parse bitbucket %s: %w: no changes", name, ErrBadPayload))
 		}
-		c := p.Changes[0]
-		ev = pushEvent(ev, c.RefID, c.ToHash, c.Type == "DELETE")
+		for _, c := range p.Changes {
+			evs = append(evs, pushEvent(ev, c.RefID, c.ToHash, c.Type == "DELETE"))
+		}
 	case strings.HasPrefix(name, "pullrequest:") && p.PullRequest != nil:
 		ev.Kind = KindPullRequest
 		ev.Action, ev.Merged = bitbucketPRAction(name)
@@ -181,5 +196,14 @@ func ParseBitbucket(h http.Header, body []byte) (sources.Event, error) {
 		ev.BaseRef = p.ServerPR.ToRef.DisplayID
 		ev.Repository, ev.CloneURLs = p.ServerPR.ToRef.Repository.name()
 	}
-	return finish(ev)
+	if evs == nil {
+		return one(finish(ev))
+	}
+	for i := range evs {
+		var err error
+		if evs[i], err = finish(evs[i]); err != nil {
+			return []sources.Event{evs[i]}, err
+		}
+	}
+	return evs, nil
 }

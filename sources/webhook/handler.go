@@ -192,7 +192,8 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) outcome {
 		o.result, o.status, o.err = ResultUnauthorized, http.StatusUnauthorized, fmt.Errorf("verify signature: %w", err)
 		return o
 	}
-	ev, err := p.parse(r.Header, body)
+	evs, err := p.events(r.Header, body)
+	ev := evs[0]
 	o.ev, o.event = ev, eventLabel(ev.Kind)
 	if err != nil {
 		o.result, o.status, o.err = ResultBadRequest, http.StatusBadRequest, err
@@ -212,8 +213,16 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return o
 	}
 	o.result, o.status = ResultIgnored, http.StatusAccepted
-	if actionable(ev) && h.notify(ev) {
-		o.result = ResultAccepted
+	// Every event of the delivery is offered; the log line names the first
+	// one a target took, since that is the one that schedules work, and so
+	// does the metric's event label.
+	for _, e := range evs {
+		if actionable(e) && h.notify(e) {
+			if o.result != ResultAccepted {
+				o.ev, o.event = e, eventLabel(e.Kind)
+			}
+			o.result = ResultAccepted
+		}
 	}
 	return o
 }

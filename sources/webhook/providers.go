@@ -69,10 +69,23 @@ type Secrets struct {
 // provider is one row of the table: an endpoint name, its parser, its
 // signature check and where its secret lives.
 type provider struct {
-	name   string
-	parse  ParseFunc
-	verify VerifyFunc
-	secret func(Secrets) []byte
+	name  string
+	parse ParseFunc
+	// parseAll, when set, is used instead of parse by the handler: for a
+	// sender whose one delivery can report several changed refs.
+	parseAll func(header http.Header, body []byte) ([]sources.Event, error)
+	verify   VerifyFunc
+	secret   func(Secrets) []byte
+}
+
+// events parses a delivery into its events, always at least one (the
+// partial event of a refused delivery labels its metric and log line).
+func (p provider) events(h http.Header, body []byte) ([]sources.Event, error) {
+	if p.parseAll != nil {
+		return p.parseAll(h, body)
+	}
+	ev, err := p.parse(h, body)
+	return []sources.Event{ev}, err
 }
 
 // providers is the one table of webhook providers. A new provider is a new
@@ -87,7 +100,7 @@ func providers(genericHeader string) map[string]provider {
 		{name: "gitea", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
 		{name: "forgejo", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
 		{name: "gogs", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
-		{name: "bitbucket", parse: ParseBitbucket, verify: VerifyBitbucket, secret: func(s Secrets) []byte { return s.Bitbucket }},
+		{name: "bitbucket", parse: ParseBitbucket, parseAll: ParseBitbucketAll, verify: VerifyBitbucket, secret: func(s Secrets) []byte { return s.Bitbucket }},
 		{name: "generic", parse: ParseGeneric, verify: VerifyGeneric(genericHeader), secret: func(s Secrets) []byte { return s.Generic }},
 	}
 	table := make(map[string]provider, len(rows))
