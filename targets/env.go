@@ -51,13 +51,7 @@ func (*EnvDriver) Diff(r config.Resource, observed State) Change {
 		c.Action, c.Diff = Update, err.Error()
 		return c
 	}
-	var lines []string
-	if observed.Present && observed.Fields["type"] != "file" {
-		lines = append(lines, "type: "+observed.Fields["type"]+" -> file")
-	}
-	if m := wantMode(spec.Mode, observed, defaultFileMode); observed.Present && m != observed.Fields["mode"] {
-		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
-	}
+	lines := fileShapeDiffs(spec.Mode, observed)
 	_, keys := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
 	lines = append(lines, keys...)
 	c.Action = action(observed.Present, lines)

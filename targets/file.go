@@ -120,13 +120,7 @@ func (*FileDriver) Diff(r config.Resource, observed State) Change {
 		}
 		return c
 	}
-	var lines []string
-	if observed.Present && observed.Fields["type"] != "file" {
-		lines = append(lines, "type: "+observed.Fields["type"]+" -> file")
-	}
-	if m := wantMode(spec.Mode, observed, defaultFileMode); observed.Present && m != observed.Fields["mode"] {
-		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
-	}
+	lines := fileShapeDiffs(spec.Mode, observed)
 	if observed.Present {
 		lines = append(lines, ownerDiffs(spec.Owner, spec.Group, observed.Fields)...)
 	}
@@ -156,6 +150,23 @@ func wantMode(declared string, observed State, def string) string {
 		return observed.Fields["mode"]
 	}
 	return def
+}
+
+// fileShapeDiffs lists what differs in the shape of a regular file that
+// exists: its type ("type: directory -> file") and its mode, against the
+// declared mode or, when none is declared, the one it keeps.
+func fileShapeDiffs(declaredMode string, observed State) []string {
+	if !observed.Present {
+		return nil
+	}
+	var lines []string
+	if observed.Fields["type"] != "file" {
+		lines = append(lines, "type: "+observed.Fields["type"]+" -> file")
+	}
+	if m := wantMode(declaredMode, observed, defaultFileMode); m != observed.Fields["mode"] {
+		lines = append(lines, "mode: "+observed.Fields["mode"]+" -> "+m)
+	}
+	return lines
 }
 
 // joinDiff puts "field: old -> new" lines before a unified diff.
