@@ -222,11 +222,7 @@ func BenchmarkApplyConfirmed(b *testing.B) {
 	lab := hosts.NewLab(b, hosts.Options{})
 	h := lab.Kind1("bconfirm")
 	ctx := context.Background()
-	tr, err := ssh.Dial(ctx, sshConfig(lab, h))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tr.Close()
+	tr := srvDial(b, lab, h)
 	apply := func(ctx context.Context) error {
 		_, err := tr.Run(ctx, "true", nil)
 		return err

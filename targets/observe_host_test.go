@@ -9,7 +9,6 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
-	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -24,12 +23,7 @@ func TestFoundationDriversOverSSH(t *testing.T) {
 	h := lab.Kind1("found")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tr, err := ssh.Dial(ctx, ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
-		KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatalf("dial %s: %v", h.Name, err)
-	}
-	defer tr.Close()
+	tr := srvDial(t, lab, h)
 
 	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
 	rs := []config.Resource{
@@ -104,12 +98,7 @@ func BenchmarkObserve200FilesSSH(b *testing.B) {
 	h := lab.Kind1("obsbench")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	tr, err := ssh.Dial(ctx, ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
-		KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute})
-	if err != nil {
-		b.Fatalf("dial %s: %v", h.Name, err)
-	}
-	defer tr.Close()
+	tr := srvDial(b, lab, h)
 	h.MustExec(b, "mkdir -p /srv/bench && for i in $(seq 0 199); do seq 20 > /srv/bench/f$i; done")
 	var rs []config.Resource
 	for i := range 200 {

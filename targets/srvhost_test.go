@@ -20,7 +20,8 @@ import (
 // srvDial connects to a lab host as root over real SSH.
 func srvDial(t testing.TB, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
 	t.Helper()
-	cfg := ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile, Timeout: 2 * time.Minute}
+	cfg := sshConfig(lab, h)
+	cfg.Timeout = 2 * time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tr, err := ssh.Dial(ctx, cfg)
