@@ -11,10 +11,6 @@ import (
 	"github.com/driftless/driftless/targets"
 )
 
-// maxQuarantined bounds the quarantine list: only recent commits can come
-// back, and the record must not grow without end.
-const maxQuarantined = 50
-
 // hostOutcome is what happened to one host of a batch.
 type hostOutcome struct {
 	changes int
@@ -226,84 +222,4 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, h *config.Host,
 		return fmt.Errorf("verify %s: %s", h.Name, strings.Join(failed, "; "))
 	}
 	return nil
-}
-
-// rollback restores the journal's snapshots on every touched host, newest
-// first, verifies those hosts again with the checks of the revision they
-// are back on (prev; none when there is no previous revision), closes the
-// journal and quarantines the revision's commit. When a snapshot cannot be
-// restored the journal stays open: the rollback is then finished by the
-// recovery that runs before the environment's next run.
-func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *config.Environment, touched []*hostRun, reason string) error {
-	log := r.log.With().Str("environment", env.Name).Logger()
-	r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
-	r.m.rollbacks.WithLabelValues(env.Name, reason).Inc()
-	j, entries, err := r.store.OpenJournal(env.Name)
-	if err != nil {
-		return err
-	}
-	if j != nil {
-		log = log.With().Str("revision", j.Revision.Short()).Logger()
-	}
-	var restoreErrs, errs []error
-	for i := len(touched) - 1; i >= 0; i-- {
-		h := touched[i]
-		var mine []JournalEntry
-		for _, e := range entries {
-			if e.Host == h.host.Name {
-				mine = append(mine, e)
-			}
-		}
-		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
-		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log); err != nil {
-			restoreErrs = append(restoreErrs, err)
-		}
-	}
-	for _, h := range touched {
-		ph := hostOf(prev, h.host.Name)
-		if ph == nil {
-			continue
-		}
-		if err := r.verifyHost(ctx, env.Name, ph, h.t); err != nil {
-			h.log.Warn().Err(err).Msg("verification after rollback failed")
-			errs = append(errs, fmt.Errorf("after rollback: %w", err))
-		}
-	}
-	if len(restoreErrs) == 0 && ctx.Err() == nil {
-		if err := r.store.EndJournal(env.Name); err != nil {
-			errs = append(errs, err)
-		}
-	} else {
-		log.Error().Err(errors.Join(restoreErrs...)).Msg("rollback incomplete; it is retried before the next run")
-	}
-	if j != nil {
-		r.quarantine(st, j.Revision.Commit)
-		log.Warn().Str("revision", j.Revision.Short()).Msg("revision rolled back and quarantined")
-	}
-	return errors.Join(append(restoreErrs, errs...)...)
-}
-
-// hostOf returns the host of env named name, or nil.
-func hostOf(env *config.Environment, name string) *config.Host {
-	if env == nil {
-		return nil
-	}
-	for _, h := range env.Hosts {
-		if h.Name == name {
-			return h
-		}
-	}
-	return nil
-}
-
-// quarantine adds commit to the environment's quarantine list.
-func (r *Reconciler) quarantine(st *envState, commit string) {
-	r.update(st, func(rec *EnvRecord) {
-		if !rec.IsQuarantined(commit) {
-			rec.Quarantined = append(rec.Quarantined, commit)
-			if len(rec.Quarantined) > maxQuarantined {
-				rec.Quarantined = rec.Quarantined[len(rec.Quarantined)-maxQuarantined:]
-			}
-		}
-	})
 }
