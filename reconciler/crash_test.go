@@ -306,6 +306,12 @@ func sigkillLoop(t *testing.T, iterations int) {
 	}
 	wg.Wait()
 	sort.Ints(journaled)
+	// A test whose kills all landed before the journal opened or after the
+	// rollout ended would pass without exercising recovery: at least one
+	// kill must have interrupted a rollout with snapshots recorded.
+	if !t.Failed() && (len(journaled) == 0 || journaled[len(journaled)-1] == 0) {
+		t.Errorf("no iteration was killed in the middle of a rollout (rolled back: %v); recovery was not exercised", journaled)
+	}
 	t.Logf("%d iterations in %v (%d at once; one uninterrupted rollout %v): %d rolled back to old, %d completed on new; "+
 		"snapshots recorded when killed (of %d): %v",
 		iterations, time.Since(begin).Round(time.Millisecond), sigkillParallel, full.Round(time.Millisecond), counts["old"], counts["new"],
