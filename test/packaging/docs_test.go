@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,40 +210,90 @@ func helpText(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
+// cliUsage is what the built binary says of its commands and flags.
+type cliUsage struct {
+	bin      string
+	commands []string
+	// flags maps each command to its flags and whether each takes a value.
+	flags map[string]map[string]bool
+}
+
+func newCLIUsage(t *testing.T, bin string) *cliUsage {
+	t.Helper()
+	u := &cliUsage{bin: bin, flags: map[string]map[string]bool{}}
+	for _, m := range usageCommand.FindAllStringSubmatch(helpText(t, bin, "-h"), -1) {
+		u.commands = append(u.commands, m[1])
+	}
+	if !slices.Contains(u.commands, "serve") {
+		t.Fatalf("driftless -h lists no serve command; read %v", u.commands)
+	}
+	return u
+}
+
+// check fails the test when the invocation's command or one of its flags
+// does not exist, or when a flag comes after an argument.
+func (u *cliUsage) check(t *testing.T, inv invocation) {
+	t.Helper()
+	if !slices.Contains(u.commands, inv.command) {
+		t.Errorf("%s: `%s`: driftless has no command %q (it has %v)", inv.file, inv.line, inv.command, u.commands)
+		return
+	}
+	if _, ok := u.flags[inv.command]; !ok {
+		u.flags[inv.command] = map[string]bool{}
+		for _, m := range usageFlag.FindAllStringSubmatch(helpText(t, u.bin, inv.command, "-h"), -1) {
+			u.flags[inv.command][m[1]] = m[2] != ""
+		}
+	}
+	checkWords(t, inv, u.flags[inv.command])
+}
+
 // TestDocCommandsExist checks every `driftless CMD -flag` of the README
 // and docs/*.md against the built binary's own usage: the command exists
 // and it has each flag.
 func TestDocCommandsExist(t *testing.T) {
-	bin := buildDriftless(t)
-	var commands []string
-	for _, m := range usageCommand.FindAllStringSubmatch(helpText(t, bin, "-h"), -1) {
-		commands = append(commands, m[1])
-	}
-	if !slices.Contains(commands, "serve") {
-		t.Fatalf("driftless -h lists no serve command; read %v", commands)
-	}
-	// flags maps each command to its flags and whether each takes a value.
-	flags := map[string]map[string]bool{}
+	u := newCLIUsage(t, buildDriftless(t))
 	checked := 0
 	for _, file := range docFiles(t) {
 		for _, inv := range invocations(t, file) {
 			checked++
-			if !slices.Contains(commands, inv.command) {
-				t.Errorf("%s: `%s`: driftless has no command %q (it has %v)", inv.file, inv.line, inv.command, commands)
-				continue
-			}
-			if _, ok := flags[inv.command]; !ok {
-				flags[inv.command] = map[string]bool{}
-				for _, m := range usageFlag.FindAllStringSubmatch(helpText(t, bin, inv.command, "-h"), -1) {
-					flags[inv.command][m[1]] = m[2] != ""
-				}
-			}
-			checkWords(t, inv, flags[inv.command])
+			u.check(t, inv)
 		}
 	}
 	if checked < 10 {
 		t.Errorf("found only %d driftless command lines in the documentation: the scan is broken", checked)
 	}
+}
+
+// TestShippedCommandLines checks the command lines the image and the unit
+// run: the Dockerfile's CMD and the unit's ExecStart.
+func TestShippedCommandLines(t *testing.T) {
+	u := newCLIUsage(t, buildDriftless(t))
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "CMD "); ok {
+			if err := json.Unmarshal([]byte(rest), &cmd); err != nil {
+				t.Fatalf("the Dockerfile's CMD is not a JSON array: %v", err)
+			}
+		}
+	}
+	if len(cmd) == 0 {
+		t.Fatal("the Dockerfile has no CMD")
+	}
+	u.check(t, invocation{file: "Dockerfile", line: strings.Join(cmd, " "), command: cmd[0], words: cmd[1:]})
+
+	execStart := unitKeys(t, unitPath)["Service"]["ExecStart"]
+	if len(execStart) != 1 {
+		t.Fatalf("the unit has ExecStart=%v, want one", execStart)
+	}
+	words := strings.Fields(execStart[0])
+	if len(words) < 2 || filepath.Base(words[0]) != "driftless" {
+		t.Fatalf("the unit's ExecStart=%s does not run driftless", execStart[0])
+	}
+	u.check(t, invocation{file: "systemd/driftless.service", line: execStart[0], command: words[1], words: words[2:]})
 }
 
 // checkWords checks each flag of an invocation exists, and comes before
