@@ -49,6 +49,9 @@ type GitOptions struct {
 	// MinBackoff is the first wait after a failure (one second when zero);
 	// it doubles per failure up to the poll interval.
 	MinBackoff time.Duration
+	// CABundle is PEM certificates trusted for an https:// URL on top of
+	// the system's roots: a Git server behind a private CA.
+	CABundle []byte
 }
 
 // Git follows a branch or a tag of a Git repository with go-git: one bare
@@ -81,6 +84,7 @@ type Git struct {
 	m            *metrics
 	clock        Clock
 	auth         transport.AuthMethod
+	caBundle     []byte
 	redact       redactor
 	keyring      string
 	interval     time.Duration
@@ -120,6 +124,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		interval:     cfg.Interval.D(),
 		fetchTimeout: opts.FetchTimeout,
 		minBackoff:   opts.MinBackoff,
+		caBundle:     opts.CABundle,
 		maxPacks:     defaultMaxPacks,
 		wake:         make(chan struct{}, 1),
 		refused:      map[string]bool{},

@@ -38,6 +38,7 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository, specs ...gitconfi
 		RemoteName: "origin",
 		RefSpecs:   specs,
 		Auth:       g.auth,
+		CABundle:   g.caBundle,
 		Tags:       git.NoTags,
 		Force:      true,
 	})

@@ -18,17 +18,18 @@
 package gitserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -67,6 +68,8 @@ type Server struct {
 	root string
 	srv  *httptest.Server
 	cgi  *cgi.Handler
+	// tls is the HTTPS twin of srv, started by StartTLS.
+	tls *httptest.Server
 
 	// pushMu serialises receive-packs so that the refs compared before and
 	// after one push are not changed by another.
@@ -98,6 +101,36 @@ func New(t testing.TB) *Server {
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// StartTLS serves the same repositories over HTTPS as well, on a second
+// loopback port with a certificate of its own, and returns that
+// certificate in PEM form for the client under test to trust. The plain
+// HTTP server stays up: the test's own git command line (Clone, Push) keeps
+// using it, while the client under test reaches TLSRepoURL.
+func (s *Server) StartTLS() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tls == nil {
+		s.tls = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+		// A client that refuses the certificate is what some tests check;
+		// the server's own complaint about it would only be noise.
+		s.tls.Config.ErrorLog = log.New(io.Discard, "", 0)
+		s.tls.StartTLS()
+		s.t.Cleanup(s.tls.Close)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.tls.Certificate().Raw})
+}
+
+// TLSRepoURL is the https:// clone URL of the repository name; StartTLS
+// must have been called.
+func (s *Server) TLSRepoURL(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tls == nil {
+		s.t.Fatalf("gitserver: TLSRepoURL(%q) before StartTLS", name)
+	}
+	return s.tls.URL + "/" + name + ".git"
 }
 
 // URL is the server's base URL ("http://127.0.0.1:PORT").
@@ -245,53 +278,4 @@ func sortEvents(evs []PushEvent) {
 			evs[j], evs[j-1] = evs[j-1], evs[j]
 		}
 	}
-}
-
-// gitEnv is a clean environment for git: no user or system configuration,
-// a fixed identity, never a prompt for credentials.
-func gitEnv(home string) []string {
-	env := []string{
-		"HOME=" + home,
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_GLOBAL=" + os.DevNull,
-		"GIT_TERMINAL_PROMPT=0",
-		"GIT_AUTHOR_NAME=driftless test",
-		"GIT_AUTHOR_EMAIL=test@driftless.invalid",
-		"GIT_COMMITTER_NAME=driftless test",
-		"GIT_COMMITTER_EMAIL=test@driftless.invalid",
-		"LC_ALL=C",
-	}
-	if p := os.Getenv("PATH"); p != "" {
-		env = append(env, "PATH="+p)
-	}
-	return env
-}
-
-var shaPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
-// run runs git with args in dir and returns its trimmed standard output;
-// it fails the test on any error, with git's own message.
-func run(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	out, err := Git(dir, args...)
-	if err != nil {
-		t.Fatalf("gitserver: %v", err)
-	}
-	return out
-}
-
-// Git runs the git command line with args in dir, in the same clean
-// environment the server uses, and returns its trimmed standard output.
-func Git(dir string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	cmd.Env = gitEnv(os.TempDir())
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
 }
