@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -130,5 +131,47 @@ func TestLogFields(t *testing.T) {
 	}
 	if applied != 2 {
 		t.Fatalf("%d applied lines, want 2", applied)
+	}
+}
+
+// TestDriftLoggedWithDiff: every correction of drift is logged with its
+// diff, and so is drift only warned about, so that an operator sees what
+// had changed on the host.
+func TestDriftLoggedWithDiff(t *testing.T) {
+	sink := &syncBuffer{}
+	f := newFixture(t, func(o *Options) { o.Logger = zerolog.New(sink) })
+	ctx := context.Background()
+	res := etc + fileRes("/etc/a.conf", "declared\n") + fileRes("/etc/w.conf", "watched\n") + "      drift: warn\n"
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
+	if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	f.writeHostFile("h1", "/etc/a.conf", "edited by hand\n")
+	f.writeHostFile("h1", "/etc/w.conf", "also edited\n")
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct{ resource, removed, added string }{
+		"correcting drift": {"file:/etc/a.conf", "-edited by hand", "+declared"},
+		"drift detected":   {"file:/etc/w.conf", "-also edited", "+watched"},
+	}
+	seen := map[string]bool{}
+	for _, l := range sink.lines() {
+		msg, _ := l["message"].(string)
+		w, ok := want[msg]
+		if !ok {
+			continue
+		}
+		seen[msg] = true
+		diff, _ := l["diff"].(string)
+		if l["resource"] != w.resource || l["host"] != "h1" || l["environment"] != "prod" || l["revision"] != rev.Short() ||
+			!strings.Contains(diff, w.removed) || !strings.Contains(diff, w.added) {
+			t.Errorf("%q line: %v; want resource %s and a diff with %q and %q", msg, l, w.resource, w.removed, w.added)
+		}
+	}
+	for msg := range want {
+		if !seen[msg] {
+			t.Errorf("no %q line logged", msg)
+		}
 	}
 }
