@@ -18,9 +18,19 @@ import (
 func netPass(t *testing.T, ctx context.Context, tr targets.Transport, ds map[string]targets.Driver,
 	rs []config.Resource, want ...targets.Action) []targets.Change {
 	t.Helper()
+	counter, counted := tr.(interface{ RoundTrips() int64 })
+	var trips int64
+	if counted {
+		trips = counter.RoundTrips()
+	}
 	changes, err := targets.PlanHost(ctx, tr, ds, rs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if counted {
+		if n := counter.RoundTrips() - trips; n != 1 {
+			t.Fatalf("planning %d resources took %d round trips, want 1", len(rs), n)
+		}
 	}
 	if len(changes) != len(rs) {
 		t.Fatalf("%d changes for %d resources", len(changes), len(rs))
