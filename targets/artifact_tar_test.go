@@ -107,3 +107,38 @@ func TestArtifactSHA256Mandatory(t *testing.T) {
 		t.Fatalf("an artifact without a sha256 left %v on the host", ents)
 	}
 }
+
+// TestArtifactURLPasswordHidden keeps the password of an artifact URL out
+// of every error: a refused download, a wrong sha256, a server that is not
+// there and an archive that fails its check.
+func TestArtifactURLPasswordHidden(t *testing.T) {
+	const secret = "s3cret-pw"
+	good := srvTarGz(t, []srvEntry{{name: "f", body: "x"}})
+	evil := srvTarGz(t, []srvEntry{{name: "/etc/evil", body: "x"}})
+	srv := newArtifactServer(t, map[string][]byte{"a.tar.gz": good, "evil.tar.gz": evil})
+	closed := newArtifactServer(t, nil)
+	closed.Close()
+	withPassword := func(base, file string) string {
+		return strings.Replace(base, "http://", "http://deploy:"+secret+"@", 1) + "/" + file
+	}
+	cases := []struct {
+		name, url, sum, want string
+	}{
+		{"not found", withPassword(srv.URL, "nope.tar.gz"), srvSum(good), "404"},
+		{"wrong sha256", withPassword(srv.URL, "a.tar.gz"), srvSum([]byte("other")), "sha256 mismatch"},
+		{"no server", withPassword(closed.URL, "a.tar.gz"), srvSum(good), "download"},
+		{"refused archive", withPassword(srv.URL, "evil.tar.gz"), srvSum(evil), "absolute path"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &ArtifactDriver{TempDir: t.TempDir()}
+			_, err := srvConverge(t, NewLocal(t.TempDir()), d, artifactRes("/opt/x", tc.url, tc.sum, 0))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error shows the URL's password: %v", err)
+			}
+		})
+	}
+}
