@@ -15,26 +15,10 @@ import (
 // skip reports folders left out (".git", the state folder).
 func hashTree(root string, skip func(path string, d fs.DirEntry) bool) (string, error) {
 	sum := sha256.New()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if path != root && skip(path, d) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
+	err := walkKept(root, skip, func(path, rel string, info fs.FileInfo) error {
 		mode := info.Mode()
 		var content string
+		var err error
 		switch {
 		case mode.IsRegular():
 			if content, err = hashFile(path); err != nil {
@@ -74,25 +58,8 @@ func hashFile(path string) (string, error) {
 // copyTree copies root into dst (which must not exist): folders, regular
 // files with their permission bits, and symlinks as symlinks.
 func copyTree(root, dst string, skip func(path string, d fs.DirEntry) bool) error {
-	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if path != root && skip(path, d) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
-			return err
-		}
+	return walkKept(root, skip, func(path, rel string, info fs.FileInfo) error {
 		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
 		mode := info.Mode()
 		switch {
 		case mode.IsDir():
@@ -107,6 +74,33 @@ func copyTree(root, dst string, skip func(path string, d fs.DirEntry) bool) erro
 			return copyFile(path, target, mode.Perm())
 		}
 		return nil
+	})
+}
+
+// walkKept calls fn for root and everything under it that skip does not
+// leave out, with the path relative to root and its (unfollowed) info.
+// hashTree and copyTree share it so that what is hashed is exactly what is
+// copied.
+func walkKept(root string, skip func(path string, d fs.DirEntry) bool, fn func(path, rel string, info fs.FileInfo) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != root && skip(path, d) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return fn(path, rel, info)
 	})
 }
 
