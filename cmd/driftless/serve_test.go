@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,9 +102,20 @@ func TestServeMetrics(t *testing.T) {
 	if got, _ := os.ReadFile(motd); string(got) != "edited\n" {
 		t.Fatalf("warn mode corrected the file: %q", got)
 	}
+	// A change of the source is rolled out without waiting for anything
+	// else, the hand edit of warn mode included.
+	changed := strings.Replace(warnedEnv, `content: "hello\n"`, `content: "hello again\n"`, 1)
+	if err := os.WriteFile(filepath.Join(repo, "environments", "warned.yaml"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, deadline, func() bool { got, _ := os.ReadFile(motd); return string(got) == "hello again\n" }); err != nil {
+		got, _ := os.ReadFile(motd)
+		t.Fatalf("the changed source was not applied: %v, motd %q", err, got)
+	}
 	page := strings.Join(metricLines(metrics, "driftless_build_info", "driftless_reconcile_duration_seconds_bucket", "driftless_config_last_reload_successful"), "\n")
 	for _, want := range []string{
-		`driftless_build_info{goversion="go`,
+		// The binary is built by this test's toolchain, without -ldflags.
+		fmt.Sprintf(`driftless_build_info{goversion=%q,version="dev"} 1`, runtime.Version()),
 		`driftless_reconcile_duration_seconds_bucket{environment="quickstart",le="600"}`,
 		`driftless_config_last_reload_successful 1`,
 	} {
