@@ -8,10 +8,15 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// isTerminal reports whether f is a character device (a terminal).
+// isTerminal reports whether f is a terminal: a character device other
+// than the null device, which is one too but where nobody reads colours.
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(st, null)
 }
 
 // newLogger logs JSON, or human-readable lines when w is a terminal.
