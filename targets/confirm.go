@@ -134,14 +134,34 @@ func armRevert(ctx context.Context, t Transport, token string, timeout time.Dura
 // disarmScript renames the token away (winning the race against the job,
 // or learning that the revert already fired), then kills the sleeping job's
 // process group and removes its files.
+//
+// Once confirmed, it also disarms every revert armed before this one that
+// has not fired yet: those were left by changes that were cut off (and
+// since rolled back through the still-open connection), and a new
+// connection has just shown the host reachable in a newer state. Left
+// armed, such a revert would fire later and silently put back a state older
+// than the one driftless has since applied and confirmed. Reverts armed
+// after this one belong to changes still in flight and are left alone.
 func disarmScript(token string) string {
 	base := confirmDir + "/" + token
 	return "if mv " + base + ".armed " + base + ".cancelled 2>/dev/null; then\n" +
-		"  pid=$(cat " + base + ".pid 2>/dev/null || true)\n" +
-		"  if [ -n \"$pid\" ]; then kill -TERM -- \"-$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null || true; fi\n" +
-		"  rm -f " + base + ".sh " + base + ".cancelled " + base + ".pid\n" +
+		"  for f in " + confirmDir + "/*.armed; do\n" +
+		"    [ -e \"$f\" ] && [ \"$f\" -ot " + base + ".cancelled ] || continue\n" +
+		"    b=${f%.armed}\n" +
+		"    mv \"$f\" \"$b.cancelled\" 2>/dev/null || continue\n" +
+		stopJob(`"$b"`) +
+		"  done\n" +
+		stopJob(base) +
 		"  echo disarmed\n" +
 		"else echo fired; fi\n"
+}
+
+// stopJob is the script lines that end the sleeping job of a revert whose
+// token was renamed to b.cancelled, and remove its files.
+func stopJob(b string) string {
+	return "  pid=$(cat " + b + ".pid 2>/dev/null || true)\n" +
+		"  if [ -n \"$pid\" ]; then kill -TERM -- \"-$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null || true; fi\n" +
+		"  rm -f " + b + ".sh " + b + ".cancelled " + b + ".pid\n"
 }
 
 // revertNow disarms the job and runs the restore script at once, used when

@@ -157,6 +157,36 @@ func TestApplyConfirmed(t *testing.T) {
 			t.Fatalf("reverted after %s, before the %s timeout", elapsed, timeout)
 		}
 	})
+	t.Run("a confirmed change disarms an older revert", func(t *testing.T) {
+		reverted()
+		// A cut-off change leaves its revert armed; the rollback (here, a
+		// later change) is confirmed through a new connection before it
+		// fires. The old revert must not fire afterwards and put back a
+		// state older than the confirmed one. The long timeout leaves room
+		// for a slow handshake on a loaded machine.
+		const long = 12 * time.Second
+		err := targets.ApplyConfirmed(ctx, cutOffTransport{tr, sshConfig(lab, h)}, long, "echo stale >> /root/reverted", apply)
+		if !errors.Is(err, targets.ErrCutOff) {
+			t.Fatalf("err = %v, want a cut-off", err)
+		}
+		if left := armedJobs(t, h); !strings.Contains(left, ".armed") {
+			t.Fatalf("the cut-off change armed no revert:\n%s", left)
+		}
+		// Armed at least a second later, so the file times tell them apart.
+		time.Sleep(1100 * time.Millisecond)
+		if err := targets.ApplyConfirmed(ctx, tr, long, restore, apply); err != nil {
+			t.Fatal(err)
+		}
+		// The fired revert of the previous subtest leaves its .log and
+		// .done; nothing may be armed or sleeping.
+		if left := armedJobs(t, h); strings.Contains(left, ".armed") || strings.Contains(left, "process") || strings.Contains(left, ".sh") {
+			t.Fatalf("the confirmed change left an older revert armed:\n%s", left)
+		}
+		time.Sleep(long)
+		if got := reverted(); got != "" {
+			t.Fatalf("a revert ran after a newer change was confirmed: %q", got)
+		}
+	})
 }
 
 // waitFor polls cond every 100 ms until it holds, failing after limit.
