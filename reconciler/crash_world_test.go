@@ -1,0 +1,165 @@
+package reconciler
+
+// The SIGKILL test's world: a store and two local hosts on the old
+// revision, copied for each iteration, and one iteration: run the child
+// rollout, kill it, recover, and check the hosts.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// copyTree copies a folder (regular files and folders only).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o755)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		info, _ := d.Info()
+		o, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(o, in); err != nil {
+			o.Close()
+			return err
+		}
+		return o.Close()
+	})
+}
+
+type crashWorld struct {
+	base, repos string
+	old, new    sources.Revision
+}
+
+// newCrashWorld applies the old revision once; each iteration copies it.
+func newCrashWorld(t testing.TB) *crashWorld {
+	dir := t.TempDir()
+	w := &crashWorld{base: filepath.Join(dir, "base"), repos: filepath.Join(dir, "repos")}
+	w.old = crashRevision(t, w.repos, "old", 1)
+	w.new = crashRevision(t, w.repos, "new", 2)
+	if err := os.MkdirAll(w.base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, s, err := crashReconciler(w.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyRevision(context.Background(), w.old); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close()
+	_ = s.Close()
+	return w
+}
+
+// iteration runs the child in a copy of the world, kills it after delay
+// (never, when delay < 0), recovers, and checks the hosts. It returns
+// which revision the hosts ended on, how long the child ran after it
+// started applying, and how many snapshots recovery found.
+func (w *crashWorld) iteration(world string, delay time.Duration) (version string, ran time.Duration, journaled int, err error) {
+	if err := copyTree(w.base, world); err != nil {
+		return "", 0, 0, err
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRollout$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+world, "DRIFTLESS_HELPER_REV="+w.new.Dir, "DRIFTLESS_HELPER_COMMIT="+w.new.Commit)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", 0, 0, err
+	}
+	br := bufio.NewReader(stdout)
+	if line, err := br.ReadString('\n'); err != nil || line != "applying\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return "", 0, 0, fmt.Errorf("child did not start: %q %v", line, err)
+	}
+	start := time.Now()
+	if delay >= 0 {
+		time.Sleep(delay)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+	}
+	_, _ = io.Copy(io.Discard, br)
+	_ = cmd.Wait()
+	ran = time.Since(start)
+
+	r, s, err := crashReconciler(world)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer s.Close()
+	defer r.Close()
+	if err := r.Recover(context.Background()); err != nil {
+		return "", 0, 0, fmt.Errorf("recover: %w", err)
+	}
+	if hist, _ := s.History("prod", 1); len(hist) == 1 && hist[0].Trigger == TriggerRecovery {
+		journaled = hist[0].Changes
+	}
+	if j, _, _ := s.OpenJournal("prod"); j != nil {
+		return "", 0, 0, fmt.Errorf("journal still open after recovery")
+	}
+	for h := 0; h < crashHosts; h++ {
+		for i := 0; i < crashFiles; i++ {
+			p := filepath.Join(world, "hosts", fmt.Sprintf("h%d", h), fmt.Sprintf("etc/f%02d.conf", i))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return "", 0, 0, err
+			}
+			var v string
+			switch string(b) {
+			case crashContent("old", i):
+				v = "old"
+			case crashContent("new", i):
+				v = "new"
+			default:
+				return "", 0, 0, fmt.Errorf("%s is torn: %d bytes, starting %q", p, len(b), string(b[:min(len(b), 40)]))
+			}
+			if version == "" {
+				version = v
+			}
+			if v != version {
+				return "", 0, 0, fmt.Errorf("mixed revisions: %s is %s, an earlier file is %s", p, v, version)
+			}
+		}
+	}
+	var left []string
+	_ = filepath.WalkDir(filepath.Join(world, "hosts"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), ".driftless-") {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		return "", 0, 0, fmt.Errorf("temporary files left: %v", left)
+	}
+	want := map[string]string{"old": w.old.Commit, "new": w.new.Commit}[version]
+	if rec, _, _ := s.Env("prod"); rec.Applied.Commit != want {
+		return "", 0, 0, fmt.Errorf("the hosts are on the %s revision, the store says %s is applied", version, rec.Applied.Short())
+	}
+	return version, ran, journaled, nil
+}
