@@ -174,11 +174,10 @@ func TestDockerfileBuildStep(t *testing.T) {
 	}
 }
 
-// TestStaticBinary builds the daemon as the Dockerfile does and checks
+// testStaticBinary builds the daemon as the Dockerfile does and checks
 // the result can run in a scratch image: no program interpreter, no
 // dynamic section, no shared library, and it runs.
-func TestStaticBinary(t *testing.T) {
-	bin := buildDriftless(t)
+func testStaticBinary(t *testing.T, bin string) {
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatalf("read the binary as ELF: %v", err)
@@ -214,5 +213,25 @@ func TestStaticBinary(t *testing.T) {
 	}
 	if strings.Contains(string(b), abs+string(filepath.Separator)) {
 		t.Errorf("the binary contains the build folder %s: -trimpath did not apply", abs)
+	}
+}
+
+// TestBuiltBinary builds the daemon once, as the Dockerfile does, and runs
+// every check that needs the binary on that one build: the machine is
+// shared, and linking is the slow part.
+func TestBuiltBinary(t *testing.T) {
+	bin := buildDriftless(t)
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T, bin string)
+	}{
+		{"static", testStaticBinary},
+		{"unit-verifies", testUnitVerifies},
+		{"unit-under-systemd", testUnitRunsUnderSystemd},
+		{"monitoring-metrics-exported", testDashboardAndAlertMetricsAreExported},
+		{"doc-commands-exist", testDocCommandsExist},
+		{"shipped-command-lines", testShippedCommandLines},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.run(t, bin) })
 	}
 }

@@ -11,17 +11,17 @@ import (
 
 // TestDockerBuild builds the image with a real Docker engine and runs its
 // binary. Without an engine answering `docker info` it skips: the build
-// steps themselves are still checked by TestStaticBinary.
+// steps themselves are still checked by TestBuiltBinary/static.
 func TestDockerBuild(t *testing.T) {
 	docker, err := exec.LookPath("docker")
 	if err != nil {
-		t.Skip("no docker client installed: the image is not built (TestStaticBinary checks its build steps)")
+		t.Skip("no docker client installed: the image is not built (TestBuiltBinary/static checks its build steps)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	info, err := exec.CommandContext(ctx, docker, "info").CombinedOutput()
 	cancel()
 	if err != nil {
-		t.Skipf("no Docker engine answers `docker info` (%v): the image is not built (TestStaticBinary checks its build steps)\n%s", err, lastLines(string(info), 3))
+		t.Skipf("no Docker engine answers `docker info` (%v): the image is not built (TestBuiltBinary/static checks its build steps)\n%s", err, lastLines(string(info), 3))
 	}
 
 	tag := "driftless-packaging-test:" + strings.ToLower(rand.Text()[:12])

@@ -247,11 +247,11 @@ func (u *cliUsage) check(t *testing.T, inv invocation) {
 	checkWords(t, inv, u.flags[inv.command])
 }
 
-// TestDocCommandsExist checks every `driftless CMD -flag` of the README
+// testDocCommandsExist checks every `driftless CMD -flag` of the README
 // and docs/*.md against the built binary's own usage: the command exists
 // and it has each flag.
-func TestDocCommandsExist(t *testing.T) {
-	u := newCLIUsage(t, buildDriftless(t))
+func testDocCommandsExist(t *testing.T, bin string) {
+	u := newCLIUsage(t, bin)
 	checked := 0
 	for _, file := range docFiles(t) {
 		for _, inv := range invocations(t, file) {
@@ -264,10 +264,10 @@ func TestDocCommandsExist(t *testing.T) {
 	}
 }
 
-// TestShippedCommandLines checks the command lines the image and the unit
+// testShippedCommandLines checks the command lines the image and the unit
 // run: the Dockerfile's CMD and the unit's ExecStart.
-func TestShippedCommandLines(t *testing.T) {
-	u := newCLIUsage(t, buildDriftless(t))
+func testShippedCommandLines(t *testing.T, bin string) {
+	u := newCLIUsage(t, bin)
 	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

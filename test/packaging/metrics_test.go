@@ -124,12 +124,12 @@ verify:
 `
 )
 
-// TestDashboardAndAlertMetricsAreExported runs the built daemon on a local
+// testDashboardAndAlertMetricsAreExported runs the built daemon on a local
 // folder source, makes it produce every kind of series (a reconcile, a
 // verification, a rollback, a drift, a source read, a webhook request),
 // scrapes /metrics, and fails when the Grafana dashboard or the alert
 // rules use a driftless_* metric the daemon does not export.
-func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
+func testDashboardAndAlertMetricsAreExported(t *testing.T, bin string) {
 	want, err := monitoring.MetricNames()
 	if err != nil {
 		t.Fatalf("metric names of the monitoring files: %v", err)
@@ -137,8 +137,6 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("the monitoring files use no driftless_* metric: nothing would be checked")
 	}
-	bin := buildDriftless(t)
-
 	dir := t.TempDir()
 	repo, sandbox := filepath.Join(dir, "repo"), filepath.Join(dir, "sandbox")
 	secret := []byte(rand.Text())

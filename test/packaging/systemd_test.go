@@ -40,17 +40,16 @@ hosts:
         requires: [directory:/var/lib/driftless/www]
 `
 
-// TestUnitRunsUnderSystemd installs the shipped unit file, unchanged, with
+// testUnitRunsUnderSystemd installs the shipped unit file, unchanged, with
 // a freshly built binary in a container booting real systemd, and checks
 // that systemd starts it (Type=notify: start returns once the daemon
 // said READY=1), that under the unit's hardening it applies a revision
 // from a real Git server and serves HTTP, that it is still running past its watchdog interval,
 // and that `systemctl stop` ends it cleanly.
-func TestUnitRunsUnderSystemd(t *testing.T) {
+func testUnitRunsUnderSystemd(t *testing.T, bin string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to boot a systemd container (test/hosts); run as root to check the unit under systemd")
 	}
-	bin := buildDriftless(t)
 	unit, err := os.ReadFile(unitPath)
 	if err != nil {
 		t.Fatal(err)

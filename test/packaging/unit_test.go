@@ -108,17 +108,16 @@ func positiveDuration(v string) bool {
 	return err == nil && d > 0
 }
 
-// TestUnitVerifies runs `systemd-analyze verify` on a copy of the unit
+// testUnitVerifies runs `systemd-analyze verify` on a copy of the unit
 // whose ExecStart runs a freshly built binary: systemd checks every
 // directive and that the command is executable. Any output, even a
 // warning about an unknown key, fails the test.
-func TestUnitVerifies(t *testing.T) {
+func testUnitVerifies(t *testing.T, bin string) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze is not installed (package systemd): the unit is not verified")
 	}
-	bin := buildDriftless(t)
-	dir := filepath.Dir(bin)
+	dir := t.TempDir()
 	cfg := filepath.Join(dir, "driftless.yaml")
 	if err := os.WriteFile(cfg, []byte("state_dir: "+filepath.Join(dir, "state")+"\nsources:\n  - name: local\n    local: {path: "+dir+"}\n"), 0o644); err != nil {
 		t.Fatal(err)
