@@ -101,9 +101,12 @@ type Git struct {
 	req  request
 
 	// What follows is used only by the goroutine running Run.
-	keep     retention
-	refused  map[string]bool
-	previews map[int][]string
+	keep retention
+	// wantMissing is set by a pass when the commit a webhook named was not
+	// on the remote yet.
+	wantMissing bool
+	refused     map[string]bool
+	previews    map[int][]string
 }
 
 var _ Source = (*Git)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,4 +190,44 @@ func TestGitPullRequestPreview(t *testing.T) {
 	})
 	// The followed branch was not disturbed by previews.
 	expectNone(t, out, 200*time.Millisecond)
+}
+
+// TestGitNotifyOfACommitNotYetOnTheRemote: a webhook can arrive before the
+// Git host's replica serving fetches shows its commit. The source then
+// fetches again shortly, with backoff, instead of waiting for the next poll
+// (an hour here), and gets the commit once the ref shows it.
+func TestGitNotifyOfACommitNotYetOnTheRemote(t *testing.T) {
+	srv := gitserver.New(t)
+	url := srv.CreateRepo("app")
+	work := srv.Clone(t, "app")
+	a := work.Commit(t, map[string]string{"f": "a\n"}, "a")
+	work.Push(t)
+
+	g := newTestGit(t, config.GitSource{URL: url, Interval: config.Duration(time.Hour)}, GitCredentials{})
+	// The retries span about 15 s from this first backoff: room for a push
+	// on a loaded machine.
+	g.minBackoff = 500 * time.Millisecond
+	out := run(t, g)
+	if rev := receive(t, out, 10*time.Second); rev.Commit != a {
+		t.Fatalf("first revision %+v, want %s", rev, a)
+	}
+	// The webhook names b, which is committed but not pushed yet.
+	b := work.Commit(t, map[string]string{"f": "b\n"}, "b")
+	fetches := gauge(t, g.reg, "driftless_source_fetch_duration_seconds")
+	if !g.Notify(Event{Provider: "github", Kind: "push", Repository: "team/app", CloneURLs: []string{url},
+		Ref: "refs/heads/main", Commit: b}) {
+		t.Fatal("Notify did not match the push of the followed branch")
+	}
+	eventually(t, 10*time.Second, "a fetch that misses the named commit", func() bool {
+		return strings.Contains(g.log.String(), "webhook commit not found after fetch")
+	})
+	if got := gauge(t, g.reg, "driftless_source_fetch_duration_seconds"); got <= fetches {
+		t.Fatalf("fetches = %v, want more than %v", got, fetches)
+	}
+	expectNone(t, out, 50*time.Millisecond)
+	// Now the ref shows b; no webhook and no poll announces it.
+	work.Push(t)
+	if rev := receive(t, out, 20*time.Second); rev.Commit != b {
+		t.Fatalf("revision after the ref caught up %+v, want %s", rev, b)
+	}
 }

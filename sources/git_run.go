@@ -25,14 +25,16 @@ type prRequest struct {
 // again whenever Notify matched a webhook. A new commit on the followed ref
 // is sent on out; pull request previews too. A failing fetch is retried
 // with exponential backoff capped at the interval, and the last good
-// revision stays in use: nothing is sent or retracted. Sending never blocks
+// revision stays in use: nothing is sent or retracted. When a webhook named
+// a commit the remote does not show yet (a replica lagging behind the one
+// that sent the webhook), the fetch is repeated a few times with backoff. Sending never blocks
 // fetching: while the reader is busy, a newer revision replaces the one
 // waiting. Run returns nil when ctx ends and never closes out.
 func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 	g.log.Info().Str("url", RedactURL(g.url)).Str("ref", g.remoteRef.String()).
 		Dur("interval", g.interval).Msg("git source started")
 	var outbox outbox
-	failures := 0
+	failures, wantTries, wanted := 0, 0, ""
 	for {
 		req := g.takeRequest()
 		rev, err := g.pass(ctx, req.commit)
@@ -40,6 +42,18 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 			return nil
 		}
 		wait := jitter(g.interval)
+		if err == nil && g.wantMissing {
+			if req.commit != wanted {
+				wanted, wantTries = req.commit, 0
+			}
+			if wantTries < maxWantTries {
+				// Ask again for the commit the webhook named, soon and with
+				// backoff, unless a newer webhook has asked for another.
+				wantTries++
+				g.requeueWant(req.commit)
+				wait = min(wait, backoff(wantTries, g.minBackoff, g.interval))
+			}
+		}
 		if err != nil {
 			failures++
 			wait = backoff(failures, g.minBackoff, g.interval)
@@ -92,6 +106,21 @@ func (g *Git) pass(ctx context.Context, want string) (rev *Revision, err error) 
 		g.m.lastSuccess.WithLabelValues(g.name).Set(float64(g.clock.Now().UnixNano()) / 1e9)
 	}()
 	return g.syncMain(ctx, want)
+}
+
+// maxWantTries bounds the extra fetches for a commit a webhook named but
+// the remote does not show yet: with the default first backoff of one
+// second they span about half a minute, after which polling takes over.
+const maxWantTries = 5
+
+// requeueWant asks for commit again at the next pass, unless a webhook
+// named a newer one meanwhile.
+func (g *Git) requeueWant(commit string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.req.commit == "" {
+		g.req.commit = commit
+	}
 }
 
 // takeRequest returns and clears what webhooks asked for.

@@ -85,6 +85,7 @@ func resolveCommit(repo *git.Repository, ref plumbing.ReferenceName) (*object.Co
 // changed and is acceptable; nil when nothing changed (or the commit was
 // refused). want is the commit a webhook named, if any.
 func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
+	g.wantMissing = false
 	repo, err := g.openRepo()
 	if err != nil {
 		return nil, err
@@ -106,6 +107,10 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	sha := commit.Hash.String()
 	if want != "" && want != sha {
 		if _, err := repo.CommitObject(plumbing.NewHash(want)); err != nil {
+			// The Git host announced a commit its ref does not show yet (a
+			// replica behind the one that sent the webhook): Run fetches
+			// again shortly instead of waiting for the next poll.
+			g.wantMissing = true
 			g.log.Info().Str("want", want).Str("revision", sha).
 				Msg("webhook commit not found after fetch, using the ref's head")
 		}
