@@ -196,49 +196,6 @@ func TestClientStatus(t *testing.T) {
 	})
 }
 
-func TestClientHistory(t *testing.T) {
-	w := newClientWorld(t)
-	code, out, stderr := w.cli(runHistory, "prod")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	r := rows(out)
-	if len(r) != 3 || strings.Join(r[0], " ") != "ID START DURATION REVISION TRIGGER RESULT CHANGES ERROR" {
-		t.Fatalf("table:\n%s", out)
-	}
-	// Newest first: run 2 applied rev2 (the file changed on two hosts),
-	// run 1 rev1 (directory and file created on two hosts).
-	for i, want := range []string{"2 %s revision success 2", "1 %s revision success 4"} {
-		rev := []sources.Revision{w.rev2, w.rev1}[i]
-		if got := strings.Join(append([]string{r[i+1][0]}, r[i+1][3:]...), " "); got != fmt.Sprintf(want, rev.Commit[:12]) {
-			t.Errorf("row %d: %q", i+1, got)
-		}
-		if _, err := time.Parse(time.RFC3339, r[i+1][1]); err != nil {
-			t.Errorf("row %d start: %v", i+1, err)
-		}
-	}
-
-	code, out, _ = w.cli(runHistory, "-n", "1", "-o", "json", "prod")
-	var runs []reconciler.Run
-	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
-		t.Fatalf("json history: exit %d, %v\n%s", code, err, out)
-	}
-
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
-		{nil, 2, "usage: driftless history [flags] ENVIRONMENT"},
-		{[]string{"nope"}, 1, `404 Not Found: unknown environment "nope"`},
-		{[]string{"-n", "0", "prod"}, 1, `400 Bad Request: limit must be a positive integer, got "0"`},
-	} {
-		if code, _, stderr := w.cli(runHistory, tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
-			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
-		}
-	}
-}
-
 func TestClientSync(t *testing.T) {
 	w := newClientWorld(t)
 	wrong := filepath.Join(t.TempDir(), "wrong")
@@ -352,50 +309,5 @@ func TestDaemonMuxServesStatusPage(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != tc.contentType || !strings.Contains(body.String(), tc.want) {
 			t.Errorf("GET %s: %d %s, %v\n%s", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), err, body.String())
 		}
-	}
-}
-
-// TestClientHistoryFromStore: with -state, history reads a state store
-// file when no daemon answers, and prints what the API would have.
-func TestClientHistoryFromStore(t *testing.T) {
-	w := newClientWorld(t)
-	_, fromAPI, _ := w.cli(runHistory, "prod")
-	// The daemon keeps its store locked: work on a copy, as an operator
-	// would after copying the file off a stopped machine.
-	live := filepath.Join(w.d.cfg.StateDir, "state.db")
-	data, err := os.ReadFile(live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := filepath.Join(t.TempDir(), "copy.db")
-	if err := os.WriteFile(cp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr := w.cli(runHistory, "-state", cp, "prod")
-	if code != 0 || out != fromAPI {
-		t.Fatalf("exit %d, %s\nfrom the store:\n%s\nfrom the API:\n%s", code, stderr, out, fromAPI)
-	}
-	code, out, _ = w.cli(runHistory, "-state", cp, "-o", "json", "-n", "1", "prod")
-	var runs []reconciler.Run
-	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
-		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
-	}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"-state", cp, "nope"}, `unknown environment "nope" in ` + cp},
-		{[]string{"-state", cp + ".missing", "prod"}, "read state store: stat " + cp + ".missing: no such file or directory"},
-		{[]string{"-state", cp, "-n", "0", "prod"}, "-n must be a positive integer, got 0"},
-		// The live store is locked by the daemon: a clear error after
-		// the store's open timeout, not a hang.
-		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with -addr instead"},
-	} {
-		if code, _, stderr := w.cli(runHistory, tc.args...); code != 1 || !strings.Contains(stderr, tc.want) {
-			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
-		}
-	}
-	if _, err := os.Stat(cp + ".missing"); !os.IsNotExist(err) {
-		t.Errorf("reading a missing store created it: %v", err)
 	}
 }
