@@ -87,6 +87,10 @@ func TestServiceOnHost(t *testing.T) {
 		t.Fatalf("refresh did not restart (MainPID %s)", p)
 	}
 	pid = mainPID(t, h, "dltest")
+	reloads := func() string {
+		return strings.TrimSpace(h.MustExec(t, "journalctl -q --no-pager -u dltest | grep -c 'Reloaded' || true"))
+	}
+	reloadsBefore := reloads()
 	reload := v2
 	reload.OnNotify = "reload"
 	if err := d.Refresh(t.Context(), tr, config.Resource{Kind: "service", Name: "dltest", Spec: &reload}); err != nil {
@@ -94,6 +98,9 @@ func TestServiceOnHost(t *testing.T) {
 	}
 	if p := mainPID(t, h, "dltest"); p != pid {
 		t.Fatalf("reload replaced the main process (%s -> %s)", pid, p)
+	}
+	if after := reloads(); after == reloadsBefore {
+		t.Fatalf("refresh with on_notify reload did not reload the unit (systemd logged %s reloads before and after)", after)
 	}
 
 	// A restore that only re-enables the unit leaves its process alone.
