@@ -57,13 +57,23 @@ func hashFile(path string) (string, error) {
 
 // copyTree copies root into dst (which must not exist): folders, regular
 // files with their permission bits, and symlinks as symlinks.
+//
+// Folders are created writable and given their exact permission bits once
+// everything is copied, deepest first: the umask must not narrow them (the
+// hash includes them) and a read-only folder must still be filled.
 func copyTree(root, dst string, skip func(path string, d fs.DirEntry) bool) error {
-	return walkKept(root, skip, func(path, rel string, info fs.FileInfo) error {
+	type folder struct {
+		path string
+		perm fs.FileMode
+	}
+	var folders []folder
+	err := walkKept(root, skip, func(path, rel string, info fs.FileInfo) error {
 		target := filepath.Join(dst, rel)
 		mode := info.Mode()
 		switch {
 		case mode.IsDir():
-			return os.MkdirAll(target, mode.Perm()|0o700)
+			folders = append(folders, folder{target, mode.Perm()})
+			return os.MkdirAll(target, 0o700)
 		case mode&fs.ModeSymlink != 0:
 			link, err := os.Readlink(path)
 			if err != nil {
@@ -75,6 +85,15 @@ func copyTree(root, dst string, skip func(path string, d fs.DirEntry) bool) erro
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for i := len(folders) - 1; i >= 0; i-- {
+		if err := os.Chmod(folders[i].path, folders[i].perm); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // walkKept calls fn for root and everything under it that skip does not
