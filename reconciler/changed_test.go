@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestOnlyChangedHostsAreTouched: a host already in the declared state is
@@ -37,5 +39,32 @@ func TestOnlyChangedHostsAreTouched(t *testing.T) {
 		if got := f.hostFile(h, "/etc/app.conf"); got != "new" {
 			t.Errorf("%s: %q", h, got)
 		}
+	}
+}
+
+// TestPreviewLeavesHostStatusAlone: planning a revision that is not rolled
+// out (a pull request's preview, `driftless plan`) observes its hosts but
+// does not make them the environment's: driftless_host_up and the
+// environment's host list keep the hosts of the last rollout.
+func TestPreviewLeavesHostStatusAlone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
+	if _, err := f.r.ApplyRevision(ctx, rev1); err != nil {
+		t.Fatal(err)
+	}
+	// The pull request adds a host nobody answers for.
+	env := "environment: prod\nhosts:\n  - name: far\n    address: 127.0.0.1\n    port: " + closedPort(t) +
+		"\n    roles: [all]\n  - name: h1\n    transport: local\n    roles: [all]\nroles:\n  all:\n" + etc + fileRes("/etc/a.conf", "b")
+	plans, err := f.r.PlanRevision(ctx, f.revision(map[string]string{"environments/prod.yaml": env}))
+	if err != nil || len(plans) != 1 || len(plans[0].Hosts) != 2 || plans[0].Hosts[0].Err == "" {
+		t.Fatalf("plans = %+v, %v; want the far host's plan to fail", plans, err)
+	}
+	if n := testutil.CollectAndCount(f.r.m.hostUp); n != 1 {
+		t.Errorf("%d driftless_host_up series after a preview, want h1's only", n)
+	}
+	st, _ := f.r.Environment("prod")
+	if len(st.Hosts) != 1 || st.Hosts[0] != (HostStatus{Name: "h1", Up: true}) {
+		t.Errorf("hosts after a preview: %+v", st.Hosts)
 	}
 }

@@ -37,7 +37,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
 	r.forgetHosts(env.Name)
-	hosts := r.planEnv(ctx, env, nil, false, log)
+	hosts := r.planEnv(ctx, env, nil, false, true, log)
 	defer closeHosts(hosts)
 
 	counts := map[driftKey]int{}

@@ -52,8 +52,11 @@ func closeHosts(hosts []*hostRun) {
 
 // planEnv observes every host of env (bounded parallelism) and diffs it
 // against env. With prune, resources that prev declared on a host and env
-// no longer does are planned for removal. The caller closes the transports.
-func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune bool, log zerolog.Logger) []*hostRun {
+// no longer does are planned for removal. With record, whether each host
+// answered becomes the environment's driftless_host_up and host status;
+// a preview does not record, since its hosts are not the environment's
+// yet (a pull request may add some). The caller closes the transports.
+func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune, record bool, log zerolog.Logger) []*hostRun {
 	out := make([]*hostRun, len(env.Hosts))
 	sem := make(chan struct{}, r.opts.HostParallelism)
 	var wg sync.WaitGroup
@@ -67,7 +70,7 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 		go func(i int, h *config.Host) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i] = r.planHost(ctx, env.Name, h, pruned, log.With().Str("host", h.Name).Logger())
+			out[i] = r.planHost(ctx, env.Name, h, pruned, record, log.With().Str("host", h.Name).Logger())
 		}(i, h)
 	}
 	wg.Wait()
@@ -107,9 +110,12 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 	return out
 }
 
-func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, log zerolog.Logger) *hostRun {
+func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, record bool, log zerolog.Logger) *hostRun {
 	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	defer func() {
+		if !record {
+			return
+		}
 		up := 0.0
 		if hr.reached {
 			up = 1

@@ -47,7 +47,7 @@ func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
 // plan observes and diffs every host of tg without changing anything.
 func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) *Plan {
 	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
-	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, log)
+	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, false, log)
 	closeHosts(hosts)
 	p := &Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
 	for _, h := range hosts {

@@ -41,7 +41,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	prev := st.applied
 	r.mu.Unlock()
 	r.forgetHosts(env.Name)
-	hosts := r.planEnv(ctx, env, prev, env.Prune, log)
+	hosts := r.planEnv(ctx, env, prev, env.Prune, true, log)
 	defer closeHosts(hosts)
 
 	var changed []*hostRun
