@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/driftless/driftless/sources"
 )
 
 // fuzzParser feeds arbitrary event names and bodies to one provider's parser
@@ -24,6 +26,8 @@ func fuzzParser(f *testing.F, endpoint, eventHeader string) {
 	f.Add("push", []byte(`{"ref":1e999}`))
 	f.Add("", []byte(`{"repository":"o/r","ref":"main","commit":"0123456789abcdef0123456789abcdef01234567"}`))
 	f.Add("", []byte(`{"repository":"o/r","ref":"refs/tags/v1","deleted":true}`))
+	// A Bitbucket push of several refs, one of them deleted.
+	f.Add("repo:push", []byte(`{"repository":{"full_name":"o/r"},"push":{"changes":[{"new":{"type":"branch","name":"a","target":{"hash":"0123abcd"}}},{"old":{"type":"tag","name":"v1","target":{"hash":"0123abcd"}}}]}}`))
 	p := providers("")[endpoint]
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
 		h := http.Header{}
@@ -38,7 +42,12 @@ func fuzzParser(f *testing.F, endpoint, eventHeader string) {
 			event != "sha256="+SignHex([]byte("fuzz-secret"), body) && event != SignHex([]byte("fuzz-secret"), body) {
 			t.Fatalf("verify accepted signature %q", event)
 		}
-		ev, err := p.parse(h, body)
+		// Every event of the delivery is checked: a Bitbucket push gives one
+		// per changed ref.
+		evs, err := p.events(h, body)
+		if len(evs) == 0 {
+			t.Fatal("no event, not even a partial one")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrBadPayload) {
 				t.Fatalf("error does not wrap ErrBadPayload: %v", err)
@@ -51,26 +60,34 @@ func fuzzParser(f *testing.F, endpoint, eventHeader string) {
 			}
 			return
 		}
-		if ev.Provider == "" {
-			t.Fatal("event without a provider")
-		}
-		if ev.Kind == KindPush || ev.Kind == KindTagPush {
-			if !strings.HasPrefix(ev.Ref, "refs/") {
-				t.Fatalf("push with ref %q", ev.Ref)
-			}
-			// A push may omit its commit (the source then fetches the ref),
-			// but a deleted ref never has one.
-			if ev.Deleted && ev.Commit != "" {
-				t.Fatalf("deleted ref with commit %q", ev.Commit)
-			}
-		}
-		if ev.Commit != "" && !isHex(ev.Commit) {
-			t.Fatalf("commit %q is not hex", ev.Commit)
-		}
-		if bytes.ContainsAny([]byte(ev.Ref+ev.BaseRef+ev.Repository), " \n\t\x00") {
-			t.Fatalf("names with spaces or control characters: %+v", ev)
+		for _, ev := range evs {
+			checkFuzzedEvent(t, ev)
 		}
 	})
+}
+
+// checkFuzzedEvent checks what a parser may hand on to the Git source.
+func checkFuzzedEvent(t *testing.T, ev sources.Event) {
+	t.Helper()
+	if ev.Provider == "" {
+		t.Fatal("event without a provider")
+	}
+	if ev.Kind == KindPush || ev.Kind == KindTagPush {
+		if !strings.HasPrefix(ev.Ref, "refs/") {
+			t.Fatalf("push with ref %q", ev.Ref)
+		}
+		// A push may omit its commit (the source then fetches the ref),
+		// but a deleted ref never has one.
+		if ev.Deleted && ev.Commit != "" {
+			t.Fatalf("deleted ref with commit %q", ev.Commit)
+		}
+	}
+	if ev.Commit != "" && !isHex(ev.Commit) {
+		t.Fatalf("commit %q is not hex", ev.Commit)
+	}
+	if bytes.ContainsAny([]byte(ev.Ref+ev.BaseRef+ev.Repository), " \n\t\x00") {
+		t.Fatalf("names with spaces or control characters: %+v", ev)
+	}
 }
 
 func FuzzGitHub(f *testing.F)    { fuzzParser(f, "github", "X-GitHub-Event") }
