@@ -15,3 +15,8 @@ build:
 
 demo:
 	$(GO) run ./cmd/driftless demo
+
+# Every benchmark of the project (speed and memory goals are checked here,
+# never by timed unit tests).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
