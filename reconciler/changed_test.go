@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -66,5 +67,59 @@ func TestPreviewLeavesHostStatusAlone(t *testing.T) {
 	st, _ := f.r.Environment("prod")
 	if len(st.Hosts) != 1 || st.Hosts[0] != (HostStatus{Name: "h1", Up: true}) {
 		t.Errorf("hosts after a preview: %+v", st.Hosts)
+	}
+}
+
+func TestParallelismBoundsABatch(t *testing.T) {
+	var mu sync.Mutex
+	inflight, most := 0, 0
+	f := newFixture(t)
+	f.ver.gate = func(string, string) {
+		mu.Lock()
+		inflight++
+		most = max(most, inflight)
+		mu.Unlock()
+		// Hold the host a moment, so hosts allowed to overlap do.
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			full := inflight >= 2
+			mu.Unlock()
+			if full {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}
+	hosts := []string{"h1", "h2", "h3", "h4", "h5", "h6"}
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, etc+fileRes("/etc/a.conf", "a"),
+		"rollout: {batch: 6, parallelism: 2}\nverify:\n  - command: \"true\"\n")})
+	runs, err := f.r.ApplyRevision(context.Background(), rev)
+	if err != nil || runs[0].Changes != 12 {
+		t.Fatalf("runs = %+v %v", runs, err)
+	}
+	if most != 2 {
+		t.Fatalf("at most %d hosts were worked on at once, want 2 (parallelism)", most)
+	}
+}
+
+func TestRemovedHostLeavesHostUp(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, hosts := range [][]string{{"h1", "h2"}, {"h1"}} {
+		rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, etc, "")})
+		if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.CollectAndCount(f.r.m.hostUp); n != 1 {
+		t.Errorf("%d host_up series, want 1", n)
+	}
+	if st, _ := f.r.Environment("prod"); len(st.Hosts) != 1 || st.Hosts[0].Name != "h1" {
+		t.Errorf("hosts = %+v", st.Hosts)
 	}
 }
