@@ -168,7 +168,9 @@ func TestGitPullRequestPreview(t *testing.T) {
 		t.Errorf("preview content = %q", got)
 	}
 
-	// Bitbucket publishes no pull request ref: the head is fetched by id.
+	// Bitbucket publishes no pull request ref: the head is fetched by id
+	// (Data Center gives the full id) or, when Cloud gives an abbreviated
+	// one, through the source branch the payload names.
 	next := work.Commit(t, map[string]string{"f": "feature 2\n"}, "feature 2")
 	work.Push(t)
 	bb := Event{Provider: "bitbucket", Kind: "pull_request", CloneURLs: []string{url}, PullRequest: 8, Action: "opened", BaseRef: "main", Commit: next}
@@ -178,6 +180,17 @@ func TestGitPullRequestPreview(t *testing.T) {
 	rev = receive(t, out, 10*time.Second)
 	if !rev.Preview || rev.PullRequest != 8 || rev.Commit != next {
 		t.Fatalf("preview by commit id = %+v, want PR 8 at %s", rev, next)
+	}
+	third := work.Commit(t, map[string]string{"f": "feature 3\n"}, "feature 3")
+	work.Push(t)
+	cloud := Event{Provider: "bitbucket", Kind: "pull_request", CloneURLs: []string{url}, PullRequest: 9, Action: "opened",
+		BaseRef: "main", Commit: third[:12], HeadRef: "refs/heads/feature"}
+	if !g.Notify(cloud) {
+		t.Fatal("Notify did not match the bitbucket cloud pull request")
+	}
+	rev = receive(t, out, 10*time.Second)
+	if !rev.Preview || rev.PullRequest != 9 || rev.Commit != third {
+		t.Fatalf("preview through the source branch = %+v, want PR 9 at %s", rev, third)
 	}
 
 	ev.Action = "closed"

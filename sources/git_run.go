@@ -171,7 +171,13 @@ func (g *Git) Notify(ev Event) bool {
 			if g.req.prs == nil {
 				g.req.prs = map[int]prRequest{}
 			}
-			g.req.prs[ev.PullRequest] = prRequest{number: ev.PullRequest, ref: pullRef(ev.Provider, ev.PullRequest), commit: ev.Commit}
+			ref := pullRef(ev.Provider, ev.PullRequest)
+			if ref == "" {
+				// No pull request ref on this host: the source branch, when
+				// the sender named one in this repository.
+				ref = ev.HeadRef
+			}
+			g.req.prs[ev.PullRequest] = prRequest{number: ev.PullRequest, ref: ref, commit: ev.Commit}
 		case "closed":
 			if g.req.closed == nil {
 				g.req.closed = map[int]bool{}

@@ -68,4 +68,9 @@ type Event struct {
 	Merged      bool   `json:"merged,omitempty"`
 	// BaseRef is the branch a pull request targets.
 	BaseRef string `json:"base_ref,omitempty"`
+	// HeadRef is the full ref of a pull request's source branch, set only
+	// when it lives in the same repository and the sender publishes no
+	// pull request ref to fetch instead (Bitbucket, whose Cloud payloads
+	// also abbreviate the head commit).
+	HeadRef string `json:"head_ref,omitempty"`
 }

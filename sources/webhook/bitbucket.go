@@ -87,6 +87,12 @@ type bitbucketPayload struct {
 			Commit struct {
 				Hash string `json:"hash"`
 			} `json:"commit"`
+			Branch struct {
+				Name string `json:"name"`
+			} `json:"branch"`
+			Repository struct {
+				FullName string `json:"full_name"`
+			} `json:"repository"`
 		} `json:"source"`
 		Destination struct {
 			Branch struct {
@@ -188,6 +194,13 @@ func ParseBitbucketAll(h http.Header, body []byte) ([]sources.Event, error) {
 		ev.PullRequest = p.PullRequest.ID
 		ev.Commit = p.PullRequest.Source.Commit.Hash
 		ev.BaseRef = p.PullRequest.Destination.Branch.Name
+		// The head commit is abbreviated, and Bitbucket Cloud publishes no
+		// pull request ref: the source branch is what can be fetched, when
+		// it is in this repository and not a fork.
+		src := p.PullRequest.Source
+		if src.Branch.Name != "" && (src.Repository.FullName == "" || src.Repository.FullName == ev.Repository) {
+			ev.HeadRef = "refs/heads/" + src.Branch.Name
+		}
 	case strings.HasPrefix(name, "pr:") && p.ServerPR != nil:
 		ev.Kind = KindPullRequest
 		ev.Action, ev.Merged = bitbucketPRAction(name)
@@ -195,6 +208,9 @@ func ParseBitbucketAll(h http.Header, body []byte) ([]sources.Event, error) {
 		ev.Commit = p.ServerPR.FromRef.LatestCommit
 		ev.BaseRef = p.ServerPR.ToRef.DisplayID
 		ev.Repository, ev.CloneURLs = p.ServerPR.ToRef.Repository.name()
+		if from, _ := p.ServerPR.FromRef.Repository.name(); strings.HasPrefix(p.ServerPR.FromRef.ID, "refs/") && from == ev.Repository {
+			ev.HeadRef = p.ServerPR.FromRef.ID
+		}
 	}
 	if evs == nil {
 		return one(finish(ev))

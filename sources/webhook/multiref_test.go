@@ -79,3 +79,37 @@ func TestBitbucketPushOfSeveralRefs(t *testing.T) {
 		}
 	})
 }
+
+// TestBitbucketPullRequestHeadRef: Bitbucket publishes no pull request ref
+// and Cloud abbreviates the head commit, so the parser names the source
+// branch for the Git source to fetch, but only when it is in the same
+// repository: a fork's branch is not in the repository the source follows.
+func TestBitbucketPullRequestHeadRef(t *testing.T) {
+	tests := []struct {
+		name, key string
+		body      []byte
+		want      string
+	}{
+		{"cloud corpus", "pullrequest:created", readCorpus(t, "bitbucket-cloud/pullrequest_created-1.json"), "refs/heads/develop"},
+		{"data center corpus", "pr:merged", readCorpus(t, "bitbucket-server/pr_merged-1.json"), "refs/heads/feature/wip"},
+		{"cloud fork", "pullrequest:created", []byte(`{"repository":{"full_name":"team/app"},"pullrequest":{"id":3,` +
+			`"source":{"branch":{"name":"fix"},"commit":{"hash":"abcdef012345"},"repository":{"full_name":"someone/app"}},` +
+			`"destination":{"branch":{"name":"main"}}}}`), ""},
+		{"data center fork", "pr:opened", []byte(`{"pullRequest":{"id":4,` +
+			`"fromRef":{"id":"refs/heads/fix","latestCommit":"0123456789abcdef0123456789abcdef01234567","repository":{"slug":"app","project":{"key":"~someone"}}},` +
+			`"toRef":{"displayId":"main","repository":{"slug":"app","project":{"key":"TEAM"}}}}}`), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			h.Set("X-Event-Key", tt.key)
+			ev, err := ParseBitbucket(h, tt.body)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if ev.Kind != KindPullRequest || ev.HeadRef != tt.want {
+				t.Fatalf("kind %q head ref %q, want pull_request %q", ev.Kind, ev.HeadRef, tt.want)
+			}
+		})
+	}
+}

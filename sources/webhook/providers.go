@@ -204,7 +204,10 @@ func finish(ev sources.Event) (sources.Event, error) {
 	if ev.Commit != "" && !isHex(ev.Commit) {
 		return ev, fmt.Errorf("parse %s %s: %w: commit is not a hex commit id", ev.Provider, ev.Kind, ErrBadPayload)
 	}
-	for _, s := range []string{ev.Ref, ev.BaseRef, ev.Repository, ev.DeliveryID} {
+	if ev.HeadRef != "" && !strings.HasPrefix(ev.HeadRef, "refs/") {
+		return ev, fmt.Errorf("parse %s %s: %w: head ref is not a full ref name", ev.Provider, ev.Kind, ErrBadPayload)
+	}
+	for _, s := range []string{ev.Ref, ev.BaseRef, ev.HeadRef, ev.Repository, ev.DeliveryID} {
 		if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			return ev, fmt.Errorf("parse %s %s: %w: a name holds spaces or control characters", ev.Provider, ev.Kind, ErrBadPayload)
 		}
