@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -121,5 +122,37 @@ func TestRemovedHostLeavesHostUp(t *testing.T) {
 	}
 	if st, _ := f.r.Environment("prod"); len(st.Hosts) != 1 || st.Hosts[0].Name != "h1" {
 		t.Errorf("hosts = %+v", st.Hosts)
+	}
+}
+
+// TestVerificationAfterTheWholeBatch: a batch is applied on all its hosts
+// before any of them is verified, even one host at a time, so a check sees
+// its batch as a whole; the next batch is applied only after that.
+func TestVerificationAfterTheWholeBatch(t *testing.T) {
+	f := newFixture(t)
+	hosts := []string{"h1", "h2", "h3", "h4"}
+	var mu sync.Mutex
+	var seen []string
+	f.ver.gate = func(_, host string) {
+		n := 0
+		for _, h := range hosts {
+			if f.hostFile(h, "/etc/a.conf") == "new" {
+				n++
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s:%d", host, n))
+	}
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, etc+fileRes("/etc/a.conf", "new"),
+		"rollout: {batch: 3, parallelism: 1}\nverify:\n  - command: \"true\"\n")})
+	if runs, err := f.r.ApplyRevision(context.Background(), rev); err != nil || runs[0].Result != ResultSuccess {
+		t.Fatalf("runs = %+v %v", runs, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Each entry: the host verified and how many hosts held the new file then.
+	if want := []string{"h1:3", "h2:3", "h3:3", "h4:4"}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("verifications %v, want %v", seen, want)
 	}
 }

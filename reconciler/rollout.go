@@ -170,32 +170,46 @@ func batches(hosts []*hostRun, canary, size int) [][]*hostRun {
 	return out
 }
 
-// runBatch applies and verifies the hosts of one batch, at most
-// parallelism at once (0: all of them).
+// runBatch applies the hosts of one batch, then verifies those whose apply
+// went through; each phase works on at most parallelism hosts at once (0:
+// all of them). Verification waits for the whole batch, so that a check
+// looking across hosts (a Prometheus query over the fleet, a load
+// balancer's health) sees the batch as it will stay, not half applied.
 func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, parallelism int) []hostOutcome {
-	if parallelism <= 0 || parallelism > len(b) {
-		parallelism = len(b)
-	}
 	outs := make([]hostOutcome, len(b))
-	sem := make(chan struct{}, parallelism)
+	forEach(len(b), parallelism, func(i int) {
+		n, err := r.applyHost(ctx, env, b[i], true)
+		outs[i] = hostOutcome{changes: n, err: err}
+	})
+	forEach(len(b), parallelism, func(i int) {
+		if outs[i].err != nil {
+			return
+		}
+		if err := r.verifyHost(ctx, env, b[i].host, b[i].t); err != nil {
+			outs[i].err, outs[i].verify = err, true
+		}
+	})
+	return outs
+}
+
+// forEach calls fn for 0..n-1, at most parallelism at once (0: all at
+// once), and returns when every call has.
+func forEach(n, parallelism int, fn func(i int)) {
+	if parallelism <= 0 || parallelism > n {
+		parallelism = n
+	}
+	sem := make(chan struct{}, max(parallelism, 1))
 	var wg sync.WaitGroup
-	for i, h := range b {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(i int, h *hostRun) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			n, err := r.applyHost(ctx, env, h, true)
-			outs[i] = hostOutcome{changes: n, err: err}
-			if err == nil {
-				if err := r.verifyHost(ctx, env, h.host, h.t); err != nil {
-					outs[i] = hostOutcome{changes: n, err: err, verify: true}
-				}
-			}
-		}(i, h)
+			fn(i)
+		}()
 	}
 	wg.Wait()
-	return outs
 }
 
 // verifyHost runs the host's checks and counts them; it fails when any
