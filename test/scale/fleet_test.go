@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/hosts"
@@ -106,6 +108,9 @@ func (m mix) seed(root string) error {
 	return nil
 }
 
+// toolTimeout bounds each helper command run on the fleet (nsenter, ip).
+const toolTimeout = 30 * time.Second
+
 // pythonPaths are what Ansible's modules need of a Python runtime on a
 // host. The test-host base has no python3; the runner is the same Debian
 // release, so its runtime works unchanged inside the hosts. The shared
@@ -146,7 +151,9 @@ func lendPython(h *hosts.Host) error {
 		}
 		fmt.Fprintf(&script, "mount --bind '%s' '%s'\nmount -o remount,bind,ro '%s'\n", p.path, target, target)
 	}
-	out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "sh", "-c", script.String()).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(pid), "-m", "sh", "-c", script.String()).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("lend python to %s: %w: %s", h.Name, err, out)
 	}
@@ -156,7 +163,9 @@ func lendPython(h *hosts.Host) error {
 // hostPid finds a process of h that lives in the host's mount namespace:
 // one of its network namespace whose root is the host's root.
 func hostPid(h *hosts.Host) (int, error) {
-	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "pids", h.Netns).Output()
 	if err != nil {
 		return 0, fmt.Errorf("list processes of %s: %w", h.Name, err)
 	}

@@ -31,7 +31,7 @@ type scanResult struct {
 // at once, as the reconciler does: each host's transport from the pool,
 // then targets.PlanHost (one batched remote call per host). An error
 // reaching a host fails the scan.
-func scan(ctx context.Context, pool *ssh.Pool, lab *hosts.Lab, fleet []*hosts.Host, rs []config.Resource, par int) (scanResult, error) {
+func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.Resource, par int) (scanResult, error) {
 	drivers := targets.Drivers()
 	res := scanResult{Drifted: map[string]int{}, Unknown: map[string][]string{}}
 	var mu sync.Mutex
