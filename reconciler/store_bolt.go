@@ -26,10 +26,19 @@ var (
 // clearly instead of hanging.
 const openTimeout = 5 * time.Second
 
+// historyRetention is how many runs the store keeps per environment, as
+// many as one API request may ask for. Runs are recorded for every rollout
+// and for every drift pass that did something or failed, so a host that
+// stays broken would otherwise grow the file by one run per interval,
+// without end.
+const historyRetention = MaxHistoryLimit
+
 // BoltStore is the embedded Store, one bbolt file. Every write is one
 // transaction, synced to disk before it returns.
 type BoltStore struct {
 	db *bolt.DB
+	// keep is how many runs of each environment's history are kept.
+	keep uint64
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -52,7 +61,7 @@ func OpenStore(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise state store %s: %w", path, err)
 	}
-	return &BoltStore{db: db}, nil
+	return &BoltStore{db: db, keep: historyRetention}, nil
 }
 
 // Close closes the database file.
@@ -128,7 +137,25 @@ func (s *BoltStore) AddRun(r Run) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		return b.Put(itob(r.ID), data)
+		if err := b.Put(itob(r.ID), data); err != nil {
+			return err
+		}
+		// IDs grow by one per run: everything at or below ID-keep goes,
+		// oldest first (normally the one run that just fell out).
+		if r.ID <= s.keep {
+			return nil
+		}
+		var old [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= r.ID-s.keep; k, _ = c.Next() {
+			old = append(old, append([]byte(nil), k...))
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)

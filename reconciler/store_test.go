@@ -179,3 +179,28 @@ func TestCompleteJournal(t *testing.T) {
 		t.Fatalf("record = %+v %v", rec, ok)
 	}
 }
+
+// TestHistoryRetention: the store keeps the newest runs of each
+// environment and drops the oldest, so the history cannot grow without end.
+func TestHistoryRetention(t *testing.T) {
+	s := openTestStore(t)
+	s.keep = 3
+	for i := 1; i <= 5; i++ {
+		for _, env := range []string{"prod", "edge"} {
+			if _, err := s.AddRun(Run{Environment: env, Result: ResultSuccess, Changes: i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, env := range []string{"prod", "edge"} {
+		runs, err := s.History(env, 0)
+		if err != nil || len(runs) != 3 {
+			t.Fatalf("%s keeps %d runs (%v), want 3", env, len(runs), err)
+		}
+		for i, want := range []uint64{5, 4, 3} {
+			if runs[i].ID != want || runs[i].Changes != int(want) {
+				t.Errorf("%s run %d: id %d changes %d, want %d", env, i, runs[i].ID, runs[i].Changes, want)
+			}
+		}
+	}
+}
