@@ -47,7 +47,7 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository, specs ...gitconfi
 	}
 	var noMatch git.NoMatchingRefSpecError
 	if errors.As(err, &noMatch) {
-		return fmt.Errorf("fetch %s from %s: %w: %w", specs[0].Src(), RedactURL(g.url), ErrRefNotFound, err)
+		return fmt.Errorf("fetch %s from %s: %w: %w", specs[0].Src(), RedactURL(g.url), ErrRefNotFound, g.redact.Err(err))
 	}
 	return fmt.Errorf("fetch %s from %s: %w", specs[0].Src(), RedactURL(g.url), g.redact.Err(err))
 }
