@@ -88,7 +88,9 @@ func (d *daemon) build() error {
 		Version:       version,
 		URL:           d.cfg.ExternalURL,
 		DriftInterval: d.cfg.DriftInterval.D(),
-		Reporters:     reporters,
+		// ssh.parallelism bounds how many hosts are worked on at once.
+		HostParallelism: d.cfg.SSH.Parallelism,
+		Reporters:       reporters,
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)
