@@ -51,3 +51,47 @@ func TestGitCheckoutOfAnOldCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestGitCheckoutLinksUnchangedFiles: a new checkout hard-links the files
+// its commit did not change to the previous checkout, and writes changed
+// ones (content or mode) anew, leaving the previous checkout untouched.
+func TestGitCheckoutLinksUnchangedFiles(t *testing.T) {
+	srv := gitserver.New(t)
+	url := srv.CreateRepo("app")
+	work := srv.Clone(t, "app")
+	work.Commit(t, map[string]string{"same": "1\n", "changed": "1\n", "mode": "1\n"}, "a")
+	work.Push(t)
+	g := newTestGit(t, config.GitSource{URL: url}, GitCredentials{})
+	first, err := g.pass(context.Background(), "")
+	if err != nil || first == nil {
+		t.Fatalf("pass = %+v, %v", first, err)
+	}
+	if err := os.Chmod(filepath.Join(work.Dir, "mode"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work.Commit(t, map[string]string{"changed": "2\n"}, "b")
+	work.Push(t)
+	second, err := g.pass(context.Background(), "")
+	if err != nil || second == nil {
+		t.Fatalf("pass = %+v, %v", second, err)
+	}
+	stat := func(rev *Revision, name string) os.FileInfo {
+		fi, err := os.Stat(filepath.Join(rev.Dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if !os.SameFile(stat(first, "same"), stat(second, "same")) {
+		t.Error("an unchanged file was written again instead of linked")
+	}
+	if os.SameFile(stat(first, "changed"), stat(second, "changed")) || readFile(t, filepath.Join(second.Dir, "changed")) != "2\n" {
+		t.Error("a changed file shares the old file")
+	}
+	if readFile(t, filepath.Join(first.Dir, "changed")) != "1\n" {
+		t.Error("the first checkout changed")
+	}
+	if os.SameFile(stat(first, "mode"), stat(second, "mode")) || stat(second, "mode").Mode().Perm() != 0o755 || stat(first, "mode").Mode().Perm() != 0o644 {
+		t.Error("a file whose mode changed shares the old file")
+	}
+}
