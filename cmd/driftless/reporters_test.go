@@ -168,3 +168,56 @@ func TestServeRefusesUnreadableReporterSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestServeReadyAfterFirstRevision: /healthz answers as soon as the
+// daemon listens, /readyz only once every source has produced a revision
+// (here, once the watched folder appears).
+func TestServeReadyAfterFirstRevision(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "later")
+	yaml := fmt.Sprintf("listen: 127.0.0.1:0\nstate_dir: %q\nsources:\n  - name: repo\n    local: {path: %q, interval: 200ms}\n", filepath.Join(dir, "state"), repo)
+	cfg, err := config.ParseDaemon("driftless.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, zerolog.Nop(), serveHooks{localRoot: filepath.Join(dir, "root"), listening: func(a string) { addrc <- a }})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	status := func(path string) int {
+		client := &http.Client{Timeout: 5 * time.Second}
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Fatalf("/healthz %d", got)
+	}
+	// The source retries the missing folder every 200ms; give it several.
+	time.Sleep(time.Second)
+	if got := status("/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d before any revision, want 503", got)
+	}
+	if err := os.CopyFS(repo, quickstart.Files()); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool { return status("/readyz") == http.StatusOK }); err != nil {
+		t.Fatalf("/readyz never 200 after the folder appeared: %v", err)
+	}
+}
