@@ -111,7 +111,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	var cf clientFlags
 	cf.register(fs, false)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	return clientRun(env, cf, func(c *apiClient) ([]byte, error) {
@@ -164,7 +164,7 @@ func clientPost(ctx context.Context, env *cliEnv, verb string, args []string, ex
 	if extra != nil {
 		body = extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {

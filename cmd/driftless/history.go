@@ -22,7 +22,7 @@ func runHistory(ctx context.Context, env *cliEnv, args []string) int {
 	cf.register(fs, false)
 	n := fs.Int("n", 20, "how many runs")
 	state := fs.String("state", "", "read a state store file instead of asking a daemon (the daemon must be stopped: it locks the file)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -79,4 +80,29 @@ func usage(w io.Writer) {
 func runVersion(_ context.Context, env *cliEnv, _ []string) int {
 	fmt.Fprintf(env.stdout, "driftless %s\n", version)
 	return 0
+}
+
+// parseArgs parses flags wherever they stand among the arguments, so
+// `driftless rollback staging --to abc` means what it says. Go's flag
+// package alone stops at the first argument that is not a flag.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			// Everything after "--" is an argument, even when it starts with "-".
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	// Parsing the arguments alone sets fs.Args() to them.
+	return fs.Parse(append([]string{"--"}, positional...))
 }

@@ -50,7 +50,7 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	var o oneshotFlags
 	o.register(fs, false)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	dir, err := repoDir(fs)
@@ -136,7 +136,7 @@ func runPlan(ctx context.Context, env *cliEnv, args []string) int {
 	var o oneshotFlags
 	o.register(fs, true)
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	plans, err := planDir(ctx, env, o, fs)
@@ -187,7 +187,7 @@ func runApply(ctx context.Context, env *cliEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	var o oneshotFlags
 	o.register(fs, true)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return 2
 	}
 	dir, err := repoDir(fs)

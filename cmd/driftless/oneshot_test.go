@@ -128,3 +128,16 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the drift correction was not logged")
 	}
 }
+
+// TestFlagsAfterArguments: flags may follow the folder or environment
+// argument, as operators type them; "--" ends the flags.
+func TestFlagsAfterArguments(t *testing.T) {
+	root := t.TempDir()
+	code, out, stderr := run(t, "plan", "../../examples/quickstart", "-detailed-exitcode", "-root", root)
+	if code != 2 || !strings.Contains(out, "+ file:/etc/shop/app.conf (create)") {
+		t.Fatalf("plan DIR -flags: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, _, stderr := run(t, "validate", "--", "-no-such-folder"); code != 1 || !strings.Contains(stderr, "-no-such-folder") {
+		t.Fatalf("validate -- -name: exit %d, %s", code, stderr)
+	}
+}
