@@ -57,6 +57,11 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 	srv, url := benchServer(b)
 	serverRepo := srv.Dir("bench")
 	commits := 0
+	// nextCommit pushes one more commit, the one each fetch brings.
+	nextCommit := func(b *testing.B) {
+		commits++
+		addCommit(b, serverRepo, commits)
+	}
 	// The peak RSS of a child is measured by GNU time, a small process:
 	// the rusage of a child started directly from this (large) process
 	// would count this process's memory, mapped at the moment of the fork.
@@ -76,8 +81,7 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 		b.ResetTimer()
 		for range b.N {
 			b.StopTimer()
-			commits++
-			addCommit(b, serverRepo, commits)
+			nextCommit(b)
 			runtime.GC()
 			b.StartTimer()
 			p := peakHeap(func() {
@@ -99,21 +103,11 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var peak int64
-		b.ResetTimer()
-		for range b.N {
-			b.StopTimer()
-			commits++
-			addCommit(b, serverRepo, commits)
-			b.StartTimer()
+		timedFetches(b, nextCommit, rssFile, func() *exec.Cmd {
 			cmd := exec.Command(timeBin, "-f", "%M", "-o", rssFile, exe, "-test.run=^$")
 			cmd.Env = append(os.Environ(), benchChildEnv+"="+g.dir+"\n"+url)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("child fetch: %v: %s", err, out)
-			}
-			peak = max(peak, readRSS(b, rssFile))
-		}
-		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+			return cmd
+		})
 	})
 
 	b.Run("git-cli", func(b *testing.B) {
@@ -124,22 +118,12 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 		if _, err := gitserver.Git("", "clone", "--quiet", "--bare", url, dir); err != nil {
 			b.Fatal(err)
 		}
-		var peak int64
-		b.ResetTimer()
-		for range b.N {
-			b.StopTimer()
-			commits++
-			addCommit(b, serverRepo, commits)
-			b.StartTimer()
+		timedFetches(b, nextCommit, rssFile, func() *exec.Cmd {
 			cmd := exec.Command(timeBin, "-f", "%M", "-o", rssFile, "git", "fetch", "--quiet", url, "+refs/heads/main:refs/remotes/origin/main")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("git fetch: %v: %s", err, out)
-			}
-			peak = max(peak, readRSS(b, rssFile))
-		}
-		b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
+			return cmd
+		})
 	})
 
 	b.Run("go-git-pass", func(b *testing.B) {
@@ -149,8 +133,7 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 		b.ResetTimer()
 		for range b.N {
 			b.StopTimer()
-			commits++
-			addCommit(b, serverRepo, commits)
+			nextCommit(b)
 			b.StartTimer()
 			rev, err := g.syncMain(context.Background(), "")
 			if err != nil || rev == nil {
@@ -211,4 +194,23 @@ func benchChild(spec string) int {
 		return 1
 	}
 	return 0
+}
+
+// timedFetches runs one fetch command per iteration, each after a new
+// commit pushed outside the timer, and reports the largest peak RSS that
+// GNU time wrote to rssFile.
+func timedFetches(b *testing.B, nextCommit func(*testing.B), rssFile string, fetch func() *exec.Cmd) {
+	var peak int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		nextCommit(b)
+		b.StartTimer()
+		cmd := fetch()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v: %s", cmd.Args[len(cmd.Args)-1], err, out)
+		}
+		peak = max(peak, readRSS(b, rssFile))
+	}
+	b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
 }

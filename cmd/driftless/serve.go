@@ -72,8 +72,8 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var firstSeen sync.Map
 	var ready atomic.Bool
+	ready.Store(len(d.sources) == 0)
 	srv := &http.Server{Handler: d.mux(ctx, ready.Load), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
@@ -94,13 +94,14 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		firstSeen := map[string]bool{}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case rev := <-in:
-				firstSeen.Store(rev.Source, true)
-				if n := countMap(&firstSeen); n >= len(d.sources) {
+				firstSeen[rev.Source] = true
+				if len(firstSeen) >= len(d.sources) {
 					ready.Store(true)
 				}
 				select {
@@ -143,12 +144,6 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 	wg.Wait()
 	log.Info().Msg("driftless stopped")
 	return err
-}
-
-func countMap(m *sync.Map) int {
-	n := 0
-	m.Range(func(_, _ any) bool { n++; return true })
-	return n
 }
 
 // notifySystemd tells systemd the daemon is ready and, when the unit has
