@@ -17,8 +17,30 @@ import (
 // removed with state absent, and an unknown package fails clearly.
 func TestPackageOnHost(t *testing.T) {
 	lab := hosts.NewLab(t, hosts.Options{})
-	h := lab.Kind1("pkg")
 	lab.AptRepo(hosts.HelloDebs()...)
+	h := lab.Kind1("pkg")
+	checkPackageDriver(t, lab, h, targets.ManagerApt, "",
+		"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null")
+}
+
+// TestPackageOnRPMHost runs the same course with dnf on an rpm-based host
+// (no dpkg, no apt) and the lab's rpm repository, where rpm versions carry
+// a release ("1.0-1") that a pin may leave out.
+func TestPackageOnRPMHost(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	lab.RPMRepo(hosts.HelloRPMs()...)
+	h := lab.Kind1RPM("rpm")
+	if out, err := h.Exec("command -v dpkg-query || command -v apt-get || echo none"); err != nil || strings.TrimSpace(out) != "none" {
+		t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
+	}
+	checkPackageDriver(t, lab, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1")
+}
+
+// checkPackageDriver is the course both package managers run. release is
+// what the manager appends to a version ("" for these debs, "-1" for these
+// rpms); downgrade puts 1.0 back behind the driver's back.
+func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, release, downgrade string) {
+	t.Helper()
 	tr := srvDial(t, lab, h)
 	d := &targets.PackageDriver{}
 	pin := func(v string) config.Resource {
@@ -33,7 +55,7 @@ func TestPackageOnHost(t *testing.T) {
 	}
 
 	before := srvHostObserve(t, tr, d, pin("1.0"))
-	if before.Present || before.Fields["manager"] != "apt" {
+	if before.Present || before.Fields["manager"] != manager {
 		t.Fatalf("fresh host: %+v", before)
 	}
 	c := srvHostConverge(t, tr, d, pin("1.0"), targets.Create)
@@ -44,12 +66,12 @@ func TestPackageOnHost(t *testing.T) {
 
 	snap1 := srvHostObserve(t, tr, d, pin("2.0"))
 	c = srvHostConverge(t, tr, d, pin("2.0"), targets.Update)
-	if c.Diff != "version: 1.0 -> 2.0" || installed() != "2.0" {
+	if c.Diff != "version: 1.0"+release+" -> 2.0" || installed() != "2.0" {
 		t.Fatalf("upgrade: diff %q, installed %s", c.Diff, installed())
 	}
 
 	// Behind its back: a downgrade. The next pass upgrades again.
-	h.MustExec(t, "DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null")
+	h.MustExec(t, downgrade)
 	srvHostConverge(t, tr, d, pin("2.0"), targets.Update)
 	if installed() != "2.0" {
 		t.Fatalf("drift not healed: %s", installed())
@@ -68,6 +90,11 @@ func TestPackageOnHost(t *testing.T) {
 	srvHostConverge(t, tr, d, pin(""), targets.Create)
 	if installed() != "2.0" {
 		t.Fatalf("unpinned install got %s, want the newest", installed())
+	}
+	// A pin with the full version (for rpm: with its release) downgrades.
+	srvHostConverge(t, tr, d, pin("1.0"+release), targets.Update)
+	if installed() != "1.0" {
+		t.Fatalf("pin 1.0%s got %s", release, installed())
 	}
 	gone := config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{State: config.Absent}}
 	srvHostConverge(t, tr, d, gone, targets.Delete)

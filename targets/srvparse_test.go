@@ -57,7 +57,8 @@ func FuzzServerDriverParse(f *testing.F) {
 	})
 }
 
-// TestPackageParse reads dpkg and rpm outputs the hosts of the tests do not produce.
+// TestPackageParse reads dpkg and rpm outputs the hosts of the tests do not
+// produce (several architectures, epochs, distribution release tags).
 func TestPackageParse(t *testing.T) {
 	r := config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{}}
 	cases := []struct {

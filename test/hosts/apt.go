@@ -106,14 +106,9 @@ func (l *Lab) aptRepo(debs []Deb) (string, error) {
 	if _, err := exec.LookPath("dpkg-scanpackages"); err != nil {
 		l.t.Skip("the apt repository needs dpkg-scanpackages (dpkg-dev), which is not installed")
 	}
-	l.mu.Lock()
-	repo := l.apt
-	l.mu.Unlock()
-	if repo == nil {
-		var err error
-		if repo, err = l.serveRepo(); err != nil {
-			return "", err
-		}
+	repo, err := l.repoServer()
+	if err != nil {
+		return "", err
 	}
 	for _, d := range debs {
 		if _, err := BuildDeb(repo.dir, d); err != nil {
@@ -123,8 +118,14 @@ func (l *Lab) aptRepo(debs []Deb) (string, error) {
 	if err := indexRepo(repo.dir); err != nil {
 		return "", err
 	}
+	l.mu.Lock()
+	l.deb = true
+	l.mu.Unlock()
 	list := l.sourcesList()
 	for _, h := range l.Hosts() {
+		if h.rpm {
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(h.Root, "etc/apt/sources.list"), []byte(list), 0o644); err != nil {
 			return "", fmt.Errorf("point %s at the repository: %w", h.Name, err)
 		}
@@ -132,8 +133,16 @@ func (l *Lab) aptRepo(debs []Deb) (string, error) {
 	return fmt.Sprintf("http://%s:%d/", l.BridgeIP, repo.port), nil
 }
 
-// serveRepo starts the HTTP server of the repository on the bridge.
-func (l *Lab) serveRepo() (*aptRepo, error) {
+// repoServer returns the lab's package repository server, starting it on
+// the bridge on first use. It serves the apt repository at / and the rpm
+// repository at /rpm/.
+func (l *Lab) repoServer() (*aptRepo, error) {
+	l.mu.Lock()
+	repo := l.apt
+	l.mu.Unlock()
+	if repo != nil {
+		return repo, nil
+	}
 	dir := filepath.Join(l.dir, "apt")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create repository folder: %w", err)
@@ -142,7 +151,7 @@ func (l *Lab) serveRepo() (*aptRepo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on the bridge: %w", err)
 	}
-	repo := &aptRepo{dir: dir, port: ln.Addr().(*net.TCPAddr).Port, done: make(chan struct{}),
+	repo = &aptRepo{dir: dir, port: ln.Addr().(*net.TCPAddr).Port, done: make(chan struct{}),
 		srv: &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}}
 	go func() {
 		defer close(repo.done)
@@ -204,7 +213,7 @@ func indexRepo(dir string) error {
 func (l *Lab) sourcesList() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.apt == nil {
+	if l.apt == nil || !l.deb {
 		return "# no repository: test hosts have no route out\n"
 	}
 	return fmt.Sprintf("deb [trusted=yes] http://%s:%d ./\n", l.BridgeIP, l.apt.port)

@@ -3,7 +3,8 @@
 // its own overlay root filesystem over a cached Debian base, and sshd on
 // port 22. It needs root and Debian's debootstrap, iproute2, util-linux,
 // openssh-server (and systemd-nspawn for kind-2 hosts, dpkg-dev for the apt
-// repository); without them the test is skipped with the reason.
+// repository, rpm and createrepo-c for the rpm one); without them the test
+// is skipped with the reason.
 //
 // Usage:
 //
@@ -15,6 +16,8 @@
 //	os.ReadFile(filepath.Join(h.Root, "etc/app.conf")) // assert on the host's files directly
 //	h.MustExec(t, "rm /etc/app.conf")                  // change the host behind driftless's back
 //	lab.AptRepo(hosts.HelloDebs()...)                  // dl-hello 1.0 and 2.0 for `apt-get install`
+//	r := lab.Kind1RPM("db-1")                          // a kind-1 host with dnf and rpm, no dpkg or apt
+//	lab.RPMRepo(hosts.HelloRPMs()...)                  // dl-hello 1.0-1 and 2.0-1 for `dnf install`
 //	s.Reboot()                                         // a real reboot of a kind-2 host
 //	h.AddLogin("deploy", true)                         // a non-root key login with passwordless sudo
 //	hosts.NewLab(t, hosts.Options{SSHDConfig: []string{"MaxSessions 10"}}) // sshd settings for every host
@@ -36,5 +39,7 @@
 // The first use on a machine builds the base with debootstrap (about a
 // minute and a half) into os.UserCacheDir()/driftless-testbed, guarded by a
 // file lock; later runs reuse it. Hosts never write the shared base: each
-// writes its own overlay.
+// writes its own overlay. The first Kind1RPM builds, the same way, a layer
+// over the base with Debian's own dnf and rpm installed by the base's apt
+// (a few minutes: python3 comes with dnf), and dpkg and apt removed.
 package hosts

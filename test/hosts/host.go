@@ -44,6 +44,7 @@ type Host struct {
 	stopOnce sync.Once
 	logFile  *os.File
 	rootLock string
+	rpm      bool // rpm-based (Kind1RPM): dnf and rpm, no dpkg or apt
 }
 
 // KnownHostsLine is the host's known_hosts entry.
@@ -63,8 +64,9 @@ func (h *Host) Lab() *Lab { return h.lab }
 func (h *Host) LogFile() string { return filepath.Join(h.dir, "console.log") }
 
 // prepare creates the namespace, the veth and the overlay root of a new
-// host and writes its identity and sshd configuration.
-func (l *Lab) prepare(name string, kind int) (*Host, error) {
+// host and writes its identity and sshd configuration. lower is the
+// overlay's lowerdir: the base, or a layer over it.
+func (l *Lab) prepare(name string, kind int, lower string, rpm bool) (*Host, error) {
 	addr, err := l.allocIP()
 	if err != nil {
 		return nil, err
@@ -76,6 +78,7 @@ func (l *Lab) prepare(name string, kind int) (*Host, error) {
 		veth:   fmt.Sprintf("dl%dv%s", l.N, idx),
 		dir:    filepath.Join(l.dir, "host-"+name),
 		exited: make(chan struct{}),
+		rpm:    rpm,
 	}
 	h.Root = filepath.Join(h.dir, "root")
 	for _, d := range []string{h.Root, filepath.Join(h.dir, "upper"), filepath.Join(h.dir, "work")} {
@@ -83,7 +86,7 @@ func (l *Lab) prepare(name string, kind int) (*Host, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", l.lower, filepath.Join(h.dir, "upper"), filepath.Join(h.dir, "work"))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, filepath.Join(h.dir, "upper"), filepath.Join(h.dir, "work"))
 	if err := syscall.Mount("overlay", h.Root, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mount overlay for %s: %w", name, err)
 	}
@@ -135,11 +138,12 @@ func (h *Host) writeIdentity() error {
 		"MaxSessions 200",
 		"",
 	), "\n")
-	files := []struct {
+	type file struct {
 		path string
 		data string
 		mode os.FileMode
-	}{
+	}
+	files := []file{
 		{"etc/hostname", h.Name + "\n", 0o644},
 		{"etc/hosts", "127.0.0.1 localhost\n" + h.Address + " " + h.Name + "\n", 0o644},
 		{"etc/machine-id", fmt.Sprintf("%x\n", id), 0o444},
@@ -149,7 +153,11 @@ func (h *Host) writeIdentity() error {
 		{"root/.ssh/authorized_keys", h.lab.AuthorizedKey() + "\n", 0o600},
 		// There is no DNS and no route out: fail name lookups at once.
 		{"etc/resolv.conf", "options timeout:1 attempts:1\n", 0o644},
-		{"etc/apt/sources.list", h.lab.sourcesList(), 0o644},
+	}
+	if h.rpm {
+		files = append(files, file{"etc/yum.repos.d/driftless-test.repo", h.lab.yumRepo(), 0o644})
+	} else {
+		files = append(files, file{"etc/apt/sources.list", h.lab.sourcesList(), 0o644})
 	}
 	os.Remove(filepath.Join(h.Root, "etc/resolv.conf")) // it may be a symlink
 	os.Remove(filepath.Join(h.Root, "etc/apt/sources.list.d/debian.sources"))

@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,7 +28,31 @@ func (l *Lab) Kind1(name string) *Host {
 
 // StartKind1 is Kind1 returning the error instead of failing the test.
 func (l *Lab) StartKind1(name string) (*Host, error) {
-	h, err := l.prepare(name, 1)
+	return l.startKind1(name, l.lower, false)
+}
+
+// Kind1RPM starts a kind-1 host that is rpm-based: the base with Debian's
+// dnf and rpm added and dpkg and apt taken away (a cached overlay layer),
+// its rpm database in /var/lib/rpm, and dnf pointed at the lab's rpm
+// repository (see RPMRepo). It is how the tests reach the dnf side of the
+// package driver without an rpm distribution's own root filesystem.
+func (l *Lab) Kind1RPM(name string) *Host {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	layer, err := rpmLayer(ctx, l.logf, l.lower)
+	if err != nil {
+		l.t.Fatalf("start rpm host %s: %v", name, err)
+	}
+	h, err := l.startKind1(name, layer+":"+l.lower, true)
+	if err != nil {
+		l.t.Fatalf("start rpm host %s: %v", name, err)
+	}
+	return h
+}
+
+func (l *Lab) startKind1(name, lower string, rpm bool) (*Host, error) {
+	h, err := l.prepare(name, 1, lower, rpm)
 	if h != nil {
 		l.track(h)
 	}

@@ -38,7 +38,7 @@ func (l *Lab) Kind2(name string) *Host {
 
 // StartKind2 is Kind2 returning the error instead of failing the test.
 func (l *Lab) StartKind2(name string) (*Host, error) {
-	h, err := l.prepare(name, 2)
+	h, err := l.prepare(name, 2, l.lower, false)
 	if h != nil {
 		l.track(h)
 	}

@@ -60,6 +60,8 @@ type Lab struct {
 	nextIP int
 	hosts  []*Host
 	apt    *aptRepo
+	deb    bool // the repository server has an apt repository
+	rpm    bool // and an rpm one, under /rpm/
 }
 
 // NewLab prepares a lab for one test (or one TestMain via a testing.TB) and
