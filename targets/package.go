@@ -155,16 +155,22 @@ func installScript(manager, name, version string) string {
 		if version != "" {
 			target = shq(name + "-" + version)
 		}
-		return "if rpm -q -- " + shq(name) + " >/dev/null 2>&1; then dnf -y -q install " + target + " || dnf -y -q downgrade " + target +
-			"; else dnf -y -q install " + target + "; fi"
+		// As with apt: refresh the metadata only when dnf's cache does not
+		// know the wanted version yet.
+		return "refresh=; dnf -q -C list --showduplicates " + target + " >/dev/null 2>&1 || refresh=--refresh\n" +
+			"if rpm -q -- " + shq(name) + " >/dev/null 2>&1; then dnf -y -q $refresh install " + target + " || dnf -y -q downgrade " + target +
+			"; else dnf -y -q $refresh install " + target + "; fi"
 	}
-	target := shq(name)
+	target, known := shq(name), "apt-cache show -- "+shq(name)+" >/dev/null 2>&1"
 	if version != "" {
+		// apt-cache show succeeds for a version it does not know; madison
+		// lists the versions it does.
 		target = shq(name + "=" + version)
+		known = "apt-cache madison -- " + shq(name) + " | cut -d'|' -f2 | tr -d ' ' | grep -qxF -- " + shq(version)
 	}
 	// Refresh the package lists only when apt does not know the wanted
 	// version yet: a fresh host, or a version published since.
-	return aptEnv + "if ! apt-cache show -- " + target + " >/dev/null 2>&1; then apt-get -q update >/dev/null; fi\n" +
+	return aptEnv + "if ! " + known + "; then apt-get -q update >/dev/null; fi\n" +
 		"apt-get $apt_opts --allow-downgrades install -- " + target + " </dev/null"
 }
 

@@ -19,8 +19,9 @@ func TestPackageOnHost(t *testing.T) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	lab.AptRepo(hosts.HelloDebs()...)
 	h := lab.Kind1("pkg")
+	publish := func(d hosts.Deb) { lab.AptRepo(d) }
 	checkPackageDriver(t, lab, h, targets.ManagerApt, "",
-		"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null")
+		"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null", publish)
 }
 
 // TestPackageOnRPMHost runs the same course with dnf on an rpm-based host
@@ -33,13 +34,15 @@ func TestPackageOnRPMHost(t *testing.T) {
 	if out, err := h.Exec("command -v dpkg-query || command -v apt-get || echo none"); err != nil || strings.TrimSpace(out) != "none" {
 		t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
 	}
-	checkPackageDriver(t, lab, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1")
+	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
+	checkPackageDriver(t, lab, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
 }
 
 // checkPackageDriver is the course both package managers run. release is
 // what the manager appends to a version ("" for these debs, "-1" for these
-// rpms); downgrade puts 1.0 back behind the driver's back.
-func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, release, downgrade string) {
+// rpms); downgrade puts 1.0 back behind the driver's back; publish adds a
+// package to the host's repository after the manager has cached its index.
+func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, release, downgrade string, publish func(hosts.Deb)) {
 	t.Helper()
 	tr := srvDial(t, lab, h)
 	d := &targets.PackageDriver{}
@@ -95,6 +98,13 @@ func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, re
 	srvHostConverge(t, tr, d, pin("1.0"+release), targets.Update)
 	if installed() != "1.0" {
 		t.Fatalf("pin 1.0%s got %s", release, installed())
+	}
+	// A version published after the manager cached the repository's
+	// index: the driver refreshes it instead of failing.
+	publish(hosts.Deb{Name: "dl-hello", Version: "3.0", Files: map[string]string{"/usr/share/dl-hello/VERSION": "3.0\n"}})
+	srvHostConverge(t, tr, d, pin("3.0"), targets.Update)
+	if installed() != "3.0" {
+		t.Fatalf("pin to a newly published 3.0 got %s", installed())
 	}
 	gone := config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{State: config.Absent}}
 	srvHostConverge(t, tr, d, gone, targets.Delete)

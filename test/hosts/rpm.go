@@ -211,7 +211,14 @@ func (l *Lab) rpmRepo(rpms []RPM) (string, error) {
 		if !h.rpm {
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(h.Root, "etc/yum.repos.d/driftless-test.repo"), []byte(l.yumRepo()), 0o644); err != nil {
+		// Rewritten only when it changes: dnf treats a repository file
+		// newer than its cache as expiring the cache, which would hide
+		// whether a driver refreshes stale metadata itself.
+		path := filepath.Join(h.Root, "etc/yum.repos.d/driftless-test.repo")
+		if old, err := os.ReadFile(path); err == nil && string(old) == l.yumRepo() {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(l.yumRepo()), 0o644); err != nil {
 			return "", fmt.Errorf("point %s at the rpm repository: %w", h.Name, err)
 		}
 	}
@@ -226,6 +233,6 @@ func (l *Lab) yumRepo() string {
 	if l.apt == nil || !l.rpm {
 		return "# no repository: test hosts have no route out\n"
 	}
-	return fmt.Sprintf("[driftless-test]\nname=driftless test packages\nbaseurl=http://%s:%d/rpm/\ngpgcheck=0\nenabled=1\nmetadata_expire=0\n",
+	return fmt.Sprintf("[driftless-test]\nname=driftless test packages\nbaseurl=http://%s:%d/rpm/\ngpgcheck=0\nenabled=1\n",
 		l.BridgeIP, l.apt.port)
 }
