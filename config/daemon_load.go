@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -28,13 +29,23 @@ const (
 )
 
 // LoadDaemon reads driftless.yaml strictly, applies the defaults and
-// validates it. Errors are an ErrorList with positions in path.
+// validates it. Errors are an ErrorList with positions in path. Relative
+// file paths in it are taken relative to the file's own folder.
 func LoadDaemon(path string) (*Daemon, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read daemon config: %w", err)
 	}
-	return ParseDaemon(path, data)
+	cfg, err := ParseDaemon(path, data)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("resolve the folder of daemon config %s: %w", path, err)
+	}
+	resolvePaths(cfg, dir)
+	return cfg, nil
 }
 
 // ParseDaemon is LoadDaemon on bytes already read; file names them in errors.

@@ -78,7 +78,13 @@ func TestDaemonFixtures(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			cfg, err := config.LoadDaemon(file)
+			// ParseDaemon, not LoadDaemon: the goldens keep relative paths
+			// as written (LoadDaemon's resolution has its own test).
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.ParseDaemon(file, data)
 			switch {
 			case strings.HasSuffix(file, ".good.yaml"):
 				if err != nil {
