@@ -121,6 +121,10 @@ type HostAPI struct {
 	Token       Secret `yaml:"token" json:"token"`
 	Repository  string `yaml:"repository" json:"repository"`
 	Deployments bool   `yaml:"deployments" json:"deployments,omitempty"`
+	// Source names the Git source whose revisions are reported (empty:
+	// every source's), so that commits of one repository are never
+	// reported to another, nor a local folder's tree hashes to a Git host.
+	Source string `yaml:"source" json:"source,omitempty"`
 }
 
 // Notify sends deploy, rollback and drift notices.

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -193,6 +194,15 @@ func validateFeedback(d *decoder, cfg *Daemon, at *yaml.Node) {
 		}
 		if h.Token.IsZero() {
 			d.errorf(at, "feedback %s: needs a token", name)
+		}
+		if h.Source != "" {
+			i := slices.IndexFunc(cfg.Sources, func(s SourceConfig) bool { return s.Name == h.Source })
+			switch {
+			case i < 0:
+				d.errorf(at, "feedback %s: source %q is not declared in sources", name, h.Source)
+			case cfg.Sources[i].Git == nil:
+				d.errorf(at, "feedback %s: source %q is not a Git source", name, h.Source)
+			}
 		}
 	}
 }

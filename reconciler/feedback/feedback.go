@@ -10,6 +10,7 @@
 package feedback
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -74,9 +75,26 @@ func New(cfg config.Feedback, opts Options) ([]reconciler.Reporter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("feedback %s: %w", h.name, err)
 		}
+		if h.api.Source != "" {
+			rp = sourceFilter{source: h.api.Source, next: rp}
+		}
 		out = append(out, rp)
 	}
 	return out, nil
+}
+
+// sourceFilter passes on only the reports of one source's revisions: the
+// Git host of a repository hears of that repository's commits only.
+type sourceFilter struct {
+	source string
+	next   reconciler.Reporter
+}
+
+// Report forwards r when it is about a revision of the filter's source.
+func (f sourceFilter) Report(ctx context.Context, r reconciler.Report) {
+	if r.Source == f.source {
+		f.next.Report(ctx, r)
+	}
 }
 
 // HostAPIConfig is config.HostAPI with its token already read.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/targets"
 )
@@ -285,5 +288,30 @@ func TestGitHubDeletedPlanCommentIsReplaced(t *testing.T) {
 	}
 	if b, _ := posts[1].Body["body"].(string); !strings.Contains(b, "package:curl") {
 		t.Errorf("new comment:\n%s", b)
+	}
+}
+
+// TestSourceFilter builds GitHub feedback from a config that names its
+// source: reports of that source's revisions reach the host, those of
+// another source (a second repository, a local folder) do not.
+func TestSourceFilter(t *testing.T) {
+	f, srv := newFakeGitHub(t, "/api/v3")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Feedback{GitHub: &config.HostAPI{BaseURL: srv.URL, Token: config.Secret{File: tokenFile}, Repository: "ops/infra", Source: "infra"}}
+	rps, err := New(cfg, Options{HTTPClient: srv.Client(), Backoff: fastBackoff, Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil || len(rps) != 1 {
+		t.Fatalf("New: %d reporters, %v", len(rps), err)
+	}
+	for _, src := range []string{"dev-folder", "infra", "other-repo"} {
+		r := report(reconciler.StatusSuccess, "from "+src)
+		r.Source = src
+		rps[0].Report(context.Background(), r)
+	}
+	st := f.got("POST /api/v3/repos/ops/infra/statuses/" + sha)
+	if len(st) != 1 || st[0].Body["description"] != "from infra" {
+		t.Fatalf("statuses posted: %v, want only the one of source infra", st)
 	}
 }
