@@ -83,6 +83,8 @@ func (a *API) finishOperation(w http.ResponseWriter, name string, err error) {
 	switch {
 	case errors.Is(err, ErrUnknownEnvironment) || !ok:
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
+	case errors.Is(err, ErrRemovedEnvironment):
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Status: &st})
 	case err != nil:
 		a.log.Error().Err(err).Str("environment", name).Msg("manual operation failed")
 		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error(), Status: &st})

@@ -22,6 +22,9 @@ func (r *Reconciler) known(name string) (*envState, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownEnvironment, name)
 	}
+	if st.rec.State == StateRemoved {
+		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", ErrRemovedEnvironment, name, st.rec.LastError)
+	}
 	return st, nil
 }
 

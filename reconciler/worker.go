@@ -22,6 +22,9 @@ type worker struct {
 	previews map[int]target
 	// previewReady has capacity one: a signal that previews wait.
 	previewReady chan struct{}
+	// retire (capacity one) receives the revision that no longer declares
+	// the environment; the worker then marks it removed and ends.
+	retire chan sources.Revision
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -58,7 +61,7 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 	r.mu.Lock()
 	var known []string
 	for name, st := range r.envs {
-		if st.rec.Applied.Commit != "" {
+		if st.rec.Applied.Commit != "" && st.rec.State != StateRemoved {
 			known = append(known, name)
 		}
 	}
@@ -120,6 +123,9 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	if err != nil {
 		return
 	}
+	if !rev.Preview {
+		r.retireRemoved(rev, cfg)
+	}
 	for _, env := range cfg.Environments {
 		w := r.worker(ctx, env.Name, wg)
 		if rev.Preview {
@@ -138,14 +144,17 @@ func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup
 	if w, ok := r.workers[name]; ok {
 		return w
 	}
-	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1)}
+	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1),
+		retire: make(chan sources.Revision, 1)}
 	r.workers[name] = w
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer func() {
 			r.mu.Lock()
-			delete(r.workers, name)
+			if r.workers[name] == w {
+				delete(r.workers, name)
+			}
 			r.mu.Unlock()
 		}()
 		r.work(ctx, st, w)
@@ -188,6 +197,9 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 			}
 		case <-tk.C:
 			_, _ = r.pass(ctx, st, TriggerDrift)
+		case rev := <-w.retire:
+			r.markRemoved(st, rev)
+			return
 		}
 		if n := r.interval(st); n != iv {
 			iv = n

@@ -75,6 +75,7 @@ func TestRunCoalescesNewestWins(t *testing.T) {
 	// Another environment goes on while prod is held: environments run in
 	// parallel. Its receipt also proves prod's last revision was dispatched.
 	other := f.revision(map[string]string{"environments/other.yaml": envYAML("other", []string{"o1"}, nil, etc+fileRes("/etc/o.conf", "o"), "")})
+	other.Source = "other-repo" // from the same source, it would retire prod
 	revs <- other
 	eventually(t, "other is applied", func() bool { return f.applied("other") == other.Commit })
 	if f.applied("prod") != "" {

@@ -1,0 +1,97 @@
+package reconciler
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+)
+
+// StateRemoved is the state of an environment that the newest revision of
+// its source no longer declares: it is not reconciled any more (no drift
+// passes, no syncs), its hosts are left as they are, and its history is
+// kept. A revision that declares it again brings it back.
+const StateRemoved = "removed"
+
+// ErrRemovedEnvironment is returned for a sync or rollback of a removed
+// environment.
+var ErrRemovedEnvironment = errors.New("environment removed from its source")
+
+// retireRemoved retires every environment that came from rev's source and
+// that cfg, the newest revision of that source, no longer declares.
+func (r *Reconciler) retireRemoved(rev sources.Revision, cfg *config.Revision) {
+	declared := map[string]bool{}
+	for _, env := range cfg.Environments {
+		declared[env.Name] = true
+	}
+	r.mu.Lock()
+	var gone []*envState
+	for name, st := range r.envs {
+		if !declared[name] && st.rec.State != StateRemoved && envSource(st) == rev.Source {
+			gone = append(gone, st)
+		}
+	}
+	r.mu.Unlock()
+	for _, st := range gone {
+		r.retire(st, rev)
+	}
+}
+
+// envSource is the source an environment's revisions come from: the
+// applied one's, or the waiting one's before anything was applied. The
+// caller holds r.mu.
+func envSource(st *envState) string {
+	if st.rec.Applied.Source != "" {
+		return st.rec.Applied.Source
+	}
+	if st.desired != nil {
+		return st.desired.rev.Source
+	}
+	return ""
+}
+
+// retire stops the environment's worker, after the operation it is in,
+// and marks the environment removed.
+func (r *Reconciler) retire(st *envState, rev sources.Revision) {
+	r.mu.Lock()
+	w := r.workers[st.rec.Name]
+	delete(r.workers, st.rec.Name)
+	r.mu.Unlock()
+	if w == nil {
+		r.markRemoved(st, rev)
+		return
+	}
+	w.retire <- rev // capacity one, and a worker is retired once: out of the map
+}
+
+// markRemoved records the removal, unless the environment was declared
+// again meanwhile (a new worker exists), and drops its drift and host
+// series so that no alert fires for an environment nobody declares.
+func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
+	st.op.Lock()
+	defer st.op.Unlock()
+	name := st.rec.Name
+	r.mu.Lock()
+	_, again := r.workers[name]
+	r.mu.Unlock()
+	if again {
+		return
+	}
+	r.mu.Lock()
+	st.desired, st.driftCount = nil, 0
+	st.driftSince, st.hostUp = map[string]time.Time{}, map[string]bool{}
+	r.mu.Unlock()
+	env := prometheus.Labels{"environment": name}
+	r.m.drift.DeletePartialMatch(env)
+	r.m.driftOldest.DeletePartialMatch(env)
+	r.m.hostUp.DeletePartialMatch(env)
+	r.update(st, func(rec *EnvRecord) {
+		rec.State, rec.LastError = StateRemoved, fmt.Sprintf("not declared by revision %s of source %s", rev.Short(), rev.Source)
+	})
+	r.log.Warn().Str("environment", name).Str("source", rev.Source).Str("revision", rev.Short()).
+		Msg("environment no longer declared by its source: not reconciled any more, its hosts are left as they are")
+}
