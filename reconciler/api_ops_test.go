@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -187,4 +188,24 @@ func FuzzBearer(f *testing.F) {
 			t.Fatalf("token %q does not round-trip: %q %v", tok, again, ok)
 		}
 	})
+}
+
+// TestAPIRemovedEnvironment: sync and rollback of an environment that its
+// source no longer declares answer 409 with its state, and change nothing.
+func TestAPIRemovedEnvironment(t *testing.T) {
+	w := newAPIWorld(t, tokenFile(t))
+	st, _ := w.f.r.Environment("prod")
+	w.f.r.retireRemoved(sources.Revision{Source: st.AppliedSource, Commit: strings.Repeat("c", 40)}, &config.Revision{})
+	w.f.writeHostFile("h2", appConf, "edited by hand")
+	for _, op := range []string{"sync", "rollback"} {
+		code, _, body := w.call(t, "POST", "/api/v1/environments/prod/"+op, "Bearer "+testToken, "")
+		e := decode[apiError](t, body)
+		if code != http.StatusConflict || !strings.Contains(e.Error, "environment removed from its source") ||
+			e.Status == nil || e.Status.State != StateRemoved {
+			t.Fatalf("%s of a removed environment: %d %s", op, code, body)
+		}
+	}
+	if got := w.f.hostFile("h2", appConf); got != "edited by hand" {
+		t.Fatalf("a removed environment's host was changed: %q", got)
+	}
 }
