@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -61,24 +62,33 @@ func BuildDeb(dir string, d Deb) (string, error) {
 	if d.Postinst != "" {
 		files["DEBIAN/postinst"] = d.Postinst
 	}
-	for p, c := range files {
-		full := filepath.Join(tree, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return "", fmt.Errorf("build deb %s: %w", d.Name, err)
-		}
-		mode := os.FileMode(0o644)
-		if p == "DEBIAN/postinst" {
-			mode = 0o755
-		}
-		if err := os.WriteFile(full, []byte(c), mode); err != nil {
-			return "", fmt.Errorf("build deb %s: %w", d.Name, err)
-		}
+	if err := writeTree(tree, files, "DEBIAN/postinst"); err != nil {
+		return "", fmt.Errorf("build deb %s: %w", d.Name, err)
 	}
 	out := filepath.Join(dir, fmt.Sprintf("%s_%s_all.deb", d.Name, d.Version))
 	if err := run("dpkg-deb", "-Zgzip", "--root-owner-group", "--build", tree, out); err != nil {
 		return "", fmt.Errorf("build deb %s %s: %w", d.Name, d.Version, err)
 	}
 	return out, nil
+}
+
+// writeTree writes files (a path below root -> its content) under root,
+// creating folders; the paths listed in executable get mode 0755.
+func writeTree(root string, files map[string]string, executable ...string) error {
+	for p, c := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if slices.Contains(executable, p) {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, []byte(c), mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // aptRepo is the lab's flat apt repository, served from the root namespace.

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -133,18 +134,10 @@ func BuildRPM(dir string, p RPM) (string, error) {
 	}
 	defer os.RemoveAll(top)
 	tree := filepath.Join(top, "SOURCES", "tree")
-	paths := make([]string, 0, len(p.Files))
-	for path, c := range p.Files {
-		full := filepath.Join(tree, path)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return "", fmt.Errorf("build rpm %s: %w", p.Name, err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			return "", fmt.Errorf("build rpm %s: %w", p.Name, err)
-		}
-		paths = append(paths, path)
+	if err := writeTree(tree, p.Files); err != nil {
+		return "", fmt.Errorf("build rpm %s: %w", p.Name, err)
 	}
-	sort.Strings(paths)
+	paths := slices.Sorted(maps.Keys(p.Files))
 	spec := fmt.Sprintf(`Name: %s
 Version: %s
 Release: 1
