@@ -212,6 +212,12 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 	st.op.Lock()
 	defer st.op.Unlock()
+	r.mu.Lock()
+	removed := st.rec.State == StateRemoved
+	r.mu.Unlock()
+	if removed { // declared again
+		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateUnknown, "" })
+	}
 	if err := r.recoverEnv(ctx, st); err != nil {
 		r.log.Error().Str("environment", tg.env.Name).Err(err).Msg("interrupted rollout not recovered; revision waits")
 		r.mu.Lock()
@@ -241,6 +247,12 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string) (Run, error) {
 	st.op.Lock()
 	defer st.op.Unlock()
+	r.mu.Lock()
+	removed := st.rec.State == StateRemoved
+	r.mu.Unlock()
+	if removed { // retired while this pass waited for the lock
+		return Run{}, fmt.Errorf("%w: %s", ErrRemovedEnvironment, st.rec.Name)
+	}
 	if err := r.recoverEnv(ctx, st); err != nil {
 		return Run{}, err
 	}
