@@ -211,8 +211,10 @@ func TestPreviewsOfDifferentPullRequestsAreAllReported(t *testing.T) {
 		revs <- rev
 	}
 	other := f.revision(map[string]string{"environments/other.yaml": envYAML("other", []string{"o1"}, nil, etc, "")})
-	other.Source = "other-repo" // from the same source, it would retire prod
-	revs <- other // its receipt proves the previews were dispatched
+	// From the same source, it would retire prod. Its receipt proves the
+	// previews were dispatched.
+	other.Source = "other-repo"
+	revs <- other
 	close(release)
 	eventually(t, "two previews reported", func() bool {
 		n := 0
