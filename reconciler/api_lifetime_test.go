@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/driftless/driftless/sources"
@@ -17,14 +16,7 @@ import (
 // of a rollback does not cut the rollout short; it completes on every host.
 func TestAPIOperationOutlivesClient(t *testing.T) {
 	w := newAPIWorld(t, tokenFile(t))
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	w.f.ver.gate = func(string, string) {
-		once.Do(func() {
-			close(entered)
-			<-release
-		})
-	}
+	entered, release := holdFirstVerify(w.f, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "POST", w.srv.URL+"/api/v1/environments/prod/rollback", strings.NewReader(`{"to": "`+w.rev1.Commit+`"}`))
 	if err != nil {
@@ -122,14 +114,7 @@ func TestAPIOperationStopsWithDaemon(t *testing.T) {
 	w.srv = httptest.NewServer(mux)
 	defer w.srv.Close()
 
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	f.ver.gate = func(string, string) {
-		once.Do(func() {
-			close(entered)
-			<-release
-		})
-	}
+	entered, release := holdFirstVerify(f, "")
 	type answer struct {
 		code int
 		body []byte

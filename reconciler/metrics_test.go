@@ -7,10 +7,11 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // TestMetricNamesAndLabels checks the reconciler's series against
@@ -85,23 +86,10 @@ func TestMetricNamesAndLabels(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the reconciler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// logLines decodes the JSON log lines written to s.
+func logLines(s *syncbuf.Buffer) []map[string]any {
 	var out []map[string]any
-	for _, l := range bytes.Split(s.b.Bytes(), []byte("\n")) {
+	for _, l := range bytes.Split(s.Bytes(), []byte("\n")) {
 		var m map[string]any
 		if json.Unmarshal(l, &m) == nil {
 			out = append(out, m)
@@ -113,14 +101,14 @@ func (s *syncBuffer) lines() []map[string]any {
 // TestLogFields checks that lines about work on a host carry the
 // environment, host and revision, as DESIGN.md asks.
 func TestLogFields(t *testing.T) {
-	sink := &syncBuffer{}
+	sink := &syncbuf.Buffer{}
 	f := newFixture(t, func(o *Options) { o.Logger = zerolog.New(sink) })
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
 	if _, err := f.r.ApplyRevision(context.Background(), rev); err != nil {
 		t.Fatal(err)
 	}
 	applied := 0
-	for _, l := range sink.lines() {
+	for _, l := range logLines(sink) {
 		if l["message"] != "applied" {
 			continue
 		}
@@ -138,7 +126,7 @@ func TestLogFields(t *testing.T) {
 // diff, and so is drift only warned about, so that an operator sees what
 // had changed on the host.
 func TestDriftLoggedWithDiff(t *testing.T) {
-	sink := &syncBuffer{}
+	sink := &syncbuf.Buffer{}
 	f := newFixture(t, func(o *Options) { o.Logger = zerolog.New(sink) })
 	ctx := context.Background()
 	res := etc + fileRes("/etc/a.conf", "declared\n") + fileRes("/etc/w.conf", "watched\n") + "      drift: warn\n"
@@ -156,7 +144,7 @@ func TestDriftLoggedWithDiff(t *testing.T) {
 		"drift detected":   {"file:/etc/w.conf", "-also edited", "+watched"},
 	}
 	seen := map[string]bool{}
-	for _, l := range sink.lines() {
+	for _, l := range logLines(sink) {
 		msg, _ := l["message"].(string)
 		w, ok := want[msg]
 		if !ok {

@@ -41,6 +41,22 @@ func runDaemon(t *testing.T, f *fixture) chan<- sources.Revision {
 	return revs
 }
 
+// holdFirstVerify holds the first verification of env ("" for any
+// environment) until release is closed; entered is closed once it waits.
+func holdFirstVerify(f *fixture, env string) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.ver.gate = func(e, _ string) {
+		if env == "" || e == env {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+	}
+	return entered, release
+}
+
 func (f *fixture) applied(env string) string {
 	st, _ := f.r.Environment(env)
 	return st.Applied
@@ -48,17 +64,7 @@ func (f *fixture) applied(env string) string {
 
 func TestRunCoalescesNewestWins(t *testing.T) {
 	f := newFixture(t)
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	f.ver.gate = func(env, _ string) {
-		if env == "prod" {
-			once.Do(func() {
-				close(entered)
-				<-release
-			})
-		}
-	}
+	entered, release := holdFirstVerify(f, "prod")
 	revs := runDaemon(t, f)
 	mk := func(content string) sources.Revision {
 		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,
@@ -181,15 +187,7 @@ func TestRunInvalidRevisionAndPreview(t *testing.T) {
 
 func TestPreviewsOfDifferentPullRequestsAreAllReported(t *testing.T) {
 	f := newFixture(t)
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	f.ver.gate = func(string, string) {
-		once.Do(func() {
-			close(entered)
-			<-release
-		})
-	}
+	entered, release := holdFirstVerify(f, "")
 	revs := runDaemon(t, f)
 	mk := func(content string) sources.Revision {
 		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,

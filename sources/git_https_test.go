@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // TestGitOverHTTPS follows a repository served over real TLS that needs a
@@ -46,7 +47,7 @@ func TestGitOverHTTPS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			g, err := NewGit(GitOptions{
 				Name:        "app",
 				Config:      config.GitSource{URL: url, Interval: config.Duration(time.Hour)},

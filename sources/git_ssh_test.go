@@ -13,6 +13,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // sshServer is a real OpenSSH server on loopback that lets root log in with
@@ -77,7 +78,7 @@ PidFile none
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd := exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -1,11 +1,9 @@
 package sources
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -23,35 +22,17 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a log sink that tests read while sources write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testGit builds a Git source on cfg with its own registry and log buffer.
 type testGit struct {
 	*Git
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *syncbuf.Buffer
 }
 
 func newTestGit(t *testing.T, cfg config.GitSource, creds GitCredentials) *testGit {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	if cfg.Interval == 0 {
 		cfg.Interval = config.Duration(time.Hour)
 	}

@@ -3,7 +3,6 @@ package targets
 import (
 	"context"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,13 +103,7 @@ func TestDirectoryOverFile(t *testing.T) {
 }
 
 func TestDirectoryOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody on this machine")
-	}
+	nobody := nobodyUser(t)
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "d")

@@ -100,13 +100,7 @@ func TestFileRestore(t *testing.T) {
 }
 
 func TestFileOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody on this machine")
-	}
+	nobody := nobodyUser(t)
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "owned")
@@ -292,4 +286,18 @@ func TestLongNames(t *testing.T) {
 	converge(t, l, fileRes(name, config.FileSpec{Content: "x"}))
 	converge(t, l, linkRes("/"+strings.Repeat("l", 250), config.SymlinkSpec{Target: "x"}))
 	assertNoTemp(t, root)
+}
+
+// nobodyUser returns the user nobody, skipping the test when it cannot
+// change owners (not root) or the machine has no such user.
+func nobodyUser(t *testing.T) *user.User {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody on this machine")
+	}
+	return nobody
 }

@@ -135,6 +135,19 @@ func truncate(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
+// hostState maps a report status to a Git host's words: "success", its
+// word for failed (a rolled-back rollout failed), or its word for a
+// rollout under way (any other status).
+func hostState(status, failed, underway string) string {
+	switch status {
+	case reconciler.StatusSuccess:
+		return "success"
+	case reconciler.StatusFailure, reconciler.StatusRolledBack:
+		return failed
+	}
+	return underway
+}
+
 // statusContext is the name a commit status carries, one per environment.
 func statusContext(env string) string { return "driftless/" + env }
 

@@ -92,16 +92,9 @@ func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 	}
 }
 
-// githubState maps a report status to a commit status state.
-func githubState(status string) string {
-	switch status {
-	case reconciler.StatusSuccess:
-		return "success"
-	case reconciler.StatusFailure, reconciler.StatusRolledBack:
-		return "failure"
-	}
-	return "pending"
-}
+// githubState maps a report status to a commit status state (Gitea's
+// are the same).
+func githubState(status string) string { return hostState(status, "failure", "pending") }
 
 func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
 	st := &github.RepoStatus{
@@ -119,15 +112,7 @@ func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
 }
 
 // deploymentState maps a report status to a deployment status state.
-func deploymentState(status string) string {
-	switch status {
-	case reconciler.StatusSuccess:
-		return "success"
-	case reconciler.StatusFailure, reconciler.StatusRolledBack:
-		return "failure"
-	}
-	return "in_progress"
-}
+func deploymentState(status string) string { return hostState(status, "failure", "in_progress") }
 
 // deployment finds or creates the Deployment of r's commit and environment
 // and adds a status to it.

@@ -56,15 +56,7 @@ type gitlabStatus struct {
 
 // gitlabState maps a report status to GitLab's states: a rollout that has
 // started is "running"; a rolled-back one "failed".
-func gitlabState(status string) string {
-	switch status {
-	case reconciler.StatusSuccess:
-		return "success"
-	case reconciler.StatusFailure, reconciler.StatusRolledBack:
-		return "failed"
-	}
-	return "running"
-}
+func gitlabState(status string) string { return hostState(status, "failed", "running") }
 
 // Report sets the commit status of r's environment. It is synchronous and
 // bounded by ctx; failures are logged.

@@ -20,6 +20,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -147,10 +148,10 @@ func TestDeadReceiverDoesNotBlock(t *testing.T) {
 		t.Run(map[bool]string{false: "always 500", true: "never answers"}[hang], func(t *testing.T) {
 			rc := &receiver{fail: 1 << 30, hang: hang}
 			srv := rc.start(t)
-			var logs bytes.Buffer
+			var logs syncbuf.Buffer
 			secretURL := srv.URL + "/services/T000/B000/very-secret-token"
 			rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: secretURL}}}, srv,
-				Options{Timeout: 300 * time.Millisecond, Backoff: feedback.Backoff{Attempts: 1000, Initial: 20 * time.Millisecond}}, &syncWriter{w: &logs})
+				Options{Timeout: 300 * time.Millisecond, Backoff: feedback.Backoff{Attempts: 1000, Initial: 20 * time.Millisecond}}, &logs)
 			start := time.Now()
 			rps[0].Report(context.Background(), testReport(reconciler.StatusFailure, "failed"))
 			if d := time.Since(start); d > 2*time.Second {
@@ -167,18 +168,6 @@ func TestDeadReceiverDoesNotBlock(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncWriter lets a test read what a logger wrote from another goroutine.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func TestEventsFilter(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // testSecrets gives every provider its own secret, so that a request signed
@@ -64,34 +65,16 @@ type rig struct {
 	h      *Handler
 	mux    *http.ServeMux
 	reg    *prometheus.Registry
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 	target *recorder
 	clock  *fakeClock
 	// answers collects the bodies of every answer do received.
 	answers strings.Builder
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a server.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newRig(t testing.TB, edit func(*Options)) *rig {
 	t.Helper()
-	r := &rig{reg: prometheus.NewRegistry(), log: &syncBuffer{}, clock: &fakeClock{}, mux: http.NewServeMux()}
+	r := &rig{reg: prometheus.NewRegistry(), log: &syncbuf.Buffer{}, clock: &fakeClock{}, mux: http.NewServeMux()}
 	r.clock.now.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
 	r.target = &recorder{match: func(ev sources.Event) bool { return ev.Repository != "nobody/follows-this" }}
 	opts := Options{

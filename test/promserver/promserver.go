@@ -5,7 +5,6 @@
 package promserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,10 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // ScrapeInterval is how often the server scrapes its targets and
@@ -129,7 +129,7 @@ func launch(t testing.TB, bin, cfg, data string) (string, error) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("promserver: free port %s: %v", addr, err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin,
 		"--config.file="+cfg,
 		"--storage.tsdb.path="+data,
@@ -281,23 +281,4 @@ func Alerts(base string) ([]Alert, error) {
 		return nil, fmt.Errorf("list alerts: %s", body.Error)
 	}
 	return body.Data.Alerts, nil
-}
-
-// syncBuffer collects a process's output; the process writes it while the
-// test may read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
