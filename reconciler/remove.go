@@ -77,14 +77,14 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	name := st.rec.Name
 	r.mu.Lock()
 	_, again := r.workers[name]
+	if !again {
+		st.desired, st.driftCount = nil, 0
+		st.driftSince, st.hostUp = map[string]time.Time{}, map[string]bool{}
+	}
 	r.mu.Unlock()
 	if again {
 		return
 	}
-	r.mu.Lock()
-	st.desired, st.driftCount = nil, 0
-	st.driftSince, st.hostUp = map[string]time.Time{}, map[string]bool{}
-	r.mu.Unlock()
 	env := prometheus.Labels{"environment": name}
 	r.m.drift.DeletePartialMatch(env)
 	r.m.driftOldest.DeletePartialMatch(env)

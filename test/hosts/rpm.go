@@ -200,6 +200,7 @@ func (l *Lab) rpmRepo(rpms []RPM) (string, error) {
 	l.mu.Lock()
 	l.rpm = true
 	l.mu.Unlock()
+	repoFile := l.yumRepo()
 	for _, h := range l.Hosts() {
 		if !h.rpm {
 			continue
@@ -208,10 +209,10 @@ func (l *Lab) rpmRepo(rpms []RPM) (string, error) {
 		// newer than its cache as expiring the cache, which would hide
 		// whether a driver refreshes stale metadata itself.
 		path := filepath.Join(h.Root, "etc/yum.repos.d/driftless-test.repo")
-		if old, err := os.ReadFile(path); err == nil && string(old) == l.yumRepo() {
+		if old, err := os.ReadFile(path); err == nil && string(old) == repoFile {
 			continue
 		}
-		if err := os.WriteFile(path, []byte(l.yumRepo()), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(repoFile), 0o644); err != nil {
 			return "", fmt.Errorf("point %s at the rpm repository: %w", h.Name, err)
 		}
 	}
