@@ -71,14 +71,14 @@ func BenchmarkMarkDelivery(b *testing.B) {
 	s := openTestStore(b)
 	now := time.Now()
 	for i := 0; i < 1000; i++ {
-		if _, err := s.MarkDelivery("github", fmt.Sprint("old-", i), now, time.Hour); err != nil {
+		if _, err := s.MarkDelivery("github", []string{fmt.Sprint("old-", i)}, now, time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}
 	i := 0
 	for b.Loop() {
 		i++
-		if seen, err := s.MarkDelivery("github", fmt.Sprint("new-", i), now, time.Hour); err != nil || seen {
+		if seen, err := s.MarkDelivery("github", []string{fmt.Sprint("new-", i)}, now, time.Hour); err != nil || seen {
 			b.Fatal(seen, err)
 		}
 	}

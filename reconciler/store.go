@@ -137,9 +137,11 @@ type Store interface {
 	// ForgetFirstManaged drops that record (after a prune put it back).
 	ForgetFirstManaged(env, host, id string) error
 
-	// MarkDelivery records a webhook delivery id and reports whether it was
-	// already seen within window before now. Ids older than window are pruned.
-	MarkDelivery(provider, id string, now time.Time, window time.Duration) (seen bool, err error)
+	// MarkDelivery records the keys of one webhook delivery (its id, its
+	// body's hash) and reports whether any was already seen within window
+	// before now. Every key is recorded, even when another was seen. Keys
+	// older than window are pruned, without reading those still in it.
+	MarkDelivery(provider string, keys []string, now time.Time, window time.Duration) (seen bool, err error)
 
 	// Close releases the store.
 	Close() error

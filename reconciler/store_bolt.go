@@ -17,6 +17,8 @@ var (
 	bucketJournal    = []byte("journal")
 	bucketFirst      = []byte("first_managed")
 	bucketDeliveries = []byte("deliveries")
+	// bucketDeliveryExpiry indexes deliveries by the time first seen.
+	bucketDeliveryExpiry = []byte("delivery_expiry")
 	keyMeta          = []byte("meta")
 	keyEntries       = []byte("entries")
 )
@@ -33,10 +35,12 @@ const openTimeout = 5 * time.Second
 // without end.
 const historyRetention = MaxHistoryLimit
 
-// BoltStore is the embedded Store, one bbolt file. Every write is one
-// transaction, synced to disk before it returns.
+// BoltStore is the embedded Store, one bbolt file. Every write is synced
+// to disk before it returns; concurrent writes share one transaction and
+// one sync (see groupCommit).
 type BoltStore struct {
-	db *bolt.DB
+	db    *bolt.DB
+	group *groupCommit
 	// keep is how many runs of each environment's history are kept.
 	keep uint64
 }
@@ -50,18 +54,22 @@ func OpenStore(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEnvs, bucketHistory, bucketJournal, bucketFirst, bucketDeliveries} {
+		indexed := tx.Bucket(bucketDeliveryExpiry) != nil
+		for _, b := range [][]byte{bucketEnvs, bucketHistory, bucketJournal, bucketFirst, bucketDeliveries, bucketDeliveryExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		if indexed {
+			return nil
+		}
+		return indexDeliveries(tx)
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise state store %s: %w", path, err)
 	}
-	return &BoltStore{db: db, keep: historyRetention}, nil
+	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: historyRetention}, nil
 }
 
 // Close closes the database file.
@@ -95,7 +103,7 @@ func (s *BoltStore) PutEnv(rec EnvRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode environment %s: %w", rec.Name, err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.group.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnvs).Put([]byte(rec.Name), data)
 	}); err != nil {
 		return fmt.Errorf("write environment %s to store: %w", rec.Name, err)
@@ -125,7 +133,7 @@ func (s *BoltStore) Envs() ([]EnvRecord, error) {
 
 // AddRun appends a run to the environment's history.
 func (s *BoltStore) AddRun(r Run) (uint64, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(r.Environment))
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ func (s *BoltStore) BeginJournal(j Journal) error {
 	if err != nil {
 		return fmt.Errorf("encode journal of %s: %w", j.Environment, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal)
 		if jb.Bucket([]byte(j.Environment)) != nil {
 			if err := jb.DeleteBucket([]byte(j.Environment)); err != nil {
@@ -51,7 +51,7 @@ func firstKey(env, host, id string) []byte {
 
 // RecordSnapshot appends a journal entry and records the first-managed state.
 func (s *BoltStore) RecordSnapshot(env string, e JournalEntry) (uint64, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
 		if jb == nil {
 			return errors.New("no rollout journal is open")
@@ -87,7 +87,7 @@ func (s *BoltStore) RecordSnapshot(env string, e JournalEntry) (uint64, error) {
 
 // MarkApplied records that the entry's apply finished.
 func (s *BoltStore) MarkApplied(env string, seq uint64) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
 		if jb == nil {
 			return errors.New("no rollout journal is open")
@@ -161,7 +161,7 @@ func (s *BoltStore) Journals() ([]string, error) {
 
 // EndJournal closes the environment's journal.
 func (s *BoltStore) EndJournal(env string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal)
 		if jb.Bucket([]byte(env)) == nil {
 			return nil
@@ -181,7 +181,7 @@ func (s *BoltStore) CompleteJournal(rec EnvRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode environment %s: %w", rec.Name, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal)
 		if jb.Bucket([]byte(rec.Name)) != nil {
 			if err := jb.DeleteBucket([]byte(rec.Name)); err != nil {
@@ -214,7 +214,7 @@ func (s *BoltStore) FirstManaged(env, host, id string) (st targets.State, ok boo
 
 // ForgetFirstManaged drops the first-managed record of a resource.
 func (s *BoltStore) ForgetFirstManaged(env, host, id string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.group.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFirst).Delete(firstKey(env, host, id))
 	})
 	if err != nil {

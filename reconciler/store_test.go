@@ -1,9 +1,14 @@
 package reconciler
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
@@ -125,82 +130,195 @@ func TestMarkDelivery(t *testing.T) {
 		{"github", "d1", 2*time.Minute + time.Second, true},
 	}
 	for _, st := range steps {
-		seen, err := s.MarkDelivery(st.provider, st.id, t0.Add(st.at), win)
+		seen, err := s.MarkDelivery(st.provider, []string{st.id}, t0.Add(st.at), win)
 		if err != nil || seen != st.want {
 			t.Fatalf("MarkDelivery(%s,%s,+%v) = %v, %v; want %v", st.provider, st.id, st.at, seen, err, st.want)
 		}
 	}
-	if _, err := s.MarkDelivery("github", "", t0, win); err == nil {
+	if _, err := s.MarkDelivery("github", []string{""}, t0, win); err == nil {
 		t.Fatal("empty id accepted")
 	}
+	if _, err := s.MarkDelivery("github", nil, t0, win); err == nil {
+		t.Fatal("no key accepted")
+	}
+	// One known key makes the delivery a replay, and the other key of it is
+	// recorded all the same.
+	at := t0.Add(2*time.Minute + 2*time.Second)
+	if seen, err := s.MarkDelivery("github", []string{"d1", "body-x"}, at, win); err != nil || !seen {
+		t.Fatalf("known id with a new body: seen=%v err=%v", seen, err)
+	}
+	if seen, err := s.MarkDelivery("github", []string{"d9", "body-x"}, at.Add(time.Second), win); err != nil || !seen {
+		t.Fatalf("new id with a recorded body: seen=%v err=%v", seen, err)
+	}
 }
 
-// FuzzDecodeEntry feeds the journal decoder what a damaged store could
-// hold: it must fail cleanly, and what it accepts must survive a round trip.
-func FuzzDecodeEntry(f *testing.F) {
-	seed, err := encodeEntry(JournalEntry{Host: "h", Resource: config.Resource{Kind: "file", Name: "/a", Spec: &config.FileSpec{Content: "x"}},
-		Snapshot: targets.State{Present: true, Content: []byte("old")}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(seed)
-	f.Add([]byte(`{"resource":{"kind":"file","name":"/a","spec":"not an object"}}`))
-	f.Add([]byte(`{"resource":{"kind":"nope","spec":{"x":1}},"applied":true}`))
-	f.Add([]byte("{"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := decodeEntry(data)
-		if err != nil {
-			return
-		}
-		again, err := encodeEntry(e)
-		if err != nil {
-			t.Fatalf("re-encode %+v: %v", e, err)
-		}
-		e2, err := decodeEntry(again)
-		if err != nil || e2.Resource.ID() != e.Resource.ID() || e2.Host != e.Host || e2.Applied != e.Applied ||
-			string(e2.Snapshot.Content) != string(e.Snapshot.Content) {
-			t.Fatalf("round trip: %+v -> %+v (%v)", e, e2, err)
-		}
+// countDeliveries returns how many keys and index entries the store holds.
+func countDeliveries(t *testing.T, s *BoltStore) (keys, index int) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		index = tx.Bucket(bucketDeliveryExpiry).Stats().KeyN
+		return tx.Bucket(bucketDeliveries).ForEachBucket(func(p []byte) error {
+			keys += tx.Bucket(bucketDeliveries).Bucket(p).Stats().KeyN
+			return nil
+		})
 	})
-}
-
-func TestCompleteJournal(t *testing.T) {
-	s := openTestStore(t)
-	if err := s.BeginJournal(Journal{Environment: "prod"}); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: sources.Revision{Commit: "c9"}}); err != nil {
+	return keys, index
+}
+
+// TestDeliveriesPrunedByExpiry: expired deliveries go, oldest first and a
+// bounded number per request, and those still in the window stay; a key
+// seen again after it expired keeps its new sighting.
+func TestDeliveriesPrunedByExpiry(t *testing.T) {
+	s := openTestStore(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	win := time.Hour
+	const old = 3 * pruneDeliveries
+	// Half of them expire at t0+win+30m; the rest are still in the window.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for i := range 2 * old {
+			at := t0.Add(time.Duration(i/old) * time.Hour)
+			if err := putDelivery(tx, "github", fmt.Sprint("k", i), at.UnixNano()+int64(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if j, _, _ := s.OpenJournal("prod"); j != nil {
-		t.Fatal("journal open after CompleteJournal")
+	now := t0.Add(win + 30*time.Minute)
+	// k0 expired: it is new again, and its old index entry is pruned
+	// without taking the new sighting with it.
+	if seen, err := s.MarkDelivery("github", []string{"k0"}, now, win); err != nil || seen {
+		t.Fatalf("expired k0: seen=%v err=%v", seen, err)
 	}
-	if rec, ok, _ := s.Env("prod"); !ok || rec.Applied.Commit != "c9" {
-		t.Fatalf("record = %+v %v", rec, ok)
+	if keys, index := countDeliveries(t, s); keys != 2*old+1-pruneDeliveries || index != 2*old+1-pruneDeliveries {
+		t.Fatalf("after one request: %d keys, %d index entries; want %d each (one bounded prune)", keys, index, 2*old+1-pruneDeliveries)
+	}
+	for i := range 3 {
+		if seen, err := s.MarkDelivery("gitlab", []string{fmt.Sprint("n", i)}, now, win); err != nil || seen {
+			t.Fatalf("new delivery: seen=%v err=%v", seen, err)
+		}
+	}
+	// Every expired one is gone; the window's and the new ones remain.
+	if keys, index := countDeliveries(t, s); keys != old+4 || index != old+4 {
+		t.Fatalf("after the backlog: %d keys, %d index entries; want %d each", keys, index, old+4)
+	}
+	if seen, err := s.MarkDelivery("github", []string{"k0"}, now.Add(time.Minute), win); err != nil || !seen {
+		t.Fatalf("k0 seen again: seen=%v err=%v", seen, err)
+	}
+	if seen, err := s.MarkDelivery("github", []string{fmt.Sprint("k", old)}, now.Add(time.Minute), win); err != nil || !seen {
+		t.Fatalf("a delivery in the window: seen=%v err=%v", seen, err)
 	}
 }
 
-// TestHistoryRetention: the store keeps the newest runs of each
-// environment and drops the oldest, so the history cannot grow without end.
-func TestHistoryRetention(t *testing.T) {
+// TestDeliveryIndexBuiltOnOpen: a store written before the expiry index
+// existed gets its deliveries indexed when opened, so they expire.
+func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := putDelivery(tx, "github", "old", t0.UnixNano()); err != nil {
+			return err
+		}
+		return tx.DeleteBucket(bucketDeliveryExpiry)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if keys, index := countDeliveries(t, s); keys != 1 || index != 1 {
+		t.Fatalf("reopened: %d keys, %d index entries; want 1 each", keys, index)
+	}
+	if seen, err := s.MarkDelivery("github", []string{"new"}, t0.Add(2*time.Hour), time.Hour); err != nil || seen {
+		t.Fatal(seen, err)
+	}
+	if keys, _ := countDeliveries(t, s); keys != 1 {
+		t.Fatalf("%d keys; the old delivery was not pruned", keys)
+	}
+}
+
+// TestGroupCommit: calls queued while a transaction is being written are
+// committed together, in the next transaction, each with its own result;
+// when one of them fails, it fails alone and the others are committed.
+func TestGroupCommit(t *testing.T) {
 	s := openTestStore(t)
-	s.keep = 3
-	for i := 1; i <= 5; i++ {
-		for _, env := range []string{"prod", "edge"} {
-			if _, err := s.AddRun(Run{Environment: env, Result: ResultSuccess, Changes: i}); err != nil {
-				t.Fatal(err)
+	for _, failing := range []int{-1, 3} {
+		ids, errs := queuedCalls(t, s, 10, failing)
+		for i := range ids {
+			if i == failing {
+				if errs[i] == nil {
+					t.Errorf("failing call %d returned no error", i)
+				}
+				continue
 			}
+			if errs[i] != nil {
+				t.Errorf("call %d: %v", i, errs[i])
+			}
+			if failing < 0 && ids[i] != ids[0] {
+				t.Errorf("call %d committed in transaction %d, call 0 in %d: not one group", i, ids[i], ids[0])
+			}
+			_ = s.db.View(func(tx *bolt.Tx) error {
+				if tx.Bucket(bucketEnvs).Get(fmt.Appendf(nil, "k%d-%d", failing, i)) == nil {
+					t.Errorf("call %d's write is missing", i)
+				}
+				return nil
+			})
 		}
 	}
-	for _, env := range []string{"prod", "edge"} {
-		runs, err := s.History(env, 0)
-		if err != nil || len(runs) != 3 {
-			t.Fatalf("%s keeps %d runs (%v), want 3", env, len(runs), err)
-		}
-		for i, want := range []uint64{5, 4, 3} {
-			if runs[i].ID != want || runs[i].Changes != int(want) {
-				t.Errorf("%s run %d: id %d changes %d, want %d", env, i, runs[i].ID, runs[i].Changes, want)
-			}
-		}
+}
+
+// queuedCalls holds the store's writer with one call, queues n more behind
+// it (call failing returns an error), lets them go and returns the id of
+// the transaction each committed in and its error.
+func queuedCalls(t *testing.T, s *BoltStore, n, failing int) ([]int, []error) {
+	t.Helper()
+	release, started := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = s.group.update(func(*bolt.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	ids, errs := make([]int, n), make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.group.update(func(tx *bolt.Tx) error {
+				ids[i] = tx.ID()
+				if i == failing {
+					return errors.New("this call fails")
+				}
+				return tx.Bucket(bucketEnvs).Put(fmt.Appendf(nil, "k%d-%d", failing, i), []byte("v"))
+			})
+		}()
 	}
+	eventually(t, "calls queued behind the held transaction", func() bool {
+		s.group.mu.Lock()
+		defer s.group.mu.Unlock()
+		return len(s.group.queue) == n
+	})
+	close(release)
+	wg.Wait()
+	return ids, errs
 }

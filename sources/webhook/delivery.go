@@ -15,12 +15,14 @@ type Target interface {
 	Notify(ev sources.Event) bool
 }
 
-// DeliveryStore remembers delivery ids for replay protection. MarkDelivery
-// records (provider, id) at now and reports whether it was already recorded
-// within window before now. The reconciler's bbolt store implements it so
-// that replay protection survives a restart.
+// DeliveryStore remembers deliveries for replay protection. MarkDelivery
+// records every key of one delivery of provider at now, in one step, and
+// reports whether any of them was already recorded within window before
+// now. It returns only once the keys are durable, since the sender is
+// answered next. The reconciler's bbolt store implements it so that replay
+// protection survives a restart.
 type DeliveryStore interface {
-	MarkDelivery(provider, id string, now time.Time, window time.Duration) (seen bool, err error)
+	MarkDelivery(provider string, keys []string, now time.Time, window time.Duration) (seen bool, err error)
 }
 
 // MemoryDeliveries is a DeliveryStore held in memory: for tests, and for a
@@ -40,17 +42,21 @@ type deliveryKey struct{ provider, id string }
 // MarkDelivery implements DeliveryStore. Expired ids are dropped whenever
 // the map has doubled since the last sweep, so memory stays proportional to
 // the deliveries of one window while each call stays cheap on average.
-func (m *MemoryDeliveries) MarkDelivery(provider, id string, now time.Time, window time.Duration) (bool, error) {
+func (m *MemoryDeliveries) MarkDelivery(provider string, keys []string, now time.Time, window time.Duration) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.seen == nil {
 		m.seen = make(map[deliveryKey]time.Time)
 	}
-	k := deliveryKey{provider, id}
-	if at, ok := m.seen[k]; ok && now.Sub(at) < window {
-		return true, nil
+	seen := false
+	for _, id := range keys {
+		k := deliveryKey{provider, id}
+		if at, ok := m.seen[k]; ok && now.Sub(at) < window {
+			seen = true
+			continue
+		}
+		m.seen[k] = now
 	}
-	m.seen[k] = now
 	if len(m.seen) > 2*m.pruneSize+64 {
 		for key, at := range m.seen {
 			if now.Sub(at) >= window {
@@ -59,7 +65,7 @@ func (m *MemoryDeliveries) MarkDelivery(provider, id string, now time.Time, wind
 		}
 		m.pruneSize = len(m.seen)
 	}
-	return false, nil
+	return seen, nil
 }
 
 // Len returns how many deliveries are remembered.

@@ -252,18 +252,14 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 }
 
 // markDelivery records every key of a delivery and reports whether any of
-// them was seen within the replay window. All keys are recorded even when
-// one is already known, so that a new id sent with an old body is
-// remembered as well.
+// them was seen within the replay window: one step of the store, durable
+// before the sender is answered. All keys are recorded even when one is
+// already known, so that a new id sent with an old body is remembered as
+// well.
 func (h *Handler) markDelivery(provider, id string, body []byte) (bool, error) {
-	now := h.opts.Now()
-	seen := false
-	for _, k := range deliveryKeys(id, body) {
-		s, err := h.opts.Deliveries.MarkDelivery(provider, k, now, h.opts.ReplayWindow)
-		if err != nil {
-			return false, fmt.Errorf("record delivery: %w", err)
-		}
-		seen = seen || s
+	seen, err := h.opts.Deliveries.MarkDelivery(provider, deliveryKeys(id, body), h.opts.Now(), h.opts.ReplayWindow)
+	if err != nil {
+		return false, fmt.Errorf("record delivery: %w", err)
 	}
 	return seen, nil
 }

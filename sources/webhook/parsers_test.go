@@ -109,7 +109,7 @@ func TestMemoryDeliveriesForgets(t *testing.T) {
 	var m MemoryDeliveries
 	now := time.Unix(1700000000, 0)
 	for i := range 1000 {
-		if seen, _ := m.MarkDelivery("github", string(rune('a'+i%26))+strings.Repeat("x", i), now, 1); seen {
+		if seen, _ := m.MarkDelivery("github", []string{string(rune('a'+i%26)) + strings.Repeat("x", i)}, now, 1); seen {
 			t.Fatalf("delivery %d seen before", i)
 		}
 		now = now.Add(2)
