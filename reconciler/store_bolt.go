@@ -19,8 +19,8 @@ var (
 	bucketDeliveries = []byte("deliveries")
 	// bucketDeliveryExpiry indexes deliveries by the time first seen.
 	bucketDeliveryExpiry = []byte("delivery_expiry")
-	keyMeta          = []byte("meta")
-	keyEntries       = []byte("entries")
+	keyMeta              = []byte("meta")
+	keyEntries           = []byte("entries")
 )
 
 // openTimeout bounds how long OpenStore waits for another process holding
