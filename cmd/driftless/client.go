@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
@@ -32,9 +36,9 @@ type clientFlags struct {
 	tokenFile string
 }
 
-func (c *clientFlags) register(fs *flag.FlagSet, withToken bool) {
+func (c *clientFlags) register(fs *pflag.FlagSet, withToken bool) {
 	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:8080", "the daemon's HTTP address")
-	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.StringVarP(&c.output, "output", "o", "table", "output: table or json")
 	if withToken {
 		fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API bearer token (or DRIFTLESS_API_TOKEN_FILE)")
 	}
@@ -79,6 +83,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, fmt.Errorf("no daemon answers at %s (is it running? give its address with --addr): %w", c.base, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -106,97 +113,109 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 
 func envPath(name string) string { return "/api/v1/environments/" + url.PathEscape(name) }
 
-func runStatus(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+func statusCmd(env *cliEnv) *cobra.Command {
 	var cf clientFlags
-	cf.register(fs, false)
-	if err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	return clientRun(env, cf, func(c *apiClient) ([]byte, error) {
-		var list []reconciler.EnvStatus
-		var raw []byte
-		var err error
-		if fs.NArg() > 0 {
-			var one reconciler.EnvStatus
-			raw, err = c.do(ctx, http.MethodGet, envPath(fs.Arg(0)), nil, &one)
-			list = []reconciler.EnvStatus{one}
-		} else {
-			raw, err = c.do(ctx, http.MethodGet, "/api/v1/environments", nil, &list)
-		}
-		if err != nil || cf.output == "json" {
-			return raw, err
-		}
-		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENVIRONMENT\tREVISION\tSTATE\tDRIFT\tLAST RESULT\tLAST RUN\tHOSTS UP")
-		for _, e := range list {
-			up := 0
-			for _, h := range e.Hosts {
-				if h.Up {
-					up++
+	c := &cobra.Command{
+		Use:   "status [flags] [ENVIRONMENT]",
+		Short: "show the environments of a running daemon",
+		Long: `Show every environment of a running daemon, or only ENVIRONMENT: its applied
+revision, state, drift, last result and hosts.`,
+		Example: `  driftless status
+  driftless status prod -o json
+  driftless status --addr http://10.0.0.5:8080`,
+		Args: atMostOne,
+		RunE: func(c *cobra.Command, args []string) error {
+			return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+				var list []reconciler.EnvStatus
+				var raw []byte
+				var err error
+				if len(args) > 0 {
+					var one reconciler.EnvStatus
+					raw, err = cl.do(c.Context(), http.MethodGet, envPath(args[0]), nil, &one)
+					list = []reconciler.EnvStatus{one}
+				} else {
+					raw, err = cl.do(c.Context(), http.MethodGet, "/api/v1/environments", nil, &list)
 				}
-			}
-			fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%d/%d\n", e.Name, orDash(e.Applied), e.State, e.DriftResources, orDash(e.LastResult), ago(e.LastRun), up, len(e.Hosts))
-		}
-		return nil, tw.Flush()
-	})
+				if err != nil || cf.output == "json" {
+					return raw, err
+				}
+				tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ENVIRONMENT\tREVISION\tSTATE\tDRIFT\tLAST RESULT\tLAST RUN\tHOSTS UP")
+				for _, e := range list {
+					up := 0
+					for _, h := range e.Hosts {
+						if h.Up {
+							up++
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%d/%d\n", e.Name, orDash(e.Applied), e.State, e.DriftResources, orDash(e.LastResult), ago(e.LastRun), up, len(e.Hosts))
+				}
+				return nil, tw.Flush()
+			})
+		},
+	}
+	cf.register(c.Flags(), false)
+	return c
 }
 
-func runSync(ctx context.Context, env *cliEnv, args []string) int {
-	return clientPost(ctx, env, "sync", args, nil)
+func syncCmd(env *cliEnv) *cobra.Command {
+	return clientPost(env, &cobra.Command{
+		Use:   "sync [flags] ENVIRONMENT",
+		Short: "ask a running daemon to reconcile an environment now",
+		Long: `Ask a running daemon to reconcile ENVIRONMENT now, at its applied revision,
+and print the environment's state once the run ended. Needs the API token.`,
+		Example: `  driftless sync prod --token-file /etc/driftless/api-token
+  DRIFTLESS_API_TOKEN_FILE=/etc/driftless/api-token driftless sync prod`,
+	}, nil)
 }
 
-func runRollback(ctx context.Context, env *cliEnv, args []string) int {
-	return clientPost(ctx, env, "rollback", args, func(fs *flag.FlagSet) func() any {
-		to := fs.String("to", "", "the commit to roll back to (default: the last good revision before the applied one)")
-		return func() any { return map[string]string{"to": *to} }
-	})
+func rollbackCmd(env *cliEnv) *cobra.Command {
+	var to string
+	c := &cobra.Command{
+		Use:   "rollback [flags] ENVIRONMENT",
+		Short: "ask a running daemon to roll an environment back",
+		Long: `Ask a running daemon to roll ENVIRONMENT back to an earlier revision (default:
+the last good one before the applied one) and hold it there. Needs the API token.`,
+		Example: `  driftless rollback prod --token-file /etc/driftless/api-token
+  driftless rollback prod --to 3f2a9c1`,
+	}
+	c.Flags().StringVar(&to, "to", "", "the commit to roll back to (default: the last good revision before the applied one)")
+	return clientPost(env, c, func() any { return map[string]string{"to": to} })
 }
 
-// clientPost runs sync and rollback: a POST with the bearer token.
-func clientPost(ctx context.Context, env *cliEnv, verb string, args []string, extra func(*flag.FlagSet) func() any) int {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+// clientPost completes sync and rollback: a POST with the bearer token.
+func clientPost(env *cliEnv, c *cobra.Command, body func() any) *cobra.Command {
 	var cf clientFlags
-	cf.register(fs, true)
-	var body func() any
-	if extra != nil {
-		body = extra(fs)
+	verb := c.Name()
+	c.Args = oneArg
+	c.RunE = func(c *cobra.Command, args []string) error {
+		return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+			var b any
+			if body != nil {
+				b = body()
+			}
+			var st reconciler.EnvStatus
+			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, b, &st)
+			if err != nil || cf.output == "json" {
+				return raw, err
+			}
+			fmt.Fprintf(env.stdout, "%s %s: %s, revision %.12s, last result %s\n", verb, st.Name, st.State, st.Applied, st.LastResult)
+			return nil, nil
+		})
 	}
-	if err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(env.stderr, "usage: driftless %s [flags] ENVIRONMENT\n", verb)
-		return 2
-	}
-	return clientRun(env, cf, func(c *apiClient) ([]byte, error) {
-		var b any
-		if body != nil {
-			b = body()
-		}
-		var st reconciler.EnvStatus
-		raw, err := c.do(ctx, http.MethodPost, envPath(fs.Arg(0))+"/"+verb, b, &st)
-		if err != nil || cf.output == "json" {
-			return raw, err
-		}
-		fmt.Fprintf(env.stdout, "%s %s: %s, revision %.12s, last result %s\n", verb, st.Name, st.State, st.Applied, st.LastResult)
-		return nil, nil
-	})
+	cf.register(c.Flags(), true)
+	return c
 }
 
 // clientRun builds the client, runs fn and prints raw JSON when fn returns it.
-func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error)) int {
+func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error)) error {
 	c, err := cf.client()
 	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless: %v\n", err)
-		return 1
+		return err
 	}
 	raw, err := fn(c)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless: %v\n", err)
-		return 1
+		return err
 	}
 	if raw != nil {
 		env.stdout.Write(raw)
@@ -204,7 +223,7 @@ func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error))
 			fmt.Fprintln(env.stdout)
 		}
 	}
-	return 0
+	return nil
 }
 
 // orDash fills an empty table cell, so that every row has all its columns.

@@ -93,9 +93,9 @@ func (w *clientWorld) hostFile(t *testing.T, host string) string {
 }
 
 // cli runs one client command in-process against the world's daemon.
-func (w *clientWorld) cli(fn func(context.Context, *cliEnv, []string) int, args ...string) (int, string, string) {
+func (w *clientWorld) cli(name string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := fn(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, append([]string{"-addr", w.srv.URL}, args...))
+	code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, append([]string{name, "-addr", w.srv.URL}, args...))
 	return code, out.String(), errb.String()
 }
 
@@ -119,7 +119,7 @@ func TestClientStatus(t *testing.T) {
 		{"one environment", []string{"prod"}},
 	} {
 		t.Run(tc.name+" table", func(t *testing.T) {
-			code, out, stderr := w.cli(runStatus, tc.args...)
+			code, out, stderr := w.cli("status", tc.args...)
 			if code != 0 || stderr != "" {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
@@ -133,7 +133,7 @@ func TestClientStatus(t *testing.T) {
 			}
 		})
 		t.Run(tc.name+" json", func(t *testing.T) {
-			code, out, _ := w.cli(runStatus, append([]string{"-o", "json"}, tc.args...)...)
+			code, out, _ := w.cli("status", append([]string{"-o", "json"}, tc.args...)...)
 			var got reconciler.EnvStatus
 			if len(tc.args) == 0 {
 				var list []reconciler.EnvStatus
@@ -150,7 +150,7 @@ func TestClientStatus(t *testing.T) {
 		})
 	}
 	t.Run("unknown environment", func(t *testing.T) {
-		code, out, stderr := w.cli(runStatus, "nope")
+		code, out, stderr := w.cli("status", "nope")
 		if code != 1 || out != "" || !strings.Contains(stderr, `404 Not Found: unknown environment "nope"`) {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 		}
@@ -174,7 +174,7 @@ func TestClientStatus(t *testing.T) {
 		if _, err := w.d.rec.ApplyRevision(context.Background(), rev); err == nil {
 			t.Fatal("edge applied with an unreachable host")
 		}
-		code, out, stderr := w.cli(runStatus, "edge")
+		code, out, stderr := w.cli("status", "edge")
 		r := rows(out)
 		// An empty revision is a dash, so the row keeps all its columns.
 		if code != 0 || len(r) != 2 || strings.Join(r[1][:5], " ") != "edge - failed 0 failed" || r[1][len(r[1])-1] != "0/1" {
@@ -189,7 +189,7 @@ func TestClientStatus(t *testing.T) {
 		addr := "http://" + l.Addr().String()
 		_ = l.Close()
 		var out, errb bytes.Buffer
-		code := runStatus(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, []string{"-addr", addr})
+		code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, []string{"status", "-addr", addr})
 		if code != 1 || !strings.Contains(errb.String(), "connection refused") {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
@@ -218,7 +218,7 @@ func TestClientSync(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(w.sandbox, "h1", "etc", "app", "app.conf"), []byte("edited"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, out, stderr := w.cli(runSync, tc.args...)
+			code, out, stderr := w.cli("sync", tc.args...)
 			if code != tc.code || out != "" || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 			}
@@ -228,7 +228,7 @@ func TestClientSync(t *testing.T) {
 		})
 	}
 	t.Run("table", func(t *testing.T) {
-		code, out, stderr := w.cli(runSync, "-token-file", w.tokenFile, "prod")
+		code, out, stderr := w.cli("sync", "-token-file", w.tokenFile, "prod")
 		want := "sync prod: synced, revision " + w.rev2.Commit[:12] + ", last result success\n"
 		if code != 0 || out != want {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
@@ -239,7 +239,7 @@ func TestClientSync(t *testing.T) {
 	})
 	t.Run("json, token from the environment", func(t *testing.T) {
 		t.Setenv("DRIFTLESS_API_TOKEN_FILE", w.tokenFile)
-		code, out, stderr := w.cli(runSync, "-o", "json", "prod")
+		code, out, stderr := w.cli("sync", "-o", "json", "prod")
 		var st reconciler.EnvStatus
 		if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || st.Name != "prod" || st.Applied != w.rev2.Commit {
 			t.Fatalf("exit %d, %v: %s %s", code, err, out, stderr)
@@ -266,7 +266,7 @@ func TestClientRollback(t *testing.T) {
 		{"json", append(tok, "-o", "json", "-to", w.rev1.Commit, "prod"), 0, `"applied": "` + w.rev1.Commit + `"`, "one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := w.cli(runRollback, tc.args...)
+			code, out, stderr := w.cli("rollback", tc.args...)
 			got := stderr
 			if tc.code == 0 {
 				got = out
@@ -282,7 +282,7 @@ func TestClientRollback(t *testing.T) {
 		})
 	}
 	// The rollbacks are in the history the CLI shows.
-	_, out, _ := w.cli(runHistory, "-n", "3", "prod")
+	_, out, _ := w.cli("history", "-n", "3", "prod")
 	r := rows(out)
 	if len(r) != 4 || r[1][4] != "rollback" || r[1][3] != w.rev1.Commit[:12] || r[2][4] != "rollback" || r[2][3] != w.rev2.Commit[:12] {
 		t.Fatalf("history after rollbacks:\n%s", out)

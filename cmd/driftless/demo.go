@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/examples/quickstart"
@@ -33,20 +34,27 @@ sources:
 // demoFile is the managed file the demo changes behind the daemon's back.
 const demoFile = "etc/shop/app.conf"
 
-func runDemo(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	keep := fs.Bool("keep", false, "keep the daemon running after the demo, until interrupted")
-	dirFlag := fs.String("dir", "", "work folder (default: a new temporary folder, removed afterwards)")
-	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func demoCmd(env *cliEnv) *cobra.Command {
+	var keep bool
+	var dir string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "demo [flags]",
+		Short: "run the whole loop on the bundled example in a temporary sandbox",
+		Long: `Run the whole loop on the bundled example, inside one folder and without
+root: plan it, let a daemon apply it, edit a managed file by hand and watch
+the daemon put it back, then show the metrics.`,
+		Example: `  driftless demo
+  driftless demo --dir /tmp/demo --keep`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return demo(c.Context(), env, dir, keep, timeout)
+		},
 	}
-	if err := demo(ctx, env, *dirFlag, *keep, *timeout); err != nil {
-		fmt.Fprintf(env.stderr, "driftless demo: %v\n", err)
-		return 1
-	}
-	return 0
+	c.Flags().BoolVar(&keep, "keep", false, "keep the daemon running after the demo, until interrupted")
+	c.Flags().StringVar(&dir, "dir", "", "work folder (default: a new temporary folder, removed afterwards)")
+	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+	return c
 }
 
 func demo(ctx context.Context, env *cliEnv, dir string, keep bool, timeout time.Duration) error {
@@ -67,9 +75,7 @@ func demo(ctx context.Context, env *cliEnv, dir string, keep bool, timeout time.
 
 	fmt.Fprintln(out, "== 1. the plan: what driftless would change")
 	o := oneshotFlags{root: root, level: "error"}
-	planFS := flag.NewFlagSet("plan", flag.ContinueOnError)
-	_ = planFS.Parse([]string{repo})
-	plans, err := planDir(ctx, &cliEnv{stdout: io.Discard, stderr: env.stderr}, o, planFS)
+	plans, err := planDir(ctx, &cliEnv{stdout: io.Discard, stderr: env.stderr}, o, repo)
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,43 +10,52 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/driftless/driftless/reconciler"
 )
 
-func runHistory(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("history", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+func historyCmd(env *cliEnv) *cobra.Command {
 	var cf clientFlags
-	cf.register(fs, false)
-	n := fs.Int("n", 20, "how many runs")
-	state := fs.String("state", "", "read a state store file instead of asking a daemon (the daemon must be stopped: it locks the file)")
-	if err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(env.stderr, "usage: driftless history [flags] ENVIRONMENT")
-		return 2
-	}
-	if *state != "" {
-		return clientRun(env, cf, func(*apiClient) ([]byte, error) {
-			runs, err := storeHistory(*state, fs.Arg(0), *n)
-			if err != nil {
-				return nil, err
+	var n int
+	var state string
+	c := &cobra.Command{
+		Use:   "history [flags] ENVIRONMENT",
+		Short: "show an environment's runs (from a running daemon, or a state store)",
+		Long: `Show the last runs of ENVIRONMENT, newest first: when, how long, which
+revision, what triggered it, the result and the error. Asks a running daemon,
+or reads a state store file with --state when no daemon runs.`,
+		Example: `  driftless history prod
+  driftless history prod -n 5 -o json
+  driftless history prod --state /var/lib/driftless/state.db`,
+		Args: oneArg,
+		RunE: func(c *cobra.Command, args []string) error {
+			if state != "" {
+				return clientRun(env, cf, func(*apiClient) ([]byte, error) {
+					runs, err := storeHistory(state, args[0], n)
+					if err != nil {
+						return nil, err
+					}
+					if cf.output == "json" {
+						return json.MarshalIndent(runs, "", "  ")
+					}
+					return nil, writeRuns(env.stdout, runs)
+				})
 			}
-			if cf.output == "json" {
-				return json.MarshalIndent(runs, "", "  ")
-			}
-			return nil, writeRuns(env.stdout, runs)
-		})
+			return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+				var runs []reconciler.Run
+				raw, err := cl.do(c.Context(), http.MethodGet, envPath(args[0])+"/history?limit="+strconv.Itoa(n), nil, &runs)
+				if err != nil || cf.output == "json" {
+					return raw, err
+				}
+				return nil, writeRuns(env.stdout, runs)
+			})
+		},
 	}
-	return clientRun(env, cf, func(c *apiClient) ([]byte, error) {
-		var runs []reconciler.Run
-		raw, err := c.do(ctx, http.MethodGet, envPath(fs.Arg(0))+"/history?limit="+strconv.Itoa(*n), nil, &runs)
-		if err != nil || cf.output == "json" {
-			return raw, err
-		}
-		return nil, writeRuns(env.stdout, runs)
-	})
+	cf.register(c.Flags(), false)
+	c.Flags().IntVarP(&n, "limit", "n", 20, "how many runs")
+	c.Flags().StringVar(&state, "state", "", "read a state store file instead of asking a daemon (the daemon must be stopped: it locks the file)")
+	return c
 }
 
 // storeHistory reads an environment's runs from a state store file, for
@@ -63,7 +70,7 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 	}
 	store, err := reconciler.OpenStore(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is a daemon using it? ask it with -addr instead)", err)
+		return nil, fmt.Errorf("%w (is a daemon using it? ask it with --addr instead)", err)
 	}
 	defer store.Close()
 	recs, err := store.Envs()

@@ -15,7 +15,7 @@ import (
 
 func TestClientHistory(t *testing.T) {
 	w := newClientWorld(t)
-	code, out, stderr := w.cli(runHistory, "prod")
+	code, out, stderr := w.cli("history", "prod")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -35,7 +35,7 @@ func TestClientHistory(t *testing.T) {
 		}
 	}
 
-	code, out, _ = w.cli(runHistory, "-n", "1", "-o", "json", "prod")
+	code, out, _ = w.cli("history", "-n", "1", "-o", "json", "prod")
 	var runs []reconciler.Run
 	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
 		t.Fatalf("json history: exit %d, %v\n%s", code, err, out)
@@ -50,7 +50,7 @@ func TestClientHistory(t *testing.T) {
 		{[]string{"nope"}, 1, `404 Not Found: unknown environment "nope"`},
 		{[]string{"-n", "0", "prod"}, 1, `400 Bad Request: limit must be a positive integer, got "0"`},
 	} {
-		if code, _, stderr := w.cli(runHistory, tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
+		if code, _, stderr := w.cli("history", tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
 		}
 	}
@@ -60,7 +60,7 @@ func TestClientHistory(t *testing.T) {
 // file when no daemon answers, and prints what the API would have.
 func TestClientHistoryFromStore(t *testing.T) {
 	w := newClientWorld(t)
-	_, fromAPI, _ := w.cli(runHistory, "prod")
+	_, fromAPI, _ := w.cli("history", "prod")
 	// The daemon keeps its store locked: work on a copy, as an operator
 	// would after copying the file off a stopped machine.
 	live := filepath.Join(w.d.cfg.StateDir, "state.db")
@@ -72,11 +72,11 @@ func TestClientHistoryFromStore(t *testing.T) {
 	if err := os.WriteFile(cp, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := w.cli(runHistory, "-state", cp, "prod")
+	code, out, stderr := w.cli("history", "-state", cp, "prod")
 	if code != 0 || out != fromAPI {
 		t.Fatalf("exit %d, %s\nfrom the store:\n%s\nfrom the API:\n%s", code, stderr, out, fromAPI)
 	}
-	code, out, _ = w.cli(runHistory, "-state", cp, "-o", "json", "-n", "1", "prod")
+	code, out, _ = w.cli("history", "-state", cp, "-o", "json", "-n", "1", "prod")
 	var runs []reconciler.Run
 	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
 		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
@@ -92,7 +92,7 @@ func TestClientHistoryFromStore(t *testing.T) {
 		// the store's open timeout, not a hang.
 		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with -addr instead"},
 	} {
-		if code, _, stderr := w.cli(runHistory, tc.args...); code != 1 || !strings.Contains(stderr, tc.want) {
+		if code, _, stderr := w.cli("history", tc.args...); code != 1 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
 		}
 	}

@@ -4,46 +4,44 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// command is one subcommand: its name, a one-line summary and its body.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, env *cliEnv, args []string) int
-}
-
 // cliEnv is what every subcommand is handed instead of globals.
 type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
-	// isTerminal says whether stderr is a terminal (console logs).
+	// isTerminal says whether stderr is a terminal (console logs, live progress).
 	isTerminal bool
 }
 
-func commands() []command {
-	return []command{
-		{"serve", "run the daemon: watch sources, reconcile, serve hooks, API and metrics", runServe},
-		{"validate", "validate a declared repository; print every error with its position", runValidate},
-		{"plan", "show what applying a declared repository would change", runPlan},
-		{"apply", "apply a declared repository once", runApply},
-		{"status", "show the environments of a running daemon", runStatus},
-		{"history", "show an environment's runs (from a running daemon, or a state store)", runHistory},
-		{"sync", "ask a running daemon to reconcile an environment now", runSync},
-		{"rollback", "ask a running daemon to roll an environment back", runRollback},
-		{"demo", "run the whole loop on the bundled example in a temporary sandbox", runDemo},
-		{"version", "print the version", runVersion},
-	}
-}
+// exitCode ends a command with a code once the command has printed all it
+// had to say (validate's errors, plan's --detailed-exitcode).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// usageError is a command line that cannot run as typed: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+const exitCodesHelp = `Exit codes: 0 success; 1 error (a failed run, an invalid repository, an
+unreachable daemon); 2 bad usage (unknown command or flag, wrong arguments);
+plan --detailed-exitcode also exits 2 when something would change.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,57 +50,131 @@ func main() {
 	os.Exit(code)
 }
 
+// newRoot builds the command tree.
+func newRoot(env *cliEnv) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "driftless COMMAND",
+		Short: "GitOps for machines that are not Kubernetes",
+		Long: `driftless keeps servers and VMs as a Git repository declares them: files,
+packages, systemd services, artifacts, addresses, routes and firewall rules.
+It runs as a daemon (serve), once from a folder (validate, plan, apply), and
+talks to a running daemon (status, history, sync, rollback).
+
+` + exitCodesHelp,
+		Example: `  driftless demo                     # the whole loop on the bundled example
+  driftless validate ./infra         # check a repository
+  driftless plan --sandbox-root /tmp/sb ./infra
+  driftless serve --config /etc/driftless/driftless.yaml
+  driftless status -o json`,
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+			}
+			return usageError{errors.New(msg)}
+		},
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
+	}
+	root.SuggestionsMinimumDistance = 2
+	root.SetVersionTemplate("driftless {{.Version}}\n")
+	root.SetOut(env.stdout)
+	root.SetErr(env.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		serveCmd(env), validateCmd(env), planCmd(env), applyCmd(env),
+		statusCmd(env), historyCmd(env), syncCmd(env), rollbackCmd(env),
+		demoCmd(env), versionCmd(env),
+	)
+	// pflag's notes (a deprecated flag used) go to stderr, never into
+	// the data a command prints on stdout.
+	for _, c := range root.Commands() {
+		c.Flags().SetOutput(env.stderr)
+	}
+	return root
+}
+
+// dispatch runs one command line and returns its exit code. Errors are
+// printed here, once, prefixed with the command that failed.
 func dispatch(ctx context.Context, env *cliEnv, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(env.stderr)
+	root := newRoot(env)
+	root.SetArgs(longFlags(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	var code exitCode
+	var usage usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &code):
+		return int(code)
+	case errors.As(err, &usage):
+		fmt.Fprintf(env.stderr, "%s: %v\nusage: %s\nRun '%s --help' for more.\n", cmd.CommandPath(), usage.err, cmd.UseLine(), cmd.CommandPath())
 		return 2
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, env, args[1:])
-		}
+	fmt.Fprintf(env.stderr, "%s: %v\n", cmd.CommandPath(), err)
+	return 1
+}
+
+// longFlags accepts the single-dash long flags of earlier versions
+// (-root, -token-file=F): a single-dash word that does not start with one
+// of the command's one-letter flags (-o json, -n3) is rewritten to its
+// double-dash spelling, the one the help and docs use, so that it works
+// or is refused by its name. Arguments after "--" are left alone.
+func longFlags(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil {
+		return args
 	}
-	fmt.Fprintf(env.stderr, "driftless: unknown command %q\n\n", args[0])
-	usage(env.stderr)
-	return 2
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: driftless <command> [flags]")
-	fmt.Fprintln(w)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'driftless <command> -h' for a command's flags.")
-}
-
-func runVersion(_ context.Context, env *cliEnv, _ []string) int {
-	fmt.Fprintf(env.stdout, "driftless %s\n", version)
-	return 0
-}
-
-// parseArgs parses flags wherever they stand among the arguments, so
-// `driftless rollback staging --to abc` means what it says. Go's flag
-// package alone stops at the first argument that is not a flag.
-func parseArgs(fs *flag.FlagSet, args []string) error {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
+	flags := pflag.NewFlagSet("all", pflag.ContinueOnError)
+	flags.AddFlagSet(cmd.Flags())
+	flags.AddFlagSet(cmd.InheritedFlags())
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
 			break
 		}
-		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
-			// Everything after "--" is an argument, even when it starts with "-".
-			positional = append(positional, rest...)
-			break
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
 		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
+		if flags.ShorthandLookup(a[1:2]) == nil {
+			out[i] = "-" + a
+		}
 	}
-	// Parsing the arguments alone sets fs.Args() to them.
-	return fs.Parse(append([]string{"--"}, positional...))
+	return out
+}
+
+func versionCmd(env *cliEnv) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "print the version",
+		Args:    noArgs,
+		Example: "  driftless version\n  driftless --version",
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(env.stdout, "driftless %s\n", version)
+			return nil
+		},
+	}
+}
+
+// usageArgs turns an argument check's error into a usage error (exit 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// The argument checks of the commands, as usage errors.
+func noArgs(c *cobra.Command, args []string) error { return usageArgs(cobra.NoArgs)(c, args) }
+func oneArg(c *cobra.Command, args []string) error { return usageArgs(cobra.ExactArgs(1))(c, args) }
+func atMostOne(c *cobra.Command, args []string) error {
+	return usageArgs(cobra.MaximumNArgs(1))(c, args)
 }

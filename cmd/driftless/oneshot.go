@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
@@ -25,53 +25,55 @@ type oneshotFlags struct {
 	level  string
 }
 
-func (o *oneshotFlags) register(fs *flag.FlagSet, withState bool) {
-	fs.StringVar(&o.root, "root", "", "place every local host under this folder (a sandbox)")
-	fs.StringVar(&o.output, "o", "text", "output: text or json")
-	fs.StringVar(&o.level, "log-level", "warn", "log level")
+func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
+	fs.StringVar(&o.root, "sandbox-root", "", "place every local host under this folder, in ROOT/HOST, instead of / (to try a repository out safely)")
+	// The earlier name, kept working; using it prints the new one.
+	fs.StringVar(&o.root, "root", "", "")
+	_ = fs.MarkDeprecated("root", "use --sandbox-root")
+	fs.StringVarP(&o.output, "output", "o", "text", "output: text or json")
+	fs.StringVar(&o.level, "log-level", "warn", "log level: debug, info, warn, error")
 	if withState {
 		fs.StringVar(&o.state, "state", "", "state store file (default: a temporary one, forgotten afterwards)")
 	}
 }
 
-// repoDir returns the declared repository folder: the one argument, or ".".
-func repoDir(fs *flag.FlagSet) (string, error) {
-	switch fs.NArg() {
-	case 0:
-		return ".", nil
-	case 1:
-		return fs.Arg(0), nil
+// repoDir returns the declared repository folder: the argument, or ".".
+func repoDir(args []string) string {
+	if len(args) == 0 {
+		return "."
 	}
-	return "", errors.New("expected at most one folder argument")
+	return args[0]
 }
 
-func runValidate(_ context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+func validateCmd(env *cliEnv) *cobra.Command {
 	var o oneshotFlags
-	o.register(fs, false)
-	if err := parseArgs(fs, args); err != nil {
-		return 2
+	c := &cobra.Command{
+		Use:   "validate [flags] [DIR]",
+		Short: "validate a declared repository; print every error with its position",
+		Long: `Validate the declared repository in DIR (default: the current folder):
+every file is parsed and checked, and every error is printed with its file,
+line and column. Nothing is contacted, nothing is changed.`,
+		Example: "  driftless validate\n  driftless validate ./infra",
+		Args:    atMostOne,
+		RunE: func(_ *cobra.Command, args []string) error {
+			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{LocalRoot: o.root})
+			if err != nil {
+				fmt.Fprintln(env.stderr, err)
+				return exitCode(1)
+			}
+			hosts, resources := 0, 0
+			for _, e := range rev.Environments {
+				hosts += len(e.Hosts)
+				for _, h := range e.Hosts {
+					resources += len(h.Resources)
+				}
+			}
+			fmt.Fprintf(env.stdout, "ok: %d environments, %d hosts, %d resources\n", len(rev.Environments), hosts, resources)
+			return nil
+		},
 	}
-	dir, err := repoDir(fs)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless validate: %v\n", err)
-		return 2
-	}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root})
-	if err != nil {
-		fmt.Fprintln(env.stderr, err)
-		return 1
-	}
-	hosts, resources := 0, 0
-	for _, e := range rev.Environments {
-		hosts += len(e.Hosts)
-		for _, h := range e.Hosts {
-			resources += len(h.Resources)
-		}
-	}
-	fmt.Fprintf(env.stdout, "ok: %d environments, %d hosts, %d resources\n", len(rev.Environments), hosts, resources)
-	return 0
+	o.register(c.Flags(), false)
+	return c
 }
 
 // oneshot is a reconciler with a store of its own, for plan and apply.
@@ -130,45 +132,53 @@ func (s *oneshot) close() {
 	}
 }
 
-func runPlan(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+func planCmd(env *cliEnv) *cobra.Command {
 	var o oneshotFlags
-	o.register(fs, true)
-	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
-	if err := parseArgs(fs, args); err != nil {
-		return 2
+	var detailed bool
+	c := &cobra.Command{
+		Use:   "plan [flags] [DIR]",
+		Short: "show what applying a declared repository would change",
+		Long: `Plan the declared repository in DIR (default: the current folder): for every
+environment and host, list the resources that would change, with diffs.
+Nothing is changed.
+
+With --detailed-exitcode, plan exits 0 when nothing would change, 2 when
+something would and 1 on errors.`,
+		Example: `  driftless plan ./infra
+  driftless plan --sandbox-root /tmp/sandbox --detailed-exitcode ./infra
+  driftless plan -o json ./infra`,
+		Args: atMostOne,
+		RunE: func(c *cobra.Command, args []string) error {
+			plans, err := planDir(c.Context(), env, o, repoDir(args))
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				enc := json.NewEncoder(env.stdout)
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(plans)
+			} else {
+				writePlans(env.stdout, plans)
+			}
+			changes, failed := planCounts(plans)
+			switch {
+			case failed > 0:
+				return exitCode(1)
+			case detailed && changes > 0:
+				return exitCode(2)
+			}
+			return nil
+		},
 	}
-	plans, err := planDir(ctx, env, o, fs)
-	if err != nil {
-		fmt.Fprintln(env.stderr, err)
-		return 1
-	}
-	if o.output == "json" {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(plans)
-	} else {
-		writePlans(env.stdout, plans)
-	}
-	changes, failed := planCounts(plans)
-	switch {
-	case failed > 0:
-		return 1
-	case *detailed && changes > 0:
-		return 2
-	}
-	return 0
+	o.register(c.Flags(), true)
+	c.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
+	return c
 }
 
-func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, fs *flag.FlagSet) ([]*reconciler.Plan, error) {
-	dir, err := repoDir(fs)
-	if err != nil {
-		return nil, err
-	}
+func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, dir string) ([]*reconciler.Plan, error) {
 	log, err := newLogger(env.stderr, env.isTerminal, o.level)
 	if err != nil {
-		return nil, err
+		return nil, usageError{err}
 	}
 	s, err := newOneshot(o, log)
 	if err != nil {
@@ -182,51 +192,46 @@ func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, fs *flag.FlagSet)
 	return s.rec.PlanRevision(ctx, rev)
 }
 
-func runApply(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
+func applyCmd(env *cliEnv) *cobra.Command {
 	var o oneshotFlags
-	o.register(fs, true)
-	if err := parseArgs(fs, args); err != nil {
-		return 2
-	}
-	dir, err := repoDir(fs)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless apply: %v\n", err)
-		return 2
-	}
-	log, err := newLogger(env.stderr, env.isTerminal, o.level)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless apply: %v\n", err)
-		return 2
-	}
-	s, err := newOneshot(o, log)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless apply: %v\n", err)
-		return 1
-	}
-	defer s.close()
-	rev, err := sources.FolderRevision("cli", dir)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless apply: %v\n", err)
-		return 1
-	}
-	runs, err := s.rec.ApplyRevision(ctx, rev)
-	if o.output == "json" {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(runs)
-	} else {
-		for _, r := range runs {
-			fmt.Fprintf(env.stdout, "%s: %s, %d changes (%s)\n", r.Environment, r.Result, r.Changes, r.End.Sub(r.Start).Round(1e6))
-			if r.Error != "" {
-				fmt.Fprintf(env.stdout, "  error: %s\n", r.Error)
+	c := &cobra.Command{
+		Use:   "apply [flags] [DIR]",
+		Short: "apply a declared repository once",
+		Long: `Apply the declared repository in DIR (default: the current folder) once, as
+the daemon would: every environment, host by host, with its checks.`,
+		Example: `  driftless apply ./infra
+  driftless apply --sandbox-root /tmp/sandbox ./infra`,
+		Args: atMostOne,
+		RunE: func(c *cobra.Command, args []string) error {
+			log, err := newLogger(env.stderr, env.isTerminal, o.level)
+			if err != nil {
+				return usageError{err}
 			}
-		}
+			s, err := newOneshot(o, log)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			rev, err := sources.FolderRevision("cli", repoDir(args))
+			if err != nil {
+				return err
+			}
+			runs, err := s.rec.ApplyRevision(c.Context(), rev)
+			if o.output == "json" {
+				enc := json.NewEncoder(env.stdout)
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(runs)
+			} else {
+				for _, r := range runs {
+					fmt.Fprintf(env.stdout, "%s: %s, %d changes (%s)\n", r.Environment, r.Result, r.Changes, r.End.Sub(r.Start).Round(1e6))
+					if r.Error != "" {
+						fmt.Fprintf(env.stdout, "  error: %s\n", r.Error)
+					}
+				}
+			}
+			return err
+		},
 	}
-	if err != nil {
-		fmt.Fprintln(env.stderr, err)
-		return 1
-	}
-	return 0
+	o.register(c.Flags(), true)
+	return c
 }

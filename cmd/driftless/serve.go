@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,39 +12,47 @@ import (
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 )
 
-func runServe(ctx context.Context, env *cliEnv, args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	cfgPath := fs.String("config", "/etc/driftless/driftless.yaml", "the daemon's configuration file")
-	listen := fs.String("listen", "", "override the configuration's listen address")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	sandbox := fs.String("sandbox-root", "", "place every local host under this folder instead of / (to try a repository out safely)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func serveCmd(env *cliEnv) *cobra.Command {
+	var cfgPath, listen, level, sandbox string
+	c := &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "run the daemon: watch sources, reconcile, serve hooks, API and metrics",
+		Long: `Run the daemon: watch the configured sources, reconcile every environment
+they declare, correct drift, and serve webhooks, the API, the status page,
+health and metrics over HTTP.`,
+		Example: `  driftless serve --config /etc/driftless/driftless.yaml
+  driftless serve --config driftless.yaml --listen 127.0.0.1:8080 --sandbox-root /tmp/sandbox`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			log, err := newLogger(env.stderr, env.isTerminal, level)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg, err := config.LoadDaemon(cfgPath)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			if err := serve(c.Context(), cfg, log, serveHooks{localRoot: sandbox}); err != nil {
+				log.Error().Err(err).Msg("daemon stopped")
+				return exitCode(1)
+			}
+			return nil
+		},
 	}
-	log, err := newLogger(env.stderr, env.isTerminal, *level)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless serve: %v\n", err)
-		return 2
-	}
-	cfg, err := config.LoadDaemon(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "driftless serve: %v\n", err)
-		return 1
-	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if err := serve(ctx, cfg, log, serveHooks{localRoot: *sandbox}); err != nil {
-		log.Error().Err(err).Msg("daemon stopped")
-		return 1
-	}
-	return 0
+	c.Flags().StringVar(&cfgPath, "config", "/etc/driftless/driftless.yaml", "the daemon's configuration file")
+	c.Flags().StringVar(&listen, "listen", "", "override the configuration's listen address")
+	c.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	c.Flags().StringVar(&sandbox, "sandbox-root", "", "place every local host under this folder instead of / (to try a repository out safely)")
+	return c
 }
 
 // serveHooks lets the demo watch a daemon it started.

@@ -196,12 +196,11 @@ func invocations(t *testing.T, file string) []invocation {
 
 var usageCommand = regexp.MustCompile(`(?m)^  ([a-z]+) `)
 
-// usageFlag matches a flag line of the flag package's usage: the name,
-// then the value's type unless the flag is a boolean.
-var usageFlag = regexp.MustCompile(`(?m)^  -([A-Za-z0-9-]+)(?: ([a-z]+))?$`)
+// usageFlag matches a flag line of the help: the one-letter name if any,
+// the name, then the value's type unless the flag is a boolean.
+var usageFlag = regexp.MustCompile(`(?m)^ +(?:-([A-Za-z0-9]), )?--([A-Za-z0-9-]+)(?: ([a-zA-Z]+))? {2,}`)
 
-// helpText runs the binary with args (a -h) and returns what it printed:
-// the flag package prints usage on standard error and exits 2.
+// helpText runs the binary with args (a -h) and returns what it printed.
 func helpText(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -241,7 +240,10 @@ func (u *cliUsage) check(t *testing.T, inv invocation) {
 	if _, ok := u.flags[inv.command]; !ok {
 		u.flags[inv.command] = map[string]bool{}
 		for _, m := range usageFlag.FindAllStringSubmatch(helpText(t, u.bin, inv.command, "-h"), -1) {
-			u.flags[inv.command][m[1]] = m[2] != ""
+			u.flags[inv.command][m[2]] = m[3] != ""
+			if m[1] != "" {
+				u.flags[inv.command][m[1]] = m[3] != ""
+			}
 		}
 	}
 	checkWords(t, inv, u.flags[inv.command])
@@ -296,25 +298,26 @@ func testShippedCommandLines(t *testing.T, bin string) {
 	u.check(t, invocation{file: "systemd/driftless.service", line: execStart[0], command: words[1], words: words[2:]})
 }
 
-// checkWords checks each flag of an invocation exists, and comes before
-// the first argument: Go's flag package stops at the first argument, so a
-// flag written after it would be taken as an argument.
+// checkWords checks each flag of an invocation exists under the spelling
+// the help gives: two dashes for a name, one for a single letter.
 func checkWords(t *testing.T, inv invocation, flags map[string]bool) {
 	t.Helper()
-	argSeen := ""
 	for i := 0; i < len(inv.words); i++ {
 		w := inv.words[i]
 		if !strings.HasPrefix(w, "-") {
-			argSeen = w
 			continue
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(w, "-"), "=")
 		takesValue, ok := flags[name]
+		dashes := "--"
+		if len(name) == 1 {
+			dashes = "-"
+		}
 		switch {
 		case !ok:
-			t.Errorf("%s: `%s`: driftless %s has no flag -%s", inv.file, inv.line, inv.command, name)
-		case argSeen != "":
-			t.Errorf("%s: `%s`: -%s comes after the argument %q, where driftless %s would not read it as a flag", inv.file, inv.line, name, argSeen, inv.command)
+			t.Errorf("%s: `%s`: driftless %s has no flag %s%s", inv.file, inv.line, inv.command, dashes, name)
+		case !strings.HasPrefix(w, dashes) || strings.HasPrefix(w, dashes+"-"):
+			t.Errorf("%s: `%s`: %s is spelled %s%s in the help", inv.file, inv.line, w, dashes, name)
 		}
 		if takesValue && !hasValue {
 			i++ // the flag's value

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// buildDriftless builds the command as a user gets it, with a version
+// stamped in, and returns the binary's path.
+func buildDriftless(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "driftless")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1.2.3-test", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBinary runs the built binary and returns its exit code and outputs.
+func runBinary(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errb.String()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), out.String(), errb.String()
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return 0, "", ""
+}
+
+// TestCommandLine drives the built binary as a user types it.
+func TestCommandLine(t *testing.T) {
+	bin := buildDriftless(t)
+	t.Run("help version completion", func(t *testing.T) { testHelpVersionCompletion(t, bin) })
+	t.Run("usage errors exit 2", func(t *testing.T) { testUsageErrorsExit2(t, bin) })
+	t.Run("single-dash long flags", func(t *testing.T) { testSingleDashLongFlags(t, bin) })
+}
+
+// testHelpVersionCompletion: help in every spelling goes to stdout and
+// exits 0, names the command's arguments and shows examples; --version and
+// shell completion work as in other tools built on cobra.
+func testHelpVersionCompletion(t *testing.T, bin string) {
+	for _, args := range [][]string{{}, {"--help"}, {"-h"}, {"help"}} {
+		code, out, stderr := runBinary(t, bin, args...)
+		if code != 0 || stderr != "" || !strings.Contains(out, "Available Commands:") || !strings.Contains(out, "Exit codes: 0 success; 1 error") {
+			t.Errorf("%q: exit %d, stderr %q, stdout:\n%s", args, code, stderr, out)
+		}
+	}
+	usages := map[string]string{
+		"serve": "driftless serve [flags]", "validate": "driftless validate [flags] [DIR]",
+		"plan": "driftless plan [flags] [DIR]", "apply": "driftless apply [flags] [DIR]",
+		"status": "driftless status [flags] [ENVIRONMENT]", "history": "driftless history [flags] ENVIRONMENT",
+		"sync": "driftless sync [flags] ENVIRONMENT", "rollback": "driftless rollback [flags] ENVIRONMENT",
+		"demo": "driftless demo [flags]", "version": "driftless version",
+	}
+	for name, usage := range usages {
+		for _, args := range [][]string{{name, "-h"}, {name, "--help"}, {"help", name}} {
+			code, out, stderr := runBinary(t, bin, args...)
+			if code != 0 || stderr != "" || !strings.Contains(out, "Usage:\n  "+usage) || !strings.Contains(out, "Examples:\n  driftless ") {
+				t.Errorf("%q: exit %d, stderr %q, stdout:\n%s", args, code, stderr, out)
+			}
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"-v"}, {"version"}} {
+		if code, out, stderr := runBinary(t, bin, args...); code != 0 || out != "driftless 1.2.3-test\n" || stderr != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, stderr)
+		}
+	}
+	for shell, want := range map[string]string{"bash": "complete -o default -F __start_driftless driftless", "zsh": "#compdef driftless", "fish": "complete -c driftless"} {
+		if code, out, stderr := runBinary(t, bin, "completion", shell); code != 0 || !strings.Contains(out, want) || stderr != "" {
+			t.Errorf("completion %s: exit %d, stderr %q, stdout lacks %q", shell, code, stderr, want)
+		}
+	}
+	// The completion script asks the binary itself: sub-commands and flags come back.
+	if code, out, _ := runBinary(t, bin, "__complete", "pl"); code != 0 || !strings.Contains(out, "plan\t") {
+		t.Errorf("completing pl: exit %d, %q", code, out)
+	}
+	if code, out, _ := runBinary(t, bin, "__complete", "plan", "--sandbox"); code != 0 || !strings.Contains(out, "--sandbox-root\t") {
+		t.Errorf("completing plan --sandbox: exit %d, %q", code, out)
+	}
+}
+
+// testUsageErrorsExit2: every command line that cannot run as typed exits
+// 2, prints nothing on stdout, and says what is wrong and the usage on stderr.
+func testUsageErrorsExit2(t *testing.T, bin string) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"no-such-command"}, `driftless: unknown command "no-such-command"`},
+		{[]string{"statsu"}, "did you mean status?"},
+		{[]string{"plan", "--no-such-flag"}, "driftless plan: unknown flag: --no-such-flag"},
+		{[]string{"plan", "-no-such-flag"}, "driftless plan: unknown flag: --no-such-flag"},
+		{[]string{"validate", "a", "b"}, "usage: driftless validate [flags] [DIR]"},
+		{[]string{"plan", "a", "b"}, "usage: driftless plan [flags] [DIR]"},
+		{[]string{"apply", "a", "b"}, "usage: driftless apply [flags] [DIR]"},
+		{[]string{"status", "a", "b"}, "usage: driftless status [flags] [ENVIRONMENT]"},
+		{[]string{"history"}, "usage: driftless history [flags] ENVIRONMENT"},
+		{[]string{"sync"}, "usage: driftless sync [flags] ENVIRONMENT"},
+		{[]string{"rollback", "a", "b"}, "usage: driftless rollback [flags] ENVIRONMENT"},
+		{[]string{"serve", "extra"}, "usage: driftless serve [flags]"},
+		{[]string{"demo", "extra"}, "usage: driftless demo [flags]"},
+		{[]string{"version", "extra"}, "usage: driftless version"},
+		{[]string{"plan", "--log-level", "loud", "../../examples/quickstart"}, "driftless plan: "},
+		{[]string{"history", "prod", "-n", "many"}, `invalid argument "many"`},
+	} {
+		code, out, stderr := runBinary(t, bin, tc.args...)
+		if code != 2 || out != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q, want %q", tc.args, code, out, stderr, tc.want)
+		}
+	}
+}
+
+// testSingleDashLongFlags: the single-dash spellings of earlier versions
+// still work, before or after the arguments, with a value or with "="; the
+// earlier name of the sandbox flag works and names the new one.
+func testSingleDashLongFlags(t *testing.T, bin string) {
+	root := t.TempDir()
+	example := "../../examples/quickstart"
+	for _, args := range [][]string{
+		{"plan", "-sandbox-root", root, "-detailed-exitcode", example},
+		{"plan", example, "-sandbox-root=" + root, "--detailed-exitcode"},
+		{"plan", "--sandbox-root", root, example, "-o", "json", "-detailed-exitcode"},
+	} {
+		if code, out, stderr := runBinary(t, bin, args...); code != 2 || out == "" {
+			t.Errorf("%q: exit %d (want 2: changes), stdout %q, stderr %q", args, code, out, stderr)
+		}
+	}
+	code, out, stderr := runBinary(t, bin, "validate", "-root", root, example)
+	if code != 0 || !strings.Contains(stderr, "use --sandbox-root") || strings.Contains(out, "deprecated") {
+		t.Errorf("validate -root: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
