@@ -90,7 +90,7 @@ func TestClientHistoryFromStore(t *testing.T) {
 		{[]string{"-state", cp, "-n", "0", "prod"}, "-n must be a positive integer, got 0"},
 		// The live store is locked by the daemon: a clear error after
 		// the store's open timeout, not a hang.
-		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with -addr instead"},
+		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with --addr instead"},
 	} {
 		if code, _, stderr := w.cli("history", tc.args...); code != 1 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
