@@ -9,6 +9,8 @@ import (
 	"text/template"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/driftless/driftless/internal/redact"
 )
 
 var (
@@ -121,7 +123,7 @@ func (l *loader) checkResource(d *decoder, r *rawResource) {
 		absPath(namePos, "artifact path", res.Name)
 		required("url", s.URL)
 		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-			d.errorf(d.at(r, "url"), "url: %q is not an http or https URL", redactURL(s.URL))
+			d.errorf(d.at(r, "url"), "url: %q is not an http or https URL", redact.URL(s.URL))
 		}
 		required("sha256", s.SHA256)
 		if s.SHA256 != "" && !sha256Re.MatchString(s.SHA256) {
@@ -234,19 +236,6 @@ func (l *loader) checkUnit(d *decoder, r *rawResource, s *ServiceSpec) {
 			s.Unit = string(data)
 		}
 	}
-}
-
-// redactURL removes credentials from a URL before it reaches an error.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparsable URL)"
-		}
-		return raw
-	}
-	u.User = url.User("redacted")
-	return u.String()
 }
 
 // article returns "an" before a vowel, "a" otherwise.

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // Defaults of a Git source.
@@ -85,7 +86,7 @@ type Git struct {
 	clock        Clock
 	auth         transport.AuthMethod
 	caBundle     []byte
-	redact       redactor
+	redact       redact.Redactor
 	keyring      string
 	interval     time.Duration
 	fetchTimeout time.Duration
@@ -134,7 +135,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		previews:     map[int][]string{},
 	}
 	creds := opts.Credentials
-	g.redact = newRedactor(creds.Password, creds.Token, creds.SSHKeyPassphrase, urlPassword(cfg.URL))
+	g.redact = redact.New(creds.Password, creds.Token, creds.SSHKeyPassphrase, urlPassword(cfg.URL))
 	g.log = opts.Logger.With().Str("source", opts.Name).Logger()
 	if g.clock == nil {
 		g.clock = SystemClock{}
@@ -173,7 +174,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 	}
 	key, ok := parseRepoURL(cfg.URL)
 	if !ok {
-		return nil, fmt.Errorf("git source %s: cannot parse url %s", opts.Name, RedactURL(cfg.URL))
+		return nil, fmt.Errorf("git source %s: cannot parse url %s", opts.Name, redact.URL(cfg.URL))
 	}
 	g.key = key
 	var err error

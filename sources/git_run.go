@@ -3,6 +3,8 @@ package sources
 import (
 	"context"
 	"strings"
+
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // request is what webhooks asked for since the last pass.
@@ -31,7 +33,7 @@ type prRequest struct {
 // fetching: while the reader is busy, a newer revision replaces the one
 // waiting. Run returns nil when ctx ends and never closes out.
 func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
-	g.log.Info().Str("url", RedactURL(g.url)).Str("ref", g.remoteRef.String()).
+	g.log.Info().Str("url", redact.URL(g.url)).Str("ref", g.remoteRef.String()).
 		Dur("interval", g.interval).Msg("git source started")
 	var outbox outbox
 	failures, wantTries, wanted := 0, 0, ""

@@ -12,6 +12,8 @@ import (
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // openRepo opens the source's bare repository, creating it on first use.
@@ -47,9 +49,9 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository, specs ...gitconfi
 	}
 	var noMatch git.NoMatchingRefSpecError
 	if errors.As(err, &noMatch) {
-		return fmt.Errorf("fetch %s from %s: %w: %w", specs[0].Src(), RedactURL(g.url), ErrRefNotFound, g.redact.Err(err))
+		return fmt.Errorf("fetch %s from %s: %w: %w", specs[0].Src(), redact.URL(g.url), ErrRefNotFound, g.redact.Err(err))
 	}
-	return fmt.Errorf("fetch %s from %s: %w", specs[0].Src(), RedactURL(g.url), g.redact.Err(err))
+	return fmt.Errorf("fetch %s from %s: %w", specs[0].Src(), redact.URL(g.url), g.redact.Err(err))
 }
 
 // ErrRefNotFound is wrapped by fetch errors when the followed branch or tag

@@ -2,7 +2,6 @@ package sources
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,30 +9,6 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
 )
-
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"https://user:pass@github.com/a/b.git", "https://***@github.com/a/b.git"},
-		{"https://ghp_TOKEN123@github.com/a/b", "https://***@github.com/a/b"},
-		{`fetch "https://u:p@h/x": 401`, `fetch "https://***@h/x": 401`},
-		{"https://github.com/a/b", "https://github.com/a/b"},
-		{"git@github.com:a/b.git", "git@github.com:a/b.git"},
-		{"ssh://git@host:22/a", "ssh://***@host:22/a"},
-		{"/srv/git/repo", "/srv/git/repo"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			if got := RedactURL(tt.in); got != tt.want {
-				t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-	r := newRedactor("s3cr3t-token", "")
-	err := r.Err(errors.New("auth s3cr3t-token failed at https://a:b@h/"))
-	if got := err.Error(); got != "auth *** failed at https://***@h/" {
-		t.Errorf("redacted error = %q", got)
-	}
-}
 
 // TestGitCredentialsNeverLeak follows a repository that needs auth, with the
 // right token and with wrong credentials, and checks that no secret reaches

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // prepare downloads the artifact, checks its sha256 and every entry, and
@@ -37,26 +38,18 @@ func (d *ArtifactDriver) prepare(ctx context.Context, s config.ArtifactSpec) ([]
 	}
 	out, err := normaliseArchive(f, format, max)
 	if err != nil {
-		return nil, fmt.Errorf("check archive %s: %w", redactURL(s.URL), err)
+		return nil, fmt.Errorf("check archive %s: %w", redact.URL(s.URL), err)
 	}
 	return out, nil
-}
-
-// redactURL hides a password in a URL before it reaches a log or an error.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // fetch copies the artifact into a temporary file, hashing it on the way,
 // and returns the file only when its sha256 is the declared one.
 func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64) (*os.File, error) {
+	shown := redact.URL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("parse artifact URL: %w", err)
+		return nil, fmt.Errorf("parse artifact URL %s: %w", shown, redact.New().Err(err))
 	}
 	timeout := d.Timeout
 	if timeout <= 0 {
@@ -73,7 +66,7 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 	case "http", "https":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("download %s: %w", shown, err)
 		}
 		client := d.Client
 		if client == nil {
@@ -82,15 +75,15 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 		resp, err := client.Do(req)
 		if err != nil {
 			// The client's error repeats the URL; say it without its password.
-			return nil, fmt.Errorf("download %s: %s", u.Redacted(), strings.ReplaceAll(err.Error(), raw, u.Redacted()))
+			return nil, fmt.Errorf("download %s: %s", shown, redact.URL(err.Error()))
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return nil, fmt.Errorf("download %s: status %s", u.Redacted(), resp.Status)
+			return nil, fmt.Errorf("download %s: status %s", shown, resp.Status)
 		}
 		body = resp.Body
 	default:
-		return nil, fmt.Errorf("artifact URL %s: scheme must be http, https or file", u.Redacted())
+		return nil, fmt.Errorf("artifact URL %s: scheme must be http, https or file", shown)
 	}
 	defer body.Close()
 	f, err := os.CreateTemp(d.TempDir, "driftless-artifact-*")
@@ -110,7 +103,7 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("download %s: %w", shown, err)
 	}
 	return f, nil
 }

@@ -108,9 +108,10 @@ func TestArtifactSHA256Mandatory(t *testing.T) {
 	}
 }
 
-// TestArtifactURLPasswordHidden keeps the password of an artifact URL out
-// of every error: a refused download, a wrong sha256, a server that is not
-// there and an archive that fails its check.
+// TestArtifactURLPasswordHidden keeps the credentials of an artifact URL
+// out of every error: a refused download, a wrong sha256, a server that is
+// not there and an archive that fails its check, with the secret as the
+// password or as the user name (the usual way to put a token in a URL).
 func TestArtifactURLPasswordHidden(t *testing.T) {
 	const secret = "s3cret-pw"
 	good := srvTarGz(t, []srvEntry{{name: "f", body: "x"}})
@@ -121,6 +122,9 @@ func TestArtifactURLPasswordHidden(t *testing.T) {
 	withPassword := func(base, file string) string {
 		return strings.Replace(base, "http://", "http://deploy:"+secret+"@", 1) + "/" + file
 	}
+	withToken := func(base, file string) string {
+		return strings.Replace(base, "http://", "http://"+secret+"@", 1) + "/" + file
+	}
 	cases := []struct {
 		name, url, sum, want string
 	}{
@@ -128,6 +132,11 @@ func TestArtifactURLPasswordHidden(t *testing.T) {
 		{"wrong sha256", withPassword(srv.URL, "a.tar.gz"), srvSum([]byte("other")), "sha256 mismatch"},
 		{"no server", withPassword(closed.URL, "a.tar.gz"), srvSum(good), "download"},
 		{"refused archive", withPassword(srv.URL, "evil.tar.gz"), srvSum(evil), "absolute path"},
+		{"token not found", withToken(srv.URL, "nope.tar.gz"), srvSum(good), "404"},
+		{"token wrong sha256", withToken(srv.URL, "a.tar.gz"), srvSum([]byte("other")), "sha256 mismatch"},
+		{"token no server", withToken(closed.URL, "a.tar.gz"), srvSum(good), "download"},
+		{"token refused archive", withToken(srv.URL, "evil.tar.gz"), srvSum(evil), "absolute path"},
+		{"token unparsable", withToken(srv.URL, "%zz.tar.gz"), srvSum(good), "parse artifact URL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -22,10 +23,10 @@ const maxBody = 1 << 20
 func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport) (attempt, error) {
 	u, err := url.Parse(c.HTTP)
 	if err != nil {
-		return nil, fmt.Errorf("parse url: %w", err)
+		return nil, fmt.Errorf("parse url: %w", redact.New().Err(err))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("url %s: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("url %s: scheme must be http or https", redact.URL(c.HTTP))
 	}
 	want := c.ExpectStatus
 	if want == 0 {
@@ -37,7 +38,7 @@ func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport) (
 			return nil, fmt.Errorf("expect_body: %w", err)
 		}
 	}
-	target := u.Redacted()
+	target := redact.URL(c.HTTP)
 	return func(ctx context.Context) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.HTTP, nil)
 		if err != nil {
@@ -64,15 +65,6 @@ func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport) (
 		}
 		return fmt.Sprintf("GET %s: status %d", target, resp.StatusCode), nil
 	}, nil
-}
-
-// redactURL hides a password in a URL so it never reaches a log or a result.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return u.Redacted()
 }
 
 // stripURL returns the cause of a *url.Error, whose text repeats the URL

@@ -133,19 +133,22 @@ func TestHTTPRetriesExhausted(t *testing.T) {
 	}
 }
 
-// TestHTTPCredentialsRedacted keeps a password in the URL out of the
-// result, even when the request fails.
+// TestHTTPCredentialsRedacted keeps credentials in the URL out of the
+// result, even when the request fails: a password, and a token written as
+// the user name.
 func TestHTTPCredentialsRedacted(t *testing.T) {
 	l := closedPort(t)
 	r, _ := newTestRunner(t)
-	res := r.Check(context.Background(), config.Check{HTTP: "http://user:s3cret@" + l + "/"}, &config.Host{Name: "h"}, nil)
-	if res.OK {
-		t.Fatalf("check against a closed port passed: %+v", res)
-	}
-	if strings.Contains(res.Reason+res.Check, "s3cret") {
-		t.Errorf("password leaked: %+v", res)
-	}
-	if !strings.Contains(res.Reason, "connection refused") {
-		t.Errorf("reason %q does not say the connection was refused", res.Reason)
+	for _, u := range []string{"http://user:s3cret@" + l + "/", "http://s3cret@" + l + "/", "http://s3cret@" + l + "/%zz"} {
+		res := r.Check(context.Background(), config.Check{HTTP: u}, &config.Host{Name: "h"}, nil)
+		if res.OK {
+			t.Fatalf("check against a closed port passed: %+v", res)
+		}
+		if strings.Contains(res.Reason+res.Check, "s3cret") {
+			t.Errorf("credentials leaked: %+v", res)
+		}
+		if !strings.Contains(u, "%zz") && !strings.Contains(res.Reason, "connection refused") {
+			t.Errorf("reason %q does not say the connection was refused", res.Reason)
+		}
 	}
 }

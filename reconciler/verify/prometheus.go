@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -25,10 +26,10 @@ func prometheusCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transp
 	}
 	base, err := url.Parse(c.Server)
 	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("server: %w", redact.New().Err(err))
 	}
 	if base.Scheme != "http" && base.Scheme != "https" {
-		return nil, fmt.Errorf("server %s: scheme must be http or https", base.Redacted())
+		return nil, fmt.Errorf("server %s: scheme must be http or https", redact.URL(c.Server))
 	}
 	op := c.Op
 	if op == "" {
@@ -40,7 +41,7 @@ func prometheusCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transp
 	}
 	endpoint := base.JoinPath("api", "v1", "query")
 	endpoint.RawQuery = url.Values{"query": {c.Prometheus}}.Encode()
-	server := base.Redacted()
+	server := redact.URL(c.Server)
 	return func(ctx context.Context) (string, error) {
 		v, err := r.promQuery(ctx, endpoint.String())
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -200,7 +201,7 @@ func Name(c config.Check) string {
 	kind := c.Kind()
 	switch kind {
 	case "http":
-		return kind + ":" + redactURL(c.HTTP)
+		return kind + ":" + redact.URL(c.HTTP)
 	case "tcp":
 		return kind + ":" + c.TCP
 	case "command":

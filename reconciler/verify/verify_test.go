@@ -124,7 +124,7 @@ func TestName(t *testing.T) {
 		want string
 	}{
 		{config.Check{Name: "api", HTTP: "http://x/"}, "api"},
-		{config.Check{HTTP: "http://u:secret@x/health"}, "http:http://u:xxxxx@x/health"},
+		{config.Check{HTTP: "http://u:secret@x/health"}, "http:http://***@x/health"},
 		{config.Check{TCP: "10.0.0.1:22"}, "tcp:10.0.0.1:22"},
 		{config.Check{Command: "true"}, "command:true"},
 		{config.Check{Prometheus: "up", Server: "http://p"}, "prometheus:up"},
