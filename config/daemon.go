@@ -23,6 +23,7 @@ type Daemon struct {
 	SSH         SSH            `yaml:"ssh" json:"ssh,omitempty"`
 	Feedback    Feedback       `yaml:"feedback" json:"feedback,omitempty"`
 	Notify      Notify         `yaml:"notify" json:"notify,omitempty"`
+	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s", "5m" in YAML.

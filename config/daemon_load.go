@@ -89,6 +89,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateSources(d, cfg, sourceNodes, at("sources"))
 	validateFeedback(d, cfg, at("feedback"))
 	validateNotify(d, cfg, at("notify"))
+	validateHTTP(d, cfg.HTTP, at("http"))
 	if err := e.result(); err != nil {
 		return nil, err
 	}
@@ -120,6 +121,7 @@ func applyDaemonDefaults(cfg *Daemon) {
 	setDur(&cfg.SSH.ConfirmTimeout, DefaultConfirmTimeout)
 	setInt(&cfg.SSH.KeepaliveSeconds, DefaultKeepaliveSeconds)
 	setDur(&cfg.Webhooks.Replay, DefaultReplayWindow)
+	httpDefaults(&cfg.HTTP, setDur, setInt)
 	for i := range cfg.Sources {
 		if g := cfg.Sources[i].Git; g != nil {
 			setDur(&g.Interval, DefaultGitInterval)

@@ -101,6 +101,7 @@ func (d *daemon) build() error {
 		return err
 	}
 	hooks.Deliveries, hooks.Targets, hooks.Logger, hooks.Registerer = d.store, hookTargets, d.log, d.reg
+	hooks.ReadTimeout = d.cfg.HTTP.BodyTimeout.D()
 	d.hooks = webhook.NewHandler(hooks)
 	return nil
 }

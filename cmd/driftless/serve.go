@@ -11,10 +11,12 @@ import (
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/httpserver"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -81,7 +83,10 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 
 	var ready atomic.Bool
 	ready.Store(len(d.sources) == 0)
-	srv := &http.Server{Handler: d.mux(ctx, ready.Load), ReadHeaderTimeout: 10 * time.Second}
+	srv, err := newHTTPServer(cfg.HTTP, d.mux(ctx, ready.Load), d.reg)
+	if err != nil {
+		return err
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2+len(d.sources))
@@ -151,6 +156,22 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 	wg.Wait()
 	log.Info().Msg("driftless stopped")
 	return err
+}
+
+// newHTTPServer bounds the daemon's HTTP server by cfg: webhooks and the
+// API read small bodies and answer quickly; /metrics, the status page and
+// the health checks keep the longer scrape limit for slow scrapers.
+func newHTTPServer(cfg config.HTTP, h http.Handler, reg prometheus.Registerer) (*httpserver.Server, error) {
+	small := httpserver.Limits{Read: cfg.BodyTimeout.D(), Write: cfg.WriteTimeout.D()}
+	return httpserver.New(h, httpserver.Options{
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+		Routes:            []httpserver.Route{{Prefix: "/hooks/", Limits: small}, {Prefix: "/api/", Limits: small}},
+		Default:           httpserver.Limits{Read: cfg.ReadHeaderTimeout.D(), Write: cfg.ScrapeTimeout.D()},
+		MaxConns:          cfg.MaxConnections,
+		MaxConnsPerAddr:   cfg.MaxConnectionsPerAddress,
+		Registerer:        reg,
+	})
 }
 
 // notifySystemd tells systemd the daemon is ready and, when the unit has
