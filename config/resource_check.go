@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -91,12 +92,18 @@ func (l *loader) checkResource(d *decoder, r *rawResource) {
 		if s.State != Absent {
 			required("target", s.Target)
 		}
+		if strings.IndexFunc(s.Target, unicode.IsControl) >= 0 {
+			d.errorf(d.at(r, "target"), "target: %q holds a control character (a newline, a tab)", s.Target)
+		}
 	case *EnvSpec:
 		absPath(namePos, "env file path", res.Name)
 		mode(s.Mode)
-		for k := range s.Vars {
+		for k, v := range s.Vars {
 			if !envKeyRe.MatchString(k) {
 				d.errorf(d.at(r, "vars"), "vars: %q is not a valid variable name", k)
+			}
+			if strings.ContainsAny(v, "\n\r\x00") {
+				d.errorf(d.at(r, "vars"), "vars: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", k)
 			}
 		}
 	case *CommandSpec:
@@ -175,6 +182,8 @@ func pathProblem(p string) string {
 	switch {
 	case !strings.HasPrefix(p, "/"):
 		return "must be absolute"
+	case strings.IndexFunc(p, unicode.IsControl) >= 0:
+		return "holds a control character (a newline, a tab), which would forge lines in plans and logs"
 	case p == "/":
 		return "is the root folder, which driftless never manages"
 	case path.Clean(p) != p:

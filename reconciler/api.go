@@ -192,5 +192,10 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	if runs == nil {
 		runs = []Run{}
 	}
+	// The checkout folder is the daemon's own business: it is not shown to
+	// whoever can reach the unauthenticated API.
+	for i := range runs {
+		runs[i].Revision.Dir = ""
+	}
 	writeJSON(w, http.StatusOK, runs)
 }

@@ -141,6 +141,10 @@ func TestAPIReads(t *testing.T) {
 			if code != 200 || len(runs) != len(tc.commits) {
 				t.Fatalf("history%s: %d %s", tc.query, code, body)
 			}
+			// The daemon's checkout folders are not shown to API readers.
+			if w.rev1.Dir == "" || strings.Contains(string(body), w.rev1.Dir) || strings.Contains(string(body), `"dir"`) {
+				t.Fatalf("history%s shows the checkout folder %q: %s", tc.query, w.rev1.Dir, body)
+			}
 			for i, c := range tc.commits {
 				if runs[i].Revision.Commit != c || runs[i].Result != ResultSuccess || runs[i].Environment != "prod" || runs[i].ID == 0 {
 					t.Fatalf("history%s run %d: %+v, want commit %s", tc.query, i, runs[i], c)

@@ -18,7 +18,7 @@ type Revision struct {
 	Ref string `json:"ref,omitempty"`
 	// Dir is the folder holding the checkout (the sub-path, when one is
 	// configured). It stays unchanged while the revision is in use.
-	Dir string `json:"dir"`
+	Dir string `json:"dir,omitempty"`
 	// Preview marks a pull request's head: planned and reported, never applied.
 	Preview bool `json:"preview,omitempty"`
 	// PullRequest is the pull request's number for a preview.

@@ -18,8 +18,14 @@ import (
 func VerifyGitHub(h http.Header, body, secret []byte) error {
 	sig := strings.TrimSpace(h.Get(github.SHA256SignatureHeader))
 	if sig == "" {
-		if h.Get(github.SHA1SignatureHeader) != "" {
+		legacy := strings.TrimSpace(h.Get(github.SHA1SignatureHeader))
+		switch {
+		case isSHA1Signature(legacy):
 			return ErrSHA1Refused
+		case legacy != "":
+			// Not a SHA-1 signature either: saying "only SHA-1 was sent"
+			// would send an operator after the wrong setting.
+			return fmt.Errorf("%w: no X-Hub-Signature-256, and X-Hub-Signature is not a signature", ErrMissingSignature)
 		}
 		return ErrMissingSignature
 	}
@@ -32,6 +38,13 @@ func VerifyGitHub(h http.Header, body, secret []byte) error {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// isSHA1Signature reports whether s has the shape of a legacy signature:
+// "sha1=" and 40 hex digits.
+func isSHA1Signature(s string) bool {
+	hexPart, ok := strings.CutPrefix(s, "sha1=")
+	return ok && len(hexPart) == 40 && isHex(hexPart)
 }
 
 // ParseGitHub turns a GitHub delivery into an event: push (tag_push for a

@@ -47,6 +47,14 @@ func TestHandlerResults(t *testing.T) {
 				h.Set("X-Hub-Signature", "sha1=cf93f9ba3c8d3a789e61f91e1e5c6a360d036e98")
 				return h
 			}},
+		{name: "garbage legacy signature", endpoint: "github", body: push, status: 401, provider: "github", event: "unknown", result: ResultUnauthorized,
+			reason: "missing signature: no X-Hub-Signature-256, and X-Hub-Signature is not a signature",
+			header: func() http.Header {
+				h := signed("github", pushLine, push)
+				h.Del("X-Hub-Signature-256")
+				h.Set("X-Hub-Signature", "garbage")
+				return h
+			}},
 		{name: "no secret configured", edit: func(o *Options) { o.Secrets.GitHub = nil }, endpoint: "github",
 			header: func() http.Header { return signed("github", pushLine, push) }, body: push, status: 403,
 			provider: "github", event: "unknown", result: ResultUnauthorized, reason: "no secret is configured"},
