@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/driftless/driftless/test/hosts"
 )
 
 // buildDriftless builds the command as a user gets it, with a version
@@ -140,5 +143,42 @@ func testSingleDashLongFlags(t *testing.T, bin string) {
 	code, out, stderr := runBinary(t, bin, "validate", "-root", root, example)
 	if code != 0 || !strings.Contains(stderr, "use --sandbox-root") || strings.Contains(out, "deprecated") {
 		t.Errorf("validate -root: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
+
+// TestOneShotSSHSettings: plan and apply reach an SSH host with the key
+// and known_hosts given as flags, or read from the daemon's configuration
+// file, without an SSH agent; with neither, the error says what to give.
+func TestOneShotSSHSettings(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("web-1")
+	repo := t.TempDir()
+	env := "environment: edge\nhosts:\n  - name: web-1\n    address: " + h.Address + "\n    resources:\n" +
+		"      - file: /etc/oneshot.conf\n        content: \"from the command line\\n\"\n        mode: \"0644\"\n"
+	if err := os.MkdirAll(filepath.Join(repo, "environments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "environments", "edge.yaml"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "driftless.yaml")
+	if err := os.WriteFile(cfg, []byte("ssh:\n  key_file: "+lab.ClientKeyFile+"\n  known_hosts: "+lab.KnownHostsFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+
+	code, out, stderr := run(t, "plan", repo)
+	if code != 1 || !strings.Contains(out, "give --ssh-key FILE, --ssh-agent, or --config") || strings.Contains(out, "connect to web-1: connect to web-1") {
+		t.Fatalf("plan without SSH settings: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run(t, "plan", repo, "--detailed-exitcode", "--ssh-key", lab.ClientKeyFile, "--ssh-known-hosts", lab.KnownHostsFile)
+	if code != 2 || !strings.Contains(out, "+ file:/etc/oneshot.conf (create)") {
+		t.Fatalf("plan with --ssh-key: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := run(t, "apply", "--config", cfg, repo); code != 0 {
+		t.Fatalf("apply with --config: exit %d\n%s%s", code, out, stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(h.Root, "etc", "oneshot.conf")); err != nil || string(got) != "from the command line\n" {
+		t.Fatalf("the host's file after apply: %q, %v", got, err)
 	}
 }

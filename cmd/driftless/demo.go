@@ -67,11 +67,14 @@ func demo(ctx context.Context, env *cliEnv, dir string, keep bool, timeout time.
 		dir = tmp
 	}
 	repo, root, state := filepath.Join(dir, "repo"), filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	if err := demoFolder(dir, repo, root, state); err != nil {
+		return err
+	}
 	if err := os.CopyFS(repo, quickstart.Files()); err != nil {
 		return fmt.Errorf("write the example repository: %w", err)
 	}
 	out := env.stdout
-	fmt.Fprintf(out, "== driftless demo\nexample repository: %s\nsandbox root (stands in for /): %s\n\n", repo, root)
+	fmt.Fprintf(out, "== driftless demo\nexample repository: %s\nsandbox root: %s (host \"local\" lives in %s, which stands in for its /)\n\n", repo, root, filepath.Join(root, "local"))
 
 	fmt.Fprintln(out, "== 1. the plan: what driftless would change")
 	o := oneshotFlags{root: root, level: "error"}
@@ -129,6 +132,13 @@ func demo(ctx context.Context, env *cliEnv, dir string, keep bool, timeout time.
 	}); err != nil {
 		return fmt.Errorf("waiting for the drift to be corrected: %w", err)
 	}
+	// The file is back before the run that put it back is counted: wait
+	// for the count, so that the metrics below include the correction.
+	if err := waitFor(ctx, deadline, func() bool {
+		return metricValue(metrics, `driftless_reconcile_total{environment="quickstart",result="success"}`) >= 2
+	}); err != nil {
+		return fmt.Errorf("waiting for the drift correction to be counted: %w", err)
+	}
 	fmt.Fprintf(out, "corrected: /%s is back to the declared content.\n\n", demoFile)
 
 	fmt.Fprintf(out, "== 4. metrics: %s\n", metrics)
@@ -144,6 +154,43 @@ func demo(ctx context.Context, env *cliEnv, dir string, keep bool, timeout time.
 		return err
 	}
 	fmt.Fprintln(out, "\ndemo finished.")
+	fmt.Fprintf(out, `
+next:
+  - try your own repository safely: driftless plan --sandbox-root %s DIR
+  - run the daemon on a server: docs/getting-started.md
+  - operate it (status page, metrics, rollbacks): docs/operations.md
+`, filepath.Join(dir, "mine"))
+	return nil
+}
+
+// demoMarker marks a folder the demo prepared, so that a second run in the
+// same folder may replace what the first one left, and nothing else.
+const demoMarker = ".driftless-demo"
+
+// demoFolder prepares the work folder: the repository, root and state of
+// an earlier demo in it are removed; a folder holding those names without
+// the demo's marker is refused, since they are not the demo's to remove.
+func demoFolder(dir string, parts ...string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create work folder: %w", err)
+	}
+	marker := filepath.Join(dir, demoMarker)
+	_, err := os.Stat(marker)
+	ours := err == nil
+	for _, p := range parts {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if !ours {
+			return fmt.Errorf("%s already exists and was not made by the demo: choose another --dir", p)
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove the earlier demo's %s: %w", p, err)
+		}
+	}
+	if err := os.WriteFile(marker, []byte("made by driftless demo; its repo, root and state are replaced on the next run\n"), 0o644); err != nil {
+		return fmt.Errorf("mark work folder: %w", err)
+	}
 	return nil
 }
 

@@ -20,6 +20,9 @@ import (
 // connection.
 type dialer struct {
 	pool *ssh.Pool
+	// hint, when set, follows every connection error: how to give the
+	// settings the command line lacks.
+	hint string
 }
 
 var _ reconciler.Dialer = (*dialer)(nil)
@@ -51,8 +54,12 @@ func (d *dialer) Transport(ctx context.Context, h *config.Host) (targets.Transpo
 	cfg := ssh.Config{Address: h.Address, Port: h.Port, User: h.User, Sudo: h.Sudo, PinnedKey: h.HostKey}
 	key := net.JoinHostPort(h.Address, strconv.Itoa(h.Port)) + "/" + h.User
 	t, err := d.pool.Get(ctx, key, cfg)
+	if err != nil && d.hint != "" {
+		return nil, fmt.Errorf("%w (%s)", err, d.hint)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", h.Name, err)
+		// The reconciler names the host it connects to.
+		return nil, err
 	}
 	return pooled{t}, nil
 }

@@ -23,6 +23,7 @@ type oneshotFlags struct {
 	state  string
 	output string
 	level  string
+	ssh    sshFlags
 }
 
 func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
@@ -34,7 +35,50 @@ func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
 	fs.StringVar(&o.level, "log-level", "warn", "log level: debug, info, warn, error")
 	if withState {
 		fs.StringVar(&o.state, "state", "", "state store file (default: a temporary one, forgotten afterwards)")
+		o.ssh.register(fs)
 	}
+}
+
+// sshFlags are how plan and apply reach SSH hosts: the daemon's own
+// settings (the ssh section of its configuration file), each of which a
+// flag overrides.
+type sshFlags struct {
+	config     string
+	keyFile    string
+	knownHosts string
+	user       string
+	agent      bool
+}
+
+func (f *sshFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "read the SSH settings from this daemon configuration file (its ssh section)")
+	fs.StringVar(&f.keyFile, "ssh-key", "", "private key file to log in to SSH hosts with")
+	fs.StringVar(&f.knownHosts, "ssh-known-hosts", "", "known_hosts file checking the hosts' keys (default: ~/.ssh/known_hosts)")
+	fs.StringVar(&f.user, "ssh-user", "", "SSH user for hosts that name none (default: root)")
+	fs.BoolVar(&f.agent, "ssh-agent", false, "also offer the keys of the SSH agent at SSH_AUTH_SOCK")
+}
+
+// settings returns the SSH settings: the configuration file's, then the flags'.
+func (f sshFlags) settings() (config.SSH, error) {
+	var s config.SSH
+	if f.config != "" {
+		cfg, err := config.LoadDaemon(f.config)
+		if err != nil {
+			return s, err
+		}
+		s = cfg.SSH
+	}
+	if f.keyFile != "" {
+		s.KeyFile = f.keyFile
+	}
+	if f.knownHosts != "" {
+		s.KnownHosts = f.knownHosts
+	}
+	if f.user != "" {
+		s.User = f.user
+	}
+	s.Agent = s.Agent || f.agent
+	return s, nil
 }
 
 // repoDir returns the declared repository folder: the argument, or ".".
@@ -85,6 +129,10 @@ type oneshot struct {
 }
 
 func newOneshot(o oneshotFlags, log zerolog.Logger) (*oneshot, error) {
+	sshCfg, err := o.ssh.settings()
+	if err != nil {
+		return nil, err
+	}
 	s := &oneshot{}
 	path := o.state
 	if path == "" {
@@ -101,7 +149,10 @@ func newOneshot(o oneshotFlags, log zerolog.Logger) (*oneshot, error) {
 		return nil, err
 	}
 	s.store = store
-	s.dialer = newDialer(config.SSH{Agent: true}, log)
+	s.dialer = newDialer(sshCfg, log)
+	if sshCfg.KeyFile == "" && !sshCfg.Agent {
+		s.dialer.hint = "give --ssh-key FILE, --ssh-agent, or --config with the daemon's configuration"
+	}
 	rec, err := reconciler.New(reconciler.Options{
 		Store: store, Dialer: s.dialer, Drivers: targets.Drivers(), Logger: log, Version: version,
 		Load: func(dir string) (*config.Revision, error) {

@@ -107,25 +107,39 @@ func TestValidateGoodAndUsage(t *testing.T) {
 	}
 }
 
-// TestDemo runs the demo as the README's first command does, in-process.
+// TestDemo runs the demo as the README's first command does, in-process,
+// twice in the same folder: the second run replaces what the first left.
+// Its metrics are read once the correction is counted, and it ends by
+// saying where to go next. A folder it did not make is left alone.
 func TestDemo(t *testing.T) {
-	code, out, stderr := run(t, "demo", "-dir", t.TempDir(), "-timeout", "50s")
-	if code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, out, stderr)
-	}
-	for _, want := range []string{
-		"+ file:/etc/shop/app.conf (create)",
-		"applied. /etc/shop/app.conf now reads:",
-		"corrected: /etc/shop/app.conf is back to the declared content.",
-		`driftless_reconcile_total{environment="quickstart",result="success"}`,
-		"demo finished.",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q", want)
+	dir := t.TempDir()
+	for i := range 2 {
+		code, out, stderr := run(t, "demo", "--dir", dir, "--timeout", "50s")
+		if code != 0 {
+			t.Fatalf("demo run %d: exit %d\n%s\n%s", i+1, code, out, stderr)
+		}
+		for _, want := range []string{
+			"+ file:/etc/shop/app.conf (create)",
+			"applied. /etc/shop/app.conf now reads:",
+			"corrected: /etc/shop/app.conf is back to the declared content.",
+			`driftless_changes_applied_total{action="update",environment="quickstart",kind="file"} 1`,
+			"demo finished.",
+			"docs/getting-started.md",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("demo run %d output lacks %q:\n%s", i+1, want, out)
+			}
+		}
+		if !strings.Contains(stderr, `"message":"correcting drift"`) {
+			t.Errorf("the drift correction was not logged")
 		}
 	}
-	if !strings.Contains(stderr, `"message":"correcting drift"`) {
-		t.Errorf("the drift correction was not logged")
+	foreign := t.TempDir()
+	if err := os.Mkdir(filepath.Join(foreign, "repo"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "demo", "--dir", foreign); code != 1 || !strings.Contains(stderr, "was not made by the demo") {
+		t.Fatalf("demo in a folder with a foreign repo/: exit %d, %s", code, stderr)
 	}
 }
 
