@@ -134,6 +134,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// "->" in a diff stays "->": the answer is JSON with nosniff, never HTML.
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 

@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/driftless/driftless/test/hosts"
 )
@@ -48,6 +54,113 @@ func TestCommandLine(t *testing.T) {
 	t.Run("help version completion", func(t *testing.T) { testHelpVersionCompletion(t, bin) })
 	t.Run("usage errors exit 2", func(t *testing.T) { testUsageErrorsExit2(t, bin) })
 	t.Run("single-dash long flags", func(t *testing.T) { testSingleDashLongFlags(t, bin) })
+	t.Run("output formats", func(t *testing.T) { testOutputFormats(t, bin) })
+}
+
+// decodeOutput parses a command's stdout as JSON or YAML into plain
+// values, numbers as float64, so that both formats compare equal.
+func decodeOutput(t *testing.T, format, out string) any {
+	t.Helper()
+	var v any
+	if format == "yaml" {
+		if err := yaml.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("stdout is not YAML: %v\n%s", err, out)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("YAML output has no JSON form: %v", err)
+		}
+		out = string(b)
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
+// testOutputFormats: every command that prints data prints it as text,
+// JSON or YAML; JSON and YAML carry the same document, with the field
+// names of the HTTP API, nothing else on stdout, and "->" as typed.
+func testOutputFormats(t *testing.T, bin string) {
+	w := newClientWorld(t)
+	root := t.TempDir()
+	example := "../../examples/quickstart"
+	api := func(path string) any {
+		resp, err := http.Get(w.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), `\u003e`) {
+			t.Errorf("the API escapes > in %s", path)
+		}
+		return decodeOutput(t, "json", string(b))
+	}
+	for _, tc := range []struct {
+		args []string
+		same any // the API answer the output must equal, if any
+	}{
+		{[]string{"validate", example}, nil},
+		{[]string{"plan", example, "--sandbox-root", root}, nil},
+		{[]string{"status", "--addr", w.srv.URL}, api("/api/v1/environments")},
+		{[]string{"status", "prod", "--addr", w.srv.URL}, api("/api/v1/environments/prod")},
+		{[]string{"history", "prod", "--addr", w.srv.URL}, api("/api/v1/environments/prod/history?limit=20")},
+	} {
+		var docs []any
+		for _, format := range []string{"json", "yaml"} {
+			code, out, stderr := runBinary(t, bin, append(tc.args, "-o", format)...)
+			if code != 0 || stderr != "" {
+				t.Fatalf("%q -o %s: exit %d, stderr %q", tc.args, format, code, stderr)
+			}
+			if strings.Contains(out, `\u003e`) {
+				t.Errorf("%q -o %s escapes >: %s", tc.args, format, out)
+			}
+			docs = append(docs, decodeOutput(t, format, out))
+		}
+		if !reflect.DeepEqual(docs[0], docs[1]) {
+			t.Errorf("%q: JSON and YAML differ:\n%v\n%v", tc.args, docs[0], docs[1])
+		}
+		if tc.same != nil && !reflect.DeepEqual(docs[0], tc.same) {
+			t.Errorf("%q: -o json differs from the API:\n%v\n%v", tc.args, docs[0], tc.same)
+		}
+		if code, out, _ := runBinary(t, bin, append(tc.args, "-o", "text")...); code != 0 || out == "" || strings.HasPrefix(out, "{") || strings.HasPrefix(out, "[") {
+			t.Errorf("%q -o text: exit %d, %q", tc.args, code, out)
+		}
+		if code, out, stderr := runBinary(t, bin, append(tc.args, "-o", "xml")...); code != 2 || out != "" || !strings.Contains(stderr, `unknown output format "xml"`) {
+			t.Errorf("%q -o xml: exit %d, stdout %q, stderr %q", tc.args, code, out, stderr)
+		}
+	}
+	// A plan's text and JSON name the commit alike, and JSON keeps "->".
+	_, text, _ := runBinary(t, bin, "plan", example, "--sandbox-root", root)
+	_, js, _ := runBinary(t, bin, "plan", example, "--sandbox-root", root, "-o", "json")
+	if !strings.Contains(text, "(commit ") || !strings.Contains(js, `"commit": "`) || !strings.Contains(js, "absent -> present") {
+		t.Errorf("plan text and JSON disagree:\n%s\n%s", text, js)
+	}
+	// A failing validation in JSON: the errors with their positions, exit 1.
+	code, out, _ := runBinary(t, bin, "validate", "../../config/testdata/bad/paths", "-o", "json")
+	doc, _ := decodeOutput(t, "json", out).(map[string]any)
+	errs, _ := doc["errors"].([]any)
+	first, _ := errs[0].(map[string]any)
+	if code != 1 || doc["valid"] != false || len(errs) == 0 || first["file"] != "environments/e.yaml" || first["line"] == nil || first["message"] == "" {
+		t.Errorf("validate -o json of a bad repository: exit %d\n%s", code, out)
+	}
+	// apply and sync: JSON and YAML parse, with the API's field names.
+	for _, format := range []string{"json", "yaml"} {
+		code, out, stderr := runBinary(t, bin, "apply", example, "--sandbox-root", t.TempDir(), "-o", format)
+		runs, _ := decodeOutput(t, format, out).([]any)
+		if code != 0 || len(runs) != 1 || runs[0].(map[string]any)["result"] != "success" {
+			t.Errorf("apply -o %s: exit %d\n%s%s", format, code, out, stderr)
+		}
+		code, out, stderr = runBinary(t, bin, "sync", "prod", "--addr", w.srv.URL, "--token-file", w.tokenFile, "-o", format)
+		st, _ := decodeOutput(t, format, out).(map[string]any)
+		if code != 0 || st["name"] != "prod" || st["applied"] != w.rev2.Commit {
+			t.Errorf("sync -o %s: exit %d\n%s%s", format, code, out, stderr)
+		}
+	}
 }
 
 // testHelpVersionCompletion: help in every spelling goes to stdout and

@@ -38,7 +38,7 @@ type clientFlags struct {
 
 func (c *clientFlags) register(fs *pflag.FlagSet, withToken bool) {
 	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:8080", "the daemon's HTTP address")
-	fs.StringVarP(&c.output, "output", "o", "table", "output: table or json")
+	outputFlag(fs, &c.output)
 	if withToken {
 		fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API bearer token (or DRIFTLESS_API_TOKEN_FILE)")
 	}
@@ -125,7 +125,7 @@ revision, state, drift, last result and hosts.`,
   driftless status --addr http://10.0.0.5:8080`,
 		Args: atMostOne,
 		RunE: func(c *cobra.Command, args []string) error {
-			return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+			return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 				var list []reconciler.EnvStatus
 				var raw []byte
 				var err error
@@ -136,11 +136,12 @@ revision, state, drift, last result and hosts.`,
 				} else {
 					raw, err = cl.do(c.Context(), http.MethodGet, "/api/v1/environments", nil, &list)
 				}
-				if err != nil || cf.output == "json" {
+				if err != nil || cf.output != "text" {
 					return raw, err
 				}
 				tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ENVIRONMENT\tREVISION\tSTATE\tDRIFT\tLAST RESULT\tLAST RUN\tHOSTS UP")
+				// The columns are named after the fields of -o json.
+				fmt.Fprintln(tw, "NAME\tAPPLIED\tSTATE\tDRIFT_RESOURCES\tLAST_RESULT\tLAST_RUN\tHOSTS_UP")
 				for _, e := range list {
 					up := 0
 					for _, h := range e.Hosts {
@@ -189,17 +190,17 @@ func clientPost(env *cliEnv, c *cobra.Command, body func() any) *cobra.Command {
 	verb := c.Name()
 	c.Args = oneArg
 	c.RunE = func(c *cobra.Command, args []string) error {
-		return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+		return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 			var b any
 			if body != nil {
 				b = body()
 			}
 			var st reconciler.EnvStatus
 			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, b, &st)
-			if err != nil || cf.output == "json" {
+			if err != nil || cf.output != "text" {
 				return raw, err
 			}
-			fmt.Fprintf(env.stdout, "%s %s: %s, revision %.12s, last result %s\n", verb, st.Name, st.State, st.Applied, st.LastResult)
+			fmt.Fprintf(env.stdout, "%s %s: state %s, applied %.12s, last_result %s\n", verb, st.Name, st.State, st.Applied, orDash(st.LastResult))
 			return nil, nil
 		})
 	}
@@ -207,8 +208,12 @@ func clientPost(env *cliEnv, c *cobra.Command, body func() any) *cobra.Command {
 	return c
 }
 
-// clientRun builds the client, runs fn and prints raw JSON when fn returns it.
-func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error)) error {
+// clientRun builds the client, runs fn and prints the JSON answer fn
+// returns, in the -o format.
+func clientRun(env *cliEnv, cf *clientFlags, fn func(*apiClient) ([]byte, error)) error {
+	if err := checkOutput(&cf.output); err != nil {
+		return err
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
@@ -218,10 +223,7 @@ func clientRun(env *cliEnv, cf clientFlags, fn func(*apiClient) ([]byte, error))
 		return err
 	}
 	if raw != nil {
-		env.stdout.Write(raw)
-		if !bytes.HasSuffix(raw, []byte("\n")) {
-			fmt.Fprintln(env.stdout)
-		}
+		return printJSON(env.stdout, cf.output, raw)
 	}
 	return nil
 }

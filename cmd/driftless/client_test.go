@@ -124,7 +124,7 @@ func TestClientStatus(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
 			r := rows(out)
-			if len(r) != 2 || strings.Join(r[0], " ") != "ENVIRONMENT REVISION STATE DRIFT LAST RESULT LAST RUN HOSTS UP" {
+			if len(r) != 2 || strings.Join(r[0], " ") != "NAME APPLIED STATE DRIFT_RESOURCES LAST_RESULT LAST_RUN HOSTS_UP" {
 				t.Fatalf("table:\n%s", out)
 			}
 			row := r[1]
@@ -229,7 +229,7 @@ func TestClientSync(t *testing.T) {
 	}
 	t.Run("table", func(t *testing.T) {
 		code, out, stderr := w.cli("sync", "-token-file", w.tokenFile, "prod")
-		want := "sync prod: synced, revision " + w.rev2.Commit[:12] + ", last result success\n"
+		want := "sync prod: state synced, applied " + w.rev2.Commit[:12] + ", last_result success\n"
 		if code != 0 || out != want {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 		}
@@ -260,9 +260,9 @@ func TestClientRollback(t *testing.T) {
 		{"no token", []string{"-to", w.rev1.Commit[:12], "prod"}, 1, "401 Unauthorized", "two"},
 		{"commit too short", append(tok, "-to", "abc", "prod"), 1, `400 Bad Request: to must be a commit id of 7 hex characters at least, got "abc"`, "two"},
 		{"commit never applied", append(tok, "-to", strings.Repeat("d", 40), "prod"), 1, "409 Conflict: environment prod has no successful run of commit dddddddd", "two"},
-		{"to a commit", append(tok, "-to", w.rev1.Commit[:12], "prod"), 0, "rollback prod: synced, revision " + w.rev1.Commit[:12] + ", last result success\n", "one"},
+		{"to a commit", append(tok, "-to", w.rev1.Commit[:12], "prod"), 0, "rollback prod: state synced, applied " + w.rev1.Commit[:12] + ", last_result success\n", "one"},
 		// Without -to: the newest good revision other than the applied one.
-		{"default", append(tok, "prod"), 0, "rollback prod: synced, revision " + w.rev2.Commit[:12] + ", last result success\n", "two"},
+		{"default", append(tok, "prod"), 0, "rollback prod: state synced, applied " + w.rev2.Commit[:12] + ", last_result success\n", "two"},
 		{"json", append(tok, "-o", "json", "-to", w.rev1.Commit, "prod"), 0, `"applied": "` + w.rev1.Commit + `"`, "one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,21 +30,18 @@ or reads a state store file with --state when no daemon runs.`,
 		Args: oneArg,
 		RunE: func(c *cobra.Command, args []string) error {
 			if state != "" {
-				return clientRun(env, cf, func(*apiClient) ([]byte, error) {
+				return clientRun(env, &cf, func(*apiClient) ([]byte, error) {
 					runs, err := storeHistory(state, args[0], n)
 					if err != nil {
 						return nil, err
 					}
-					if cf.output == "json" {
-						return json.MarshalIndent(runs, "", "  ")
-					}
-					return nil, writeRuns(env.stdout, runs)
+					return nil, printData(env.stdout, cf.output, runs, func() error { return writeRuns(env.stdout, runs) })
 				})
 			}
-			return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+			return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 				var runs []reconciler.Run
 				raw, err := cl.do(c.Context(), http.MethodGet, envPath(args[0])+"/history?limit="+strconv.Itoa(n), nil, &runs)
-				if err != nil || cf.output == "json" {
+				if err != nil || cf.output != "text" {
 					return raw, err
 				}
 				return nil, writeRuns(env.stdout, runs)

@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -31,7 +32,7 @@ func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
 	// The earlier name, kept working; using it prints the new one.
 	fs.StringVar(&o.root, "root", "", "")
 	_ = fs.MarkDeprecated("root", "use --sandbox-root")
-	fs.StringVarP(&o.output, "output", "o", "text", "output: text or json")
+	outputFlag(fs, &o.output)
 	fs.StringVar(&o.level, "log-level", "warn", "log level: debug, info, warn, error")
 	if withState {
 		fs.StringVar(&o.state, "state", "", "state store file (default: a temporary one, forgotten afterwards)")
@@ -81,6 +82,21 @@ func (f sshFlags) settings() (config.SSH, error) {
 	return s, nil
 }
 
+// validation is validate's report, for -o json and yaml.
+type validation struct {
+	Valid        bool              `json:"valid"`
+	Environments int               `json:"environments"`
+	Hosts        int               `json:"hosts"`
+	Resources    int               `json:"resources"`
+	Errors       []validationError `json:"errors"`
+}
+
+// validationError is one error of a repository, at its position.
+type validationError struct {
+	config.Position
+	Message string `json:"message"`
+}
+
 // repoDir returns the declared repository folder: the argument, or ".".
 func repoDir(args []string) string {
 	if len(args) == 0 {
@@ -100,19 +116,42 @@ line and column. Nothing is contacted, nothing is changed.`,
 		Example: "  driftless validate\n  driftless validate ./infra",
 		Args:    atMostOne,
 		RunE: func(_ *cobra.Command, args []string) error {
+			if err := checkOutput(&o.output); err != nil {
+				return err
+			}
+			res := validation{Valid: true, Errors: []validationError{}}
 			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{LocalRoot: o.root})
 			if err != nil {
-				fmt.Fprintln(env.stderr, err)
-				return exitCode(1)
-			}
-			hosts, resources := 0, 0
-			for _, e := range rev.Environments {
-				hosts += len(e.Hosts)
-				for _, h := range e.Hosts {
-					resources += len(h.Resources)
+				var list config.ErrorList
+				if !errors.As(err, &list) {
+					list = config.ErrorList{{Pos: config.Position{File: repoDir(args)}, Msg: err.Error()}}
+				}
+				res.Valid = false
+				for _, e := range list {
+					res.Errors = append(res.Errors, validationError{e.Pos, e.Msg})
+				}
+			} else {
+				res.Environments = len(rev.Environments)
+				for _, e := range rev.Environments {
+					res.Hosts += len(e.Hosts)
+					for _, h := range e.Hosts {
+						res.Resources += len(h.Resources)
+					}
 				}
 			}
-			fmt.Fprintf(env.stdout, "ok: %d environments, %d hosts, %d resources\n", len(rev.Environments), hosts, resources)
+			if err := printData(env.stdout, o.output, res, func() error {
+				if err != nil {
+					fmt.Fprintln(env.stderr, err)
+					return nil
+				}
+				fmt.Fprintf(env.stdout, "ok: %d environments, %d hosts, %d resources\n", res.Environments, res.Hosts, res.Resources)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if !res.Valid {
+				return exitCode(1)
+			}
 			return nil
 		},
 	}
@@ -200,16 +239,15 @@ something would and 1 on errors.`,
   driftless plan -o json ./infra`,
 		Args: atMostOne,
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkOutput(&o.output); err != nil {
+				return err
+			}
 			plans, err := planDir(c.Context(), env, o, repoDir(args))
 			if err != nil {
 				return err
 			}
-			if o.output == "json" {
-				enc := json.NewEncoder(env.stdout)
-				enc.SetIndent("", "  ")
-				_ = enc.Encode(plans)
-			} else {
-				writePlans(env.stdout, plans)
+			if err := printData(env.stdout, o.output, plans, func() error { writePlans(env.stdout, plans); return nil }); err != nil {
+				return err
 			}
 			changes, failed := planCounts(plans)
 			switch {
@@ -254,6 +292,9 @@ the daemon would: every environment, host by host, with its checks.`,
   driftless apply --sandbox-root /tmp/sandbox ./infra`,
 		Args: atMostOne,
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkOutput(&o.output); err != nil {
+				return err
+			}
 			log, err := newLogger(env.stderr, env.isTerminal, o.level)
 			if err != nil {
 				return usageError{err}
@@ -268,17 +309,16 @@ the daemon would: every environment, host by host, with its checks.`,
 				return err
 			}
 			runs, err := s.rec.ApplyRevision(c.Context(), rev)
-			if o.output == "json" {
-				enc := json.NewEncoder(env.stdout)
-				enc.SetIndent("", "  ")
-				_ = enc.Encode(runs)
-			} else {
+			if perr := printData(env.stdout, o.output, runs, func() error {
 				for _, r := range runs {
-					fmt.Fprintf(env.stdout, "%s: %s, %d changes (%s)\n", r.Environment, r.Result, r.Changes, r.End.Sub(r.Start).Round(1e6))
+					fmt.Fprintf(env.stdout, "%s: %s, %d changes (%s)\n", r.Environment, r.Result, r.Changes, r.End.Sub(r.Start).Round(time.Millisecond))
 					if r.Error != "" {
 						fmt.Fprintf(env.stdout, "  error: %s\n", r.Error)
 					}
 				}
+				return nil
+			}); perr != nil {
+				return perr
 			}
 			return err
 		},

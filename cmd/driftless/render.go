@@ -34,7 +34,7 @@ func actionMark(a targets.Action) string {
 // resource that would change with its diff indented below it.
 func writePlans(w io.Writer, plans []*reconciler.Plan) {
 	for _, p := range plans {
-		fmt.Fprintf(w, "environment %s (revision %.12s)\n", p.Environment, p.Commit)
+		fmt.Fprintf(w, "environment %s (commit %.12s)\n", p.Environment, p.Commit)
 		for _, h := range p.Hosts {
 			if h.Err != "" {
 				fmt.Fprintf(w, "  host %s: error: %s\n", h.Host, h.Err)
