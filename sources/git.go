@@ -26,6 +26,9 @@ const (
 	DefaultGitInterval  = time.Minute
 	DefaultFetchTimeout = 2 * time.Minute
 	defaultMinBackoff   = time.Second
+	// defaultNotifySettle is how long after a fetch a webhook waits before
+	// it makes another: every webhook of that time folds into one fetch.
+	defaultNotifySettle = 200 * time.Millisecond
 	// defaultTokenUser is the basic-auth user sent with a token when no
 	// username is configured; GitHub, GitLab and Gitea accept any name.
 	defaultTokenUser = "x-access-token"
@@ -92,6 +95,7 @@ type Git struct {
 	fetchTimeout time.Duration
 	minBackoff   time.Duration
 	maxPacks     int
+	settle       time.Duration
 	remoteRef    plumbing.ReferenceName
 	localRef     plumbing.ReferenceName
 
@@ -100,6 +104,9 @@ type Git struct {
 	wake chan struct{}
 	mu   sync.Mutex
 	req  request
+	// head is the commit the followed ref pointed to after the last good
+	// fetch ("" after a failed one): a webhook naming it has nothing new.
+	head string
 
 	// What follows is used only by the goroutine running Run.
 	keep retention
@@ -130,6 +137,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		minBackoff:   opts.MinBackoff,
 		caBundle:     opts.CABundle,
 		maxPacks:     defaultMaxPacks,
+		settle:       defaultNotifySettle,
 		wake:         make(chan struct{}, 1),
 		refused:      map[string]bool{},
 		previews:     map[int][]string{},

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,5 +244,81 @@ func TestGitNotifyOfACommitNotYetOnTheRemote(t *testing.T) {
 	work.Push(t)
 	if rev := receive(t, out, 20*time.Second); rev.Commit != b {
 		t.Fatalf("revision after the ref caught up %+v, want %s", rev, b)
+	}
+}
+
+// TestGitNotifyFloodFoldsFetches: a flood of webhooks folds into few
+// fetches. 1,000 pushes naming one new commit, arriving during the fetch
+// the first one starts and after it, make at most two fetches and one
+// revision; 1,000 naming the commit the branch already points to make
+// none; a force-push back to an older commit is still fetched. Fetches are
+// counted by the Git server.
+func TestGitNotifyFloodFoldsFetches(t *testing.T) {
+	srv := gitserver.New(t)
+	url := srv.CreateRepo("app")
+	work := srv.Clone(t, "app")
+	a := work.Commit(t, map[string]string{"f": "a\n"}, "a")
+	work.Push(t)
+	g := newTestGit(t, config.GitSource{URL: url, Interval: config.Duration(time.Hour)}, GitCredentials{})
+	out := run(t, g)
+	if rev := receive(t, out, 10*time.Second); rev.Commit != a {
+		t.Fatalf("first revision %+v, want %s", rev, a)
+	}
+	push := func(commit string) Event {
+		return Event{Provider: "github", Kind: "push", Repository: "team/app", CloneURLs: []string{url}, Ref: "refs/heads/main", Commit: commit}
+	}
+	// flood sends 1,000 pushes from 8 senders, spread over about 250 ms.
+	flood := func(commit string) {
+		t.Helper()
+		var wg sync.WaitGroup
+		var refused atomic.Int64
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 125 {
+					if !g.Notify(push(commit)) {
+						refused.Add(1)
+					}
+					if i%5 == 0 {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if n := refused.Load(); n > 0 {
+			t.Fatalf("%d pushes of the followed branch did not match", n)
+		}
+	}
+	quiet := 2*g.settle + 500*time.Millisecond
+
+	b := work.Commit(t, map[string]string{"f": "b\n"}, "b")
+	work.Push(t)
+	before := srv.Fetches("app")
+	flood(b)
+	if rev := receive(t, out, 10*time.Second); rev.Commit != b {
+		t.Fatalf("revision %+v, want %s", rev, b)
+	}
+	expectNone(t, out, quiet)
+	if n := srv.Fetches("app") - before; n < 1 || n > 2 {
+		t.Errorf("1,000 pushes naming one new commit made %d fetches, want 1 or 2", n)
+	}
+
+	before = srv.Fetches("app")
+	flood(b)
+	expectNone(t, out, quiet)
+	if n := srv.Fetches("app") - before; n != 0 {
+		t.Errorf("1,000 pushes naming the commit the branch points to made %d fetches, want 0", n)
+	}
+
+	// A force-push back to a: a is known, but not as the branch's head.
+	work.Reset(t, a)
+	work.ForcePush(t)
+	if !g.Notify(push(a)) {
+		t.Fatal("Notify did not match the force-push")
+	}
+	if rev := receive(t, out, 10*time.Second); rev.Commit != a {
+		t.Fatalf("revision after the force-push back %+v, want %s", rev, a)
 	}
 }

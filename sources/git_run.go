@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/driftless/driftless/internal/redact"
 )
@@ -70,7 +71,12 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 		for _, rev := range g.syncPreviews(ctx, req) {
 			outbox.putPreview(rev)
 		}
+		passed := g.clock.Now()
 		timer := g.clock.After(wait)
+		// settled is armed when a webhook arrives within the settle time
+		// of the last fetch: the fetch waits for it, and every webhook
+		// until then folds into that one fetch.
+		var settled <-chan time.Time
 	waiting:
 		for {
 			next, ok := outbox.peek()
@@ -87,6 +93,22 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 					g.keep.markSent(next.Commit)
 				}
 			case <-g.wake:
+				if settled != nil {
+					continue
+				}
+				if rest := g.settle - g.clock.Now().Sub(passed); rest > 0 {
+					settled = g.clock.After(rest)
+					continue
+				}
+				if g.dropKnown() {
+					continue
+				}
+				break waiting
+			case <-settled:
+				settled = nil
+				if g.dropKnown() {
+					continue
+				}
 				break waiting
 			case <-timer:
 				break waiting
@@ -95,12 +117,28 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 	}
 }
 
+// dropKnown clears what webhooks asked for when it is only the commit the
+// followed ref already points to (webhooks that arrived while the fetch
+// that brought it ran), and reports whether it did: then there is nothing
+// to fetch. A pull request or a deleted ref still needs the fetch.
+func (g *Git) dropKnown() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.req
+	if r.commit == "" || r.commit != g.head || len(r.prs) > 0 || len(r.closed) > 0 {
+		return false
+	}
+	g.req = request{}
+	return true
+}
+
 // pass fetches the followed ref once and records its metrics.
 func (g *Git) pass(ctx context.Context, want string) (rev *Revision, err error) {
 	start := g.clock.Now()
 	defer func() {
 		g.m.fetchDuration.WithLabelValues(g.name).Observe(timeSince(g.clock, start))
 		if err != nil {
+			g.setHead("")
 			g.m.up.WithLabelValues(g.name).Set(0)
 			return
 		}
@@ -108,6 +146,14 @@ func (g *Git) pass(ctx context.Context, want string) (rev *Revision, err error) 
 		g.m.lastSuccess.WithLabelValues(g.name).Set(float64(g.clock.Now().UnixNano()) / 1e9)
 	}()
 	return g.syncMain(ctx, want)
+}
+
+// setHead records the commit the followed ref points to after a fetch
+// ("" when the fetch failed).
+func (g *Git) setHead(commit string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.head = commit
 }
 
 // maxWantTries bounds the extra fetches for a commit a webhook named but
@@ -138,7 +184,11 @@ func (g *Git) takeRequest() request {
 // concerns this source: a push (or tag push) of the followed ref of the same
 // repository, or a pull request opened, updated or reopened against the
 // followed branch (previewed), or closed (its preview is dropped). A match
-// schedules an immediate fetch; bursts coalesce and the newest wins.
+// schedules a fetch; bursts coalesce and the newest wins. The fetch starts
+// at once, or, within the settle time (200 ms) of the last fetch, at
+// its end, so that a flood of webhooks makes at most one more fetch than
+// the one running. A push naming the commit the followed ref already
+// points to matches but fetches nothing.
 //
 // A push that deletes the followed branch matches too: the fetch that
 // follows fails, the source reports driftless_source_up 0 and keeps serving
@@ -154,6 +204,13 @@ func (g *Git) Notify(ev Event) bool {
 			return false
 		}
 		g.mu.Lock()
+		if !ev.Deleted && ev.Commit != "" && ev.Commit == g.head {
+			// The ref already points there: nothing to fetch. A commit
+			// other than the head, an older one included (a force-push
+			// back), is fetched.
+			g.mu.Unlock()
+			return true
+		}
 		g.req.commit = ev.Commit
 		if ev.Deleted {
 			g.req.commit = ""

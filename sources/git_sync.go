@@ -107,6 +107,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 		return nil, err
 	}
 	sha := commit.Hash.String()
+	g.setHead(sha)
 	if want != "" && want != sha {
 		if _, err := repo.CommitObject(plumbing.NewHash(want)); err != nil {
 			// The Git host announced a commit its ref does not show yet (a

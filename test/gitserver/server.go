@@ -76,6 +76,7 @@ type Server struct {
 	pushMu sync.Mutex
 
 	mu       sync.Mutex
+	fetches  map[string]int
 	onPush   func(PushEvent)
 	user     string
 	password string
@@ -142,6 +143,14 @@ func (s *Server) RepoURL(name string) string { return s.srv.URL + "/" + name + "
 // Dir is the folder of the bare repository name on the server.
 func (s *Server) Dir(name string) string { return filepath.Join(s.root, name+".git") }
 
+// Fetches returns how many fetches (and clones) of repository name the
+// server has answered: each starts with one upload-pack ref advertisement.
+func (s *Server) Fetches(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetches[name]
+}
+
 // OnPush sets the function called for every ref a push changes. It runs
 // before the push's response is sent; it must not push to this server.
 func (s *Server) OnPush(fn func(PushEvent)) {
@@ -201,6 +210,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
 		}
+	}
+	if repo, ok := strings.CutSuffix(r.URL.Path, "/info/refs"); ok && r.URL.Query().Get("service") == "git-upload-pack" {
+		s.mu.Lock()
+		if s.fetches == nil {
+			s.fetches = map[string]int{}
+		}
+		s.fetches[strings.TrimSuffix(strings.TrimPrefix(repo, "/"), ".git")]++
+		s.mu.Unlock()
 	}
 	repo, ok := strings.CutSuffix(r.URL.Path, "/git-receive-pack")
 	if !ok || r.Method != http.MethodPost {
