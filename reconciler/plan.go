@@ -50,7 +50,8 @@ func closeHosts(hosts []*hostRun) {
 	}
 }
 
-// planEnv observes every host of env (bounded parallelism) and diffs it
+// planEnv observes every host of env (at most HostParallelism at once over
+// all environments) and diffs it
 // against env. With prune, resources that prev declared on a host and env
 // no longer does are planned for removal. With record, whether each host
 // answered becomes the environment's driftless_host_up and host status;
@@ -58,7 +59,6 @@ func closeHosts(hosts []*hostRun) {
 // yet (a pull request may add some). The caller closes the transports.
 func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune, record bool, log zerolog.Logger) []*hostRun {
 	out := make([]*hostRun, len(env.Hosts))
-	sem := make(chan struct{}, r.opts.HostParallelism)
 	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
 		var pruned []config.Resource
@@ -66,10 +66,10 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 			pruned = prunedResources(prev, h)
 		}
 		wg.Add(1)
-		sem <- struct{}{}
+		r.hostSlots <- struct{}{}
 		go func(i int, h *config.Host) {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer func() { <-r.hostSlots }()
 			out[i] = r.planHost(ctx, env.Name, h, pruned, record, log.With().Str("host", h.Name).Logger())
 		}(i, h)
 	}

@@ -75,7 +75,8 @@ type Options struct {
 	Version string
 	// URL is the status page base, put in reports ("" for none).
 	URL string
-	// HostParallelism bounds how many hosts are observed at once (0: 16).
+	// HostParallelism bounds how many hosts are worked on at once (observed,
+	// applied, verified) over all environments (0: 16).
 	HostParallelism int
 	// DriftInterval is the default drift interval (0: 5 minutes).
 	DriftInterval time.Duration
@@ -95,6 +96,9 @@ type Reconciler struct {
 	store   Store
 	now     func() time.Time
 	reports sync.WaitGroup
+	// hostSlots holds one token per host being worked on, over every
+	// environment (HostParallelism).
+	hostSlots chan struct{}
 
 	mu      sync.Mutex
 	envs    map[string]*envState
@@ -160,7 +164,8 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	r := &Reconciler{
 		opts: opts, log: opts.Logger, m: m, store: opts.Store, now: now,
-		envs: map[string]*envState{}, workers: map[string]*worker{},
+		hostSlots: make(chan struct{}, opts.HostParallelism),
+		envs:      map[string]*envState{}, workers: map[string]*worker{},
 	}
 	recs, err := opts.Store.Envs()
 	if err != nil {

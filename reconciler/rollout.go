@@ -172,12 +172,15 @@ func batches(hosts []*hostRun, canary, size int) [][]*hostRun {
 
 // runBatch applies the hosts of one batch, then verifies those whose apply
 // went through; each phase works on at most parallelism hosts at once (0:
-// all of them). Verification waits for the whole batch, so that a check
+// all of them), and takes its hosts' slots of HostParallelism, which is
+// shared by all environments. Verification waits for the whole batch, so that a check
 // looking across hosts (a Prometheus query over the fleet, a load
 // balancer's health) sees the batch as it will stay, not half applied.
 func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, parallelism int) []hostOutcome {
 	outs := make([]hostOutcome, len(b))
 	forEach(len(b), parallelism, func(i int) {
+		r.hostSlots <- struct{}{}
+		defer func() { <-r.hostSlots }()
 		n, err := r.applyHost(ctx, env, b[i], true)
 		outs[i] = hostOutcome{changes: n, err: err}
 	})
@@ -185,6 +188,8 @@ func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, par
 		if outs[i].err != nil {
 			return
 		}
+		r.hostSlots <- struct{}{}
+		defer func() { <-r.hostSlots }()
 		if err := r.verifyHost(ctx, env, b[i].host, b[i].t); err != nil {
 			outs[i].err, outs[i].verify = err, true
 		}

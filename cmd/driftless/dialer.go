@@ -43,7 +43,9 @@ func newDialer(cfg config.SSH, log zerolog.Logger) *dialer {
 	if cfg.KeepaliveSeconds > 0 {
 		defaults.Keepalive = time.Duration(cfg.KeepaliveSeconds) * time.Second
 	}
-	return &dialer{pool: ssh.NewPool(defaults)}
+	// ssh.parallelism bounds the connections open at once over all
+	// environments, as it bounds the hosts worked on at once.
+	return &dialer{pool: ssh.NewPool(defaults, cfg.Parallelism)}
 }
 
 // Transport implements reconciler.Dialer.

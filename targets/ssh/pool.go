@@ -13,6 +13,7 @@ const DefaultParallelism = 20
 // talks to a host shares its one connection.
 type Pool struct {
 	defaults Config
+	lim      *limiter
 
 	mu      sync.Mutex
 	entries map[string]*poolEntry
@@ -33,9 +34,16 @@ func (c Config) signature() string {
 
 // NewPool returns a pool whose Get fills the zero fields of each host's
 // Config from defaults (user, keys, known_hosts, timeouts); every
-// transport logs to the defaults' Logger.
-func NewPool(defaults Config) *Pool {
-	return &Pool{defaults: defaults, entries: map[string]*poolEntry{}}
+// transport logs to the defaults' Logger. At most maxConns connections are
+// open at once over all its hosts (ssh.parallelism; 0: no bound): a host
+// needing one when all are taken closes the one idle the longest, or waits
+// for an operation to end.
+func NewPool(defaults Config, maxConns int) *Pool {
+	p := &Pool{defaults: defaults, entries: map[string]*poolEntry{}}
+	if maxConns > 0 {
+		p.lim = newLimiter(maxConns)
+	}
+	return p
 }
 
 // Get returns the pooled transport for key, dialling it on first use, when
@@ -57,7 +65,7 @@ func (p *Pool) Get(ctx context.Context, key string, cfg Config) (*Transport, err
 	if e.t != nil && !e.t.isClosed() && e.sig == sig {
 		return e.t, nil
 	}
-	t, err := Dial(ctx, merged)
+	t, err := dial(ctx, merged, p.lim)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,8 @@ func wrapScript(script string) []byte {
 }
 
 func (t *Transport) run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
+	t.enter()
+	defer t.leave()
 	select {
 	case t.slots <- struct{}{}:
 		defer func() { <-t.slots }()

@@ -141,7 +141,7 @@ func TestFrozenPeerRecovers(t *testing.T) {
 func TestPoolSharesOneDial(t *testing.T) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("shared")
-	pool := ssh.NewPool(ssh.Config{KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile})
+	pool := ssh.NewPool(ssh.Config{KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile}, 0)
 	defer pool.Close()
 	got := make([]*ssh.Transport, 10)
 	idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}

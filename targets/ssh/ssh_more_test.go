@@ -127,7 +127,7 @@ func TestPool(t *testing.T) {
 	for i := range 3 {
 		hs = append(hs, lab.Kind1(fmt.Sprintf("pool-%d", i)))
 	}
-	pool := ssh.NewPool(ssh.Config{KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile, Timeout: 20 * time.Second})
+	pool := ssh.NewPool(ssh.Config{KeyFiles: []string{lab.ClientKeyFile}, KnownHostsFile: lab.KnownHostsFile, Timeout: 20 * time.Second}, 0)
 	defer pool.Close()
 	ctx := context.Background()
 	got := make([]string, len(hs))

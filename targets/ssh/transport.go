@@ -29,10 +29,17 @@ type Transport struct {
 	// slots holds one token per running command (Config.MaxSessions).
 	slots chan struct{}
 
+	// lim bounds the connections of the pool this transport belongs to
+	// (nil: unbounded).
+	lim *limiter
+
 	mu     sync.Mutex
 	conn   *conn
 	closed bool
-	wg     sync.WaitGroup
+	// busy counts the operations running; lastUsed is when the last ended.
+	busy     int
+	lastUsed time.Time
+	wg       sync.WaitGroup
 }
 
 // conn is one established connection; dead is closed when it ended.
@@ -53,19 +60,27 @@ func (c *conn) alive() bool {
 // Dial connects to the host and checks its key before anything else is
 // sent. The connection is kept open until Close.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
+	return dial(ctx, cfg, nil)
+}
+
+// dial is Dial with the pool's bound on open connections (nil: none).
+func dial(ctx context.Context, cfg Config, lim *limiter) (*Transport, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	t := &Transport{cfg: cfg, log: cfg.Logger.With().Str("host", cfg.Address).Logger(),
-		slots: make(chan struct{}, cfg.MaxSessions)}
+		slots: make(chan struct{}, cfg.MaxSessions), lim: lim}
 	if _, err := t.current(ctx); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-// Redial opens a fresh, independent connection to the same host.
+// Redial opens a fresh, independent connection to the same host. It is
+// not counted against the pool's bound: it confirms a network change while
+// the host's pooled connection may be in use, and waiting for a slot then
+// could outlast the change's confirmation timeout.
 func (t *Transport) Redial(ctx context.Context) (targets.Transport, error) {
 	return Dial(ctx, t.cfg)
 }
@@ -117,12 +132,43 @@ func (t *Transport) current(ctx context.Context) (*conn, error) {
 	if t.conn != nil {
 		t.log.Debug().Msg("ssh connection dropped, reconnecting")
 	}
+	if t.lim == nil {
+		c, err := t.connect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t.conn = c
+		return c, nil
+	}
+	if err := t.lim.acquire(ctx, t); err != nil {
+		return nil, fmt.Errorf("ssh %s: wait for a connection within ssh.parallelism: %w", t.cfg.Address, err)
+	}
 	c, err := t.connect(ctx)
 	if err != nil {
+		t.lim.cancel()
 		return nil, err
 	}
+	t.lim.attach(c, t)
 	t.conn = c
 	return c, nil
+}
+
+// enter and leave bracket an operation: a connection is idle, and may be
+// closed to make room for another host's, only between operations.
+func (t *Transport) enter() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.busy++
+}
+
+func (t *Transport) leave() {
+	t.mu.Lock()
+	t.busy--
+	t.lastUsed = time.Now()
+	t.mu.Unlock()
+	if t.lim != nil {
+		t.lim.idle()
+	}
 }
 
 // connect dials, handshakes and authenticates within the timeout, then
@@ -167,6 +213,9 @@ func (t *Transport) connect(ctx context.Context) (*conn, error) {
 		defer t.wg.Done()
 		c.client.Wait() //nolint:errcheck // the reason a connection ended is not actionable here
 		close(c.dead)
+		if t.lim != nil {
+			t.lim.release(c)
+		}
 	}()
 	go func() {
 		defer t.wg.Done()

@@ -59,7 +59,7 @@ func BenchmarkDriftScan(b *testing.B) {
 	runtime.GC()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pool := ssh.NewPool(defaults)
+		pool := ssh.NewPool(defaults, 0)
 		mp := startMemPeak()
 		rc, errC := scan(ctx, pool, fleet, rs, par)
 		rw, errW := scan(ctx, pool, fleet, rs, par)
