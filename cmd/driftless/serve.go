@@ -21,7 +21,7 @@ import (
 )
 
 func serveCmd(env *cliEnv) *cobra.Command {
-	var cfgPath, listen, level, sandbox string
+	var cfgPath, listen, level, sandbox, pprofListen string
 	c := &cobra.Command{
 		Use:   "serve [flags]",
 		Short: "run the daemon: watch sources, reconcile, serve hooks, API and metrics",
@@ -43,7 +43,7 @@ health and metrics over HTTP.`,
 			if listen != "" {
 				cfg.Listen = listen
 			}
-			if err := serve(c.Context(), cfg, log, serveHooks{localRoot: sandbox}); err != nil {
+			if err := serve(c.Context(), cfg, log, serveHooks{localRoot: sandbox, pprofListen: pprofListen}); err != nil {
 				log.Error().Err(err).Msg("daemon stopped")
 				return exitCode(1)
 			}
@@ -54,13 +54,17 @@ health and metrics over HTTP.`,
 	c.Flags().StringVar(&listen, "listen", "", "override the configuration's listen address")
 	c.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	c.Flags().StringVar(&sandbox, "sandbox-root", "", "place every local host under this folder instead of / (to try a repository out safely)")
+	c.Flags().StringVar(&pprofListen, "pprof-listen", "", "serve net/http/pprof on this separate address, such as 127.0.0.1:6060 (off when empty)")
 	return c
 }
 
-// serveHooks lets the demo watch a daemon it started.
+// serveHooks are serve's settings that do not come from the configuration
+// file; they also let the demo watch a daemon it started.
 type serveHooks struct {
 	// localRoot sandboxes every local host under this folder.
 	localRoot string
+	// pprofListen serves net/http/pprof on this address ("": off).
+	pprofListen string
 	// listening is called with the bound address once HTTP is served.
 	listening func(addr string)
 }
@@ -89,6 +93,12 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 	}
 
 	var wg sync.WaitGroup
+	if hooks.pprofListen != "" {
+		if err := startPprof(ctx, hooks.pprofListen, log, &wg); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	errc := make(chan error, 2+len(d.sources))
 	in := make(chan sources.Revision)
 	revs := make(chan sources.Revision)

@@ -70,7 +70,8 @@ func TestServeMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "-config", cfgPath, "-sandbox-root", root)
+	pprofAddr := freeAddr(t)
+	cmd := exec.CommandContext(ctx, bin, "serve", "-config", cfgPath, "-sandbox-root", root, "--pprof-listen", pprofAddr)
 	logs := &strings.Builder{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -127,6 +128,29 @@ func TestServeMetrics(t *testing.T) {
 		if err := waitFor(ctx, deadline, func() bool { return httpOK("http://" + addr + p) }); err != nil {
 			t.Errorf("%s never answered 200", p)
 		}
+	}
+	// Profiling is served on its own address only, never on the main one.
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap?debug=1"} {
+		if !httpOK("http://" + pprofAddr + p) {
+			t.Errorf("pprof address: %s did not answer 200", p)
+		}
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil {
+			t.Errorf("main address: %s: %v", p, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("main address: %s answered %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+// TestPprofOffByDefault: serve has no pprof address unless one is given.
+func TestPprofOffByDefault(t *testing.T) {
+	f := serveCmd(&cliEnv{}).Flags().Lookup("pprof-listen")
+	if f == nil || f.DefValue != "" {
+		t.Fatalf("--pprof-listen flag = %+v, want one defaulting to off", f)
 	}
 }
 
