@@ -50,7 +50,12 @@ type Environment struct {
 	Verify  []Check   `yaml:"verify" json:"verify,omitempty"`
 	// DriftInterval overrides the daemon's drift interval for this environment.
 	DriftInterval Duration `yaml:"drift_interval" json:"drift_interval,omitempty"`
-	Pos           Position `yaml:"-" json:"-"`
+	// Promote, Approval and Windows are the gates a revision passes, in
+	// that order, before it is applied (see gates.go and window.go).
+	Promote  *Promote  `yaml:"promote" json:"promote,omitempty"`
+	Approval *Approval `yaml:"approval" json:"approval,omitempty"`
+	Windows  []Window  `yaml:"windows" json:"windows,omitempty"`
+	Pos      Position  `yaml:"-" json:"-"`
 }
 
 // Host is one machine of an environment.

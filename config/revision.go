@@ -113,6 +113,7 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 		l.expand(decl)
 		rev.Environments = append(rev.Environments, decl.env)
 	}
+	l.errs.list = append(l.errs.list, PromotionErrors(rev.Environments)...)
 	if err := l.errs.result(); err != nil {
 		return nil, err
 	}
