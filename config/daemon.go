@@ -90,9 +90,30 @@ type GenericHook struct {
 	Header string `yaml:"header" json:"header,omitempty"`
 }
 
-// API protects the mutating HTTP API with a bearer token.
+// API protects the mutating HTTP API with bearer tokens.
 type API struct {
+	// Token is a secret bearer token with the scopes sync and rollback.
 	Token Secret `yaml:"token" json:"token,omitempty"`
+	// Tokens are scoped tokens, each kept only as its SHA-256.
+	Tokens []APIToken `yaml:"tokens" json:"tokens,omitempty"`
+}
+
+// The scopes of an API token.
+const (
+	ScopeSync     = "sync"
+	ScopeRollback = "rollback"
+	ScopeApprove  = "approve"
+)
+
+// APIToken is a bearer token of the API with its scopes: what it may do
+// (sync, rollback, approve). Only the SHA-256 of the token is configured,
+// so the file never holds a usable token.
+type APIToken struct {
+	// Name says who holds the token; approvals record it.
+	Name string `yaml:"name" json:"name"`
+	// SHA256 is the hex SHA-256 of the token.
+	SHA256 string   `yaml:"sha256" json:"sha256"`
+	Scopes []string `yaml:"scopes" json:"scopes"`
 }
 
 // SSH holds the defaults of the SSH transport.

@@ -90,6 +90,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateFeedback(d, cfg, at("feedback"))
 	validateNotify(d, cfg, at("notify"))
 	validateHTTP(d, cfg.HTTP, at("http"))
+	validateTokens(d, cfg.API.Tokens, at("api"))
 	if err := e.result(); err != nil {
 		return nil, err
 	}
@@ -220,5 +221,31 @@ func validateNotify(d *decoder, cfg *Daemon, at *yaml.Node) {
 	}
 	if m := cfg.Notify.Email; m != nil && (m.Server == "" || m.From == "" || len(m.To) == 0) {
 		d.errorf(at, "notify email: needs server, from and to")
+	}
+}
+
+// validateTokens checks the scoped API tokens: a unique name, a hex
+// SHA-256 and known scopes.
+func validateTokens(d *decoder, tokens []APIToken, at *yaml.Node) {
+	seen := map[string]bool{}
+	for i, t := range tokens {
+		switch {
+		case !nameRe.MatchString(t.Name):
+			d.errorf(at, "api tokens[%d]: name %q is not a valid name (letters, digits, '.', '_' and '-')", i, t.Name)
+		case seen[t.Name]:
+			d.errorf(at, "api tokens[%d]: name %q is used twice", i, t.Name)
+		}
+		seen[t.Name] = true
+		if len(t.SHA256) != 64 || strings.Trim(strings.ToLower(t.SHA256), "0123456789abcdef") != "" {
+			d.errorf(at, "api tokens[%d] (%s): sha256 must be the 64 hex digits of the token's SHA-256 (sha256sum), not the token", i, t.Name)
+		}
+		if len(t.Scopes) == 0 {
+			d.errorf(at, "api tokens[%d] (%s): scopes is empty (sync, rollback, approve)", i, t.Name)
+		}
+		for _, s := range t.Scopes {
+			if s != ScopeSync && s != ScopeRollback && s != ScopeApprove {
+				d.errorf(at, "api tokens[%d] (%s): scope %q is not one of sync, rollback, approve", i, t.Name, s)
+			}
+		}
 	}
 }

@@ -23,7 +23,9 @@ type Operator interface {
 	Environment(name string) (EnvStatus, bool)
 	History(name string, limit int) ([]Run, error)
 	Sync(ctx context.Context, name string) error
+	ForceSync(ctx context.Context, name string) error
 	Rollback(ctx context.Context, name, to string) error
+	Decide(ctx context.Context, name, rev string, d Decision) (Decision, error)
 }
 
 var _ Operator = (*Reconciler)(nil)
@@ -44,10 +46,13 @@ const (
 type APIOptions struct {
 	// Reconciler answers the reads and runs sync and rollback.
 	Reconciler Operator
-	// Token is the bearer token the mutating endpoints require. It is
+	// Token is a bearer token with the scopes sync and rollback. It is
 	// read at each request, so a rotated token file takes effect without
-	// a restart. When it is not configured, sync and rollback are refused.
-	Token  config.Secret
+	// a restart.
+	Token config.Secret
+	// Tokens are scoped tokens, known by their SHA-256. With neither
+	// Token nor Tokens, every mutating endpoint is refused.
+	Tokens []config.APIToken
 	Logger zerolog.Logger
 	// OperationTimeout bounds one sync or rollback (0: 10 minutes). The
 	// operation does not end when the client goes away: a rollout cut in
@@ -71,13 +76,17 @@ type APIOptions struct {
 //	GET  /api/v1/environments                 200 [EnvStatus...] (never null)
 //	GET  /api/v1/environments/{name}          200 EnvStatus, 404
 //	GET  /api/v1/environments/{name}/history  ?limit=N (default 100, max 10000): 200 [Run...] newest first, 400, 404
-//	POST /api/v1/environments/{name}/sync     200 EnvStatus after the run
+//	POST /api/v1/environments/{name}/sync     body {"force": true} optional: 200 EnvStatus after the run, 409 window closed
+//	POST /api/v1/environments/{name}/approve  body {"revision": "<commit>"}: 200 {decision, status}, 409 not waiting
+//	POST /api/v1/environments/{name}/reject   the same, for a rejection
 //	POST /api/v1/environments/{name}/rollback body {"to": "<commit>"} optional: 200 EnvStatus after the run
 //	GET  /                                     the status page of every environment
 //	GET  /environments/{name}                  one environment's page (reports link there)
 //
-// Both POSTs need "Authorization: Bearer <token>": 403 when no token is
-// configured, 401 with WWW-Authenticate when it is missing or wrong, 404
+// Every POST needs "Authorization: Bearer <token>" of a token with the
+// endpoint's scope (sync; rollback; approve for approve and reject): 403
+// when no token is configured or the token lacks the scope, 401 with
+// WWW-Authenticate when it is missing or wrong, 404
 // for an unknown environment, 400 for a malformed rollback body, 409 when
 // there is nothing to roll back to, 500 with the environment's state in
 // "status" when the run failed. Every error body is {"error": "..."}.
@@ -111,8 +120,10 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/environments", a.list)
 	mux.HandleFunc("GET /api/v1/environments/{name}", a.get)
 	mux.HandleFunc("GET /api/v1/environments/{name}/history", a.history)
-	mux.HandleFunc("POST /api/v1/environments/{name}/sync", a.authorized(a.sync))
-	mux.HandleFunc("POST /api/v1/environments/{name}/rollback", a.authorized(a.rollback))
+	mux.HandleFunc("POST /api/v1/environments/{name}/sync", a.authorized(config.ScopeSync, a.sync))
+	mux.HandleFunc("POST /api/v1/environments/{name}/rollback", a.authorized(config.ScopeRollback, a.rollback))
+	mux.HandleFunc("POST /api/v1/environments/{name}/approve", a.authorized(config.ScopeApprove, a.approve))
+	mux.HandleFunc("POST /api/v1/environments/{name}/reject", a.authorized(config.ScopeApprove, a.reject))
 	mux.HandleFunc("GET /{$}", a.statusPage)
 	mux.HandleFunc("GET /environments/{name}", a.envPage)
 }

@@ -5,26 +5,31 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+
+	"github.com/driftless/driftless/config"
 )
 
-// authorized wraps a mutating handler: it runs only with the configured
-// bearer token.
-func (a *API) authorized(next http.HandlerFunc) http.HandlerFunc {
+// scopedHandler is a mutating handler; who names the token that was used.
+type scopedHandler func(w http.ResponseWriter, r *http.Request, who string)
+
+// legacyScopes are the scopes of api.token, the one unnamed token.
+var legacyScopes = []string{config.ScopeSync, config.ScopeRollback}
+
+// authorized wraps a mutating handler: it runs only with a configured
+// bearer token that has scope. Tokens are compared by their SHA-256, each
+// in constant time, so the answer's timing tells nothing about them.
+func (a *API) authorized(scope string, next scopedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.Token.IsZero() {
-			writeError(w, http.StatusForbidden, "no API token is configured (api.token in driftless.yaml): sync and rollback are disabled")
-			return
-		}
-		want, err := a.opts.Token.Read()
-		if err != nil {
-			a.log.Error().Err(err).Msg("cannot read the API token")
-			writeError(w, http.StatusInternalServerError, "the daemon cannot read its API token; see its log")
+		if a.opts.Token.IsZero() && len(a.opts.Tokens) == 0 {
+			writeError(w, http.StatusForbidden, "no API token is configured (api.token or api.tokens in driftless.yaml): the mutating API is disabled")
 			return
 		}
 		got, ok := bearer(r.Header.Get("Authorization"))
@@ -33,17 +38,38 @@ func (a *API) authorized(next http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "this endpoint needs an Authorization: Bearer <token> header")
 			return
 		}
-		// Hashing both sides first makes the comparison take the same
-		// time whatever the lengths, so the answer's timing tells nothing
-		// about the token.
-		gh, wh := sha256.Sum256([]byte(got)), sha256.Sum256(want)
-		if subtle.ConstantTimeCompare(gh[:], wh[:]) != 1 {
+		gh := sha256.Sum256([]byte(got))
+		who, scopes, matched := "", []string(nil), false
+		if !a.opts.Token.IsZero() {
+			want, err := a.opts.Token.Read()
+			if err != nil {
+				a.log.Error().Err(err).Msg("cannot read the API token")
+				writeError(w, http.StatusInternalServerError, "the daemon cannot read its API token; see its log")
+				return
+			}
+			wh := sha256.Sum256(want)
+			if subtle.ConstantTimeCompare(gh[:], wh[:]) == 1 {
+				who, scopes, matched = "token", legacyScopes, true
+			}
+		}
+		for _, t := range a.opts.Tokens {
+			wh, err := hex.DecodeString(strings.ToLower(t.SHA256))
+			if err == nil && subtle.ConstantTimeCompare(gh[:], wh) == 1 && !matched {
+				who, scopes, matched = "token:"+t.Name, t.Scopes, true
+			}
+		}
+		if !matched {
 			a.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("api request with a wrong token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="driftless", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "wrong API token")
 			return
 		}
-		next(w, r)
+		if !slices.Contains(scopes, scope) {
+			a.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Str("by", who).Str("scope", scope).Msg("api request without the scope it needs")
+			writeError(w, http.StatusForbidden, "%s does not have the %s scope", who, scope)
+			return
+		}
+		next(w, r, who)
 	}
 }
 
@@ -64,16 +90,50 @@ func (a *API) operationContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(a.opts.Context, a.opts.OperationTimeout)
 }
 
-func (a *API) sync(w http.ResponseWriter, r *http.Request) {
+// syncRequest is the optional body of POST .../sync.
+type syncRequest struct {
+	// Force goes through a closed deploy window.
+	Force bool `json:"force"`
+}
+
+func (a *API) sync(w http.ResponseWriter, r *http.Request, who string) {
 	name := r.PathValue("name")
+	var req syncRequest
+	if !readBody(w, r, &req, `{"force": true|false}`) {
+		return
+	}
 	if _, ok := a.opts.Reconciler.Environment(name); !ok {
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
 		return
 	}
 	ctx, cancel := a.operationContext()
 	defer cancel()
-	a.log.Info().Str("environment", name).Str("remote", r.RemoteAddr).Msg("sync requested")
+	a.log.Info().Str("environment", name).Str("remote", r.RemoteAddr).Str("by", who).Bool("force", req.Force).Msg("sync requested")
+	if req.Force {
+		a.finishOperation(w, name, a.opts.Reconciler.ForceSync(ctx, name))
+		return
+	}
 	a.finishOperation(w, name, a.opts.Reconciler.Sync(ctx, name))
+}
+
+// readBody decodes an optional JSON body strictly into v; it answers 400
+// or 413 itself and returns false when the body is not acceptable.
+func readBody(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "read request body: %v", err)
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil || dec.More() {
+		writeError(w, http.StatusBadRequest, "body must be %s", shape)
+		return false
+	}
+	return true
 }
 
 // finishOperation answers a sync or rollback with the environment's state
@@ -83,7 +143,7 @@ func (a *API) finishOperation(w http.ResponseWriter, name string, err error) {
 	switch {
 	case errors.Is(err, ErrUnknownEnvironment) || !ok:
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
-	case errors.Is(err, ErrRemovedEnvironment):
+	case errors.Is(err, ErrRemovedEnvironment), errors.Is(err, ErrWindowClosed):
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Status: &st})
 	case err != nil:
 		a.log.Error().Err(err).Str("environment", name).Msg("manual operation failed")
@@ -100,7 +160,7 @@ type rollbackRequest struct {
 	To string `json:"to"`
 }
 
-func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
+func (a *API) rollback(w http.ResponseWriter, r *http.Request, who string) {
 	name := r.PathValue("name")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
@@ -135,7 +195,7 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.operationContext()
 	defer cancel()
-	a.log.Info().Str("environment", name).Str("revision", shortCommit(to)).Str("remote", r.RemoteAddr).Msg("rollback requested")
+	a.log.Info().Str("environment", name).Str("revision", shortCommit(to)).Str("remote", r.RemoteAddr).Str("by", who).Msg("rollback requested")
 	a.finishOperation(w, name, a.opts.Reconciler.Rollback(ctx, name, to))
 }
 
@@ -175,4 +235,43 @@ func rollbackTarget(runs []Run, prefix, applied string) string {
 		}
 	}
 	return ""
+}
+
+// decisionRequest is the body of POST .../approve and .../reject.
+type decisionRequest struct {
+	// Revision is the commit (7 characters at least) decided on.
+	Revision string `json:"revision"`
+}
+
+// decisionAnswer is the answer to an approval or a rejection.
+type decisionAnswer struct {
+	Decision Decision  `json:"decision"`
+	Status   EnvStatus `json:"status"`
+}
+
+func (a *API) approve(w http.ResponseWriter, r *http.Request, who string) { a.decide(w, r, who, true) }
+func (a *API) reject(w http.ResponseWriter, r *http.Request, who string)  { a.decide(w, r, who, false) }
+
+// decide records an approval or a rejection: 200 with the decision and
+// the environment's state, 404 unknown environment, 409 when the revision
+// is not the one held at the environment's gates.
+func (a *API) decide(w http.ResponseWriter, r *http.Request, who string, approved bool) {
+	name := r.PathValue("name")
+	var req decisionRequest
+	if !readBody(w, r, &req, `{"revision": "<commit>"}`) {
+		return
+	}
+	d, err := a.opts.Reconciler.Decide(r.Context(), name, req.Revision, Decision{Approved: approved, By: who, Via: "api"})
+	st, ok := a.opts.Reconciler.Environment(name)
+	switch {
+	case errors.Is(err, ErrUnknownEnvironment) || !ok:
+		writeError(w, http.StatusNotFound, "unknown environment %q", name)
+	case errors.Is(err, ErrNotAwaiting), errors.Is(err, ErrRemovedEnvironment):
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Status: &st})
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "%v", err)
+	default:
+		a.log.Info().Str("environment", name).Str("revision", shortCommit(d.Commit)).Str("by", who).Bool("approved", approved).Msg("decision recorded")
+		writeJSON(w, http.StatusOK, decisionAnswer{Decision: d, Status: st})
+	}
 }

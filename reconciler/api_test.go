@@ -253,7 +253,7 @@ func TestAPITokenMissingOrUnreadable(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"not configured", config.Secret{}, 403, "no API token is configured (api.token in driftless.yaml): sync and rollback are disabled"},
+		{"not configured", config.Secret{}, 403, "no API token is configured (api.token or api.tokens in driftless.yaml): the mutating API is disabled"},
 		{"file gone", config.Secret{File: filepath.Join(t.TempDir(), "missing")}, 500, "the daemon cannot read its API token; see its log"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,8 +29,9 @@ type driftKey struct{ host, kind, mode string }
 
 // drift observes every host of the applied revision and handles each
 // difference by its mode: enforce corrects it (logging the diff), warn
-// reports it, ignore only counts it. The caller holds st.op.
-func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (Run, error) {
+// reports it, ignore only counts it. Without correct (a deploy window
+// holds changes back) enforce only reports, as warn. The caller holds st.op.
+func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool) (Run, error) {
 	r.mu.Lock()
 	env, rev := st.applied, st.rec.Applied
 	r.mu.Unlock()
@@ -53,6 +54,9 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 		for _, res := range h.order {
 			c := h.changes[res.ID()]
 			mode := driftMode(env, res)
+			if mode == config.DriftEnforce && !correct {
+				mode = config.DriftWarn
+			}
 			key := h.host.Name + " " + res.ID()
 			switch mode {
 			case config.DriftIgnore:
@@ -122,10 +126,33 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string) (R
 			run.ID = id
 		}
 	}
+	r.markClean(st, env.Name, run, len(open) == 0)
 	if run.Result == ResultFailed {
 		return run, fmt.Errorf("drift pass of %s: %s", env.Name, run.Error)
 	}
 	return run, nil
+}
+
+// markClean keeps CleanSince after a drift pass: zero while drift stays
+// open or the pass failed, the pass's end after it corrected drift (the
+// soak of downstream environments starts again), unchanged otherwise. A
+// change wakes the environments that may promote from this one.
+func (r *Reconciler) markClean(st *envState, name string, run Run, clean bool) {
+	r.mu.Lock()
+	since, state := st.rec.CleanSince, st.rec.State
+	r.mu.Unlock()
+	next := since
+	switch {
+	case run.Result == ResultFailed || !clean:
+		next = time.Time{}
+	case run.Changes > 0, since.IsZero() && state == StateSynced:
+		next = run.End
+	}
+	if next.Equal(since) {
+		return
+	}
+	r.update(st, func(rec *EnvRecord) { rec.CleanSince = next })
+	r.wakeOthers(name)
 }
 
 // setDriftMetrics replaces the environment's drift series and tracks how

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // finish records a run: history, metrics, the environment's record and
@@ -33,13 +34,17 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 		rec.LastResult, rec.LastRun, rec.LastError = run.Result, run.End, run.Error
 		switch run.Result {
 		case ResultSuccess, ResultNoop:
+			if rec.Applied.Commit != tg.rev.Commit || rec.CleanSince.IsZero() {
+				rec.CleanSince = run.End
+			}
 			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, StateSynced
 		case ResultRolledBack:
-			rec.State = StateRolledBack
+			rec.State, rec.CleanSince = StateRolledBack, time.Time{}
 		default:
-			rec.State = StateFailed
+			rec.State, rec.CleanSince = StateFailed, time.Time{}
 		}
 	})
+	r.wakeOthers(name)
 	ev := log.Info()
 	if run.Result == ResultFailed || run.Result == ResultRolledBack {
 		ev = log.Error()
@@ -47,7 +52,7 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 	ev.Str("result", run.Result).Str("trigger", run.Trigger).Int("changes", run.Changes).
 		Dur("duration", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
 
-	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End}
+	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision}
 	switch run.Result {
 	case ResultSuccess:
 		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))

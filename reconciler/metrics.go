@@ -27,6 +27,8 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	hostUp         *prometheus.GaugeVec
 	configOK       prometheus.Gauge
+	pending        *prometheus.GaugeVec
+	pendingSince   *prometheus.GaugeVec
 }
 
 // newMetrics creates the series and registers them on reg.
@@ -66,13 +68,19 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		hostUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "driftless_host_up", Help: "1 when the host was reached at the last observation, 0 otherwise.",
 		}, []string{"environment", "host"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_promotion_pending", Help: "1 while a revision waits at a gate of the environment (promotion, deploy window, approval), else 0.",
+		}, []string{"environment"}),
+		pendingSince: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_promotion_pending_since_timestamp_seconds", Help: "Since when the waiting revision has waited at its gates (0 when none waits).",
+		}, []string{"environment"}),
 		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "driftless_config_last_reload_successful", Help: "1 when the last revision received loaded and validated completely.",
 		}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
-		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.configOK,
+		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.configOK, m.pending, m.pendingSince,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register reconciler metrics: %w", err)
@@ -86,6 +94,18 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 func (m *metrics) setEnvInfo(env, short, status string) {
 	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": env})
 	m.envInfo.WithLabelValues(env, short, status).Set(1)
+}
+
+// setPending sets the gate series of an environment: g waiting (nil:
+// nothing waits).
+func (m *metrics) setPending(env string, g *Gate) {
+	if g == nil {
+		m.pending.WithLabelValues(env).Set(0)
+		m.pendingSince.WithLabelValues(env).Set(0)
+		return
+	}
+	m.pending.WithLabelValues(env).Set(1)
+	m.pendingSince.WithLabelValues(env).Set(float64(g.Since.Unix()))
 }
 
 func shortCommit(c string) string {

@@ -31,14 +31,30 @@ func (r *Reconciler) known(name string) (*envState, error) {
 // Sync reconciles an environment now: it rolls out the newest revision
 // received if it is not applied yet, otherwise it runs a drift pass that
 // enforces the applied revision. The error tells why the run failed.
-func (r *Reconciler) Sync(ctx context.Context, name string) error {
+func (r *Reconciler) Sync(ctx context.Context, name string) error { return r.sync(ctx, name, false) }
+
+// ForceSync is Sync through a closed deploy window (only windows: never
+// promotion or approval); the run is recorded as forced.
+func (r *Reconciler) ForceSync(ctx context.Context, name string) error { return r.sync(ctx, name, true) }
+
+// ErrWindowClosed is returned by a sync that ran while a deploy window
+// holds the environment's revision back.
+var ErrWindowClosed = errors.New("deploy window closed")
+
+func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
 	st, err := r.known(name)
 	if err != nil {
 		return err
 	}
-	_, err = r.pass(ctx, st, TriggerSync)
+	_, err = r.pass(ctx, st, TriggerSync, force)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	r.mu.Lock()
+	g := st.rec.Gate
+	r.mu.Unlock()
+	if g != nil && g.State == StateWindowClosed {
+		return fmt.Errorf("sync %s: %w: revision %s is held back (%s); sync --force goes through", name, ErrWindowClosed, g.Revision.Short(), g.Reason)
 	}
 	return nil
 }

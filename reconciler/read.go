@@ -3,6 +3,8 @@ package reconciler
 import (
 	"sort"
 	"time"
+
+	"github.com/driftless/driftless/targets"
 )
 
 // HostStatus says whether a host answered its last observation.
@@ -26,6 +28,12 @@ type EnvStatus struct {
 	// LastRun is the end of the last run (zero when none).
 	LastRun time.Time    `json:"last_run"`
 	Hosts   []HostStatus `json:"hosts,omitempty"`
+	// Gate is the revision held back by a gate and why (nil: none).
+	Gate *Gate `json:"gate,omitempty"`
+	// GatePlan is what the revision awaiting approval would change.
+	GatePlan *Plan `json:"gate_plan,omitempty"`
+	// Decisions are the newest approvals and rejections, newest first.
+	Decisions []Decision `json:"decisions,omitempty"`
 }
 
 // Environments returns the status of every known environment, by name.
@@ -63,15 +71,38 @@ func (st *envState) status() EnvStatus {
 	s := EnvStatus{
 		Name: st.rec.Name, Applied: st.rec.Applied.Commit, AppliedSource: st.rec.Applied.Source,
 		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
-		State: st.rec.State, DriftResources: st.driftCount, LastResult: st.rec.LastResult,
+		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
 		LastError: st.rec.LastError, LastRun: st.rec.LastRun,
 	}
-	if s.State == "" {
-		s.State = StateUnknown
+	if g := st.rec.Gate; g != nil {
+		gate := *g
+		s.Gate = &gate
+		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == StateAwaitingApproval {
+			s.GatePlan = withoutSnapshots(st.gatePlan)
+		}
+	}
+	for i := len(st.rec.Decisions) - 1; i >= 0; i-- {
+		s.Decisions = append(s.Decisions, st.rec.Decisions[i])
 	}
 	for name, up := range st.hostUp {
 		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up})
 	}
 	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].Name < s.Hosts[j].Name })
 	return s
+}
+
+// withoutSnapshots copies a plan without the observed states (the
+// snapshots restore needs), which may hold a host's file contents: the
+// diffs say what would change.
+func withoutSnapshots(p *Plan) *Plan {
+	out := &Plan{Environment: p.Environment, Commit: p.Commit}
+	for _, h := range p.Hosts {
+		hp := HostPlan{Host: h.Host, Err: h.Err}
+		for _, c := range h.Changes {
+			c.Before = targets.State{}
+			hp.Changes = append(hp.Changes, c)
+		}
+		out.Hosts = append(out.Hosts, hp)
+	}
+	return out
 }

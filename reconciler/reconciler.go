@@ -119,12 +119,24 @@ type envState struct {
 	driftCount int
 	driftSince map[string]time.Time
 	hostUp     map[string]bool
+	// latest is the newest revision of the environment's own source; for a
+	// gated environment it holds the gates' configuration and, without
+	// promotion, the revision that waits at them.
+	latest *target
+	// gatePlan is the plan of the revision awaiting approval.
+	gatePlan *Plan
+	// wakeAt is when the gates should be looked at again (zero: on events).
+	wakeAt time.Time
 }
 
 // target is an environment's configuration in one revision.
 type target struct {
 	rev sources.Revision
 	env *config.Environment
+	// decision is the approval that let the revision through its gate;
+	// forced marks a manual sync through a closed deploy window.
+	decision *Decision
+	forced   bool
 }
 
 // New checks the options and registers the metrics.
@@ -173,7 +185,8 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	for _, rec := range recs {
 		r.envs[rec.Name] = &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}}
-		m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), rec.State)
+		m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
+		m.setPending(rec.Name, rec.Gate)
 	}
 	return r, nil
 }
@@ -204,11 +217,12 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	fn(&st.rec)
 	rec := st.rec
 	rec.Quarantined = append([]string(nil), rec.Quarantined...)
+	rec.Decisions = append([]Decision(nil), rec.Decisions...)
 	r.mu.Unlock()
 	if err := r.store.PutEnv(rec); err != nil {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}
-	r.m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), rec.State)
+	r.m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
 }
 
 // report hands a report to every reporter, each in its own goroutine with

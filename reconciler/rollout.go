@@ -26,7 +26,7 @@ type hostOutcome struct {
 // st.op.
 func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
 	env := tg.env
-	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: r.now()}
+	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: r.now(), Decision: tg.decision, Forced: tg.forced}
 	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
 	defer func() { r.finish(st, tg, &run) }()
 

@@ -17,6 +17,9 @@ const (
 	ResultNoop       = "noop"
 	ResultFailed     = "failed"
 	ResultRolledBack = "rolled_back"
+	// ResultRejected is a revision rejected at its approval gate; it is
+	// recorded in history, never applied, and not counted as a reconcile.
+	ResultRejected = "rejected"
 )
 
 // The triggers of a run: what made the reconciler work.
@@ -26,6 +29,8 @@ const (
 	TriggerSync     = "sync"
 	TriggerRollback = "rollback"
 	TriggerRecovery = "recovery"
+	// TriggerApproval marks the history entry of a rejection.
+	TriggerApproval = "approval"
 )
 
 // Run is one entry of an environment's history.
@@ -44,6 +49,11 @@ type Run struct {
 	Error   string `json:"error,omitempty"`
 	// FailedHosts lists the hosts whose apply or verification failed.
 	FailedHosts []string `json:"failed_hosts,omitempty"`
+	// Decision is the approval that let the revision through, or the
+	// rejection that stopped it.
+	Decision *Decision `json:"decision,omitempty"`
+	// Forced marks a manual sync that went through a closed deploy window.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // EnvRecord is what the store keeps about one environment between runs
@@ -61,6 +71,17 @@ type EnvRecord struct {
 	LastResult  string    `json:"last_result,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastRun     time.Time `json:"last_run"`
+	// CleanSince is since when the applied revision has been good: its
+	// rollout succeeded and no drift pass since found drift or failed
+	// (zero while it is not good). Downstream environments soak from it.
+	CleanSince time.Time `json:"clean_since,omitempty"`
+	// Gate is the revision held back by a gate (nil when none is).
+	Gate *Gate `json:"gate,omitempty"`
+	// Taken is the last commit that passed the gates (or was rejected at
+	// them); it is not offered again, so a manual rollback stays.
+	Taken string `json:"taken,omitempty"`
+	// Decisions are the newest approvals and rejections, oldest first.
+	Decisions []Decision `json:"decisions,omitempty"`
 }
 
 // IsQuarantined reports whether commit was rolled back.

@@ -25,6 +25,9 @@ type worker struct {
 	// retire (capacity one) receives the revision that no longer declares
 	// the environment; the worker then marks it removed and ends.
 	retire chan sources.Revision
+	// wake (capacity one) asks the worker to look at its gates again: an
+	// upstream changed, or a decision was taken.
+	wake chan struct{}
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -145,7 +148,7 @@ func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup
 		return w
 	}
 	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1),
-		retire: make(chan sources.Revision, 1)}
+		retire: make(chan sources.Revision, 1), wake: make(chan struct{}, 1)}
 	r.workers[name] = w
 	wg.Add(1)
 	go func() {
@@ -185,10 +188,17 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 	iv := r.interval(st)
 	tk := time.NewTicker(iv)
 	defer tk.Stop()
+	gt := time.NewTimer(time.Hour)
+	gt.Stop()
+	defer gt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.wake:
+			r.gatePass(ctx, st)
+		case <-gt.C:
+			r.gatePass(ctx, st)
 		case tg := <-w.slot:
 			r.onRevision(ctx, st, tg)
 		case <-w.previewReady:
@@ -196,7 +206,7 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 				r.preview(ctx, st, tg)
 			}
 		case <-tk.C:
-			_, _ = r.pass(ctx, st, TriggerDrift)
+			_, _ = r.pass(ctx, st, TriggerDrift, false)
 		case rev := <-w.retire:
 			r.markRemoved(st, rev)
 			return
@@ -204,6 +214,47 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 		if n := r.interval(st); n != iv {
 			iv = n
 			tk.Reset(iv)
+		}
+		r.mu.Lock()
+		wake := st.wakeAt
+		r.mu.Unlock()
+		gt.Stop()
+		if !wake.IsZero() {
+			gt.Reset(max(wake.Sub(r.now()), 10*time.Millisecond))
+		}
+	}
+}
+
+// gatePass looks at a gated environment's gates again, and rolls its
+// revision out when they are all open.
+func (r *Reconciler) gatePass(ctx context.Context, st *envState) {
+	st.op.Lock()
+	defer st.op.Unlock()
+	r.mu.Lock()
+	removed := st.rec.State == StateRemoved
+	r.mu.Unlock()
+	if removed {
+		return
+	}
+	if err := r.recoverEnv(ctx, st); err != nil {
+		return
+	}
+	r.advance(ctx, st, TriggerRevision, false)
+}
+
+// wakeOthers asks every other environment's worker to look at its gates
+// again, after something an environment promoting from name may wait for
+// changed. Workers without gates do nothing with it.
+func (r *Reconciler) wakeOthers(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for n, w := range r.workers {
+		if n == name {
+			continue
+		}
+		select {
+		case w.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -226,6 +277,14 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 		return
 	}
 	r.mu.Lock()
+	st.latest = &tg
+	r.mu.Unlock()
+	if tg.env.Gated() {
+		r.advance(ctx, st, TriggerRevision, false)
+		return
+	}
+	r.setGate(st, nil, time.Time{}) // the environment no longer declares gates
+	r.mu.Lock()
 	q := st.rec.IsQuarantined(tg.rev.Commit)
 	if !q {
 		st.desired = &tg
@@ -244,7 +303,7 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 // pass is the periodic (or forced) reconcile of an environment: the
 // desired revision when it is not applied yet (and not quarantined),
 // otherwise a drift pass over the applied one.
-func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string) (Run, error) {
+func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, force bool) (Run, error) {
 	st.op.Lock()
 	defer st.op.Unlock()
 	r.mu.Lock()
@@ -256,6 +315,9 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string) (Ru
 	if err := r.recoverEnv(ctx, st); err != nil {
 		return Run{}, err
 	}
+	if run, ok := r.advance(ctx, st, trigger, force); ok {
+		return run, runError(run)
+	}
 	r.mu.Lock()
 	d := st.desired
 	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantined(d.rev.Commit)
@@ -265,9 +327,23 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string) (Ru
 		return run, runError(run)
 	}
 	if err := r.ensureApplied(ctx, st); err != nil {
+		r.mu.Lock()
+		held := st.rec.Gate != nil
+		r.mu.Unlock()
+		if held { // nothing applied yet: the first revision waits at a gate
+			return Run{}, nil
+		}
 		return Run{}, err
 	}
-	return r.drift(ctx, st, trigger)
+	r.mu.Lock()
+	pol := st.policy()
+	r.mu.Unlock()
+	correct := true
+	if pol != nil && len(pol.Windows) > 0 {
+		v := config.CheckWindows(pol.Windows, r.now())
+		correct = v.Open || v.Drift
+	}
+	return r.drift(ctx, st, trigger, correct)
 }
 
 // runError is the error a caller of Sync or Rollback sees for a run.

@@ -50,7 +50,7 @@ func (g *Git) Checkout(ctx context.Context, rev Revision) (Revision, error) {
 	}
 	pruneRestored(root, rev.Commit, restoredKept)
 	out := rev
-	out.Dir = dir
+	out.Dir, out.Repo = dir, RepoID(g.url)
 	return out, nil
 }
 

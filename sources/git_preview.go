@@ -103,7 +103,7 @@ func (g *Git) syncPreview(ctx context.Context, pr prRequest) (*Revision, error) 
 	if ref == "" {
 		ref = local.String()
 	}
-	return &Revision{Source: g.name, Commit: sha, Ref: ref, Dir: dir, Preview: true, PullRequest: pr.number, Time: g.clock.Now()}, nil
+	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: ref, Dir: dir, Preview: true, PullRequest: pr.number, Time: g.clock.Now()}, nil
 }
 
 // dropPreview removes a closed pull request's checkouts and local ref.

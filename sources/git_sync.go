@@ -130,7 +130,7 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 	}
 	g.keep.advance(sha)
 	g.cleanCheckouts()
-	return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
+	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
 }
 
 // subTree returns the tree driftless reads from commit: the whole tree, or

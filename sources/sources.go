@@ -5,6 +5,8 @@ package sources
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -14,6 +16,10 @@ type Revision struct {
 	Source string `json:"source"`
 	// Commit is the full commit id (for a local folder: a hash of the tree).
 	Commit string `json:"commit"`
+	// Repo identifies the repository of a Git source (RepoID of its URL);
+	// empty for a local folder. Two revisions are the same revision when
+	// they have the same commit of the same Repo, whatever their sources.
+	Repo string `json:"repo,omitempty"`
 	// Ref is the branch or tag followed ("refs/heads/main").
 	Ref string `json:"ref,omitempty"`
 	// Dir is the folder holding the checkout (the sub-path, when one is
@@ -25,6 +31,34 @@ type Revision struct {
 	PullRequest int `json:"pull_request,omitempty"`
 	// Time is when the revision was produced.
 	Time time.Time `json:"time"`
+}
+
+// SameRevision reports whether a and b are the same commit of the same
+// repository (DESIGN.md, "Promotion").
+func SameRevision(a, b Revision) bool {
+	return a.Commit != "" && a.Commit == b.Commit && a.Repo == b.Repo
+}
+
+// RepoID is the identity of a repository URL: its host (lower case, with
+// its port) and path (without a trailing ".git" or "/"), without scheme or
+// credentials, so that "https://host/owner/name.git" and the scp-like
+// "git@host:owner/name" are the same repository.
+func RepoID(raw string) string {
+	s := strings.TrimSpace(raw)
+	if !strings.Contains(s, "://") {
+		if at := strings.Index(s, "@"); at >= 0 {
+			s = s[at+1:]
+		}
+		if host, path, ok := strings.Cut(s, ":"); ok {
+			s = "ssh://" + host + "/" + strings.TrimPrefix(path, "/")
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return strings.TrimSuffix(strings.TrimSuffix(RedactURL(s), "/"), ".git")
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
+	return strings.ToLower(u.Host) + p
 }
 
 // Short returns the first 12 characters of the commit.

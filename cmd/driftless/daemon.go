@@ -164,7 +164,7 @@ func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Logger: d.log, Context: ctx}).Register(mux)
+	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -1,0 +1,90 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// ErrNotAwaiting is returned for a decision about a revision that is not
+// the one held at the environment's gates.
+var ErrNotAwaiting = errors.New("no such revision waiting")
+
+// Decide records an approval or a rejection of the revision held at the
+// environment's gates. rev is its commit or a prefix of 7 characters at
+// least; d carries who decided and how (its Commit and Environment are
+// filled in). An approval lets the revision through the approval gate at
+// once (the environment's worker looks again); a rejection keeps it from
+// ever being applied and is recorded in history.
+func (r *Reconciler) Decide(_ context.Context, name, rev string, d Decision) (Decision, error) {
+	st, err := r.known(name)
+	if err != nil {
+		return Decision{}, err
+	}
+	rev = strings.ToLower(strings.TrimSpace(rev))
+	r.mu.Lock()
+	g, pol := st.rec.Gate, st.policy()
+	r.mu.Unlock()
+	verb := "reject"
+	if d.Approved {
+		verb = "approve"
+	}
+	switch {
+	case len(rev) < 7:
+		return Decision{}, fmt.Errorf("%s %s: revision %q is too short (7 characters at least)", verb, name, rev)
+	case pol != nil && (pol.Approval == nil || !pol.Approval.Required):
+		// (Without a configuration yet, after a restart, the recorded
+		// gate alone says what waits.)
+		return Decision{}, fmt.Errorf("%s %s: %w: the environment requires no approval", verb, name, ErrNotAwaiting)
+	case g == nil || g.Revision.Commit == "" || !strings.HasPrefix(g.Revision.Commit, rev):
+		held := "none"
+		if g != nil && g.Revision.Commit != "" {
+			held = g.Revision.Short() + " (" + g.State + ")"
+		}
+		return Decision{}, fmt.Errorf("%s %s: %w: %s is not the revision held at its gates (held: %s)", verb, name, ErrNotAwaiting, rev, held)
+	case g.State == StateRejected:
+		return Decision{}, fmt.Errorf("%s %s: %w: %s was rejected (%s)", verb, name, ErrNotAwaiting, g.Revision.Short(), g.Reason)
+	}
+	d.Environment, d.Commit = name, g.Revision.Commit
+	if d.At.IsZero() {
+		d.At = r.now()
+	}
+	r.record(st, d, g.Revision)
+	return d, nil
+}
+
+// record keeps a decision in the environment's record (and, for a
+// rejection, in history), logs and reports it, and wakes the worker.
+func (r *Reconciler) record(st *envState, d Decision, rev sources.Revision) {
+	r.update(st, func(rec *EnvRecord) {
+		rec.Decisions = append(rec.Decisions, d)
+		if n := len(rec.Decisions); n > maxDecisions {
+			rec.Decisions = append([]Decision(nil), rec.Decisions[n-maxDecisions:]...)
+		}
+	})
+	log := r.log.With().Str("environment", d.Environment).Str("revision", shortCommit(d.Commit)).Logger()
+	if d.Approved {
+		log.Info().Str("by", d.By).Str("via", d.Via).Msg("revision approved")
+	} else {
+		log.Warn().Str("by", d.By).Str("via", d.Via).Msg("revision rejected")
+		run := Run{Environment: d.Environment, Revision: rev, Trigger: TriggerApproval, Start: d.At, End: d.At,
+			Result: ResultRejected, Decision: &d, Error: "rejected by " + d.By}
+		if _, err := r.store.AddRun(run); err != nil {
+			log.Error().Err(err).Msg("cannot record run in history")
+		}
+		r.report(Report{Environment: d.Environment, Source: rev.Source, Commit: d.Commit, Status: StatusFailure,
+			Gate: StateRejected, Decision: &d, Description: "rejected by " + d.By})
+	}
+	r.mu.Lock()
+	w := r.workers[d.Environment]
+	r.mu.Unlock()
+	if w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}

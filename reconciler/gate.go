@@ -1,0 +1,272 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+)
+
+// The states of a gated revision, shown as the environment's state while
+// the applied revision is otherwise in order.
+const (
+	// StateWaiting: promotion waits for the upstreams (or their soak).
+	StateWaiting = "waiting"
+	// StateWindowClosed: a deploy window holds the revision back.
+	StateWindowClosed = "window_closed"
+	// StateAwaitingApproval: the revision waits for an approval.
+	StateAwaitingApproval = "awaiting_approval"
+	// StateRejected: the revision was rejected; it is never applied.
+	StateRejected = "rejected"
+)
+
+// Gate is where a revision waits before it may be applied. It is part of
+// the environment's record, so a waiting revision and the reason survive a
+// restart.
+type Gate struct {
+	// Revision is the commit that waits (for a promotion still waiting
+	// for its upstreams: the newest commit they applied, when known).
+	Revision sources.Revision `json:"revision"`
+	State    string           `json:"state"`
+	Reason   string           `json:"reason"`
+	// Since is when this revision started waiting at its gates.
+	Since time.Time `json:"since"`
+	// Until is the end of the soak, when the gate is a soak.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Decision is an approval or a rejection of one revision.
+type Decision struct {
+	Environment string `json:"environment"`
+	Commit      string `json:"commit"`
+	Approved    bool   `json:"approved"`
+	// By is who decided: an API token's name ("token:NAME") or a Git host
+	// login ("github:alice").
+	By string `json:"by"`
+	// Via is "api", or the Git host whose pull request comment decided.
+	Via         string    `json:"via"`
+	PullRequest int       `json:"pull_request,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// maxDecisions bounds the decisions kept in an environment's record; the
+// history keeps every rejection and the approval of every applied revision.
+const maxDecisions = 50
+
+// decision returns the newest decision about commit, or nil.
+func (e EnvRecord) decision(commit string) *Decision {
+	for i := len(e.Decisions) - 1; i >= 0; i-- {
+		if e.Decisions[i].Commit == commit {
+			d := e.Decisions[i]
+			return &d
+		}
+	}
+	return nil
+}
+
+// displayState is the state shown for an environment: a gate's state
+// while one holds a revision and the applied revision is in order.
+func displayState(rec EnvRecord) string {
+	if rec.Gate != nil && (rec.State == StateSynced || rec.State == StateUnknown || rec.State == "") {
+		return rec.Gate.State
+	}
+	if rec.State == "" {
+		return StateUnknown
+	}
+	return rec.State
+}
+
+// policy is the newest configuration of a gated environment: the newest
+// revision of its own source, else the applied one.
+func (st *envState) policy() *config.Environment {
+	if st.latest != nil {
+		return st.latest.env
+	}
+	return st.applied
+}
+
+// advance takes the environment's gated revision as far as its gates let
+// it: promotion, then deploy windows (unless force), then approval. When
+// every gate is open it rolls the revision out and returns the run with
+// ok true. Otherwise it records where the revision waits and when to look
+// again. A gate is a wait, not a failure: nothing is retried until an
+// upstream changes, a decision is taken, the soak ends or the next drift
+// pass. The caller holds st.op.
+func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, force bool) (run Run, ok bool) {
+	r.mu.Lock()
+	latest, rec := st.latest, st.rec
+	r.mu.Unlock()
+	if latest == nil || !latest.env.Gated() {
+		return Run{}, false
+	}
+	pol, now := latest.env, r.now()
+	gate := &Gate{Since: now}
+	cand, ready := latest.rev, true
+	var reason string
+	var until time.Time
+	if pol.Promote != nil {
+		cand, reason, until, ready = r.promotion(pol, latest.rev, now)
+	}
+	if cand.Commit == "" && ready || cand.Commit != "" && (cand.Commit == rec.Applied.Commit || cand.Commit == rec.Taken || rec.IsQuarantined(cand.Commit)) {
+		// Nothing new: a rejected revision keeps showing as rejected.
+		if rec.Gate != nil && (rec.Gate.State != StateRejected || rec.Gate.Revision.Commit != cand.Commit) {
+			r.setGate(st, nil, time.Time{})
+		}
+		return Run{}, false
+	}
+	gate.Revision = cand
+	if !ready {
+		gate.State, gate.Reason, gate.Until = StateWaiting, reason, until
+		if !until.IsZero() {
+			gate.Reason = fmt.Sprintf("soaking until %s (%s)", until.UTC().Format(time.RFC3339), reason)
+		}
+		r.setGate(st, gate, until)
+		return Run{}, false
+	}
+	if !force {
+		if v := config.CheckWindows(pol.Windows, now); !v.Open {
+			gate.State, gate.Reason = StateWindowClosed, v.Reason
+			r.setGate(st, gate, now.Add(time.Minute))
+			return Run{}, false
+		}
+	}
+	var dec *Decision
+	if pol.Approval != nil && pol.Approval.Required {
+		dec = rec.decision(cand.Commit)
+		switch {
+		case dec == nil:
+			// The plan first, so that whoever sees the state sees the plan.
+			r.planGate(ctx, st, cand, latest)
+			gate.State, gate.Reason = StateAwaitingApproval, "awaiting approval of "+cand.Short()
+			r.setGate(st, gate, time.Time{})
+			return Run{}, false
+		case !dec.Approved:
+			gate.State, gate.Reason = StateRejected, fmt.Sprintf("rejected by %s at %s", dec.By, dec.At.UTC().Format(time.RFC3339))
+			r.setGate(st, gate, time.Time{})
+			r.update(st, func(rec *EnvRecord) { rec.Taken = cand.Commit })
+			return Run{}, false
+		}
+	}
+	tg := *latest
+	if !sources.SameRevision(cand, latest.rev) {
+		var err error
+		if tg, err = r.resolve(ctx, pol.Name, cand); err != nil {
+			gate.State, gate.Reason = StateWaiting, "promoted commit not available: "+err.Error()
+			r.setGate(st, gate, time.Time{})
+			return Run{}, false
+		}
+	}
+	tg.decision, tg.forced = dec, force
+	r.update(st, func(rec *EnvRecord) { rec.Gate, rec.Taken = nil, cand.Commit })
+	r.mu.Lock()
+	st.desired, st.gatePlan, st.wakeAt = &tg, nil, time.Time{}
+	r.mu.Unlock()
+	r.m.setPending(pol.Name, nil)
+	return r.rollout(ctx, st, tg, trigger), true
+}
+
+// promotion finds the commit the upstreams of pol agree on. It returns
+// that commit (as a revision of the environment's own source), and, while
+// the commit may not go through yet, why (with until the end of the soak).
+func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, now time.Time) (cand sources.Revision, reason string, until time.Time, ready bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var agreed *sources.Revision
+	var waiting, disagree []string
+	for _, up := range pol.Promote.From {
+		u, ok := r.envs[up]
+		if !ok || u.rec.State == StateRemoved || u.rec.Applied.Commit == "" {
+			waiting = append(waiting, up)
+			continue
+		}
+		a := u.rec.Applied
+		if agreed == nil {
+			agreed = &a
+		} else if !sources.SameRevision(*agreed, a) {
+			disagree = append(disagree, up)
+		}
+		if u.rec.State != StateSynced || u.rec.CleanSince.IsZero() {
+			waiting = append(waiting, up)
+			continue
+		}
+		if end := u.rec.CleanSince.Add(pol.Promote.Soak.D()); end.After(until) {
+			until = end
+		}
+	}
+	switch {
+	case agreed == nil || len(waiting) > 0:
+		if agreed != nil {
+			cand = *agreed
+		}
+		return sources.Revision{Commit: cand.Commit, Repo: cand.Repo}, "waiting for " + strings.Join(waiting, ", "), time.Time{}, false
+	case len(disagree) > 0:
+		return sources.Revision{}, "waiting for " + strings.Join(pol.Promote.From, ", ") + " to agree on one commit", time.Time{}, false
+	case agreed.Repo != own.Repo:
+		return sources.Revision{}, fmt.Sprintf("waiting for %s: it applied a commit of repository %q, this environment follows %q",
+			strings.Join(pol.Promote.From, ", "), agreed.Repo, own.Repo), time.Time{}, false
+	}
+	cand = sources.Revision{Source: own.Source, Commit: agreed.Commit, Repo: own.Repo, Ref: own.Ref, Time: now}
+	if sources.SameRevision(cand, own) {
+		cand = own
+	}
+	if now.Before(until) {
+		return cand, strings.Join(pol.Promote.From, ", "), until, false
+	}
+	return cand, "", time.Time{}, true
+}
+
+// setGate records where the environment's revision waits (nil: nowhere)
+// and when the worker should look again (zero: on events only). A revision
+// keeps the time it started waiting while it stays the same.
+func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
+	r.mu.Lock()
+	old := st.rec.Gate
+	st.wakeAt = wake
+	r.mu.Unlock()
+	if g != nil && old != nil && old.Revision.Commit == g.Revision.Commit {
+		g.Since = old.Since
+	}
+	if g == nil && old == nil || g != nil && old != nil && *g == *old {
+		return
+	}
+	r.update(st, func(rec *EnvRecord) { rec.Gate = g })
+	r.m.setPending(st.rec.Name, g)
+	if g == nil {
+		return
+	}
+	log := r.log.With().Str("environment", st.rec.Name).Str("revision", g.Revision.Short()).Logger()
+	if old == nil || old.State != g.State || old.Revision.Commit != g.Revision.Commit {
+		log.Info().Str("state", g.State).Str("reason", g.Reason).Msg("revision held at a gate")
+		r.report(Report{Environment: st.rec.Name, Source: g.Revision.Source, Commit: g.Revision.Commit,
+			Status: StatusPending, Gate: g.State, Description: g.Reason})
+	}
+}
+
+// planGate computes, once per revision, the plan of a revision awaiting
+// approval, so approvers see what it would change (API, status page).
+func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Revision, latest *target) {
+	r.mu.Lock()
+	have := st.gatePlan != nil && st.gatePlan.Commit == cand.Commit
+	prev := st.applied
+	r.mu.Unlock()
+	if have {
+		return
+	}
+	tg := *latest
+	if !sources.SameRevision(cand, latest.rev) {
+		var err error
+		if tg, err = r.resolve(ctx, latest.env.Name, cand); err != nil {
+			r.log.Warn().Str("environment", latest.env.Name).Err(err).Msg("cannot plan the revision awaiting approval")
+			return
+		}
+	}
+	p := r.plan(ctx, tg, prev)
+	r.mu.Lock()
+	st.gatePlan = p
+	r.mu.Unlock()
+	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
+		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: p})
+}

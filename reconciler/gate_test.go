@@ -1,0 +1,297 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// testClock is a settable Options.Now.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// gatedRepo is one revision declaring staging and prod (prod promotes
+// from staging after soak, approval required), each with one local host
+// whose /etc/app.conf holds content.
+func (f *fixture) gatedRepo(content, prodExtra string) sources.Revision {
+	res := etc + fileRes("/etc/app.conf", content)
+	return f.revision(map[string]string{
+		"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, ""),
+		"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil, res,
+			"promote: {from: staging, soak: 10m}\napproval: {required: true}\n"+prodExtra),
+	})
+}
+
+func (f *fixture) state(env string) EnvStatus {
+	st, _ := f.r.Environment(env)
+	return st
+}
+
+// TestPromotionSoakApproval walks a revision from staging to prod: prod
+// soaks, then awaits approval with its plan visible, and gets exactly the
+// approved commit; a second push during the soak restarts it; a rejected
+// revision is never applied; every gate survives a restart.
+func TestPromotionSoakApproval(t *testing.T) {
+	clock := &testClock{now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	ctx := context.Background()
+	revs, stop := runStoppable(t, f)
+
+	rev1 := f.gatedRepo("v1", "")
+	revs <- rev1
+	eventually(t, "staging applies rev1", func() bool { return f.applied("staging") == rev1.Commit })
+	eventually(t, "prod soaks", func() bool {
+		g := f.state("prod").Gate
+		return g != nil && g.State == StateWaiting && strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:10:00Z")
+	})
+	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
+		t.Fatalf("prod changed while soaking: %q", got)
+	}
+	if v := testutil.ToFloat64(f.r.m.pending.WithLabelValues("prod")); v != 1 {
+		t.Errorf("promotion_pending = %v, want 1", v)
+	}
+	if st := f.state("prod"); st.State != StateWaiting {
+		t.Errorf("prod state %q, want waiting", st.State)
+	}
+
+	// A second push during the soak restarts it.
+	clock.add(5 * time.Minute)
+	rev2 := f.gatedRepo("v2", "")
+	revs <- rev2
+	eventually(t, "staging applies rev2", func() bool { return f.applied("staging") == rev2.Commit })
+	eventually(t, "prod soaks rev2 from its start", func() bool {
+		g := f.state("prod").Gate
+		return g != nil && g.Revision.Commit == rev2.Commit && strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z")
+	})
+	clock.add(6 * time.Minute) // rev1's soak would be over, rev2's is not
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting {
+		t.Fatalf("prod gate after 6 of rev2's 10 minutes: %+v", g)
+	}
+
+	// Approval through the API names one revision.
+	if _, err := f.r.Decide(ctx, "prod", rev1.Commit[:8], Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, ErrNotAwaiting) {
+		t.Fatalf("approving rev1, which does not wait: %v", err)
+	}
+	clock.add(5 * time.Minute)
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	st := f.state("prod")
+	if st.State != StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
+		t.Fatalf("prod after the soak: %s %+v", st.State, st.Gate)
+	}
+	if st.GatePlan == nil || st.GatePlan.Commit != rev2.Commit || len(st.GatePlan.Hosts) != 1 {
+		t.Fatalf("no plan shown for the revision awaiting approval: %+v", st.GatePlan)
+	}
+	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
+		t.Fatalf("prod changed before approval: %q", got)
+	}
+
+	// A restart keeps the gate; the approval then still works.
+	stop()
+	f.restart(t, func(o *Options) { o.Now = clock.Now })
+	revs = runDaemon(t, f)
+	revs <- rev2
+	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
+		t.Fatalf("prod after a restart: %s %+v", st.State, st.Gate)
+	}
+	d, err := f.r.Decide(ctx, "prod", rev2.Commit[:7], Decision{Approved: true, By: "token:rm", Via: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "prod applies the approved rev2", func() bool { return f.applied("prod") == rev2.Commit })
+	if got := f.hostFile("p1", "/etc/app.conf"); got != "v2" {
+		t.Fatalf("prod host has %q, want v2", got)
+	}
+	runs, _ := f.r.History("prod", 1)
+	if len(runs) != 1 || runs[0].Decision == nil || runs[0].Decision.By != "token:rm" || !runs[0].Decision.At.Equal(d.At) {
+		t.Fatalf("history does not say who approved: %+v", runs)
+	}
+	if v := testutil.ToFloat64(f.r.m.pending.WithLabelValues("prod")); v != 0 {
+		t.Errorf("promotion_pending = %v after the apply, want 0", v)
+	}
+
+	// A rejected revision is never applied.
+	rev3 := f.gatedRepo("v3", "")
+	revs <- rev3
+	eventually(t, "staging applies rev3", func() bool { return f.applied("staging") == rev3.Commit })
+	clock.add(11 * time.Minute)
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: false, By: "token:rm", Via: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "prod shows rev3 rejected", func() bool { return f.state("prod").State == StateRejected })
+	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, ErrNotAwaiting) {
+		t.Fatalf("approving a rejected revision: %v", err)
+	}
+	for range 3 {
+		if err := f.r.Sync(ctx, "prod"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.applied("prod") != rev2.Commit || f.hostFile("p1", "/etc/app.conf") != "v2" {
+		t.Fatalf("a rejected revision was applied")
+	}
+	runs, _ = f.r.History("prod", 0)
+	rejected := 0
+	for _, run := range runs {
+		if run.Result == ResultRejected && run.Revision.Commit == rev3.Commit && run.Decision != nil && !run.Decision.Approved {
+			rejected++
+		}
+	}
+	if rejected != 1 {
+		t.Fatalf("history records the rejection %d times: %+v", rejected, runs)
+	}
+}
+
+// TestPromotionSkipsRolledBackRevision: a revision that staging rolled back
+// never reaches prod.
+func TestPromotionSkipsRolledBackRevision(t *testing.T) {
+	clock := &testClock{now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	ctx := context.Background()
+	revs := runDaemon(t, f)
+	check := "verify:\n  - command: \"grep -q good $DRIFTLESS_ROOT/etc/app.conf\"\n    name: good\n"
+	mk := func(content string) sources.Revision {
+		res := etc + fileRes("/etc/app.conf", content)
+		return f.revision(map[string]string{
+			"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, check),
+			"environments/prod.yaml":    envYAML("prod", []string{"p1"}, nil, res, "promote: {from: staging, soak: 1m}\n"),
+		})
+	}
+	good := mk("good 1")
+	revs <- good
+	eventually(t, "staging applies the good revision", func() bool { return f.applied("staging") == good.Commit })
+	clock.add(2 * time.Minute)
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "prod gets the good revision", func() bool { return f.applied("prod") == good.Commit })
+	bad := mk("bad")
+	revs <- bad
+	eventually(t, "staging rolls the bad revision back", func() bool { return f.state("staging").State == StateRolledBack })
+	clock.add(time.Hour)
+	for range 3 {
+		if err := f.r.Sync(ctx, "prod"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.applied("prod") != good.Commit || f.hostFile("p1", "/etc/app.conf") != "good 1" {
+		t.Fatalf("prod moved to a revision staging rolled back")
+	}
+}
+
+// TestDenyWindowHoldsRevision: a deny window in effect holds a revision
+// back (a sync without force is refused; drift is only reported), and lets
+// it through once it ends; a forced sync goes through and is recorded.
+func TestDenyWindowHoldsRevision(t *testing.T) {
+	clock := &testClock{now: time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)} // a Wednesday
+	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	ctx := context.Background()
+	revs := runDaemon(t, f)
+	window := "windows:\n  - {kind: deny, days: [wed], hours: \"10:00-11:00\", timezone: UTC}\n"
+	mk := func(content string) sources.Revision {
+		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil,
+			etc+fileRes("/etc/app.conf", content), window)})
+	}
+	rev1 := mk("v1")
+	revs <- rev1
+	eventually(t, "the window holds rev1", func() bool { return f.state("prod").State == StateWindowClosed })
+	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) {
+		t.Fatalf("sync in a closed window: %v, want ErrWindowClosed", err)
+	}
+	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
+		t.Fatalf("applied through a closed window: %q", got)
+	}
+	clock.add(31 * time.Minute)
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if f.applied("prod") != rev1.Commit || f.hostFile("p1", "/etc/app.conf") != "v1" {
+		t.Fatal("rev1 not applied once the window ended")
+	}
+
+	// Next Wednesday, inside the window: drift is only reported, and a
+	// forced sync goes through.
+	clock.add(7*24*time.Hour - 30*time.Minute)
+	f.writeHostFile("p1", "/etc/app.conf", "edited")
+	rev2 := mk("v2")
+	revs <- rev2
+	eventually(t, "the window holds rev2", func() bool { return f.state("prod").State == StateWindowClosed })
+	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) {
+		t.Fatalf("sync in a closed window: %v", err)
+	}
+	if got := f.hostFile("p1", "/etc/app.conf"); got != "edited" {
+		t.Fatalf("drift corrected inside a deny window without drift: true: %q", got)
+	}
+	if err := f.r.ForceSync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if f.applied("prod") != rev2.Commit || f.hostFile("p1", "/etc/app.conf") != "v2" {
+		t.Fatal("a forced sync did not go through the window")
+	}
+	runs, _ := f.r.History("prod", 1)
+	if len(runs) != 1 || !runs[0].Forced || runs[0].Trigger != TriggerSync {
+		t.Fatalf("forced sync not recorded as forced: %+v", runs)
+	}
+}
+
+// restart builds a new reconciler on the same store (and a new registry),
+// as a daemon restart does; the old one must be stopped first.
+func (f *fixture) restart(t *testing.T, opts ...fixtureOpt) {
+	t.Helper()
+	_ = f.r.Close()
+	f.reg = prometheus.NewRegistry()
+	o := f.options()
+	for _, fn := range opts {
+		fn(&o)
+	}
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r = r
+}
+
+// runStoppable is runDaemon with a stop function that ends Run and waits
+// for it.
+func runStoppable(t *testing.T, f *fixture) (chan<- sources.Revision, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	revs := make(chan sources.Revision)
+	done := make(chan error, 1)
+	go func() { done <- f.r.Run(ctx, revs) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return revs, stop
+}
