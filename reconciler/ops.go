@@ -35,7 +35,9 @@ func (r *Reconciler) Sync(ctx context.Context, name string) error { return r.syn
 
 // ForceSync is Sync through a closed deploy window (only windows: never
 // promotion or approval); the run is recorded as forced.
-func (r *Reconciler) ForceSync(ctx context.Context, name string) error { return r.sync(ctx, name, true) }
+func (r *Reconciler) ForceSync(ctx context.Context, name string) error {
+	return r.sync(ctx, name, true)
+}
 
 // ErrWindowClosed is returned by a sync that ran while a deploy window
 // holds the environment's revision back.

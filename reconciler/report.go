@@ -43,14 +43,14 @@ type Report struct {
 	// URL links to the status page of the environment.
 	URL string `json:"url,omitempty"`
 	// PullRequest and Plan are set for previews of a pull request.
-	PullRequest int       `json:"pull_request,omitempty"`
+	PullRequest int `json:"pull_request,omitempty"`
 	// Gate is set on a pending report of a revision held at a gate: the
 	// gate's state (waiting, window_closed, awaiting_approval, rejected).
 	Gate string `json:"gate,omitempty"`
 	// Decision names who approved the applied revision, or rejected it.
 	Decision *Decision `json:"decision,omitempty"`
-	Plan        *Plan     `json:"plan,omitempty"`
-	Time        time.Time `json:"time"`
+	Plan     *Plan     `json:"plan,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // Reporter receives reports. The reconciler calls it off the rollout's

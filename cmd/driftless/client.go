@@ -151,7 +151,16 @@ revision, state, drift, last result and hosts.`,
 					}
 					fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%s\t%s\t%d/%d\n", e.Name, orDash(e.Applied), e.State, e.DriftResources, orDash(e.LastResult), ago(e.LastRun), up, len(e.Hosts))
 				}
-				return nil, tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return nil, err
+				}
+				// What each environment holds at its gates, under the table.
+				for _, e := range list {
+					if g := e.Gate; g != nil {
+						fmt.Fprintf(env.stdout, "%s: revision %.12s %s: %s\n", e.Name, orDash(g.Revision.Commit), g.State, oneLine(g.Reason))
+					}
+				}
+				return nil, nil
 			})
 		},
 	}
@@ -160,14 +169,68 @@ revision, state, drift, last result and hosts.`,
 }
 
 func syncCmd(env *cliEnv) *cobra.Command {
-	return clientPost(env, &cobra.Command{
+	var force bool
+	c := &cobra.Command{
 		Use:   "sync [flags] ENVIRONMENT",
 		Short: "ask a running daemon to reconcile an environment now",
 		Long: `Ask a running daemon to reconcile ENVIRONMENT now, at its applied revision,
-and print the environment's state once the run ended. Needs the API token.`,
+and print the environment's state once the run ended. Needs a token with the
+sync scope. While a deploy window holds a revision back the sync is refused
+unless --force is given (recorded in history as forced).`,
 		Example: `  driftless sync prod --token-file /etc/driftless/api-token
-  DRIFTLESS_API_TOKEN_FILE=/etc/driftless/api-token driftless sync prod`,
-	}, nil)
+  DRIFTLESS_API_TOKEN_FILE=/etc/driftless/api-token driftless sync prod
+  driftless sync prod --force`,
+	}
+	c.Flags().BoolVar(&force, "force", false, "go through a closed deploy window (recorded in history as forced)")
+	return clientPost(env, c, func() any { return map[string]bool{"force": force} })
+}
+
+func approveCmd(env *cliEnv) *cobra.Command {
+	return decideCmd(env, &cobra.Command{
+		Use:   "approve [flags] ENVIRONMENT REVISION",
+		Short: "approve the revision an environment holds at its approval gate",
+		Long: `Approve REVISION (a commit, 7 characters at least), the revision ENVIRONMENT
+holds at its approval gate: it is applied once its other gates are open. The
+approval counts for that commit only. Needs a token with the approve scope.`,
+		Example: `  driftless approve prod 3f2a9c1 --token-file /etc/driftless/approver-token`,
+	})
+}
+
+func rejectCmd(env *cliEnv) *cobra.Command {
+	return decideCmd(env, &cobra.Command{
+		Use:   "reject [flags] ENVIRONMENT REVISION",
+		Short: "reject the revision an environment holds at its approval gate",
+		Long: `Reject REVISION, the revision ENVIRONMENT holds at its approval gate: it is
+never applied, and the rejection is recorded in history. Needs a token with
+the approve scope.`,
+		Example: `  driftless reject prod 3f2a9c1 --token-file /etc/driftless/approver-token`,
+	})
+}
+
+// decideCmd completes approve and reject: a POST naming the revision.
+func decideCmd(env *cliEnv, c *cobra.Command) *cobra.Command {
+	var cf clientFlags
+	verb := c.Name()
+	c.Args = usageArgs(cobra.ExactArgs(2))
+	c.RunE = func(c *cobra.Command, args []string) error {
+		return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+			var ans struct {
+				Decision reconciler.Decision `json:"decision"`
+			}
+			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, map[string]string{"revision": args[1]}, &ans)
+			if err != nil || cf.output == "json" {
+				return raw, err
+			}
+			what := "rejected"
+			if ans.Decision.Approved {
+				what = "approved"
+			}
+			fmt.Fprintf(env.stdout, "%s %.12s %s by %s\n", ans.Decision.Environment, ans.Decision.Commit, what, ans.Decision.By)
+			return nil, nil
+		})
+	}
+	cf.register(c.Flags(), true)
+	return c
 }
 
 func rollbackCmd(env *cliEnv) *cobra.Command {

@@ -58,7 +58,7 @@ func newRoot(env *cliEnv) *cobra.Command {
 		Long: `driftless keeps servers and VMs as a Git repository declares them: files,
 packages, systemd services, artifacts, addresses, routes and firewall rules.
 It runs as a daemon (serve), once from a folder (validate, plan, apply), and
-talks to a running daemon (status, history, sync, rollback).
+talks to a running daemon (status, history, sync, rollback, approve, reject).
 
 ` + exitCodesHelp,
 		Example: `  driftless demo                     # the whole loop on the bundled example
@@ -89,7 +89,7 @@ talks to a running daemon (status, history, sync, rollback).
 	root.AddCommand(
 		serveCmd(env), validateCmd(env), planCmd(env), applyCmd(env),
 		statusCmd(env), historyCmd(env), syncCmd(env), rollbackCmd(env),
-		demoCmd(env), versionCmd(env),
+		approveCmd(env), rejectCmd(env), demoCmd(env), versionCmd(env),
 	)
 	// pflag's notes (a deprecated flag used) go to stderr, never into
 	// the data a command prints on stdout.
