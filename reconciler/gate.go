@@ -270,3 +270,27 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
 		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: p})
 }
+
+// checkPromotions records the environments a source's revision declares
+// and, once every configured source has produced a revision, logs every
+// promotion error across them: an upstream no source declares, or a cycle
+// through environments of several sources. The revision still applies: a
+// promoted environment whose upstream is missing only waits for it.
+func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision) {
+	r.mu.Lock()
+	r.declared[rev.Source] = cfg.Environments
+	var all []*config.Environment
+	complete := true
+	for _, name := range r.opts.Sources {
+		envs, ok := r.declared[name]
+		complete = complete && ok
+		all = append(all, envs...)
+	}
+	r.mu.Unlock()
+	if !complete || len(r.opts.Sources) == 0 {
+		return
+	}
+	for _, e := range append(config.UnknownUpstreams(all), config.PromotionErrors(all)...) {
+		r.log.Error().Str("source", rev.Source).Str("revision", rev.Short()).Str("err", e.Error()).Msg("invalid promotion")
+	}
+}

@@ -3,6 +3,8 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // testClock is a settable Options.Now.
@@ -294,4 +298,49 @@ func runStoppable(t *testing.T, f *fixture) (chan<- sources.Revision, func()) {
 	}
 	t.Cleanup(stop)
 	return revs, stop
+}
+
+// TestPromotionAcrossSources: prod, declared by another source than its
+// upstream, gets staging's commit; an upstream no source declares is
+// reported once every source has produced a revision.
+func TestPromotionAcrossSources(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	f := newFixture(t, func(o *Options) {
+		o.Sources = []string{"apps", "prod-repo"}
+		o.Logger = zerolog.New(logs)
+	})
+	revs := runDaemon(t, f)
+	res := etc + fileRes("/etc/app.conf", "v1")
+	prod := f.revision(map[string]string{
+		"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil, res, "promote: {from: staging}\n"),
+		"environments/edge.yaml": envYAML("edge", []string{"e1"}, nil, res, "promote: {from: [staging, qa]}\n"),
+	})
+	prod.Source = "prod-repo"
+	revs <- prod
+	eventually(t, "prod waits for staging", func() bool {
+		g := f.state("prod").Gate
+		return g != nil && g.Reason == "waiting for staging"
+	})
+	if strings.Contains(logs.String(), "invalid promotion") {
+		t.Fatal("reported before every source produced a revision")
+	}
+	apps := f.revision(map[string]string{"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, "")})
+	apps.Source = "apps"
+	// The same commit reaches prod's source too (the same repository).
+	prod2 := prod
+	prod2.Commit = apps.Commit
+	if err := os.Rename(prod.Dir, filepath.Join(filepath.Dir(prod.Dir), apps.Commit+"-prod")); err != nil {
+		t.Fatal(err)
+	}
+	prod2.Dir = filepath.Join(filepath.Dir(prod.Dir), apps.Commit+"-prod")
+	revs <- apps
+	eventually(t, "the unknown upstream is reported", func() bool {
+		return strings.Contains(logs.String(), `promote.from: environment \"qa\" is declared by no loaded source`)
+	})
+	eventually(t, "staging applies", func() bool { return f.applied("staging") == apps.Commit })
+	revs <- prod2
+	eventually(t, "prod gets the commit staging verified", func() bool { return f.applied("prod") == apps.Commit })
+	if g := f.state("edge").Gate; g == nil || g.Reason != "waiting for qa" {
+		t.Fatalf("edge: %+v", g)
+	}
 }

@@ -85,6 +85,10 @@ type Options struct {
 	HostTimeout time.Duration
 	// ReportTimeout bounds one reporter call (0: 30 seconds).
 	ReportTimeout time.Duration
+	// Sources names every configured source. Once each has produced a
+	// revision, promotions are checked across all of them (upstreams no
+	// source declares, cycles through several sources).
+	Sources []string
 }
 
 // Reconciler is the daemon's core. Its methods are safe for concurrent
@@ -103,6 +107,9 @@ type Reconciler struct {
 	mu      sync.Mutex
 	envs    map[string]*envState
 	workers map[string]*worker
+	// declared holds, per source, the environments of its newest revision
+	// that loaded.
+	declared map[string][]*config.Environment
 }
 
 // envState is the in-memory state of one environment. Fields are guarded
@@ -177,7 +184,7 @@ func New(opts Options) (*Reconciler, error) {
 	r := &Reconciler{
 		opts: opts, log: opts.Logger, m: m, store: opts.Store, now: now,
 		hostSlots: make(chan struct{}, opts.HostParallelism),
-		envs:      map[string]*envState{}, workers: map[string]*worker{},
+		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
 	}
 	recs, err := opts.Store.Envs()
 	if err != nil {

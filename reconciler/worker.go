@@ -128,6 +128,7 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	}
 	if !rev.Preview {
 		r.retireRemoved(rev, cfg)
+		r.checkPromotions(rev, cfg)
 	}
 	for _, env := range cfg.Environments {
 		w := r.worker(ctx, env.Name, wg)

@@ -91,6 +91,7 @@ func (d *daemon) build() error {
 		// ssh.parallelism bounds how many hosts are worked on at once.
 		HostParallelism: d.cfg.SSH.Parallelism,
 		Reporters:       reporters,
+		Sources:         sourceNames(d.cfg.Sources),
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)
@@ -192,4 +193,13 @@ func (d *daemon) close() error {
 		errs = append(errs, d.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// sourceNames lists the configured sources' names.
+func sourceNames(scs []config.SourceConfig) []string {
+	out := make([]string, 0, len(scs))
+	for _, sc := range scs {
+		out = append(out, sc.Name)
+	}
+	return out
 }
