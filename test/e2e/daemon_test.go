@@ -81,6 +81,18 @@ type daemon struct {
 	mu     sync.Mutex
 	log    bytes.Buffer
 	exited error
+	killed bool
+}
+
+// kill ends the daemon with SIGKILL, as a crash would; stop then has
+// nothing left to do.
+func (d *daemon) kill(t testing.TB) {
+	t.Helper()
+	d.mu.Lock()
+	d.killed = true
+	d.mu.Unlock()
+	_ = d.cmd.Process.Kill()
+	<-d.done
 }
 
 // startDaemon starts bin serve with the configuration file cfg and waits
@@ -149,6 +161,12 @@ func (d *daemon) Log() string {
 
 // stop sends SIGTERM and expects a clean exit within 20 s.
 func (d *daemon) stop(t testing.TB) {
+	d.mu.Lock()
+	killed := d.killed
+	d.mu.Unlock()
+	if killed {
+		return
+	}
 	select {
 	case <-d.done:
 		if d.exited != nil {
