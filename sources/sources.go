@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // Revision is one immutable checkout of a source.
@@ -55,7 +57,7 @@ func RepoID(raw string) string {
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
-		return strings.TrimSuffix(strings.TrimSuffix(RedactURL(s), "/"), ".git")
+		return strings.TrimSuffix(strings.TrimSuffix(redact.URL(s), "/"), ".git")
 	}
 	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
 	return strings.ToLower(u.Host) + p
