@@ -213,12 +213,12 @@ func decideCmd(env *cliEnv, c *cobra.Command) *cobra.Command {
 	verb := c.Name()
 	c.Args = usageArgs(cobra.ExactArgs(2))
 	c.RunE = func(c *cobra.Command, args []string) error {
-		return clientRun(env, cf, func(cl *apiClient) ([]byte, error) {
+		return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 			var ans struct {
 				Decision reconciler.Decision `json:"decision"`
 			}
 			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, map[string]string{"revision": args[1]}, &ans)
-			if err != nil || cf.output == "json" {
+			if err != nil || cf.output != "text" {
 				return raw, err
 			}
 			what := "rejected"
