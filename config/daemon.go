@@ -154,6 +154,10 @@ type Notify struct {
 	Webhooks []NotifyWebhook `yaml:"webhooks" json:"webhooks,omitempty"`
 	Slack    []NotifyWebhook `yaml:"slack" json:"slack,omitempty"`
 	Email    *Email          `yaml:"email" json:"email,omitempty"`
+	// Reminder is how long a state already reported (drift left in place,
+	// a failing or blocked environment) goes before it is reported again
+	// (0: 24 hours). Changes of state are reported at once.
+	Reminder Duration `yaml:"reminder" json:"reminder,omitempty"`
 }
 
 // NotifyWebhook is an URL to POST JSON to; the URL may itself be a secret.

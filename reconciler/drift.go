@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
 )
 
 // driftMode is the mode that applies to a resource: its own, else its
@@ -30,24 +29,28 @@ type driftKey struct{ host, kind, mode string }
 // drift observes every host of the applied revision and handles each
 // difference by its mode: enforce corrects it (logging the diff), warn
 // reports it, ignore only counts it. Without correct (a deploy window
-// holds changes back) enforce only reports, as warn. The caller holds st.op.
-func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool) (Run, error) {
+// holds changes back) enforce only reports, as warn. A resource in held
+// (keys "host id") is only reported, whatever its mode: an unfinished
+// rollback still has to restore it. A host that cannot be observed keeps
+// the drift it had. The caller holds st.op.
+func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (Run, error) {
 	r.mu.Lock()
 	env, rev := st.applied, st.rec.Applied
 	r.mu.Unlock()
 	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
-	r.forgetHosts(env.Name)
+	r.keepHosts(env)
 	hosts := r.planEnv(ctx, env, nil, false, true, log)
 	defer closeHosts(hosts)
 
 	counts := map[driftKey]int{}
 	open := map[string]bool{}
-	var warned, corrected []string
+	var corrected []string
 	var errs []error
 	for _, h := range hosts {
 		if h.failed() {
 			h.log.Warn().Str("err", h.plan.Err).Msg("host not observed in drift pass")
+			r.keepDrift(st, h.host.Name, counts, open)
 			continue
 		}
 		var enforce []config.Resource
@@ -58,14 +61,17 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 				mode = config.DriftWarn
 			}
 			key := h.host.Name + " " + res.ID()
-			switch mode {
-			case config.DriftIgnore:
+			switch {
+			case mode == config.DriftIgnore:
 				counts[driftKey{h.host.Name, res.Kind, string(mode)}]++
-			case config.DriftWarn:
+			case mode == config.DriftWarn || held[key]:
 				counts[driftKey{h.host.Name, res.Kind, string(mode)}]++
 				open[key] = true
-				warned = append(warned, h.host.Name+":"+res.ID())
-				h.log.Warn().Str("resource", res.ID()).Str("diff", c.Diff).Msg("drift detected")
+				msg := "drift detected"
+				if held[key] {
+					msg = "drift detected; not corrected until the unfinished rollback is"
+				}
+				h.log.Warn().Str("resource", res.ID()).Str("diff", c.Diff).Msg(msg)
 			default:
 				enforce = append(enforce, res)
 			}
@@ -92,21 +98,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 		}
 	}
 	r.setDriftMetrics(st, env.Name, counts, open)
-	// Corrections are reported too: someone or something changed a host
-	// behind driftless's back, which people want to hear about.
-	var desc []string
-	if len(corrected) > 0 {
-		sort.Strings(corrected)
-		desc = append(desc, fmt.Sprintf("%d resource(s) corrected: %s", len(corrected), strings.Join(corrected, ", ")))
-	}
-	if len(warned) > 0 {
-		sort.Strings(warned)
-		desc = append(desc, fmt.Sprintf("%d resource(s) drifted: %s", len(warned), strings.Join(warned, ", ")))
-	}
-	if len(desc) > 0 {
-		r.report(Report{Environment: env.Name, Source: rev.Source, Commit: rev.Commit, Status: StatusDrift,
-			Description: strings.Join(desc, "; ")})
-	}
+	r.reportDrift(st, env.Name, rev, corrected, open)
 	run.End = r.now()
 	run.Result = ResultNoop
 	switch {
@@ -155,11 +147,67 @@ func (r *Reconciler) markClean(st *envState, name string, run Run, clean bool) {
 	r.wakeOthers(name)
 }
 
-// setDriftMetrics replaces the environment's drift series and tracks how
-// long each uncorrected drift has been open.
+// reportDrift reports changes of the environment's drift: drift that
+// appears, grows, shrinks or is gone, and corrections (someone or
+// something changed a host behind driftless's back, which people want to
+// hear about). Drift left as it was, or corrected again pass after pass, is
+// reported again only after the reminder interval.
+func (r *Reconciler) reportDrift(st *envState, env string, rev sources.Revision, corrected []string, open map[string]bool) {
+	var left []string
+	for k := range open {
+		left = append(left, strings.Replace(k, " ", ":", 1))
+	}
+	sort.Strings(left)
+	sort.Strings(corrected)
+	var desc []string
+	if len(corrected) > 0 && r.noticeDue(st, noticeCorrected, strings.Join(corrected, " ")) {
+		desc = append(desc, fmt.Sprintf("%d resource(s) corrected: %s", len(corrected), strings.Join(corrected, ", ")))
+	} else if len(corrected) == 0 {
+		r.noticeDue(st, noticeCorrected, "")
+	}
+	switch {
+	case len(left) > 0 && r.noticeDue(st, noticeDrift, strings.Join(left, " ")):
+		desc = append(desc, fmt.Sprintf("%d resource(s) drifted: %s", len(left), strings.Join(left, ", ")))
+	case len(left) == 0 && r.noticeDue(st, noticeDrift, ""):
+		desc = append(desc, "no drift left: every host observed matches the applied revision")
+	}
+	if len(desc) > 0 {
+		r.report(Report{Environment: env, Source: rev.Source, Commit: rev.Commit, Status: StatusDrift,
+			Description: strings.Join(desc, "; ")})
+	}
+}
+
+// keepDrift copies into counts and open what the last pass found on a
+// host that this pass could not observe: its drift is unknown, not gone.
+func (r *Reconciler) keepDrift(st *envState, host string, counts map[driftKey]int, open map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, n := range st.driftCounts {
+		if k.host == host {
+			counts[k] = n
+		}
+	}
+	for k := range st.driftSince {
+		if strings.HasPrefix(k, host+" ") {
+			open[k] = true
+		}
+	}
+}
+
+// setDriftMetrics updates the environment's drift series (deleting only
+// those whose drift is gone, so a series lives as long as its drift) and
+// tracks how long each uncorrected drift has been open.
 func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftKey]int, open map[string]bool) {
 	now := r.now()
-	r.m.drift.DeletePartialMatch(prometheus.Labels{"environment": env})
+	r.mu.Lock()
+	old := st.driftCounts
+	st.driftCounts = counts
+	r.mu.Unlock()
+	for k := range old {
+		if _, ok := counts[k]; !ok {
+			r.m.drift.DeleteLabelValues(env, k.host, k.kind, k.mode)
+		}
+	}
 	for k, n := range counts {
 		r.m.drift.WithLabelValues(env, k.host, k.kind, k.mode).Set(float64(n))
 	}
@@ -183,6 +231,9 @@ func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftK
 	r.mu.Unlock()
 	r.m.driftOldest.WithLabelValues(env).Set(oldest.Seconds())
 	switch {
+	case state == StateBlocked:
+		// Blocked says more than drifted, and only the end of the
+		// rollback ends it.
 	case len(open) > 0 && state != StateDrifted:
 		r.update(st, func(rec *EnvRecord) { rec.State = StateDrifted })
 	case len(open) == 0 && state == StateDrifted:

@@ -24,6 +24,13 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 	r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
 	r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
 
+	blocked := false
+	if run.Result == ResultRolledBack {
+		// A rollback that could not restore every host leaves its journal
+		// open: the environment is blocked until it finishes.
+		j, _, err := r.store.OpenJournal(name)
+		blocked = err == nil && j != nil
+	}
 	r.mu.Lock()
 	prevCommit := st.rec.Applied.Commit
 	if run.Result == ResultSuccess || run.Result == ResultNoop {
@@ -40,6 +47,9 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, StateSynced
 		case ResultRolledBack:
 			rec.State, rec.CleanSince = StateRolledBack, time.Time{}
+			if blocked {
+				rec.State = StateBlocked
+			}
 		default:
 			rec.State, rec.CleanSince = StateFailed, time.Time{}
 		}
@@ -53,13 +63,29 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 		Dur("duration", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
 
 	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision}
+	// A failing environment is reported when it starts failing (or fails
+	// differently: another commit, other hosts), then at the reminder
+	// interval, and when it stops failing.
+	wasFailing := false
+	if run.Result == ResultFailed {
+		if !r.noticeDue(st, noticeFailure, tg.rev.Commit+" "+strings.Join(run.FailedHosts, ",")) {
+			return
+		}
+	} else {
+		wasFailing = r.noticeDue(st, noticeFailure, "")
+	}
+	if blocked {
+		// The rollback report says it could not finish; the passes that
+		// retry it say nothing new until it ends.
+		r.noticeDue(st, noticeBlocked, tg.rev.Commit)
+	}
 	switch run.Result {
 	case ResultSuccess:
 		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
 		rep.Status, rep.Description = StatusSuccess, fmt.Sprintf("applied %d change(s)", run.Changes)
 	case ResultNoop:
 		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
-		if prevCommit == tg.rev.Commit {
+		if prevCommit == tg.rev.Commit && !wasFailing {
 			// The same revision again (a sync, a restart): nothing new to say.
 			return
 		}

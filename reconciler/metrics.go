@@ -26,6 +26,7 @@ type metrics struct {
 	verification   *prometheus.CounterVec
 	rollbacks      *prometheus.CounterVec
 	hostUp         *prometheus.GaugeVec
+	blocked        *prometheus.GaugeVec
 	configOK       prometheus.Gauge
 	pending        *prometheus.GaugeVec
 	pendingSince   *prometheus.GaugeVec
@@ -68,6 +69,9 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		hostUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "driftless_host_up", Help: "1 when the host was reached at the last observation, 0 otherwise.",
 		}, []string{"environment", "host"}),
+		blocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_environment_blocked", Help: "1 while a rollback of the environment cannot finish (a host it must restore is unreachable), 0 otherwise.",
+		}, []string{"environment"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "driftless_promotion_pending", Help: "1 while a revision waits at a gate of the environment (promotion, deploy window, approval), else 0.",
 		}, []string{"environment"}),
@@ -80,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
-		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.configOK, m.pending, m.pendingSince,
+		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.blocked, m.configOK, m.pending, m.pendingSince,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register reconciler metrics: %w", err)
@@ -90,10 +94,21 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	return m, nil
 }
 
-// setEnvInfo keeps exactly one info series per environment.
-func (m *metrics) setEnvInfo(env, short, status string) {
+// setEnvState keeps exactly one info series per environment, and its
+// blocked gauge. A removed environment keeps its info series (its state
+// says removed) and loses the gauge, so no alert fires for it.
+func (m *metrics) setEnvState(env, short, status string) {
 	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": env})
 	m.envInfo.WithLabelValues(env, short, status).Set(1)
+	if status == StateRemoved {
+		m.blocked.DeleteLabelValues(env)
+		return
+	}
+	blocked := 0.0
+	if status == StateBlocked {
+		blocked = 1
+	}
+	m.blocked.WithLabelValues(env).Set(blocked)
 }
 
 // setPending sets the gate series of an environment: g waiting (nil:

@@ -45,6 +45,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"driftless_verification_total":             {"COUNTER", []string{"check", "environment", "result"}},
 		"driftless_rollbacks_total":                {"COUNTER", []string{"environment", "reason"}},
 		"driftless_host_up":                        {"GAUGE", []string{"environment", "host"}},
+		"driftless_environment_blocked":            {"GAUGE", []string{"environment"}},
 		"driftless_config_last_reload_successful":  {"GAUGE", nil},
 	}
 	fams, err := f.reg.Gather()

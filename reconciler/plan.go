@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
@@ -77,15 +76,43 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 	return out
 }
 
-// forgetHosts drops the environment's host_up series and host statuses
-// before a rollout or drift pass observes its hosts anew, so hosts it no
-// longer declares do not linger. Previews do not call it: their hosts are
-// not the environment's yet.
-func (r *Reconciler) forgetHosts(env string) {
-	r.m.hostUp.DeletePartialMatch(prometheus.Labels{"environment": env})
+// keepHosts drops the host_up series and host statuses of hosts env no
+// longer declares. The series of declared hosts stay: they change only
+// when an observation (or a recovery's connection) says a host's state
+// changed, so an alert on driftless_host_up sees one unbroken series.
+// Previews do not call it: their hosts are not the environment's yet.
+func (r *Reconciler) keepHosts(env *config.Environment) {
+	declared := make(map[string]bool, len(env.Hosts))
+	for _, h := range env.Hosts {
+		declared[h.Name] = true
+	}
+	r.mu.Lock()
+	var gone []string
+	if st := r.envs[env.Name]; st != nil {
+		for name := range st.hostUp {
+			if !declared[name] {
+				gone = append(gone, name)
+				delete(st.hostUp, name)
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range gone {
+		r.m.hostUp.DeleteLabelValues(env.Name, name)
+	}
+}
+
+// setHostUp records whether a host answered: its driftless_host_up series
+// and its host status.
+func (r *Reconciler) setHostUp(env, host string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	r.m.hostUp.WithLabelValues(env, host).Set(v)
 	r.mu.Lock()
 	if st := r.envs[env]; st != nil {
-		clear(st.hostUp)
+		st.hostUp[host] = up
 	}
 	r.mu.Unlock()
 }
@@ -113,19 +140,9 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, record bool, log zerolog.Logger) *hostRun {
 	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	defer func() {
-		if !record {
-			return
+		if record {
+			r.setHostUp(env, h.Name, hr.reached)
 		}
-		up := 0.0
-		if hr.reached {
-			up = 1
-		}
-		r.m.hostUp.WithLabelValues(env, h.Name).Set(up)
-		r.mu.Lock()
-		if st := r.envs[env]; st != nil {
-			st.hostUp[h.Name] = hr.reached
-		}
-		r.mu.Unlock()
 	}()
 	order, err := applyOrder(h.Resources)
 	if err != nil {

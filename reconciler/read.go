@@ -25,6 +25,9 @@ type EnvStatus struct {
 	DriftResources int      `json:"drift_resources"`
 	LastResult     string   `json:"last_result,omitempty"`
 	LastError      string   `json:"last_error,omitempty"`
+	// Refused says that the newest commit of the environment's source was
+	// refused for its signature ("" when not): the applied revision stays.
+	Refused string `json:"refused,omitempty"`
 	// LastRun is the end of the last run (zero when none).
 	LastRun time.Time    `json:"last_run"`
 	Hosts   []HostStatus `json:"hosts,omitempty"`
@@ -42,7 +45,9 @@ func (r *Reconciler) Environments() []EnvStatus {
 	defer r.mu.Unlock()
 	out := make([]EnvStatus, 0, len(r.envs))
 	for _, st := range r.envs {
-		out = append(out, st.status())
+		s := st.status()
+		s.Refused = r.refusal(st)
+		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -57,7 +62,9 @@ func (r *Reconciler) Environment(name string) (EnvStatus, bool) {
 	if !ok {
 		return EnvStatus{}, false
 	}
-	return st.status(), true
+	s := st.status()
+	s.Refused = r.refusal(st)
+	return s, true
 }
 
 // History returns up to limit runs of the environment, newest first

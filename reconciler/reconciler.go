@@ -89,6 +89,10 @@ type Options struct {
 	// revision, promotions are checked across all of them (upstreams no
 	// source declares, cycles through several sources).
 	Sources []string
+	// NotifyReminder is how long a state already reported (drift left in
+	// place, a failing environment) goes unreported before it is reported
+	// again (0: 24 hours). A change of state is reported at once.
+	NotifyReminder time.Duration
 }
 
 // Reconciler is the daemon's core. Its methods are safe for concurrent
@@ -110,6 +114,8 @@ type Reconciler struct {
 	// declared holds, per source, the environments of its newest revision
 	// that loaded.
 	declared map[string][]*config.Environment
+	// refused holds, per source, the head revision it refused.
+	refused map[string]sources.Revision
 }
 
 // envState is the in-memory state of one environment. Fields are guarded
@@ -124,8 +130,13 @@ type envState struct {
 	// when it differs from the applied one, the next pass rolls it out.
 	desired    *target
 	driftCount int
-	driftSince map[string]time.Time
-	hostUp     map[string]bool
+	// driftCounts are the drift series last published (nil before the
+	// first drift pass).
+	driftCounts map[driftKey]int
+	driftSince  map[string]time.Time
+	hostUp      map[string]bool
+	// notices remembers, per kind of state, what was last reported.
+	notices map[string]notice
 	// latest is the newest revision of the environment's own source; for a
 	// gated environment it holds the gates' configuration and, without
 	// promotion, the revision that waits at them.
@@ -134,6 +145,10 @@ type envState struct {
 	gatePlan *Plan
 	// wakeAt is when the gates should be looked at again (zero: on events).
 	wakeAt time.Time
+}
+
+func newEnvState(rec EnvRecord) *envState {
+	return &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}, notices: map[string]notice{}}
 }
 
 // target is an environment's configuration in one revision.
@@ -173,6 +188,9 @@ func New(opts Options) (*Reconciler, error) {
 	if opts.ReportTimeout <= 0 {
 		opts.ReportTimeout = 30 * time.Second
 	}
+	if opts.NotifyReminder <= 0 {
+		opts.NotifyReminder = 24 * time.Hour
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -185,14 +203,15 @@ func New(opts Options) (*Reconciler, error) {
 		opts: opts, log: opts.Logger, m: m, store: opts.Store, now: now,
 		hostSlots: make(chan struct{}, opts.HostParallelism),
 		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
+		refused: map[string]sources.Revision{},
 	}
 	recs, err := opts.Store.Envs()
 	if err != nil {
 		return nil, fmt.Errorf("new reconciler: %w", err)
 	}
 	for _, rec := range recs {
-		r.envs[rec.Name] = &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}}
-		m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
+		r.envs[rec.Name] = newEnvState(rec)
+		m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
 		m.setPending(rec.Name, rec.Gate)
 	}
 	return r, nil
@@ -211,7 +230,7 @@ func (r *Reconciler) state(name string) *envState {
 	defer r.mu.Unlock()
 	st, ok := r.envs[name]
 	if !ok {
-		st = &envState{rec: EnvRecord{Name: name, State: StateUnknown}, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}}
+		st = newEnvState(EnvRecord{Name: name, State: StateUnknown})
 		r.envs[name] = st
 	}
 	return st
@@ -229,7 +248,7 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	if err := r.store.PutEnv(rec); err != nil {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}
-	r.m.setEnvInfo(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
+	r.m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
 }
 
 // report hands a report to every reporter, each in its own goroutine with
@@ -267,4 +286,9 @@ const (
 	StateRolledBack  = "rolled_back"
 	StateFailed      = "failed"
 	StateDrifted     = "drifted"
+	// StateBlocked is an environment whose rollback could not finish (a
+	// host it must restore cannot be reached): every pass tries to finish
+	// it, and meanwhile the reachable hosts are observed and their drift
+	// reported (corrected where the rollback has nothing to restore).
+	StateBlocked = "blocked"
 )

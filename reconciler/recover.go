@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -39,9 +40,16 @@ func (r *Reconciler) Recover(ctx context.Context) error {
 
 // recoverEnv rolls back the environment's open journal, if any. The caller
 // holds st.op.
+//
+// A journal is open in two cases, told apart by the rollout's own run in
+// history: a rollback that could not finish (a host went away; the run is
+// recorded as rolled back, and the environment is blocked until this
+// finishes), or a rollout whose daemon stopped in the middle (no run, or a
+// run ended by the shutdown). The record says which, and a rollout is
+// counted once.
 func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	r.mu.Lock()
-	name := st.rec.Name
+	name, state := st.rec.Name, st.rec.State
 	r.mu.Unlock()
 	j, entries, err := r.store.OpenJournal(name)
 	if err != nil || j == nil {
@@ -49,8 +57,18 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	}
 	start := r.now()
 	log := r.log.With().Str("environment", name).Str("revision", j.Revision.Short()).Logger()
-	log.Warn().Int("resources", len(entries)).Msg("interrupted rollout found; rolling it back")
-	r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
+	prior := r.journalRun(name, j)
+	unfinished := prior != nil && prior.Result == ResultRolledBack
+	if unfinished {
+		log.Info().Int("resources", len(entries)).Msg("finishing an unfinished rollback")
+	} else {
+		log.Warn().Int("resources", len(entries)).Msg("interrupted rollout found; rolling it back")
+	}
+	if state != StateBlocked {
+		// A blocked environment stays blocked while it retries, so that
+		// its state and gauge change only when the rollback ends.
+		r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
+	}
 	byHost := map[string][]JournalEntry{}
 	for _, e := range entries {
 		byHost[e.Host] = append(byHost[e.Host], e)
@@ -62,49 +80,115 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 		if len(mine) == 0 {
 			continue
 		}
-		if err := r.recoverHost(ctx, &h, mine, log.With().Str("host", h.Name).Logger()); err != nil {
+		if err := r.recoverHost(ctx, name, &h, mine, log.With().Str("host", h.Name).Logger()); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateFailed, "recovery: "+err.Error() })
-		return fmt.Errorf("recover interrupted rollout of %s: %w", name, err)
+		msg := fmt.Sprintf("rollback of %s unfinished; retried at every pass: %v", j.Revision.Short(), err)
+		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateBlocked, msg })
+		if r.noticeDue(st, noticeBlocked, j.Revision.Commit) {
+			r.report(Report{Environment: name, Source: j.Revision.Source, Commit: j.Revision.Commit, Status: StatusFailure,
+				Description: "blocked: " + msg})
+		}
+		return fmt.Errorf("recover rollout of %s: %w", name, err)
 	}
 	if err := r.store.EndJournal(name); err != nil {
 		return err
 	}
-	run := Run{Environment: name, Revision: j.Revision, Trigger: TriggerRecovery, Start: start, End: r.now(),
-		Result: ResultRolledBack, Changes: len(entries),
-		Error: "the daemon stopped during this rollout; it was rolled back at the next start"}
-	if _, err := r.store.AddRun(run); err != nil {
-		log.Error().Err(err).Msg("cannot record run in history")
-	}
-	r.m.reconcileTotal.WithLabelValues(name, ResultRolledBack).Inc()
-	r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+	r.noticeDue(st, noticeBlocked, "")
+	end := r.now()
+	run, desc := r.recordRecovery(name, j, prior, len(entries), start, end, log)
 	r.update(st, func(rec *EnvRecord) {
 		rec.State, rec.LastResult, rec.LastError, rec.LastRun = StateRolledBack, run.Result, run.Error, run.End
 	})
 	r.report(Report{Environment: name, Source: j.Revision.Source, Commit: j.Revision.Commit, Status: StatusRolledBack,
-		Description: "interrupted rollout rolled back at start", Time: run.End})
-	log.Warn().Msg("interrupted rollout rolled back")
+		Description: desc, Time: end})
+	log.Warn().Str("result", run.Result).Msg(desc)
+	return nil
+}
+
+// recordRecovery writes what a finished recovery did into history: into
+// the rollout's own run when it was recorded (counted then already), or as
+// a new run (counted now) when the daemon died before recording it. It
+// returns the run and a one-line description.
+func (r *Reconciler) recordRecovery(name string, j *Journal, prior *Run, entries int, start, end time.Time, log zerolog.Logger) (Run, string) {
+	at := end.UTC().Format(time.RFC3339)
+	if prior == nil {
+		desc := "the daemon stopped during this rollout; it was rolled back at the next start"
+		run := Run{Environment: name, Revision: j.Revision, Trigger: TriggerRecovery, Start: start, End: end,
+			Result: ResultRolledBack, Changes: entries, Error: desc}
+		if _, err := r.store.AddRun(run); err != nil {
+			log.Error().Err(err).Msg("cannot record run in history")
+		}
+		r.m.reconcileTotal.WithLabelValues(name, ResultRolledBack).Inc()
+		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+		return run, desc
+	}
+	run := *prior
+	var desc string
+	if prior.Result == ResultRolledBack {
+		desc = fmt.Sprintf("rollback of %s finished at %s, once every host it touched could be reached again", j.Revision.Short(), at)
+	} else {
+		// Ended by a shutdown: recorded as failed, rolled back now.
+		desc = fmt.Sprintf("the daemon stopped during this rollout; it was rolled back at the next start (%s)", at)
+		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+		run.Result = ResultRolledBack
+	}
+	run.Error = strings.TrimPrefix(run.Error+"; "+desc, "; ")
+	if ok, err := r.store.UpdateRun(run); err != nil || !ok {
+		log.Error().Err(err).Bool("found", ok).Msg("cannot record the end of the rollback in history")
+	}
+	return run, desc
+}
+
+// journalRun returns the run of the rollout that opened j, when history
+// recorded it (it ended after the journal began), else nil.
+func (r *Reconciler) journalRun(name string, j *Journal) *Run {
+	runs, err := r.store.History(name, 20)
+	if err != nil {
+		r.log.Error().Err(err).Str("environment", name).Msg("cannot read history")
+		return nil
+	}
+	for _, run := range runs {
+		if run.Revision.Commit == j.Revision.Commit && run.Trigger != TriggerRecovery && !run.End.Before(j.Started) {
+			return &run
+		}
+	}
 	return nil
 }
 
 // recoverHost reaches one host of an interrupted rollout, removes the
 // temporary files an interrupted atomic write may have left beside the
 // journal's paths, and restores the host's snapshots.
-func (r *Reconciler) recoverHost(ctx context.Context, h *config.Host, entries []JournalEntry, log zerolog.Logger) error {
+func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host, entries []JournalEntry, log zerolog.Logger) error {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
 	defer cancel()
+	// The first command says whether the host can be reached (a transport
+	// may connect lazily); one cut short by a shutdown says nothing.
+	reached := func(err error) {
+		if parent.Err() == nil {
+			r.setHostUp(env, h.Name, err == nil)
+		}
+	}
 	t, err := r.opts.Dialer.Transport(ctx, h)
 	if err != nil {
+		reached(err)
 		return fmt.Errorf("connect to %s: %w", h.Name, err)
 	}
 	defer t.Close()
-	if script := tempCleanup(t.Root(), entries); script != "" {
-		if res, err := t.Run(ctx, script, nil); err != nil || res.Exit != 0 {
-			log.Warn().Err(err).Int("exit", res.Exit).Msg("cannot remove temporary files of interrupted writes")
-		}
+	script := tempCleanup(t.Root(), entries)
+	if script == "" {
+		script = "true"
+	}
+	res, err := t.Run(ctx, script, nil)
+	reached(err)
+	if err != nil {
+		return fmt.Errorf("reach %s: %w", h.Name, err)
+	}
+	if res.Exit != 0 {
+		log.Warn().Int("exit", res.Exit).Msg("cannot remove temporary files of interrupted writes")
 	}
 	lookup := func(id string) (config.Resource, bool) {
 		for _, e := range entries {

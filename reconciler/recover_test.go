@@ -54,9 +54,12 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 			t.Errorf("%s after recovery = %q", h, got)
 		}
 	}
-	hist, _ := r2.History("prod", 1)
-	if hist[0].Trigger != TriggerRecovery || hist[0].Result != ResultRolledBack || hist[0].Changes != 1 {
-		t.Fatalf("history = %+v", hist[0])
+	// The rollout's run, recorded as failed when the daemon stopped, now
+	// says it was rolled back: one run, not a second one for the recovery.
+	hist, _ := r2.History("prod", 0)
+	if len(hist) != 1 || hist[0].Trigger != TriggerRevision || hist[0].Result != ResultRolledBack ||
+		!strings.Contains(hist[0].Error, "the daemon stopped during this rollout") {
+		t.Fatalf("history = %+v", hist)
 	}
 	if n := testutil.ToFloat64(r2.m.rollbacks.WithLabelValues("prod", "interrupted")); n != 1 {
 		t.Errorf("rollbacks{interrupted} = %v", n)
@@ -97,12 +100,19 @@ func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
 	if err := f.r.Recover(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to far") {
 		t.Fatalf("Recover = %v", err)
 	}
-	if st, _ := f.r.Environment("prod"); st.State != StateFailed || !strings.Contains(st.LastError, "recovery") {
+	if st, _ := f.r.Environment("prod"); st.State != StateBlocked || !strings.Contains(st.LastError, "unfinished") ||
+		len(st.Hosts) != 1 || st.Hosts[0].Up {
 		t.Fatalf("status = %+v", st)
+	}
+	if v := testutil.ToFloat64(f.r.m.blocked.WithLabelValues("prod")); v != 1 {
+		t.Errorf("driftless_environment_blocked = %v", v)
+	}
+	if v := testutil.ToFloat64(f.r.m.hostUp.WithLabelValues("prod", "far")); v != 0 {
+		t.Errorf("driftless_host_up{host=far} = %v", v)
 	}
 	// Nothing else happens to the environment until the recovery succeeds.
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
-	if _, err := f.r.ApplyRevision(context.Background(), rev); err == nil || !strings.Contains(err.Error(), "recover interrupted rollout") {
+	if _, err := f.r.ApplyRevision(context.Background(), rev); err == nil || !strings.Contains(err.Error(), "recover rollout") {
 		t.Fatalf("apply while blocked = %v", err)
 	}
 	if got := f.hostFile("h1", "/etc/a.conf"); got != "<absent>" {
@@ -174,12 +184,23 @@ func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 	if j, _, _ := f.store.OpenJournal("prod"); j != nil {
 		t.Fatal("journal still open")
 	}
+	// History says what happened, once: the rollout's run was rolled back,
+	// and its rollback finished later; no run claims the daemon stopped.
 	hist, _ := f.r.History("prod", 0)
 	var triggers []string
 	for _, r := range hist {
 		triggers = append(triggers, r.Trigger+"/"+r.Result)
+		if strings.Contains(r.Error, "daemon stopped") {
+			t.Errorf("run %d says the daemon stopped: %s", r.ID, r.Error)
+		}
 	}
-	if !strings.Contains(strings.Join(triggers, " "), "recovery/rolled_back") {
-		t.Fatalf("history = %v", triggers)
+	if strings.Join(triggers, " ") != "sync/noop revision/rolled_back revision/success" || !strings.Contains(hist[1].Error, "rollback of "+rev2.Short()+" finished") {
+		t.Fatalf("history = %v; rolled back run: %q", triggers, hist[1].Error)
+	}
+	if n := testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", ResultRolledBack)); n != 1 {
+		t.Errorf("reconcile_total{rolled_back} = %v, want 1", n)
+	}
+	if n := testutil.CollectAndCount(f.r.m.rollbacks); n != 1 || testutil.ToFloat64(f.r.m.rollbacks.WithLabelValues("prod", "verify")) != 1 {
+		t.Errorf("rollbacks_total has %d series, want only {reason=verify} at 1", n)
 	}
 }

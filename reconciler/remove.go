@@ -78,8 +78,8 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	r.mu.Lock()
 	_, again := r.workers[name]
 	if !again {
-		st.desired, st.driftCount = nil, 0
-		st.driftSince, st.hostUp = map[string]time.Time{}, map[string]bool{}
+		st.desired, st.driftCount, st.driftCounts = nil, 0, nil
+		st.driftSince, st.hostUp, st.notices = map[string]time.Time{}, map[string]bool{}, map[string]notice{}
 	}
 	r.mu.Unlock()
 	if again {

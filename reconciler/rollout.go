@@ -40,7 +40,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	r.mu.Lock()
 	prev := st.applied
 	r.mu.Unlock()
-	r.forgetHosts(env.Name)
+	r.keepHosts(env)
 	hosts := r.planEnv(ctx, env, prev, env.Prune, true, log)
 	defer closeHosts(hosts)
 

@@ -131,6 +131,9 @@ type Store interface {
 	AddRun(r Run) (uint64, error)
 	// History returns up to limit runs, newest first (limit <= 0: all).
 	History(env string, limit int) ([]Run, error)
+	// UpdateRun replaces the run of r.Environment with id r.ID, when the
+	// history still holds it (ok false otherwise).
+	UpdateRun(r Run) (ok bool, err error)
 
 	// BeginJournal opens the journal of a rollout, replacing any earlier one.
 	BeginJournal(j Journal) error

@@ -171,6 +171,27 @@ func (s *BoltStore) AddRun(r Run) (uint64, error) {
 	return r.ID, nil
 }
 
+// UpdateRun replaces a run still in the history.
+func (s *BoltStore) UpdateRun(r Run) (bool, error) {
+	ok := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHistory).Bucket([]byte(r.Environment))
+		if b == nil || b.Get(itob(r.ID)) == nil {
+			return nil
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		ok = true
+		return b.Put(itob(r.ID), data)
+	})
+	if err != nil {
+		return false, fmt.Errorf("update run %d of %s: %w", r.ID, r.Environment, err)
+	}
+	return ok, nil
+}
+
 // History returns up to limit runs of env, newest first.
 func (s *BoltStore) History(env string, limit int) ([]Run, error) {
 	var out []Run

@@ -122,6 +122,12 @@ func (r *Reconciler) load(rev sources.Revision) (*config.Revision, error) {
 }
 
 func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	if !rev.Preview {
+		r.setRefused(rev)
+		if rev.Refused != "" {
+			return
+		}
+	}
 	cfg, err := r.load(rev)
 	if err != nil {
 		return
@@ -314,6 +320,7 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 		return Run{}, fmt.Errorf("%w: %s", ErrRemovedEnvironment, st.rec.Name)
 	}
 	if err := r.recoverEnv(ctx, st); err != nil {
+		r.observeBlocked(ctx, st, trigger)
 		return Run{}, err
 	}
 	if run, ok := r.advance(ctx, st, trigger, force); ok {
@@ -336,15 +343,45 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 		}
 		return Run{}, err
 	}
+	return r.drift(ctx, st, trigger, r.mayCorrect(st), nil)
+}
+
+// mayCorrect reports whether drift may be corrected now: not while a
+// deploy window of the environment holds changes back.
+func (r *Reconciler) mayCorrect(st *envState) bool {
 	r.mu.Lock()
 	pol := st.policy()
 	r.mu.Unlock()
-	correct := true
 	if pol != nil && len(pol.Windows) > 0 {
 		v := config.CheckWindows(pol.Windows, r.now())
-		correct = v.Open || v.Drift
+		return v.Open || v.Drift
 	}
-	return r.drift(ctx, st, trigger, correct)
+	return true
+}
+
+// observeBlocked is the drift pass of an environment whose rollback cannot
+// finish yet: every host of the applied revision is observed (so the lost
+// one shows down and the others' drift is seen), and drift is corrected
+// except on the resources the rollback still has to restore. The caller
+// holds st.op.
+func (r *Reconciler) observeBlocked(ctx context.Context, st *envState, trigger string) {
+	if ctx.Err() != nil {
+		return
+	}
+	if err := r.ensureApplied(ctx, st); err != nil {
+		r.log.Warn().Str("environment", st.rec.Name).Err(err).Msg("blocked environment not observed: no applied revision")
+		return
+	}
+	_, entries, err := r.store.OpenJournal(st.rec.Name)
+	if err != nil {
+		r.log.Error().Str("environment", st.rec.Name).Err(err).Msg("cannot read the unfinished rollback")
+		return
+	}
+	held := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		held[e.Host+" "+e.Resource.ID()] = true
+	}
+	_, _ = r.drift(ctx, st, trigger, r.mayCorrect(st), held)
 }
 
 // runError is the error a caller of Sync or Rollback sees for a run.

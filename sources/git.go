@@ -197,6 +197,10 @@ func NewGit(opts GitOptions) (*Git, error) {
 	if g.m, err = newMetrics(opts.Registerer); err != nil {
 		return nil, fmt.Errorf("git source %s: %w", opts.Name, err)
 	}
+	// Both exist from the start, so that an alert or increase() sees the
+	// first refusal as a change.
+	g.m.headRefused.WithLabelValues(opts.Name).Set(0)
+	g.m.verifyFailures.WithLabelValues(opts.Name)
 	if err := os.MkdirAll(g.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("git source %s: create work folder: %w", opts.Name, err)
 	}

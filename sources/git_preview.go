@@ -83,7 +83,7 @@ func (g *Git) syncPreview(ctx context.Context, pr prRequest) (*Revision, error) 
 	if len(kept) > 0 && kept[len(kept)-1] == sha {
 		return nil, nil
 	}
-	if !g.accept(commit) {
+	if refused, _ := g.accept(commit); refused != nil {
 		return nil, nil
 	}
 	root := filepath.Join(g.dir, "previews", strconv.Itoa(pr.number))

@@ -64,7 +64,9 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 		} else {
 			failures = 0
 			if rev != nil {
-				g.log.Info().Str("revision", rev.Commit).Msg("new revision")
+				if rev.Refused == "" {
+					g.log.Info().Str("revision", rev.Commit).Msg("new revision")
+				}
 				outbox.putMain(*rev)
 			}
 		}
@@ -89,7 +91,7 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 				return nil
 			case send <- next:
 				outbox.pop()
-				if !next.Preview {
+				if !next.Preview && next.Refused == "" {
 					g.keep.markSent(next.Commit)
 				}
 			case <-g.wake:

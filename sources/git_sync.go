@@ -119,10 +119,20 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 		}
 	}
 	if sha == g.keep.current {
+		// Back on the revision in use (a refused head reverted).
+		g.m.headRefused.WithLabelValues(g.name).Set(0)
 		return nil, nil
 	}
-	if !g.accept(commit) {
-		return nil, nil
+	refused, fresh := g.accept(commit)
+	g.m.headRefused.WithLabelValues(g.name).Set(b2f(refused != nil))
+	if refused != nil {
+		if !fresh {
+			return nil, nil
+		}
+		// Sent once, so the reader can show the refusal; it counts as the
+		// source's first revision too (the source works).
+		return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Time: g.clock.Now(),
+			Refused: refused.Error()}, nil
 	}
 	dir, err := g.checkout(repo, commit, filepath.Join(g.dir, "checkouts", sha), g.linkBase(repo))
 	if err != nil {

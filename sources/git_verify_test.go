@@ -103,15 +103,21 @@ func TestGitSignedCommits(t *testing.T) {
 			if err != nil {
 				t.Fatalf("pass: %v", err)
 			}
-			if step.accepted != (rev != nil) {
-				t.Fatalf("revision = %+v, accepted want %v", rev, step.accepted)
+			// A refused head is sent once, marked refused and without a
+			// checkout, so that the reader can show it.
+			if rev == nil || rev.Commit != sha || step.accepted != (rev.Refused == "") || (rev.Refused != "") != (rev.Dir == "") {
+				t.Fatalf("revision = %+v, want commit %s accepted %v", rev, sha, step.accepted)
 			}
-			if rev != nil && rev.Commit != sha {
-				t.Fatalf("revision %s, want %s", rev.Commit, sha)
+			refused := 0.0
+			if !step.accepted {
+				refused = 1
 			}
-			// Polling the same refused commit again counts nothing more.
-			if _, err := g.pass(context.Background(), ""); err != nil {
-				t.Fatal(err)
+			if got := gauge(t, g.reg, "driftless_source_head_refused"); got != refused {
+				t.Errorf("driftless_source_head_refused = %v, want %v", got, refused)
+			}
+			// Polling the same refused commit again sends and counts nothing more.
+			if again, err := g.pass(context.Background(), ""); err != nil || again != nil {
+				t.Fatalf("second pass = %+v, %v; want nothing", again, err)
 			}
 			if got := gauge(t, g.reg, "driftless_source_verify_failures_total"); got != step.failures && !(step.failures == 0 && got == -1) {
 				t.Errorf("verify failures = %v, want %v", got, step.failures)

@@ -13,6 +13,7 @@ type metrics struct {
 	fetchDuration  *prometheus.HistogramVec
 	lastSuccess    *prometheus.GaugeVec
 	verifyFailures *prometheus.CounterVec
+	headRefused    *prometheus.GaugeVec
 }
 
 // newMetrics registers the source metrics on reg (nil: not registered). A
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "driftless_source_verify_failures_total",
 			Help: "Commits refused because they were unsigned or signed by a key not listed in signing_keys.",
 		}, []string{"source"}),
+		headRefused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_source_head_refused",
+			Help: "1 while the head commit of a Git source is refused by signing_keys (the last good revision stays in use), 0 otherwise.",
+		}, []string{"source"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -52,6 +57,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.verifyFailures, err = register(reg, m.verifyFailures); err != nil {
+		return nil, err
+	}
+	if m.headRefused, err = register(reg, m.headRefused); err != nil {
 		return nil, err
 	}
 	return m, nil

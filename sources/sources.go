@@ -33,6 +33,11 @@ type Revision struct {
 	PullRequest int `json:"pull_request,omitempty"`
 	// Time is when the revision was produced.
 	Time time.Time `json:"time"`
+	// Refused, when set, says why the source refused this commit (its
+	// signature): the revision has no checkout and is never loaded; it
+	// tells the reader that the head is refused and the last good revision
+	// stays in use.
+	Refused string `json:"refused,omitempty"`
 }
 
 // SameRevision reports whether a and b are the same commit of the same

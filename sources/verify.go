@@ -27,6 +27,14 @@ func readKeyring(path string) (string, error) {
 	return string(b), nil
 }
 
+// b2f is 1 for true, 0 for false: a gauge's value.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // ErrUnsigned is returned for a commit without a signature when signing
 // keys are configured.
 var ErrUnsigned = errors.New("commit is not signed")
@@ -42,23 +50,25 @@ func verifyCommit(commit *object.Commit, keyring string) error {
 	return nil
 }
 
-// accept reports whether a commit may become a revision: always when no
-// signing keys are configured, else only when it verifies. A refused commit
-// is logged and counted once, not on every poll.
-func (g *Git) accept(commit *object.Commit) bool {
+// accept checks whether a commit may become a revision: always when no
+// signing keys are configured, else only when it verifies. It returns nil
+// when it may, else why not; fresh is true the first time a commit is
+// refused, which is logged and counted once, not on every poll.
+func (g *Git) accept(commit *object.Commit) (refused error, fresh bool) {
 	if g.keyring == "" {
-		return true
+		return nil, false
 	}
 	err := verifyCommit(commit, g.keyring)
 	if err == nil {
-		return true
+		return nil, false
 	}
 	sha := commit.Hash.String()
-	if !g.refused[sha] {
-		g.refused[sha] = true
-		g.m.verifyFailures.WithLabelValues(g.name).Inc()
-		g.log.Error().Err(err).Str("revision", sha).
-			Msg("commit refused: not signed by a trusted key; keeping the last good revision")
+	if g.refused[sha] {
+		return err, false
 	}
-	return false
+	g.refused[sha] = true
+	g.m.verifyFailures.WithLabelValues(g.name).Inc()
+	g.log.Error().Err(err).Str("revision", sha).
+		Msg("commit refused: not signed by a trusted key; keeping the last good revision")
+	return err, true
 }

@@ -154,8 +154,13 @@ revision, state, drift, last result and hosts.`,
 				if err := tw.Flush(); err != nil {
 					return nil, err
 				}
-				// What each environment holds at its gates, under the table.
+				// What each environment holds at its gates, and a head its
+				// source refused (which does not change the environment's
+				// state: its hosts stay on the applied revision), under the table.
 				for _, e := range list {
+					if e.Refused != "" {
+						fmt.Fprintf(env.stdout, "%s: %s\n", e.Name, e.Refused)
+					}
 					if g := e.Gate; g != nil {
 						fmt.Fprintf(env.stdout, "%s: revision %.12s %s: %s\n", e.Name, orDash(g.Revision.Commit), g.State, oneLine(g.Reason))
 					}

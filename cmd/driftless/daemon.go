@@ -92,6 +92,7 @@ func (d *daemon) build() error {
 		HostParallelism: d.cfg.SSH.Parallelism,
 		Reporters:       reporters,
 		Sources:         sourceNames(d.cfg.Sources),
+		NotifyReminder:  d.cfg.Notify.Reminder.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)

@@ -251,3 +251,17 @@ func (h *Host) MustExec(t interface {
 	}
 	return out
 }
+
+// SetLink takes the host's link to the bridge down or brings it back up,
+// as a cable pulled and plugged in again: the host keeps running, and
+// connections to it stall until the link is back.
+func (h *Host) SetLink(up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if out, err := exec.Command("ip", "link", "set", h.veth, state).CombinedOutput(); err != nil {
+		return fmt.Errorf("set link of %s %s: %v: %s", h.Name, state, err, out)
+	}
+	return nil
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/driftless/driftless/monitoring"
 	"github.com/driftless/driftless/sources/webhook"
+	"github.com/driftless/driftless/test/gitserver"
 )
 
 // exposition is what one scrape of /metrics declares.
@@ -139,6 +140,10 @@ func testDashboardAndAlertMetricsAreExported(t *testing.T, bin string) {
 	}
 	dir := t.TempDir()
 	repo, sandbox := filepath.Join(dir, "repo"), filepath.Join(dir, "sandbox")
+	// A Git source too, for the metrics only Git sources have; its
+	// repository is empty (no branch yet), so it stays down.
+	git := gitserver.New(t)
+	gitURL := git.CreateRepo("infra")
 	secret := []byte(rand.Text())
 	files := map[string][]byte{
 		"repo/environments/watched.yaml": []byte(watchedEnv),
@@ -150,9 +155,11 @@ drift_interval: 1s
 sources:
   - name: repo
     local: {path: %s, interval: 1s}
+  - name: infra
+    git: {url: %s, branch: main, interval: 1h}
 webhooks:
   github: {file: %s}
-`, filepath.Join(dir, "state"), repo, filepath.Join(dir, "github.secret"))),
+`, filepath.Join(dir, "state"), repo, gitURL, filepath.Join(dir, "github.secret"))),
 	}
 	for name, b := range files {
 		p := filepath.Join(dir, name)
@@ -214,6 +221,30 @@ webhooks:
 		t.Errorf("warn mode changed the drifted file: %q, %v", b, err)
 	}
 	checkSampleNames(t, scrape)
+	checkDocumented(t, scrape)
+}
+
+// checkDocumented fails for every driftless_* family on /metrics that the
+// metrics table of docs/operations.md lacks.
+func checkDocumented(t *testing.T, scrape exposition) {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\|\\s*`(driftless_[a-z0-9_]+)`\\s*\\|")
+	documented := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = true
+	}
+	if len(documented) < 10 {
+		t.Fatalf("only %d metrics found in the table of docs/operations.md", len(documented))
+	}
+	for name := range scrape.types {
+		if strings.HasPrefix(name, "driftless_") && !documented[name] {
+			t.Errorf("%s is exported but not in the metrics table of docs/operations.md", name)
+		}
+	}
 }
 
 // checkSampleNames checks every driftless_* name the monitoring files
