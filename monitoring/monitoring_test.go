@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/goleak"
 
+	"github.com/driftless/driftless/test/need"
 	"github.com/driftless/driftless/test/promserver"
 )
 
@@ -78,7 +79,7 @@ func TestMetricNamesAreDesigned(t *testing.T) {
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool is not installed (Debian package prometheus; test/install-deps.sh installs it)")
+		need.Missing(t, "promtool is not installed (Debian package prometheus; test/install-deps.sh installs it)")
 	}
 	for _, args := range [][]string{
 		{"check", "rules", "alerts.yaml"},

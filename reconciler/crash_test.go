@@ -19,6 +19,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/need"
 )
 
 // The SIGKILL test: a child process (this test binary, re-executed) rolls
@@ -100,7 +101,7 @@ func crashReconciler(world string, reporters ...Reporter) (*Reconciler, *BoltSto
 func TestHelperRollout(t *testing.T) {
 	world := os.Getenv(helperEnv)
 	if world == "" {
-		t.Skip("only run as the child of the SIGKILL test")
+		need.Optional(t, "only run as the child of the SIGKILL test")
 	}
 	r, s, err := crashReconciler(world, announcer{})
 	if err != nil {
@@ -120,7 +121,7 @@ const sigkillParallel = 4
 
 func sigkillLoop(t *testing.T, iterations int) {
 	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh for the local transport")
+		need.Missing(t, "no sh for the local transport")
 	}
 	w := newCrashWorld(t)
 	root := t.TempDir()
@@ -173,14 +174,14 @@ func sigkillLoop(t *testing.T, iterations int) {
 
 func TestSIGKILLRecovery(t *testing.T) {
 	if testing.Short() {
-		t.Skip("spawns 30 child processes")
+		need.Optional(t, "spawns 30 child processes")
 	}
 	sigkillLoop(t, 30)
 }
 
 func TestSIGKILLSoak(t *testing.T) {
 	if os.Getenv("DRIFTLESS_SOAK") == "" {
-		t.Skip("set DRIFTLESS_SOAK=1 for 100 iterations")
+		need.Optional(t, "set DRIFTLESS_SOAK=1 for 100 iterations")
 	}
 	sigkillLoop(t, 100)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/need"
 )
 
 func TestInterruptedRolloutRecovered(t *testing.T) {
@@ -134,7 +135,7 @@ func atoi(t *testing.T, s string) int {
 
 func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 	if _, err := exec.LookPath("chattr"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and chattr to make a folder immutable")
+		need.Missing(t, "needs root and chattr to make a folder immutable")
 	}
 	f := newFixture(t)
 	ctx := context.Background()
@@ -162,7 +163,7 @@ func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 		"verify:\n  - command: \"false\"\n")})
 	runs, _ := f.r.ApplyRevision(ctx, rev2)
 	if runs[0].Result != ResultRolledBack || !strings.Contains(runs[0].Error, "restore file:/etc/a.conf") {
-		t.Skipf("the immutable folder did not make the restore fail here: %+v", runs[0])
+		need.Missing(t, "the immutable folder did not make the restore fail here: %+v", runs[0])
 	}
 	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
 		t.Fatal("journal closed although the rollback is incomplete")

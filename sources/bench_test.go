@@ -17,6 +17,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/need"
 )
 
 // peakHeap samples the Go heap while fn runs and returns the highest value.
@@ -52,7 +53,7 @@ func peakHeap(fn func()) uint64 {
 // of its own (for a peak RSS comparable to git's), and the git command line.
 func BenchmarkIncrementalFetch(b *testing.B) {
 	if testing.Short() {
-		b.Skip("builds a 20,000-commit repository; skipped with -short")
+		need.Optional(b, "builds a 20,000-commit repository; skipped with -short")
 	}
 	srv, url := benchServer(b)
 	serverRepo := srv.Dir("bench")
@@ -96,7 +97,7 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 
 	b.Run("go-git-process", func(b *testing.B) {
 		if timeErr != nil {
-			b.Skip("GNU time is not installed; it measures the peak RSS")
+			need.Missing(b, "GNU time is not installed; it measures the peak RSS")
 		}
 		g := newBenchGit(b, url)
 		exe, err := os.Executable()
@@ -112,7 +113,7 @@ func BenchmarkIncrementalFetch(b *testing.B) {
 
 	b.Run("git-cli", func(b *testing.B) {
 		if timeErr != nil {
-			b.Skip("GNU time is not installed; it measures the peak RSS")
+			need.Missing(b, "GNU time is not installed; it measures the peak RSS")
 		}
 		dir := filepath.Join(b.TempDir(), "cli.git")
 		if _, err := gitserver.Git("", "clone", "--quiet", "--bare", url, dir); err != nil {

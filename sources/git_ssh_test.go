@@ -13,6 +13,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/need"
 	"github.com/driftless/driftless/test/syncbuf"
 )
 
@@ -34,14 +35,14 @@ func keygen(t *testing.T, path string) {
 func startSSHD(t *testing.T) *sshServer {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to run sshd for a Git over SSH test")
+		need.Missing(t, "needs root to run sshd for a Git over SSH test")
 	}
 	sshd, err := exec.LookPath("sshd")
 	if err != nil {
-		t.Skip("sshd is not installed (openssh-server)")
+		need.Missing(t, "sshd is not installed (openssh-server)")
 	}
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen is not installed (openssh-client)")
+		need.Missing(t, "ssh-keygen is not installed (openssh-client)")
 	}
 	// sshd refuses to start without its privilege separation folder.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {

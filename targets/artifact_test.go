@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/need"
 )
 
 // TestArtifactLocalLifecycle deploys a tar.gz and a zip over loopback HTTP
@@ -177,7 +178,7 @@ func TestArtifactOneDownloadForManyHosts(t *testing.T) {
 // TestArtifactOwner hands the unpacked release to the declared owner.
 func TestArtifactOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("chown to another user needs root")
+		need.Missing(t, "chown to another user needs root")
 	}
 	a := srvTarGz(t, []srvEntry{{name: "bin/", typ: tar.TypeDir}, {name: "bin/app", body: "x"}})
 	srv := newArtifactServer(t, map[string][]byte{"a.tar.gz": a})

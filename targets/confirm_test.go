@@ -13,6 +13,7 @@ import (
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 // netHost starts a kind-1 host with a veth pair dl0/dl1 inside its network
@@ -21,7 +22,7 @@ import (
 func netHost(t *testing.T, name string) (*hosts.Lab, *hosts.Host, *ssh.Transport, context.Context) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nftables is not installed (test/install-deps.sh installs it)")
+		need.Missing(t, "nftables is not installed (test/install-deps.sh installs it)")
 	}
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1(name)
@@ -247,7 +248,7 @@ func TestFirewallCutOffRevertsItself(t *testing.T) {
 // handshake) and the disarm through it, against the change run alone.
 func BenchmarkApplyConfirmed(b *testing.B) {
 	if os.Geteuid() != 0 {
-		b.Skip("test hosts need root")
+		need.Missing(b, "test hosts need root")
 	}
 	lab := hosts.NewLab(b, hosts.Options{})
 	h := lab.Kind1("bconfirm")

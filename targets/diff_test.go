@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 func TestUnifiedDiff(t *testing.T) {
@@ -76,7 +78,7 @@ func gnuDiff(t *testing.T, old, new string) string {
 // with git apply that each diff turns the old text into the new one.
 func TestUnifiedDiffApplies(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		need.Missing(t, "git is not installed")
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := []string{"alpha\n", "beta\n", "gamma\n", "delta\n", "x\n", "\n"}

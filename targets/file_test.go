@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/need"
 )
 
 func TestFileConverges(t *testing.T) {
@@ -293,11 +294,11 @@ func TestLongNames(t *testing.T) {
 func nobodyUser(t *testing.T) *user.User {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
+		need.Missing(t, "changing owners needs root")
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skip("no user nobody on this machine")
+		need.Missing(t, "no user nobody on this machine")
 	}
 	return nobody
 }

@@ -11,11 +11,18 @@ missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-	echo "install-deps: not root; missing:$missing (tests needing them will skip)" >&2
+if [ -z "$missing" ]; then
+	echo "install-deps: every package the tests need is installed"
 	exit 0
 fi
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: not root; missing:$missing (tests needing them will skip, or fail in strict mode)" >&2
+	exit 0
+fi
+echo "install-deps: installing$missing (on a fresh machine this takes a few minutes)"
+start=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# apt prints a line per package fetched, unpacked and set up: progress shows.
+apt-get install -y -q --no-install-recommends $missing
+echo "install-deps: done in $(($(date +%s) - start))s"

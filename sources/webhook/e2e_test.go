@@ -18,6 +18,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/test/gitserver"
+	"github.com/driftless/driftless/test/need"
 )
 
 // nativePush builds the push payload each provider would send for one ref
@@ -61,7 +62,7 @@ func nativePush(endpoint, cloneURL string, ev gitserver.PushEvent) (string, []by
 // polling only once an hour. The pushed commit must arrive as a revision.
 func TestPushToRealGitServerTriggersFetch(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
+		need.Missing(t, "git is not installed")
 	}
 	for _, endpoint := range []string{"github", "gitea", "gitlab", "bitbucket", "generic"} {
 		t.Run(endpoint, func(t *testing.T) {

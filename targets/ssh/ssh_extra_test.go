@@ -13,6 +13,7 @@ import (
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -72,7 +73,7 @@ func TestConfigErrorsOnHost(t *testing.T) {
 func TestAgent(t *testing.T) {
 	for _, tool := range []string{"ssh-agent", "ssh-add"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (openssh-client) is not installed", tool)
+			need.Missing(t, "%s (openssh-client) is not installed", tool)
 		}
 	}
 	lab := hosts.NewLab(t, hosts.Options{})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftless/driftless/test/gitserver"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 // Sizes of the webhook-to-converged benchmark.
@@ -48,7 +49,7 @@ func benchEnv(hs []*hosts.Host, push int, verify bool) string {
 // without verification and with a command check on every host.
 func BenchmarkWebhookToConverged(b *testing.B) {
 	if testing.Short() {
-		b.Skip("end-to-end benchmark: builds the daemon and starts 10 hosts; skipped in -short")
+		need.Optional(b, "end-to-end benchmark: builds the daemon and starts 10 hosts; skipped in -short")
 	}
 	lab := hosts.NewLab(b, hosts.Options{})
 	var hs []*hosts.Host

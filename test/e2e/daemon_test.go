@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // buildTimeout bounds one `go build`; the machine running the suite may be
@@ -31,7 +33,7 @@ func goTool(t testing.TB) string {
 	}
 	p, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("the end-to-end test builds binaries and needs the go command, which is not found")
+		need.Missing(t, "the end-to-end test builds binaries and needs the go command, which is not found")
 	}
 	return p
 }

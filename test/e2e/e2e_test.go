@@ -13,6 +13,7 @@ import (
 
 	"github.com/driftless/driftless/test/gitserver"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 // driftInterval is the daemon's drift interval in the end-to-end test:
@@ -25,10 +26,10 @@ const driftInterval = 2 * time.Second
 // only reports it where the mode is warn.
 func TestDeployRollbackDrift(t *testing.T) {
 	if testing.Short() {
-		t.Skip("end-to-end test: builds the daemon and boots three systemd hosts; skipped in -short")
+		need.Optional(t, "end-to-end test: builds the daemon and boots three systemd hosts; skipped in -short")
 	}
 	if _, err := os.Stat("/usr/bin/systemd-nspawn"); err != nil {
-		t.Skip("end-to-end test needs systemd-nspawn (systemd-container), which is not installed")
+		need.Missing(t, "end-to-end test needs systemd-nspawn (systemd-container), which is not installed")
 	}
 	lab := hosts.NewLab(t, hosts.Options{})
 	var hs []*hosts.Host

@@ -34,6 +34,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // ZeroSHA is the commit id Git uses for "no commit": Before of a created
@@ -87,7 +89,7 @@ func New(t testing.TB) *Server {
 	t.Helper()
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
-		t.Skip("gitserver: git is not installed; it is needed for a real Git server")
+		need.Missing(t, "gitserver: git is not installed; it is needed for a real Git server")
 	}
 	s := &Server{t: t, root: t.TempDir()}
 	s.cgi = &cgi.Handler{

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // Deb describes a tiny Debian package that BuildDeb makes with dpkg-deb.
@@ -114,7 +116,7 @@ func (l *Lab) AptRepo(debs ...Deb) string {
 
 func (l *Lab) aptRepo(debs []Deb) (string, error) {
 	if _, err := exec.LookPath("dpkg-scanpackages"); err != nil {
-		l.t.Skip("the apt repository needs dpkg-scanpackages (dpkg-dev), which is not installed")
+		need.Missing(l.t, "the apt repository needs dpkg-scanpackages (dpkg-dev), which is not installed")
 	}
 	repo, err := l.repoServer()
 	if err != nil {

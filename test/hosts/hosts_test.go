@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -110,7 +112,7 @@ func TestCleanStale(t *testing.T) {
 		select {}
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("test hosts need root")
+		need.Missing(t, "test hosts need root")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCleanStale$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "DL_STALE_CHILD=1")
@@ -123,7 +125,7 @@ func TestCleanStale(t *testing.T) {
 		}
 	}
 	if ns == "" {
-		t.Skipf("the child could not start a lab (skipped or failed): %s", out)
+		need.Missing(t, "the child could not start a lab (skipped or failed): %s", out)
 	}
 	if _, err := os.Stat("/run/netns/" + ns); err != nil {
 		t.Fatalf("the killed run left no namespace %s to clean: %v", ns, err)

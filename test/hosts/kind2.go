@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // cgroupRoots are the hierarchies a kind-2 launcher is placed in. On a
@@ -27,7 +29,7 @@ func cgroupRoots() []string {
 func (l *Lab) Kind2(name string) *Host {
 	l.t.Helper()
 	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
-		l.t.Skip("kind-2 test hosts need systemd-nspawn (systemd-container), which is not installed")
+		need.Missing(l.t, "kind-2 test hosts need systemd-nspawn (systemd-container), which is not installed")
 	}
 	h, err := l.StartKind2(name)
 	if err != nil {

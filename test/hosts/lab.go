@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // runDir holds the lab slot locks; it is on tmpfs so a reboot frees all slots.
@@ -70,15 +72,15 @@ type Lab struct {
 func NewLab(t testing.TB, opts Options) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("test hosts need root (network namespaces, overlay mounts)")
+		need.Missing(t, "test hosts need root (network namespaces, overlay mounts)")
 	}
 	for _, tool := range []string{"debootstrap", "ip", "unshare", "nsenter", "chroot", "tar", "mount", "umount"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("test hosts need %s, which is not installed (run test/install-deps.sh)", tool)
+			need.Missing(t, "test hosts need %s, which is not installed (run test/install-deps.sh)", tool)
 		}
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("test hosts need openssh-server's sshd, which is not installed (run test/install-deps.sh)")
+		need.Missing(t, "test hosts need openssh-server's sshd, which is not installed (run test/install-deps.sh)")
 	}
 	l := &Lab{t: t, opts: opts, logf: opts.Logf, dir: t.TempDir(), nextIP: 10}
 	if l.logf == nil {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/driftless/driftless/test/need"
 )
 
 // rpmLayerVersion names the cached rpm layer; bump it when its build steps
@@ -178,7 +180,7 @@ func (l *Lab) RPMRepo(rpms ...RPM) string {
 func (l *Lab) rpmRepo(rpms []RPM) (string, error) {
 	for _, tool := range []string{"rpmbuild", "createrepo_c"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			l.t.Skipf("the rpm repository needs %s (packages rpm and createrepo-c), which is not installed", tool)
+			need.Missing(l.t, "the rpm repository needs %s (packages rpm and createrepo-c), which is not installed", tool)
 		}
 	}
 	repo, err := l.repoServer()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/driftless/driftless/test/gitserver"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 // unitTestConfig is the configuration the unit runs in the container: a
@@ -48,7 +49,7 @@ hosts:
 // and that `systemctl stop` ends it cleanly.
 func testUnitRunsUnderSystemd(t *testing.T, bin string) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to boot a systemd container (test/hosts); run as root to check the unit under systemd")
+		need.Missing(t, "needs root to boot a systemd container (test/hosts); run as root to check the unit under systemd")
 	}
 	unit, err := os.ReadFile(unitPath)
 	if err != nil {

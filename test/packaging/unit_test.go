@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/test/need"
 )
 
 // unitPath is the unit file shipped in the repository.
@@ -115,7 +116,7 @@ func positiveDuration(v string) bool {
 func testUnitVerifies(t *testing.T, bin string) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze is not installed (package systemd): the unit is not verified")
+		need.Missing(t, "systemd-analyze is not installed (package systemd): the unit is not verified")
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "driftless.yaml")

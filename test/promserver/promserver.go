@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/test/need"
 	"github.com/driftless/driftless/test/syncbuf"
 )
 
@@ -55,7 +56,7 @@ func StartWith(t testing.TB, opts Options) string {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Skip("prometheus is not installed (Debian package prometheus; test/install-deps.sh installs it): skipping the test that needs a real Prometheus")
+		need.Missing(t, "prometheus is not installed (Debian package prometheus; test/install-deps.sh installs it): skipping the test that needs a real Prometheus")
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")

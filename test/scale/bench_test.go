@@ -15,6 +15,7 @@ import (
 
 	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
+	"github.com/driftless/driftless/test/need"
 )
 
 // BenchmarkDriftScan scans a fleet of kind-1 hosts (default 50, each with
@@ -27,16 +28,16 @@ import (
 // minutes where driftless takes seconds).
 func BenchmarkDriftScan(b *testing.B) {
 	if testing.Short() {
-		b.Skip("scale benchmark: skipped with -short (it starts a fleet of hosts and runs Ansible)")
+		need.Optional(b, "scale benchmark: skipped with -short (it starts a fleet of hosts and runs Ansible)")
 	}
 	if os.Geteuid() != 0 {
-		b.Skip("scale benchmark: needs root for its test hosts")
+		need.Missing(b, "scale benchmark: needs root for its test hosts")
 	}
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
-		b.Skip("scale benchmark: needs ansible-playbook (Debian's ansible, see test/install-deps.sh)")
+		need.Missing(b, "scale benchmark: needs ansible-playbook (Debian's ansible, see test/install-deps.sh)")
 	}
 	if !hasPython() {
-		b.Skip("scale benchmark: needs python3.11 and python3-apt on the runner, lent to the hosts for Ansible")
+		need.Missing(b, "scale benchmark: needs python3.11 and python3-apt on the runner, lent to the hosts for Ansible")
 	}
 	want := envInt(b, "DRIFTLESS_SCALE_HOSTS", 50)
 	m := mixFor(envInt(b, "DRIFTLESS_SCALE_RESOURCES", 200))
