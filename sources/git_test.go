@@ -32,11 +32,11 @@ func TestGitPollsNewCommitsAndCleansCheckouts(t *testing.T) {
 	srv := gitserver.New(t)
 	url := srv.CreateRepo("app")
 	work := srv.Clone(t, "app")
-	a := work.Commit(t, map[string]string{"environments/prod.yaml": "a\n", "run.sh": "#!/bin/sh\n"}, "a")
+	work.Commit(t, map[string]string{"environments/prod.yaml": "a\n", "run.sh": "#!/bin/sh\n"}, "a")
 	if err := os.Chmod(filepath.Join(work.Dir, "run.sh"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	a = work.Commit(t, nil, "exec bit")
+	a := work.Commit(t, nil, "exec bit")
 	work.Push(t)
 
 	g := newTestGit(t, config.GitSource{URL: url, Interval: config.Duration(150 * time.Millisecond)}, GitCredentials{})

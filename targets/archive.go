@@ -210,11 +210,9 @@ func (n *normaliser) addTar(r io.Reader) error {
 			return fmt.Errorf("%w: read tar: %v", ErrUnsafeArchive, err)
 		}
 		typ := h.Typeflag
-		switch typ {
-		case tar.TypeXGlobalHeader:
+		// (tar.Reader already reads the old TypeRegA as TypeReg.)
+		if typ == tar.TypeXGlobalHeader {
 			continue // pax metadata for the whole archive, not an entry
-		case tar.TypeRegA:
-			typ = tar.TypeReg
 		}
 		if err := n.add(h.Name, typ, h.Mode, h.Linkname, h.Size, h.ModTime, tr); err != nil {
 			return err
