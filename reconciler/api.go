@@ -82,6 +82,7 @@ type APIOptions struct {
 //	POST /api/v1/environments/{name}/rollback body {"to": "<commit>"} optional: 200 EnvStatus after the run
 //	GET  /                                     the status page of every environment
 //	GET  /environments/{name}                  one environment's page (reports link there)
+//	GET  /environments/{name}/diffs            the same with each change's diff: API token as bearer or basic-auth password
 //
 // Every POST needs "Authorization: Bearer <token>" of a token with the
 // endpoint's scope (sync; rollback; approve for approve and reject): 403
@@ -126,6 +127,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/environments/{name}/reject", a.authorized(config.ScopeApprove, a.reject))
 	mux.HandleFunc("GET /{$}", a.statusPage)
 	mux.HandleFunc("GET /environments/{name}", a.envPage)
+	mux.HandleFunc("GET /environments/{name}/diffs", a.diffsPage)
 }
 
 // apiError is the body of every error answer.
@@ -206,9 +208,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		runs = []Run{}
 	}
 	// The checkout folder is the daemon's own business: it is not shown to
-	// whoever can reach the unauthenticated API.
+	// whoever can reach the unauthenticated API; diffs only to a holder of
+	// the API token.
+	diffs := a.tokenHolder(r)
 	for i := range runs {
 		runs[i].Revision.Dir = ""
+		if !diffs {
+			hideDiffs(runs[i].Changed)
+		}
 	}
 	writeJSON(w, http.StatusOK, runs)
 }

@@ -38,25 +38,11 @@ func (a *API) authorized(scope string, next scopedHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "this endpoint needs an Authorization: Bearer <token> header")
 			return
 		}
-		gh := sha256.Sum256([]byte(got))
-		who, scopes, matched := "", []string(nil), false
-		if !a.opts.Token.IsZero() {
-			want, err := a.opts.Token.Read()
-			if err != nil {
-				a.log.Error().Err(err).Msg("cannot read the API token")
-				writeError(w, http.StatusInternalServerError, "the daemon cannot read its API token; see its log")
-				return
-			}
-			wh := sha256.Sum256(want)
-			if subtle.ConstantTimeCompare(gh[:], wh[:]) == 1 {
-				who, scopes, matched = "token", legacyScopes, true
-			}
-		}
-		for _, t := range a.opts.Tokens {
-			wh, err := hex.DecodeString(strings.ToLower(t.SHA256))
-			if err == nil && subtle.ConstantTimeCompare(gh[:], wh) == 1 && !matched {
-				who, scopes, matched = "token:"+t.Name, t.Scopes, true
-			}
+		who, scopes, matched, err := a.tokenOf(got)
+		if err != nil {
+			a.log.Error().Err(err).Msg("cannot read the API token")
+			writeError(w, http.StatusInternalServerError, "the daemon cannot read its API token; see its log")
+			return
 		}
 		if !matched {
 			a.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("api request with a wrong token")
@@ -71,6 +57,47 @@ func (a *API) authorized(scope string, next scopedHandler) http.HandlerFunc {
 		}
 		next(w, r, who)
 	}
+}
+
+// tokenOf finds the configured token got is: api.token or one of
+// api.tokens, with its name and scopes.
+func (a *API) tokenOf(got string) (who string, scopes []string, matched bool, err error) {
+	gh := sha256.Sum256([]byte(got))
+	if !a.opts.Token.IsZero() {
+		want, err := a.opts.Token.Read()
+		if err != nil {
+			return "", nil, false, err
+		}
+		wh := sha256.Sum256(want)
+		if subtle.ConstantTimeCompare(gh[:], wh[:]) == 1 {
+			who, scopes, matched = "token", legacyScopes, true
+		}
+	}
+	for _, t := range a.opts.Tokens {
+		wh, err := hex.DecodeString(strings.ToLower(t.SHA256))
+		if err == nil && subtle.ConstantTimeCompare(gh[:], wh) == 1 && !matched {
+			who, scopes, matched = "token:"+t.Name, t.Scopes, true
+		}
+	}
+	return who, scopes, matched, nil
+}
+
+// tokenHolder reports whether the request carries one of the API tokens
+// (any scope), as a bearer token (programs) or as the password of HTTP
+// basic authentication (a browser, which asks for it without any script).
+func (a *API) tokenHolder(r *http.Request) bool {
+	got, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		_, got, ok = r.BasicAuth()
+	}
+	if !ok || got == "" {
+		return false
+	}
+	_, _, matched, err := a.tokenOf(got)
+	if err != nil {
+		a.log.Error().Err(err).Msg("cannot read the API token")
+	}
+	return matched
 }
 
 // bearer extracts the token of an "Authorization: Bearer <token>" header;

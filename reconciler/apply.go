@@ -51,6 +51,7 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 			}
 		}
 		log.Info().Str("resource", res.ID()).Str("action", string(c.Action)).Str("diff", c.Diff).Msg("applied")
+		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: string(c.Action), Diff: c.Diff})
 		r.m.changes.WithLabelValues(env, res.Kind, string(c.Action)).Inc()
 		changed = append(changed, res)
 	}

@@ -86,6 +86,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 		sub.order = enforce
 		n, err := r.applyHost(ctx, env.Name, &sub, false)
 		run.Changes += n
+		run.Changed = append(run.Changed, sub.applied...)
 		for _, res := range enforce[:n] {
 			corrected = append(corrected, h.host.Name+":"+res.ID())
 		}
@@ -103,7 +104,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 	run.Result = ResultNoop
 	switch {
 	case len(errs) > 0:
-		run.Result, run.Error = ResultFailed, errors.Join(errs...).Error()
+		run.Result, run.Error, run.ErrorClass = ResultFailed, errors.Join(errs...).Error(), ErrorApply
 	case run.Changes > 0:
 		run.Result = ResultSuccess
 	}

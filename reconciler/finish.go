@@ -38,7 +38,7 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 	}
 	r.mu.Unlock()
 	r.update(st, func(rec *EnvRecord) {
-		rec.LastResult, rec.LastRun, rec.LastError = run.Result, run.End, run.Error
+		rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
 		switch run.Result {
 		case ResultSuccess, ResultNoop:
 			if rec.Applied.Commit != tg.rev.Commit || rec.CleanSince.IsZero() {

@@ -130,6 +130,7 @@ func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revis
 	}
 	cfg, err := r.load(rev)
 	if err != nil {
+		r.logInvalid(rev, err)
 		return target{}, err
 	}
 	env := cfg.Environment(name)

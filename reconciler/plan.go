@@ -32,6 +32,8 @@ type hostRun struct {
 	pruned map[string]bool
 	// log carries the environment, revision and host of every line.
 	log zerolog.Logger
+	// applied lists the changes applyHost made, for the run's record.
+	applied []ResourceChange
 }
 
 // failed reports whether the host could not be planned completely.

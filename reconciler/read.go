@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/driftless/driftless/targets"
@@ -11,6 +12,11 @@ import (
 type HostStatus struct {
 	Name string `json:"name"`
 	Up   bool   `json:"up"`
+	// DriftResources counts the host's resources drifted and not
+	// corrected (warn mode, or a correction that failed); DriftSince is
+	// when the oldest of them was first seen (zero when none).
+	DriftResources int       `json:"drift_resources"`
+	DriftSince     time.Time `json:"drift_since,omitzero"`
 }
 
 // EnvStatus is the state of one environment, for the API and status page.
@@ -28,6 +34,11 @@ type EnvStatus struct {
 	// Refused says that the newest commit of the environment's source was
 	// refused for its signature ("" when not): the applied revision stays.
 	Refused string `json:"refused,omitempty"`
+	// LastErrorClass says what failed in the last run: plan, apply,
+	// verification or interrupted.
+	LastErrorClass string `json:"last_error_class,omitempty"`
+	// DriftSince is when the oldest open drift was first seen (zero when none).
+	DriftSince time.Time `json:"drift_since,omitzero"`
 	// LastRun is the end of the last run (zero when none).
 	LastRun time.Time    `json:"last_run"`
 	Hosts   []HostStatus `json:"hosts,omitempty"`
@@ -79,7 +90,7 @@ func (st *envState) status() EnvStatus {
 		Name: st.rec.Name, Applied: st.rec.Applied.Commit, AppliedSource: st.rec.Applied.Source,
 		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
 		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
-		LastError: st.rec.LastError, LastRun: st.rec.LastRun,
+		LastError: st.rec.LastError, LastErrorClass: st.rec.LastErrorClass, LastRun: st.rec.LastRun,
 	}
 	if g := st.rec.Gate; g != nil {
 		gate := *g
@@ -91,8 +102,25 @@ func (st *envState) status() EnvStatus {
 	for i := len(st.rec.Decisions) - 1; i >= 0; i-- {
 		s.Decisions = append(s.Decisions, st.rec.Decisions[i])
 	}
+	type drift struct {
+		n     int
+		since time.Time
+	}
+	hosts := map[string]drift{}
+	for key, since := range st.driftSince {
+		host, _, _ := strings.Cut(key, " ")
+		d := hosts[host]
+		d.n++
+		if d.since.IsZero() || since.Before(d.since) {
+			d.since = since
+		}
+		hosts[host] = d
+		if s.DriftSince.IsZero() || since.Before(s.DriftSince) {
+			s.DriftSince = since
+		}
+	}
 	for name, up := range st.hostUp {
-		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up})
+		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up, DriftResources: hosts[name].n, DriftSince: hosts[name].since})
 	}
 	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].Name < s.Hosts[j].Name })
 	return s

@@ -60,7 +60,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	}
 	maxFailed := env.Rollout.MaxFailed
 	if failed > maxFailed {
-		run.Result, run.Error = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+		run.Result, run.Error, run.ErrorClass = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", failed, maxFailed, errors.Join(errs...)), ErrorPlan
 		return run
 	}
 	if len(changed) == 0 {
@@ -86,6 +86,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 		touched = append(touched, b...)
 		for i, o := range outs {
 			run.Changes += o.changes
+			run.Changed = append(run.Changed, b[i].applied...)
 			if o.err == nil {
 				continue
 			}
@@ -103,11 +104,14 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 		if ctx.Err() != nil {
 			// Shutting down: the journal stays open and the rollback
 			// happens at the next start, before anything else.
-			run.Result, run.Error = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(errs, ctx.Err())...))
+			run.Result, run.Error, run.ErrorClass = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(errs, ctx.Err())...)), ErrorInterrupted
 			return run
 		}
 		if failed > maxFailed {
-			run.Result = ResultRolledBack
+			run.Result, run.ErrorClass = ResultRolledBack, ErrorApply
+			if reason == "verify" {
+				run.ErrorClass = ErrorVerify
+			}
 			run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
 			if err := r.rollback(ctx, st, env, prev, touched, reason); err != nil {
 				run.Error += "; rollback: " + err.Error()

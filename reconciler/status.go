@@ -44,8 +44,16 @@ type envView struct {
 	Link         string
 	Up           int
 	LastRunAgo   string
+	DriftAge     string
+	HostViews    []hostView
 	Runs         []Run
 	HistoryError string
+}
+
+// hostView is one host's line: up or down, and how long it has drifted.
+type hostView struct {
+	HostStatus
+	DriftAge string
 }
 
 // pageView is the data of a whole page.
@@ -54,10 +62,13 @@ type pageView struct {
 	Refresh   int
 	Generated time.Time
 	Envs      []envView
+	// Diffs is set on the page of a token holder: each change's diff is shown.
+	Diffs bool
 }
 
-func (a *API) view(st EnvStatus, runs int, link bool) envView {
-	v := envView{EnvStatus: st, LastRunAgo: ago(a.now(), st.LastRun)}
+func (a *API) view(st EnvStatus, runs int, link, diffs bool) envView {
+	now := a.now()
+	v := envView{EnvStatus: st, LastRunAgo: ago(now, st.LastRun), DriftAge: since(now, st.DriftSince)}
 	if link {
 		v.Link = "environments/" + url.PathEscape(st.Name)
 	}
@@ -65,27 +76,56 @@ func (a *API) view(st EnvStatus, runs int, link bool) envView {
 		if h.Up {
 			v.Up++
 		}
+		v.HostViews = append(v.HostViews, hostView{HostStatus: h, DriftAge: since(now, h.DriftSince)})
 	}
 	hist, err := a.opts.Reconciler.History(st.Name, runs)
 	if err != nil {
 		a.log.Error().Err(err).Str("environment", st.Name).Msg("cannot read history for the status page")
 		v.HistoryError = err.Error()
 	}
+	if !diffs {
+		for i := range hist {
+			hideDiffs(hist[i].Changed)
+		}
+	}
 	v.Runs = hist
 	return v
+}
+
+// hideDiffs blanks the diffs of changes, for whoever lacks the API token.
+func hideDiffs(changes []ResourceChange) {
+	for i := range changes {
+		changes[i].Diff = ""
+	}
 }
 
 // statusPage serves GET /: every environment with its last runs.
 func (a *API) statusPage(w http.ResponseWriter, _ *http.Request) {
 	p := a.page("driftless")
 	for _, st := range a.opts.Reconciler.Environments() {
-		p.Envs = append(p.Envs, a.view(st, overviewRuns, true))
+		p.Envs = append(p.Envs, a.view(st, overviewRuns, true, false))
 	}
 	a.render(w, http.StatusOK, "index", p)
 }
 
 // envPage serves GET /environments/{name}, the page reports link to.
 func (a *API) envPage(w http.ResponseWriter, r *http.Request) {
+	a.detail(w, r, false)
+}
+
+// diffsPage serves GET /environments/{name}/diffs: the environment's page
+// with each change's diff, for a holder of the API token. A browser asks
+// for it (HTTP basic authentication, the token as password): no script.
+func (a *API) diffsPage(w http.ResponseWriter, r *http.Request) {
+	if !a.tokenHolder(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="driftless: any user name, the API token as password", charset="UTF-8"`)
+		http.Error(w, "the diffs need the API token (as the password of basic authentication, or a bearer token)", http.StatusUnauthorized)
+		return
+	}
+	a.detail(w, r, true)
+}
+
+func (a *API) detail(w http.ResponseWriter, r *http.Request, diffs bool) {
 	name := r.PathValue("name")
 	st, ok := a.opts.Reconciler.Environment(name)
 	if !ok {
@@ -93,7 +133,8 @@ func (a *API) envPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := a.page(name + " - driftless")
-	p.Envs = []envView{a.view(st, detailRuns, false)}
+	p.Diffs = diffs
+	p.Envs = []envView{a.view(st, detailRuns, false, diffs)}
 	a.render(w, http.StatusOK, "detail", p)
 }
 
@@ -116,9 +157,21 @@ func (a *API) render(w http.ResponseWriter, code int, name string, p pageView) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	// The page has no script at all; the policy makes sure none runs.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// since says how long a drift has lasted ("" when there is none).
+func since(now, at time.Time) string {
+	if at.IsZero() {
+		return ""
+	}
+	d := now.Sub(at)
+	if d < time.Second {
+		return "under 1s"
+	}
+	return d.Round(time.Second).String()
 }
 
 // ago says how long before now a time was, for people.

@@ -118,12 +118,17 @@ func TestStatusPage(t *testing.T) {
 		"prod revision " + w.rev2.Commit[:12],
 		"state rolled_back",
 		"quarantined " + bad.Commit[:12],
-		"hosts 2/2 up h1: up h2: up",
+		"hosts 2/2 up",
+		"host reachable drift h1 up none h2 up none",
+		"verification error 1 host(s) failed",
+		"update file:/etc/app.conf on h1",
 		"<script>alert(1)</script>", // as text, not as an element
-		"drift 0 resource(s)",
+		"drift none",
 		// edge: never applied, its far host down.
 		"edge revision none",
-		"hosts 1/2 up far: down near: up",
+		"hosts 1/2 up",
+		"far down none near up none",
+		"plan error 1 host(s) could not be planned",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page text lacks %q:\n%s", want, body)

@@ -54,7 +54,35 @@ type Run struct {
 	Decision *Decision `json:"decision,omitempty"`
 	// Forced marks a manual sync that went through a closed deploy window.
 	Forced bool `json:"forced,omitempty"`
+	// ErrorClass says what kind of failure Error is: one of the
+	// ErrorClass constants ("" when the run did not fail).
+	ErrorClass string `json:"error_class,omitempty"`
+	// Changed lists the resources the run changed, host by host.
+	Changed []ResourceChange `json:"changed,omitempty"`
 }
+
+// ResourceChange is one resource a run changed on one host. Diff is the
+// driver's diff, which never holds a secret value (env files name keys
+// only); the API and the status page still show it only to a holder of
+// the API token.
+type ResourceChange struct {
+	Host     string `json:"host"`
+	Resource string `json:"resource"`
+	Action   string `json:"action"`
+	Diff     string `json:"diff,omitempty"`
+}
+
+// Error classes of a failed run, for people deciding where to look.
+const (
+	// ErrorPlan: a host could not be observed (unreachable, a probe failed).
+	ErrorPlan = "plan"
+	// ErrorApply: a change failed on a host.
+	ErrorApply = "apply"
+	// ErrorVerify: a verification check failed after the changes.
+	ErrorVerify = "verification"
+	// ErrorInterrupted: the daemon stopped during the run.
+	ErrorInterrupted = "interrupted"
+)
 
 // EnvRecord is what the store keeps about one environment between runs
 // and across restarts.
@@ -66,11 +94,13 @@ type EnvRecord struct {
 	LastGood sources.Revision `json:"last_good"`
 	// Quarantined lists commits whose rollout was rolled back; they are
 	// not applied again until a newer commit arrives.
-	Quarantined []string  `json:"quarantined,omitempty"`
-	State       string    `json:"state"`
-	LastResult  string    `json:"last_result,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastRun     time.Time `json:"last_run"`
+	Quarantined []string `json:"quarantined,omitempty"`
+	State       string   `json:"state"`
+	LastResult  string   `json:"last_result,omitempty"`
+	LastError   string   `json:"last_error,omitempty"`
+	// LastErrorClass is the last run's ErrorClass.
+	LastErrorClass string    `json:"last_error_class,omitempty"`
+	LastRun        time.Time `json:"last_run"`
 	// CleanSince is since when the applied revision has been good: its
 	// rollout succeeded and no drift pass since found drift or failed
 	// (zero while it is not good). Downstream environments soak from it.

@@ -95,30 +95,37 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 	}
 }
 
-// load loads a revision, logging every error and setting the reload metric.
+// load loads a revision and sets the reload metric. Its callers that keep
+// the error to themselves (the source loop, rollbacks) log it with
+// logInvalid; ApplyRevision and PlanRevision return it to theirs, which
+// print it, so that it is said once.
 func (r *Reconciler) load(rev sources.Revision) (*config.Revision, error) {
 	cfg, err := r.opts.Load(rev.Dir)
 	if err != nil {
 		r.m.configOK.Set(0)
-		log := r.log.With().Str("source", rev.Source).Str("revision", rev.Short()).Logger()
-		var list config.ErrorList
-		var multi interface{ Unwrap() []error }
-		switch {
-		case errors.As(err, &list):
-			for _, e := range list {
-				log.Error().Err(e).Msg("invalid revision")
-			}
-		case errors.As(err, &multi):
-			for _, e := range multi.Unwrap() {
-				log.Error().Err(e).Msg("invalid revision")
-			}
-		default:
-			log.Error().Err(err).Msg("invalid revision")
-		}
 		return nil, fmt.Errorf("load revision %s of %s: %w", rev.Short(), rev.Source, err)
 	}
 	r.m.configOK.Set(1)
 	return cfg, nil
+}
+
+// logInvalid logs each error of a revision that did not load.
+func (r *Reconciler) logInvalid(rev sources.Revision, err error) {
+	log := r.log.With().Str("source", rev.Source).Str("revision", rev.Short()).Logger()
+	var list config.ErrorList
+	var multi interface{ Unwrap() []error }
+	switch {
+	case errors.As(err, &list):
+		for _, e := range list {
+			log.Error().Err(e).Msg("invalid revision")
+		}
+	case errors.As(err, &multi):
+		for _, e := range multi.Unwrap() {
+			log.Error().Err(e).Msg("invalid revision")
+		}
+	default:
+		log.Error().Err(err).Msg("invalid revision")
+	}
 }
 
 func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
@@ -130,6 +137,7 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	}
 	cfg, err := r.load(rev)
 	if err != nil {
+		r.logInvalid(rev, err)
 		return
 	}
 	if !rev.Preview {

@@ -18,7 +18,8 @@ func FolderRevision(name, dir string) (Revision, error) {
 	}
 	sum, err := hashTree(abs, func(_ string, d fs.DirEntry) bool { return d.IsDir() && d.Name() == ".git" })
 	if err != nil {
-		return Revision{}, fmt.Errorf("hash folder %s: %w", dir, err)
+		// hashTree names the folder it hashes.
+		return Revision{}, err
 	}
 	return Revision{Source: name, Commit: sum, Dir: abs, Time: time.Now()}, nil
 }
