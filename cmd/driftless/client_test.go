@@ -295,7 +295,7 @@ func TestDaemonMuxServesStatusPage(t *testing.T) {
 	w := newClientWorld(t)
 	for _, tc := range []struct{ path, contentType, want string }{
 		{"/", "text/html; charset=utf-8", w.rev2.Commit[:12]},
-		{"/environments/prod", "text/html; charset=utf-8", "h2: up"},
+		{"/environments/prod", "text/html; charset=utf-8", `<td>h2</td><td class="up">up</td>`},
 		{"/healthz", "text/plain; charset=utf-8", "ok"},
 		{"/api/v1/environments", "application/json", `"name": "prod"`},
 	} {
