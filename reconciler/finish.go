@@ -60,7 +60,7 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 		ev = log.Error()
 	}
 	ev.Str("result", run.Result).Str("trigger", run.Trigger).Int("changes", run.Changes).
-		Dur("duration", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
+		Dur("duration_ms", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
 
 	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision}
 	// A failing environment is reported when it starts failing (or fails

@@ -192,7 +192,7 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 		st.op.Unlock()
 		runs = append(runs, run)
 		if err := runError(run); err != nil {
-			errs = append(errs, fmt.Errorf("apply %s: %w", env.Name, err))
+			errs = append(errs, fmt.Errorf("environment %s: %w", env.Name, err))
 		}
 	}
 	return runs, errors.Join(errs...)

@@ -35,7 +35,7 @@ type prRequest struct {
 // waiting. Run returns nil when ctx ends and never closes out.
 func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 	g.log.Info().Str("url", redact.URL(g.url)).Str("ref", g.remoteRef.String()).
-		Dur("interval", g.interval).Msg("git source started")
+		Dur("interval_ms", g.interval).Msg("git source started")
 	var outbox outbox
 	failures, wantTries, wanted := 0, 0, ""
 	for {
@@ -60,7 +60,7 @@ func (g *Git) Run(ctx context.Context, out chan<- Revision) error {
 		if err != nil {
 			failures++
 			wait = backoff(failures, g.minBackoff, g.interval)
-			g.log.Error().Err(err).Dur("retry_in", wait).Msg("git fetch failed; keeping the last good revision")
+			g.log.Error().Err(err).Dur("retry_in_ms", wait).Msg("git fetch failed; keeping the last good revision")
 		} else {
 			failures = 0
 			if rev != nil {

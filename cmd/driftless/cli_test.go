@@ -55,6 +55,58 @@ func TestCommandLine(t *testing.T) {
 	t.Run("usage errors exit 2", func(t *testing.T) { testUsageErrorsExit2(t, bin) })
 	t.Run("single-dash long flags", func(t *testing.T) { testSingleDashLongFlags(t, bin) })
 	t.Run("output formats", func(t *testing.T) { testOutputFormats(t, bin) })
+	t.Run("errors once", func(t *testing.T) { testErrorsOnce(t, bin) })
+}
+
+// testErrorsOnce: a failed apply, an invalid repository and a missing
+// folder each print their error once, on stderr, naming the operation
+// once; with logs asked for, durations carry their unit.
+func testErrorsOnce(t *testing.T, bin string) {
+	repo := t.TempDir()
+	if err := os.CopyFS(repo, os.DirFS("../../examples/quickstart")); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(repo, "environments", "quickstart.yaml")
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := string(b) + "  - name: always fails\n    command: 'echo nope >&2; false'\n"
+	if err := os.WriteFile(envFile, []byte(failing), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runBinary(t, bin, "apply", repo, "--sandbox-root", t.TempDir())
+	if code != 1 || strings.Count(stderr, "always fails") != 1 || strings.Contains(out, "always fails") || !strings.HasPrefix(out, "quickstart: rolled_back") ||
+		!strings.HasPrefix(stderr, "driftless apply: environment quickstart: rolled_back: ") {
+		t.Errorf("failed apply: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	code, _, stderr = runBinary(t, bin, "apply", "../../config/testdata/bad/paths", "--sandbox-root", t.TempDir())
+	if code != 1 || strings.Count(stderr, `"etc/app.conf" must be absolute`) != 1 {
+		t.Errorf("invalid repository: exit %d\n%s", code, stderr)
+	}
+	missing := filepath.Join(t.TempDir(), "nonexist")
+	code, _, stderr = runBinary(t, bin, "plan", missing)
+	if code != 1 || strings.Count(stderr, "hash folder") != 1 || !strings.Contains(stderr, missing) {
+		t.Errorf("missing folder: exit %d\n%s", code, stderr)
+	}
+	// Logs, when asked for, give durations with their unit.
+	_, _, stderr = runBinary(t, bin, "apply", repo, "--sandbox-root", t.TempDir(), "--log-level", "info")
+	found := false
+	for _, line := range strings.Split(stderr, "\n") {
+		var fields map[string]any
+		if json.Unmarshal([]byte(line), &fields) != nil {
+			continue
+		}
+		if _, ok := fields["duration"]; ok {
+			t.Errorf("a log line has a duration without its unit: %s", line)
+		}
+		if _, ok := fields["duration_ms"]; ok {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no log line gives a duration_ms:\n%s", stderr)
+	}
 }
 
 // decodeOutput parses a command's stdout as JSON or YAML into plain

@@ -33,7 +33,9 @@ func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
 	fs.StringVar(&o.root, "root", "", "")
 	_ = fs.MarkDeprecated("root", "use --sandbox-root")
 	outputFlag(fs, &o.output)
-	fs.StringVar(&o.level, "log-level", "warn", "log level: debug, info, warn, error")
+	// The result and the error say what happened; the daemon's log lines
+	// would say it again, so they are off unless asked for.
+	fs.StringVar(&o.level, "log-level", "disabled", "log level: debug, info, warn, error, or disabled")
 	if withState {
 		fs.StringVar(&o.state, "state", "", "state store file (default: a temporary one, forgotten afterwards)")
 		o.ssh.register(fs)
@@ -310,11 +312,9 @@ the daemon would: every environment, host by host, with its checks.`,
 			}
 			runs, err := s.rec.ApplyRevision(c.Context(), rev)
 			if perr := printData(env.stdout, o.output, runs, func() error {
+				// A failed run's error is printed once, on stderr, by dispatch.
 				for _, r := range runs {
 					fmt.Fprintf(env.stdout, "%s: %s, %d changes (%s)\n", r.Environment, r.Result, r.Changes, r.End.Sub(r.Start).Round(time.Millisecond))
-					if r.Error != "" {
-						fmt.Fprintf(env.stdout, "  error: %s\n", r.Error)
-					}
 				}
 				return nil
 			}); perr != nil {

@@ -113,7 +113,7 @@ func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.
 			ev = r.log.Warn()
 		}
 		ev.Str("environment", env).Str("host", res.Host).Str("check", res.Check).
-			Bool("ok", res.OK).Int("attempts", res.Attempts).Dur("duration", res.Duration).
+			Bool("ok", res.OK).Int("attempts", res.Attempts).Dur("duration_ms", res.Duration).
 			Str("reason", res.Reason).Msg("verification check")
 		results = append(results, res)
 	}

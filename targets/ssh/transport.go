@@ -221,7 +221,7 @@ func (t *Transport) connect(ctx context.Context) (*conn, error) {
 		defer t.wg.Done()
 		t.keepalive(c)
 	}()
-	t.log.Debug().Dur("duration", time.Since(start)).Msg("ssh connected")
+	t.log.Debug().Dur("duration_ms", time.Since(start)).Msg("ssh connected")
 	return c, nil
 }
 
