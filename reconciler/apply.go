@@ -25,43 +25,63 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 	return fn(ctx)
 }
 
-// applyHost applies the host's changes in order. With journal set, each
-// resource's prior state is recorded in the store before it is touched,
-// and marked applied after. Then every resource notified by a changed
-// resource is refreshed, once. It returns how many resources changed.
+// applyHost applies the host's changes in order. With journal set, the
+// prior state of every resource of the batch is recorded in the store, in
+// one synced transaction, before anything is touched; after the batch, one
+// more transaction marks the applied entries and drops those never started
+// (after a failure), so a rollback restores what it did before: the applied
+// resources and the one that failed. A crash in between leaves every entry,
+// and restoring one never started writes back what is still there. Then
+// every resource notified by a changed resource is refreshed, once. It
+// returns how many resources changed.
 func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (int, error) {
-	log := hr.log
-	var changed []config.Resource
-	for _, res := range hr.order {
-		c := hr.changes[res.ID()]
-		var seq uint64
-		if journal {
-			var err error
-			seq, err = r.store.RecordSnapshot(env, JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: c.Before})
-			if err != nil {
-				return len(changed), err
-			}
+	var seqs []uint64
+	if journal && len(hr.order) > 0 {
+		entries := make([]JournalEntry, len(hr.order))
+		for i, res := range hr.order {
+			entries[i] = JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: hr.changes[res.ID()].Before}
 		}
-		if err := r.applyOne(ctx, env, hr, res, c); err != nil {
-			return len(changed), fmt.Errorf("apply %s on %s: %w", res.ID(), hr.host.Name, err)
+		var err error
+		if seqs, err = r.store.RecordSnapshots(env, entries); err != nil {
+			return 0, err
 		}
-		if journal {
-			if err := r.store.MarkApplied(env, seq); err != nil {
-				return len(changed), err
-			}
-		}
-		log.Info().Str("resource", res.ID()).Str("action", string(c.Action)).Str("diff", c.Diff).Msg("applied")
-		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: string(c.Action), Diff: c.Diff})
-		r.m.changes.WithLabelValues(env, res.Kind, string(c.Action)).Inc()
-		changed = append(changed, res)
 	}
+	done, applyErr := r.applyInOrder(ctx, env, hr)
+	if journal && len(seqs) > 0 {
+		var unstarted []uint64
+		if applyErr != nil && done+1 < len(seqs) {
+			unstarted = seqs[done+1:]
+		}
+		if err := r.store.FinishEntries(env, seqs[:done], unstarted); err != nil {
+			return done, errors.Join(applyErr, err)
+		}
+	}
+	if applyErr != nil {
+		return done, applyErr
+	}
+	changed := hr.order[:done]
 	if err := r.refresh(ctx, hr.t, hr.host, changed, func(id string) (config.Resource, bool) {
 		res, ok := hr.byID[id]
 		return res, ok
-	}, log); err != nil {
-		return len(changed), err
+	}, hr.log); err != nil {
+		return done, err
 	}
-	return len(changed), nil
+	return done, nil
+}
+
+// applyInOrder applies the host's changes one after another, stopping at
+// the first failure, and returns how many were applied.
+func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) (int, error) {
+	for i, res := range hr.order {
+		c := hr.changes[res.ID()]
+		if err := r.applyOne(ctx, env, hr, res, c); err != nil {
+			return i, fmt.Errorf("apply %s on %s: %w", res.ID(), hr.host.Name, err)
+		}
+		hr.log.Info().Str("resource", res.ID()).Str("action", string(c.Action)).Str("diff", c.Diff).Msg("applied")
+		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: string(c.Action), Diff: c.Diff})
+		r.m.changes.WithLabelValues(env, res.Kind, string(c.Action)).Inc()
+	}
+	return len(hr.order), nil
 }
 
 // applyOne applies one change. A pruned resource is put back as it was

@@ -95,7 +95,7 @@ func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &config.FileSpec{Content: "new"}}
-	if _, err := f.store.RecordSnapshot("prod", JournalEntry{Host: "far", Resource: res}); err != nil {
+	if _, err := f.store.RecordSnapshots("prod", []JournalEntry{{Host: "far", Resource: res}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.r.Recover(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to far") {

@@ -167,13 +167,16 @@ type Store interface {
 
 	// BeginJournal opens the journal of a rollout, replacing any earlier one.
 	BeginJournal(j Journal) error
-	// RecordSnapshot appends an entry (its Applied false) before the
-	// resource is applied and returns its sequence number. In the same
-	// transaction it records the snapshot as the resource's first-managed
-	// state when none is recorded yet.
-	RecordSnapshot(env string, e JournalEntry) (uint64, error)
-	// MarkApplied records that the entry's apply finished.
-	MarkApplied(env string, seq uint64) error
+	// RecordSnapshots appends entries (their Applied false) before the
+	// resources are applied, in one synced transaction, and returns their
+	// sequence numbers in order. In the same transaction it records each
+	// snapshot as its resource's first-managed state when none is recorded
+	// yet.
+	RecordSnapshots(env string, entries []JournalEntry) ([]uint64, error)
+	// FinishEntries records, in one synced transaction, that the applies
+	// of applied finished, and removes the entries of unstarted, whose
+	// applies never began (an earlier one of their batch failed).
+	FinishEntries(env string, applied, unstarted []uint64) error
 	// OpenJournal returns the environment's journal and its entries in
 	// the order they were recorded; j is nil when no rollout is open.
 	OpenJournal(env string) (j *Journal, entries []JournalEntry, err error)

@@ -49,69 +49,92 @@ func firstKey(env, host, id string) []byte {
 	return []byte(env + "\x00" + host + "\x00" + id)
 }
 
-// RecordSnapshot appends a journal entry and records the first-managed state.
-func (s *BoltStore) RecordSnapshot(env string, e JournalEntry) (uint64, error) {
+// RecordSnapshots appends journal entries and records first-managed states.
+func (s *BoltStore) RecordSnapshots(env string, entries []JournalEntry) ([]uint64, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	seqs := make([]uint64, len(entries))
 	err := s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
 		if jb == nil {
 			return errors.New("no rollout journal is open")
 		}
 		b := jb.Bucket(keyEntries)
-		var err error
-		if e.Seq, err = b.NextSequence(); err != nil {
-			return err
-		}
-		data, err := encodeEntry(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(itob(e.Seq), data); err != nil {
-			return err
-		}
-		fk := firstKey(env, e.Host, e.Resource.ID())
 		fb := tx.Bucket(bucketFirst)
-		if fb.Get(fk) != nil {
-			return nil
+		for i, e := range entries {
+			var err error
+			if e.Seq, err = b.NextSequence(); err != nil {
+				return err
+			}
+			seqs[i] = e.Seq
+			data, err := encodeEntry(e)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(itob(e.Seq), data); err != nil {
+				return err
+			}
+			fk := firstKey(env, e.Host, e.Resource.ID())
+			if fb.Get(fk) != nil {
+				continue
+			}
+			snap, err := json.Marshal(e.Snapshot)
+			if err != nil {
+				return err
+			}
+			if err := fb.Put(fk, snap); err != nil {
+				return err
+			}
 		}
-		snap, err := json.Marshal(e.Snapshot)
-		if err != nil {
-			return err
-		}
-		return fb.Put(fk, snap)
+		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("record snapshot of %s on %s: %w", e.Resource.ID(), e.Host, err)
+		return nil, fmt.Errorf("record %d snapshot(s) on %s: %w", len(entries), entries[0].Host, err)
 	}
-	return e.Seq, nil
+	return seqs, nil
 }
 
-// MarkApplied records that the entry's apply finished.
-func (s *BoltStore) MarkApplied(env string, seq uint64) error {
+// FinishEntries marks entries applied and drops those never started.
+func (s *BoltStore) FinishEntries(env string, applied, unstarted []uint64) error {
+	if len(applied) == 0 && len(unstarted) == 0 {
+		return nil
+	}
 	err := s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal).Bucket([]byte(env))
 		if jb == nil {
 			return errors.New("no rollout journal is open")
 		}
 		b := jb.Bucket(keyEntries)
-		v := b.Get(itob(seq))
-		if v == nil {
-			return fmt.Errorf("no journal entry %d", seq)
+		for _, seq := range applied {
+			v := b.Get(itob(seq))
+			if v == nil {
+				return fmt.Errorf("no journal entry %d", seq)
+			}
+			// Only the flag changes, so the stored spec is patched as raw
+			// JSON rather than decoded into its kind's type and encoded again.
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			m["applied"] = json.RawMessage("true")
+			data, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(itob(seq), data); err != nil {
+				return err
+			}
 		}
-		// Only the flag changes, so the stored spec is patched as raw JSON
-		// rather than decoded into its kind's type and encoded again.
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(v, &m); err != nil {
-			return err
+		for _, seq := range unstarted {
+			if err := b.Delete(itob(seq)); err != nil {
+				return err
+			}
 		}
-		m["applied"] = json.RawMessage("true")
-		data, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		return b.Put(itob(seq), data)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mark journal entry %d of %s applied: %w", seq, env, err)
+		return fmt.Errorf("finish journal entries of %s: %w", env, err)
 	}
 	return nil
 }

@@ -58,24 +58,31 @@ func TestStoreEnvAndHistory(t *testing.T) {
 
 func TestStoreJournalRoundTrip(t *testing.T) {
 	s := openTestStore(t)
-	if _, err := s.RecordSnapshot("prod", JournalEntry{}); err == nil {
-		t.Fatal("RecordSnapshot without a journal succeeded")
+	if _, err := s.RecordSnapshots("prod", []JournalEntry{{}}); err == nil {
+		t.Fatal("RecordSnapshots without a journal succeeded")
 	}
 	h := config.Host{Name: "web-1", Root: "/x", Resources: []config.Resource{{Kind: "file", Name: "/a"}}}
 	if err := s.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{h}, Revision: sources.Revision{Commit: "c2"}}); err != nil {
 		t.Fatal(err)
 	}
 	res := config.Resource{Kind: "file", Name: "/etc/a", Spec: &config.FileSpec{Content: "new", Mode: "0644"}, Notify: []string{"service:app"}}
+	other := config.Resource{Kind: "file", Name: "/etc/b", Spec: &config.FileSpec{Content: "b"}}
 	first := targets.State{Present: true, Content: []byte("old")}
-	seq, err := s.RecordSnapshot("prod", JournalEntry{Host: "web-1", Resource: res, Snapshot: first})
-	if err != nil {
+	// One host's batch: three snapshots in one transaction; the first is
+	// applied, the second failed, the third never started.
+	seqs, err := s.RecordSnapshots("prod", []JournalEntry{
+		{Host: "web-1", Resource: res, Snapshot: first},
+		{Host: "web-1", Resource: res, Snapshot: targets.State{Content: []byte("later")}},
+		{Host: "web-1", Resource: other},
+	})
+	if err != nil || len(seqs) != 3 || seqs[0] >= seqs[1] || seqs[1] >= seqs[2] {
+		t.Fatalf("RecordSnapshots = %v, %v", seqs, err)
+	}
+	if err := s.FinishEntries("prod", seqs[:1], seqs[2:]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkApplied("prod", seq); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RecordSnapshot("prod", JournalEntry{Host: "web-1", Resource: res, Snapshot: targets.State{Content: []byte("later")}}); err != nil {
-		t.Fatal(err)
+	if err := s.FinishEntries("prod", []uint64{99}, nil); err == nil {
+		t.Fatal("FinishEntries of an unknown entry succeeded")
 	}
 	j, entries, err := s.OpenJournal("prod")
 	if err != nil || j == nil {
