@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,8 +76,8 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 		return root
 	}
 	applyDaemonDefaults(cfg)
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		d.errorf(at("listen"), "listen: %q is not a host:port address", cfg.Listen)
+	if err := checkHostPort(cfg.Listen); err != nil {
+		d.errorf(at("listen"), "listen: %v", err)
 	}
 	if cfg.SSH.Parallelism < 0 {
 		d.errorf(at("ssh"), "ssh parallelism: must not be negative")

@@ -199,6 +199,11 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 	if c.On != "" && c.Command == "" {
 		d.errorf(at("on"), "on: only a command check runs somewhere")
 	}
+	if c.TCP != "" && !strings.Contains(c.TCP, "{{") {
+		if err := checkHostPort(c.TCP); err != nil {
+			d.errorf(at("tcp"), "tcp: %v", err)
+		}
+	}
 	if c.ExpectStatus != 0 && (c.ExpectStatus < 100 || c.ExpectStatus > 599) {
 		d.errorf(at("expect_status"), "expect_status: %d is not an HTTP status", c.ExpectStatus)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,7 +34,7 @@ func parseYAML(file string, data []byte, e *errs) (root *yaml.Node) {
 			e.add(Position{File: file, Line: 1, Column: 1}, "the file is empty")
 			return nil
 		}
-		addYAMLError(file, err, e)
+		addYAMLError(file, data, err, e)
 		return nil
 	}
 	var next yaml.Node
@@ -42,7 +43,7 @@ func parseYAML(file string, data []byte, e *errs) (root *yaml.Node) {
 		e.add(Position{File: file, Line: max(next.Line, 1), Column: max(next.Column, 1)}, "a file holds one YAML document, found a second one")
 		return nil
 	case !errors.Is(err, io.EOF):
-		addYAMLError(file, err, e)
+		addYAMLError(file, data, err, e)
 		return nil
 	}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -52,7 +53,7 @@ func parseYAML(file string, data []byte, e *errs) (root *yaml.Node) {
 	return nil
 }
 
-func addYAMLError(file string, err error, e *errs) {
+func addYAMLError(file string, data []byte, err error, e *errs) {
 	msg := err.Error()
 	line := 1
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
@@ -61,7 +62,74 @@ func addYAMLError(file string, err error, e *errs) {
 		}
 		msg = m[2]
 	}
-	e.add(Position{File: file, Line: line, Column: 1}, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	lines := strings.Split(string(data), "\n")
+	// A tab in an indentation is the cause whatever the parser says.
+	if l, col, ok := indentTab(lines); ok {
+		e.add(Position{File: file, Line: l, Column: col}, "invalid YAML: a tab character in the indentation (YAML indents with spaces only)")
+		return
+	}
+	// The parser names the line where the block it was reading began: the
+	// line at fault is the first one after it indented to no open level.
+	if l, col, ok := badIndent(lines, line); ok {
+		e.add(Position{File: file, Line: l, Column: col}, "invalid YAML: bad indentation: this line lines up with no enclosing block (%s)", msg)
+		return
+	}
+	e.add(Position{File: file, Line: line, Column: 1}, "invalid YAML: %s", msg)
+}
+
+// indentTab finds the first tab in the leading whitespace of a line.
+func indentTab(lines []string) (line, col int, ok bool) {
+	for i, text := range lines {
+		lead := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+		if j := strings.IndexByte(lead, '\t'); j >= 0 {
+			return i + 1, j + 1, true
+		}
+	}
+	return 0, 0, false
+}
+
+// badIndent finds, from line from on, the first line that dedents to a
+// column no enclosing block starts at. Blank lines, comments and the
+// content of block scalars (| and >) are skipped.
+func badIndent(lines []string, from int) (line, col int, ok bool) {
+	levels := []int{0}
+	scalar := -1 // indentation of the key holding a block scalar, or -1
+	prev := 0
+	for i, text := range lines {
+		trimmed := strings.TrimLeft(text, " ")
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		ind := len(text) - len(trimmed)
+		if scalar >= 0 && ind > scalar {
+			continue
+		}
+		scalar = -1
+		for len(levels) > 1 && levels[len(levels)-1] > ind {
+			levels = levels[:len(levels)-1]
+		}
+		top := levels[len(levels)-1]
+		if top != ind {
+			if ind < prev && i+1 >= from {
+				return i + 1, ind + 1, true
+			}
+			levels = append(levels, ind)
+		}
+		// A sequence item's content starts after its dash.
+		if rest, isItem := strings.CutPrefix(trimmed, "- "); isItem {
+			levels = append(levels, ind+2+len(rest)-len(strings.TrimLeft(rest, " ")))
+		}
+		value := strings.TrimSpace(trimmed)
+		if k := strings.Index(value, " #"); k >= 0 {
+			value = strings.TrimSpace(value[:k])
+		}
+		if strings.HasSuffix(value, "|") || strings.HasSuffix(value, ">") || strings.HasSuffix(value, "|-") || strings.HasSuffix(value, ">-") || strings.HasSuffix(value, "|+") || strings.HasSuffix(value, ">+") {
+			scalar = ind
+		}
+		prev = ind
+	}
+	return 0, 0, false
 }
 
 // stringKeys turns the map[any]any that YAML gives for mappings with
@@ -87,4 +155,19 @@ func stringKeys(v any) any {
 		return x
 	}
 	return v
+}
+
+// checkHostPort checks a "host:port" address: both parts present (the
+// host may be empty for a listen address), the port a number from 0 to
+// 65535 (0: any free port, for listen addresses and tests).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not a host:port address", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
 }
