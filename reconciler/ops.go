@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/driftless/driftless/sources"
@@ -107,6 +108,7 @@ func (r *Reconciler) Rollback(ctx context.Context, name, to string) error {
 			}
 		}
 		rec.Quarantined = keep
+		rec.QuarantinedTrees = slices.DeleteFunc(rec.QuarantinedTrees, func(t string) bool { return t == tg.rev.Tree })
 	})
 	r.mu.Lock()
 	st.desired = &tg

@@ -243,6 +243,7 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	fn(&st.rec)
 	rec := st.rec
 	rec.Quarantined = append([]string(nil), rec.Quarantined...)
+	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)
 	rec.Decisions = append([]Decision(nil), rec.Decisions...)
 	r.mu.Unlock()
 	if err := r.store.PutEnv(rec); err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
 )
 
 // maxQuarantined bounds the quarantine list: only recent commits can come
@@ -61,7 +63,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 		log.Error().Err(errors.Join(restoreErrs...)).Msg("rollback incomplete; it is retried before the next run")
 	}
 	if j != nil {
-		r.quarantine(st, j.Revision.Commit)
+		r.quarantine(st, j.Revision)
 		log.Warn().Msg("revision rolled back and quarantined")
 	}
 	return errors.Join(append(restoreErrs, errs...)...)
@@ -80,14 +82,28 @@ func hostOf(env *config.Environment, name string) *config.Host {
 	return nil
 }
 
-// quarantine adds commit to the environment's quarantine list.
-func (r *Reconciler) quarantine(st *envState, commit string) {
+// quarantine adds the revision's commit, and its tree when it has one, to
+// the environment's quarantine lists: a later commit that declares the
+// same tree (one that only touched another source's path, or was sent
+// again after a restart) is the same rolled-back change.
+func (r *Reconciler) quarantine(st *envState, rev sources.Revision) {
 	r.update(st, func(rec *EnvRecord) {
-		if !rec.IsQuarantined(commit) {
-			rec.Quarantined = append(rec.Quarantined, commit)
-			if len(rec.Quarantined) > maxQuarantined {
-				rec.Quarantined = rec.Quarantined[len(rec.Quarantined)-maxQuarantined:]
-			}
+		rec.Quarantined = appendBounded(rec.Quarantined, rev.Commit)
+		if rev.Tree != "" {
+			rec.QuarantinedTrees = appendBounded(rec.QuarantinedTrees, rev.Tree)
 		}
 	})
+}
+
+// appendBounded adds s to list unless it is there, keeping the newest
+// maxQuarantined.
+func appendBounded(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	list = append(list, s)
+	if len(list) > maxQuarantined {
+		list = list[len(list)-maxQuarantined:]
+	}
+	return list
 }

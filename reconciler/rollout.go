@@ -127,6 +127,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	r.mu.Unlock()
 	rec.Applied, rec.LastGood = tg.rev, tg.rev
 	rec.Quarantined = append([]string(nil), rec.Quarantined...)
+	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)
 	if err := r.store.CompleteJournal(rec); err != nil {
 		log.Error().Err(err).Msg("cannot close rollout journal")
 	}

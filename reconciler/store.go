@@ -3,6 +3,7 @@ package reconciler
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/driftless/driftless/config"
@@ -95,9 +96,12 @@ type EnvRecord struct {
 	// Quarantined lists commits whose rollout was rolled back; they are
 	// not applied again until a newer commit arrives.
 	Quarantined []string `json:"quarantined,omitempty"`
-	State       string   `json:"state"`
-	LastResult  string   `json:"last_result,omitempty"`
-	LastError   string   `json:"last_error,omitempty"`
+	// QuarantinedTrees are the trees of those commits (Git sources): a
+	// later commit with the same tree is the same declaration.
+	QuarantinedTrees []string `json:"quarantined_trees,omitempty"`
+	State            string   `json:"state"`
+	LastResult       string   `json:"last_result,omitempty"`
+	LastError        string   `json:"last_error,omitempty"`
 	// LastErrorClass is the last run's ErrorClass.
 	LastErrorClass string    `json:"last_error_class,omitempty"`
 	LastRun        time.Time `json:"last_run"`
@@ -112,6 +116,12 @@ type EnvRecord struct {
 	Taken string `json:"taken,omitempty"`
 	// Decisions are the newest approvals and rejections, oldest first.
 	Decisions []Decision `json:"decisions,omitempty"`
+}
+
+// IsQuarantinedRev reports whether rev was rolled back: its commit, or
+// another commit with the same tree (the same declaration).
+func (e EnvRecord) IsQuarantinedRev(rev sources.Revision) bool {
+	return e.IsQuarantined(rev.Commit) || rev.Tree != "" && slices.Contains(e.QuarantinedTrees, rev.Tree)
 }
 
 // IsQuarantined reports whether commit was rolled back.

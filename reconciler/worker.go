@@ -300,7 +300,7 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 	}
 	r.setGate(st, nil, time.Time{}) // the environment no longer declares gates
 	r.mu.Lock()
-	q := st.rec.IsQuarantined(tg.rev.Commit)
+	q := st.rec.IsQuarantinedRev(tg.rev)
 	if !q {
 		st.desired = &tg
 	}
@@ -336,7 +336,7 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 	}
 	r.mu.Lock()
 	d := st.desired
-	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantined(d.rev.Commit)
+	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
 	r.mu.Unlock()
 	if pending {
 		run := r.rollout(ctx, st, *d, trigger)

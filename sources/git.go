@@ -115,6 +115,11 @@ type Git struct {
 	wantMissing bool
 	refused     map[string]bool
 	previews    map[int][]string
+	// tree is the hash of the current revision's tree (its path's): a
+	// commit with the same tree changes nothing the source reads.
+	tree string
+	// unchanged are the commits already logged as changing nothing.
+	unchanged map[string]bool
 }
 
 var _ Source = (*Git)(nil)
@@ -140,6 +145,7 @@ func NewGit(opts GitOptions) (*Git, error) {
 		settle:       defaultNotifySettle,
 		wake:         make(chan struct{}, 1),
 		refused:      map[string]bool{},
+		unchanged:    map[string]bool{},
 		previews:     map[int][]string{},
 	}
 	creds := opts.Credentials

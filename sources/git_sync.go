@@ -134,13 +134,29 @@ func (g *Git) syncMain(ctx context.Context, want string) (*Revision, error) {
 		return &Revision{Source: g.name, Commit: sha, Ref: g.remoteRef.String(), Time: g.clock.Now(),
 			Refused: refused.Error()}, nil
 	}
+	tree, _, err := g.subTree(commit)
+	if err != nil {
+		return nil, err
+	}
+	if g.keep.current != "" && tree.Hash.String() == g.tree {
+		// Nothing under the source's path changed (a commit to another
+		// source's path, or to docs): no revision, so no observation, no
+		// history entry, no new revision label.
+		if !g.unchanged[sha] {
+			g.unchanged[sha] = true
+			g.log.Info().Str("revision", sha).Msg("commit changes nothing under the source's path; no new revision")
+		}
+		return nil, nil
+	}
 	dir, err := g.checkout(repo, commit, filepath.Join(g.dir, "checkouts", sha), g.linkBase(repo))
 	if err != nil {
 		return nil, err
 	}
 	g.keep.advance(sha)
+	g.tree = tree.Hash.String()
+	clear(g.unchanged)
 	g.cleanCheckouts()
-	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now()}, nil
+	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: g.remoteRef.String(), Dir: dir, Time: g.clock.Now(), Tree: g.tree}, nil
 }
 
 // subTree returns the tree driftless reads from commit: the whole tree, or

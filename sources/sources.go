@@ -33,6 +33,10 @@ type Revision struct {
 	PullRequest int `json:"pull_request,omitempty"`
 	// Time is when the revision was produced.
 	Time time.Time `json:"time"`
+	// Tree is the hash of the Git tree the checkout holds (the source's
+	// path), "" for other sources. Two commits with the same tree declare
+	// the same thing: quarantine keys on it.
+	Tree string `json:"tree,omitempty"`
 	// Refused, when set, says why the source refused this commit (its
 	// signature): the revision has no checkout and is never loaded; it
 	// tells the reader that the head is refused and the last good revision
