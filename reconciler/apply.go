@@ -74,36 +74,40 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) (int, error) {
 	for i, res := range hr.order {
 		c := hr.changes[res.ID()]
-		if err := r.applyOne(ctx, env, hr, res, c); err != nil {
+		action, err := r.applyOne(ctx, env, hr, res, c)
+		if err != nil {
 			return i, fmt.Errorf("apply %s on %s: %w", res.ID(), hr.host.Name, err)
 		}
-		hr.log.Info().Str("resource", res.ID()).Str("action", string(c.Action)).Str("diff", c.Diff).Msg("applied")
-		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: string(c.Action), Diff: c.Diff})
-		r.m.changes.WithLabelValues(env, res.Kind, string(c.Action)).Inc()
+		hr.log.Info().Str("resource", res.ID()).Str("action", action).Str("diff", c.Diff).Msg("applied")
+		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: action, Diff: c.Diff})
+		r.m.changes.WithLabelValues(env, res.Kind, action).Inc()
 	}
 	return len(hr.order), nil
 }
 
-// applyOne applies one change. A pruned resource is put back as it was
-// before driftless first managed it, or removed when that is not known.
-func (r *Reconciler) applyOne(ctx context.Context, env string, hr *hostRun, res config.Resource, c targets.Change) error {
+// applyOne applies one change and returns what it did: the change's
+// action, or for a pruned resource "restore" when it is put back as it was
+// before driftless first managed it and "delete" when it is removed (it did
+// not exist then, or that is not known).
+func (r *Reconciler) applyOne(ctx context.Context, env string, hr *hostRun, res config.Resource, c targets.Change) (string, error) {
 	d, ok := r.opts.Drivers[res.Kind]
 	if !ok {
-		return fmt.Errorf("no driver for kind %q", res.Kind)
+		return "", fmt.Errorf("no driver for kind %q", res.Kind)
 	}
 	if c.Action != targets.Delete {
-		return guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+		return string(c.Action), guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
 			return d.Apply(ctx, hr.t, res, c.Before)
 		})
 	}
 	first, ok, err := r.store.FirstManaged(env, hr.host.Name, res.ID())
 	if err != nil {
-		return err
+		return "", err
 	}
-	if !ok {
-		first = targets.State{Present: false}
+	action := "restore"
+	if !ok || !first.Present {
+		first, action = targets.State{Present: false}, string(targets.Delete)
 	}
-	return guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+	return action, guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
 		return d.Restore(ctx, hr.t, res, first)
 	})
 }
@@ -136,10 +140,25 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 			}
 		}
 	}
+	// A notified resource applied in this same run after every resource
+	// that notifies it already runs with what they changed (a unit created
+	// and started after its artifact): refreshing it would restart it at once.
+	at := make(map[string]int, len(changed))
+	lastNotifier := map[string]int{}
+	for i, c := range changed {
+		at[c.ID()] = i
+		for _, n := range c.Notify {
+			lastNotifier[n] = i
+		}
+	}
 	var errs []error
 	for _, res := range todo {
 		rf, ok := r.opts.Drivers[res.Kind].(targets.Refresher)
 		if !ok {
+			continue
+		}
+		if i, ok := at[res.ID()]; ok && i > lastNotifier[res.ID()] {
+			log.Debug().Str("resource", res.ID()).Msg("not refreshed: applied after what notifies it")
 			continue
 		}
 		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {

@@ -45,9 +45,10 @@ func TestRollbackRestoresNewestFirst(t *testing.T) {
 	if got := f.hostFile("h1", "/etc/a.conf"); got != "a1\n" {
 		t.Errorf("a.conf after rollback = %q", got)
 	}
-	// Restarted by rev1, by rev2's change, and by the restore of a.conf.
-	if got := f.hostFile("h1", "/var/log/refresh.log"); got != strings.Repeat("restart app\n", 3) {
-		t.Errorf("refresh.log = %q, want three restarts", got)
+	// Restarted by rev2's change and by the restore of a.conf (rev1 created
+	// the service after a.conf: no restart then).
+	if got := f.hostFile("h1", "/var/log/refresh.log"); got != strings.Repeat("restart app\n", 2) {
+		t.Errorf("refresh.log = %q, want two restarts", got)
 	}
 	if j, _, _ := f.store.OpenJournal("prod"); j != nil {
 		t.Error("journal left open after a complete rollback")
