@@ -252,3 +252,17 @@ func closedPort(t *testing.T) string {
 
 // etc is the directory resource the test files live in.
 const etc = "    - directory: /etc\n      mode: \"0755\"\n"
+
+// restarted returns a fresh reconciler on the fixture's store (with its
+// own registry), as after a restart; the test's end closes it.
+func (f *fixture) restarted() *Reconciler {
+	f.t.Helper()
+	o := f.options()
+	o.Registerer = nil
+	r, err := New(o)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = r.Close() })
+	return r
+}

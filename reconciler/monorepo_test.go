@@ -107,13 +107,7 @@ func TestMonorepoSourcesOnSubPaths(t *testing.T) {
 	// is v2's, which stays quarantined.
 	stop()
 	stopped = true
-	o := f.options()
-	o.Registerer = nil
-	r2, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
+	r2 := f.restarted()
 	stop2 := runGitSources(t, r2, url, "staging", "prod")
 	defer stop2()
 	time.Sleep(2 * time.Second)

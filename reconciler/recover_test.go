@@ -40,13 +40,7 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 	}
 	// A fresh reconciler on the same store, as after a restart.
 	f.ver.gate = nil
-	o := f.options()
-	o.Registerer = nil
-	r2, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
+	r2 := f.restarted()
 	if err := r2.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
