@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -60,9 +61,13 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("-n must be a positive integer, got %d", n)
 	}
-	if _, err := os.Stat(path); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		// Opening would create an empty store: say the file is missing instead.
 		return nil, fmt.Errorf("read state store: %w", err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("read state store: %s is a folder; give the store file in it (%s)", path, filepath.Join(path, "state.db"))
 	}
 	store, err := reconciler.OpenStore(path)
 	if err != nil {

@@ -88,6 +88,7 @@ func TestClientHistoryFromStore(t *testing.T) {
 		{[]string{"-state", cp, "nope"}, `unknown environment "nope" in ` + cp},
 		{[]string{"-state", cp + ".missing", "prod"}, "read state store: stat " + cp + ".missing: no such file or directory"},
 		{[]string{"-state", cp, "-n", "0", "prod"}, "-n must be a positive integer, got 0"},
+		{[]string{"-state", filepath.Dir(cp), "prod"}, "is a folder; give the store file in it"},
 		// The live store is locked by the daemon: a clear error after
 		// the store's open timeout, not a hang.
 		{[]string{"-state", live, "prod"}, "is a daemon using it? ask it with --addr instead"},
