@@ -135,7 +135,9 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 	}
 	var dec *Decision
 	if pol.Approval != nil && pol.Approval.Required {
-		dec = rec.decision(cand.Commit)
+		if dec = rec.decision(cand.Commit); dec == nil {
+			dec = r.mergedApproval(ctx, rec, cand)
+		}
 		switch {
 		case dec == nil:
 			// The plan first, so that whoever sees the state sees the plan.

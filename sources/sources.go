@@ -118,4 +118,8 @@ type Event struct {
 	// pull request ref to fetch instead (Bitbucket, whose Cloud payloads
 	// also abbreviate the head commit).
 	HeadRef string `json:"head_ref,omitempty"`
+	// Login and Comment describe a pull request comment (kind "comment"):
+	// who wrote it on the Git host, and its text (bounded; never logged).
+	Login   string `json:"login,omitempty"`
+	Comment string `json:"-"`
 }

@@ -98,6 +98,15 @@ func (d *daemon) build() error {
 		return fmt.Errorf("build reconciler: %w", err)
 	}
 	d.rec = rec
+	// Pull request comments approve revisions: the Git sources read the
+	// pull request's head.
+	var heads []reconciler.PullHeads
+	for _, src := range d.sources {
+		if h, ok := src.(reconciler.PullHeads); ok {
+			heads = append(heads, h)
+		}
+	}
+	hookTargets = append(hookTargets, &reconciler.CommentApprovals{Reconciler: rec, Heads: heads})
 	hooks, err := webhook.ConfigOptions(d.cfg.Webhooks)
 	if err != nil {
 		return err
@@ -203,4 +212,14 @@ func sourceNames(scs []config.SourceConfig) []string {
 		out = append(out, sc.Name)
 	}
 	return out
+}
+
+// MergedFrom implements reconciler.MergeChecker through the revision's
+// source, when it can tell.
+func (r revisions) MergedFrom(ctx context.Context, rev sources.Revision, head string) (bool, error) {
+	mc, ok := r[rev.Source].(reconciler.MergeChecker)
+	if !ok {
+		return rev.Commit == head, nil
+	}
+	return mc.MergedFrom(ctx, rev, head)
 }

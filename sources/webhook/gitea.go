@@ -40,6 +40,19 @@ type giteaPayload struct {
 			Ref string `json:"ref"`
 		} `json:"base"`
 	} `json:"pull_request"`
+	// Issue, Comment and IsPull describe an issue_comment delivery.
+	Issue *struct {
+		Number      int       `json:"number"`
+		PullRequest *struct{} `json:"pull_request"`
+	} `json:"issue"`
+	Comment struct {
+		Body string `json:"body"`
+		User struct {
+			Login    string `json:"login"`
+			UserName string `json:"username"`
+		} `json:"user"`
+	} `json:"comment"`
+	IsPull bool `json:"is_pull"`
 }
 
 // ParseGitea turns a Gitea, Forgejo or Gogs delivery into an event. The
@@ -92,6 +105,17 @@ func ParseGitea(h http.Header, body []byte) (sources.Event, error) {
 		if ev.BaseRef == "" {
 			ev.BaseRef = p.PullRequest.BaseBranch
 		}
+	case "issue_comment", "pull_request_comment":
+		if p.Issue == nil || !p.IsPull && p.Issue.PullRequest == nil {
+			break // a comment on an issue: acknowledged, not acted on
+		}
+		ev.Kind, ev.Action = KindComment, p.Action
+		ev.PullRequest = p.Issue.Number
+		ev.Login = p.Comment.User.Login
+		if ev.Login == "" {
+			ev.Login = p.Comment.User.UserName
+		}
+		ev.Comment = p.Comment.Body
 	}
 	return finish(ev)
 }

@@ -63,7 +63,7 @@ func ParseGitHub(h http.Header, body []byte) (sources.Event, error) {
 	switch name {
 	case "push":
 		return parseGitHubPush(ev, payload)
-	case "ping", "pull_request":
+	case "ping", "pull_request", "issue_comment":
 	default:
 		// Events driftless does not act on are acknowledged; the repository
 		// is still read so the log line says where it came from.
@@ -107,6 +107,17 @@ func ParseGitHub(h http.Header, body []byte) (sources.Event, error) {
 		ev.Merged = pr.GetMerged()
 		ev.Commit = pr.GetHead().GetSHA()
 		ev.BaseRef = pr.GetBase().GetRef()
+	case *github.IssueCommentEvent:
+		r := e.GetRepo()
+		ev.Repository = r.GetFullName()
+		ev.CloneURLs = urls(r.GetCloneURL(), r.GetSSHURL())
+		if !e.GetIssue().IsPullRequest() {
+			break // a comment on an issue: acknowledged, not acted on
+		}
+		ev.Kind, ev.Action = KindComment, e.GetAction()
+		ev.PullRequest = e.GetIssue().GetNumber()
+		ev.Login = e.GetComment().GetUser().GetLogin()
+		ev.Comment = e.GetComment().GetBody()
 	}
 	return finish(ev)
 }

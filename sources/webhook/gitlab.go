@@ -52,7 +52,20 @@ type gitlabPayload struct {
 		LastCommit   struct {
 			ID string `json:"id"`
 		} `json:"last_commit"`
+		// Note and NoteableType describe a Note Hook's comment.
+		Note         string `json:"note"`
+		NoteableType string `json:"noteable_type"`
 	} `json:"object_attributes"`
+	// User and MergeRequest come with a Note Hook.
+	User struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	MergeRequest *struct {
+		IID        int `json:"iid"`
+		LastCommit struct {
+			ID string `json:"id"`
+		} `json:"last_commit"`
+	} `json:"merge_request"`
 }
 
 // ParseGitLab turns a GitLab delivery into an event. The kind comes from
@@ -69,7 +82,7 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 	}
 	ev.Repository = p.Project.PathWithNamespace
 	ev.CloneURLs = urls(p.Project.GitHTTPURL, p.Project.GitSSHURL, p.Repository.GitHTTPURL, p.Repository.GitSSHURL)
-	kind := map[string]string{"Push Hook": "push", "Tag Push Hook": "tag_push", "Merge Request Hook": "merge_request"}[name]
+	kind := map[string]string{"Push Hook": "push", "Tag Push Hook": "tag_push", "Merge Request Hook": "merge_request", "Note Hook": "note"}[name]
 	if name == "System Hook" {
 		kind = p.ObjectKind
 		if kind == "" {
@@ -91,6 +104,17 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 		ev.Commit = p.Attrs.LastCommit.ID
 		ev.BaseRef = p.Attrs.TargetBranch
 		ev.Action, ev.Merged = gitlabAction(p.Attrs.Action, p.Attrs.OldRev)
+	case "note":
+		if p.Attrs == nil || p.Attrs.NoteableType != "MergeRequest" || p.MergeRequest == nil {
+			break // a comment on a commit, an issue or a snippet
+		}
+		// A Note Hook is sent for new comments only; GitLab names the
+		// merge request's head, which the comment approves.
+		ev.Kind, ev.Action = KindComment, "created"
+		ev.PullRequest = p.MergeRequest.IID
+		ev.Commit = p.MergeRequest.LastCommit.ID
+		ev.Login = p.User.Username
+		ev.Comment = p.Attrs.Note
 	}
 	return finish(ev)
 }

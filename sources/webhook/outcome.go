@@ -21,6 +21,10 @@ func actionable(ev sources.Event) bool {
 		case ActionOpened, ActionSynchronize, ActionReopened, ActionClosed:
 			return true
 		}
+	case KindComment:
+		// Only a new comment: an edited one would approve whatever the
+		// pull request's head is at the time of the edit.
+		return ev.Action == "created"
 	}
 	return false
 }
@@ -28,7 +32,7 @@ func actionable(ev sources.Event) bool {
 // eventLabel keeps the event label to a fixed set of values.
 func eventLabel(kind string) string {
 	switch kind {
-	case KindPush, KindTagPush, KindPullRequest, KindPing:
+	case KindPush, KindTagPush, KindPullRequest, KindPing, KindComment:
 		return kind
 	case "":
 		return "unknown"

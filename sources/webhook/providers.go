@@ -37,7 +37,13 @@ const (
 	KindTagPush     = "tag_push"
 	KindPullRequest = "pull_request"
 	KindPing        = "ping"
+	// KindComment is a new comment on a pull request (GitHub's and
+	// Gitea's issue_comment, GitLab's Note Hook on a merge request).
+	KindComment = "comment"
 )
+
+// maxComment bounds the comment text an event carries: commands are short.
+const maxComment = 4096
 
 // Normalised pull request actions.
 const (
@@ -207,7 +213,10 @@ func finish(ev sources.Event) (sources.Event, error) {
 	if ev.HeadRef != "" && !strings.HasPrefix(ev.HeadRef, "refs/") {
 		return ev, fmt.Errorf("parse %s %s: %w: head ref is not a full ref name", ev.Provider, ev.Kind, ErrBadPayload)
 	}
-	for _, s := range []string{ev.Ref, ev.BaseRef, ev.HeadRef, ev.Repository, ev.DeliveryID} {
+	if len(ev.Comment) > maxComment {
+		ev.Comment = ev.Comment[:maxComment]
+	}
+	for _, s := range []string{ev.Ref, ev.BaseRef, ev.HeadRef, ev.Repository, ev.DeliveryID, ev.Login} {
 		if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			return ev, fmt.Errorf("parse %s %s: %w: a name holds spaces or control characters", ev.Provider, ev.Kind, ErrBadPayload)
 		}

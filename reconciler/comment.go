@@ -1,0 +1,149 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/driftless/driftless/sources"
+)
+
+// PullHeads finds the head commit of the pull request a comment is about
+// (sources.Git implements it); ok is false for another repository.
+type PullHeads interface {
+	PullHead(ctx context.Context, ev sources.Event) (commit string, ok bool, err error)
+}
+
+// MergeChecker says whether a revision's commit brings exactly head: head
+// itself, or a merge commit of head onto an unchanged base (sources.Git
+// implements it). Without one, only the approved commit itself counts.
+type MergeChecker interface {
+	MergedFrom(ctx context.Context, rev sources.Revision, head string) (bool, error)
+}
+
+// CommentApprovals is a webhook target: a new comment holding a line
+// `/driftless approve ENV` on a pull request, by a login ENV lists in
+// approval.approvers, approves the pull request's head commit at the time
+// of the comment for ENV. Other logins are refused (logged, nothing
+// recorded). Signatures were checked by the webhook handler.
+type CommentApprovals struct {
+	Reconciler *Reconciler
+	Heads      []PullHeads
+	// Timeout bounds reading the pull request's head (0: 20 seconds).
+	Timeout time.Duration
+}
+
+// Notify handles a comment event; it reports whether it acted on it.
+func (c *CommentApprovals) Notify(ev sources.Event) bool {
+	if ev.Kind != "comment" || ev.Action != "created" {
+		return false
+	}
+	envs := approveCommands(ev.Comment)
+	if len(envs) == 0 {
+		return false
+	}
+	r := c.Reconciler
+	log := r.log.With().Str("provider", ev.Provider).Str("repository", ev.Repository).Int("pull_request", ev.PullRequest).Str("by", ev.Login).Logger()
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	head := ""
+	for _, h := range c.Heads {
+		commit, ok, err := h.PullHead(ctx, ev)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("comment approval: cannot read the pull request's head")
+			return true
+		}
+		head = commit
+		break
+	}
+	if head == "" {
+		log.Warn().Msg("comment approval: no source follows the repository")
+		return false
+	}
+	for _, env := range envs {
+		if err := r.ApproveByComment(env, head, ev); err != nil {
+			log.Warn().Str("environment", env).Str("revision", shortCommit(head)).Err(err).Msg("comment approval refused")
+		}
+	}
+	return true
+}
+
+// approveCommands returns the environments of every `/driftless approve
+// ENV` line of a comment.
+func approveCommands(comment string) []string {
+	var out []string
+	for _, line := range strings.Split(comment, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "/driftless" && f[1] == "approve" {
+			out = append(out, f[2])
+		}
+	}
+	return out
+}
+
+// ApproveByComment records that ev's author approved commit (a pull
+// request's head) for env, when env requires approval and lists the
+// author among its approvers. The commit need not wait at the gate yet:
+// the approval counts when it (or its merge) arrives there.
+func (r *Reconciler) ApproveByComment(env, commit string, ev sources.Event) error {
+	st, err := r.known(env)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	pol := st.policy()
+	r.mu.Unlock()
+	switch {
+	case pol == nil:
+		return fmt.Errorf("environment %s has no loaded configuration yet", env)
+	case pol.Approval == nil || !pol.Approval.Required:
+		return fmt.Errorf("environment %s requires no approval", env)
+	case !containsFold(pol.Approval.Approvers, ev.Login):
+		return fmt.Errorf("%s is not an approver of %s", ev.Login, env)
+	}
+	d := Decision{Environment: env, Commit: commit, Approved: true, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
+		PullRequest: ev.PullRequest, At: r.now()}
+	r.record(st, d, sources.Revision{Commit: commit})
+	return nil
+}
+
+// mergedApproval finds a pull request approval whose commit cand brings
+// exactly (its merge onto an unchanged base).
+func (r *Reconciler) mergedApproval(ctx context.Context, rec EnvRecord, cand sources.Revision) *Decision {
+	mc, ok := r.opts.Revisions.(MergeChecker)
+	if !ok {
+		return nil
+	}
+	for i := len(rec.Decisions) - 1; i >= 0; i-- {
+		d := rec.Decisions[i]
+		if !d.Approved || d.PullRequest == 0 {
+			continue
+		}
+		merged, err := mc.MergedFrom(ctx, cand, d.Commit)
+		if err != nil {
+			r.log.Debug().Str("environment", rec.Name).Err(err).Msg("cannot compare a merge with an approved commit")
+			continue
+		}
+		if merged {
+			return &d
+		}
+	}
+	return nil
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
