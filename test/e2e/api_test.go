@@ -69,6 +69,11 @@ type run struct {
 	Result  string    `json:"result"`
 	Changes int       `json:"changes"`
 	Error   string    `json:"error"`
+	// Decision is the approval the run went through, or its rejection.
+	Decision *struct {
+		By          string `json:"by"`
+		PullRequest int    `json:"pull_request"`
+	} `json:"decision"`
 }
 
 // env returns the environment's status; a 404 (not known yet) is an error.

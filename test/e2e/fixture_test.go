@@ -79,6 +79,12 @@ func (h *githubHook) deliver(target string, ev gitserver.PushEvent, secret []byt
 	if err != nil {
 		return fmt.Errorf("encode push payload: %w", err)
 	}
+	return postGitHub(target, "push", body, secret)
+}
+
+// postGitHub posts one GitHub-shaped delivery of event, signed with
+// secret, and expects a 2xx answer.
+func postGitHub(target, event string, body, secret []byte) error {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	id := make([]byte, 16)
@@ -90,17 +96,17 @@ func (h *githubHook) deliver(target string, ev gitserver.PushEvent, secret []byt
 		return fmt.Errorf("build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", hex.EncodeToString(id))
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("post webhook for %s: %w", ev.After, err)
+		return fmt.Errorf("post %s webhook: %w", event, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return &hookStatusError{code: resp.StatusCode, msg: fmt.Sprintf("webhook for %s answered %d: %s", ev.After, resp.StatusCode, b)}
+		return &hookStatusError{code: resp.StatusCode, msg: fmt.Sprintf("%s webhook answered %d: %s", event, resp.StatusCode, b)}
 	}
 	return nil
 }

@@ -233,6 +233,47 @@ func TestPromotionApprovalRestart(t *testing.T) {
 	if got := prodFile(); got != "good 5\n" {
 		t.Fatalf("prod host has %q after the approval of v5", got)
 	}
+
+	// A pull request comment from an allowed login approves the pull
+	// request's head, and its merge goes to prod without another approval;
+	// the same comment from another login is refused.
+	comment := func(n int, login string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"action":"created","issue":{"number":%d,"pull_request":{"url":"x"}},"comment":{"body":"Looks good.\n/driftless approve prod","user":{"login":%q}},"repository":{"full_name":"team/infra","clone_url":%q}}`,
+			n, login, repoURL)
+		if err := postGitHub(d.URL, "issue_comment", []byte(body), secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	work.Checkout(t, "pr-6")
+	v6 := work.Commit(t, promotionEnvs(stg, prod, "good 6\n"), "v6 in a pull request")
+	work.PushRef(t, "refs/pull/6/head")
+	comment(6, "mallory")
+	comment(6, "alice")
+	work.Checkout(t, "main")
+	work.Git(t, "merge", "--quiet", "--ff-only", "pr-6")
+	work.Push(t)
+	waitApplied(t, d, "staging", v6)
+	waitApplied(t, d, "prod", v6)
+	runs, err := d.history("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runs[0]; r.Revision.Commit != v6 || r.Decision == nil || r.Decision.By != "github:alice" || r.Decision.PullRequest != 6 {
+		t.Fatalf("prod's run of v6 does not name alice's approval: %+v", r)
+	}
+	work.Checkout(t, "pr-7")
+	v7 := work.Commit(t, promotionEnvs(stg, prod, "good 7\n"), "v7 in a pull request")
+	work.PushRef(t, "refs/pull/7/head")
+	comment(7, "mallory")
+	work.Checkout(t, "main")
+	work.Git(t, "merge", "--quiet", "--ff-only", "pr-7")
+	work.Push(t)
+	waitApplied(t, d, "staging", v7)
+	waitGate(t, d, "prod", v7, "awaiting_approval", promotionSoak+30*time.Second)
+	if !strings.Contains(d.Log(), `"by":"mallory"`) || !strings.Contains(d.Log(), "comment approval refused") {
+		t.Error("the refused comment approval is not logged")
+	}
 	hook.check(t)
 }
 
