@@ -56,7 +56,7 @@ func TestGitPullHeadAndMergedFrom(t *testing.T) {
 		commit string
 		want   bool
 	}{
-		"the head itself":                {head, true},
+		"the head itself":                 {head, true},
 		"a merge onto the unchanged base": {merge, true},
 		"a merge onto a moved base":       {moved, false},
 	} {

@@ -63,4 +63,3 @@ func TestCommentEvents(t *testing.T) {
 		t.Error("a login with a space was accepted")
 	}
 }
-
