@@ -111,8 +111,14 @@ func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
 	})
 }
 
-// deploymentState maps a report status to a deployment status state.
-func deploymentState(status string) string { return hostState(status, "failure", "in_progress") }
+// deploymentState maps a report to a deployment status state: a revision
+// held at a gate (promotion, window, approval) is queued until it proceeds.
+func deploymentState(r reconciler.Report) string {
+	if r.Status == reconciler.StatusPending && r.Gate != "" {
+		return "queued"
+	}
+	return hostState(r.Status, "failure", "in_progress")
+}
 
 // deployment finds or creates the Deployment of r's commit and environment
 // and adds a status to it.
@@ -125,7 +131,7 @@ func (g *GitHub) deployment(ctx context.Context, r reconciler.Report) error {
 		return err
 	}
 	req := &github.DeploymentStatusRequest{
-		State:       github.String(deploymentState(r.Status)),
+		State:       github.String(deploymentState(r)),
 		Description: github.String(describe(r)),
 		// Only a successful deployment should mark the environment's older ones inactive.
 		AutoInactive: github.Bool(r.Status == reconciler.StatusSuccess),

@@ -315,3 +315,29 @@ func TestSourceFilter(t *testing.T) {
 		t.Fatalf("statuses posted: %v, want only the one of source infra", st)
 	}
 }
+
+// TestGitHubGatedDeploymentQueued: a revision held at a gate keeps its
+// deployment queued (its commit status pending) until it proceeds.
+func TestGitHubGatedDeploymentQueued(t *testing.T) {
+	f, g := newTestGitHub(t, "", true)
+	ctx := context.Background()
+	held := report(reconciler.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = reconciler.StateAwaitingApproval
+	g.Report(ctx, held)
+	g.Report(ctx, report(reconciler.StatusPending, "applying to 1 host(s)"))
+	g.Report(ctx, report(reconciler.StatusSuccess, "applied 1 change(s)"))
+	if st := f.got("POST /repos/ops/infra/statuses/"); len(st) != 3 || st[0].Body["state"] != "pending" || st[0].Body["description"] != "awaiting approval of 0123456789ab" {
+		t.Fatalf("commit statuses: %+v", st)
+	}
+	if len(f.deployments) != 1 {
+		t.Fatalf("deployments: %d, want 1", len(f.deployments))
+	}
+	ds := f.got(fmt.Sprintf("POST /repos/ops/infra/deployments/%v/statuses", f.deployments[0]["id"]))
+	var states []string
+	for _, d := range ds {
+		states = append(states, fmt.Sprint(d.Body["state"]))
+	}
+	if strings.Join(states, ",") != "queued,in_progress,success" {
+		t.Fatalf("deployment states %v, want queued, in_progress, success", states)
+	}
+}

@@ -91,7 +91,7 @@ func (n *Notifier) Wants(status string) bool { return n.events[status] }
 // Report delivers r if its status is wanted, within the notifier's
 // timeout; a failure is logged.
 func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
-	if !n.events[r.Status] {
+	if !n.events[r.Status] && !(r.Gate != "" && n.events[eventGate]) {
 		return
 	}
 	log := n.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
@@ -117,7 +117,12 @@ func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
 
 // defaultEvents are sent when a destination lists none: what a person
 // wants to hear about, not every rollout's start or every preview.
-var defaultEvents = []string{reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift}
+var defaultEvents = []string{reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift, eventGate}
+
+// eventGate names the reports of a revision held at a gate (waiting for
+// promotion, a deploy window, an approval; rejected). They are sent once
+// per change of where the revision waits, never per pass.
+const eventGate = "gate"
 
 // parseEvents turns the configured event names into report statuses. The
 // names of the configuration ("rollback") and the statuses themselves
@@ -142,8 +147,10 @@ func parseEvents(names []string) (map[string]bool, error) {
 			st = reconciler.StatusPending
 		case "preview":
 			st = reconciler.StatusPreview
+		case eventGate:
+			st = eventGate
 		default:
-			return nil, fmt.Errorf("unknown event %q: want success, failure, rollback, drift, pending or preview", n)
+			return nil, fmt.Errorf("unknown event %q: want success, failure, rollback, drift, pending, preview or gate", n)
 		}
 		out[st] = true
 	}

@@ -283,3 +283,26 @@ func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
 		t.Errorf("retried after %v, before Retry-After's 1s", d)
 	}
 }
+
+// TestGateNotices: a revision held at a gate is told by default (its
+// gate and reason in the JSON), a rollout's start (pending without a gate)
+// is not.
+func TestGateNotices(t *testing.T) {
+	rc := &receiver{}
+	srv := rc.start(t)
+	rps := build(t, config.Notify{Webhooks: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
+	rps[0].Report(context.Background(), testReport(reconciler.StatusPending, "applying to 2 host(s)"))
+	held := testReport(reconciler.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = reconciler.StateAwaitingApproval
+	rps[0].Report(context.Background(), held)
+	if rc.count() != 1 {
+		t.Fatalf("notices: %d, want only the gate's", rc.count())
+	}
+	var got reconciler.Report
+	if err := json.Unmarshal(rc.bodies[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Gate != reconciler.StateAwaitingApproval || got.Description != held.Description {
+		t.Fatalf("notice %+v", got)
+	}
+}
