@@ -344,3 +344,36 @@ func TestPromotionAcrossSources(t *testing.T) {
 		t.Fatalf("edge: %+v", g)
 	}
 }
+
+// TestPromotionChainAndAgreement: dev -> staging -> prod passes a commit
+// down the chain; an environment promoting from two upstreams waits until
+// both are on the same commit.
+func TestPromotionChainAndAgreement(t *testing.T) {
+	f := newFixture(t)
+	revs := runDaemon(t, f)
+	mk := func(content string) sources.Revision {
+		res := etc + fileRes("/etc/app.conf", content)
+		files := map[string]string{
+			"environments/dev.yaml":     envYAML("dev", []string{"d1"}, nil, res, ""),
+			"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, "promote: {from: dev}\n"),
+			"environments/prod.yaml":    envYAML("prod", []string{"p1"}, nil, res, "promote: {from: staging}\n"),
+			"environments/eu.yaml":      envYAML("eu", []string{"e1"}, nil, res, "promote: {from: [staging, qa]}\n"),
+			"environments/qa.yaml":      envYAML("qa", []string{"q1"}, nil, res, "promote: {from: dev}\nwindows:\n  - {kind: deny, days: [mon, tue, wed, thu, fri, sat, sun]}\n"),
+		}
+		return f.revision(files)
+	}
+	rev := mk("v1")
+	revs <- rev
+	eventually(t, "prod gets the commit through dev and staging", func() bool { return f.applied("prod") == rev.Commit })
+	if f.hostFile("p1", "/etc/app.conf") != "v1" {
+		t.Fatal("prod host not changed")
+	}
+	// qa is held by its window, so staging and qa do not agree: eu waits.
+	eventually(t, "eu waits for its upstreams to agree", func() bool {
+		g := f.state("eu").Gate
+		return g != nil && g.State == StateWaiting && strings.Contains(g.Reason, "qa")
+	})
+	if f.applied("eu") != "" {
+		t.Fatal("eu applied although qa never took the commit")
+	}
+}
