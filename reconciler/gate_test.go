@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
@@ -113,7 +112,8 @@ func TestPromotionSoakApproval(t *testing.T) {
 
 	// A restart keeps the gate; the approval then still works.
 	stop()
-	f.restart(t, func(o *Options) { o.Now = clock.Now })
+	_ = f.r.Close()
+	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
 	revs = runDaemon(t, f)
 	revs <- rev2
 	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
@@ -260,23 +260,6 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	if len(runs) != 1 || !runs[0].Forced || runs[0].Trigger != TriggerSync {
 		t.Fatalf("forced sync not recorded as forced: %+v", runs)
 	}
-}
-
-// restart builds a new reconciler on the same store (and a new registry),
-// as a daemon restart does; the old one must be stopped first.
-func (f *fixture) restart(t *testing.T, opts ...fixtureOpt) {
-	t.Helper()
-	_ = f.r.Close()
-	f.reg = prometheus.NewRegistry()
-	o := f.options()
-	for _, fn := range opts {
-		fn(&o)
-	}
-	r, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.r = r
 }
 
 // runStoppable is runDaemon with a stop function that ends Run and waits

@@ -254,11 +254,15 @@ func closedPort(t *testing.T) string {
 const etc = "    - directory: /etc\n      mode: \"0755\"\n"
 
 // restarted returns a fresh reconciler on the fixture's store (with its
-// own registry), as after a restart; the test's end closes it.
-func (f *fixture) restarted() *Reconciler {
+// own registry and the options opts change), as after a restart; the
+// test's end closes it.
+func (f *fixture) restarted(opts ...fixtureOpt) *Reconciler {
 	f.t.Helper()
 	o := f.options()
 	o.Registerer = nil
+	for _, fn := range opts {
+		fn(&o)
+	}
 	r, err := New(o)
 	if err != nil {
 		f.t.Fatal(err)
