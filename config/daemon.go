@@ -65,6 +65,17 @@ type GitSource struct {
 	// SigningKeys is a file of armored OpenPGP public keys; when set, only
 	// commits signed by one of them are accepted.
 	SigningKeys string `yaml:"signing_keys" json:"signing_keys,omitempty"`
+	// Previews says which pull requests are previewed.
+	Previews Previews `yaml:"previews" json:"previews,omitempty"`
+}
+
+// Previews limits which pull requests get a preview (a plan observed on
+// the hosts and reported). A pull request from a fork is previewed only
+// when Forks is true; with Authors set, only pull requests opened by one
+// of them are.
+type Previews struct {
+	Forks   bool     `yaml:"forks" json:"forks,omitempty"`
+	Authors []string `yaml:"authors" json:"authors,omitempty"`
 }
 
 // Local is a folder on the daemon's machine, watched for changes (development).
@@ -134,6 +145,12 @@ type Feedback struct {
 	GitHub *HostAPI `yaml:"github" json:"github,omitempty"`
 	Gitea  *HostAPI `yaml:"gitea" json:"gitea,omitempty"`
 	GitLab *HostAPI `yaml:"gitlab" json:"gitlab,omitempty"`
+	// FullDiffs names the environments whose previews show full diffs in
+	// pull request comments and notifications. Elsewhere, and always for
+	// files marked secret or not readable by everyone on the host, a
+	// preview shows per resource only what changes: sizes, line counts and
+	// a keyed hash, never live host content.
+	FullDiffs []string `yaml:"full_diffs" json:"full_diffs,omitempty"`
 }
 
 // HostAPI is a Git host's REST API: base URL (for GitHub Enterprise, Gitea,

@@ -69,6 +69,10 @@ type FileSpec struct {
 	Owner    string `yaml:"owner" json:"owner,omitempty"`
 	Group    string `yaml:"group" json:"group,omitempty"`
 	State    string `yaml:"state" json:"state,omitempty"`
+	// Secret marks content that must never leave the daemon: reports
+	// (pull request comments, notifications) show only its size and a
+	// keyed hash, even where full diffs are enabled.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
 
 // DirectorySpec manages a directory.

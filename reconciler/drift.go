@@ -40,7 +40,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
 	r.keepHosts(env)
-	hosts := r.planEnv(ctx, env, nil, false, true, log)
+	hosts := r.planEnv(ctx, env, nil, false, planTrusted, log)
 	defer closeHosts(hosts)
 
 	counts := map[driftKey]int{}

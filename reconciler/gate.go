@@ -265,12 +265,14 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 			return
 		}
 	}
-	p := r.plan(ctx, tg, prev)
+	p, hosts := r.plan(ctx, tg, prev)
 	r.mu.Lock()
 	st.gatePlan = p
 	r.mu.Unlock()
+	// Operators see the whole plan (API, status page); reports leave the
+	// daemon, so they carry the published plan, without host content.
 	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
-		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: p})
+		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: r.published(p, hosts)})
 }
 
 // checkPromotions records the environments a source's revision declares

@@ -213,7 +213,8 @@ func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]
 		r.mu.Lock()
 		prev := st.applied
 		r.mu.Unlock()
-		out = append(out, r.plan(ctx, target{rev: rev, env: env}, prev))
+		p, _ := r.plan(ctx, target{rev: rev, env: env}, prev)
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -51,14 +51,26 @@ func closeHosts(hosts []*hostRun) {
 	}
 }
 
+// planMode says whose revision a plan observes for.
+type planMode int
+
+const (
+	// planTrusted plans a revision of a followed branch (a rollout, a drift
+	// pass): guards run, and whether each host answered becomes the
+	// environment's driftless_host_up and host status.
+	planTrusted planMode = iota
+	// planPreview plans a revision not yet merged (a pull request,
+	// `driftless plan`): observation only reads, nothing the revision
+	// declares runs (targets.PlanPreview), and nothing is recorded, since
+	// its hosts are not the environment's yet (a pull request may add some).
+	planPreview
+)
+
 // planEnv observes every host of env (at most HostParallelism at once over
 // all environments) and diffs it
 // against env. With prune, resources that prev declared on a host and env
-// no longer does are planned for removal. With record, whether each host
-// answered becomes the environment's driftless_host_up and host status;
-// a preview does not record, since its hosts are not the environment's
-// yet (a pull request may add some). The caller closes the transports.
-func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune, record bool, log zerolog.Logger) []*hostRun {
+// no longer does are planned for removal. The caller closes the transports.
+func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment, prune bool, mode planMode, log zerolog.Logger) []*hostRun {
 	out := make([]*hostRun, len(env.Hosts))
 	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
@@ -71,7 +83,7 @@ func (r *Reconciler) planEnv(ctx context.Context, env, prev *config.Environment,
 		go func(i int, h *config.Host) {
 			defer wg.Done()
 			defer func() { <-r.hostSlots }()
-			out[i] = r.planHost(ctx, env.Name, h, pruned, record, log.With().Str("host", h.Name).Logger())
+			out[i] = r.planHost(ctx, env.Name, h, pruned, mode, log.With().Str("host", h.Name).Logger())
 		}(i, h)
 	}
 	wg.Wait()
@@ -139,10 +151,10 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 	return out
 }
 
-func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, record bool, log zerolog.Logger) *hostRun {
+func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, mode planMode, log zerolog.Logger) *hostRun {
 	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	defer func() {
-		if record {
+		if mode == planTrusted {
 			r.setHostUp(env, h.Name, hr.reached)
 		}
 	}()
@@ -163,7 +175,7 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 	for _, res := range all {
 		hr.byID[res.ID()] = res
 	}
-	changes, err := safePlan(ctx, t, r.opts.Drivers, all)
+	changes, err := safePlan(ctx, t, r.opts.Drivers, all, mode)
 	hr.reached = changes != nil
 	if err != nil {
 		hr.plan.Err = fmt.Sprintf("observe %s: %v", h.Name, err)
@@ -201,13 +213,17 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 	return hr
 }
 
-// safePlan is targets.PlanHost with a driver's panic turned into an error.
-func safePlan(ctx context.Context, t targets.Transport, drivers map[string]targets.Driver, rs []config.Resource) (changes []targets.Change, err error) {
+// safePlan is targets.PlanHost, or targets.PlanPreview for a preview, with
+// a driver's panic turned into an error.
+func safePlan(ctx context.Context, t targets.Transport, drivers map[string]targets.Driver, rs []config.Resource, mode planMode) (changes []targets.Change, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			changes, err = nil, fmt.Errorf("driver panicked: %v", p)
 		}
 	}()
+	if mode == planPreview {
+		return targets.PlanPreview(ctx, t, drivers, rs)
+	}
 	return targets.PlanHost(ctx, t, drivers, rs)
 }
 

@@ -38,22 +38,24 @@ func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
 	r.mu.Lock()
 	prev := st.applied
 	r.mu.Unlock()
-	p := r.plan(ctx, tg, prev)
+	p, hosts := r.plan(ctx, tg, prev)
 	st.op.Unlock()
 	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
-		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: p})
+		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts)})
 }
 
-// plan observes and diffs every host of tg without changing anything.
-func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) *Plan {
+// plan observes and diffs every host of tg without changing anything or
+// running anything tg declares (a preview), and returns the plan with the
+// hosts it was made from.
+func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) (*Plan, []*hostRun) {
 	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
-	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, false, log)
+	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, planPreview, log)
 	closeHosts(hosts)
 	p := &Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
 	for _, h := range hosts {
 		p.Hosts = append(p.Hosts, h.plan)
 	}
-	return p
+	return p, hosts
 }
 
 // summary says in one line what a plan changes.

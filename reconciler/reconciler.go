@@ -6,6 +6,7 @@ package reconciler
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -93,12 +94,19 @@ type Options struct {
 	// place, a failing environment) goes unreported before it is reported
 	// again (0: 24 hours). A change of state is reported at once.
 	NotifyReminder time.Duration
+	// FullDiffs names the environments whose preview reports carry full
+	// diffs; the others carry summaries without host content.
+	FullDiffs []string
+	// HashKey keys the content hashes of preview summaries (a random key
+	// for this process when empty).
+	HashKey []byte
 }
 
 // Reconciler is the daemon's core. Its methods are safe for concurrent
 // use; work on one environment is serialised.
 type Reconciler struct {
 	opts    Options
+	hashKey []byte
 	log     zerolog.Logger
 	m       *metrics
 	store   Store
@@ -199,8 +207,13 @@ func New(opts Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
+	hashKey := opts.HashKey
+	if len(hashKey) == 0 {
+		hashKey = make([]byte, 32)
+		_, _ = rand.Read(hashKey) // crypto/rand.Read never fails on Linux.
+	}
 	r := &Reconciler{
-		opts: opts, log: opts.Logger, m: m, store: opts.Store, now: now,
+		opts: opts, hashKey: hashKey, log: opts.Logger, m: m, store: opts.Store, now: now,
 		hostSlots: make(chan struct{}, opts.HostParallelism),
 		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
 		refused: map[string]sources.Revision{},

@@ -322,3 +322,36 @@ func TestGitNotifyFloodFoldsFetches(t *testing.T) {
 		t.Fatalf("revision after the force-push back %+v, want %s", rev, a)
 	}
 }
+
+// TestGitPreviewsFromForksAndAuthors: a pull request from a fork is not
+// previewed unless the source allows forks, and with an author list only
+// its authors' pull requests are; a closed one is always taken (its
+// preview is dropped).
+func TestGitPreviewsFromForksAndAuthors(t *testing.T) {
+	pr := func(fork bool, author, action string) Event {
+		return Event{Provider: "github", Kind: "pull_request", Repository: "team/app", PullRequest: 4, Action: action,
+			BaseRef: "main", Fork: fork, Author: author}
+	}
+	for _, tc := range []struct {
+		name     string
+		previews config.Previews
+		ev       Event
+		want     bool
+	}{
+		{"same repository", config.Previews{}, pr(false, "mallory", "opened"), true},
+		{"fork refused by default", config.Previews{}, pr(true, "mallory", "opened"), false},
+		{"fork refused on synchronize", config.Previews{}, pr(true, "mallory", "synchronize"), false},
+		{"fork allowed", config.Previews{Forks: true}, pr(true, "mallory", "opened"), true},
+		{"author not listed", config.Previews{Authors: []string{"alice"}}, pr(false, "mallory", "opened"), false},
+		{"author listed", config.Previews{Authors: []string{"alice"}}, pr(false, "alice", "reopened"), true},
+		{"listed author from a fork", config.Previews{Authors: []string{"alice"}}, pr(true, "alice", "opened"), false},
+		{"closed from a fork", config.Previews{}, pr(true, "mallory", "closed"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newTestGit(t, config.GitSource{URL: "https://github.com/team/app", Previews: tc.previews}, GitCredentials{})
+			if got := g.Notify(tc.ev); got != tc.want {
+				t.Errorf("Notify = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

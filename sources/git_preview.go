@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	gitconfig "github.com/go-git/go-git/v5/config"
@@ -120,4 +121,20 @@ func (g *Git) dropPreview(n int) {
 	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
 		g.log.Warn().Err(err).Int("pull_request", n).Msg("remove closed pull request's ref")
 	}
+}
+
+// previewRefused says why the pull request of ev gets no preview, or ""
+// when it does: a pull request from a fork needs previews.forks, and with
+// previews.authors its author must be one of them. Everything else about
+// a preview is read-only, but a preview still observes the hosts and
+// reports what it saw, so who may ask for one is the operator's choice.
+func (g *Git) previewRefused(ev Event) string {
+	p := g.cfg.Previews
+	if ev.Fork && !p.Forks {
+		return "it comes from a fork (set previews.forks to preview those)"
+	}
+	if len(p.Authors) > 0 && !slices.Contains(p.Authors, ev.Author) {
+		return "its author is not in previews.authors"
+	}
+	return ""
 }

@@ -229,6 +229,11 @@ func (g *Git) Notify(ev Event) bool {
 		g.mu.Lock()
 		switch ev.Action {
 		case "opened", "synchronize", "reopened":
+			if why := g.previewRefused(ev); why != "" {
+				g.mu.Unlock()
+				g.log.Info().Int("pull_request", ev.PullRequest).Str("author", ev.Author).Str("reason", why).Msg("pull request not previewed")
+				return false
+			}
 			if g.req.prs == nil {
 				g.req.prs = map[int]prRequest{}
 			}

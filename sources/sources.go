@@ -113,6 +113,11 @@ type Event struct {
 	Merged      bool   `json:"merged,omitempty"`
 	// BaseRef is the branch a pull request targets.
 	BaseRef string `json:"base_ref,omitempty"`
+	// Fork is true when a pull request's head lives in another repository
+	// than its base (a fork), or when the payload does not say where.
+	Fork bool `json:"fork,omitempty"`
+	// Author is the login of a pull request's author, as the sender names it.
+	Author string `json:"author,omitempty"`
 	// HeadRef is the full ref of a pull request's source branch, set only
 	// when it lives in the same repository and the sender publishes no
 	// pull request ref to fetch instead (Bitbucket, whose Cloud payloads

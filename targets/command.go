@@ -22,7 +22,19 @@ import (
 // arbitrary command did cannot be known, let alone reversed.
 type CommandDriver struct{}
 
-var _ Driver = (*CommandDriver)(nil)
+var (
+	_ Driver       = (*CommandDriver)(nil)
+	_ Guarded      = (*CommandDriver)(nil)
+	_ DeclaredDiff = (*CommandDriver)(nil)
+)
+
+// DiffIsDeclared implements DeclaredDiff: a command's diff is what the
+// revision declares to run, and why.
+func (*CommandDriver) DiffIsDeclared() {}
+
+// unevaluated is the value of the "unless" field when the guard was not
+// run because the revision is not trusted.
+const unevaluated = "unevaluated"
 
 // Kind returns "command".
 func (*CommandDriver) Kind() string { return "command" }
@@ -30,6 +42,18 @@ func (*CommandDriver) Kind() string { return "command" }
 // Probe evaluates the guards and prints "creates=yes|no" and
 // "unless=<exit status>" lines for those that are declared.
 func (*CommandDriver) Probe(r config.Resource, root string) string {
+	return commandProbe(r, root, true)
+}
+
+// PreviewProbe implements Guarded: it checks Creates (a read-only test of
+// a path) and never runs Unless, which is reported as unevaluated.
+func (*CommandDriver) PreviewProbe(r config.Resource, root string) string {
+	return commandProbe(r, root, false)
+}
+
+// commandProbe is the probe of a command's guards; Unless runs only when
+// runUnless is true.
+func commandProbe(r config.Resource, root string, runUnless bool) string {
 	spec, err := specOf[config.CommandSpec](r)
 	if err != nil {
 		return probeError(err)
@@ -43,7 +67,9 @@ func (*CommandDriver) Probe(r config.Resource, root string) string {
 		q := shq(p)
 		b.WriteString("if [ -e " + q + " ] || [ -L " + q + " ]; then echo creates=yes; else echo creates=no; fi\n")
 	}
-	if spec.Unless != "" {
+	if spec.Unless != "" && !runUnless {
+		b.WriteString("echo unless=" + unevaluated + "\n")
+	} else if spec.Unless != "" {
 		prefix, err := commandPrefix(root, spec.Dir)
 		if err != nil {
 			return probeError(err)
@@ -101,8 +127,12 @@ func (*CommandDriver) Diff(r config.Resource, observed State) Change {
 	if spec.Creates != "" {
 		why = append(why, spec.Creates+" does not exist")
 	}
-	if spec.Unless != "" {
-		why = append(why, "unless exited "+observed.Fields["unless"])
+	switch u := observed.Fields["unless"]; {
+	case spec.Unless == "":
+	case u == unevaluated:
+		why = append(why, "would run (not evaluated in a preview): unless is never run for a revision not yet merged")
+	default:
+		why = append(why, "unless exited "+u)
 	}
 	if len(why) == 0 {
 		why = append(why, "no guard")

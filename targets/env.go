@@ -20,7 +20,21 @@ import (
 // comments.
 type EnvDriver struct{}
 
-var _ Driver = (*EnvDriver)(nil)
+var (
+	_ Driver   = (*EnvDriver)(nil)
+	_ Contents = (*EnvDriver)(nil)
+)
+
+// Desired implements Contents: the file applying would write, the
+// observed one merged with the declared variables.
+func (*EnvDriver) Desired(r config.Resource, observed State) ([]byte, bool) {
+	spec, err := specOf[config.EnvSpec](r)
+	if err != nil {
+		return nil, false
+	}
+	merged, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
+	return []byte(merged), true
+}
 
 // Kind returns "env".
 func (*EnvDriver) Kind() string { return "env" }

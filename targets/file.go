@@ -17,7 +17,20 @@ import (
 // so a failed apply never leaves a half-written file.
 type FileDriver struct{}
 
-var _ Driver = (*FileDriver)(nil)
+var (
+	_ Driver   = (*FileDriver)(nil)
+	_ Contents = (*FileDriver)(nil)
+)
+
+// Desired implements Contents: the declared content, none when the file
+// is to be absent.
+func (*FileDriver) Desired(r config.Resource, _ State) ([]byte, bool) {
+	spec, err := specOf[config.FileSpec](r)
+	if err != nil || spec.State == config.Absent {
+		return nil, false
+	}
+	return []byte(spec.Content), true
+}
 
 // defaultFileMode is the mode of a created file whose mode is not declared.
 const defaultFileMode = "0644"

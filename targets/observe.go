@@ -34,6 +34,18 @@ func (e *ObserveError) Unwrap() error { return e.Err }
 // one *ObserveError per resource whose probe failed or whose output did not
 // parse; an error reaching the host fails every resource.
 func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) (map[string]State, error) {
+	return observe(ctx, t, drivers, rs, false)
+}
+
+// ObservePreview is Observe for a revision that is not trusted (a pull
+// request, `driftless plan`): nothing the revision declares runs on the
+// host. A Guarded driver's PreviewProbe replaces its Probe, so a guard
+// that would run a command is reported as not evaluated instead.
+func ObservePreview(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) (map[string]State, error) {
+	return observe(ctx, t, drivers, rs, true)
+}
+
+func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource, preview bool) (map[string]State, error) {
 	states := make(map[string]State, len(rs))
 	if len(rs) == 0 {
 		return states, nil
@@ -52,7 +64,7 @@ func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 		ds[i] = d
 	}
 	nonce := "DRIFTLESS-" + randomHex(16)
-	script := probeScript(nonce, ds, rs, t.Root())
+	script := probeScript(nonce, ds, rs, t.Root(), preview)
 	res, err := t.Run(ctx, script, nil)
 	if err != nil {
 		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
@@ -90,13 +102,17 @@ func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 //	NONCE B i
 //	<probe output>
 //	NONCE E i <exit status> <base64 of stderr>
-func probeScript(nonce string, ds []Driver, rs []config.Resource, root string) string {
+func probeScript(nonce string, ds []Driver, rs []config.Resource, root string, preview bool) string {
 	var b strings.Builder
 	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
 	for i, r := range rs {
 		idx := strconv.Itoa(i)
 		b.WriteString("echo '" + nonce + " B " + idx + "'\n{ :\n")
-		b.WriteString(ds[i].Probe(r, root))
+		if g, ok := ds[i].(Guarded); ok && preview {
+			b.WriteString(g.PreviewProbe(r, root))
+		} else {
+			b.WriteString(ds[i].Probe(r, root))
+		}
 		b.WriteString("\n} </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
 		b.WriteString("printf '\\n%s %s ' '" + nonce + " E " + idx + "' \"$__dl_s\"\n")
 		b.WriteString("if [ -s \"$__dl_err\" ]; then base64 -w0 \"$__dl_err\"; fi\necho\n")
@@ -142,7 +158,17 @@ func nextFrame(out []byte, nonce string, i int) (body []byte, status int, stderr
 // changes and named in the error (joined *ObserveError values); the others
 // are still planned, so a caller can show what it knows.
 func PlanHost(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) ([]Change, error) {
-	states, err := Observe(ctx, t, drivers, rs)
+	return planHost(ctx, t, drivers, rs, false)
+}
+
+// PlanPreview is PlanHost for a revision that is not trusted: it observes
+// with ObservePreview, so nothing the revision declares runs on the host.
+func PlanPreview(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) ([]Change, error) {
+	return planHost(ctx, t, drivers, rs, true)
+}
+
+func planHost(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource, preview bool) ([]Change, error) {
+	states, err := observe(ctx, t, drivers, rs, preview)
 	if states == nil {
 		return nil, err
 	}

@@ -19,7 +19,18 @@ type ServiceDriver struct{}
 var (
 	_ Driver    = (*ServiceDriver)(nil)
 	_ Refresher = (*ServiceDriver)(nil)
+	_ Contents  = (*ServiceDriver)(nil)
 )
+
+// Desired implements Contents: the declared unit file, none when the unit
+// file is not managed.
+func (*ServiceDriver) Desired(r config.Resource, _ State) ([]byte, bool) {
+	s, err := specOf[config.ServiceSpec](r)
+	if err != nil || s.Unit == "" {
+		return nil, false
+	}
+	return []byte(s.Unit), true
+}
 
 // The service states a spec may declare.
 const (

@@ -86,6 +86,17 @@ type Driver interface {
 	Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error
 }
 
+// Guarded is a driver whose probe runs something the revision declares (a
+// command's unless guard). For a revision that is not trusted (a pull
+// request, `driftless plan`) Observe uses PreviewProbe instead: a probe
+// that only reads, and whose output tells Parse and Diff what was left
+// unevaluated, so that the plan says "would run (not evaluated in a
+// preview)". Every kind whose probe could run declared code must
+// implement it.
+type Guarded interface {
+	PreviewProbe(r config.Resource, root string) string
+}
+
 // Refresher is a driver that reacts to a notify (a service restarts or reloads).
 type Refresher interface {
 	Refresh(ctx context.Context, t Transport, r config.Resource) error

@@ -76,6 +76,10 @@ func (d *daemon) build() error {
 	if err != nil {
 		return err
 	}
+	hashKey, err := reconciler.LoadHashKey(filepath.Join(d.cfg.StateDir, "preview.key"))
+	if err != nil {
+		return err
+	}
 	rec, err := reconciler.New(reconciler.Options{
 		Store:         d.store,
 		Dialer:        d.dialer,
@@ -93,6 +97,8 @@ func (d *daemon) build() error {
 		Reporters:       reporters,
 		Sources:         sourceNames(d.cfg.Sources),
 		NotifyReminder:  d.cfg.Notify.Reminder.D(),
+		FullDiffs:       d.cfg.Feedback.FullDiffs,
+		HashKey:         hashKey,
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)

@@ -99,6 +99,10 @@ type bitbucketPayload struct {
 				Name string `json:"name"`
 			} `json:"branch"`
 		} `json:"destination"`
+		Author struct {
+			Nickname string `json:"nickname"`
+			Username string `json:"username"`
+		} `json:"author"`
 		Repository struct {
 			FullName string `json:"full_name"`
 		} `json:"repository"`
@@ -107,6 +111,11 @@ type bitbucketPayload struct {
 		ID      int         `json:"id"`
 		FromRef bbServerRef `json:"fromRef"`
 		ToRef   bbServerRef `json:"toRef"`
+		Author  struct {
+			User struct {
+				Name string `json:"name"`
+			} `json:"user"`
+		} `json:"author"`
 	} `json:"pullRequest"`
 	Changes []struct {
 		RefID  string `json:"refId"`
@@ -201,6 +210,11 @@ func ParseBitbucketAll(h http.Header, body []byte) ([]sources.Event, error) {
 		if src.Branch.Name != "" && (src.Repository.FullName == "" || src.Repository.FullName == ev.Repository) {
 			ev.HeadRef = "refs/heads/" + src.Branch.Name
 		}
+		ev.Fork = isFork(src.Repository.FullName, ev.Repository)
+		ev.Author = p.PullRequest.Author.Nickname
+		if ev.Author == "" {
+			ev.Author = p.PullRequest.Author.Username
+		}
 	case strings.HasPrefix(name, "pr:") && p.ServerPR != nil:
 		ev.Kind = KindPullRequest
 		ev.Action, ev.Merged = bitbucketPRAction(name)
@@ -208,9 +222,12 @@ func ParseBitbucketAll(h http.Header, body []byte) ([]sources.Event, error) {
 		ev.Commit = p.ServerPR.FromRef.LatestCommit
 		ev.BaseRef = p.ServerPR.ToRef.DisplayID
 		ev.Repository, ev.CloneURLs = p.ServerPR.ToRef.Repository.name()
-		if from, _ := p.ServerPR.FromRef.Repository.name(); strings.HasPrefix(p.ServerPR.FromRef.ID, "refs/") && from == ev.Repository {
+		from, _ := p.ServerPR.FromRef.Repository.name()
+		if strings.HasPrefix(p.ServerPR.FromRef.ID, "refs/") && from == ev.Repository {
 			ev.HeadRef = p.ServerPR.FromRef.ID
 		}
+		ev.Fork = isFork(from, ev.Repository)
+		ev.Author = p.ServerPR.Author.User.Name
 	}
 	if evs == nil {
 		return one(finish(ev))

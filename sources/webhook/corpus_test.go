@@ -168,3 +168,32 @@ func TestCorpusParses(t *testing.T) {
 		t.Errorf("corpus has %d payload files, MANIFEST.md lists 65", len(files))
 	}
 }
+
+// TestCorpusPullRequestOrigin: every provider says whether a pull request
+// comes from a fork and who opened it, which previews.forks and
+// previews.authors decide on.
+func TestCorpusPullRequestOrigin(t *testing.T) {
+	table := providers("")
+	for _, c := range []struct {
+		endpoint, header, file string
+		fork                   bool
+		author                 string
+	}{
+		{"github", "X-GitHub-Event: pull_request", "github/pull_request_opened-5.json", false, "baxterthehacker"},
+		{"gitea", "X-Gitea-Event: pull_request", "gitea/pull_request_opened-1.json", false, "jcitizen"},
+		{"gitea", "X-Gitea-Event: pull_request", "gitea/pull_request_opened-2.json", true, "example2"},
+		{"gitlab", "X-Gitlab-Event: Merge Request Hook", "gitlab/merge_request-1.json", false, "root"},
+		{"bitbucket", "X-Event-Key: pullrequest:created", "bitbucket-cloud/pullrequest_created-1.json", false, "brydzewski"},
+		{"bitbucket", "X-Event-Key: pr:merged", "bitbucket-server/pr_merged-1.json", false, "gopher"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			ev, err := table[c.endpoint].parse(eventHeader(c.header), readCorpus(t, c.file))
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if ev.Fork != c.fork || ev.Author != c.author {
+				t.Errorf("fork=%v author=%q, want %v %q", ev.Fork, ev.Author, c.fork, c.author)
+			}
+		})
+	}
+}

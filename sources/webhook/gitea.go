@@ -34,8 +34,15 @@ type giteaPayload struct {
 		Merged     bool   `json:"merged"`
 		BaseBranch string `json:"base_branch"`
 		Head       struct {
-			SHA string `json:"sha"`
+			SHA  string `json:"sha"`
+			Repo *struct {
+				FullName string `json:"full_name"`
+			} `json:"repo"`
 		} `json:"head"`
+		User struct {
+			Login    string `json:"login"`
+			Username string `json:"username"`
+		} `json:"user"`
 		Base struct {
 			Ref string `json:"ref"`
 		} `json:"base"`
@@ -101,6 +108,15 @@ func ParseGitea(h http.Header, body []byte) (sources.Event, error) {
 		ev.Action = giteaAction(p.Action)
 		ev.Merged = p.PullRequest.Merged
 		ev.Commit = p.PullRequest.Head.SHA
+		head := ""
+		if p.PullRequest.Head.Repo != nil {
+			head = p.PullRequest.Head.Repo.FullName
+		}
+		ev.Fork = isFork(head, ev.Repository)
+		ev.Author = p.PullRequest.User.Login
+		if ev.Author == "" {
+			ev.Author = p.PullRequest.User.Username
+		}
 		ev.BaseRef = p.PullRequest.Base.Ref
 		if ev.BaseRef == "" {
 			ev.BaseRef = p.PullRequest.BaseBranch

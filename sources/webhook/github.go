@@ -107,6 +107,8 @@ func ParseGitHub(h http.Header, body []byte) (sources.Event, error) {
 		ev.Merged = pr.GetMerged()
 		ev.Commit = pr.GetHead().GetSHA()
 		ev.BaseRef = pr.GetBase().GetRef()
+		ev.Fork = isFork(pr.GetHead().GetRepo().GetFullName(), ev.Repository)
+		ev.Author = pr.GetUser().GetLogin()
 	case *github.IssueCommentEvent:
 		r := e.GetRepo()
 		ev.Repository = r.GetFullName()

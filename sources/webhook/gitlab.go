@@ -48,6 +48,8 @@ type gitlabPayload struct {
 		Action       string `json:"action"`
 		State        string `json:"state"`
 		TargetBranch string `json:"target_branch"`
+		SourceProjID int    `json:"source_project_id"`
+		TargetProjID int    `json:"target_project_id"`
 		OldRev       string `json:"oldrev"`
 		LastCommit   struct {
 			ID string `json:"id"`
@@ -56,7 +58,8 @@ type gitlabPayload struct {
 		Note         string `json:"note"`
 		NoteableType string `json:"noteable_type"`
 	} `json:"object_attributes"`
-	// User and MergeRequest come with a Note Hook.
+	// User comes with merge request and Note hooks, MergeRequest with a
+	// Note Hook.
 	User struct {
 		Username string `json:"username"`
 	} `json:"user"`
@@ -104,6 +107,8 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 		ev.Commit = p.Attrs.LastCommit.ID
 		ev.BaseRef = p.Attrs.TargetBranch
 		ev.Action, ev.Merged = gitlabAction(p.Attrs.Action, p.Attrs.OldRev)
+		ev.Fork = p.Attrs.SourceProjID == 0 || p.Attrs.SourceProjID != p.Attrs.TargetProjID
+		ev.Author = p.User.Username
 	case "note":
 		if p.Attrs == nil || p.Attrs.NoteableType != "MergeRequest" || p.MergeRequest == nil {
 			break // a comment on a commit, an issue or a snippet

@@ -224,6 +224,13 @@ func finish(ev sources.Event) (sources.Event, error) {
 	return ev, nil
 }
 
+// isFork reports whether a pull request whose head is in the repository
+// named head comes from another repository than base; an unnamed head
+// counts as a fork, since nothing shows it is not one.
+func isFork(head, base string) bool {
+	return head == "" || !strings.EqualFold(head, base)
+}
+
 // isHex reports whether s is a commit id: 4 to 64 hex digits (SHA-1 or
 // SHA-256, possibly abbreviated as Bitbucket does for pull requests).
 func isHex(s string) bool {

@@ -1,0 +1,92 @@
+package reconciler
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// published is the plan as it may leave the daemon in a report (a pull
+// request comment, a notification): no observed state, and per change a
+// summary without live host content (targets.Summary). The full diff is
+// kept only where the operator opted in for the environment
+// (Options.FullDiffs) and the resource is neither marked secret nor, on
+// the host or as declared, unreadable to other users.
+func (r *Reconciler) published(p *Plan, hosts []*hostRun) *Plan {
+	full := slices.Contains(r.opts.FullDiffs, p.Environment)
+	out := &Plan{Environment: p.Environment, Commit: p.Commit}
+	for i, hp := range p.Hosts {
+		pub := HostPlan{Host: hp.Host, Err: hp.Err}
+		for _, c := range hp.Changes {
+			res, ok := hosts[i].byID[c.ID]
+			d := r.opts.Drivers[c.Kind]
+			pc := targets.Change{ID: c.ID, Kind: c.Kind, Action: c.Action}
+			switch {
+			case c.Action == targets.NoChange || !ok || d == nil:
+			case full && publicResource(res, c.Before):
+				pc.Diff = c.Diff
+			default:
+				pc.Diff = targets.Summary(d, res, c, r.hashKey)
+			}
+			pub.Changes = append(pub.Changes, pc)
+		}
+		out.Hosts = append(out.Hosts, pub)
+	}
+	return out
+}
+
+// publicResource reports whether a resource's diff may be shown in full:
+// not marked secret, and readable by everyone both on the host (observed
+// mode) and as declared.
+func publicResource(res config.Resource, before targets.State) bool {
+	if m, ok := before.Fields["mode"]; ok && !worldReadable(m) {
+		return false
+	}
+	switch s := res.Spec.(type) {
+	case *config.FileSpec:
+		return !s.Secret && (s.Mode == "" || worldReadable(s.Mode))
+	case *config.EnvSpec:
+		return s.Mode == "" || worldReadable(s.Mode)
+	}
+	return true
+}
+
+// worldReadable reads an octal mode and reports whether others may read.
+func worldReadable(mode string) bool {
+	v, err := strconv.ParseUint(mode, 8, 32)
+	return err == nil && v&0o004 != 0
+}
+
+// LoadHashKey reads the key of preview content hashes from path, creating
+// it (32 random bytes, mode 0600) the first time, so that hashes stay
+// comparable across restarts without ever being guessable from outside.
+func LoadHashKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails on Linux.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create preview hash key: %w", err)
+		}
+		_, err = f.Write(key)
+		if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("write preview hash key: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read preview hash key: %w", err)
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("read preview hash key %s: %d bytes, want at least 16", path, len(key))
+	}
+	return key, nil
+}
