@@ -24,6 +24,15 @@ type Daemon struct {
 	Feedback    Feedback       `yaml:"feedback" json:"feedback,omitempty"`
 	Notify      Notify         `yaml:"notify" json:"notify,omitempty"`
 	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
+	Templates   Templates      `yaml:"templates" json:"templates,omitempty"`
+}
+
+// Templates bounds the evaluation of one repository template for one host.
+type Templates struct {
+	// MaxOutputBytes caps what one evaluation writes.
+	MaxOutputBytes int `yaml:"max_output_bytes" json:"max_output_bytes,omitempty"`
+	// Timeout caps how long one evaluation runs.
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s", "5m" in YAML.

@@ -90,6 +90,9 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateNotify(d, cfg, at("notify"))
 	validateHTTP(d, cfg.HTTP, at("http"))
 	validateTokens(d, cfg.API.Tokens, at("api"))
+	if cfg.Templates.MaxOutputBytes < 0 {
+		d.errorf(at("templates"), "templates max_output_bytes: must not be negative")
+	}
 	if err := e.result(); err != nil {
 		return nil, err
 	}
@@ -122,6 +125,8 @@ func applyDaemonDefaults(cfg *Daemon) {
 	setInt(&cfg.SSH.KeepaliveSeconds, DefaultKeepaliveSeconds)
 	setDur(&cfg.Webhooks.Replay, DefaultReplayWindow)
 	httpDefaults(&cfg.HTTP, setDur, setInt)
+	setInt(&cfg.Templates.MaxOutputBytes, DefaultTemplateMaxBytes)
+	setDur(&cfg.Templates.Timeout, DefaultTemplateTimeout)
 	for i := range cfg.Sources {
 		if g := cfg.Sources[i].Git; g != nil {
 			setDur(&g.Interval, DefaultGitInterval)

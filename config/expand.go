@@ -145,9 +145,12 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resou
 	r.Requires = append([]string(nil), raw.res.Requires...)
 	r.Notify = append([]string(nil), raw.res.Notify...)
 	if raw.tmpl != nil {
-		out, err := render(raw.tmpl, data)
+		out, err := l.render(raw.tmpl, data)
 		if err != nil {
-			pos, msg := templateErrPos(raw.tmplFile, err)
+			pos, msg, ok := budgetErrPos(raw.tmpl, raw.tmplFile, err)
+			if !ok {
+				pos, msg = templateErrPos(raw.tmplFile, err)
+			}
 			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, msg)
 		}
 		r.Spec.(*FileSpec).Content = out
@@ -246,7 +249,7 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 	c := cd.check
 	c.Host = h.Name
 	for _, t := range cd.templates {
-		out, err := render(t.tmpl, data)
+		out, err := l.render(t.tmpl, data)
 		if err != nil {
 			_, msg := templateErrPos(t.field, err)
 			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, msg)

@@ -112,15 +112,6 @@ func newTemplateData(env *Environment, h *Host) templateData {
 	}
 }
 
-// render executes a parsed template with the data.
-func render(t *template.Template, data templateData) (string, error) {
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
-
 // checkTemplate is one string field of a verify check, parsed once and
 // rendered for each host.
 type checkTemplate struct {
@@ -155,7 +146,7 @@ func parseCheckTemplates(d *decoder, c *Check, nodes map[string]*yaml.Node) []ch
 			continue
 		}
 		n := nodes[f.key]
-		t, err := template.New(f.key).Option("missingkey=error").Parse(s)
+		t, err := parseTemplate(f.key, s)
 		if err != nil {
 			_, msg := templateErrPos(f.key, err)
 			d.errorf(n, "%s: invalid template: %s", f.key, msg)

@@ -6,7 +6,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"text/template"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -224,7 +223,7 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 			return
 		}
 		name := path.Clean(s.Template)
-		t, err := template.New(name).Option("missingkey=error").Parse(string(data))
+		t, err := parseTemplate(name, string(data))
 		if err != nil {
 			pos, msg := templateErrPos(name, err)
 			l.errs.add(pos, "template: %s", msg)

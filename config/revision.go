@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -19,6 +20,11 @@ type LoadOptions struct {
 	// filepath.Join(LocalRoot, host name): demos and tests use it to keep
 	// the local transport inside a sandbox folder.
 	LocalRoot string
+	// TemplateMaxBytes and TemplateTimeout bound the evaluation of one
+	// template for one host (DefaultTemplateMaxBytes and
+	// DefaultTemplateTimeout when zero).
+	TemplateMaxBytes int
+	TemplateTimeout  time.Duration
 }
 
 // nameRe is what environment, host and role names may look like: they

@@ -159,7 +159,8 @@ func (d *daemon) reporters() ([]reconciler.Reporter, error) {
 
 // load validates a revision, placing local hosts in the sandbox when set.
 func (d *daemon) load(dir string) (*config.Revision, error) {
-	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot})
+	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
+		TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D()})
 }
 
 func (d *daemon) source(sc config.SourceConfig) (sources.Source, error) {

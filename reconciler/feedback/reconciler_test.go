@@ -27,7 +27,8 @@ func (localDialer) Transport(_ context.Context, h *config.Host) (targets.Transpo
 // TestReconcilerReportsToGitHub runs the real reconciler with the real file
 // driver on a local sandbox host, and checks what the GitHub stand-in
 // receives: a pull request's preview becomes a plan comment with the file's
-// diff; applying the revision becomes pending then success commit statuses
+// diff (the environment is opted into full diffs; the file is world-readable);
+// applying the revision becomes pending then success commit statuses
 // and one deployment with its statuses.
 func TestReconcilerReportsToGitHub(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
@@ -43,6 +44,7 @@ func TestReconcilerReportsToGitHub(t *testing.T) {
 		Load:      reconciler.DefaultLoader(config.LoadOptions{LocalRoot: sandbox}),
 		Reporters: []reconciler.Reporter{g}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		URL: "http://driftless.test", ReportTimeout: 10 * time.Second, DriftInterval: time.Hour,
+		FullDiffs: []string{"staging"},
 	})
 	if err != nil {
 		t.Fatal(err)
