@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // Local is the transport to the machine driftless itself runs on. Every
@@ -111,6 +113,18 @@ func (l *Local) Run(ctx context.Context, script string, stdin []byte) (Result, e
 // hostPath places the absolute host path p under root. A relative path is
 // an error, and ".." elements are cleaned against "/" first so that no path
 // can climb out of the root.
+//
+// Under a root, the folders leading to p are resolved inside the root as
+// if it were "/" (securejoin): a symlink among them, even one declared by
+// the revision and pointing at an absolute path of the daemon's machine,
+// leads to the place of that name under the root, never out of it. The
+// last element is not resolved, so that a symlink there is seen, replaced
+// or refused as such. Writes run right after the path is resolved, within
+// the same apply of one resource.
+//
+// On a real host (no root) paths are used as they are: a symlinked parent
+// folder is followed, since it is the host's own layout (an /etc/app that
+// links to /opt/app/etc) and the host's root may write anywhere anyway.
 func hostPath(root, p string) (string, error) {
 	if !filepath.IsAbs(p) {
 		return "", fmt.Errorf("path %q is not absolute", p)
@@ -119,7 +133,14 @@ func hostPath(root, p string) (string, error) {
 	if root == "" {
 		return clean, nil
 	}
-	return filepath.Join(root, clean), nil
+	if clean == "/" {
+		return root, nil
+	}
+	dir, err := securejoin.SecureJoin(root, filepath.Dir(clean))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s inside the sandbox root: %w", p, err)
+	}
+	return filepath.Join(dir, filepath.Base(clean)), nil
 }
 
 // WriteFile atomically replaces path (under the root) with data and mode.
