@@ -34,19 +34,21 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		typ    string
 		labels []string
 	}{
-		"driftless_build_info":                     {"GAUGE", []string{"goversion", "version"}},
-		"driftless_reconcile_total":                {"COUNTER", []string{"environment", "result"}},
-		"driftless_reconcile_duration_seconds":     {"HISTOGRAM", []string{"environment"}},
-		"driftless_environment_info":               {"GAUGE", []string{"environment", "revision", "status"}},
-		"driftless_last_applied_timestamp_seconds": {"GAUGE", []string{"environment"}},
-		"driftless_changes_applied_total":          {"COUNTER", []string{"action", "environment", "kind"}},
-		"driftless_drift_resources":                {"GAUGE", []string{"environment", "host", "kind", "mode"}},
-		"driftless_drift_oldest_seconds":           {"GAUGE", []string{"environment"}},
-		"driftless_verification_total":             {"COUNTER", []string{"check", "environment", "result"}},
-		"driftless_rollbacks_total":                {"COUNTER", []string{"environment", "reason"}},
-		"driftless_host_up":                        {"GAUGE", []string{"environment", "host"}},
-		"driftless_environment_blocked":            {"GAUGE", []string{"environment"}},
-		"driftless_config_last_reload_successful":  {"GAUGE", nil},
+		"driftless_build_info":                                {"GAUGE", []string{"goversion", "version"}},
+		"driftless_reconcile_total":                           {"COUNTER", []string{"environment", "result"}},
+		"driftless_reconcile_duration_seconds":                {"HISTOGRAM", []string{"environment"}},
+		"driftless_environment_info":                          {"GAUGE", []string{"environment", "revision", "status"}},
+		"driftless_last_applied_timestamp_seconds":            {"GAUGE", []string{"environment"}},
+		"driftless_changes_applied_total":                     {"COUNTER", []string{"action", "environment", "kind"}},
+		"driftless_drift_resources":                           {"GAUGE", []string{"environment", "host", "kind", "mode"}},
+		"driftless_drift_oldest_seconds":                      {"GAUGE", []string{"environment"}},
+		"driftless_verification_total":                        {"COUNTER", []string{"check", "environment", "result"}},
+		"driftless_rollbacks_total":                           {"COUNTER", []string{"environment", "reason"}},
+		"driftless_host_up":                                   {"GAUGE", []string{"environment", "host"}},
+		"driftless_environment_blocked":                       {"GAUGE", []string{"environment"}},
+		"driftless_config_last_reload_successful":             {"GAUGE", nil},
+		"driftless_promotion_pending":                         {"GAUGE", []string{"environment"}},
+		"driftless_promotion_pending_since_timestamp_seconds": {"GAUGE", []string{"environment"}},
 	}
 	fams, err := f.reg.Gather()
 	if err != nil {
