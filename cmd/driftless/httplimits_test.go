@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
-
-	"github.com/driftless/driftless/config"
 )
 
 // TestServeClosesSlowAndIdleConnections runs the daemon with short HTTP
@@ -44,27 +39,7 @@ http:
   max_connections: 16
   max_connections_per_address: 4
 `, filepath.Join(dir, "state"), secret, limit, limit, limit)
-	cfg, err := config.ParseDaemon("driftless.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, zerolog.Nop(), serveHooks{localRoot: filepath.Join(dir, "root"), listening: func(a string) { addrc <- a }})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
+	addr := serveInProcess(t, dir, yaml)
 	dial := func(t *testing.T) net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
@@ -138,7 +113,10 @@ http:
 	})
 	// The server frees a slot when it sees the client's close, a moment later.
 	client := &http.Client{Timeout: 5 * time.Second}
-	var resp *http.Response
+	var (
+		resp *http.Response
+		err  error
+	)
 	for try := 0; ; try++ {
 		if resp, err = client.Get("http://" + addr + "/metrics"); err == nil {
 			break

@@ -176,27 +176,7 @@ func TestServeReadyAfterFirstRevision(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "later")
 	yaml := fmt.Sprintf("listen: 127.0.0.1:0\nstate_dir: %q\nsources:\n  - name: repo\n    local: {path: %q, interval: 200ms}\n", filepath.Join(dir, "state"), repo)
-	cfg, err := config.ParseDaemon("driftless.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, zerolog.Nop(), serveHooks{localRoot: filepath.Join(dir, "root"), listening: func(a string) { addrc <- a }})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
+	addr := serveInProcess(t, dir, yaml)
 	status := func(path string) int {
 		client := &http.Client{Timeout: 5 * time.Second}
 		resp, err := client.Get("http://" + addr + path)
@@ -217,7 +197,37 @@ func TestServeReadyAfterFirstRevision(t *testing.T) {
 	if err := os.CopyFS(repo, quickstart.Files()); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool { return status("/readyz") == http.StatusOK }); err != nil {
+	if err := waitFor(context.Background(), time.Now().Add(30*time.Second), func() bool { return status("/readyz") == http.StatusOK }); err != nil {
 		t.Fatalf("/readyz never 200 after the folder appeared: %v", err)
+	}
+}
+
+// serveInProcess runs serve with the daemon configuration yaml, local
+// hosts under dir/root, until the test ends, and returns the address it
+// listens on. A serve that fails or returns an error fails the test.
+func serveInProcess(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	cfg, err := config.ParseDaemon("driftless.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, zerolog.Nop(), serveHooks{localRoot: filepath.Join(dir, "root"), listening: func(a string) { addrc <- a }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	select {
+	case addr := <-addrc:
+		return addr
+	case err := <-done:
+		done <- nil // serve has returned: the cleanup has nothing to wait for
+		t.Fatalf("serve: %v", err)
+		return ""
 	}
 }
