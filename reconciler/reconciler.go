@@ -263,8 +263,11 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}
 	r.m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
-	// Every environment has its gate series, 0 while nothing is held.
-	r.m.setPending(rec.Name, rec.Gate)
+	// Every environment has its gate series, 0 while nothing is held; a
+	// retired one has none (markRemoved drops them).
+	if rec.State != StateRemoved {
+		r.m.setPending(rec.Name, rec.Gate)
+	}
 }
 
 // report hands a report to every reporter, each in its own goroutine with

@@ -89,6 +89,8 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	r.m.drift.DeletePartialMatch(env)
 	r.m.driftOldest.DeletePartialMatch(env)
 	r.m.hostUp.DeletePartialMatch(env)
+	r.m.pending.DeletePartialMatch(env)
+	r.m.pendingSince.DeletePartialMatch(env)
 	r.update(st, func(rec *EnvRecord) {
 		rec.State, rec.LastError = StateRemoved, fmt.Sprintf("not declared by revision %s of source %s", rev.Short(), rev.Source)
 	})
