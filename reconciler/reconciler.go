@@ -225,7 +225,9 @@ func New(opts Options) (*Reconciler, error) {
 	for _, rec := range recs {
 		r.envs[rec.Name] = newEnvState(rec)
 		m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
-		m.setPending(rec.Name, rec.Gate)
+		if rec.State != StateRemoved {
+			m.setPending(rec.Name, rec.Gate)
+		}
 	}
 	return r, nil
 }
