@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/driftless/driftless/config"
 )
 
 // durationBuckets reach 600 s: a rollout with verification retries over
@@ -104,11 +106,31 @@ func (m *metrics) setEnvState(env, short, status string) {
 		m.blocked.DeleteLabelValues(env)
 		return
 	}
+	// Counters exist from 0 as soon as their environment does: Prometheus's
+	// increase() does not count a series' first sample, so a counter born
+	// at 1 would hide the first rollback or failure from every alert.
+	for _, result := range []string{ResultSuccess, ResultNoop, ResultFailed, ResultRolledBack} {
+		m.reconcileTotal.WithLabelValues(env, result)
+	}
+	for _, reason := range []string{"apply", "verify", "manual", "interrupted"} {
+		m.rollbacks.WithLabelValues(env, reason)
+	}
 	blocked := 0.0
 	if status == StateBlocked {
 		blocked = 1
 	}
 	m.blocked.WithLabelValues(env).Set(blocked)
+}
+
+// initChecks makes the verification series of env's checks exist from 0
+// before they first run, for the same reason.
+func (m *metrics) initChecks(env *config.Environment) {
+	for _, h := range env.Hosts {
+		for _, c := range h.Checks {
+			m.verification.WithLabelValues(env.Name, c.Name, "pass")
+			m.verification.WithLabelValues(env.Name, c.Name, "fail")
+		}
+	}
 }
 
 // setPending sets the gate series of an environment: g waiting (nil:

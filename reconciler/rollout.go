@@ -41,6 +41,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	prev := st.applied
 	r.mu.Unlock()
 	r.keepHosts(env)
+	r.m.initChecks(env)
 	hosts := r.planEnv(ctx, env, prev, env.Prune, planTrusted, log)
 	defer closeHosts(hosts)
 

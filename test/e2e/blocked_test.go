@@ -209,8 +209,8 @@ func TestHostLostDuringRollout(t *testing.T) {
 			t.Errorf("runs of v2: %+v; want one, rolled back, saying the rollback finished", ofV2)
 		}
 		requireGauge(t, d, "driftless_reconcile_total", map[string]string{"environment": "prod", "result": "rolled_back"}, 1)
-		if v, found, err := d.metric("driftless_rollbacks_total", map[string]string{"environment": "prod", "reason": "interrupted"}); err != nil || found {
-			t.Errorf("driftless_rollbacks_total{reason=interrupted} = %v (found %v, %v); nothing was interrupted", v, found, err)
+		if v, found, err := d.metric("driftless_rollbacks_total", map[string]string{"environment": "prod", "reason": "interrupted"}); err != nil || !found || v != 0 {
+			t.Errorf("driftless_rollbacks_total{reason=interrupted} = %v (found %v, %v); want 0: nothing was interrupted", v, found, err)
 		}
 	})
 }
