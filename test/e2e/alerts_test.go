@@ -307,8 +307,6 @@ ssh:
 	}
 
 	// The causes, all at once.
-	// Drift left in place: a hand edit under drift: warn.
-	watchHost.MustExec(t, "echo edited by hand > /etc/watch.conf")
 	// A revision whose check fails: rolled back, and "fail" takes no
 	// drift pass, so no reconcile of it succeeds in the window.
 	failV2 := infra.Commit(t, map[string]string{
@@ -346,12 +344,17 @@ ssh:
 	waitFor(t, time.Minute, 200*time.Millisecond, "fail to be rolled back", func() error {
 		return gaugeIs(d, "driftless_reconcile_total", map[string]string{"environment": "fail", "result": "rolled_back"}, 1)
 	})
+	// Drift left in place: a hand edit under drift: warn, once v2 of
+	// infra is rolled out (a rollout puts every declared resource back).
+	watchHost.MustExec(t, "echo edited by hand > /etc/watch.conf")
 	bad.Commit(t, map[string]string{"environments/cfg.yaml": "environment: cfg\nhosts: [\n"}, "v2 does not parse")
 	bad.Push(t)
 
-	fires("DriftlessDriftPersistent", map[string]string{"environment": "watch"})
+	// Rollbacks and failed checks are remembered for their window only:
+	// those first.
 	fires("DriftlessRollback", map[string]string{"environment": "fail", "reason": "verify"})
 	fires("DriftlessVerificationFailing", map[string]string{"environment": "fail", "check": "health"})
+	fires("DriftlessDriftPersistent", map[string]string{"environment": "watch"})
 	fires("DriftlessReconcileFailing", map[string]string{"environment": "fail"})
 	fires("DriftlessHostUnreachable", map[string]string{"environment": "prod", "host": lost.Name})
 	fires("DriftlessEnvironmentBlocked", map[string]string{"environment": "prod"})
