@@ -323,22 +323,7 @@ ssh:
 	}
 	// prod's second host loses its link while v2 is verified: blocked.
 	lost := prodHosts[1]
-	waitFor(t, time.Minute, 10*time.Millisecond, "v2 to reach "+lost.Name, func() error {
-		b, _ := os.ReadFile(filepath.Join(lost.Root, "etc/app/version.conf"))
-		if string(b) != "v2\n" {
-			return fmt.Errorf("version.conf on %s is %q", lost.Name, b)
-		}
-		return nil
-	})
-	if err := lost.SetLink(false); err != nil {
-		t.Fatal(err)
-	}
-	linkUp := false
-	defer func() {
-		if !linkUp {
-			_ = lost.SetLink(true)
-		}
-	}()
+	restoreLink := loseLinkAtV2(t, lost)
 	// A revision that does not validate, once infra's v2 is loaded (a
 	// later good load would set the gauge back).
 	waitFor(t, time.Minute, 200*time.Millisecond, "fail to be rolled back", func() error {
@@ -370,10 +355,9 @@ ssh:
 	if err := os.Rename(gs.Dir("gone")+".away", gs.Dir("gone")); err != nil {
 		t.Fatal(err)
 	}
-	if err := lost.SetLink(true); err != nil {
+	if err := restoreLink(); err != nil {
 		t.Fatal(err)
 	}
-	linkUp = true
 	badV3 := bad.Commit(t, map[string]string{"environments/cfg.yaml": oneFileEnv("cfg", cfgHost, "v3", "")}, "v3 validates")
 	bad.Push(t)
 	waitApplied(t, d, "cfg", badV3)

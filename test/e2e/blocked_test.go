@@ -101,22 +101,7 @@ func TestHostLostDuringRollout(t *testing.T) {
 		"verify:\n  - name: settle\n    command: \"sleep 3\"\n    timeout: 20s\n")}, "v2")
 	work.Push(t)
 	lost := hs[1]
-	waitFor(t, time.Minute, 10*time.Millisecond, "v2 to reach "+lost.Name, func() error {
-		b, _ := os.ReadFile(filepath.Join(lost.Root, "etc/app/version.conf"))
-		if string(b) != "v2\n" {
-			return fmt.Errorf("version.conf on %s is %q", lost.Name, b)
-		}
-		return nil
-	})
-	if err := lost.SetLink(false); err != nil {
-		t.Fatal(err)
-	}
-	linkUp := false
-	defer func() {
-		if !linkUp {
-			_ = lost.SetLink(true)
-		}
-	}()
+	restoreLink := loseLinkAtV2(t, lost)
 
 	t.Run("blocked while the host is lost", func(t *testing.T) {
 		waitFor(t, time.Minute, 200*time.Millisecond, "prod to be blocked", func() error {
@@ -171,10 +156,9 @@ func TestHostLostDuringRollout(t *testing.T) {
 	})
 
 	t.Run("rollback finished once the host is back", func(t *testing.T) {
-		if err := lost.SetLink(true); err != nil {
+		if err := restoreLink(); err != nil {
 			t.Fatal(err)
 		}
-		linkUp = true
 		waitFor(t, time.Minute, 200*time.Millisecond, "prod to leave blocked", func() error {
 			st, err := d.env("prod")
 			if err != nil {
@@ -213,6 +197,33 @@ func TestHostLostDuringRollout(t *testing.T) {
 			t.Errorf("driftless_rollbacks_total{reason=interrupted} = %v (found %v, %v); want 0: nothing was interrupted", v, found, err)
 		}
 	})
+}
+
+// loseLinkAtV2 waits until v2 of lostHostEnv reaches host, takes the
+// host's link down and returns the function that brings it back; that is
+// also done when the test ends, if the test did not.
+func loseLinkAtV2(t testing.TB, host *hosts.Host) (restore func() error) {
+	t.Helper()
+	waitFor(t, time.Minute, 10*time.Millisecond, "v2 to reach "+host.Name, func() error {
+		b, _ := os.ReadFile(filepath.Join(host.Root, "etc/app/version.conf"))
+		if string(b) != "v2\n" {
+			return fmt.Errorf("version.conf on %s is %q", host.Name, b)
+		}
+		return nil
+	})
+	if err := host.SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	up := false
+	restore = func() error {
+		if up {
+			return nil
+		}
+		up = true
+		return host.SetLink(true)
+	}
+	t.Cleanup(func() { _ = restore() })
+	return restore
 }
 
 // gaugeIs returns an error unless the summed series is present and equal
