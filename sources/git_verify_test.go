@@ -7,12 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/test/gitserver"
@@ -50,30 +47,11 @@ func writePublicKeys(t *testing.T, entities ...*openpgp.Entity) string {
 	return path
 }
 
-// commitWith commits a file in the work clone with go-git, signed by key
-// (unsigned when key is nil), and returns the commit id.
+// commitWith commits the file f with content, signed by key (unsigned
+// when key is nil), and returns the commit id.
 func commitWith(t *testing.T, work *gitserver.Repo, content string, key *openpgp.Entity) string {
 	t.Helper()
-	repo, err := git.PlainOpen(work.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(work.Dir, "f"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Add("f"); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "t", Email: "t@driftless.invalid", When: time.Now()}
-	h, err := wt.Commit(content, &git.CommitOptions{Author: sig, Committer: sig, SignKey: key})
-	if err != nil {
-		t.Fatalf("commit: %v", err)
-	}
-	return h.String()
+	return work.CommitSigned(t, map[string]string{"f": content}, key, content)
 }
 
 func TestGitSignedCommits(t *testing.T) {

@@ -12,8 +12,6 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/driftless/driftless/monitoring"
@@ -117,38 +115,6 @@ roles:
 %s`, name, h.Name, h.Address, name, content, extra)
 }
 
-// signedCommit commits files in the work clone, signed by key (unsigned
-// when key is nil), and returns the commit id.
-func signedCommit(t testing.TB, work *gitserver.Repo, files map[string]string, key *openpgp.Entity, msg string) string {
-	t.Helper()
-	repo, err := git.PlainOpen(work.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		p := filepath.Join(work.Dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wt.Add(name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sig := &object.Signature{Name: "t", Email: "t@driftless.invalid", When: time.Now()}
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig, SignKey: key})
-	if err != nil {
-		t.Fatalf("commit: %v", err)
-	}
-	return h.String()
-}
-
 // publicKeyFile writes key's armored public key to a file.
 func publicKeyFile(t testing.TB, key *openpgp.Entity) string {
 	t.Helper()
@@ -250,7 +216,7 @@ func TestEveryAlertFiresOnRealDaemon(t *testing.T) {
 	}
 	signedURL := gs.CreateRepo("signed")
 	signed := gs.Clone(t, "signed")
-	sigV1 := signedCommit(t, signed, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v1", "")}, key, "v1")
+	sigV1 := signed.CommitSigned(t, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v1", "")}, key, "v1")
 	signed.Push(t)
 	// gone: its repository is taken away, then put back.
 	goneURL := gs.CreateRepo("gone")
@@ -315,7 +281,7 @@ ssh:
 	}, "v2: fail's check fails, prod's takes three seconds")
 	infra.Push(t)
 	// An unsigned head.
-	signedCommit(t, signed, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v2", "")}, nil, "v2 unsigned")
+	signed.CommitSigned(t, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v2", "")}, nil, "v2 unsigned")
 	signed.Push(t)
 	// A source whose repository is gone.
 	if err := os.Rename(gs.Dir("gone"), gs.Dir("gone")+".away"); err != nil {
@@ -350,7 +316,7 @@ ssh:
 
 	// The causes removed.
 	watchHost.MustExec(t, "echo v1 > /etc/watch.conf")
-	signedCommit(t, signed, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v3", "")}, key, "v3 signed")
+	signed.CommitSigned(t, map[string]string{"environments/sig.yaml": oneFileEnv("sig", sigHost, "v3", "")}, key, "v3 signed")
 	signed.Push(t)
 	if err := os.Rename(gs.Dir("gone")+".away", gs.Dir("gone")); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // Delete is a file content that, given to Commit, removes the file.
@@ -37,6 +42,41 @@ func (s *Server) Clone(t testing.TB, name string) *Repo {
 // when nothing changed, and returns the new commit id. It does not push.
 func (r *Repo) Commit(t testing.TB, files map[string]string, msg string) string {
 	t.Helper()
+	r.write(t, files)
+	run(t, r.Dir, "add", "--all")
+	run(t, r.Dir, "commit", "--quiet", "--allow-empty", "-m", msg)
+	return r.Head(t)
+}
+
+// CommitSigned is Commit with the commit signed by key (an OpenPGP
+// signature, as signing_keys checks it); a nil key makes an unsigned
+// commit. The git command line signs only through gpg, so this commit is
+// made with go-git.
+func (r *Repo) CommitSigned(t testing.TB, files map[string]string, key *openpgp.Entity, msg string) string {
+	t.Helper()
+	r.write(t, files)
+	repo, err := git.PlainOpen(r.Dir)
+	if err != nil {
+		t.Fatalf("gitserver: open %s: %v", r.Dir, err)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		t.Fatalf("gitserver: work tree of %s: %v", r.Dir, err)
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		t.Fatalf("gitserver: add: %v", err)
+	}
+	sig := &object.Signature{Name: "t", Email: "t@driftless.invalid", When: time.Now()}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig, SignKey: key, AllowEmptyCommits: true})
+	if err != nil {
+		t.Fatalf("gitserver: signed commit: %v", err)
+	}
+	return h.String()
+}
+
+// write writes files into the work tree (Delete removes the path).
+func (r *Repo) write(t testing.TB, files map[string]string) {
+	t.Helper()
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
@@ -57,9 +97,6 @@ func (r *Repo) Commit(t testing.TB, files map[string]string, msg string) string 
 			t.Fatalf("gitserver: write %s: %v", p, err)
 		}
 	}
-	run(t, r.Dir, "add", "--all")
-	run(t, r.Dir, "commit", "--quiet", "--allow-empty", "-m", msg)
-	return r.Head(t)
 }
 
 // Head returns the commit id of the work tree's HEAD.
