@@ -329,3 +329,30 @@ func queuedCalls(t *testing.T, s *BoltStore, n, failing int) ([]int, []error) {
 	wg.Wait()
 	return ids, errs
 }
+
+func FuzzDecodeEntry(f *testing.F) {
+	seed, err := encodeEntry(JournalEntry{Host: "h", Resource: config.Resource{Kind: "file", Name: "/a", Spec: &config.FileSpec{Content: "x"}},
+		Snapshot: targets.State{Present: true, Content: []byte("old")}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"resource":{"kind":"file","name":"/a","spec":"not an object"}}`))
+	f.Add([]byte(`{"resource":{"kind":"nope","spec":{"x":1}},"applied":true}`))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := decodeEntry(data)
+		if err != nil {
+			return
+		}
+		again, err := encodeEntry(e)
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", e, err)
+		}
+		e2, err := decodeEntry(again)
+		if err != nil || e2.Resource.ID() != e.Resource.ID() || e2.Host != e.Host || e2.Applied != e.Applied ||
+			string(e2.Snapshot.Content) != string(e.Snapshot.Content) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", e, e2, err)
+		}
+	})
+}
