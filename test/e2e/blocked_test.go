@@ -145,10 +145,14 @@ func TestHostLostDuringRollout(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		// The hand edits on a reachable host: the enforced file is put
-		// back, the watched one reported.
-		if b, _ := os.ReadFile(filepath.Join(reachable.Root, "etc/app/enforced.conf")); string(b) != "managed\n" {
-			t.Errorf("enforced.conf on %s is %q while prod is blocked; want it corrected", reachable.Name, b)
-		}
+		// back (by a drift pass while still blocked: the link stays down
+		// until the next subtest), the watched one reported.
+		waitFor(t, 30*time.Second, 200*time.Millisecond, "enforced.conf on the reachable host corrected while prod is blocked", func() error {
+			if b, _ := os.ReadFile(filepath.Join(reachable.Root, "etc/app/enforced.conf")); string(b) != "managed\n" {
+				return fmt.Errorf("enforced.conf on %s is %q", reachable.Name, b)
+			}
+			return gaugeIs(d, "driftless_environment_blocked", map[string]string{"environment": "prod"}, 1)
+		})
 		requireGauge(t, d, "driftless_drift_resources", map[string]string{"environment": "prod", "host": reachable.Name, "mode": "warn"}, 1)
 		if st, err := d.env("prod"); err != nil || st.State != "blocked" || st.DriftResources < 1 {
 			t.Errorf("status while blocked: %+v, %v", st, err)
