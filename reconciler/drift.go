@@ -110,6 +110,8 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 	}
 	r.m.reconcileTotal.WithLabelValues(env.Name, run.Result).Inc()
 	r.m.duration.WithLabelValues(env.Name).Observe(run.End.Sub(run.Start).Seconds())
+	log.Debug().Str("trigger", trigger).Str("result", run.Result).Int("changes", run.Changes).Int("drift_resources", len(open)).
+		Dur("duration_ms", run.End.Sub(run.Start)).Msg("drift pass")
 	// Quiet passes are counted but not written to history, so the history
 	// keeps the runs that did something.
 	if run.Result != ResultNoop || trigger != TriggerDrift {

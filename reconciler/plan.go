@@ -153,10 +153,12 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 
 func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, mode planMode, log zerolog.Logger) *hostRun {
 	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
+	start := r.now()
 	defer func() {
 		if mode == planTrusted {
 			r.setHostUp(env, h.Name, hr.reached)
 		}
+		log.Debug().Bool("reached", hr.reached).Int("changes", len(hr.order)).Dur("duration_ms", r.now().Sub(start)).Msg("host observed")
 	}()
 	order, err := applyOrder(h.Resources)
 	if err != nil {
