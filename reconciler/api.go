@@ -69,6 +69,9 @@ type APIOptions struct {
 	Now func() time.Time
 	// Refresh is how often the status page reloads itself (0: 10 s).
 	Refresh time.Duration
+	// Progress is the log of progress events the progress endpoint reads
+	// (nil: it answers no events).
+	Progress *ProgressLog
 }
 
 // API serves /api/v1/... and the status page:
@@ -76,6 +79,7 @@ type APIOptions struct {
 //	GET  /api/v1/environments                 200 [EnvStatus...] (never null)
 //	GET  /api/v1/environments/{name}          200 EnvStatus, 404
 //	GET  /api/v1/environments/{name}/history  ?limit=N (default 100, max 10000): 200 [Run...] newest first, 400, 404
+//	GET  /api/v1/environments/{name}/progress ?after=N: 200 {"events": [Event...] after N, oldest first, "next": N}, 400, 404
 //	POST /api/v1/environments/{name}/sync     body {"force": true} optional: 200 EnvStatus after the run, 409 window closed
 //	POST /api/v1/environments/{name}/approve  body {"revision": "<commit>"}: 200 {decision, status}, 409 not waiting
 //	POST /api/v1/environments/{name}/reject   the same, for a rejection
@@ -121,6 +125,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/environments", a.list)
 	mux.HandleFunc("GET /api/v1/environments/{name}", a.get)
 	mux.HandleFunc("GET /api/v1/environments/{name}/history", a.history)
+	mux.HandleFunc("GET /api/v1/environments/{name}/progress", a.progress)
 	mux.HandleFunc("POST /api/v1/environments/{name}/sync", a.authorized(config.ScopeSync, a.sync))
 	mux.HandleFunc("POST /api/v1/environments/{name}/rollback", a.authorized(config.ScopeRollback, a.rollback))
 	mux.HandleFunc("POST /api/v1/environments/{name}/approve", a.authorized(config.ScopeApprove, a.approve))
@@ -218,4 +223,42 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, runs)
+}
+
+// progressAnswer is the answer of GET .../progress.
+type progressAnswer struct {
+	// Events are the environment's events after the one asked for, oldest
+	// first; the log keeps the newest DefaultProgressSize of them.
+	Events []Event `json:"events"`
+	// Next is the number to ask after next time.
+	Next uint64 `json:"next"`
+}
+
+// progress answers the environment's progress events after ?after=N
+// (default 0: all the log keeps), for a client following a sync or a
+// rollback: it reads "next" first, starts the operation, then asks again
+// with after=next until the operation answered.
+func (a *API) progress(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "after must be an event number, got %q", v)
+			return
+		}
+		after = n
+	}
+	if _, ok := a.opts.Reconciler.Environment(name); !ok {
+		writeError(w, http.StatusNotFound, "unknown environment %q", name)
+		return
+	}
+	ans := progressAnswer{Events: []Event{}}
+	if a.opts.Progress != nil {
+		ans.Events, ans.Next = a.opts.Progress.Since(name, after)
+		if ans.Events == nil {
+			ans.Events = []Event{}
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
 }

@@ -34,18 +34,21 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 // and restoring one never started writes back what is still there. Then
 // every resource notified by a changed resource is refreshed, once. It
 // returns how many resources changed.
-func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (int, error) {
+func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (n int, err error) {
 	var seqs []uint64
 	if journal && len(hr.order) > 0 {
+		r.emit(env, hr, StepSnapshot, StatusStarted, len(hr.order))
 		entries := make([]JournalEntry, len(hr.order))
 		for i, res := range hr.order {
 			entries[i] = JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: hr.changes[res.ID()].Before}
 		}
-		var err error
 		if seqs, err = r.store.RecordSnapshots(env, entries); err != nil {
+			r.emit(env, hr, StepSnapshot, StatusFailed, len(hr.order))
 			return 0, err
 		}
 	}
+	r.emit(env, hr, StepApply, StatusStarted, len(hr.order))
+	defer func() { r.emit(env, hr, StepApply, statusOf(err == nil), n) }()
 	done, applyErr := r.applyInOrder(ctx, env, hr)
 	if journal && len(seqs) > 0 {
 		var unstarted []uint64

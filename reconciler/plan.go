@@ -34,6 +34,9 @@ type hostRun struct {
 	log zerolog.Logger
 	// applied lists the changes applyHost made, for the run's record.
 	applied []ResourceChange
+	// batch is the host's rollout batch, from 1 of batches (0 outside a
+	// rollout's batches), for progress events.
+	batch, batches int
 }
 
 // failed reports whether the host could not be planned completely.
@@ -154,9 +157,13 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, mode planMode, log zerolog.Logger) *hostRun {
 	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	start := r.now()
+	if mode == planTrusted {
+		r.emit(env, hr, StepObserve, StatusStarted, 0)
+	}
 	defer func() {
 		if mode == planTrusted {
 			r.setHostUp(env, h.Name, hr.reached)
+			r.emit(env, hr, StepObserve, statusOf(!hr.failed()), len(hr.order))
 		}
 		log.Debug().Bool("reached", hr.reached).Int("changes", len(hr.order)).Dur("duration_ms", r.now().Sub(start)).Msg("host observed")
 	}()

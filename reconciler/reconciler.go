@@ -65,7 +65,11 @@ type Options struct {
 	Drivers map[string]targets.Driver
 	Load    Loader
 	// Verifier runs checks after each batch; nil means no checks run.
-	Verifier  Verifier
+	Verifier Verifier
+	// Progress receives an event at each step of the work on a host
+	// (observe, snapshot, apply, verify with each check's attempts,
+	// rollback) in rollouts and drift passes; nil sends none.
+	Progress  Progress
 	Revisions Revisions
 	Reporters []Reporter
 	Logger    zerolog.Logger

@@ -41,7 +41,12 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 			}
 		}
 		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
-		if err := r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log); err != nil {
+		// The rollback is about the whole rollout, not one of its batches.
+		h.batch, h.batches = 0, 0
+		r.emit(env.Name, h, StepRollback, StatusStarted, len(mine))
+		err := r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log)
+		r.emit(env.Name, h, StepRollback, statusOf(err == nil), len(mine))
+		if err != nil {
 			restoreErrs = append(restoreErrs, err)
 		}
 	}
@@ -50,7 +55,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 		if ph == nil {
 			continue
 		}
-		if err := r.verifyHost(ctx, env.Name, ph, h.t); err != nil {
+		if err := r.verifyHost(ctx, env.Name, h, ph); err != nil {
 			h.log.Warn().Err(err).Msg("verification after rollback failed")
 			errs = append(errs, fmt.Errorf("after rollback: %w", err))
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/targets"
 )
 
 // hostOutcome is what happened to one host of a batch.
@@ -82,12 +81,17 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	}
 	var touched []*hostRun
 	reason := ""
-	for _, b := range batches(changed, env.Rollout.Canary, env.Rollout.Batch) {
+	all := batches(changed, env.Rollout.Canary, env.Rollout.Batch)
+	for n, b := range all {
+		for _, h := range b {
+			h.batch, h.batches = n+1, len(all)
+		}
 		outs := r.runBatch(ctx, env.Name, b, env.Rollout.Parallelism)
 		touched = append(touched, b...)
 		for i, o := range outs {
 			run.Changes += o.changes
 			run.Changed = append(run.Changed, b[i].applied...)
+			r.emit(env.Name, b[i], StepDone, statusOf(o.err == nil), o.changes)
 			if o.err == nil {
 				continue
 			}
@@ -196,7 +200,7 @@ func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, par
 		}
 		r.hostSlots <- struct{}{}
 		defer func() { <-r.hostSlots }()
-		if err := r.verifyHost(ctx, env, b[i].host, b[i].t); err != nil {
+		if err := r.verifyHost(ctx, env, b[i], b[i].host); err != nil {
 			outs[i].err, outs[i].verify = err, true
 		}
 	})
@@ -223,19 +227,22 @@ func forEach(n, parallelism int, fn func(i int)) {
 	wg.Wait()
 }
 
-// verifyHost runs the host's checks and counts them; it fails when any
-// check fails, naming each failed check with its reason.
-func (r *Reconciler) verifyHost(ctx context.Context, env string, h *config.Host, t targets.Transport) error {
+// verifyHost runs the checks of h (hr's host, or its declaration in the
+// revision a rollback went back to) over hr's transport and counts them;
+// it fails when any check fails, naming each failed check with its reason.
+func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h *config.Host) (err error) {
 	if r.opts.Verifier == nil || len(h.Checks) == 0 {
 		return nil
 	}
+	r.emit(env, hr, StepVerify, StatusStarted, len(h.Checks))
+	defer func() { r.emit(env, hr, StepVerify, statusOf(err == nil), len(h.Checks)) }()
 	// The checks carry their own timeouts and retries; this bounds the
 	// whole verification of a host, so a check that ignores its deadline
 	// cannot hold the rollout forever.
-	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
+	ctx, cancel := context.WithTimeout(r.withAttempts(ctx, env, hr), r.opts.HostTimeout)
 	defer cancel()
 	var failed []string
-	for _, res := range r.opts.Verifier.Verify(ctx, env, h, t) {
+	for _, res := range r.opts.Verifier.Verify(ctx, env, h, hr.t) {
 		result := "pass"
 		if !res.OK {
 			result = "fail"

@@ -3,11 +3,11 @@
 # hosts (openssh, iproute2, nftables, debootstrap, systemd-nspawn), a real
 # Git server (git), a flat apt repository (dpkg-dev), an rpm repository
 # (rpm, createrepo-c), a real Prometheus and promtool, ansible for the
-# side-by-side benchmark, systemd-analyze, and chromium for the status
-# page's browser test.
+# side-by-side benchmark, systemd-analyze, chromium for the status
+# page's browser test, and script(1) (bsdutils) for the live progress test.
 # It is idempotent: installed packages are left alone.
 set -eu
-pkgs="chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible ca-certificates xz-utils zip unzip time"
+pkgs="bsdutils chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible ca-certificates xz-utils zip unzip time"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -75,9 +75,13 @@ func testErrorsOnce(t *testing.T, bin string) {
 	if err := os.WriteFile(envFile, []byte(failing), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The progress lines on stderr name the failed check; its error, with
+	// the check's output, comes once, after them.
 	code, out, stderr := runBinary(t, bin, "apply", repo, "--sandbox-root", t.TempDir())
-	if code != 1 || strings.Count(stderr, "always fails") != 1 || strings.Contains(out, "always fails") || !strings.HasPrefix(out, "quickstart: rolled_back") ||
-		!strings.HasPrefix(stderr, "driftless apply: environment quickstart: rolled_back: ") {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 1 || strings.Count(stderr, "(stderr: nope)") != 1 || strings.Contains(out, "always fails") || !strings.HasPrefix(out, "quickstart: rolled_back") ||
+		strings.Count(stderr, "driftless apply:") != 1 || !strings.HasPrefix(lines[len(lines)-1], "driftless apply: environment quickstart: rolled_back: ") ||
+		!strings.Contains(stderr, "quickstart batch 1/1 local: check \"always fails\" attempt 1/1 failed\n") {
 		t.Errorf("failed apply: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	code, _, stderr = runBinary(t, bin, "apply", "../../config/testdata/bad/paths", "--sandbox-root", t.TempDir())

@@ -252,19 +252,40 @@ the last good one before the applied one) and hold it there. Needs the API token
 	return clientPost(env, c, func() any { return map[string]string{"to": to} })
 }
 
-// clientPost completes sync and rollback: a POST with the bearer token.
+// clientPost completes sync and rollback: a POST with the bearer token,
+// which answers once the run ended; with --wait, the run's progress is
+// shown meanwhile.
 func clientPost(env *cliEnv, c *cobra.Command, body func() any) *cobra.Command {
 	var cf clientFlags
+	var wait bool
+	var progress string
 	verb := c.Name()
 	c.Args = oneArg
+	c.Long += `
+
+With --wait, the run's progress is shown on stderr while the command waits
+for it, per batch and host (observe, snapshot, apply, verify with each
+check's attempts, rollback): a live table on a terminal, otherwise one line
+per event (see apply --help).`
+	c.Example += "\n  driftless " + verb + " prod --wait --progress plain"
 	c.RunE = func(c *cobra.Command, args []string) error {
+		view, err := newProgressView(env.stderr, progress, env.isTerminal)
+		if err != nil {
+			return err
+		}
 		return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 			var b any
 			if body != nil {
 				b = body()
 			}
 			var st reconciler.EnvStatus
-			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, b, &st)
+			post := func() ([]byte, error) {
+				return cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, b, &st)
+			}
+			if wait {
+				post = cl.follow(c.Context(), env, args[0], view, post)
+			}
+			raw, err := post()
 			if err != nil || cf.output != "text" {
 				return raw, err
 			}
@@ -273,6 +294,8 @@ func clientPost(env *cliEnv, c *cobra.Command, body func() any) *cobra.Command {
 		})
 	}
 	cf.register(c.Flags(), true)
+	c.Flags().BoolVar(&wait, "wait", false, "show the run's progress on stderr while waiting for it")
+	progressFlag(c.Flags(), &progress)
 	return c
 }
 

@@ -32,13 +32,15 @@ type daemon struct {
 	rec     *reconciler.Reconciler
 	sources []sources.Source
 	hooks   *webhook.Handler
+	// progress keeps the newest progress events of each environment for the API.
+	progress *reconciler.ProgressLog
 	// localRoot sandboxes local hosts (the demo); empty in production.
 	localRoot string
 }
 
 // buildDaemon wires the parts. Nothing runs until run is called.
 func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), localRoot: localRoot}
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: reconciler.NewProgressLog(0), localRoot: localRoot}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -86,6 +88,7 @@ func (d *daemon) build() error {
 		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
 		Load:          d.load,
 		Verifier:      verifier(d.log),
+		Progress:      d.progress.Add,
 		Revisions:     restorers,
 		Logger:        d.log,
 		Registerer:    d.reg,
@@ -182,7 +185,7 @@ func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx}).Register(mux)
+	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

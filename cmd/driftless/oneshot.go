@@ -20,11 +20,12 @@ import (
 
 // oneshotFlags are the flags shared by validate, plan and apply.
 type oneshotFlags struct {
-	root   string
-	state  string
-	output string
-	level  string
-	ssh    sshFlags
+	root     string
+	state    string
+	output   string
+	level    string
+	progress string
+	ssh      sshFlags
 }
 
 func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
@@ -169,7 +170,9 @@ type oneshot struct {
 	tmp    string
 }
 
-func newOneshot(o oneshotFlags, log zerolog.Logger) (*oneshot, error) {
+// newOneshot builds the reconciler of plan and apply; progress receives
+// its progress events (nil: none).
+func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress) (*oneshot, error) {
 	sshCfg, err := o.ssh.settings()
 	if err != nil {
 		return nil, err
@@ -200,6 +203,7 @@ func newOneshot(o oneshotFlags, log zerolog.Logger) (*oneshot, error) {
 			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root})
 		},
 		Verifier: verifier(log),
+		Progress: progress,
 	})
 	if err != nil {
 		s.close()
@@ -271,7 +275,7 @@ func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, dir string) ([]*r
 	if err != nil {
 		return nil, usageError{err}
 	}
-	s, err := newOneshot(o, log)
+	s, err := newOneshot(o, log, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -289,9 +293,18 @@ func applyCmd(env *cliEnv) *cobra.Command {
 		Use:   "apply [flags] [DIR]",
 		Short: "apply a declared repository once",
 		Long: `Apply the declared repository in DIR (default: the current folder) once, as
-the daemon would: every environment, host by host, with its checks.`,
+the daemon would: every environment, host by host, with its checks.
+
+Progress goes to stderr as it happens, per batch and host: observe,
+snapshot, apply, verify (each check's attempts), rollback. On a terminal it
+is a live table with a row per host; otherwise one line per event
+(--progress plain), such as:
+
+  prod batch 1/2 web-1: apply 3 changes
+  prod batch 1/2 web-1: check "healthz" attempt 2/10 failed, retrying`,
 		Example: `  driftless apply ./infra
-  driftless apply --sandbox-root /tmp/sandbox ./infra`,
+  driftless apply --sandbox-root /tmp/sandbox ./infra
+  driftless apply --progress none -o json ./infra`,
 		Args: atMostOne,
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := checkOutput(&o.output); err != nil {
@@ -301,7 +314,11 @@ the daemon would: every environment, host by host, with its checks.`,
 			if err != nil {
 				return usageError{err}
 			}
-			s, err := newOneshot(o, log)
+			view, err := newProgressView(env.stderr, o.progress, env.isTerminal)
+			if err != nil {
+				return err
+			}
+			s, err := newOneshot(o, log, func(e reconciler.Event) { view.show(e) })
 			if err != nil {
 				return err
 			}
@@ -324,5 +341,6 @@ the daemon would: every environment, host by host, with its checks.`,
 		},
 	}
 	o.register(c.Flags(), true)
+	progressFlag(c.Flags(), &o.progress)
 	return c
 }

@@ -33,24 +33,25 @@ func (s *syncBuffer) String() string {
 }
 
 // testDaemon is a `driftless serve` the test started on a local folder
-// source, with a drift pass every second.
+// source.
 type testDaemon struct {
 	addr, repo, root string
 	logs             *syncBuffer
 }
 
 // startDaemon copies the quickstart example into a folder source and runs
-// the built binary's serve on it with args; extraConfig is appended to the
-// daemon's configuration file. The daemon is stopped when the test ends.
-func startDaemon(t *testing.T, bin, extraConfig string, args ...string) *testDaemon {
+// the built binary's serve on it with args; settings (drift_interval,
+// api...) are appended to the daemon's configuration file. The daemon is
+// stopped when the test ends.
+func startDaemon(t *testing.T, bin, settings string, args ...string) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &testDaemon{addr: freeAddr(t), repo: filepath.Join(dir, "repo"), root: filepath.Join(dir, "root"), logs: &syncBuffer{}}
 	if err := os.CopyFS(d.repo, os.DirFS("../../examples/quickstart")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("listen: %s\nstate_dir: %s\ndrift_interval: 1s\nsources:\n  - name: repo\n    local: {path: %s, interval: 1s}\n%s",
-		d.addr, filepath.Join(dir, "state"), d.repo, extraConfig)
+	cfg := fmt.Sprintf("listen: %s\nstate_dir: %s\nsources:\n  - name: repo\n    local: {path: %s, interval: 1s}\n%s",
+		d.addr, filepath.Join(dir, "state"), d.repo, settings)
 	cfgPath := filepath.Join(dir, "driftless.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func TestServeLogLevel(t *testing.T) {
 		{nil, false},
 	} {
 		t.Run(fmt.Sprint(tc.args), func(t *testing.T) {
-			d := startDaemon(t, bin, "", tc.args...)
+			d := startDaemon(t, bin, "drift_interval: 1s\n", tc.args...)
 			// Two noop passes: at least one whole drift pass after the rollout.
 			d.waitMetric(t, `driftless_reconcile_total{environment="quickstart",result="noop"}`, 2)
 			logs := d.logs.String()

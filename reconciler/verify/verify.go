@@ -98,6 +98,26 @@ var kinds = map[string]checker{
 	"prometheus": prometheusCheck,
 }
 
+// Attempt is one finished attempt of a check, for progress displays.
+type Attempt struct {
+	// Check is the check's name (Name).
+	Check string
+	Host  string
+	// N is the attempt's number, from 1 to Of, the most that may run.
+	N, Of int
+	OK    bool
+}
+
+type attemptsKey struct{}
+
+// WithAttempts returns a context under which Check calls fn after each
+// attempt. The hook rides the context, as net/http/httptrace's does, so
+// that a caller following one host's verification (a progress display)
+// needs no other way into the checks than the call it already makes.
+func WithAttempts(ctx context.Context, fn func(Attempt)) context.Context {
+	return context.WithValue(ctx, attemptsKey{}, fn)
+}
+
 // Run runs every check of h, in order, and returns one result per check.
 // A failing check does not stop the following ones, so the report shows
 // all that is wrong at once.
@@ -150,6 +170,14 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 	timeout := orDefault(c.Timeout.D(), DefaultTimeout)
 	interval := orDefault(c.Interval.D(), DefaultInterval)
 	retries := max(c.Retries, 0)
+	hook, _ := ctx.Value(attemptsKey{}).(func(Attempt))
+	// report tells the hook about the attempt that ran; of is the most
+	// attempts that may run, the attempt's own number when it is the last.
+	report := func(of int) {
+		if hook != nil {
+			hook(Attempt{Check: res.Check, Host: res.Host, N: res.Attempts, Of: of, OK: res.OK})
+		}
+	}
 	for i := 0; i <= retries; i++ {
 		if i > 0 {
 			if err := r.clock.Sleep(ctx, interval); err != nil {
@@ -164,6 +192,7 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 		cancel()
 		if err == nil {
 			res.OK, res.Reason = true, okReason
+			report(retries + 1)
 			return res
 		}
 		res.Reason = err.Error()
@@ -171,8 +200,10 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 			res.Reason = fmt.Sprintf("no answer within %s: %v", timeout, err)
 		}
 		if ctx.Err() != nil {
+			report(res.Attempts)
 			return res
 		}
+		report(retries + 1)
 	}
 	return res
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,5 +171,34 @@ func TestValidate(t *testing.T) {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("Validate(%+v) = %v, want an error containing %q", tc.c, err, tc.err)
 		}
+	}
+}
+
+// TestAttemptsHook: under WithAttempts, every attempt of a check is
+// reported with its number and the most that may run; the last one says
+// whether the check passed.
+func TestAttemptsHook(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	r, _ := newTestRunner(t)
+	var got []Attempt
+	ctx := WithAttempts(context.Background(), func(a Attempt) { got = append(got, a) })
+	res := r.Check(ctx, config.Check{Name: "api", HTTP: srv.URL, Retries: 4}, &config.Host{Name: "h"}, nil)
+	want := []Attempt{
+		{Check: "api", Host: "h", N: 1, Of: 5},
+		{Check: "api", Host: "h", N: 2, Of: 5},
+		{Check: "api", Host: "h", N: 3, Of: 5, OK: true},
+	}
+	if !res.OK || !reflect.DeepEqual(got, want) {
+		t.Fatalf("result %+v, attempts reported %+v, want %+v", res, got, want)
+	}
+	// Without the hook nothing is reported and nothing breaks.
+	if res := r.Check(context.Background(), config.Check{HTTP: srv.URL}, &config.Host{Name: "h"}, nil); !res.OK {
+		t.Fatalf("check without hook: %+v", res)
 	}
 }

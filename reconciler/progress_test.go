@@ -1,0 +1,113 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync"
+	"testing"
+)
+
+// TestProgressEvents: a rollout in two batches whose second fails its
+// check sends, per host, observe, snapshot, apply, verify and done, placed
+// in their batch, then the rollback of every touched host; a host with
+// nothing to change is only observed.
+func TestProgressEvents(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{}
+	f := newFixture(t, func(o *Options) {
+		o.Progress = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[e.Host] = append(got[e.Host], fmt.Sprintf("%d/%d %s %s %d", e.Batch, e.Batches, e.Step, e.Status, e.Count))
+		}
+	})
+	hosts := []string{"h1", "h2", "h3"}
+	f.writeHostFile("h1", "/etc/app.conf", "old")
+	f.writeHostFile("h2", "/etc/app.conf", "old")
+	f.writeHostFile("h3", "/etc/app.conf", "new")
+	extra := "rollout: {batch: 1}\nverify:\n  - name: ok\n    command: \"test {{ .Vars.ok }} = yes\"\n"
+	vars := map[string]string{"h1": "ok: yes", "h2": "ok: no", "h3": "ok: yes"}
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, vars, fileRes("/etc/app.conf", "new"), extra)})
+	runs, _ := f.r.ApplyRevision(context.Background(), rev)
+	if len(runs) != 1 || runs[0].Result != ResultRolledBack {
+		t.Fatalf("runs = %+v", runs)
+	}
+	want := map[string][]string{
+		"h1": {"0/0 observe started 0", "0/0 observe ok 1",
+			"1/2 snapshot started 1", "1/2 apply started 1", "1/2 apply ok 1", "1/2 verify started 1", "1/2 verify ok 1", "1/2 done ok 1",
+			"0/0 rollback started 1", "0/0 rollback ok 1"},
+		"h2": {"0/0 observe started 0", "0/0 observe ok 1",
+			"2/2 snapshot started 1", "2/2 apply started 1", "2/2 apply ok 1", "2/2 verify started 1", "2/2 verify failed 1", "2/2 done failed 1",
+			"0/0 rollback started 1", "0/0 rollback ok 1"},
+		"h3": {"0/0 observe started 0", "0/0 observe ok 0"},
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestProgressLog: events are numbered across environments, read after a
+// number, and bounded per environment.
+func TestProgressLog(t *testing.T) {
+	l := NewProgressLog(3)
+	for i := range 10 {
+		l.Add(Event{Environment: "a", Host: fmt.Sprint(i)})
+		l.Add(Event{Environment: "b", Host: fmt.Sprint(i)})
+	}
+	evs, next := l.Since("a", 0)
+	if next != 20 || len(evs) != 3 || evs[0].Host != "7" || evs[2].Host != "9" || evs[2].Seq != 19 {
+		t.Fatalf("since 0: next %d, %+v", next, evs)
+	}
+	if evs, _ := l.Since("a", 17); len(evs) != 1 || evs[0].Seq != 19 {
+		t.Fatalf("since 17: %+v", evs)
+	}
+	if evs, next := l.Since("none", 0); len(evs) != 0 || next != 20 {
+		t.Fatalf("unknown environment: %+v, next %d", evs, next)
+	}
+	for range 1000 {
+		l.Add(Event{Environment: "a"})
+	}
+	if n := cap(l.envs["a"]); n > 8 {
+		t.Errorf("the log of one environment grew to a capacity of %d for a size of 3", n)
+	}
+}
+
+// TestAPIProgress: GET .../progress answers the events after a number,
+// 400 for a number that is not one, 404 for an unknown environment.
+func TestAPIProgress(t *testing.T) {
+	log := NewProgressLog(0)
+	f := newFixture(t, func(o *Options) { o.Progress = log.Add })
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/app.conf", "one"), "")})
+	if _, err := f.r.ApplyRevision(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	NewAPI(APIOptions{Reconciler: f.r, Progress: log}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	w := &apiWorld{f: f, srv: srv}
+
+	code, _, body := w.call(t, http.MethodGet, "/api/v1/environments/prod/progress", "", "")
+	all := decode[progressAnswer](t, body)
+	if code != http.StatusOK || len(all.Events) != 6 || all.Next != all.Events[5].Seq || all.Events[0].Step != StepObserve || all.Events[5].Step != StepDone {
+		t.Fatalf("progress: %d %s", code, body)
+	}
+	code, _, body = w.call(t, http.MethodGet, fmt.Sprintf("/api/v1/environments/prod/progress?after=%d", all.Events[3].Seq), "", "")
+	if got := decode[progressAnswer](t, body); code != http.StatusOK || len(got.Events) != 2 || got.Events[0] != all.Events[4] {
+		t.Errorf("progress after %d: %d %s", all.Events[3].Seq, code, body)
+	}
+	for path, want := range map[string]int{
+		"/api/v1/environments/prod/progress?after=-1": http.StatusBadRequest,
+		"/api/v1/environments/prod/progress?after=x":  http.StatusBadRequest,
+		"/api/v1/environments/nope/progress":          http.StatusNotFound,
+	} {
+		if code, _, body := w.call(t, http.MethodGet, path, "", ""); code != want {
+			t.Errorf("%s: %d %s, want %d", path, code, body, want)
+		}
+	}
+}
