@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -43,13 +44,7 @@ var weekdays = map[string]time.Weekday{
 
 // Open reports whether the window is open at t.
 func (w *Window) Open(t time.Time) bool {
-	loc := w.loc
-	if loc == nil { // a window decoded from JSON: its zone by name
-		if loc, _ = time.LoadLocation(w.TimeZone); loc == nil {
-			loc = time.UTC
-		}
-	}
-	t = t.In(loc)
+	t = t.In(w.location())
 	if w.sched != nil {
 		// Open when the schedule fired within (t-Duration, t].
 		return !w.sched.Next(t.Add(-w.Duration.D())).After(t)
@@ -74,13 +69,26 @@ type WindowVerdict struct {
 	Drift bool
 	// Reason says which window holds revisions back ("" when Open).
 	Reason string
+	// Until is, while closed, the first moment revisions may go through
+	// again: the holding window ends, or an allow window opens (zero when
+	// that is not within a year).
+	Until time.Time
 }
 
 // CheckWindows says whether revisions may go through at t: not while a
 // deny window is open, and, when allow windows are declared, only while
 // one of them is open. While held back, drift is corrected only when every
-// window holding the revision back allows it.
+// window holding the revision back allows it, and Until says when the
+// windows next let revisions through.
 func CheckWindows(ws []Window, t time.Time) WindowVerdict {
+	v := checkWindows(ws, t)
+	if !v.Open {
+		v.Until = nextOpen(ws, t)
+	}
+	return v
+}
+
+func checkWindows(ws []Window, t time.Time) WindowVerdict {
 	var allows []*Window
 	var denyOpen []*Window
 	allowOpen := false
@@ -112,6 +120,79 @@ func CheckWindows(ws []Window, t time.Time) WindowVerdict {
 		drift = drift && w.Drift
 	}
 	return WindowVerdict{Drift: drift, Reason: reason}
+}
+
+// Bounds of the search for the end of a closed period: weekday windows
+// repeat every week; a schedule may fire once a year; a schedule firing
+// very often is looked at for its first maxFires firings.
+const (
+	weekHorizon = 8 * 24 * time.Hour
+	yearHorizon = 366 * 24 * time.Hour
+	maxFires    = 2000
+)
+
+// nextOpen is the first moment after t when the windows let revisions
+// through (zero when not within the horizon). Whether they do can only
+// change where a window opens or closes, so only those moments are tried.
+func nextOpen(ws []Window, t time.Time) time.Time {
+	horizon := weekHorizon
+	for i := range ws {
+		if ws[i].sched != nil || ws[i].Schedule != "" {
+			horizon = yearHorizon
+		}
+	}
+	var edges []time.Time
+	for i := range ws {
+		edges = append(edges, ws[i].edges(t, t.Add(horizon))...)
+	}
+	sort.Slice(edges, func(i, j int) bool { return edges[i].Before(edges[j]) })
+	for _, e := range edges {
+		if checkWindows(ws, e).Open {
+			return e
+		}
+	}
+	return time.Time{}
+}
+
+// edges returns the moments in (from, to] when the window may open or close.
+func (w *Window) edges(from, to time.Time) []time.Time {
+	loc := w.location()
+	var out []time.Time
+	add := func(e time.Time) {
+		if e.After(from) && !e.After(to) {
+			out = append(out, e)
+		}
+	}
+	if w.sched != nil {
+		d := w.Duration.D()
+		f := w.sched.Next(from.In(loc).Add(-d))
+		for i := 0; i < maxFires && !f.IsZero() && !f.After(to); i++ {
+			add(f)
+			add(f.Add(d))
+			f = w.sched.Next(f)
+		}
+		return out
+	}
+	lf := from.In(loc)
+	for day := -1; day <= int(to.Sub(from)/(24*time.Hour))+1; day++ {
+		y, m, dd := lf.Date()
+		for _, minute := range []int{w.from, w.to} {
+			add(time.Date(y, m, dd+day, minute/60, minute%60, 0, 0, loc))
+		}
+	}
+	return out
+}
+
+// location is the window's time zone (UTC when it cannot be loaded).
+func (w *Window) location() *time.Location {
+	if w.loc != nil {
+		return w.loc
+	}
+	// A window decoded from JSON: its zone by name.
+	if loc, err := time.LoadLocation(w.TimeZone); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 func (w *Window) describe() string {

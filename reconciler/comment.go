@@ -23,10 +23,11 @@ type MergeChecker interface {
 }
 
 // CommentApprovals is a webhook target: a new comment holding a line
-// `/driftless approve ENV` on a pull request, by a login ENV lists in
-// approval.approvers, approves the pull request's head commit at the time
-// of the comment for ENV. Other logins are refused (logged, nothing
-// recorded). Signatures were checked by the webhook handler.
+// `/driftless approve ENV` or `/driftless reject ENV` on a pull request,
+// by a login ENV lists in approval.approvers, approves or rejects the pull
+// request's head commit at the time of the comment for ENV. Other logins
+// are refused (logged, nothing recorded). Signatures and tokens were
+// checked by the webhook handler.
 type CommentApprovals struct {
 	Reconciler *Reconciler
 	Heads      []PullHeads
@@ -39,8 +40,8 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 	if ev.Kind != "comment" || ev.Action != "created" {
 		return false
 	}
-	envs := approveCommands(ev.Comment)
-	if len(envs) == 0 {
+	cmds := commentCommands(ev.Comment)
+	if len(cmds) == 0 {
 		return false
 	}
 	r := c.Reconciler
@@ -58,48 +59,59 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 			continue
 		}
 		if err != nil {
-			log.Error().Err(err).Msg("comment approval: cannot read the pull request's head")
+			log.Error().Err(err).Msg("comment decision: cannot read the pull request's head")
 			return true
 		}
 		head = commit
 		break
 	}
 	if head == "" {
-		log.Warn().Msg("comment approval: no source follows the repository")
+		log.Warn().Msg("comment decision: no source follows the repository")
 		return false
 	}
-	for _, env := range envs {
-		if err := r.ApproveByComment(env, head, ev); err != nil {
-			log.Warn().Str("environment", env).Str("revision", shortCommit(head)).Err(err).Msg("comment approval refused")
+	for _, cmd := range cmds {
+		if err := r.DecideByComment(cmd.env, head, cmd.approve, ev); err != nil {
+			msg := "comment approval refused"
+			if !cmd.approve {
+				msg = "comment rejection refused"
+			}
+			log.Warn().Str("environment", cmd.env).Str("revision", shortCommit(head)).Err(err).Msg(msg)
 		}
 	}
 	return true
 }
 
-// approveCommands returns the environments of every `/driftless approve
-// ENV` line of a comment.
-func approveCommands(comment string) []string {
-	var out []string
+// commentCommand is one `/driftless approve|reject ENV` line of a comment.
+type commentCommand struct {
+	env     string
+	approve bool
+}
+
+// commentCommands returns the commands of a comment, in order.
+func commentCommands(comment string) []commentCommand {
+	var out []commentCommand
 	for _, line := range strings.Split(comment, "\n") {
 		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == "/driftless" && f[1] == "approve" {
-			out = append(out, f[2])
+		if len(f) == 3 && f[0] == "/driftless" && (f[1] == "approve" || f[1] == "reject") {
+			out = append(out, commentCommand{env: f[2], approve: f[1] == "approve"})
 		}
 	}
 	return out
 }
 
-// ApproveByComment records that ev's author approved commit (a pull
-// request's head) for env, when env requires approval and lists the
-// author among its approvers. The commit need not wait at the gate yet:
-// the approval counts when it (or its merge) arrives there.
-func (r *Reconciler) ApproveByComment(env, commit string, ev sources.Event) error {
+// DecideByComment records that ev's author approved (or rejected) commit,
+// a pull request's head, for env, when env requires approval and lists
+// the author among its approvers. The commit need not wait at the gate
+// yet: the decision counts when it (or its merge) arrives there. A
+// rejection is final: a commit once rejected is not approved again.
+func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev sources.Event) error {
 	st, err := r.known(env)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	pol := st.policy()
+	prev := st.rec.decision(commit)
 	r.mu.Unlock()
 	switch {
 	case pol == nil:
@@ -108,23 +120,33 @@ func (r *Reconciler) ApproveByComment(env, commit string, ev sources.Event) erro
 		return fmt.Errorf("environment %s requires no approval", env)
 	case !containsFold(pol.Approval.Approvers, ev.Login):
 		return fmt.Errorf("%s is not an approver of %s", ev.Login, env)
+	case prev != nil && !prev.Approved:
+		return fmt.Errorf("%s was rejected by %s at %s", shortCommit(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
 	}
-	d := Decision{Environment: env, Commit: commit, Approved: true, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
+	d := Decision{Environment: env, Commit: commit, Approved: approve, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
 		PullRequest: ev.PullRequest, At: r.now()}
-	r.record(st, d, sources.Revision{Commit: commit})
+	rev := sources.Revision{Commit: commit}
+	r.mu.Lock()
+	if g := st.rec.Gate; g != nil && g.Revision.Commit == commit {
+		rev = g.Revision
+	}
+	r.mu.Unlock()
+	r.record(st, d, rev)
 	return nil
 }
 
-// mergedApproval finds a pull request approval whose commit cand brings
-// exactly (its merge onto an unchanged base).
-func (r *Reconciler) mergedApproval(ctx context.Context, rec EnvRecord, cand sources.Revision) *Decision {
+// mergedDecision finds a pull request decision whose commit cand brings
+// exactly (its merge onto an unchanged base): the newest approval, unless
+// such a commit was rejected, which wins.
+func (r *Reconciler) mergedDecision(ctx context.Context, rec EnvRecord, cand sources.Revision) *Decision {
 	mc, ok := r.opts.Revisions.(MergeChecker)
 	if !ok {
 		return nil
 	}
+	var approval *Decision
 	for i := len(rec.Decisions) - 1; i >= 0; i-- {
 		d := rec.Decisions[i]
-		if !d.Approved || d.PullRequest == 0 {
+		if d.PullRequest == 0 || d.Approved && approval != nil {
 			continue
 		}
 		merged, err := mc.MergedFrom(ctx, cand, d.Commit)
@@ -132,11 +154,14 @@ func (r *Reconciler) mergedApproval(ctx context.Context, rec EnvRecord, cand sou
 			r.log.Debug().Str("environment", rec.Name).Err(err).Msg("cannot compare a merge with an approved commit")
 			continue
 		}
-		if merged {
+		if merged && !d.Approved {
 			return &d
 		}
+		if merged {
+			approval = &d
+		}
 	}
-	return nil
+	return approval
 }
 
 func containsFold(list []string, s string) bool {

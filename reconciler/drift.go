@@ -121,7 +121,7 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 			run.ID = id
 		}
 	}
-	r.markClean(st, env.Name, run, len(open) == 0)
+	r.markClean(ctx, st, env.Name, run, len(open) == 0)
 	if run.Result == ResultFailed {
 		return run, fmt.Errorf("drift pass of %s: %s", env.Name, run.Error)
 	}
@@ -131,8 +131,13 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 // markClean keeps CleanSince after a drift pass: zero while drift stays
 // open or the pass failed, the pass's end after it corrected drift (the
 // soak of downstream environments starts again), unchanged otherwise. A
-// change wakes the environments that may promote from this one.
-func (r *Reconciler) markClean(st *envState, name string, run Run, clean bool) {
+// change wakes the environments that may promote from this one. A pass
+// cut short by the daemon stopping says nothing about the revision: the
+// soak of downstream environments is kept across a restart.
+func (r *Reconciler) markClean(ctx context.Context, st *envState, name string, run Run, clean bool) {
+	if ctx.Err() != nil {
+		return
+	}
 	r.mu.Lock()
 	since, state := st.rec.CleanSince, st.rec.State
 	r.mu.Unlock()

@@ -8,8 +8,10 @@ import (
 
 // finish records a run: history, metrics, the environment's record and
 // in-memory state, and the final report. rollout defers it, so it runs on
-// every exit path.
-func (r *Reconciler) finish(st *envState, tg target, run *Run) {
+// every exit path. cut says that the daemon stopped while the run was
+// still planning: nothing changed on any host, so the environment keeps
+// its state (and the applied revision its soak) across the restart.
+func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
 	run.End = r.now()
 	if run.Result == "" {
 		run.Result, run.Error = ResultFailed, strings.TrimPrefix(run.Error+"; run ended without a result", "; ")
@@ -39,6 +41,9 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run) {
 	r.mu.Unlock()
 	r.update(st, func(rec *EnvRecord) {
 		rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
+		if cut {
+			return
+		}
 		switch run.Result {
 		case ResultSuccess, ResultNoop:
 			if rec.Applied.Commit != tg.rev.Commit || rec.CleanSince.IsZero() {

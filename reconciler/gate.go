@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +35,8 @@ type Gate struct {
 	Reason   string           `json:"reason"`
 	// Since is when this revision started waiting at its gates.
 	Since time.Time `json:"since"`
-	// Until is the end of the soak, when the gate is a soak.
+	// Until is the end of the soak, when the gate is a soak, or when a
+	// closed deploy window next lets the revision through.
 	Until time.Time `json:"until,omitzero"`
 }
 
@@ -128,15 +130,23 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 	}
 	if !force {
 		if v := config.CheckWindows(pol.Windows, now); !v.Open {
-			gate.State, gate.Reason = StateWindowClosed, v.Reason
-			r.setGate(st, gate, now.Add(time.Minute))
+			gate.State, gate.Until = StateWindowClosed, v.Until
+			gate.Reason = "window closed until " + v.Until.UTC().Format(time.RFC3339) + ": " + v.Reason
+			wake := v.Until
+			if v.Until.IsZero() {
+				gate.Reason = "window closed with no end within a year: " + v.Reason
+			}
+			if !wake.After(now) {
+				wake = now.Add(time.Hour)
+			}
+			r.setGate(st, gate, wake)
 			return Run{}, false
 		}
 	}
 	var dec *Decision
 	if pol.Approval != nil && pol.Approval.Required {
 		if dec = rec.decision(cand.Commit); dec == nil {
-			dec = r.mergedApproval(ctx, rec, cand)
+			dec = r.mergedDecision(ctx, rec, cand)
 		}
 		switch {
 		case dec == nil:
@@ -176,6 +186,9 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, now time.Time) (cand sources.Revision, reason string, until time.Time, ready bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if st := r.envs[pol.Name]; st != nil && st.promotionErr != "" {
+		return sources.Revision{}, "promotion refused: " + st.promotionErr, time.Time{}, false
+	}
 	var agreed *sources.Revision
 	var waiting, disagree []string
 	for _, up := range pol.Promote.From {
@@ -276,10 +289,12 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 }
 
 // checkPromotions records the environments a source's revision declares
-// and, once every configured source has produced a revision, logs every
-// promotion error across them: an upstream no source declares, or a cycle
-// through environments of several sources. The revision still applies: a
-// promoted environment whose upstream is missing only waits for it.
+// and, once every configured source has produced a revision, checks the
+// promotions across all of them: an upstream no source declares, or a
+// cycle through environments of several sources. Each environment whose
+// promote.from is at fault shows the error (status, API, status page),
+// reports it once as a failure, and takes no promoted revision until a
+// revision corrects it; the others go on.
 func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision) {
 	r.mu.Lock()
 	r.declared[rev.Source] = cfg.Environments
@@ -294,7 +309,41 @@ func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision)
 	if !complete || len(r.opts.Sources) == 0 {
 		return
 	}
+	errs := map[string][]string{}
 	for _, e := range append(config.UnknownUpstreams(all), config.PromotionErrors(all)...) {
 		r.log.Error().Str("source", rev.Source).Str("revision", rev.Short()).Str("err", e.Error()).Msg("invalid promotion")
+		for _, env := range all {
+			if env.Promote != nil && slices.Contains(env.Promote.FromPos, e.Pos) {
+				errs[env.Name] = append(errs[env.Name], e.Error())
+			}
+		}
+	}
+	var changed []*envState
+	for _, env := range all {
+		msg := strings.Join(errs[env.Name], "; ")
+		st := r.state(env.Name)
+		r.mu.Lock()
+		if st.promotionErr != msg {
+			st.promotionErr = msg
+			changed = append(changed, st)
+		}
+		r.mu.Unlock()
+	}
+	for _, st := range changed {
+		r.mu.Lock()
+		name, msg, w := st.rec.Name, st.promotionErr, r.workers[st.rec.Name]
+		r.mu.Unlock()
+		if msg != "" && r.noticeDue(st, noticePromotion, msg) {
+			r.report(Report{Environment: name, Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
+				Description: "promotion refused: " + msg})
+		} else if msg == "" {
+			r.noticeDue(st, noticePromotion, "")
+		}
+		if w != nil { // look at the gates again
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }

@@ -3,6 +3,9 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +42,36 @@ func (f *fixture) gatedRepo(content, prodExtra string) sources.Revision {
 		"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, ""),
 		"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil, res,
 			"promote: {from: staging, soak: 10m}\napproval: {required: true}\n"+prodExtra),
+	})
+}
+
+// statusPage returns the status page at path, served by the API.
+func (f *fixture) statusPage(t *testing.T, path string) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	NewAPI(APIOptions{Reconciler: f.r, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// awaitLatest waits until env's worker has taken in the revision commit.
+func awaitLatest(t *testing.T, f *fixture, env, commit string) {
+	t.Helper()
+	eventually(t, env+" takes in "+shortCommit(commit), func() bool {
+		f.r.mu.Lock()
+		defer f.r.mu.Unlock()
+		st := f.r.envs[env]
+		return st != nil && st.latest != nil && st.latest.rev.Commit == commit
 	})
 }
 
@@ -83,12 +116,22 @@ func TestPromotionSoakApproval(t *testing.T) {
 		g := f.state("prod").Gate
 		return g != nil && g.Revision.Commit == rev2.Commit && strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z")
 	})
+	// A restart while soaking: the soak goes on from where it was.
+	stop()
+	_ = f.r.Close()
+	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
+		t.Fatalf("prod right after a restart while soaking: %+v", g)
+	}
+	revs, stop = runStoppable(t, f)
+	revs <- rev2
+	awaitLatest(t, f, "prod", rev2.Commit)
 	clock.add(6 * time.Minute) // rev1's soak would be over, rev2's is not
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting {
-		t.Fatalf("prod gate after 6 of rev2's 10 minutes: %+v", g)
+	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
+		t.Fatalf("prod gate after 6 of rev2's 10 minutes and a restart: %+v", g)
 	}
 
 	// Approval through the API names one revision.
@@ -123,7 +166,12 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "prod applies the approved rev2", func() bool { return f.applied("prod") == rev2.Commit })
+	for i := 0; i < 100 && f.applied("prod") != rev2.Commit; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f.applied("prod") != rev2.Commit {
+		t.Fatalf("prod %+v %+v\nstaging %+v", f.state("prod"), f.state("prod").Gate, f.state("staging"))
+	}
 	if got := f.hostFile("p1", "/etc/app.conf"); got != "v2" {
 		t.Fatalf("prod host has %q, want v2", got)
 	}
@@ -214,7 +262,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	clock := &testClock{now: time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)} // a Wednesday
 	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
 	ctx := context.Background()
-	revs := runDaemon(t, f)
+	revs, stop := runStoppable(t, f)
 	window := "windows:\n  - {kind: deny, days: [wed], hours: \"10:00-11:00\", timezone: UTC}\n"
 	mk := func(content string) sources.Revision {
 		return f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil,
@@ -223,9 +271,32 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	rev1 := mk("v1")
 	revs <- rev1
 	eventually(t, "the window holds rev1", func() bool { return f.state("prod").State == StateWindowClosed })
-	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) {
-		t.Fatalf("sync in a closed window: %v, want ErrWindowClosed", err)
+	closedUntil := func(what string) {
+		t.Helper()
+		g := f.state("prod").Gate
+		if g == nil || g.State != StateWindowClosed || g.Revision.Commit != rev1.Commit ||
+			!g.Until.Equal(time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)) ||
+			!strings.HasPrefix(g.Reason, "window closed until 2026-12-02T11:00:00Z: deny window wed 10:00-11:00 UTC is open") {
+			t.Fatalf("%s: gate %+v, want rev1 held until 11:00", what, g)
+		}
 	}
+	closedUntil("held by the window")
+	eventually(t, "the gate's report says until when", func() bool {
+		rep, ok := f.rep.find(StatusPending)
+		return ok && rep.Gate == StateWindowClosed && strings.Contains(rep.Description, "window closed until 2026-12-02T11:00:00Z")
+	})
+	// A restart keeps the revision held, until the same end.
+	stop()
+	_ = f.r.Close()
+	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	closedUntil("right after a restart")
+	revs, _ = runStoppable(t, f)
+	revs <- rev1
+	awaitLatest(t, f, "prod", rev1.Commit)
+	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) || !strings.Contains(err.Error(), "window closed until 2026-12-02T11:00:00Z") {
+		t.Fatalf("sync in a closed window: %v, want ErrWindowClosed saying until when", err)
+	}
+	closedUntil("after a restart and a sync")
 	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
 		t.Fatalf("applied through a closed window: %q", got)
 	}
@@ -284,8 +355,10 @@ func runStoppable(t *testing.T, f *fixture) (chan<- sources.Revision, func()) {
 }
 
 // TestPromotionAcrossSources: prod, declared by another source than its
-// upstream, gets staging's commit; an upstream no source declares is
-// reported once every source has produced a revision.
+// upstream, gets staging's commit. Once every source has produced a
+// revision, an upstream no source declares and a cycle through two
+// sources are refused: each environment at fault shows the error
+// (status, status page) and reports it, until a revision corrects it.
 func TestPromotionAcrossSources(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	f := newFixture(t, func(o *Options) {
@@ -294,20 +367,26 @@ func TestPromotionAcrossSources(t *testing.T) {
 	})
 	revs := runDaemon(t, f)
 	res := etc + fileRes("/etc/app.conf", "v1")
-	prod := f.revision(map[string]string{
+	prodFiles := map[string]string{
 		"environments/prod.yaml": envYAML("prod", []string{"p1"}, nil, res, "promote: {from: staging}\n"),
 		"environments/edge.yaml": envYAML("edge", []string{"e1"}, nil, res, "promote: {from: [staging, qa]}\n"),
-	})
+		"environments/a.yaml":    envYAML("a", []string{"a1"}, nil, res, "promote: {from: b}\n"),
+	}
+	prod := f.revision(prodFiles)
 	prod.Source = "prod-repo"
 	revs <- prod
 	eventually(t, "prod waits for staging", func() bool {
 		g := f.state("prod").Gate
 		return g != nil && g.Reason == "waiting for staging"
 	})
-	if strings.Contains(logs.String(), "invalid promotion") {
+	if strings.Contains(logs.String(), "invalid promotion") || f.state("a").PromotionError != "" {
 		t.Fatal("reported before every source produced a revision")
 	}
-	apps := f.revision(map[string]string{"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, "")})
+	appsFiles := map[string]string{
+		"environments/staging.yaml": envYAML("staging", []string{"s1"}, nil, res, ""),
+		"environments/b.yaml":       envYAML("b", []string{"b1"}, nil, res, "promote: {from: a}\n"),
+	}
+	apps := f.revision(appsFiles)
 	apps.Source = "apps"
 	// The same commit reaches prod's source too (the same repository).
 	prod2 := prod
@@ -323,8 +402,41 @@ func TestPromotionAcrossSources(t *testing.T) {
 	eventually(t, "staging applies", func() bool { return f.applied("staging") == apps.Commit })
 	revs <- prod2
 	eventually(t, "prod gets the commit staging verified", func() bool { return f.applied("prod") == apps.Commit })
-	if g := f.state("edge").Gate; g == nil || g.Reason != "waiting for qa" {
-		t.Fatalf("edge: %+v", g)
+	for env, want := range map[string]string{
+		"edge": `environments/edge.yaml:2:27: promote.from: environment "qa" is declared by no loaded source`,
+		// The entry that closes the cycle is at fault (a then waits for b).
+		"b": "environments/b.yaml:2:17: promote.from: promotion cycle a -> b -> a",
+	} {
+		eventually(t, env+" shows its promotion refused", func() bool {
+			st := f.state(env)
+			return strings.Contains(st.PromotionError, want) && st.Gate != nil &&
+				strings.HasPrefix(st.Gate.Reason, "promotion refused: ") && st.State == StateWaiting
+		})
+		eventually(t, env+"'s refusal is reported", func() bool {
+			for _, rep := range f.rep.all() {
+				if rep.Environment == env && rep.Status == StatusFailure && strings.Contains(rep.Description, want) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if st := f.state("prod"); st.PromotionError != "" {
+		t.Errorf("prod's promotion is in order, yet: %q", st.PromotionError)
+	}
+	page := f.statusPage(t, "/environments/b")
+	if !strings.Contains(page, "refused: environments/b.yaml:2:17: promote.from: promotion cycle a -&gt; b -&gt; a") {
+		t.Errorf("the status page does not show b's promotion refused:\n%s", page)
+	}
+
+	// A revision of apps that ends the cycle and declares qa clears it.
+	appsFiles["environments/b.yaml"] = envYAML("b", []string{"b1"}, nil, res, "")
+	appsFiles["environments/qa.yaml"] = envYAML("qa", []string{"q1"}, nil, res, "")
+	fixed := f.revision(appsFiles)
+	fixed.Source = "apps"
+	revs <- fixed
+	for _, env := range []string{"a", "b", "edge"} {
+		eventually(t, env+"'s promotion error clears", func() bool { return f.state(env).PromotionError == "" })
 	}
 }
 

@@ -106,6 +106,13 @@ func (c *collector) statuses() []string {
 	return out
 }
 
+// all returns every report received so far.
+func (c *collector) all() []Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Report(nil), c.reports...)
+}
+
 func (c *collector) find(status string) (Report, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -11,6 +11,7 @@ const (
 	noticeFailure   = "failure"
 	noticeBlocked   = "blocked"
 	noticeRefused   = "refused"
+	noticePromotion = "promotion"
 )
 
 // notice is what was last told about one kind of state, and when.

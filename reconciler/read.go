@@ -48,6 +48,10 @@ type EnvStatus struct {
 	GatePlan *Plan `json:"gate_plan,omitempty"`
 	// Decisions are the newest approvals and rejections, newest first.
 	Decisions []Decision `json:"decisions,omitempty"`
+	// PromotionError says why the environment's promotion is refused
+	// across the sources' revisions (an upstream no source declares, a
+	// cycle); "" when it is not.
+	PromotionError string `json:"promotion_error,omitempty"`
 }
 
 // Environments returns the status of every known environment, by name.
@@ -91,6 +95,7 @@ func (st *envState) status() EnvStatus {
 		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
 		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
 		LastError: st.rec.LastError, LastErrorClass: st.rec.LastErrorClass, LastRun: st.rec.LastRun,
+		PromotionError: st.promotionErr,
 	}
 	if g := st.rec.Gate; g != nil {
 		gate := *g

@@ -157,6 +157,9 @@ type envState struct {
 	gatePlan *Plan
 	// wakeAt is when the gates should be looked at again (zero: on events).
 	wakeAt time.Time
+	// promotionErr is what is wrong with the environment's promote.from
+	// across every source's revision ("" when nothing is).
+	promotionErr string
 }
 
 func newEnvState(rec EnvRecord) *envState {

@@ -27,7 +27,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	env := tg.env
 	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: r.now(), Decision: tg.decision, Forced: tg.forced}
 	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
-	defer func() { r.finish(st, tg, &run) }()
+	defer func() { r.finish(st, tg, &run, ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan) }()
 
 	if env.Prune {
 		// After a restart the applied configuration is loaded on demand:

@@ -11,15 +11,15 @@ import (
 )
 
 // PullHead returns the head commit of the pull request an event (a
-// comment) is about, at the time of the call: the event's own commit when
-// the sender gives one (GitLab), else the pull request's ref fetched from
-// the repository. ok is false when the event is about another repository.
+// comment) is about, at the time of the call: the pull request's ref
+// (refs/pull/N/head, GitLab's refs/merge-requests/N/head) fetched from the
+// Git server. A commit the payload names (GitLab's Note Hook names the
+// merge request's last commit) is never trusted: the payload is only
+// token-checked, and the head may have moved since it was sent. ok is
+// false when the event is about another repository.
 func (g *Git) PullHead(ctx context.Context, ev Event) (commit string, ok bool, err error) {
 	if !matchesRepo(g.key, ev.CloneURLs, ev.Repository) || ev.PullRequest <= 0 {
 		return "", false, nil
-	}
-	if plumbing.IsHash(ev.Commit) {
-		return ev.Commit, true, nil
 	}
 	ref := pullRef(ev.Provider, ev.PullRequest)
 	if ref == "" {

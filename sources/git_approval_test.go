@@ -2,6 +2,7 @@ package sources
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,14 @@ func TestGitPullHeadAndMergedFrom(t *testing.T) {
 	got, ok, err := g.PullHead(ctx, ev)
 	if err != nil || !ok || got != head {
 		t.Fatalf("PullHead = %q %v %v, want %s", got, ok, err, head)
+	}
+	// GitLab's Note Hook names a commit of its own: the merge request's
+	// ref on the Git server decides, not the payload.
+	work.PushRef(t, "refs/merge-requests/4/head")
+	base := work.Git(t, "rev-parse", "HEAD~1")
+	ev = Event{Provider: "gitlab", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 4, Commit: strings.TrimSpace(base)}
+	if got, ok, err := g.PullHead(ctx, ev); err != nil || !ok || got != head {
+		t.Fatalf("PullHead of a GitLab merge request = %q %v %v, want its ref's head %s, not the payload's %s", got, ok, err, head, ev.Commit)
 	}
 	if _, ok, _ := g.PullHead(ctx, Event{Provider: "github", Repository: "team/other", CloneURLs: []string{url + "x"}, PullRequest: 1}); ok {
 		t.Fatal("PullHead answered for another repository")

@@ -113,8 +113,9 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 		if p.Attrs == nil || p.Attrs.NoteableType != "MergeRequest" || p.MergeRequest == nil {
 			break // a comment on a commit, an issue or a snippet
 		}
-		// A Note Hook is sent for new comments only; GitLab names the
-		// merge request's head, which the comment approves.
+		// A Note Hook is sent for new comments only. The merge request's
+		// last commit it names is kept for logs; the approval reads the
+		// head from the Git server (sources.Git.PullHead).
 		ev.Kind, ev.Action = KindComment, "created"
 		ev.PullRequest = p.MergeRequest.IID
 		ev.Commit = p.MergeRequest.LastCommit.ID
