@@ -261,7 +261,8 @@ func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
 }
 
 // planGate computes, once per revision, the plan of a revision awaiting
-// approval, so approvers see what it would change (API, status page).
+// approval, so approvers see what it would change (API, status page, and
+// through the reporters the pull request that brought the commit).
 func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Revision, latest *target) {
 	r.mu.Lock()
 	have := st.gatePlan != nil && st.gatePlan.Commit == cand.Commit
@@ -285,7 +286,7 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 	// Operators see the whole plan (API, status page); reports leave the
 	// daemon, so they carry the published plan, without host content.
 	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
-		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: r.published(p, hosts)})
+		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: r.published(p, hosts), Gates: gateInfo(latest.env)})
 }
 
 // checkPromotions records the environments a source's revision declares

@@ -41,7 +41,7 @@ func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
 	p, hosts := r.plan(ctx, tg, prev)
 	st.op.Unlock()
 	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
-		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts)})
+		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts), Gates: gateInfo(tg.env)})
 }
 
 // plan observes and diffs every host of tg without changing anything or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -49,8 +50,37 @@ type Report struct {
 	Gate string `json:"gate,omitempty"`
 	// Decision names who approved the applied revision, or rejected it.
 	Decision *Decision `json:"decision,omitempty"`
+	// Gates says, on a preview and on the report of a revision awaiting
+	// approval, what the environment's gates ask of a revision.
+	Gates *GateInfo `json:"gates,omitempty"`
 	Plan     *Plan     `json:"plan,omitempty"`
 	Time     time.Time `json:"time"`
+}
+
+// GateInfo is what an environment's gates ask of a revision before it is
+// applied: promotion from upstreams (after a soak), open deploy windows,
+// an approval (by API token, or by a comment of one of Approvers).
+type GateInfo struct {
+	PromoteFrom []string      `json:"promote_from,omitempty"`
+	Soak        time.Duration `json:"soak,omitempty"`
+	Windows     bool          `json:"windows,omitempty"`
+	Approval    bool          `json:"approval,omitempty"`
+	Approvers   []string      `json:"approvers,omitempty"`
+}
+
+// gateInfo describes env's gates (nil when it has none).
+func gateInfo(env *config.Environment) *GateInfo {
+	if env == nil || !env.Gated() {
+		return nil
+	}
+	g := &GateInfo{Windows: len(env.Windows) > 0}
+	if p := env.Promote; p != nil {
+		g.PromoteFrom, g.Soak = append([]string(nil), p.From...), p.Soak.D()
+	}
+	if a := env.Approval; a != nil && a.Required {
+		g.Approval, g.Approvers = true, append([]string(nil), a.Approvers...)
+	}
+	return g
 }
 
 // Reporter receives reports. The reconciler calls it off the rollout's

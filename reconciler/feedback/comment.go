@@ -68,26 +68,42 @@ func plural(n int, one, many string) string {
 }
 
 // renderPlanComment is the Markdown body of the pull request comment for
-// one environment's preview: the marker, a summary line with the counts,
-// then per host every change, file diffs folded in <details> blocks.
+// one environment: the marker, then for a preview what merging would
+// apply, or for a revision awaiting approval that it waits; a summary line
+// with the counts, per host every change (file diffs folded in <details>
+// blocks), and what the environment's gates ask before it is applied.
 func renderPlanComment(r reconciler.Report) string {
 	var b strings.Builder
+	env := html.EscapeString(r.Environment)
 	b.WriteString(planMarker(r.Environment) + "\n")
-	fmt.Fprintf(&b, "### driftless plan for <code>%s</code>\n\n", html.EscapeString(r.Environment))
+	awaiting := r.Gate == reconciler.StateAwaitingApproval
+	if awaiting {
+		fmt.Fprintf(&b, "### driftless: <code>%s</code> awaits approval\n\n", env)
+	} else {
+		fmt.Fprintf(&b, "### driftless plan for <code>%s</code>\n\n", env)
+	}
 	if r.Plan == nil {
 		fmt.Fprintf(&b, "No plan could be made for commit <code>%s</code>: %s\n", shortSHA(r.Commit), html.EscapeString(r.Description))
 		return b.String()
 	}
 	c := countPlan(r.Plan)
-	fmt.Fprintf(&b, "Merging this pull request would apply commit <code>%s</code> to <b>%s</b>.\n\n**Plan:** %s.\n",
-		shortSHA(r.Commit), html.EscapeString(r.Environment), c)
+	if awaiting {
+		fmt.Fprintf(&b, "Commit <code>%s</code> passed its promotion rules and deploy windows; it is applied to <b>%s</b> once approved.\n\n**Plan:** %s.\n",
+			shortSHA(r.Commit), env, c)
+	} else {
+		fmt.Fprintf(&b, "Merging this pull request would apply commit <code>%s</code> to <b>%s</b>.\n\n**Plan:** %s.\n",
+			shortSHA(r.Commit), env, c)
+	}
+	// The gates come last, after the plan, but their size is kept aside.
+	gates := renderGates(r, awaiting)
+	budget := commentBudget - len(gates)
 	omittedDiffs, omittedHosts := 0, 0
 	for _, h := range r.Plan.Hosts {
 		var hb strings.Builder
-		omittedDiffs += renderHost(&hb, h, commentBudget-b.Len())
+		omittedDiffs += renderHost(&hb, h, budget-b.Len())
 		// A host whose section no longer fits is left out whole rather than cut
 		// in the middle; the summary line above still counts its changes.
-		if b.Len()+hb.Len() > commentBudget {
+		if b.Len()+hb.Len() > budget {
 			omittedHosts++
 			continue
 		}
@@ -97,9 +113,52 @@ func renderPlanComment(r reconciler.Report) string {
 		fmt.Fprintf(&b, "\n_The comment reached its size limit: %d %s and %d %s not shown. `driftless plan` shows them all._\n",
 			omittedDiffs, plural(omittedDiffs, "diff", "diffs"), omittedHosts, plural(omittedHosts, "host is", "hosts are"))
 	}
+	b.WriteString(gates)
 	if r.URL != "" {
-		fmt.Fprintf(&b, "\n[Status of %s](%s)\n", html.EscapeString(r.Environment), r.URL)
+		fmt.Fprintf(&b, "\n[Status of %s](%s)\n", env, r.URL)
 	}
+	return b.String()
+}
+
+// renderGates says what the environment's gates ask of the revision before
+// it is applied, and how to approve it ("" without gates).
+func renderGates(r reconciler.Report, awaiting bool) string {
+	g := r.Gates
+	if g == nil {
+		return ""
+	}
+	var b strings.Builder
+	env := html.EscapeString(r.Environment)
+	if !awaiting {
+		var waits []string
+		if len(g.PromoteFrom) > 0 {
+			w := "promotion from " + html.EscapeString(strings.Join(g.PromoteFrom, ", "))
+			if g.Soak > 0 {
+				w += " (verified there and kept good for " + g.Soak.String() + ")"
+			}
+			waits = append(waits, w)
+		}
+		if g.Windows {
+			waits = append(waits, "an open deploy window")
+		}
+		if g.Approval {
+			waits = append(waits, "<b>approval</b>")
+		}
+		fmt.Fprintf(&b, "\n**Gates:** once merged, the revision waits for %s before it is applied to <b>%s</b>.\n", strings.Join(waits, ", then "), env)
+	}
+	if !g.Approval {
+		return b.String()
+	}
+	commit := shortSHA(r.Commit)
+	if !awaiting {
+		commit = "COMMIT"
+	}
+	if len(g.Approvers) > 0 {
+		fmt.Fprintf(&b, "\nTo approve, an approver (%s) comments `/driftless approve %s` on this pull request; `/driftless reject %s` rejects. "+
+			"A comment decides for the pull request's head at the time of the comment, and for its merge onto an unchanged base.\n",
+			html.EscapeString(strings.Join(g.Approvers, ", ")), r.Environment, r.Environment)
+	}
+	fmt.Fprintf(&b, "\nWith an API token of the approve scope: `driftless approve %s %s` (or `driftless reject`).\n", r.Environment, commit)
 	return b.String()
 }
 

@@ -16,7 +16,9 @@ import (
 
 // GitHub reports to GitHub or GitHub Enterprise: a commit status per
 // environment, optionally a Deployment per commit and environment with its
-// statuses, and the plan of a pull request as a comment edited in place.
+// statuses, and the plan of a pull request as a comment edited in place;
+// the plan of a revision awaiting approval goes to the same comment on the
+// pull requests that brought its commit.
 type GitHub struct {
 	client      *github.Client
 	owner, repo string
@@ -84,6 +86,11 @@ func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 	}
 	if err := g.status(ctx, r); err != nil {
 		log.Error().Err(err).Msg("cannot set the commit status")
+	}
+	if r.Gate == reconciler.StateAwaitingApproval && r.Plan != nil {
+		if err := g.commentPulls(ctx, r); err != nil {
+			log.Error().Err(err).Msg("cannot comment the plan awaiting approval on its pull request")
+		}
 	}
 	if g.deployments {
 		if err := g.deployment(ctx, r); err != nil {

@@ -2,6 +2,7 @@ package feedback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -33,6 +34,37 @@ func (g *GitHub) comment(ctx context.Context, r reconciler.Report) error {
 		_, _, err := g.client.Issues.CreateComment(ctx, g.owner, g.repo, r.PullRequest, &github.IssueComment{Body: github.String(body)})
 		return classify("create comment", err)
 	})
+}
+
+// maxPulls bounds the pull requests of one commit that get its comment.
+const maxPulls = 5
+
+// commentPulls puts the plan of a revision awaiting approval in the plan
+// comment of each pull request GitHub associates with its commit ("list
+// pull requests associated with a commit": the merged pull request that
+// brought it to the default branch), where approvers can answer it.
+func (g *GitHub) commentPulls(ctx context.Context, r reconciler.Report) error {
+	var prs []*github.PullRequest
+	err := g.backoff.Do(ctx, func(ctx context.Context) error {
+		var err error
+		prs, _, err = g.client.PullRequests.ListPullRequestsWithCommit(ctx, g.owner, g.repo, r.Commit, &github.ListOptions{PerPage: maxPulls})
+		return classify("list pull requests of commit "+shortSHA(r.Commit), err)
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, pr := range prs[:min(len(prs), maxPulls)] {
+		if pr.GetNumber() <= 0 {
+			continue
+		}
+		rp := r
+		rp.PullRequest = pr.GetNumber()
+		if err := g.comment(ctx, rp); err != nil {
+			errs = append(errs, fmt.Errorf("pull request %d: %w", pr.GetNumber(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // findComment pages through the pull request's comments for the one that

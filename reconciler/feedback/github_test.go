@@ -341,3 +341,76 @@ func TestGitHubGatedDeploymentQueued(t *testing.T) {
 		t.Fatalf("deployment states %v, want queued, in_progress, success", states)
 	}
 }
+
+// TestGitHubPlanAwaitingApprovalComment: the preview of a gated
+// environment says what its gates ask and how to approve; once the merged
+// commit awaits approval, the plan comment of the pull request GitHub
+// associates with the commit is edited to show the plan awaiting approval
+// and how to approve it. An environment without gates says nothing of them.
+func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
+	f, g := newTestGitHub(t, "/api/v3", false)
+	ctx := context.Background()
+	gates := &reconciler.GateInfo{PromoteFrom: []string{"staging"}, Soak: 15 * time.Minute, Approval: true, Approvers: []string{"alice"}}
+	change := targets.Change{ID: "file:/etc/app.conf", Kind: "file", Action: targets.Update}
+	pr := previewReport("prod", change)
+	pr.Gates = gates
+	g.Report(ctx, pr)
+	g.Report(ctx, previewReport("staging", change))
+	posts := f.got("POST /api/v3/repos/ops/infra/issues/7/comments")
+	if len(posts) != 2 {
+		t.Fatalf("comments created: %d, want 2", len(posts))
+	}
+	preview, _ := posts[0].Body["body"].(string)
+	for _, want := range []string{
+		"**Gates:** once merged, the revision waits for promotion from staging (verified there and kept good for 15m0s), then <b>approval</b> before it is applied to <b>prod</b>.",
+		"an approver (alice) comments `/driftless approve prod` on this pull request; `/driftless reject prod` rejects",
+	} {
+		if !strings.Contains(preview, want) {
+			t.Errorf("prod's preview comment lacks %q:\n%s", want, preview)
+		}
+	}
+	if b, _ := posts[1].Body["body"].(string); strings.Contains(b, "Gates") || strings.Contains(b, "approve") {
+		t.Errorf("staging has no gates, yet its comment speaks of them:\n%s", b)
+	}
+
+	// The commit merged by pull request 7 awaits approval on prod.
+	f.mu.Lock()
+	f.pulls[sha] = []int{7}
+	f.mu.Unlock()
+	held := report(reconciler.StatusPending, "awaiting approval")
+	held.Environment, held.Gate, held.Gates = "prod", reconciler.StateAwaitingApproval, gates
+	held.Plan = &reconciler.Plan{Environment: "prod", Commit: sha, Hosts: []reconciler.HostPlan{{Host: "prod-1", Changes: []targets.Change{change}}}}
+	g.Report(ctx, held)
+	if n := len(f.got("GET /api/v3/repos/ops/infra/commits/" + sha + "/pulls")); n != 1 {
+		t.Fatalf("pull requests of the commit listed %d times, want 1", n)
+	}
+	if n := len(f.got("POST /api/v3/repos/ops/infra/issues/7/comments")); n != 2 {
+		t.Errorf("comments created: %d, want prod's preview comment edited instead", n)
+	}
+	patches := f.got("PATCH /api/v3/repos/ops/infra/issues/comments/")
+	if len(patches) != 1 || patches[0].Path != fmt.Sprintf("/api/v3/repos/ops/infra/issues/comments/%v", f.comments[7][0]["id"]) {
+		t.Fatalf("edits %+v, want prod's comment edited once", patches)
+	}
+	body, _ := patches[0].Body["body"].(string)
+	for _, want := range []string{
+		planMarker("prod"),
+		"### driftless: <code>prod</code> awaits approval",
+		"Commit <code>0123456</code> passed its promotion rules and deploy windows; it is applied to <b>prod</b> once approved.",
+		"**Plan:** 0 to create, 1 to update, 0 to delete, 0 unchanged on 1 host.",
+		"<code>file:/etc/app.conf</code>",
+		"comments `/driftless approve prod`",
+		"`driftless approve prod 0123456`",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the comment awaiting approval lacks %q:\n%s", want, body)
+		}
+	}
+	// A commit no pull request brought gets no comment.
+	other := held
+	other.Commit = strings.Repeat("f", 40)
+	before := len(f.got("/issues/"))
+	g.Report(ctx, other)
+	if n := len(f.got("/issues/")) - before; n != 0 {
+		t.Errorf("requests about comments: %d, want none for a commit without a pull request", n)
+	}
+}

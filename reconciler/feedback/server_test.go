@@ -35,10 +35,12 @@ type fakeHost struct {
 	// comments per issue number, in order; deployments in creation order.
 	comments    map[int][]map[string]any
 	deployments []map[string]any
+	// pulls are the pull request numbers associated with a commit.
+	pulls map[string][]int
 }
 
 func newFakeGitHub(t testing.TB, prefix string) (*fakeHost, *httptest.Server) {
-	f := &fakeHost{t: t, prefix: prefix, failures: map[string]int{}, failCode: map[string]int{}, nextID: 1000, comments: map[int][]map[string]any{}}
+	f := &fakeHost{t: t, prefix: prefix, failures: map[string]int{}, failCode: map[string]int{}, nextID: 1000, comments: map[int][]map[string]any{}, pulls: map[string][]int{}}
 	mux := http.NewServeMux()
 	p := prefix
 	mux.HandleFunc("POST "+p+"/repos/{o}/{r}/statuses/{sha}", func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +78,17 @@ func newFakeGitHub(t testing.TB, prefix string) (*fakeHost, *httptest.Server) {
 		body := f.record(r)
 		body["id"] = f.id()
 		writeJSON(w, http.StatusCreated, body)
+	})
+	// "List pull requests associated with a commit".
+	mux.HandleFunc("GET "+p+"/repos/{o}/{r}/commits/{sha}/pulls", func(w http.ResponseWriter, r *http.Request) {
+		f.record(r)
+		f.mu.Lock()
+		out := []map[string]any{}
+		for _, n := range f.pulls[r.PathValue("sha")] {
+			out = append(out, map[string]any{"number": n, "state": "closed", "merged_at": "2026-12-02T10:00:00Z"})
+		}
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET "+p+"/repos/{o}/{r}/issues/{n}/comments", func(w http.ResponseWriter, r *http.Request) {
 		f.record(r)
