@@ -53,8 +53,8 @@ type Report struct {
 	// Gates says, on a preview and on the report of a revision awaiting
 	// approval, what the environment's gates ask of a revision.
 	Gates *GateInfo `json:"gates,omitempty"`
-	Plan     *Plan     `json:"plan,omitempty"`
-	Time     time.Time `json:"time"`
+	Plan  *Plan     `json:"plan,omitempty"`
+	Time  time.Time `json:"time"`
 }
 
 // GateInfo is what an environment's gates ask of a revision before it is
