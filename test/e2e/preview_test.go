@@ -21,16 +21,19 @@ import (
 )
 
 // fakeGitHub answers the few calls of GitHub's REST API that the daemon's
-// feedback makes (as documented: statuses, issue comments), under an
-// Enterprise base URL, and keeps every body it received.
+// feedback makes (as documented: statuses, issue comments, the pull
+// requests associated with a commit), under an Enterprise base URL, and
+// keeps every body it received.
 type fakeGitHub struct {
 	srv    *httptest.Server
 	mu     sync.Mutex
 	bodies []string
+	// pulls are the pull requests associated with a commit.
+	pulls map[string][]int
 }
 
 func newFakeGitHub(t testing.TB) *fakeGitHub {
-	g := &fakeGitHub{}
+	g := &fakeGitHub{pulls: map[string][]int{}}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		g.mu.Lock()
@@ -40,6 +43,15 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		switch {
 		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/comments"):
 			_, _ = io.WriteString(w, "[]")
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/commits/") && strings.HasSuffix(r.URL.Path, "/pulls"):
+			sha := strings.TrimSuffix(r.URL.Path[strings.Index(r.URL.Path, "/commits/")+len("/commits/"):], "/pulls")
+			g.mu.Lock()
+			var prs []map[string]any
+			for _, n := range g.pulls[sha] {
+				prs = append(prs, map[string]any{"number": n, "state": "closed"})
+			}
+			g.mu.Unlock()
+			_ = json.NewEncoder(w).Encode(append([]map[string]any{}, prs...))
 		case r.Method == http.MethodPost:
 			w.WriteHeader(http.StatusCreated)
 			_, _ = io.WriteString(w, `{"id": 1}`)
@@ -49,6 +61,13 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 	}))
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// setPulls associates pull requests with a commit, as a merge does.
+func (g *fakeGitHub) setPulls(sha string, prs ...int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pulls[sha] = prs
 }
 
 // received returns every request body received so far, each after its
