@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,31 +18,6 @@ import (
 	"github.com/driftless/driftless/test/hosts"
 	"github.com/driftless/driftless/test/need"
 )
-
-// postHook posts one webhook delivery to the daemon's /hooks/provider
-// with the headers given, and expects a 2xx answer.
-func postHook(target, provider string, header map[string]string, body []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/hooks/"+provider, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build webhook request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("post %s webhook: %w", provider, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s webhook answered %d: %s", provider, resp.StatusCode, b)
-	}
-	return nil
-}
 
 // logLine reports whether one line of log holds every one of wants.
 func logLine(log string, wants ...string) bool {
@@ -59,12 +31,6 @@ func logLine(log string, wants ...string) bool {
 		}
 	}
 	return false
-}
-
-func deliveryID() string {
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	return hex.EncodeToString(id)
 }
 
 // giteaComment posts Gitea's signed issue_comment delivery of a new pull

@@ -87,28 +87,40 @@ func (h *githubHook) deliver(target string, ev gitserver.PushEvent, secret []byt
 func postGitHub(target, event string, body, secret []byte) error {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
+	return postHook(target, "github", map[string]string{"X-GitHub-Event": event, "X-GitHub-Delivery": deliveryID(),
+		"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(mac.Sum(nil))}, body)
+}
+
+// postHook posts one webhook delivery to the daemon's /hooks/provider
+// with the headers given, and expects a 2xx answer.
+func postHook(target, provider string, header map[string]string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/hooks/github", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/hooks/"+provider, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", event)
-	req.Header.Set("X-GitHub-Delivery", hex.EncodeToString(id))
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("post %s webhook: %w", event, err)
+		return fmt.Errorf("post %s webhook: %w", provider, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return &hookStatusError{code: resp.StatusCode, msg: fmt.Sprintf("%s webhook answered %d: %s", event, resp.StatusCode, b)}
+		return &hookStatusError{code: resp.StatusCode, msg: fmt.Sprintf("%s webhook answered %d: %s", provider, resp.StatusCode, b)}
 	}
 	return nil
+}
+
+// deliveryID is a random delivery id.
+func deliveryID() string {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return hex.EncodeToString(id)
 }
 
 // check fails the test when a delivery failed, and returns how many were

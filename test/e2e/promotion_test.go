@@ -239,11 +239,7 @@ func TestPromotionApprovalRestart(t *testing.T) {
 	// the same comment from another login is refused.
 	comment := func(n int, login string) {
 		t.Helper()
-		body := fmt.Sprintf(`{"action":"created","issue":{"number":%d,"pull_request":{"url":"x"}},"comment":{"body":"Looks good.\n/driftless approve prod","user":{"login":%q}},"repository":{"full_name":"team/infra","clone_url":%q}}`,
-			n, login, repoURL)
-		if err := postGitHub(d.URL, "issue_comment", []byte(body), secret); err != nil {
-			t.Fatal(err)
-		}
+		githubComment(t, d.URL, secret, repoURL, n, login, "Looks good.\n/driftless approve prod")
 	}
 	work.Checkout(t, "pr-6")
 	v6 := work.Commit(t, promotionEnvs(stg, prod, "good 6\n"), "v6 in a pull request")
