@@ -220,7 +220,7 @@ func TestPromotionApprovalRestart(t *testing.T) {
 	d = startDaemon(t, bin, cfgFile)
 	hook.setTarget(d.URL)
 	if st, err := d.gates("prod"); err != nil || st.State != "awaiting_approval" || st.Gate == nil || st.Gate.Revision.Commit != v5 {
-		t.Fatalf("prod right after the restart: %+v %v", st, err)
+		t.Fatalf("prod right after the restart: %+v %+v %v", st, st.Gate, err)
 	}
 	time.Sleep(2 * driftInterval)
 	if st, err := d.gates("prod"); err != nil || st.State != "awaiting_approval" || st.Applied != v1 {
