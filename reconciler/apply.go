@@ -30,7 +30,8 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 // one synced transaction, before anything is touched; after the batch, one
 // more transaction marks the applied entries and drops those never started
 // (after a failure), so a rollback restores what it did before: the applied
-// resources and the one that failed. A crash in between leaves every entry,
+// resources, the one that failed and, when it failed within a WriteFiles
+// call, the rest of that call's files. A crash in between leaves every entry,
 // and restoring one never started writes back what is still there. Then
 // every resource notified by a changed resource is refreshed, once. It
 // returns how many resources changed.
@@ -49,13 +50,9 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	}
 	r.emit(env, hr, StepApply, StatusStarted, len(hr.order))
 	defer func() { r.emit(env, hr, StepApply, statusOf(err == nil), n) }()
-	done, applyErr := r.applyInOrder(ctx, env, hr)
+	done, touched, applyErr := r.applyInOrder(ctx, env, hr)
 	if journal && len(seqs) > 0 {
-		var unstarted []uint64
-		if applyErr != nil && done+1 < len(seqs) {
-			unstarted = seqs[done+1:]
-		}
-		if err := r.store.FinishEntries(env, seqs[:done], unstarted); err != nil {
+		if err := r.store.FinishEntries(env, seqs[:done], seqs[touched:]); err != nil {
 			return done, errors.Join(applyErr, err)
 		}
 	}
@@ -72,20 +69,80 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	return done, nil
 }
 
-// applyInOrder applies the host's changes one after another, stopping at
-// the first failure, and returns how many were applied.
-func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) (int, error) {
-	for i, res := range hr.order {
-		c := hr.changes[res.ID()]
-		action, err := r.applyOne(ctx, env, hr, res, c)
-		if err != nil {
-			return i, fmt.Errorf("apply %s on %s: %w", res.ID(), hr.host.Name, err)
+// applyInOrder applies the host's changes in order, stopping at the first
+// failure. Consecutive changes that are each one file write go to the
+// host together, in one WriteFiles call. It returns how many changes were
+// applied and how many may have been touched: after a failure, the
+// changes before touched (the failed one, and the rest of a failed
+// WriteFiles call, whose files may have been written when the host was
+// cut off) are to be restored by a rollback.
+func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) (done, touched int, err error) {
+	for done < len(hr.order) {
+		actions, n, err := r.applyNext(ctx, env, hr, done)
+		for i, action := range actions {
+			res := hr.order[done+i]
+			c := hr.changes[res.ID()]
+			hr.log.Info().Str("resource", res.ID()).Str("action", action).Str("diff", c.Diff).Msg("applied")
+			hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: action, Diff: c.Diff})
+			r.m.changes.WithLabelValues(env, res.Kind, action).Inc()
 		}
-		hr.log.Info().Str("resource", res.ID()).Str("action", action).Str("diff", c.Diff).Msg("applied")
-		hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: action, Diff: c.Diff})
-		r.m.changes.WithLabelValues(env, res.Kind, action).Inc()
+		if err != nil {
+			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", hr.order[done+len(actions)].ID(), hr.host.Name, err)
+		}
+		done += n
 	}
-	return len(hr.order), nil
+	return done, done, nil
+}
+
+// applyNext applies the change at hr.order[from], or the run of file
+// writes starting there, in one call to the host. It returns the actions
+// of the changes applied, and how many changes the call covered.
+func (r *Reconciler) applyNext(ctx context.Context, env string, hr *hostRun, from int) ([]string, int, error) {
+	var writes []targets.FileWrite
+	if err := guard(ctx, r.opts.HostTimeout, func(context.Context) error {
+		writes = r.fileWrites(hr, from)
+		return nil
+	}); err != nil {
+		return nil, 1, err
+	}
+	if len(writes) < 2 {
+		res := hr.order[from]
+		action, err := r.applyOne(ctx, env, hr, res, hr.changes[res.ID()])
+		if err != nil {
+			return nil, 1, err
+		}
+		return []string{action}, 1, nil
+	}
+	var n int
+	err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+		var err error
+		n, err = hr.t.WriteFiles(ctx, writes)
+		return err
+	})
+	actions := make([]string, n)
+	for i := range actions {
+		actions[i] = string(hr.changes[hr.order[from+i].ID()].Action)
+	}
+	return actions, len(writes), err
+}
+
+// fileWrites returns the writes of the changes from hr.order[from] on that
+// are each one file write, up to the first that is not.
+func (r *Reconciler) fileWrites(hr *hostRun, from int) []targets.FileWrite {
+	var writes []targets.FileWrite
+	for _, res := range hr.order[from:] {
+		c := hr.changes[res.ID()]
+		d, ok := r.opts.Drivers[res.Kind].(targets.Writer)
+		if !ok || c.Action == targets.Delete {
+			break
+		}
+		w, ok := d.Write(res, c.Before)
+		if !ok {
+			break
+		}
+		writes = append(writes, w)
+	}
+	return writes
 }
 
 // applyOne applies one change and returns what it did: the change's

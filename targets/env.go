@@ -23,6 +23,7 @@ type EnvDriver struct{}
 var (
 	_ Driver   = (*EnvDriver)(nil)
 	_ Contents = (*EnvDriver)(nil)
+	_ Writer   = (*EnvDriver)(nil)
 )
 
 // Desired implements Contents: the file applying would write, the
@@ -74,25 +75,40 @@ func (*EnvDriver) Diff(r config.Resource, observed State) Change {
 }
 
 // Apply writes the merged file.
-func (*EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+func (d *EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	w, err := d.plan(r, observed)
+	if err != nil {
+		return err
+	}
+	return writeOne(ctx, t, r, w)
+}
+
+// Write implements Writer: the write of Apply.
+func (d *EnvDriver) Write(r config.Resource, observed State) (FileWrite, bool) {
+	w, err := d.plan(r, observed)
+	return w, err == nil
+}
+
+// plan returns the write of the merged file.
+func (*EnvDriver) plan(r config.Resource, observed State) (FileWrite, error) {
 	spec, err := specOf[config.EnvSpec](r)
 	if err != nil {
-		return fmt.Errorf("apply: %w", err)
+		return FileWrite{}, fmt.Errorf("apply: %w", err)
 	}
 	if observed.Present && observed.Fields["type"] != "file" {
-		return fmt.Errorf("apply %s: a %s is there, not a file", r.ID(), observed.Fields["type"])
+		return FileWrite{}, fmt.Errorf("apply %s: a %s is there, not a file", r.ID(), observed.Fields["type"])
 	}
 	for k, v := range spec.Vars {
 		if !validEnvKey(k) {
-			return fmt.Errorf("apply %s: %q is not a valid variable name", r.ID(), k)
+			return FileWrite{}, fmt.Errorf("apply %s: %q is not a valid variable name", r.ID(), k)
 		}
 		if strings.ContainsAny(v, "\n\x00") {
-			return fmt.Errorf("apply %s: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", r.ID(), k)
+			return FileWrite{}, fmt.Errorf("apply %s: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", r.ID(), k)
 		}
 	}
 	content, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
 	owner, group := keptOwner("", "", observed)
-	return writeOwned(ctx, t, r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+	return ownedWrite(r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
 }
 
 // Restore puts back the snapshot's bytes, mode and owner, or removes the

@@ -20,6 +20,7 @@ type FileDriver struct{}
 var (
 	_ Driver   = (*FileDriver)(nil)
 	_ Contents = (*FileDriver)(nil)
+	_ Writer   = (*FileDriver)(nil)
 )
 
 // Desired implements Contents: the declared content, none when the file
@@ -191,23 +192,43 @@ func joinDiff(lines []string, body string) string {
 	return s + body
 }
 
-// Apply writes the content atomically, then sets the declared owner and
-// group; with state absent it deletes the file. It refuses to replace
-// something that is not a regular file (a directory, a symlink), because
-// restore could not put it back.
-func (*FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	spec, err := specOf[config.FileSpec](r)
-	if err != nil {
-		return fmt.Errorf("apply: %w", err)
-	}
-	if spec.State == config.Absent {
+// Apply writes the content atomically with its mode, owner and group;
+// with state absent it deletes the file. It refuses to replace something
+// that is not a regular file (a directory, a symlink), because restore
+// could not put it back.
+func (d *FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
+	w, remove, err := d.plan(r, observed)
+	switch {
+	case err != nil:
+		return err
+	case remove:
 		return removeFile(ctx, t, r)
 	}
+	return writeOne(ctx, t, r, w)
+}
+
+// Write implements Writer: the write of Apply, when it is one.
+func (d *FileDriver) Write(r config.Resource, observed State) (FileWrite, bool) {
+	w, remove, err := d.plan(r, observed)
+	return w, err == nil && !remove
+}
+
+// plan returns the write that applies r, or remove when the file is to be
+// absent.
+func (*FileDriver) plan(r config.Resource, observed State) (w FileWrite, remove bool, err error) {
+	spec, err := specOf[config.FileSpec](r)
+	if err != nil {
+		return FileWrite{}, false, fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return FileWrite{}, true, nil
+	}
 	if observed.Present && observed.Fields["type"] != "file" {
-		return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a file", r.ID(), observed.Fields["type"])
+		return FileWrite{}, false, fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a file", r.ID(), observed.Fields["type"])
 	}
 	owner, group := keptOwner(spec.Owner, spec.Group, observed)
-	return writeOwned(ctx, t, r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+	w, err = ownedWrite(r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+	return w, false, err
 }
 
 // keptOwner is the owner and group to give a rewritten file: the declared
@@ -240,28 +261,29 @@ func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot S
 		return fmt.Errorf("restore %s: the snapshot is a %s, not a file; nothing of it was changed", r.ID(), snapshot.Fields["type"])
 	}
 	f := snapshot.Fields
-	return writeOwned(ctx, t, r, snapshot.Content, f["mode"], f["uid"], f["gid"])
+	w, err := ownedWrite(r, snapshot.Content, f["mode"], f["uid"], f["gid"])
+	if err != nil {
+		return err
+	}
+	return writeOne(ctx, t, r, w)
 }
 
-// writeOwned writes data to r.Name atomically with mode, then chowns it
-// when owner or group is given.
-func writeOwned(ctx context.Context, t Transport, r config.Resource, data []byte, mode, owner, group string) error {
+// ownedWrite is the write of data to r.Name with mode, owner and group.
+func ownedWrite(r config.Resource, data []byte, mode, owner, group string) (FileWrite, error) {
 	m, err := parseMode(mode)
 	if err != nil {
+		return FileWrite{}, fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return FileWrite{Path: r.Name, Data: data, Mode: m, Owner: owner, Group: group}, nil
+}
+
+// writeOne makes one write of r's through the transport's WriteFiles, so
+// that the owner is set before the rename, in the same round trip.
+func writeOne(ctx context.Context, t Transport, r config.Resource, w FileWrite) error {
+	if _, err := t.WriteFiles(ctx, []FileWrite{w}); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if err := t.WriteFile(ctx, r.Name, data, m); err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	arg := chownArg(owner, group)
-	if arg == "" {
-		return nil
-	}
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	return runScript(ctx, t, "chown "+r.ID(), "chown -h -- "+shq(arg)+" "+shq(p))
+	return nil
 }
 
 // removeFile deletes r.Name when it is there; a directory there is an

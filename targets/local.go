@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -143,60 +145,68 @@ func hostPath(root, p string) (string, error) {
 	return filepath.Join(dir, filepath.Base(clean)), nil
 }
 
-// WriteFile atomically replaces path (under the root) with data and mode.
-// It writes a temporary file in the same folder, syncs it, renames it over
-// the destination, then syncs the folder so the rename itself survives a
-// crash. On any failure the temporary file is removed and the destination
-// is left exactly as it was. An existing destination's owner and group are
-// kept when the process is allowed to set them.
+// WriteFile atomically replaces path (under the root) with data and mode,
+// as WriteFiles does for one file.
 func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
-	dst, err := hostPath(l.root, path)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := l.writeAtomic(ctx, dst, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	_, err := l.WriteFiles(ctx, []FileWrite{{Path: path, Data: data, Mode: mode}})
+	return err
 }
 
-func (l *Local) writeAtomic(ctx context.Context, dst string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(dst)
-	f, err := os.CreateTemp(dir, "."+tempBase(filepath.Base(dst))+".driftless-*")
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("folder %s does not exist (declare a directory resource for it): %w", dir, err)
-	}
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	tmp := f.Name()
-	closed := false
-	defer func() {
-		if err != nil {
-			if !closed {
-				_ = f.Close()
-			}
-			_ = os.Remove(tmp)
+// WriteFiles atomically replaces each file (under the root) in order. Each
+// is first written to a temporary file in its folder, given its mode and
+// owner, and synced; then the prepared files are renamed over their
+// destinations in order, and each folder is synced once so that the
+// renames survive a crash. At the first failure the files before it are
+// written and the others are left exactly as they were, with no
+// temporary file behind. An existing destination's owner and group are
+// kept, when the process is allowed to set them, unless others are given.
+func (l *Local) WriteFiles(ctx context.Context, files []FileWrite) (int, error) {
+	var temps, dsts []string
+	var prepErr error
+	for _, f := range files {
+		dst, err := hostPath(l.root, f.Path)
+		var tmp string
+		if err == nil {
+			tmp, err = prepareTemp(dst, f)
 		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write temporary file: %w", err)
+		if err != nil {
+			prepErr = fmt.Errorf("write %s: %w", f.Path, err)
+			break
+		}
+		temps, dsts = append(temps, tmp), append(dsts, dst)
 	}
-	// Chmod explicitly: CreateTemp makes 0600 files and the umask must not
-	// decide the declared mode.
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod temporary file: %w", err)
+	done := 0
+	var err error
+	for i, tmp := range temps {
+		if err = l.rename(ctx, tmp, dsts[i]); err != nil {
+			err = fmt.Errorf("write %s: %w", files[i].Path, err)
+			break
+		}
+		done++
 	}
-	if err := keepOwner(f, dst); err != nil {
-		return err
+	for _, tmp := range temps[done:] {
+		_ = os.Remove(tmp)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync temporary file: %w", err)
+	synced := map[string]bool{}
+	for i, dst := range dsts[:done] {
+		dir := filepath.Dir(dst)
+		if synced[dir] {
+			continue
+		}
+		synced[dir] = true
+		if serr := syncDir(dir); serr != nil && err == nil {
+			err = fmt.Errorf("write %s: %w", files[i].Path, serr)
+		}
 	}
-	closed = true
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close temporary file: %w", err)
+	if err == nil {
+		err = prepErr
 	}
+	return done, err
+}
+
+// rename moves a prepared temporary file over its destination, unless the
+// context has ended.
+func (l *Local) rename(ctx context.Context, tmp, dst string) error {
 	if l.beforeRename != nil {
 		if err := l.beforeRename(tmp); err != nil {
 			return err
@@ -208,7 +218,101 @@ func (l *Local) writeAtomic(ctx context.Context, dst string, data []byte, mode f
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("rename temporary file: %w", err)
 	}
-	return syncDir(dir)
+	return nil
+}
+
+// prepareTemp writes f to a new temporary file beside dst, with its mode
+// and owner, synced and closed, and returns its name. On failure nothing
+// is left behind.
+func prepareTemp(dst string, w FileWrite) (tmp string, err error) {
+	dir := filepath.Dir(dst)
+	f, err := os.CreateTemp(dir, "."+tempBase(filepath.Base(dst))+".driftless-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("folder %s does not exist (declare a directory resource for it): %w", dir, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("create temporary file: %w", err)
+	}
+	tmp = f.Name()
+	closed := false
+	defer func() {
+		if err != nil {
+			if !closed {
+				_ = f.Close()
+			}
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(w.Data); err != nil {
+		return "", fmt.Errorf("write temporary file: %w", err)
+	}
+	// Chmod explicitly: CreateTemp makes 0600 files and the umask must not
+	// decide the declared mode.
+	if err := f.Chmod(w.Mode); err != nil {
+		return "", fmt.Errorf("chmod temporary file: %w", err)
+	}
+	if err := keepOwner(f, dst); err != nil {
+		return "", err
+	}
+	if err := setOwner(f, w.Owner, w.Group); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("sync temporary file: %w", err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("close temporary file: %w", err)
+	}
+	return tmp, nil
+}
+
+// setOwner gives f the owner and group given (names or numeric ids, as
+// chown takes them); an empty one is left as it is.
+func setOwner(f *os.File, owner, group string) error {
+	if owner == "" && group == "" {
+		return nil
+	}
+	uid, err := resolveID(owner, func(n string) (string, error) {
+		u, err := user.Lookup(n)
+		if err != nil {
+			return "", err
+		}
+		return u.Uid, nil
+	})
+	if err != nil {
+		return fmt.Errorf("chown temporary file: %w", err)
+	}
+	gid, err := resolveID(group, func(n string) (string, error) {
+		g, err := user.LookupGroup(n)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
+	if err != nil {
+		return fmt.Errorf("chown temporary file: %w", err)
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		return fmt.Errorf("chown temporary file to %s: %w", chownArg(owner, group), err)
+	}
+	return nil
+}
+
+// resolveID turns a user or group name, or a numeric id, into an id (-1
+// for none).
+func resolveID(name string, lookup func(string) (string, error)) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if id, err := strconv.Atoi(name); err == nil {
+		return id, nil
+	}
+	s, err := lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(s)
 }
 
 // keepOwner gives the temporary file the owner and group of the file it

@@ -184,3 +184,59 @@ func assertNoTemp(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestLocalWriteFiles writes a batch in process: contents, modes and
+// owners (by name and by number) as given. A batch failing at a file
+// (its folder is missing, or its rename is refused) writes the files
+// before it, leaves the others as they were and no temporary file.
+func TestLocalWriteFiles(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	ctx := context.Background()
+	files := []FileWrite{
+		{Path: "/a", Data: []byte("a1"), Mode: 0o640},
+		{Path: "/b", Data: []byte("b1"), Mode: 0o600, Owner: "nobody", Group: "nogroup"},
+		{Path: "/c", Data: []byte("c1"), Mode: 0o644, Owner: "65534"},
+	}
+	if os.Geteuid() != 0 {
+		files[1].Owner, files[1].Group, files[2].Owner = "", "", ""
+	}
+	if n, err := l.WriteFiles(ctx, files); n != 3 || err != nil {
+		t.Fatalf("WriteFiles = %d, %v", n, err)
+	}
+	assertFile(t, filepath.Join(root, "a"), "a1", 0o640)
+	assertFile(t, filepath.Join(root, "b"), "b1", 0o600)
+	assertFile(t, filepath.Join(root, "c"), "c1", 0o644)
+	if os.Geteuid() == 0 {
+		assertOwner(t, filepath.Join(root, "b"), "65534", "65534")
+		assertOwner(t, filepath.Join(root, "c"), "65534", "0")
+	}
+
+	second := []FileWrite{
+		{Path: "/a", Data: []byte("a2"), Mode: 0o640},
+		{Path: "/missing/x", Data: []byte("x"), Mode: 0o644},
+		{Path: "/c", Data: []byte("c2"), Mode: 0o644},
+	}
+	n, err := l.WriteFiles(ctx, second)
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "/missing/x") {
+		t.Fatalf("a batch failing at its second file: %d, %v", n, err)
+	}
+	assertFile(t, filepath.Join(root, "a"), "a2", 0o640)
+	assertFile(t, filepath.Join(root, "c"), "c1", 0o644)
+
+	renames := 0
+	l.beforeRename = func(string) error {
+		if renames++; renames == 2 {
+			return errors.New("refused")
+		}
+		return nil
+	}
+	second[1].Path = "/b"
+	n, err = l.WriteFiles(ctx, second)
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "write /b") {
+		t.Fatalf("a batch whose second rename fails: %d, %v", n, err)
+	}
+	assertFile(t, filepath.Join(root, "b"), "b1", 0o600)
+	assertFile(t, filepath.Join(root, "c"), "c1", 0o644)
+	assertNoTemp(t, root)
+}

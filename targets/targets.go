@@ -27,12 +27,36 @@ type Transport interface {
 	// it, written, fsynced, then renamed over path. A failure at any point
 	// leaves path as it was. path is a host path; Root is applied inside.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+	// WriteFiles writes files in order, each as WriteFile does and given
+	// its owner and group before it is renamed into place, in one round
+	// trip where the transport allows it. It stops at the first failure
+	// and returns how many files are in place. Files after the failed one
+	// are left as they were, except when the error leaves the outcome
+	// unknown (the host was cut off in the middle): callers must then
+	// treat every file of the call as possibly written.
+	WriteFiles(ctx context.Context, files []FileWrite) (int, error)
 	// Root is the folder every managed absolute path is placed under ("" on
 	// real hosts; a sandbox folder for the local transport in demos and tests).
 	Root() string
 	// Close releases the connection.
 	Close() error
 }
+
+// FileWrite is one file of a WriteFiles call.
+type FileWrite struct {
+	// Path is a host path; the transport's Root is applied inside.
+	Path string
+	Data []byte
+	Mode fs.FileMode
+	// Owner and Group, names or numeric ids, are given to the file when
+	// set; otherwise a replaced file keeps its owner and group where the
+	// transport can keep them.
+	Owner, Group string
+}
+
+// ChownArg is the argument of chown for the write's owner and group, ""
+// when neither is set.
+func (w FileWrite) ChownArg() string { return chownArg(w.Owner, w.Group) }
 
 // State is the observed state of one resource, also the snapshot that
 // restore puts back. It is serialised into the state store's journal.
@@ -95,6 +119,16 @@ type Driver interface {
 // implement it.
 type Guarded interface {
 	PreviewProbe(r config.Resource, root string) string
+}
+
+// Writer is a driver whose apply is, for most changes, one file write (a
+// file, an env file). The reconciler joins the consecutive such changes of
+// a host into one WriteFiles call, so that they take one round trip.
+type Writer interface {
+	// Write returns the write that applies r given the observed state; ok
+	// is false when the apply is something else (a removal), or when it
+	// must fail, which Apply then does with its own error.
+	Write(r config.Resource, observed State) (w FileWrite, ok bool)
 }
 
 // Refresher is a driver that reacts to a notify (a service restarts or reloads).
