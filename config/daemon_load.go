@@ -88,6 +88,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateSources(d, cfg, sourceNodes, at("sources"))
 	validateFeedback(d, cfg, at("feedback"))
 	validateNotify(d, cfg, at("notify"))
+	validateAddresses(d, cfg, root)
 	validateHTTP(d, cfg.HTTP, at("http"))
 	validateTokens(d, cfg.API.Tokens, at("api"))
 	if cfg.Templates.MaxOutputBytes < 0 {

@@ -199,9 +199,12 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 	if c.On != "" && c.Command == "" {
 		d.errorf(at("on"), "on: only a command check runs somewhere")
 	}
-	if c.TCP != "" && !strings.Contains(c.TCP, "{{") {
-		if err := checkHostPort(c.TCP); err != nil {
-			d.errorf(at("tcp"), "tcp: %v", err)
+	// Templated values are checked once rendered for each host.
+	for key, v := range map[string]string{"http": c.HTTP, "tcp": c.TCP, "server": c.Server} {
+		if v != "" && !strings.Contains(v, "{{") {
+			if err := checkCheckField(key, v); err != nil {
+				d.errorf(at(key), "%s: %v", key, err)
+			}
 		}
 	}
 	if c.ExpectStatus != 0 && (c.ExpectStatus < 100 || c.ExpectStatus > 599) {

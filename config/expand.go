@@ -81,6 +81,10 @@ func (l *loader) keyPos(d *decoder, hd *hostDecl, key string, def Position) Posi
 // hostDefaults fills and checks the transport settings of a host.
 func (l *loader) hostDefaults(d *decoder, hd *hostDecl) {
 	h := hd.host
+	// A port of the wrong type is reported by the decoder, and left at 0.
+	if n := hd.keys["port"]; n != nil && n.ShortTag() == "!!int" && (h.Port < 1 || h.Port > 65535) {
+		l.errs.add(l.keyPos(d, hd, "port", h.Pos), "port: %d is not a TCP port (1 to 65535)", h.Port)
+	}
 	if h.Transport == "" {
 		h.Transport = "ssh"
 		if h.Address == "" || h.Address == "local" {
@@ -98,6 +102,8 @@ func (l *loader) hostDefaults(d *decoder, hd *hostDecl) {
 	case "ssh":
 		if h.Address == "" || h.Address == "local" {
 			l.errs.add(h.Pos, "host %s uses ssh and needs an address", h.Name)
+		} else if err := checkHost(h.Address); err != nil {
+			l.errs.add(l.keyPos(d, hd, "address", h.Pos), "address: %v", err)
 		}
 		if h.Root != "" {
 			l.errs.add(l.keyPos(d, hd, "root", h.Pos), "root: only the local transport takes a root")
@@ -107,9 +113,6 @@ func (l *loader) hostDefaults(d *decoder, hd *hostDecl) {
 		}
 	default:
 		l.errs.add(l.keyPos(d, hd, "transport", h.Pos), "transport: %q is not one of local, ssh", h.Transport)
-	}
-	if h.Port < 0 || h.Port > 65535 {
-		l.errs.add(l.keyPos(d, hd, "port", h.Pos), "port: %d is not a TCP port", h.Port)
 	}
 }
 
@@ -256,6 +259,9 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 			continue
 		}
 		t.set(&c, out)
+		if err := checkCheckField(t.field, out); err != nil {
+			l.errs.add(t.pos, "%s: for host %s: %v", t.field, h.Name, err)
+		}
 	}
 	return c
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -155,19 +154,4 @@ func stringKeys(v any) any {
 		return x
 	}
 	return v
-}
-
-// checkHostPort checks a "host:port" address: both parts present (the
-// host may be empty for a listen address), the port a number from 0 to
-// 65535 (0: any free port, for listen addresses and tests).
-func checkHostPort(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q is not a host:port address", addr)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
-	}
-	return nil
 }

@@ -2,15 +2,12 @@ package config
 
 import (
 	"net/netip"
-	"net/url"
 	"path"
 	"regexp"
 	"strings"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/driftless/driftless/internal/redact"
 )
 
 var (
@@ -128,8 +125,10 @@ func (l *loader) checkResource(d *decoder, r *rawResource) {
 	case *ArtifactSpec:
 		absPath(namePos, "artifact path", res.Name)
 		required("url", s.URL)
-		if u, err := url.Parse(s.URL); s.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-			d.errorf(d.at(r, "url"), "url: %q is not an http or https URL", redact.URL(s.URL))
+		if s.URL != "" {
+			if err := checkURL(s.URL, "http", "https"); err != nil {
+				d.errorf(d.at(r, "url"), "url: %v", err)
+			}
 		}
 		required("sha256", s.SHA256)
 		if s.SHA256 != "" && !sha256Re.MatchString(s.SHA256) {
