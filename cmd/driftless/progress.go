@@ -42,14 +42,17 @@ type progressView struct {
 	keys  []string
 	rows  map[string]string
 	drawn int
-	width int
+	// width and height are the terminal's size: a row is cut to the
+	// width, and a table taller than the screen, whose top could not be
+	// reached again, gives way to plain lines.
+	width, height int
 }
 
 // newProgressView returns the view of mode (one of the --progress values;
 // anything else is a usage error) writing to w; terminal says whether w
 // is one.
 func newProgressView(w io.Writer, mode string, terminal bool) (*progressView, error) {
-	v := &progressView{w: w, rows: map[string]string{}, width: 80}
+	v := &progressView{w: w, rows: map[string]string{}, width: 80, height: 24}
 	switch mode {
 	case progressAuto:
 		v.live = terminal
@@ -62,8 +65,8 @@ func newProgressView(w io.Writer, mode string, terminal bool) (*progressView, er
 		return nil, usageError{fmt.Errorf("--progress must be auto, live, plain or none, got %q", mode)}
 	}
 	if f, ok := w.(*os.File); ok && v.live {
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
-			v.width = int(ws.Col)
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
+			v.width, v.height = int(ws.Col), int(ws.Row)
 		}
 	}
 	return v, nil
@@ -76,20 +79,27 @@ func (v *progressView) show(events ...reconciler.Event) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.live {
-		for _, e := range events {
-			fmt.Fprintln(v.w, progressLine(e))
-		}
-		return
-	}
 	for _, e := range events {
+		if !v.live {
+			fmt.Fprintln(v.w, progressLine(e))
+			continue
+		}
 		key := e.Environment + " " + e.Host
 		if _, ok := v.rows[key]; !ok {
+			if len(v.keys)+1 >= v.height {
+				// Below the table drawn so far, plain lines from here on.
+				v.redraw()
+				v.live = false
+				fmt.Fprintln(v.w, progressLine(e))
+				continue
+			}
 			v.keys = append(v.keys, key)
 		}
 		v.rows[key] = progressLine(e)
 	}
-	v.redraw()
+	if v.live {
+		v.redraw()
+	}
 }
 
 // redraw writes the table over the one drawn before: the cursor goes
@@ -102,8 +112,8 @@ func (v *progressView) redraw() {
 	}
 	for _, k := range v.keys {
 		row := v.rows[k]
-		if len(row) > v.width-1 {
-			row = row[:v.width-1]
+		if r := []rune(row); len(r) > v.width-1 {
+			row = string(r[:v.width-1])
 		}
 		b.WriteString("\x1b[2K" + row + "\n")
 	}
@@ -177,8 +187,9 @@ const followInterval = 200 * time.Millisecond
 // follow wraps op, a request that answers once an environment's run
 // ended, so that the run's progress is shown while it waits: the progress
 // endpoint is read once before op starts (to skip older events), then
-// every followInterval, and once more after op answered. A daemon that
-// cannot tell its progress is noted once; op goes on.
+// every followInterval, and once more after op answered. When the daemon
+// cannot tell the progress (an older daemon), op runs all the same and,
+// when it succeeded, a note says why no progress was shown.
 func (c *apiClient) follow(ctx context.Context, env *cliEnv, name string, view *progressView, op func() ([]byte, error)) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		var ans struct {
@@ -186,9 +197,12 @@ func (c *apiClient) follow(ctx context.Context, env *cliEnv, name string, view *
 			Next   uint64             `json:"next"`
 		}
 		path := envPath(name) + "/progress?after="
-		if _, err := c.do(ctx, http.MethodGet, path+"0", nil, &ans); err != nil {
-			fmt.Fprintf(env.stderr, "driftless: no progress to show: %v\n", err)
-			return op()
+		if _, perr := c.do(ctx, http.MethodGet, path+"0", nil, &ans); perr != nil {
+			raw, err := op()
+			if err == nil {
+				fmt.Fprintf(env.stderr, "driftless: no progress to show: %v\n", perr)
+			}
+			return raw, err
 		}
 		after := ans.Next
 		poll := func() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,5 +224,38 @@ func TestSyncRollbackWait(t *testing.T) {
 	code, out, stderr = runBinary(t, bin, append([]string{"sync", "quickstart"}, client...)...)
 	if code != 0 || stderr != "" || !strings.HasPrefix(out, "sync quickstart: state synced") {
 		t.Errorf("sync: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+}
+
+// TestLiveProgress: the live table keeps one row per host, rewritten in
+// place and cut to the terminal's width; once a new host would not fit on
+// the screen, the rest comes as plain lines below the table.
+func TestLiveProgress(t *testing.T) {
+	var buf bytes.Buffer
+	v, err := newProgressView(&buf, progressLive, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.width, v.height = 40, 3
+	ev := func(host string, step reconciler.Step) reconciler.Event {
+		return reconciler.Event{Environment: "prod", Host: host, Step: step, Status: reconciler.StatusStarted, Count: 2}
+	}
+	v.show(ev("web-1", reconciler.StepObserve), ev("web-2", reconciler.StepObserve))
+	v.show(ev("web-1", reconciler.StepApply))
+	v.show(ev("web-3", reconciler.StepObserve), ev("web-2", reconciler.StepApply))
+	want := "\x1b[2Kprod web-1: observe\n\x1b[2Kprod web-2: observe\n" +
+		"\x1b[2A\x1b[2Kprod web-1: apply 2 changes\n\x1b[2Kprod web-2: observe\n" +
+		"\x1b[2A\x1b[2Kprod web-1: apply 2 changes\n\x1b[2Kprod web-2: observe\n" +
+		"prod web-3: observe\nprod web-2: apply 2 changes\n"
+	if got := buf.String(); got != want {
+		t.Errorf("screen:\n got %q\nwant %q", got, want)
+	}
+
+	buf.Reset()
+	v, _ = newProgressView(&buf, progressLive, false)
+	v.width = 20
+	v.show(ev("a-rather-long-host-name", reconciler.StepObserve))
+	if got := buf.String(); got != "\x1b[2Kprod a-rather-long-\n" {
+		t.Errorf("a long row is not cut to the width: %q", got)
 	}
 }
