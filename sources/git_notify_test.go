@@ -301,16 +301,19 @@ func TestGitNotifyFloodFoldsFetches(t *testing.T) {
 		t.Fatalf("revision %+v, want %s", rev, b)
 	}
 	expectNone(t, out, quiet)
-	if n := srv.Fetches("app") - before; n < 1 || n > 2 {
+	n := srv.Fetches("app") - before
+	if n < 1 || n > 2 {
 		t.Errorf("1,000 pushes naming one new commit made %d fetches, want 1 or 2", n)
 	}
+	t.Logf("1,000 pushes naming one new commit: %d fetch(es)", n)
 
 	before = srv.Fetches("app")
 	flood(b)
 	expectNone(t, out, quiet)
-	if n := srv.Fetches("app") - before; n != 0 {
+	if n = srv.Fetches("app") - before; n != 0 {
 		t.Errorf("1,000 pushes naming the commit the branch points to made %d fetches, want 0", n)
 	}
+	t.Logf("1,000 pushes naming the known commit: %d fetch(es)", n)
 
 	// A force-push back to a: a is known, but not as the branch's head.
 	work.Reset(t, a)
