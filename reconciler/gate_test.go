@@ -281,6 +281,9 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 		}
 	}
 	closedUntil("held by the window")
+	if page := f.statusPage(t, "/environments/prod"); !strings.Contains(page, "window closed until 2026-12-02T11:00:00Z") {
+		t.Errorf("the status page does not say until when the window holds rev1:\n%s", page)
+	}
 	eventually(t, "the gate's report says until when", func() bool {
 		rep, ok := f.rep.find(StatusPending)
 		return ok && rep.Gate == StateWindowClosed && strings.Contains(rep.Description, "window closed until 2026-12-02T11:00:00Z")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -93,9 +94,31 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 // writeRuns prints runs as a table, newest first.
 func writeRuns(w io.Writer, runs []reconciler.Run) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tREVISION\tTRIGGER\tRESULT\tCHANGES\tERROR")
+	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tREVISION\tTRIGGER\tRESULT\tCHANGES\tDECISION\tERROR")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%s\t%s\t%d\t%s\n", r.ID, r.Start.Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Millisecond), r.Revision.Commit, r.Trigger, r.Result, r.Changes, oneLine(r.Error))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Start.Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Millisecond),
+			r.Revision.Commit, r.Trigger, r.Result, r.Changes, decisionOf(r), oneLine(r.Error))
 	}
 	return tw.Flush()
+}
+
+// decisionOf says who let a run's revision through its approval gate (or
+// rejected it) and when, and whether a sync forced a closed deploy window;
+// "-" for neither.
+func decisionOf(r reconciler.Run) string {
+	var parts []string
+	if d := r.Decision; d != nil {
+		what := "approved"
+		if !d.Approved {
+			what = "rejected"
+		}
+		parts = append(parts, fmt.Sprintf("%s by %s at %s", what, d.By, d.At.UTC().Format(time.RFC3339)))
+	}
+	if r.Forced {
+		parts = append(parts, "forced through a closed window")
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

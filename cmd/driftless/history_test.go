@@ -20,12 +20,12 @@ func TestClientHistory(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	r := rows(out)
-	if len(r) != 3 || strings.Join(r[0], " ") != "ID START DURATION REVISION TRIGGER RESULT CHANGES ERROR" {
+	if len(r) != 3 || strings.Join(r[0], " ") != "ID START DURATION REVISION TRIGGER RESULT CHANGES DECISION ERROR" {
 		t.Fatalf("table:\n%s", out)
 	}
 	// Newest first: run 2 applied rev2 (the file changed on two hosts),
 	// run 1 rev1 (directory and file created on two hosts).
-	for i, want := range []string{"2 %s revision success 2", "1 %s revision success 4"} {
+	for i, want := range []string{"2 %s revision success 2 -", "1 %s revision success 4 -"} {
 		rev := []sources.Revision{w.rev2, w.rev1}[i]
 		if got := strings.Join(append([]string{r[i+1][0]}, r[i+1][3:]...), " "); got != fmt.Sprintf(want, rev.Commit[:12]) {
 			t.Errorf("row %d: %q", i+1, got)
@@ -52,6 +52,30 @@ func TestClientHistory(t *testing.T) {
 	} {
 		if code, _, stderr := w.cli("history", tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("history %q: exit %d, %q", tc.args, code, stderr)
+		}
+	}
+}
+
+// TestHistoryShowsDecisions: the history table says who approved or
+// rejected a run's revision, and when, and marks a forced sync.
+func TestHistoryShowsDecisions(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	runs := []reconciler.Run{
+		{ID: 3, Trigger: "sync", Result: "success", Forced: true},
+		{ID: 2, Trigger: "approval", Result: "rejected", Decision: &reconciler.Decision{By: "gitlab:carol", At: at}, Error: "rejected by gitlab:carol"},
+		{ID: 1, Trigger: "revision", Result: "success", Decision: &reconciler.Decision{Approved: true, By: "github:alice", PullRequest: 6, At: at}},
+	}
+	var b strings.Builder
+	if err := writeRuns(&b, runs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"forced through a closed window",
+		"rejected by gitlab:carol at 2026-12-02T10:00:00Z",
+		"approved by github:alice at 2026-12-02T10:00:00Z",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("history table lacks %q:\n%s", want, b.String())
 		}
 	}
 }
