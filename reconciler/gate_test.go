@@ -157,7 +157,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	stop()
 	_ = f.r.Close()
 	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
-	revs = runDaemon(t, f)
+	revs, stop = runStoppable(t, f)
 	revs <- rev2
 	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
 		t.Fatalf("prod after a restart: %s %+v", st.State, st.Gate)
@@ -195,6 +195,19 @@ func TestPromotionSoakApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "prod shows rev3 rejected", func() bool { return f.state("prod").State == StateRejected })
+	// A restart keeps the rejection.
+	stop()
+	_ = f.r.Close()
+	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	revs, stop = runStoppable(t, f)
+	revs <- rev3
+	awaitLatest(t, f, "prod", rev3.Commit)
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.state("prod"); st.State != StateRejected || st.Gate == nil || st.Gate.Revision.Commit != rev3.Commit {
+		t.Fatalf("prod after a restart with rev3 rejected: %s %+v", st.State, st.Gate)
+	}
 	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, ErrNotAwaiting) {
 		t.Fatalf("approving a rejected revision: %v", err)
 	}
