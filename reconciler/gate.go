@@ -110,7 +110,14 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 	var reason string
 	var until time.Time
 	if pol.Promote != nil {
-		cand, reason, until, ready = r.promotion(pol, latest.rev, now)
+		// A commit that passed promotion once (it waits further on) stays
+		// promoted while the upstreams still have it applied: drift on an
+		// upstream, or a drift pass that failed, does not send it back.
+		passed := ""
+		if g := rec.Gate; g != nil && g.State != StateWaiting {
+			passed = g.Revision.Commit
+		}
+		cand, reason, until, ready = r.promotion(pol, latest.rev, now, passed)
 	}
 	if cand.Commit == "" && ready || cand.Commit != "" && (cand.Commit == rec.Applied.Commit || cand.Commit == rec.Taken || rec.IsQuarantined(cand.Commit)) {
 		// Nothing new: a rejected revision keeps showing as rejected.
@@ -183,7 +190,9 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 // promotion finds the commit the upstreams of pol agree on. It returns
 // that commit (as a revision of the environment's own source), and, while
 // the commit may not go through yet, why (with until the end of the soak).
-func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, now time.Time) (cand sources.Revision, reason string, until time.Time, ready bool) {
+// An upstream that still has passed (a commit that went through promotion
+// before) applied needs no soak for it.
+func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, now time.Time, passed string) (cand sources.Revision, reason string, until time.Time, ready bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if st := r.envs[pol.Name]; st != nil && st.promotionErr != "" {
@@ -202,6 +211,9 @@ func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, no
 			agreed = &a
 		} else if !sources.SameRevision(*agreed, a) {
 			disagree = append(disagree, up)
+		}
+		if passed != "" && a.Commit == passed {
+			continue
 		}
 		if u.rec.State != StateSynced || u.rec.CleanSince.IsZero() {
 			waiting = append(waiting, up)

@@ -152,6 +152,24 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
 		t.Fatalf("prod changed before approval: %q", got)
 	}
+	// Drift corrected on staging restarts its clean period, but rev2
+	// already passed promotion: it keeps awaiting approval. (Staging first
+	// ends the run of rev2 sent again after the restart.)
+	eventually(t, "staging runs rev2 again", func() bool { runs, _ := f.r.History("staging", 0); return len(runs) == 3 })
+	f.writeHostFile("s1", "/etc/app.conf", "edited")
+	if err := f.r.Sync(ctx, "staging"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hostFile("s1", "/etc/app.conf"); got != "v2" {
+		t.Fatalf("staging's drift not corrected: %q", got)
+	}
+
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
+		t.Fatalf("prod after drift on staging: %s %+v", st.State, st.Gate)
+	}
 
 	// A restart keeps the gate; the approval then still works.
 	stop()
