@@ -103,7 +103,8 @@ func githubComment(t testing.TB, target string, secret []byte, repoURL string, p
 //   - a merged commit awaiting approval gets its plan and how to approve
 //     in the plan comment of the pull request that brought it;
 //   - `/driftless reject prod` from a login not listed is refused, from an
-//     approver rejects (history says who and when; the host never gets it);
+//     approver rejects the pull request's head and so its merge commit
+//     (history says who and when; the host never gets it);
 //   - a Gitea approval from a login not listed is refused, from an approver
 //     (on the merged pull request) lets the commit through;
 //   - a GitLab approval counts for the merge request's head read from the
@@ -206,14 +207,16 @@ api:
 	comment("the preview comment to name prod's gates", 1, "<b>approval</b> before it is applied to <b>prod</b>",
 		"an approver (alice) comments `/driftless approve prod`")
 
-	// The merged commit awaits approval; its plan goes to pull request 1.
-	gh.setPulls(v1, 1)
+	// Pull request 1 is merged with a merge commit onto the unchanged base;
+	// the merge awaits approval, and its plan goes to pull request 1.
 	work.Checkout(t, "main")
-	work.Git(t, "merge", "--quiet", "--ff-only", "pr-1")
+	work.Git(t, "merge", "--quiet", "--no-ff", "-m", "merge pull request 1", "pr-1")
+	m1 := work.Head(t)
+	gh.setPulls(m1, 1)
 	work.Push(t)
-	waitGate(t, d, "prod", v1, "awaiting_approval", time.Minute)
-	comment("the plan awaiting approval on pull request 1", 1, "awaits approval", "Commit <code>"+v1[:7]+"</code> passed its promotion rules",
-		"<code>file:/etc/prod.conf</code>", "`/driftless approve prod`", "`driftless approve prod "+v1[:7]+"`")
+	waitGate(t, d, "prod", m1, "awaiting_approval", time.Minute)
+	comment("the plan awaiting approval on pull request 1", 1, "awaits approval", "Commit <code>"+m1[:7]+"</code> passed its promotion rules",
+		"<code>file:/etc/prod.conf</code>", "`/driftless approve prod`", "`driftless approve prod "+m1[:7]+"`")
 
 	// GitHub comment rejection: another login is refused, alice rejects.
 	githubComment(t, d.URL, secret, repoURL, 1, "mallory", "/driftless reject prod")
@@ -226,8 +229,10 @@ api:
 	if st, err := d.gates("prod"); err != nil || st.State != "awaiting_approval" {
 		t.Fatalf("prod after mallory's rejection: %+v %v", st, err)
 	}
+	// Alice's rejection names the pull request's head, v1; the merge that
+	// brings exactly v1 is rejected with it.
 	githubComment(t, d.URL, secret, repoURL, 1, "alice", "Not now.\n/driftless reject prod")
-	waitGate(t, d, "prod", v1, "rejected", 30*time.Second)
+	waitGate(t, d, "prod", m1, "rejected", 30*time.Second)
 	runs, err := d.history("prod")
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +286,7 @@ api:
 			t.Errorf("the daemon did not log the refusal of mallory's %s approval", provider)
 		}
 	}
-	if runsOf(t, d, "prod", v1) != 1 || strings.Contains(prodFile(), "v1") {
+	if runsOf(t, d, "prod", v1) != 1 || runsOf(t, d, "prod", m1) != 0 || strings.Contains(prodFile(), "v1") {
 		t.Error("the rejected v1 was applied")
 	}
 	hook.check(t)
