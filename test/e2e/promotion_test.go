@@ -216,12 +216,20 @@ func TestPromotionApprovalRestart(t *testing.T) {
 	work.Push(t)
 	waitApplied(t, d, "staging", v5)
 	waitGate(t, d, "prod", v5, "awaiting_approval", promotionSoak+30*time.Second)
+	killed := time.Now()
 	d.kill(t)
 	d = startDaemon(t, bin, cfgFile)
 	hook.setTarget(d.URL)
-	if st, err := d.gates("prod"); err != nil || st.State != "awaiting_approval" || st.Gate == nil || st.Gate.Revision.Commit != v5 {
+	// The API shows a state a disk sync before it is durable: a kill within
+	// that sync finds the soak the record held just before, already over
+	// (never a soak started again), and the first pass brings the approval
+	// gate back.
+	st, err = d.gates("prod")
+	if err != nil || st.Gate == nil || st.Gate.Revision.Commit != v5 ||
+		st.State != "awaiting_approval" && (st.State != "waiting" || st.Gate.Until.IsZero() || st.Gate.Until.After(killed)) {
 		t.Fatalf("prod right after the restart: %+v %+v %v", st, st.Gate, err)
 	}
+	waitGate(t, d, "prod", v5, "awaiting_approval", 10*time.Second)
 	time.Sleep(2 * driftInterval)
 	if st, err := d.gates("prod"); err != nil || st.State != "awaiting_approval" || st.Applied != v1 {
 		t.Fatalf("prod after the restart's first passes: %+v %v", st, err)
