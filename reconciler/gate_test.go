@@ -217,7 +217,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	stop()
 	_ = f.r.Close()
 	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
-	revs, stop = runStoppable(t, f)
+	revs, _ = runStoppable(t, f)
 	revs <- rev3
 	awaitLatest(t, f, "prod", rev3.Commit)
 	if err := f.r.Sync(ctx, "prod"); err != nil {
