@@ -25,6 +25,14 @@ type Daemon struct {
 	Notify      Notify         `yaml:"notify" json:"notify,omitempty"`
 	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
 	Templates   Templates      `yaml:"templates" json:"templates,omitempty"`
+	Secrets     Secrets        `yaml:"secrets" json:"secrets,omitempty"`
+}
+
+// Secrets says how the daemon decrypts the secrets of the declared
+// repositories (SOPS files and age files).
+type Secrets struct {
+	// AgeKeyFiles are age identity files (as age-keygen writes them).
+	AgeKeyFiles []string `yaml:"age_key_files" json:"age_key_files,omitempty"`
 }
 
 // Templates bounds the evaluation of one repository template for one host.

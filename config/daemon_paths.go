@@ -20,6 +20,9 @@ func resolvePaths(cfg *Daemon, dir string) {
 	abs(&cfg.StateDir)
 	abs(&cfg.SSH.KeyFile)
 	abs(&cfg.SSH.KnownHosts)
+	for i := range cfg.Secrets.AgeKeyFiles {
+		abs(&cfg.Secrets.AgeKeyFiles[i])
+	}
 	for i := range cfg.Sources {
 		if l := cfg.Sources[i].Local; l != nil {
 			abs(&l.Path)

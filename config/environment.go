@@ -27,6 +27,26 @@ func (p Position) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Lin
 // loaded and validated as a whole.
 type Revision struct {
 	Environments []*Environment
+	// Undecrypted lists where an encrypted file is used that was not
+	// decrypted because the load was asked not to (LoadOptions.SkipDecrypt).
+	Undecrypted []Position `json:"Undecrypted,omitempty"`
+}
+
+// SecretValues is every value that came out of a decryption, on any host.
+func (r *Revision) SecretValues() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range r.Environments {
+		for _, h := range e.Hosts {
+			for _, v := range h.SecretValues {
+				if !seen[v] {
+					seen[v] = true
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Environment returns the environment with that name, or nil.
@@ -73,6 +93,13 @@ type Host struct {
 	HostKey string            `yaml:"host_key" json:"host_key,omitempty"`
 	Roles   []string          `yaml:"roles" json:"roles,omitempty"`
 	Vars    map[string]any    `yaml:"vars" json:"vars,omitempty"`
+	// VarsFiles are repository files (YAML or JSON mappings, SOPS-encrypted
+	// or not) whose variables the host gets; its own vars win.
+	VarsFiles []string `yaml:"vars_files" json:"vars_files,omitempty"`
+	// SecretValues is filled by the loader: every string that came out of
+	// a decryption for this host. It never leaves the daemon: reports,
+	// logs and the store hide these values.
+	SecretValues []string `yaml:"-" json:"-"`
 	Labels  map[string]string `yaml:"labels" json:"labels,omitempty"`
 	// Resources is filled by the loader: the host's roles expanded in order,
 	// then the host's own resources, each rendered with the host's variables.

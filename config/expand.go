@@ -29,6 +29,7 @@ func (l *loader) expand(decl *envDecl) {
 			names[h.Name] = l.keyPos(d, hd, "name", h.Pos)
 		}
 		l.hostDefaults(d, hd)
+		l.loadVarsFiles(d, hd)
 		data := newTemplateData(env, h)
 		seenRoles := map[string]bool{}
 		for i, name := range h.Roles {
@@ -147,7 +148,7 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resou
 	r.Spec = spec.Interface()
 	r.Requires = append([]string(nil), raw.res.Requires...)
 	r.Notify = append([]string(nil), raw.res.Notify...)
-	if raw.tmpl != nil {
+	if raw.tmpl != nil && !l.varsUnknown[h] {
 		out, err := l.render(raw.tmpl, data)
 		if err != nil {
 			pos, msg, ok := budgetErrPos(raw.tmpl, raw.tmplFile, err)
@@ -156,7 +157,10 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resou
 			}
 			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, msg)
 		}
-		r.Spec.(*FileSpec).Content = out
+		fs := r.Spec.(*FileSpec)
+		fs.Content = out
+		// A template that writes a decrypted value makes a secret file.
+		fs.Secret = fs.Secret || containsAny(out, h.SecretValues)
 	}
 	return r
 }

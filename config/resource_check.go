@@ -212,15 +212,17 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 		return
 	}
 	if s.Source != "" {
-		if data, ok := l.readRepoFile(d, d.at(r, "source"), "source", s.Source); ok {
+		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "source"), "source", s.Source); ok {
 			s.Content = string(data)
+			s.Secret = s.Secret || encrypted
 		}
 	}
 	if s.Template != "" {
-		data, ok := l.readRepoFile(d, d.at(r, "template"), "template", s.Template)
+		data, encrypted, ok := l.readSecretFile(d, d.at(r, "template"), "template", s.Template)
 		if !ok {
 			return
 		}
+		s.Secret = s.Secret || encrypted
 		name := path.Clean(s.Template)
 		t, err := parseTemplate(name, string(data))
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/driftless/driftless/internal/secrets"
 )
 
 // LoadOptions changes how a revision is loaded.
@@ -25,6 +27,13 @@ type LoadOptions struct {
 	// DefaultTemplateTimeout when zero).
 	TemplateMaxBytes int
 	TemplateTimeout  time.Duration
+	// Identities decrypt the repository's SOPS and age files. Without
+	// any, an encrypted file is an error, unless SkipDecrypt is set.
+	Identities *secrets.Identities
+	// SkipDecrypt loads a revision without decrypting (validate without
+	// identities): encrypted files are not checked, their content is
+	// empty, and Revision.Undecrypted says where they are used.
+	SkipDecrypt bool
 }
 
 // nameRe is what environment, host and role names may look like: they
@@ -76,6 +85,11 @@ type loader struct {
 	// read: hosts naming such a role get no second, misleading "unknown
 	// role" error, since the file's own errors already say what is wrong.
 	brokenRoles map[string]bool
+	// undecrypted is where encrypted files were used without decrypting;
+	// varsUnknown the hosts some of whose variables were therefore not
+	// read, whose templates are not rendered.
+	undecrypted []Position
+	varsUnknown map[*Host]bool
 }
 
 // LoadRevision loads and validates every environment declared in dir:
@@ -90,7 +104,7 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("load revision from %s: not a directory", dir)
 	}
-	l := &loader{dir: dir, root: root, opts: opts, roles: map[string]*roleDef{}, files: map[string][]byte{}, brokenRoles: map[string]bool{}}
+	l := &loader{dir: dir, root: root, opts: opts, roles: map[string]*roleDef{}, files: map[string][]byte{}, brokenRoles: map[string]bool{}, varsUnknown: map[*Host]bool{}}
 	for _, file := range l.yamlFiles("roles") {
 		l.loadRoleFile(file)
 	}
@@ -119,6 +133,7 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 		l.expand(decl)
 		rev.Environments = append(rev.Environments, decl.env)
 	}
+	rev.Undecrypted = l.undecrypted
 	l.errs.list = append(l.errs.list, PromotionErrors(rev.Environments)...)
 	if err := l.errs.result(); err != nil {
 		return nil, err

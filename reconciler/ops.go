@@ -214,7 +214,9 @@ func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]
 		prev := st.applied
 		r.mu.Unlock()
 		p, _ := r.plan(ctx, target{rev: rev, env: env}, prev)
-		out = append(out, p)
+		// The snapshots hold what the hosts have (secrets among it); the
+		// diffs say what would change.
+		out = append(out, withoutSnapshots(p))
 	}
 	return out, nil
 }

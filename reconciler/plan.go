@@ -201,6 +201,9 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 				c.Action, c.Diff = targets.Delete, "pruned: no longer declared"
 			}
 		}
+		if res := hr.byID[c.ID]; c.Diff != "" && secretResource(res) {
+			c.Diff = r.secretDiff(res, c)
+		}
 		hr.changes[c.ID] = c
 		hr.plan.Changes = append(hr.plan.Changes, c)
 	}

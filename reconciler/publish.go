@@ -30,6 +30,8 @@ func (r *Reconciler) published(p *Plan, hosts []*hostRun) *Plan {
 			pc := targets.Change{ID: c.ID, Kind: c.Kind, Action: c.Action}
 			switch {
 			case c.Action == targets.NoChange || !ok || d == nil:
+			case secretResource(res):
+				pc.Diff = r.secretDiff(res, c)
 			case full && publicResource(res, c.Before):
 				pc.Diff = c.Diff
 			default:
@@ -56,6 +58,27 @@ func publicResource(res config.Resource, before targets.State) bool {
 		return s.Mode == "" || worldReadable(s.Mode)
 	}
 	return true
+}
+
+// secretResource reports whether a resource's content is secret: marked
+// `secret: true`, or decrypted from the repository, or a template that
+// writes a decrypted value (the loader marks those).
+func secretResource(res config.Resource) bool {
+	s, ok := res.Spec.(*config.FileSpec)
+	return ok && s.Secret
+}
+
+// secretDiff is the diff of a secret resource wherever it goes (plan and
+// apply output, logs, drift reports, history, the API and the status
+// page, reports to Git hosts): that the secret changed, and of a body only
+// its size, line count and keyed hash before and after (targets.Summary),
+// never the content.
+func (r *Reconciler) secretDiff(res config.Resource, c targets.Change) string {
+	d := r.opts.Drivers[c.Kind]
+	if d == nil {
+		return "secret changed (content hidden)"
+	}
+	return "secret changed (content hidden)\n" + targets.Summary(d, res, c, r.hashKey)
 }
 
 // worldReadable reads an octal mode and reports whether others may read.

@@ -230,6 +230,9 @@ type storedResource struct {
 type storedEntry struct {
 	JournalEntry
 	Res storedResource `json:"resource"`
+	// Sealed, for a secret resource, is the whole entry encrypted to the
+	// store's own age recipient (store_seal.go).
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
 func encodeEntry(e JournalEntry) ([]byte, error) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/driftless/driftless/internal/secrets"
 )
 
 // The top-level buckets of the bbolt store.
@@ -43,6 +45,8 @@ type BoltStore struct {
 	group *groupCommit
 	// keep is how many runs of each environment's history are kept.
 	keep uint64
+	// box seals what the journal keeps of secret resources.
+	box *secrets.Box
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -69,7 +73,12 @@ func OpenStore(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise state store %s: %w", path, err)
 	}
-	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: historyRetention}, nil
+	box, err := loadStoreBox(path)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: historyRetention, box: box}, nil
 }
 
 // Close closes the database file.

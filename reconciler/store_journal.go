@@ -16,8 +16,9 @@ func (s *BoltStore) BeginJournal(j Journal) error {
 	j.Hosts = append([]config.Host(nil), j.Hosts...)
 	for i := range j.Hosts {
 		// Resources and checks are recorded per entry; the host itself is
-		// only needed to reach it again.
-		j.Hosts[i].Resources, j.Hosts[i].Checks = nil, nil
+		// only needed to reach it again. Its variables may hold decrypted
+		// secrets and are not needed for that either.
+		j.Hosts[i].Resources, j.Hosts[i].Checks, j.Hosts[i].Vars = nil, nil, nil
 	}
 	data, err := json.Marshal(j)
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *BoltStore) RecordSnapshots(env string, entries []JournalEntry) ([]uint6
 				return err
 			}
 			seqs[i] = e.Seq
-			data, err := encodeEntry(e)
+			data, err := s.encodeSealed(e)
 			if err != nil {
 				return err
 			}
@@ -79,7 +80,7 @@ func (s *BoltStore) RecordSnapshots(env string, entries []JournalEntry) ([]uint6
 			if fb.Get(fk) != nil {
 				continue
 			}
-			snap, err := json.Marshal(e.Snapshot)
+			snap, err := s.encodeFirst(e)
 			if err != nil {
 				return err
 			}
@@ -153,7 +154,7 @@ func (s *BoltStore) OpenJournal(env string) (*Journal, []JournalEntry, error) {
 			return err
 		}
 		return jb.Bucket(keyEntries).ForEach(func(_, v []byte) error {
-			e, err := decodeEntry(v)
+			e, err := s.decodeSealed(v)
 			if err != nil {
 				return err
 			}
@@ -227,7 +228,7 @@ func (s *BoltStore) FirstManaged(env, host, id string) (st targets.State, ok boo
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &st)
+		return s.decodeFirst(v, &st)
 	})
 	if err != nil {
 		return targets.State{}, false, fmt.Errorf("read first-managed state of %s on %s: %w", id, host, err)

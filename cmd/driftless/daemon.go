@@ -17,6 +17,7 @@ import (
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
 	"github.com/driftless/driftless/reconciler/notify"
+	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
 	"github.com/driftless/driftless/targets"
@@ -36,6 +37,8 @@ type daemon struct {
 	progress *reconciler.ProgressLog
 	// localRoot sandboxes local hosts (the demo); empty in production.
 	localRoot string
+	// ids decrypt the repositories' SOPS and age files.
+	ids *secrets.Identities
 }
 
 // buildDaemon wires the parts. Nothing runs until run is called.
@@ -51,6 +54,12 @@ func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*dae
 	}
 	d.store = store
 	d.dialer = newDialer(cfg.SSH, log)
+	// Identities are read once, at start: a missing key file stops the
+	// start rather than the first rollout.
+	if d.ids, err = secrets.LoadIdentities(cfg.Secrets.AgeKeyFiles); err != nil {
+		d.close()
+		return nil, err
+	}
 	if err := d.build(); err != nil {
 		d.close()
 		return nil, err
@@ -162,7 +171,7 @@ func (d *daemon) reporters() ([]reconciler.Reporter, error) {
 
 // load validates a revision, placing local hosts in the sandbox when set.
 func (d *daemon) load(dir string) (*config.Revision, error) {
-	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
+	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot, Identities: d.ids,
 		TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D()})
 }
 

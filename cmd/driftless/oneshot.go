@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -26,6 +27,8 @@ type oneshotFlags struct {
 	level    string
 	progress string
 	ssh      sshFlags
+	// ageKeys are age identity files decrypting the repository's secrets.
+	ageKeys []string
 }
 
 func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
@@ -37,9 +40,12 @@ func (o *oneshotFlags) register(fs *pflag.FlagSet, withState bool) {
 	// The result and the error say what happened; the daemon's log lines
 	// would say it again, so they are off unless asked for.
 	fs.StringVar(&o.level, "log-level", "disabled", "log level: debug, info, warn, error, or disabled")
+	fs.StringArrayVar(&o.ageKeys, "age-key-file", nil, "age identity file decrypting the repository's SOPS and age files (repeatable; adds to secrets.age_key_files of --config)")
 	if withState {
 		fs.StringVar(&o.state, "state", "", "state store file (default: a temporary one, forgotten afterwards)")
 		o.ssh.register(fs)
+	} else {
+		fs.StringVar(&o.ssh.config, "config", "", "read secrets.age_key_files from this daemon configuration file")
 	}
 }
 
@@ -92,6 +98,9 @@ type validation struct {
 	Hosts        int               `json:"hosts"`
 	Resources    int               `json:"resources"`
 	Errors       []validationError `json:"errors"`
+	// Undecrypted lists where encrypted files are used whose decryption
+	// was not checked, for want of an identity.
+	Undecrypted []string `json:"undecrypted,omitempty"`
 }
 
 // validationError is one error of a repository, at its position.
@@ -106,6 +115,20 @@ func repoDir(args []string) string {
 		return "."
 	}
 	return args[0]
+}
+
+// identities reads the age identities of --age-key-file and, with
+// --config, of the daemon configuration's secrets.age_key_files.
+func (o oneshotFlags) identities() (*secrets.Identities, error) {
+	files := o.ageKeys
+	if o.ssh.config != "" {
+		cfg, err := config.LoadDaemon(o.ssh.config)
+		if err != nil {
+			return nil, err
+		}
+		files = append(append([]string(nil), cfg.Secrets.AgeKeyFiles...), files...)
+	}
+	return secrets.LoadIdentities(files)
 }
 
 func validateCmd(env *cliEnv) *cobra.Command {
@@ -123,7 +146,11 @@ line and column. Nothing is contacted, nothing is changed.`,
 				return err
 			}
 			res := validation{Valid: true, Errors: []validationError{}}
-			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{LocalRoot: o.root})
+			ids, err := o.identities()
+			if err != nil {
+				return err
+			}
+			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{LocalRoot: o.root, Identities: ids, SkipDecrypt: ids.Len() == 0})
 			if err != nil {
 				var list config.ErrorList
 				if !errors.As(err, &list) {
@@ -135,6 +162,9 @@ line and column. Nothing is contacted, nothing is changed.`,
 				}
 			} else {
 				res.Environments = len(rev.Environments)
+				for _, p := range rev.Undecrypted {
+					res.Undecrypted = append(res.Undecrypted, p.String())
+				}
 				for _, e := range rev.Environments {
 					res.Hosts += len(e.Hosts)
 					for _, h := range e.Hosts {
@@ -148,6 +178,9 @@ line and column. Nothing is contacted, nothing is changed.`,
 					return nil
 				}
 				fmt.Fprintf(env.stdout, "ok: %d environments, %d hosts, %d resources\n", res.Environments, res.Hosts, res.Resources)
+				for _, p := range res.Undecrypted {
+					fmt.Fprintf(env.stdout, "%s: encrypted file: decryption was not checked (no age identity: give --age-key-file or --config)\n", p)
+				}
 				return nil
 			}); err != nil {
 				return err
@@ -177,6 +210,10 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress
 	if err != nil {
 		return nil, err
 	}
+	ids, err := o.identities()
+	if err != nil {
+		return nil, err
+	}
 	s := &oneshot{}
 	path := o.state
 	if path == "" {
@@ -200,7 +237,7 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress
 	rec, err := reconciler.New(reconciler.Options{
 		Store: store, Dialer: s.dialer, Drivers: targets.Drivers(), Logger: log, Version: version,
 		Load: func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root})
+			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root, Identities: ids})
 		},
 		Verifier: verifier(log),
 		Progress: progress,

@@ -1,0 +1,116 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/test/secretstest"
+)
+
+// TestLoadDecryptsSecrets loads a repository whose variables and files were
+// encrypted by the sops and age commands: the host gets the clear values,
+// every decrypted file and every template that writes a decrypted value is
+// marked secret, and the decrypted values are the host's SecretValues.
+func TestLoadDecryptsSecrets(t *testing.T) {
+	keys := t.TempDir()
+	key := secretstest.NewKey(t, keys, "key.txt")
+	other := secretstest.NewKey(t, keys, "other.txt")
+	repo := map[string]string{
+		"secrets/web.yaml": string(secretstest.SOPS(t, "web.yaml", []byte("db_password: Pa55-word-xyz\nport: 5432\n"), key.Recipient)),
+		"files/tls.key":    string(secretstest.SOPS(t, "tls.key", []byte("KEY-MATERIAL-abc\n"), key.Recipient)),
+		"files/token.age":  string(secretstest.Age(t, []byte("age-token-777\n"), true, key.Recipient)),
+		"files/app.conf.tmpl": "password={{ .Vars.db_password }}\n",
+		"files/plain.tmpl":    "port={{ .Vars.port }}\n",
+		"environments/e.yaml": `environment: e
+hosts:
+  - name: h
+    vars_files: [secrets/web.yaml]
+    vars: {port: 6000}
+    resources:
+      - file: /etc/tls.key
+        source: files/tls.key
+      - file: /etc/token
+        source: files/token.age
+      - file: /etc/app.conf
+        template: files/app.conf.tmpl
+      - file: /etc/plain
+        template: files/plain.tmpl
+`,
+	}
+	dir := writeRepo(t, repo)
+	ids, err := secrets.LoadIdentities([]string{key.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rev.Environments[0].Hosts[0]
+	if h.Vars["db_password"] != "Pa55-word-xyz" || h.Vars["port"] != 6000 {
+		t.Fatalf("vars = %v: want the decrypted password and the host's own port", h.Vars)
+	}
+	want := map[string]struct {
+		content string
+		secret  bool
+	}{
+		"/etc/tls.key":  {"KEY-MATERIAL-abc\n", true},
+		"/etc/token":    {"age-token-777\n", true},
+		"/etc/app.conf": {"password=Pa55-word-xyz\n", true},
+		"/etc/plain":    {"port=6000\n", false},
+	}
+	for _, r := range h.Resources {
+		s := r.Spec.(*config.FileSpec)
+		if w := want[r.Name]; s.Content != w.content || s.Secret != w.secret {
+			t.Errorf("%s: content %q secret %v, want %q %v", r.Name, s.Content, s.Secret, w.content, w.secret)
+		}
+	}
+	if got := strings.Join(rev.SecretValues(), ","); got != "5432,Pa55-word-xyz" {
+		t.Errorf("SecretValues = %s", got)
+	}
+
+	t.Run("no identity: an error at each use, naming the fix", func(t *testing.T) {
+		_, err := config.LoadRevision(dir, config.LoadOptions{})
+		var list config.ErrorList
+		if !errors.As(err, &list) {
+			t.Fatalf("err = %v, want an ErrorList", err)
+		}
+		got := err.Error()
+		for _, w := range []string{
+			`environments/e.yaml:4:17: vars_files: "secrets/web.yaml" is SOPS-encrypted and cannot be decrypted: the daemon has no age identity`,
+			`environments/e.yaml:8:17: source: "files/tls.key" is SOPS-encrypted and cannot be decrypted`,
+			`environments/e.yaml:10:17: source: "files/token.age" is age-encrypted and cannot be decrypted`,
+			"secrets.age_key_files",
+		} {
+			if !strings.Contains(got, w) {
+				t.Errorf("missing %q in:\n%s", w, got)
+			}
+		}
+	})
+	t.Run("wrong identity", func(t *testing.T) {
+		wrong, _ := secrets.LoadIdentities([]string{other.File})
+		_, err := config.LoadRevision(dir, config.LoadOptions{Identities: wrong})
+		if err == nil || !strings.Contains(err.Error(), `environments/e.yaml:8:17: source: "files/tls.key" is SOPS-encrypted and cannot be decrypted: none of the configured age identities can decrypt it`) {
+			t.Fatalf("err = %v", err)
+		}
+		if strings.Contains(err.Error(), "Pa55") || strings.Contains(err.Error(), "KEY-MATERIAL") {
+			t.Fatalf("the error quotes a secret: %v", err)
+		}
+	})
+	t.Run("skip decryption: where it was not checked", func(t *testing.T) {
+		rev, err := config.LoadRevision(dir, config.LoadOptions{SkipDecrypt: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range rev.Undecrypted {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, " ") != "environments/e.yaml:8:17 environments/e.yaml:10:17 environments/e.yaml:4:17" {
+			t.Fatalf("Undecrypted = %v", got)
+		}
+	})
+}

@@ -1,0 +1,203 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/test/secretstest"
+	"github.com/driftless/driftless/test/syncbuf"
+)
+
+// secretRepo is a revision's files with secrets encrypted by the sops and
+// age commands: a SOPS variables file written into a template, a SOPS
+// binary file and an age file as whole contents. v tells versions apart.
+func secretRepo(t *testing.T, recipient, v, verify string) map[string]string {
+	vars := "db_password: Pa55-db-" + v + "\n"
+	res := etc +
+		"    - file: /etc/app.conf\n      template: files/app.conf.tmpl\n      mode: \"0600\"\n" +
+		"    - file: /etc/tls.key\n      source: files/tls.key\n      mode: \"0600\"\n" +
+		"    - file: /etc/token\n      source: files/token.age\n      mode: \"0600\"\n" +
+		fileRes("/etc/public.conf", "public-"+v+"\n")
+	env := strings.Replace(envYAML("prod", []string{"h1"}, nil, res, verify), "    roles: [all]\n", "    roles: [all]\n    vars_files: [secrets/app.yaml]\n", 1)
+	return map[string]string{
+		"environments/prod.yaml": env,
+		"secrets/app.yaml":       string(secretstest.SOPS(t, "app.yaml", []byte(vars), recipient)),
+		"files/app.conf.tmpl":    "user=app\npassword={{ .Vars.db_password }}\n",
+		"files/tls.key":          string(secretstest.SOPS(t, "tls.key", []byte("TLS-PRIVATE-"+v+"\n"), recipient)),
+		"files/token.age":        string(secretstest.Age(t, []byte("AGE-TOKEN-"+v+"\n"), true, recipient)),
+	}
+}
+
+// TestSecretsNeverLeave applies secrets decrypted from files of the real
+// sops and age commands, rolls a second version back after a failing
+// verification, corrects drift on them and previews a third version as a
+// pull request; then it searches every output (logs at debug level, plans,
+// reports to Git hosts and notifiers, history, the API, the status page,
+// metrics and the store's file) for the secret values and their base64
+// forms. Rollback must still restore the first version.
+func TestSecretsNeverLeave(t *testing.T) {
+	key := secretstest.NewKey(t, t.TempDir(), "key.txt")
+	ids, err := secrets.LoadIdentities([]string{key.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	f := newFixture(t)
+	f.reg = prometheus.NewRegistry()
+	f.r = f.restarted(func(o *Options) {
+		o.Load = func(dir string) (*config.Revision, error) {
+			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, Identities: ids})
+		}
+		o.Logger = zerolog.New(logs).Level(zerolog.DebugLevel)
+		o.Registerer = f.reg
+	})
+	ctx := context.Background()
+	rev1 := f.revision(secretRepo(t, key.Recipient, "v1", ""))
+	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
+		t.Fatalf("rev1: %+v %v", runs, err)
+	}
+	for p, want := range map[string]string{"/etc/app.conf": "user=app\npassword=Pa55-db-v1\n", "/etc/tls.key": "TLS-PRIVATE-v1\n", "/etc/token": "AGE-TOKEN-v1\n"} {
+		if got := f.hostFile("h1", p); got != want {
+			t.Fatalf("%s = %q, want %q", p, got, want)
+		}
+	}
+	// While rev2 is verified its journal is open: read the store file then,
+	// before the rollback frees (but does not zero) the journal's pages.
+	var during []byte
+	f.ver.gate = func(string, string) {
+		if during == nil {
+			during, _ = os.ReadFile(f.store.db.Path())
+		}
+	}
+	rev2 := f.revision(secretRepo(t, key.Recipient, "v2", "verify:\n  - name: broken\n    command: \"exit 1\"\n"))
+	if runs, _ := f.r.ApplyRevision(ctx, rev2); len(runs) != 1 || runs[0].Result != ResultRolledBack {
+		t.Fatalf("rev2: %+v", runs)
+	}
+	f.ver.gate = nil
+	if !bytes.Contains(during, []byte("public-v2")) {
+		t.Fatal("the store file read during the verification does not hold the journal of rev2")
+	}
+	if got := f.hostFile("h1", "/etc/tls.key"); got != "TLS-PRIVATE-v1\n" {
+		t.Fatalf("tls.key after the rollback = %q, want v1 restored", got)
+	}
+	f.writeHostFile("h1", "/etc/tls.key", "hand edit\n")
+	if err := f.r.Sync(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.hostFile("h1", "/etc/tls.key"); got != "TLS-PRIVATE-v1\n" {
+		t.Fatalf("tls.key after the drift pass = %q", got)
+	}
+	rev3 := f.revision(secretRepo(t, key.Recipient, "v3", ""))
+	plans, err := f.r.PlanRevision(ctx, rev3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs := runDaemon(t, f)
+	pr := f.revision(secretRepo(t, key.Recipient, "v4", ""))
+	pr.Preview, pr.PullRequest = true, 42
+	revs <- pr
+	eventually(t, "preview reported", func() bool { _, ok := f.rep.find(StatusPreview); return ok })
+
+	outputs := map[string][]byte{"logs": []byte(logs.String())}
+	outputs["plan"], _ = json.Marshal(plans)
+	f.rep.mu.Lock()
+	outputs["reports"], _ = json.Marshal(f.rep.reports)
+	f.rep.mu.Unlock()
+	hist, _ := f.r.History("prod", 100)
+	outputs["history"], _ = json.Marshal(hist)
+	if !strings.Contains(string(outputs["history"]), "secret changed") {
+		t.Errorf("history does not say that a secret changed")
+	}
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte("tok-for-the-test"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	NewAPI(APIOptions{Reconciler: f.r, Token: config.Secret{File: tokFile}}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, p := range []string{"/api/v1/environments", "/api/v1/environments/prod", "/api/v1/environments/prod/history", "/", "/environments/prod", "/environments/prod/diffs"} {
+		req, _ := http.NewRequest("GET", srv.URL+p, nil)
+		req.Header.Set("Authorization", "Bearer tok-for-the-test")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", p, resp.StatusCode)
+		}
+		outputs["GET "+p] = body
+	}
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics bytes.Buffer
+	for _, mf := range mfs {
+		_, _ = expfmt.MetricFamilyToText(&metrics, mf)
+	}
+	outputs["metrics"] = metrics.Bytes()
+	if outputs["store"], err = os.ReadFile(f.store.db.Path()); err != nil {
+		t.Fatal(err)
+	}
+	outputs["store during the rollout"] = during
+	for _, hit := range leaks(outputs, []string{"Pa55-db-", "TLS-PRIVATE-", "AGE-TOKEN-"}, []string{"v1", "v2", "v3", "v4"}) {
+		t.Error(hit)
+	}
+	if !bytes.Contains(outputs["store"], []byte("public-v1")) {
+		t.Error("the store file does not hold the public file's snapshot: the search would not see a clear secret either")
+	}
+}
+
+// leaks searches every output for each prefix+version value and its
+// base64 forms (standard and URL, padded or not, at each of the three
+// alignments a value may take inside a longer encoded text).
+func leaks(outputs map[string][]byte, prefixes, versions []string) []string {
+	var out []string
+	for _, p := range prefixes {
+		for _, v := range versions {
+			value := p + v
+			for name, data := range outputs {
+				for _, form := range encodedForms(value) {
+					if bytes.Contains(data, []byte(form)) {
+						out = append(out, name+" holds "+value+" (as "+form+")")
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func encodedForms(value string) []string {
+	forms := []string{value}
+	for shift := 0; shift < 3; shift++ {
+		n := shift + len(value)
+		// Only the characters that depend on the value's bytes alone: not
+		// the first ones, which mix in the bytes before it, nor the last
+		// one of a partial group, which mixes in the bytes after it.
+		start, end := []int{0, 2, 3}[shift], n/3*4+n%3
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			s := enc.EncodeToString([]byte(strings.Repeat("\x00", shift) + value))
+			forms = append(forms, s[start:end])
+		}
+	}
+	return forms
+}
