@@ -140,4 +140,3 @@ func containsAny(s string, values []string) bool {
 	}
 	return false
 }
-

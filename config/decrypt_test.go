@@ -19,9 +19,9 @@ func TestLoadDecryptsSecrets(t *testing.T) {
 	key := secretstest.NewKey(t, keys, "key.txt")
 	other := secretstest.NewKey(t, keys, "other.txt")
 	repo := map[string]string{
-		"secrets/web.yaml": string(secretstest.SOPS(t, "web.yaml", []byte("db_password: Pa55-word-xyz\nport: 5432\n"), key.Recipient)),
-		"files/tls.key":    string(secretstest.SOPS(t, "tls.key", []byte("KEY-MATERIAL-abc\n"), key.Recipient)),
-		"files/token.age":  string(secretstest.Age(t, []byte("age-token-777\n"), true, key.Recipient)),
+		"secrets/web.yaml":    string(secretstest.SOPS(t, "web.yaml", []byte("db_password: Pa55-word-xyz\nport: 5432\n"), key.Recipient)),
+		"files/tls.key":       string(secretstest.SOPS(t, "tls.key", []byte("KEY-MATERIAL-abc\n"), key.Recipient)),
+		"files/token.age":     string(secretstest.Age(t, []byte("age-token-777\n"), true, key.Recipient)),
 		"files/app.conf.tmpl": "password={{ .Vars.db_password }}\n",
 		"files/plain.tmpl":    "port={{ .Vars.port }}\n",
 		"environments/e.yaml": `environment: e

@@ -86,21 +86,21 @@ type Host struct {
 	// Transport is "ssh" (the default when Address is set) or "local".
 	Transport string `yaml:"transport" json:"transport,omitempty"`
 	// Root, for the local transport, is a folder every managed path is placed under.
-	Root    string            `yaml:"root" json:"root,omitempty"`
-	Port    int               `yaml:"port" json:"port,omitempty"`
-	User    string            `yaml:"user" json:"user,omitempty"`
-	Sudo    bool              `yaml:"sudo" json:"sudo,omitempty"`
-	HostKey string            `yaml:"host_key" json:"host_key,omitempty"`
-	Roles   []string          `yaml:"roles" json:"roles,omitempty"`
-	Vars    map[string]any    `yaml:"vars" json:"vars,omitempty"`
+	Root    string         `yaml:"root" json:"root,omitempty"`
+	Port    int            `yaml:"port" json:"port,omitempty"`
+	User    string         `yaml:"user" json:"user,omitempty"`
+	Sudo    bool           `yaml:"sudo" json:"sudo,omitempty"`
+	HostKey string         `yaml:"host_key" json:"host_key,omitempty"`
+	Roles   []string       `yaml:"roles" json:"roles,omitempty"`
+	Vars    map[string]any `yaml:"vars" json:"vars,omitempty"`
 	// VarsFiles are repository files (YAML or JSON mappings, SOPS-encrypted
 	// or not) whose variables the host gets; its own vars win.
 	VarsFiles []string `yaml:"vars_files" json:"vars_files,omitempty"`
 	// SecretValues is filled by the loader: every string that came out of
 	// a decryption for this host. It never leaves the daemon: reports,
 	// logs and the store hide these values.
-	SecretValues []string `yaml:"-" json:"-"`
-	Labels  map[string]string `yaml:"labels" json:"labels,omitempty"`
+	SecretValues []string          `yaml:"-" json:"-"`
+	Labels       map[string]string `yaml:"labels" json:"labels,omitempty"`
 	// Resources is filled by the loader: the host's roles expanded in order,
 	// then the host's own resources, each rendered with the host's variables.
 	Resources []Resource `yaml:"resources" json:"resources,omitempty"`

@@ -14,10 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
 	"github.com/driftless/driftless/reconciler/notify"
-	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
 	"github.com/driftless/driftless/targets"
