@@ -4,6 +4,7 @@ package secretstest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,4 +110,37 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Leaks searches every output for each value and its base64 forms
+// (standard and URL alphabets, at each of the three alignments a value
+// may take inside a longer encoded text) and returns one line per hit.
+func Leaks(outputs map[string][]byte, values []string) []string {
+	var out []string
+	for _, value := range values {
+		for name, data := range outputs {
+			for _, form := range encodedForms(value) {
+				if bytes.Contains(data, []byte(form)) {
+					out = append(out, name+" holds "+value+" (as "+form+")")
+				}
+			}
+		}
+	}
+	return out
+}
+
+func encodedForms(value string) []string {
+	forms := []string{value}
+	for shift := 0; shift < 3; shift++ {
+		n := shift + len(value)
+		// Only the characters that depend on the value's bytes alone: not
+		// the first ones, which mix in the bytes before it, nor the last
+		// one of a partial group, which mixes in the bytes after it.
+		start, end := []int{0, 2, 3}[shift], n/3*4+n%3
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			s := enc.EncodeToString([]byte(strings.Repeat("\x00", shift) + value))
+			forms = append(forms, s[start:end])
+		}
+	}
+	return forms
 }
