@@ -175,7 +175,7 @@ func decodeChecks(d *decoder, n *yaml.Node) []checkDecl {
 // validateCheck checks one verify step's host-independent settings.
 func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.Node) {
 	var kinds []string
-	for _, k := range []string{"http", "tcp", "command", "prometheus"} {
+	for _, k := range []string{"http", "tcp", "command", "prometheus", "junit"} {
 		if _, ok := keys[k]; ok {
 			kinds = append(kinds, k)
 		}
@@ -185,7 +185,7 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 		if len(kinds) > 0 {
 			found = strings.Join(kinds, ", ")
 		}
-		d.errorf(item, "a check needs exactly one of http, tcp, command or prometheus (found: %s)", found)
+		d.errorf(item, "a check needs exactly one of http, tcp, command, prometheus or junit (found: %s)", found)
 	}
 	at := func(key string) *yaml.Node {
 		if n, ok := keys[key]; ok {
@@ -196,8 +196,18 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 	if c.On != "" && c.On != "host" && c.On != "local" {
 		d.errorf(at("on"), "on: %q is not one of host, local", c.On)
 	}
-	if c.On != "" && c.Command == "" {
-		d.errorf(at("on"), "on: only a command check runs somewhere")
+	if c.On != "" && c.Command == "" && c.JUnit == "" {
+		d.errorf(at("on"), "on: only a command or junit check runs somewhere")
+	}
+	if c.JUnit == "" {
+		for _, k := range []string{"report", "max_failures"} {
+			if n, ok := keys[k]; ok {
+				d.errorf(n, "%s: only a junit check has it", k)
+			}
+		}
+	}
+	if c.MaxFailures < 0 {
+		d.errorf(at("max_failures"), "max_failures: must not be negative")
 	}
 	// Templated values are checked once rendered for each host.
 	for key, v := range map[string]string{"http": c.HTTP, "tcp": c.TCP, "server": c.Server} {

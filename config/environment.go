@@ -122,7 +122,7 @@ type Rollout struct {
 }
 
 // Check is one verification step run after each batch. Exactly one of
-// HTTP, TCP, Command and Prometheus is set. String fields are templates
+// HTTP, TCP, Command, Prometheus and JUnit is set. String fields are templates
 // rendered per host with .Host and .Vars.
 type Check struct {
 	Name       string `yaml:"name" json:"name,omitempty"`
@@ -130,7 +130,14 @@ type Check struct {
 	TCP        string `yaml:"tcp" json:"tcp,omitempty"`
 	Command    string `yaml:"command" json:"command,omitempty"`
 	Prometheus string `yaml:"prometheus" json:"prometheus,omitempty"`
-	// On, for a command check, is "host" (the default) or "local".
+	// JUnit is a test command whose JUnit XML report decides the check:
+	// it passes when the report counts at most MaxFailures failed or
+	// errored tests. Report is where the command writes the report (on
+	// the same machine); empty, the command's standard output is the report.
+	JUnit       string `yaml:"junit" json:"junit,omitempty"`
+	Report      string `yaml:"report" json:"report,omitempty"`
+	MaxFailures int    `yaml:"max_failures" json:"max_failures,omitempty"`
+	// On, for a command or junit check, is "host" (the default) or "local".
 	On           string `yaml:"on" json:"on,omitempty"`
 	ExpectStatus int    `yaml:"expect_status" json:"expect_status,omitempty"`
 	ExpectBody   string `yaml:"expect_body" json:"expect_body,omitempty"`
@@ -158,6 +165,8 @@ func (c Check) Kind() string {
 		return "command"
 	case c.Prometheus != "":
 		return "prometheus"
+	case c.JUnit != "":
+		return "junit"
 	}
 	return ""
 }

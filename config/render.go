@@ -132,6 +132,8 @@ var checkFields = []struct {
 	{"tcp", func(c *Check) string { return c.TCP }, func(c *Check, s string) { c.TCP = s }},
 	{"command", func(c *Check) string { return c.Command }, func(c *Check, s string) { c.Command = s }},
 	{"prometheus", func(c *Check) string { return c.Prometheus }, func(c *Check, s string) { c.Prometheus = s }},
+	{"junit", func(c *Check) string { return c.JUnit }, func(c *Check, s string) { c.JUnit = s }},
+	{"report", func(c *Check) string { return c.Report }, func(c *Check, s string) { c.Report = s }},
 	{"expect_body", func(c *Check) string { return c.ExpectBody }, func(c *Check, s string) { c.ExpectBody = s }},
 	{"server", func(c *Check) string { return c.Server }, func(c *Check, s string) { c.Server = s }},
 }

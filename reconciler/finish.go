@@ -67,7 +67,7 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
 	ev.Str("result", run.Result).Str("trigger", run.Trigger).Int("changes", run.Changes).
 		Dur("duration_ms", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
 
-	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision}
+	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision, Tests: run.Tests}
 	// A failing environment is reported when it starts failing (or fails
 	// differently: another commit, other hosts), then at the reminder
 	// interval, and when it stops failing.
@@ -99,6 +99,9 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
 		rep.Status, rep.Description = StatusRolledBack, "rolled back: "+run.Error
 	default:
 		rep.Status, rep.Description = StatusFailure, "failed: "+run.Error
+	}
+	if run.Tests != nil {
+		rep.Description += "; tests: " + run.Tests.String()
 	}
 	r.report(rep)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 )
 
 // durationBuckets reach 600 s: a rollout with verification retries over
@@ -26,6 +27,7 @@ type metrics struct {
 	drift          *prometheus.GaugeVec
 	driftOldest    *prometheus.GaugeVec
 	verification   *prometheus.CounterVec
+	tests          *prometheus.CounterVec
 	rollbacks      *prometheus.CounterVec
 	hostUp         *prometheus.GaugeVec
 	blocked        *prometheus.GaugeVec
@@ -65,6 +67,9 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		verification: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "driftless_verification_total", Help: "Verification checks run, by check and result (pass, fail).",
 		}, []string{"environment", "check", "result"}),
+		tests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_verify_tests_total", Help: "Tests run by junit verification checks, by result (passed, failed, errored, skipped).",
+		}, []string{"environment", "result"}),
 		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "driftless_rollbacks_total", Help: "Rollbacks, by reason (apply, verify, unreachable, interrupted, manual).",
 		}, []string{"environment", "reason"}),
@@ -86,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
-		m.drift, m.driftOldest, m.verification, m.rollbacks, m.hostUp, m.blocked, m.configOK, m.pending, m.pendingSince,
+		m.drift, m.driftOldest, m.verification, m.tests, m.rollbacks, m.hostUp, m.blocked, m.configOK, m.pending, m.pendingSince,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register reconciler metrics: %w", err)
@@ -129,7 +134,18 @@ func (m *metrics) initChecks(env *config.Environment) {
 		for _, c := range h.Checks {
 			m.verification.WithLabelValues(env.Name, c.Name, "pass")
 			m.verification.WithLabelValues(env.Name, c.Name, "fail")
+			if c.Kind() == "junit" {
+				m.countTests(env.Name, verify.Tests{})
+			}
 		}
+	}
+}
+
+// countTests adds a junit check's test counts to
+// driftless_verify_tests_total (zero counts make the series exist).
+func (m *metrics) countTests(env string, t verify.Tests) {
+	for result, n := range map[string]int{"passed": t.Passed, "failed": t.Failed, "errored": t.Errored, "skipped": t.Skipped} {
+		m.tests.WithLabelValues(env, result).Add(float64(n))
 	}
 }
 

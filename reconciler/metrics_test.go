@@ -21,7 +21,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 	ctx := context.Background()
 	res := etc + fileRes("/etc/a.conf", "a") + fileRes("/etc/w.conf", "w") + "      drift: warn\n"
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res,
-		"verify:\n  - name: ok\n    command: \"true\"\n")})
+		"verify:\n  - name: ok\n    command: \"true\"\n  - name: suite\n    junit: \"true\"\n")})
 	if _, err := f.r.ApplyRevision(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +43,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"driftless_drift_resources":                           {"GAUGE", []string{"environment", "host", "kind", "mode"}},
 		"driftless_drift_oldest_seconds":                      {"GAUGE", []string{"environment"}},
 		"driftless_verification_total":                        {"COUNTER", []string{"check", "environment", "result"}},
+		"driftless_verify_tests_total":                        {"COUNTER", []string{"environment", "result"}},
 		"driftless_rollbacks_total":                           {"COUNTER", []string{"environment", "reason"}},
 		"driftless_host_up":                                   {"GAUGE", []string{"environment", "host"}},
 		"driftless_environment_blocked":                       {"GAUGE", []string{"environment"}},

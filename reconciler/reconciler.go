@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -34,6 +35,8 @@ type CheckResult struct {
 	Check  string
 	OK     bool
 	Reason string
+	// Tests are the test counts of a junit check (nil for other kinds).
+	Tests *verify.Tests
 }
 
 // Verifier runs every check of a host (h.Checks) and returns one result per check.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -54,7 +55,9 @@ type Report struct {
 	// approval, what the environment's gates ask of a revision.
 	Gates *GateInfo `json:"gates,omitempty"`
 	Plan  *Plan     `json:"plan,omitempty"`
-	Time  time.Time `json:"time"`
+	// Tests are the run's junit test counts, for the people who test.
+	Tests *verify.Tests `json:"tests,omitempty"`
+	Time  time.Time     `json:"time"`
 }
 
 // GateInfo is what an environment's gates ask of a revision before it is

@@ -55,7 +55,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 		if ph == nil {
 			continue
 		}
-		if err := r.verifyHost(ctx, env.Name, h, ph); err != nil {
+		if _, err := r.verifyHost(ctx, env.Name, h, ph); err != nil {
 			h.log.Warn().Err(err).Msg("verification after rollback failed")
 			errs = append(errs, fmt.Errorf("after rollback: %w", err))
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 )
 
 // hostOutcome is what happened to one host of a batch.
@@ -16,6 +17,8 @@ type hostOutcome struct {
 	err     error
 	// verify is true when the apply went through but a check failed.
 	verify bool
+	// tests are the test counts of the host's junit checks.
+	tests *verify.Tests
 }
 
 // rollout brings the environment to tg: plan, then batches of apply and
@@ -92,6 +95,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 			run.Changes += o.changes
 			run.Changed = append(run.Changed, b[i].applied...)
 			r.emit(env.Name, b[i], StepDone, statusOf(o.err == nil), o.changes)
+			run.Tests = addTests(run.Tests, o.tests)
 			if o.err == nil {
 				continue
 			}
@@ -200,7 +204,9 @@ func (r *Reconciler) runBatch(ctx context.Context, env string, b []*hostRun, par
 		}
 		r.hostSlots <- struct{}{}
 		defer func() { <-r.hostSlots }()
-		if err := r.verifyHost(ctx, env, b[i], b[i].host); err != nil {
+		tests, err := r.verifyHost(ctx, env, b[i], b[i].host)
+		outs[i].tests = tests
+		if err != nil {
 			outs[i].err, outs[i].verify = err, true
 		}
 	})
@@ -230,9 +236,10 @@ func forEach(n, parallelism int, fn func(i int)) {
 // verifyHost runs the checks of h (hr's host, or its declaration in the
 // revision a rollback went back to) over hr's transport and counts them;
 // it fails when any check fails, naming each failed check with its reason.
-func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h *config.Host) (err error) {
+// It returns the test counts of the host's junit checks (nil when none ran).
+func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h *config.Host) (tests *verify.Tests, err error) {
 	if r.opts.Verifier == nil || len(h.Checks) == 0 {
-		return nil
+		return nil, nil
 	}
 	r.emit(env, hr, StepVerify, StatusStarted, len(h.Checks))
 	defer func() { r.emit(env, hr, StepVerify, statusOf(err == nil), len(h.Checks)) }()
@@ -243,6 +250,10 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h 
 	defer cancel()
 	var failed []string
 	for _, res := range r.opts.Verifier.Verify(ctx, env, h, hr.t) {
+		if res.Tests != nil {
+			tests = addTests(tests, res.Tests)
+			r.m.countTests(env, *res.Tests)
+		}
 		result := "pass"
 		if !res.OK {
 			result = "fail"
@@ -251,7 +262,19 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h 
 		r.m.verification.WithLabelValues(env, res.Check, result).Inc()
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("verify %s: %s", h.Name, strings.Join(failed, "; "))
+		return tests, fmt.Errorf("verify %s: %s", h.Name, strings.Join(failed, "; "))
 	}
-	return nil
+	return tests, nil
+}
+
+// addTests returns the sum of two optional test counts (nil when both are).
+func addTests(a, b *verify.Tests) *verify.Tests {
+	if b == nil {
+		return a
+	}
+	sum := *b
+	if a != nil {
+		sum = a.Add(*b)
+	}
+	return &sum
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -60,6 +61,9 @@ type Run struct {
 	ErrorClass string `json:"error_class,omitempty"`
 	// Changed lists the resources the run changed, host by host.
 	Changed []ResourceChange `json:"changed,omitempty"`
+	// Tests sums the test counts of the run's junit checks over its hosts
+	// (nil when none ran).
+	Tests *verify.Tests `json:"tests,omitempty"`
 }
 
 // ResourceChange is one resource a run changed on one host. Diff is the

@@ -22,7 +22,7 @@ func (v runnerVerifier) Verify(ctx context.Context, env string, h *config.Host, 
 	res := v.r.Run(ctx, env, h, t)
 	out := make([]CheckResult, len(res))
 	for i, x := range res {
-		out[i] = CheckResult{Check: x.Label, OK: x.OK, Reason: x.Reason}
+		out[i] = CheckResult{Check: x.Label, OK: x.OK, Reason: x.Reason, Tests: x.Tests}
 	}
 	return out
 }

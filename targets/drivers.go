@@ -35,10 +35,14 @@ func Drivers() map[string]Driver {
 	}
 }
 
-// shq quotes s as one POSIX shell word.
-func shq(s string) string {
+// ShellQuote quotes s as one POSIX shell word, for callers outside this
+// package that build scripts for a Transport.
+func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// shq is ShellQuote, short for the many probes of this package.
+func shq(s string) string { return ShellQuote(s) }
 
 // probeError is the probe of a resource that cannot be observed at all (a
 // relative path, a missing spec): it writes the reason to stderr and fails,

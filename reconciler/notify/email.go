@@ -136,6 +136,9 @@ func mailBody(r reconciler.Report) string {
 	if r.PullRequest > 0 {
 		fmt.Fprintf(&b, "%-12s #%d\n", "Pull request:", r.PullRequest)
 	}
+	if r.Tests != nil {
+		fmt.Fprintf(&b, "%-12s %d run: %s\n", "Tests:", r.Tests.Total(), r.Tests)
+	}
 	if r.Plan != nil && len(r.Plan.Hosts) > 0 {
 		b.WriteString("\nHosts:\n")
 		for _, h := range r.Plan.Hosts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -20,7 +21,7 @@ const stderrLines = 5
 // commandCheck runs c.Command and passes when it exits 0. On "host" (the
 // default) it runs through the host's transport; on "local" it runs on the
 // daemon's machine with sh -c.
-func commandCheck(_ *Runner, c config.Check, _ *config.Host, t targets.Transport) (attempt, error) {
+func commandCheck(_ *Runner, c config.Check, _ *config.Host, t targets.Transport, _ *Result) (attempt, error) {
 	switch c.On {
 	case "", "host":
 		return func(ctx context.Context) (string, error) {
@@ -37,7 +38,7 @@ func commandCheck(_ *Runner, c config.Check, _ *config.Host, t targets.Transport
 		}, nil
 	case "local":
 		return func(ctx context.Context) (string, error) {
-			exit, stderr, err := runLocal(ctx, c.Command)
+			exit, stderr, err := runLocal(ctx, c.Command, nil)
 			if err != nil {
 				return "", fmt.Errorf("run %q locally: expected exit 0, could not run: %w", c.Command, err)
 			}
@@ -56,9 +57,11 @@ func commandOutcome(cmd, where string, exit int, stderr []byte) (string, error) 
 
 // runLocal runs script with sh -c in its own process group, so that when
 // ctx ends the whole group is killed, not only the shell (a shell's child
-// would otherwise keep the pipes open and the check would hang).
-func runLocal(ctx context.Context, script string) (exit int, stderr []byte, err error) {
+// would otherwise keep the pipes open and the check would hang). Its
+// standard output goes to stdout (nil: discarded).
+func runLocal(ctx context.Context, script string, stdout io.Writer) (exit int, stderr []byte, err error) {
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Stdout = stdout
 	// Only the end of stderr goes into a reason, so only the end is kept.
 	errBuf := &tail{max: 64 << 10}
 	cmd.Stderr = errBuf

@@ -20,7 +20,7 @@ const maxBody = 1 << 20
 
 // httpCheck GETs c.HTTP and expects c.ExpectStatus (200 by default) and,
 // when c.ExpectBody is set, a body matching that regular expression.
-func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport) (attempt, error) {
+func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
 	u, err := url.Parse(c.HTTP)
 	if err != nil {
 		return nil, fmt.Errorf("parse url: %w", redact.New().Err(err))

@@ -20,7 +20,7 @@ import (
 // prometheusCheck runs the instant query c.Prometheus on the Prometheus
 // server c.Server and compares the first sample's value with c.Threshold
 // using c.Op (">" by default).
-func prometheusCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport) (attempt, error) {
+func prometheusCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
 	if c.Server == "" {
 		return nil, errors.New("server: the Prometheus base URL is required")
 	}

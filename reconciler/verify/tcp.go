@@ -11,7 +11,7 @@ import (
 
 // tcpCheck passes when a TCP connection to c.TCP ("host:port") opens
 // within the attempt's timeout. The connection is closed at once.
-func tcpCheck(_ *Runner, c config.Check, _ *config.Host, _ targets.Transport) (attempt, error) {
+func tcpCheck(_ *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
 	if _, _, err := net.SplitHostPort(c.TCP); err != nil {
 		return nil, fmt.Errorf("address %q: %w", c.TCP, err)
 	}

@@ -1,5 +1,5 @@
 // Package verify runs the verification checks of an environment (http,
-// tcp, command, prometheus) against one host after a rollout batch, with
+// tcp, command, prometheus, junit) against one host after a rollout batch, with
 // retries, and says for each whether it passed and why. It returns results
 // and counts nothing itself: the reconciler records
 // driftless_verification_total from them.
@@ -40,6 +40,9 @@ type Result struct {
 	OK    bool   `json:"ok"`
 	// Reason says what was expected and what was seen (on success too).
 	Reason string `json:"reason"`
+	// Tests are a junit check's test counts, from the report of its last
+	// attempt (nil for other kinds, or when no report was read).
+	Tests *Tests `json:"tests,omitempty"`
 	// Attempts is how many attempts ran (0 when the check was invalid).
 	Attempts int           `json:"attempts"`
 	Duration time.Duration `json:"duration"`
@@ -87,8 +90,10 @@ func New(opts Options) *Runner {
 type attempt func(ctx context.Context) (okReason string, err error)
 
 // checker turns a check into an attempt, failing early when the check
-// itself is malformed (a bad regular expression, an unknown operator).
-type checker func(r *Runner, c config.Check, h *config.Host, t targets.Transport) (attempt, error)
+// itself is malformed (a bad regular expression, an unknown operator). An
+// attempt may fill in what a kind adds to its result (a junit check's
+// test counts) through out.
+type checker func(r *Runner, c config.Check, h *config.Host, t targets.Transport, out *Result) (attempt, error)
 
 // kinds is the table of check kinds: a new kind is one file and one row.
 var kinds = map[string]checker{
@@ -96,6 +101,7 @@ var kinds = map[string]checker{
 	"tcp":        tcpCheck,
 	"command":    commandCheck,
 	"prometheus": prometheusCheck,
+	"junit":      junitCheck,
 }
 
 // Attempt is one finished attempt of a check, for progress displays.
@@ -159,10 +165,10 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 
 	mk, ok := kinds[kind]
 	if !ok {
-		res.Reason = "check has none of http, tcp, command, prometheus set"
+		res.Reason = "check has none of http, tcp, command, prometheus, junit set"
 		return res
 	}
-	try, err := mk(r, c, h, t)
+	try, err := mk(r, c, h, t, &res)
 	if err != nil {
 		res.Reason = fmt.Sprintf("invalid %s check: %v", kind, err)
 		return res
@@ -215,9 +221,9 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 func Validate(c config.Check) error {
 	mk, ok := kinds[c.Kind()]
 	if !ok {
-		return errors.New("check has none of http, tcp, command, prometheus set")
+		return errors.New("check has none of http, tcp, command, prometheus, junit set")
 	}
-	if _, err := mk(&Runner{}, c, nil, nil); err != nil {
+	if _, err := mk(&Runner{}, c, nil, nil, &Result{}); err != nil {
 		return fmt.Errorf("invalid %s check %s: %w", c.Kind(), Name(c), err)
 	}
 	return nil
@@ -239,6 +245,8 @@ func Name(c config.Check) string {
 		return kind + ":" + c.Command
 	case "prometheus":
 		return kind + ":" + c.Prometheus
+	case "junit":
+		return kind + ":" + c.JUnit
 	}
 	return "invalid"
 }
