@@ -44,6 +44,7 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 		"promote":  func(k, v *yaml.Node) { decodePromote(d, env, v) },
 		"approval": func(k, v *yaml.Node) { decodeApproval(d, env, v) },
 		"windows":  func(k, v *yaml.Node) { decodeWindows(d, env, v) },
+		"traffic":  func(k, v *yaml.Node) { decodeTraffic(d, env, v) },
 	}
 	// Keys starting with "x-" are free for the user: they hold YAML anchors
 	// that hosts and resources merge in, as in Compose files.

@@ -75,7 +75,9 @@ type Environment struct {
 	Promote  *Promote  `yaml:"promote" json:"promote,omitempty"`
 	Approval *Approval `yaml:"approval" json:"approval,omitempty"`
 	Windows  []Window  `yaml:"windows" json:"windows,omitempty"`
-	Pos      Position  `yaml:"-" json:"-"`
+	// Traffic takes each host out of its load balancer around its apply.
+	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
+	Pos     Position `yaml:"-" json:"-"`
 }
 
 // Host is one machine of an environment.

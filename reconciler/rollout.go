@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/traffic"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
@@ -84,12 +85,13 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	}
 	var touched []*hostRun
 	reason := ""
+	rot := &rotation{bal: traffic.New(env.Traffic, traffic.Options{})}
 	all := batches(changed, env.Rollout.Canary, env.Rollout.Batch)
 	for n, b := range all {
 		for _, h := range b {
 			h.batch, h.batches = n+1, len(all)
 		}
-		outs := r.runBatch(ctx, env.Name, b, env.Rollout.Parallelism)
+		outs := r.runBatchOutOfRotation(ctx, env, b, rot)
 		touched = append(touched, b...)
 		for i, o := range outs {
 			run.Changes += o.changes
@@ -125,6 +127,10 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 			if err := r.rollback(ctx, st, env, prev, touched, reason); err != nil {
 				run.Error += "; rollback: " + err.Error()
 			}
+			// Hosts that failed were held out of rotation while rolled back.
+			if err := r.backIn(ctx, env, rot); err != nil {
+				run.Error += "; " + err.Error()
+			}
 			return run
 		}
 	}
@@ -144,6 +150,9 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	run.Result = ResultSuccess
 	if len(errs) > 0 {
 		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+	}
+	for _, h := range rot.held {
+		run.Error += "; left out of rotation: " + h.host.Name
 	}
 	return run
 }

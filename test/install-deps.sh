@@ -5,11 +5,11 @@
 # (rpm, createrepo-c), a real Prometheus and promtool, ansible for the
 # side-by-side benchmark, systemd-analyze, chromium for the status
 # page's browser test, script(1) (bsdutils) for the live progress test,
-# age for the secrets tests; and the sops command (Go, built from its
-# module) for SOPS fixtures.
+# age for the secrets tests, haproxy for the traffic-draining test; and
+# the sops command (Go, built from its module) for SOPS fixtures.
 # It is idempotent: installed packages are left alone.
 set -eu
-pkgs="bsdutils chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible ca-certificates xz-utils zip unzip time age"
+pkgs="bsdutils chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible haproxy ca-certificates xz-utils zip unzip time age"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
