@@ -39,8 +39,11 @@ func (p *HAProxy) Out(ctx context.Context, _ string, h *config.Host) error {
 	for {
 		st, err := p.Stat(ctx, server)
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("drain %s/%s: %w", p.cfg.Backend, server, ErrNotDrained)
+			// A read cut by the deadline may end a moment before ctx
+			// says so: both mean the time to drain ran out.
+			var ne net.Error
+			if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+				return fmt.Errorf("drain %s/%s: %w: %w", p.cfg.Backend, server, ErrNotDrained, err)
 			}
 			return err
 		}

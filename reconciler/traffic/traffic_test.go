@@ -30,7 +30,6 @@ func TestHAProxyDrain(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
-	defer free()
 	handler := func(name string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/slow" {
@@ -42,6 +41,9 @@ func TestHAProxyDrain(t *testing.T) {
 	s1, s2 := httptest.NewServer(handler("s1")), httptest.NewServer(handler("s2"))
 	defer s1.Close()
 	defer s2.Close()
+	// Deferred last, so it runs first: the servers' Close waits for the
+	// slow request, which must be let go even when the test fails early.
+	defer free()
 	lb := haproxy.Start(t, map[string]string{"s1": s1.Listener.Addr().String(), "s2": s2.Listener.Addr().String()}, "s1", "s2")
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 
@@ -77,7 +79,7 @@ func TestHAProxyDrain(t *testing.T) {
 	host := &config.Host{Name: busy, Address: "127.0.0.1"}
 
 	// With a short timeout Out gives up with ErrNotDrained.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	err := bal.Out(ctx, "prod", host)
 	cancel()
 	if !errors.Is(err, ErrNotDrained) {

@@ -92,8 +92,8 @@ func (e exposition) missing(names []string) []string {
 	return out
 }
 
-// The declared repository: "watched" is applied then drifts in warn mode
-// (reported, not healed); "broken" fails its verification and is rolled
+// The declared repository: "watched" is applied (its junit check counts
+// one test) then drifts in warn mode (reported, not healed); "broken" fails its verification and is rolled
 // back, so the verification and rollback counters get their series.
 const (
 	watchedEnv = `environment: watched
@@ -111,6 +111,9 @@ hosts:
 verify:
   - name: conf-present
     command: 'test -f "$DRIFTLESS_ROOT/etc/watched/app.conf"'
+  - name: smoke
+    junit: >-
+      echo '<testsuite name="smoke"><testcase name="conf"/></testsuite>'
 `
 	brokenEnv = `environment: broken
 hosts:
