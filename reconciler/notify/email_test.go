@@ -18,6 +18,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -56,6 +57,7 @@ func TestEmailDelivered(t *testing.T) {
 		{Host: "web-1", Changes: []targets.Change{{ID: "file:/a", Action: targets.Update}, {ID: "service:app", Action: targets.NoChange}}},
 		{Host: "web-2", Err: "connection refused"},
 	}}
+	r.Tests = &verify.Tests{Passed: 2, Failed: 2, Skipped: 1}
 	n.Report(context.Background(), r)
 
 	msgs := srv.messages()
@@ -100,6 +102,7 @@ func TestEmailDelivered(t *testing.T) {
 		"rolled back: verification failed\r\n.a line that starts with a dot\r\n",
 		"Environment: staging\r\n", "Commit:      " + sha + "\r\n", "Status page: http://driftless.test/environments/staging",
 		"web-1: 1 to change, 1 unchanged\r\n", "web-2: not observed: connection refused\r\n",
+		"Tests:       5 run: 2 passed, 2 failed, 0 errored, 1 skipped\r\n",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("body lacks %q:\n%s", want, body)
