@@ -39,12 +39,13 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 				env.Verify = append(env.Verify, c.check)
 			}
 		},
-		"roles":    func(k, v *yaml.Node) { l.decodeInlineRoles(d, decl, v) },
-		"rollout":  func(k, v *yaml.Node) { decodeRollout(d, &env.Rollout, v) },
-		"promote":  func(k, v *yaml.Node) { decodePromote(d, env, v) },
-		"approval": func(k, v *yaml.Node) { decodeApproval(d, env, v) },
-		"windows":  func(k, v *yaml.Node) { decodeWindows(d, env, v) },
-		"traffic":  func(k, v *yaml.Node) { decodeTraffic(d, env, v) },
+		"roles":     func(k, v *yaml.Node) { l.decodeInlineRoles(d, decl, v) },
+		"rollout":   func(k, v *yaml.Node) { decodeRollout(d, &env.Rollout, v) },
+		"promote":   func(k, v *yaml.Node) { decodePromote(d, env, v) },
+		"approval":  func(k, v *yaml.Node) { decodeApproval(d, env, v) },
+		"windows":   func(k, v *yaml.Node) { decodeWindows(d, env, v) },
+		"traffic":   func(k, v *yaml.Node) { decodeTraffic(d, env, v) },
+		"inventory": func(k, v *yaml.Node) { decodeInventory(d, env, v) },
 	}
 	// Keys starting with "x-" are free for the user: they hold YAML anchors
 	// that hosts and resources merge in, as in Compose files.

@@ -77,7 +77,9 @@ type Environment struct {
 	Windows  []Window  `yaml:"windows" json:"windows,omitempty"`
 	// Traffic takes each host out of its load balancer around its apply.
 	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
-	Pos     Position `yaml:"-" json:"-"`
+	// Inventory gives hosts besides those listed under hosts.
+	Inventory *Inventory `yaml:"inventory" json:"inventory,omitempty"`
+	Pos       Position   `yaml:"-" json:"-"`
 }
 
 // Host is one machine of an environment.

@@ -34,6 +34,9 @@ type LoadOptions struct {
 	// identities): encrypted files are not checked, their content is
 	// empty, and Revision.Undecrypted says where they are used.
 	SkipDecrypt bool
+	// Inventory gives the hosts of environments that declare an inventory
+	// (nil: they get none from it, and nothing runs).
+	Inventory InventorySource
 }
 
 // nameRe is what environment, host and role names may look like: they
@@ -130,6 +133,7 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 	}
 	rev := &Revision{}
 	for _, decl := range decls {
+		l.addInventoryHosts(decl)
 		l.expand(decl)
 		rev.Environments = append(rev.Environments, decl.env)
 	}

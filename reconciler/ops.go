@@ -130,7 +130,7 @@ func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revis
 	} else if _, err := os.Stat(rev.Dir); err != nil {
 		return target{}, fmt.Errorf("checkout of %s is gone and no revision lookup is configured: %w", rev.Short(), err)
 	}
-	cfg, err := r.load(rev)
+	cfg, err := r.load(rev, true)
 	if err != nil {
 		r.logInvalid(rev, err)
 		return target{}, err
@@ -172,7 +172,7 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 	if rev.Preview {
 		return nil, errors.New("apply: a preview revision is never applied")
 	}
-	cfg, err := r.load(rev)
+	cfg, err := r.load(rev, true)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 // PlanRevision loads a revision and plans every environment it declares,
 // changing nothing (`driftless plan`).
 func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]*Plan, error) {
-	cfg, err := r.load(rev)
+	cfg, err := r.load(rev, false)
 	if err != nil {
 		return nil, err
 	}

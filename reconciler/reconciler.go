@@ -67,6 +67,10 @@ type Options struct {
 	Dialer  Dialer
 	Drivers map[string]targets.Driver
 	Load    Loader
+	// LoadUntrusted loads revisions that may not run anything (pull
+	// request previews, `plan`): its inventories give their last result
+	// and never run (nil: Load, for loaders without inventories).
+	LoadUntrusted Loader
 	// Verifier runs checks after each batch; nil means no checks run.
 	Verifier Verifier
 	// Progress receives an event at each step of the work on a host
@@ -163,6 +167,8 @@ type envState struct {
 	// promotionErr is what is wrong with the environment's promote.from
 	// across every source's revision ("" when nothing is).
 	promotionErr string
+	// inventoryAt is when the environment's inventory was last read.
+	inventoryAt time.Time
 }
 
 func newEnvState(rec EnvRecord) *envState {

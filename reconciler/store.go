@@ -33,6 +33,8 @@ const (
 	TriggerRecovery = "recovery"
 	// TriggerApproval marks the history entry of a rejection.
 	TriggerApproval = "approval"
+	// TriggerInventory: the environment's inventory changed its hosts.
+	TriggerInventory = "inventory"
 )
 
 // Run is one entry of an environment's history.

@@ -99,8 +99,13 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 // the error to themselves (the source loop, rollbacks) log it with
 // logInvalid; ApplyRevision and PlanRevision return it to theirs, which
 // print it, so that it is said once.
-func (r *Reconciler) load(rev sources.Revision) (*config.Revision, error) {
-	cfg, err := r.opts.Load(rev.Dir)
+// A revision that is not trusted goes through LoadUntrusted.
+func (r *Reconciler) load(rev sources.Revision, trusted bool) (*config.Revision, error) {
+	load := r.opts.Load
+	if !trusted && r.opts.LoadUntrusted != nil {
+		load = r.opts.LoadUntrusted
+	}
+	cfg, err := load(rev.Dir)
 	if err != nil {
 		r.m.configOK.Set(0)
 		return nil, fmt.Errorf("load revision %s of %s: %w", rev.Short(), rev.Source, err)
@@ -135,7 +140,7 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 			return
 		}
 	}
-	cfg, err := r.load(rev)
+	cfg, err := r.load(rev, !rev.Preview)
 	if err != nil {
 		r.logInvalid(rev, err)
 		return
@@ -293,6 +298,9 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 	}
 	r.mu.Lock()
 	st.latest = &tg
+	if tg.env.Inventory != nil {
+		st.inventoryAt = r.now() // read while loading this revision
+	}
 	r.mu.Unlock()
 	if tg.env.Gated() {
 		r.advance(ctx, st, TriggerRevision, false)
@@ -340,6 +348,9 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 	r.mu.Unlock()
 	if pending {
 		run := r.rollout(ctx, st, *d, trigger)
+		return run, runError(run)
+	}
+	if run, ok := r.refreshInventory(ctx, st, trigger); ok {
 		return run, runError(run)
 	}
 	if err := r.ensureApplied(ctx, st); err != nil {

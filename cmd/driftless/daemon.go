@@ -15,6 +15,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
 	"github.com/driftless/driftless/reconciler/notify"
@@ -95,7 +96,8 @@ func (d *daemon) build() error {
 		Store:         d.store,
 		Dialer:        d.dialer,
 		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
-		Load:          d.load,
+		Load:          d.loader(true),
+		LoadUntrusted: d.loader(false),
 		Verifier:      verifier(d.log),
 		Progress:      d.progress.Add,
 		Revisions:     restorers,
@@ -169,10 +171,16 @@ func (d *daemon) reporters() ([]reconciler.Reporter, error) {
 	return append(fb, nt...), nil
 }
 
-// load validates a revision, placing local hosts in the sandbox when set.
-func (d *daemon) load(dir string) (*config.Revision, error) {
-	return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot, Identities: d.ids,
-		TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D()})
+// loader validates a revision, placing local hosts in the sandbox when
+// set. Inventories run for a trusted revision; an untrusted one (a pull
+// request preview) gets their last result, kept in the state folder.
+func (d *daemon) loader(trusted bool) reconciler.Loader {
+	inv := &inventory.Source{Dir: filepath.Join(d.cfg.StateDir, "inventory"), Run: trusted, Logger: d.log}
+	return func(dir string) (*config.Revision, error) {
+		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
+			Identities:       d.ids,
+			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv})
+	}
 }
 
 func (d *daemon) source(sc config.SourceConfig) (sources.Source, error) {

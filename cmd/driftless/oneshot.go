@@ -14,6 +14,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -234,11 +235,18 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress
 	if sshCfg.KeyFile == "" && !sshCfg.Agent {
 		s.dialer.hint = "give --ssh-key FILE, --ssh-agent, or --config with the daemon's configuration"
 	}
+	// Inventories keep their results beside the store (the daemon's state
+	// folder with --state): apply runs them, plan reads the last result.
+	invDir := filepath.Join(filepath.Dir(path), "inventory")
+	loader := func(run bool) reconciler.Loader {
+		inv := &inventory.Source{Dir: invDir, Run: run, Logger: log}
+		return func(dir string) (*config.Revision, error) {
+			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root, Identities: ids, Inventory: inv})
+		}
+	}
 	rec, err := reconciler.New(reconciler.Options{
 		Store: store, Dialer: s.dialer, Drivers: targets.Drivers(), Logger: log, Version: version,
-		Load: func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root, Identities: ids})
-		},
+		Load: loader(true), LoadUntrusted: loader(false),
 		Verifier: verifier(log),
 		Progress: progress,
 	})
