@@ -135,33 +135,7 @@ func TestPullRequestPreviewRunsNothingAndPublishesNothing(t *testing.T) {
 	head := work.Commit(t, map[string]string{"environments/prod.yaml": attack}, "innocent change")
 	work.Push(t)
 	work.PushRef(t, "refs/pull/5/head")
-	payload, err := json.Marshal(map[string]any{
-		"action": "opened", "number": 5,
-		"pull_request": map[string]any{
-			"number": 5, "merged": false,
-			"user": map[string]any{"login": "mallory"},
-			"head": map[string]any{"sha": head, "ref": "feature", "repo": map[string]any{"full_name": "team/infra"}},
-			"base": map[string]any{"ref": "main", "repo": map[string]any{"full_name": "team/infra"}},
-		},
-		"repository": map[string]any{"full_name": "team/infra", "clone_url": repoURL},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := postGitHub(d.URL, "pull_request", payload, secret); err != nil {
-		t.Fatal(err)
-	}
-
-	var comment string
-	waitFor(t, 2*time.Minute, 200*time.Millisecond, "the plan comment on pull request 5", func() error {
-		for _, b := range gh.received() {
-			if strings.HasPrefix(b, "POST /api/v3/repos/team/infra/issues/5/comments") {
-				comment = b
-				return nil
-			}
-		}
-		return fmt.Errorf("received %d requests, no comment yet", len(gh.received()))
-	})
+	comment := previewPullRequest(t, d, gh, secret, repoURL, head, "mallory")
 	if _, err := os.Lstat(filepath.Join(h.Root, guardMarker)); err == nil {
 		t.Errorf("the preview ran the pull request's unless guard on the host: %s exists", guardMarker)
 	}
@@ -179,4 +153,38 @@ func TestPullRequestPreviewRunsNothingAndPublishesNothing(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(h.Root, "etc", "app", "host-only.key")); err != nil || string(got) != hostOnly+"\n" {
 		t.Errorf("the preview changed the host's file: %q, %v", got, err)
 	}
+}
+
+// previewPullRequest opens pull request 5 of team/infra with a signed
+// pull_request webhook (head pushed by the caller on branch feature) and
+// returns the plan comment the daemon then posts to the fake GitHub.
+func previewPullRequest(t testing.TB, d *daemon, gh *fakeGitHub, secret []byte, repoURL, head, login string) string {
+	t.Helper()
+	payload, err := json.Marshal(map[string]any{
+		"action": "opened", "number": 5,
+		"pull_request": map[string]any{
+			"number": 5, "merged": false,
+			"user": map[string]any{"login": login},
+			"head": map[string]any{"sha": head, "ref": "feature", "repo": map[string]any{"full_name": "team/infra"}},
+			"base": map[string]any{"ref": "main", "repo": map[string]any{"full_name": "team/infra"}},
+		},
+		"repository": map[string]any{"full_name": "team/infra", "clone_url": repoURL},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postGitHub(d.URL, "pull_request", payload, secret); err != nil {
+		t.Fatal(err)
+	}
+	var comment string
+	waitFor(t, 2*time.Minute, 200*time.Millisecond, "the plan comment on pull request 5", func() error {
+		for _, b := range gh.received() {
+			if strings.HasPrefix(b, "POST /api/v3/repos/team/infra/issues/5/comments") {
+				comment = b
+				return nil
+			}
+		}
+		return fmt.Errorf("received %d requests, no comment yet", len(gh.received()))
+	})
+	return comment
 }
