@@ -72,6 +72,18 @@ hosts:
 		t.Errorf("SecretValues = %s", got)
 	}
 
+	t.Run("unmerged revision: every template of the host is secret", func(t *testing.T) {
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids, Untrusted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rev.Environments[0].Hosts[0].Resources {
+			if s := r.Spec.(*config.FileSpec); !s.Secret {
+				t.Errorf("%s is not secret in an unmerged revision", r.Name)
+			}
+		}
+	})
+
 	t.Run("no identity: an error at each use, naming the fix", func(t *testing.T) {
 		_, err := config.LoadRevision(dir, config.LoadOptions{})
 		var list config.ErrorList

@@ -159,8 +159,9 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resou
 		}
 		fs := r.Spec.(*FileSpec)
 		fs.Content = out
-		// A template that writes a decrypted value makes a secret file.
-		fs.Secret = fs.Secret || containsAny(out, h.SecretValues)
+		// A template that writes a decrypted value makes a secret file; in
+		// an unmerged revision, any template of a host with decrypted values.
+		fs.Secret = fs.Secret || containsAny(out, h.SecretValues) || (l.opts.Untrusted && len(h.SecretValues) > 0)
 	}
 	return r
 }

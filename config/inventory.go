@@ -77,7 +77,14 @@ func (l *loader) addInventoryHosts(decl *envDecl) {
 		return
 	}
 	for _, ih := range hosts {
-		h := &Host{Name: ih.Name, Address: ih.Address, User: ih.User, Port: ih.Port, Transport: ih.Transport, Vars: ih.Vars, Pos: inv.Pos}
+		// As in Ansible, a host without ansible_host is reached by its
+		// inventory name: only ansible_connection: local makes it local,
+		// never a missing address.
+		addr := ih.Address
+		if addr == "" && ih.Transport != "local" {
+			addr = ih.Name
+		}
+		h := &Host{Name: ih.Name, Address: addr, User: ih.User, Port: ih.Port, Transport: ih.Transport, Vars: ih.Vars, Pos: inv.Pos}
 		for _, r := range ih.Roles {
 			if decl.roles[r] != nil || l.roles[r] != nil {
 				h.Roles = append(h.Roles, r)

@@ -37,6 +37,11 @@ type LoadOptions struct {
 	// Inventory gives the hosts of environments that declare an inventory
 	// (nil: they get none from it, and nothing runs).
 	Inventory InventorySource
+	// Untrusted loads a revision that is not merged (a pull request's
+	// preview): there every template rendered on a host with decrypted
+	// values is secret, since its author can transform a value past the
+	// check for the decrypted values themselves.
+	Untrusted bool
 }
 
 // nameRe is what environment, host and role names may look like: they

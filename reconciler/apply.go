@@ -87,7 +87,11 @@ func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) 
 			r.m.changes.WithLabelValues(env, res.Kind, action).Inc()
 		}
 		if err != nil {
-			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", hr.order[done+len(actions)].ID(), hr.host.Name, err)
+			// The change that failed: the first not applied, or the call's
+			// last when it reports every write done and still fails (a
+			// folder sync after the renames).
+			failed := hr.order[done+min(len(actions), n-1)]
+			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", failed.ID(), hr.host.Name, err)
 		}
 		done += n
 	}
@@ -113,8 +117,9 @@ func (r *Reconciler) applyNext(ctx context.Context, env string, hr *hostRun, fro
 		}
 		return []string{action}, 1, nil
 	}
+	// Each write keeps the time budget it would have alone.
 	var n int
-	err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+	err := guard(ctx, r.opts.HostTimeout*time.Duration(len(writes)), func(ctx context.Context) error {
 		var err error
 		n, err = hr.t.WriteFiles(ctx, writes)
 		return err

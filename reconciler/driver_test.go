@@ -26,7 +26,7 @@ func (*markerService) Kind() string { return "service" }
 func unitPath(r config.Resource) string { return "/run/units/" + r.Name + ".unit" }
 
 func (*markerService) Probe(r config.Resource, root string) string {
-	p := shellQuote(root + unitPath(r))
+	p := targets.ShellQuote(root + unitPath(r))
 	return "if [ -f " + p + " ]; then echo present; cat " + p + "; fi"
 }
 
@@ -57,7 +57,7 @@ func (*markerService) Diff(r config.Resource, observed targets.State) targets.Ch
 }
 
 func (*markerService) write(ctx context.Context, t targets.Transport, r config.Resource, content []byte) error {
-	res, err := t.Run(ctx, "mkdir -p "+shellQuote(t.Root()+"/run/units"), nil)
+	res, err := t.Run(ctx, "mkdir -p "+targets.ShellQuote(t.Root()+"/run/units"), nil)
 	if err != nil || res.Exit != 0 {
 		return fmt.Errorf("mkdir for %s: %v %s", r.ID(), err, res.Stderr)
 	}
@@ -72,7 +72,7 @@ func (s *markerService) Restore(ctx context.Context, t targets.Transport, r conf
 	if snap.Present {
 		return s.write(ctx, t, r, snap.Content)
 	}
-	res, err := t.Run(ctx, "rm -f "+shellQuote(t.Root()+unitPath(r)), nil)
+	res, err := t.Run(ctx, "rm -f "+targets.ShellQuote(t.Root()+unitPath(r)), nil)
 	if err != nil || res.Exit != 0 {
 		return errors.Join(err, fmt.Errorf("remove unit of %s: %s", r.ID(), res.Stderr))
 	}
@@ -80,8 +80,8 @@ func (s *markerService) Restore(ctx context.Context, t targets.Transport, r conf
 }
 
 func (*markerService) Refresh(ctx context.Context, t targets.Transport, r config.Resource) error {
-	log := shellQuote(t.Root() + "/var/log")
-	res, err := t.Run(ctx, "mkdir -p "+log+" && echo "+shellQuote("restart "+r.Name)+" >> "+log+"/refresh.log", nil)
+	log := targets.ShellQuote(t.Root() + "/var/log")
+	res, err := t.Run(ctx, "mkdir -p "+log+" && echo "+targets.ShellQuote("restart "+r.Name)+" >> "+log+"/refresh.log", nil)
 	if err != nil || res.Exit != 0 {
 		return fmt.Errorf("refresh %s: %v %s", r.ID(), err, res.Stderr)
 	}

@@ -58,15 +58,22 @@ type Decision struct {
 // history keeps every rejection and the approval of every applied revision.
 const maxDecisions = 50
 
-// decision returns the newest decision about commit, or nil.
+// decision returns the decision about commit, or nil: a rejection, which
+// is final whatever came after it (as in mergedDecision), else the newest
+// approval.
 func (e EnvRecord) decision(commit string) *Decision {
+	var approval *Decision
 	for i := len(e.Decisions) - 1; i >= 0; i-- {
-		if e.Decisions[i].Commit == commit {
-			d := e.Decisions[i]
-			return &d
+		if d := e.Decisions[i]; d.Commit == commit {
+			if !d.Approved {
+				return &d
+			}
+			if approval == nil {
+				approval = &d
+			}
 		}
 	}
-	return nil
+	return approval
 }
 
 // displayState is the state shown for an environment: a gate's state

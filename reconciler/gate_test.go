@@ -506,3 +506,26 @@ func TestPromotionChainAndAgreement(t *testing.T) {
 		t.Fatal("eu applied although qa never took the commit")
 	}
 }
+
+// TestDecisionRejectionIsFinal: once a commit is rejected, a later
+// approval of it (two comments handled at once, or an approval through
+// another way in) does not make it approved; another commit's decisions
+// do not count for it.
+func TestDecisionRejectionIsFinal(t *testing.T) {
+	const c1, c2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
+	rec := EnvRecord{Decisions: []Decision{
+		{Commit: c1, Approved: true, By: "github:alice"},
+		{Commit: c1, Approved: false, By: "github:bob"},
+		{Commit: c1, Approved: true, By: "github:alice"},
+		{Commit: c2, Approved: true, By: "github:alice"},
+	}}
+	if d := rec.decision(c1); d == nil || d.Approved || d.By != "github:bob" {
+		t.Errorf("decision(c1) = %+v, want bob's rejection", d)
+	}
+	if d := rec.decision(c2); d == nil || !d.Approved {
+		t.Errorf("decision(c2) = %+v, want the approval", d)
+	}
+	if d := rec.decision("3333333333333333333333333333333333333333"); d != nil {
+		t.Errorf("decision of an undecided commit = %+v", d)
+	}
+}

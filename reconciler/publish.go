@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
@@ -73,12 +74,18 @@ func secretResource(res config.Resource) bool {
 // page, reports to Git hosts): that the secret changed, and of a body only
 // its size, line count and keyed hash before and after (targets.Summary),
 // never the content.
+// It is idempotent: a diff it made already (planHost masks every secret
+// change, and published masks again whatever reaches it) stays as it is.
 func (r *Reconciler) secretDiff(res config.Resource, c targets.Change) string {
+	const hidden = "secret changed (content hidden)"
+	if strings.HasPrefix(c.Diff, hidden) {
+		return c.Diff
+	}
 	d := r.opts.Drivers[c.Kind]
 	if d == nil {
-		return "secret changed (content hidden)"
+		return hidden
 	}
-	return "secret changed (content hidden)\n" + targets.Summary(d, res, c, r.hashKey)
+	return hidden + "\n" + targets.Summary(d, res, c, r.hashKey)
 }
 
 // worldReadable reads an octal mode and reports whether others may read.

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
 )
 
 // Recover brings every rollout that was interrupted (the daemon killed or
@@ -220,13 +221,8 @@ func tempCleanup(root string, entries []JournalEntry) string {
 		}
 		seen[p] = true
 		dir, base := path.Split(path.Clean(p))
-		b.WriteString("for f in " + shellQuote(root+dir) + "/" + shellQuote("."+base+".driftless-") + "*; do " +
+		b.WriteString("for f in " + targets.ShellQuote(root+dir) + "/" + targets.ShellQuote("."+base+".driftless-") + "*; do " +
 			"if [ -f \"$f\" ]; then rm -f -- \"$f\"; fi; done\n")
 	}
 	return b.String()
-}
-
-// shellQuote quotes s as one POSIX shell word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -124,11 +124,14 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 				run.ErrorClass = ErrorVerify
 			}
 			run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+			// Hosts that failed were held out of rotation while rolled
+			// back; they go back only when the rollback worked.
 			if err := r.rollback(ctx, st, env, prev, touched, reason); err != nil {
 				run.Error += "; rollback: " + err.Error()
-			}
-			// Hosts that failed were held out of rotation while rolled back.
-			if err := r.backIn(ctx, env, rot); err != nil {
+				for _, h := range rot.held {
+					run.Error += "; left out of rotation: " + h.host.Name
+				}
+			} else if err := r.backIn(ctx, env, rot); err != nil {
 				run.Error += "; " + err.Error()
 			}
 			return run

@@ -210,15 +210,26 @@ func TestFileRefusesToReplaceSymlink(t *testing.T) {
 	assertFile(t, filepath.Join(root, "real"), "real", 0o644)
 }
 
-// ownerLosing is the local transport with a WriteFile that, like a
-// shell-based remote write, leaves the new file owned by root.
+// ownerLosing is the local transport with writes that, like a shell-based
+// remote write, leave a new file owned by root unless the write names its
+// owner or group: the driver must name the owner to keep.
 type ownerLosing struct{ *Local }
 
-func (o ownerLosing) WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
-	if err := o.Local.WriteFile(ctx, path, data, mode); err != nil {
-		return err
+func (o ownerLosing) WriteFiles(ctx context.Context, files []FileWrite) (int, error) {
+	n, err := o.Local.WriteFiles(ctx, files)
+	for _, f := range files[:n] {
+		if f.Owner == "" && f.Group == "" {
+			if err := os.Lchown(filepath.Join(o.Root(), f.Path), 0, 0); err != nil {
+				return n, err
+			}
+		}
 	}
-	return os.Lchown(filepath.Join(o.Root(), path), 0, 0)
+	return n, err
+}
+
+func (o ownerLosing) WriteFile(ctx context.Context, path string, data []byte, mode os.FileMode) error {
+	_, err := o.WriteFiles(ctx, []FileWrite{{Path: path, Data: data, Mode: mode}})
+	return err
 }
 
 func mustAtoi(t *testing.T, s string) int {

@@ -179,7 +179,7 @@ func (d *daemon) loader(trusted bool) reconciler.Loader {
 	return func(dir string) (*config.Revision, error) {
 		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
 			Identities:       d.ids,
-			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv})
+			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv, Untrusted: !trusted})
 	}
 }
 

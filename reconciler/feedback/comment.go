@@ -155,7 +155,8 @@ func renderGates(r reconciler.Report, awaiting bool) string {
 	}
 	if len(g.Approvers) > 0 {
 		fmt.Fprintf(&b, "\nTo approve, an approver (%s) comments `/driftless approve %s` on this pull request; `/driftless reject %s` rejects. "+
-			"A comment decides for the pull request's head at the time of the comment, and for its merge onto an unchanged base.\n",
+			"A comment decides for the pull request's head at the time of the comment, and for its merge onto an unchanged base; "+
+			"a squash or rebase merge, or a merge onto a moved base, needs the command line below.\n",
 			html.EscapeString(strings.Join(g.Approvers, ", ")), r.Environment, r.Environment)
 	}
 	fmt.Fprintf(&b, "\nWith an API token of the approve scope: `driftless approve %s %s` (or `driftless reject`).\n", r.Environment, commit)

@@ -129,8 +129,12 @@ func WithAttempts(ctx context.Context, fn func(Attempt)) context.Context {
 // all that is wrong at once.
 func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.Transport) []Result {
 	results := make([]Result, 0, len(h.Checks))
+	// A check rendered with a decrypted variable may quote it (a URL, a
+	// command): its name and reason go to logs, labels and reports hidden.
+	red := redact.New(h.SecretValues...)
 	for i, c := range h.Checks {
 		res := r.Check(ctx, c, h, t)
+		res.Check, res.Label, res.Reason = red.String(res.Check), red.String(res.Label), red.String(res.Reason)
 		if c.Name == "" {
 			res.Label = fmt.Sprintf("%s#%d", res.Label, i+1)
 		}

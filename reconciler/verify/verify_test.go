@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -200,5 +201,26 @@ func TestAttemptsHook(t *testing.T) {
 	// Without the hook nothing is reported and nothing breaks.
 	if res := r.Check(context.Background(), config.Check{HTTP: srv.URL}, &config.Host{Name: "h"}, nil); !res.OK {
 		t.Fatalf("check without hook: %+v", res)
+	}
+}
+
+// TestRunHidesDecryptedValues: a check whose URL carries a decrypted
+// value fails, and neither its name nor its reason, nor the log line,
+// quotes the value.
+func TestRunHidesDecryptedValues(t *testing.T) {
+	const secret = "s3cret-token-42"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	var logs strings.Builder
+	r := New(Options{HTTPClient: srv.Client(), Logger: zerolog.New(&logs), Clock: newFakeClock()})
+	h := &config.Host{Name: "web-1", SecretValues: []string{secret}, Checks: []config.Check{{HTTP: srv.URL + "/?token=" + secret}}}
+	res := r.Run(context.Background(), "prod", h, nil)
+	if len(res) != 1 || res[0].OK {
+		t.Fatalf("results = %+v, want one failure", res)
+	}
+	if got := fmt.Sprintf("%+v %s", res[0], logs.String()); strings.Contains(got, secret) {
+		t.Errorf("the decrypted value shows: %s", got)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,9 +48,9 @@ func (t *Transport) bound(ctx context.Context) (context.Context, context.CancelF
 // truncated transfer is a syntax error and runs nothing.
 func (t *Transport) remoteCommand(n int) string {
 	inner := fmt.Sprintf(`g=0; { read -r _ _ _ _ g _ </proc/$$/stat; } 2>/dev/null; echo "%s$g"; eval "$(head -c %d)"`, groupMarker, n)
-	cmd := "exec /bin/sh -c " + shellQuote(inner)
+	cmd := "exec /bin/sh -c " + targets.ShellQuote(inner)
 	if t.cfg.Sudo {
-		cmd = "exec sudo -n -- /bin/sh -c " + shellQuote(inner)
+		cmd = "exec sudo -n -- /bin/sh -c " + targets.ShellQuote(inner)
 	}
 	return cmd
 }
@@ -271,6 +270,3 @@ func (w *groupWriter) bytes() []byte {
 	defer w.mu.Unlock()
 	return bytes.Clone(w.out.Bytes())
 }
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -72,8 +72,8 @@ func (t *Transport) WriteFiles(ctx context.Context, files []targets.FileWrite) (
 			seenDir[dir] = true
 			dirs = append(dirs, dir)
 		}
-		fmt.Fprintf(&prepare, "put %s %s %d %s %s && k=%d && ", shellQuote(f.Path), shellQuote(tmp), len(f.Data), octalMode(f.Mode), shellQuote(f.ChownArg()), i+1)
-		fmt.Fprintf(&renames, "mvn %s %s && ", shellQuote(tmp), shellQuote(f.Path))
+		fmt.Fprintf(&prepare, "put %s %s %d %s %s && k=%d && ", targets.ShellQuote(f.Path), targets.ShellQuote(tmp), len(f.Data), octalMode(f.Mode), targets.ShellQuote(f.ChownArg()), i+1)
+		fmt.Fprintf(&renames, "mvn %s %s && ", targets.ShellQuote(tmp), targets.ShellQuote(f.Path))
 		stdin.Write(f.Data)
 	}
 	all := shellWords(temps)
@@ -127,7 +127,7 @@ func (t *Transport) removeLeftovers(temps []string) {
 func shellWords(ss []string) string {
 	quoted := make([]string, len(ss))
 	for i, s := range ss {
-		quoted[i] = shellQuote(s)
+		quoted[i] = targets.ShellQuote(s)
 	}
 	return strings.Join(quoted, " ")
 }

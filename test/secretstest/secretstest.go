@@ -36,9 +36,13 @@ func sops(t testing.TB) string {
 	if p, err := exec.LookPath("sops"); err == nil {
 		return p
 	}
-	gopath, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "sops")
+	// GOBIN when set, else GOPATH/bin, as test/install-deps.sh does.
+	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
+		gobin, gopath, _ := strings.Cut(string(out), "\n")
+		if gobin == "" {
+			gobin = filepath.Join(strings.TrimSpace(gopath), "bin")
+		}
+		p := filepath.Join(gobin, "sops")
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
