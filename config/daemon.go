@@ -89,10 +89,12 @@ type GitSource struct {
 // Previews limits which pull requests get a preview (a plan observed on
 // the hosts and reported). A pull request from a fork is previewed only
 // when Forks is true; with Authors set, only pull requests opened by one
-// of them are.
+// of them are. The preview environments of pull requests opened by one of
+// TrustedAuthors are rolled out without waiting for an approval.
 type Previews struct {
-	Forks   bool     `yaml:"forks" json:"forks,omitempty"`
-	Authors []string `yaml:"authors" json:"authors,omitempty"`
+	Forks          bool     `yaml:"forks" json:"forks,omitempty"`
+	Authors        []string `yaml:"authors" json:"authors,omitempty"`
+	TrustedAuthors []string `yaml:"trusted_authors" json:"trusted_authors,omitempty"`
 }
 
 // Local is a folder on the daemon's machine, watched for changes (development).

@@ -46,6 +46,7 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 		"windows":   func(k, v *yaml.Node) { decodeWindows(d, env, v) },
 		"traffic":   func(k, v *yaml.Node) { decodeTraffic(d, env, v) },
 		"inventory": func(k, v *yaml.Node) { decodeInventory(d, env, v) },
+		"provision": func(k, v *yaml.Node) { decodeProvision(d, env, v) },
 	}
 	// Keys starting with "x-" are free for the user: they hold YAML anchors
 	// that hosts and resources merge in, as in Compose files.
@@ -68,6 +69,7 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 	default:
 		env.Pos = d.pos(decl.nameNode)
 	}
+	checkPreviewTemplate(d, decl, root)
 	if env.Drift == DriftInherit {
 		env.Drift = DriftEnforce
 	} else if !validDrift(env.Drift) {

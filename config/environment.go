@@ -79,6 +79,15 @@ type Environment struct {
 	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
 	// Inventory gives hosts besides those listed under hosts.
 	Inventory *Inventory `yaml:"inventory" json:"inventory,omitempty"`
+	// Preview makes the environment a template: it is not rolled out
+	// itself; each pull request gets an environment NAME-pr-N made from it
+	// (provision.go).
+	Preview bool `yaml:"preview" json:"preview,omitempty"`
+	// PreviewTTL is how long a preview lives after its newest commit
+	// arrived (0: DefaultPreviewTTL).
+	PreviewTTL Duration `yaml:"preview_ttl" json:"preview_ttl,omitempty"`
+	// Provision creates and destroys a preview's hosts.
+	Provision *Provision `yaml:"provision" json:"provision,omitempty"`
 	Pos       Position   `yaml:"-" json:"-"`
 }
 

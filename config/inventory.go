@@ -77,19 +77,26 @@ func (l *loader) addInventoryHosts(decl *envDecl) {
 		return
 	}
 	for _, ih := range hosts {
-		// As in Ansible, a host without ansible_host is reached by its
-		// inventory name: only ansible_connection: local makes it local,
-		// never a missing address.
-		addr := ih.Address
-		if addr == "" && ih.Transport != "local" {
-			addr = ih.Name
-		}
-		h := &Host{Name: ih.Name, Address: addr, User: ih.User, Port: ih.Port, Transport: ih.Transport, Vars: ih.Vars, Pos: inv.Pos}
-		for _, r := range ih.Roles {
-			if decl.roles[r] != nil || l.roles[r] != nil {
-				h.Roles = append(h.Roles, r)
-			}
-		}
-		decl.hosts = append(decl.hosts, &hostDecl{host: h})
+		decl.hosts = append(decl.hosts, l.inventoryHost(decl, ih, inv.Pos))
 	}
+}
+
+// inventoryHost is the declaration of a host an inventory (or a
+// provisioner) gives, keeping of its groups those that name a role the
+// environment can use.
+func (l *loader) inventoryHost(decl *envDecl, ih InventoryHost, pos Position) *hostDecl {
+	// As in Ansible, a host without ansible_host is reached by its
+	// inventory name: only ansible_connection: local makes it local,
+	// never a missing address.
+	addr := ih.Address
+	if addr == "" && ih.Transport != "local" {
+		addr = ih.Name
+	}
+	h := &Host{Name: ih.Name, Address: addr, User: ih.User, Port: ih.Port, Transport: ih.Transport, Vars: ih.Vars, Pos: pos}
+	for _, r := range ih.Roles {
+		if decl.roles[r] != nil || l.roles[r] != nil {
+			h.Roles = append(h.Roles, r)
+		}
+	}
+	return &hostDecl{host: h}
 }

@@ -42,6 +42,9 @@ type LoadOptions struct {
 	// values is secret, since its author can transform a value past the
 	// check for the decrypted values themselves.
 	Untrusted bool
+	// Preview, when set, loads only one preview environment of a pull
+	// request's checkout (see PreviewLoad).
+	Preview *PreviewLoad
 }
 
 // nameRe is what environment, host and role names may look like: they
@@ -135,6 +138,9 @@ func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
 			}
 		}
 		decls = append(decls, decl)
+	}
+	if opts.Preview != nil {
+		decls = l.previewDecl(decls, opts.Preview)
 	}
 	rev := &Revision{}
 	for _, decl := range decls {
