@@ -69,7 +69,9 @@ func (l *loader) loadVarsFiles(d *decoder, hd *hostDecl) {
 	merged := map[string]any{}
 	for _, rel := range h.VarsFiles {
 		data, encrypted, ok := l.readSecretFile(d, at, "vars_files", rel)
-		if ok && data == nil {
+		if data == nil {
+			// Not decrypted (validate without identities) or failed:
+			// templates are not rendered without the variables.
 			l.varsUnknown[h] = true
 		}
 		if !ok || data == nil {

@@ -126,3 +126,127 @@ hosts:
 		}
 	})
 }
+
+// TestLoadSecretEnvAndUnit: an env value rendered with a decrypted
+// variable makes the env secret, and so does `secret: true`, whose values
+// join the host's SecretValues (so a template writing one is secret too);
+// a unit_source encrypted by sops or age is decrypted into a secret unit.
+// Without the identity, or with the wrong one, the unit_source fails at
+// its line; a SOPS-encrypted declaration is refused.
+func TestLoadSecretEnvAndUnit(t *testing.T) {
+	keys := t.TempDir()
+	key := secretstest.NewKey(t, keys, "key.txt")
+	other := secretstest.NewKey(t, keys, "other.txt")
+	unit := "[Service]\nEnvironment=API_KEY=UNIT-KEY-456\nExecStart=/bin/true\n"
+	repo := map[string]string{
+		"secrets/web.yaml":     string(secretstest.SOPS(t, "web.yaml", []byte("db_password: Env-Pa55-xyz\n"), key.Recipient)),
+		"files/app.service":    string(secretstest.SOPS(t, "app.service", []byte(unit), key.Recipient)),
+		"files/worker.service": string(secretstest.Age(t, []byte(unit), false, key.Recipient)),
+		"files/plain.service":  "[Service]\nExecStart=/bin/true\n",
+		"files/uses-api.tmpl":  "key={{ .Vars.api }}\n",
+		"environments/e.yaml": `environment: e
+hosts:
+  - name: h
+    vars_files: [secrets/web.yaml]
+    vars: {port: "6000", api: inline-api-key-123}
+    resources:
+      - file: /etc/uses-api
+        template: files/uses-api.tmpl
+      - env: /etc/app.env
+        vars: {DB_PASSWORD: "{{ .Vars.db_password }}", PORT: "{{ .Vars.port }}"}
+      - env: /etc/plain.env
+        vars: {PORT: "{{ .Vars.port }}", NAME: web}
+      - env: /etc/api.env
+        secret: true
+        vars: {API_KEY: inline-api-key-123}
+      - service: app
+        unit_source: files/app.service
+      - service: worker
+        unit_source: files/worker.service
+      - service: plain
+        unit_source: files/plain.service
+`,
+	}
+	dir := writeRepo(t, repo)
+	ids, err := secrets.LoadIdentities([]string{key.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rev.Environments[0].Hosts[0]
+	want := map[string]bool{
+		"file:/etc/uses-api": true, "env:/etc/app.env": true, "env:/etc/plain.env": false, "env:/etc/api.env": true,
+		"service:app": true, "service:worker": true, "service:plain": false,
+	}
+	for _, r := range h.Resources {
+		if r.IsSecret() != want[r.ID()] {
+			t.Errorf("%s: secret %v, want %v", r.ID(), r.IsSecret(), want[r.ID()])
+		}
+		switch s := r.Spec.(type) {
+		case *config.EnvSpec:
+			if r.Name == "/etc/app.env" && (s.Vars["DB_PASSWORD"] != "Env-Pa55-xyz" || s.Vars["PORT"] != "6000") {
+				t.Errorf("app.env vars = %v, want the rendered values", s.Vars)
+			}
+		case *config.ServiceSpec:
+			if r.Name != "plain" && s.Unit != unit {
+				t.Errorf("%s: unit %q, want the decrypted unit", r.Name, s.Unit)
+			}
+		}
+	}
+	if got := strings.Join(h.SecretValues, ","); got != "Env-Pa55-xyz,inline-api-key-123" {
+		t.Errorf("SecretValues = %s", got)
+	}
+
+	t.Run("no identity or the wrong one: an error at the unit_source", func(t *testing.T) {
+		wrong, _ := secrets.LoadIdentities([]string{other.File})
+		for _, ids := range []*secrets.Identities{nil, wrong} {
+			_, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+			for _, w := range []string{
+				`environments/e.yaml:17:22: unit_source: "files/app.service" is SOPS-encrypted and cannot be decrypted`,
+				`environments/e.yaml:19:22: unit_source: "files/worker.service" is age-encrypted and cannot be decrypted`,
+			} {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("identities %d: err = %v, want %q", ids.Len(), err, w)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), "UNIT-KEY") {
+				t.Errorf("the error quotes the unit: %v", err)
+			}
+		}
+	})
+	t.Run("skip decryption: the unit_source is not checked", func(t *testing.T) {
+		rev, err := config.LoadRevision(dir, config.LoadOptions{SkipDecrypt: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range rev.Undecrypted {
+			got = append(got, p.String())
+		}
+		if s := strings.Join(got, " "); !strings.Contains(s, "environments/e.yaml:17:22") || !strings.Contains(s, "environments/e.yaml:19:22") {
+			t.Fatalf("Undecrypted = %v", got)
+		}
+	})
+	t.Run("a rendered value with a newline is refused without quoting it", func(t *testing.T) {
+		bad := writeRepo(t, map[string]string{
+			"secrets/web.yaml":    string(secretstest.SOPS(t, "web.yaml", []byte("multi: \"Line-One-pw\\nline2\"\n"), key.Recipient)),
+			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - env: /etc/x.env\n        vars: {X: \"{{ .Vars.multi }}\"}\n",
+		})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		if err == nil || !strings.Contains(err.Error(), "the value of X, rendered, holds a newline") || strings.Contains(err.Error(), "Line-One") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("an encrypted declaration is refused", func(t *testing.T) {
+		bad := writeRepo(t, map[string]string{
+			"environments/e.yaml": string(secretstest.SOPS(t, "e.yaml", []byte("environment: e\nhosts:\n  - name: h\n    vars: {pw: Decl-Secret-1}\n"), key.Recipient)),
+		})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		if err == nil || !strings.Contains(err.Error(), "environments/e.yaml:1:1: the file is SOPS-encrypted: declarations are read in clear") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}

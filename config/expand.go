@@ -1,8 +1,10 @@
 package config
 
 import (
+	"maps"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -31,6 +33,12 @@ func (l *loader) expand(decl *envDecl) {
 		l.hostDefaults(d, hd)
 		l.loadVarsFiles(d, hd)
 		data := newTemplateData(env, h)
+		rendered := map[int]bool{}
+		add := func(raw *rawResource) {
+			res, templated := l.instantiate(raw, h, data)
+			rendered[len(h.Resources)] = templated
+			h.Resources = append(h.Resources, res)
+		}
 		seenRoles := map[string]bool{}
 		for i, name := range h.Roles {
 			pos := h.Pos
@@ -58,12 +66,13 @@ func (l *loader) expand(decl *envDecl) {
 				continue
 			}
 			for _, raw := range role.resources {
-				h.Resources = append(h.Resources, l.instantiate(raw, h, data))
+				add(raw)
 			}
 		}
 		for _, raw := range hd.resources {
-			h.Resources = append(h.Resources, l.instantiate(raw, h, data))
+			add(raw)
 		}
+		l.markSecrets(h, rendered)
 		l.checkReferences(h, append(l.rolesResources(decl, h), hd.resources...))
 		for _, cd := range decl.checks {
 			h.Checks = append(h.Checks, l.renderCheck(cd, h, data))
@@ -138,17 +147,22 @@ func (l *loader) rolesResources(decl *envDecl, h *Host) []*rawResource {
 	return out
 }
 
-// instantiate makes the host's copy of a declared resource. The spec is
-// copied so that per-host rendering (and any later change by a driver)
-// never leaks into another host.
-func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resource {
+// instantiate makes the host's copy of a declared resource, and reports
+// whether a template was rendered for it. The spec is copied so that
+// per-host rendering (and any later change by a driver) never leaks into
+// another host.
+func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Resource, bool) {
 	r := raw.res
 	spec := reflect.New(reflect.TypeOf(r.Spec).Elem())
 	spec.Elem().Set(reflect.ValueOf(r.Spec).Elem())
 	r.Spec = spec.Interface()
 	r.Requires = append([]string(nil), raw.res.Requires...)
 	r.Notify = append([]string(nil), raw.res.Notify...)
-	if raw.tmpl != nil && !l.varsUnknown[h] {
+	if l.varsUnknown[h] {
+		return r, false
+	}
+	switch {
+	case raw.tmpl != nil:
 		out, err := l.render(raw.tmpl, data)
 		if err != nil {
 			pos, msg, ok := budgetErrPos(raw.tmpl, raw.tmplFile, err)
@@ -157,13 +171,62 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) Resou
 			}
 			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, msg)
 		}
-		fs := r.Spec.(*FileSpec)
-		fs.Content = out
-		// A template that writes a decrypted value makes a secret file; in
-		// an unmerged revision, any template of a host with decrypted values.
-		fs.Secret = fs.Secret || containsAny(out, h.SecretValues) || (l.opts.Untrusted && len(h.SecretValues) > 0)
+		r.Spec.(*FileSpec).Content = out
+		return r, true
+	case raw.envTmpls != nil:
+		s := r.Spec.(*EnvSpec)
+		s.Vars = maps.Clone(s.Vars)
+		for _, k := range slices.Sorted(maps.Keys(raw.envTmpls)) {
+			out, err := l.render(raw.envTmpls[k], data)
+			if err != nil {
+				_, msg := templateErrPos(k, err)
+				if _, bmsg, ok := budgetErrPos(raw.envTmpls[k], k, err); ok {
+					msg = bmsg
+				}
+				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, msg)
+			}
+			// The message never quotes the value, which may be secret.
+			if strings.ContainsAny(out, "\n\r\x00") {
+				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s, rendered, holds a newline or NUL, which a KEY=VALUE file cannot carry", h.Name, r.Name, k)
+			}
+			s.Vars[k] = out
+		}
+		return r, true
 	}
-	return r
+	return r, false
+}
+
+// markSecrets completes, once every resource of the host is rendered,
+// what is secret: the values of an env marked secret join the host's
+// SecretValues (which the redactor hides in check output), then a rendered
+// file or env holding one of those values is secret. In an unmerged
+// revision every rendered resource of a host with secret values is, since
+// its author can transform a value past the check for the values
+// themselves.
+func (l *loader) markSecrets(h *Host, rendered map[int]bool) {
+	for _, r := range h.Resources {
+		if s, ok := r.Spec.(*EnvSpec); ok && s.Secret {
+			for _, v := range s.Vars {
+				h.SecretValues = append(h.SecretValues, v)
+			}
+		}
+	}
+	sort.Strings(h.SecretValues)
+	h.SecretValues = compactStrings(h.SecretValues)
+	secret := func(out string) bool {
+		return containsAny(out, h.SecretValues) || (l.opts.Untrusted && len(h.SecretValues) > 0)
+	}
+	for i, r := range h.Resources {
+		if !rendered[i] {
+			continue
+		}
+		switch s := r.Spec.(type) {
+		case *FileSpec:
+			s.Secret = s.Secret || secret(s.Content)
+		case *EnvSpec:
+			s.Secret = s.Secret || secret(strings.Join(slices.Collect(maps.Values(s.Vars)), "\n"))
+		}
+	}
 }
 
 // checkReferences finds duplicate identities on a host, and requires or

@@ -31,6 +31,23 @@ type Resource struct {
 // ID is the resource's identity, unique within a host: "file:/etc/app.conf".
 func (r Resource) ID() string { return r.Kind + ":" + r.Name }
 
+// IsSecret reports whether the resource's content must never leave the
+// daemon: a file, an env file or a service's unit marked `secret: true`,
+// decrypted from the repository, or rendered with a decrypted value (the
+// loader marks those). Its diffs are masked wherever they go and the
+// rollback journal keeps it encrypted.
+func (r Resource) IsSecret() bool {
+	switch s := r.Spec.(type) {
+	case *FileSpec:
+		return s.Secret
+	case *EnvSpec:
+		return s.Secret
+	case *ServiceSpec:
+		return s.Secret
+	}
+	return false
+}
+
 // KindSpecs is the one table of resource kinds: kind name to a constructor
 // of its spec. A new kind is one new spec type and one row here.
 func KindSpecs() map[string]func() any {
@@ -90,11 +107,15 @@ type SymlinkSpec struct {
 }
 
 // EnvSpec manages a KEY=VALUE file (/etc/environment, a systemd
-// EnvironmentFile). With Exclusive, keys not declared are removed.
+// EnvironmentFile). With Exclusive, keys not declared are removed. A value
+// may be a template rendered per host ("{{ .Vars.db_password }}").
 type EnvSpec struct {
 	Vars      map[string]string `yaml:"vars" json:"vars"`
 	Exclusive bool              `yaml:"exclusive" json:"exclusive,omitempty"`
 	Mode      string            `yaml:"mode" json:"mode,omitempty"`
+	// Secret marks the values as secret, as FileSpec.Secret does; the
+	// loader sets it when a value is rendered with a decrypted variable.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
 
 // CommandSpec runs a command, guarded: not when Creates exists, not when
@@ -122,6 +143,9 @@ type ServiceSpec struct {
 	Enabled    *bool  `yaml:"enabled" json:"enabled,omitempty"`
 	// OnNotify is "restart" (the default) or "reload".
 	OnNotify string `yaml:"on_notify" json:"on_notify,omitempty"`
+	// Secret marks the unit file as secret, as FileSpec.Secret does; the
+	// loader sets it when unit_source is a SOPS or age file.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
 
 // ArtifactSpec deploys an archive to the named folder: each version in

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"maps"
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
+	"text/template"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -102,6 +105,7 @@ func (l *loader) checkResource(d *decoder, r *rawResource) {
 				d.errorf(d.at(r, "vars"), "vars: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", k)
 			}
 		}
+		l.checkEnvTemplates(d, r, s)
 	case *CommandSpec:
 		required("run", s.Run)
 		if s.Creates != "" {
@@ -234,16 +238,39 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 	}
 }
 
-// checkUnit loads a service's unit file from unit_source.
+// checkUnit loads a service's unit file from unit_source; a SOPS or age
+// file is decrypted and makes the unit secret.
 func (l *loader) checkUnit(d *decoder, r *rawResource, s *ServiceSpec) {
 	if s.Unit != "" && s.UnitSource != "" {
 		d.errorf(d.at(r, "unit_source"), "a service takes only one of unit or unit_source")
 		return
 	}
 	if s.UnitSource != "" {
-		if data, ok := l.readRepoFile(d, d.at(r, "unit_source"), "unit_source", s.UnitSource); ok {
+		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "unit_source"), "unit_source", s.UnitSource); ok {
 			s.Unit = string(data)
+			s.Secret = s.Secret || encrypted
 		}
+	}
+}
+
+// checkEnvTemplates parses the env values that are templates, once; they
+// are rendered for each host when the resource is instantiated.
+func (l *loader) checkEnvTemplates(d *decoder, r *rawResource, s *EnvSpec) {
+	for _, k := range slices.Sorted(maps.Keys(s.Vars)) {
+		v := s.Vars[k]
+		if !strings.Contains(v, "{{") {
+			continue
+		}
+		t, err := parseTemplate(k, v)
+		if err != nil {
+			_, msg := templateErrPos(k, err)
+			d.errorf(d.at(r, "vars"), "vars: the value of %s is not a valid template: %s", k, msg)
+			continue
+		}
+		if r.envTmpls == nil {
+			r.envTmpls = map[string]*template.Template{}
+		}
+		r.envTmpls[k] = t
 	}
 }
 

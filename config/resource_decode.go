@@ -25,6 +25,9 @@ type rawResource struct {
 	// tmpl is the parsed template of a file resource declared with template:.
 	tmpl     *template.Template
 	tmplFile string
+	// envTmpls are the parsed templates of an env resource's values that
+	// hold "{{", by variable name.
+	envTmpls map[string]*template.Template
 	// refPos holds the position of each entry of Requires, then of Notify.
 	requiresPos, notifyPos []Position
 }

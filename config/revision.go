@@ -186,6 +186,12 @@ func (l *loader) readYAML(file string) *yaml.Node {
 	if !ok {
 		return nil
 	}
+	// SOPS keeps a YAML file's keys in clear, so an encrypted declaration
+	// would parse, and its ciphertexts be applied as values.
+	if kind := secrets.KindOf(file, data); kind != secrets.Plain {
+		l.errs.add(Position{File: file, Line: 1, Column: 1}, "the file is %s-encrypted: declarations are read in clear; keep secrets in vars_files or in the files that source, template and unit_source name", encName(kind))
+		return nil
+	}
 	return parseYAML(file, data, &l.errs)
 }
 

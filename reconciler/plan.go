@@ -201,7 +201,7 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 				c.Action, c.Diff = targets.Delete, "pruned: no longer declared"
 			}
 		}
-		if res := hr.byID[c.ID]; c.Diff != "" && secretResource(res) {
+		if res := hr.byID[c.ID]; c.Diff != "" && res.IsSecret() {
 			c.Diff = r.secretDiff(res, c)
 		}
 		hr.changes[c.ID] = c

@@ -31,7 +31,7 @@ func (r *Reconciler) published(p *Plan, hosts []*hostRun) *Plan {
 			pc := targets.Change{ID: c.ID, Kind: c.Kind, Action: c.Action}
 			switch {
 			case c.Action == targets.NoChange || !ok || d == nil:
-			case secretResource(res):
+			case res.IsSecret():
 				pc.Diff = r.secretDiff(res, c)
 			case full && publicResource(res, c.Before):
 				pc.Diff = c.Diff
@@ -49,24 +49,16 @@ func (r *Reconciler) published(p *Plan, hosts []*hostRun) *Plan {
 // not marked secret, and readable by everyone both on the host (observed
 // mode) and as declared.
 func publicResource(res config.Resource, before targets.State) bool {
-	if m, ok := before.Fields["mode"]; ok && !worldReadable(m) {
+	if m, ok := before.Fields["mode"]; (ok && !worldReadable(m)) || res.IsSecret() {
 		return false
 	}
 	switch s := res.Spec.(type) {
 	case *config.FileSpec:
-		return !s.Secret && (s.Mode == "" || worldReadable(s.Mode))
+		return s.Mode == "" || worldReadable(s.Mode)
 	case *config.EnvSpec:
 		return s.Mode == "" || worldReadable(s.Mode)
 	}
 	return true
-}
-
-// secretResource reports whether a resource's content is secret: marked
-// `secret: true`, or decrypted from the repository, or a template that
-// writes a decrypted value (the loader marks those).
-func secretResource(res config.Resource) bool {
-	s, ok := res.Spec.(*config.FileSpec)
-	return ok && s.Secret
 }
 
 // secretDiff is the diff of a secret resource wherever it goes (plan and

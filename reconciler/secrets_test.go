@@ -18,19 +18,26 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/secretstest"
 	"github.com/driftless/driftless/test/syncbuf"
 )
 
 // secretRepo is a revision's files with secrets encrypted by the sops and
-// age commands: a SOPS variables file written into a template, a SOPS
-// binary file and an age file as whole contents. v tells versions apart.
+// age commands: a SOPS variables file written into a template and into an
+// env file's value, a SOPS binary file and an age file as whole contents,
+// a SOPS-encrypted unit file; and an env file marked secret. v tells
+// versions apart. The env files and the unit are world-readable, so that
+// only their being secret keeps them masked.
 func secretRepo(t *testing.T, recipient, v, verify string) map[string]string {
 	vars := "db_password: Pa55-db-" + v + "\n"
 	res := etc +
 		"    - file: /etc/app.conf\n      template: files/app.conf.tmpl\n      mode: \"0600\"\n" +
 		"    - file: /etc/tls.key\n      source: files/tls.key\n      mode: \"0600\"\n" +
 		"    - file: /etc/token\n      source: files/token.age\n      mode: \"0600\"\n" +
+		"    - env: /etc/app.env\n      mode: \"0644\"\n      vars: {DB_PASSWORD: \"{{ .Vars.db_password }}\", LEVEL: info}\n" +
+		"    - env: /etc/api.env\n      mode: \"0644\"\n      secret: true\n      vars: {API_KEY: ENV-API-KEY-" + v + "}\n" +
+		"    - service: app\n      unit_source: files/app.service\n" +
 		fileRes("/etc/public.conf", "public-"+v+"\n")
 	env := strings.Replace(envYAML("prod", []string{"h1"}, nil, res, verify), "    roles: [all]\n", "    roles: [all]\n    vars_files: [secrets/app.yaml]\n", 1)
 	return map[string]string{
@@ -39,6 +46,19 @@ func secretRepo(t *testing.T, recipient, v, verify string) map[string]string {
 		"files/app.conf.tmpl":    "user=app\npassword={{ .Vars.db_password }}\n",
 		"files/tls.key":          string(secretstest.SOPS(t, "tls.key", []byte("TLS-PRIVATE-"+v+"\n"), recipient)),
 		"files/token.age":        string(secretstest.Age(t, []byte("AGE-TOKEN-"+v+"\n"), true, recipient)),
+		"files/app.service":      string(secretstest.SOPS(t, "app.service", []byte("[Service]\nEnvironment=KEY=UNIT-KEY-"+v+"\nExecStart=/bin/true\n"), recipient)),
+	}
+}
+
+// secretHostFiles are the files secretRepo's version v writes on a host.
+func secretHostFiles(v string) map[string]string {
+	return map[string]string{
+		"/etc/app.conf":                   "user=app\npassword=Pa55-db-" + v + "\n",
+		"/etc/tls.key":                    "TLS-PRIVATE-" + v + "\n",
+		"/etc/token":                      "AGE-TOKEN-" + v + "\n",
+		"/etc/app.env":                    "DB_PASSWORD=Pa55-db-" + v + "\nLEVEL=info\n",
+		"/etc/api.env":                    "API_KEY=ENV-API-KEY-" + v + "\n",
+		"/etc/systemd/system/app.service": "[Service]\nEnvironment=KEY=UNIT-KEY-" + v + "\nExecStart=/bin/true\n",
 	}
 }
 
@@ -64,13 +84,15 @@ func TestSecretsNeverLeave(t *testing.T) {
 		}
 		o.Logger = zerolog.New(logs).Level(zerolog.DebugLevel)
 		o.Registerer = f.reg
+		// The real service driver, which in a sandbox writes the unit file.
+		o.Drivers = targets.Drivers()
 	})
 	ctx := context.Background()
 	rev1 := f.revision(secretRepo(t, key.Recipient, "v1", ""))
 	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
-	for p, want := range map[string]string{"/etc/app.conf": "user=app\npassword=Pa55-db-v1\n", "/etc/tls.key": "TLS-PRIVATE-v1\n", "/etc/token": "AGE-TOKEN-v1\n"} {
+	for p, want := range secretHostFiles("v1") {
 		if got := f.hostFile("h1", p); got != want {
 			t.Fatalf("%s = %q, want %q", p, got, want)
 		}
@@ -91,15 +113,21 @@ func TestSecretsNeverLeave(t *testing.T) {
 	if !bytes.Contains(during, []byte("public-v2")) {
 		t.Fatal("the store file read during the verification does not hold the journal of rev2")
 	}
-	if got := f.hostFile("h1", "/etc/tls.key"); got != "TLS-PRIVATE-v1\n" {
-		t.Fatalf("tls.key after the rollback = %q, want v1 restored", got)
+	for p, want := range secretHostFiles("v1") {
+		if got := f.hostFile("h1", p); got != want {
+			t.Fatalf("%s after the rollback = %q, want v1 restored", p, got)
+		}
 	}
 	f.writeHostFile("h1", "/etc/tls.key", "hand edit\n")
+	f.writeHostFile("h1", "/etc/api.env", "API_KEY=hand-edit\n")
+	f.writeHostFile("h1", "/etc/systemd/system/app.service", "[Service]\nExecStart=/bin/false\n")
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.hostFile("h1", "/etc/tls.key"); got != "TLS-PRIVATE-v1\n" {
-		t.Fatalf("tls.key after the drift pass = %q", got)
+	for p, want := range secretHostFiles("v1") {
+		if got := f.hostFile("h1", p); got != want {
+			t.Fatalf("%s after the drift pass = %q", p, got)
+		}
 	}
 	rev3 := f.revision(secretRepo(t, key.Recipient, "v3", ""))
 	plans, err := f.r.PlanRevision(ctx, rev3)
@@ -158,7 +186,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	}
 	outputs["store during the rollout"] = during
 	var values []string
-	for _, p := range []string{"Pa55-db-", "TLS-PRIVATE-", "AGE-TOKEN-"} {
+	for _, p := range []string{"Pa55-db-", "TLS-PRIVATE-", "AGE-TOKEN-", "ENV-API-KEY-", "UNIT-KEY-"} {
 		for _, v := range []string{"v1", "v2", "v3", "v4"} {
 			values = append(values, p+v)
 		}

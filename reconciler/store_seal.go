@@ -29,7 +29,7 @@ var sealedPrefix = []byte("age-encryption.org/v1")
 // clear text is never written to the file at all.
 func (s *BoltStore) encodeSealed(e JournalEntry) ([]byte, error) {
 	clear, err := encodeEntry(e)
-	if err != nil || !secretResource(e.Resource) {
+	if err != nil || !e.Resource.IsSecret() {
 		return clear, err
 	}
 	sealed, err := s.box.Seal(clear)
@@ -65,7 +65,7 @@ func (s *BoltStore) decodeSealed(data []byte) (JournalEntry, error) {
 // encodeFirst encodes a first-managed state, sealed for a secret resource.
 func (s *BoltStore) encodeFirst(e JournalEntry) ([]byte, error) {
 	snap, err := json.Marshal(e.Snapshot)
-	if err != nil || !secretResource(e.Resource) {
+	if err != nil || !e.Resource.IsSecret() {
 		return snap, err
 	}
 	return s.box.Seal(snap)
