@@ -2,10 +2,14 @@ package webhook
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/driftless/driftless/sources"
 )
@@ -96,3 +100,26 @@ func FuzzGogs(f *testing.F)      { fuzzParser(f, "gogs", "X-Gogs-Event") }
 func FuzzGitLab(f *testing.F)    { fuzzParser(f, "gitlab", "X-Gitlab-Event") }
 func FuzzBitbucket(f *testing.F) { fuzzParser(f, "bitbucket", "X-Event-Key") }
 func FuzzGeneric(f *testing.F)   { fuzzParser(f, "generic", "X-Request-Id") }
+
+// FuzzPushDecodeAsStandard checks that the faster decoder of push payloads
+// reads what encoding/json reads: the same fields, and an error exactly
+// when encoding/json gives one.
+func FuzzPushDecodeAsStandard(f *testing.F) {
+	for _, c := range corpusCases() {
+		f.Add(readCorpus(f, c.file))
+	}
+	f.Add([]byte(`{"ref":"refs/heads/main","REF":"refs/heads/x","after":"ab","deleted":true}`))
+	f.Add([]byte(`{"ref":"a\ud800b","repository":{"full_name":"o/r","ssh_url":null}}`))
+	f.Add([]byte(`{"ref":"x","after":"a"} trailing`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast, std githubPush
+		errFast := json.Unmarshal(body, &fast)
+		errStd := stdjson.Unmarshal(body, &std)
+		if (errFast == nil) != (errStd == nil) {
+			t.Fatalf("decoder error %v, encoding/json error %v", errFast, errStd)
+		}
+		if errStd == nil && !reflect.DeepEqual(fast, std) {
+			t.Fatalf("decoded %+v, encoding/json decoded %+v", fast, std)
+		}
+	})
+}

@@ -1,12 +1,12 @@
 package webhook
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/google/go-github/v60/github"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/driftless/driftless/sources"
 )
