@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -112,6 +113,7 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 	r.mu.Lock()
 	pol := st.policy()
 	prev := st.rec.decision(commit)
+	elsewhere := previewCommentRefused(st.rec, ev)
 	r.mu.Unlock()
 	switch {
 	case pol == nil:
@@ -120,6 +122,8 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 		return fmt.Errorf("environment %s requires no approval", env)
 	case !containsFold(pol.Approval.Approvers, ev.Login):
 		return fmt.Errorf("%s is not an approver of %s", ev.Login, env)
+	case elsewhere != "":
+		return errors.New(elsewhere)
 	case prev != nil && !prev.Approved:
 		return fmt.Errorf("%s was rejected by %s at %s", shortCommit(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
 	}

@@ -71,6 +71,11 @@ type Options struct {
 	// request previews, `plan`): its inventories give their last result
 	// and never run (nil: Load, for loaders without inventories).
 	LoadUntrusted Loader
+	// LoadPreview loads a preview environment of a pull request's head;
+	// Provisioner creates and destroys its hosts (nil: preview templates
+	// give no environments, previewenv.go).
+	LoadPreview PreviewLoader
+	Provisioner Provisioner
 	// Verifier runs checks after each batch; nil means no checks run.
 	Verifier Verifier
 	// Progress receives an event at each step of the work on a host

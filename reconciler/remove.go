@@ -31,7 +31,9 @@ func (r *Reconciler) retireRemoved(rev sources.Revision, cfg *config.Revision) {
 	r.mu.Lock()
 	var gone []*envState
 	for name, st := range r.envs {
-		if !declared[name] && st.rec.State != StateRemoved && envSource(st) == rev.Source {
+		// A preview environment is declared by its pull request; it ends
+		// with it (previewenv.go).
+		if !declared[name] && st.rec.State != StateRemoved && st.rec.Preview == nil && envSource(st) == rev.Source {
 			gone = append(gone, st)
 		}
 	}
@@ -93,6 +95,9 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	r.m.pendingSince.DeletePartialMatch(env)
 	r.update(st, func(rec *EnvRecord) {
 		rec.State, rec.LastError = StateRemoved, fmt.Sprintf("not declared by revision %s of source %s", rev.Short(), rev.Source)
+		if why := previewRemovedReason(*rec); why != "" {
+			rec.LastError = why
+		}
 	})
 	r.log.Warn().Str("environment", name).Str("source", rev.Source).Str("revision", rev.Short()).
 		Msg("environment no longer declared by its source: not reconciled any more, its hosts are left as they are")

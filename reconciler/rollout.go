@@ -28,10 +28,16 @@ type hostOutcome struct {
 // written in a deferred step, so no exit path skips them. The caller holds
 // st.op.
 func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
+	start := r.now()
+	provisioned := r.provisionPreview(ctx, st, &tg) // a preview's hosts, before its first rollout
 	env := tg.env
-	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: r.now(), Decision: tg.decision, Forced: tg.forced}
+	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
 	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
 	defer func() { r.finish(st, tg, &run, ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan) }()
+	if provisioned != nil {
+		run.Result, run.Error, run.ErrorClass = ResultFailed, provisioned.Error(), ErrorPlan
+		return run
+	}
 
 	if env.Prune {
 		// After a restart the applied configuration is loaded on demand:

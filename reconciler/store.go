@@ -122,6 +122,8 @@ type EnvRecord struct {
 	Taken string `json:"taken,omitempty"`
 	// Decisions are the newest approvals and rejections, oldest first.
 	Decisions []Decision `json:"decisions,omitempty"`
+	// Preview is set on a pull request's preview environment.
+	Preview *PreviewRecord `json:"preview,omitempty"`
 }
 
 // IsQuarantinedRev reports whether rev was rolled back: its commit, or

@@ -101,6 +101,9 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 // print it, so that it is said once.
 // A revision that is not trusted goes through LoadUntrusted.
 func (r *Reconciler) load(rev sources.Revision, trusted bool) (*config.Revision, error) {
+	if isPreviewEnvRevision(rev) {
+		return r.loadPreviews(rev)
+	}
 	load := r.opts.Load
 	if !trusted && r.opts.LoadUntrusted != nil {
 		load = r.opts.LoadUntrusted
@@ -134,6 +137,10 @@ func (r *Reconciler) logInvalid(rev sources.Revision, err error) {
 }
 
 func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	if rev.Closed {
+		r.closePreviews(ctx, rev, wg)
+		return
+	}
 	if !rev.Preview {
 		r.setRefused(rev)
 		if rev.Refused != "" {
@@ -148,8 +155,14 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	if !rev.Preview {
 		r.retireRemoved(rev, cfg)
 		r.checkPromotions(rev, cfg)
+		r.refreshPreviews(ctx, rev, wg)
+	} else {
+		r.openPreviews(ctx, rev, wg)
 	}
 	for _, env := range cfg.Environments {
+		if env.Preview { // a template: its pull requests get environments
+			continue
+		}
 		w := r.worker(ctx, env.Name, wg)
 		if rev.Preview {
 			w.offerPreview(target{rev: rev, env: env})
@@ -226,8 +239,12 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 				r.preview(ctx, st, tg)
 			}
 		case <-tk.C:
+			if r.expirePreview(ctx, st, w) {
+				return
+			}
 			_, _ = r.pass(ctx, st, TriggerDrift, false)
 		case rev := <-w.retire:
+			r.teardownPreview(ctx, st)
 			r.markRemoved(st, rev)
 			return
 		}

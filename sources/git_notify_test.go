@@ -148,7 +148,7 @@ func TestGitPullRequestPreview(t *testing.T) {
 	a := work.Commit(t, map[string]string{"f": "main\n"}, "a")
 	work.Push(t)
 
-	g := newTestGit(t, config.GitSource{URL: url}, GitCredentials{})
+	g := newTestGit(t, config.GitSource{URL: url, Previews: config.Previews{TrustedAuthors: []string{"alice"}}}, GitCredentials{})
 	out := run(t, g)
 	if rev := receive(t, out, 10*time.Second); rev.Commit != a {
 		t.Fatalf("first revision %+v", rev)
@@ -158,12 +158,12 @@ func TestGitPullRequestPreview(t *testing.T) {
 	work.Push(t)
 	work.PushRef(t, "refs/pull/7/head")
 	ev := Event{Provider: "github", Kind: "pull_request", Repository: "team/app", CloneURLs: []string{url},
-		PullRequest: 7, Action: "opened", BaseRef: "main", Commit: head}
+		PullRequest: 7, Action: "opened", BaseRef: "main", Commit: head, Author: "alice"}
 	if !g.Notify(ev) {
 		t.Fatal("Notify did not match the pull request")
 	}
 	rev := receive(t, out, 10*time.Second)
-	if !rev.Preview || rev.PullRequest != 7 || rev.Commit != head || rev.Ref != "refs/pull/7/head" {
+	if !rev.Preview || rev.PullRequest != 7 || rev.Commit != head || rev.Ref != "refs/pull/7/head" || rev.Author != "alice" || !rev.TrustedAuthor {
 		t.Fatalf("preview = %+v, want PR 7 at %s", rev, head)
 	}
 	if got := readFile(t, filepath.Join(rev.Dir, "f")); got != "feature\n" {
@@ -180,7 +180,7 @@ func TestGitPullRequestPreview(t *testing.T) {
 		t.Fatal("Notify did not match the bitbucket pull request")
 	}
 	rev = receive(t, out, 10*time.Second)
-	if !rev.Preview || rev.PullRequest != 8 || rev.Commit != next {
+	if !rev.Preview || rev.PullRequest != 8 || rev.Commit != next || rev.TrustedAuthor {
 		t.Fatalf("preview by commit id = %+v, want PR 8 at %s", rev, next)
 	}
 	third := work.Commit(t, map[string]string{"f": "feature 3\n"}, "feature 3")
@@ -203,6 +203,11 @@ func TestGitPullRequestPreview(t *testing.T) {
 		_, err := os.Stat(filepath.Join(g.dir, "previews", "7"))
 		return os.IsNotExist(err)
 	})
+	// The closing is said once, to end the pull request's preview
+	// environments.
+	if rev := receive(t, out, 10*time.Second); !rev.Closed || !rev.Preview || rev.PullRequest != 7 || rev.Dir != "" {
+		t.Fatalf("closed notice = %+v", rev)
+	}
 	// The followed branch was not disturbed by previews.
 	expectNone(t, out, 200*time.Millisecond)
 }

@@ -30,14 +30,16 @@ func pullRef(provider string, n int) string {
 // newest, and the one before it which a plan may still be reading.
 const previewsKept = 2
 
-// syncPreviews drops the previews of closed pull requests and fetches the
-// heads of the requested ones. A failing preview is logged and skipped: it
-// never affects the followed ref.
+// syncPreviews drops the previews of closed pull requests (and says so
+// with a Closed revision, which ends their preview environments) and
+// fetches the heads of the requested ones. A failing preview is logged
+// and skipped: it never affects the followed ref.
 func (g *Git) syncPreviews(ctx context.Context, req request) []Revision {
+	var revs []Revision
 	for n := range req.closed {
 		g.dropPreview(n)
+		revs = append(revs, Revision{Source: g.name, Repo: RepoID(g.url), Preview: true, PullRequest: n, Closed: true, Time: g.clock.Now()})
 	}
-	var revs []Revision
 	for _, pr := range req.prs {
 		rev, err := g.syncPreview(ctx, pr)
 		if err != nil {
@@ -104,7 +106,8 @@ func (g *Git) syncPreview(ctx context.Context, pr prRequest) (*Revision, error) 
 	if ref == "" {
 		ref = local.String()
 	}
-	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: ref, Dir: dir, Preview: true, PullRequest: pr.number, Time: g.clock.Now()}, nil
+	return &Revision{Source: g.name, Commit: sha, Repo: RepoID(g.url), Ref: ref, Dir: dir, Preview: true, PullRequest: pr.number,
+		Author: pr.author, TrustedAuthor: pr.author != "" && slices.Contains(g.cfg.Previews.TrustedAuthors, pr.author), Time: g.clock.Now()}, nil
 }
 
 // dropPreview removes a closed pull request's checkouts and local ref.

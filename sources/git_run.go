@@ -22,6 +22,7 @@ type prRequest struct {
 	number int
 	ref    string
 	commit string
+	author string
 }
 
 // Run fetches at once, then every poll interval (±10% jitter), and at once
@@ -243,7 +244,7 @@ func (g *Git) Notify(ev Event) bool {
 				// the sender named one in this repository.
 				ref = ev.HeadRef
 			}
-			g.req.prs[ev.PullRequest] = prRequest{number: ev.PullRequest, ref: ref, commit: ev.Commit}
+			g.req.prs[ev.PullRequest] = prRequest{number: ev.PullRequest, ref: ref, commit: ev.Commit, author: ev.Author}
 		case "closed":
 			if g.req.closed == nil {
 				g.req.closed = map[int]bool{}

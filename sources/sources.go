@@ -31,6 +31,14 @@ type Revision struct {
 	Preview bool `json:"preview,omitempty"`
 	// PullRequest is the pull request's number for a preview.
 	PullRequest int `json:"pull_request,omitempty"`
+	// Author is a preview's pull request author, as the webhook named
+	// them; TrustedAuthor says the source lists them in
+	// previews.trusted_authors (their preview environments need no approval).
+	Author        string `json:"author,omitempty"`
+	TrustedAuthor bool   `json:"trusted_author,omitempty"`
+	// Closed marks the notice that a preview's pull request was closed or
+	// merged: it has no checkout, only Source, Repo and PullRequest.
+	Closed bool `json:"closed,omitempty"`
 	// Time is when the revision was produced.
 	Time time.Time `json:"time"`
 	// Tree is the hash of the Git tree the checkout holds (the source's

@@ -98,6 +98,8 @@ func (d *daemon) build() error {
 		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
 		Load:          d.loader(true),
 		LoadUntrusted: d.loader(false),
+		LoadPreview:   d.previewLoader(),
+		Provisioner:   inventory.Provisioner{},
 		Verifier:      verifier(d.log),
 		Progress:      d.progress.Add,
 		Revisions:     restorers,
@@ -180,6 +182,16 @@ func (d *daemon) loader(trusted bool) reconciler.Loader {
 		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
 			Identities:       d.ids,
 			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv, Untrusted: !trusted})
+	}
+}
+
+// previewLoader loads a preview environment of a pull request's head: no
+// inventory runs, and templates using decrypted values are secret, as for
+// any revision not merged.
+func (d *daemon) previewLoader() reconciler.PreviewLoader {
+	return func(dir string, p *config.PreviewLoad) (*config.Revision, error) {
+		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot, Identities: d.ids,
+			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Untrusted: true, Preview: p})
 	}
 }
 

@@ -81,6 +81,15 @@ func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 		}
 		return
 	}
+	if r.Status == reconciler.StatusRemoved {
+		// A preview environment torn down: its Deployment goes inactive.
+		if g.deployments && r.Commit != "" && r.Environment != "" {
+			if err := g.deployment(ctx, r); err != nil {
+				log.Error().Err(err).Msg("cannot mark the deployment inactive")
+			}
+		}
+		return
+	}
 	if !isCommitStatus(r) {
 		return
 	}
@@ -123,6 +132,9 @@ func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
 func deploymentState(r reconciler.Report) string {
 	if r.Status == reconciler.StatusPending && r.Gate != "" {
 		return "queued"
+	}
+	if r.Status == reconciler.StatusRemoved {
+		return "inactive"
 	}
 	return hostState(r.Status, "failure", "in_progress")
 }

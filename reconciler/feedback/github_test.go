@@ -414,3 +414,39 @@ func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
 		t.Errorf("requests about comments: %d, want none for a commit without a pull request", n)
 	}
 }
+
+// TestGitHubPreviewEnvironmentDeployment: a pull request's preview
+// environment has its own Deployment (environment app-pr-7): queued while
+// awaiting approval, success once applied, inactive once torn down.
+func TestGitHubPreviewEnvironmentDeployment(t *testing.T) {
+	f, g := newTestGitHub(t, "", true)
+	ctx := context.Background()
+	rep := func(status, desc string) reconciler.Report {
+		r := report(status, desc)
+		r.Environment, r.URL = "app-pr-7", "http://driftless.test/environments/app-pr-7"
+		return r
+	}
+	held := rep(reconciler.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = reconciler.StateAwaitingApproval
+	g.Report(ctx, held)
+	g.Report(ctx, rep(reconciler.StatusSuccess, "applied 1 change(s)"))
+	gone := rep(reconciler.StatusRemoved, "preview removed: pull request 7 closed")
+	gone.PullRequest = 7
+	g.Report(ctx, gone)
+	if len(f.deployments) != 1 || f.deployments[0]["environment"] != "app-pr-7" {
+		t.Fatalf("deployments: %+v, want one of app-pr-7", f.deployments)
+	}
+	var states []string
+	for _, d := range f.got(fmt.Sprintf("POST /repos/ops/infra/deployments/%v/statuses", f.deployments[0]["id"])) {
+		states = append(states, fmt.Sprint(d.Body["state"]))
+		if d.Body["environment_url"] != "http://driftless.test/environments/app-pr-7" {
+			t.Errorf("deployment status links %v", d.Body["environment_url"])
+		}
+	}
+	if strings.Join(states, ",") != "queued,success,inactive" {
+		t.Fatalf("deployment states %v, want queued, success, inactive", states)
+	}
+	if st := f.got("POST /repos/ops/infra/statuses/"); len(st) != 2 || st[0].Body["context"] != "driftless/app-pr-7" {
+		t.Fatalf("commit statuses: %+v, want the two before the removal", st)
+	}
+}

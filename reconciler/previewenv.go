@@ -1,0 +1,393 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/sources"
+)
+
+// Preview environments: a template (an environment with preview: true on
+// a followed branch) gives each pull request an environment NAME-pr-N
+// whose revision is the pull request's head. Its hosts come from the
+// template's provisioner, run only once a commit of the pull request was
+// approved (or its author is trusted); closing the pull request, or its
+// time to live running out, destroys them and marks the environment
+// removed. The template always comes from the followed branch (the
+// source's newest revision that loaded), never from the pull request.
+
+// Provisioner creates and destroys a preview environment's hosts
+// (inventory.Provisioner implements it). vars are the variables the
+// commands get: DRIFTLESS_ENVIRONMENT, DRIFTLESS_TEMPLATE,
+// DRIFTLESS_PULL_REQUEST, DRIFTLESS_COMMIT.
+type Provisioner interface {
+	Create(ctx context.Context, p *config.Provision, vars map[string]string) (created []byte, hosts []config.InventoryHost, err error)
+	Destroy(ctx context.Context, p *config.Provision, vars map[string]string, created []byte) error
+}
+
+// PreviewLoader loads one preview environment of a pull request's checkout
+// (config.LoadRevision with LoadOptions.Preview). It must run nothing.
+type PreviewLoader func(dir string, p *config.PreviewLoad) (*config.Revision, error)
+
+// PreviewRecord is what makes an environment a pull request's preview. It
+// is part of the environment's record, so a preview survives a restart.
+type PreviewRecord struct {
+	Template    string `json:"template"`
+	Source      string `json:"source"`
+	PullRequest int    `json:"pull_request"`
+	Author      string `json:"author,omitempty"`
+	// Trusted is true when the author is in the source's
+	// previews.trusted_authors: the preview needs no approval.
+	Trusted bool `json:"trusted,omitempty"`
+	// Head is the pull request's newest head received.
+	Head sources.Revision `json:"head"`
+	// Expires is when the time to live runs out (the newest head's
+	// arrival plus the template's preview_ttl).
+	Expires time.Time `json:"expires"`
+	// Provision is the provisioner that created the hosts (so that the
+	// same one destroys them); Created is what its create printed and
+	// Hosts the hosts read from it. Created is nil until hosts exist.
+	Provision *config.Provision      `json:"provision,omitempty"`
+	Created   []byte                 `json:"created,omitempty"`
+	Hosts     []config.InventoryHost `json:"hosts,omitempty"`
+	// Ended says why the preview was torn down ("" while it lives).
+	Ended string `json:"ended,omitempty"`
+	// DestroyError is the error of a destroy that failed: its hosts may
+	// still exist (Created says which).
+	DestroyError string `json:"destroy_error,omitempty"`
+}
+
+// StatusRemoved is the report of a preview environment torn down.
+const StatusRemoved = "removed"
+
+// template returns the preview template name of source's newest
+// revision, or nil.
+func (r *Reconciler) template(source, name string) *config.Environment {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.declared[source] {
+		if e.Name == name && e.Preview {
+			return e
+		}
+	}
+	return nil
+}
+
+// previewStates returns the live preview environments of source (of one
+// pull request when pr > 0), by name.
+func (r *Reconciler) previewStates(source string, pr int) []*envState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*envState
+	for _, st := range r.envs {
+		p := st.rec.Preview
+		if p != nil && p.Ended == "" && st.rec.State != StateRemoved && p.Source == source && (pr <= 0 || p.PullRequest == pr) {
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Name < out[j].rec.Name })
+	return out
+}
+
+// openPreviews makes or updates the preview environment of every template
+// of rev's source for rev, the newest head of a pull request, and offers
+// the head to it. Its gate holds it until it is approved, unless its
+// author is trusted.
+func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	if r.opts.LoadPreview == nil {
+		return
+	}
+	r.mu.Lock()
+	var templates []*config.Environment
+	for _, e := range r.declared[rev.Source] {
+		if e.Preview {
+			templates = append(templates, e)
+		}
+	}
+	r.mu.Unlock()
+	head := rev
+	head.Preview = false
+	for _, tpl := range templates {
+		name := config.PreviewName(tpl.Name, rev.PullRequest)
+		st := r.state(name)
+		now := r.now()
+		r.mu.Lock()
+		fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == StateRemoved
+		if fresh {
+			st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
+		}
+		r.mu.Unlock()
+		r.update(st, func(rec *EnvRecord) {
+			if fresh {
+				// A new pull request, or one reopened: nothing of an
+				// earlier life (its hosts were destroyed) counts.
+				rec.Preview = &PreviewRecord{Template: tpl.Name, Source: rev.Source, PullRequest: rev.PullRequest}
+				rec.Applied, rec.LastGood, rec.Taken, rec.Gate = sources.Revision{}, sources.Revision{}, "", nil
+				rec.State, rec.LastError = StateUnknown, ""
+			}
+			rec.Preview.Author, rec.Preview.Trusted = rev.Author, rev.TrustedAuthor
+			rec.Preview.Head, rec.Preview.Expires = head, now.Add(tpl.TTL().D())
+		})
+		if fresh {
+			r.log.Info().Str("environment", name).Int("pull_request", rev.PullRequest).Str("author", rev.Author).
+				Bool("trusted_author", rev.TrustedAuthor).Msg("preview environment created")
+		}
+		r.offerPreviewEnv(ctx, st, head, wg)
+	}
+}
+
+// refreshPreviews is called with every revision of a followed branch that
+// loaded: the preview environments of its source get their template's
+// newest settings (and, after a restart, their worker back); those whose
+// template it no longer declares are torn down.
+func (r *Reconciler) refreshPreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	for _, st := range r.previewStates(rev.Source, 0) {
+		r.mu.Lock()
+		p := *st.rec.Preview
+		r.mu.Unlock()
+		if r.template(p.Source, p.Template) == nil {
+			r.endPreview(ctx, st, fmt.Sprintf("template %s no longer declared by revision %s", p.Template, rev.Short()), wg)
+			continue
+		}
+		r.offerPreviewEnv(ctx, st, p.Head, wg)
+	}
+}
+
+// offerPreviewEnv loads the preview environment st at head and offers it
+// to its worker.
+func (r *Reconciler) offerPreviewEnv(ctx context.Context, st *envState, head sources.Revision, wg *sync.WaitGroup) {
+	name := st.rec.Name
+	// resolve checks the head out again when its folder is gone (a
+	// restart, or newer pushes to the pull request).
+	tg, err := r.resolve(ctx, name, head)
+	if err != nil {
+		r.log.Error().Str("environment", name).Str("revision", head.Short()).Err(err).Msg("preview environment does not load")
+		r.update(st, func(rec *EnvRecord) { rec.LastError = err.Error() })
+		return
+	}
+	offer(r.worker(ctx, name, wg).slot, tg)
+}
+
+// loadPreviews loads, for rev (a pull request's head), every live preview
+// environment of that pull request: each from its template as the source
+// now declares it, with the hosts its provisioner created. Nothing runs.
+// Unless its author is trusted, each requires an approval of each commit.
+func (r *Reconciler) loadPreviews(rev sources.Revision) (*config.Revision, error) {
+	if r.opts.LoadPreview == nil {
+		return nil, errors.New("preview environments are not supported by this daemon (no preview loader)")
+	}
+	out := &config.Revision{}
+	var errs []error
+	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
+		r.mu.Lock()
+		name, p := st.rec.Name, *st.rec.Preview
+		r.mu.Unlock()
+		tpl := r.template(p.Source, p.Template)
+		if tpl == nil {
+			errs = append(errs, fmt.Errorf("preview %s: template %s is not declared by source %s (yet)", name, p.Template, p.Source))
+			continue
+		}
+		cfg, err := r.opts.LoadPreview(rev.Dir, &config.PreviewLoad{Template: tpl, Name: name, Hosts: p.Hosts})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("preview %s: %w", name, err))
+			continue
+		}
+		env := cfg.Environment(name)
+		if env == nil {
+			continue
+		}
+		// The approval gate of a preview: the template's approvers decide
+		// by comment, a token with the approve scope by the API.
+		if !p.Trusted {
+			a := config.Approval{Required: true}
+			if tpl.Approval != nil {
+				a.Approvers, a.Pos = tpl.Approval.Approvers, tpl.Approval.Pos
+			}
+			env.Approval = &a
+		} else {
+			env.Approval = nil
+		}
+		out.Environments = append(out.Environments, env)
+	}
+	if len(out.Environments) == 0 {
+		if len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("no preview environment of pull request %d of source %s", rev.PullRequest, rev.Source))
+		}
+		return nil, fmt.Errorf("load revision %s of %s: %w", rev.Short(), rev.Source, errors.Join(errs...))
+	}
+	for _, err := range errs {
+		r.log.Error().Str("source", rev.Source).Str("revision", rev.Short()).Err(err).Msg("preview environment does not load")
+	}
+	return out, nil
+}
+
+// isPreviewEnvRevision reports whether rev is the revision of a preview
+// environment (a pull request's head to apply, not a plan-only preview).
+func isPreviewEnvRevision(rev sources.Revision) bool {
+	return rev.PullRequest > 0 && !rev.Preview && !rev.Closed
+}
+
+// provisionPreview creates the hosts of a preview environment before its
+// first rollout (tg's commit passed its gates) and loads tg again with
+// them. Environments that are no preview, or whose hosts exist, are left
+// as they are. The caller holds st.op.
+func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *target) error {
+	r.mu.Lock()
+	var p PreviewRecord
+	if st.rec.Preview != nil {
+		p = *st.rec.Preview
+	}
+	r.mu.Unlock()
+	if p.Template == "" || p.Created != nil {
+		return nil
+	}
+	tpl := r.template(p.Source, p.Template)
+	switch {
+	case tpl == nil || tpl.Provision == nil:
+		return fmt.Errorf("provision %s: template %s is not declared by source %s", tg.env.Name, p.Template, p.Source)
+	case r.opts.Provisioner == nil:
+		return fmt.Errorf("provision %s: this daemon has no provisioner", tg.env.Name)
+	}
+	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
+	created, hosts, err := r.opts.Provisioner.Create(ctx, tpl.Provision, previewVars(tg.env.Name, p, tg.rev.Commit))
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", tg.env.Name, err)
+	}
+	if created == nil {
+		created = []byte{}
+	}
+	r.update(st, func(rec *EnvRecord) {
+		rec.Preview.Provision, rec.Preview.Created, rec.Preview.Hosts = tpl.Provision, created, hosts
+	})
+	log.Info().Int("hosts", len(hosts)).Msg("preview hosts created")
+	cfg, err := r.load(tg.rev, true)
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", tg.env.Name, err)
+	}
+	env := cfg.Environment(tg.env.Name)
+	if env == nil {
+		return fmt.Errorf("provision %s: environment not loaded", tg.env.Name)
+	}
+	tg.env = env
+	return nil
+}
+
+// previewVars are the variables of a preview's provision commands.
+func previewVars(name string, p PreviewRecord, commit string) map[string]string {
+	return map[string]string{
+		"DRIFTLESS_ENVIRONMENT":  name,
+		"DRIFTLESS_TEMPLATE":     p.Template,
+		"DRIFTLESS_PULL_REQUEST": strconv.Itoa(p.PullRequest),
+		"DRIFTLESS_COMMIT":       commit,
+	}
+}
+
+// closePreviews tears down the preview environments of a closed (or
+// merged) pull request.
+func (r *Reconciler) closePreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
+		r.endPreview(ctx, st, fmt.Sprintf("pull request %d closed", rev.PullRequest), wg)
+	}
+}
+
+// endPreview has the preview environment's worker tear it down after the
+// operation it is in: destroy its hosts, then mark it removed.
+func (r *Reconciler) endPreview(ctx context.Context, st *envState, why string, wg *sync.WaitGroup) {
+	var src string
+	r.update(st, func(rec *EnvRecord) {
+		if rec.Preview.Ended == "" {
+			rec.Preview.Ended = why
+		}
+		src = rec.Preview.Source
+	})
+	r.worker(ctx, st.rec.Name, wg) // after a restart it may have none yet
+	r.retire(st, sources.Revision{Source: src, Closed: true})
+}
+
+// expirePreview ends a preview environment whose time to live ran out; it
+// reports whether it did (the worker then ends). Called by the worker at
+// each drift tick.
+func (r *Reconciler) expirePreview(ctx context.Context, st *envState, w *worker) bool {
+	r.mu.Lock()
+	p := st.rec.Preview
+	due := p != nil && p.Ended == "" && st.rec.State != StateRemoved && !r.now().Before(p.Expires)
+	var src string
+	if due {
+		src = p.Source
+		if r.workers[st.rec.Name] == w {
+			delete(r.workers, st.rec.Name)
+		}
+	}
+	r.mu.Unlock()
+	if !due {
+		return false
+	}
+	r.update(st, func(rec *EnvRecord) { rec.Preview.Ended = "time to live ran out" })
+	rev := sources.Revision{Source: src, Closed: true}
+	r.teardownPreview(ctx, st)
+	r.markRemoved(st, rev)
+	return true
+}
+
+// teardownPreview destroys a preview environment's hosts, when it is one
+// that ended and has hosts: called by its worker before it marks the
+// environment removed, so nothing touches them afterwards. A destroy that
+// fails is logged and reported; the record keeps what create printed.
+func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
+	st.op.Lock()
+	defer st.op.Unlock()
+	r.mu.Lock()
+	var p PreviewRecord
+	if st.rec.Preview != nil {
+		p = *st.rec.Preview
+	}
+	name := st.rec.Name
+	r.mu.Unlock()
+	if p.Ended == "" {
+		return
+	}
+	log := r.log.With().Str("environment", name).Int("pull_request", p.PullRequest).Logger()
+	rep := Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusRemoved, PullRequest: p.PullRequest,
+		Description: "preview removed: " + p.Ended}
+	if p.Created != nil && p.Provision != nil && r.opts.Provisioner != nil {
+		err := r.opts.Provisioner.Destroy(ctx, p.Provision, previewVars(name, p, p.Head.Commit), p.Created)
+		r.update(st, func(rec *EnvRecord) {
+			rec.Preview.DestroyError = ""
+			if err != nil {
+				rec.Preview.DestroyError = err.Error()
+			}
+		})
+		if err != nil {
+			log.Error().Err(err).Msg("preview hosts not destroyed")
+			rep.Status, rep.Description = StatusFailure, "preview hosts not destroyed: "+err.Error()
+		} else {
+			log.Info().Int("hosts", len(p.Hosts)).Msg("preview hosts destroyed")
+		}
+	}
+	log.Info().Str("reason", p.Ended).Msg("preview environment removed")
+	r.report(rep)
+}
+
+// previewRemovedReason is the error a removed preview environment shows.
+func previewRemovedReason(rec EnvRecord) string {
+	if rec.Preview == nil || rec.Preview.Ended == "" {
+		return ""
+	}
+	return "preview removed: " + rec.Preview.Ended
+}
+
+// previewCommentRefused says why a pull request comment may not decide
+// for env ("" when it may): a preview environment takes decisions from
+// comments on its own pull request only.
+func previewCommentRefused(rec EnvRecord, ev sources.Event) string {
+	if p := rec.Preview; p != nil && ev.PullRequest != p.PullRequest {
+		return fmt.Sprintf("%s is the preview of pull request %d, not of %d", rec.Name, p.PullRequest, ev.PullRequest)
+	}
+	return ""
+}
