@@ -340,6 +340,9 @@ func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision)
 	}
 	var changed []*envState
 	for _, env := range all {
+		if env.Preview { // a template is no environment (previewenv.go)
+			continue
+		}
 		msg := strings.Join(errs[env.Name], "; ")
 		st := r.state(env.Name)
 		r.mu.Lock()
