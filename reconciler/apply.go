@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -23,6 +24,13 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 		}
 	}()
 	return fn(ctx)
+}
+
+// hostErr hides the host's secret values (Host.SecretValues) in err: a
+// command's or a probe's output, which errors quote, may print one (a
+// failing command that shows its environment).
+func hostErr(h *config.Host, err error) error {
+	return redact.New(h.SecretValues...).Err(err)
 }
 
 // applyHost applies the host's changes in order. With journal set, the
@@ -91,7 +99,7 @@ func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) 
 			// last when it reports every write done and still fails (a
 			// folder sync after the renames).
 			failed := hr.order[done+min(len(actions), n-1)]
-			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", failed.ID(), hr.host.Name, err)
+			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", failed.ID(), hr.host.Name, hostErr(hr.host, err))
 		}
 		done += n
 	}
@@ -229,7 +237,7 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
 			return rf.Refresh(ctx, t, res)
 		}); err != nil {
-			errs = append(errs, fmt.Errorf("refresh %s on %s: %w", res.ID(), h.Name, err))
+			errs = append(errs, fmt.Errorf("refresh %s on %s: %w", res.ID(), h.Name, hostErr(h, err)))
 			continue
 		}
 		log.Info().Str("resource", res.ID()).Msg("refreshed")
@@ -254,7 +262,7 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
 			return d.Restore(ctx, t, e.Resource, e.Snapshot)
 		}); err != nil {
-			errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, err))
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, hostErr(h, err)))
 			continue
 		}
 		log.Info().Str("resource", e.Resource.ID()).Msg("restored")

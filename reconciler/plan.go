@@ -176,7 +176,7 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 	defer cancel()
 	t, err := r.opts.Dialer.Transport(ctx, h)
 	if err != nil {
-		hr.plan.Err = fmt.Sprintf("connect to %s: %v", h.Name, err)
+		hr.plan.Err = fmt.Sprintf("connect to %s: %v", h.Name, hostErr(h, err))
 		return hr
 	}
 	hr.t = t
@@ -187,7 +187,7 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 	changes, err := safePlan(ctx, t, r.opts.Drivers, all, mode)
 	hr.reached = changes != nil
 	if err != nil {
-		hr.plan.Err = fmt.Sprintf("observe %s: %v", h.Name, err)
+		hr.plan.Err = fmt.Sprintf("observe %s: %v", h.Name, hostErr(h, err))
 	}
 	isPruned := make(map[string]bool, len(pruned))
 	for _, res := range pruned {

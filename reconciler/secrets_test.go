@@ -198,3 +198,33 @@ func TestSecretsNeverLeave(t *testing.T) {
 		t.Error("the store file does not hold the public file's snapshot: the search would not see a clear secret either")
 	}
 }
+
+// TestHostErrorsHideSecretValues: a command that fails printing a secret
+// env file's value, and then its undo failing the same way, give errors
+// (the run's, the history's, the logs', the reports') that name the
+// failure but not the value.
+func TestHostErrorsHideSecretValues(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	f := newFixture(t)
+	f.r = f.restarted(func(o *Options) { o.Logger = zerolog.New(logs).Level(zerolog.DebugLevel) })
+	const value = "HOST-ERR-KEY-1"
+	res := etc +
+		"    - env: /etc/api.env\n      secret: true\n      vars: {API_KEY: " + value + "}\n" +
+		"    - command: leak\n      requires: [\"env:/etc/api.env\"]\n" +
+		"      run: \"cat \\\"$DRIFTLESS_ROOT/etc/api.env\\\" >&2; exit 3\"\n" +
+		"      undo: \"cat \\\"$DRIFTLESS_ROOT/etc/api.env\\\" >&2; exit 4\"\n"
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
+	runs, _ := f.r.ApplyRevision(context.Background(), rev)
+	if len(runs) != 1 || runs[0].Result == ResultSuccess || !strings.Contains(runs[0].Error, "API_KEY=***") {
+		t.Fatalf("runs = %+v, want a failure quoting the command's output, hidden", runs)
+	}
+	hist, _ := f.r.History("prod", 10)
+	outputs := map[string][]byte{"logs": []byte(logs.String())}
+	outputs["history"], _ = json.Marshal(hist)
+	f.rep.mu.Lock()
+	outputs["reports"], _ = json.Marshal(f.rep.reports)
+	f.rep.mu.Unlock()
+	for _, hit := range secretstest.Leaks(outputs, []string{value}) {
+		t.Error(hit)
+	}
+}

@@ -129,12 +129,8 @@ func WithAttempts(ctx context.Context, fn func(Attempt)) context.Context {
 // all that is wrong at once.
 func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.Transport) []Result {
 	results := make([]Result, 0, len(h.Checks))
-	// A check rendered with a decrypted variable may quote it (a URL, a
-	// command): its name and reason go to logs, labels and reports hidden.
-	red := redact.New(h.SecretValues...)
 	for i, c := range h.Checks {
 		res := r.Check(ctx, c, h, t)
-		res.Check, res.Label, res.Reason = red.String(res.Check), red.String(res.Label), red.String(res.Reason)
 		if c.Name == "" {
 			res.Label = fmt.Sprintf("%s#%d", res.Label, i+1)
 		}
@@ -152,9 +148,18 @@ func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.
 
 // Check runs one check against host h (reached through t for command
 // checks), retrying up to c.Retries extra times, c.Interval apart.
+//
+// A check rendered with a decrypted variable may quote it (a URL, a
+// command): its name, label and reason are hidden with the host's secret
+// values from the start, so that neither progress events (sent after each
+// attempt) nor logs, labels and reports see them.
 func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t targets.Transport) (res Result) {
 	kind := c.Kind()
-	res = Result{Check: Name(c), Label: c.Name, Kind: kind, Host: c.Host}
+	var red redact.Redactor
+	if h != nil {
+		red = redact.New(h.SecretValues...)
+	}
+	res = Result{Check: red.String(Name(c)), Label: red.String(c.Name), Kind: kind, Host: c.Host}
 	if res.Label == "" {
 		res.Label = kind
 		if kind == "" {
@@ -165,7 +170,7 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 		res.Host = h.Name
 	}
 	start := r.clock.Now()
-	defer func() { res.Duration = r.clock.Now().Sub(start) }()
+	defer func() { res.Duration, res.Reason = r.clock.Now().Sub(start), red.String(res.Reason) }()
 
 	mk, ok := kinds[kind]
 	if !ok {

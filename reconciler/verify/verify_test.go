@@ -205,8 +205,8 @@ func TestAttemptsHook(t *testing.T) {
 }
 
 // TestRunHidesDecryptedValues: a check whose URL carries a decrypted
-// value fails, and neither its name nor its reason, nor the log line,
-// quotes the value.
+// value fails, and neither its name nor its reason, nor the log line, nor
+// the progress events of its attempts, quotes the value.
 func TestRunHidesDecryptedValues(t *testing.T) {
 	const secret = "s3cret-token-42"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -216,11 +216,13 @@ func TestRunHidesDecryptedValues(t *testing.T) {
 	var logs strings.Builder
 	r := New(Options{HTTPClient: srv.Client(), Logger: zerolog.New(&logs), Clock: newFakeClock()})
 	h := &config.Host{Name: "web-1", SecretValues: []string{secret}, Checks: []config.Check{{HTTP: srv.URL + "/?token=" + secret}}}
-	res := r.Run(context.Background(), "prod", h, nil)
-	if len(res) != 1 || res[0].OK {
-		t.Fatalf("results = %+v, want one failure", res)
+	var attempts []Attempt
+	ctx := WithAttempts(context.Background(), func(a Attempt) { attempts = append(attempts, a) })
+	res := r.Run(ctx, "prod", h, nil)
+	if len(res) != 1 || res[0].OK || len(attempts) != 1 {
+		t.Fatalf("results = %+v, attempts %+v, want one failure", res, attempts)
 	}
-	if got := fmt.Sprintf("%+v %s", res[0], logs.String()); strings.Contains(got, secret) {
+	if got := fmt.Sprintf("%+v %s %+v", res[0], logs.String(), attempts); strings.Contains(got, secret) {
 		t.Errorf("the decrypted value shows: %s", got)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +21,9 @@ import (
 
 // secretFiles are a revision's files with its secrets encrypted by the
 // real sops and age commands: a SOPS variables file written into a
-// template, a SOPS binary file and an age file as whole contents.
+// template and into an env file's value, a SOPS binary file and an age
+// file as whole contents, a SOPS-encrypted unit file of a running service
+// (reading an env file marked secret).
 func secretFiles(t testing.TB, h *hosts.Host, recipient, v, extra string) map[string]string {
 	env := fmt.Sprintf(`environment: prod
 hosts:
@@ -40,14 +43,32 @@ hosts:
         mode: "0600"
       - file: /etc/app/public.conf
         content: "public-%s\n"
-%s`, h.Name, h.Address, v, extra)
+      - env: /etc/app/app.env
+        mode: "0644"
+        vars: {DB_PASSWORD: "{{ .Vars.db_password }}"}
+      - env: /etc/app/api.env
+        mode: "0644"
+        secret: true
+        vars: {API_KEY: E2E-ENV-KEY-%s}
+      - service: secret-app
+        unit_source: files/secret-app.service
+        state: running
+        requires: ["env:/etc/app/api.env"]
+%s`, h.Name, h.Address, v, v, extra)
 	return map[string]string{
-		"environments/prod.yaml": env,
-		"secrets/app.yaml":       string(secretstest.SOPS(t, "app.yaml", []byte("db_password: E2E-db-pw-"+v+"\n"), recipient)),
-		"files/app.conf.tmpl":    "user=app\npassword={{ .Vars.db_password }}\n",
-		"files/tls.key":          string(secretstest.SOPS(t, "tls.key", []byte("E2E-TLS-KEY-"+v+"\n"), recipient)),
-		"files/token.age":        string(secretstest.Age(t, []byte("E2E-AGE-TOKEN-"+v+"\n"), true, recipient)),
+		"environments/prod.yaml":   env,
+		"secrets/app.yaml":         string(secretstest.SOPS(t, "app.yaml", []byte("db_password: E2E-db-pw-"+v+"\n"), recipient)),
+		"files/app.conf.tmpl":      "user=app\npassword={{ .Vars.db_password }}\n",
+		"files/tls.key":            string(secretstest.SOPS(t, "tls.key", []byte("E2E-TLS-KEY-"+v+"\n"), recipient)),
+		"files/token.age":          string(secretstest.Age(t, []byte("E2E-AGE-TOKEN-"+v+"\n"), true, recipient)),
+		"files/secret-app.service": string(secretstest.SOPS(t, "secret-app.service", []byte(secretUnit(v)), recipient)),
 	}
+}
+
+// secretUnit is the unit file of version v: its secret is in the unit
+// itself, to show that it never leaves the daemon either.
+func secretUnit(v string) string {
+	return "[Service]\nEnvironment=UNIT_KEY=E2E-UNIT-KEY-" + v + "\nEnvironmentFile=/etc/app/api.env\nExecStart=/bin/sleep infinity\n"
 }
 
 // TestSecretsOnRealHostNeverLeave is issue 14's acceptance: the built
@@ -65,7 +86,8 @@ func TestSecretsOnRealHostNeverLeave(t *testing.T) {
 		need.Optional(t, "end-to-end test: builds the daemon and starts a test host; skipped in -short")
 	}
 	lab := hosts.NewLab(t, hosts.Options{})
-	h := lab.Kind1("web-1")
+	// A systemd host, so that the decrypted unit is loaded and started.
+	h := lab.Kind2("web-1")
 	key := secretstest.NewKey(t, t.TempDir(), "age.key")
 
 	git := gitserver.New(t)
@@ -115,13 +137,43 @@ notify:
 		}
 		return string(b)
 	}
-	for p, want := range map[string]string{"/etc/app/app.conf": "user=app\npassword=E2E-db-pw-v1\n", "/etc/app/tls.key": "E2E-TLS-KEY-v1\n", "/etc/app/token": "E2E-AGE-TOKEN-v1\n"} {
+	files := func(v string) map[string]string {
+		return map[string]string{"/etc/app/app.conf": "user=app\npassword=E2E-db-pw-" + v + "\n", "/etc/app/tls.key": "E2E-TLS-KEY-" + v + "\n", "/etc/app/token": "E2E-AGE-TOKEN-" + v + "\n",
+			"/etc/app/app.env": "DB_PASSWORD=E2E-db-pw-" + v + "\n", "/etc/app/api.env": "API_KEY=E2E-ENV-KEY-" + v + "\n",
+			"/etc/systemd/system/secret-app.service": secretUnit(v)}
+	}
+	for p, want := range files("v1") {
 		if got := hostFile(p); got != want {
 			t.Fatalf("%s on the host = %q, want %q", p, got, want)
 		}
 	}
+	// systemd runs the decrypted unit with the secret env file.
+	out, err := h.Exec("systemctl show -p ActiveState --value secret-app; tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value secret-app)/environ | grep -E '^(UNIT_KEY|API_KEY)=' | sort")
+	if err != nil || out != "active\nAPI_KEY=E2E-ENV-KEY-v1\nUNIT_KEY=E2E-UNIT-KEY-v1\n" {
+		t.Fatalf("secret-app on the host: %q, %v", out, err)
+	}
 
-	v2 := work.Commit(t, secretFiles(t, h, key.Recipient, "v2", "verify:\n  - name: broken\n    command: \"exit 1\"\n"), "secrets v2, failing its verification")
+	// An unnamed check is named by its command, which here quotes a
+	// decrypted value: progress events, logs and reports carry it hidden.
+	// The store file is read while v2's journal is open (its check takes
+	// 2 s), before the rollback frees (but does not zero) its pages.
+	storePath := filepath.Join(filepath.Dir(cfgPath), "state", "state.db")
+	var during [][]byte
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for len(during) < 5 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if b, err := os.ReadFile(storePath); err == nil && bytes.Contains(b, []byte("public-v2")) {
+				during = append(during, b)
+			}
+		}
+	}()
+	v2 := work.Commit(t, secretFiles(t, h, key.Recipient, "v2", "verify:\n  - command: \"sleep 2; exit 1; echo {{ .Vars.db_password }}\"\n"), "secrets v2, failing its verification")
 	work.Push(t)
 	waitFor(t, 2*time.Minute, 200*time.Millisecond, "v2 rolled back", func() error {
 		if runsOf(t, d, "prod", v2) == 0 {
@@ -129,9 +181,16 @@ notify:
 		}
 		return nil
 	})
+	close(stop)
+	<-stopped
+	if len(during) == 0 {
+		t.Fatal("the store file was never read while v2's journal was open")
+	}
 	requireRun(t, d, "prod", v2, "rolled_back")
-	if got := hostFile("/etc/app/tls.key"); got != "E2E-TLS-KEY-v1\n" {
-		t.Fatalf("tls.key after the rollback = %q, want v1 restored", got)
+	for p, want := range files("v1") {
+		if got := hostFile(p); got != want {
+			t.Fatalf("%s after the rollback = %q, want v1 restored", p, got)
+		}
 	}
 
 	writeFile(t, filepath.Join(h.Root, "etc", "app"), "tls.key", "hand edit\n", 0o600)
@@ -160,7 +219,7 @@ notify:
 	})
 
 	outputs := map[string][]byte{"daemon log": []byte(d.Log())}
-	for _, p := range []string{"/api/v1/environments", "/api/v1/environments/prod", "/api/v1/environments/prod/history", "/", "/environments/prod", "/environments/prod/diffs", "/metrics"} {
+	for _, p := range []string{"/api/v1/environments", "/api/v1/environments/prod", "/api/v1/environments/prod/history", "/api/v1/environments/prod/progress", "/", "/environments/prod", "/environments/prod/diffs", "/metrics"} {
 		req, _ := http.NewRequest("GET", d.URL+p, nil)
 		req.Header.Set("Authorization", "Bearer api-test-token")
 		resp, err := http.DefaultClient.Do(req)
@@ -177,16 +236,19 @@ notify:
 	if !strings.Contains(string(outputs["GET /environments/prod/diffs"]), "secret changed") {
 		t.Errorf("the diffs page does not say that a secret changed")
 	}
+	if !strings.Contains(string(outputs["GET /api/v1/environments/prod/progress"]), `"command:sleep 2; exit 1; echo ***"`) {
+		t.Errorf("the progress events do not show the failing check, hidden:\n%s", outputs["GET /api/v1/environments/prod/progress"])
+	}
 	outputs["git host"] = []byte(strings.Join(gh.received(), "\n"))
 	mu.Lock()
 	outputs["notifications"] = []byte(strings.Join(notices, "\n"))
 	mu.Unlock()
-	var err error
-	if outputs["store"], err = os.ReadFile(filepath.Join(filepath.Dir(cfgPath), "state", "state.db")); err != nil {
+	if outputs["store"], err = os.ReadFile(storePath); err != nil {
 		t.Fatal(err)
 	}
+	outputs["store during the rollout"] = bytes.Join(during, nil)
 	var values []string
-	for _, p := range []string{"E2E-db-pw-", "E2E-TLS-KEY-", "E2E-AGE-TOKEN-"} {
+	for _, p := range []string{"E2E-db-pw-", "E2E-TLS-KEY-", "E2E-AGE-TOKEN-", "E2E-ENV-KEY-", "E2E-UNIT-KEY-"} {
 		for _, v := range []string{"v1", "v2", "v3"} {
 			values = append(values, p+v)
 		}
