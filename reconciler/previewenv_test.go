@@ -131,6 +131,10 @@ func TestPreviewEnvironment(t *testing.T) {
 	if got := readLog(t, evil); got != "" {
 		t.Errorf("the pull request's provisioner ran: %q", got)
 	}
+	if p := w.state("app-pr-7").Preview; p == nil || p.PullRequest != 7 || p.Author != "mallory" || p.Trusted ||
+		len(p.Hosts) != 1 || p.Hosts[0] != "pr7-web" || !p.Expires.Equal(w.clock.Now().Add(time.Hour)) {
+		t.Errorf("preview status %+v", p)
+	}
 
 	// A push waits for approval again; the hosts stay as they are.
 	pr2 := w.pullRequest(7, "mallory", false, pr("two"))

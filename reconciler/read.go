@@ -52,6 +52,9 @@ type EnvStatus struct {
 	// across the sources' revisions (an upstream no source declares, a
 	// cycle); "" when it is not.
 	PromotionError string `json:"promotion_error,omitempty"`
+	// Preview describes a pull request's preview environment (nil for
+	// any other).
+	Preview *PreviewStatus `json:"preview,omitempty"`
 }
 
 // Environments returns the status of every known environment, by name.
@@ -95,7 +98,7 @@ func (st *envState) status() EnvStatus {
 		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
 		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
 		LastError: st.rec.LastError, LastErrorClass: st.rec.LastErrorClass, LastRun: st.rec.LastRun,
-		PromotionError: st.promotionErr,
+		PromotionError: st.promotionErr, Preview: previewStatus(st.rec),
 	}
 	if g := st.rec.Gate; g != nil {
 		gate := *g
