@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -70,7 +71,7 @@ func (v *commandVerifier) Verify(ctx context.Context, env string, h *config.Host
 		if c.Kind() != "command" {
 			continue
 		}
-		name := "command/" + c.Name
+		name := "command/" + verify.NameOn(h, c)
 		res, err := t.Run(ctx, c.Command, nil)
 		switch {
 		case err != nil:

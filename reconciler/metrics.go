@@ -132,8 +132,11 @@ func (m *metrics) setEnvState(env, short, status string) {
 func (m *metrics) initChecks(env *config.Environment) {
 	for _, h := range env.Hosts {
 		for _, c := range h.Checks {
-			m.verification.WithLabelValues(env.Name, c.Name, "pass")
-			m.verification.WithLabelValues(env.Name, c.Name, "fail")
+			// The label the results use (verify.Result.Check): never a
+			// decrypted value a template wrote into the check.
+			name := verify.NameOn(h, c)
+			m.verification.WithLabelValues(env.Name, name, "pass")
+			m.verification.WithLabelValues(env.Name, name, "fail")
 			if c.Kind() == "junit" {
 				m.countTests(env.Name, verify.Tests{})
 			}

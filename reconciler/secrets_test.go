@@ -88,7 +88,9 @@ func TestSecretsNeverLeave(t *testing.T) {
 		o.Drivers = targets.Drivers()
 	})
 	ctx := context.Background()
-	rev1 := f.revision(secretRepo(t, key.Recipient, "v1", ""))
+	// A check whose name a template writes a decrypted value into: its
+	// metric label (made before it first runs) and results hide it.
+	rev1 := f.revision(secretRepo(t, key.Recipient, "v1", "verify:\n  - name: \"db {{ .Vars.db_password }}\"\n    command: \"true\"\n"))
 	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}

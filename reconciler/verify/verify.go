@@ -155,11 +155,8 @@ func (r *Runner) Run(ctx context.Context, env string, h *config.Host, t targets.
 // attempt) nor logs, labels and reports see them.
 func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t targets.Transport) (res Result) {
 	kind := c.Kind()
-	var red redact.Redactor
-	if h != nil {
-		red = redact.New(h.SecretValues...)
-	}
-	res = Result{Check: red.String(Name(c)), Label: red.String(c.Name), Kind: kind, Host: c.Host}
+	red := hostRedactor(h)
+	res = Result{Check: NameOn(h, c), Label: red.String(c.Name), Kind: kind, Host: c.Host}
 	if res.Label == "" {
 		res.Label = kind
 		if kind == "" {
@@ -258,6 +255,22 @@ func Name(c config.Check) string {
 		return kind + ":" + c.JUnit
 	}
 	return "invalid"
+}
+
+// NameOn is Name as it may be shown for a check rendered for host h:
+// with h's secret values hidden (a template may have written one into its
+// name, its URL or its command). Results, progress events and metric
+// labels use it.
+func NameOn(h *config.Host, c config.Check) string {
+	return hostRedactor(h).String(Name(c))
+}
+
+// hostRedactor hides h's secret values; h may be nil.
+func hostRedactor(h *config.Host) redact.Redactor {
+	if h == nil {
+		return redact.New()
+	}
+	return redact.New(h.SecretValues...)
 }
 
 // safely runs one attempt, turning a panic into a failed attempt: a bug

@@ -93,7 +93,9 @@ func TestSecretsOnRealHostNeverLeave(t *testing.T) {
 	git := gitserver.New(t)
 	repoURL := git.CreateRepo("infra")
 	work := git.Clone(t, "infra")
-	v1 := work.Commit(t, secretFiles(t, h, key.Recipient, "v1", ""), "secrets v1")
+	// A check whose name a template writes a decrypted value into: its
+	// metric label and results hide it.
+	v1 := work.Commit(t, secretFiles(t, h, key.Recipient, "v1", "verify:\n  - name: \"db {{ .Vars.db_password }}\"\n    command: \"true\"\n"), "secrets v1")
 	work.Push(t)
 
 	gh := newFakeGitHub(t)
@@ -235,6 +237,9 @@ notify:
 	}
 	if !strings.Contains(string(outputs["GET /environments/prod/diffs"]), "secret changed") {
 		t.Errorf("the diffs page does not say that a secret changed")
+	}
+	if !strings.Contains(string(outputs["GET /metrics"]), `check="db ***"`) {
+		t.Errorf("the metrics do not count the named check, hidden")
 	}
 	if !strings.Contains(string(outputs["GET /api/v1/environments/prod/progress"]), `"command:sleep 2; exit 1; echo ***"`) {
 		t.Errorf("the progress events do not show the failing check, hidden:\n%s", outputs["GET /api/v1/environments/prod/progress"])
