@@ -82,3 +82,72 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("temporary files left: %s", out)
 	}
 }
+
+// TestWriteFilesProcesses counts the processes a write starts on the host
+// (the pid namespace's last pid moves by one per fork): starting a process
+// is most of what a write costs a host, so a file more in a batch may
+// start at most two (its head and its mv), not one per step.
+func TestWriteFilesProcesses(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("forks")
+	tr := dial(t, lab, h, nil)
+	ctx := context.Background()
+	h.MustExec(t, "mkdir -p /srv/p")
+	lastPid := func() int {
+		var pid int
+		if _, err := fmt.Sscan(h.MustExec(t, "cat /proc/sys/kernel/ns_last_pid"), &pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	// Reading the counter starts processes of its own; so does a batch of
+	// one file. The difference a batch of 11 makes is the cost of 10 files.
+	forks := func(n int) int {
+		var files []targets.FileWrite
+		for i := range n {
+			files = append(files, targets.FileWrite{Path: fmt.Sprintf("/srv/p/f%d", i), Data: []byte("x\n"), Mode: 0o640, Owner: "nobody"})
+		}
+		before := lastPid()
+		if got, err := tr.WriteFiles(ctx, files); err != nil || got != n {
+			t.Fatalf("WriteFiles(%d files) = %d, %v", n, got, err)
+		}
+		return lastPid() - before
+	}
+	one, eleven := forks(1), forks(11)
+	if per := float64(eleven-one) / 10; per > 2 {
+		t.Fatalf("a write of 1 file started %d processes, of 11 files %d: %.1f per file, want at most 2", one, eleven, per)
+	}
+	t.Logf("processes started: %d for 1 file, %d for 11 files", one, eleven)
+}
+
+// TestWriteFilesOwnerFails gives the third of four files an owner the host
+// does not know: the owners are set in one chown for the batch, and when it
+// fails the file at fault is still found. The two files before it are
+// written, the error names it with chown's reason, the last two are left
+// as they were, and no temporary file stays.
+func TestWriteFilesOwnerFails(t *testing.T) {
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("owner-fails")
+	tr := dial(t, lab, h, nil)
+	h.MustExec(t, "mkdir -p /srv/o && for i in 0 1 2 3; do echo old > /srv/o/f$i; done")
+	var files []targets.FileWrite
+	for i := range 4 {
+		files = append(files, targets.FileWrite{Path: fmt.Sprintf("/srv/o/f%d", i), Data: []byte("new\n"), Mode: 0o644, Owner: "nobody"})
+	}
+	files[2].Owner = "no-such-user"
+	n, err := tr.WriteFiles(context.Background(), files)
+	if n != 2 || err == nil || !strings.Contains(err.Error(), "/srv/o/f2") || !strings.Contains(err.Error(), "no-such-user") {
+		t.Fatalf("WriteFiles = %d, %v; want 2 and an error naming /srv/o/f2 and its owner", n, err)
+	}
+	for i, want := range []string{"new\n", "new\n", "old\n", "old\n"} {
+		if got, _ := os.ReadFile(filepath.Join(h.Root, files[i].Path)); string(got) != want {
+			t.Errorf("%s: %q, want %q", files[i].Path, got, want)
+		}
+	}
+	if out := h.MustExec(t, "stat -c %U /srv/o/f0 /srv/o/f1"); out != "nobody\nnobody\n" {
+		t.Errorf("owners of the written files: %q", out)
+	}
+	if out := h.MustExec(t, "ls -A /srv/o | grep driftless || true"); out != "" {
+		t.Errorf("temporary files left: %s", out)
+	}
+}
