@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -246,30 +247,84 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 }
 
 // restoreEntries puts back the journal's snapshots of one host, newest
-// first, then refreshes what the restored resources notify. It goes on
-// past a failure, so as much as possible is restored, and returns every
-// error.
+// first, then refreshes what the restored resources notify. Consecutive
+// restores that are each one file write go to the host together, in one
+// WriteFiles call, as applies do. It goes on past a failure, so as much as
+// possible is restored, and returns every error.
 func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []JournalEntry, lookup func(id string) (config.Resource, bool), log zerolog.Logger) error {
 	var errs []error
 	var restored []config.Resource
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := entries[i]
-		d, ok := r.opts.Drivers[e.Resource.Kind]
-		if !ok {
-			errs = append(errs, fmt.Errorf("restore %s on %s: no driver for kind %q", e.Resource.ID(), h.Name, e.Resource.Kind))
-			continue
-		}
-		if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
-			return d.Restore(ctx, t, e.Resource, e.Snapshot)
+	todo := slices.Clone(entries)
+	slices.Reverse(todo)
+	for i := 0; i < len(todo); {
+		var writes []targets.FileWrite
+		if err := guard(ctx, r.opts.HostTimeout, func(context.Context) error {
+			writes = r.restoreWrites(todo[i:])
+			return nil
 		}); err != nil {
-			errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, hostErr(h, err)))
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i].Resource.ID(), h.Name, err))
+			i++
 			continue
 		}
-		log.Info().Str("resource", e.Resource.ID()).Msg("restored")
-		restored = append(restored, e.Resource)
+		if len(writes) < 2 {
+			e := todo[i]
+			i++
+			d, ok := r.opts.Drivers[e.Resource.Kind]
+			if !ok {
+				errs = append(errs, fmt.Errorf("restore %s on %s: no driver for kind %q", e.Resource.ID(), h.Name, e.Resource.Kind))
+				continue
+			}
+			if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
+				return d.Restore(ctx, t, e.Resource, e.Snapshot)
+			}); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, err))
+				continue
+			}
+			log.Info().Str("resource", e.Resource.ID()).Msg("restored")
+			restored = append(restored, e.Resource)
+			continue
+		}
+		// Each write keeps the time budget it would have alone.
+		var n int
+		err := guard(ctx, r.opts.HostTimeout*time.Duration(len(writes)), func(ctx context.Context) error {
+			var err error
+			n, err = t.WriteFiles(ctx, writes)
+			return err
+		})
+		for _, e := range todo[i : i+n] {
+			log.Info().Str("resource", e.Resource.ID()).Msg("restored")
+			restored = append(restored, e.Resource)
+		}
+		if err != nil {
+			// The restore that failed is reported; the ones after it are
+			// tried again, in the next call.
+			failed := min(n, len(writes)-1)
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i+failed].Resource.ID(), h.Name, err))
+			i += failed + 1
+			continue
+		}
+		i += len(writes)
 	}
 	if err := r.refresh(ctx, t, h, restored, lookup, log); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// restoreWrites returns the writes of the restores of entries from the
+// first on that are each one file write, up to the first that is not.
+func (r *Reconciler) restoreWrites(entries []JournalEntry) []targets.FileWrite {
+	var writes []targets.FileWrite
+	for _, e := range entries {
+		d, ok := r.opts.Drivers[e.Resource.Kind].(targets.Writer)
+		if !ok {
+			break
+		}
+		w, ok := d.RestoreWrite(e.Resource, e.Snapshot)
+		if !ok {
+			break
+		}
+		writes = append(writes, w)
+	}
+	return writes
 }

@@ -129,10 +129,17 @@ func TestFileBatchOverSSH(t *testing.T) {
 
 	// f05 is declared in a folder that does not exist: its write fails in
 	// the middle of the batch.
-	broken, _ := apply(res("v4", -1, 5))
+	broken, brokenTrips := apply(res("v4", -1, 5))
 	if broken.Result != ResultRolledBack && broken.Result != ResultFailed {
 		t.Fatalf("a failed write gave %+v", broken)
 	}
+	// The rollback restores the 11 files newest first: app.env and f09 to
+	// f06 in one call, f05 (not there before) removed, f04 to f00 in one
+	// call; three round trips beyond the observation and the failed write.
+	if brokenTrips > oneTrips+3 {
+		t.Errorf("a run whose write failed and was rolled back took %d round trips, want at most %d", brokenTrips, oneTrips+3)
+	}
+	t.Logf("round trips of a run rolled back after a failed write of %d files: %d", n+1, brokenTrips)
 	if !strings.Contains(broken.Error, "/srv/missing/f05.conf") {
 		t.Errorf("the run's error does not name the failed file: %s", broken.Error)
 	}

@@ -117,6 +117,12 @@ func (*EnvDriver) Restore(ctx context.Context, t Transport, r config.Resource, s
 	return restoreFile(ctx, t, r, snapshot)
 }
 
+// RestoreWrite returns the write of Restore, unless it removes the file.
+func (*EnvDriver) RestoreWrite(r config.Resource, snapshot State) (FileWrite, bool) {
+	w, remove, err := restorePlan(r, snapshot)
+	return w, err == nil && !remove
+}
+
 // mergeEnv returns the content with vars set and, when exclusive, other
 // keys removed, and the list of changed keys in "+ KEY", "~ KEY", "- KEY"
 // form. Every line that is not an assignment of a declared key is kept

@@ -252,20 +252,36 @@ func (*FileDriver) Restore(ctx context.Context, t Transport, r config.Resource, 
 	return restoreFile(ctx, t, r, snapshot)
 }
 
+// RestoreWrite returns the write of Restore, unless it removes the file.
+func (*FileDriver) RestoreWrite(r config.Resource, snapshot State) (FileWrite, bool) {
+	w, remove, err := restorePlan(r, snapshot)
+	return w, err == nil && !remove
+}
+
 // restoreFile is the restore of every kind kept in a regular file.
 func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	if !snapshot.Present {
+	w, remove, err := restorePlan(r, snapshot)
+	switch {
+	case err != nil:
+		return err
+	case remove:
 		return removeFile(ctx, t, r)
 	}
+	return writeOne(ctx, t, r, w)
+}
+
+// restorePlan returns the write that puts back a file's snapshot, or remove
+// when the file did not exist then.
+func restorePlan(r config.Resource, snapshot State) (w FileWrite, remove bool, err error) {
+	if !snapshot.Present {
+		return FileWrite{}, true, nil
+	}
 	if snapshot.Fields["type"] != "file" {
-		return fmt.Errorf("restore %s: the snapshot is a %s, not a file; nothing of it was changed", r.ID(), snapshot.Fields["type"])
+		return FileWrite{}, false, fmt.Errorf("restore %s: the snapshot is a %s, not a file; nothing of it was changed", r.ID(), snapshot.Fields["type"])
 	}
 	f := snapshot.Fields
-	w, err := ownedWrite(r, snapshot.Content, f["mode"], f["uid"], f["gid"])
-	if err != nil {
-		return err
-	}
-	return writeOne(ctx, t, r, w)
+	w, err = ownedWrite(r, snapshot.Content, f["mode"], f["uid"], f["gid"])
+	return w, false, err
 }
 
 // ownedWrite is the write of data to r.Name with mode, owner and group.

@@ -129,6 +129,12 @@ type Writer interface {
 	// is false when the apply is something else (a removal), or when it
 	// must fail, which Apply then does with its own error.
 	Write(r config.Resource, observed State) (w FileWrite, ok bool)
+	// RestoreWrite returns the write that puts back snapshot, the state r
+	// had before it was applied; ok is false when the restore is something
+	// else (a removal), or when it must fail, which Restore then does with
+	// its own error. A rollback joins a host's consecutive such restores
+	// into one WriteFiles call, as applies are.
+	RestoreWrite(r config.Resource, snapshot State) (w FileWrite, ok bool)
 }
 
 // Refresher is a driver that reacts to a notify (a service restarts or reloads).
