@@ -56,8 +56,10 @@ type PreviewRecord struct {
 	Provision *config.Provision      `json:"provision,omitempty"`
 	Created   []byte                 `json:"created,omitempty"`
 	Hosts     []config.InventoryHost `json:"hosts,omitempty"`
-	// Ended says why the preview was torn down ("" while it lives).
-	Ended string `json:"ended,omitempty"`
+	// Ended says why the preview was torn down ("" while it lives);
+	// Destroyed is set once its hosts are destroyed.
+	Ended     string `json:"ended,omitempty"`
+	Destroyed bool   `json:"destroyed,omitempty"`
 	// DestroyError is the error of a destroy that failed: its hosts may
 	// still exist (Created says which).
 	DestroyError string `json:"destroy_error,omitempty"`
@@ -118,6 +120,12 @@ func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision, wg 
 		st := r.state(name)
 		now := r.now()
 		r.mu.Lock()
+		if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
+			r.mu.Unlock()
+			r.log.Warn().Str("environment", name).Int("pull_request", rev.PullRequest).
+				Msg("pull request reopened while its earlier preview's hosts are not destroyed yet; not previewed until they are")
+			continue
+		}
 		fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == StateRemoved
 		if fresh {
 			st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
@@ -296,8 +304,8 @@ func (r *Reconciler) closePreviews(ctx context.Context, rev sources.Revision, wg
 	}
 }
 
-// endPreview has the preview environment's worker tear it down after the
-// operation it is in: destroy its hosts, then mark it removed.
+// endPreview has the preview environment's worker end it after the
+// operation it is in: mark it removed, then destroy its hosts.
 func (r *Reconciler) endPreview(ctx context.Context, st *envState, why string, wg *sync.WaitGroup) {
 	var src string
 	r.update(st, func(rec *EnvRecord) {
@@ -329,19 +337,17 @@ func (r *Reconciler) expirePreview(ctx context.Context, st *envState, w *worker)
 		return false
 	}
 	r.update(st, func(rec *EnvRecord) { rec.Preview.Ended = "time to live ran out" })
-	rev := sources.Revision{Source: src, Closed: true}
+	r.markRemoved(st, sources.Revision{Source: src, Closed: true})
 	r.teardownPreview(ctx, st)
-	r.markRemoved(st, rev)
 	return true
 }
 
-// teardownPreview destroys a preview environment's hosts, when it is one
-// that ended and has hosts: called by its worker before it marks the
-// environment removed, so nothing touches them afterwards. A destroy that
-// fails is logged and reported; the record keeps what create printed.
+// teardownPreview destroys the hosts of a preview environment that
+// ended, once it is marked removed (so no pass touches them any more). A
+// destroy that fails is logged, reported once and recorded, then tried
+// again every drift interval until it succeeds or the daemon stops; the
+// next start takes it up again (resumeTeardowns).
 func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
-	st.op.Lock()
-	defer st.op.Unlock()
 	r.mu.Lock()
 	var p PreviewRecord
 	if st.rec.Preview != nil {
@@ -349,29 +355,73 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 	}
 	name := st.rec.Name
 	r.mu.Unlock()
-	if p.Ended == "" {
+	if p.Ended == "" || p.Destroyed {
 		return
 	}
 	log := r.log.With().Str("environment", name).Int("pull_request", p.PullRequest).Logger()
-	rep := Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusRemoved, PullRequest: p.PullRequest,
-		Description: "preview removed: " + p.Ended}
-	if p.Created != nil && p.Provision != nil && r.opts.Provisioner != nil {
-		err := r.opts.Provisioner.Destroy(ctx, p.Provision, previewVars(name, p, p.Head.Commit), p.Created)
+	failed := false
+	for {
+		var err error
+		if p.Created != nil {
+			if p.Provision == nil || r.opts.Provisioner == nil {
+				err = errors.New("no provisioner to destroy them")
+			} else {
+				err = r.opts.Provisioner.Destroy(ctx, p.Provision, previewVars(name, p, p.Head.Commit), p.Created)
+			}
+		}
 		r.update(st, func(rec *EnvRecord) {
-			rec.Preview.DestroyError = ""
+			if rec.Preview == nil {
+				return
+			}
+			rec.Preview.Destroyed, rec.Preview.DestroyError = err == nil, ""
 			if err != nil {
 				rec.Preview.DestroyError = err.Error()
 			}
 		})
-		if err != nil {
-			log.Error().Err(err).Msg("preview hosts not destroyed")
-			rep.Status, rep.Description = StatusFailure, "preview hosts not destroyed: "+err.Error()
-		} else {
-			log.Info().Int("hosts", len(p.Hosts)).Msg("preview hosts destroyed")
+		if err == nil {
+			log.Info().Str("reason", p.Ended).Int("hosts", len(p.Hosts)).Msg("preview environment removed, its hosts destroyed")
+			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusRemoved, PullRequest: p.PullRequest,
+				Description: "preview removed: " + p.Ended})
+			return
+		}
+		log.Error().Err(err).Msg("preview hosts not destroyed; trying again")
+		if !failed {
+			failed = true
+			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusFailure, PullRequest: p.PullRequest,
+				Description: "preview hosts not destroyed: " + err.Error()})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(r.interval(st)):
 		}
 	}
-	log.Info().Str("reason", p.Ended).Msg("preview environment removed")
-	r.report(rep)
+}
+
+// resumeTeardowns takes up, at start, the teardowns of the previews that
+// ended but whose hosts were not destroyed yet.
+func (r *Reconciler) resumeTeardowns(ctx context.Context, wg *sync.WaitGroup) {
+	r.mu.Lock()
+	var pending []*envState
+	for _, st := range r.envs {
+		if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
+			pending = append(pending, st)
+		}
+	}
+	r.mu.Unlock()
+	for _, st := range pending {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.mu.Lock()
+			removed, src := st.rec.State == StateRemoved, st.rec.Preview.Source
+			r.mu.Unlock()
+			if !removed {
+				r.markRemoved(st, sources.Revision{Source: src, Closed: true})
+			}
+			r.teardownPreview(ctx, st)
+		}()
+	}
 }
 
 // previewRemovedReason is the error a removed preview environment shows.

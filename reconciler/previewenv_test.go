@@ -44,7 +44,7 @@ func (w *previewWorld) template(createLog string) string {
 	host := `pr$DRIFTLESS_PULL_REQUEST-web`
 	create := `echo "$DRIFTLESS_ENVIRONMENT $DRIFTLESS_PULL_REQUEST $DRIFTLESS_COMMIT" >> ` + createLog +
 		`; printf '{"web":{"hosts":["%s"],"vars":{"greeting":"hi"}},"_meta":{"hostvars":{"%s":{"ansible_connection":"local"}}}}' ` + host + ` ` + host
-	destroy := `{ echo "$DRIFTLESS_ENVIRONMENT"; cat; echo; } >> ` + filepath.Join(w.dir, "destroyed")
+	destroy := `test ! -e ` + filepath.Join(w.dir, "fail-destroy") + ` || exit 1; { echo "$DRIFTLESS_ENVIRONMENT"; cat; echo; } >> ` + filepath.Join(w.dir, "destroyed")
 	return "environment: app\npreview: true\npreview_ttl: 1h\nprovision:\n  create: |\n    " + create + "\n  destroy: |\n    " + destroy + "\n" +
 		"approval: {required: true, approvers: [alice]}\nroles:\n  web:\n" + etc
 }
@@ -170,9 +170,9 @@ func TestPreviewEnvironment(t *testing.T) {
 	// is never touched again.
 	revs <- sources.Revision{Source: "test", Preview: true, PullRequest: 7, Closed: true}
 	eventually(t, "app-pr-7 removed", func() bool { return w.state("app-pr-7").State == StateRemoved })
-	if got := readLog(t, filepath.Join(w.dir, "destroyed")); !strings.HasPrefix(got, "app-pr-7\n{\"web\":{\"hosts\":[\"pr7-web\"]") {
-		t.Errorf("destroy received %q", got)
-	}
+	eventually(t, "app-pr-7's host destroyed", func() bool {
+		return strings.HasPrefix(readLog(t, filepath.Join(w.dir, "destroyed")), "app-pr-7\n{\"web\":{\"hosts\":[\"pr7-web\"]")
+	})
 	if st := w.state("app-pr-7"); !strings.Contains(st.LastError, "pull request 7 closed") {
 		t.Errorf("removed preview says %q", st.LastError)
 	}
@@ -181,9 +181,7 @@ func TestPreviewEnvironment(t *testing.T) {
 	if got := w.hostFile("pr7-web", "/etc/app.conf"); got != "changed" {
 		t.Errorf("a removed preview's host was touched: %q", got)
 	}
-	if _, ok := w.rep.find(StatusRemoved); !ok {
-		t.Errorf("no removal reported: %v", w.rep.statuses())
-	}
+	eventually(t, "the removal reported", func() bool { _, ok := w.rep.find(StatusRemoved); return ok })
 }
 
 // TestPreviewTTL: a trusted author's pull request goes through at once,
@@ -192,16 +190,22 @@ func TestPreviewEnvironment(t *testing.T) {
 func TestPreviewTTL(t *testing.T) {
 	w := newPreviewWorld(t)
 	main := w.revision(map[string]string{"environments/app.yaml": w.template(filepath.Join(w.dir, "created"))})
-	ctx, cancel := context.WithCancel(context.Background())
-	revs := make(chan sources.Revision)
+	var revs chan sources.Revision
+	var cancel context.CancelFunc
 	done := make(chan error, 1)
-	go func() { done <- w.r.Run(ctx, revs) }()
-	defer func() {
+	start := func() {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		revs = make(chan sources.Revision)
+		go func() { done <- w.r.Run(ctx, revs) }()
+	}
+	stop := func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	}
+	start()
 	revs <- main
 	revs <- w.pullRequest(9, "bob", true, map[string]string{"environments/app.yaml": w.template("unused") + appFile("nine")})
 	eventually(t, "app-pr-9 converged without approval", func() bool { return w.hostFile("pr9-web", "/etc/app.conf") == "nine" })
@@ -210,11 +214,31 @@ func TestPreviewTTL(t *testing.T) {
 	if st := w.state("app-pr-9"); st.State == StateRemoved {
 		t.Fatal("removed before its time to live ran out")
 	}
+	// The first destroys fail: they are tried again until one works.
+	fail := filepath.Join(w.dir, "fail-destroy")
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	w.clock.add(2 * time.Minute)
 	eventually(t, "app-pr-9 removed", func() bool { return w.state("app-pr-9").State == StateRemoved })
-	if got := readLog(t, filepath.Join(w.dir, "destroyed")); !strings.HasPrefix(got, "app-pr-9\n") {
-		t.Errorf("destroy received %q", got)
+	eventually(t, "a failed destroy recorded", func() bool {
+		p := w.state("app-pr-9").Preview
+		return p != nil && strings.Contains(p.DestroyError, "exited 1")
+	})
+	eventually(t, "the failed destroy reported", func() bool { _, ok := w.rep.find(StatusFailure); return ok })
+	// A restart takes the teardown up again.
+	stop()
+	w.r = w.restarted(w.opts)
+	start()
+	defer stop()
+	if err := os.Remove(fail); err != nil {
+		t.Fatal(err)
 	}
+	eventually(t, "app-pr-9's host destroyed", func() bool { return strings.HasPrefix(readLog(t, filepath.Join(w.dir, "destroyed")), "app-pr-9\n") })
+	eventually(t, "the destroy recorded", func() bool {
+		p := w.state("app-pr-9").Preview
+		return p != nil && p.DestroyError == ""
+	})
 	if st := w.state("app-pr-9"); !strings.Contains(st.LastError, "time to live") {
 		t.Errorf("expired preview says %q", st.LastError)
 	}

@@ -99,6 +99,13 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 			rec.LastError = why
 		}
 	})
+	r.mu.Lock()
+	why := previewRemovedReason(st.rec)
+	r.mu.Unlock()
+	if why != "" {
+		r.log.Info().Str("environment", name).Str("reason", why).Msg("preview environment removed: not reconciled any more")
+		return
+	}
 	r.log.Warn().Str("environment", name).Str("source", rev.Source).Str("revision", rev.Short()).
 		Msg("environment no longer declared by its source: not reconciled any more, its hosts are left as they are")
 }

@@ -61,6 +61,7 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 		wg.Wait()
 		r.reports.Wait()
 	}()
+	r.resumeTeardowns(ctx, &wg)
 	r.mu.Lock()
 	var known []string
 	for name, st := range r.envs {
@@ -244,8 +245,8 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 			}
 			_, _ = r.pass(ctx, st, TriggerDrift, false)
 		case rev := <-w.retire:
-			r.teardownPreview(ctx, st)
 			r.markRemoved(st, rev)
+			r.teardownPreview(ctx, st) // a preview's hosts, once nothing touches them
 			return
 		}
 		if n := r.interval(st); n != iv {

@@ -287,9 +287,12 @@ api:
 		}
 		return nil
 	})
-	if _, dd := provider.calls(); len(dd) != 1 || dd[0] != "app-pr-5 pr5-web" {
-		t.Fatalf("destroys %v, want pr5-web once", dd)
-	}
+	waitFor(t, time.Minute, 100*time.Millisecond, "pr5-web destroyed", func() error {
+		if _, dd := provider.calls(); len(dd) != 1 || dd[0] != "app-pr-5 pr5-web" {
+			return fmt.Errorf("destroys %v, want pr5-web once", dd)
+		}
+		return nil
+	})
 	if st, _ := d.env("app-pr-5"); !strings.Contains(st.LastError, "pull request 5 closed") {
 		t.Errorf("removed preview says %q", st.LastError)
 	}
