@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 )
@@ -382,6 +384,7 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 			log.Info().Str("reason", p.Ended).Int("hosts", len(p.Hosts)).Msg("preview environment removed, its hosts destroyed")
 			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusRemoved, PullRequest: p.PullRequest,
 				Description: "preview removed: " + p.Ended})
+			r.forgetSeries(name)
 			return
 		}
 		log.Error().Err(err).Msg("preview hosts not destroyed; trying again")
@@ -468,4 +471,24 @@ func previewStatus(rec EnvRecord) *PreviewStatus {
 		s.Hosts = append(s.Hosts, h.Name)
 	}
 	return s
+}
+
+// forgetSeries deletes every series of a preview environment whose hosts
+// were destroyed: pull requests come and go, and their environments must
+// not add series without end. (Its record and history stay in the store.)
+func (r *Reconciler) forgetSeries(name string) {
+	env := prometheus.Labels{"environment": name}
+	m := r.m
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes, m.drift, m.driftOldest, m.verification,
+		m.tests, m.rollbacks, m.hostUp, m.blocked, m.pending, m.pendingSince} {
+		v.DeletePartialMatch(env)
+	}
+}
+
+// seriesForgotten reports whether rec is a preview environment whose
+// series were dropped for good (New does not bring them back).
+func seriesForgotten(rec EnvRecord) bool {
+	return rec.Preview != nil && rec.Preview.Destroyed && rec.State == StateRemoved
 }

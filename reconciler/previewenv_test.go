@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/sources"
@@ -182,6 +184,7 @@ func TestPreviewEnvironment(t *testing.T) {
 		t.Errorf("a removed preview's host was touched: %q", got)
 	}
 	eventually(t, "the removal reported", func() bool { _, ok := w.rep.find(StatusRemoved); return ok })
+	eventually(t, "app-pr-7's series dropped", func() bool { return allSeriesOf(t, w.r, "app-pr-7") == 0 })
 }
 
 // TestPreviewTTL: a trusted author's pull request goes through at once,
@@ -242,4 +245,24 @@ func TestPreviewTTL(t *testing.T) {
 	if st := w.state("app-pr-9"); !strings.Contains(st.LastError, "time to live") {
 		t.Errorf("expired preview says %q", st.LastError)
 	}
+}
+
+// allSeriesOf counts the series labelled environment=env in r's registry.
+func allSeriesOf(t *testing.T, r *Reconciler, env string) int {
+	t.Helper()
+	mfs, err := r.opts.Registerer.(prometheus.Gatherer).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "environment" && l.GetValue() == env {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

@@ -245,6 +245,9 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	for _, rec := range recs {
 		r.envs[rec.Name] = newEnvState(rec)
+		if seriesForgotten(rec) {
+			continue
+		}
 		m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
 		if rec.State != StateRemoved {
 			m.setPending(rec.Name, rec.Gate)
