@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -125,6 +128,30 @@ func pullRequestEvent(t testing.TB, d *daemon, secret []byte, repoURL, action st
 	}
 }
 
+// giteaPullRequest posts Gitea's signed pull_request delivery for pull
+// request n of team/infra.
+func giteaPullRequest(t testing.TB, d *daemon, secret []byte, repoURL, action string, n int, head, login string) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{
+		"action": action, "number": n,
+		"pull_request": map[string]any{
+			"number": n, "merged": false, "user": map[string]any{"login": login},
+			"head": map[string]any{"sha": head, "ref": "feature", "repo": map[string]any{"full_name": "team/infra"}},
+			"base": map[string]any{"ref": "main"},
+		},
+		"repository": map[string]any{"full_name": "team/infra", "clone_url": repoURL},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if err := postHook(d.URL, "gitea", map[string]string{"X-Gitea-Event": "pull_request", "X-Gitea-Delivery": deliveryID(),
+		"X-Gitea-Signature": hex.EncodeToString(mac.Sum(nil))}, body); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPreviewEnvironmentOnRealHosts is issue 17's preview acceptance on the
 // built daemon, the real Git server and SSH test hosts: a pull request of
 // an author not trusted makes app-pr-5 await approval and runs nothing;
@@ -132,7 +159,8 @@ func pullRequestEvent(t testing.TB, d *daemon, secret []byte, repoURL, action st
 // test host) create a host, and the preview converges; a push waits for
 // approval again, across a daemon restart, and an API approval applies it;
 // the pull request's own provisioner never runs; closing the pull request
-// destroys the host and removes the environment. (The time to live is
+// destroys the host and removes the environment; a trusted author's pull
+// request, through Gitea's webhook, goes through at once. (The time to live is
 // tested with a settable clock in reconciler.TestPreviewTTL.)
 func TestPreviewEnvironmentOnRealHosts(t *testing.T) {
 	if testing.Short() {
@@ -181,6 +209,10 @@ roles:
 		t.Fatal(err)
 	}
 	const approveTok = "approve-e2e-token"
+	giteaSecret := []byte("e2e-gitea-secret")
+	cfg = []byte(strings.Replace(string(cfg), "      interval: 1h\n", "      interval: 1h\n      previews: {trusted_authors: [bob]}\n", 1))
+	cfg = []byte(strings.Replace(string(cfg), "webhooks:\n", fmt.Sprintf("webhooks:\n  gitea: {file: %s}\n",
+		writeFile(t, dir, "gitea.secret", string(giteaSecret)+"\n", 0o600)), 1))
 	cfg = fmt.Appendf(cfg, `feedback:
   github:
     base_url: %s
@@ -296,4 +328,27 @@ api:
 	if st, _ := d.env("app-pr-5"); !strings.Contains(st.LastError, "pull request 5 closed") {
 		t.Errorf("removed preview says %q", st.LastError)
 	}
+
+	// bob is a trusted author: his pull request, through Gitea's webhook,
+	// goes through without an approval.
+	work.Checkout(t, "main")
+	work.Checkout(t, "bob")
+	six := work.Commit(t, map[string]string{"environments/app.yaml": template(create, "six")}, "pr: six")
+	work.Push(t)
+	work.PushRef(t, "refs/pull/6/head")
+	giteaPullRequest(t, d, giteaSecret, repoURL, "opened", 6, six, "bob")
+	waitApplied(t, d, "app-pr-6", six)
+	provider.mu.Lock()
+	h6 := provider.hosts["pr6-web"]
+	provider.mu.Unlock()
+	if b, err := os.ReadFile(filepath.Join(h6.Root, "etc/app/app.conf")); err != nil || string(b) != "six\n" {
+		t.Fatalf("bob's preview host's file %q, %v", b, err)
+	}
+	giteaPullRequest(t, d, giteaSecret, repoURL, "closed", 6, six, "bob")
+	waitFor(t, time.Minute, 100*time.Millisecond, "pr6-web destroyed", func() error {
+		if _, dd := provider.calls(); len(dd) != 2 || dd[1] != "app-pr-6 pr6-web" {
+			return fmt.Errorf("destroys %v", dd)
+		}
+		return nil
+	})
 }
