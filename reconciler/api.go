@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 // Operator is what the HTTP API and the status page need of the
@@ -37,7 +38,7 @@ const (
 	DefaultHistoryLimit = 100
 	// MaxHistoryLimit caps the limit a client may ask for, so one request
 	// cannot make the daemon read and encode an unbounded history.
-	MaxHistoryLimit = 10000
+	MaxHistoryLimit = store.HistoryRetention
 	// maxBodyBytes bounds a POST body; the only body is {"to": "<commit>"}.
 	maxBodyBytes = 64 << 10
 )

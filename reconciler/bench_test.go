@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -61,25 +60,6 @@ func BenchmarkApply(b *testing.B) {
 		runs, err := f.r.ApplyRevision(ctx, rev)
 		if err != nil || runs[0].Result != ResultSuccess {
 			b.Fatalf("%+v %v", runs, err)
-		}
-	}
-}
-
-// BenchmarkMarkDelivery is the webhook replay check on a store holding
-// 1000 recent deliveries.
-func BenchmarkMarkDelivery(b *testing.B) {
-	s := openTestStore(b)
-	now := time.Now()
-	for i := 0; i < 1000; i++ {
-		if _, err := s.MarkDelivery("github", []string{fmt.Sprint("old-", i)}, now, time.Hour); err != nil {
-			b.Fatal(err)
-		}
-	}
-	i := 0
-	for b.Loop() {
-		i++
-		if seen, err := s.MarkDelivery("github", []string{fmt.Sprint("new-", i)}, now, time.Hour); err != nil || seen {
-			b.Fatal(seen, err)
 		}
 	}
 }

@@ -112,7 +112,7 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 	}
 	r.mu.Lock()
 	pol := st.policy()
-	prev := st.rec.decision(commit)
+	prev := st.rec.Decision(commit)
 	elsewhere := previewCommentRefused(st.rec, ev)
 	r.mu.Unlock()
 	switch {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/need"
@@ -78,7 +79,7 @@ func (announcer) Report(_ context.Context, r Report) {
 }
 
 func crashReconciler(world string, reporters ...Reporter) (*Reconciler, *BoltStore, error) {
-	s, err := OpenStore(filepath.Join(world, "state.db"))
+	s, err := store.Open(filepath.Join(world, "state.db"))
 	if err != nil {
 		return nil, nil, err
 	}

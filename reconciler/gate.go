@@ -24,57 +24,9 @@ const (
 	StateRejected = "rejected"
 )
 
-// Gate is where a revision waits before it may be applied. It is part of
-// the environment's record, so a waiting revision and the reason survive a
-// restart.
-type Gate struct {
-	// Revision is the commit that waits (for a promotion still waiting
-	// for its upstreams: the newest commit they applied, when known).
-	Revision sources.Revision `json:"revision"`
-	State    string           `json:"state"`
-	Reason   string           `json:"reason"`
-	// Since is when this revision started waiting at its gates.
-	Since time.Time `json:"since"`
-	// Until is the end of the soak, when the gate is a soak, or when a
-	// closed deploy window next lets the revision through.
-	Until time.Time `json:"until,omitzero"`
-}
-
-// Decision is an approval or a rejection of one revision.
-type Decision struct {
-	Environment string `json:"environment"`
-	Commit      string `json:"commit"`
-	Approved    bool   `json:"approved"`
-	// By is who decided: an API token's name ("token:NAME") or a Git host
-	// login ("github:alice").
-	By string `json:"by"`
-	// Via is "api", or the Git host whose pull request comment decided.
-	Via         string    `json:"via"`
-	PullRequest int       `json:"pull_request,omitempty"`
-	At          time.Time `json:"at"`
-}
-
 // maxDecisions bounds the decisions kept in an environment's record; the
 // history keeps every rejection and the approval of every applied revision.
 const maxDecisions = 50
-
-// decision returns the decision about commit, or nil: a rejection, which
-// is final whatever came after it (as in mergedDecision), else the newest
-// approval.
-func (e EnvRecord) decision(commit string) *Decision {
-	var approval *Decision
-	for i := len(e.Decisions) - 1; i >= 0; i-- {
-		if d := e.Decisions[i]; d.Commit == commit {
-			if !d.Approved {
-				return &d
-			}
-			if approval == nil {
-				approval = &d
-			}
-		}
-	}
-	return approval
-}
 
 // displayState is the state shown for an environment: a gate's state
 // while one holds a revision and the applied revision is in order.
@@ -159,7 +111,7 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 	}
 	var dec *Decision
 	if pol.Approval != nil && pol.Approval.Required {
-		if dec = rec.decision(cand.Commit); dec == nil {
+		if dec = rec.Decision(cand.Commit); dec == nil {
 			dec = r.mergedDecision(ctx, rec, cand)
 		}
 		switch {

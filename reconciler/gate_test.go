@@ -519,13 +519,13 @@ func TestDecisionRejectionIsFinal(t *testing.T) {
 		{Commit: c1, Approved: true, By: "github:alice"},
 		{Commit: c2, Approved: true, By: "github:alice"},
 	}}
-	if d := rec.decision(c1); d == nil || d.Approved || d.By != "github:bob" {
+	if d := rec.Decision(c1); d == nil || d.Approved || d.By != "github:bob" {
 		t.Errorf("decision(c1) = %+v, want bob's rejection", d)
 	}
-	if d := rec.decision(c2); d == nil || !d.Approved {
+	if d := rec.Decision(c2); d == nil || !d.Approved {
 		t.Errorf("decision(c2) = %+v, want the approval", d)
 	}
-	if d := rec.decision("3333333333333333333333333333333333333333"); d != nil {
+	if d := rec.Decision("3333333333333333333333333333333333333333"); d != nil {
 		t.Errorf("decision of an undecided commit = %+v", d)
 	}
 }

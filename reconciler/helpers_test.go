@@ -19,6 +19,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -147,7 +148,7 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	f := &fixture{t: t, sandbox: filepath.Join(dir, "hosts"), repos: filepath.Join(dir, "repos"),
 		reg: prometheus.NewRegistry(), rep: &collector{}, ver: &commandVerifier{}}
 	var err error
-	if f.store, err = OpenStore(filepath.Join(dir, "state.db")); err != nil {
+	if f.store, err = store.Open(filepath.Join(dir, "state.db")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.store.Close() })

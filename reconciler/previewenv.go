@@ -37,36 +37,6 @@ type Provisioner interface {
 // (config.LoadRevision with LoadOptions.Preview). It must run nothing.
 type PreviewLoader func(dir string, p *config.PreviewLoad) (*config.Revision, error)
 
-// PreviewRecord is what makes an environment a pull request's preview. It
-// is part of the environment's record, so a preview survives a restart.
-type PreviewRecord struct {
-	Template    string `json:"template"`
-	Source      string `json:"source"`
-	PullRequest int    `json:"pull_request"`
-	Author      string `json:"author,omitempty"`
-	// Trusted is true when the author is in the source's
-	// previews.trusted_authors: the preview needs no approval.
-	Trusted bool `json:"trusted,omitempty"`
-	// Head is the pull request's newest head received.
-	Head sources.Revision `json:"head"`
-	// Expires is when the time to live runs out (the newest head's
-	// arrival plus the template's preview_ttl).
-	Expires time.Time `json:"expires"`
-	// Provision is the provisioner that created the hosts (so that the
-	// same one destroys them); Created is what its create printed and
-	// Hosts the hosts read from it. Created is nil until hosts exist.
-	Provision *config.Provision      `json:"provision,omitempty"`
-	Created   []byte                 `json:"created,omitempty"`
-	Hosts     []config.InventoryHost `json:"hosts,omitempty"`
-	// Ended says why the preview was torn down ("" while it lives);
-	// Destroyed is set once its hosts are destroyed.
-	Ended     string `json:"ended,omitempty"`
-	Destroyed bool   `json:"destroyed,omitempty"`
-	// DestroyError is the error of a destroy that failed: its hosts may
-	// still exist (Created says which).
-	DestroyError string `json:"destroy_error,omitempty"`
-}
-
 // StatusRemoved is the report of a preview environment torn down.
 const StatusRemoved = "removed"
 

@@ -104,7 +104,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	var during []byte
 	f.ver.gate = func(string, string) {
 		if during == nil {
-			during, _ = os.ReadFile(f.store.db.Path())
+			during, _ = os.ReadFile(f.store.Path())
 		}
 	}
 	rev2 := f.revision(secretRepo(t, key.Recipient, "v2", "verify:\n  - name: broken\n    command: \"exit 1\"\n"))
@@ -183,7 +183,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 		_, _ = expfmt.MetricFamilyToText(&metrics, mf)
 	}
 	outputs["metrics"] = metrics.Bytes()
-	if outputs["store"], err = os.ReadFile(f.store.db.Path()); err != nil {
+	if outputs["store"], err = os.ReadFile(f.store.Path()); err != nil {
 		t.Fatal(err)
 	}
 	outputs["store during the rollout"] = during

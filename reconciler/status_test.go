@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -206,7 +207,7 @@ func TestAgo(t *testing.T) {
 func benchWorld(b *testing.B, n int) *http.ServeMux {
 	b.Helper()
 	dir := b.TempDir()
-	store, err := OpenStore(filepath.Join(dir, "state.db"))
+	store, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

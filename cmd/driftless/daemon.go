@@ -19,6 +19,7 @@ import (
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
 	"github.com/driftless/driftless/reconciler/notify"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
 	"github.com/driftless/driftless/targets"
@@ -29,7 +30,7 @@ type daemon struct {
 	cfg     *config.Daemon
 	log     zerolog.Logger
 	reg     *prometheus.Registry
-	store   *reconciler.BoltStore
+	store   *store.BoltStore
 	dialer  *dialer
 	rec     *reconciler.Reconciler
 	sources []sources.Source
@@ -49,7 +50,7 @@ func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*dae
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	store, err := reconciler.OpenStore(filepath.Join(cfg.StateDir, "state.db"))
+	store, err := store.Open(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 func historyCmd(env *cliEnv) *cobra.Command {
@@ -70,7 +71,7 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("read state store: %s is a folder; give the store file in it (%s)", path, filepath.Join(path, "state.db"))
 	}
-	store, err := reconciler.OpenStore(path)
+	store, err := store.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is a daemon using it? ask it with --addr instead)", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -199,7 +200,7 @@ line and column. Nothing is contacted, nothing is changed.`,
 // oneshot is a reconciler with a store of its own, for plan and apply.
 type oneshot struct {
 	rec    *reconciler.Reconciler
-	store  *reconciler.BoltStore
+	store  *store.BoltStore
 	dialer *dialer
 	tmp    string
 }
@@ -225,7 +226,7 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress
 		s.tmp = tmp
 		path = filepath.Join(tmp, "state.db")
 	}
-	store, err := reconciler.OpenStore(path)
+	store, err := store.Open(path)
 	if err != nil {
 		s.close()
 		return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -34,7 +35,7 @@ func TestReconcilerReportsToGitHub(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
 	dir := t.TempDir()
 	sandbox := filepath.Join(dir, "hosts")
-	store, err := reconciler.OpenStore(filepath.Join(dir, "state.db"))
+	store, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

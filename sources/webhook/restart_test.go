@@ -11,16 +11,16 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources/webhook"
 )
 
 // TestReplayRefusedAfterRestart checks replay protection across a restart
 // with the daemon's real state store: a delivery accepted by one handler is
 // refused as a replay by a new handler on the reopened store, as after a
-// daemon restart. This external test package is the only place under
-// sources that touches the reconciler, and only to get the real store; the
-// package itself knows it only as a DeliveryStore.
+// daemon restart. This external test package opens the real store
+// (its own package, no part of the reconciler); the package itself knows
+// it only as a DeliveryStore.
 func TestReplayRefusedAfterRestart(t *testing.T) {
 	body, err := os.ReadFile(filepath.Join("testdata", "github", "push-9.json"))
 	if err != nil {
@@ -39,7 +39,7 @@ func TestReplayRefusedAfterRestart(t *testing.T) {
 	// store, then closes the store, as a daemon's life does.
 	deliver := func(at time.Time) int {
 		t.Helper()
-		store, err := reconciler.OpenStore(path)
+		store, err := store.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}

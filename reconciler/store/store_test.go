@@ -1,4 +1,4 @@
-package reconciler
+package store
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 
 func openTestStore(t testing.TB) *BoltStore {
 	t.Helper()
-	s, err := OpenStore(filepath.Join(t.TempDir(), "state.db"))
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,14 +38,14 @@ func TestStoreEnvAndHistory(t *testing.T) {
 	if err != nil || !ok || got.Applied.Commit != "abc" || !got.IsQuarantined("bad") || got.IsQuarantined("abc") {
 		t.Fatalf("Env = %+v ok=%v err=%v", got, ok, err)
 	}
-	for i, res := range []string{ResultSuccess, ResultNoop, ResultFailed} {
+	for i, res := range []string{"success", "noop", "failed"} {
 		id, err := s.AddRun(Run{Environment: "prod", Result: res, Changes: i})
 		if err != nil || id != uint64(i+1) {
 			t.Fatalf("AddRun: id=%d err=%v", id, err)
 		}
 	}
 	runs, err := s.History("prod", 2)
-	if err != nil || len(runs) != 2 || runs[0].Result != ResultFailed || runs[1].Result != ResultNoop {
+	if err != nil || len(runs) != 2 || runs[0].Result != "failed" || runs[1].Result != "noop" {
 		t.Fatalf("History(2) = %+v, %v", runs, err)
 	}
 	if runs, _ := s.History("prod", 0); len(runs) != 3 {
@@ -226,7 +226,7 @@ func TestDeliveriesPrunedByExpiry(t *testing.T) {
 // existed gets its deliveries indexed when opened, so they expire.
 func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := OpenStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = OpenStore(path)
+	s, err = Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,4 +355,16 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %+v (%v)", e, e2, err)
 		}
 	})
+}
+
+// eventually waits until cond holds, failing the test after 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -1,4 +1,4 @@
-package reconciler
+package store
 
 import (
 	"encoding/json"
@@ -12,31 +12,6 @@ import (
 	"github.com/driftless/driftless/targets"
 )
 
-// The results of a reconcile run, as recorded in history and counted in
-// driftless_reconcile_total.
-const (
-	ResultSuccess    = "success"
-	ResultNoop       = "noop"
-	ResultFailed     = "failed"
-	ResultRolledBack = "rolled_back"
-	// ResultRejected is a revision rejected at its approval gate; it is
-	// recorded in history, never applied, and not counted as a reconcile.
-	ResultRejected = "rejected"
-)
-
-// The triggers of a run: what made the reconciler work.
-const (
-	TriggerRevision = "revision"
-	TriggerDrift    = "drift"
-	TriggerSync     = "sync"
-	TriggerRollback = "rollback"
-	TriggerRecovery = "recovery"
-	// TriggerApproval marks the history entry of a rejection.
-	TriggerApproval = "approval"
-	// TriggerInventory: the environment's inventory changed its hosts.
-	TriggerInventory = "inventory"
-)
-
 // Run is one entry of an environment's history.
 type Run struct {
 	// ID grows with every run of the environment; newer runs have larger ids.
@@ -46,7 +21,8 @@ type Run struct {
 	Trigger     string           `json:"trigger"`
 	Start       time.Time        `json:"start"`
 	End         time.Time        `json:"end"`
-	// Result is one of ResultSuccess, ResultNoop, ResultFailed, ResultRolledBack.
+	// Result is one of the reconciler's Result constants (success, noop,
+	// failed, rolled_back, rejected).
 	Result string `json:"result"`
 	// Changes counts the resources changed (applied, corrected or pruned).
 	Changes int    `json:"changes"`
@@ -59,7 +35,7 @@ type Run struct {
 	// Forced marks a manual sync that went through a closed deploy window.
 	Forced bool `json:"forced,omitempty"`
 	// ErrorClass says what kind of failure Error is: one of the
-	// ErrorClass constants ("" when the run did not fail).
+	// reconciler's Error constants ("" when the run did not fail).
 	ErrorClass string `json:"error_class,omitempty"`
 	// Changed lists the resources the run changed, host by host.
 	Changed []ResourceChange `json:"changed,omitempty"`
@@ -78,18 +54,6 @@ type ResourceChange struct {
 	Action   string `json:"action"`
 	Diff     string `json:"diff,omitempty"`
 }
-
-// Error classes of a failed run, for people deciding where to look.
-const (
-	// ErrorPlan: a host could not be observed (unreachable, a probe failed).
-	ErrorPlan = "plan"
-	// ErrorApply: a change failed on a host.
-	ErrorApply = "apply"
-	// ErrorVerify: a verification check failed after the changes.
-	ErrorVerify = "verification"
-	// ErrorInterrupted: the daemon stopped during the run.
-	ErrorInterrupted = "interrupted"
-)
 
 // EnvRecord is what the store keeps about one environment between runs
 // and across restarts.
@@ -140,6 +104,84 @@ func (e EnvRecord) IsQuarantined(commit string) bool {
 		}
 	}
 	return false
+}
+
+// Gate is where a revision waits before it may be applied. It is part of
+// the environment's record, so a waiting revision and the reason survive a
+// restart.
+type Gate struct {
+	// Revision is the commit that waits (for a promotion still waiting
+	// for its upstreams: the newest commit they applied, when known).
+	Revision sources.Revision `json:"revision"`
+	State    string           `json:"state"`
+	Reason   string           `json:"reason"`
+	// Since is when this revision started waiting at its gates.
+	Since time.Time `json:"since"`
+	// Until is the end of the soak, when the gate is a soak, or when a
+	// closed deploy window next lets the revision through.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Decision is an approval or a rejection of one revision.
+type Decision struct {
+	Environment string `json:"environment"`
+	Commit      string `json:"commit"`
+	Approved    bool   `json:"approved"`
+	// By is who decided: an API token's name ("token:NAME") or a Git host
+	// login ("github:alice").
+	By string `json:"by"`
+	// Via is "api", or the Git host whose pull request comment decided.
+	Via         string    `json:"via"`
+	PullRequest int       `json:"pull_request,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// Decision returns the decision about commit, or nil: a rejection, which
+// is final whatever came after it (as the reconciler reads a pull request's comments), else the newest
+// approval.
+func (e EnvRecord) Decision(commit string) *Decision {
+	var approval *Decision
+	for i := len(e.Decisions) - 1; i >= 0; i-- {
+		if d := e.Decisions[i]; d.Commit == commit {
+			if !d.Approved {
+				return &d
+			}
+			if approval == nil {
+				approval = &d
+			}
+		}
+	}
+	return approval
+}
+
+// PreviewRecord is what makes an environment a pull request's preview. It
+// is part of the environment's record, so a preview survives a restart.
+type PreviewRecord struct {
+	Template    string `json:"template"`
+	Source      string `json:"source"`
+	PullRequest int    `json:"pull_request"`
+	Author      string `json:"author,omitempty"`
+	// Trusted is true when the author is in the source's
+	// previews.trusted_authors: the preview needs no approval.
+	Trusted bool `json:"trusted,omitempty"`
+	// Head is the pull request's newest head received.
+	Head sources.Revision `json:"head"`
+	// Expires is when the time to live runs out (the newest head's
+	// arrival plus the template's preview_ttl).
+	Expires time.Time `json:"expires"`
+	// Provision is the provisioner that created the hosts (so that the
+	// same one destroys them); Created is what its create printed and
+	// Hosts the hosts read from it. Created is nil until hosts exist.
+	Provision *config.Provision      `json:"provision,omitempty"`
+	Created   []byte                 `json:"created,omitempty"`
+	Hosts     []config.InventoryHost `json:"hosts,omitempty"`
+	// Ended says why the preview was torn down ("" while it lives);
+	// Destroyed is set once its hosts are destroyed.
+	Ended     string `json:"ended,omitempty"`
+	Destroyed bool   `json:"destroyed,omitempty"`
+	// DestroyError is the error of a destroy that failed: its hosts may
+	// still exist (Created says which).
+	DestroyError string `json:"destroy_error,omitempty"`
 }
 
 // Journal is the record of a rollout in progress. It exists from before

@@ -1,4 +1,4 @@
-package reconciler
+package store
 
 import (
 	"bytes"
@@ -254,6 +254,25 @@ func fillDeliveries(b *testing.B, s *BoltStore, n int) {
 		})
 		if err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMarkDelivery is the webhook replay check on a store holding
+// 1000 recent deliveries.
+func BenchmarkMarkDelivery(b *testing.B) {
+	s := openTestStore(b)
+	now := time.Now()
+	for i := 0; i < 1000; i++ {
+		if _, err := s.MarkDelivery("github", []string{fmt.Sprint("old-", i)}, now, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		if seen, err := s.MarkDelivery("github", []string{fmt.Sprint("new-", i)}, now, time.Hour); err != nil || seen {
+			b.Fatal(seen, err)
 		}
 	}
 }

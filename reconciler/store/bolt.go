@@ -1,4 +1,4 @@
-package reconciler
+package store
 
 import (
 	"encoding/binary"
@@ -25,17 +25,17 @@ var (
 	keyEntries           = []byte("entries")
 )
 
-// openTimeout bounds how long OpenStore waits for another process holding
+// openTimeout bounds how long Open waits for another process holding
 // the database's lock, so a second daemon on the same state directory fails
 // clearly instead of hanging.
 const openTimeout = 5 * time.Second
 
-// historyRetention is how many runs the store keeps per environment, as
+// HistoryRetention is how many runs the store keeps per environment, as
 // many as one API request may ask for. Runs are recorded for every rollout
 // and for every drift pass that did something or failed, so a host that
 // stays broken would otherwise grow the file by one run per interval,
 // without end.
-const historyRetention = MaxHistoryLimit
+const HistoryRetention = 10000
 
 // BoltStore is the embedded Store, one bbolt file. Every write is synced
 // to disk before it returns; concurrent writes share one transaction and
@@ -51,8 +51,8 @@ type BoltStore struct {
 
 var _ Store = (*BoltStore)(nil)
 
-// OpenStore opens (creating if needed) the bbolt store at path.
-func OpenStore(path string) (*BoltStore, error) {
+// Open opens (creating if needed) the bbolt store at path.
+func Open(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
@@ -78,8 +78,11 @@ func OpenStore(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: historyRetention, box: box}, nil
+	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: HistoryRetention, box: box}, nil
 }
+
+// Path is the database file's path.
+func (s *BoltStore) Path() string { return s.db.Path() }
 
 // Close closes the database file.
 func (s *BoltStore) Close() error { return s.db.Close() }
