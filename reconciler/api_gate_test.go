@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/api"
 )
 
 func tokenHash(tok string) string {
@@ -25,7 +26,7 @@ func TestAPIApprovalScopes(t *testing.T) {
 	f := newFixture(t)
 	revs := runDaemon(t, f)
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	api.New(api.Options{Reconciler: f.r, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Tokens: []config.APIToken{
 			{Name: "release-manager", SHA256: strings.ToUpper(tokenHash("approve-secret")), Scopes: []string{config.ScopeApprove}},
 			{Name: "ci", SHA256: tokenHash("sync-secret"), Scopes: []string{config.ScopeSync, config.ScopeRollback}},
@@ -75,7 +76,7 @@ func TestAPIApprovalScopes(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("approve: %d %s", code, got)
 	}
-	ans := decode[decisionAnswer](t, got)
+	ans := decode[api.DecisionAnswer](t, got)
 	if ans.Decision.Commit != rev.Commit || ans.Decision.By != "token:release-manager" || !ans.Decision.Approved {
 		t.Fatalf("decision: %+v", ans.Decision)
 	}

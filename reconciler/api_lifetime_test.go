@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -110,7 +111,7 @@ func TestAPIOperationStopsWithDaemon(t *testing.T) {
 	daemon, stop := context.WithCancel(context.Background())
 	defer stop()
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Token: tokenFile(t), Context: daemon}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Token: tokenFile(t), Context: daemon}).Register(mux)
 	w.srv = httptest.NewServer(mux)
 	defer w.srv.Close()
 
@@ -136,7 +137,7 @@ func TestAPIOperationStopsWithDaemon(t *testing.T) {
 	stop()
 	close(release)
 	a := <-done
-	if e := decode[apiError](t, a.body); a.code != 500 || !strings.Contains(e.Error, "interrupted") {
+	if e := decode[api.ErrorAnswer](t, a.body); a.code != 500 || !strings.Contains(e.Error, "interrupted") {
 		t.Fatalf("%d %s", a.code, a.body)
 	}
 	// The next pass first finishes the interrupted rollout's rollback.

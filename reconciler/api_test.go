@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -49,7 +50,7 @@ func newAPIWorld(t *testing.T, token config.Secret) *apiWorld {
 		}
 	}
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Token: token, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Token: token, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}).Register(mux)
 	w.srv = httptest.NewServer(mux)
 	t.Cleanup(w.srv.Close)
 	return w
@@ -164,7 +165,7 @@ func TestAPIReads(t *testing.T) {
 			{"/api/v1/environments/prod/history?limit=-3", `limit must be a positive integer, got "-3"`, 400},
 		} {
 			code, _, body := w.call(t, "GET", tc.path, "", "")
-			if e := decode[apiError](t, body); code != tc.code || e.Error != tc.want {
+			if e := decode[api.ErrorAnswer](t, body); code != tc.code || e.Error != tc.want {
 				t.Errorf("%s: %d %q, want %d %q", tc.path, code, e.Error, tc.code, tc.want)
 			}
 		}
@@ -178,7 +179,7 @@ func TestAPIReads(t *testing.T) {
 func TestAPIListEmpty(t *testing.T) {
 	f := newFixture(t)
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r}).Register(mux)
+	api.New(api.Options{Reconciler: f.r}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + "/api/v1/environments")
@@ -217,7 +218,7 @@ func TestAPIAuth(t *testing.T) {
 			}
 			runsAfter, _ := w.f.r.History("prod", 0)
 			if code != 200 {
-				if e := decode[apiError](t, body); e.Error == "" {
+				if e := decode[api.ErrorAnswer](t, body); e.Error == "" {
 					t.Fatalf("no error message: %s", body)
 				}
 				// A refused request ran nothing.
@@ -241,7 +242,7 @@ func TestAPIAuth(t *testing.T) {
 		t.Fatalf("unknown environment without token: %d", code)
 	}
 	code, _, body := w.call(t, "POST", "/api/v1/environments/nope/sync", "Bearer "+testToken, "")
-	if e := decode[apiError](t, body); code != 404 || e.Error != `unknown environment "nope"` {
+	if e := decode[api.ErrorAnswer](t, body); code != 404 || e.Error != `unknown environment "nope"` {
 		t.Fatalf("unknown environment: %d %s", code, body)
 	}
 }
@@ -262,7 +263,7 @@ func TestAPITokenMissingOrUnreadable(t *testing.T) {
 				// Even a request carrying a token is refused: there is
 				// nothing to compare it with.
 				code, _, body := w.call(t, "POST", path, "Bearer anything", "")
-				if e := decode[apiError](t, body); code != tc.code || e.Error != tc.want {
+				if e := decode[api.ErrorAnswer](t, body); code != tc.code || e.Error != tc.want {
 					t.Fatalf("%s: %d %s", path, code, body)
 				}
 			}

@@ -2,16 +2,13 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
-
-// ErrNotAwaiting is returned for a decision about a revision that is not
-// the one held at the environment's gates.
-var ErrNotAwaiting = errors.New("no such revision waiting")
 
 // Decide records an approval or a rejection of the revision held at the
 // environment's gates. rev is its commit or a prefix of 7 characters at
@@ -38,15 +35,15 @@ func (r *Reconciler) Decide(_ context.Context, name, rev string, d Decision) (De
 	case pol != nil && (pol.Approval == nil || !pol.Approval.Required):
 		// (Without a configuration yet, after a restart, the recorded
 		// gate alone says what waits.)
-		return Decision{}, fmt.Errorf("%s %s: %w: the environment requires no approval", verb, name, ErrNotAwaiting)
+		return Decision{}, fmt.Errorf("%s %s: %w: the environment requires no approval", verb, name, status.ErrNotAwaiting)
 	case g == nil || g.Revision.Commit == "" || !strings.HasPrefix(g.Revision.Commit, rev):
 		held := "none"
 		if g != nil && g.Revision.Commit != "" {
 			held = g.Revision.Short() + " (" + g.State + ")"
 		}
-		return Decision{}, fmt.Errorf("%s %s: %w: %s is not the revision held at its gates (held: %s)", verb, name, ErrNotAwaiting, rev, held)
+		return Decision{}, fmt.Errorf("%s %s: %w: %s is not the revision held at its gates (held: %s)", verb, name, status.ErrNotAwaiting, rev, held)
 	case g.State == StateRejected:
-		return Decision{}, fmt.Errorf("%s %s: %w: %s was rejected (%s)", verb, name, ErrNotAwaiting, g.Revision.Short(), g.Reason)
+		return Decision{}, fmt.Errorf("%s %s: %w: %s was rejected (%s)", verb, name, status.ErrNotAwaiting, g.Revision.Short(), g.Reason)
 	}
 	d.Environment, d.Commit = name, g.Revision.Commit
 	if d.At.IsZero() {
@@ -65,7 +62,7 @@ func (r *Reconciler) record(st *envState, d Decision, rev sources.Revision) {
 			rec.Decisions = append([]Decision(nil), rec.Decisions[n-maxDecisions:]...)
 		}
 	})
-	log := r.log.With().Str("environment", d.Environment).Str("revision", shortCommit(d.Commit)).Logger()
+	log := r.log.With().Str("environment", d.Environment).Str("revision", kit.Short(d.Commit)).Logger()
 	if d.Approved {
 		log.Info().Str("by", d.By).Str("via", d.Via).Msg("revision approved")
 	} else {

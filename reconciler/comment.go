@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -76,7 +77,7 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 			if !cmd.approve {
 				msg = "comment rejection refused"
 			}
-			log.Warn().Str("environment", cmd.env).Str("revision", shortCommit(head)).Err(err).Msg(msg)
+			log.Warn().Str("environment", cmd.env).Str("revision", kit.Short(head)).Err(err).Msg(msg)
 		}
 	}
 	return true
@@ -125,7 +126,7 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 	case elsewhere != "":
 		return errors.New(elsewhere)
 	case prev != nil && !prev.Approved:
-		return fmt.Errorf("%s was rejected by %s at %s", shortCommit(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%s was rejected by %s at %s", kit.Short(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
 	}
 	d := Decision{Environment: env, Commit: commit, Approved: approve, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
 		PullRequest: ev.PullRequest, At: r.now()}

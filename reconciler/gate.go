@@ -11,19 +11,6 @@ import (
 	"github.com/driftless/driftless/sources"
 )
 
-// The states of a gated revision, shown as the environment's state while
-// the applied revision is otherwise in order.
-const (
-	// StateWaiting: promotion waits for the upstreams (or their soak).
-	StateWaiting = "waiting"
-	// StateWindowClosed: a deploy window holds the revision back.
-	StateWindowClosed = "window_closed"
-	// StateAwaitingApproval: the revision waits for an approval.
-	StateAwaitingApproval = "awaiting_approval"
-	// StateRejected: the revision was rejected; it is never applied.
-	StateRejected = "rejected"
-)
-
 // maxDecisions bounds the decisions kept in an environment's record; the
 // history keeps every rejection and the approval of every applied revision.
 const maxDecisions = 50

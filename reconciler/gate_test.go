@@ -16,6 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/test/syncbuf"
 )
@@ -49,7 +52,7 @@ func (f *fixture) gatedRepo(content, prodExtra string) sources.Revision {
 func (f *fixture) statusPage(t *testing.T, path string) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + path)
@@ -67,7 +70,7 @@ func (f *fixture) statusPage(t *testing.T, path string) string {
 // awaitLatest waits until env's worker has taken in the revision commit.
 func awaitLatest(t *testing.T, f *fixture, env, commit string) {
 	t.Helper()
-	eventually(t, env+" takes in "+shortCommit(commit), func() bool {
+	eventually(t, env+" takes in "+kit.Short(commit), func() bool {
 		f.r.mu.Lock()
 		defer f.r.mu.Unlock()
 		st := f.r.envs[env]
@@ -135,7 +138,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	}
 
 	// Approval through the API names one revision.
-	if _, err := f.r.Decide(ctx, "prod", rev1.Commit[:8], Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, ErrNotAwaiting) {
+	if _, err := f.r.Decide(ctx, "prod", rev1.Commit[:8], Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
 		t.Fatalf("approving rev1, which does not wait: %v", err)
 	}
 	clock.add(5 * time.Minute)
@@ -226,7 +229,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if st := f.state("prod"); st.State != StateRejected || st.Gate == nil || st.Gate.Revision.Commit != rev3.Commit {
 		t.Fatalf("prod after a restart with rev3 rejected: %s %+v", st.State, st.Gate)
 	}
-	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, ErrNotAwaiting) {
+	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
 		t.Fatalf("approving a rejected revision: %v", err)
 	}
 	for range 3 {
@@ -327,7 +330,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	revs, _ = runStoppable(t, f)
 	revs <- rev1
 	awaitLatest(t, f, "prod", rev1.Commit)
-	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) || !strings.Contains(err.Error(), "window closed until 2026-12-02T11:00:00Z") {
+	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, status.ErrWindowClosed) || !strings.Contains(err.Error(), "window closed until 2026-12-02T11:00:00Z") {
 		t.Fatalf("sync in a closed window: %v, want ErrWindowClosed saying until when", err)
 	}
 	closedUntil("after a restart and a sync")
@@ -349,7 +352,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	rev2 := mk("v2")
 	revs <- rev2
 	eventually(t, "the window holds rev2", func() bool { return f.state("prod").State == StateWindowClosed })
-	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, ErrWindowClosed) {
+	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, status.ErrWindowClosed) {
 		t.Fatalf("sync in a closed window: %v", err)
 	}
 	if got := f.hostFile("p1", "/etc/app.conf"); got != "edited" {

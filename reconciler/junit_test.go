@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
@@ -95,7 +96,7 @@ func TestJUnitVerification(t *testing.T) {
 		t.Fatalf("history = %+v %v", hist, err)
 	}
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Refresh: time.Minute}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Refresh: time.Minute}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	_, _, doc, _ := page(t, srv, "/environments/prod")

@@ -163,10 +163,3 @@ func (m *metrics) setPending(env string, g *Gate) {
 	m.pending.WithLabelValues(env).Set(1)
 	m.pendingSince.WithLabelValues(env).Set(float64(g.Since.Unix()))
 }
-
-func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
-}

@@ -8,12 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
-
-// ErrUnknownEnvironment is returned for an environment the reconciler has
-// never seen in a revision.
-var ErrUnknownEnvironment = errors.New("unknown environment")
 
 // known returns the state of an environment seen before.
 func (r *Reconciler) known(name string) (*envState, error) {
@@ -21,10 +18,10 @@ func (r *Reconciler) known(name string) (*envState, error) {
 	defer r.mu.Unlock()
 	st, ok := r.envs[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownEnvironment, name)
+		return nil, fmt.Errorf("%w: %s", status.ErrUnknownEnvironment, name)
 	}
 	if st.rec.State == StateRemoved {
-		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", ErrRemovedEnvironment, name, st.rec.LastError)
+		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", status.ErrRemovedEnvironment, name, st.rec.LastError)
 	}
 	return st, nil
 }
@@ -40,10 +37,6 @@ func (r *Reconciler) ForceSync(ctx context.Context, name string) error {
 	return r.sync(ctx, name, true)
 }
 
-// ErrWindowClosed is returned by a sync that ran while a deploy window
-// holds the environment's revision back.
-var ErrWindowClosed = errors.New("deploy window closed")
-
 func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
 	st, err := r.known(name)
 	if err != nil {
@@ -57,7 +50,7 @@ func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
 	g := st.rec.Gate
 	r.mu.Unlock()
 	if g != nil && g.State == StateWindowClosed {
-		return fmt.Errorf("sync %s: %w: revision %s is held back (%s); sync --force goes through", name, ErrWindowClosed, g.Revision.Short(), g.Reason)
+		return fmt.Errorf("sync %s: %w: revision %s is held back (%s); sync --force goes through", name, status.ErrWindowClosed, g.Revision.Short(), g.Reason)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -54,7 +55,7 @@ func TestManualRollback(t *testing.T) {
 			t.Errorf("Rollback(%s) = %v, want %q", c.to, err, c.want)
 		}
 	}
-	if err := f.r.Rollback(ctx, "nope", rev1.Commit); !errors.Is(err, ErrUnknownEnvironment) {
+	if err := f.r.Rollback(ctx, "nope", rev1.Commit); !errors.Is(err, status.ErrUnknownEnvironment) {
 		t.Errorf("Rollback of an unknown environment = %v", err)
 	}
 	keep[rev1.Commit] = saved
@@ -82,7 +83,7 @@ func TestManualRollback(t *testing.T) {
 	if got := f.hostFile("h1", "/etc/a.conf"); got != "one" {
 		t.Fatalf("after sync: %q", got)
 	}
-	if err := f.r.Sync(ctx, "nope"); !errors.Is(err, ErrUnknownEnvironment) {
+	if err := f.r.Sync(ctx, "nope"); !errors.Is(err, status.ErrUnknownEnvironment) {
 		t.Errorf("Sync of an unknown environment = %v", err)
 	}
 }

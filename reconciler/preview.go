@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/driftless/driftless/config"
@@ -41,7 +40,7 @@ func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
 	p, hosts := r.plan(ctx, tg, prev)
 	st.op.Unlock()
 	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
-		Description: p.summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts), Gates: gateInfo(tg.env)})
+		Description: p.Summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts), Gates: gateInfo(tg.env)})
 }
 
 // plan observes and diffs every host of tg without changing anything or
@@ -56,29 +55,4 @@ func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environme
 		p.Hosts = append(p.Hosts, h.plan)
 	}
 	return p, hosts
-}
-
-// summary says in one line what a plan changes.
-func (p *Plan) summary() string {
-	n, hosts, failed := 0, 0, 0
-	for _, h := range p.Hosts {
-		if h.Err != "" {
-			failed++
-		}
-		c := 0
-		for _, ch := range h.Changes {
-			if ch.Action != "none" {
-				c++
-			}
-		}
-		if c > 0 {
-			hosts++
-			n += c
-		}
-	}
-	s := fmt.Sprintf("%d change(s) on %d host(s)", n, hosts)
-	if failed > 0 {
-		s += fmt.Sprintf(", %d host(s) not observed", failed)
-	}
-	return s
 }

@@ -415,21 +415,6 @@ func previewCommentRefused(rec EnvRecord, ev sources.Event) string {
 	return ""
 }
 
-// PreviewStatus is what the API says of a preview environment.
-type PreviewStatus struct {
-	Template    string    `json:"template"`
-	Source      string    `json:"source"`
-	PullRequest int       `json:"pull_request"`
-	Author      string    `json:"author,omitempty"`
-	Trusted     bool      `json:"trusted,omitempty"`
-	Head        string    `json:"head"`
-	Expires     time.Time `json:"expires"`
-	// Hosts are the hosts its provisioner created (none before).
-	Hosts        []string `json:"hosts,omitempty"`
-	Ended        string   `json:"ended,omitempty"`
-	DestroyError string   `json:"destroy_error,omitempty"`
-}
-
 func previewStatus(rec EnvRecord) *PreviewStatus {
 	p := rec.Preview
 	if p == nil {

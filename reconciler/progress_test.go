@@ -8,6 +8,9 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // TestProgressEvents: a rollout in two batches whose second fails its
@@ -51,54 +54,28 @@ func TestProgressEvents(t *testing.T) {
 	}
 }
 
-// TestProgressLog: events are numbered across environments, read after a
-// number, and bounded per environment.
-func TestProgressLog(t *testing.T) {
-	l := NewProgressLog(3)
-	for i := range 10 {
-		l.Add(Event{Environment: "a", Host: fmt.Sprint(i)})
-		l.Add(Event{Environment: "b", Host: fmt.Sprint(i)})
-	}
-	evs, next := l.Since("a", 0)
-	if next != 20 || len(evs) != 3 || evs[0].Host != "7" || evs[2].Host != "9" || evs[2].Seq != 19 {
-		t.Fatalf("since 0: next %d, %+v", next, evs)
-	}
-	if evs, _ := l.Since("a", 17); len(evs) != 1 || evs[0].Seq != 19 {
-		t.Fatalf("since 17: %+v", evs)
-	}
-	if evs, next := l.Since("none", 0); len(evs) != 0 || next != 20 {
-		t.Fatalf("unknown environment: %+v, next %d", evs, next)
-	}
-	for range 1000 {
-		l.Add(Event{Environment: "a"})
-	}
-	if n := cap(l.envs["a"]); n > 8 {
-		t.Errorf("the log of one environment grew to a capacity of %d for a size of 3", n)
-	}
-}
-
 // TestAPIProgress: GET .../progress answers the events after a number,
 // 400 for a number that is not one, 404 for an unknown environment.
 func TestAPIProgress(t *testing.T) {
-	log := NewProgressLog(0)
+	log := status.NewProgressLog(0)
 	f := newFixture(t, func(o *Options) { o.Progress = log.Add })
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/app.conf", "one"), "")})
 	if _, err := f.r.ApplyRevision(context.Background(), rev); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Progress: log}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Progress: log}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	w := &apiWorld{f: f, srv: srv}
 
 	code, _, body := w.call(t, http.MethodGet, "/api/v1/environments/prod/progress", "", "")
-	all := decode[progressAnswer](t, body)
+	all := decode[api.ProgressAnswer](t, body)
 	if code != http.StatusOK || len(all.Events) != 6 || all.Next != all.Events[5].Seq || all.Events[0].Step != StepObserve || all.Events[5].Step != StepDone {
 		t.Fatalf("progress: %d %s", code, body)
 	}
 	code, _, body = w.call(t, http.MethodGet, fmt.Sprintf("/api/v1/environments/prod/progress?after=%d", all.Events[3].Seq), "", "")
-	if got := decode[progressAnswer](t, body); code != http.StatusOK || len(got.Events) != 2 || got.Events[0] != all.Events[4] {
+	if got := decode[api.ProgressAnswer](t, body); code != http.StatusOK || len(got.Events) != 2 || got.Events[0] != all.Events[4] {
 		t.Errorf("progress after %d: %d %s", all.Events[3].Seq, code, body)
 	}
 	for path, want := range map[string]int{

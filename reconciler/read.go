@@ -8,55 +8,6 @@ import (
 	"github.com/driftless/driftless/targets"
 )
 
-// HostStatus says whether a host answered its last observation.
-type HostStatus struct {
-	Name string `json:"name"`
-	Up   bool   `json:"up"`
-	// DriftResources counts the host's resources drifted and not
-	// corrected (warn mode, or a correction that failed); DriftSince is
-	// when the oldest of them was first seen (zero when none).
-	DriftResources int       `json:"drift_resources"`
-	DriftSince     time.Time `json:"drift_since,omitzero"`
-}
-
-// EnvStatus is the state of one environment, for the API and status page.
-type EnvStatus struct {
-	Name string `json:"name"`
-	// Applied and LastGood are full commits ("" when none).
-	Applied        string   `json:"applied"`
-	AppliedSource  string   `json:"applied_source,omitempty"`
-	LastGood       string   `json:"last_good"`
-	Quarantined    []string `json:"quarantined,omitempty"`
-	State          string   `json:"state"`
-	DriftResources int      `json:"drift_resources"`
-	LastResult     string   `json:"last_result,omitempty"`
-	LastError      string   `json:"last_error,omitempty"`
-	// Refused says that the newest commit of the environment's source was
-	// refused for its signature ("" when not): the applied revision stays.
-	Refused string `json:"refused,omitempty"`
-	// LastErrorClass says what failed in the last run: plan, apply,
-	// verification or interrupted.
-	LastErrorClass string `json:"last_error_class,omitempty"`
-	// DriftSince is when the oldest open drift was first seen (zero when none).
-	DriftSince time.Time `json:"drift_since,omitzero"`
-	// LastRun is the end of the last run (zero when none).
-	LastRun time.Time    `json:"last_run"`
-	Hosts   []HostStatus `json:"hosts,omitempty"`
-	// Gate is the revision held back by a gate and why (nil: none).
-	Gate *Gate `json:"gate,omitempty"`
-	// GatePlan is what the revision awaiting approval would change.
-	GatePlan *Plan `json:"gate_plan,omitempty"`
-	// Decisions are the newest approvals and rejections, newest first.
-	Decisions []Decision `json:"decisions,omitempty"`
-	// PromotionError says why the environment's promotion is refused
-	// across the sources' revisions (an upstream no source declares, a
-	// cycle); "" when it is not.
-	PromotionError string `json:"promotion_error,omitempty"`
-	// Preview describes a pull request's preview environment (nil for
-	// any other).
-	Preview *PreviewStatus `json:"preview,omitempty"`
-}
-
 // Environments returns the status of every known environment, by name.
 func (r *Reconciler) Environments() []EnvStatus {
 	r.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -248,7 +249,7 @@ func New(opts Options) (*Reconciler, error) {
 		if seriesForgotten(rec) {
 			continue
 		}
-		m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
+		m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec))
 		if rec.State != StateRemoved {
 			m.setPending(rec.Name, rec.Gate)
 		}
@@ -288,7 +289,7 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	if err := r.store.PutEnv(rec); err != nil {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}
-	r.m.setEnvState(rec.Name, shortCommit(rec.Applied.Commit), displayState(rec))
+	r.m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec))
 	// Every environment has its gate series, 0 while nothing is held; a
 	// retired one has none (markRemoved drops them).
 	if rec.State != StateRemoved {
@@ -320,20 +321,3 @@ func (r *Reconciler) report(rep Report) {
 		}(rp)
 	}
 }
-
-// The states of an environment, as EnvStatus.State and the status label
-// of driftless_environment_info.
-const (
-	StateUnknown     = "unknown"
-	StateSynced      = "synced"
-	StateApplying    = "applying"
-	StateRollingBack = "rolling_back"
-	StateRolledBack  = "rolled_back"
-	StateFailed      = "failed"
-	StateDrifted     = "drifted"
-	// StateBlocked is an environment whose rollback could not finish (a
-	// host it must restore cannot be reached): every pass tries to finish
-	// it, and meanwhile the reachable hosts are observed and their drift
-	// reported (corrected where the rollback has nothing to restore).
-	StateBlocked = "blocked"
-)

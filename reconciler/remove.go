@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,16 +9,6 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/sources"
 )
-
-// StateRemoved is the state of an environment that the newest revision of
-// its source no longer declares: it is not reconciled any more (no drift
-// passes, no syncs), its hosts are left as they are, and its history is
-// kept. A revision that declares it again brings it back.
-const StateRemoved = "removed"
-
-// ErrRemovedEnvironment is returned for a sync or rollback of a removed
-// environment.
-var ErrRemovedEnvironment = errors.New("environment removed from its source")
 
 // retireRemoved retires every environment that came from rev's source and
 // that cfg, the newest revision of that source, no longer declares.

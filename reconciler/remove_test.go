@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -48,7 +50,7 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 	revs <- onlyApp
 	eventually(t, "db removed", func() bool {
 		st, _ := f.r.Environment("db")
-		info := testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("db", shortCommit(both.Commit), StateRemoved))
+		info := testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("db", kit.Short(both.Commit), StateRemoved))
 		return st.State == StateRemoved && info == 1 // the record is visible a moment before the metric
 	})
 	for _, env := range []string{"app", "web"} {
@@ -56,7 +58,7 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 			t.Fatalf("%s removed by a revision that declares it or comes from another source", env)
 		}
 	}
-	if err := f.r.Sync(ctx, "db"); !errors.Is(err, ErrRemovedEnvironment) {
+	if err := f.r.Sync(ctx, "db"); !errors.Is(err, status.ErrRemovedEnvironment) {
 		t.Fatalf("sync of a removed environment: %v", err)
 	}
 	// Its drift and host gauges are gone (no alert fires for it); its info

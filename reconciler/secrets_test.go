@@ -18,6 +18,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/secretstest"
 	"github.com/driftless/driftless/test/syncbuf"
@@ -157,7 +158,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Token: config.Secret{File: tokFile}}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Token: config.Secret{File: tokFile}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for _, p := range []string{"/api/v1/environments", "/api/v1/environments/prod", "/api/v1/environments/prod/history", "/", "/environments/prod", "/environments/prod/diffs"} {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
@@ -177,28 +178,12 @@ func TestStatusEnvironmentPage(t *testing.T) {
 func TestStatusEmpty(t *testing.T) {
 	f := newFixture(t)
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: f.r, Refresh: 3 * time.Second}).Register(mux)
+	api.New(api.Options{Reconciler: f.r, Refresh: 3 * time.Second}).Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	code, _, doc, _ := page(t, srv, "/")
 	if body := text(doc); code != 200 || !strings.Contains(body, "No environment has been seen in a revision yet.") || !strings.Contains(body, "reloads every 3 s") {
 		t.Fatalf("%d\n%s", code, body)
-	}
-}
-
-func TestAgo(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		at   time.Time
-		want string
-	}{
-		{time.Time{}, "never"},
-		{now.Add(-300 * time.Millisecond), "just now"},
-		{now.Add(-90*time.Second - 400*time.Millisecond), "1m30s ago"},
-	} {
-		if got := ago(now, tc.at); got != tc.want {
-			t.Errorf("ago(%v) = %q, want %q", tc.at, got, tc.want)
-		}
 	}
 }
 
@@ -239,7 +224,7 @@ func benchWorld(b *testing.B, n int) *http.ServeMux {
 		}
 	}
 	mux := http.NewServeMux()
-	NewAPI(APIOptions{Reconciler: r, Logger: zerolog.Nop()}).Register(mux)
+	api.New(api.Options{Reconciler: r, Logger: zerolog.Nop()}).Register(mux)
 	return mux
 }
 

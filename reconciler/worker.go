@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -351,7 +352,7 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 	removed := st.rec.State == StateRemoved
 	r.mu.Unlock()
 	if removed { // retired while this pass waited for the lock
-		return Run{}, fmt.Errorf("%w: %s", ErrRemovedEnvironment, st.rec.Name)
+		return Run{}, fmt.Errorf("%w: %s", status.ErrRemovedEnvironment, st.rec.Name)
 	}
 	if err := r.recoverEnv(ctx, st); err != nil {
 		r.observeBlocked(ctx, st, trigger)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/internal/redact"
 )
 
@@ -80,13 +81,8 @@ func RepoID(raw string) string {
 	return strings.ToLower(u.Host) + p
 }
 
-// Short returns the first 12 characters of the commit.
-func (r Revision) Short() string {
-	if len(r.Commit) > 12 {
-		return r.Commit[:12]
-	}
-	return r.Commit
-}
+// Short returns the short form of the commit (kit.Short).
+func (r Revision) Short() string { return kit.Short(r.Commit) }
 
 // Source produces revisions. Run sends the current revision whenever it
 // changes, returns when ctx ends, and never closes out. An unchanged

@@ -17,8 +17,10 @@ import (
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/feedback"
 	"github.com/driftless/driftless/reconciler/notify"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
@@ -45,7 +47,7 @@ type daemon struct {
 
 // buildDaemon wires the parts. Nothing runs until run is called.
 func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: reconciler.NewProgressLog(0), localRoot: localRoot}
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: status.NewProgressLog(0), localRoot: localRoot}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -215,7 +217,7 @@ func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	reconciler.NewAPI(reconciler.APIOptions{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress}).Register(mux)
+	api.New(api.Options{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -8,7 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -16,12 +16,12 @@ import (
 // of 40 resources, a quarter of them files with a diff, so most diffs fall
 // past the size budget. It shows the rendering stays cheap and bounded.
 func BenchmarkRenderPlanComment(b *testing.B) {
-	r := report(reconciler.StatusPreview, "")
+	r := report(status.StatusPreview, "")
 	r.PullRequest = 1
-	r.Plan = &reconciler.Plan{Environment: "staging", Commit: sha}
+	r.Plan = &status.Plan{Environment: "staging", Commit: sha}
 	diff := strings.Repeat("-old line of configuration\n+new line of configuration\n", 20)
 	for h := range 50 {
-		hp := reconciler.HostPlan{Host: fmt.Sprintf("web-%d", h)}
+		hp := status.HostPlan{Host: fmt.Sprintf("web-%d", h)}
 		for i := range 40 {
 			ch := targets.Change{ID: fmt.Sprintf("package:p%d", i), Action: targets.NoChange}
 			if i%4 == 0 {
@@ -54,7 +54,7 @@ func BenchmarkGitHubReport(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		r := report(reconciler.StatusSuccess, "applied")
+		r := report(status.StatusSuccess, "applied")
 		r.Commit = fmt.Sprintf("%040d", i)
 		g.Report(ctx, r)
 	}

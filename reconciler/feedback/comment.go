@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -28,7 +28,7 @@ type planCounts struct {
 	hosts, failed                     int
 }
 
-func countPlan(p *reconciler.Plan) planCounts {
+func countPlan(p *status.Plan) planCounts {
 	var c planCounts
 	for _, h := range p.Hosts {
 		c.hosts++
@@ -72,11 +72,11 @@ func plural(n int, one, many string) string {
 // apply, or for a revision awaiting approval that it waits; a summary line
 // with the counts, per host every change (file diffs folded in <details>
 // blocks), and what the environment's gates ask before it is applied.
-func renderPlanComment(r reconciler.Report) string {
+func renderPlanComment(r status.Report) string {
 	var b strings.Builder
 	env := html.EscapeString(r.Environment)
 	b.WriteString(planMarker(r.Environment) + "\n")
-	awaiting := r.Gate == reconciler.StateAwaitingApproval
+	awaiting := r.Gate == status.StateAwaitingApproval
 	if awaiting {
 		fmt.Fprintf(&b, "### driftless: <code>%s</code> awaits approval\n\n", env)
 	} else {
@@ -122,7 +122,7 @@ func renderPlanComment(r reconciler.Report) string {
 
 // renderGates says what the environment's gates ask of the revision before
 // it is applied, and how to approve it ("" without gates).
-func renderGates(r reconciler.Report, awaiting bool) string {
+func renderGates(r status.Report, awaiting bool) string {
 	g := r.Gates
 	if g == nil {
 		return ""
@@ -165,7 +165,7 @@ func renderGates(r reconciler.Report, awaiting bool) string {
 
 // renderHost writes one host's section and returns how many diffs it left
 // out to keep the section within budget bytes.
-func renderHost(b *strings.Builder, h reconciler.HostPlan, budget int) (omitted int) {
+func renderHost(b *strings.Builder, h status.HostPlan, budget int) (omitted int) {
 	fmt.Fprintf(b, "\n#### <code>%s</code>\n\n", html.EscapeString(h.Host))
 	if h.Err != "" {
 		b.WriteString("Could not be observed:\n\n" + fenced("text", h.Err) + "\n")

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
 func TestRenderPlanComment(t *testing.T) {
-	r := report(reconciler.StatusPreview, "")
+	r := report(status.StatusPreview, "")
 	r.PullRequest = 3
-	r.Plan = &reconciler.Plan{Environment: "staging", Commit: sha, Hosts: []reconciler.HostPlan{
+	r.Plan = &status.Plan{Environment: "staging", Commit: sha, Hosts: []status.HostPlan{
 		{Host: "web-1", Changes: []targets.Change{
 			{ID: "file:/srv/README.md", Action: targets.Update, Diff: "-old\n+```go\n+code\n+```\n"},
 			{ID: "package:nginx", Action: targets.Create},
@@ -44,7 +44,7 @@ func TestRenderPlanComment(t *testing.T) {
 }
 
 func TestRenderPlanCommentStaysUnderGitHubLimit(t *testing.T) {
-	r := report(reconciler.StatusPreview, "")
+	r := report(status.StatusPreview, "")
 	var changes []targets.Change
 	for i := range 40 {
 		changes = append(changes, targets.Change{ID: "file:/f" + strings.Repeat("x", i), Action: targets.Update,
@@ -52,7 +52,7 @@ func TestRenderPlanCommentStaysUnderGitHubLimit(t *testing.T) {
 	}
 	// One diff without any line end must still be cut on a rune boundary.
 	changes = append(changes, targets.Change{ID: "file:/one-line", Action: targets.Update, Diff: strings.Repeat("é", 30000)})
-	r.Plan = &reconciler.Plan{Environment: "staging", Commit: sha, Hosts: []reconciler.HostPlan{{Host: "web-1", Changes: changes[40:]}, {Host: "web-2", Changes: changes[:40]}}}
+	r.Plan = &status.Plan{Environment: "staging", Commit: sha, Hosts: []status.HostPlan{{Host: "web-1", Changes: changes[40:]}, {Host: "web-2", Changes: changes[:40]}}}
 	body := renderPlanComment(r)
 	if len(body) > 65536 {
 		t.Fatalf("comment of %d bytes is over GitHub's limit", len(body))
@@ -72,10 +72,10 @@ func TestRenderPlanCommentStaysUnderGitHubLimit(t *testing.T) {
 }
 
 func TestRenderPlanCommentManyHostsStayUnderLimit(t *testing.T) {
-	r := report(reconciler.StatusPreview, "")
-	r.Plan = &reconciler.Plan{Environment: "staging", Commit: sha}
+	r := report(status.StatusPreview, "")
+	r.Plan = &status.Plan{Environment: "staging", Commit: sha}
 	for h := range 3000 {
-		r.Plan.Hosts = append(r.Plan.Hosts, reconciler.HostPlan{Host: fmt.Sprintf("web-%d", h), Changes: []targets.Change{
+		r.Plan.Hosts = append(r.Plan.Hosts, status.HostPlan{Host: fmt.Sprintf("web-%d", h), Changes: []targets.Change{
 			{ID: "package:nginx", Action: targets.Create}, {ID: "file:/a", Action: targets.Update, Diff: "-a\n+b\n"},
 		}})
 	}
@@ -92,8 +92,8 @@ func FuzzRenderPlanComment(f *testing.F) {
 	f.Add("staging", "file:/a", "-a\n+b\n", "")
 	f.Add("p`rod", "x", "```", "err <b>")
 	f.Fuzz(func(t *testing.T, env, id, diff, hostErr string) {
-		r := reconciler.Report{Environment: env, Commit: sha, Status: reconciler.StatusPreview, PullRequest: 1,
-			Plan: &reconciler.Plan{Hosts: []reconciler.HostPlan{{Host: "h", Err: hostErr, Changes: []targets.Change{{ID: id, Action: targets.Update, Diff: diff}}}}}}
+		r := status.Report{Environment: env, Commit: sha, Status: status.StatusPreview, PullRequest: 1,
+			Plan: &status.Plan{Hosts: []status.HostPlan{{Host: "h", Err: hostErr, Changes: []targets.Change{{ID: id, Action: targets.Update, Diff: diff}}}}}}
 		body := renderPlanComment(r)
 		if !strings.HasPrefix(body, planMarker(env)) {
 			t.Fatal("marker missing")

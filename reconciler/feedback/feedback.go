@@ -20,7 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // Options are the dependencies shared by every feedback reporter.
@@ -50,17 +50,17 @@ func (o Options) withDefaults() Options {
 // tokens. A host that cannot be set up (a token that cannot be read, a bad
 // repository or base URL) is an error: the daemon should not start with
 // feedback silently missing.
-func New(cfg config.Feedback, opts Options) ([]reconciler.Reporter, error) {
-	var out []reconciler.Reporter
-	type build func(HostAPIConfig, Options) (reconciler.Reporter, error)
+func New(cfg config.Feedback, opts Options) ([]status.Reporter, error) {
+	var out []status.Reporter
+	type build func(HostAPIConfig, Options) (status.Reporter, error)
 	for _, h := range []struct {
 		name string
 		api  *config.HostAPI
 		make build
 	}{
-		{"github", cfg.GitHub, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitHub(c, o) }},
-		{"gitea", cfg.Gitea, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitea(c, o) }},
-		{"gitlab", cfg.GitLab, func(c HostAPIConfig, o Options) (reconciler.Reporter, error) { return NewGitLab(c, o) }},
+		{"github", cfg.GitHub, func(c HostAPIConfig, o Options) (status.Reporter, error) { return NewGitHub(c, o) }},
+		{"gitea", cfg.Gitea, func(c HostAPIConfig, o Options) (status.Reporter, error) { return NewGitea(c, o) }},
+		{"gitlab", cfg.GitLab, func(c HostAPIConfig, o Options) (status.Reporter, error) { return NewGitLab(c, o) }},
 	} {
 		if h.api == nil {
 			continue
@@ -87,11 +87,11 @@ func New(cfg config.Feedback, opts Options) ([]reconciler.Reporter, error) {
 // Git host of a repository hears of that repository's commits only.
 type sourceFilter struct {
 	source string
-	next   reconciler.Reporter
+	next   status.Reporter
 }
 
 // Report forwards r when it is about a revision of the filter's source.
-func (f sourceFilter) Report(ctx context.Context, r reconciler.Report) {
+func (f sourceFilter) Report(ctx context.Context, r status.Report) {
 	if r.Source == f.source {
 		f.next.Report(ctx, r)
 	}
@@ -113,12 +113,12 @@ const maxDescription = 140
 
 // describe is the one-line description of a report, prefixed when the
 // commit was rolled back so that a red status says why it is red.
-func describe(r reconciler.Report) string {
+func describe(r status.Report) string {
 	d := strings.Join(strings.Fields(r.Description), " ")
 	switch {
-	case r.Status == reconciler.StatusRolledBack && d == "":
+	case r.Status == status.StatusRolledBack && d == "":
 		d = "rolled back"
-	case r.Status == reconciler.StatusRolledBack && !strings.HasPrefix(strings.ToLower(d), "rolled back"):
+	case r.Status == status.StatusRolledBack && !strings.HasPrefix(strings.ToLower(d), "rolled back"):
 		d = "rolled back: " + d
 	case d == "":
 		d = r.Status
@@ -138,11 +138,11 @@ func truncate(s string, n int) string {
 // hostState maps a report status to a Git host's words: "success", its
 // word for failed (a rolled-back rollout failed), or its word for a
 // rollout under way (any other status).
-func hostState(status, failed, underway string) string {
-	switch status {
-	case reconciler.StatusSuccess:
+func hostState(st, failed, underway string) string {
+	switch st {
+	case status.StatusSuccess:
 		return "success"
-	case reconciler.StatusFailure, reconciler.StatusRolledBack:
+	case status.StatusFailure, status.StatusRolledBack:
 		return failed
 	}
 	return underway
@@ -154,9 +154,9 @@ func statusContext(env string) string { return "driftless/" + env }
 // isCommitStatus reports whether a report becomes a commit status: drift
 // is about a commit already reported, and a preview is a pull request
 // comment, so neither changes the commit's status.
-func isCommitStatus(r reconciler.Report) bool {
+func isCommitStatus(r status.Report) bool {
 	switch r.Status {
-	case reconciler.StatusPending, reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack:
+	case status.StatusPending, status.StatusSuccess, status.StatusFailure, status.StatusRolledBack:
 		return r.Commit != "" && r.Environment != ""
 	}
 	return false

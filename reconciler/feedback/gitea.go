@@ -8,7 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // Gitea sets commit statuses on Gitea or Forgejo through
@@ -19,7 +19,7 @@ type Gitea struct {
 	log         zerolog.Logger
 }
 
-var _ reconciler.Reporter = (*Gitea)(nil)
+var _ status.Reporter = (*Gitea)(nil)
 
 // NewGitea builds a Gitea reporter. cfg.BaseURL is the server's root
 // ("https://git.example"); Gitea has no public default.
@@ -52,7 +52,7 @@ type giteaStatus struct {
 
 // Report sets the commit status of r's environment. It is synchronous and
 // bounded by ctx; failures are logged.
-func (g *Gitea) Report(ctx context.Context, r reconciler.Report) {
+func (g *Gitea) Report(ctx context.Context, r status.Report) {
 	if !isCommitStatus(r) {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-github/v60/github"
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // GitHub reports to GitHub or GitHub Enterprise: a commit status per
@@ -36,7 +36,7 @@ type GitHub struct {
 	locks map[string]*keyLock
 }
 
-var _ reconciler.Reporter = (*GitHub)(nil)
+var _ status.Reporter = (*GitHub)(nil)
 
 // maxRemembered bounds the deployments remembered between statuses.
 const maxRemembered = 1024
@@ -69,10 +69,10 @@ func NewGitHub(cfg HostAPIConfig, opts Options) (*GitHub, error) {
 
 // Report sends r to GitHub. It is synchronous and bounded by ctx; failures
 // are logged.
-func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
+func (g *GitHub) Report(ctx context.Context, r status.Report) {
 	log := g.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
 	defer recoverTo(log)
-	if r.Status == reconciler.StatusPreview {
+	if r.Status == status.StatusPreview {
 		if r.PullRequest <= 0 || r.Environment == "" {
 			return
 		}
@@ -96,7 +96,7 @@ func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 	if err := g.status(ctx, r); err != nil {
 		log.Error().Err(err).Msg("cannot set the commit status")
 	}
-	if r.Gate == reconciler.StateAwaitingApproval && r.Plan != nil {
+	if r.Gate == status.StateAwaitingApproval && r.Plan != nil {
 		if err := g.commentPulls(ctx, r); err != nil {
 			log.Error().Err(err).Msg("cannot comment the plan awaiting approval on its pull request")
 		}
@@ -112,7 +112,7 @@ func (g *GitHub) Report(ctx context.Context, r reconciler.Report) {
 // are the same).
 func githubState(status string) string { return hostState(status, "failure", "pending") }
 
-func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
+func (g *GitHub) status(ctx context.Context, r status.Report) error {
 	st := &github.RepoStatus{
 		State:       github.String(githubState(r.Status)),
 		Context:     github.String(statusContext(r.Environment)),
@@ -129,8 +129,8 @@ func (g *GitHub) status(ctx context.Context, r reconciler.Report) error {
 
 // deploymentState maps a report to a deployment status state: a revision
 // held at a gate (promotion, window, approval) is queued until it proceeds.
-func deploymentState(r reconciler.Report) string {
-	if r.Status == reconciler.StatusPending && r.Gate != "" {
+func deploymentState(r status.Report) string {
+	if r.Status == status.StatusPending && r.Gate != "" {
 		return "queued"
 	}
 	if r.Status == reconciler.StatusRemoved {
@@ -141,7 +141,7 @@ func deploymentState(r reconciler.Report) string {
 
 // deployment finds or creates the Deployment of r's commit and environment
 // and adds a status to it.
-func (g *GitHub) deployment(ctx context.Context, r reconciler.Report) error {
+func (g *GitHub) deployment(ctx context.Context, r status.Report) error {
 	key := r.Commit + "\x00" + r.Environment
 	unlock := g.lock("deploy\x00" + key)
 	defer unlock()
@@ -153,7 +153,7 @@ func (g *GitHub) deployment(ctx context.Context, r reconciler.Report) error {
 		State:       github.String(deploymentState(r)),
 		Description: github.String(describe(r)),
 		// Only a successful deployment should mark the environment's older ones inactive.
-		AutoInactive: github.Bool(r.Status == reconciler.StatusSuccess),
+		AutoInactive: github.Bool(r.Status == status.StatusSuccess),
 	}
 	if r.URL != "" {
 		req.EnvironmentURL = github.String(r.URL)
@@ -163,7 +163,7 @@ func (g *GitHub) deployment(ctx context.Context, r reconciler.Report) error {
 		_, _, err := g.client.Repositories.CreateDeploymentStatus(ctx, g.owner, g.repo, id, req)
 		return classify("create deployment status", err)
 	})
-	if err == nil && r.Status != reconciler.StatusPending {
+	if err == nil && r.Status != status.StatusPending {
 		g.mu.Lock()
 		delete(g.deploys, key)
 		g.mu.Unlock()
@@ -173,7 +173,7 @@ func (g *GitHub) deployment(ctx context.Context, r reconciler.Report) error {
 
 // findDeployment returns the deployment of key: remembered, else listed
 // (the daemon may have restarted since it was created), else created.
-func (g *GitHub) findDeployment(ctx context.Context, key string, r reconciler.Report) (int64, error) {
+func (g *GitHub) findDeployment(ctx context.Context, key string, r status.Report) (int64, error) {
 	g.mu.Lock()
 	id, ok := g.deploys[key]
 	g.mu.Unlock()

@@ -10,11 +10,11 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // comment adds or edits the plan comment of r's environment on its pull request.
-func (g *GitHub) comment(ctx context.Context, r reconciler.Report) error {
+func (g *GitHub) comment(ctx context.Context, r status.Report) error {
 	unlock := g.lock(fmt.Sprintf("comment\x00%d\x00%s", r.PullRequest, r.Environment))
 	defer unlock()
 	body := renderPlanComment(r)
@@ -43,7 +43,7 @@ const maxPulls = 5
 // comment of each pull request GitHub associates with its commit ("list
 // pull requests associated with a commit": the merged pull request that
 // brought it to the default branch), where approvers can answer it.
-func (g *GitHub) commentPulls(ctx context.Context, r reconciler.Report) error {
+func (g *GitHub) commentPulls(ctx context.Context, r status.Report) error {
 	var prs []*github.PullRequest
 	err := g.backoff.Do(ctx, func(ctx context.Context) error {
 		var err error

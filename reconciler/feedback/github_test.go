@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -47,8 +47,8 @@ func newTestGitHub(t *testing.T, prefix string, deployments bool) (*fakeHost, *G
 	return f, g
 }
 
-func report(status, desc string) reconciler.Report {
-	return reconciler.Report{Environment: "staging", Commit: sha, Status: status, Description: desc,
+func report(st, desc string) status.Report {
+	return status.Report{Environment: "staging", Commit: sha, Status: st, Description: desc,
 		URL: "http://driftless.test/environments/staging", Time: time.Now()}
 }
 
@@ -57,8 +57,8 @@ func TestGitHubCommitStatusAndDeployment(t *testing.T) {
 		t.Run("prefix="+prefix, func(t *testing.T) {
 			f, g := newTestGitHub(t, prefix, true)
 			ctx := context.Background()
-			g.Report(ctx, report(reconciler.StatusPending, "applying 3 changes"))
-			g.Report(ctx, report(reconciler.StatusSuccess, "applied 3 changes on 2 hosts"))
+			g.Report(ctx, report(status.StatusPending, "applying 3 changes"))
+			g.Report(ctx, report(status.StatusSuccess, "applied 3 changes on 2 hosts"))
 
 			st := f.got("POST " + prefix + "/repos/ops/infra/statuses/" + sha)
 			if len(st) != 2 {
@@ -110,7 +110,7 @@ func TestGitHubCommitStatusAndDeployment(t *testing.T) {
 func TestGitHubRolledBackIsFailure(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
 	// No pending first: as after a restart, the deployment is looked up, then created.
-	g.Report(context.Background(), report(reconciler.StatusRolledBack, "verification failed: http://web-1/healthz 503"))
+	g.Report(context.Background(), report(status.StatusRolledBack, "verification failed: http://web-1/healthz 503"))
 	st := f.got("POST /repos/ops/infra/statuses/")
 	if len(st) != 1 || st[0].Body["state"] != "failure" {
 		t.Fatalf("statuses: %+v", st)
@@ -130,11 +130,11 @@ func TestGitHubRolledBackIsFailure(t *testing.T) {
 func TestGitHubReusesListedDeployment(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
 	ctx := context.Background()
-	g.Report(ctx, report(reconciler.StatusPending, "applying"))
+	g.Report(ctx, report(status.StatusPending, "applying"))
 	// A new reporter (a restarted daemon) must find the deployment, not add one.
 	g2 := &GitHub{client: g.client, owner: "ops", repo: "infra", deployments: true, backoff: fastBackoff,
 		log: zerolog.Nop(), deploys: map[string]int64{}, locks: map[string]*keyLock{}}
-	g2.Report(ctx, report(reconciler.StatusSuccess, "applied"))
+	g2.Report(ctx, report(status.StatusSuccess, "applied"))
 	if len(f.deployments) != 1 {
 		t.Fatalf("deployments: %d, want 1", len(f.deployments))
 	}
@@ -156,7 +156,7 @@ func TestGitHubRetries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, g := newTestGitHub(t, "", false)
 			f.failNext("POST /repos/ops/infra/statuses/"+sha, tt.failures, http.StatusInternalServerError)
-			g.Report(context.Background(), report(reconciler.StatusSuccess, "ok"))
+			g.Report(context.Background(), report(status.StatusSuccess, "ok"))
 			if n := len(f.got("POST /repos/ops/infra/statuses/")); n != tt.wantCalls {
 				t.Errorf("calls: %d, want %d", n, tt.wantCalls)
 			}
@@ -169,7 +169,7 @@ func TestGitHubPermanentErrorNotRetried(t *testing.T) {
 	// A status GitHub refuses (422, as for more than 1,000 statuses on a
 	// commit) stays refused: retrying cannot help.
 	f.failNext("POST /repos/ops/infra/statuses/"+sha, 10, http.StatusUnprocessableEntity)
-	g.Report(context.Background(), report(reconciler.StatusSuccess, "ok"))
+	g.Report(context.Background(), report(status.StatusSuccess, "ok"))
 	if n := len(f.got("POST /repos/ops/infra/statuses/")); n != 1 {
 		t.Errorf("calls: %d, want 1", n)
 	}
@@ -177,7 +177,7 @@ func TestGitHubPermanentErrorNotRetried(t *testing.T) {
 
 func TestGitHubIgnoresDriftAndReturnsOnTimeout(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
-	g.Report(context.Background(), report(reconciler.StatusDrift, "2 resources drifted"))
+	g.Report(context.Background(), report(status.StatusDrift, "2 resources drifted"))
 	if got := f.got(""); len(got) != 0 {
 		t.Errorf("drift made requests: %+v", got)
 	}
@@ -186,7 +186,7 @@ func TestGitHubIgnoresDriftAndReturnsOnTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	g.Report(ctx, report(reconciler.StatusSuccess, "ok"))
+	g.Report(ctx, report(status.StatusSuccess, "ok"))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Report took %v past its context", d)
 	}
@@ -194,7 +194,7 @@ func TestGitHubIgnoresDriftAndReturnsOnTimeout(t *testing.T) {
 
 func TestGitHubDescriptionLimit(t *testing.T) {
 	f, g := newTestGitHub(t, "", false)
-	g.Report(context.Background(), report(reconciler.StatusFailure, strings.Repeat("é ", 200)))
+	g.Report(context.Background(), report(status.StatusFailure, strings.Repeat("é ", 200)))
 	st := f.got("POST /repos/ops/infra/statuses/")
 	d, _ := st[0].Body["description"].(string)
 	if n := utf8.RuneCountInString(d); n > 140 || n < 130 {
@@ -202,10 +202,10 @@ func TestGitHubDescriptionLimit(t *testing.T) {
 	}
 }
 
-func previewReport(env string, changes ...targets.Change) reconciler.Report {
-	r := report(reconciler.StatusPreview, "")
+func previewReport(env string, changes ...targets.Change) status.Report {
+	r := report(status.StatusPreview, "")
 	r.Environment, r.PullRequest = env, 7
-	r.Plan = &reconciler.Plan{Environment: env, Commit: sha, Hosts: []reconciler.HostPlan{{Host: "web-1", Changes: changes}}}
+	r.Plan = &status.Plan{Environment: env, Commit: sha, Hosts: []status.HostPlan{{Host: "web-1", Changes: changes}}}
 	return r
 }
 
@@ -306,7 +306,7 @@ func TestSourceFilter(t *testing.T) {
 		t.Fatalf("New: %d reporters, %v", len(rps), err)
 	}
 	for _, src := range []string{"dev-folder", "infra", "other-repo"} {
-		r := report(reconciler.StatusSuccess, "from "+src)
+		r := report(status.StatusSuccess, "from "+src)
 		r.Source = src
 		rps[0].Report(context.Background(), r)
 	}
@@ -321,11 +321,11 @@ func TestSourceFilter(t *testing.T) {
 func TestGitHubGatedDeploymentQueued(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
 	ctx := context.Background()
-	held := report(reconciler.StatusPending, "awaiting approval of 0123456789ab")
-	held.Gate = reconciler.StateAwaitingApproval
+	held := report(status.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = status.StateAwaitingApproval
 	g.Report(ctx, held)
-	g.Report(ctx, report(reconciler.StatusPending, "applying to 1 host(s)"))
-	g.Report(ctx, report(reconciler.StatusSuccess, "applied 1 change(s)"))
+	g.Report(ctx, report(status.StatusPending, "applying to 1 host(s)"))
+	g.Report(ctx, report(status.StatusSuccess, "applied 1 change(s)"))
 	if st := f.got("POST /repos/ops/infra/statuses/"); len(st) != 3 || st[0].Body["state"] != "pending" || st[0].Body["description"] != "awaiting approval of 0123456789ab" {
 		t.Fatalf("commit statuses: %+v", st)
 	}
@@ -350,7 +350,7 @@ func TestGitHubGatedDeploymentQueued(t *testing.T) {
 func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
 	f, g := newTestGitHub(t, "/api/v3", false)
 	ctx := context.Background()
-	gates := &reconciler.GateInfo{PromoteFrom: []string{"staging"}, Soak: 15 * time.Minute, Approval: true, Approvers: []string{"alice"}}
+	gates := &status.GateInfo{PromoteFrom: []string{"staging"}, Soak: 15 * time.Minute, Approval: true, Approvers: []string{"alice"}}
 	change := targets.Change{ID: "file:/etc/app.conf", Kind: "file", Action: targets.Update}
 	pr := previewReport("prod", change)
 	pr.Gates = gates
@@ -377,9 +377,9 @@ func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
 	f.mu.Lock()
 	f.pulls[sha] = []int{7}
 	f.mu.Unlock()
-	held := report(reconciler.StatusPending, "awaiting approval")
-	held.Environment, held.Gate, held.Gates = "prod", reconciler.StateAwaitingApproval, gates
-	held.Plan = &reconciler.Plan{Environment: "prod", Commit: sha, Hosts: []reconciler.HostPlan{{Host: "prod-1", Changes: []targets.Change{change}}}}
+	held := report(status.StatusPending, "awaiting approval")
+	held.Environment, held.Gate, held.Gates = "prod", status.StateAwaitingApproval, gates
+	held.Plan = &status.Plan{Environment: "prod", Commit: sha, Hosts: []status.HostPlan{{Host: "prod-1", Changes: []targets.Change{change}}}}
 	g.Report(ctx, held)
 	if n := len(f.got("GET /api/v3/repos/ops/infra/commits/" + sha + "/pulls")); n != 1 {
 		t.Fatalf("pull requests of the commit listed %d times, want 1", n)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // GitLab sets commit statuses on GitLab through
@@ -19,7 +19,7 @@ type GitLab struct {
 	log     zerolog.Logger
 }
 
-var _ reconciler.Reporter = (*GitLab)(nil)
+var _ status.Reporter = (*GitLab)(nil)
 
 // defaultGitLab is the public GitLab, used when no base URL is set.
 const defaultGitLab = "https://gitlab.com"
@@ -60,7 +60,7 @@ func gitlabState(status string) string { return hostState(status, "failed", "run
 
 // Report sets the commit status of r's environment. It is synchronous and
 // bounded by ctx; failures are logged.
-func (g *GitLab) Report(ctx context.Context, r reconciler.Report) {
+func (g *GitLab) Report(ctx context.Context, r status.Report) {
 	if !isCommitStatus(r) {
 		return
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // newFakeREST records every request and answers 201, after failing the
@@ -53,10 +53,10 @@ func TestGiteaCommitStatus(t *testing.T) {
 	tests := []struct {
 		status, want string
 	}{
-		{reconciler.StatusPending, "pending"},
-		{reconciler.StatusSuccess, "success"},
-		{reconciler.StatusFailure, "failure"},
-		{reconciler.StatusRolledBack, "failure"},
+		{status.StatusPending, "pending"},
+		{status.StatusSuccess, "success"},
+		{status.StatusFailure, "failure"},
+		{status.StatusRolledBack, "failure"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.status, func(t *testing.T) {
@@ -85,7 +85,7 @@ func TestGiteaCommitStatus(t *testing.T) {
 			if b["state"] != tt.want || b["context"] != "driftless/staging" || b["target_url"] != "http://driftless.test/environments/staging" {
 				t.Errorf("body %v", b)
 			}
-			if d, _ := b["description"].(string); tt.status == reconciler.StatusRolledBack && !strings.HasPrefix(d, "rolled back") {
+			if d, _ := b["description"].(string); tt.status == status.StatusRolledBack && !strings.HasPrefix(d, "rolled back") {
 				t.Errorf("description %q", d)
 			}
 		})
@@ -107,7 +107,7 @@ func TestGitLabCommitStatus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, st := range []string{reconciler.StatusPending, reconciler.StatusSuccess, reconciler.StatusRolledBack, reconciler.StatusDrift} {
+			for _, st := range []string{status.StatusPending, status.StatusSuccess, status.StatusRolledBack, status.StatusDrift} {
 				g.Report(context.Background(), report(st, "x"))
 			}
 			got := f.got("")

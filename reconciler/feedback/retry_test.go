@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -92,7 +92,7 @@ func TestGitLabHonoursRetryAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	g.Report(context.Background(), report(reconciler.StatusSuccess, "ok"))
+	g.Report(context.Background(), report(status.StatusSuccess, "ok"))
 	if n := len(f.got("")); n != 2 {
 		t.Errorf("requests: %d, want 2", n)
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // BenchmarkWebhookReport is one JSON notice delivered to a local receiver.
@@ -19,7 +19,7 @@ func BenchmarkWebhookReport(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := testReport(reconciler.StatusSuccess, "applied 3 change(s)")
+	r := testReport(status.StatusSuccess, "applied 3 change(s)")
 	for b.Loop() {
 		rps[0].Report(context.Background(), r)
 	}
@@ -37,7 +37,7 @@ func BenchmarkEmailReport(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := testReport(reconciler.StatusRolledBack, "rolled back: verification failed")
+	r := testReport(status.StatusRolledBack, "rolled back: verification failed")
 	for b.Loop() {
 		rps[0].Report(context.Background(), r)
 	}

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // mailer sends a plain-text email through one SMTP server.
@@ -83,7 +83,7 @@ func newMailer(cfg config.Email, opts Options) (*mailer, error) {
 
 // encode writes the RFC 5322 message: headers, then a quoted-printable
 // UTF-8 text body, with CRLF line ends.
-func (m *mailer) encode(r reconciler.Report) ([]byte, error) {
+func (m *mailer) encode(r status.Report) ([]byte, error) {
 	id := make([]byte, 12)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("make message id: %w", err)
@@ -120,7 +120,7 @@ func (m *mailer) encode(r reconciler.Report) ([]byte, error) {
 
 // mailBody is the text a person reads: the description, the facts, and
 // per host what the plan holds when the report carries one.
-func mailBody(r reconciler.Report) string {
+func mailBody(r status.Report) string {
 	var b strings.Builder
 	if d := strings.TrimSpace(r.Description); d != "" {
 		b.WriteString(d + "\n\n")
@@ -149,7 +149,7 @@ func mailBody(r reconciler.Report) string {
 }
 
 // hostSummary is "2 to change, 5 unchanged", or why the host was not observed.
-func hostSummary(h reconciler.HostPlan) string {
+func hostSummary(h status.HostPlan) string {
 	if h.Err != "" {
 		return "not observed: " + oneLine(h.Err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
@@ -52,8 +52,8 @@ func TestEmailDelivered(t *testing.T) {
 		Username: "driftless", Password: passwordFile(t, "hunter2"),
 	}, Options{Now: func() time.Time { return now }})
 
-	r := testReport(reconciler.StatusRolledBack, "rolled back: verification failed\n.a line that starts with a dot\n")
-	r.Plan = &reconciler.Plan{Hosts: []reconciler.HostPlan{
+	r := testReport(status.StatusRolledBack, "rolled back: verification failed\n.a line that starts with a dot\n")
+	r.Plan = &status.Plan{Hosts: []status.HostPlan{
 		{Host: "web-1", Changes: []targets.Change{{ID: "file:/a", Action: targets.Update}, {ID: "service:app", Action: targets.NoChange}}},
 		{Host: "web-2", Err: "connection refused"},
 	}}
@@ -115,7 +115,7 @@ func TestEmailStartTLS(t *testing.T) {
 	srv := startSMTP(t, &smtpServer{tls: &tls.Config{Certificates: []tls.Certificate{cert}}, user: "u", pass: "p"})
 	n := emailNotifier(t, config.Email{Server: srv.addr(), From: "d@example.org", To: []string{"ops@example.org"},
 		Username: "u", Password: passwordFile(t, "p"), StartTLS: true}, Options{TLSConfig: &tls.Config{RootCAs: pool}})
-	n.Report(context.Background(), testReport(reconciler.StatusFailure, "failed: apply file:/a on web-1"))
+	n.Report(context.Background(), testReport(status.StatusFailure, "failed: apply file:/a on web-1"))
 	msgs := srv.messages()
 	if len(msgs) != 1 || !msgs[0].TLS || msgs[0].AuthUser != "u" {
 		t.Fatalf("messages: %+v", msgs)
@@ -124,7 +124,7 @@ func TestEmailStartTLS(t *testing.T) {
 	// A server that cannot be trusted gets nothing, and is not retried.
 	untrusted := emailNotifier(t, config.Email{Server: srv.addr(), From: "d@example.org", To: []string{"ops@example.org"},
 		Username: "u", Password: passwordFile(t, "p"), StartTLS: true}, Options{})
-	untrusted.Report(context.Background(), testReport(reconciler.StatusFailure, "x"))
+	untrusted.Report(context.Background(), testReport(status.StatusFailure, "x"))
 	if len(srv.messages()) != 1 {
 		t.Error("a message went to a server with an untrusted certificate")
 	}
@@ -141,7 +141,7 @@ func TestEmailImplicitTLS(t *testing.T) {
 		t.Fatal("implicit TLS on a port other than 465")
 	}
 	m.implicitTLS = true
-	n.Report(context.Background(), testReport(reconciler.StatusFailure, "failed"))
+	n.Report(context.Background(), testReport(status.StatusFailure, "failed"))
 	if msgs := srv.messages(); len(msgs) != 1 || !msgs[0].TLS || msgs[0].AuthUser != "u" {
 		t.Fatalf("messages: %+v", msgs)
 	}
@@ -173,7 +173,7 @@ func TestEmailRefusals(t *testing.T) {
 				cfg.Password = passwordFile(t, "wrong")
 			}
 			start := time.Now()
-			emailNotifier(t, cfg, Options{Backoff: slowBackoff}).Report(context.Background(), testReport(reconciler.StatusFailure, "x"))
+			emailNotifier(t, cfg, Options{Backoff: slowBackoff}).Report(context.Background(), testReport(status.StatusFailure, "x"))
 			// A permanent refusal is not retried: the slow backoff's first wait never happens.
 			if d := time.Since(start); d > time.Second {
 				t.Errorf("took %v: a permanent refusal was retried", d)
@@ -188,7 +188,7 @@ func TestEmailRefusals(t *testing.T) {
 func TestEmailRetriedAfterTemporaryFailure(t *testing.T) {
 	srv := startSMTP(t, &smtpServer{rejectData: 2})
 	n := emailNotifier(t, config.Email{Server: srv.addr(), From: "d@example.org", To: []string{"ops@example.org"}}, Options{})
-	n.Report(context.Background(), testReport(reconciler.StatusDrift, "2 resource(s) drifted"))
+	n.Report(context.Background(), testReport(status.StatusDrift, "2 resource(s) drifted"))
 	if srv.dataAttempts() != 3 {
 		t.Errorf("attempts: %d, want 3", srv.dataAttempts())
 	}
@@ -237,8 +237,8 @@ func FuzzEmailEncode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, env, desc, commit, host string) {
-		r := reconciler.Report{Environment: env, Description: desc, Commit: commit, Status: reconciler.StatusFailure,
-			Plan: &reconciler.Plan{Hosts: []reconciler.HostPlan{{Host: host, Err: desc}}}}
+		r := status.Report{Environment: env, Description: desc, Commit: commit, Status: status.StatusFailure,
+			Plan: &status.Plan{Hosts: []status.HostPlan{{Host: host, Err: desc}}}}
 		data, err := m.encode(r)
 		if err != nil {
 			t.Fatal(err)

@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // Options are the dependencies shared by every notifier.
@@ -66,7 +66,7 @@ func (o Options) withDefaults() Options {
 // sender is one kind of destination: it encodes a report once (so that
 // every retry sends the same bytes, the same Message-ID), then sends it.
 type sender interface {
-	encode(r reconciler.Report) ([]byte, error)
+	encode(r status.Report) ([]byte, error)
 	send(ctx context.Context, payload []byte) error
 }
 
@@ -80,7 +80,7 @@ type Notifier struct {
 	log     zerolog.Logger
 }
 
-var _ reconciler.Reporter = (*Notifier)(nil)
+var _ status.Reporter = (*Notifier)(nil)
 
 // Name says which destination this is ("webhooks[0]", "slack[1]", "email"), never its URL.
 func (n *Notifier) Name() string { return n.name }
@@ -90,7 +90,7 @@ func (n *Notifier) Wants(status string) bool { return n.events[status] }
 
 // Report delivers r if its status is wanted, within the notifier's
 // timeout; a failure is logged.
-func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
+func (n *Notifier) Report(ctx context.Context, r status.Report) {
 	if !n.events[r.Status] && !(r.Gate != "" && n.events[eventGate]) {
 		return
 	}
@@ -117,7 +117,7 @@ func (n *Notifier) Report(ctx context.Context, r reconciler.Report) {
 
 // defaultEvents are sent when a destination lists none: what a person
 // wants to hear about, not every rollout's start or every preview.
-var defaultEvents = []string{reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift, eventGate}
+var defaultEvents = []string{status.StatusSuccess, status.StatusFailure, status.StatusRolledBack, status.StatusDrift, eventGate}
 
 // eventGate names the reports of a revision held at a gate (waiting for
 // promotion, a deploy window, an approval; rejected). They are sent once
@@ -136,17 +136,17 @@ func parseEvents(names []string) (map[string]bool, error) {
 		var st string
 		switch strings.ToLower(strings.TrimSpace(n)) {
 		case "success", "deploy", "deployed":
-			st = reconciler.StatusSuccess
+			st = status.StatusSuccess
 		case "failure", "failed":
-			st = reconciler.StatusFailure
+			st = status.StatusFailure
 		case "rollback", "rolled_back":
-			st = reconciler.StatusRolledBack
+			st = status.StatusRolledBack
 		case "drift":
-			st = reconciler.StatusDrift
+			st = status.StatusDrift
 		case "pending", "started":
-			st = reconciler.StatusPending
+			st = status.StatusPending
 		case "preview":
-			st = reconciler.StatusPreview
+			st = status.StatusPreview
 		case eventGate:
 			st = eventGate
 		default:
@@ -160,9 +160,9 @@ func parseEvents(names []string) (map[string]bool, error) {
 // New builds a notifier for every destination of cfg, reading the secrets
 // they reference. A destination that cannot be set up is an error, so the
 // daemon does not start with an alert path silently missing.
-func New(cfg config.Notify, opts Options) ([]reconciler.Reporter, error) {
+func New(cfg config.Notify, opts Options) ([]status.Reporter, error) {
 	opts = opts.withDefaults()
-	var out []reconciler.Reporter
+	var out []status.Reporter
 	for _, group := range []struct {
 		kind  string
 		hooks []config.NotifyWebhook

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/test/syncbuf"
 )
 
@@ -32,8 +32,8 @@ var (
 	slowBackoff = feedback.Backoff{Attempts: 3, Initial: 5 * time.Second}
 )
 
-func testReport(status, desc string) reconciler.Report {
-	return reconciler.Report{Environment: "staging", Source: "infra", Commit: sha, Status: status, Description: desc,
+func testReport(st, desc string) status.Report {
+	return status.Report{Environment: "staging", Source: "infra", Commit: sha, Status: st, Description: desc,
 		URL: "http://driftless.test/environments/staging", Time: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
 }
 
@@ -76,7 +76,7 @@ func (rc *receiver) count() int {
 	return len(rc.requests)
 }
 
-func build(t *testing.T, cfg config.Notify, srv *httptest.Server, opts Options, logs io.Writer) []reconciler.Reporter {
+func build(t *testing.T, cfg config.Notify, srv *httptest.Server, opts Options, logs io.Writer) []status.Reporter {
 	t.Helper()
 	opts.HTTPClient = srv.Client()
 	if opts.Backoff.Initial == 0 {
@@ -97,7 +97,7 @@ func TestJSONWebhook(t *testing.T) {
 	rc := &receiver{}
 	srv := rc.start(t)
 	rps := build(t, config.Notify{Webhooks: []config.NotifyWebhook{{URL: srv.URL + "/hook"}}}, srv, Options{UserAgent: "driftless/1.2.3"}, nil)
-	rps[0].Report(context.Background(), testReport(reconciler.StatusSuccess, "applied 3 change(s)"))
+	rps[0].Report(context.Background(), testReport(status.StatusSuccess, "applied 3 change(s)"))
 	if rc.count() != 1 {
 		t.Fatalf("requests: %d", rc.count())
 	}
@@ -105,11 +105,11 @@ func TestJSONWebhook(t *testing.T) {
 	if r.Method != http.MethodPost || r.URL.Path != "/hook" || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != "driftless/1.2.3" {
 		t.Errorf("request %s %s %v", r.Method, r.URL.Path, r.Header)
 	}
-	var got reconciler.Report
+	var got status.Report
 	if err := json.Unmarshal(rc.bodies[0], &got); err != nil {
 		t.Fatal(err)
 	}
-	if want := testReport(reconciler.StatusSuccess, "applied 3 change(s)"); got.Environment != want.Environment || got.Commit != want.Commit ||
+	if want := testReport(status.StatusSuccess, "applied 3 change(s)"); got.Environment != want.Environment || got.Commit != want.Commit ||
 		got.Status != want.Status || got.Description != want.Description || got.URL != want.URL || !got.Time.Equal(want.Time) {
 		t.Errorf("payload %+v", got)
 	}
@@ -119,7 +119,7 @@ func TestSlackWebhook(t *testing.T) {
 	rc := &receiver{}
 	srv := rc.start(t)
 	rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
-	rps[0].Report(context.Background(), testReport(reconciler.StatusRolledBack, "rolled back: check <http> & co failed"))
+	rps[0].Report(context.Background(), testReport(status.StatusRolledBack, "rolled back: check <http> & co failed"))
 	if rc.count() != 1 {
 		t.Fatalf("requests: %d", rc.count())
 	}
@@ -137,7 +137,7 @@ func TestWebhookRetries(t *testing.T) {
 	rc := &receiver{fail: 2}
 	srv := rc.start(t)
 	rps := build(t, config.Notify{Webhooks: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
-	rps[0].Report(context.Background(), testReport(reconciler.StatusFailure, "failed"))
+	rps[0].Report(context.Background(), testReport(status.StatusFailure, "failed"))
 	if rc.count() != 3 {
 		t.Errorf("attempts: %d, want 3 (two 500s, then success)", rc.count())
 	}
@@ -153,7 +153,7 @@ func TestDeadReceiverDoesNotBlock(t *testing.T) {
 			rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: secretURL}}}, srv,
 				Options{Timeout: 300 * time.Millisecond, Backoff: feedback.Backoff{Attempts: 1000, Initial: 20 * time.Millisecond}}, &logs)
 			start := time.Now()
-			rps[0].Report(context.Background(), testReport(reconciler.StatusFailure, "failed"))
+			rps[0].Report(context.Background(), testReport(status.StatusFailure, "failed"))
 			if d := time.Since(start); d > 2*time.Second {
 				t.Errorf("Report took %v with a 300ms timeout", d)
 			}
@@ -175,11 +175,11 @@ func TestEventsFilter(t *testing.T) {
 		events []string
 		sent   []string
 	}{
-		{nil, []string{reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift}},
-		{[]string{"rollback", "drift"}, []string{reconciler.StatusRolledBack, reconciler.StatusDrift}},
-		{[]string{"pending", "Failed"}, []string{reconciler.StatusPending, reconciler.StatusFailure}},
+		{nil, []string{status.StatusSuccess, status.StatusFailure, status.StatusRolledBack, status.StatusDrift}},
+		{[]string{"rollback", "drift"}, []string{status.StatusRolledBack, status.StatusDrift}},
+		{[]string{"pending", "Failed"}, []string{status.StatusPending, status.StatusFailure}},
 	}
-	all := []string{reconciler.StatusPending, reconciler.StatusSuccess, reconciler.StatusFailure, reconciler.StatusRolledBack, reconciler.StatusDrift, reconciler.StatusPreview}
+	all := []string{status.StatusPending, status.StatusSuccess, status.StatusFailure, status.StatusRolledBack, status.StatusDrift, status.StatusPreview}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.events, ","), func(t *testing.T) {
 			rc := &receiver{}
@@ -190,7 +190,7 @@ func TestEventsFilter(t *testing.T) {
 			}
 			var got []string
 			for _, b := range rc.bodies {
-				var r reconciler.Report
+				var r status.Report
 				_ = json.Unmarshal(b, &r)
 				got = append(got, r.Status)
 			}
@@ -242,8 +242,8 @@ func TestNewWebhooks(t *testing.T) {
 // panicSender stands for a bug in a destination's code.
 type panicSender struct{}
 
-func (panicSender) encode(reconciler.Report) ([]byte, error) { return []byte("x"), nil }
-func (panicSender) send(context.Context, []byte) error       { panic("bug in a sender") }
+func (panicSender) encode(status.Report) ([]byte, error) { return []byte("x"), nil }
+func (panicSender) send(context.Context, []byte) error   { panic("bug in a sender") }
 
 func TestPanickingSenderIsLogged(t *testing.T) {
 	var logs bytes.Buffer
@@ -251,7 +251,7 @@ func TestPanickingSenderIsLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Report(context.Background(), testReport(reconciler.StatusFailure, "x"))
+	n.Report(context.Background(), testReport(status.StatusFailure, "x"))
 	if !strings.Contains(logs.String(), "notifier panicked") || !strings.Contains(logs.String(), "bug in a sender") {
 		t.Errorf("log: %s", logs.String())
 	}
@@ -273,7 +273,7 @@ func TestSlackRateLimitHonoursRetryAfter(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
-	rps[0].Report(context.Background(), testReport(reconciler.StatusDrift, "x"))
+	rps[0].Report(context.Background(), testReport(status.StatusDrift, "x"))
 	mu.Lock()
 	defer mu.Unlock()
 	if len(times) != 2 {
@@ -291,18 +291,18 @@ func TestGateNotices(t *testing.T) {
 	rc := &receiver{}
 	srv := rc.start(t)
 	rps := build(t, config.Notify{Webhooks: []config.NotifyWebhook{{URL: srv.URL}}}, srv, Options{}, nil)
-	rps[0].Report(context.Background(), testReport(reconciler.StatusPending, "applying to 2 host(s)"))
-	held := testReport(reconciler.StatusPending, "awaiting approval of 0123456789ab")
-	held.Gate = reconciler.StateAwaitingApproval
+	rps[0].Report(context.Background(), testReport(status.StatusPending, "applying to 2 host(s)"))
+	held := testReport(status.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = status.StateAwaitingApproval
 	rps[0].Report(context.Background(), held)
 	if rc.count() != 1 {
 		t.Fatalf("notices: %d, want only the gate's", rc.count())
 	}
-	var got reconciler.Report
+	var got status.Report
 	if err := json.Unmarshal(rc.bodies[0], &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Gate != reconciler.StateAwaitingApproval || got.Description != held.Description {
+	if got.Gate != status.StateAwaitingApproval || got.Description != held.Description {
 		t.Fatalf("notice %+v", got)
 	}
 }

@@ -12,18 +12,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
-// webhook POSTs the report as JSON, exactly as reconciler.Report encodes.
+// webhook POSTs the report as JSON, exactly as status.Report encodes.
 type webhook struct {
 	url       string
 	client    *http.Client
 	userAgent string
 }
 
-func (w *webhook) encode(r reconciler.Report) ([]byte, error) {
+func (w *webhook) encode(r status.Report) ([]byte, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode report: %w", err)
@@ -67,7 +67,7 @@ func (w *webhook) send(ctx context.Context, payload []byte) error {
 // Rocket.Chat incoming webhooks all accept.
 type slack struct{ webhook }
 
-func (s *slack) encode(r reconciler.Report) ([]byte, error) {
+func (s *slack) encode(r status.Report) ([]byte, error) {
 	data, err := json.Marshal(map[string]string{"text": slackText(r)})
 	if err != nil {
 		return nil, fmt.Errorf("encode slack message: %w", err)
@@ -77,20 +77,20 @@ func (s *slack) encode(r reconciler.Report) ([]byte, error) {
 
 // slackText is one line: an icon, the environment, what happened, the
 // commit, the description, and a link to the status page.
-func slackText(r reconciler.Report) string {
+func slackText(r status.Report) string {
 	icon, what := ":information_source:", r.Status
 	switch r.Status {
-	case reconciler.StatusSuccess:
+	case status.StatusSuccess:
 		icon, what = ":white_check_mark:", "deployed"
-	case reconciler.StatusFailure:
+	case status.StatusFailure:
 		icon, what = ":x:", "deploy failed"
-	case reconciler.StatusRolledBack:
+	case status.StatusRolledBack:
 		icon, what = ":rewind:", "rolled back"
-	case reconciler.StatusDrift:
+	case status.StatusDrift:
 		icon, what = ":warning:", "drifted"
-	case reconciler.StatusPending:
+	case status.StatusPending:
 		icon, what = ":hourglass_flowing_sand:", "deploying"
-	case reconciler.StatusPreview:
+	case status.StatusPreview:
 		icon, what = ":memo:", "plan ready"
 	}
 	var b strings.Builder

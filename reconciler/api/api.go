@@ -1,4 +1,4 @@
-package reconciler
+package api
 
 import (
 	"context"
@@ -12,24 +12,23 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 )
 
 // Operator is what the HTTP API and the status page need of the
 // reconciler: reading state and history, and the two manual operations.
-// *Reconciler implements it; the narrow interface keeps the API testable
+// The reconciler implements it; the narrow interface keeps the API testable
 // on its own.
 type Operator interface {
-	Environments() []EnvStatus
-	Environment(name string) (EnvStatus, bool)
-	History(name string, limit int) ([]Run, error)
+	Environments() []status.EnvStatus
+	Environment(name string) (status.EnvStatus, bool)
+	History(name string, limit int) ([]store.Run, error)
 	Sync(ctx context.Context, name string) error
 	ForceSync(ctx context.Context, name string) error
 	Rollback(ctx context.Context, name, to string) error
-	Decide(ctx context.Context, name, rev string, d Decision) (Decision, error)
+	Decide(ctx context.Context, name, rev string, d store.Decision) (store.Decision, error)
 }
-
-var _ Operator = (*Reconciler)(nil)
 
 // API limits and defaults.
 const (
@@ -43,8 +42,8 @@ const (
 	maxBodyBytes = 64 << 10
 )
 
-// APIOptions are the API's dependencies and settings.
-type APIOptions struct {
+// Options are the API's dependencies and settings.
+type Options struct {
 	// Reconciler answers the reads and runs sync and rollback.
 	Reconciler Operator
 	// Token is a bearer token with the scopes sync and rollback. It is
@@ -72,7 +71,7 @@ type APIOptions struct {
 	Refresh time.Duration
 	// Progress is the log of progress events the progress endpoint reads
 	// (nil: it answers no events).
-	Progress *ProgressLog
+	Progress *status.ProgressLog
 }
 
 // API serves /api/v1/... and the status page:
@@ -97,14 +96,14 @@ type APIOptions struct {
 // there is nothing to roll back to, 500 with the environment's state in
 // "status" when the run failed. Every error body is {"error": "..."}.
 type API struct {
-	opts  APIOptions
+	opts  Options
 	log   zerolog.Logger
 	now   func() time.Time
 	pages *template.Template
 }
 
-// NewAPI builds the API; Register puts it on a mux.
-func NewAPI(opts APIOptions) *API {
+// New builds the API; Register puts it on a mux.
+func New(opts Options) *API {
 	if opts.OperationTimeout <= 0 {
 		opts.OperationTimeout = 10 * time.Minute
 	}
@@ -136,12 +135,12 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /environments/{name}/diffs", a.diffsPage)
 }
 
-// apiError is the body of every error answer.
-type apiError struct {
+// ErrorAnswer is the body of every error answer.
+type ErrorAnswer struct {
 	Error string `json:"error"`
 	// Status is the environment's state after a sync or rollback that
 	// ran and failed, so a client sees where it was left.
-	Status *EnvStatus `json:"status,omitempty"`
+	Status *status.EnvStatus `json:"status,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -159,13 +158,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
-	writeJSON(w, code, apiError{Error: fmt.Sprintf(format, args...)})
+	writeJSON(w, code, ErrorAnswer{Error: fmt.Sprintf(format, args...)})
 }
 
 func (a *API) list(w http.ResponseWriter, _ *http.Request) {
 	envs := a.opts.Reconciler.Environments()
 	if envs == nil {
-		envs = []EnvStatus{}
+		envs = []status.EnvStatus{}
 	}
 	writeJSON(w, http.StatusOK, envs)
 }
@@ -211,7 +210,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if runs == nil {
-		runs = []Run{}
+		runs = []store.Run{}
 	}
 	// The checkout folder is the daemon's own business: it is not shown to
 	// whoever can reach the unauthenticated API; diffs only to a holder of
@@ -226,11 +225,11 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, runs)
 }
 
-// progressAnswer is the answer of GET .../progress.
-type progressAnswer struct {
+// ProgressAnswer is the answer of GET .../progress.
+type ProgressAnswer struct {
 	// Events are the environment's events after the one asked for, oldest
 	// first; the log keeps the newest DefaultProgressSize of them.
-	Events []Event `json:"events"`
+	Events []status.Event `json:"events"`
 	// Next is the number to ask after next time.
 	Next uint64 `json:"next"`
 }
@@ -254,11 +253,11 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
 		return
 	}
-	ans := progressAnswer{Events: []Event{}}
+	ans := ProgressAnswer{Events: []status.Event{}}
 	if a.opts.Progress != nil {
 		ans.Events, ans.Next = a.opts.Progress.Since(name, after)
 		if ans.Events == nil {
-			ans.Events = []Event{}
+			ans.Events = []status.Event{}
 		}
 	}
 	writeJSON(w, http.StatusOK, ans)

@@ -1,4 +1,4 @@
-package reconciler
+package api
 
 import (
 	"bytes"
@@ -7,6 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 //go:embed status.html
@@ -20,7 +24,7 @@ func parseStatusTemplates() *template.Template {
 			if c == "" {
 				return "none"
 			}
-			return shortCommit(c)
+			return kit.Short(c)
 		},
 		"duration": func(start, end time.Time) string {
 			if end.Before(start) {
@@ -39,20 +43,20 @@ const (
 
 // envView is one environment as the status page shows it.
 type envView struct {
-	EnvStatus
+	status.EnvStatus
 	// Link is the relative address of the environment's own page ("" on that page).
 	Link         string
 	Up           int
 	LastRunAgo   string
 	DriftAge     string
 	HostViews    []hostView
-	Runs         []Run
+	Runs         []store.Run
 	HistoryError string
 }
 
 // hostView is one host's line: up or down, and how long it has drifted.
 type hostView struct {
-	HostStatus
+	status.HostStatus
 	DriftAge string
 }
 
@@ -66,7 +70,7 @@ type pageView struct {
 	Diffs bool
 }
 
-func (a *API) view(st EnvStatus, runs int, link, diffs bool) envView {
+func (a *API) view(st status.EnvStatus, runs int, link, diffs bool) envView {
 	now := a.now()
 	v := envView{EnvStatus: st, LastRunAgo: ago(now, st.LastRun), DriftAge: since(now, st.DriftSince)}
 	if link {
@@ -93,7 +97,7 @@ func (a *API) view(st EnvStatus, runs int, link, diffs bool) envView {
 }
 
 // hideDiffs blanks the diffs of changes, for whoever lacks the API token.
-func hideDiffs(changes []ResourceChange) {
+func hideDiffs(changes []store.ResourceChange) {
 	for i := range changes {
 		changes[i].Diff = ""
 	}

@@ -1,4 +1,4 @@
-package reconciler
+package api
 
 import (
 	"bytes"
@@ -15,6 +15,9 @@ import (
 	"strings"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 // scopedHandler is a mutating handler; who names the token that was used.
@@ -112,7 +115,7 @@ func bearer(h string) (string, bool) {
 }
 
 // operationContext detaches an operation from the request (see
-// APIOptions.OperationTimeout and Context), bounded by the timeout.
+// Options.OperationTimeout and Context), bounded by the timeout.
 func (a *API) operationContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(a.opts.Context, a.opts.OperationTimeout)
 }
@@ -168,13 +171,13 @@ func readBody(w http.ResponseWriter, r *http.Request, v any, shape string) bool 
 func (a *API) finishOperation(w http.ResponseWriter, name string, err error) {
 	st, ok := a.opts.Reconciler.Environment(name)
 	switch {
-	case errors.Is(err, ErrUnknownEnvironment) || !ok:
+	case errors.Is(err, status.ErrUnknownEnvironment) || !ok:
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
-	case errors.Is(err, ErrRemovedEnvironment), errors.Is(err, ErrWindowClosed):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Status: &st})
+	case errors.Is(err, status.ErrRemovedEnvironment), errors.Is(err, status.ErrWindowClosed):
+		writeJSON(w, http.StatusConflict, ErrorAnswer{Error: err.Error(), Status: &st})
 	case err != nil:
 		a.log.Error().Err(err).Str("environment", name).Msg("manual operation failed")
-		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error(), Status: &st})
+		writeJSON(w, http.StatusInternalServerError, ErrorAnswer{Error: err.Error(), Status: &st})
 	default:
 		writeJSON(w, http.StatusOK, st)
 	}
@@ -222,7 +225,7 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request, who string) {
 	}
 	ctx, cancel := a.operationContext()
 	defer cancel()
-	a.log.Info().Str("environment", name).Str("revision", shortCommit(to)).Str("remote", r.RemoteAddr).Str("by", who).Msg("rollback requested")
+	a.log.Info().Str("environment", name).Str("revision", kit.Short(to)).Str("remote", r.RemoteAddr).Str("by", who).Msg("rollback requested")
 	a.finishOperation(w, name, a.opts.Reconciler.Rollback(ctx, name, to))
 }
 
@@ -251,10 +254,10 @@ func parseRollback(body []byte) (string, error) {
 // rollbackTarget returns the full commit a rollback goes to: the newest
 // successful run of prefix when one is given, else the newest successful
 // run of a commit other than applied. runs are newest first.
-func rollbackTarget(runs []Run, prefix, applied string) string {
+func rollbackTarget(runs []store.Run, prefix, applied string) string {
 	for _, run := range runs {
 		c := run.Revision.Commit
-		if c == "" || (run.Result != ResultSuccess && run.Result != ResultNoop) {
+		if c == "" || (run.Result != status.ResultSuccess && run.Result != status.ResultNoop) {
 			continue
 		}
 		if prefix != "" && strings.HasPrefix(c, prefix) || prefix == "" && c != applied {
@@ -270,10 +273,10 @@ type decisionRequest struct {
 	Revision string `json:"revision"`
 }
 
-// decisionAnswer is the answer to an approval or a rejection.
-type decisionAnswer struct {
-	Decision Decision  `json:"decision"`
-	Status   EnvStatus `json:"status"`
+// DecisionAnswer is the answer to an approval or a rejection.
+type DecisionAnswer struct {
+	Decision store.Decision   `json:"decision"`
+	Status   status.EnvStatus `json:"status"`
 }
 
 func (a *API) approve(w http.ResponseWriter, r *http.Request, who string) { a.decide(w, r, who, true) }
@@ -288,17 +291,17 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, who string, approve
 	if !readBody(w, r, &req, `{"revision": "<commit>"}`) {
 		return
 	}
-	d, err := a.opts.Reconciler.Decide(r.Context(), name, req.Revision, Decision{Approved: approved, By: who, Via: "api"})
+	d, err := a.opts.Reconciler.Decide(r.Context(), name, req.Revision, store.Decision{Approved: approved, By: who, Via: "api"})
 	st, ok := a.opts.Reconciler.Environment(name)
 	switch {
-	case errors.Is(err, ErrUnknownEnvironment) || !ok:
+	case errors.Is(err, status.ErrUnknownEnvironment) || !ok:
 		writeError(w, http.StatusNotFound, "unknown environment %q", name)
-	case errors.Is(err, ErrNotAwaiting), errors.Is(err, ErrRemovedEnvironment):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Status: &st})
+	case errors.Is(err, status.ErrNotAwaiting), errors.Is(err, status.ErrRemovedEnvironment):
+		writeJSON(w, http.StatusConflict, ErrorAnswer{Error: err.Error(), Status: &st})
 	case err != nil:
 		writeError(w, http.StatusBadRequest, "%v", err)
 	default:
-		a.log.Info().Str("environment", name).Str("revision", shortCommit(d.Commit)).Str("by", who).Bool("approved", approved).Msg("decision recorded")
-		writeJSON(w, http.StatusOK, decisionAnswer{Decision: d, Status: st})
+		a.log.Info().Str("environment", name).Str("revision", kit.Short(d.Commit)).Str("by", who).Bool("approved", approved).Msg("decision recorded")
+		writeJSON(w, http.StatusOK, DecisionAnswer{Decision: d, Status: st})
 	}
 }
