@@ -37,9 +37,6 @@ type Provisioner interface {
 // (config.LoadRevision with LoadOptions.Preview). It must run nothing.
 type PreviewLoader func(dir string, p *config.PreviewLoad) (*config.Revision, error)
 
-// StatusRemoved is the report of a preview environment torn down.
-const StatusRemoved = "removed"
-
 // template returns the preview template name of source's newest
 // revision, or nil.
 func (r *Reconciler) template(source, name string) *config.Environment {

@@ -30,6 +30,7 @@ const (
 	StatusRolledBack      = status.StatusRolledBack
 	StatusDrift           = status.StatusDrift
 	StatusPreview         = status.StatusPreview
+	StatusRemoved         = status.StatusRemoved
 	StateUnknown          = status.StateUnknown
 	StateSynced           = status.StateSynced
 	StateApplying         = status.StateApplying

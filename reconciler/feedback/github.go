@@ -81,7 +81,7 @@ func (g *GitHub) Report(ctx context.Context, r status.Report) {
 		}
 		return
 	}
-	if r.Status == reconciler.StatusRemoved {
+	if r.Status == status.StatusRemoved {
 		// A preview environment torn down: its Deployment goes inactive.
 		if g.deployments && r.Commit != "" && r.Environment != "" {
 			if err := g.deployment(ctx, r); err != nil {
@@ -133,7 +133,7 @@ func deploymentState(r status.Report) string {
 	if r.Status == status.StatusPending && r.Gate != "" {
 		return "queued"
 	}
-	if r.Status == reconciler.StatusRemoved {
+	if r.Status == status.StatusRemoved {
 		return "inactive"
 	}
 	return hostState(r.Status, "failure", "in_progress")

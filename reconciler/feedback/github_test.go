@@ -421,16 +421,16 @@ func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
 func TestGitHubPreviewEnvironmentDeployment(t *testing.T) {
 	f, g := newTestGitHub(t, "", true)
 	ctx := context.Background()
-	rep := func(status, desc string) reconciler.Report {
-		r := report(status, desc)
+	rep := func(st, desc string) status.Report {
+		r := report(st, desc)
 		r.Environment, r.URL = "app-pr-7", "http://driftless.test/environments/app-pr-7"
 		return r
 	}
-	held := rep(reconciler.StatusPending, "awaiting approval of 0123456789ab")
-	held.Gate = reconciler.StateAwaitingApproval
+	held := rep(status.StatusPending, "awaiting approval of 0123456789ab")
+	held.Gate = status.StateAwaitingApproval
 	g.Report(ctx, held)
-	g.Report(ctx, rep(reconciler.StatusSuccess, "applied 1 change(s)"))
-	gone := rep(reconciler.StatusRemoved, "preview removed: pull request 7 closed")
+	g.Report(ctx, rep(status.StatusSuccess, "applied 1 change(s)"))
+	gone := rep(status.StatusRemoved, "preview removed: pull request 7 closed")
 	gone.PullRequest = 7
 	g.Report(ctx, gone)
 	if len(f.deployments) != 1 || f.deployments[0]["environment"] != "app-pr-7" {

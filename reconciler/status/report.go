@@ -58,6 +58,8 @@ const (
 	StatusRolledBack = "rolled_back"
 	StatusDrift      = "drift"
 	StatusPreview    = "preview"
+	// StatusRemoved is the report of a preview environment torn down.
+	StatusRemoved = "removed"
 )
 
 // Report is one thing worth telling the outside world: a Git host (commit
