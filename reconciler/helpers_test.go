@@ -18,8 +18,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
