@@ -277,7 +277,7 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 			if err := guard(ctx, r.opts.HostTimeout, func(ctx context.Context) error {
 				return d.Restore(ctx, t, e.Resource, e.Snapshot)
 			}); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, err))
+				errs = append(errs, fmt.Errorf("restore %s on %s: %w", e.Resource.ID(), h.Name, hostErr(h, err)))
 				continue
 			}
 			log.Info().Str("resource", e.Resource.ID()).Msg("restored")
@@ -299,7 +299,7 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 			// The restore that failed is reported; the ones after it are
 			// tried again, in the next call.
 			failed := min(n, len(writes)-1)
-			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i+failed].Resource.ID(), h.Name, err))
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i+failed].Resource.ID(), h.Name, hostErr(h, err)))
 			i += failed + 1
 			continue
 		}
