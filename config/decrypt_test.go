@@ -229,6 +229,17 @@ hosts:
 		if s := strings.Join(got, " "); !strings.Contains(s, "environments/e.yaml:17:22") || !strings.Contains(s, "environments/e.yaml:19:22") {
 			t.Fatalf("Undecrypted = %v", got)
 		}
+		// What comes from an encrypted file, and every template of a host
+		// whose variables are encrypted, is unknown: secret, never applied.
+		want := map[string]bool{
+			"file:/etc/uses-api": true, "env:/etc/app.env": true, "env:/etc/plain.env": true, "env:/etc/api.env": false,
+			"service:app": true, "service:worker": true, "service:plain": false,
+		}
+		for _, r := range rev.Environments[0].Hosts[0].Resources {
+			if r.Undecrypted != want[r.ID()] || (r.Undecrypted && !r.IsSecret()) {
+				t.Errorf("%s: undecrypted %v secret %v, want undecrypted %v", r.ID(), r.Undecrypted, r.IsSecret(), want[r.ID()])
+			}
+		}
 	})
 	t.Run("a rendered value with a newline is refused without quoting it", func(t *testing.T) {
 		bad := writeRepo(t, map[string]string{
@@ -238,6 +249,20 @@ hosts:
 		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
 		if err == nil || !strings.Contains(err.Error(), "the value of X, rendered, holds a newline") || strings.Contains(err.Error(), "Line-One") {
 			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("errors of templates and checks hide decrypted values; without decryption checks are not rendered", func(t *testing.T) {
+		bad := writeRepo(t, map[string]string{
+			"secrets/web.yaml":    string(secretstest.SOPS(t, "web.yaml", []byte("pw: Quoted-By-Errors-1\n"), key.Recipient)),
+			"files/range.tmpl":    "{{ range .Vars.pw }}{{ end }}",
+			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - file: /etc/x\n        template: files/range.tmpl\n      - env: /etc/x.env\n        vars: {X: \"{{ range .Vars.pw }}{{ end }}\"}\nverify:\n  - tcp: \"{{ .Vars.pw }}\"\n",
+		})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		if err == nil || strings.Count(err.Error(), "***") != 3 || strings.Contains(err.Error(), "Quoted-By") {
+			t.Fatalf("err = %v, want three errors, each hiding the value", err)
+		}
+		if _, err := config.LoadRevision(bad, config.LoadOptions{SkipDecrypt: true}); err != nil {
+			t.Fatalf("without decryption: %v", err)
 		}
 	})
 	t.Run("an encrypted declaration is refused", func(t *testing.T) {

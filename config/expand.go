@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/driftless/driftless/internal/redact"
 )
 
 // expand applies host defaults, expands each host's roles then its own
@@ -159,8 +161,12 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 	r.Requires = append([]string(nil), raw.res.Requires...)
 	r.Notify = append([]string(nil), raw.res.Notify...)
 	if l.varsUnknown[h] {
+		// The host's variables were not decrypted: its templates are not
+		// rendered, and what they make is unknown.
+		r.Undecrypted = r.Undecrypted || raw.tmpl != nil || raw.envTmpls != nil
 		return r, false
 	}
+	red := redact.New(h.SecretValues...)
 	switch {
 	case raw.tmpl != nil:
 		out, err := l.render(raw.tmpl, data)
@@ -169,7 +175,9 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 			if !ok {
 				pos, msg = templateErrPos(raw.tmplFile, err)
 			}
-			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, msg)
+			// text/template quotes a value in some errors ("range can't
+			// iterate over VALUE").
+			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, red.String(msg))
 		}
 		r.Spec.(*FileSpec).Content = out
 		return r, true
@@ -183,7 +191,7 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 				if _, bmsg, ok := budgetErrPos(raw.envTmpls[k], k, err); ok {
 					msg = bmsg
 				}
-				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, msg)
+				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, red.String(msg))
 			}
 			// The message never quotes the value, which may be secret.
 			if strings.ContainsAny(out, "\n\r\x00") {
@@ -319,16 +327,22 @@ func (l *loader) checkCycles(h *Host, raws []*rawResource) {
 func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 	c := cd.check
 	c.Host = h.Name
+	if l.varsUnknown[h] {
+		// Left as declared: a load that does not decrypt never runs checks.
+		return c
+	}
+	// Errors may quote the rendered value, which may hold a decrypted one.
+	red := redact.New(h.SecretValues...)
 	for _, t := range cd.templates {
 		out, err := l.render(t.tmpl, data)
 		if err != nil {
 			_, msg := templateErrPos(t.field, err)
-			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, msg)
+			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, red.String(msg))
 			continue
 		}
 		t.set(&c, out)
 		if err := checkCheckField(t.field, out); err != nil {
-			l.errs.add(t.pos, "%s: for host %s: %v", t.field, h.Name, err)
+			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, red.String(err.Error()))
 		}
 	}
 	return c

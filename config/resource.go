@@ -26,6 +26,12 @@ type Resource struct {
 	// Drift overrides the environment's drift mode for this resource.
 	Drift DriftMode `json:"drift,omitempty"`
 	Pos   Position  `json:"-"`
+	// Undecrypted is set by a load that does not decrypt (validate
+	// without identities, a pull request's preview) on a resource whose
+	// content comes from an encrypted file or from a template of a host
+	// whose variables are encrypted: its content is unknown, so it is
+	// secret, plans say it was not evaluated, and it is never applied.
+	Undecrypted bool `json:"-"`
 }
 
 // ID is the resource's identity, unique within a host: "file:/etc/app.conf".
@@ -37,6 +43,9 @@ func (r Resource) ID() string { return r.Kind + ":" + r.Name }
 // loader marks those). Its diffs are masked wherever they go and the
 // rollback journal keeps it encrypted.
 func (r Resource) IsSecret() bool {
+	if r.Undecrypted {
+		return true
+	}
 	switch s := r.Spec.(type) {
 	case *FileSpec:
 		return s.Secret

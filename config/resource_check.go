@@ -219,6 +219,7 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "source"), "source", s.Source); ok {
 			s.Content = string(data)
 			s.Secret = s.Secret || encrypted
+			r.res.Undecrypted = encrypted && data == nil
 		}
 	}
 	if s.Template != "" {
@@ -227,6 +228,10 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 			return
 		}
 		s.Secret = s.Secret || encrypted
+		if encrypted && data == nil {
+			r.res.Undecrypted = true
+			return
+		}
 		name := path.Clean(s.Template)
 		t, err := parseTemplate(name, string(data))
 		if err != nil {
@@ -249,6 +254,7 @@ func (l *loader) checkUnit(d *decoder, r *rawResource, s *ServiceSpec) {
 		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "unit_source"), "unit_source", s.UnitSource); ok {
 			s.Unit = string(data)
 			s.Secret = s.Secret || encrypted
+			r.res.Undecrypted = encrypted && data == nil
 		}
 	}
 }

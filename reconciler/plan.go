@@ -201,7 +201,19 @@ func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, p
 				c.Action, c.Diff = targets.Delete, "pruned: no longer declared"
 			}
 		}
-		if res := hr.byID[c.ID]; c.Diff != "" && res.IsSecret() {
+		res := hr.byID[c.ID]
+		if res.Undecrypted {
+			// Its content is unknown (a preview decrypts nothing): it
+			// may change, and is never applied.
+			if mode == planTrusted {
+				hr.plan.Err = fmt.Sprintf("plan %s: %s was not decrypted", h.Name, res.ID())
+			}
+			c.Action, c.Diff = targets.Update, undecryptedDiff
+			if !c.Before.Present {
+				c.Action = targets.Create
+			}
+		}
+		if c.Diff != "" && res.IsSecret() {
 			c.Diff = r.secretDiff(res, c)
 		}
 		hr.changes[c.ID] = c

@@ -70,6 +70,9 @@ func publicResource(res config.Resource, before targets.State) bool {
 // change, and published masks again whatever reaches it) stays as it is.
 func (r *Reconciler) secretDiff(res config.Resource, c targets.Change) string {
 	const hidden = "secret changed (content hidden)"
+	if res.Undecrypted {
+		return undecryptedDiff
+	}
 	if strings.HasPrefix(c.Diff, hidden) {
 		return c.Diff
 	}
@@ -79,6 +82,13 @@ func (r *Reconciler) secretDiff(res config.Resource, c targets.Change) string {
 	}
 	return hidden + "\n" + targets.Summary(d, res, c, r.hashKey)
 }
+
+// undecryptedDiff is the diff of a resource whose content a load did not
+// decrypt (config.Resource.Undecrypted): a pull request's preview never
+// decrypts, so that no template its author wrote ever sees a decrypted
+// value (it could encode one into a size, a hash, an error or whether
+// the file changes, all of which a preview publishes).
+const undecryptedDiff = "secret: not evaluated (encrypted; a preview never decrypts)"
 
 // worldReadable reads an octal mode and reports whether others may read.
 func worldReadable(mode string) bool {

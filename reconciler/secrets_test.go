@@ -137,11 +137,37 @@ func TestSecretsNeverLeave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A pull request is loaded as the daemon loads one: decrypting
+	// nothing. Its author adds a template that would write the first byte
+	// of the password as the file's size, which a decrypting preview
+	// would publish.
+	f.r.opts.LoadUntrusted = func(dir string) (*config.Revision, error) {
+		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, SkipDecrypt: true, Untrusted: true})
+	}
 	revs := runDaemon(t, f)
-	pr := f.revision(secretRepo(t, key.Recipient, "v4", ""))
+	prFiles := secretRepo(t, key.Recipient, "v4", "")
+	prFiles["environments/prod.yaml"] += "    - file: /etc/probe\n      template: files/probe.tmpl\n"
+	prFiles["files/probe.tmpl"] = `{{ printf "%*d" (index .Vars.db_password 0) 0 }}`
+	pr := f.revision(prFiles)
 	pr.Preview, pr.PullRequest = true, 42
 	revs <- pr
 	eventually(t, "preview reported", func() bool { _, ok := f.rep.find(StatusPreview); return ok })
+	preview, _ := f.rep.find(StatusPreview)
+	undecrypted := 0
+	for _, hp := range preview.Plan.Hosts {
+		for _, c := range hp.Changes {
+			res := map[string]bool{"file:/etc/probe": true, "file:/etc/app.conf": true, "file:/etc/tls.key": true, "file:/etc/token": true, "env:/etc/app.env": true, "service:app": true}
+			if res[c.ID] != (c.Diff == undecryptedDiff) {
+				t.Errorf("preview of %s: %s %q; want %q for what is encrypted or rendered with encrypted variables only", c.ID, c.Action, c.Diff, undecryptedDiff)
+			}
+			if c.Diff == undecryptedDiff {
+				undecrypted++
+			}
+		}
+	}
+	if undecrypted != 6 {
+		t.Errorf("the preview says of %d resources that they were not evaluated, want 6: %+v", undecrypted, preview.Plan)
+	}
 
 	outputs := map[string][]byte{"logs": []byte(logs.String())}
 	outputs["plan"], _ = json.Marshal(plans)
@@ -229,5 +255,32 @@ func TestHostErrorsHideSecretValues(t *testing.T) {
 	f.rep.mu.Unlock()
 	for _, hit := range secretstest.Leaks(outputs, []string{value}) {
 		t.Error(hit)
+	}
+}
+
+// TestUndecryptedNeverApplied: a revision loaded without decryption (a
+// loader that skips it, as previews do) is never applied: the host fails
+// to plan, naming the resource, and nothing is written.
+func TestUndecryptedNeverApplied(t *testing.T) {
+	key := secretstest.NewKey(t, t.TempDir(), "key.txt")
+	f := newFixture(t)
+	f.r = f.restarted(func(o *Options) {
+		o.Load = func(dir string) (*config.Revision, error) {
+			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, SkipDecrypt: true})
+		}
+	})
+	res := etc + fileRes("/etc/public.conf", "public\n") + "    - file: /etc/token\n      source: files/token.age\n"
+	rev := f.revision(map[string]string{
+		"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, ""),
+		"files/token.age":        string(secretstest.Age(t, []byte("NEVER-APPLIED\n"), true, key.Recipient)),
+	})
+	runs, _ := f.r.ApplyRevision(context.Background(), rev)
+	if len(runs) != 1 || runs[0].Result == ResultSuccess || !strings.Contains(runs[0].Error, "file:/etc/token was not decrypted") {
+		t.Fatalf("runs = %+v, want a plan failure naming the undecrypted file", runs)
+	}
+	for _, p := range []string{"/etc/token", "/etc/public.conf"} {
+		if got := f.hostFile("h1", p); got != "<absent>" {
+			t.Errorf("%s = %q: written from a revision that was not decrypted", p, got)
+		}
 	}
 }

@@ -179,11 +179,19 @@ func (d *daemon) reporters() ([]reconciler.Reporter, error) {
 // loader validates a revision, placing local hosts in the sandbox when
 // set. Inventories run for a trusted revision; an untrusted one (a pull
 // request preview) gets their last result, kept in the state folder.
+// An untrusted revision is not decrypted at all: no template its author
+// wrote may see a decrypted value, which it could encode into what a
+// preview publishes (a size, a hash, an error, whether a file changes);
+// its plan says that what is encrypted was not evaluated.
 func (d *daemon) loader(trusted bool) reconciler.Loader {
 	inv := &inventory.Source{Dir: filepath.Join(d.cfg.StateDir, "inventory"), Run: trusted, Logger: d.log}
+	ids := d.ids
+	if !trusted {
+		ids = nil
+	}
 	return func(dir string) (*config.Revision, error) {
 		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
-			Identities:       d.ids,
+			Identities: ids, SkipDecrypt: !trusted,
 			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv, Untrusted: !trusted})
 	}
 }

@@ -204,12 +204,17 @@ notify:
 	})
 
 	work.Checkout(t, "feature")
-	head := work.Commit(t, secretFiles(t, h, key.Recipient, "v3", ""), "rotate the secrets")
+	// The pull request rotates the secrets and adds a template that would
+	// write the password's first byte ('E', 69) as a file's size, which a
+	// preview that decrypted would publish. A preview decrypts nothing.
+	prFiles := secretFiles(t, h, key.Recipient, "v3", "      - file: /etc/app/probe\n        template: files/probe.tmpl\n")
+	prFiles["files/probe.tmpl"] = `{{ printf "%*d" (index .Vars.db_password 0) 0 }}`
+	head := work.Commit(t, prFiles, "rotate the secrets")
 	work.Push(t)
 	work.PushRef(t, "refs/pull/5/head")
 	comment := previewPullRequest(t, d, gh, secret, repoURL, head, "alice")
-	if !strings.Contains(comment, "secret changed") {
-		t.Errorf("the plan comment does not say that the secrets change:\n%s", comment)
+	if !strings.Contains(comment, "not evaluated (encrypted; a preview never decrypts)") || strings.Contains(comment, "69 bytes") {
+		t.Errorf("the plan comment does not say that the encrypted secrets were not evaluated, or shows the probe's size:\n%s", comment)
 	}
 	waitFor(t, time.Minute, 200*time.Millisecond, "notices", func() error {
 		mu.Lock()
