@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/driftless/driftless/internal/kit"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -20,7 +21,7 @@ const (
 	DefaultDriftInterval    = 5 * time.Minute
 	DefaultGitInterval      = time.Minute
 	DefaultLocalInterval    = 30 * time.Second
-	DefaultSSHParallelism   = 20
+	DefaultSSHParallelism   = kit.HostParallelism
 	DefaultSSHTimeout       = 30 * time.Second
 	DefaultConfirmTimeout   = 60 * time.Second
 	DefaultKeepaliveSeconds = 15

@@ -207,7 +207,7 @@ func New(opts Options) (*Reconciler, error) {
 		opts.Registerer = prometheus.NewRegistry()
 	}
 	if opts.HostParallelism <= 0 {
-		opts.HostParallelism = 16
+		opts.HostParallelism = kit.HostParallelism
 	}
 	if opts.DriftInterval <= 0 {
 		opts.DriftInterval = 5 * time.Minute

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
@@ -83,16 +84,16 @@ func renderPlanComment(r status.Report) string {
 		fmt.Fprintf(&b, "### driftless plan for <code>%s</code>\n\n", env)
 	}
 	if r.Plan == nil {
-		fmt.Fprintf(&b, "No plan could be made for commit <code>%s</code>: %s\n", shortSHA(r.Commit), html.EscapeString(r.Description))
+		fmt.Fprintf(&b, "No plan could be made for commit <code>%s</code>: %s\n", kit.Abbrev(r.Commit), html.EscapeString(r.Description))
 		return b.String()
 	}
 	c := countPlan(r.Plan)
 	if awaiting {
 		fmt.Fprintf(&b, "Commit <code>%s</code> passed its promotion rules and deploy windows; it is applied to <b>%s</b> once approved.\n\n**Plan:** %s.\n",
-			shortSHA(r.Commit), env, c)
+			kit.Abbrev(r.Commit), env, c)
 	} else {
 		fmt.Fprintf(&b, "Merging this pull request would apply commit <code>%s</code> to <b>%s</b>.\n\n**Plan:** %s.\n",
-			shortSHA(r.Commit), env, c)
+			kit.Abbrev(r.Commit), env, c)
 	}
 	// The gates come last, after the plan, but their size is kept aside.
 	gates := renderGates(r, awaiting)
@@ -149,7 +150,7 @@ func renderGates(r status.Report, awaiting bool) string {
 	if !g.Approval {
 		return b.String()
 	}
-	commit := shortSHA(r.Commit)
+	commit := kit.Abbrev(r.Commit)
 	if !awaiting {
 		commit = "COMMIT"
 	}
@@ -232,12 +233,4 @@ func clip(s string, n int) string {
 		}
 	}
 	return s[:cut] + fmt.Sprintf("\n... %d more bytes\n", len(s)-cut)
-}
-
-// shortSHA is the first 7 characters of a commit id.
-func shortSHA(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -30,7 +31,7 @@ type Options struct {
 	// HTTPClient makes the API calls (nil: a client with a 30 s timeout).
 	HTTPClient *http.Client
 	// Backoff is the retry policy of each API call.
-	Backoff Backoff
+	Backoff kit.Backoff
 	// UserAgent names the daemon to the Git host (empty: "driftless").
 	UserAgent string
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -61,7 +62,7 @@ func (g *Gitea) Report(ctx context.Context, r status.Report) {
 	// Gitea's states are GitHub's: pending, success, failure (and error, warning).
 	body := giteaStatus{State: githubState(r.Status), TargetURL: r.URL, Description: describe(r), Context: statusContext(r.Environment)}
 	if err := g.api.post(ctx, path, body); err != nil {
-		g.log.Error().Err(err).Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).
+		g.log.Error().Err(err).Str("environment", r.Environment).Str("revision", kit.Abbrev(r.Commit)).
 			Str("status", r.Status).Msg("cannot set the commit status")
 	}
 }

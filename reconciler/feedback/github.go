@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-github/v60/github"
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -23,7 +24,7 @@ type GitHub struct {
 	client      *github.Client
 	owner, repo string
 	deployments bool
-	backoff     Backoff
+	backoff     kit.Backoff
 	log         zerolog.Logger
 
 	mu sync.Mutex
@@ -70,7 +71,7 @@ func NewGitHub(cfg HostAPIConfig, opts Options) (*GitHub, error) {
 // Report sends r to GitHub. It is synchronous and bounded by ctx; failures
 // are logged.
 func (g *GitHub) Report(ctx context.Context, r status.Report) {
-	log := g.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
+	log := g.log.With().Str("environment", r.Environment).Str("revision", kit.Abbrev(r.Commit)).Str("status", r.Status).Logger()
 	defer recoverTo(log)
 	if r.Status == status.StatusPreview {
 		if r.PullRequest <= 0 || r.Environment == "" {
@@ -212,7 +213,7 @@ func (g *GitHub) findDeployment(ctx context.Context, key string, r status.Report
 				return classify("create deployment", err)
 			}
 			if id = d.GetID(); id == 0 {
-				return Permanent(errors.New("create deployment: the answer has no id"))
+				return kit.Permanent(errors.New("create deployment: the answer has no id"))
 			}
 			return nil
 		})
@@ -245,14 +246,14 @@ func classify(what string, err error) error {
 	var er *github.ErrorResponse
 	switch {
 	case errors.As(err, &rl):
-		return RetryAfter(err, time.Until(rl.Rate.Reset.Time))
+		return kit.RetryAfter(err, time.Until(rl.Rate.Reset.Time))
 	case errors.As(err, &abuse):
-		return RetryAfter(err, abuse.GetRetryAfter())
+		return kit.RetryAfter(err, abuse.GetRetryAfter())
 	case errors.As(err, &er) && er.Response != nil:
 		if retryableStatus(er.Response.StatusCode) {
-			return RetryAfter(err, ParseRetryAfter(er.Response.Header.Get("Retry-After"), time.Now()))
+			return kit.RetryAfter(err, kit.ParseRetryAfter(er.Response.Header.Get("Retry-After"), time.Now()))
 		}
-		return Permanent(err)
+		return kit.Permanent(err)
 	}
 	return err
 }

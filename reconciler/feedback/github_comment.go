@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -48,7 +49,7 @@ func (g *GitHub) commentPulls(ctx context.Context, r status.Report) error {
 	err := g.backoff.Do(ctx, func(ctx context.Context) error {
 		var err error
 		prs, _, err = g.client.PullRequests.ListPullRequestsWithCommit(ctx, g.owner, g.repo, r.Commit, &github.ListOptions{PerPage: maxPulls})
-		return classify("list pull requests of commit "+shortSHA(r.Commit), err)
+		return classify("list pull requests of commit "+kit.Abbrev(r.Commit), err)
 	})
 	if err != nil {
 		return err

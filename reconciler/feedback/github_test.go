@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const sha = "0123456789abcdef0123456789abcdef01234567"
 
 // fastBackoff keeps retried tests quick while still waiting between attempts.
-var fastBackoff = Backoff{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+var fastBackoff = kit.Backoff{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 
 func newTestGitHub(t *testing.T, prefix string, deployments bool) (*fakeHost, *GitHub) {
 	t.Helper()
@@ -182,7 +183,7 @@ func TestGitHubIgnoresDriftAndReturnsOnTimeout(t *testing.T) {
 		t.Errorf("drift made requests: %+v", got)
 	}
 	f.failNext("POST /repos/ops/infra/statuses/"+sha, 1000, http.StatusBadGateway)
-	g.backoff = Backoff{Attempts: 1000, Initial: 50 * time.Millisecond}
+	g.backoff = kit.Backoff{Attempts: 1000, Initial: 50 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -69,7 +70,7 @@ func (g *GitLab) Report(ctx context.Context, r status.Report) {
 	path := "/api/v4/projects/" + url.PathEscape(g.project) + "/statuses/" + url.PathEscape(r.Commit)
 	body := gitlabStatus{State: gitlabState(r.Status), Name: statusContext(r.Environment), TargetURL: r.URL, Description: describe(r)}
 	if err := g.api.post(ctx, path, body); err != nil {
-		g.log.Error().Err(err).Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).
+		g.log.Error().Err(err).Str("environment", r.Environment).Str("revision", kit.Abbrev(r.Commit)).
 			Str("status", r.Status).Msg("cannot set the commit status")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/driftless/driftless/internal/kit"
 )
 
 // restClient posts JSON to a Git host's REST API with net/http, for the
@@ -18,7 +20,7 @@ type restClient struct {
 	http      *http.Client
 	base      *url.URL
 	header    http.Header
-	backoff   Backoff
+	backoff   kit.Backoff
 	userAgent string
 }
 
@@ -52,7 +54,7 @@ func (c *restClient) post(ctx context.Context, escapedPath string, body any) err
 	return c.backoff.Do(ctx, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(data))
 		if err != nil {
-			return Permanent(fmt.Errorf("build request: %w", err))
+			return kit.Permanent(fmt.Errorf("build request: %w", err))
 		}
 		for k, v := range c.header {
 			req.Header[k] = v
@@ -74,8 +76,8 @@ func (c *restClient) post(ctx context.Context, escapedPath string, body any) err
 		}
 		err = fmt.Errorf("post %s: %s: %s", u.Path, resp.Status, strings.TrimSpace(string(snippet)))
 		if retryableStatus(resp.StatusCode) {
-			return RetryAfter(err, ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
+			return kit.RetryAfter(err, kit.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 		}
-		return Permanent(err)
+		return kit.Permanent(err)
 	})
 }

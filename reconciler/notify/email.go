@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -92,7 +92,7 @@ func (m *mailer) encode(r status.Report) ([]byte, error) {
 	for _, a := range m.to {
 		to = append(to, a.String())
 	}
-	subject := fmt.Sprintf("driftless: %s %s %s", oneLine(r.Environment), oneLine(r.Status), shortSHA(oneLine(r.Commit)))
+	subject := fmt.Sprintf("driftless: %s %s %s", oneLine(r.Environment), oneLine(r.Status), kit.Abbrev(oneLine(r.Commit)))
 	var b bytes.Buffer
 	for _, h := range [][2]string{
 		{"From", m.from.String()},
@@ -201,7 +201,7 @@ func (m *mailer) send(ctx context.Context, msg []byte) error {
 	}
 	if m.startTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return feedback.Permanent(fmt.Errorf("%s does not offer STARTTLS", m.server))
+			return kit.Permanent(fmt.Errorf("%s does not offer STARTTLS", m.server))
 		}
 		if err := c.StartTLS(m.tls); err != nil {
 			return smtpError("STARTTLS", err)
@@ -243,14 +243,14 @@ func smtpError(step string, err error) error {
 	err = fmt.Errorf("smtp %s: %w", step, err)
 	var te *textproto.Error
 	if errors.As(err, &te) && te.Code >= 500 {
-		return feedback.Permanent(err)
+		return kit.Permanent(err)
 	}
 	var cert *tls.CertificateVerificationError
 	if errors.As(err, &cert) {
-		return feedback.Permanent(err)
+		return kit.Permanent(err)
 	}
 	if strings.Contains(err.Error(), "unencrypted connection") || strings.Contains(err.Error(), "wrong host name") {
-		return feedback.Permanent(err)
+		return kit.Permanent(err)
 	}
 	return err
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -33,8 +33,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Timeout bounds one notice, its retries included (0: 30 s).
 	Timeout time.Duration
-	// Backoff is the retry policy (zero: feedback.Backoff's defaults).
-	Backoff feedback.Backoff
+	// Backoff is the retry policy (zero: kit.Backoff's defaults).
+	Backoff kit.Backoff
 	// UserAgent names the daemon to webhook receivers (empty: "driftless").
 	UserAgent string
 	// TLSConfig is the base of the SMTP STARTTLS configuration, for a
@@ -76,7 +76,7 @@ type Notifier struct {
 	events  map[string]bool
 	s       sender
 	timeout time.Duration
-	backoff feedback.Backoff
+	backoff kit.Backoff
 	log     zerolog.Logger
 }
 
@@ -94,7 +94,7 @@ func (n *Notifier) Report(ctx context.Context, r status.Report) {
 	if !n.events[r.Status] && !(r.Gate != "" && n.events[eventGate]) {
 		return
 	}
-	log := n.log.With().Str("environment", r.Environment).Str("revision", shortSHA(r.Commit)).Str("status", r.Status).Logger()
+	log := n.log.With().Str("environment", r.Environment).Str("revision", kit.Abbrev(r.Commit)).Str("status", r.Status).Logger()
 	defer func() {
 		// A notice is never worth a crash of the daemon.
 		if p := recover(); p != nil {
@@ -227,12 +227,4 @@ func hookURL(h config.NotifyWebhook) (string, error) {
 		return "", fmt.Errorf("url: want an absolute http(s) URL")
 	}
 	return u.String(), nil
-}
-
-// shortSHA is the first 7 characters of a commit id.
-func shortSHA(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/test/syncbuf"
 )
@@ -28,8 +28,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const sha = "0123456789abcdef0123456789abcdef01234567"
 
 var (
-	fastBackoff = feedback.Backoff{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
-	slowBackoff = feedback.Backoff{Attempts: 3, Initial: 5 * time.Second}
+	fastBackoff = kit.Backoff{Attempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+	slowBackoff = kit.Backoff{Attempts: 3, Initial: 5 * time.Second}
 )
 
 func testReport(st, desc string) status.Report {
@@ -151,7 +151,7 @@ func TestDeadReceiverDoesNotBlock(t *testing.T) {
 			var logs syncbuf.Buffer
 			secretURL := srv.URL + "/services/T000/B000/very-secret-token"
 			rps := build(t, config.Notify{Slack: []config.NotifyWebhook{{URL: secretURL}}}, srv,
-				Options{Timeout: 300 * time.Millisecond, Backoff: feedback.Backoff{Attempts: 1000, Initial: 20 * time.Millisecond}}, &logs)
+				Options{Timeout: 300 * time.Millisecond, Backoff: kit.Backoff{Attempts: 1000, Initial: 20 * time.Millisecond}}, &logs)
 			start := time.Now()
 			rps[0].Report(context.Background(), testReport(status.StatusFailure, "failed"))
 			if d := time.Since(start); d > 2*time.Second {

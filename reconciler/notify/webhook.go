@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/driftless/driftless/reconciler/feedback"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -36,7 +36,7 @@ func (w *webhook) encode(r status.Report) ([]byte, error) {
 func (w *webhook) send(ctx context.Context, payload []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(payload))
 	if err != nil {
-		return feedback.Permanent(errors.New("build request: invalid url"))
+		return kit.Permanent(errors.New("build request: invalid url"))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", w.userAgent)
@@ -58,9 +58,9 @@ func (w *webhook) send(ctx context.Context, payload []byte) error {
 	err = fmt.Errorf("post: %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
 		// Slack answers 429 with Retry-After when a channel gets too many messages.
-		return feedback.RetryAfter(err, feedback.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
+		return kit.RetryAfter(err, kit.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	}
-	return feedback.Permanent(err)
+	return kit.Permanent(err)
 }
 
 // slack posts {"text": ...} in Slack's mrkdwn, which Slack, Mattermost and
@@ -94,7 +94,7 @@ func slackText(r status.Report) string {
 		icon, what = ":memo:", "plan ready"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s *%s* %s `%s`", icon, slackEscape(r.Environment), what, slackEscape(shortSHA(r.Commit)))
+	fmt.Fprintf(&b, "%s *%s* %s `%s`", icon, slackEscape(r.Environment), what, slackEscape(kit.Abbrev(r.Commit)))
 	if r.PullRequest > 0 {
 		fmt.Fprintf(&b, " (pull request #%d)", r.PullRequest)
 	}

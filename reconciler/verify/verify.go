@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/targets"
 )
@@ -48,14 +49,6 @@ type Result struct {
 	Duration time.Duration `json:"duration"`
 }
 
-// Clock is the time source of the retry loop, so tests need not sleep.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits for d or until ctx ends, whichever comes first, and
-	// returns ctx's error in the second case.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
 // Options are the dependencies of a Runner. Every field is optional.
 type Options struct {
 	// HTTPClient makes the requests of http and prometheus checks; its own
@@ -63,14 +56,14 @@ type Options struct {
 	HTTPClient *http.Client
 	Logger     zerolog.Logger
 	// Clock defaults to the wall clock.
-	Clock Clock
+	Clock kit.Clock
 }
 
 // Runner runs checks. It is safe for concurrent use.
 type Runner struct {
 	client *http.Client
 	log    zerolog.Logger
-	clock  Clock
+	clock  kit.Clock
 }
 
 // New returns a Runner with opts' dependencies, defaults filled in.
@@ -80,7 +73,7 @@ func New(opts Options) *Runner {
 		r.client = &http.Client{}
 	}
 	if r.clock == nil {
-		r.clock = wallClock{}
+		r.clock = kit.Wall{}
 	}
 	return r
 }
@@ -289,20 +282,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// wallClock is the real clock.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
-func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

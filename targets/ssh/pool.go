@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/driftless/driftless/internal/kit"
 )
 
-// DefaultParallelism is how many hosts ForEach works on at once when not told.
-const DefaultParallelism = 20
+// DefaultParallelism is how many hosts ForEach works on at once when not
+// told: the one default, kit.HostParallelism.
+const DefaultParallelism = kit.HostParallelism
 
 // Pool keeps one Transport per host key, so every part of the daemon that
 // talks to a host shares its one connection.

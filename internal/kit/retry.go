@@ -1,4 +1,4 @@
-package feedback
+package kit
 
 import (
 	"context"
@@ -78,19 +78,39 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// Do calls fn until it succeeds, returns a permanent error, the attempts
-// run out or ctx ends. The waits are jittered by up to a quarter so that
-// many daemons failing together do not retry in lockstep.
-func (b Backoff) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	attempts, wait, maxWait := b.Attempts, b.Initial, b.Max
-	if attempts <= 0 {
-		attempts = 4
-	}
+// The zero Backoff's settings.
+const (
+	defaultAttempts = 4
+	defaultInitial  = 500 * time.Millisecond
+	defaultMax      = 10 * time.Second
+)
+
+// Delay is the wait after the n-th failure in a row (n from 1): Initial,
+// doubled after each further failure, capped at Max, plus a jitter of up
+// to a quarter so that many callers failing together do not retry in
+// lockstep.
+func (b Backoff) Delay(n int) time.Duration {
+	wait, maxWait := b.Initial, b.Max
 	if wait <= 0 {
-		wait = 500 * time.Millisecond
+		wait = defaultInitial
 	}
 	if maxWait <= 0 {
-		maxWait = 10 * time.Second
+		maxWait = defaultMax
+	}
+	for i := 1; i < n && wait < maxWait; i++ {
+		wait *= 2
+	}
+	d := min(wait, maxWait)
+	return d + time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// Do calls fn until it succeeds, returns a permanent error, the attempts
+// run out or ctx ends, waiting Delay between attempts (longer when the
+// server asked for it).
+func (b Backoff) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	attempts := b.Attempts
+	if attempts <= 0 {
+		attempts = defaultAttempts
 	}
 	var err error
 	for i := 1; ; i++ {
@@ -100,8 +120,7 @@ func (b Backoff) Do(ctx context.Context, fn func(ctx context.Context) error) err
 		if i >= attempts {
 			return fmt.Errorf("after %d attempts: %w", attempts, err)
 		}
-		d := min(wait, maxWait)
-		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
+		d := b.Delay(i)
 		var ra *retryAfterError
 		if errors.As(err, &ra) && ra.after > d {
 			// The server said when; asking sooner would only be refused again.
@@ -117,6 +136,5 @@ func (b Backoff) Do(ctx context.Context, fn func(ctx context.Context) error) err
 			return fmt.Errorf("gave up after %d attempts: %w (last error: %w)", i, ctx.Err(), err)
 		case <-t.C:
 		}
-		wait *= 2
 	}
 }
