@@ -10,6 +10,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/traffic"
 	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/rs/zerolog"
 )
 
 // hostOutcome is what happened to one host of a batch.
@@ -22,148 +23,213 @@ type hostOutcome struct {
 	tests *verify.Tests
 }
 
-// rollout brings the environment to tg: plan, then batches of apply and
-// verify, and a rollback when more hosts fail than the rollout allows.
-// History, metrics, the environment's record and the final report are
-// written in a deferred step, so no exit path skips them. The caller holds
-// st.op.
+// rollout brings the environment to tg, in order: provision a preview's
+// hosts, plan every host, open the journal, run the batches (apply and
+// verify, rolling back when more hosts fail than the rollout allows) and
+// complete. History, metrics, the environment's record and the final
+// report are written in a deferred step, so no exit path skips them. The
+// caller holds st.op.
 func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
 	start := r.now()
 	provisioned := r.provisionPreview(ctx, st, &tg) // a preview's hosts, before its first rollout
 	env := tg.env
 	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
-	log := r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()
 	defer func() { r.finish(st, tg, &run, ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan) }()
 	if provisioned != nil {
 		run.Result, run.Error, run.ErrorClass = ResultFailed, provisioned.Error(), ErrorPlan
 		return run
 	}
+	ro := &rolloutRun{st: st, tg: tg, run: &run, maxFailed: env.Rollout.MaxFailed,
+		log: r.log.With().Str("environment", env.Name).Str("revision", tg.rev.Short()).Logger()}
+	hosts := r.planRollout(ctx, ro)
+	defer closeHosts(hosts)
+	changed := ro.planned(hosts)
+	if !r.beginRollout(ro, changed) || !r.runBatches(ctx, ro, changed) {
+		return run
+	}
+	r.completeRollout(ro, changed)
+	return run
+}
 
+// rolloutRun is what the steps of one rollout share.
+type rolloutRun struct {
+	st  *envState
+	tg  target
+	run *Run
+	log zerolog.Logger
+	// prev is the applied configuration, the one a rollback returns to.
+	prev *config.Environment
+	// failed counts the hosts failed so far (planning and batches), errs
+	// their errors; maxFailed is how many the rollout allows.
+	failed, maxFailed int
+	errs              []error
+	// touched are the hosts whose batch ran; reason is what failed first
+	// on them ("apply" or "verify").
+	touched []*hostRun
+	reason  string
+	rot     *rotation
+}
+
+// planRollout observes and diffs every host against the applied
+// configuration.
+func (r *Reconciler) planRollout(ctx context.Context, ro *rolloutRun) []*hostRun {
+	env := ro.tg.env
 	if env.Prune {
 		// After a restart the applied configuration is loaded on demand:
 		// prune needs it to know what the new revision no longer declares.
-		if err := r.ensureApplied(ctx, st); err != nil {
-			log.Debug().Err(err).Msg("no applied revision to prune against")
+		if err := r.ensureApplied(ctx, ro.st); err != nil {
+			ro.log.Debug().Err(err).Msg("no applied revision to prune against")
 		}
 	}
 	r.mu.Lock()
-	prev := st.applied
+	ro.prev = ro.st.applied
 	r.mu.Unlock()
 	r.keepHosts(env)
 	r.m.initChecks(env)
-	hosts := r.planEnv(ctx, env, prev, env.Prune, planTrusted, log)
-	defer closeHosts(hosts)
+	return r.planEnv(ctx, env, ro.prev, env.Prune, planTrusted, ro.log)
+}
 
+// planned counts the hosts that could not be planned and returns those
+// with changes. The run ends here (failed, or a no-op) when too many
+// hosts failed or none has a change; it returns nil then.
+func (ro *rolloutRun) planned(hosts []*hostRun) []*hostRun {
 	var changed []*hostRun
-	var errs []error
-	failed := 0
 	for _, h := range hosts {
 		switch {
 		case h.failed():
-			failed++
-			run.FailedHosts = append(run.FailedHosts, h.host.Name)
-			errs = append(errs, errors.New(h.plan.Err))
+			ro.failed++
+			ro.run.FailedHosts = append(ro.run.FailedHosts, h.host.Name)
+			ro.errs = append(ro.errs, errors.New(h.plan.Err))
 			h.log.Warn().Str("err", h.plan.Err).Msg("host not planned")
 		case h.changed():
 			changed = append(changed, h)
 		}
 	}
-	maxFailed := env.Rollout.MaxFailed
-	if failed > maxFailed {
-		run.Result, run.Error, run.ErrorClass = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", failed, maxFailed, errors.Join(errs...)), ErrorPlan
-		return run
+	switch {
+	case ro.failed > ro.maxFailed:
+		ro.run.Result, ro.run.Error, ro.run.ErrorClass = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...)), ErrorPlan
+		return nil
+	case len(changed) == 0:
+		ro.run.Result = ResultNoop
+		return nil
 	}
-	if len(changed) == 0 {
-		run.Result = ResultNoop
-		return run
-	}
-	r.update(st, func(rec *EnvRecord) { rec.State = StateApplying })
-	r.report(Report{Environment: env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPending,
-		Description: fmt.Sprintf("applying to %d host(s)", len(changed))})
+	return changed
+}
 
-	j := Journal{Environment: env.Name, Revision: tg.rev, Started: r.now()}
+// beginRollout says that the rollout starts and opens its journal; false
+// when the run ended already (planned said so, or the journal failed).
+func (r *Reconciler) beginRollout(ro *rolloutRun, changed []*hostRun) bool {
+	if ro.run.Result != "" {
+		return false
+	}
+	env, rev := ro.tg.env, ro.tg.rev
+	r.update(ro.st, func(rec *EnvRecord) { rec.State = StateApplying })
+	r.report(Report{Environment: env.Name, Source: rev.Source, Commit: rev.Commit, Status: StatusPending,
+		Description: fmt.Sprintf("applying to %d host(s)", len(changed))})
+	j := Journal{Environment: env.Name, Revision: rev, Started: r.now()}
 	for _, h := range changed {
 		j.Hosts = append(j.Hosts, *h.host)
 	}
 	if err := r.store.BeginJournal(j); err != nil {
-		run.Result, run.Error = ResultFailed, err.Error()
-		return run
+		ro.run.Result, ro.run.Error = ResultFailed, err.Error()
+		return false
 	}
-	var touched []*hostRun
-	reason := ""
-	rot := &rotation{bal: traffic.New(env.Traffic, traffic.Options{})}
+	ro.rot = &rotation{bal: traffic.New(env.Traffic, traffic.Options{})}
+	return true
+}
+
+// runBatches applies and verifies the changed hosts batch by batch; false
+// when the run ended in a batch (interrupted, or rolled back).
+func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*hostRun) bool {
+	env := ro.tg.env
 	all := batches(changed, env.Rollout.Canary, env.Rollout.Batch)
 	for n, b := range all {
 		for _, h := range b {
 			h.batch, h.batches = n+1, len(all)
 		}
-		outs := r.runBatchOutOfRotation(ctx, env, b, rot)
-		touched = append(touched, b...)
+		outs := r.runBatchOutOfRotation(ctx, env, b, ro.rot)
+		ro.touched = append(ro.touched, b...)
 		for i, o := range outs {
-			run.Changes += o.changes
-			run.Changed = append(run.Changed, b[i].applied...)
-			r.emit(env.Name, b[i], StepDone, statusOf(o.err == nil), o.changes)
-			run.Tests = addTests(run.Tests, o.tests)
-			if o.err == nil {
-				continue
-			}
-			failed++
-			run.FailedHosts = append(run.FailedHosts, b[i].host.Name)
-			errs = append(errs, o.err)
-			b[i].log.Error().Err(o.err).Msg("host failed")
-			if reason == "" {
-				reason = "apply"
-				if o.verify {
-					reason = "verify"
-				}
-			}
+			r.recordHost(ro, b[i], o)
 		}
 		if ctx.Err() != nil {
 			// Shutting down: the journal stays open and the rollback
 			// happens at the next start, before anything else.
-			run.Result, run.Error, run.ErrorClass = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(errs, ctx.Err())...)), ErrorInterrupted
-			return run
+			ro.run.Result, ro.run.Error, ro.run.ErrorClass = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(ro.errs, ctx.Err())...)), ErrorInterrupted
+			return false
 		}
-		if failed > maxFailed {
-			run.Result, run.ErrorClass = ResultRolledBack, ErrorApply
-			if reason == "verify" {
-				run.ErrorClass = ErrorVerify
-			}
-			run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
-			// Hosts that failed were held out of rotation while rolled
-			// back; they go back only when the rollback worked.
-			if err := r.rollback(ctx, st, env, prev, touched, reason); err != nil {
-				run.Error += "; rollback: " + err.Error()
-				for _, h := range rot.held {
-					run.Error += "; left out of rotation: " + h.host.Name
-				}
-			} else if err := r.backIn(ctx, env, rot); err != nil {
-				run.Error += "; " + err.Error()
-			}
-			return run
+		if ro.failed > ro.maxFailed {
+			r.abortRollout(ctx, ro)
+			return false
 		}
 	}
-	// The journal closes in the same transaction that records the new
-	// applied revision: a crash between the two would otherwise leave the
-	// hosts on the new revision and the store on the old one.
+	return true
+}
+
+// recordHost adds what happened to one host of a batch to the run.
+func (r *Reconciler) recordHost(ro *rolloutRun, h *hostRun, o hostOutcome) {
+	run := ro.run
+	run.Changes += o.changes
+	run.Changed = append(run.Changed, h.applied...)
+	r.emit(ro.tg.env.Name, h, StepDone, statusOf(o.err == nil), o.changes)
+	run.Tests = addTests(run.Tests, o.tests)
+	if o.err == nil {
+		return
+	}
+	ro.failed++
+	run.FailedHosts = append(run.FailedHosts, h.host.Name)
+	ro.errs = append(ro.errs, o.err)
+	h.log.Error().Err(o.err).Msg("host failed")
+	if ro.reason == "" {
+		ro.reason = "apply"
+		if o.verify {
+			ro.reason = "verify"
+		}
+	}
+}
+
+// abortRollout rolls back every host touched, after more hosts failed
+// than the rollout allows. Hosts that failed were held out of rotation
+// while rolled back; they go back only when the rollback worked.
+func (r *Reconciler) abortRollout(ctx context.Context, ro *rolloutRun) {
+	run := ro.run
+	run.Result, run.ErrorClass = ResultRolledBack, ErrorApply
+	if ro.reason == "verify" {
+		run.ErrorClass = ErrorVerify
+	}
+	run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...))
+	if err := r.rollback(ctx, ro.st, ro.tg.env, ro.prev, ro.touched, ro.reason); err != nil {
+		run.Error += "; rollback: " + err.Error()
+		for _, h := range ro.rot.held {
+			run.Error += "; left out of rotation: " + h.host.Name
+		}
+	} else if err := r.backIn(ctx, ro.tg.env, ro.rot); err != nil {
+		run.Error += "; " + err.Error()
+	}
+}
+
+// completeRollout records the new applied revision. The journal closes in
+// the same transaction: a crash between the two would otherwise leave the
+// hosts on the new revision and the store on the old one.
+func (r *Reconciler) completeRollout(ro *rolloutRun, changed []*hostRun) {
 	r.mu.Lock()
-	rec := st.rec
+	rec := ro.st.rec
 	r.mu.Unlock()
-	rec.Applied, rec.LastGood = tg.rev, tg.rev
+	rec.Applied, rec.LastGood = ro.tg.rev, ro.tg.rev
 	rec.Quarantined = append([]string(nil), rec.Quarantined...)
 	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)
 	if err := r.store.CompleteJournal(rec); err != nil {
-		log.Error().Err(err).Msg("cannot close rollout journal")
+		ro.log.Error().Err(err).Msg("cannot close rollout journal")
 	}
-	r.forgetPruned(env.Name, changed)
+	r.forgetPruned(ro.tg.env.Name, changed)
+	run := ro.run
 	run.Result = ResultSuccess
-	if len(errs) > 0 {
-		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", failed, maxFailed, errors.Join(errs...))
+	if len(ro.errs) > 0 {
+		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...))
 	}
-	for _, h := range rot.held {
+	for _, h := range ro.rot.held {
 		run.Error += "; left out of rotation: " + h.host.Name
 	}
-	return run
 }
 
 // forgetPruned drops the first-managed records of resources a successful
