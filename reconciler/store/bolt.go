@@ -14,12 +14,16 @@ import (
 
 // The top-level buckets of the bbolt store.
 var (
-	bucketEnvs       = []byte("envs")
-	bucketHistory    = []byte("history")
-	bucketJournal    = []byte("journal")
-	bucketFirst      = []byte("first_managed")
+	bucketEnvs    = []byte("envs")
+	bucketHistory = []byte("history")
+	bucketJournal = []byte("journal")
+	bucketFirst   = []byte("first_managed")
+	// bucketDeliveries held the webhook deliveries by key in stores
+	// written before bucketDeliveryExpiry held them alone; it is migrated
+	// and removed when such a store opens.
 	bucketDeliveries = []byte("deliveries")
-	// bucketDeliveryExpiry indexes deliveries by the time first seen.
+	// bucketDeliveryExpiry holds the webhook deliveries by the time first
+	// seen (see delivery.go).
 	bucketDeliveryExpiry = []byte("delivery_expiry")
 	keyMeta              = []byte("meta")
 	keyEntries           = []byte("entries")
@@ -47,6 +51,8 @@ type BoltStore struct {
 	keep uint64
 	// box seals what the journal keeps of secret resources.
 	box *secrets.Box
+	// deliveries looks up the webhook deliveries the store holds.
+	deliveries *deliverySet
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -57,17 +63,19 @@ func Open(path string) (*BoltStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
 	}
+	var deliveries *deliverySet
 	err = db.Update(func(tx *bolt.Tx) error {
 		indexed := tx.Bucket(bucketDeliveryExpiry) != nil
-		for _, b := range [][]byte{bucketEnvs, bucketHistory, bucketJournal, bucketFirst, bucketDeliveries, bucketDeliveryExpiry} {
+		for _, b := range [][]byte{bucketEnvs, bucketHistory, bucketJournal, bucketFirst, bucketDeliveryExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if indexed {
-			return nil
+		if err := migrateDeliveries(tx, indexed); err != nil {
+			return err
 		}
-		return indexDeliveries(tx)
+		deliveries = loadDeliveries(tx)
+		return nil
 	})
 	if err != nil {
 		_ = db.Close()
@@ -78,7 +86,7 @@ func Open(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: HistoryRetention, box: box}, nil
+	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: HistoryRetention, box: box, deliveries: deliveries}, nil
 }
 
 // Path is the database file's path.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,20 +160,18 @@ func TestMarkDelivery(t *testing.T) {
 	}
 }
 
-// countDeliveries returns how many keys and index entries the store holds.
+// countDeliveries returns how many keys the store looks up and how many
+// index entries it holds.
 func countDeliveries(t *testing.T, s *BoltStore) (keys, index int) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		index = tx.Bucket(bucketDeliveryExpiry).Stats().KeyN
-		return tx.Bucket(bucketDeliveries).ForEachBucket(func(p []byte) error {
-			keys += tx.Bucket(bucketDeliveries).Bucket(p).Stats().KeyN
-			return nil
-		})
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keys, index
+	return s.deliveries.len(), index
 }
 
 // TestDeliveriesPrunedByExpiry: expired deliveries go, oldest first and a
@@ -187,7 +186,7 @@ func TestDeliveriesPrunedByExpiry(t *testing.T) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i := range 2 * old {
 			at := t0.Add(time.Duration(i/old) * time.Hour)
-			if err := putDelivery(tx, "github", fmt.Sprint("k", i), at.UnixNano()+int64(i)); err != nil {
+			if err := s.putDelivery(tx, "github", fmt.Sprint("k", i), at.UnixNano()+int64(i)); err != nil {
 				return err
 			}
 		}
@@ -222,9 +221,11 @@ func TestDeliveriesPrunedByExpiry(t *testing.T) {
 	}
 }
 
-// TestDeliveryIndexBuiltOnOpen: a store written before the expiry index
-// existed gets its deliveries indexed when opened, so they expire.
-func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
+// TestDeliveriesMigratedOnOpen: a store written when deliveries were kept
+// by key (and before the expiry index existed) gets them indexed when
+// opened, and the old bucket goes: they are replays within the window and
+// expire after it.
+func TestDeliveriesMigratedOnOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := Open(path)
 	if err != nil {
@@ -232,8 +233,18 @@ func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
 	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := putDelivery(tx, "github", "old", t0.UnixNano()); err != nil {
+		b, err := tx.CreateBucketIfNotExists(bucketDeliveries)
+		if err != nil {
 			return err
+		}
+		p, err := b.CreateBucketIfNotExists([]byte("github"))
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"old-id", "body-sha256:old"} {
+			if err := p.Put([]byte(k), itob(uint64(t0.UnixNano()))); err != nil {
+				return err
+			}
 		}
 		return tx.DeleteBucket(bucketDeliveryExpiry)
 	})
@@ -248,14 +259,82 @@ func TestDeliveryIndexBuiltOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if keys, index := countDeliveries(t, s); keys != 1 || index != 1 {
-		t.Fatalf("reopened: %d keys, %d index entries; want 1 each", keys, index)
+	if keys, index := countDeliveries(t, s); keys != 2 || index != 2 {
+		t.Fatalf("reopened: %d keys, %d index entries; want 2 each", keys, index)
 	}
-	if seen, err := s.MarkDelivery("github", []string{"new"}, t0.Add(2*time.Hour), time.Hour); err != nil || seen {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketDeliveries) != nil {
+			return errors.New("the old deliveries bucket is still there")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := s.MarkDelivery("github", []string{"new-id", "body-sha256:old"}, t0.Add(time.Minute), time.Hour); err != nil || !seen {
+		t.Fatalf("a migrated body within the window: seen=%v, %v", seen, err)
+	}
+	if seen, err := s.MarkDelivery("github", []string{"old-id"}, t0.Add(2*time.Hour), time.Hour); err != nil || seen {
+		t.Fatalf("a migrated id after the window: seen=%v, %v", seen, err)
+	}
+	// The request after the window pruned every entry before it; only the
+	// re-seen old id remains.
+	if keys, index := countDeliveries(t, s); keys != 1 || index != 1 {
+		t.Fatalf("after the window: %d keys, %d index entries; want 1 each", keys, index)
+	}
+}
+
+// TestDeliveriesSurviveReopen: the lookup is rebuilt from the index when
+// the store opens again, so a replay is still refused after a restart.
+func TestDeliveriesSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if seen, err := s.MarkDelivery("github", []string{"d1", "body-1"}, t0, time.Hour); err != nil || seen {
 		t.Fatal(seen, err)
 	}
-	if keys, _ := countDeliveries(t, s); keys != 1 {
-		t.Fatalf("%d keys; the old delivery was not pruned", keys)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if seen, err := s.MarkDelivery("github", []string{"d2", "body-1"}, t0.Add(time.Minute), time.Hour); err != nil || !seen {
+		t.Fatalf("a replayed body after reopening: seen=%v, %v", seen, err)
+	}
+	if seen, err := s.MarkDelivery("gitlab", []string{"d1"}, t0.Add(time.Minute), time.Hour); err != nil || seen {
+		t.Fatalf("another provider's id: seen=%v, %v", seen, err)
+	}
+}
+
+// TestMarkDeliveryConcurrent: of many requests carrying one new delivery
+// at once, exactly one is taken as new.
+func TestMarkDeliveryConcurrent(t *testing.T) {
+	s := openTestStore(t)
+	now := time.Now()
+	var fresh atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen, err := s.MarkDelivery("github", []string{"same-id"}, now, time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			if !seen {
+				fresh.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if fresh.Load() != 1 {
+		t.Fatalf("%d requests took the delivery as new, want 1", fresh.Load())
 	}
 }
 
