@@ -59,7 +59,11 @@ var _ Store = (*BoltStore)(nil)
 
 // Open opens (creating if needed) the bbolt store at path.
 func Open(path string) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	// The freelist is not written at each commit (NoFreelistSync) but
+	// rebuilt by scanning the file when it opens, and kept as a hash map:
+	// etcd's settings for the same library. A commit then writes only the
+	// pages it changed and its meta page.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
 	}
