@@ -262,7 +262,7 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 			writes = r.restoreWrites(todo[i:])
 			return nil
 		}); err != nil {
-			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i].Resource.ID(), h.Name, err))
+			errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i].Resource.ID(), h.Name, hostErr(h, err)))
 			i++
 			continue
 		}
