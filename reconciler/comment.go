@@ -25,11 +25,13 @@ type MergeChecker interface {
 }
 
 // CommentApprovals is a webhook target: a new comment holding a line
-// `/driftless approve ENV` or `/driftless reject ENV` on a pull request,
-// by a login ENV lists in approval.approvers, approves or rejects the pull
-// request's head commit at the time of the comment for ENV. Other logins
-// are refused (logged, nothing recorded). Signatures and tokens were
-// checked by the webhook handler.
+// `/driftless approve ENV [COMMIT]` or `/driftless reject ENV [COMMIT]` on
+// a pull request, by a login ENV lists in approval.approvers, approves or
+// rejects the pull request's head commit at the time of the comment for
+// ENV; a COMMIT named must be that head. A preview environment's approval
+// must name it (DecideByComment). Other logins are refused (logged,
+// nothing recorded). Signatures and tokens were checked by the webhook
+// handler.
 type CommentApprovals struct {
 	Reconciler *Reconciler
 	Heads      []PullHeads
@@ -72,7 +74,7 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 		return false
 	}
 	for _, cmd := range cmds {
-		if err := r.DecideByComment(cmd.env, head, cmd.approve, ev); err != nil {
+		if err := r.DecideByComment(cmd.env, head, cmd.commit, cmd.approve, ev); err != nil {
 			msg := "comment approval refused"
 			if !cmd.approve {
 				msg = "comment rejection refused"
@@ -83,10 +85,11 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 	return true
 }
 
-// commentCommand is one `/driftless approve|reject ENV` line of a comment.
+// commentCommand is one `/driftless approve|reject ENV [COMMIT]` line of
+// a comment.
 type commentCommand struct {
-	env     string
-	approve bool
+	env, commit string
+	approve     bool
 }
 
 // commentCommands returns the commands of a comment, in order.
@@ -94,8 +97,12 @@ func commentCommands(comment string) []commentCommand {
 	var out []commentCommand
 	for _, line := range strings.Split(comment, "\n") {
 		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == "/driftless" && (f[1] == "approve" || f[1] == "reject") {
-			out = append(out, commentCommand{env: f[2], approve: f[1] == "approve"})
+		if (len(f) == 3 || len(f) == 4) && f[0] == "/driftless" && (f[1] == "approve" || f[1] == "reject") {
+			c := commentCommand{env: f[2], approve: f[1] == "approve"}
+			if len(f) == 4 {
+				c.commit = f[3]
+			}
+			out = append(out, c)
 		}
 	}
 	return out
@@ -103,10 +110,15 @@ func commentCommands(comment string) []commentCommand {
 
 // DecideByComment records that ev's author approved (or rejected) commit,
 // a pull request's head, for env, when env requires approval and lists
-// the author among its approvers. The commit need not wait at the gate
-// yet: the decision counts when it (or its merge) arrives there. A
-// rejection is final: a commit once rejected is not approved again.
-func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev sources.Event) error {
+// the author among its approvers. named is the commit the comment names
+// ("" for none); when given it must be (a prefix of at least 7 characters
+// of) commit. A preview environment applies the head itself, which its
+// author may change between the approver reading the plan and the comment
+// arriving, so its approval must name the commit. The commit need not
+// wait at the gate yet: the decision counts when it (or its merge)
+// arrives there. A rejection is final: a commit once rejected is not
+// approved again.
+func (r *Reconciler) DecideByComment(env, commit, named string, approve bool, ev sources.Event) error {
 	st, err := r.known(env)
 	if err != nil {
 		return err
@@ -115,7 +127,9 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 	pol := st.policy()
 	prev := st.rec.Decision(commit)
 	elsewhere := previewCommentRefused(st.rec, ev)
+	preview := st.rec.Preview != nil
 	r.mu.Unlock()
+	named = strings.ToLower(named)
 	switch {
 	case pol == nil:
 		return fmt.Errorf("environment %s has no loaded configuration yet", env)
@@ -125,6 +139,10 @@ func (r *Reconciler) DecideByComment(env, commit string, approve bool, ev source
 		return fmt.Errorf("%s is not an approver of %s", ev.Login, env)
 	case elsewhere != "":
 		return errors.New(elsewhere)
+	case named == "" && preview && approve:
+		return fmt.Errorf("%s is a pull request's preview: name the commit approved (`/driftless approve %s %s`)", env, env, kit.Short(commit))
+	case named != "" && (len(named) < 7 || !strings.HasPrefix(commit, named)):
+		return fmt.Errorf("%s is not the pull request's head %s (a commit is named by 7 characters at least)", named, kit.Short(commit))
 	case prev != nil && !prev.Approved:
 		return fmt.Errorf("%s was rejected by %s at %s", kit.Short(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
 	}

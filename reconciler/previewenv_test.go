@@ -118,11 +118,23 @@ func TestPreviewEnvironment(t *testing.T) {
 	}
 	// A comment on another pull request does not approve this one.
 	ev := sources.Event{Provider: "github", Login: "alice", PullRequest: 8}
-	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, true, ev); err == nil || !strings.Contains(err.Error(), "not of 8") {
+	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, pr1.Commit[:7], true, ev); err == nil || !strings.Contains(err.Error(), "not of 8") {
 		t.Errorf("approval from another pull request: %v", err)
 	}
 	ev.PullRequest = 7
-	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, true, ev); err != nil {
+	// A comment approves a preview's commit only when it names it: the
+	// author may push between the approver reading the plan and the
+	// comment arriving, and the head at that time is theirs to choose.
+	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, "", true, ev); err == nil || !strings.Contains(err.Error(), "name the commit") {
+		t.Errorf("approval of a preview naming no commit: %v", err)
+	}
+	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, "0123456", true, ev); err == nil || !strings.Contains(err.Error(), "not the pull request's head") {
+		t.Errorf("approval naming another commit: %v", err)
+	}
+	if got := w.state("app-pr-7"); got.State != StateAwaitingApproval || len(got.Decisions) != 0 {
+		t.Fatalf("a refused comment decided: %+v", got)
+	}
+	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, pr1.Commit[:7], true, ev); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "app-pr-7 converged", func() bool { return w.hostFile("pr7-web", "/etc/app.conf") == "one" })

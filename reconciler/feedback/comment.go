@@ -159,6 +159,10 @@ func renderGates(r status.Report, awaiting bool) string {
 			"A comment decides for the pull request's head at the time of the comment, and for its merge onto an unchanged base; "+
 			"a squash or rebase merge, or a merge onto a moved base, needs the command line below.\n",
 			html.EscapeString(strings.Join(g.Approvers, ", ")), r.Environment, r.Environment)
+		if awaiting {
+			fmt.Fprintf(&b, "Naming the commit, `/driftless approve %s %s`, approves it only while it is the head "+
+				"(a preview environment's approval must name it).\n", r.Environment, commit)
+		}
 	}
 	fmt.Fprintf(&b, "\nWith an API token of the approve scope: `driftless approve %s %s` (or `driftless reject`).\n", r.Environment, commit)
 	return b.String()

@@ -400,6 +400,7 @@ func TestGitHubPlanAwaitingApprovalComment(t *testing.T) {
 		"**Plan:** 0 to create, 1 to update, 0 to delete, 0 unchanged on 1 host.",
 		"<code>file:/etc/app.conf</code>",
 		"comments `/driftless approve prod`",
+		"Naming the commit, `/driftless approve prod 0123456`, approves it only while it is the head",
 		"`driftless approve prod 0123456`",
 	} {
 		if !strings.Contains(body, want) {

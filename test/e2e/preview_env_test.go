@@ -248,7 +248,7 @@ api:
 	}
 
 	// alice approves by comment: a host is created and converged.
-	githubComment(t, d.URL, secret, repoURL, 5, "alice", "/driftless approve app-pr-5")
+	githubComment(t, d.URL, secret, repoURL, 5, "alice", "/driftless approve app-pr-5 "+one[:7])
 	waitApplied(t, d, "app-pr-5", one)
 	c, _ := provider.calls()
 	if len(c) != 1 || c[0] != "app-pr-5 5 "+one {
