@@ -108,7 +108,7 @@ func (*EnvDriver) plan(r config.Resource, observed State) (FileWrite, error) {
 	}
 	content, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
 	owner, group := keptOwner("", "", observed)
-	return ownedWrite(r, []byte(content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+	return ownedWrite(r, []byte(content), wantMode(spec.Mode, observed, createMode(r)), owner, group)
 }
 
 // Restore puts back the snapshot's bytes, mode and owner, or removes the

@@ -36,6 +36,16 @@ func (*FileDriver) Desired(r config.Resource, _ State) ([]byte, bool) {
 // defaultFileMode is the mode of a created file whose mode is not declared.
 const defaultFileMode = "0644"
 
+// createMode is the mode a file (or env file) gets when it is created
+// without a declared mode: 0644, but 0600 for a secret one, so that a
+// decrypted key is never readable by every user of the host by default.
+func createMode(r config.Resource) string {
+	if r.IsSecret() {
+		return "0600"
+	}
+	return defaultFileMode
+}
+
 // Kind returns "file".
 func (*FileDriver) Kind() string { return "file" }
 
@@ -227,7 +237,7 @@ func (*FileDriver) plan(r config.Resource, observed State) (w FileWrite, remove 
 		return FileWrite{}, false, fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a file", r.ID(), observed.Fields["type"])
 	}
 	owner, group := keptOwner(spec.Owner, spec.Group, observed)
-	w, err = ownedWrite(r, []byte(spec.Content), wantMode(spec.Mode, observed, defaultFileMode), owner, group)
+	w, err = ownedWrite(r, []byte(spec.Content), wantMode(spec.Mode, observed, createMode(r)), owner, group)
 	return w, false, err
 }
 

@@ -62,10 +62,15 @@ func TestFileUndeclaredModeKept(t *testing.T) {
 	converge(t, l, r)
 	assertFile(t, filepath.Join(root, "f"), "new", 0o600)
 
-	// A new file without a declared mode gets 0644.
+	// A new file without a declared mode gets 0644; a secret one, or a
+	// secret env file, 0600.
 	r2 := fileRes("/g", config.FileSpec{Content: ""})
 	converge(t, l, r2)
 	assertFile(t, filepath.Join(root, "g"), "", 0o644)
+	converge(t, l, fileRes("/secret", config.FileSpec{Content: "key", Secret: true}))
+	assertFile(t, filepath.Join(root, "secret"), "key", 0o600)
+	converge(t, l, config.Resource{Kind: "env", Name: "/secret.env", Spec: &config.EnvSpec{Vars: map[string]string{"K": "v"}, Secret: true}})
+	assertFile(t, filepath.Join(root, "secret.env"), "K=v\n", 0o600)
 }
 
 func TestFileAbsent(t *testing.T) {
