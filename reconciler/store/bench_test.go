@@ -56,10 +56,10 @@ func (t *takeAll) Notify(sources.Event) bool { t.n.Add(1); return true }
 // ratio = floor req/s / daemon req/s, and the pages the store wrote per
 // request.
 //
-//	go test -run '^$' -bench WebhookIntake -benchtime 1x ./reconciler/
+//	go test -run '^$' -bench WebhookIntake -benchtime 1x ./reconciler/store/
 func BenchmarkWebhookIntake(b *testing.B) {
 	secret := []byte("bench-intake-secret")
-	push, err := os.ReadFile(filepath.Join("..", "sources", "webhook", "testdata", "github", "push-9.json"))
+	push, err := os.ReadFile(filepath.Join("..", "..", "sources", "webhook", "testdata", "github", "push-9.json"))
 	if err != nil {
 		b.Fatal(err)
 	}
