@@ -182,7 +182,8 @@ func TestCorpusPullRequestOrigin(t *testing.T) {
 		{"github", "X-GitHub-Event: pull_request", "github/pull_request_opened-5.json", false, "baxterthehacker"},
 		{"gitea", "X-Gitea-Event: pull_request", "gitea/pull_request_opened-1.json", false, "jcitizen"},
 		{"gitea", "X-Gitea-Event: pull_request", "gitea/pull_request_opened-2.json", true, "example2"},
-		{"gitlab", "X-Gitlab-Event: Merge Request Hook", "gitlab/merge_request-1.json", false, "root"},
+		// GitLab's sample: user 1 (root) sends author 51's merge request.
+		{"gitlab", "X-Gitlab-Event: Merge Request Hook", "gitlab/merge_request-1.json", false, ""},
 		{"bitbucket", "X-Event-Key: pullrequest:created", "bitbucket-cloud/pullrequest_created-1.json", false, "brydzewski"},
 		{"bitbucket", "X-Event-Key: pr:merged", "bitbucket-server/pr_merged-1.json", false, "gopher"},
 	} {

@@ -51,6 +51,7 @@ type gitlabPayload struct {
 		SourceProjID int    `json:"source_project_id"`
 		TargetProjID int    `json:"target_project_id"`
 		OldRev       string `json:"oldrev"`
+		AuthorID     int64  `json:"author_id"`
 		LastCommit   struct {
 			ID string `json:"id"`
 		} `json:"last_commit"`
@@ -61,6 +62,7 @@ type gitlabPayload struct {
 	// User comes with merge request and Note hooks, MergeRequest with a
 	// Note Hook.
 	User struct {
+		ID       int64  `json:"id"`
 		Username string `json:"username"`
 	} `json:"user"`
 	MergeRequest *struct {
@@ -108,7 +110,13 @@ func ParseGitLab(h http.Header, body []byte) (sources.Event, error) {
 		ev.BaseRef = p.Attrs.TargetBranch
 		ev.Action, ev.Merged = gitlabAction(p.Attrs.Action, p.Attrs.OldRev)
 		ev.Fork = p.Attrs.SourceProjID == 0 || p.Attrs.SourceProjID != p.Attrs.TargetProjID
-		ev.Author = p.User.Username
+		// The hook's user is whoever caused the event (a reopen, a push
+		// to the branch), not the author: it names the author only when
+		// their ids agree. Otherwise the author is unknown, so trusted
+		// by nobody's list.
+		if p.User.ID != 0 && p.User.ID == p.Attrs.AuthorID {
+			ev.Author = p.User.Username
+		}
 	case "note":
 		if p.Attrs == nil || p.Attrs.NoteableType != "MergeRequest" || p.MergeRequest == nil {
 			break // a comment on a commit, an issue or a snippet

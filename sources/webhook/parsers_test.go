@@ -119,3 +119,33 @@ func TestMemoryDeliveriesForgets(t *testing.T) {
 		t.Fatalf("memory store holds %d expired ids", m.Len())
 	}
 }
+
+// TestGitLabAuthorIsTheAuthor: a merge request hook names the user who
+// caused the event. It is the author only when its id is the merge
+// request's author_id; a reopen (or a push) by a trusted user does not make
+// someone else's merge request theirs (previews.trusted_authors).
+func TestGitLabAuthorIsTheAuthor(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-Gitlab-Event", "Merge Request Hook")
+	mr := func(action, user, authorID string) string {
+		return `{"object_kind":"merge_request","user":{` + user + `"username":"maintainer"},"project":{"path_with_namespace":"g/p"},` +
+			`"object_attributes":{"iid":4,"action":"` + action + `",` + authorID + `"target_branch":"main",` +
+			`"last_commit":{"id":"0123456789abcdef0123456789abcdef01234567"}}}`
+	}
+	for _, c := range []struct {
+		body, want string
+	}{
+		{mr("open", `"id":11,`, `"author_id":11,`), "maintainer"},
+		{mr("reopen", `"id":12,`, `"author_id":11,`), ""}, // user 12 reopened user 11's
+		{mr("update", `"id":12,`, `"author_id":11,"oldrev":"aa",`), ""},
+		{mr("open", ``, ``), ""}, // no ids: unknown
+	} {
+		ev, err := ParseGitLab(h, []byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Author != c.want {
+			t.Errorf("author %q, want %q (%s)", ev.Author, c.want, c.body)
+		}
+	}
+}
