@@ -234,7 +234,10 @@ func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *tar
 	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
 	created, hosts, err := r.opts.Provisioner.Create(ctx, tpl.Provision, previewVars(tg.env.Name, p, tg.rev.Commit))
 	if err != nil {
-		return fmt.Errorf("provision %s: %w", tg.env.Name, err)
+		// The command and what it printed are the operators' (the log):
+		// the run's error is reported to the pull request.
+		log.Error().Err(err).Msg("preview hosts not created")
+		return fmt.Errorf("provision %s: %w", tg.env.Name, errProvisionFailed("create"))
 	}
 	if created == nil {
 		created = []byte{}
@@ -253,6 +256,14 @@ func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *tar
 	}
 	tg.env = env
 	return nil
+}
+
+// errProvisionFailed is what leaves the daemon (reports to the pull
+// request, the run's error) of a provision command that failed: which one,
+// not its text or output (they may hold credentials), which the log and,
+// for destroy, the API's preview.destroy_error keep for operators.
+func errProvisionFailed(which string) error {
+	return fmt.Errorf("the template's %s command failed (the daemon's log says why)", which)
 }
 
 // previewVars are the variables of a preview's provision commands.
@@ -358,7 +369,7 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 		if !failed {
 			failed = true
 			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusFailure, PullRequest: p.PullRequest,
-				Description: "preview hosts not destroyed: " + err.Error()})
+				Description: "preview hosts not destroyed: " + errProvisionFailed("destroy").Error() + "; tried again every drift interval"})
 		}
 		select {
 		case <-ctx.Done():

@@ -46,7 +46,7 @@ func (w *previewWorld) template(createLog string) string {
 	host := `pr$DRIFTLESS_PULL_REQUEST-web`
 	create := `echo "$DRIFTLESS_ENVIRONMENT $DRIFTLESS_PULL_REQUEST $DRIFTLESS_COMMIT" >> ` + createLog +
 		`; printf '{"web":{"hosts":["%s"],"vars":{"greeting":"hi"}},"_meta":{"hostvars":{"%s":{"ansible_connection":"local"}}}}' ` + host + ` ` + host
-	destroy := `test ! -e ` + filepath.Join(w.dir, "fail-destroy") + ` || exit 1; { echo "$DRIFTLESS_ENVIRONMENT"; cat; echo; } >> ` + filepath.Join(w.dir, "destroyed")
+	destroy := `test ! -e ` + filepath.Join(w.dir, "fail-destroy") + ` || { echo "token=s3cr3t-destroy" >&2; exit 1; }; { echo "$DRIFTLESS_ENVIRONMENT"; cat; echo; } >> ` + filepath.Join(w.dir, "destroyed")
 	return "environment: app\npreview: true\npreview_ttl: 1h\nprovision:\n  create: |\n    " + create + "\n  destroy: |\n    " + destroy + "\n" +
 		"approval: {required: true, approvers: [alice]}\nroles:\n  web:\n" + etc
 }
@@ -241,6 +241,11 @@ func TestPreviewTTL(t *testing.T) {
 		return p != nil && strings.Contains(p.DestroyError, "exited 1")
 	})
 	eventually(t, "the failed destroy reported", func() bool { _, ok := w.rep.find(StatusFailure); return ok })
+	// What the provisioner printed stays with the operators (log, API):
+	// reports go to the pull request, whose author reads them.
+	if rep, _ := w.rep.find(StatusFailure); strings.Contains(rep.Description, "s3cr3t") {
+		t.Errorf("the destroy's output reported: %q", rep.Description)
+	}
 	// A restart takes the teardown up again.
 	stop()
 	w.r = w.restarted(w.opts)
@@ -256,6 +261,29 @@ func TestPreviewTTL(t *testing.T) {
 	})
 	if st := w.state("app-pr-9"); !strings.Contains(st.LastError, "time to live") {
 		t.Errorf("expired preview says %q", st.LastError)
+	}
+}
+
+// TestPreviewCreateOutputNotReported: a create that fails is a failed run,
+// reported to the pull request without what the command printed (the log
+// has it).
+func TestPreviewCreateOutputNotReported(t *testing.T) {
+	w := newPreviewWorld(t)
+	tpl := strings.Replace(w.template(filepath.Join(w.dir, "created")), "  create: |\n    ", "  create: |\n    echo token=s3cr3t-create >&2; exit 1; ", 1)
+	revs := make(chan sources.Revision)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.r.Run(ctx, revs) }()
+	defer func() { cancel(); <-done }()
+	revs <- w.revision(map[string]string{"environments/app.yaml": tpl})
+	revs <- w.pullRequest(4, "bob", true, map[string]string{"environments/app.yaml": tpl + appFile("four")})
+	eventually(t, "the failed create reported", func() bool { _, ok := w.rep.find(StatusFailure); return ok })
+	rep, _ := w.rep.find(StatusFailure)
+	if !strings.Contains(rep.Description, "create") || strings.Contains(rep.Description, "s3cr3t") {
+		t.Errorf("reported %q: want the create named, not its output", rep.Description)
+	}
+	if st := w.state("app-pr-4"); strings.Contains(st.LastError, "s3cr3t") {
+		t.Errorf("the status shows the create's output: %q", st.LastError)
 	}
 }
 
