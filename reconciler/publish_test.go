@@ -48,8 +48,13 @@ func TestPublishedPlan(t *testing.T) {
 			if hasHost := strings.Contains(got.Diff, hostOnly); hasHost != tc.wantFull {
 				t.Errorf("diff shows host content: %v, want %v:\n%s", hasHost, tc.wantFull, got.Diff)
 			}
-			if !tc.wantFull && !strings.Contains(got.Diff, "content: 18 bytes, 1 lines, hmac ") {
+			secret := tc.res.IsSecret()
+			if !tc.wantFull && !secret && !strings.Contains(got.Diff, "content: 18 bytes, 1 lines, hmac ") {
 				t.Errorf("summary = %q", got.Diff)
+			}
+			// A secret's size would tell its length: only the hashes.
+			if secret && (!strings.HasPrefix(got.Diff, "secret changed (content hidden)\ncontent: hmac ") || strings.Contains(got.Diff, "bytes")) {
+				t.Errorf("secret summary = %q", got.Diff)
 			}
 		})
 	}

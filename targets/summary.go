@@ -32,7 +32,9 @@ type DeclaredDiff interface {
 // after ("content: 120 bytes, 4 lines, hmac 3f2a91c0d4e5 -> ..."). A
 // reviewer sees that and how much changes; the hash tells equal bodies
 // apart without letting anyone who lacks the key guess a short secret from
-// it. A DeclaredDiff driver's diff is returned as it is.
+// it. A DeclaredDiff driver's diff is returned as it is. Of a secret
+// resource (config.Resource.IsSecret) only the hash is given: its size
+// would tell a password's length.
 func Summary(d Driver, r config.Resource, c Change, key []byte) string {
 	if _, ok := d.(DeclaredDiff); ok {
 		return c.Diff
@@ -53,7 +55,7 @@ func Summary(d Driver, r config.Resource, c Change, key []byte) string {
 			want = nil
 		}
 		if (old != nil) != (want != nil) || !bytes.Equal(old, want) {
-			lines = append(lines, "content: "+bodySummary(old, key)+" -> "+bodySummary(want, key))
+			lines = append(lines, "content: "+bodySummary(old, key, !r.IsSecret())+" -> "+bodySummary(want, key, !r.IsSecret()))
 		}
 	}
 	return strings.Join(lines, "\n")
@@ -74,16 +76,21 @@ func fieldName(line string) (string, bool) {
 	return name, true
 }
 
-// bodySummary is "(none)" or the size, line count and keyed hash of b.
-func bodySummary(b []byte, key []byte) string {
+// bodySummary is "(none)" or the size, line count and keyed hash of b;
+// the hash alone without sizes.
+func bodySummary(b []byte, key []byte, sizes bool) string {
 	if b == nil {
 		return "(none)"
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b)
+	hash := "hmac " + hex.EncodeToString(mac.Sum(nil))[:12]
+	if !sizes {
+		return hash
 	}
 	lines := bytes.Count(b, []byte("\n"))
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		lines++
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write(b)
-	return fmt.Sprintf("%d bytes, %d lines, hmac %s", len(b), lines, hex.EncodeToString(mac.Sum(nil))[:12])
+	return fmt.Sprintf("%d bytes, %d lines, %s", len(b), lines, hash)
 }
