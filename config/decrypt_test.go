@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -263,6 +264,17 @@ hosts:
 		}
 		if _, err := config.LoadRevision(bad, config.LoadOptions{SkipDecrypt: true}); err != nil {
 			t.Fatalf("without decryption: %v", err)
+		}
+		// Unmerged (a preview environment's head, which is decrypted): no
+		// message at all, whatever the template does to the value.
+		hexed := writeRepo(t, map[string]string{
+			"secrets/web.yaml":    string(secretstest.SOPS(t, "web.yaml", []byte("pw: Quoted-By-Errors-1\n"), key.Recipient)),
+			"files/range.tmpl":    `{{ range (printf "%x" .Vars.pw) }}{{ end }}`,
+			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - file: /etc/x\n        template: files/range.tmpl\n",
+		})
+		_, err = config.LoadRevision(hexed, config.LoadOptions{Identities: ids, Untrusted: true})
+		if err == nil || !strings.Contains(err.Error(), "the message is hidden") || strings.Contains(err.Error(), fmt.Sprintf("%x", "Quoted-By")) {
+			t.Fatalf("unmerged: err = %v", err)
 		}
 	})
 	t.Run("an encrypted declaration is refused", func(t *testing.T) {

@@ -166,7 +166,6 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 		r.Undecrypted = r.Undecrypted || raw.tmpl != nil || raw.envTmpls != nil
 		return r, false
 	}
-	red := redact.New(h.SecretValues...)
 	switch {
 	case raw.tmpl != nil:
 		out, err := l.render(raw.tmpl, data)
@@ -177,7 +176,7 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 			}
 			// text/template quotes a value in some errors ("range can't
 			// iterate over VALUE").
-			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, red.String(msg))
+			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, l.renderErr(h, msg))
 		}
 		r.Spec.(*FileSpec).Content = out
 		return r, true
@@ -191,7 +190,7 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 				if _, bmsg, ok := budgetErrPos(raw.envTmpls[k], k, err); ok {
 					msg = bmsg
 				}
-				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, red.String(msg))
+				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, l.renderErr(h, msg))
 			}
 			// The message never quotes the value, which may be secret.
 			if strings.ContainsAny(out, "\n\r\x00") {
@@ -202,6 +201,19 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 		return r, true
 	}
 	return r, false
+}
+
+// renderErr is how the error of a template rendered for h, or of a
+// rendered check field, is shown: with h's decrypted values hidden (text/
+// template quotes what it fails to range over; an address check quotes the
+// address). In an unmerged revision on a host with decrypted values it is
+// not shown at all, since its author can transform a value past the
+// redactor ("range can't iterate over" a value printed in hex).
+func (l *loader) renderErr(h *Host, msg string) string {
+	if l.opts.Untrusted && len(h.SecretValues) > 0 {
+		return "failed (the message is hidden: the revision is not merged and the host has decrypted values)"
+	}
+	return redact.New(h.SecretValues...).String(msg)
 }
 
 // markSecrets completes, once every resource of the host is rendered,
@@ -332,17 +344,16 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 		return c
 	}
 	// Errors may quote the rendered value, which may hold a decrypted one.
-	red := redact.New(h.SecretValues...)
 	for _, t := range cd.templates {
 		out, err := l.render(t.tmpl, data)
 		if err != nil {
 			_, msg := templateErrPos(t.field, err)
-			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, red.String(msg))
+			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, l.renderErr(h, msg))
 			continue
 		}
 		t.set(&c, out)
 		if err := checkCheckField(t.field, out); err != nil {
-			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, red.String(err.Error()))
+			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, l.renderErr(h, err.Error()))
 		}
 	}
 	return c
