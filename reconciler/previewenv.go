@@ -285,15 +285,21 @@ func (r *Reconciler) closePreviews(ctx context.Context, rev sources.Revision, wg
 }
 
 // endPreview has the preview environment's worker end it after the
-// operation it is in: mark it removed, then destroy its hosts.
+// operation it is in: mark it removed, then destroy its hosts. Only the
+// first end counts (a close as the time to live runs out): whoever sets
+// Ended tears it down.
 func (r *Reconciler) endPreview(ctx context.Context, st *envState, why string, wg *sync.WaitGroup) {
 	var src string
+	ended := false
 	r.update(st, func(rec *EnvRecord) {
 		if rec.Preview.Ended == "" {
-			rec.Preview.Ended = why
+			rec.Preview.Ended, ended = why, true
 		}
 		src = rec.Preview.Source
 	})
+	if !ended {
+		return
+	}
 	r.worker(ctx, st.rec.Name, wg) // after a restart it may have none yet
 	r.retire(st, sources.Revision{Source: src, Closed: true})
 }
@@ -305,18 +311,26 @@ func (r *Reconciler) expirePreview(ctx context.Context, st *envState, w *worker)
 	r.mu.Lock()
 	p := st.rec.Preview
 	due := p != nil && p.Ended == "" && st.rec.State != StateRemoved && !r.now().Before(p.Expires)
-	var src string
-	if due {
-		src = p.Source
-		if r.workers[st.rec.Name] == w {
-			delete(r.workers, st.rec.Name)
-		}
-	}
 	r.mu.Unlock()
 	if !due {
 		return false
 	}
-	r.update(st, func(rec *EnvRecord) { rec.Preview.Ended = "time to live ran out" })
+	// Ended and the worker's retirement in one step (update holds r.mu),
+	// so that a close at the same time (endPreview) does not end it again.
+	var src string
+	ended := false
+	r.update(st, func(rec *EnvRecord) {
+		if rec.Preview.Ended != "" {
+			return // ended meanwhile: its retire comes through w.retire
+		}
+		rec.Preview.Ended, src, ended = "time to live ran out", rec.Preview.Source, true
+		if r.workers[rec.Name] == w {
+			delete(r.workers, rec.Name)
+		}
+	})
+	if !ended {
+		return false
+	}
 	r.markRemoved(st, sources.Revision{Source: src, Closed: true})
 	r.teardownPreview(ctx, st)
 	return true

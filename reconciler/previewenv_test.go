@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,4 +306,38 @@ func allSeriesOf(t *testing.T, r *Reconciler, env string) int {
 		}
 	}
 	return n
+}
+
+// TestPreviewEndsOnce: a preview ended twice at once (its pull request
+// closed as its time to live ran out) destroys its hosts once.
+func TestPreviewEndsOnce(t *testing.T) {
+	w := newPreviewWorld(t)
+	release, destroyed := filepath.Join(w.dir, "release"), filepath.Join(w.dir, "destroyed")
+	tpl := strings.Replace(w.template(filepath.Join(w.dir, "created")), "  destroy: |\n    ",
+		"  destroy: |\n    until test -e "+release+"; do sleep 0.01; done; ", 1)
+	revs := make(chan sources.Revision)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.r.Run(ctx, revs) }()
+	defer func() { cancel(); <-done }()
+	revs <- w.revision(map[string]string{"environments/app.yaml": tpl})
+	revs <- w.pullRequest(3, "bob", true, map[string]string{"environments/app.yaml": tpl + appFile("three")})
+	eventually(t, "app-pr-3 converged", func() bool { return w.hostFile("pr3-web", "/etc/app.conf") == "three" })
+	w.r.mu.Lock()
+	st := w.r.envs["app-pr-3"]
+	w.r.mu.Unlock()
+	var wg sync.WaitGroup
+	w.r.endPreview(ctx, st, "pull request 3 closed", &wg)
+	w.r.endPreview(ctx, st, "time to live ran out", &wg)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "app-pr-3's hosts destroyed", func() bool { return strings.Contains(readLog(t, destroyed), "app-pr-3") })
+	time.Sleep(100 * time.Millisecond) // a second destroy would have run by now
+	if n := strings.Count(readLog(t, destroyed), "app-pr-3\n"); n != 1 {
+		t.Errorf("destroy ran %d times, want once", n)
+	}
+	if st := w.state("app-pr-3"); !strings.Contains(st.LastError, "pull request 3 closed") {
+		t.Errorf("ended because %q, want the first reason", st.LastError)
+	}
 }
