@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 )
 
 func TestDriftModes(t *testing.T) {
@@ -253,7 +254,7 @@ func TestDriftOldestSeconds(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	f := newFixture(t, func(o *Options) { o.Now = clock })
+	f := newFixture(t, func(o *Options) { o.Clock = kit.NowFunc(clock) })
 	ctx := context.Background()
 	res := etc + fileRes("/etc/a.conf", "a") + "      drift: warn\n" + fileRes("/etc/b.conf", "b") + "      drift: warn\n"
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})

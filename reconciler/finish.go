@@ -33,7 +33,19 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
 		j, _, err := r.store.OpenJournal(name)
 		blocked = err == nil && j != nil
 	}
+	backoff := r.retryBackoff(st)
 	r.mu.Lock()
+	switch {
+	case cut:
+	case run.Result == ResultFailed:
+		// Transient: tried again after a backoff that grows with each
+		// failure in a row.
+		st.retries++
+		st.retryAt = run.End.Add(backoff.Delay(st.retries))
+	default:
+		// Done, or stalled (rolled back: quarantined until a new revision).
+		st.retries, st.retryAt = 0, time.Time{}
+	}
 	prevCommit := st.rec.Applied.Commit
 	if run.Result == ResultSuccess || run.Result == ResultNoop {
 		st.applied = tg.env

@@ -89,7 +89,7 @@ func (f *fixture) state(env string) EnvStatus {
 // revision is never applied; every gate survives a restart.
 func TestPromotionSoakApproval(t *testing.T) {
 	clock := &testClock{now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
-	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	f := newFixture(t, func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	ctx := context.Background()
 	revs, stop := runStoppable(t, f)
 
@@ -122,7 +122,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	// A restart while soaking: the soak goes on from where it was.
 	stop()
 	_ = f.r.Close()
-	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
 		t.Fatalf("prod right after a restart while soaking: %+v", g)
 	}
@@ -177,7 +177,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	// A restart keeps the gate; the approval then still works.
 	stop()
 	_ = f.r.Close()
-	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	revs, stop = runStoppable(t, f)
 	revs <- rev2
 	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
@@ -219,7 +219,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	// A restart keeps the rejection.
 	stop()
 	_ = f.r.Close()
-	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	revs, _ = runStoppable(t, f)
 	revs <- rev3
 	awaitLatest(t, f, "prod", rev3.Commit)
@@ -256,7 +256,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 // never reaches prod.
 func TestPromotionSkipsRolledBackRevision(t *testing.T) {
 	clock := &testClock{now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
-	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	f := newFixture(t, func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	ctx := context.Background()
 	revs := runDaemon(t, f)
 	check := "verify:\n  - command: \"grep -q good $DRIFTLESS_ROOT/etc/app.conf\"\n    name: good\n"
@@ -294,7 +294,7 @@ func TestPromotionSkipsRolledBackRevision(t *testing.T) {
 // it through once it ends; a forced sync goes through and is recorded.
 func TestDenyWindowHoldsRevision(t *testing.T) {
 	clock := &testClock{now: time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)} // a Wednesday
-	f := newFixture(t, func(o *Options) { o.Now = clock.Now })
+	f := newFixture(t, func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	ctx := context.Background()
 	revs, stop := runStoppable(t, f)
 	window := "windows:\n  - {kind: deny, days: [wed], hours: \"10:00-11:00\", timezone: UTC}\n"
@@ -325,7 +325,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	// A restart keeps the revision held, until the same end.
 	stop()
 	_ = f.r.Close()
-	f.r = f.restarted(func(o *Options) { o.Now = clock.Now })
+	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	closedUntil("right after a restart")
 	revs, _ = runStoppable(t, f)
 	revs <- rev1

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
@@ -31,6 +32,7 @@ type metrics struct {
 	rollbacks      *prometheus.CounterVec
 	hostUp         *prometheus.GaugeVec
 	blocked        *prometheus.GaugeVec
+	notReady       *prometheus.GaugeVec
 	configOK       prometheus.Gauge
 	pending        *prometheus.GaugeVec
 	pendingSince   *prometheus.GaugeVec
@@ -42,6 +44,9 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "driftless_build_info", Help: "Always 1; labelled with the version of driftless and of Go.",
 		}, []string{"version", "goversion"}),
+		notReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "driftless_environment_not_ready", Help: "1 for the class of trouble an environment is in (reason: transient, stalled, waiting), 0 for the others.",
+		}, []string{"environment", "reason"}),
 		reconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "driftless_reconcile_total", Help: "Reconcile runs by result (success, noop, failed, rolled_back).",
 		}, []string{"environment", "result"}),
@@ -91,7 +96,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
-		m.drift, m.driftOldest, m.verification, m.tests, m.rollbacks, m.hostUp, m.blocked, m.configOK, m.pending, m.pendingSince,
+		m.drift, m.driftOldest, m.verification, m.tests, m.rollbacks, m.hostUp, m.blocked, m.notReady, m.configOK, m.pending, m.pendingSince,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register reconciler metrics: %w", err)
@@ -104,12 +109,20 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 // setEnvState keeps exactly one info series per environment, and its
 // blocked gauge. A removed environment keeps its info series (its state
 // says removed) and loses the gauge, so no alert fires for it.
-func (m *metrics) setEnvState(env, short, status string) {
+func (m *metrics) setEnvState(env, short, state, class string) {
 	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": env})
-	m.envInfo.WithLabelValues(env, short, status).Set(1)
-	if status == StateRemoved {
+	m.envInfo.WithLabelValues(env, short, state).Set(1)
+	if state == StateRemoved {
 		m.blocked.DeleteLabelValues(env)
+		m.notReady.DeletePartialMatch(prometheus.Labels{"environment": env})
 		return
+	}
+	for _, c := range status.Classes() {
+		v := 0.0
+		if c == class {
+			v = 1
+		}
+		m.notReady.WithLabelValues(env, c).Set(v)
 	}
 	// Counters exist from 0 as soon as their environment does: Prometheus's
 	// increase() does not count a series' first sample, so a counter born
@@ -121,7 +134,7 @@ func (m *metrics) setEnvState(env, short, status string) {
 		m.rollbacks.WithLabelValues(env, reason)
 	}
 	blocked := 0.0
-	if status == StateBlocked {
+	if state == StateBlocked {
 		blocked = 1
 	}
 	m.blocked.WithLabelValues(env).Set(blocked)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/internal/kit"
 )
 
 // stepClock is a clock the test moves by hand.
@@ -44,7 +46,7 @@ func (c *collector) reportsOf(status string) []string {
 // later. Drift that grows, and drift that is gone, are each one notice.
 func TestDriftNoticesOnChangeOfState(t *testing.T) {
 	clock := &stepClock{now: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
-	f := newFixture(t, func(o *Options) { o.Now, o.NotifyReminder = clock.Now, time.Hour })
+	f := newFixture(t, func(o *Options) { o.Clock, o.NotifyReminder = kit.NowFunc(clock.Now), time.Hour })
 	ctx := context.Background()
 	res := etc + fileRes("/etc/w.conf", "w") + "      drift: warn\n" + fileRes("/etc/v.conf", "v") + "      drift: warn\n"
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
@@ -84,7 +86,7 @@ func TestDriftNoticesOnChangeOfState(t *testing.T) {
 // passes: the environment starts failing once, and stops once.
 func TestFailureNoticesOnChangeOfState(t *testing.T) {
 	clock := &stepClock{now: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
-	f := newFixture(t, func(o *Options) { o.Now, o.NotifyReminder = clock.Now, time.Hour })
+	f := newFixture(t, func(o *Options) { o.Clock, o.NotifyReminder = kit.NowFunc(clock.Now), time.Hour })
 	ctx := context.Background()
 	port := closedPort(t)
 	far := "  - name: far\n    address: 127.0.0.1\n    port: " + port + "\n    roles: [all]\n"

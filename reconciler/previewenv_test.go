@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/sources"
 )
@@ -32,7 +33,7 @@ func newPreviewWorld(t *testing.T) *previewWorld {
 }
 
 func (w *previewWorld) opts(o *Options) {
-	o.Now = w.clock.Now
+	o.Clock = kit.NowFunc(w.clock.Now)
 	o.DriftInterval = 50 * time.Millisecond
 	o.Provisioner = inventory.Provisioner{}
 	o.LoadPreview = func(dir string, p *config.PreviewLoad) (*config.Revision, error) {

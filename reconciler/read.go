@@ -50,6 +50,7 @@ func (st *envState) status() EnvStatus {
 		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
 		LastError: st.rec.LastError, LastErrorClass: st.rec.LastErrorClass, LastRun: st.rec.LastRun,
 		PromotionError: st.promotionErr, Preview: previewStatus(st.rec),
+		Class: classOf(st.rec), RetryAt: st.retryAt, Retries: st.retries,
 	}
 	if g := st.rec.Gate; g != nil {
 		gate := *g
@@ -99,4 +100,21 @@ func withoutSnapshots(p *Plan) *Plan {
 		out.Hosts = append(out.Hosts, hp)
 	}
 	return out
+}
+
+// classOf says what kind of trouble an environment is in ("" when none):
+// a failure first (it is what an operator must look at), then a revision
+// held at the gates.
+func classOf(rec EnvRecord) string {
+	switch {
+	case rec.State == StateBlocked, rec.State == StateFailed:
+		return ClassTransient
+	case rec.State == StateRolledBack:
+		return ClassStalled
+	case rec.Gate != nil && rec.Gate.State == StateRejected:
+		return ClassStalled
+	case rec.Gate != nil:
+		return ClassWaiting
+	}
+	return ""
 }

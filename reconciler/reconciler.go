@@ -88,8 +88,13 @@ type Options struct {
 	Logger    zerolog.Logger
 	// Registerer receives the metrics; nil keeps them in a private registry.
 	Registerer prometheus.Registerer
-	// Now is the clock (time.Now when nil).
-	Now     func() time.Time
+	// Clock stamps times and times the waits before retries (the wall
+	// clock when nil).
+	Clock kit.Clock
+	// Retry is the backoff before a rollout that failed for a transient
+	// reason is tried again: Initial (0: 10 s) doubling up to Max (0: the
+	// environment's drift interval), jittered.
+	Retry   kit.Backoff
 	Version string
 	// URL is the status page base, put in reports ("" for none).
 	URL string
@@ -128,6 +133,7 @@ type Reconciler struct {
 	m       *metrics
 	store   Store
 	now     func() time.Time
+	clock   kit.Clock
 	reports sync.WaitGroup
 	// hostSlots holds one token per host being worked on, over every
 	// environment (HostParallelism).
@@ -175,6 +181,10 @@ type envState struct {
 	promotionErr string
 	// inventoryAt is when the environment's inventory was last read.
 	inventoryAt time.Time
+	// retries counts the rollouts failed in a row for a transient reason;
+	// retryAt is when the next is due (zero: none).
+	retries int
+	retryAt time.Time
 }
 
 func newEnvState(rec EnvRecord) *envState {
@@ -221,9 +231,9 @@ func New(opts Options) (*Reconciler, error) {
 	if opts.NotifyReminder <= 0 {
 		opts.NotifyReminder = 24 * time.Hour
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	clock := opts.Clock
+	if clock == nil {
+		clock = kit.Wall{}
 	}
 	m, err := newMetrics(opts.Registerer, opts.Version)
 	if err != nil {
@@ -235,7 +245,7 @@ func New(opts Options) (*Reconciler, error) {
 		_, _ = rand.Read(hashKey) // crypto/rand.Read never fails on Linux.
 	}
 	r := &Reconciler{
-		opts: opts, hashKey: hashKey, log: opts.Logger, m: m, store: opts.Store, now: now,
+		opts: opts, hashKey: hashKey, log: opts.Logger, m: m, store: opts.Store, now: clock.Now, clock: clock,
 		hostSlots: make(chan struct{}, opts.HostParallelism),
 		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
 		refused: map[string]sources.Revision{},
@@ -249,7 +259,7 @@ func New(opts Options) (*Reconciler, error) {
 		if seriesForgotten(rec) {
 			continue
 		}
-		m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec))
+		m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec), classOf(rec))
 		if rec.State != StateRemoved {
 			m.setPending(rec.Name, rec.Gate)
 		}
@@ -289,7 +299,7 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	if err := r.store.PutEnv(rec); err != nil {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}
-	r.m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec))
+	r.m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec), classOf(rec))
 	// Every environment has its gate series, 0 while nothing is held; a
 	// retired one has none (markRemoved drops them).
 	if rec.State != StateRemoved {

@@ -55,6 +55,10 @@ const (
 	StatusFailed          = status.StatusFailed
 	StatusRetrying        = status.StatusRetrying
 	DefaultProgressSize   = status.DefaultProgressSize
+	ClassTransient        = status.ClassTransient
+	ClassStalled          = status.ClassStalled
+	ClassWaiting          = status.ClassWaiting
+	TriggerRetry          = status.TriggerRetry
 	ResultSuccess         = status.ResultSuccess
 	ResultNoop            = status.ResultNoop
 	ResultFailed          = status.ResultFailed

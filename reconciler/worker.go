@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
@@ -29,6 +30,9 @@ type worker struct {
 	// wake (capacity one) asks the worker to look at its gates again: an
 	// upstream changed, or a decision was taken.
 	wake chan struct{}
+	// retry (capacity one) says that the backoff after a transient
+	// failure ran out: the rollout is tried again.
+	retry chan struct{}
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -183,7 +187,7 @@ func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup
 		return w
 	}
 	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1),
-		retire: make(chan sources.Revision, 1), wake: make(chan struct{}, 1)}
+		retire: make(chan sources.Revision, 1), wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
 	r.workers[name] = w
 	wg.Add(1)
 	go func() {
@@ -226,6 +230,10 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 	gt := time.NewTimer(time.Hour)
 	gt.Stop()
 	defer gt.Stop()
+	// retryAt is the retry the backoff waits for (zero: none).
+	var retryAt time.Time
+	stopRetry := func() {}
+	defer func() { stopRetry() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -245,6 +253,13 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 				return
 			}
 			_, _ = r.pass(ctx, st, TriggerDrift, false)
+		case <-w.retry:
+			r.mu.Lock()
+			due := !st.retryAt.IsZero()
+			r.mu.Unlock()
+			if due {
+				_, _ = r.pass(ctx, st, TriggerRetry, false)
+			}
 		case rev := <-w.retire:
 			r.markRemoved(st, rev)
 			r.teardownPreview(ctx, st) // a preview's hosts, once nothing touches them
@@ -261,7 +276,48 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 		if !wake.IsZero() {
 			gt.Reset(max(wake.Sub(r.now()), 10*time.Millisecond))
 		}
+		r.mu.Lock()
+		at := st.retryAt
+		r.mu.Unlock()
+		if !at.Equal(retryAt) {
+			stopRetry()
+			retryAt, stopRetry = at, func() {}
+			if !at.IsZero() {
+				stopRetry = r.retryAfter(ctx, w, at)
+			}
+		}
 	}
+}
+
+// retryAfter waits on the clock until at, then asks w to try its rollout
+// again; the function it returns stops the wait and returns once it has.
+func (r *Reconciler) retryAfter(ctx context.Context, w *worker, at time.Time) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if r.clock.Sleep(ctx, at.Sub(r.now())) != nil {
+			return
+		}
+		select {
+		case w.retry <- struct{}{}:
+		default:
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// retryBackoff is the backoff of the environment's retries: Options.Retry,
+// capped at the drift interval unless it says otherwise.
+func (r *Reconciler) retryBackoff(st *envState) kit.Backoff {
+	b := r.opts.Retry
+	if b.Max <= 0 {
+		b.Max = r.interval(st)
+	}
+	if b.Initial <= 0 {
+		b.Initial = min(10*time.Second, b.Max)
+	}
+	return b
 }
 
 // gatePass looks at a gated environment's gates again, and rolls its
@@ -317,6 +373,7 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 	}
 	r.mu.Lock()
 	st.latest = &tg
+	st.retries, st.retryAt = 0, time.Time{} // a new revision starts afresh
 	if tg.env.Inventory != nil {
 		st.inventoryAt = r.now() // read while loading this revision
 	}
@@ -364,7 +421,13 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, for
 	r.mu.Lock()
 	d := st.desired
 	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
+	backingOff := r.now().Before(st.retryAt)
 	r.mu.Unlock()
+	if pending && trigger == TriggerDrift && backingOff {
+		// A rollout that failed waits for its retry (the backoff), not
+		// for the drift ticker.
+		return Run{}, nil
+	}
 	if pending {
 		run := r.rollout(ctx, st, *d, trigger)
 		return run, runError(run)

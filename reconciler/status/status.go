@@ -86,6 +86,14 @@ type EnvStatus struct {
 	// across the sources' revisions (an upstream no source declares, a
 	// cycle); "" when it is not.
 	PromotionError string `json:"promotion_error,omitempty"`
+	// Class says what kind of trouble the environment is in, which decides
+	// what happens next: transient, stalled or waiting ("" when none).
+	Class string `json:"class,omitempty"`
+	// RetryAt is when a rollout that failed for a transient reason is
+	// tried again (zero when none is due); Retries counts the failures in
+	// a row that its backoff doubled over.
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	Retries int       `json:"retries,omitempty"`
 	// Preview describes a pull request's preview environment (nil for
 	// any other).
 	Preview *PreviewStatus `json:"preview,omitempty"`
@@ -127,6 +135,8 @@ const (
 	TriggerRecovery = "recovery"
 	// TriggerApproval marks the history entry of a rejection.
 	TriggerApproval = "approval"
+	// TriggerRetry: the backoff after a transient failure ran out.
+	TriggerRetry = "retry"
 	// TriggerInventory: the environment's inventory changed its hosts.
 	TriggerInventory = "inventory"
 )
@@ -142,3 +152,24 @@ const (
 	// ErrorInterrupted: the daemon stopped during the run.
 	ErrorInterrupted = "interrupted"
 )
+
+// The classes of an environment's trouble (EnvStatus.Class, the reason
+// label of driftless_environment_not_ready): each decides what happens
+// next, as the condition reasons of Flux's reconcilers do.
+const (
+	// ClassTransient: the last run failed for a reason that may pass (a
+	// host not reached, the daemon stopping, a rollback that could not
+	// finish yet). The rollout is tried again after a jittered backoff
+	// that doubles up to the drift interval.
+	ClassTransient = "transient"
+	// ClassStalled: the revision cannot work (it was rolled back, or
+	// rejected at its approval gate). Nothing is retried until a new
+	// revision arrives.
+	ClassStalled = "stalled"
+	// ClassWaiting: the revision waits for something else: an upstream
+	// environment or its soak, a deploy window, an approval.
+	ClassWaiting = "waiting"
+)
+
+// Classes lists every class, for series that exist from the start.
+func Classes() []string { return []string{ClassTransient, ClassStalled, ClassWaiting} }
