@@ -47,6 +47,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"driftless_rollbacks_total":                           {"COUNTER", []string{"environment", "reason"}},
 		"driftless_host_up":                                   {"GAUGE", []string{"environment", "host"}},
 		"driftless_environment_blocked":                       {"GAUGE", []string{"environment"}},
+		"driftless_environment_not_ready":                     {"GAUGE", []string{"environment", "reason"}},
 		"driftless_config_last_reload_successful":             {"GAUGE", nil},
 		"driftless_promotion_pending":                         {"GAUGE", []string{"environment"}},
 		"driftless_promotion_pending_since_timestamp_seconds": {"GAUGE", []string{"environment"}},
