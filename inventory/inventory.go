@@ -106,18 +106,40 @@ func (s *Source) fetch(env string, inv *config.Inventory) ([]byte, error) {
 		}
 		return readBounded(resp.Body)
 	}
+	out, err := runCommand(ctx, inv.Command, map[string]string{"DRIFTLESS_ENVIRONMENT": env}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("inventory command: %w", err)
+	}
+	return out, nil
+}
+
+// runCommand runs command with sh -c on the daemon's machine, with vars
+// exported and stdin on its input, and returns what it printed (at most
+// MaxBytes); an exit other than 0 is an error with the end of its stderr.
+// Inventory commands and provisioners both run through it. Its errors do
+// not quote the command (it may hold credentials); callers say which.
+func runCommand(ctx context.Context, command string, vars map[string]string, stdin []byte) ([]byte, error) {
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var script strings.Builder
+	for _, k := range names {
+		fmt.Fprintf(&script, "%s=%s; export %s\n", k, targets.ShellQuote(vars[k]), k)
+	}
+	script.WriteString(command + "\n")
 	local := targets.NewLocal("")
 	defer local.Close()
-	script := "DRIFTLESS_ENVIRONMENT=" + targets.ShellQuote(env) + "; export DRIFTLESS_ENVIRONMENT\n" + inv.Command + "\n"
-	res, err := local.Run(ctx, script, nil)
+	res, err := local.Run(ctx, script.String(), stdin)
 	if err != nil {
-		return nil, fmt.Errorf("run inventory command: %w", err)
+		return nil, fmt.Errorf("run: %w", err)
 	}
 	if res.Exit != 0 {
-		return nil, fmt.Errorf("inventory command exited %d: %s", res.Exit, strings.TrimSpace(string(tailBytes(res.Stderr, 500))))
+		return nil, fmt.Errorf("exited %d: %s", res.Exit, strings.TrimSpace(string(tailBytes(res.Stderr, 500))))
 	}
 	if len(res.Stdout) > MaxBytes {
-		return nil, fmt.Errorf("inventory command printed over %d bytes", MaxBytes)
+		return nil, fmt.Errorf("printed over %d bytes", MaxBytes)
 	}
 	return res.Stdout, nil
 }

@@ -3,12 +3,9 @@ package inventory
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/targets"
 )
 
 // DefaultProvisionTimeout bounds one run of a provisioner's command.
@@ -26,9 +23,6 @@ func (Provisioner) Create(ctx context.Context, p *config.Provision, vars map[str
 	out, err := runProvision(ctx, p, p.Create, vars, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provision create: %w", err)
-	}
-	if len(out) > MaxBytes {
-		return nil, nil, fmt.Errorf("provision create printed over %d bytes", MaxBytes)
 	}
 	hosts, err := Parse(out)
 	if err != nil {
@@ -52,24 +46,5 @@ func runProvision(ctx context.Context, p *config.Provision, command string, vars
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	names := make([]string, 0, len(vars))
-	for k := range vars {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var script strings.Builder
-	for _, k := range names {
-		fmt.Fprintf(&script, "%s=%s; export %s\n", k, targets.ShellQuote(vars[k]), k)
-	}
-	script.WriteString(command + "\n")
-	local := targets.NewLocal("")
-	defer local.Close()
-	res, err := local.Run(ctx, script.String(), stdin)
-	if err != nil {
-		return nil, fmt.Errorf("run %q: %w", command, err)
-	}
-	if res.Exit != 0 {
-		return nil, fmt.Errorf("%q exited %d: %s", command, res.Exit, strings.TrimSpace(string(tailBytes(res.Stderr, 500))))
-	}
-	return res.Stdout, nil
+	return runCommand(ctx, command, vars, stdin)
 }
