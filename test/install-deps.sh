@@ -5,11 +5,13 @@
 # (rpm, createrepo-c), a real Prometheus and promtool, ansible for the
 # side-by-side benchmark, systemd-analyze, chromium for the status
 # page's browser test, script(1) (bsdutils) for the live progress test,
-# age for the secrets tests, haproxy for the traffic-draining test; and
+# age for the secrets tests, haproxy for the traffic-draining test,
+# etcd-server for cluster mode (the tests start their own member on
+# loopback; the package's own service is kept stopped and disabled); and
 # the sops command (Go, built from its module) for SOPS fixtures.
 # It is idempotent: installed packages are left alone.
 set -eu
-pkgs="bsdutils chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible haproxy ca-certificates xz-utils zip unzip time age"
+pkgs="bsdutils chromium git openssh-server openssh-client nftables iproute2 debootstrap systemd systemd-container dpkg-dev rpm createrepo-c prometheus ansible haproxy ca-certificates xz-utils zip unzip time age etcd-server"
 missing=""
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -25,7 +27,27 @@ elif command -v go >/dev/null 2>&1; then
 	echo "install-deps: building sops $sops_version into $gobin"
 	go install "github.com/getsops/sops/v3/cmd/sops@$sops_version"
 fi
+# etcd-server enables an etcd service on port 2379 with data under
+# /var/lib/etcd. The tests need only the binary: the service is stopped
+# and disabled at every run (a later upgrade of the package may enable it
+# again), under systemd or, without it, through its init script.
+quiet_etcd() {
+	[ "$(id -u)" = 0 ] && [ -e /etc/init.d/etcd ] || return 0
+	if [ -d /run/systemd/system ]; then
+		if systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service 2>/dev/null; then
+			echo "install-deps: stopping and disabling the etcd-server package's own service (the tests start their own etcd)"
+			systemctl disable --now etcd.service >/dev/null 2>&1 || true
+		fi
+		return 0
+	fi
+	if ls /etc/rc[2-5].d/S*etcd >/dev/null 2>&1 || /etc/init.d/etcd status >/dev/null 2>&1; then
+		echo "install-deps: stopping and disabling the etcd-server package's own service (the tests start their own etcd)"
+		/etc/init.d/etcd stop >/dev/null 2>&1 || true
+		update-rc.d etcd disable >/dev/null 2>&1 || true
+	fi
+}
 if [ -z "$missing" ]; then
+	quiet_etcd
 	echo "install-deps: every package the tests need is installed"
 	exit 0
 fi
@@ -39,4 +61,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # apt prints a line per package fetched, unpacked and set up: progress shows.
 apt-get install -y -q --no-install-recommends $missing
+quiet_etcd
 echo "install-deps: done in $(($(date +%s) - start))s"

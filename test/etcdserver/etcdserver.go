@@ -1,0 +1,191 @@
+// Package etcdserver starts a real etcd server for tests: Debian's
+// etcd-server package (etcd 3.4), one member on loopback, on free ports,
+// with a throwaway data directory. A test can stop it, kill it and start
+// it again on the same ports and data, to see what a client does while
+// etcd is away. A test that needs it fails in strict mode (CI) when the
+// etcd binary is not installed, and is skipped otherwise (test/need).
+package etcdserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/driftless/driftless/test/need"
+	"github.com/driftless/driftless/test/syncbuf"
+)
+
+// startTimeout bounds how long Start and Restart wait for the member to
+// answer /health; a single member on loopback is healthy in about a
+// second.
+const startTimeout = 30 * time.Second
+
+// Server is one running (or stopped) etcd member.
+type Server struct {
+	t       testing.TB
+	bin     string
+	dataDir string
+	client  string // host:port of the client listener
+	peer    string // host:port of the peer listener
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   *syncbuf.Buffer
+}
+
+// Start starts an etcd member and returns once it is healthy. It is
+// stopped when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		need.Missing(t, "etcd is not installed (Debian package etcd-server; test/install-deps.sh installs it): skipping the test that needs a real etcd")
+	}
+	dir := t.TempDir()
+	// The ports are chosen by closing a listener and handing its port on,
+	// so another process may take one in between: try a few pairs.
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		s := &Server{t: t, bin: bin, dataDir: filepath.Join(dir, fmt.Sprintf("data%d", try)),
+			client: freePort(t), peer: freePort(t)}
+		if lastErr = s.launch(); lastErr == nil {
+			t.Cleanup(func() {
+				s.Stop()
+				if t.Failed() {
+					t.Logf("etcdserver: etcd logs:\n%s", s.logs.String())
+				}
+			})
+			return s
+		}
+	}
+	t.Fatalf("etcdserver: %v", lastErr)
+	return nil
+}
+
+// Endpoint is the client URL ("http://127.0.0.1:PORT").
+func (s *Server) Endpoint() string { return "http://" + s.client }
+
+// DataDir is the member's data directory.
+func (s *Server) DataDir() string { return s.dataDir }
+
+// Stop ends the member with SIGTERM (SIGKILL after 10 s) and waits for it.
+// Stopping a stopped member does nothing.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill ends the member with SIGKILL and waits for it.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+// Restart starts a stopped member again, on the same ports and data, and
+// returns once it is healthy.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	if err := s.launch(); err != nil {
+		s.t.Fatalf("etcdserver: restart: %v", err)
+	}
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// launch starts the member and waits until it is healthy. An error means
+// it exited first (most likely a port was taken) or never got healthy.
+func (s *Server) launch() error {
+	logs := &syncbuf.Buffer{}
+	cmd := exec.Command(s.bin,
+		"--name=default",
+		"--data-dir="+s.dataDir,
+		"--listen-client-urls=http://"+s.client,
+		"--advertise-client-urls=http://"+s.client,
+		"--listen-peer-urls=http://"+s.peer,
+		"--initial-advertise-peer-urls=http://"+s.peer,
+		"--initial-cluster=default=http://"+s.peer,
+		"--log-level=warn",
+		"--logger=zap",
+	)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// If the test binary dies without running its cleanups, the kernel
+	// kills the member rather than leaving it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited, s.logs = cmd, exited, logs
+	s.mu.Unlock()
+
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			s.mu.Lock()
+			s.cmd = nil
+			s.mu.Unlock()
+			return fmt.Errorf("etcd exited before it was healthy (%v): %s", waitErr, logs.String())
+		default:
+		}
+		if healthy(client, s.Endpoint()) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Kill()
+	return fmt.Errorf("etcd not healthy within %s: %s", startTimeout, logs.String())
+}
+
+// healthy asks the member's /health endpoint.
+func healthy(client *http.Client, base string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// freePort returns a loopback host:port nothing listens on right now.
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("etcdserver: find a free port: %v", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatalf("etcdserver: free port %s: %v", addr, err)
+	}
+	return addr
+}
