@@ -26,6 +26,9 @@ type Daemon struct {
 	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
 	Templates   Templates      `yaml:"templates" json:"templates,omitempty"`
 	Secrets     Secrets        `yaml:"secrets" json:"secrets,omitempty"`
+	// Cluster, when set, keeps the state in etcd and shares the
+	// environments with other replicas (cluster.go).
+	Cluster *Cluster `yaml:"cluster" json:"cluster,omitempty"`
 }
 
 // Secrets says how the daemon decrypts the secrets of the declared

@@ -92,6 +92,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateAddresses(d, cfg, root)
 	validateHTTP(d, cfg.HTTP, at("http"))
 	validateTokens(d, cfg.API.Tokens, at("api"))
+	validateCluster(d, cfg.Cluster, root)
 	if cfg.Templates.MaxOutputBytes < 0 {
 		d.errorf(at("templates"), "templates max_output_bytes: must not be negative")
 	}
@@ -129,6 +130,7 @@ func applyDaemonDefaults(cfg *Daemon) {
 	httpDefaults(&cfg.HTTP, setDur, setInt)
 	setInt(&cfg.Templates.MaxOutputBytes, DefaultTemplateMaxBytes)
 	setDur(&cfg.Templates.Timeout, DefaultTemplateTimeout)
+	clusterDefaults(cfg.Cluster)
 	for i := range cfg.Sources {
 		if g := cfg.Sources[i].Git; g != nil {
 			setDur(&g.Interval, DefaultGitInterval)

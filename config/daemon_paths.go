@@ -9,8 +9,9 @@ import (
 // resolvePaths makes every relative file path of the configuration
 // relative to dir, the folder of driftless.yaml, so that the daemon reads
 // the same files whatever its working directory: the state folder, every
-// secret file, the SSH key and known_hosts files, local sources, and the
-// key files and URL of a Git source when that URL is a plain local path.
+// secret file, the SSH key and known_hosts files, the etcd TLS files, local
+// sources, and the key files and URL of a Git source when that URL is a
+// plain local path.
 func resolvePaths(cfg *Daemon, dir string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -20,6 +21,11 @@ func resolvePaths(cfg *Daemon, dir string) {
 	abs(&cfg.StateDir)
 	abs(&cfg.SSH.KeyFile)
 	abs(&cfg.SSH.KnownHosts)
+	if c := cfg.Cluster; c != nil {
+		abs(&c.TLS.CAFile)
+		abs(&c.TLS.CertFile)
+		abs(&c.TLS.KeyFile)
+	}
 	for i := range cfg.Secrets.AgeKeyFiles {
 		abs(&cfg.Secrets.AgeKeyFiles[i])
 	}

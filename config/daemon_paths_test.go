@@ -35,6 +35,9 @@ ssh:
 notify:
   slack: [{url_secret: {file: secrets/slack}}]
   email: {server: "127.0.0.1:25", from: a@b.example, to: [c@d.example], password: {file: secrets/smtp}}
+cluster:
+  endpoints: ["https://etcd-1.example:2379"]
+  tls: {ca_file: etcd/ca.pem, cert_file: etcd/client.pem, key_file: /etc/driftless/etcd.key}
 `
 	if err := os.WriteFile(filepath.Join(dir, "driftless.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -62,6 +65,9 @@ notify:
 		{"ssh known_hosts", cfg.SSH.KnownHosts, in("known_hosts")},
 		{"slack url secret", cfg.Notify.Slack[0].URLRef.File, in("secrets/slack")},
 		{"smtp password", cfg.Notify.Email.Password.File, in("secrets/smtp")},
+		{"etcd ca_file", cfg.Cluster.TLS.CAFile, in("etcd/ca.pem")},
+		{"etcd cert_file", cfg.Cluster.TLS.CertFile, in("etcd/client.pem")},
+		{"absolute etcd key_file", cfg.Cluster.TLS.KeyFile, "/etc/driftless/etcd.key"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)

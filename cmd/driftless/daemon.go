@@ -49,6 +49,12 @@ type daemon struct {
 func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: status.NewProgressLog(0), localRoot: localRoot}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.Cluster != nil {
+		// The section validates, but environments are not yet owned by
+		// one replica at a time: replicas sharing the store would both
+		// apply, so serve refuses rather than ignoring the section.
+		return nil, errors.New("cluster mode: driftless.yaml has a cluster section, which this version validates but cannot run yet (remove it to run one daemon)")
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
