@@ -63,13 +63,25 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 		seen[r.ID()] = true
 		ds[i] = d
 	}
+	var errs []error
+	if n, ok := t.(NativeObserver); ok {
+		done := make([]bool, len(rs))
+		nerrs, err := observeNative(ctx, n, ds, rs, t.Root(), states, done)
+		if err != nil {
+			return nil, err
+		}
+		errs = nerrs
+		ds, rs = notDone(ds, done), notDone(rs, done)
+		if len(rs) == 0 {
+			return states, errors.Join(errs...)
+		}
+	}
 	nonce := "DRIFTLESS-" + randomHex(16)
 	script := probeScript(nonce, ds, rs, t.Root(), preview)
 	res, err := t.Run(ctx, script, nil)
 	if err != nil {
 		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
 	}
-	var errs []error
 	out := res.Stdout
 	for i, r := range rs {
 		body, status, stderr, rest, ok := nextFrame(out, nonce, i)
@@ -92,6 +104,17 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 		states[r.ID()] = st
 	}
 	return states, errors.Join(errs...)
+}
+
+// notDone keeps the elements of s not marked in done.
+func notDone[T any](s []T, done []bool) []T {
+	var out []T
+	for i, v := range s {
+		if !done[i] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // probeScript builds the one script that runs every probe. Each probe runs

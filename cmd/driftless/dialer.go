@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/targets"
@@ -51,7 +52,8 @@ func newDialer(cfg config.SSH, log zerolog.Logger) *dialer {
 // Transport implements reconciler.Dialer.
 func (d *dialer) Transport(ctx context.Context, h *config.Host) (targets.Transport, error) {
 	if h.Transport == "local" {
-		return targets.NewLocal(h.Root), nil
+		// The agent's code observes in the daemon's own process.
+		return agent.Local{Local: targets.NewLocal(h.Root)}, nil
 	}
 	cfg := ssh.Config{Address: h.Address, Port: h.Port, User: h.User, Sudo: h.Sudo, PinnedKey: h.HostKey}
 	key := net.JoinHostPort(h.Address, strconv.Itoa(h.Port)) + "/" + h.User

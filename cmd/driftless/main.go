@@ -89,7 +89,7 @@ talks to a running daemon (status, history, sync, rollback, approve, reject).
 	root.AddCommand(
 		serveCmd(env), validateCmd(env), planCmd(env), applyCmd(env),
 		statusCmd(env), historyCmd(env), syncCmd(env), rollbackCmd(env),
-		approveCmd(env), rejectCmd(env), demoCmd(env), versionCmd(env),
+		approveCmd(env), rejectCmd(env), demoCmd(env), versionCmd(env), agentCmd(env),
 	)
 	// pflag's notes (a deprecated flag used) go to stderr, never into
 	// the data a command prints on stdout.

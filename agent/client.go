@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/driftless/driftless/targets"
+)
+
+// ErrGone is the error of a call on an agent whose session ended: the next
+// call starts a new one.
+var ErrGone = errors.New("agent session ended")
+
+// Client is the daemon's end of one agent's session. Calls are made one
+// at a time; a call whose context ends closes the session (the agent may
+// be half-way through an answer), so a client is used until it is Gone.
+type Client struct {
+	mu     sync.Mutex
+	w      io.Writer
+	r      *bufio.Reader
+	closer io.Closer
+	next   uint64
+	gone   bool
+	hello  Hello
+}
+
+// NewClient speaks to an agent whose requests go to w and answers come
+// from r; closer ends the session. It asks the agent who it is.
+func NewClient(ctx context.Context, w io.Writer, r io.Reader, closer io.Closer) (*Client, error) {
+	c := &Client{w: w, r: bufio.NewReaderSize(r, 64<<10), closer: closer}
+	resp, err := c.call(ctx, Request{Op: OpHello})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Hello == nil {
+		c.Close()
+		return nil, errors.New("agent hello: no answer")
+	}
+	c.hello = *resp.Hello
+	if c.hello.Protocol != Protocol {
+		c.Close()
+		return nil, fmt.Errorf("agent speaks protocol %d, this daemon %d", c.hello.Protocol, Protocol)
+	}
+	return c, nil
+}
+
+// Hello is what the agent said about itself at the start.
+func (c *Client) Hello() Hello { return c.hello }
+
+// Gone says whether the session ended.
+func (c *Client) Gone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gone
+}
+
+// Close ends the session.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gone = true
+	return c.closer.Close()
+}
+
+// Observe asks the agent to observe a batch of resources.
+func (c *Client) Observe(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
+	resp, err := c.call(ctx, Request{Op: OpObserve, Queries: qs})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Answers) != len(qs) {
+		return nil, fmt.Errorf("agent observe: %d answers to %d queries", len(resp.Answers), len(qs))
+	}
+	return resp.Answers, nil
+}
+
+// call sends one request and reads its answer.
+func (c *Client) call(ctx context.Context, req Request) (Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return Response{}, ErrGone
+	}
+	c.next++
+	req.ID = c.next
+	line, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, fmt.Errorf("agent %s: %w", req.Op, err)
+	}
+	type result struct {
+		line []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		if _, err := c.w.Write(append(line, '\n')); err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := c.r.ReadBytes('\n')
+		done <- result{b, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		c.gone = true
+		c.closer.Close()
+		<-done
+		return Response{}, fmt.Errorf("agent %s: %w", req.Op, ctx.Err())
+	}
+	if res.err != nil {
+		c.gone = true
+		c.closer.Close()
+		return Response{}, fmt.Errorf("agent %s: %w (%w)", req.Op, ErrGone, res.err)
+	}
+	var resp Response
+	if err := json.Unmarshal(res.line, &resp); err != nil || resp.ID != req.ID {
+		c.gone = true
+		c.closer.Close()
+		return Response{}, fmt.Errorf("agent %s: unreadable answer (id %d for %d): %v", req.Op, resp.ID, req.ID, err)
+	}
+	if resp.Err != "" {
+		return Response{}, fmt.Errorf("agent %s: %s", req.Op, resp.Err)
+	}
+	return resp, nil
+}

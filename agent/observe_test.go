@@ -1,0 +1,193 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/driftless/driftless/agent"
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
+)
+
+// countingLocal is the local transport counting its shell runs.
+type countingLocal struct {
+	*targets.Local
+	runs int
+}
+
+func (c *countingLocal) Run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
+	c.runs++
+	return c.Local.Run(ctx, script, stdin)
+}
+
+// nativeLocal is countingLocal observing natively.
+type nativeLocal struct{ *countingLocal }
+
+func (n nativeLocal) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
+	return agent.Local{Local: n.Local}.ObserveNative(ctx, qs)
+}
+
+// sandbox lays out, under a sandbox root, every shape the path kinds and
+// sysctl meet, and returns the resources that observe them.
+func sandbox(t *testing.T) (string, []config.Resource) {
+	root := t.TempDir()
+	write := func(name, content string, mode os.FileMode) {
+		t.Helper()
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Chmod(p, uint32(mode)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("a line of a large file\n", 1000)
+	write("/etc/app.conf", "port = 8080\n", 0o640)
+	write("/etc/empty", "", 0o600)
+	write("/etc/big-same", big, 0o644)
+	write("/etc/big-other", big+"x", 0o644)
+	write("/etc/setuid", "#!/bin/sh\n", 0o4755)
+	write("/etc/binary", "\x00\x01\xff\n\n", 0o644)
+	write("/etc/notdir", "a file", 0o644)
+	write("/proc/sys/net/ipv4/ip_forward", "1\n", 0o644)
+	write("/proc/sys/net/ipv4/tcp_rmem", "4096\t131072\t6291456\n", 0o644)
+	write("/etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf", "# managed\n; x\nnet.ipv4.ip_forward =   1  \nnet.ipv4.ip_forward = 0\n", 0o644)
+	write("/etc/sysctl.d/99-driftless-net.ipv4.tcp_rmem.conf", "no key here\n", 0o644)
+	for _, d := range []string{"/srv/dir", "/srv/sticky"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Chmod(filepath.Join(root, "/srv/sticky"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"/srv/link": "/etc/app.conf", "/srv/dangling": "/nowhere", "/srv/dirlink": "/srv/dir"} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "/srv/fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(root, "/etc/app.conf"), 65534, 4242); err != nil && os.Geteuid() == 0 {
+		t.Fatal(err)
+	}
+	file := func(name string, s config.FileSpec) config.Resource {
+		return config.Resource{Kind: "file", Name: name, Spec: &s}
+	}
+	rs := []config.Resource{
+		file("/etc/app.conf", config.FileSpec{Content: "port = 1\n"}),
+		file("/etc/empty", config.FileSpec{}),
+		file("/etc/big-same", config.FileSpec{Content: big}),
+		file("/etc/big-other", config.FileSpec{Content: big}),
+		file("/etc/setuid", config.FileSpec{}),
+		file("/etc/binary", config.FileSpec{}),
+		file("/etc/missing", config.FileSpec{}),
+		file("/etc/notdir/below", config.FileSpec{}),
+		file("/srv/dir", config.FileSpec{}),
+		file("/srv/link", config.FileSpec{}),
+		file("/srv/fifo", config.FileSpec{State: config.Absent}),
+		file("relative", config.FileSpec{}),
+	}
+	for _, p := range []string{"/srv/dir", "/srv/sticky", "/srv/missing", "/etc/app.conf", "/srv/dirlink"} {
+		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})
+	}
+	for _, p := range []string{"/srv/link", "/srv/dangling", "/srv/dirlink", "/srv/dir", "/srv/none", "/etc/notdir/x"} {
+		rs = append(rs, config.Resource{Kind: "symlink", Name: p, Spec: &config.SymlinkSpec{Target: "/x"}})
+	}
+	for _, n := range []string{"net.ipv4.ip_forward", "net.ipv4.tcp_rmem", "net/ipv4/ip_forward", "kernel.nonesuch", "bad name"} {
+		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &config.SysctlSpec{Value: "1"}})
+	}
+	return root, rs
+}
+
+// TestNativeObserveMatchesShell observes the same resources with the
+// shell probes and natively, on the same sandbox: the states and the
+// errors are the same, and the native path starts no shell for the kinds
+// it covers.
+func TestNativeObserveMatchesShell(t *testing.T) {
+	root, rs := sandbox(t)
+	ctx := context.Background()
+	drivers := targets.Drivers()
+	shell := &countingLocal{Local: targets.NewLocal(root)}
+	want, wantErr := targets.Observe(ctx, shell, drivers, rs)
+	native := nativeLocal{&countingLocal{Local: targets.NewLocal(root)}}
+	got, gotErr := targets.Observe(ctx, native, drivers, rs)
+	if len(want) < len(rs)-4 {
+		t.Fatalf("the shell observed only %d of %d resources: %v", len(want), len(rs), wantErr)
+	}
+	for _, r := range rs {
+		if !reflect.DeepEqual(got[r.ID()], want[r.ID()]) {
+			t.Errorf("%s:\nnative %+v\nshell  %+v", r.ID(), got[r.ID()], want[r.ID()])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("native observed %d resources, the shell %d", len(got), len(want))
+	}
+	if errText(gotErr) != errText(wantErr) {
+		t.Errorf("errors differ:\nnative %v\nshell  %v", gotErr, wantErr)
+	}
+	// The relative path and the bad sysctl name go to the shell probe,
+	// which reports them as before: one run for both.
+	if native.runs != 1 {
+		t.Errorf("the native path ran %d shell scripts, want 1 (for the two invalid resources)", native.runs)
+	}
+	// Only valid resources: no shell at all.
+	native.runs = 0
+	valid := rs[:len(rs)-1]
+	valid = append(valid[:11], valid[12:]...)
+	if _, err := targets.Observe(ctx, native, drivers, valid); err != nil {
+		t.Fatal(err)
+	}
+	if native.runs != 0 {
+		t.Errorf("observing %d valid resources natively ran %d shell scripts, want 0", len(valid), native.runs)
+	}
+}
+
+// errText puts joined errors in a comparable order.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.Join(sortedLines(err.Error()), "\n")
+}
+
+func sortedLines(s string) []string {
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		for j := i + 1; j < len(lines); j++ {
+			if lines[j] < lines[i] {
+				lines[i], lines[j] = lines[j], lines[i]
+			}
+		}
+	}
+	return lines
+}
+
+// TestNativePackagesMatchShell asks this machine's package database about
+// installed and unknown packages both ways: one query natively, one
+// process per package in the shell.
+func TestNativePackagesMatchShell(t *testing.T) {
+	ctx := context.Background()
+	var rs []config.Resource
+	for _, n := range []string{"bash", "coreutils", "dl-nonesuch", "libc6", "Bash_Upper"} {
+		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
+	}
+	drivers := targets.Drivers()
+	want, wantErr := targets.Observe(ctx, targets.NewLocal(""), drivers, rs)
+	got, gotErr := targets.Observe(ctx, agent.Local{Local: targets.NewLocal("")}, drivers, rs)
+	if !reflect.DeepEqual(got, want) || errText(gotErr) != errText(wantErr) {
+		t.Fatalf("native %v %v\nshell  %v %v", got, gotErr, want, wantErr)
+	}
+	if !want["package:bash"].Present {
+		t.Fatalf("bash is not installed here? %+v", want)
+	}
+}

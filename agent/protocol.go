@@ -1,0 +1,58 @@
+// Package agent is driftless on the host: the daemon's own binary, run as
+// `driftless agent` over an SSH session, observing resources natively in
+// one process instead of starting processes per resource. It speaks a
+// small versioned request/response protocol on its standard input and
+// output, one JSON object per line, one request at a time, and listens on
+// nothing else: it serves only the session that started it.
+//
+// The daemon copies the binary to the host once per version, under a name
+// that is its SHA-256 (Deploy), checks that hash before every start, and
+// keeps one agent per host connection across passes (Client, Transport).
+// The local transport runs the same Observe in the daemon's process.
+package agent
+
+import (
+	"github.com/driftless/driftless/targets"
+)
+
+// Protocol is the version of the protocol. A daemon talks only to an agent
+// of its own protocol version; the agent binary is content-addressed, so a
+// daemon of another version copies and starts its own agent instead.
+// Raise it with any change to the requests or answers.
+const Protocol = 1
+
+// The operations of a request.
+const (
+	// OpHello asks the agent who it is (Hello).
+	OpHello = "hello"
+	// OpObserve observes a batch of resources (Request.Queries).
+	OpObserve = "observe"
+)
+
+// Request is one line the daemon sends.
+type Request struct {
+	ID      uint64          `json:"id"`
+	Op      string          `json:"op"`
+	Queries []targets.Query `json:"queries,omitempty"`
+}
+
+// Response is the agent's one line for a request, with the request's ID.
+type Response struct {
+	ID uint64 `json:"id"`
+	// Err is set when the request itself failed (an unknown operation);
+	// a resource that could not be observed is an Answer's Err.
+	Err     string           `json:"err,omitempty"`
+	Hello   *Hello           `json:"hello,omitempty"`
+	Answers []targets.Answer `json:"answers,omitempty"`
+}
+
+// Hello is what an agent says about itself.
+type Hello struct {
+	Protocol int    `json:"protocol"`
+	Version  string `json:"version"`
+	// Sum is the SHA-256 of the running binary, hex.
+	Sum  string `json:"sum"`
+	OS   string `json:"os"`
+	Arch string `json:"arch"`
+	UID  int    `json:"uid"`
+}

@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+)
+
+// maxLine bounds one request line (a batch of queries, no content).
+const maxLine = 64 << 20
+
+// Serve answers the requests read from in, one JSON line each, on out,
+// until in ends (the daemon closed the session) or ctx does.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) error {
+	hello, err := Self(version)
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	for sc.Scan() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var req Request
+		resp := Response{}
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			resp.Err = fmt.Sprintf("read request: %v", err)
+		} else {
+			resp = handle(ctx, req, hello)
+		}
+		if err := enc.Encode(resp); err != nil {
+			return fmt.Errorf("answer request %d: %w", req.ID, err)
+		}
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("answer request %d: %w", req.ID, err)
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read requests: %w", err)
+	}
+	return nil
+}
+
+// handle answers one request.
+func handle(ctx context.Context, req Request, hello Hello) Response {
+	resp := Response{ID: req.ID}
+	switch req.Op {
+	case OpHello:
+		resp.Hello = &hello
+	case OpObserve:
+		resp.Answers = Observe(ctx, req.Queries)
+	default:
+		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)
+	}
+	return resp
+}
+
+// Self describes the running binary: its protocol, version and SHA-256.
+func Self(version string) (Hello, error) {
+	h := Hello{Protocol: Protocol, Version: version, OS: runtime.GOOS, Arch: runtime.GOARCH, UID: os.Getuid()}
+	exe, err := os.Executable()
+	if err != nil {
+		return h, fmt.Errorf("find the agent's own binary: %w", err)
+	}
+	sum, err := fileSum(exe)
+	if err != nil {
+		return h, err
+	}
+	h.Sum = sum
+	return h, nil
+}
+
+// fileSum is the SHA-256 of a file, hex.
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,49 @@
+package agent
+
+import (
+	"context"
+	"errors"
+
+	"github.com/driftless/driftless/targets"
+)
+
+// Transport is a host's SSH transport whose observations go to the host's
+// agent; everything else (scripts, writes) goes through the transport as
+// before.
+type Transport struct {
+	Starter
+	Agent *Remote
+}
+
+var (
+	_ targets.NativeObserver = (*Transport)(nil)
+	_ targets.Redialer       = (*Transport)(nil)
+)
+
+// ObserveNative implements targets.NativeObserver.
+func (t *Transport) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
+	return t.Agent.Observe(ctx, t.Starter, qs)
+}
+
+// Redial opens a fresh connection for confirming a network change; it is
+// used for scripts only, without an agent.
+func (t *Transport) Redial(ctx context.Context) (targets.Transport, error) {
+	rd, ok := t.Starter.(targets.Redialer)
+	if !ok {
+		return nil, errors.New("redial: the transport cannot open a second connection")
+	}
+	return rd.Redial(ctx)
+}
+
+// Local is the local transport observing natively in the daemon's own
+// process: the agent's code without a second process.
+type Local struct {
+	*targets.Local
+}
+
+var _ targets.NativeObserver = Local{}
+
+// ObserveNative implements targets.NativeObserver.
+func (l Local) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
+	return Observe(ctx, qs), nil
+}
