@@ -93,6 +93,10 @@ func Open(path string) (*BoltStore, error) {
 	return &BoltStore{db: db, group: &groupCommit{db: db}, keep: HistoryRetention, box: box, deliveries: deliveries}, nil
 }
 
+// Fenced returns s: one daemon alone owns every environment, so a bbolt
+// store has nothing to fence on.
+func (s *BoltStore) Fenced(Fence) Store { return s }
+
 // Path is the database file's path.
 func (s *BoltStore) Path() string { return s.db.Path() }
 

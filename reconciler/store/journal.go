@@ -13,16 +13,9 @@ import (
 
 // BeginJournal opens the journal of a rollout, replacing any earlier one.
 func (s *BoltStore) BeginJournal(j Journal) error {
-	j.Hosts = append([]config.Host(nil), j.Hosts...)
-	for i := range j.Hosts {
-		// Resources and checks are recorded per entry; the host itself is
-		// only needed to reach it again. Its variables may hold decrypted
-		// secrets and are not needed for that either.
-		j.Hosts[i].Resources, j.Hosts[i].Checks, j.Hosts[i].Vars = nil, nil, nil
-	}
-	data, err := json.Marshal(j)
+	data, err := encodeJournal(j)
 	if err != nil {
-		return fmt.Errorf("encode journal of %s: %w", j.Environment, err)
+		return err
 	}
 	err = s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal)
@@ -44,6 +37,35 @@ func (s *BoltStore) BeginJournal(j Journal) error {
 		return fmt.Errorf("begin journal of %s: %w", j.Environment, err)
 	}
 	return nil
+}
+
+// encodeJournal encodes a rollout's journal with its hosts stripped to
+// what reaches them again.
+func encodeJournal(j Journal) ([]byte, error) {
+	j.Hosts = append([]config.Host(nil), j.Hosts...)
+	for i := range j.Hosts {
+		// Resources and checks are recorded per entry; the host itself is
+		// only needed to reach it again. Its variables may hold decrypted
+		// secrets and are not needed for that either.
+		j.Hosts[i].Resources, j.Hosts[i].Checks, j.Hosts[i].Vars = nil, nil, nil
+	}
+	data, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("encode journal of %s: %w", j.Environment, err)
+	}
+	return data, nil
+}
+
+// markApplied sets the applied flag of an encoded entry. Only the flag
+// changes, so the stored spec is patched as raw JSON rather than decoded
+// into its kind's type and encoded again.
+func markApplied(v []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, err
+	}
+	m["applied"] = json.RawMessage("true")
+	return json.Marshal(m)
 }
 
 func firstKey(env, host, id string) []byte {
@@ -69,7 +91,7 @@ func (s *BoltStore) RecordSnapshots(env string, entries []JournalEntry) ([]uint6
 				return err
 			}
 			seqs[i] = e.Seq
-			data, err := s.encodeSealed(e)
+			data, err := encodeSealed(s.box, e)
 			if err != nil {
 				return err
 			}
@@ -80,7 +102,7 @@ func (s *BoltStore) RecordSnapshots(env string, entries []JournalEntry) ([]uint6
 			if fb.Get(fk) != nil {
 				continue
 			}
-			snap, err := s.encodeFirst(e)
+			snap, err := encodeFirst(s.box, e)
 			if err != nil {
 				return err
 			}
@@ -112,14 +134,7 @@ func (s *BoltStore) FinishEntries(env string, applied, unstarted []uint64) error
 			if v == nil {
 				return fmt.Errorf("no journal entry %d", seq)
 			}
-			// Only the flag changes, so the stored spec is patched as raw
-			// JSON rather than decoded into its kind's type and encoded again.
-			var m map[string]json.RawMessage
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
-			m["applied"] = json.RawMessage("true")
-			data, err := json.Marshal(m)
+			data, err := markApplied(v)
 			if err != nil {
 				return err
 			}
@@ -154,7 +169,7 @@ func (s *BoltStore) OpenJournal(env string) (*Journal, []JournalEntry, error) {
 			return err
 		}
 		return jb.Bucket(keyEntries).ForEach(func(_, v []byte) error {
-			e, err := s.decodeSealed(v)
+			e, err := decodeSealed(s.box, v)
 			if err != nil {
 				return err
 			}
@@ -228,7 +243,7 @@ func (s *BoltStore) FirstManaged(env, host, id string) (st targets.State, ok boo
 			return nil
 		}
 		ok = true
-		return s.decodeFirst(v, &st)
+		return decodeFirst(s.box, v, &st)
 	})
 	if err != nil {
 		return targets.State{}, false, fmt.Errorf("read first-managed state of %s on %s: %w", id, host, err)

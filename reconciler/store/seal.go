@@ -27,12 +27,12 @@ var sealedPrefix = []byte("age-encryption.org/v1")
 // encrypted whole to the store's own recipient, with only its host,
 // identity and flags in clear. bbolt does not zero freed pages, so the
 // clear text is never written to the file at all.
-func (s *BoltStore) encodeSealed(e JournalEntry) ([]byte, error) {
+func encodeSealed(box *secrets.Box, e JournalEntry) ([]byte, error) {
 	clear, err := encodeEntry(e)
 	if err != nil || !e.Resource.IsSecret() {
 		return clear, err
 	}
-	sealed, err := s.box.Seal(clear)
+	sealed, err := box.Seal(clear)
 	if err != nil {
 		return nil, fmt.Errorf("seal journal entry of %s: %w", e.Resource.ID(), err)
 	}
@@ -45,12 +45,12 @@ func (s *BoltStore) encodeSealed(e JournalEntry) ([]byte, error) {
 
 // decodeSealed decodes what encodeSealed encoded. The flags of the clear
 // envelope win: FinishEntries marks an entry applied there.
-func (s *BoltStore) decodeSealed(data []byte) (JournalEntry, error) {
+func decodeSealed(box *secrets.Box, data []byte) (JournalEntry, error) {
 	var env storedEntry
 	if err := json.Unmarshal(data, &env); err != nil || env.Sealed == nil {
 		return decodeEntry(data)
 	}
-	clear, err := s.box.Open(env.Sealed)
+	clear, err := box.Open(env.Sealed)
 	if err != nil {
 		return JournalEntry{}, fmt.Errorf("open journal entry of %s:%s: %w", env.Res.Kind, env.Res.Name, err)
 	}
@@ -63,18 +63,18 @@ func (s *BoltStore) decodeSealed(data []byte) (JournalEntry, error) {
 }
 
 // encodeFirst encodes a first-managed state, sealed for a secret resource.
-func (s *BoltStore) encodeFirst(e JournalEntry) ([]byte, error) {
+func encodeFirst(box *secrets.Box, e JournalEntry) ([]byte, error) {
 	snap, err := json.Marshal(e.Snapshot)
 	if err != nil || !e.Resource.IsSecret() {
 		return snap, err
 	}
-	return s.box.Seal(snap)
+	return box.Seal(snap)
 }
 
 // decodeFirst decodes what encodeFirst encoded.
-func (s *BoltStore) decodeFirst(v []byte, st *targets.State) error {
+func decodeFirst(box *secrets.Box, v []byte, st *targets.State) error {
 	if bytes.HasPrefix(v, sealedPrefix) {
-		clear, err := s.box.Open(v)
+		clear, err := box.Open(v)
 		if err != nil {
 			return err
 		}

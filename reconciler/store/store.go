@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -260,9 +261,30 @@ type Store interface {
 	// older than window are pruned, without reading those still in it.
 	MarkDelivery(provider string, keys []string, now time.Time, window time.Duration) (seen bool, err error)
 
+	// Fenced returns the store with every write of an environment's
+	// worker (record, history, journal, first-managed states) bound to f:
+	// such a write commits only while f holds, in the same transaction,
+	// and otherwise fails with ErrFenced having written nothing. Reads and
+	// MarkDelivery (replica-wide, not an environment's) are not fenced.
+	Fenced(f Fence) Store
+
 	// Close releases the store.
 	Close() error
 }
+
+// Fence is what a replica's ownership of an environment looks like in the
+// store: the ownership key, and its create revision when this replica
+// took it (the fencing token). A later owner creates the key anew, with a
+// higher revision, so a stale owner's writes fail. The zero Fence binds
+// nothing (one daemon alone owns every environment).
+type Fence struct {
+	Key   string
+	Token int64
+}
+
+// ErrFenced is the error of a write refused because its fence no longer
+// holds: the replica lost the environment to another owner.
+var ErrFenced = errors.New("write refused: this replica no longer owns the environment")
 
 // storedResource is config.Resource as JSON: its Spec is kept raw and
 // decoded back into the kind's typed spec, so a journal read after a crash

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -24,140 +22,6 @@ func openTestStore(t testing.TB) *BoltStore {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
-}
-
-func TestStoreEnvAndHistory(t *testing.T) {
-	s := openTestStore(t)
-	if _, ok, err := s.Env("prod"); err != nil || ok {
-		t.Fatalf("empty store: ok=%v err=%v", ok, err)
-	}
-	rec := EnvRecord{Name: "prod", Applied: sources.Revision{Commit: "abc"}, Quarantined: []string{"bad"}}
-	if err := s.PutEnv(rec); err != nil {
-		t.Fatal(err)
-	}
-	got, ok, err := s.Env("prod")
-	if err != nil || !ok || got.Applied.Commit != "abc" || !got.IsQuarantined("bad") || got.IsQuarantined("abc") {
-		t.Fatalf("Env = %+v ok=%v err=%v", got, ok, err)
-	}
-	for i, res := range []string{"success", "noop", "failed"} {
-		id, err := s.AddRun(Run{Environment: "prod", Result: res, Changes: i})
-		if err != nil || id != uint64(i+1) {
-			t.Fatalf("AddRun: id=%d err=%v", id, err)
-		}
-	}
-	runs, err := s.History("prod", 2)
-	if err != nil || len(runs) != 2 || runs[0].Result != "failed" || runs[1].Result != "noop" {
-		t.Fatalf("History(2) = %+v, %v", runs, err)
-	}
-	if runs, _ := s.History("prod", 0); len(runs) != 3 {
-		t.Fatalf("History(0) has %d runs, want 3", len(runs))
-	}
-	if runs, _ := s.History("other", 5); len(runs) != 0 {
-		t.Fatalf("History of unknown env = %+v", runs)
-	}
-}
-
-func TestStoreJournalRoundTrip(t *testing.T) {
-	s := openTestStore(t)
-	if _, err := s.RecordSnapshots("prod", []JournalEntry{{}}); err == nil {
-		t.Fatal("RecordSnapshots without a journal succeeded")
-	}
-	h := config.Host{Name: "web-1", Root: "/x", Resources: []config.Resource{{Kind: "file", Name: "/a"}}}
-	if err := s.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{h}, Revision: sources.Revision{Commit: "c2"}}); err != nil {
-		t.Fatal(err)
-	}
-	res := config.Resource{Kind: "file", Name: "/etc/a", Spec: &config.FileSpec{Content: "new", Mode: "0644"}, Notify: []string{"service:app"}}
-	other := config.Resource{Kind: "file", Name: "/etc/b", Spec: &config.FileSpec{Content: "b"}}
-	first := targets.State{Present: true, Content: []byte("old")}
-	// One host's batch: three snapshots in one transaction; the first is
-	// applied, the second failed, the third never started.
-	seqs, err := s.RecordSnapshots("prod", []JournalEntry{
-		{Host: "web-1", Resource: res, Snapshot: first},
-		{Host: "web-1", Resource: res, Snapshot: targets.State{Content: []byte("later")}},
-		{Host: "web-1", Resource: other},
-	})
-	if err != nil || len(seqs) != 3 || seqs[0] >= seqs[1] || seqs[1] >= seqs[2] {
-		t.Fatalf("RecordSnapshots = %v, %v", seqs, err)
-	}
-	if err := s.FinishEntries("prod", seqs[:1], seqs[2:]); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FinishEntries("prod", []uint64{99}, nil); err == nil {
-		t.Fatal("FinishEntries of an unknown entry succeeded")
-	}
-	j, entries, err := s.OpenJournal("prod")
-	if err != nil || j == nil {
-		t.Fatalf("OpenJournal: %v %v", j, err)
-	}
-	if j.Revision.Commit != "c2" || len(j.Hosts) != 1 || j.Hosts[0].Root != "/x" || j.Hosts[0].Resources != nil {
-		t.Fatalf("journal = %+v", j)
-	}
-	if len(entries) != 2 || !entries[0].Applied || entries[1].Applied {
-		t.Fatalf("entries = %+v", entries)
-	}
-	spec, ok := entries[0].Resource.Spec.(*config.FileSpec)
-	if !ok || spec.Content != "new" || entries[0].Resource.Notify[0] != "service:app" || string(entries[0].Snapshot.Content) != "old" {
-		t.Fatalf("entry 0 = %+v spec %#v", entries[0], entries[0].Resource.Spec)
-	}
-	// The first snapshot of a resource is kept, later ones do not replace it.
-	fm, ok, err := s.FirstManaged("prod", "web-1", "file:/etc/a")
-	if err != nil || !ok || string(fm.Content) != "old" {
-		t.Fatalf("FirstManaged = %+v %v %v", fm, ok, err)
-	}
-	if envs, _ := s.Journals(); len(envs) != 1 || envs[0] != "prod" {
-		t.Fatalf("Journals = %v", envs)
-	}
-	if err := s.EndJournal("prod"); err != nil {
-		t.Fatal(err)
-	}
-	if j, _, _ := s.OpenJournal("prod"); j != nil {
-		t.Fatal("journal still open after EndJournal")
-	}
-	if err := s.ForgetFirstManaged("prod", "web-1", "file:/etc/a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := s.FirstManaged("prod", "web-1", "file:/etc/a"); ok {
-		t.Fatal("first-managed state survived ForgetFirstManaged")
-	}
-}
-
-func TestMarkDelivery(t *testing.T) {
-	s := openTestStore(t)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	win := time.Minute
-	steps := []struct {
-		provider, id string
-		at           time.Duration
-		want         bool
-	}{
-		{"github", "d1", 0, false},
-		{"github", "d1", 30 * time.Second, true},
-		{"gitlab", "d1", 31 * time.Second, false}, // providers are separate
-		{"github", "d2", 50 * time.Second, false},
-		{"github", "d1", 2 * time.Minute, false}, // expired, pruned, seen anew
-		{"github", "d1", 2*time.Minute + time.Second, true},
-	}
-	for _, st := range steps {
-		seen, err := s.MarkDelivery(st.provider, []string{st.id}, t0.Add(st.at), win)
-		if err != nil || seen != st.want {
-			t.Fatalf("MarkDelivery(%s,%s,+%v) = %v, %v; want %v", st.provider, st.id, st.at, seen, err, st.want)
-		}
-	}
-	if _, err := s.MarkDelivery("github", []string{""}, t0, win); err == nil {
-		t.Fatal("empty id accepted")
-	}
-	if _, err := s.MarkDelivery("github", nil, t0, win); err == nil {
-		t.Fatal("no key accepted")
-	}
-	// One known key makes the delivery a replay, and the other key of it is
-	// recorded all the same.
-	at := t0.Add(2*time.Minute + 2*time.Second)
-	if seen, err := s.MarkDelivery("github", []string{"d1", "body-x"}, at, win); err != nil || !seen {
-		t.Fatalf("known id with a new body: seen=%v err=%v", seen, err)
-	}
-	if seen, err := s.MarkDelivery("github", []string{"d9", "body-x"}, at.Add(time.Second), win); err != nil || !seen {
-		t.Fatalf("new id with a recorded body: seen=%v err=%v", seen, err)
-	}
 }
 
 // countDeliveries returns how many keys the store looks up and how many
@@ -309,32 +173,6 @@ func TestDeliveriesSurviveReopen(t *testing.T) {
 	}
 	if seen, err := s.MarkDelivery("gitlab", []string{"d1"}, t0.Add(time.Minute), time.Hour); err != nil || seen {
 		t.Fatalf("another provider's id: seen=%v, %v", seen, err)
-	}
-}
-
-// TestMarkDeliveryConcurrent: of many requests carrying one new delivery
-// at once, exactly one is taken as new.
-func TestMarkDeliveryConcurrent(t *testing.T) {
-	s := openTestStore(t)
-	now := time.Now()
-	var fresh atomic.Int32
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			seen, err := s.MarkDelivery("github", []string{"same-id"}, now, time.Hour)
-			if err != nil {
-				t.Error(err)
-			}
-			if !seen {
-				fresh.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if fresh.Load() != 1 {
-		t.Fatalf("%d requests took the delivery as new, want 1", fresh.Load())
 	}
 }
 
