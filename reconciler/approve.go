@@ -16,11 +16,17 @@ import (
 // filled in). An approval lets the revision through the approval gate at
 // once (the environment's worker looks again); a rejection keeps it from
 // ever being applied and is recorded in history.
-func (r *Reconciler) Decide(_ context.Context, name, rev string, d Decision) (Decision, error) {
-	st, err := r.known(name)
-	if err != nil {
+func (r *Reconciler) Decide(ctx context.Context, name, rev string, d Decision) (Decision, error) {
+	if _, err := r.known(name); err != nil {
 		return Decision{}, err
 	}
+	rp := r.call(ctx, name, request{kind: reqDecide, to: rev, d: d})
+	return rp.dec, rp.err
+}
+
+// decide is Decide on the environment's worker.
+func (r *Reconciler) decide(st *envState, rev string, d Decision) (Decision, error) {
+	name := st.name()
 	rev = strings.ToLower(strings.TrimSpace(rev))
 	r.mu.Lock()
 	g, pol := st.rec.Gate, st.policy()
@@ -54,7 +60,8 @@ func (r *Reconciler) Decide(_ context.Context, name, rev string, d Decision) (De
 }
 
 // record keeps a decision in the environment's record (and, for a
-// rejection, in history), logs and reports it, and wakes the worker.
+// rejection, in history), logs and reports it. The worker then looks at
+// its gates again.
 func (r *Reconciler) record(st *envState, d Decision, rev sources.Revision) {
 	r.update(st, func(rec *EnvRecord) {
 		rec.Decisions = append(rec.Decisions, d)
@@ -69,19 +76,6 @@ func (r *Reconciler) record(st *envState, d Decision, rev sources.Revision) {
 		log.Warn().Str("by", d.By).Str("via", d.Via).Msg("revision rejected")
 		run := Run{Environment: d.Environment, Revision: rev, Trigger: TriggerApproval, Start: d.At, End: d.At,
 			Result: ResultRejected, Decision: &d, Error: "rejected by " + d.By}
-		if _, err := r.store.AddRun(run); err != nil {
-			log.Error().Err(err).Msg("cannot record run in history")
-		}
-		r.report(Report{Environment: d.Environment, Source: rev.Source, Commit: d.Commit, Status: StatusFailure,
-			Gate: StateRejected, Decision: &d, Description: "rejected by " + d.By})
-	}
-	r.mu.Lock()
-	w := r.workers[d.Environment]
-	r.mu.Unlock()
-	if w != nil {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		r.finish(context.Background(), st, &outcome{kind: outRejected, tg: target{rev: rev}, run: &run})
 	}
 }

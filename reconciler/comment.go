@@ -119,10 +119,23 @@ func commentCommands(comment string) []commentCommand {
 // arrives there. A rejection is final: a commit once rejected is not
 // approved again.
 func (r *Reconciler) DecideByComment(env, commit, named string, approve bool, ev sources.Event) error {
-	st, err := r.known(env)
-	if err != nil {
+	if _, err := r.known(env); err != nil {
 		return err
 	}
+	c := &commentDecision{commit: commit, named: named, approve: approve, ev: ev}
+	return r.call(context.Background(), env, request{kind: reqComment, comment: c}).err
+}
+
+// commentDecision is a decision taken by a pull request comment.
+type commentDecision struct {
+	commit, named string
+	approve       bool
+	ev            sources.Event
+}
+
+// decideByComment is DecideByComment on the environment's worker.
+func (r *Reconciler) decideByComment(st *envState, c *commentDecision) error {
+	env, commit, named, approve, ev := st.name(), c.commit, c.named, c.approve, c.ev
 	r.mu.Lock()
 	pol := st.policy()
 	prev := st.rec.Decision(commit)

@@ -32,12 +32,14 @@ type driftKey struct{ host, kind, mode string }
 // holds changes back) enforce only reports, as warn. A resource in held
 // (keys "host id") is only reported, whatever its mode: an unfinished
 // rollback still has to restore it. A host that cannot be observed keeps
-// the drift it had. The caller holds st.op.
-func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (Run, error) {
+// the drift it had. The run is recorded by finish, deferred.
+func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (run Run, err error) {
 	r.mu.Lock()
 	env, rev := st.applied, st.rec.Applied
 	r.mu.Unlock()
-	run := Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
+	run = Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
+	out := &outcome{kind: outDrift, tg: target{rev: rev, env: env}, run: &run}
+	defer r.finish(ctx, st, out)
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
 	r.keepHosts(env)
 	hosts := r.planEnv(ctx, env, nil, false, planTrusted, log)
@@ -108,20 +110,9 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 	case run.Changes > 0:
 		run.Result = ResultSuccess
 	}
-	r.m.reconcileTotal.WithLabelValues(env.Name, run.Result).Inc()
-	r.m.duration.WithLabelValues(env.Name).Observe(run.End.Sub(run.Start).Seconds())
 	log.Debug().Str("trigger", trigger).Str("result", run.Result).Int("changes", run.Changes).Int("drift_resources", len(open)).
 		Dur("duration_ms", run.End.Sub(run.Start)).Msg("drift pass")
-	// Quiet passes are counted but not written to history, so the history
-	// keeps the runs that did something.
-	if run.Result != ResultNoop || trigger != TriggerDrift {
-		if id, err := r.store.AddRun(run); err != nil {
-			log.Error().Err(err).Msg("cannot record run in history")
-		} else {
-			run.ID = id
-		}
-	}
-	r.markClean(ctx, st, env.Name, run, len(open) == 0)
+	out.clean = len(open) == 0
 	if run.Result == ResultFailed {
 		return run, fmt.Errorf("drift pass of %s: %s", env.Name, run.Error)
 	}

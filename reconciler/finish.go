@@ -1,31 +1,100 @@
 package reconciler
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
-// finish records a run: history, metrics, the environment's record and
-// in-memory state, and the final report. rollout defers it, so it runs on
-// every exit path. cut says that the daemon stopped while the run was
-// still planning: nothing changed on any host, so the environment keeps
-// its state (and the applied revision its soak) across the restart.
-func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
-	run.End = r.now()
+// outcomeKind is the kind of run finish records.
+type outcomeKind int
+
+const (
+	// outRollout is a rollout (of a revision, a sync, a retry, a rollback).
+	outRollout outcomeKind = iota
+	// outDrift is a drift pass over the applied revision.
+	outDrift
+	// outRecovery is the end of a rollback that had to wait: an
+	// interrupted rollout, or a rollback that could not reach a host.
+	outRecovery
+	// outRejected is the rejection of a revision held at the gates.
+	outRejected
+)
+
+// outcome is what finish records about one run.
+type outcome struct {
+	kind outcomeKind
+	tg   target
+	run  *Run
+	// cut (a rollout) says that the daemon stopped while the run was still
+	// planning: nothing changed on any host, so the environment keeps its
+	// state (and the applied revision its soak) across the restart.
+	cut bool
+	// clean (a drift pass) says that no drift is left open.
+	clean bool
+	// prior (a recovery) is the rollout's own run when history has it;
+	// desc says in one line what the recovery did.
+	prior *Run
+	desc  string
+}
+
+// finish records a run, whatever its kind and outcome (success, no-op,
+// failed, rolled back, rejected, cut short): history, metrics, the
+// environment's record and in-memory state, and the report. rollout and
+// drift defer it, so it runs on every exit path; a recovery and a
+// rejection call it once they are done. Only the environment's worker
+// calls it.
+func (r *Reconciler) finish(ctx context.Context, st *envState, o *outcome) {
+	run := o.run
+	if run.End.IsZero() {
+		run.End = r.now()
+	}
 	if run.Result == "" {
 		run.Result, run.Error = ResultFailed, strings.TrimPrefix(run.Error+"; run ended without a result", "; ")
 	}
-	name := tg.env.Name
-	log := r.log.With().Str("environment", name).Str("revision", tg.rev.Short()).Logger()
+	name := st.name()
+	log := r.log.With().Str("environment", name).Str("revision", run.Revision.Short()).Logger()
+	switch o.kind {
+	case outRollout:
+		r.addRun(run, log)
+		r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
+		r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
+		r.finishRollout(st, o, log)
+	case outDrift:
+		r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
+		r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
+		// Quiet passes are counted but not written to history, so the
+		// history keeps the runs that did something.
+		if run.Result != ResultNoop || run.Trigger != TriggerDrift {
+			r.addRun(run, log)
+		}
+		r.markClean(ctx, st, name, *run, o.clean)
+	case outRecovery:
+		r.finishRecovery(st, o, log)
+	case outRejected:
+		r.addRun(run, log)
+		d := run.Decision
+		r.report(Report{Environment: name, Source: run.Revision.Source, Commit: d.Commit, Status: StatusFailure,
+			Gate: StateRejected, Decision: d, Description: "rejected by " + d.By})
+	}
+}
+
+// addRun writes a run to history and gives it its id.
+func (r *Reconciler) addRun(run *Run, log zerolog.Logger) {
 	if id, err := r.store.AddRun(*run); err != nil {
 		log.Error().Err(err).Msg("cannot record run in history")
 	} else {
 		run.ID = id
 	}
-	r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
-	r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
+}
 
+// finishRollout records a rollout's end in the environment's record and
+// state (its retries among them), and reports it.
+func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger) {
+	run, tg, cut, name := o.run, o.tg, o.cut, st.name()
 	blocked := false
 	if run.Result == ResultRolledBack {
 		// A rollback that could not restore every host leaves its journal
@@ -116,4 +185,30 @@ func (r *Reconciler) finish(st *envState, tg target, run *Run, cut bool) {
 		rep.Description += "; tests: " + run.Tests.String()
 	}
 	r.report(rep)
+}
+
+// finishRecovery records the end of a rollback that had to wait: into the
+// rollout's own run when history has it (counted then already), or as a
+// new run (counted now) when the daemon died before recording it; then
+// the environment's record and the report.
+func (r *Reconciler) finishRecovery(st *envState, o *outcome, log zerolog.Logger) {
+	run, name := o.run, st.name()
+	if o.prior == nil {
+		r.addRun(run, log)
+		r.m.reconcileTotal.WithLabelValues(name, ResultRolledBack).Inc()
+		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+	} else {
+		if o.prior.Result != ResultRolledBack {
+			r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+		}
+		if ok, err := r.store.UpdateRun(*run); err != nil || !ok {
+			log.Error().Err(err).Bool("found", ok).Msg("cannot record the end of the rollback in history")
+		}
+	}
+	r.update(st, func(rec *EnvRecord) {
+		rec.State, rec.LastResult, rec.LastError, rec.LastRun = StateRolledBack, run.Result, run.Error, run.End
+	})
+	r.report(Report{Environment: name, Source: run.Revision.Source, Commit: run.Revision.Commit, Status: StatusRolledBack,
+		Description: o.desc, Time: r.now()})
+	log.Warn().Str("result", run.Result).Msg(o.desc)
 }

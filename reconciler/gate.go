@@ -42,7 +42,7 @@ func (st *envState) policy() *config.Environment {
 // ok true. Otherwise it records where the revision waits and when to look
 // again. A gate is a wait, not a failure: nothing is retried until an
 // upstream changes, a decision is taken, the soak ends or the next drift
-// pass. The caller holds st.op.
+// pass. Only the environment's worker calls it.
 func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, force bool) (run Run, ok bool) {
 	r.mu.Lock()
 	latest, rec := st.latest, st.rec

@@ -17,7 +17,7 @@ const defaultInventoryInterval = 5 * time.Minute
 // environment out when its hosts changed: a new host is brought to the
 // declared state; a host gone from the inventory is no longer declared,
 // so nothing touches it again. It reports whether it rolled out. The
-// caller holds st.op.
+// caller is the environment's worker.
 func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger string) (Run, bool) {
 	r.mu.Lock()
 	d := st.desired

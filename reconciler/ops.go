@@ -38,12 +38,16 @@ func (r *Reconciler) ForceSync(ctx context.Context, name string) error {
 }
 
 func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
-	st, err := r.known(name)
-	if err != nil {
+	if _, err := r.known(name); err != nil {
 		return err
 	}
-	_, err = r.pass(ctx, st, TriggerSync, force)
-	if err != nil {
+	return r.call(ctx, name, request{kind: reqSync, force: force}).err
+}
+
+// syncPass is a sync on the environment's worker.
+func (r *Reconciler) syncPass(ctx context.Context, st *envState, force bool) error {
+	name := st.name()
+	if _, err := r.pass(ctx, st, passRequest{trigger: TriggerSync, force: force}); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
 	}
 	r.mu.Lock()
@@ -62,21 +66,22 @@ func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
 // still exists. The commit leaves quarantine and stays the environment's
 // target until a newer revision arrives.
 func (r *Reconciler) Rollback(ctx context.Context, name, to string) error {
-	st, err := r.known(name)
-	if err != nil {
+	if _, err := r.known(name); err != nil {
 		return err
 	}
 	if len(to) < 7 {
 		return fmt.Errorf("rollback %s: commit %q is too short (7 characters at least)", name, to)
 	}
-	st.op.Lock()
-	defer st.op.Unlock()
-	if err := r.recoverEnv(ctx, st); err != nil {
-		return fmt.Errorf("rollback %s: %w", name, err)
-	}
+	return r.call(ctx, name, request{kind: reqRollback, to: to}).err
+}
+
+// rollbackTarget is the choice of a rollback's pass: the revision of the
+// newest successful run of commit to, out of quarantine.
+func (r *Reconciler) rollbackTarget(ctx context.Context, st *envState, to string) (*target, error) {
+	name := st.name()
 	runs, err := r.store.History(name, 0)
 	if err != nil {
-		return fmt.Errorf("rollback %s: %w", name, err)
+		return nil, fmt.Errorf("rollback %s: %w", name, err)
 	}
 	var rev *sources.Revision
 	for _, run := range runs {
@@ -86,11 +91,11 @@ func (r *Reconciler) Rollback(ctx context.Context, name, to string) error {
 		}
 	}
 	if rev == nil {
-		return fmt.Errorf("rollback %s: no successful run of commit %s in its history", name, to)
+		return nil, fmt.Errorf("rollback %s: no successful run of commit %s in its history", name, to)
 	}
 	tg, err := r.resolve(ctx, name, *rev)
 	if err != nil {
-		return fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
+		return nil, fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
 	}
 	r.m.rollbacks.WithLabelValues(name, "manual").Inc()
 	r.update(st, func(rec *EnvRecord) {
@@ -106,10 +111,7 @@ func (r *Reconciler) Rollback(ctx context.Context, name, to string) error {
 	r.mu.Lock()
 	st.desired = &tg
 	r.mu.Unlock()
-	if err := runError(r.rollout(ctx, st, tg, TriggerRollback)); err != nil {
-		return fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
-	}
-	return nil
+	return &tg, nil
 }
 
 // resolve loads the environment's configuration of an earlier revision.
@@ -172,22 +174,14 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 	var runs []Run
 	var errs []error
 	for _, env := range cfg.Environments {
-		st := r.state(env.Name)
-		st.op.Lock()
-		if err := r.recoverEnv(ctx, st); err != nil {
-			st.op.Unlock()
-			errs = append(errs, err)
+		rp := r.call(ctx, env.Name, request{kind: reqApply, tg: target{rev: rev, env: env}})
+		if rp.run.Environment == "" { // not rolled out: recovery failed, or ctx ended
+			errs = append(errs, rp.err)
 			continue
 		}
-		tg := target{rev: rev, env: env}
-		r.mu.Lock()
-		st.desired = &tg
-		r.mu.Unlock()
-		run := r.rollout(ctx, st, tg, TriggerRevision)
-		st.op.Unlock()
-		runs = append(runs, run)
-		if err := runError(run); err != nil {
-			errs = append(errs, fmt.Errorf("environment %s: %w", env.Name, err))
+		runs = append(runs, rp.run)
+		if rp.err != nil {
+			errs = append(errs, fmt.Errorf("environment %s: %w", env.Name, rp.err))
 		}
 	}
 	return runs, errors.Join(errs...)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,7 +69,7 @@ func (r *Reconciler) previewStates(source string, pr int) []*envState {
 // of rev's source for rev, the newest head of a pull request, and offers
 // the head to it. Its gate holds it until it is approved, unless its
 // author is trusted.
-func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision) {
 	if r.opts.LoadPreview == nil {
 		return
 	}
@@ -85,70 +84,75 @@ func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision, wg 
 	head := rev
 	head.Preview = false
 	for _, tpl := range templates {
-		name := config.PreviewName(tpl.Name, rev.PullRequest)
-		st := r.state(name)
-		now := r.now()
-		r.mu.Lock()
-		if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
-			r.mu.Unlock()
-			r.log.Warn().Str("environment", name).Int("pull_request", rev.PullRequest).
-				Msg("pull request reopened while its earlier preview's hosts are not destroyed yet; not previewed until they are")
-			continue
-		}
-		fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == StateRemoved
-		if fresh {
-			st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
-		}
-		r.mu.Unlock()
-		r.update(st, func(rec *EnvRecord) {
-			if fresh {
-				// A new pull request, or one reopened: nothing of an
-				// earlier life (its hosts were destroyed) counts.
-				rec.Preview = &PreviewRecord{Template: tpl.Name, Source: rev.Source, PullRequest: rev.PullRequest}
-				rec.Applied, rec.LastGood, rec.Taken, rec.Gate = sources.Revision{}, sources.Revision{}, "", nil
-				rec.State, rec.LastError = StateUnknown, ""
-			}
-			rec.Preview.Author, rec.Preview.Trusted = rev.Author, rev.TrustedAuthor
-			rec.Preview.Head, rec.Preview.Expires = head, now.Add(tpl.TTL().D())
-		})
-		if fresh {
-			r.log.Info().Str("environment", name).Int("pull_request", rev.PullRequest).Str("author", rev.Author).
-				Bool("trusted_author", rev.TrustedAuthor).Msg("preview environment created")
-		}
-		r.offerPreviewEnv(ctx, st, head, wg)
+		r.send(config.PreviewName(tpl.Name, rev.PullRequest), request{kind: reqPreview, ctx: ctx, tg: target{rev: head, env: tpl}})
 	}
+}
+
+// openPreview makes or updates, on its worker, the preview environment of
+// template tpl for head, the newest head of a pull request, and offers the
+// head to it.
+func (r *Reconciler) openPreview(ctx context.Context, w *worker, tpl *config.Environment, head sources.Revision) {
+	st, name := w.st, w.name
+	now := r.now()
+	r.mu.Lock()
+	if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
+		r.mu.Unlock()
+		r.log.Warn().Str("environment", name).Int("pull_request", head.PullRequest).
+			Msg("pull request reopened while its earlier preview's hosts are not destroyed yet; not previewed until they are")
+		return
+	}
+	fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == StateRemoved
+	if fresh {
+		st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
+	}
+	r.mu.Unlock()
+	r.update(st, func(rec *EnvRecord) {
+		if fresh {
+			// A new pull request, or one reopened: nothing of an
+			// earlier life (its hosts were destroyed) counts.
+			rec.Preview = &PreviewRecord{Template: tpl.Name, Source: head.Source, PullRequest: head.PullRequest}
+			rec.Applied, rec.LastGood, rec.Taken, rec.Gate = sources.Revision{}, sources.Revision{}, "", nil
+			rec.State, rec.LastError = StateUnknown, ""
+		}
+		rec.Preview.Author, rec.Preview.Trusted = head.Author, head.TrustedAuthor
+		rec.Preview.Head, rec.Preview.Expires = head, now.Add(tpl.TTL().D())
+	})
+	if fresh {
+		r.log.Info().Str("environment", name).Int("pull_request", head.PullRequest).Str("author", head.Author).
+			Bool("trusted_author", head.TrustedAuthor).Msg("preview environment created")
+	}
+	r.offerPreviewEnv(ctx, w, head)
 }
 
 // refreshPreviews is called with every revision of a followed branch that
 // loaded: the preview environments of its source get their template's
 // newest settings (and, after a restart, their worker back); those whose
 // template it no longer declares are torn down.
-func (r *Reconciler) refreshPreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+func (r *Reconciler) refreshPreviews(ctx context.Context, rev sources.Revision) {
 	for _, st := range r.previewStates(rev.Source, 0) {
 		r.mu.Lock()
 		p := *st.rec.Preview
 		r.mu.Unlock()
 		if r.template(p.Source, p.Template) == nil {
-			r.endPreview(ctx, st, fmt.Sprintf("template %s no longer declared by revision %s", p.Template, rev.Short()), wg)
+			r.endPreview(st.name(), fmt.Sprintf("template %s no longer declared by revision %s", p.Template, rev.Short()))
 			continue
 		}
-		r.offerPreviewEnv(ctx, st, p.Head, wg)
+		r.send(st.name(), request{kind: reqPreview, ctx: ctx, tg: target{rev: p.Head}})
 	}
 }
 
-// offerPreviewEnv loads the preview environment st at head and offers it
-// to its worker.
-func (r *Reconciler) offerPreviewEnv(ctx context.Context, st *envState, head sources.Revision, wg *sync.WaitGroup) {
-	name := st.rec.Name
+// offerPreviewEnv loads the preview environment at head and offers it to
+// its worker, w, which calls it.
+func (r *Reconciler) offerPreviewEnv(ctx context.Context, w *worker, head sources.Revision) {
 	// resolve checks the head out again when its folder is gone (a
 	// restart, or newer pushes to the pull request).
-	tg, err := r.resolve(ctx, name, head)
+	tg, err := r.resolve(ctx, w.name, head)
 	if err != nil {
-		r.log.Error().Str("environment", name).Str("revision", head.Short()).Err(err).Msg("preview environment does not load")
-		r.update(st, func(rec *EnvRecord) { rec.LastError = err.Error() })
+		r.log.Error().Str("environment", w.name).Str("revision", head.Short()).Err(err).Msg("preview environment does not load")
+		r.update(w.st, func(rec *EnvRecord) { rec.LastError = err.Error() })
 		return
 	}
-	offer(r.worker(ctx, name, wg).slot, tg)
+	offer(w.slot, tg)
 }
 
 // loadPreviews loads, for rev (a pull request's head), every live preview
@@ -213,7 +217,7 @@ func isPreviewEnvRevision(rev sources.Revision) bool {
 // provisionPreview creates the hosts of a preview environment before its
 // first rollout (tg's commit passed its gates) and loads tg again with
 // them. Environments that are no preview, or whose hosts exist, are left
-// as they are. The caller holds st.op.
+// as they are. Only the environment's worker calls it.
 func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *target) error {
 	r.mu.Lock()
 	var p PreviewRecord
@@ -276,38 +280,27 @@ func previewVars(name string, p PreviewRecord, commit string) map[string]string 
 	}
 }
 
-// closePreviews tears down the preview environments of a closed (or
-// merged) pull request.
-func (r *Reconciler) closePreviews(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
-	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
-		r.endPreview(ctx, st, fmt.Sprintf("pull request %d closed", rev.PullRequest), wg)
-	}
+// endPreview has the preview environment's worker end it after the
+// requests it has queued: mark it removed, then destroy its hosts. Only
+// the first end counts.
+func (r *Reconciler) endPreview(name, why string) {
+	r.retire(name, request{end: why})
 }
 
-// endPreview has the preview environment's worker end it after the
-// operation it is in: mark it removed, then destroy its hosts. Only the
-// first end counts (a close as the time to live runs out): whoever sets
-// Ended tears it down.
-func (r *Reconciler) endPreview(ctx context.Context, st *envState, why string, wg *sync.WaitGroup) {
-	var src string
-	ended := false
-	r.update(st, func(rec *EnvRecord) {
-		if rec.Preview.Ended == "" {
-			rec.Preview.Ended, ended = why, true
-		}
-		src = rec.Preview.Source
-	})
-	if !ended {
-		return
+// closePreviews tears down the preview environments of a closed (or
+// merged) pull request.
+func (r *Reconciler) closePreviews(rev sources.Revision) {
+	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
+		r.endPreview(st.name(), fmt.Sprintf("pull request %d closed", rev.PullRequest))
 	}
-	r.worker(ctx, st.rec.Name, wg) // after a restart it may have none yet
-	r.retire(st, sources.Revision{Source: src, Closed: true})
 }
 
 // expirePreview ends a preview environment whose time to live ran out; it
 // reports whether it did (the worker then ends). Called by the worker at
-// each drift tick.
-func (r *Reconciler) expirePreview(ctx context.Context, st *envState, w *worker) bool {
+// each drift tick. Only the first end counts (a close as the time to live
+// runs out): the close's retirement finds it ended.
+func (r *Reconciler) expirePreview(ctx context.Context, w *worker) bool {
+	st := w.st
 	r.mu.Lock()
 	p := st.rec.Preview
 	due := p != nil && p.Ended == "" && st.rec.State != StateRemoved && !r.now().Before(p.Expires)
@@ -315,25 +308,10 @@ func (r *Reconciler) expirePreview(ctx context.Context, st *envState, w *worker)
 	if !due {
 		return false
 	}
-	// Ended and the worker's retirement in one step (update holds r.mu),
-	// so that a close at the same time (endPreview) does not end it again.
-	var src string
-	ended := false
-	r.update(st, func(rec *EnvRecord) {
-		if rec.Preview.Ended != "" {
-			return // ended meanwhile: its retire comes through w.retire
-		}
-		rec.Preview.Ended, src, ended = "time to live ran out", rec.Preview.Source, true
-		if r.workers[rec.Name] == w {
-			delete(r.workers, rec.Name)
-		}
-	})
-	if !ended {
-		return false
-	}
-	r.markRemoved(st, sources.Revision{Source: src, Closed: true})
-	r.teardownPreview(ctx, st)
-	return true
+	r.mu.Lock()
+	r.detachLocked(w)
+	r.mu.Unlock()
+	return r.retireNow(ctx, w, request{end: "time to live ran out"})
 }
 
 // teardownPreview destroys the hosts of a preview environment that
@@ -394,8 +372,8 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 }
 
 // resumeTeardowns takes up, at start, the teardowns of the previews that
-// ended but whose hosts were not destroyed yet.
-func (r *Reconciler) resumeTeardowns(ctx context.Context, wg *sync.WaitGroup) {
+// ended but whose hosts were not destroyed yet: each on its worker.
+func (r *Reconciler) resumeTeardowns() {
 	r.mu.Lock()
 	var pending []*envState
 	for _, st := range r.envs {
@@ -405,17 +383,10 @@ func (r *Reconciler) resumeTeardowns(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	r.mu.Unlock()
 	for _, st := range pending {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.mu.Lock()
-			removed, src := st.rec.State == StateRemoved, st.rec.Preview.Source
-			r.mu.Unlock()
-			if !removed {
-				r.markRemoved(st, sources.Revision{Source: src, Closed: true})
-			}
-			r.teardownPreview(ctx, st)
-		}()
+		r.mu.Lock()
+		src := st.rec.Preview.Source
+		r.mu.Unlock()
+		r.retire(st.name(), request{rev: sources.Revision{Source: src, Closed: true}})
 	}
 }
 

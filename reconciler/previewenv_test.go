@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -324,12 +323,8 @@ func TestPreviewEndsOnce(t *testing.T) {
 	revs <- w.revision(map[string]string{"environments/app.yaml": tpl})
 	revs <- w.pullRequest(3, "bob", true, map[string]string{"environments/app.yaml": tpl + appFile("three")})
 	eventually(t, "app-pr-3 converged", func() bool { return w.hostFile("pr3-web", "/etc/app.conf") == "three" })
-	w.r.mu.Lock()
-	st := w.r.envs["app-pr-3"]
-	w.r.mu.Unlock()
-	var wg sync.WaitGroup
-	w.r.endPreview(ctx, st, "pull request 3 closed", &wg)
-	w.r.endPreview(ctx, st, "time to live ran out", &wg)
+	w.r.endPreview("app-pr-3", "pull request 3 closed")
+	w.r.endPreview("app-pr-3", "time to live ran out")
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -139,9 +139,12 @@ type Reconciler struct {
 	// environment (HostParallelism).
 	hostSlots chan struct{}
 
-	mu      sync.Mutex
-	envs    map[string]*envState
+	mu   sync.Mutex
+	envs map[string]*envState
+	// workers holds the worker of each environment that has one; run is
+	// the daemon loop's scope while Run runs (nil otherwise).
 	workers map[string]*worker
+	run     *runScope
 	// declared holds, per source, the environments of its newest revision
 	// that loaded.
 	declared map[string][]*config.Environment
@@ -149,12 +152,13 @@ type Reconciler struct {
 	refused map[string]sources.Revision
 }
 
-// envState is the in-memory state of one environment. Fields are guarded
-// by Reconciler.mu; op serialises the work (rollout, drift pass, sync,
-// rollback) so only one runs at a time for an environment.
+// envState is the in-memory state of one environment. Only its worker
+// changes it; fields are guarded by Reconciler.mu.
 type envState struct {
-	op  sync.Mutex
-	rec EnvRecord
+	// owner is the environment's newest worker (guarded by
+	// Reconciler.mu); the next one starts once it has stopped.
+	owner *worker
+	rec   EnvRecord
 	// applied is the configuration of rec.Applied, when loaded.
 	applied *config.Environment
 	// desired is the newest revision received that is not quarantined;
@@ -186,6 +190,9 @@ type envState struct {
 	retries int
 	retryAt time.Time
 }
+
+// name is the environment's name (it never changes).
+func (st *envState) name() string { return st.rec.Name }
 
 func newEnvState(rec EnvRecord) *envState {
 	return &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}, notices: map[string]notice{}}
@@ -278,6 +285,11 @@ func (r *Reconciler) Close() error {
 func (r *Reconciler) state(name string) *envState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.stateLocked(name)
+}
+
+// stateLocked is state for a caller that holds r.mu.
+func (r *Reconciler) stateLocked(name string) *envState {
 	st, ok := r.envs[name]
 	if !ok {
 		st = newEnvState(EnvRecord{Name: name, State: StateUnknown})

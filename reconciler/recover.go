@@ -28,19 +28,15 @@ func (r *Reconciler) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, name := range envs {
-		st := r.state(name)
-		st.op.Lock()
-		err := r.recoverEnv(ctx, st)
-		st.op.Unlock()
-		if err != nil {
+		if err := r.call(ctx, name, request{kind: reqRecover}).err; err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// recoverEnv rolls back the environment's open journal, if any. The caller
-// holds st.op.
+// recoverEnv rolls back the environment's open journal, if any; it is
+// the first step of every pass of the environment's worker.
 //
 // A journal is open in two cases, told apart by the rollout's own run in
 // history: a rollback that could not finish (a host went away; the run is
@@ -98,48 +94,29 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 		return err
 	}
 	r.noticeDue(st, noticeBlocked, "")
-	end := r.now()
-	run, desc := r.recordRecovery(name, j, prior, len(entries), start, end, log)
-	r.update(st, func(rec *EnvRecord) {
-		rec.State, rec.LastResult, rec.LastError, rec.LastRun = StateRolledBack, run.Result, run.Error, run.End
-	})
-	r.report(Report{Environment: name, Source: j.Revision.Source, Commit: j.Revision.Commit, Status: StatusRolledBack,
-		Description: desc, Time: end})
-	log.Warn().Str("result", run.Result).Msg(desc)
+	run, desc := recoveryRun(name, j, prior, len(entries), start, r.now())
+	r.finish(ctx, st, &outcome{kind: outRecovery, tg: target{rev: j.Revision}, run: &run, prior: prior, desc: desc})
 	return nil
 }
 
-// recordRecovery writes what a finished recovery did into history: into
-// the rollout's own run when it was recorded (counted then already), or as
-// a new run (counted now) when the daemon died before recording it. It
-// returns the run and a one-line description.
-func (r *Reconciler) recordRecovery(name string, j *Journal, prior *Run, entries int, start, end time.Time, log zerolog.Logger) (Run, string) {
-	at := end.UTC().Format(time.RFC3339)
+// recoveryRun is the run a finished recovery records: the rollout's own
+// run when history has it, or a new one when the daemon died before
+// recording it; desc says what happened in one line.
+func recoveryRun(name string, j *Journal, prior *Run, entries int, start, end time.Time) (run Run, desc string) {
 	if prior == nil {
-		desc := "the daemon stopped during this rollout; it was rolled back at the next start"
-		run := Run{Environment: name, Revision: j.Revision, Trigger: TriggerRecovery, Start: start, End: end,
-			Result: ResultRolledBack, Changes: entries, Error: desc}
-		if _, err := r.store.AddRun(run); err != nil {
-			log.Error().Err(err).Msg("cannot record run in history")
-		}
-		r.m.reconcileTotal.WithLabelValues(name, ResultRolledBack).Inc()
-		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
-		return run, desc
+		desc = "the daemon stopped during this rollout; it was rolled back at the next start"
+		return Run{Environment: name, Revision: j.Revision, Trigger: TriggerRecovery, Start: start, End: end,
+			Result: ResultRolledBack, Changes: entries, Error: desc}, desc
 	}
-	run := *prior
-	var desc string
+	run = *prior
 	if prior.Result == ResultRolledBack {
-		desc = fmt.Sprintf("rollback of %s finished at %s, once every host it touched could be reached again", j.Revision.Short(), at)
+		desc = fmt.Sprintf("rollback of %s finished at %s, once every host it touched could be reached again", j.Revision.Short(), end.UTC().Format(time.RFC3339))
 	} else {
 		// Ended by a shutdown: recorded as failed, rolled back now.
-		desc = fmt.Sprintf("the daemon stopped during this rollout; it was rolled back at the next start (%s)", at)
-		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
+		desc = fmt.Sprintf("the daemon stopped during this rollout; it was rolled back at the next start (%s)", end.UTC().Format(time.RFC3339))
 		run.Result = ResultRolledBack
 	}
 	run.Error = strings.TrimPrefix(run.Error+"; "+desc, "; ")
-	if ok, err := r.store.UpdateRun(run); err != nil || !ok {
-		log.Error().Err(err).Bool("found", ok).Msg("cannot record the end of the rollback in history")
-	}
 	return run, desc
 }
 

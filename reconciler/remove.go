@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -28,7 +29,7 @@ func (r *Reconciler) retireRemoved(rev sources.Revision, cfg *config.Revision) {
 	}
 	r.mu.Unlock()
 	for _, st := range gone {
-		r.retire(st, rev)
+		r.retire(st.name(), request{rev: rev})
 	}
 }
 
@@ -45,26 +46,51 @@ func envSource(st *envState) string {
 	return ""
 }
 
-// retire stops the environment's worker, after the operation it is in,
-// and marks the environment removed.
-func (r *Reconciler) retire(st *envState, rev sources.Revision) {
+// retire has the environment's worker (started when it has none) mark it
+// removed, after the requests it has queued, and end; it is detached at
+// once, so that a revision declaring the environment again gets a new
+// worker, which starts once this one has stopped. req.end ends a preview
+// environment (only the first end counts).
+func (r *Reconciler) retire(name string, req request) {
+	req.kind = reqRetire
 	r.mu.Lock()
-	w := r.workers[st.rec.Name]
-	delete(r.workers, st.rec.Name)
-	r.mu.Unlock()
-	if w == nil {
-		r.markRemoved(st, rev)
-		return
+	defer r.mu.Unlock()
+	w := r.workerLocked(name)
+	w.push(req)
+	r.detachLocked(w)
+}
+
+// retireNow is a retirement on the environment's worker: the preview's end
+// claimed (req.end), the environment marked removed, a preview's hosts
+// destroyed. It reports true: the worker ends.
+func (r *Reconciler) retireNow(ctx context.Context, w *worker, req request) bool {
+	st, rev := w.st, req.rev
+	if req.end != "" {
+		ended := false
+		r.update(st, func(rec *EnvRecord) {
+			if rec.Preview != nil && rec.Preview.Ended == "" {
+				rec.Preview.Ended, ended = req.end, true
+				rev = sources.Revision{Source: rec.Preview.Source, Closed: true}
+			}
+		})
+		if !ended { // ended already: whoever ended it tears it down
+			return true
+		}
 	}
-	w.retire <- rev // capacity one, and a worker is retired once: out of the map
+	r.mu.Lock()
+	removed := st.rec.State == StateRemoved
+	r.mu.Unlock()
+	if !removed {
+		r.markRemoved(st, rev)
+	}
+	r.teardownPreview(ctx, st) // a preview's hosts, once nothing touches them
+	return true
 }
 
 // markRemoved records the removal, unless the environment was declared
 // again meanwhile (a new worker exists), and drops its drift and host
 // series so that no alert fires for an environment nobody declares.
 func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
-	st.op.Lock()
-	defer st.op.Unlock()
 	name := st.rec.Name
 	r.mu.Lock()
 	_, again := r.workers[name]

@@ -27,14 +27,16 @@ type hostOutcome struct {
 // hosts, plan every host, open the journal, run the batches (apply and
 // verify, rolling back when more hosts fail than the rollout allows) and
 // complete. History, metrics, the environment's record and the final
-// report are written in a deferred step, so no exit path skips them. The
-// caller holds st.op.
+// report are written in a deferred step (finish), so no exit path skips
+// them. Only the environment's worker calls it.
 func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
 	start := r.now()
 	provisioned := r.provisionPreview(ctx, st, &tg) // a preview's hosts, before its first rollout
 	env := tg.env
 	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
-	defer func() { r.finish(st, tg, &run, ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan) }()
+	defer func() {
+		r.finish(ctx, st, &outcome{kind: outRollout, tg: tg, run: &run, cut: ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan})
+	}()
 	if provisioned != nil {
 		run.Result, run.Error, run.ErrorClass = ResultFailed, provisioned.Error(), ErrorPlan
 		return run

@@ -13,26 +13,109 @@ import (
 	"github.com/driftless/driftless/sources"
 )
 
-// worker is the goroutine of one environment. Its slot holds at most one
-// waiting revision: a newer one replaces a waiting one, so bursts coalesce
-// and the newest revision wins. Previews coalesce per pull request, so
-// that one pull request's preview never drops another's.
+// worker is the goroutine that owns one environment: it is the only one
+// that works on it (recovery, rollouts, drift passes, gates, decisions,
+// retirement), one request after the other. Revisions wait in a slot that
+// holds at most one: a newer one replaces a waiting one, so bursts coalesce
+// and the newest revision wins. Previews coalesce per pull request, so that
+// one pull request's preview never drops another's. Other requests
+// (sync, rollback, decisions, apply, recovery, retirement) wait in a queue,
+// in the order they came.
+//
+// A worker Run starts (daemon) also keeps the environment's timers: drift
+// ticks, its gates' next look, the retry of a failed rollout. One started
+// outside Run (a sync or an apply of the command line) serves its queue and
+// ends. A worker starts only once the one before it for the environment
+// (retired, or replaced) has stopped, so two never work on one environment.
 type worker struct {
+	name   string
+	st     *envState
+	daemon bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	prev   *worker
+	done   chan struct{}
+
 	slot chan target
 
 	mu       sync.Mutex
+	queue    []request
 	previews map[int]target
-	// previewReady has capacity one: a signal that previews wait.
+	// ready and previewReady have capacity one: a signal that requests,
+	// or previews, wait.
+	ready        chan struct{}
 	previewReady chan struct{}
-	// retire (capacity one) receives the revision that no longer declares
-	// the environment; the worker then marks it removed and ends.
-	retire chan sources.Revision
 	// wake (capacity one) asks the worker to look at its gates again: an
 	// upstream changed, or a decision was taken.
 	wake chan struct{}
 	// retry (capacity one) says that the backoff after a transient
 	// failure ran out: the rollout is tried again.
 	retry chan struct{}
+}
+
+// requestKind is what a request asks of an environment's worker.
+type requestKind int
+
+const (
+	// reqSync is Sync and ForceSync (force).
+	reqSync requestKind = iota
+	// reqRollback rolls back to the successful run of commit to.
+	reqRollback
+	// reqApply rolls tg out (ApplyRevision).
+	reqApply
+	// reqDecide records an approval or a rejection (Decide, by the API).
+	reqDecide
+	// reqComment records a decision taken by a pull request comment.
+	reqComment
+	// reqRecover rolls back an interrupted rollout (Recover).
+	reqRecover
+	// reqRetire marks the environment removed and ends the worker; with
+	// end, it ends a preview environment (unless it ended already) and
+	// destroys its hosts.
+	reqRetire
+	// reqResume loads the applied revision again after a restart.
+	reqResume
+	// reqPreview opens or updates a preview environment (tg.env is its
+	// template; nil keeps the one it has) at tg.rev, its pull request's head.
+	reqPreview
+)
+
+// request is one request to an environment's worker. Its work runs with
+// ctx, the caller's context (ended too when the worker stops); a caller
+// that waits for the answer reads reply.
+type request struct {
+	kind  requestKind
+	ctx   context.Context
+	force bool
+	// to is the commit of a rollback, or the revision named by a decision.
+	to string
+	tg target
+	d  Decision
+	// comment is a decision taken by a pull request comment.
+	comment *commentDecision
+	rev     sources.Revision
+	end     string
+	// reply receives the answer (capacity one; nil when nobody waits);
+	// started is closed when the worker takes the request up.
+	reply   chan reply
+	started chan struct{}
+}
+
+// reply is a worker's answer to a request.
+type reply struct {
+	run Run
+	dec Decision
+	err error
+}
+
+// errWorkerStopped answers the requests still queued when a worker stops.
+var errWorkerStopped = errors.New("the environment's worker stopped (the daemon is stopping)")
+
+// runScope is the context and wait group of the running daemon loop: the
+// workers it owns run in them.
+type runScope struct {
+	ctx context.Context
+	wg  *sync.WaitGroup
 }
 
 // offer puts tg in a capacity-one slot, replacing what waits there.
@@ -50,6 +133,14 @@ func offer(slot chan target, tg target) {
 	}
 }
 
+// signal sends on a capacity-one channel unless a signal waits already.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
 // Run is the daemon's loop. It first brings interrupted rollouts to an end
 // (Recover), then dispatches each revision received to every environment
 // it declares, one worker per environment, environments in parallel. A
@@ -62,28 +153,21 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 		r.log.Error().Err(err).Msg("recovery of interrupted rollouts failed")
 	}
 	var wg sync.WaitGroup
+	r.mu.Lock()
+	r.run = &runScope{ctx: ctx, wg: &wg}
+	r.mu.Unlock()
 	defer func() {
+		r.mu.Lock()
+		r.run = nil
+		r.mu.Unlock()
 		wg.Wait()
 		r.reports.Wait()
 	}()
-	r.resumeTeardowns(ctx, &wg)
-	r.mu.Lock()
-	var known []string
-	for name, st := range r.envs {
-		if st.rec.Applied.Commit != "" && st.rec.State != StateRemoved {
-			known = append(known, name)
-		}
-	}
-	r.mu.Unlock()
+	r.resumeTeardowns()
 	// Environments applied before a restart get their drift loop back at
 	// once, when their revision can still be found.
-	for _, name := range known {
-		st := r.state(name)
-		if err := r.ensureApplied(ctx, st); err != nil {
-			r.log.Warn().Str("environment", name).Err(err).Msg("applied revision not available until a revision arrives")
-			continue
-		}
-		r.worker(ctx, name, &wg)
+	for _, name := range r.appliedEnvs() {
+		r.send(name, request{kind: reqResume, ctx: ctx})
 	}
 	for {
 		select {
@@ -96,9 +180,23 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 				revs = nil
 				continue
 			}
-			r.dispatch(ctx, rev, &wg)
+			r.dispatch(ctx, rev)
 		}
 	}
+}
+
+// appliedEnvs names the environments with an applied revision that are
+// not removed.
+func (r *Reconciler) appliedEnvs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for name, st := range r.envs {
+		if st.rec.Applied.Commit != "" && st.rec.State != StateRemoved {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // load loads a revision and sets the reload metric. Its callers that keep
@@ -142,9 +240,9 @@ func (r *Reconciler) logInvalid(rev sources.Revision, err error) {
 	}
 }
 
-func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *sync.WaitGroup) {
+func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision) {
 	if rev.Closed {
-		r.closePreviews(ctx, rev, wg)
+		r.closePreviews(rev)
 		return
 	}
 	if !rev.Preview {
@@ -161,15 +259,17 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	if !rev.Preview {
 		r.retireRemoved(rev, cfg)
 		r.checkPromotions(rev, cfg)
-		r.refreshPreviews(ctx, rev, wg)
+		r.refreshPreviews(ctx, rev)
 	} else {
-		r.openPreviews(ctx, rev, wg)
+		r.openPreviews(ctx, rev)
 	}
 	for _, env := range cfg.Environments {
 		if env.Preview { // a template: its pull requests get environments
 			continue
 		}
-		w := r.worker(ctx, env.Name, wg)
+		r.mu.Lock()
+		w := r.workerLocked(env.Name)
+		r.mu.Unlock()
 		if rev.Preview {
 			w.offerPreview(target{rev: rev, env: env})
 		} else {
@@ -178,30 +278,138 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision, wg *syn
 	}
 }
 
-// worker returns the environment's worker, starting it the first time.
-func (r *Reconciler) worker(ctx context.Context, name string, wg *sync.WaitGroup) *worker {
-	st := r.state(name)
+// call sends req to the environment's worker and waits for its answer.
+// When ctx ends while the request waits in the queue, call returns at once
+// (the request then does nothing when its turn comes); once the worker
+// has started it, its work ends with ctx and call returns what it did.
+func (r *Reconciler) call(ctx context.Context, name string, req request) reply {
+	req.ctx, req.reply, req.started = ctx, make(chan reply, 1), make(chan struct{})
+	r.send(name, req)
+	select {
+	case rp := <-req.reply:
+		return rp
+	case <-ctx.Done():
+	}
+	select {
+	case <-req.started:
+		return <-req.reply
+	default:
+		return reply{err: ctx.Err()}
+	}
+}
+
+// send queues req on the environment's worker, starting it when it has none.
+func (r *Reconciler) send(name string, req request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if w, ok := r.workers[name]; ok {
+	r.workerLocked(name).push(req)
+}
+
+// workerLocked returns the environment's worker, starting it when there is
+// none, or when the one there is no daemon worker and Run is running. The
+// caller holds r.mu.
+func (r *Reconciler) workerLocked(name string) *worker {
+	w, ok := r.workers[name]
+	if ok && (w.daemon || r.run == nil) {
 		return w
 	}
-	w := &worker{slot: make(chan target, 1), previews: map[int]target{}, previewReady: make(chan struct{}, 1),
-		retire: make(chan sources.Revision, 1), wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
-	r.workers[name] = w
-	wg.Add(1)
+	return r.startLocked(name)
+}
+
+// startLocked starts a worker for the environment, the daemon's when Run
+// runs. It waits for the environment's previous worker (detached from the
+// map: it serves what it has queued and ends) to stop before it touches
+// anything. The caller holds r.mu.
+func (r *Reconciler) startLocked(name string) *worker {
+	st := r.stateLocked(name)
+	w := &worker{name: name, st: st, prev: st.owner, done: make(chan struct{}), slot: make(chan target, 1),
+		previews: map[int]target{}, ready: make(chan struct{}, 1), previewReady: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
+	parent := context.Background()
+	if r.run != nil {
+		w.daemon, parent = true, r.run.ctx
+		r.run.wg.Add(1)
+	}
+	w.ctx, w.cancel = context.WithCancel(parent)
+	r.workers[name], st.owner = w, w
 	go func() {
-		defer wg.Done()
-		defer func() {
-			r.mu.Lock()
-			if r.workers[name] == w {
-				delete(r.workers, name)
-			}
-			r.mu.Unlock()
-		}()
-		r.work(ctx, st, w)
+		if w.daemon {
+			defer r.run.wg.Done()
+		}
+		r.work(w)
 	}()
 	return w
+}
+
+// detachLocked takes w out of the map, so that the next request for its
+// environment starts a new worker (which waits for w to stop). The caller
+// holds r.mu.
+func (r *Reconciler) detachLocked(w *worker) {
+	if r.workers[w.name] == w {
+		delete(r.workers, w.name)
+	}
+}
+
+// stopWorker stops the environment's worker, if it has one: its current
+// work is cancelled (a rollout is left to the recovery, as at a shutdown),
+// and stopWorker returns once it has stopped writing anything. The next
+// request starts a new worker, whose first pass recovers.
+func (r *Reconciler) stopWorker(name string) {
+	r.mu.Lock()
+	w := r.workers[name]
+	if w != nil {
+		r.detachLocked(w)
+	}
+	r.mu.Unlock()
+	if w != nil {
+		w.cancel()
+		<-w.done
+	}
+}
+
+// push queues a request. The caller holds r.mu.
+func (w *worker) push(req request) {
+	w.mu.Lock()
+	w.queue = append(w.queue, req)
+	w.mu.Unlock()
+	signal(w.ready)
+}
+
+// take returns the queued requests.
+func (w *worker) take() []request {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	return q
+}
+
+// exit detaches the worker and answers what is still queued; idle is true
+// when it ends only if nothing is queued (a worker outside Run with nothing
+// left to do). It reports whether the worker may end.
+func (r *Reconciler) exit(w *worker, idle bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w.mu.Lock()
+	left := w.queue
+	if idle && len(left) > 0 {
+		w.mu.Unlock()
+		return false
+	}
+	w.queue = nil
+	w.mu.Unlock()
+	r.detachLocked(w)
+	for _, req := range left {
+		answer(req, reply{err: errWorkerStopped})
+	}
+	return true
+}
+
+// answer gives a request its reply, when someone waits for it.
+func answer(req request, rp reply) {
+	if req.reply != nil {
+		req.reply <- rp
+	}
 }
 
 // interval is the environment's drift interval.
@@ -223,7 +431,29 @@ func desiredEnv(st *envState) *config.Environment {
 	return st.desired.env
 }
 
-func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
+// work is the worker's loop. Every request, timer and revision is handled
+// here, one at a time; a worker outside Run ends once its queue is empty.
+func (r *Reconciler) work(w *worker) {
+	defer close(w.done)
+	defer w.cancel()
+	if w.prev != nil {
+		<-w.prev.done // the environment's previous owner stopped writing
+		w.prev = nil
+	}
+	ctx, st := w.ctx, w.st
+	if !w.daemon {
+		for {
+			for _, req := range w.take() {
+				if r.handle(ctx, w, req) {
+					r.exit(w, false)
+					return
+				}
+			}
+			if r.exit(w, true) {
+				return
+			}
+		}
+	}
 	iv := r.interval(st)
 	tk := time.NewTicker(iv)
 	defer tk.Stop()
@@ -234,51 +464,51 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 	var retryAt time.Time
 	stopRetry := func() {}
 	defer func() { stopRetry() }()
+	defer r.exit(w, false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.ready:
+			for _, req := range w.take() {
+				if r.handle(ctx, w, req) {
+					return
+				}
+			}
 		case <-w.wake:
-			r.gatePass(ctx, st)
+			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
 		case <-gt.C:
-			r.gatePass(ctx, st)
+			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
 		case tg := <-w.slot:
-			r.onRevision(ctx, st, tg)
+			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, rev: &tg})
 		case <-w.previewReady:
 			for _, tg := range w.takePreviews() {
 				r.preview(ctx, st, tg)
 			}
 		case <-tk.C:
-			if r.expirePreview(ctx, st, w) {
+			if r.expirePreview(ctx, w) {
 				return
 			}
-			_, _ = r.pass(ctx, st, TriggerDrift, false)
+			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerDrift})
 		case <-w.retry:
 			r.mu.Lock()
 			due := !st.retryAt.IsZero()
 			r.mu.Unlock()
 			if due {
-				_, _ = r.pass(ctx, st, TriggerRetry, false)
+				_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRetry})
 			}
-		case rev := <-w.retire:
-			r.markRemoved(st, rev)
-			r.teardownPreview(ctx, st) // a preview's hosts, once nothing touches them
-			return
 		}
 		if n := r.interval(st); n != iv {
 			iv = n
 			tk.Reset(iv)
 		}
 		r.mu.Lock()
-		wake := st.wakeAt
+		wake, at := st.wakeAt, st.retryAt
 		r.mu.Unlock()
 		gt.Stop()
 		if !wake.IsZero() {
 			gt.Reset(max(wake.Sub(r.now()), 10*time.Millisecond))
 		}
-		r.mu.Lock()
-		at := st.retryAt
-		r.mu.Unlock()
 		if !at.Equal(retryAt) {
 			stopRetry()
 			retryAt, stopRetry = at, func() {}
@@ -287,6 +517,69 @@ func (r *Reconciler) work(ctx context.Context, st *envState, w *worker) {
 			}
 		}
 	}
+}
+
+// handle does one request on the worker and answers it; it reports whether
+// the worker ends (the environment was retired). A request whose caller
+// gave up does nothing.
+func (r *Reconciler) handle(wctx context.Context, w *worker, req request) (end bool) {
+	if req.ctx == nil {
+		req.ctx = wctx
+	}
+	if req.started != nil {
+		close(req.started)
+	}
+	if err := req.ctx.Err(); err != nil {
+		answer(req, reply{err: err})
+		return false
+	}
+	if wctx.Err() != nil {
+		answer(req, reply{err: errWorkerStopped})
+		return false
+	}
+	// The work ends with the caller's context, or when the worker stops.
+	ctx, cancel := context.WithCancel(req.ctx)
+	defer cancel()
+	defer context.AfterFunc(wctx, cancel)()
+	st := w.st
+	var rp reply
+	switch req.kind {
+	case reqSync:
+		rp.err = r.syncPass(ctx, st, req.force)
+	case reqRollback:
+		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: TriggerRollback, rollback: req.to})
+		if rp.err != nil && rp.run.Environment != "" {
+			rp.err = fmt.Errorf("rollback %s to %s: %w", st.name(), rp.run.Revision.Short(), rp.err)
+		}
+	case reqApply:
+		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: TriggerRevision, apply: &req.tg})
+	case reqDecide:
+		rp.dec, rp.err = r.decide(st, req.to, req.d)
+	case reqComment:
+		rp.err = r.decideByComment(st, req.comment)
+	case reqRecover:
+		rp.err = r.recoverEnv(ctx, st)
+	case reqResume:
+		if err := r.ensureApplied(ctx, st); err != nil {
+			r.log.Warn().Str("environment", st.name()).Err(err).Msg("applied revision not available until a revision arrives")
+		}
+	case reqPreview:
+		if req.tg.env != nil {
+			r.openPreview(ctx, w, req.tg.env, req.tg.rev)
+		} else {
+			r.offerPreviewEnv(ctx, w, req.tg.rev)
+		}
+	case reqRetire:
+		answer(req, rp)
+		return r.retireNow(wctx, w, req)
+	}
+	answer(req, rp)
+	if req.kind == reqDecide || req.kind == reqComment {
+		if w.daemon && rp.err == nil { // the decision may open the gate
+			_, _ = r.pass(wctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
+		}
+	}
+	return false
 }
 
 // retryAfter waits on the clock until at, then asks w to try its rollout
@@ -299,10 +592,7 @@ func (r *Reconciler) retryAfter(ctx context.Context, w *worker, at time.Time) (s
 		if r.clock.Sleep(ctx, at.Sub(r.now())) != nil {
 			return
 		}
-		select {
-		case w.retry <- struct{}{}:
-		default:
-		}
+		signal(w.retry)
 	}()
 	return func() { cancel(); <-done }
 }
@@ -320,23 +610,6 @@ func (r *Reconciler) retryBackoff(st *envState) kit.Backoff {
 	return b
 }
 
-// gatePass looks at a gated environment's gates again, and rolls its
-// revision out when they are all open.
-func (r *Reconciler) gatePass(ctx context.Context, st *envState) {
-	st.op.Lock()
-	defer st.op.Unlock()
-	r.mu.Lock()
-	removed := st.rec.State == StateRemoved
-	r.mu.Unlock()
-	if removed {
-		return
-	}
-	if err := r.recoverEnv(ctx, st); err != nil {
-		return
-	}
-	r.advance(ctx, st, TriggerRevision, false)
-}
-
 // wakeOthers asks every other environment's worker to look at its gates
 // again, after something an environment promoting from name may wait for
 // changed. Workers without gates do nothing with it.
@@ -344,33 +617,116 @@ func (r *Reconciler) wakeOthers(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for n, w := range r.workers {
-		if n == name {
-			continue
-		}
-		select {
-		case w.wake <- struct{}{}:
-		default:
+		if n != name {
+			signal(w.wake)
 		}
 	}
 }
 
-// onRevision rolls a new revision out, unless its commit is quarantined.
-func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
-	st.op.Lock()
-	defer st.op.Unlock()
+// passRequest says what a pass is for: a new revision (rev), a target the
+// operator chose (apply, or the commit of a rollback), or the environment
+// as it is (a sync, a drift tick, a retry, a look at the gates).
+type passRequest struct {
+	trigger string
+	force   bool
+	rev     *target
+	apply   *target
+	// rollback is the commit (or its prefix) to roll back to.
+	rollback string
+	// gatesOnly looks at the gates and stops there (a wake, a decision).
+	gatesOnly bool
+}
+
+// pass is the one ordered pass of a worker, whatever asked for it:
+// recover an open journal, choose the target revision (the desired one,
+// or the last good when the desired is quarantined), then roll it out, or
+// correct the drift of the applied one. Each run is recorded by finish,
+// which rollout, drift and the recovery defer.
+func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (Run, error) {
 	r.mu.Lock()
 	removed := st.rec.State == StateRemoved
 	r.mu.Unlock()
-	if removed { // declared again
+	switch {
+	case removed && p.rev != nil: // declared again
 		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateUnknown, "" })
+	case removed && p.gatesOnly:
+		return Run{}, nil
+	case removed && p.apply == nil: // retired while this request waited
+		return Run{}, fmt.Errorf("%w: %s", status.ErrRemovedEnvironment, st.name())
 	}
 	if err := r.recoverEnv(ctx, st); err != nil {
-		r.log.Error().Str("environment", tg.env.Name).Err(err).Msg("interrupted rollout not recovered; revision waits")
-		r.mu.Lock()
-		st.desired = &tg
-		r.mu.Unlock()
-		return
+		switch {
+		case p.rev != nil:
+			r.log.Error().Str("environment", st.name()).Err(err).Msg("interrupted rollout not recovered; revision waits")
+			r.mu.Lock()
+			st.desired = p.rev
+			r.mu.Unlock()
+			return Run{}, nil
+		case p.rollback != "":
+			return Run{}, fmt.Errorf("rollback %s: %w", st.name(), err)
+		case p.trigger == TriggerSync || p.trigger == TriggerDrift || p.trigger == TriggerRetry:
+			r.observeBlocked(ctx, st, p.trigger)
+		}
+		return Run{}, err
 	}
+	tg, run, done, err := r.choose(ctx, st, p)
+	switch {
+	case done:
+		return run, err
+	case tg != nil:
+		run := r.rollout(ctx, st, *tg, p.trigger)
+		return run, runError(run)
+	}
+	return r.correct(ctx, st, p.trigger)
+}
+
+// choose is the pass's choice of a target: the revision to roll out (nil
+// for none: the applied one is kept and its drift corrected), or the run
+// that ended the pass already (done: a revision through its gates, one
+// held at them, a quarantined one).
+func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (tg *target, run Run, done bool, err error) {
+	switch {
+	case p.apply != nil:
+		// Applying by hand is the operator's decision: no quarantine.
+		r.mu.Lock()
+		st.desired = p.apply
+		r.mu.Unlock()
+		return p.apply, Run{}, false, nil
+	case p.rollback != "":
+		tg, err := r.rollbackTarget(ctx, st, p.rollback)
+		if err != nil {
+			return nil, Run{}, true, err
+		}
+		return tg, Run{}, false, nil
+	case p.rev != nil:
+		return r.chooseRevision(ctx, st, *p.rev)
+	}
+	if run, ok := r.advance(ctx, st, p.trigger, p.force); ok {
+		return nil, run, true, runError(run)
+	}
+	if p.gatesOnly {
+		return nil, Run{}, true, nil
+	}
+	r.mu.Lock()
+	d := st.desired
+	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
+	backingOff := r.now().Before(st.retryAt)
+	r.mu.Unlock()
+	if pending && p.trigger == TriggerDrift && backingOff {
+		// A rollout that failed waits for its retry (the backoff), not
+		// for the drift ticker.
+		return nil, Run{}, true, nil
+	}
+	if pending {
+		return d, Run{}, false, nil
+	}
+	return nil, Run{}, false, nil
+}
+
+// chooseRevision takes a new revision of the environment's source: it
+// goes through the gates of a gated environment, and becomes the desired
+// revision unless its commit is quarantined (the last good one stays).
+func (r *Reconciler) chooseRevision(ctx context.Context, st *envState, tg target) (*target, Run, bool, error) {
 	r.mu.Lock()
 	st.latest = &tg
 	st.retries, st.retryAt = 0, time.Time{} // a new revision starts afresh
@@ -379,8 +735,8 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 	}
 	r.mu.Unlock()
 	if tg.env.Gated() {
-		r.advance(ctx, st, TriggerRevision, false)
-		return
+		run, _ := r.advance(ctx, st, TriggerRevision, false)
+		return nil, run, true, runError(run)
 	}
 	r.setGate(st, nil, time.Time{}) // the environment no longer declares gates
 	r.mu.Lock()
@@ -394,44 +750,14 @@ func (r *Reconciler) onRevision(ctx context.Context, st *envState, tg target) {
 		if err := r.ensureApplied(ctx, st); err != nil {
 			r.log.Warn().Str("environment", tg.env.Name).Err(err).Msg("last good revision not available")
 		}
-		return
+		return nil, Run{}, true, nil
 	}
-	r.rollout(ctx, st, tg, TriggerRevision)
+	return &tg, Run{}, false, nil
 }
 
-// pass is the periodic (or forced) reconcile of an environment: the
-// desired revision when it is not applied yet (and not quarantined),
-// otherwise a drift pass over the applied one.
-func (r *Reconciler) pass(ctx context.Context, st *envState, trigger string, force bool) (Run, error) {
-	st.op.Lock()
-	defer st.op.Unlock()
-	r.mu.Lock()
-	removed := st.rec.State == StateRemoved
-	r.mu.Unlock()
-	if removed { // retired while this pass waited for the lock
-		return Run{}, fmt.Errorf("%w: %s", status.ErrRemovedEnvironment, st.rec.Name)
-	}
-	if err := r.recoverEnv(ctx, st); err != nil {
-		r.observeBlocked(ctx, st, trigger)
-		return Run{}, err
-	}
-	if run, ok := r.advance(ctx, st, trigger, force); ok {
-		return run, runError(run)
-	}
-	r.mu.Lock()
-	d := st.desired
-	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
-	backingOff := r.now().Before(st.retryAt)
-	r.mu.Unlock()
-	if pending && trigger == TriggerDrift && backingOff {
-		// A rollout that failed waits for its retry (the backoff), not
-		// for the drift ticker.
-		return Run{}, nil
-	}
-	if pending {
-		run := r.rollout(ctx, st, *d, trigger)
-		return run, runError(run)
-	}
+// correct is the pass over the applied revision: an inventory that
+// changed rolls out again, otherwise drift is corrected.
+func (r *Reconciler) correct(ctx context.Context, st *envState, trigger string) (Run, error) {
 	if run, ok := r.refreshInventory(ctx, st, trigger); ok {
 		return run, runError(run)
 	}
@@ -463,19 +789,18 @@ func (r *Reconciler) mayCorrect(st *envState) bool {
 // observeBlocked is the drift pass of an environment whose rollback cannot
 // finish yet: every host of the applied revision is observed (so the lost
 // one shows down and the others' drift is seen), and drift is corrected
-// except on the resources the rollback still has to restore. The caller
-// holds st.op.
+// except on the resources the rollback still has to restore.
 func (r *Reconciler) observeBlocked(ctx context.Context, st *envState, trigger string) {
 	if ctx.Err() != nil {
 		return
 	}
 	if err := r.ensureApplied(ctx, st); err != nil {
-		r.log.Warn().Str("environment", st.rec.Name).Err(err).Msg("blocked environment not observed: no applied revision")
+		r.log.Warn().Str("environment", st.name()).Err(err).Msg("blocked environment not observed: no applied revision")
 		return
 	}
-	_, entries, err := r.store.OpenJournal(st.rec.Name)
+	_, entries, err := r.store.OpenJournal(st.name())
 	if err != nil {
-		r.log.Error().Str("environment", st.rec.Name).Err(err).Msg("cannot read the unfinished rollback")
+		r.log.Error().Str("environment", st.name()).Err(err).Msg("cannot read the unfinished rollback")
 		return
 	}
 	held := make(map[string]bool, len(entries))
