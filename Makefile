@@ -1,6 +1,6 @@
 # The whole test suite: installs what the tests need (as root, with apt-get),
 # then runs every test. CI runs exactly this (see .ci/run).
-.PHONY: test deps build demo bench
+.PHONY: test deps build agents demo bench
 GO ?= go
 
 # Prints how long it took at the end (about 15 to 25 minutes on 2 cores,
@@ -13,8 +13,15 @@ test: deps
 deps:
 	sh test/install-deps.sh
 
+# Static: the daemon copies its own binary to hosts as their agent.
 build:
-	$(GO) build -o bin/driftless ./cmd/driftless
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/driftless ./cmd/driftless
+
+# Agent binaries for hosts of either architecture (agent.binaries).
+agents:
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o bin/agents/driftless-linux-$$arch ./cmd/driftless || exit 1; \
+	done
 
 demo:
 	$(GO) run ./cmd/driftless demo

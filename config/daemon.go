@@ -26,6 +26,10 @@ type Daemon struct {
 	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
 	Templates   Templates      `yaml:"templates" json:"templates,omitempty"`
 	Secrets     Secrets        `yaml:"secrets" json:"secrets,omitempty"`
+	// Agent, when enabled, observes SSH hosts through the driftless agent
+	// (the daemon's own binary, copied to each host and started over SSH)
+	// instead of shell probes.
+	Agent Agent `yaml:"agent" json:"agent,omitzero"`
 	// Cluster, when set, keeps the state in etcd and shares the
 	// environments with other replicas (cluster.go).
 	Cluster *Cluster `yaml:"cluster" json:"cluster,omitempty"`
@@ -153,13 +157,25 @@ type APIToken struct {
 type SSH struct {
 	User             string   `yaml:"user" json:"user,omitempty"`
 	KeyFile          string   `yaml:"key_file" json:"key_file,omitempty"`
-	Agent            bool     `yaml:"agent" json:"agent,omitempty"`
+	Agent            bool     `yaml:"agent" json:"agent,omitzero"`
 	KnownHosts       string   `yaml:"known_hosts" json:"known_hosts,omitempty"`
 	TrustOnFirstUse  bool     `yaml:"trust_on_first_use" json:"trust_on_first_use,omitempty"`
 	Parallelism      int      `yaml:"parallelism" json:"parallelism,omitempty"`
 	Timeout          Duration `yaml:"timeout" json:"timeout,omitempty"`
 	ConfirmTimeout   Duration `yaml:"confirm_timeout" json:"confirm_timeout,omitempty"`
 	KeepaliveSeconds int      `yaml:"keepalive_seconds" json:"keepalive_seconds,omitempty"`
+}
+
+// Agent is the driftless agent on SSH hosts (not ssh.agent, the SSH
+// agent holding keys).
+type Agent struct {
+	// Enabled observes SSH hosts through the agent.
+	Enabled bool `yaml:"enabled" json:"enabled,omitempty"`
+	// Binaries is a folder of agent binaries for hosts of another
+	// architecture than the daemon's, named driftless-linux-ARCH
+	// (driftless-linux-arm64); hosts of the daemon's own architecture get
+	// the daemon's binary.
+	Binaries string `yaml:"binaries" json:"binaries,omitempty"`
 }
 
 // Feedback reports results back to Git hosts.

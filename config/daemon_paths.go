@@ -9,7 +9,7 @@ import (
 // resolvePaths makes every relative file path of the configuration
 // relative to dir, the folder of driftless.yaml, so that the daemon reads
 // the same files whatever its working directory: the state folder, every
-// secret file, the SSH key and known_hosts files, the etcd TLS files, local
+// secret file, the SSH key and known_hosts files, the agent binaries folder, the etcd TLS files, local
 // sources, and the key files and URL of a Git source when that URL is a
 // plain local path.
 func resolvePaths(cfg *Daemon, dir string) {
@@ -21,6 +21,7 @@ func resolvePaths(cfg *Daemon, dir string) {
 	abs(&cfg.StateDir)
 	abs(&cfg.SSH.KeyFile)
 	abs(&cfg.SSH.KnownHosts)
+	abs(&cfg.Agent.Binaries)
 	if c := cfg.Cluster; c != nil {
 		abs(&c.TLS.CAFile)
 		abs(&c.TLS.CertFile)

@@ -63,7 +63,10 @@ func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*dae
 		return nil, err
 	}
 	d.store = store
-	d.dialer = newDialer(cfg.SSH, log)
+	if d.dialer, err = newDialer(cfg.SSH, cfg.Agent, log); err != nil {
+		d.close()
+		return nil, err
+	}
 	// Identities are read once, at start: a missing key file stops the
 	// start rather than the first rollout.
 	if d.ids, err = secrets.LoadIdentities(cfg.Secrets.AgeKeyFiles); err != nil {

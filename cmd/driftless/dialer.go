@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,6 +23,11 @@ import (
 // connection.
 type dialer struct {
 	pool *ssh.Pool
+	// agents, when set, observes SSH hosts through the driftless agent:
+	// one per host connection, kept across passes.
+	agents *agent.Deployer
+	mu     sync.Mutex
+	remote map[string]*agent.Remote
 	// hint, when set, follows every connection error: how to give the
 	// settings the command line lacks.
 	hint string
@@ -28,8 +35,10 @@ type dialer struct {
 
 var _ reconciler.Dialer = (*dialer)(nil)
 
-// newDialer builds the SSH pool from the daemon's SSH defaults.
-func newDialer(cfg config.SSH, log zerolog.Logger) *dialer {
+// newDialer builds the SSH pool from the daemon's SSH defaults and, when
+// the agent is enabled, the deployer that puts the daemon's own binary on
+// hosts.
+func newDialer(cfg config.SSH, ag config.Agent, log zerolog.Logger) (*dialer, error) {
 	defaults := ssh.Config{
 		User:            cfg.User,
 		Agent:           cfg.Agent,
@@ -46,7 +55,15 @@ func newDialer(cfg config.SSH, log zerolog.Logger) *dialer {
 	}
 	// ssh.parallelism bounds the connections open at once over all
 	// environments, as it bounds the hosts worked on at once.
-	return &dialer{pool: ssh.NewPool(defaults, cfg.Parallelism)}
+	d := &dialer{pool: ssh.NewPool(defaults, cfg.Parallelism), remote: map[string]*agent.Remote{}}
+	if ag.Enabled {
+		own, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: find the daemon's own binary: %w", err)
+		}
+		d.agents = &agent.Deployer{Own: own, Dir: ag.Binaries}
+	}
+	return d, nil
 }
 
 // Transport implements reconciler.Dialer.
@@ -65,11 +82,33 @@ func (d *dialer) Transport(ctx context.Context, h *config.Host) (targets.Transpo
 		// The reconciler names the host it connects to.
 		return nil, err
 	}
-	return pooled{t}, nil
+	if d.agents == nil {
+		return pooled{t}, nil
+	}
+	return &agent.Transport{Starter: pooled{t}, Agent: d.agent(key)}, nil
 }
 
-// Close closes every pooled connection.
-func (d *dialer) Close() error { return d.pool.Close() }
+// agent returns the agent of the host connection key.
+func (d *dialer) agent(key string) *agent.Remote {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.remote[key]
+	if !ok {
+		r = agent.NewRemote(d.agents)
+		d.remote[key] = r
+	}
+	return r
+}
+
+// Close ends the agents' sessions and closes every pooled connection.
+func (d *dialer) Close() error {
+	d.mu.Lock()
+	for _, r := range d.remote {
+		r.Close()
+	}
+	d.mu.Unlock()
+	return d.pool.Close()
+}
 
 // pooled is a pooled SSH transport whose Close leaves the connection in
 // the pool: the reconciler closes every transport it is given.

@@ -232,7 +232,10 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress
 		return nil, err
 	}
 	s.store = store
-	s.dialer = newDialer(sshCfg, log)
+	if s.dialer, err = newDialer(sshCfg, config.Agent{}, log); err != nil {
+		s.close()
+		return nil, err
+	}
 	if sshCfg.KeyFile == "" && !sshCfg.Agent {
 		s.dialer.hint = "give --ssh-key FILE, --ssh-agent, or --config with the daemon's configuration"
 	}
