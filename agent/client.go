@@ -79,6 +79,25 @@ func (c *Client) Observe(ctx context.Context, qs []targets.Query) ([]targets.Ans
 	return resp.Answers, nil
 }
 
+// WriteFiles asks the agent to write files, as targets.Transport's
+// WriteFiles: it returns how many are in place. An error of the session
+// itself leaves the outcome unknown: n is 0 and callers treat every file
+// as possibly written.
+func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int, error) {
+	ws := make([]Write, len(files))
+	for i, f := range files {
+		ws[i] = Write{Path: f.Path, Data: f.Data, Mode: uint32(f.Mode), Owner: f.Owner, Group: f.Group}
+	}
+	resp, err := c.call(ctx, Request{Op: OpWrite, Writes: ws})
+	if err != nil {
+		return 0, err
+	}
+	if resp.WriteErr != "" {
+		return resp.Written, errors.New(resp.WriteErr)
+	}
+	return resp.Written, nil
+}
+
 // call sends one request and reads its answer.
 func (c *Client) call(ctx context.Context, req Request) (Response, error) {
 	c.mu.Lock()

@@ -226,6 +226,17 @@ func (r *Remote) Observe(ctx context.Context, t Starter, qs []targets.Query) ([]
 	}
 }
 
+// WriteFiles writes files with the host's agent, starting it when needed.
+// A write is not asked twice: when the session ends in the middle, the
+// error says so and the caller treats the files as possibly written.
+func (r *Remote) WriteFiles(ctx context.Context, t Starter, files []targets.FileWrite) (int, error) {
+	c, err := r.get(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	return c.WriteFiles(ctx, files)
+}
+
 func (r *Remote) get(ctx context.Context, t Starter) (*Client, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -27,6 +27,10 @@ const (
 	OpHello = "hello"
 	// OpObserve observes a batch of resources (Request.Queries).
 	OpObserve = "observe"
+	// OpWrite writes files in order, as targets.Transport.WriteFiles does
+	// (Request.Writes): each to a temporary file beside it, given its mode
+	// and owner, synced, then renamed in place; stops at the first failure.
+	OpWrite = "write"
 )
 
 // Request is one line the daemon sends.
@@ -34,6 +38,17 @@ type Request struct {
 	ID      uint64          `json:"id"`
 	Op      string          `json:"op"`
 	Queries []targets.Query `json:"queries,omitempty"`
+	Writes  []Write         `json:"writes,omitempty"`
+}
+
+// Write is one file of a write request.
+type Write struct {
+	Path string `json:"path"`
+	Data []byte `json:"data"`
+	// Mode is Go's fs.FileMode: permission bits, setuid, setgid, sticky.
+	Mode  uint32 `json:"mode"`
+	Owner string `json:"owner,omitempty"`
+	Group string `json:"group,omitempty"`
 }
 
 // Response is the agent's one line for a request, with the request's ID.
@@ -44,6 +59,10 @@ type Response struct {
 	Err     string           `json:"err,omitempty"`
 	Hello   *Hello           `json:"hello,omitempty"`
 	Answers []targets.Answer `json:"answers,omitempty"`
+	// Written is how many files of a write request are in place, and
+	// WriteErr why the next one is not.
+	Written  int    `json:"written,omitempty"`
+	WriteErr string `json:"write_err,omitempty"`
 }
 
 // Hello is what an agent says about itself.

@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
+
+	"github.com/driftless/driftless/targets"
 )
 
 // maxLine bounds one request line (a batch of queries, no content).
@@ -59,6 +62,18 @@ func handle(ctx context.Context, req Request, hello Hello) Response {
 		resp.Hello = &hello
 	case OpObserve:
 		resp.Answers = Observe(ctx, req.Queries)
+	case OpWrite:
+		// The local transport's writes are the in-process writes of this
+		// host, with the same contract as the SSH transport's.
+		files := make([]targets.FileWrite, len(req.Writes))
+		for i, w := range req.Writes {
+			files[i] = targets.FileWrite{Path: w.Path, Data: w.Data, Mode: fs.FileMode(w.Mode), Owner: w.Owner, Group: w.Group}
+		}
+		n, err := targets.NewLocal("").WriteFiles(ctx, files)
+		resp.Written = n
+		if err != nil {
+			resp.WriteErr = err.Error()
+		}
 	default:
 		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)
 	}

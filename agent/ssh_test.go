@@ -71,6 +71,9 @@ mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d
 	rs = append(rs,
 		config.Resource{Kind: "file", Name: "/srv/a/big", Spec: &config.FileSpec{Content: string(big)}},
 		config.Resource{Kind: "file", Name: "/etc/hostname", Spec: &config.FileSpec{Content: strings.Repeat("y", 20000)}})
+	for _, p := range []string{"/srv/a/app.conf", "/srv/a/none", "/srv/a/dir"} {
+		rs = append(rs, config.Resource{Kind: "env", Name: p, Spec: &config.EnvSpec{Vars: map[string]string{"A": "1"}}})
+	}
 	for _, p := range []string{"/srv/a/dir", "/srv/a/sticky", "/srv/a/none", "/srv/a/app.conf", "/root", "/tmp"} {
 		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})
 	}
@@ -216,4 +219,95 @@ func failedIDs(err error) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// TestDriversThroughAgent runs the file, directory, symlink, env and
+// command drivers on a real host through the agent (observations and file
+// writes by the agent, scripts by the shell): a first pass converges, a
+// second is a no-op, changes behind driftless's back are healed, restoring
+// the first pass's snapshots puts the host back, and a converged pass runs
+// one shell script (the command's guard) where it ran one per pass before,
+// with one process per resource.
+func TestDriversThroughAgent(t *testing.T) {
+	bin := buildAgent(t)
+	lab := hosts.NewLab(t, hosts.Options{})
+	h := lab.Kind1("agent-drv")
+	tr := dialHost(t, lab, h, "root")
+	rem := agent.NewRemote(&agent.Deployer{Own: bin})
+	t.Cleanup(func() { rem.Close() })
+	at := &agent.Transport{Starter: tr, Agent: rem}
+	ctx := context.Background()
+	drivers := targets.Drivers()
+
+	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
+	rs := []config.Resource{
+		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
+		{Kind: "file", Name: "/srv/app/app.conf", Spec: &config.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640", Owner: "nobody", Group: "nogroup"}},
+		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
+		{Kind: "env", Name: "/etc/app.env", Spec: &config.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
+		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
+			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
+		{Kind: "file", Name: "/etc/motd-test", Spec: &config.FileSpec{State: config.Absent}},
+	}
+	pass := func(want ...targets.Action) []targets.Change {
+		t.Helper()
+		changes, err := targets.PlanHost(ctx, at, drivers, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range changes {
+			if c.Action != want[i] {
+				t.Fatalf("%s: %s, want %s\n%s", c.ID, c.Action, want[i], c.Diff)
+			}
+			if c.Action == targets.NoChange {
+				continue
+			}
+			if err := drivers[c.Kind].Apply(ctx, at, rs[i], c.Before); err != nil {
+				t.Fatalf("apply %s: %v", c.ID, err)
+			}
+		}
+		return changes
+	}
+	c, none := targets.Create, targets.NoChange
+	first := pass(c, c, c, c, c, targets.Delete)
+	before := tr.RoundTrips()
+	pass(none, none, none, none, none, none)
+	// The command's guard (creates) is still a shell probe: one script.
+	if n := tr.RoundTrips() - before; n != 1 {
+		t.Fatalf("a converged pass through the agent ran %d shell scripts, want 1 (the command's guard)", n)
+	}
+	got := h.MustExec(t, "stat -c '%a %U' /srv/app; stat -c '%a %U %G' /srv/app/app.conf; cat /srv/app/current; . /etc/app.env; echo \"$GREETING\"; ls -a /srv/app; test -e /etc/motd-test || echo gone")
+	want := "750 nobody\n640 nobody nogroup\nport = 8080\nlog = info\nhello world\n.\n..\n.initialised\napp.conf\ncurrent\ngone\n"
+	if got != want {
+		t.Fatalf("host after the first pass:\n%s\nwant\n%s", got, want)
+	}
+	h.MustExec(t, `chmod 0777 /srv/app && echo 'port = 1' > /srv/app/app.conf && chown root /srv/app/app.conf && ln -sfn /etc/passwd /srv/app/current &&
+		sed -i 's/^APP_PORT=.*/APP_PORT=1/' /etc/app.env && rm /srv/app/.initialised && echo back > /etc/motd-test`)
+	u := targets.Update
+	pass(u, u, u, u, c, targets.Delete)
+	pass(none, none, none, none, none, none)
+	if got := h.MustExec(t, "stat -c %a /srv/app; stat -c '%a %U' /srv/app/app.conf; cat /srv/app/app.conf; readlink /srv/app/current; grep APP_PORT /etc/app.env"); got != "750\n640 nobody\nport = 8080\nlog = info\n/srv/app/app.conf\nAPP_PORT=8080\n" {
+		t.Fatalf("host not healed:\n%s", got)
+	}
+	for i := len(first) - 1; i >= 0; i-- {
+		if err := drivers[first[i].Kind].Restore(ctx, at, rs[i], first[i].Before); err != nil {
+			t.Fatalf("restore %s: %v", first[i].ID, err)
+		}
+	}
+	if got := h.MustExec(t, "for p in /srv/app /etc/app.env; do test -e $p && echo \"$p still there\"; done; stat -c %a /etc/motd-test; cat /etc/motd-test"); got != "644\nwelcome\n" {
+		t.Fatalf("host after restore:\n%s", got)
+	}
+	// A write into a folder that does not exist fails, after the files
+	// before it, and leaves nothing behind.
+	n, err := at.WriteFiles(ctx, []targets.FileWrite{
+		{Path: "/srv/w1", Data: []byte("1\n"), Mode: 0o600},
+		{Path: "/srv/nowhere/w2", Data: []byte("2\n"), Mode: 0o600},
+		{Path: "/srv/w3", Data: []byte("3\n"), Mode: 0o600},
+	})
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "/srv/nowhere/w2") {
+		t.Fatalf("write with a missing folder: %d, %v", n, err)
+	}
+	if got := h.MustExec(t, "ls -a /srv; stat -c %a /srv/w1"); got != ".\n..\nw1\n600\n" {
+		t.Fatalf("after the failed write: %q", got)
+	}
 }

@@ -3,13 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"io/fs"
 
 	"github.com/driftless/driftless/targets"
 )
 
-// Transport is a host's SSH transport whose observations go to the host's
-// agent; everything else (scripts, writes) goes through the transport as
-// before.
+// Transport is a host's SSH transport whose observations and file writes
+// go to the host's agent; scripts still run through the transport.
 type Transport struct {
 	Starter
 	Agent *Remote
@@ -23,6 +23,18 @@ var (
 // ObserveNative implements targets.NativeObserver.
 func (t *Transport) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
 	return t.Agent.Observe(ctx, t.Starter, qs)
+}
+
+// WriteFiles implements targets.Transport with the agent's in-process
+// writes: no process started on the host per file.
+func (t *Transport) WriteFiles(ctx context.Context, files []targets.FileWrite) (int, error) {
+	return t.Agent.WriteFiles(ctx, t.Starter, files)
+}
+
+// WriteFile implements targets.Transport as a WriteFiles of one file.
+func (t *Transport) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	_, err := t.WriteFiles(ctx, []targets.FileWrite{{Path: path, Data: data, Mode: mode}})
+	return err
 }
 
 // Redial opens a fresh connection for confirming a network change; it is

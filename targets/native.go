@@ -63,6 +63,13 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 			q.Sum = hex.EncodeToString(sum[:])
 		}
 		return pathQuery(q, r, root)
+	case "env":
+		// An env file is probed as a file without a declared hash.
+		if _, err := specOf[config.EnvSpec](r); err != nil {
+			return q, false
+		}
+		q.Kind = "file"
+		return pathQuery(q, r, root)
 	case "directory":
 		if _, err := specOf[config.DirectorySpec](r); err != nil {
 			return q, false
