@@ -28,9 +28,7 @@ func (r *Reconciler) Decide(ctx context.Context, name, rev string, d Decision) (
 func (r *Reconciler) decide(st *envState, rev string, d Decision) (Decision, error) {
 	name := st.name()
 	rev = strings.ToLower(strings.TrimSpace(rev))
-	r.mu.Lock()
 	g, pol := st.rec.Gate, st.policy()
-	r.mu.Unlock()
 	verb := "reject"
 	if d.Approved {
 		verb = "approve"

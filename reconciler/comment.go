@@ -136,12 +136,10 @@ type commentDecision struct {
 // decideByComment is DecideByComment on the environment's worker.
 func (r *Reconciler) decideByComment(st *envState, c *commentDecision) error {
 	env, commit, named, approve, ev := st.name(), c.commit, c.named, c.approve, c.ev
-	r.mu.Lock()
 	pol := st.policy()
 	prev := st.rec.Decision(commit)
 	elsewhere := previewCommentRefused(st.rec, ev)
 	preview := st.rec.Preview != nil
-	r.mu.Unlock()
 	named = strings.ToLower(named)
 	switch {
 	case pol == nil:
@@ -162,11 +160,9 @@ func (r *Reconciler) decideByComment(st *envState, c *commentDecision) error {
 	d := Decision{Environment: env, Commit: commit, Approved: approve, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
 		PullRequest: ev.PullRequest, At: r.now()}
 	rev := sources.Revision{Commit: commit}
-	r.mu.Lock()
 	if g := st.rec.Gate; g != nil && g.Revision.Commit == commit {
 		rev = g.Revision
 	}
-	r.mu.Unlock()
 	r.record(st, d, rev)
 	return nil
 }

@@ -34,9 +34,7 @@ type driftKey struct{ host, kind, mode string }
 // rollback still has to restore it. A host that cannot be observed keeps
 // the drift it had. The run is recorded by finish, deferred.
 func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (run Run, err error) {
-	r.mu.Lock()
 	env, rev := st.applied, st.rec.Applied
-	r.mu.Unlock()
 	run = Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	out := &outcome{kind: outDrift, tg: target{rev: rev, env: env}, run: &run}
 	defer r.finish(ctx, st, out)
@@ -129,9 +127,7 @@ func (r *Reconciler) markClean(ctx context.Context, st *envState, name string, r
 	if ctx.Err() != nil {
 		return
 	}
-	r.mu.Lock()
 	since, state := st.rec.CleanSince, st.rec.State
-	r.mu.Unlock()
 	next := since
 	switch {
 	case run.Result == ResultFailed || !clean:
@@ -179,8 +175,6 @@ func (r *Reconciler) reportDrift(st *envState, env string, rev sources.Revision,
 // keepDrift copies into counts and open what the last pass found on a
 // host that this pass could not observe: its drift is unknown, not gone.
 func (r *Reconciler) keepDrift(st *envState, host string, counts map[driftKey]int, open map[string]bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for k, n := range st.driftCounts {
 		if k.host == host {
 			counts[k] = n
@@ -198,10 +192,8 @@ func (r *Reconciler) keepDrift(st *envState, host string, counts map[driftKey]in
 // tracks how long each uncorrected drift has been open.
 func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftKey]int, open map[string]bool) {
 	now := r.now()
-	r.mu.Lock()
 	old := st.driftCounts
 	st.driftCounts = counts
-	r.mu.Unlock()
 	for k := range old {
 		if _, ok := counts[k]; !ok {
 			r.m.drift.DeleteLabelValues(env, k.host, k.kind, k.mode)
@@ -210,7 +202,6 @@ func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftK
 	for k, n := range counts {
 		r.m.drift.WithLabelValues(env, k.host, k.kind, k.mode).Set(float64(n))
 	}
-	r.mu.Lock()
 	for k := range st.driftSince {
 		if !open[k] {
 			delete(st.driftSince, k)
@@ -227,7 +218,6 @@ func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftK
 	}
 	st.driftCount = len(open)
 	state := st.rec.State
-	r.mu.Unlock()
 	r.m.driftOldest.WithLabelValues(env).Set(oldest.Seconds())
 	switch {
 	case state == StateBlocked:

@@ -103,7 +103,6 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 		blocked = err == nil && j != nil
 	}
 	backoff := r.retryBackoff(st)
-	r.mu.Lock()
 	switch {
 	case cut:
 	case run.Result == ResultFailed:
@@ -119,7 +118,6 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 	if run.Result == ResultSuccess || run.Result == ResultNoop {
 		st.applied = tg.env
 	}
-	r.mu.Unlock()
 	r.update(st, func(rec *EnvRecord) {
 		rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
 		if cut {

@@ -44,9 +44,7 @@ func (st *envState) policy() *config.Environment {
 // upstream changes, a decision is taken, the soak ends or the next drift
 // pass. Only the environment's worker calls it.
 func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, force bool) (run Run, ok bool) {
-	r.mu.Lock()
 	latest, rec := st.latest, st.rec
-	r.mu.Unlock()
 	if latest == nil || !latest.env.Gated() {
 		return Run{}, false
 	}
@@ -63,7 +61,7 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 		if g := rec.Gate; g != nil && g.State != StateWaiting {
 			passed = g.Revision.Commit
 		}
-		cand, reason, until, ready = r.promotion(pol, latest.rev, now, passed)
+		cand, reason, until, ready = r.promotion(st, pol, latest.rev, now, passed)
 	}
 	if cand.Commit == "" && ready || cand.Commit != "" && (cand.Commit == rec.Applied.Commit || cand.Commit == rec.Taken || rec.IsQuarantined(cand.Commit)) {
 		// Nothing new: a rejected revision keeps showing as rejected.
@@ -126,9 +124,7 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 	}
 	tg.decision, tg.forced = dec, force
 	r.update(st, func(rec *EnvRecord) { rec.Gate, rec.Taken = nil, cand.Commit })
-	r.mu.Lock()
 	st.desired, st.gatePlan, st.wakeAt = &tg, nil, time.Time{}
-	r.mu.Unlock()
 	r.m.setPending(pol.Name, nil)
 	return r.rollout(ctx, st, tg, trigger), true
 }
@@ -138,21 +134,29 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 // the commit may not go through yet, why (with until the end of the soak).
 // An upstream that still has passed (a commit that went through promotion
 // before) applied needs no soak for it.
-func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, now time.Time, passed string) (cand sources.Revision, reason string, until time.Time, ready bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if st := r.envs[pol.Name]; st != nil && st.promotionErr != "" {
+func (r *Reconciler) promotion(st *envState, pol *config.Environment, own sources.Revision, now time.Time, passed string) (cand sources.Revision, reason string, until time.Time, ready bool) {
+	if st.promotionErr != "" {
 		return sources.Revision{}, "promotion refused: " + st.promotionErr, time.Time{}, false
 	}
+	r.mu.Lock()
+	upstreams := map[string]*envState{}
+	for _, up := range pol.Promote.From {
+		upstreams[up] = r.envs[up]
+	}
+	r.mu.Unlock()
 	var agreed *sources.Revision
 	var waiting, disagree []string
 	for _, up := range pol.Promote.From {
-		u, ok := r.envs[up]
-		if !ok || u.rec.State == StateRemoved || u.rec.Applied.Commit == "" {
+		// Another environment: what its worker last published.
+		var u EnvRecord
+		if st := upstreams[up]; st != nil {
+			u = st.snap.Load().rec
+		}
+		if u.State == StateRemoved || u.Applied.Commit == "" {
 			waiting = append(waiting, up)
 			continue
 		}
-		a := u.rec.Applied
+		a := u.Applied
 		if agreed == nil {
 			agreed = &a
 		} else if !sources.SameRevision(*agreed, a) {
@@ -161,11 +165,11 @@ func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, no
 		if passed != "" && a.Commit == passed {
 			continue
 		}
-		if u.rec.State != StateSynced || u.rec.CleanSince.IsZero() {
+		if u.State != StateSynced || u.CleanSince.IsZero() {
 			waiting = append(waiting, up)
 			continue
 		}
-		if end := u.rec.CleanSince.Add(pol.Promote.Soak.D()); end.After(until) {
+		if end := u.CleanSince.Add(pol.Promote.Soak.D()); end.After(until) {
 			until = end
 		}
 	}
@@ -195,10 +199,8 @@ func (r *Reconciler) promotion(pol *config.Environment, own sources.Revision, no
 // and when the worker should look again (zero: on events only). A revision
 // keeps the time it started waiting while it stays the same.
 func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
-	r.mu.Lock()
 	old := st.rec.Gate
 	st.wakeAt = wake
-	r.mu.Unlock()
 	if g != nil && old != nil && old.Revision.Commit == g.Revision.Commit {
 		g.Since = old.Since
 	}
@@ -222,10 +224,8 @@ func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
 // approval, so approvers see what it would change (API, status page, and
 // through the reporters the pull request that brought the commit).
 func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Revision, latest *target) {
-	r.mu.Lock()
 	have := st.gatePlan != nil && st.gatePlan.Commit == cand.Commit
 	prev := st.applied
-	r.mu.Unlock()
 	if have {
 		return
 	}
@@ -238,9 +238,7 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 		}
 	}
 	p, hosts := r.plan(ctx, tg, prev)
-	r.mu.Lock()
 	st.gatePlan = p
-	r.mu.Unlock()
 	// Operators see the whole plan (API, status page); reports leave the
 	// daemon, so they carry the published plan, without host content.
 	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
@@ -277,35 +275,33 @@ func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision)
 			}
 		}
 	}
-	var changed []*envState
+	changed := map[string]string{}
+	r.mu.Lock()
 	for _, env := range all {
 		if env.Preview { // a template is no environment (previewenv.go)
 			continue
 		}
 		msg := strings.Join(errs[env.Name], "; ")
-		st := r.state(env.Name)
-		r.mu.Lock()
-		if st.promotionErr != msg {
-			st.promotionErr = msg
-			changed = append(changed, st)
+		if r.promotionErr[env.Name] != msg {
+			r.promotionErr[env.Name] = msg
+			changed[env.Name] = msg
 		}
-		r.mu.Unlock()
 	}
-	for _, st := range changed {
-		r.mu.Lock()
-		name, msg, w := st.rec.Name, st.promotionErr, r.workers[st.rec.Name]
-		r.mu.Unlock()
-		if msg != "" && r.noticeDue(st, noticePromotion, msg) {
-			r.report(Report{Environment: name, Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
-				Description: "promotion refused: " + msg})
-		} else if msg == "" {
-			r.noticeDue(st, noticePromotion, "")
-		}
-		if w != nil { // look at the gates again
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
-		}
+	r.mu.Unlock()
+	for name, msg := range changed {
+		r.send(name, request{kind: reqPromotion, rev: rev, note: msg})
+	}
+}
+
+// promotionNotice is a change of the environment's promotion error on its
+// worker: reported once (and again at the reminder interval); the gates
+// are looked at again.
+func (r *Reconciler) promotionNotice(st *envState, rev sources.Revision, msg string) {
+	st.promotionErr = msg
+	if msg != "" && r.noticeDue(st, noticePromotion, msg) {
+		r.report(Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
+			Description: "promotion refused: " + msg})
+	} else if msg == "" {
+		r.noticeDue(st, noticePromotion, "")
 	}
 }

@@ -71,10 +71,8 @@ func (f *fixture) statusPage(t *testing.T, path string) string {
 func awaitLatest(t *testing.T, f *fixture, env, commit string) {
 	t.Helper()
 	eventually(t, env+" takes in "+kit.Short(commit), func() bool {
-		f.r.mu.Lock()
-		defer f.r.mu.Unlock()
-		st := f.r.envs[env]
-		return st != nil && st.latest != nil && st.latest.rev.Commit == commit
+		st, ok := f.r.lookup(env)
+		return ok && st.snap.Load().latest == commit
 	})
 }
 

@@ -19,7 +19,6 @@ const defaultInventoryInterval = 5 * time.Minute
 // so nothing touches it again. It reports whether it rolled out. The
 // caller is the environment's worker.
 func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger string) (Run, bool) {
-	r.mu.Lock()
 	d := st.desired
 	applied := st.applied
 	due := d != nil && d.env.Inventory != nil && d.rev.Commit == st.rec.Applied.Commit && applied != nil &&
@@ -27,7 +26,6 @@ func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger
 	if due {
 		st.inventoryAt = r.now()
 	}
-	r.mu.Unlock()
 	if !due {
 		return Run{}, false
 	}
@@ -43,9 +41,7 @@ func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger
 	}
 	log.Info().Int("hosts", len(env.Hosts)).Msg("inventory changed")
 	tg := target{rev: d.rev, env: env, decision: d.decision}
-	r.mu.Lock()
 	st.desired = &tg
-	r.mu.Unlock()
 	return r.rollout(ctx, st, tg, TriggerInventory), true
 }
 

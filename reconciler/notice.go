@@ -26,8 +26,6 @@ type notice struct {
 // notice as told. An empty key clears the kind (the state ended); it
 // reports whether there was one to clear.
 func (r *Reconciler) noticeDue(st *envState, kind, key string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	prev, had := st.notices[kind]
 	if key == "" {
 		delete(st.notices, kind)

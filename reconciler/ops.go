@@ -20,8 +20,8 @@ func (r *Reconciler) known(name string) (*envState, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", status.ErrUnknownEnvironment, name)
 	}
-	if st.rec.State == StateRemoved {
-		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", status.ErrRemovedEnvironment, name, st.rec.LastError)
+	if rec := st.snap.Load().rec; rec.State == StateRemoved {
+		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", status.ErrRemovedEnvironment, name, rec.LastError)
 	}
 	return st, nil
 }
@@ -50,9 +50,7 @@ func (r *Reconciler) syncPass(ctx context.Context, st *envState, force bool) err
 	if _, err := r.pass(ctx, st, passRequest{trigger: TriggerSync, force: force}); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
 	}
-	r.mu.Lock()
 	g := st.rec.Gate
-	r.mu.Unlock()
 	if g != nil && g.State == StateWindowClosed {
 		return fmt.Errorf("sync %s: %w: revision %s is held back (%s); sync --force goes through", name, status.ErrWindowClosed, g.Revision.Short(), g.Reason)
 	}
@@ -108,9 +106,7 @@ func (r *Reconciler) rollbackTarget(ctx context.Context, st *envState, to string
 		rec.Quarantined = keep
 		rec.QuarantinedTrees = slices.DeleteFunc(rec.QuarantinedTrees, func(t string) bool { return t == tg.rev.Tree })
 	})
-	r.mu.Lock()
 	st.desired = &tg
-	r.mu.Unlock()
 	return &tg, nil
 }
 
@@ -140,9 +136,7 @@ func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revis
 // ensureApplied loads the applied revision's configuration when it is not
 // in memory (after a restart).
 func (r *Reconciler) ensureApplied(ctx context.Context, st *envState) error {
-	r.mu.Lock()
 	have, rev, name := st.applied != nil, st.rec.Applied, st.rec.Name
-	r.mu.Unlock()
 	if have {
 		return nil
 	}
@@ -153,9 +147,7 @@ func (r *Reconciler) ensureApplied(ctx context.Context, st *envState) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
 	st.applied = tg.env
-	r.mu.Unlock()
 	return nil
 }
 
@@ -196,10 +188,7 @@ func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]
 	}
 	var out []*Plan
 	for _, env := range cfg.Environments {
-		st := r.state(env.Name)
-		r.mu.Lock()
-		prev := st.applied
-		r.mu.Unlock()
+		prev := r.state(env.Name).snap.Load().applied
 		p, _ := r.plan(ctx, target{rev: rev, env: env}, prev)
 		// The snapshots hold what the hosts have (secrets among it); the
 		// diffs say what would change.

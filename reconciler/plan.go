@@ -103,17 +103,17 @@ func (r *Reconciler) keepHosts(env *config.Environment) {
 	for _, h := range env.Hosts {
 		declared[h.Name] = true
 	}
-	r.mu.Lock()
 	var gone []string
-	if st := r.envs[env.Name]; st != nil {
+	if st, ok := r.lookup(env.Name); ok {
+		st.hostMu.Lock()
 		for name := range st.hostUp {
 			if !declared[name] {
 				gone = append(gone, name)
 				delete(st.hostUp, name)
 			}
 		}
+		st.hostMu.Unlock()
 	}
-	r.mu.Unlock()
 	for _, name := range gone {
 		r.m.hostUp.DeleteLabelValues(env.Name, name)
 	}
@@ -127,11 +127,11 @@ func (r *Reconciler) setHostUp(env, host string, up bool) {
 		v = 1
 	}
 	r.m.hostUp.WithLabelValues(env, host).Set(v)
-	r.mu.Lock()
-	if st := r.envs[env]; st != nil {
+	if st, ok := r.lookup(env); ok {
+		st.hostMu.Lock()
 		st.hostUp[host] = up
+		st.hostMu.Unlock()
 	}
-	r.mu.Unlock()
 }
 
 // prunedResources returns the resources prev declared on the host named

@@ -33,9 +33,7 @@ func (w *worker) takePreviews() []target {
 
 // preview plans a pull request's revision and reports the plan; it never applies.
 func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
-	r.mu.Lock()
 	prev := st.applied
-	r.mu.Unlock()
 	p, hosts := r.plan(ctx, tg, prev)
 	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
 		Description: p.Summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts), Gates: gateInfo(tg.env)})

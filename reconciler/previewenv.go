@@ -49,19 +49,26 @@ func (r *Reconciler) template(source, name string) *config.Environment {
 	return nil
 }
 
+// livePreview is a live preview environment as its snapshot has it.
+type livePreview struct {
+	name string
+	p    PreviewRecord
+}
+
 // previewStates returns the live preview environments of source (of one
-// pull request when pr > 0), by name.
-func (r *Reconciler) previewStates(source string, pr int) []*envState {
+// pull request when pr > 0), by name, from their snapshots.
+func (r *Reconciler) previewStates(source string, pr int) []livePreview {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*envState
-	for _, st := range r.envs {
-		p := st.rec.Preview
-		if p != nil && p.Ended == "" && st.rec.State != StateRemoved && p.Source == source && (pr <= 0 || p.PullRequest == pr) {
-			out = append(out, st)
+	var out []livePreview
+	for name, st := range r.envs {
+		rec := st.snap.Load().rec
+		p := rec.Preview
+		if p != nil && p.Ended == "" && rec.State != StateRemoved && p.Source == source && (pr <= 0 || p.PullRequest == pr) {
+			out = append(out, livePreview{name: name, p: *p})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.Name < out[j].rec.Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 
@@ -94,9 +101,7 @@ func (r *Reconciler) openPreviews(ctx context.Context, rev sources.Revision) {
 func (r *Reconciler) openPreview(ctx context.Context, w *worker, tpl *config.Environment, head sources.Revision) {
 	st, name := w.st, w.name
 	now := r.now()
-	r.mu.Lock()
 	if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
-		r.mu.Unlock()
 		r.log.Warn().Str("environment", name).Int("pull_request", head.PullRequest).
 			Msg("pull request reopened while its earlier preview's hosts are not destroyed yet; not previewed until they are")
 		return
@@ -105,7 +110,6 @@ func (r *Reconciler) openPreview(ctx context.Context, w *worker, tpl *config.Env
 	if fresh {
 		st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
 	}
-	r.mu.Unlock()
 	r.update(st, func(rec *EnvRecord) {
 		if fresh {
 			// A new pull request, or one reopened: nothing of an
@@ -129,15 +133,13 @@ func (r *Reconciler) openPreview(ctx context.Context, w *worker, tpl *config.Env
 // newest settings (and, after a restart, their worker back); those whose
 // template it no longer declares are torn down.
 func (r *Reconciler) refreshPreviews(ctx context.Context, rev sources.Revision) {
-	for _, st := range r.previewStates(rev.Source, 0) {
-		r.mu.Lock()
-		p := *st.rec.Preview
-		r.mu.Unlock()
+	for _, lp := range r.previewStates(rev.Source, 0) {
+		p := lp.p
 		if r.template(p.Source, p.Template) == nil {
-			r.endPreview(st.name(), fmt.Sprintf("template %s no longer declared by revision %s", p.Template, rev.Short()))
+			r.endPreview(lp.name, fmt.Sprintf("template %s no longer declared by revision %s", p.Template, rev.Short()))
 			continue
 		}
-		r.send(st.name(), request{kind: reqPreview, ctx: ctx, tg: target{rev: p.Head}})
+		r.send(lp.name, request{kind: reqPreview, ctx: ctx, tg: target{rev: p.Head}})
 	}
 }
 
@@ -165,10 +167,8 @@ func (r *Reconciler) loadPreviews(rev sources.Revision) (*config.Revision, error
 	}
 	out := &config.Revision{}
 	var errs []error
-	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
-		r.mu.Lock()
-		name, p := st.rec.Name, *st.rec.Preview
-		r.mu.Unlock()
+	for _, lp := range r.previewStates(rev.Source, rev.PullRequest) {
+		name, p := lp.name, lp.p
 		tpl := r.template(p.Source, p.Template)
 		if tpl == nil {
 			errs = append(errs, fmt.Errorf("preview %s: template %s is not declared by source %s (yet)", name, p.Template, p.Source))
@@ -219,12 +219,10 @@ func isPreviewEnvRevision(rev sources.Revision) bool {
 // them. Environments that are no preview, or whose hosts exist, are left
 // as they are. Only the environment's worker calls it.
 func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *target) error {
-	r.mu.Lock()
 	var p PreviewRecord
 	if st.rec.Preview != nil {
 		p = *st.rec.Preview
 	}
-	r.mu.Unlock()
 	if p.Template == "" || p.Created != nil {
 		return nil
 	}
@@ -290,8 +288,8 @@ func (r *Reconciler) endPreview(name, why string) {
 // closePreviews tears down the preview environments of a closed (or
 // merged) pull request.
 func (r *Reconciler) closePreviews(rev sources.Revision) {
-	for _, st := range r.previewStates(rev.Source, rev.PullRequest) {
-		r.endPreview(st.name(), fmt.Sprintf("pull request %d closed", rev.PullRequest))
+	for _, lp := range r.previewStates(rev.Source, rev.PullRequest) {
+		r.endPreview(lp.name, fmt.Sprintf("pull request %d closed", rev.PullRequest))
 	}
 }
 
@@ -301,10 +299,8 @@ func (r *Reconciler) closePreviews(rev sources.Revision) {
 // runs out): the close's retirement finds it ended.
 func (r *Reconciler) expirePreview(ctx context.Context, w *worker) bool {
 	st := w.st
-	r.mu.Lock()
 	p := st.rec.Preview
 	due := p != nil && p.Ended == "" && st.rec.State != StateRemoved && !r.now().Before(p.Expires)
-	r.mu.Unlock()
 	if !due {
 		return false
 	}
@@ -320,13 +316,11 @@ func (r *Reconciler) expirePreview(ctx context.Context, w *worker) bool {
 // again every drift interval until it succeeds or the daemon stops; the
 // next start takes it up again (resumeTeardowns).
 func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
-	r.mu.Lock()
 	var p PreviewRecord
 	if st.rec.Preview != nil {
 		p = *st.rec.Preview
 	}
 	name := st.rec.Name
-	r.mu.Unlock()
 	if p.Ended == "" || p.Destroyed {
 		return
 	}
@@ -375,18 +369,15 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 // ended but whose hosts were not destroyed yet: each on its worker.
 func (r *Reconciler) resumeTeardowns() {
 	r.mu.Lock()
-	var pending []*envState
-	for _, st := range r.envs {
-		if p := st.rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
-			pending = append(pending, st)
+	pending := map[string]string{}
+	for name, st := range r.envs {
+		if p := st.snap.Load().rec.Preview; p != nil && p.Ended != "" && !p.Destroyed {
+			pending[name] = p.Source
 		}
 	}
 	r.mu.Unlock()
-	for _, st := range pending {
-		r.mu.Lock()
-		src := st.rec.Preview.Source
-		r.mu.Unlock()
-		r.retire(st.name(), request{rev: sources.Revision{Source: src, Closed: true}})
+	for name, src := range pending {
+		r.retire(name, request{rev: sources.Revision{Source: src, Closed: true}})
 	}
 }
 

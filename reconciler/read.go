@@ -1,22 +1,102 @@
 package reconciler
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
+
+// snapshot is what an environment's worker publishes for everyone else
+// (API, status page, the source loop, other environments' promotions):
+// a copy of its state taken between two steps, never changed after.
+type snapshot struct {
+	rec EnvRecord
+	// status is the environment's status without its hosts (status adds
+	// them as they are now).
+	status EnvStatus
+	// hostDrift counts the open drift of each host, and since when.
+	hostDrift map[string]hostDrift
+	// source is where its revisions come from (envSource).
+	source string
+	// applied is the configuration of the applied revision, when loaded;
+	// latest is the newest revision of its source the worker took in.
+	applied *config.Environment
+	latest  string
+}
+
+type hostDrift struct {
+	n     int
+	since time.Time
+}
+
+// publish takes the environment's snapshot. Only its worker calls it
+// (and newEnvState, before there is one).
+func (st *envState) publish() {
+	rec := st.rec
+	rec.Quarantined = slices.Clone(rec.Quarantined)
+	rec.QuarantinedTrees = slices.Clone(rec.QuarantinedTrees)
+	rec.Decisions = slices.Clone(rec.Decisions)
+	if rec.Gate != nil {
+		g := *rec.Gate
+		rec.Gate = &g
+	}
+	if rec.Preview != nil {
+		p := *rec.Preview
+		p.Hosts = slices.Clone(p.Hosts)
+		rec.Preview = &p
+	}
+	snap := &snapshot{rec: rec, source: envSource(st), applied: st.applied, hostDrift: map[string]hostDrift{}}
+	if st.latest != nil {
+		snap.latest = st.latest.rev.Commit
+	}
+	s := EnvStatus{
+		Name: rec.Name, Applied: rec.Applied.Commit, AppliedSource: rec.Applied.Source,
+		LastGood: rec.LastGood.Commit, Quarantined: slices.Clone(rec.Quarantined),
+		State: displayState(rec), DriftResources: st.driftCount, LastResult: rec.LastResult,
+		LastError: rec.LastError, LastErrorClass: rec.LastErrorClass, LastRun: rec.LastRun,
+		Preview: previewStatus(rec), Refused: st.refused, PromotionError: st.promotionErr, Class: classOf(rec), RetryAt: st.retryAt, Retries: st.retries,
+	}
+	if g := rec.Gate; g != nil {
+		gate := *g
+		s.Gate = &gate
+		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == StateAwaitingApproval {
+			s.GatePlan = withoutSnapshots(st.gatePlan)
+		}
+	}
+	for i := len(rec.Decisions) - 1; i >= 0; i-- {
+		s.Decisions = append(s.Decisions, rec.Decisions[i])
+	}
+	for key, since := range st.driftSince {
+		host, _, _ := strings.Cut(key, " ")
+		d := snap.hostDrift[host]
+		d.n++
+		if d.since.IsZero() || since.Before(d.since) {
+			d.since = since
+		}
+		snap.hostDrift[host] = d
+		if s.DriftSince.IsZero() || since.Before(s.DriftSince) {
+			s.DriftSince = since
+		}
+	}
+	snap.status = s
+	st.snap.Store(snap)
+}
 
 // Environments returns the status of every known environment, by name.
 func (r *Reconciler) Environments() []EnvStatus {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]EnvStatus, 0, len(r.envs))
+	states := make([]*envState, 0, len(r.envs))
 	for _, st := range r.envs {
-		s := st.status()
-		s.Refused = r.refusal(st)
-		out = append(out, s)
+		states = append(states, st)
+	}
+	r.mu.Unlock()
+	out := make([]EnvStatus, 0, len(states))
+	for _, st := range states {
+		out = append(out, r.status(st))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -25,15 +105,19 @@ func (r *Reconciler) Environments() []EnvStatus {
 // Environment returns the status of one environment; ok is false when it
 // is unknown.
 func (r *Reconciler) Environment(name string) (EnvStatus, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, ok := r.envs[name]
+	st, ok := r.lookup(name)
 	if !ok {
 		return EnvStatus{}, false
 	}
-	s := st.status()
-	s.Refused = r.refusal(st)
-	return s, true
+	return r.status(st), true
+}
+
+// lookup returns the state of an environment seen before.
+func (r *Reconciler) lookup(name string) (*envState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.envs[name]
+	return st, ok
 }
 
 // History returns up to limit runs of the environment, newest first
@@ -42,46 +126,17 @@ func (r *Reconciler) History(name string, limit int) ([]Run, error) {
 	return r.store.History(name, limit)
 }
 
-// status copies the state; the caller holds Reconciler.mu.
-func (st *envState) status() EnvStatus {
-	s := EnvStatus{
-		Name: st.rec.Name, Applied: st.rec.Applied.Commit, AppliedSource: st.rec.Applied.Source,
-		LastGood: st.rec.LastGood.Commit, Quarantined: append([]string(nil), st.rec.Quarantined...),
-		State: displayState(st.rec), DriftResources: st.driftCount, LastResult: st.rec.LastResult,
-		LastError: st.rec.LastError, LastErrorClass: st.rec.LastErrorClass, LastRun: st.rec.LastRun,
-		PromotionError: st.promotionErr, Preview: previewStatus(st.rec),
-		Class: classOf(st.rec), RetryAt: st.retryAt, Retries: st.retries,
-	}
-	if g := st.rec.Gate; g != nil {
-		gate := *g
-		s.Gate = &gate
-		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == StateAwaitingApproval {
-			s.GatePlan = withoutSnapshots(st.gatePlan)
-		}
-	}
-	for i := len(st.rec.Decisions) - 1; i >= 0; i-- {
-		s.Decisions = append(s.Decisions, st.rec.Decisions[i])
-	}
-	type drift struct {
-		n     int
-		since time.Time
-	}
-	hosts := map[string]drift{}
-	for key, since := range st.driftSince {
-		host, _, _ := strings.Cut(key, " ")
-		d := hosts[host]
-		d.n++
-		if d.since.IsZero() || since.Before(d.since) {
-			d.since = since
-		}
-		hosts[host] = d
-		if s.DriftSince.IsZero() || since.Before(s.DriftSince) {
-			s.DriftSince = since
-		}
-	}
+// status is the environment's status: its snapshot, with its hosts as
+// they were last seen.
+func (r *Reconciler) status(st *envState) EnvStatus {
+	snap := st.snap.Load()
+	s := snap.status
+	st.hostMu.Lock()
 	for name, up := range st.hostUp {
-		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up, DriftResources: hosts[name].n, DriftSince: hosts[name].since})
+		d := snap.hostDrift[name]
+		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up, DriftResources: d.n, DriftSince: d.since})
 	}
+	st.hostMu.Unlock()
 	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].Name < s.Hosts[j].Name })
 	return s
 }

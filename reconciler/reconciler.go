@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -150,14 +151,21 @@ type Reconciler struct {
 	declared map[string][]*config.Environment
 	// refused holds, per source, the head revision it refused.
 	refused map[string]sources.Revision
+	// promotionErr holds, per environment, what is wrong with its
+	// promote.from across every source's revision, as last sent to its
+	// worker.
+	promotionErr map[string]string
 }
 
-// envState is the in-memory state of one environment. Only its worker
-// changes it; fields are guarded by Reconciler.mu.
+// envState is the in-memory state of one environment. Its worker is the
+// only one that reads or writes its fields (except hostUp, which the
+// worker's host goroutines write under hostMu); the others read snap, the
+// snapshot the worker publishes after each step.
 type envState struct {
 	// owner is the environment's newest worker (guarded by
 	// Reconciler.mu); the next one starts once it has stopped.
 	owner *worker
+	snap  atomic.Pointer[snapshot]
 	rec   EnvRecord
 	// applied is the configuration of rec.Applied, when loaded.
 	applied *config.Environment
@@ -169,6 +177,7 @@ type envState struct {
 	// first drift pass).
 	driftCounts map[driftKey]int
 	driftSince  map[string]time.Time
+	hostMu      sync.Mutex
 	hostUp      map[string]bool
 	// notices remembers, per kind of state, what was last reported.
 	notices map[string]notice
@@ -180,9 +189,10 @@ type envState struct {
 	gatePlan *Plan
 	// wakeAt is when the gates should be looked at again (zero: on events).
 	wakeAt time.Time
-	// promotionErr is what is wrong with the environment's promote.from
-	// across every source's revision ("" when nothing is).
-	promotionErr string
+	// refused says that the environment's source refused its head ("" when
+	// it did not); promotionErr is what is wrong with the environment's
+	// promote.from across every source's revision ("" when nothing is).
+	refused, promotionErr string
 	// inventoryAt is when the environment's inventory was last read.
 	inventoryAt time.Time
 	// retries counts the rollouts failed in a row for a transient reason;
@@ -195,7 +205,9 @@ type envState struct {
 func (st *envState) name() string { return st.rec.Name }
 
 func newEnvState(rec EnvRecord) *envState {
-	return &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}, notices: map[string]notice{}}
+	st := &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}, notices: map[string]notice{}}
+	st.publish()
+	return st
 }
 
 // target is an environment's configuration in one revision.
@@ -255,14 +267,15 @@ func New(opts Options) (*Reconciler, error) {
 		opts: opts, hashKey: hashKey, log: opts.Logger, m: m, store: opts.Store, now: clock.Now, clock: clock,
 		hostSlots: make(chan struct{}, opts.HostParallelism),
 		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
-		refused: map[string]sources.Revision{},
+		refused: map[string]sources.Revision{}, promotionErr: map[string]string{},
 	}
 	recs, err := opts.Store.Envs()
 	if err != nil {
 		return nil, fmt.Errorf("new reconciler: %w", err)
 	}
 	for _, rec := range recs {
-		r.envs[rec.Name] = newEnvState(rec)
+		st := newEnvState(rec)
+		r.envs[rec.Name] = st
 		if seriesForgotten(rec) {
 			continue
 		}
@@ -298,16 +311,13 @@ func (r *Reconciler) stateLocked(name string) *envState {
 	return st
 }
 
-// update changes an environment's record under the lock and writes it to
-// the store.
+// update changes an environment's record, writes it to the store and
+// publishes the environment's snapshot. Only the environment's worker
+// calls it.
 func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
-	r.mu.Lock()
 	fn(&st.rec)
 	rec := st.rec
-	rec.Quarantined = append([]string(nil), rec.Quarantined...)
-	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)
-	rec.Decisions = append([]Decision(nil), rec.Decisions...)
-	r.mu.Unlock()
+	st.publish()
 	if err := r.store.PutEnv(rec); err != nil {
 		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
 	}

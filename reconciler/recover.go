@@ -45,9 +45,7 @@ func (r *Reconciler) Recover(ctx context.Context) error {
 // run ended by the shutdown). The record says which, and a rollout is
 // counted once.
 func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
-	r.mu.Lock()
 	name, state := st.rec.Name, st.rec.State
-	r.mu.Unlock()
 	j, entries, err := r.store.OpenJournal(name)
 	if err != nil || j == nil {
 		return err

@@ -11,40 +11,41 @@ import (
 // environment of the source shows the refusal and reports it once.
 func (r *Reconciler) setRefused(rev sources.Revision) {
 	r.mu.Lock()
+	_, had := r.refused[rev.Source]
 	if rev.Refused == "" {
 		delete(r.refused, rev.Source)
 	} else {
 		r.refused[rev.Source] = rev
 	}
-	var envs []*envState
-	for _, st := range r.envs {
-		if envSource(st) == rev.Source && st.rec.State != StateRemoved {
-			envs = append(envs, st)
+	var envs []string
+	for name, st := range r.envs {
+		if snap := st.snap.Load(); snap.source == rev.Source && snap.rec.State != StateRemoved {
+			envs = append(envs, name)
 		}
 	}
 	r.mu.Unlock()
-	for _, st := range envs {
-		if rev.Refused == "" {
-			r.noticeDue(st, noticeRefused, "")
-			continue
-		}
-		if !r.noticeDue(st, noticeRefused, rev.Commit) {
-			continue
-		}
-		r.mu.Lock()
-		name, applied := st.rec.Name, st.rec.Applied
-		r.mu.Unlock()
-		r.report(Report{Environment: name, Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
-			Description: fmt.Sprintf("commit %s of source %s refused (%s); %s stays applied", rev.Short(), rev.Source, rev.Refused, applied.Short())})
+	if rev.Refused == "" && !had {
+		return
+	}
+	for _, name := range envs {
+		r.send(name, request{kind: reqRefused, rev: rev})
 	}
 }
 
-// refusal describes the refused head of the environment's source ("" when
-// none). The caller holds r.mu.
-func (r *Reconciler) refusal(st *envState) string {
-	rev, ok := r.refused[envSource(st)]
-	if !ok {
-		return ""
+// refusedNotice is setRefused on the environment's worker: a refusal is
+// reported once (and again at the reminder interval), an acceptance clears it.
+func (r *Reconciler) refusedNotice(st *envState, rev sources.Revision) {
+	st.refused = ""
+	if rev.Refused != "" {
+		st.refused = fmt.Sprintf("head %s of source %s refused: %s", rev.Short(), rev.Source, rev.Refused)
 	}
-	return fmt.Sprintf("head %s of source %s refused: %s", rev.Short(), rev.Source, rev.Refused)
+	if rev.Refused == "" {
+		r.noticeDue(st, noticeRefused, "")
+		return
+	}
+	if !r.noticeDue(st, noticeRefused, rev.Commit) {
+		return
+	}
+	r.report(Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
+		Description: fmt.Sprintf("commit %s of source %s refused (%s); %s stays applied", rev.Short(), rev.Source, rev.Refused, st.rec.Applied.Short())})
 }

@@ -19,23 +19,23 @@ func (r *Reconciler) retireRemoved(rev sources.Revision, cfg *config.Revision) {
 		declared[env.Name] = true
 	}
 	r.mu.Lock()
-	var gone []*envState
+	var gone []string
 	for name, st := range r.envs {
 		// A preview environment is declared by its pull request; it ends
 		// with it (previewenv.go).
-		if !declared[name] && st.rec.State != StateRemoved && st.rec.Preview == nil && envSource(st) == rev.Source {
-			gone = append(gone, st)
+		if snap := st.snap.Load(); !declared[name] && snap.rec.State != StateRemoved && snap.rec.Preview == nil && snap.source == rev.Source {
+			gone = append(gone, name)
 		}
 	}
 	r.mu.Unlock()
-	for _, st := range gone {
-		r.retire(st.name(), request{rev: rev})
+	for _, name := range gone {
+		r.retire(name, request{rev: rev})
 	}
 }
 
 // envSource is the source an environment's revisions come from: the
-// applied one's, or the waiting one's before anything was applied. The
-// caller holds r.mu.
+// applied one's, or the waiting one's before anything was applied. Only
+// the environment's worker calls it (snapshots keep it).
 func envSource(st *envState) string {
 	if st.rec.Applied.Source != "" {
 		return st.rec.Applied.Source
@@ -77,9 +77,7 @@ func (r *Reconciler) retireNow(ctx context.Context, w *worker, req request) bool
 			return true
 		}
 	}
-	r.mu.Lock()
 	removed := st.rec.State == StateRemoved
-	r.mu.Unlock()
 	if !removed {
 		r.markRemoved(st, rev)
 	}
@@ -94,14 +92,15 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	name := st.rec.Name
 	r.mu.Lock()
 	_, again := r.workers[name]
-	if !again {
-		st.desired, st.driftCount, st.driftCounts = nil, 0, nil
-		st.driftSince, st.hostUp, st.notices = map[string]time.Time{}, map[string]bool{}, map[string]notice{}
-	}
 	r.mu.Unlock()
 	if again {
 		return
 	}
+	st.desired, st.driftCount, st.driftCounts = nil, 0, nil
+	st.driftSince, st.notices = map[string]time.Time{}, map[string]notice{}
+	st.hostMu.Lock()
+	st.hostUp = map[string]bool{}
+	st.hostMu.Unlock()
 	env := prometheus.Labels{"environment": name}
 	r.m.drift.DeletePartialMatch(env)
 	r.m.driftOldest.DeletePartialMatch(env)
@@ -114,9 +113,7 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 			rec.LastError = why
 		}
 	})
-	r.mu.Lock()
 	why := previewRemovedReason(st.rec)
-	r.mu.Unlock()
 	if why != "" {
 		r.log.Info().Str("environment", name).Str("reason", why).Msg("preview environment removed: not reconciled any more")
 		return

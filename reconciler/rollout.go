@@ -83,9 +83,7 @@ func (r *Reconciler) planRollout(ctx context.Context, ro *rolloutRun) []*hostRun
 			ro.log.Debug().Err(err).Msg("no applied revision to prune against")
 		}
 	}
-	r.mu.Lock()
 	ro.prev = ro.st.applied
-	r.mu.Unlock()
 	r.keepHosts(env)
 	r.m.initChecks(env)
 	return r.planEnv(ctx, env, ro.prev, env.Prune, planTrusted, ro.log)
@@ -214,9 +212,7 @@ func (r *Reconciler) abortRollout(ctx context.Context, ro *rolloutRun) {
 // the same transaction: a crash between the two would otherwise leave the
 // hosts on the new revision and the store on the old one.
 func (r *Reconciler) completeRollout(ro *rolloutRun, changed []*hostRun) {
-	r.mu.Lock()
 	rec := ro.st.rec
-	r.mu.Unlock()
 	rec.Applied, rec.LastGood = ro.tg.rev, ro.tg.rev
 	rec.Quarantined = append([]string(nil), rec.Quarantined...)
 	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)

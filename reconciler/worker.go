@@ -75,6 +75,11 @@ const (
 	reqRetire
 	// reqResume loads the applied revision again after a restart.
 	reqResume
+	// reqRefused tells the worker its source refused (or accepted again)
+	// its head, rev.
+	reqRefused
+	// reqPromotion tells the worker its promotion error changed (note).
+	reqPromotion
 	// reqPreview opens or updates a preview environment (tg.env is its
 	// template; nil keeps the one it has) at tg.rev, its pull request's head.
 	reqPreview
@@ -95,6 +100,7 @@ type request struct {
 	comment *commentDecision
 	rev     sources.Revision
 	end     string
+	note    string
 	// reply receives the answer (capacity one; nil when nobody waits);
 	// started is closed when the worker takes the request up.
 	reply   chan reply
@@ -192,7 +198,7 @@ func (r *Reconciler) appliedEnvs() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for name, st := range r.envs {
-		if st.rec.Applied.Commit != "" && st.rec.State != StateRemoved {
+		if rec := st.snap.Load().rec; rec.Applied.Commit != "" && rec.State != StateRemoved {
 			out = append(out, name)
 		}
 	}
@@ -326,15 +332,16 @@ func (r *Reconciler) startLocked(name string) *worker {
 		previews: map[int]target{}, ready: make(chan struct{}, 1), previewReady: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
 	parent := context.Background()
+	var wg *sync.WaitGroup
 	if r.run != nil {
-		w.daemon, parent = true, r.run.ctx
-		r.run.wg.Add(1)
+		w.daemon, parent, wg = true, r.run.ctx, r.run.wg
+		wg.Add(1)
 	}
 	w.ctx, w.cancel = context.WithCancel(parent)
 	r.workers[name], st.owner = w, w
 	go func() {
-		if w.daemon {
-			defer r.run.wg.Done()
+		if wg != nil {
+			defer wg.Done()
 		}
 		r.work(w)
 	}()
@@ -414,8 +421,6 @@ func answer(req request, rp reply) {
 
 // interval is the environment's drift interval.
 func (r *Reconciler) interval(st *envState) time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, e := range []*config.Environment{st.applied, desiredEnv(st)} {
 		if e != nil && e.DriftInterval > 0 {
 			return e.DriftInterval.D()
@@ -444,7 +449,9 @@ func (r *Reconciler) work(w *worker) {
 	if !w.daemon {
 		for {
 			for _, req := range w.take() {
-				if r.handle(ctx, w, req) {
+				end := r.handle(ctx, w, req)
+				st.publish()
+				if end {
 					r.exit(w, false)
 					return
 				}
@@ -465,21 +472,35 @@ func (r *Reconciler) work(w *worker) {
 	stopRetry := func() {}
 	defer func() { stopRetry() }()
 	defer r.exit(w, false)
+	// serve handles the queued requests; true when the worker ends.
+	serve := func() bool {
+		for _, req := range w.take() {
+			end := r.handle(ctx, w, req)
+			st.publish()
+			if end {
+				return true
+			}
+		}
+		return false
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.ready:
-			for _, req := range w.take() {
-				if r.handle(ctx, w, req) {
-					return
-				}
+			if serve() {
+				return
 			}
 		case <-w.wake:
 			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
 		case <-gt.C:
 			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
 		case tg := <-w.slot:
+			// Requests sent before the revision first: what they say (a
+			// refusal, a promotion error) holds for it.
+			if serve() {
+				return
+			}
 			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, rev: &tg})
 		case <-w.previewReady:
 			for _, tg := range w.takePreviews() {
@@ -487,24 +508,23 @@ func (r *Reconciler) work(w *worker) {
 			}
 		case <-tk.C:
 			if r.expirePreview(ctx, w) {
+				st.publish()
 				return
 			}
 			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerDrift})
 		case <-w.retry:
-			r.mu.Lock()
 			due := !st.retryAt.IsZero()
-			r.mu.Unlock()
 			if due {
 				_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRetry})
 			}
 		}
+		// Readers see the environment as this step left it.
+		st.publish()
 		if n := r.interval(st); n != iv {
 			iv = n
 			tk.Reset(iv)
 		}
-		r.mu.Lock()
 		wake, at := st.wakeAt, st.retryAt
-		r.mu.Unlock()
 		gt.Stop()
 		if !wake.IsZero() {
 			gt.Reset(max(wake.Sub(r.now()), 10*time.Millisecond))
@@ -569,13 +589,17 @@ func (r *Reconciler) handle(wctx context.Context, w *worker, req request) (end b
 		} else {
 			r.offerPreviewEnv(ctx, w, req.tg.rev)
 		}
+	case reqRefused:
+		r.refusedNotice(st, req.rev)
+	case reqPromotion:
+		r.promotionNotice(st, req.rev, req.note)
 	case reqRetire:
 		answer(req, rp)
 		return r.retireNow(wctx, w, req)
 	}
 	answer(req, rp)
-	if req.kind == reqDecide || req.kind == reqComment {
-		if w.daemon && rp.err == nil { // the decision may open the gate
+	if req.kind == reqDecide || req.kind == reqComment || req.kind == reqPromotion {
+		if w.daemon && rp.err == nil { // the gates may be open now
 			_, _ = r.pass(wctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
 		}
 	}
@@ -643,9 +667,7 @@ type passRequest struct {
 // correct the drift of the applied one. Each run is recorded by finish,
 // which rollout, drift and the recovery defer.
 func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (Run, error) {
-	r.mu.Lock()
 	removed := st.rec.State == StateRemoved
-	r.mu.Unlock()
 	switch {
 	case removed && p.rev != nil: // declared again
 		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateUnknown, "" })
@@ -658,9 +680,7 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (Run
 		switch {
 		case p.rev != nil:
 			r.log.Error().Str("environment", st.name()).Err(err).Msg("interrupted rollout not recovered; revision waits")
-			r.mu.Lock()
 			st.desired = p.rev
-			r.mu.Unlock()
 			return Run{}, nil
 		case p.rollback != "":
 			return Run{}, fmt.Errorf("rollback %s: %w", st.name(), err)
@@ -688,9 +708,7 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 	switch {
 	case p.apply != nil:
 		// Applying by hand is the operator's decision: no quarantine.
-		r.mu.Lock()
 		st.desired = p.apply
-		r.mu.Unlock()
 		return p.apply, Run{}, false, nil
 	case p.rollback != "":
 		tg, err := r.rollbackTarget(ctx, st, p.rollback)
@@ -707,11 +725,9 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 	if p.gatesOnly {
 		return nil, Run{}, true, nil
 	}
-	r.mu.Lock()
 	d := st.desired
 	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
 	backingOff := r.now().Before(st.retryAt)
-	r.mu.Unlock()
 	if pending && p.trigger == TriggerDrift && backingOff {
 		// A rollout that failed waits for its retry (the backoff), not
 		// for the drift ticker.
@@ -727,24 +743,20 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 // goes through the gates of a gated environment, and becomes the desired
 // revision unless its commit is quarantined (the last good one stays).
 func (r *Reconciler) chooseRevision(ctx context.Context, st *envState, tg target) (*target, Run, bool, error) {
-	r.mu.Lock()
 	st.latest = &tg
 	st.retries, st.retryAt = 0, time.Time{} // a new revision starts afresh
 	if tg.env.Inventory != nil {
 		st.inventoryAt = r.now() // read while loading this revision
 	}
-	r.mu.Unlock()
 	if tg.env.Gated() {
 		run, _ := r.advance(ctx, st, TriggerRevision, false)
 		return nil, run, true, runError(run)
 	}
 	r.setGate(st, nil, time.Time{}) // the environment no longer declares gates
-	r.mu.Lock()
 	q := st.rec.IsQuarantinedRev(tg.rev)
 	if !q {
 		st.desired = &tg
 	}
-	r.mu.Unlock()
 	if q {
 		r.log.Warn().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Msg("revision quarantined after a rollback; keeping the last good revision")
 		if err := r.ensureApplied(ctx, st); err != nil {
@@ -762,9 +774,7 @@ func (r *Reconciler) correct(ctx context.Context, st *envState, trigger string) 
 		return run, runError(run)
 	}
 	if err := r.ensureApplied(ctx, st); err != nil {
-		r.mu.Lock()
 		held := st.rec.Gate != nil
-		r.mu.Unlock()
 		if held { // nothing applied yet: the first revision waits at a gate
 			return Run{}, nil
 		}
@@ -776,9 +786,7 @@ func (r *Reconciler) correct(ctx context.Context, st *envState, trigger string) 
 // mayCorrect reports whether drift may be corrected now: not while a
 // deploy window of the environment holds changes back.
 func (r *Reconciler) mayCorrect(st *envState) bool {
-	r.mu.Lock()
 	pol := st.policy()
-	r.mu.Unlock()
 	if pol != nil && len(pol.Windows) > 0 {
 		v := config.CheckWindows(pol.Windows, r.now())
 		return v.Open || v.Drift
