@@ -47,7 +47,15 @@ func benchEnv(hs []*hosts.Host, push int, verify bool) string {
 // host's files hold the pushed content and the daemon's API reports the
 // commit applied with success. It reports p50_ms and p99_ms over 20 pushes,
 // without verification and with a command check on every host.
-func BenchmarkWebhookToConverged(b *testing.B) {
+func BenchmarkWebhookToConverged(b *testing.B) { benchWebhookToConverged(b, false) }
+
+// BenchmarkWebhookToConvergedAgent is BenchmarkWebhookToConverged with
+// the daemon observing and writing files through the driftless agent on
+// each host (agent.enabled), its first contact (the binary's copy) before
+// the measured pushes.
+func BenchmarkWebhookToConvergedAgent(b *testing.B) { benchWebhookToConverged(b, true) }
+
+func benchWebhookToConverged(b *testing.B, withAgent bool) {
 	if testing.Short() {
 		need.Optional(b, "end-to-end benchmark: builds the daemon and starts 10 hosts; skipped in -short")
 	}
@@ -67,7 +75,18 @@ func BenchmarkWebhookToConverged(b *testing.B) {
 	work.Push(b)
 	// A drift interval longer than the benchmark keeps drift passes out of
 	// the measured pushes.
-	d := startDaemon(b, bin, daemonConfig(b, lab, repoURL, secret, time.Hour))
+	cfg := daemonConfig(b, lab, repoURL, secret, time.Hour)
+	if withAgent {
+		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString("agent: {enabled: true}\n")
+			f.Close()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := startDaemon(b, bin, cfg)
 	hook.setTarget(d.URL)
 	waitFor(b, 2*time.Minute, 50*time.Millisecond, "the first revision to converge", func() error {
 		return converged(d, hs, first, push)
