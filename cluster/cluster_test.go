@@ -35,7 +35,7 @@ type replica struct {
 }
 
 // startReplica runs a replica until the test ends (or stop/crash).
-func startReplica(t *testing.T, srv *etcdserver.Server, name string, envs []string) *replica {
+func startReplica(t testing.TB, srv *etcdserver.Server, name string, envs []string) *replica {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -81,7 +81,7 @@ func envNames(n int) []string {
 // ownership samples every replica twice and fails the test when an
 // environment is owned by two replicas in both samples (their ownership
 // overlapped in time). It returns the owner of each environment.
-func ownership(t *testing.T, rs []*replica, envs []string) map[string]string {
+func ownership(t testing.TB, rs []*replica, envs []string) map[string]string {
 	t.Helper()
 	sample := func() map[string][]string {
 		out := map[string][]string{}
@@ -120,7 +120,7 @@ func ownership(t *testing.T, rs []*replica, envs []string) map[string]string {
 // settle waits until every environment has the owner rendezvous hashing
 // gives over members, checking all along that none has two, and returns
 // how long it took.
-func settle(t *testing.T, rs []*replica, envs, members []string, within time.Duration) time.Duration {
+func settle(t testing.TB, rs []*replica, envs, members []string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -147,7 +147,7 @@ func settle(t *testing.T, rs []*replica, envs, members []string, within time.Dur
 // checkTokens checks that each owner's fencing token is its ownership
 // key's create revision in etcd, and the key names the owner: the token
 // the store and the hosts compare.
-func checkTokens(t *testing.T, rs []*replica, envs []string) {
+func checkTokens(t testing.TB, rs []*replica, envs []string) {
 	t.Helper()
 	cli := rs[len(rs)-1].cli
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

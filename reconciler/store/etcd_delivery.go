@@ -180,7 +180,9 @@ func (s *EtcdStore) compact(ctx context.Context, rev int64) int64 {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if rev > 0 {
-		_, _ = s.cli.Compact(ctx, rev)
+		// Physical: the call returns once the old revisions are removed
+		// from etcd's database, so the next compaction never overlaps it.
+		_, _ = s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical())
 	}
 	resp, err := s.cli.Get(ctx, s.p+"compact", clientv3.WithCountOnly())
 	if err != nil {
