@@ -100,6 +100,12 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("keep the cluster lease alive: %w", err)
 	}
+	// The lease is trusted until the TTL (less the margin) after the
+	// newest instant etcd surely renewed it: the grant came after start,
+	// and each renewal after the response before it was received (the
+	// client asks again only after a response), while the response's own
+	// arrival may lag its renewal by any delay.
+	lastAnswer := start
 	st := &session{me: c.o.Replica, s: s, members: map[string]bool{}, holders: map[string]holder{}, envs: envs, mine: map[string]int64{}, valid: start.Add(c.ttl - c.margin)}
 	rctx, rcancel := c.request(sctx)
 	_, err = c.o.Client.Put(rctx, c.memberKey(c.o.Replica), "", clientv3.WithLease(s.Lease()))
@@ -130,7 +136,8 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 			if !ok {
 				return errLeaseLost
 			}
-			st.valid = time.Now().Add(c.ttl - c.margin)
+			st.valid = lastAnswer.Add(c.ttl - c.margin)
+			lastAnswer = time.Now()
 		case wr := <-members:
 			if err := wr.Err(); err != nil || wr.Canceled {
 				return fmt.Errorf("watch cluster members: %w", err)
