@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 func tokenHash(tok string) string {
@@ -38,7 +39,7 @@ func TestAPIApprovalScopes(t *testing.T) {
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,
 		etc+fileRes(appConf, "one"), "approval: {required: true}\n")})
 	revs <- rev
-	eventually(t, "prod awaits approval", func() bool { return f.state("prod").State == StateAwaitingApproval })
+	eventually(t, "prod awaits approval", func() bool { return f.state("prod").State == status.StateAwaitingApproval })
 
 	_, _, page := w.call(t, "GET", "/environments/prod", "", "")
 	for _, want := range []string{"awaiting_approval", "awaiting approval of " + rev.Short(), "h1: create <code>file:/etc/app.conf</code>"} {
@@ -47,7 +48,7 @@ func TestAPIApprovalScopes(t *testing.T) {
 		}
 	}
 	_, _, js := w.call(t, "GET", "/api/v1/environments/prod", "", "")
-	if st := decode[EnvStatus](t, js); st.GatePlan == nil || st.Gate == nil || st.Gate.Revision.Commit != rev.Commit {
+	if st := decode[status.EnvStatus](t, js); st.GatePlan == nil || st.Gate == nil || st.Gate.Revision.Commit != rev.Commit {
 		t.Errorf("API does not show the held revision and its plan: %s", js)
 	}
 	body := `{"revision": "` + rev.Commit[:10] + `"}`
@@ -69,7 +70,7 @@ func TestAPIApprovalScopes(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %q", c.name, code, got, c.code, c.want)
 		}
 	}
-	if f.hostFile("h1", appConf) != "<absent>" || f.state("prod").State != StateAwaitingApproval {
+	if f.hostFile("h1", appConf) != "<absent>" || f.state("prod").State != status.StateAwaitingApproval {
 		t.Fatal("a refused request changed something")
 	}
 	code, _, got := w.call(t, "POST", "/api/v1/environments/prod/approve", "Bearer approve-secret", body)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -40,7 +41,7 @@ func TestAPIOperationOutlivesClient(t *testing.T) {
 	close(release)
 	eventually(t, "the rollback completes", func() bool {
 		st, _ := w.f.r.Environment("prod")
-		return st.Applied == w.rev1.Commit && st.State == StateSynced
+		return st.Applied == w.rev1.Commit && st.State == status.StateSynced
 	})
 	for _, h := range []string{"h1", "h2"} {
 		if got := w.f.hostFile(h, appConf); got != "one" {
@@ -80,7 +81,7 @@ func TestAPIConcurrentSyncs(t *testing.T) {
 		t.Fatalf("%d runs recorded for %d syncs", len(after)-len(before), n)
 	}
 	for _, r := range after[:n] {
-		if r.Trigger != TriggerSync || r.End.IsZero() {
+		if r.Trigger != status.TriggerSync || r.End.IsZero() {
 			t.Fatalf("run %+v", r)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -20,15 +21,15 @@ func TestAPISyncHealsDrift(t *testing.T) {
 	w := newAPIWorld(t, tokenFile(t))
 	w.f.writeHostFile("h2", appConf, "edited by hand")
 	code, _, body := w.call(t, "POST", "/api/v1/environments/prod/sync", "Bearer "+testToken, "")
-	st := decode[EnvStatus](t, body)
-	if code != 200 || st.State != StateSynced || st.DriftResources != 0 {
+	st := decode[status.EnvStatus](t, body)
+	if code != 200 || st.State != status.StateSynced || st.DriftResources != 0 {
 		t.Fatalf("sync: %d %s", code, body)
 	}
 	if got := w.f.hostFile("h2", appConf); got != "two" {
 		t.Fatalf("h2 after sync: %q", got)
 	}
 	runs, _ := w.f.r.History("prod", 1)
-	if len(runs) != 1 || runs[0].Trigger != TriggerSync || runs[0].Result != ResultSuccess || runs[0].Changes != 1 {
+	if len(runs) != 1 || runs[0].Trigger != status.TriggerSync || runs[0].Result != status.ResultSuccess || runs[0].Changes != 1 {
 		t.Fatalf("sync run: %+v", runs)
 	}
 }
@@ -51,7 +52,7 @@ func TestAPISyncFailure(t *testing.T) {
 	if code != 500 || !strings.Contains(e.Error, "drift pass of prod") || !strings.Contains(e.Error, appConf) {
 		t.Fatalf("failed sync: %d %s", code, body)
 	}
-	if e.Status == nil || e.Status.Name != "prod" || e.Status.State != StateDrifted || e.Status.DriftResources != 1 {
+	if e.Status == nil || e.Status.Name != "prod" || e.Status.State != status.StateDrifted || e.Status.DriftResources != 1 {
 		t.Fatalf("failed sync carries no state: %s", body)
 	}
 }
@@ -112,8 +113,8 @@ func TestAPIRollback(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			code, data := rollback(t, s.body)
-			st := decode[EnvStatus](t, data)
-			if code != 200 || st.Applied != s.want.Commit || st.State != StateSynced {
+			st := decode[status.EnvStatus](t, data)
+			if code != 200 || st.Applied != s.want.Commit || st.State != status.StateSynced {
 				t.Fatalf("%d %s, want applied %s", code, data, s.want.Commit)
 			}
 			for _, h := range []string{"h1", "h2"} {
@@ -122,7 +123,7 @@ func TestAPIRollback(t *testing.T) {
 				}
 			}
 			runs, _ := w.f.r.History("prod", 1)
-			if runs[0].Trigger != TriggerRollback || runs[0].Revision.Commit != s.want.Commit {
+			if runs[0].Trigger != status.TriggerRollback || runs[0].Revision.Commit != s.want.Commit {
 				t.Fatalf("newest run: %+v", runs[0])
 			}
 		})
@@ -159,7 +160,7 @@ func TestAPIRemovedEnvironment(t *testing.T) {
 		code, _, body := w.call(t, "POST", "/api/v1/environments/prod/"+op, "Bearer "+testToken, "")
 		e := decode[api.ErrorAnswer](t, body)
 		if code != http.StatusConflict || !strings.Contains(e.Error, "environment removed from its source") ||
-			e.Status == nil || e.Status.State != StateRemoved {
+			e.Status == nil || e.Status.State != status.StateRemoved {
 			t.Fatalf("%s of a removed environment: %d %s", op, code, body)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -111,20 +113,20 @@ func TestAPIReads(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 		t.Fatalf("list: %d %s: %s", code, hdr.Get("Content-Type"), body)
 	}
-	list := decode[[]EnvStatus](t, body)
+	list := decode[[]status.EnvStatus](t, body)
 	if len(list) != 1 {
 		t.Fatalf("list has %d environments: %s", len(list), body)
 	}
 	prod := list[0]
-	if prod.Name != "prod" || prod.Applied != w.rev2.Commit || prod.LastGood != w.rev2.Commit || prod.State != StateSynced || prod.LastResult != ResultSuccess {
+	if prod.Name != "prod" || prod.Applied != w.rev2.Commit || prod.LastGood != w.rev2.Commit || prod.State != status.StateSynced || prod.LastResult != status.ResultSuccess {
 		t.Fatalf("list entry: %+v", prod)
 	}
-	if len(prod.Hosts) != 2 || prod.Hosts[0] != (HostStatus{Name: "h1", Up: true}) || prod.Hosts[1] != (HostStatus{Name: "h2", Up: true}) {
+	if len(prod.Hosts) != 2 || prod.Hosts[0] != (status.HostStatus{Name: "h1", Up: true}) || prod.Hosts[1] != (status.HostStatus{Name: "h2", Up: true}) {
 		t.Fatalf("hosts: %+v", prod.Hosts)
 	}
 
 	code, _, body = w.call(t, "GET", "/api/v1/environments/prod", "", "")
-	if one := decode[EnvStatus](t, body); code != 200 || one.Name != "prod" || one.Applied != w.rev2.Commit {
+	if one := decode[status.EnvStatus](t, body); code != 200 || one.Name != "prod" || one.Applied != w.rev2.Commit {
 		t.Fatalf("get: %d %s", code, body)
 	}
 
@@ -138,7 +140,7 @@ func TestAPIReads(t *testing.T) {
 			{"?limit=50", []string{w.rev2.Commit, w.rev1.Commit}},
 		} {
 			code, _, body := w.call(t, "GET", "/api/v1/environments/prod/history"+tc.query, "", "")
-			runs := decode[[]Run](t, body)
+			runs := decode[[]store.Run](t, body)
 			if code != 200 || len(runs) != len(tc.commits) {
 				t.Fatalf("history%s: %d %s", tc.query, code, body)
 			}
@@ -147,7 +149,7 @@ func TestAPIReads(t *testing.T) {
 				t.Fatalf("history%s shows the checkout folder %q: %s", tc.query, w.rev1.Dir, body)
 			}
 			for i, c := range tc.commits {
-				if runs[i].Revision.Commit != c || runs[i].Result != ResultSuccess || runs[i].Environment != "prod" || runs[i].ID == 0 {
+				if runs[i].Revision.Commit != c || runs[i].Result != status.ResultSuccess || runs[i].Environment != "prod" || runs[i].ID == 0 {
 					t.Fatalf("history%s run %d: %+v, want commit %s", tc.query, i, runs[i], c)
 				}
 			}
@@ -227,11 +229,11 @@ func TestAPIAuth(t *testing.T) {
 				}
 				return
 			}
-			if st := decode[EnvStatus](t, body); st.Name != "prod" || st.Applied != w.rev2.Commit {
+			if st := decode[status.EnvStatus](t, body); st.Name != "prod" || st.Applied != w.rev2.Commit {
 				t.Fatalf("sync answer: %s", body)
 			}
 			// A manual sync is recorded even when it changed nothing.
-			if len(runsAfter) != len(runsBefore)+1 || runsAfter[0].Trigger != TriggerSync {
+			if len(runsAfter) != len(runsBefore)+1 || runsAfter[0].Trigger != status.TriggerSync {
 				t.Fatalf("sync not in history: %+v", runsAfter)
 			}
 		})

@@ -11,6 +11,8 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/redact"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -47,18 +49,18 @@ func hostErr(h *config.Host, err error) error {
 func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, journal bool) (n int, err error) {
 	var seqs []uint64
 	if journal && len(hr.order) > 0 {
-		r.emit(env, hr, StepSnapshot, StatusStarted, len(hr.order))
-		entries := make([]JournalEntry, len(hr.order))
+		r.emit(env, hr, status.StepSnapshot, status.StatusStarted, len(hr.order))
+		entries := make([]store.JournalEntry, len(hr.order))
 		for i, res := range hr.order {
-			entries[i] = JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: hr.changes[res.ID()].Before}
+			entries[i] = store.JournalEntry{Host: hr.host.Name, Resource: res, Snapshot: hr.changes[res.ID()].Before}
 		}
 		if seqs, err = r.store.RecordSnapshots(env, entries); err != nil {
-			r.emit(env, hr, StepSnapshot, StatusFailed, len(hr.order))
+			r.emit(env, hr, status.StepSnapshot, status.StatusFailed, len(hr.order))
 			return 0, err
 		}
 	}
-	r.emit(env, hr, StepApply, StatusStarted, len(hr.order))
-	defer func() { r.emit(env, hr, StepApply, statusOf(err == nil), n) }()
+	r.emit(env, hr, status.StepApply, status.StatusStarted, len(hr.order))
+	defer func() { r.emit(env, hr, status.StepApply, statusOf(err == nil), n) }()
 	done, touched, applyErr := r.applyInOrder(ctx, env, hr)
 	if journal && len(seqs) > 0 {
 		if err := r.store.FinishEntries(env, seqs[:done], seqs[touched:]); err != nil {
@@ -92,7 +94,7 @@ func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) 
 			res := hr.order[done+i]
 			c := hr.changes[res.ID()]
 			hr.log.Info().Str("resource", res.ID()).Str("action", action).Str("diff", c.Diff).Msg("applied")
-			hr.applied = append(hr.applied, ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: action, Diff: c.Diff})
+			hr.applied = append(hr.applied, store.ResourceChange{Host: hr.host.Name, Resource: res.ID(), Action: action, Diff: c.Diff})
 			r.m.changes.WithLabelValues(env, res.Kind, action).Inc()
 		}
 		if err != nil {
@@ -251,7 +253,7 @@ func (r *Reconciler) refresh(ctx context.Context, t targets.Transport, h *config
 // restores that are each one file write go to the host together, in one
 // WriteFiles call, as applies do. It goes on past a failure, so as much as
 // possible is restored, and returns every error.
-func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []JournalEntry, lookup func(id string) (config.Resource, bool), log zerolog.Logger) error {
+func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h *config.Host, entries []store.JournalEntry, lookup func(id string) (config.Resource, bool), log zerolog.Logger) error {
 	var errs []error
 	var restored []config.Resource
 	todo := slices.Clone(entries)
@@ -313,7 +315,7 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 
 // restoreWrites returns the writes of the restores of entries from the
 // first on that are each one file write, up to the first that is not.
-func (r *Reconciler) restoreWrites(entries []JournalEntry) []targets.FileWrite {
+func (r *Reconciler) restoreWrites(entries []store.JournalEntry) []targets.FileWrite {
 	var writes []targets.FileWrite
 	for _, e := range entries {
 		d, ok := r.opts.Drivers[e.Resource.Kind].(targets.Writer)

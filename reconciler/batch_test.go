@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
@@ -84,7 +86,7 @@ func TestFileBatchOverSSH(t *testing.T) {
 	env := func(resources string) string {
 		return fmt.Sprintf("environment: prod\nhosts:\n  - name: b1\n    address: %s\n    roles: [all]\nroles:\n  all:\n%s", h.Address, resources)
 	}
-	apply := func(resources string) (Run, int64) {
+	apply := func(resources string) (store.Run, int64) {
 		t.Helper()
 		before := tr.RoundTrips()
 		runs, err := f.r.ApplyRevision(ctx, f.revision(map[string]string{"environments/prod.yaml": env(resources)}))
@@ -93,13 +95,13 @@ func TestFileBatchOverSSH(t *testing.T) {
 		}
 		return runs[0], tr.RoundTrips() - before
 	}
-	if run, _ := apply(res("v1", -1, -1)); run.Result != ResultSuccess {
+	if run, _ := apply(res("v1", -1, -1)); run.Result != status.ResultSuccess {
 		t.Fatalf("v1: %+v", run)
 	}
 	// One file changes, then all of them (and the env file).
 	one, oneTrips := apply(res("v2", 4, -1))
 	all, allTrips := apply(res("v3", -1, -1))
-	if one.Result != ResultSuccess || one.Changes != 1 || all.Result != ResultSuccess || all.Changes != n+1 {
+	if one.Result != status.ResultSuccess || one.Changes != 1 || all.Result != status.ResultSuccess || all.Changes != n+1 {
 		t.Fatalf("one file: %s, %d changes; all files: %s, %d changes", one.Result, one.Changes, all.Result, all.Changes)
 	}
 	if allTrips != oneTrips {
@@ -130,7 +132,7 @@ func TestFileBatchOverSSH(t *testing.T) {
 	// f05 is declared in a folder that does not exist: its write fails in
 	// the middle of the batch.
 	broken, brokenTrips := apply(res("v4", -1, 5))
-	if broken.Result != ResultRolledBack && broken.Result != ResultFailed {
+	if broken.Result != status.ResultRolledBack && broken.Result != status.ResultFailed {
 		t.Fatalf("a failed write gave %+v", broken)
 	}
 	// The rollback restores the 11 files newest first: app.env and f09 to

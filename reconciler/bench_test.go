@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // benchEnv declares files file resources on each of hosts local hosts.
@@ -39,7 +41,7 @@ func BenchmarkNoopRollout(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				runs, err := f.r.ApplyRevision(ctx, rev)
-				if err != nil || runs[0].Result != ResultNoop {
+				if err != nil || runs[0].Result != status.ResultNoop {
 					b.Fatalf("%+v %v", runs, err)
 				}
 			}
@@ -58,7 +60,7 @@ func BenchmarkApply(b *testing.B) {
 		rev := f.revision(map[string]string{"environments/bench.yaml": revs[i%2]})
 		i++
 		runs, err := f.r.ApplyRevision(ctx, rev)
-		if err != nil || runs[0].Result != ResultSuccess {
+		if err != nil || runs[0].Result != status.ResultSuccess {
 			b.Fatalf("%+v %v", runs, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -63,7 +65,7 @@ func TestBurstOfMixedRequests(t *testing.T) {
 	revs <- final
 	eventually(t, "the final revision applied", func() bool {
 		st, _ := f.r.Environment("prod")
-		return st.Applied == final.Commit && st.State == StateSynced
+		return st.Applied == final.Commit && st.State == status.StateSynced
 	})
 	for _, h := range hosts {
 		if got := f.hostFile(h, "/etc/app.conf"); got != "final\n" {
@@ -90,7 +92,7 @@ func TestBurstOfMixedRequests(t *testing.T) {
 }
 
 // summarize counts runs by trigger and result.
-func summarize(hist []Run) string {
+func summarize(hist []store.Run) string {
 	n := map[string]int{}
 	for _, r := range hist {
 		n[r.Trigger+"/"+r.Result]++

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // TestOnlyChangedHostsAreTouched: a host already in the declared state is
@@ -29,7 +31,7 @@ func TestOnlyChangedHostsAreTouched(t *testing.T) {
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2", "h3"}, nil,
 		etc+fileRes("/etc/app.conf", "new"), "rollout: {canary: 1, batch: 1}\nverify:\n  - name: ok\n    command: \"true\"\n")})
 	runs, err := f.r.ApplyRevision(context.Background(), rev)
-	if err != nil || len(runs) != 1 || runs[0].Result != ResultSuccess || runs[0].Changes != 2 || len(runs[0].FailedHosts) != 0 {
+	if err != nil || len(runs) != 1 || runs[0].Result != status.ResultSuccess || runs[0].Changes != 2 || len(runs[0].FailedHosts) != 0 {
 		t.Fatalf("runs = %+v, %v", runs, err)
 	}
 	mu.Lock()
@@ -66,7 +68,7 @@ func TestPreviewLeavesHostStatusAlone(t *testing.T) {
 		t.Errorf("%d driftless_host_up series after a preview, want h1's only", n)
 	}
 	st, _ := f.r.Environment("prod")
-	if len(st.Hosts) != 1 || st.Hosts[0] != (HostStatus{Name: "h1", Up: true}) {
+	if len(st.Hosts) != 1 || st.Hosts[0] != (status.HostStatus{Name: "h1", Up: true}) {
 		t.Errorf("hosts after a preview: %+v", st.Hosts)
 	}
 }
@@ -146,7 +148,7 @@ func TestVerificationAfterTheWholeBatch(t *testing.T) {
 	}
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, etc+fileRes("/etc/a.conf", "new"),
 		"rollout: {batch: 3, parallelism: 1}\nverify:\n  - command: \"true\"\n")})
-	if runs, err := f.r.ApplyRevision(context.Background(), rev); err != nil || runs[0].Result != ResultSuccess {
+	if runs, err := f.r.ApplyRevision(context.Background(), rev); err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("runs = %+v %v", runs, err)
 	}
 	mu.Lock()

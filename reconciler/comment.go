@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -157,7 +158,7 @@ func (r *Reconciler) decideByComment(st *envState, c *commentDecision) error {
 	case prev != nil && !prev.Approved:
 		return fmt.Errorf("%s was rejected by %s at %s", kit.Short(commit), prev.By, prev.At.UTC().Format(time.RFC3339))
 	}
-	d := Decision{Environment: env, Commit: commit, Approved: approve, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
+	d := store.Decision{Environment: env, Commit: commit, Approved: approve, By: ev.Provider + ":" + ev.Login, Via: ev.Provider,
 		PullRequest: ev.PullRequest, At: r.now()}
 	rev := sources.Revision{Commit: commit}
 	if g := st.rec.Gate; g != nil && g.Revision.Commit == commit {
@@ -170,12 +171,12 @@ func (r *Reconciler) decideByComment(st *envState, c *commentDecision) error {
 // mergedDecision finds a pull request decision whose commit cand brings
 // exactly (its merge onto an unchanged base): the newest approval, unless
 // such a commit was rejected, which wins.
-func (r *Reconciler) mergedDecision(ctx context.Context, rec EnvRecord, cand sources.Revision) *Decision {
+func (r *Reconciler) mergedDecision(ctx context.Context, rec store.EnvRecord, cand sources.Revision) *store.Decision {
 	mc, ok := r.opts.Revisions.(MergeChecker)
 	if !ok {
 		return nil
 	}
-	var approval *Decision
+	var approval *store.Decision
 	for i := len(rec.Decisions) - 1; i >= 0; i-- {
 		d := rec.Decisions[i]
 		if d.PullRequest == 0 || d.Approved && approval != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -72,13 +73,13 @@ func crashRevision(t testing.TB, repos, version string, n int) sources.Revision 
 // kill from there rather than from process start.
 type announcer struct{}
 
-func (announcer) Report(_ context.Context, r Report) {
-	if r.Status == StatusPending {
+func (announcer) Report(_ context.Context, r status.Report) {
+	if r.Status == status.StatusPending {
 		fmt.Println("applying")
 	}
 }
 
-func crashReconciler(world string, reporters ...Reporter) (*Reconciler, *BoltStore, error) {
+func crashReconciler(world string, reporters ...status.Reporter) (*Reconciler, *store.BoltStore, error) {
 	s, err := store.Open(filepath.Join(world, "state.db"))
 	if err != nil {
 		return nil, nil, err

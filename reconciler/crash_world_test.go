@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -117,7 +118,7 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	if err := r.Recover(context.Background()); err != nil {
 		return "", 0, 0, fmt.Errorf("recover: %w", err)
 	}
-	if hist, _ := s.History("prod", 1); len(hist) == 1 && hist[0].Trigger == TriggerRecovery {
+	if hist, _ := s.History("prod", 1); len(hist) == 1 && hist[0].Trigger == status.TriggerRecovery {
 		journaled = hist[0].Changes
 	}
 	if j, _, _ := s.OpenJournal("prod"); j != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -33,9 +35,9 @@ type driftKey struct{ host, kind, mode string }
 // (keys "host id") is only reported, whatever its mode: an unfinished
 // rollback still has to restore it. A host that cannot be observed keeps
 // the drift it had. The run is recorded by finish, deferred.
-func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (run Run, err error) {
+func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, correct bool, held map[string]bool) (run store.Run, err error) {
 	env, rev := st.applied, st.rec.Applied
-	run = Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
+	run = store.Run{Environment: env.Name, Revision: rev, Trigger: trigger, Start: r.now()}
 	out := &outcome{kind: outDrift, tg: target{rev: rev, env: env}, run: &run}
 	defer r.finish(ctx, st, out)
 	log := r.log.With().Str("environment", env.Name).Str("revision", rev.Short()).Logger()
@@ -101,17 +103,17 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 	r.setDriftMetrics(st, env.Name, counts, open)
 	r.reportDrift(st, env.Name, rev, corrected, open)
 	run.End = r.now()
-	run.Result = ResultNoop
+	run.Result = status.ResultNoop
 	switch {
 	case len(errs) > 0:
-		run.Result, run.Error, run.ErrorClass = ResultFailed, errors.Join(errs...).Error(), ErrorApply
+		run.Result, run.Error, run.ErrorClass = status.ResultFailed, errors.Join(errs...).Error(), status.ErrorApply
 	case run.Changes > 0:
-		run.Result = ResultSuccess
+		run.Result = status.ResultSuccess
 	}
 	log.Debug().Str("trigger", trigger).Str("result", run.Result).Int("changes", run.Changes).Int("drift_resources", len(open)).
 		Dur("duration_ms", run.End.Sub(run.Start)).Msg("drift pass")
 	out.clean = len(open) == 0
-	if run.Result == ResultFailed {
+	if run.Result == status.ResultFailed {
 		return run, fmt.Errorf("drift pass of %s: %s", env.Name, run.Error)
 	}
 	return run, nil
@@ -123,22 +125,22 @@ func (r *Reconciler) drift(ctx context.Context, st *envState, trigger string, co
 // change wakes the environments that may promote from this one. A pass
 // cut short by the daemon stopping says nothing about the revision: the
 // soak of downstream environments is kept across a restart.
-func (r *Reconciler) markClean(ctx context.Context, st *envState, name string, run Run, clean bool) {
+func (r *Reconciler) markClean(ctx context.Context, st *envState, name string, run store.Run, clean bool) {
 	if ctx.Err() != nil {
 		return
 	}
 	since, state := st.rec.CleanSince, st.rec.State
 	next := since
 	switch {
-	case run.Result == ResultFailed || !clean:
+	case run.Result == status.ResultFailed || !clean:
 		next = time.Time{}
-	case run.Changes > 0, since.IsZero() && state == StateSynced:
+	case run.Changes > 0, since.IsZero() && state == status.StateSynced:
 		next = run.End
 	}
 	if next.Equal(since) {
 		return
 	}
-	r.update(st, func(rec *EnvRecord) { rec.CleanSince = next })
+	r.update(st, func(rec *store.EnvRecord) { rec.CleanSince = next })
 	r.wakeOthers(name)
 }
 
@@ -167,7 +169,7 @@ func (r *Reconciler) reportDrift(st *envState, env string, rev sources.Revision,
 		desc = append(desc, "no drift left: every host observed matches the applied revision")
 	}
 	if len(desc) > 0 {
-		r.report(Report{Environment: env, Source: rev.Source, Commit: rev.Commit, Status: StatusDrift,
+		r.report(status.Report{Environment: env, Source: rev.Source, Commit: rev.Commit, Status: status.StatusDrift,
 			Description: strings.Join(desc, "; ")})
 	}
 }
@@ -220,12 +222,12 @@ func (r *Reconciler) setDriftMetrics(st *envState, env string, counts map[driftK
 	state := st.rec.State
 	r.m.driftOldest.WithLabelValues(env).Set(oldest.Seconds())
 	switch {
-	case state == StateBlocked:
+	case state == status.StateBlocked:
 		// Blocked says more than drifted, and only the end of the
 		// rollback ends it.
-	case len(open) > 0 && state != StateDrifted:
-		r.update(st, func(rec *EnvRecord) { rec.State = StateDrifted })
-	case len(open) == 0 && state == StateDrifted:
-		r.update(st, func(rec *EnvRecord) { rec.State = StateSynced })
+	case len(open) > 0 && state != status.StateDrifted:
+		r.update(st, func(rec *store.EnvRecord) { rec.State = status.StateDrifted })
+	case len(open) == 0 && state == status.StateDrifted:
+		r.update(st, func(rec *store.EnvRecord) { rec.State = status.StateSynced })
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 func TestDriftModes(t *testing.T) {
@@ -55,23 +56,23 @@ func TestDriftModes(t *testing.T) {
 			st, _ := f.r.Environment("prod")
 			switch tc.wantMode {
 			case "enforce":
-				if gauge != 0 || st.DriftResources != 0 || st.State != StateSynced {
+				if gauge != 0 || st.DriftResources != 0 || st.State != status.StateSynced {
 					t.Errorf("enforce: gauge %v, status %+v", gauge, st)
 				}
 				hist, _ := f.r.History("prod", 1)
-				if hist[0].Trigger != TriggerSync || hist[0].Result != ResultSuccess || hist[0].Changes != 1 {
+				if hist[0].Trigger != status.TriggerSync || hist[0].Result != status.ResultSuccess || hist[0].Changes != 1 {
 					t.Errorf("correction run = %+v", hist[0])
 				}
 				_ = f.r.Close()
-				if rep, ok := f.rep.find(StatusDrift); !ok || !strings.Contains(rep.Description, "1 resource(s) corrected: h1:file:/etc/a.conf") {
+				if rep, ok := f.rep.find(status.StatusDrift); !ok || !strings.Contains(rep.Description, "1 resource(s) corrected: h1:file:/etc/a.conf") {
 					t.Errorf("drift report = %+v %v", rep, ok)
 				}
 			case "warn":
-				if gauge != 1 || st.DriftResources != 1 || st.State != StateDrifted {
+				if gauge != 1 || st.DriftResources != 1 || st.State != status.StateDrifted {
 					t.Errorf("warn: gauge %v, status %+v", gauge, st)
 				}
 				_ = f.r.Close()
-				rep, ok := f.rep.find(StatusDrift)
+				rep, ok := f.rep.find(status.StatusDrift)
 				if !ok || !strings.Contains(rep.Description, "1 resource(s) drifted: h1:file:/etc/a.conf") {
 					t.Errorf("drift report = %+v %v", rep, ok)
 				}
@@ -81,14 +82,14 @@ func TestDriftModes(t *testing.T) {
 					t.Fatal(err)
 				}
 				st, _ = f.r.Environment("prod")
-				if st.DriftResources != 0 || st.State != StateSynced || testutil.ToFloat64(f.r.m.driftOldest.WithLabelValues("prod")) != 0 {
+				if st.DriftResources != 0 || st.State != status.StateSynced || testutil.ToFloat64(f.r.m.driftOldest.WithLabelValues("prod")) != 0 {
 					t.Errorf("after the fix: %+v", st)
 				}
 			case "ignore":
 				if gauge != 1 || st.DriftResources != 0 {
 					t.Errorf("ignore: gauge %v, status %+v", gauge, st)
 				}
-				if _, ok := f.rep.find(StatusDrift); ok {
+				if _, ok := f.rep.find(status.StatusDrift); ok {
 					t.Error("ignored drift was reported")
 				}
 			}
@@ -134,11 +135,11 @@ func TestPrune(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := map[string]string{"/etc/a.conf": "a", "/etc/b.conf": "b", "/etc/keep.conf": "k"}
-			wantResult, wantChanges := ResultNoop, 0
+			wantResult, wantChanges := status.ResultNoop, 0
 			if prune {
 				// a did not exist before driftless: removed; b is put back as it was.
 				want = map[string]string{"/etc/a.conf": "<absent>", "/etc/b.conf": "there before driftless", "/etc/keep.conf": "k"}
-				wantResult, wantChanges = ResultSuccess, 2
+				wantResult, wantChanges = status.ResultSuccess, 2
 			}
 			if runs[0].Result != wantResult || runs[0].Changes != wantChanges {
 				t.Errorf("run = %+v", runs[0])

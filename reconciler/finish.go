@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 // outcomeKind is the kind of run finish records.
@@ -28,7 +31,7 @@ const (
 type outcome struct {
 	kind outcomeKind
 	tg   target
-	run  *Run
+	run  *store.Run
 	// cut (a rollout) says that the daemon stopped while the run was still
 	// planning: nothing changed on any host, so the environment keeps its
 	// state (and the applied revision its soak) across the restart.
@@ -37,7 +40,7 @@ type outcome struct {
 	clean bool
 	// prior (a recovery) is the rollout's own run when history has it;
 	// desc says in one line what the recovery did.
-	prior *Run
+	prior *store.Run
 	desc  string
 }
 
@@ -53,7 +56,7 @@ func (r *Reconciler) finish(ctx context.Context, st *envState, o *outcome) {
 		run.End = r.now()
 	}
 	if run.Result == "" {
-		run.Result, run.Error = ResultFailed, strings.TrimPrefix(run.Error+"; run ended without a result", "; ")
+		run.Result, run.Error = status.ResultFailed, strings.TrimPrefix(run.Error+"; run ended without a result", "; ")
 	}
 	name := st.name()
 	log := r.log.With().Str("environment", name).Str("revision", run.Revision.Short()).Logger()
@@ -68,7 +71,7 @@ func (r *Reconciler) finish(ctx context.Context, st *envState, o *outcome) {
 		r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
 		// Quiet passes are counted but not written to history, so the
 		// history keeps the runs that did something.
-		if run.Result != ResultNoop || run.Trigger != TriggerDrift {
+		if run.Result != status.ResultNoop || run.Trigger != status.TriggerDrift {
 			r.addRun(run, log)
 		}
 		r.markClean(ctx, st, name, *run, o.clean)
@@ -77,13 +80,13 @@ func (r *Reconciler) finish(ctx context.Context, st *envState, o *outcome) {
 	case outRejected:
 		r.addRun(run, log)
 		d := run.Decision
-		r.report(Report{Environment: name, Source: run.Revision.Source, Commit: d.Commit, Status: StatusFailure,
-			Gate: StateRejected, Decision: d, Description: "rejected by " + d.By})
+		r.report(status.Report{Environment: name, Source: run.Revision.Source, Commit: d.Commit, Status: status.StatusFailure,
+			Gate: status.StateRejected, Decision: d, Description: "rejected by " + d.By})
 	}
 }
 
 // addRun writes a run to history and gives it its id.
-func (r *Reconciler) addRun(run *Run, log zerolog.Logger) {
+func (r *Reconciler) addRun(run *store.Run, log zerolog.Logger) {
 	if id, err := r.store.AddRun(*run); err != nil {
 		log.Error().Err(err).Msg("cannot record run in history")
 	} else {
@@ -96,7 +99,7 @@ func (r *Reconciler) addRun(run *Run, log zerolog.Logger) {
 func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger) {
 	run, tg, cut, name := o.run, o.tg, o.cut, st.name()
 	blocked := false
-	if run.Result == ResultRolledBack {
+	if run.Result == status.ResultRolledBack {
 		// A rollback that could not restore every host leaves its journal
 		// open: the environment is blocked until it finishes.
 		j, _, err := r.store.OpenJournal(name)
@@ -105,7 +108,7 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 	backoff := r.retryBackoff(st)
 	switch {
 	case cut:
-	case run.Result == ResultFailed:
+	case run.Result == status.ResultFailed:
 		// Transient: tried again after a backoff that grows with each
 		// failure in a row.
 		st.retries++
@@ -115,43 +118,43 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 		st.retries, st.retryAt = 0, time.Time{}
 	}
 	prevCommit := st.rec.Applied.Commit
-	if run.Result == ResultSuccess || run.Result == ResultNoop {
+	if run.Result == status.ResultSuccess || run.Result == status.ResultNoop {
 		st.applied = tg.env
 	}
-	r.update(st, func(rec *EnvRecord) {
+	r.update(st, func(rec *store.EnvRecord) {
 		rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
 		if cut {
 			return
 		}
 		switch run.Result {
-		case ResultSuccess, ResultNoop:
+		case status.ResultSuccess, status.ResultNoop:
 			if rec.Applied.Commit != tg.rev.Commit || rec.CleanSince.IsZero() {
 				rec.CleanSince = run.End
 			}
-			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, StateSynced
-		case ResultRolledBack:
-			rec.State, rec.CleanSince = StateRolledBack, time.Time{}
+			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, status.StateSynced
+		case status.ResultRolledBack:
+			rec.State, rec.CleanSince = status.StateRolledBack, time.Time{}
 			if blocked {
-				rec.State = StateBlocked
+				rec.State = status.StateBlocked
 			}
 		default:
-			rec.State, rec.CleanSince = StateFailed, time.Time{}
+			rec.State, rec.CleanSince = status.StateFailed, time.Time{}
 		}
 	})
 	r.wakeOthers(name)
 	ev := log.Info()
-	if run.Result == ResultFailed || run.Result == ResultRolledBack {
+	if run.Result == status.ResultFailed || run.Result == status.ResultRolledBack {
 		ev = log.Error()
 	}
 	ev.Str("result", run.Result).Str("trigger", run.Trigger).Int("changes", run.Changes).
 		Dur("duration_ms", run.End.Sub(run.Start)).Str("err", run.Error).Msg("reconcile finished")
 
-	rep := Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision, Tests: run.Tests}
+	rep := status.Report{Environment: name, Source: tg.rev.Source, Commit: tg.rev.Commit, Time: run.End, Decision: run.Decision, Tests: run.Tests}
 	// A failing environment is reported when it starts failing (or fails
 	// differently: another commit, other hosts), then at the reminder
 	// interval, and when it stops failing.
 	wasFailing := false
-	if run.Result == ResultFailed {
+	if run.Result == status.ResultFailed {
 		if !r.noticeDue(st, noticeFailure, tg.rev.Commit+" "+strings.Join(run.FailedHosts, ",")) {
 			return
 		}
@@ -164,20 +167,20 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 		r.noticeDue(st, noticeBlocked, tg.rev.Commit)
 	}
 	switch run.Result {
-	case ResultSuccess:
+	case status.ResultSuccess:
 		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
-		rep.Status, rep.Description = StatusSuccess, fmt.Sprintf("applied %d change(s)", run.Changes)
-	case ResultNoop:
+		rep.Status, rep.Description = status.StatusSuccess, fmt.Sprintf("applied %d change(s)", run.Changes)
+	case status.ResultNoop:
 		r.m.lastApplied.WithLabelValues(name).Set(float64(run.End.Unix()))
 		if prevCommit == tg.rev.Commit && !wasFailing {
 			// The same revision again (a sync, a restart): nothing new to say.
 			return
 		}
-		rep.Status, rep.Description = StatusSuccess, "no changes needed"
-	case ResultRolledBack:
-		rep.Status, rep.Description = StatusRolledBack, "rolled back: "+run.Error
+		rep.Status, rep.Description = status.StatusSuccess, "no changes needed"
+	case status.ResultRolledBack:
+		rep.Status, rep.Description = status.StatusRolledBack, "rolled back: "+run.Error
 	default:
-		rep.Status, rep.Description = StatusFailure, "failed: "+run.Error
+		rep.Status, rep.Description = status.StatusFailure, "failed: "+run.Error
 	}
 	if run.Tests != nil {
 		rep.Description += "; tests: " + run.Tests.String()
@@ -193,20 +196,20 @@ func (r *Reconciler) finishRecovery(st *envState, o *outcome, log zerolog.Logger
 	run, name := o.run, st.name()
 	if o.prior == nil {
 		r.addRun(run, log)
-		r.m.reconcileTotal.WithLabelValues(name, ResultRolledBack).Inc()
+		r.m.reconcileTotal.WithLabelValues(name, status.ResultRolledBack).Inc()
 		r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
 	} else {
-		if o.prior.Result != ResultRolledBack {
+		if o.prior.Result != status.ResultRolledBack {
 			r.m.rollbacks.WithLabelValues(name, "interrupted").Inc()
 		}
 		if ok, err := r.store.UpdateRun(*run); err != nil || !ok {
 			log.Error().Err(err).Bool("found", ok).Msg("cannot record the end of the rollback in history")
 		}
 	}
-	r.update(st, func(rec *EnvRecord) {
-		rec.State, rec.LastResult, rec.LastError, rec.LastRun = StateRolledBack, run.Result, run.Error, run.End
+	r.update(st, func(rec *store.EnvRecord) {
+		rec.State, rec.LastResult, rec.LastError, rec.LastRun = status.StateRolledBack, run.Result, run.Error, run.End
 	})
-	r.report(Report{Environment: name, Source: run.Revision.Source, Commit: run.Revision.Commit, Status: StatusRolledBack,
+	r.report(status.Report{Environment: name, Source: run.Revision.Source, Commit: run.Revision.Commit, Status: status.StatusRolledBack,
 		Description: o.desc, Time: r.now()})
 	log.Warn().Str("result", run.Result).Msg(o.desc)
 }

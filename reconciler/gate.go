@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -17,12 +19,12 @@ const maxDecisions = 50
 
 // displayState is the state shown for an environment: a gate's state
 // while one holds a revision and the applied revision is in order.
-func displayState(rec EnvRecord) string {
-	if rec.Gate != nil && (rec.State == StateSynced || rec.State == StateUnknown || rec.State == "") {
+func displayState(rec store.EnvRecord) string {
+	if rec.Gate != nil && (rec.State == status.StateSynced || rec.State == status.StateUnknown || rec.State == "") {
 		return rec.Gate.State
 	}
 	if rec.State == "" {
-		return StateUnknown
+		return status.StateUnknown
 	}
 	return rec.State
 }
@@ -43,13 +45,13 @@ func (st *envState) policy() *config.Environment {
 // again. A gate is a wait, not a failure: nothing is retried until an
 // upstream changes, a decision is taken, the soak ends or the next drift
 // pass. Only the environment's worker calls it.
-func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, force bool) (run Run, ok bool) {
+func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, force bool) (run store.Run, ok bool) {
 	latest, rec := st.latest, st.rec
 	if latest == nil || !latest.env.Gated() {
-		return Run{}, false
+		return store.Run{}, false
 	}
 	pol, now := latest.env, r.now()
-	gate := &Gate{Since: now}
+	gate := &store.Gate{Since: now}
 	cand, ready := latest.rev, true
 	var reason string
 	var until time.Time
@@ -58,30 +60,30 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 		// promoted while the upstreams still have it applied: drift on an
 		// upstream, or a drift pass that failed, does not send it back.
 		passed := ""
-		if g := rec.Gate; g != nil && g.State != StateWaiting {
+		if g := rec.Gate; g != nil && g.State != status.StateWaiting {
 			passed = g.Revision.Commit
 		}
 		cand, reason, until, ready = r.promotion(st, pol, latest.rev, now, passed)
 	}
 	if cand.Commit == "" && ready || cand.Commit != "" && (cand.Commit == rec.Applied.Commit || cand.Commit == rec.Taken || rec.IsQuarantined(cand.Commit)) {
 		// Nothing new: a rejected revision keeps showing as rejected.
-		if rec.Gate != nil && (rec.Gate.State != StateRejected || rec.Gate.Revision.Commit != cand.Commit) {
+		if rec.Gate != nil && (rec.Gate.State != status.StateRejected || rec.Gate.Revision.Commit != cand.Commit) {
 			r.setGate(st, nil, time.Time{})
 		}
-		return Run{}, false
+		return store.Run{}, false
 	}
 	gate.Revision = cand
 	if !ready {
-		gate.State, gate.Reason, gate.Until = StateWaiting, reason, until
+		gate.State, gate.Reason, gate.Until = status.StateWaiting, reason, until
 		if !until.IsZero() {
 			gate.Reason = fmt.Sprintf("soaking until %s (%s)", until.UTC().Format(time.RFC3339), reason)
 		}
 		r.setGate(st, gate, until)
-		return Run{}, false
+		return store.Run{}, false
 	}
 	if !force {
 		if v := config.CheckWindows(pol.Windows, now); !v.Open {
-			gate.State, gate.Until = StateWindowClosed, v.Until
+			gate.State, gate.Until = status.StateWindowClosed, v.Until
 			gate.Reason = "window closed until " + v.Until.UTC().Format(time.RFC3339) + ": " + v.Reason
 			wake := v.Until
 			if v.Until.IsZero() {
@@ -91,10 +93,10 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 				wake = now.Add(time.Hour)
 			}
 			r.setGate(st, gate, wake)
-			return Run{}, false
+			return store.Run{}, false
 		}
 	}
-	var dec *Decision
+	var dec *store.Decision
 	if pol.Approval != nil && pol.Approval.Required {
 		if dec = rec.Decision(cand.Commit); dec == nil {
 			dec = r.mergedDecision(ctx, rec, cand)
@@ -103,27 +105,27 @@ func (r *Reconciler) advance(ctx context.Context, st *envState, trigger string, 
 		case dec == nil:
 			// The plan first, so that whoever sees the state sees the plan.
 			r.planGate(ctx, st, cand, latest)
-			gate.State, gate.Reason = StateAwaitingApproval, "awaiting approval of "+cand.Short()
+			gate.State, gate.Reason = status.StateAwaitingApproval, "awaiting approval of "+cand.Short()
 			r.setGate(st, gate, time.Time{})
-			return Run{}, false
+			return store.Run{}, false
 		case !dec.Approved:
-			gate.State, gate.Reason = StateRejected, fmt.Sprintf("rejected by %s at %s", dec.By, dec.At.UTC().Format(time.RFC3339))
+			gate.State, gate.Reason = status.StateRejected, fmt.Sprintf("rejected by %s at %s", dec.By, dec.At.UTC().Format(time.RFC3339))
 			r.setGate(st, gate, time.Time{})
-			r.update(st, func(rec *EnvRecord) { rec.Taken = cand.Commit })
-			return Run{}, false
+			r.update(st, func(rec *store.EnvRecord) { rec.Taken = cand.Commit })
+			return store.Run{}, false
 		}
 	}
 	tg := *latest
 	if !sources.SameRevision(cand, latest.rev) {
 		var err error
 		if tg, err = r.resolve(ctx, pol.Name, cand); err != nil {
-			gate.State, gate.Reason = StateWaiting, "promoted commit not available: "+err.Error()
+			gate.State, gate.Reason = status.StateWaiting, "promoted commit not available: "+err.Error()
 			r.setGate(st, gate, time.Time{})
-			return Run{}, false
+			return store.Run{}, false
 		}
 	}
 	tg.decision, tg.forced = dec, force
-	r.update(st, func(rec *EnvRecord) { rec.Gate, rec.Taken = nil, cand.Commit })
+	r.update(st, func(rec *store.EnvRecord) { rec.Gate, rec.Taken = nil, cand.Commit })
 	st.desired, st.gatePlan, st.wakeAt = &tg, nil, time.Time{}
 	r.m.setPending(pol.Name, nil)
 	return r.rollout(ctx, st, tg, trigger), true
@@ -148,11 +150,11 @@ func (r *Reconciler) promotion(st *envState, pol *config.Environment, own source
 	var waiting, disagree []string
 	for _, up := range pol.Promote.From {
 		// Another environment: what its worker last published.
-		var u EnvRecord
+		var u store.EnvRecord
 		if st := upstreams[up]; st != nil {
 			u = st.snap.Load().rec
 		}
-		if u.State == StateRemoved || u.Applied.Commit == "" {
+		if u.State == status.StateRemoved || u.Applied.Commit == "" {
 			waiting = append(waiting, up)
 			continue
 		}
@@ -165,7 +167,7 @@ func (r *Reconciler) promotion(st *envState, pol *config.Environment, own source
 		if passed != "" && a.Commit == passed {
 			continue
 		}
-		if u.State != StateSynced || u.CleanSince.IsZero() {
+		if u.State != status.StateSynced || u.CleanSince.IsZero() {
 			waiting = append(waiting, up)
 			continue
 		}
@@ -198,7 +200,7 @@ func (r *Reconciler) promotion(st *envState, pol *config.Environment, own source
 // setGate records where the environment's revision waits (nil: nowhere)
 // and when the worker should look again (zero: on events only). A revision
 // keeps the time it started waiting while it stays the same.
-func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
+func (r *Reconciler) setGate(st *envState, g *store.Gate, wake time.Time) {
 	old := st.rec.Gate
 	st.wakeAt = wake
 	if g != nil && old != nil && old.Revision.Commit == g.Revision.Commit {
@@ -207,7 +209,7 @@ func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
 	if g == nil && old == nil || g != nil && old != nil && *g == *old {
 		return
 	}
-	r.update(st, func(rec *EnvRecord) { rec.Gate = g })
+	r.update(st, func(rec *store.EnvRecord) { rec.Gate = g })
 	r.m.setPending(st.rec.Name, g)
 	if g == nil {
 		return
@@ -215,8 +217,8 @@ func (r *Reconciler) setGate(st *envState, g *Gate, wake time.Time) {
 	log := r.log.With().Str("environment", st.rec.Name).Str("revision", g.Revision.Short()).Logger()
 	if old == nil || old.State != g.State || old.Revision.Commit != g.Revision.Commit {
 		log.Info().Str("state", g.State).Str("reason", g.Reason).Msg("revision held at a gate")
-		r.report(Report{Environment: st.rec.Name, Source: g.Revision.Source, Commit: g.Revision.Commit,
-			Status: StatusPending, Gate: g.State, Description: g.Reason})
+		r.report(status.Report{Environment: st.rec.Name, Source: g.Revision.Source, Commit: g.Revision.Commit,
+			Status: status.StatusPending, Gate: g.State, Description: g.Reason})
 	}
 }
 
@@ -241,8 +243,8 @@ func (r *Reconciler) planGate(ctx context.Context, st *envState, cand sources.Re
 	st.gatePlan = p
 	// Operators see the whole plan (API, status page); reports leave the
 	// daemon, so they carry the published plan, without host content.
-	r.report(Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: StatusPending,
-		Gate: StateAwaitingApproval, Description: "awaiting approval", Plan: r.published(p, hosts), Gates: gateInfo(latest.env)})
+	r.report(status.Report{Environment: p.Environment, Source: cand.Source, Commit: cand.Commit, Status: status.StatusPending,
+		Gate: status.StateAwaitingApproval, Description: "awaiting approval", Plan: r.published(p, hosts), Gates: gateInfo(latest.env)})
 }
 
 // checkPromotions records the environments a source's revision declares
@@ -299,7 +301,7 @@ func (r *Reconciler) checkPromotions(rev sources.Revision, cfg *config.Revision)
 func (r *Reconciler) promotionNotice(st *envState, rev sources.Revision, msg string) {
 	st.promotionErr = msg
 	if msg != "" && r.noticeDue(st, noticePromotion, msg) {
-		r.report(Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
+		r.report(status.Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: status.StatusFailure,
 			Description: "promotion refused: " + msg})
 	} else if msg == "" {
 		r.noticeDue(st, noticePromotion, "")

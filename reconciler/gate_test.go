@@ -19,6 +19,7 @@ import (
 	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/test/syncbuf"
 )
@@ -76,7 +77,7 @@ func awaitLatest(t *testing.T, f *fixture, env, commit string) {
 	})
 }
 
-func (f *fixture) state(env string) EnvStatus {
+func (f *fixture) state(env string) status.EnvStatus {
 	st, _ := f.r.Environment(env)
 	return st
 }
@@ -96,7 +97,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	eventually(t, "staging applies rev1", func() bool { return f.applied("staging") == rev1.Commit })
 	eventually(t, "prod soaks", func() bool {
 		g := f.state("prod").Gate
-		return g != nil && g.State == StateWaiting && strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:10:00Z")
+		return g != nil && g.State == status.StateWaiting && strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:10:00Z")
 	})
 	if got := f.hostFile("p1", "/etc/app.conf"); got != "<absent>" {
 		t.Fatalf("prod changed while soaking: %q", got)
@@ -104,7 +105,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if v := testutil.ToFloat64(f.r.m.pending.WithLabelValues("prod")); v != 1 {
 		t.Errorf("promotion_pending = %v, want 1", v)
 	}
-	if st := f.state("prod"); st.State != StateWaiting {
+	if st := f.state("prod"); st.State != status.StateWaiting {
 		t.Errorf("prod state %q, want waiting", st.State)
 	}
 
@@ -121,7 +122,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	stop()
 	_ = f.r.Close()
 	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
-	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
+	if g := f.state("prod").Gate; g == nil || g.State != status.StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
 		t.Fatalf("prod right after a restart while soaking: %+v", g)
 	}
 	revs, stop = runStoppable(t, f)
@@ -131,12 +132,12 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if g := f.state("prod").Gate; g == nil || g.State != StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
+	if g := f.state("prod").Gate; g == nil || g.State != status.StateWaiting || !strings.HasPrefix(g.Reason, "soaking until 2026-12-02T10:15:00Z") {
 		t.Fatalf("prod gate after 6 of rev2's 10 minutes and a restart: %+v", g)
 	}
 
 	// Approval through the API names one revision.
-	if _, err := f.r.Decide(ctx, "prod", rev1.Commit[:8], Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
+	if _, err := f.r.Decide(ctx, "prod", rev1.Commit[:8], store.Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
 		t.Fatalf("approving rev1, which does not wait: %v", err)
 	}
 	clock.add(5 * time.Minute)
@@ -144,7 +145,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := f.state("prod")
-	if st.State != StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
+	if st.State != status.StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
 		t.Fatalf("prod after the soak: %s %+v", st.State, st.Gate)
 	}
 	if st.GatePlan == nil || st.GatePlan.Commit != rev2.Commit || len(st.GatePlan.Hosts) != 1 {
@@ -168,7 +169,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
+	if st := f.state("prod"); st.State != status.StateAwaitingApproval || st.Gate.Revision.Commit != rev2.Commit {
 		t.Fatalf("prod after drift on staging: %s %+v", st.State, st.Gate)
 	}
 
@@ -178,10 +179,10 @@ func TestPromotionSoakApproval(t *testing.T) {
 	f.r = f.restarted(func(o *Options) { o.Clock = kit.NowFunc(clock.Now) })
 	revs, stop = runStoppable(t, f)
 	revs <- rev2
-	if st := f.state("prod"); st.State != StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
+	if st := f.state("prod"); st.State != status.StateAwaitingApproval || st.Gate == nil || st.Gate.Revision.Commit != rev2.Commit {
 		t.Fatalf("prod after a restart: %s %+v", st.State, st.Gate)
 	}
-	d, err := f.r.Decide(ctx, "prod", rev2.Commit[:7], Decision{Approved: true, By: "token:rm", Via: "api"})
+	d, err := f.r.Decide(ctx, "prod", rev2.Commit[:7], store.Decision{Approved: true, By: "token:rm", Via: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,10 +211,10 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: false, By: "token:rm", Via: "api"}); err != nil {
+	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, store.Decision{Approved: false, By: "token:rm", Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "prod shows rev3 rejected", func() bool { return f.state("prod").State == StateRejected })
+	eventually(t, "prod shows rev3 rejected", func() bool { return f.state("prod").State == status.StateRejected })
 	// A restart keeps the rejection.
 	stop()
 	_ = f.r.Close()
@@ -224,10 +225,10 @@ func TestPromotionSoakApproval(t *testing.T) {
 	if err := f.r.Sync(ctx, "prod"); err != nil {
 		t.Fatal(err)
 	}
-	if st := f.state("prod"); st.State != StateRejected || st.Gate == nil || st.Gate.Revision.Commit != rev3.Commit {
+	if st := f.state("prod"); st.State != status.StateRejected || st.Gate == nil || st.Gate.Revision.Commit != rev3.Commit {
 		t.Fatalf("prod after a restart with rev3 rejected: %s %+v", st.State, st.Gate)
 	}
-	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
+	if _, err := f.r.Decide(ctx, "prod", rev3.Commit, store.Decision{Approved: true, By: "token:rm", Via: "api"}); !errors.Is(err, status.ErrNotAwaiting) {
 		t.Fatalf("approving a rejected revision: %v", err)
 	}
 	for range 3 {
@@ -241,7 +242,7 @@ func TestPromotionSoakApproval(t *testing.T) {
 	runs, _ = f.r.History("prod", 0)
 	rejected := 0
 	for _, run := range runs {
-		if run.Result == ResultRejected && run.Revision.Commit == rev3.Commit && run.Decision != nil && !run.Decision.Approved {
+		if run.Result == status.ResultRejected && run.Revision.Commit == rev3.Commit && run.Decision != nil && !run.Decision.Approved {
 			rejected++
 		}
 	}
@@ -275,7 +276,7 @@ func TestPromotionSkipsRolledBackRevision(t *testing.T) {
 	eventually(t, "prod gets the good revision", func() bool { return f.applied("prod") == good.Commit })
 	bad := mk("bad")
 	revs <- bad
-	eventually(t, "staging rolls the bad revision back", func() bool { return f.state("staging").State == StateRolledBack })
+	eventually(t, "staging rolls the bad revision back", func() bool { return f.state("staging").State == status.StateRolledBack })
 	clock.add(time.Hour)
 	for range 3 {
 		if err := f.r.Sync(ctx, "prod"); err != nil {
@@ -302,11 +303,11 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	}
 	rev1 := mk("v1")
 	revs <- rev1
-	eventually(t, "the window holds rev1", func() bool { return f.state("prod").State == StateWindowClosed })
+	eventually(t, "the window holds rev1", func() bool { return f.state("prod").State == status.StateWindowClosed })
 	closedUntil := func(what string) {
 		t.Helper()
 		g := f.state("prod").Gate
-		if g == nil || g.State != StateWindowClosed || g.Revision.Commit != rev1.Commit ||
+		if g == nil || g.State != status.StateWindowClosed || g.Revision.Commit != rev1.Commit ||
 			!g.Until.Equal(time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC)) ||
 			!strings.HasPrefix(g.Reason, "window closed until 2026-12-02T11:00:00Z: deny window wed 10:00-11:00 UTC is open") {
 			t.Fatalf("%s: gate %+v, want rev1 held until 11:00", what, g)
@@ -317,8 +318,8 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 		t.Errorf("the status page does not say until when the window holds rev1:\n%s", page)
 	}
 	eventually(t, "the gate's report says until when", func() bool {
-		rep, ok := f.rep.find(StatusPending)
-		return ok && rep.Gate == StateWindowClosed && strings.Contains(rep.Description, "window closed until 2026-12-02T11:00:00Z")
+		rep, ok := f.rep.find(status.StatusPending)
+		return ok && rep.Gate == status.StateWindowClosed && strings.Contains(rep.Description, "window closed until 2026-12-02T11:00:00Z")
 	})
 	// A restart keeps the revision held, until the same end.
 	stop()
@@ -349,7 +350,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 	f.writeHostFile("p1", "/etc/app.conf", "edited")
 	rev2 := mk("v2")
 	revs <- rev2
-	eventually(t, "the window holds rev2", func() bool { return f.state("prod").State == StateWindowClosed })
+	eventually(t, "the window holds rev2", func() bool { return f.state("prod").State == status.StateWindowClosed })
 	if err := f.r.Sync(ctx, "prod"); !errors.Is(err, status.ErrWindowClosed) {
 		t.Fatalf("sync in a closed window: %v", err)
 	}
@@ -363,7 +364,7 @@ func TestDenyWindowHoldsRevision(t *testing.T) {
 		t.Fatal("a forced sync did not go through the window")
 	}
 	runs, _ := f.r.History("prod", 1)
-	if len(runs) != 1 || !runs[0].Forced || runs[0].Trigger != TriggerSync {
+	if len(runs) != 1 || !runs[0].Forced || runs[0].Trigger != status.TriggerSync {
 		t.Fatalf("forced sync not recorded as forced: %+v", runs)
 	}
 }
@@ -445,11 +446,11 @@ func TestPromotionAcrossSources(t *testing.T) {
 		eventually(t, env+" shows its promotion refused", func() bool {
 			st := f.state(env)
 			return strings.Contains(st.PromotionError, want) && st.Gate != nil &&
-				strings.HasPrefix(st.Gate.Reason, "promotion refused: ") && st.State == StateWaiting
+				strings.HasPrefix(st.Gate.Reason, "promotion refused: ") && st.State == status.StateWaiting
 		})
 		eventually(t, env+"'s refusal is reported", func() bool {
 			for _, rep := range f.rep.all() {
-				if rep.Environment == env && rep.Status == StatusFailure && strings.Contains(rep.Description, want) {
+				if rep.Environment == env && rep.Status == status.StatusFailure && strings.Contains(rep.Description, want) {
 					return true
 				}
 			}
@@ -501,7 +502,7 @@ func TestPromotionChainAndAgreement(t *testing.T) {
 	// qa is held by its window, so staging and qa do not agree: eu waits.
 	eventually(t, "eu waits for its upstreams to agree", func() bool {
 		g := f.state("eu").Gate
-		return g != nil && g.State == StateWaiting && strings.Contains(g.Reason, "qa")
+		return g != nil && g.State == status.StateWaiting && strings.Contains(g.Reason, "qa")
 	})
 	if f.applied("eu") != "" {
 		t.Fatal("eu applied although qa never took the commit")
@@ -514,7 +515,7 @@ func TestPromotionChainAndAgreement(t *testing.T) {
 // do not count for it.
 func TestDecisionRejectionIsFinal(t *testing.T) {
 	const c1, c2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
-	rec := EnvRecord{Decisions: []Decision{
+	rec := store.EnvRecord{Decisions: []store.Decision{
 		{Commit: c1, Approved: true, By: "github:alice"},
 		{Commit: c1, Approved: false, By: "github:bob"},
 		{Commit: c1, Approved: true, By: "github:alice"},

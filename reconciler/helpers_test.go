@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
@@ -89,10 +90,10 @@ func (v *commandVerifier) Verify(ctx context.Context, env string, h *config.Host
 // collector is a Reporter keeping every report it receives.
 type collector struct {
 	mu      sync.Mutex
-	reports []Report
+	reports []status.Report
 }
 
-func (c *collector) Report(_ context.Context, r Report) {
+func (c *collector) Report(_ context.Context, r status.Report) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reports = append(c.reports, r)
@@ -109,21 +110,21 @@ func (c *collector) statuses() []string {
 }
 
 // all returns every report received so far.
-func (c *collector) all() []Report {
+func (c *collector) all() []status.Report {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]Report(nil), c.reports...)
+	return append([]status.Report(nil), c.reports...)
 }
 
-func (c *collector) find(status string) (Report, bool) {
+func (c *collector) find(want string) (status.Report, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range c.reports {
-		if r.Status == status {
+		if r.Status == want {
 			return r, true
 		}
 	}
-	return Report{}, false
+	return status.Report{}, false
 }
 
 // fixture is one test's world: a sandbox holding every local host's root,
@@ -132,7 +133,7 @@ type fixture struct {
 	t       testing.TB
 	sandbox string
 	repos   string
-	store   *BoltStore
+	store   *store.BoltStore
 	reg     *prometheus.Registry
 	rep     *collector
 	ver     *commandVerifier
@@ -170,7 +171,7 @@ func (f *fixture) options() Options {
 		Load: func(dir string) (*config.Revision, error) {
 			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: sandbox})
 		},
-		Verifier: f.ver, Reporters: []Reporter{f.rep}, Registerer: f.reg,
+		Verifier: f.ver, Reporters: []status.Reporter{f.rep}, Registerer: f.reg,
 		Logger: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.WarnLevel), Version: "test",
 		HostTimeout: 30 * time.Second, ReportTimeout: 5 * time.Second,
 	}

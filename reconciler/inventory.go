@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 // defaultInventoryInterval is how often an inventory is read again when
@@ -18,7 +20,7 @@ const defaultInventoryInterval = 5 * time.Minute
 // declared state; a host gone from the inventory is no longer declared,
 // so nothing touches it again. It reports whether it rolled out. The
 // caller is the environment's worker.
-func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger string) (Run, bool) {
+func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger string) (store.Run, bool) {
 	d := st.desired
 	applied := st.applied
 	due := d != nil && d.env.Inventory != nil && d.rev.Commit == st.rec.Applied.Commit && applied != nil &&
@@ -27,22 +29,22 @@ func (r *Reconciler) refreshInventory(ctx context.Context, st *envState, trigger
 		st.inventoryAt = r.now()
 	}
 	if !due {
-		return Run{}, false
+		return store.Run{}, false
 	}
 	log := r.log.With().Str("environment", d.env.Name).Str("revision", d.rev.Short()).Logger()
 	cfg, err := r.load(d.rev, true)
 	if err != nil {
 		log.Error().Err(err).Msg("inventory refresh: revision does not load")
-		return Run{}, false
+		return store.Run{}, false
 	}
 	env := cfg.Environment(d.env.Name)
 	if env == nil || sameHosts(applied, env) {
-		return Run{}, false
+		return store.Run{}, false
 	}
 	log.Info().Int("hosts", len(env.Hosts)).Msg("inventory changed")
 	tg := target{rev: d.rev, env: env, decision: d.decision}
 	st.desired = &tg
-	return r.rollout(ctx, st, tg, TriggerInventory), true
+	return r.rollout(ctx, st, tg, status.TriggerInventory), true
 }
 
 // sameHosts reports whether two configurations declare the same hosts,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/inventory"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -81,7 +82,7 @@ func TestInventory(t *testing.T) {
 	eventually(t, "h2 converged after the refresh", func() bool { return f.hostFile("h2", "/etc/app.conf") == "hello h2 from ops\n" })
 	eventually(t, "the refresh's run in history", func() bool {
 		hist, err := r.History("prod", 10)
-		return err == nil && len(hist) >= 2 && hist[0].Trigger == TriggerInventory && hist[0].Result == ResultSuccess
+		return err == nil && len(hist) >= 2 && hist[0].Trigger == status.TriggerInventory && hist[0].Result == status.ResultSuccess
 	})
 	// h1 is no longer declared: changed behind the daemon's back, it stays
 	// as it is over several drift passes and refreshes.

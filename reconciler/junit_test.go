@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
@@ -50,14 +51,14 @@ func TestJUnitVerification(t *testing.T) {
 
 	rev1 := f.revision(map[string]string{"environments/prod.yaml": env("v1\n", report("pass.xml"))})
 	runs, err := f.r.ApplyRevision(ctx, rev1)
-	if err != nil || len(runs) != 1 || runs[0].Result != ResultSuccess {
+	if err != nil || len(runs) != 1 || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("rev1 with a passing suite: %+v %v", runs, err)
 	}
 	if want := (verify.Tests{Passed: 8, Skipped: 2}); runs[0].Tests == nil || *runs[0].Tests != want {
 		t.Fatalf("rev1 run tests = %+v, want %+v (two hosts)", runs[0].Tests, want)
 	}
-	var rep Report
-	eventually(t, "success report", func() bool { var ok bool; rep, ok = f.rep.find(StatusSuccess); return ok })
+	var rep status.Report
+	eventually(t, "success report", func() bool { var ok bool; rep, ok = f.rep.find(status.StatusSuccess); return ok })
 	if rep.Tests == nil || !strings.Contains(rep.Description, "tests: 8 passed, 0 failed, 0 errored, 2 skipped") {
 		t.Errorf("success report = %+v", rep)
 	}
@@ -67,7 +68,7 @@ func TestJUnitVerification(t *testing.T) {
 
 	rev2 := f.revision(map[string]string{"environments/prod.yaml": env("v2\n", report("fail.xml"))})
 	runs, err = f.r.ApplyRevision(ctx, rev2)
-	if err == nil || len(runs) != 1 || runs[0].Result != ResultRolledBack || runs[0].ErrorClass != ErrorVerify {
+	if err == nil || len(runs) != 1 || runs[0].Result != status.ResultRolledBack || runs[0].ErrorClass != status.ErrorVerify {
 		t.Fatalf("rev2 with a failing suite: %+v %v", runs, err)
 	}
 	if !strings.Contains(runs[0].Error, "expected at most 0 failed or errored test(s), got 2 passed, 2 failed") {
@@ -82,7 +83,7 @@ func TestJUnitVerification(t *testing.T) {
 			t.Errorf("%s app.conf after the rollback = %q", h, got)
 		}
 	}
-	eventually(t, "rollback report", func() bool { var ok bool; rep, ok = f.rep.find(StatusRolledBack); return ok })
+	eventually(t, "rollback report", func() bool { var ok bool; rep, ok = f.rep.find(status.StatusRolledBack); return ok })
 	if rep.Tests == nil || rep.Tests.Failed != 2 || !strings.Contains(rep.Description, "tests: 2 passed, 2 failed") {
 		t.Errorf("rollback report = %+v", rep)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
@@ -112,7 +113,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 func (m *metrics) setEnvState(env, short, state, class string) {
 	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": env})
 	m.envInfo.WithLabelValues(env, short, state).Set(1)
-	if state == StateRemoved {
+	if state == status.StateRemoved {
 		m.blocked.DeleteLabelValues(env)
 		m.notReady.DeletePartialMatch(prometheus.Labels{"environment": env})
 		return
@@ -127,14 +128,14 @@ func (m *metrics) setEnvState(env, short, state, class string) {
 	// Counters exist from 0 as soon as their environment does: Prometheus's
 	// increase() does not count a series' first sample, so a counter born
 	// at 1 would hide the first rollback or failure from every alert.
-	for _, result := range []string{ResultSuccess, ResultNoop, ResultFailed, ResultRolledBack} {
+	for _, result := range []string{status.ResultSuccess, status.ResultNoop, status.ResultFailed, status.ResultRolledBack} {
 		m.reconcileTotal.WithLabelValues(env, result)
 	}
 	for _, reason := range []string{"apply", "verify", "manual", "interrupted"} {
 		m.rollbacks.WithLabelValues(env, reason)
 	}
 	blocked := 0.0
-	if state == StateBlocked {
+	if state == status.StateBlocked {
 		blocked = 1
 	}
 	m.blocked.WithLabelValues(env).Set(blocked)
@@ -167,7 +168,7 @@ func (m *metrics) countTests(env string, t verify.Tests) {
 
 // setPending sets the gate series of an environment: g waiting (nil:
 // nothing waits).
-func (m *metrics) setPending(env string, g *Gate) {
+func (m *metrics) setPending(env string, g *store.Gate) {
 	if g == nil {
 		m.pending.WithLabelValues(env).Set(0)
 		m.pendingSince.WithLabelValues(env).Set(0)

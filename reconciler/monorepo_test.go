@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/test/gitserver"
 )
@@ -70,7 +71,7 @@ func TestMonorepoSourcesOnSubPaths(t *testing.T) {
 	work.Push(t)
 	eventually(t, "v2 quarantined in staging", func() bool {
 		st, _ := f.r.Environment("staging")
-		return slices.Contains(st.Quarantined, v2) && st.State == StateRolledBack
+		return slices.Contains(st.Quarantined, v2) && st.State == status.StateRolledBack
 	})
 	runs := func(env string) int {
 		h, err := f.r.History(env, 0)

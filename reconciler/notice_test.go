@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // stepClock is a clock the test moves by hand.
@@ -65,19 +66,19 @@ func TestDriftNoticesOnChangeOfState(t *testing.T) {
 	}
 	f.writeHostFile("h1", "/etc/w.conf", "edited")
 	passes(20)
-	got := f.rep.reportsOf(StatusDrift)
+	got := f.rep.reportsOf(status.StatusDrift)
 	if len(got) != 2 || got[0] != got[1] || !strings.Contains(got[0], "h1:file:/etc/w.conf") {
 		t.Fatalf("over 20 passes (100 minutes) of the same drift, with a reminder every hour: %d notices %q; want the notice and one reminder", len(got), got)
 	}
 	f.writeHostFile("h1", "/etc/v.conf", "edited")
 	passes(3)
-	if got = f.rep.reportsOf(StatusDrift); len(got) != 3 || !strings.Contains(got[2], "2 resource(s) drifted") {
+	if got = f.rep.reportsOf(status.StatusDrift); len(got) != 3 || !strings.Contains(got[2], "2 resource(s) drifted") {
 		t.Fatalf("after the drift grew: %q; want one notice more, naming both", got)
 	}
 	f.writeHostFile("h1", "/etc/w.conf", "w")
 	f.writeHostFile("h1", "/etc/v.conf", "v")
 	passes(5)
-	if got = f.rep.reportsOf(StatusDrift); len(got) != 4 || !strings.Contains(got[3], "no drift left") {
+	if got = f.rep.reportsOf(status.StatusDrift); len(got) != 4 || !strings.Contains(got[3], "no drift left") {
 		t.Fatalf("after the hosts were put back by hand: %q; want one notice more, saying the drift is gone", got)
 	}
 }
@@ -103,7 +104,7 @@ func TestFailureNoticesOnChangeOfState(t *testing.T) {
 		}
 	}
 	_ = f.r.Close()
-	if got := f.rep.reportsOf(StatusFailure); len(got) != 1 {
+	if got := f.rep.reportsOf(status.StatusFailure); len(got) != 1 {
 		t.Fatalf("11 failing passes in 50 minutes: %d failure notices %q; want 1", len(got), got)
 	}
 	// The host goes out of the declaration: the environment stops failing.
@@ -112,7 +113,7 @@ func TestFailureNoticesOnChangeOfState(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = f.r.Close()
-	if got := f.rep.reportsOf(StatusSuccess); len(got) != 1 {
+	if got := f.rep.reportsOf(status.StatusSuccess); len(got) != 1 {
 		t.Fatalf("success notices after the failure: %q; want 1", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -20,7 +21,7 @@ func (r *Reconciler) known(name string) (*envState, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", status.ErrUnknownEnvironment, name)
 	}
-	if rec := st.snap.Load().rec; rec.State == StateRemoved {
+	if rec := st.snap.Load().rec; rec.State == status.StateRemoved {
 		return nil, fmt.Errorf("%w: %s (%s); declare it again to reconcile it", status.ErrRemovedEnvironment, name, rec.LastError)
 	}
 	return st, nil
@@ -47,11 +48,11 @@ func (r *Reconciler) sync(ctx context.Context, name string, force bool) error {
 // syncPass is a sync on the environment's worker.
 func (r *Reconciler) syncPass(ctx context.Context, st *envState, force bool) error {
 	name := st.name()
-	if _, err := r.pass(ctx, st, passRequest{trigger: TriggerSync, force: force}); err != nil {
+	if _, err := r.pass(ctx, st, passRequest{trigger: status.TriggerSync, force: force}); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
 	}
 	g := st.rec.Gate
-	if g != nil && g.State == StateWindowClosed {
+	if g != nil && g.State == status.StateWindowClosed {
 		return fmt.Errorf("sync %s: %w: revision %s is held back (%s); sync --force goes through", name, status.ErrWindowClosed, g.Revision.Short(), g.Reason)
 	}
 	return nil
@@ -83,7 +84,7 @@ func (r *Reconciler) rollbackTarget(ctx context.Context, st *envState, to string
 	}
 	var rev *sources.Revision
 	for _, run := range runs {
-		if strings.HasPrefix(run.Revision.Commit, to) && (run.Result == ResultSuccess || run.Result == ResultNoop) {
+		if strings.HasPrefix(run.Revision.Commit, to) && (run.Result == status.ResultSuccess || run.Result == status.ResultNoop) {
 			rev = &run.Revision
 			break
 		}
@@ -96,7 +97,7 @@ func (r *Reconciler) rollbackTarget(ctx context.Context, st *envState, to string
 		return nil, fmt.Errorf("rollback %s to %s: %w", name, rev.Short(), err)
 	}
 	r.m.rollbacks.WithLabelValues(name, "manual").Inc()
-	r.update(st, func(rec *EnvRecord) {
+	r.update(st, func(rec *store.EnvRecord) {
 		var keep []string
 		for _, c := range rec.Quarantined {
 			if c != tg.rev.Commit {
@@ -155,7 +156,7 @@ func (r *Reconciler) ensureApplied(ctx context.Context, st *envState) error {
 // declares, one after the other, and returns their runs. It is the
 // one-shot `driftless apply`; the daemon uses Run. Quarantine is not
 // consulted: applying by hand is the operator's decision.
-func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([]Run, error) {
+func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([]store.Run, error) {
 	if rev.Preview {
 		return nil, errors.New("apply: a preview revision is never applied")
 	}
@@ -163,7 +164,7 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 	if err != nil {
 		return nil, err
 	}
-	var runs []Run
+	var runs []store.Run
 	var errs []error
 	for _, env := range cfg.Environments {
 		rp := r.call(ctx, env.Name, request{kind: reqApply, tg: target{rev: rev, env: env}})
@@ -181,12 +182,12 @@ func (r *Reconciler) ApplyRevision(ctx context.Context, rev sources.Revision) ([
 
 // PlanRevision loads a revision and plans every environment it declares,
 // changing nothing (`driftless plan`).
-func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]*Plan, error) {
+func (r *Reconciler) PlanRevision(ctx context.Context, rev sources.Revision) ([]*status.Plan, error) {
 	cfg, err := r.load(rev, false)
 	if err != nil {
 		return nil, err
 	}
-	var out []*Plan
+	var out []*status.Plan
 	for _, env := range cfg.Environments {
 		prev := r.state(env.Name).snap.Load().applied
 		p, _ := r.plan(ctx, target{rev: rev, env: env}, prev)

@@ -70,7 +70,7 @@ func TestManualRollback(t *testing.T) {
 		t.Fatalf("applied = %s", st.Applied)
 	}
 	hist, _ := f.r.History("prod", 1)
-	if hist[0].Trigger != TriggerRollback || hist[0].Result != ResultSuccess || hist[0].Revision.Dir != saved {
+	if hist[0].Trigger != status.TriggerRollback || hist[0].Result != status.ResultSuccess || hist[0].Revision.Dir != saved {
 		t.Fatalf("history = %+v", hist[0])
 	}
 	if n := testutil.ToFloat64(f.r.m.rollbacks.WithLabelValues("prod", "manual")); n != 1 {
@@ -96,7 +96,7 @@ type blockingReporter struct {
 	deadlines   bool
 }
 
-func (b *blockingReporter) Report(ctx context.Context, _ Report) {
+func (b *blockingReporter) Report(ctx context.Context, _ status.Report) {
 	_, has := ctx.Deadline()
 	b.mu.Lock()
 	b.calls++
@@ -116,7 +116,7 @@ func TestSlowReporterDoesNotBlockRollout(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.Reporters = append(o.Reporters, br) })
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "a"), "")})
 	runs, err := f.r.ApplyRevision(context.Background(), rev)
-	if err != nil || runs[0].Result != ResultSuccess {
+	if err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("runs = %+v %v", runs, err)
 	}
 	br.mu.Lock()

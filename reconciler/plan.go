@@ -10,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -18,7 +20,7 @@ import (
 type hostRun struct {
 	host *config.Host
 	t    targets.Transport
-	plan HostPlan
+	plan status.HostPlan
 	// reached is true when the host answered the observation.
 	reached bool
 	// order lists the resources to change: declared ones with a change,
@@ -33,7 +35,7 @@ type hostRun struct {
 	// log carries the environment, revision and host of every line.
 	log zerolog.Logger
 	// applied lists the changes applyHost made, for the run's record.
-	applied []ResourceChange
+	applied []store.ResourceChange
 	// batch is the host's rollout batch, from 1 of batches (0 outside a
 	// rollout's batches), for progress events.
 	batch, batches int
@@ -155,15 +157,15 @@ func prunedResources(prev *config.Environment, h *config.Host) []config.Resource
 }
 
 func (r *Reconciler) planHost(ctx context.Context, env string, h *config.Host, pruned []config.Resource, mode planMode, log zerolog.Logger) *hostRun {
-	hr := &hostRun{host: h, plan: HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
+	hr := &hostRun{host: h, plan: status.HostPlan{Host: h.Name}, changes: map[string]targets.Change{}, byID: map[string]config.Resource{}, log: log}
 	start := r.now()
 	if mode == planTrusted {
-		r.emit(env, hr, StepObserve, StatusStarted, 0)
+		r.emit(env, hr, status.StepObserve, status.StatusStarted, 0)
 	}
 	defer func() {
 		if mode == planTrusted {
 			r.setHostUp(env, h.Name, hr.reached)
-			r.emit(env, hr, StepObserve, statusOf(!hr.failed()), len(hr.order))
+			r.emit(env, hr, status.StepObserve, statusOf(!hr.failed()), len(hr.order))
 		}
 		log.Debug().Bool("reached", hr.reached).Int("changes", len(hr.order)).Dur("duration_ms", r.now().Sub(start)).Msg("host observed")
 	}()

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // offerPreview queues a preview, replacing a waiting one of the same pull request.
@@ -35,18 +36,18 @@ func (w *worker) takePreviews() []target {
 func (r *Reconciler) preview(ctx context.Context, st *envState, tg target) {
 	prev := st.applied
 	p, hosts := r.plan(ctx, tg, prev)
-	r.report(Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: StatusPreview,
+	r.report(status.Report{Environment: tg.env.Name, Source: tg.rev.Source, Commit: tg.rev.Commit, Status: status.StatusPreview,
 		Description: p.Summary(), PullRequest: tg.rev.PullRequest, Plan: r.published(p, hosts), Gates: gateInfo(tg.env)})
 }
 
 // plan observes and diffs every host of tg without changing anything or
 // running anything tg declares (a preview), and returns the plan with the
 // hosts it was made from.
-func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) (*Plan, []*hostRun) {
+func (r *Reconciler) plan(ctx context.Context, tg target, prev *config.Environment) (*status.Plan, []*hostRun) {
 	log := r.log.With().Str("environment", tg.env.Name).Str("revision", tg.rev.Short()).Logger()
 	hosts := r.planEnv(ctx, tg.env, prev, tg.env.Prune, planPreview, log)
 	closeHosts(hosts)
-	p := &Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
+	p := &status.Plan{Environment: tg.env.Name, Commit: tg.rev.Commit}
 	for _, h := range hosts {
 		p.Hosts = append(p.Hosts, h.plan)
 	}

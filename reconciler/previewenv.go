@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -52,7 +54,7 @@ func (r *Reconciler) template(source, name string) *config.Environment {
 // livePreview is a live preview environment as its snapshot has it.
 type livePreview struct {
 	name string
-	p    PreviewRecord
+	p    store.PreviewRecord
 }
 
 // previewStates returns the live preview environments of source (of one
@@ -64,7 +66,7 @@ func (r *Reconciler) previewStates(source string, pr int) []livePreview {
 	for name, st := range r.envs {
 		rec := st.snap.Load().rec
 		p := rec.Preview
-		if p != nil && p.Ended == "" && rec.State != StateRemoved && p.Source == source && (pr <= 0 || p.PullRequest == pr) {
+		if p != nil && p.Ended == "" && rec.State != status.StateRemoved && p.Source == source && (pr <= 0 || p.PullRequest == pr) {
 			out = append(out, livePreview{name: name, p: *p})
 		}
 	}
@@ -106,17 +108,17 @@ func (r *Reconciler) openPreview(ctx context.Context, w *worker, tpl *config.Env
 			Msg("pull request reopened while its earlier preview's hosts are not destroyed yet; not previewed until they are")
 		return
 	}
-	fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == StateRemoved
+	fresh := st.rec.Preview == nil || st.rec.Preview.Ended != "" || st.rec.State == status.StateRemoved
 	if fresh {
 		st.applied, st.desired, st.latest, st.gatePlan = nil, nil, nil, nil
 	}
-	r.update(st, func(rec *EnvRecord) {
+	r.update(st, func(rec *store.EnvRecord) {
 		if fresh {
 			// A new pull request, or one reopened: nothing of an
 			// earlier life (its hosts were destroyed) counts.
-			rec.Preview = &PreviewRecord{Template: tpl.Name, Source: head.Source, PullRequest: head.PullRequest}
+			rec.Preview = &store.PreviewRecord{Template: tpl.Name, Source: head.Source, PullRequest: head.PullRequest}
 			rec.Applied, rec.LastGood, rec.Taken, rec.Gate = sources.Revision{}, sources.Revision{}, "", nil
-			rec.State, rec.LastError = StateUnknown, ""
+			rec.State, rec.LastError = status.StateUnknown, ""
 		}
 		rec.Preview.Author, rec.Preview.Trusted = head.Author, head.TrustedAuthor
 		rec.Preview.Head, rec.Preview.Expires = head, now.Add(tpl.TTL().D())
@@ -151,7 +153,7 @@ func (r *Reconciler) offerPreviewEnv(ctx context.Context, w *worker, head source
 	tg, err := r.resolve(ctx, w.name, head)
 	if err != nil {
 		r.log.Error().Str("environment", w.name).Str("revision", head.Short()).Err(err).Msg("preview environment does not load")
-		r.update(w.st, func(rec *EnvRecord) { rec.LastError = err.Error() })
+		r.update(w.st, func(rec *store.EnvRecord) { rec.LastError = err.Error() })
 		return
 	}
 	offer(w.slot, tg)
@@ -219,7 +221,7 @@ func isPreviewEnvRevision(rev sources.Revision) bool {
 // them. Environments that are no preview, or whose hosts exist, are left
 // as they are. Only the environment's worker calls it.
 func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *target) error {
-	var p PreviewRecord
+	var p store.PreviewRecord
 	if st.rec.Preview != nil {
 		p = *st.rec.Preview
 	}
@@ -244,7 +246,7 @@ func (r *Reconciler) provisionPreview(ctx context.Context, st *envState, tg *tar
 	if created == nil {
 		created = []byte{}
 	}
-	r.update(st, func(rec *EnvRecord) {
+	r.update(st, func(rec *store.EnvRecord) {
 		rec.Preview.Provision, rec.Preview.Created, rec.Preview.Hosts = tpl.Provision, created, hosts
 	})
 	log.Info().Int("hosts", len(hosts)).Msg("preview hosts created")
@@ -269,7 +271,7 @@ func errProvisionFailed(which string) error {
 }
 
 // previewVars are the variables of a preview's provision commands.
-func previewVars(name string, p PreviewRecord, commit string) map[string]string {
+func previewVars(name string, p store.PreviewRecord, commit string) map[string]string {
 	return map[string]string{
 		"DRIFTLESS_ENVIRONMENT":  name,
 		"DRIFTLESS_TEMPLATE":     p.Template,
@@ -300,7 +302,7 @@ func (r *Reconciler) closePreviews(rev sources.Revision) {
 func (r *Reconciler) expirePreview(ctx context.Context, w *worker) bool {
 	st := w.st
 	p := st.rec.Preview
-	due := p != nil && p.Ended == "" && st.rec.State != StateRemoved && !r.now().Before(p.Expires)
+	due := p != nil && p.Ended == "" && st.rec.State != status.StateRemoved && !r.now().Before(p.Expires)
 	if !due {
 		return false
 	}
@@ -316,7 +318,7 @@ func (r *Reconciler) expirePreview(ctx context.Context, w *worker) bool {
 // again every drift interval until it succeeds or the daemon stops; the
 // next start takes it up again (resumeTeardowns).
 func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
-	var p PreviewRecord
+	var p store.PreviewRecord
 	if st.rec.Preview != nil {
 		p = *st.rec.Preview
 	}
@@ -335,7 +337,7 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 				err = r.opts.Provisioner.Destroy(ctx, p.Provision, previewVars(name, p, p.Head.Commit), p.Created)
 			}
 		}
-		r.update(st, func(rec *EnvRecord) {
+		r.update(st, func(rec *store.EnvRecord) {
 			if rec.Preview == nil {
 				return
 			}
@@ -346,7 +348,7 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 		})
 		if err == nil {
 			log.Info().Str("reason", p.Ended).Int("hosts", len(p.Hosts)).Msg("preview environment removed, its hosts destroyed")
-			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusRemoved, PullRequest: p.PullRequest,
+			r.report(status.Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: status.StatusRemoved, PullRequest: p.PullRequest,
 				Description: "preview removed: " + p.Ended})
 			r.forgetSeries(name)
 			return
@@ -354,7 +356,7 @@ func (r *Reconciler) teardownPreview(ctx context.Context, st *envState) {
 		log.Error().Err(err).Msg("preview hosts not destroyed; trying again")
 		if !failed {
 			failed = true
-			r.report(Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: StatusFailure, PullRequest: p.PullRequest,
+			r.report(status.Report{Environment: name, Source: p.Source, Commit: p.Head.Commit, Status: status.StatusFailure, PullRequest: p.PullRequest,
 				Description: "preview hosts not destroyed: " + errProvisionFailed("destroy").Error() + "; tried again every drift interval"})
 		}
 		select {
@@ -382,7 +384,7 @@ func (r *Reconciler) resumeTeardowns() {
 }
 
 // previewRemovedReason is the error a removed preview environment shows.
-func previewRemovedReason(rec EnvRecord) string {
+func previewRemovedReason(rec store.EnvRecord) string {
 	if rec.Preview == nil || rec.Preview.Ended == "" {
 		return ""
 	}
@@ -392,19 +394,19 @@ func previewRemovedReason(rec EnvRecord) string {
 // previewCommentRefused says why a pull request comment may not decide
 // for env ("" when it may): a preview environment takes decisions from
 // comments on its own pull request only.
-func previewCommentRefused(rec EnvRecord, ev sources.Event) string {
+func previewCommentRefused(rec store.EnvRecord, ev sources.Event) string {
 	if p := rec.Preview; p != nil && ev.PullRequest != p.PullRequest {
 		return fmt.Sprintf("%s is the preview of pull request %d, not of %d", rec.Name, p.PullRequest, ev.PullRequest)
 	}
 	return ""
 }
 
-func previewStatus(rec EnvRecord) *PreviewStatus {
+func previewStatus(rec store.EnvRecord) *status.PreviewStatus {
 	p := rec.Preview
 	if p == nil {
 		return nil
 	}
-	s := &PreviewStatus{Template: p.Template, Source: p.Source, PullRequest: p.PullRequest, Author: p.Author, Trusted: p.Trusted,
+	s := &status.PreviewStatus{Template: p.Template, Source: p.Source, PullRequest: p.PullRequest, Author: p.Author, Trusted: p.Trusted,
 		Head: p.Head.Commit, Expires: p.Expires, Ended: p.Ended, DestroyError: p.DestroyError}
 	for _, h := range p.Hosts {
 		s.Hosts = append(s.Hosts, h.Name)
@@ -428,6 +430,6 @@ func (r *Reconciler) forgetSeries(name string) {
 
 // seriesForgotten reports whether rec is a preview environment whose
 // series were dropped for good (New does not bring them back).
-func seriesForgotten(rec EnvRecord) bool {
-	return rec.Preview != nil && rec.Preview.Destroyed && rec.State == StateRemoved
+func seriesForgotten(rec store.EnvRecord) bool {
+	return rec.Preview != nil && rec.Preview.Destroyed && rec.State == status.StateRemoved
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/inventory"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -106,8 +108,8 @@ func TestPreviewEnvironment(t *testing.T) {
 	revs <- main
 	pr1 := w.pullRequest(7, "mallory", false, pr("one"))
 	revs <- pr1
-	eventually(t, "app-pr-7 awaiting approval", func() bool { return w.state("app-pr-7").State == StateAwaitingApproval })
-	if st := w.state("app"); st.State != "" && st.State != StateUnknown {
+	eventually(t, "app-pr-7 awaiting approval", func() bool { return w.state("app-pr-7").State == status.StateAwaitingApproval })
+	if st := w.state("app"); st.State != "" && st.State != status.StateUnknown {
 		t.Errorf("the template itself is an environment in state %q", st.State)
 	}
 	time.Sleep(100 * time.Millisecond) // two drift ticks: still nothing runs
@@ -132,14 +134,14 @@ func TestPreviewEnvironment(t *testing.T) {
 	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, "0123456", true, ev); err == nil || !strings.Contains(err.Error(), "not the pull request's head") {
 		t.Errorf("approval naming another commit: %v", err)
 	}
-	if got := w.state("app-pr-7"); got.State != StateAwaitingApproval || len(got.Decisions) != 0 {
+	if got := w.state("app-pr-7"); got.State != status.StateAwaitingApproval || len(got.Decisions) != 0 {
 		t.Fatalf("a refused comment decided: %+v", got)
 	}
 	if err := w.r.DecideByComment("app-pr-7", pr1.Commit, pr1.Commit[:7], true, ev); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "app-pr-7 converged", func() bool { return w.hostFile("pr7-web", "/etc/app.conf") == "one" })
-	eventually(t, "app-pr-7 synced", func() bool { return w.state("app-pr-7").State == StateSynced })
+	eventually(t, "app-pr-7 synced", func() bool { return w.state("app-pr-7").State == status.StateSynced })
 	if got, want := readLog(t, created), "app-pr-7 7 "+pr1.Commit+"\n"; got != want {
 		t.Errorf("create ran with %q, want %q", got, want)
 	}
@@ -156,7 +158,7 @@ func TestPreviewEnvironment(t *testing.T) {
 	revs <- pr2
 	eventually(t, "the push awaits approval", func() bool {
 		st := w.state("app-pr-7")
-		return st.State == StateAwaitingApproval && st.Gate != nil && st.Gate.Revision.Commit == pr2.Commit
+		return st.State == status.StateAwaitingApproval && st.Gate != nil && st.Gate.Revision.Commit == pr2.Commit
 	})
 	time.Sleep(100 * time.Millisecond)
 	if got := w.hostFile("pr7-web", "/etc/app.conf"); got != "one" {
@@ -171,9 +173,9 @@ func TestPreviewEnvironment(t *testing.T) {
 	revs <- main
 	eventually(t, "the push still awaits approval after a restart", func() bool {
 		st := w.state("app-pr-7")
-		return st.State == StateAwaitingApproval && st.Gate != nil && st.Gate.Revision.Commit == pr2.Commit
+		return st.State == status.StateAwaitingApproval && st.Gate != nil && st.Gate.Revision.Commit == pr2.Commit
 	})
-	if _, err := w.r.Decide(context.Background(), "app-pr-7", pr2.Commit, Decision{Approved: true, By: "token:ops", Via: "api"}); err != nil {
+	if _, err := w.r.Decide(context.Background(), "app-pr-7", pr2.Commit, store.Decision{Approved: true, By: "token:ops", Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the push converged", func() bool { return w.hostFile("pr7-web", "/etc/app.conf") == "two" })
@@ -184,7 +186,7 @@ func TestPreviewEnvironment(t *testing.T) {
 	// Closing tears it down: destroy gets what create printed; the host
 	// is never touched again.
 	revs <- sources.Revision{Source: "test", Preview: true, PullRequest: 7, Closed: true}
-	eventually(t, "app-pr-7 removed", func() bool { return w.state("app-pr-7").State == StateRemoved })
+	eventually(t, "app-pr-7 removed", func() bool { return w.state("app-pr-7").State == status.StateRemoved })
 	eventually(t, "app-pr-7's host destroyed", func() bool {
 		return strings.HasPrefix(readLog(t, filepath.Join(w.dir, "destroyed")), "app-pr-7\n{\"web\":{\"hosts\":[\"pr7-web\"]")
 	})
@@ -196,7 +198,7 @@ func TestPreviewEnvironment(t *testing.T) {
 	if got := w.hostFile("pr7-web", "/etc/app.conf"); got != "changed" {
 		t.Errorf("a removed preview's host was touched: %q", got)
 	}
-	eventually(t, "the removal reported", func() bool { _, ok := w.rep.find(StatusRemoved); return ok })
+	eventually(t, "the removal reported", func() bool { _, ok := w.rep.find(status.StatusRemoved); return ok })
 	eventually(t, "app-pr-7's series dropped", func() bool { return allSeriesOf(t, w.r, "app-pr-7") == 0 })
 }
 
@@ -227,7 +229,7 @@ func TestPreviewTTL(t *testing.T) {
 	eventually(t, "app-pr-9 converged without approval", func() bool { return w.hostFile("pr9-web", "/etc/app.conf") == "nine" })
 	w.clock.add(59 * time.Minute)
 	time.Sleep(150 * time.Millisecond)
-	if st := w.state("app-pr-9"); st.State == StateRemoved {
+	if st := w.state("app-pr-9"); st.State == status.StateRemoved {
 		t.Fatal("removed before its time to live ran out")
 	}
 	// The first destroys fail: they are tried again until one works.
@@ -236,15 +238,15 @@ func TestPreviewTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.clock.add(2 * time.Minute)
-	eventually(t, "app-pr-9 removed", func() bool { return w.state("app-pr-9").State == StateRemoved })
+	eventually(t, "app-pr-9 removed", func() bool { return w.state("app-pr-9").State == status.StateRemoved })
 	eventually(t, "a failed destroy recorded", func() bool {
 		p := w.state("app-pr-9").Preview
 		return p != nil && strings.Contains(p.DestroyError, "exited 1")
 	})
-	eventually(t, "the failed destroy reported", func() bool { _, ok := w.rep.find(StatusFailure); return ok })
+	eventually(t, "the failed destroy reported", func() bool { _, ok := w.rep.find(status.StatusFailure); return ok })
 	// What the provisioner printed stays with the operators (log, API):
 	// reports go to the pull request, whose author reads them.
-	if rep, _ := w.rep.find(StatusFailure); strings.Contains(rep.Description, "s3cr3t") {
+	if rep, _ := w.rep.find(status.StatusFailure); strings.Contains(rep.Description, "s3cr3t") {
 		t.Errorf("the destroy's output reported: %q", rep.Description)
 	}
 	// A restart takes the teardown up again.
@@ -278,8 +280,8 @@ func TestPreviewCreateOutputNotReported(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	revs <- w.revision(map[string]string{"environments/app.yaml": tpl})
 	revs <- w.pullRequest(4, "bob", true, map[string]string{"environments/app.yaml": tpl + appFile("four")})
-	eventually(t, "the failed create reported", func() bool { _, ok := w.rep.find(StatusFailure); return ok })
-	rep, _ := w.rep.find(StatusFailure)
+	eventually(t, "the failed create reported", func() bool { _, ok := w.rep.find(status.StatusFailure); return ok })
+	rep, _ := w.rep.find(status.StatusFailure)
 	if !strings.Contains(rep.Description, "create") || strings.Contains(rep.Description, "s3cr3t") {
 		t.Errorf("reported %q: want the create named, not its output", rep.Description)
 	}

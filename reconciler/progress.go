@@ -3,29 +3,30 @@ package reconciler
 import (
 	"context"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 )
 
 // emit sends an event about host hr to Options.Progress, when set.
-func (r *Reconciler) emit(env string, hr *hostRun, step Step, status string, count int) {
+func (r *Reconciler) emit(env string, hr *hostRun, step status.Step, st string, count int) {
 	if r.opts.Progress == nil {
 		return
 	}
-	r.opts.Progress(hr.event(env, step, status, count))
+	r.opts.Progress(hr.event(env, step, st, count))
 }
 
 // statusOf is StatusOK or StatusFailed.
 func statusOf(ok bool) string {
 	if ok {
-		return StatusOK
+		return status.StatusOK
 	}
-	return StatusFailed
+	return status.StatusFailed
 }
 
 // event is an event about hr, placed in its batch.
-func (hr *hostRun) event(env string, step Step, status string, count int) Event {
-	return Event{Environment: env, Batch: hr.batch, Batches: hr.batches,
-		Host: hr.host.Name, Step: step, Status: status, Count: count}
+func (hr *hostRun) event(env string, step status.Step, st string, count int) status.Event {
+	return status.Event{Environment: env, Batch: hr.batch, Batches: hr.batches,
+		Host: hr.host.Name, Step: step, Status: st, Count: count}
 }
 
 // withAttempts makes the checks run under ctx report each attempt as a
@@ -35,12 +36,12 @@ func (r *Reconciler) withAttempts(ctx context.Context, env string, hr *hostRun) 
 		return ctx
 	}
 	return verify.WithAttempts(ctx, func(a verify.Attempt) {
-		e := hr.event(env, StepVerify, StatusOK, 0)
+		e := hr.event(env, status.StepVerify, status.StatusOK, 0)
 		switch {
 		case !a.OK && a.N < a.Of:
-			e.Status = StatusRetrying
+			e.Status = status.StatusRetrying
 		case !a.OK:
-			e.Status = StatusFailed
+			e.Status = status.StatusFailed
 		}
 		e.Check, e.Attempt, e.Attempts = a.Check, a.N, a.Of
 		r.opts.Progress(e)

@@ -21,7 +21,7 @@ func TestProgressEvents(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string][]string{}
 	f := newFixture(t, func(o *Options) {
-		o.Progress = func(e Event) {
+		o.Progress = func(e status.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			got[e.Host] = append(got[e.Host], fmt.Sprintf("%d/%d %s %s %d", e.Batch, e.Batches, e.Step, e.Status, e.Count))
@@ -35,7 +35,7 @@ func TestProgressEvents(t *testing.T) {
 	vars := map[string]string{"h1": "ok: yes", "h2": "ok: no", "h3": "ok: yes"}
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", hosts, vars, fileRes("/etc/app.conf", "new"), extra)})
 	runs, _ := f.r.ApplyRevision(context.Background(), rev)
-	if len(runs) != 1 || runs[0].Result != ResultRolledBack {
+	if len(runs) != 1 || runs[0].Result != status.ResultRolledBack {
 		t.Fatalf("runs = %+v", runs)
 	}
 	want := map[string][]string{
@@ -71,7 +71,7 @@ func TestAPIProgress(t *testing.T) {
 
 	code, _, body := w.call(t, http.MethodGet, "/api/v1/environments/prod/progress", "", "")
 	all := decode[api.ProgressAnswer](t, body)
-	if code != http.StatusOK || len(all.Events) != 6 || all.Next != all.Events[5].Seq || all.Events[0].Step != StepObserve || all.Events[5].Step != StepDone {
+	if code != http.StatusOK || len(all.Events) != 6 || all.Next != all.Events[5].Seq || all.Events[0].Step != status.StepObserve || all.Events[5].Step != status.StepDone {
 		t.Fatalf("progress: %d %s", code, body)
 	}
 	code, _, body = w.call(t, http.MethodGet, fmt.Sprintf("/api/v1/environments/prod/progress?after=%d", all.Events[3].Seq), "", "")

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -20,11 +21,11 @@ import (
 // kept only where the operator opted in for the environment
 // (Options.FullDiffs) and the resource is neither marked secret nor, on
 // the host or as declared, unreadable to other users.
-func (r *Reconciler) published(p *Plan, hosts []*hostRun) *Plan {
+func (r *Reconciler) published(p *status.Plan, hosts []*hostRun) *status.Plan {
 	full := slices.Contains(r.opts.FullDiffs, p.Environment)
-	out := &Plan{Environment: p.Environment, Commit: p.Commit}
+	out := &status.Plan{Environment: p.Environment, Commit: p.Commit}
 	for i, hp := range p.Hosts {
-		pub := HostPlan{Host: hp.Host, Err: hp.Err}
+		pub := status.HostPlan{Host: hp.Host, Err: hp.Err}
 		for _, c := range hp.Changes {
 			res, ok := hosts[i].byID[c.ID]
 			d := r.opts.Drivers[c.Kind]

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -40,7 +41,7 @@ func TestPublishedPlan(t *testing.T) {
 				r.opts.FullDiffs = []string{"prod"}
 			}
 			hr := &hostRun{byID: map[string]config.Resource{tc.res.ID(): tc.res}}
-			p := &Plan{Environment: "prod", Hosts: []HostPlan{{Host: "h", Changes: []targets.Change{c}}}}
+			p := &status.Plan{Environment: "prod", Hosts: []status.HostPlan{{Host: "h", Changes: []targets.Change{c}}}}
 			got := r.published(p, []*hostRun{hr}).Hosts[0].Changes[0]
 			if got.Before.Present || got.Before.Content != nil || got.Before.Fields != nil {
 				t.Errorf("the published change carries the observed state: %+v", got.Before)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -14,10 +16,10 @@ import (
 // (API, status page, the source loop, other environments' promotions):
 // a copy of its state taken between two steps, never changed after.
 type snapshot struct {
-	rec EnvRecord
+	rec store.EnvRecord
 	// status is the environment's status without its hosts (status adds
 	// them as they are now).
-	status EnvStatus
+	status status.EnvStatus
 	// hostDrift counts the open drift of each host, and since when.
 	hostDrift map[string]hostDrift
 	// source is where its revisions come from (envSource).
@@ -53,7 +55,7 @@ func (st *envState) publish() {
 	if st.latest != nil {
 		snap.latest = st.latest.rev.Commit
 	}
-	s := EnvStatus{
+	s := status.EnvStatus{
 		Name: rec.Name, Applied: rec.Applied.Commit, AppliedSource: rec.Applied.Source,
 		LastGood: rec.LastGood.Commit, Quarantined: slices.Clone(rec.Quarantined),
 		State: displayState(rec), DriftResources: st.driftCount, LastResult: rec.LastResult,
@@ -63,7 +65,7 @@ func (st *envState) publish() {
 	if g := rec.Gate; g != nil {
 		gate := *g
 		s.Gate = &gate
-		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == StateAwaitingApproval {
+		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == status.StateAwaitingApproval {
 			s.GatePlan = withoutSnapshots(st.gatePlan)
 		}
 	}
@@ -87,14 +89,14 @@ func (st *envState) publish() {
 }
 
 // Environments returns the status of every known environment, by name.
-func (r *Reconciler) Environments() []EnvStatus {
+func (r *Reconciler) Environments() []status.EnvStatus {
 	r.mu.Lock()
 	states := make([]*envState, 0, len(r.envs))
 	for _, st := range r.envs {
 		states = append(states, st)
 	}
 	r.mu.Unlock()
-	out := make([]EnvStatus, 0, len(states))
+	out := make([]status.EnvStatus, 0, len(states))
 	for _, st := range states {
 		out = append(out, r.status(st))
 	}
@@ -104,10 +106,10 @@ func (r *Reconciler) Environments() []EnvStatus {
 
 // Environment returns the status of one environment; ok is false when it
 // is unknown.
-func (r *Reconciler) Environment(name string) (EnvStatus, bool) {
+func (r *Reconciler) Environment(name string) (status.EnvStatus, bool) {
 	st, ok := r.lookup(name)
 	if !ok {
-		return EnvStatus{}, false
+		return status.EnvStatus{}, false
 	}
 	return r.status(st), true
 }
@@ -122,19 +124,19 @@ func (r *Reconciler) lookup(name string) (*envState, bool) {
 
 // History returns up to limit runs of the environment, newest first
 // (limit <= 0: all of them).
-func (r *Reconciler) History(name string, limit int) ([]Run, error) {
+func (r *Reconciler) History(name string, limit int) ([]store.Run, error) {
 	return r.store.History(name, limit)
 }
 
 // status is the environment's status: its snapshot, with its hosts as
 // they were last seen.
-func (r *Reconciler) status(st *envState) EnvStatus {
+func (r *Reconciler) status(st *envState) status.EnvStatus {
 	snap := st.snap.Load()
 	s := snap.status
 	st.hostMu.Lock()
 	for name, up := range st.hostUp {
 		d := snap.hostDrift[name]
-		s.Hosts = append(s.Hosts, HostStatus{Name: name, Up: up, DriftResources: d.n, DriftSince: d.since})
+		s.Hosts = append(s.Hosts, status.HostStatus{Name: name, Up: up, DriftResources: d.n, DriftSince: d.since})
 	}
 	st.hostMu.Unlock()
 	sort.Slice(s.Hosts, func(i, j int) bool { return s.Hosts[i].Name < s.Hosts[j].Name })
@@ -144,10 +146,10 @@ func (r *Reconciler) status(st *envState) EnvStatus {
 // withoutSnapshots copies a plan without the observed states (the
 // snapshots restore needs), which may hold a host's file contents: the
 // diffs say what would change.
-func withoutSnapshots(p *Plan) *Plan {
-	out := &Plan{Environment: p.Environment, Commit: p.Commit}
+func withoutSnapshots(p *status.Plan) *status.Plan {
+	out := &status.Plan{Environment: p.Environment, Commit: p.Commit}
 	for _, h := range p.Hosts {
-		hp := HostPlan{Host: h.Host, Err: h.Err}
+		hp := status.HostPlan{Host: h.Host, Err: h.Err}
 		for _, c := range h.Changes {
 			c.Before = targets.State{}
 			hp.Changes = append(hp.Changes, c)
@@ -160,16 +162,16 @@ func withoutSnapshots(p *Plan) *Plan {
 // classOf says what kind of trouble an environment is in ("" when none):
 // a failure first (it is what an operator must look at), then a revision
 // held at the gates.
-func classOf(rec EnvRecord) string {
+func classOf(rec store.EnvRecord) string {
 	switch {
-	case rec.State == StateBlocked, rec.State == StateFailed:
-		return ClassTransient
-	case rec.State == StateRolledBack:
-		return ClassStalled
-	case rec.Gate != nil && rec.Gate.State == StateRejected:
-		return ClassStalled
+	case rec.State == status.StateBlocked, rec.State == status.StateFailed:
+		return status.ClassTransient
+	case rec.State == status.StateRolledBack:
+		return status.ClassStalled
+	case rec.Gate != nil && rec.Gate.State == status.StateRejected:
+		return status.ClassStalled
 	case rec.Gate != nil:
-		return ClassWaiting
+		return status.ClassWaiting
 	}
 	return ""
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/kit"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -65,7 +67,7 @@ type Revisions interface {
 
 // Options are the reconciler's dependencies and settings.
 type Options struct {
-	Store   Store
+	Store   store.Store
 	Dialer  Dialer
 	Drivers map[string]targets.Driver
 	Load    Loader
@@ -83,9 +85,9 @@ type Options struct {
 	// Progress receives an event at each step of the work on a host
 	// (observe, snapshot, apply, verify with each check's attempts,
 	// rollback) in rollouts and drift passes; nil sends none.
-	Progress  Progress
+	Progress  status.Progress
 	Revisions Revisions
-	Reporters []Reporter
+	Reporters []status.Reporter
 	Logger    zerolog.Logger
 	// Registerer receives the metrics; nil keeps them in a private registry.
 	Registerer prometheus.Registerer
@@ -132,7 +134,7 @@ type Reconciler struct {
 	hashKey []byte
 	log     zerolog.Logger
 	m       *metrics
-	store   Store
+	store   store.Store
 	now     func() time.Time
 	clock   kit.Clock
 	reports sync.WaitGroup
@@ -166,7 +168,7 @@ type envState struct {
 	// Reconciler.mu); the next one starts once it has stopped.
 	owner *worker
 	snap  atomic.Pointer[snapshot]
-	rec   EnvRecord
+	rec   store.EnvRecord
 	// applied is the configuration of rec.Applied, when loaded.
 	applied *config.Environment
 	// desired is the newest revision received that is not quarantined;
@@ -186,7 +188,7 @@ type envState struct {
 	// promotion, the revision that waits at them.
 	latest *target
 	// gatePlan is the plan of the revision awaiting approval.
-	gatePlan *Plan
+	gatePlan *status.Plan
 	// wakeAt is when the gates should be looked at again (zero: on events).
 	wakeAt time.Time
 	// refused says that the environment's source refused its head ("" when
@@ -204,7 +206,7 @@ type envState struct {
 // name is the environment's name (it never changes).
 func (st *envState) name() string { return st.rec.Name }
 
-func newEnvState(rec EnvRecord) *envState {
+func newEnvState(rec store.EnvRecord) *envState {
 	st := &envState{rec: rec, driftSince: map[string]time.Time{}, hostUp: map[string]bool{}, notices: map[string]notice{}}
 	st.publish()
 	return st
@@ -216,7 +218,7 @@ type target struct {
 	env *config.Environment
 	// decision is the approval that let the revision through its gate;
 	// forced marks a manual sync through a closed deploy window.
-	decision *Decision
+	decision *store.Decision
 	forced   bool
 }
 
@@ -280,7 +282,7 @@ func New(opts Options) (*Reconciler, error) {
 			continue
 		}
 		m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec), classOf(rec))
-		if rec.State != StateRemoved {
+		if rec.State != status.StateRemoved {
 			m.setPending(rec.Name, rec.Gate)
 		}
 	}
@@ -305,7 +307,7 @@ func (r *Reconciler) state(name string) *envState {
 func (r *Reconciler) stateLocked(name string) *envState {
 	st, ok := r.envs[name]
 	if !ok {
-		st = newEnvState(EnvRecord{Name: name, State: StateUnknown})
+		st = newEnvState(store.EnvRecord{Name: name, State: status.StateUnknown})
 		r.envs[name] = st
 	}
 	return st
@@ -314,7 +316,7 @@ func (r *Reconciler) stateLocked(name string) *envState {
 // update changes an environment's record, writes it to the store and
 // publishes the environment's snapshot. Only the environment's worker
 // calls it.
-func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
+func (r *Reconciler) update(st *envState, fn func(rec *store.EnvRecord)) {
 	fn(&st.rec)
 	rec := st.rec
 	st.publish()
@@ -324,14 +326,14 @@ func (r *Reconciler) update(st *envState, fn func(rec *EnvRecord)) {
 	r.m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec), classOf(rec))
 	// Every environment has its gate series, 0 while nothing is held; a
 	// retired one has none (markRemoved drops them).
-	if rec.State != StateRemoved {
+	if rec.State != status.StateRemoved {
 		r.m.setPending(rec.Name, rec.Gate)
 	}
 }
 
 // report hands a report to every reporter, each in its own goroutine with
 // a timeout, so a slow or failing reporter never holds a rollout.
-func (r *Reconciler) report(rep Report) {
+func (r *Reconciler) report(rep status.Report) {
 	if rep.Time.IsZero() {
 		rep.Time = r.now()
 	}
@@ -340,7 +342,7 @@ func (r *Reconciler) report(rep Report) {
 	}
 	for _, rp := range r.opts.Reporters {
 		r.reports.Add(1)
-		go func(rp Reporter) {
+		go func(rp status.Reporter) {
 			defer r.reports.Done()
 			defer func() {
 				if p := recover(); p != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -53,18 +55,18 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	start := r.now()
 	log := r.log.With().Str("environment", name).Str("revision", j.Revision.Short()).Logger()
 	prior := r.journalRun(name, j)
-	unfinished := prior != nil && prior.Result == ResultRolledBack
+	unfinished := prior != nil && prior.Result == status.ResultRolledBack
 	if unfinished {
 		log.Info().Int("resources", len(entries)).Msg("finishing an unfinished rollback")
 	} else {
 		log.Warn().Int("resources", len(entries)).Msg("interrupted rollout found; rolling it back")
 	}
-	if state != StateBlocked {
+	if state != status.StateBlocked {
 		// A blocked environment stays blocked while it retries, so that
 		// its state and gauge change only when the rollback ends.
-		r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
+		r.update(st, func(rec *store.EnvRecord) { rec.State = status.StateRollingBack })
 	}
-	byHost := map[string][]JournalEntry{}
+	byHost := map[string][]store.JournalEntry{}
 	for _, e := range entries {
 		byHost[e.Host] = append(byHost[e.Host], e)
 	}
@@ -81,9 +83,9 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		msg := fmt.Sprintf("rollback of %s unfinished; retried at every pass: %v", j.Revision.Short(), err)
-		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateBlocked, msg })
+		r.update(st, func(rec *store.EnvRecord) { rec.State, rec.LastError = status.StateBlocked, msg })
 		if r.noticeDue(st, noticeBlocked, j.Revision.Commit) {
-			r.report(Report{Environment: name, Source: j.Revision.Source, Commit: j.Revision.Commit, Status: StatusFailure,
+			r.report(status.Report{Environment: name, Source: j.Revision.Source, Commit: j.Revision.Commit, Status: status.StatusFailure,
 				Description: "blocked: " + msg})
 		}
 		return fmt.Errorf("recover rollout of %s: %w", name, err)
@@ -100,19 +102,19 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 // recoveryRun is the run a finished recovery records: the rollout's own
 // run when history has it, or a new one when the daemon died before
 // recording it; desc says what happened in one line.
-func recoveryRun(name string, j *Journal, prior *Run, entries int, start, end time.Time) (run Run, desc string) {
+func recoveryRun(name string, j *store.Journal, prior *store.Run, entries int, start, end time.Time) (run store.Run, desc string) {
 	if prior == nil {
 		desc = "the daemon stopped during this rollout; it was rolled back at the next start"
-		return Run{Environment: name, Revision: j.Revision, Trigger: TriggerRecovery, Start: start, End: end,
-			Result: ResultRolledBack, Changes: entries, Error: desc}, desc
+		return store.Run{Environment: name, Revision: j.Revision, Trigger: status.TriggerRecovery, Start: start, End: end,
+			Result: status.ResultRolledBack, Changes: entries, Error: desc}, desc
 	}
 	run = *prior
-	if prior.Result == ResultRolledBack {
+	if prior.Result == status.ResultRolledBack {
 		desc = fmt.Sprintf("rollback of %s finished at %s, once every host it touched could be reached again", j.Revision.Short(), end.UTC().Format(time.RFC3339))
 	} else {
 		// Ended by a shutdown: recorded as failed, rolled back now.
 		desc = fmt.Sprintf("the daemon stopped during this rollout; it was rolled back at the next start (%s)", end.UTC().Format(time.RFC3339))
-		run.Result = ResultRolledBack
+		run.Result = status.ResultRolledBack
 	}
 	run.Error = strings.TrimPrefix(run.Error+"; "+desc, "; ")
 	return run, desc
@@ -120,14 +122,14 @@ func recoveryRun(name string, j *Journal, prior *Run, entries int, start, end ti
 
 // journalRun returns the run of the rollout that opened j, when history
 // recorded it (it ended after the journal began), else nil.
-func (r *Reconciler) journalRun(name string, j *Journal) *Run {
+func (r *Reconciler) journalRun(name string, j *store.Journal) *store.Run {
 	runs, err := r.store.History(name, 20)
 	if err != nil {
 		r.log.Error().Err(err).Str("environment", name).Msg("cannot read history")
 		return nil
 	}
 	for _, run := range runs {
-		if run.Revision.Commit == j.Revision.Commit && run.Trigger != TriggerRecovery && !run.End.Before(j.Started) {
+		if run.Revision.Commit == j.Revision.Commit && run.Trigger != status.TriggerRecovery && !run.End.Before(j.Started) {
 			return &run
 		}
 	}
@@ -137,7 +139,7 @@ func (r *Reconciler) journalRun(name string, j *Journal) *Run {
 // recoverHost reaches one host of an interrupted rollout, removes the
 // temporary files an interrupted atomic write may have left beside the
 // journal's paths, and restores the host's snapshots.
-func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host, entries []JournalEntry, log zerolog.Logger) error {
+func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host, entries []store.JournalEntry, log zerolog.Logger) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.opts.HostTimeout)
 	defer cancel()
@@ -186,7 +188,7 @@ func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host
 // tempCleanup returns a script removing the temporary files of
 // targets' atomic writes (".<name>.driftless-*" beside each path) that a
 // killed daemon left behind.
-func tempCleanup(root string, entries []JournalEntry) string {
+func tempCleanup(root string, entries []store.JournalEntry) string {
 	var b strings.Builder
 	seen := map[string]bool{}
 	for _, e := range entries {

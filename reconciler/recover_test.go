@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/test/need"
 )
 
@@ -29,7 +31,7 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1", "h2"}, nil, res,
 		"verify:\n  - command: \"true\"\n")})
 	runs, _ := f.r.ApplyRevision(ctx, rev)
-	if len(runs) != 1 || runs[0].Result != ResultFailed || !strings.Contains(runs[0].Error, "interrupted") {
+	if len(runs) != 1 || runs[0].Result != status.ResultFailed || !strings.Contains(runs[0].Error, "interrupted") {
 		t.Fatalf("runs = %+v", runs)
 	}
 	if got := f.hostFile("h1", "/etc/a.conf"); got != "new" {
@@ -52,7 +54,7 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 	// The rollout's run, recorded as failed when the daemon stopped, now
 	// says it was rolled back: one run, not a second one for the recovery.
 	hist, _ := r2.History("prod", 0)
-	if len(hist) != 1 || hist[0].Trigger != TriggerRevision || hist[0].Result != ResultRolledBack ||
+	if len(hist) != 1 || hist[0].Trigger != status.TriggerRevision || hist[0].Result != status.ResultRolledBack ||
 		!strings.Contains(hist[0].Error, "the daemon stopped during this rollout") {
 		t.Fatalf("history = %+v", hist)
 	}
@@ -60,13 +62,13 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 		t.Errorf("rollbacks{interrupted} = %v", n)
 	}
 	st, _ := r2.Environment("prod")
-	if st.State != StateRolledBack || len(st.Quarantined) != 0 {
+	if st.State != status.StateRolledBack || len(st.Quarantined) != 0 {
 		t.Errorf("status = %+v", st)
 	}
 }
 
 func TestTempCleanupScript(t *testing.T) {
-	got := tempCleanup("/sandbox/h1", []JournalEntry{
+	got := tempCleanup("/sandbox/h1", []store.JournalEntry{
 		{Resource: configResource("file", "/etc/it's.conf")},
 		{Resource: configResource("file", "/etc/it's.conf")},
 		{Resource: configResource("package", "nginx")},
@@ -85,17 +87,17 @@ func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
 	f := newFixture(t)
 	port := closedPort(t)
 	far := config.Host{Name: "far", Address: "127.0.0.1", Port: atoi(t, port), Transport: "ssh"}
-	if err := f.store.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{far}}); err != nil {
+	if err := f.store.BeginJournal(store.Journal{Environment: "prod", Hosts: []config.Host{far}}); err != nil {
 		t.Fatal(err)
 	}
 	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &config.FileSpec{Content: "new"}}
-	if _, err := f.store.RecordSnapshots("prod", []JournalEntry{{Host: "far", Resource: res}}); err != nil {
+	if _, err := f.store.RecordSnapshots("prod", []store.JournalEntry{{Host: "far", Resource: res}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.r.Recover(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to far") {
 		t.Fatalf("Recover = %v", err)
 	}
-	if st, _ := f.r.Environment("prod"); st.State != StateBlocked || !strings.Contains(st.LastError, "unfinished") ||
+	if st, _ := f.r.Environment("prod"); st.State != status.StateBlocked || !strings.Contains(st.LastError, "unfinished") ||
 		len(st.Hosts) != 1 || st.Hosts[0].Up {
 		t.Fatalf("status = %+v", st)
 	}
@@ -156,7 +158,7 @@ func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 	rev2 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "two"),
 		"verify:\n  - command: \"false\"\n")})
 	runs, _ := f.r.ApplyRevision(ctx, rev2)
-	if runs[0].Result != ResultRolledBack || !strings.Contains(runs[0].Error, "restore file:/etc/a.conf") {
+	if runs[0].Result != status.ResultRolledBack || !strings.Contains(runs[0].Error, "restore file:/etc/a.conf") {
 		need.Missing(t, "the immutable folder did not make the restore fail here: %+v", runs[0])
 	}
 	if j, _, _ := f.store.OpenJournal("prod"); j == nil {
@@ -192,7 +194,7 @@ func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 	if strings.Join(triggers, " ") != "sync/noop revision/rolled_back revision/success" || !strings.Contains(hist[1].Error, "rollback of "+rev2.Short()+" finished") {
 		t.Fatalf("history = %v; rolled back run: %q", triggers, hist[1].Error)
 	}
-	if n := testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", ResultRolledBack)); n != 1 {
+	if n := testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", status.ResultRolledBack)); n != 1 {
 		t.Errorf("reconcile_total{rolled_back} = %v, want 1", n)
 	}
 	for _, reason := range []string{"apply", "verify", "manual", "interrupted"} {

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -19,7 +20,7 @@ func (r *Reconciler) setRefused(rev sources.Revision) {
 	}
 	var envs []string
 	for name, st := range r.envs {
-		if snap := st.snap.Load(); snap.source == rev.Source && snap.rec.State != StateRemoved {
+		if snap := st.snap.Load(); snap.source == rev.Source && snap.rec.State != status.StateRemoved {
 			envs = append(envs, name)
 		}
 	}
@@ -46,6 +47,6 @@ func (r *Reconciler) refusedNotice(st *envState, rev sources.Revision) {
 	if !r.noticeDue(st, noticeRefused, rev.Commit) {
 		return
 	}
-	r.report(Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: StatusFailure,
+	r.report(status.Report{Environment: st.name(), Source: rev.Source, Commit: rev.Commit, Status: status.StatusFailure,
 		Description: fmt.Sprintf("commit %s of source %s refused (%s); %s stays applied", rev.Short(), rev.Source, rev.Refused, st.rec.Applied.Short())})
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -33,10 +34,10 @@ func TestRefusedHeadIsVisible(t *testing.T) {
 		return strings.Contains(st.Refused, "head bbbbbbbbbbbb of source test refused: commit is not signed")
 	})
 	_ = f.r.Close()
-	if got := f.rep.reportsOf(StatusFailure); len(got) != 1 || !strings.Contains(got[0], "refused") || !strings.Contains(got[0], good.Short()+" stays applied") {
+	if got := f.rep.reportsOf(status.StatusFailure); len(got) != 1 || !strings.Contains(got[0], "refused") || !strings.Contains(got[0], good.Short()+" stays applied") {
 		t.Fatalf("failure notices = %q; want one about the refusal", got)
 	}
-	if st, _ := f.r.Environment("app"); st.State != StateSynced || st.Applied != good.Commit {
+	if st, _ := f.r.Environment("app"); st.State != status.StateSynced || st.Applied != good.Commit {
 		t.Fatalf("status after a refusal = %+v; want the applied revision kept", st)
 	}
 

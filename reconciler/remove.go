@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -23,7 +25,7 @@ func (r *Reconciler) retireRemoved(rev sources.Revision, cfg *config.Revision) {
 	for name, st := range r.envs {
 		// A preview environment is declared by its pull request; it ends
 		// with it (previewenv.go).
-		if snap := st.snap.Load(); !declared[name] && snap.rec.State != StateRemoved && snap.rec.Preview == nil && snap.source == rev.Source {
+		if snap := st.snap.Load(); !declared[name] && snap.rec.State != status.StateRemoved && snap.rec.Preview == nil && snap.source == rev.Source {
 			gone = append(gone, name)
 		}
 	}
@@ -67,7 +69,7 @@ func (r *Reconciler) retireNow(ctx context.Context, w *worker, req request) bool
 	st, rev := w.st, req.rev
 	if req.end != "" {
 		ended := false
-		r.update(st, func(rec *EnvRecord) {
+		r.update(st, func(rec *store.EnvRecord) {
 			if rec.Preview != nil && rec.Preview.Ended == "" {
 				rec.Preview.Ended, ended = req.end, true
 				rev = sources.Revision{Source: rec.Preview.Source, Closed: true}
@@ -77,7 +79,7 @@ func (r *Reconciler) retireNow(ctx context.Context, w *worker, req request) bool
 			return true
 		}
 	}
-	removed := st.rec.State == StateRemoved
+	removed := st.rec.State == status.StateRemoved
 	if !removed {
 		r.markRemoved(st, rev)
 	}
@@ -107,8 +109,8 @@ func (r *Reconciler) markRemoved(st *envState, rev sources.Revision) {
 	r.m.hostUp.DeletePartialMatch(env)
 	r.m.pending.DeletePartialMatch(env)
 	r.m.pendingSince.DeletePartialMatch(env)
-	r.update(st, func(rec *EnvRecord) {
-		rec.State, rec.LastError = StateRemoved, fmt.Sprintf("not declared by revision %s of source %s", rev.Short(), rev.Source)
+	r.update(st, func(rec *store.EnvRecord) {
+		rec.State, rec.LastError = status.StateRemoved, fmt.Sprintf("not declared by revision %s of source %s", rev.Short(), rev.Source)
 		if why := previewRemovedReason(*rec); why != "" {
 			rec.LastError = why
 		}

@@ -50,11 +50,11 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 	revs <- onlyApp
 	eventually(t, "db removed", func() bool {
 		st, _ := f.r.Environment("db")
-		info := testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("db", kit.Short(both.Commit), StateRemoved))
-		return st.State == StateRemoved && info == 1 // the record is visible a moment before the metric
+		info := testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("db", kit.Short(both.Commit), status.StateRemoved))
+		return st.State == status.StateRemoved && info == 1 // the record is visible a moment before the metric
 	})
 	for _, env := range []string{"app", "web"} {
-		if st, _ := f.r.Environment(env); st.State == StateRemoved {
+		if st, _ := f.r.Environment(env); st.State == status.StateRemoved {
 			t.Fatalf("%s removed by a revision that declares it or comes from another source", env)
 		}
 	}
@@ -71,7 +71,9 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 	f.writeHostFile("d1", "/etc/db.conf", "by hand")
 	f.writeHostFile("a1", "/etc/app.conf", "by hand")
 	eventually(t, "app's drift corrected", func() bool { return f.hostFile("a1", "/etc/app.conf") == "app" })
-	noops := func() float64 { return testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("app", ResultNoop)) }
+	noops := func() float64 {
+		return testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("app", status.ResultNoop))
+	}
 	n := noops()
 	eventually(t, "two more drift passes of app", func() bool { return noops() >= n+2 })
 	if got := f.hostFile("d1", "/etc/db.conf"); got != "by hand" {
@@ -97,7 +99,7 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	revs2 := runDaemon(t, f)
-	if st, _ := f.r.Environment("db"); st.State != StateRemoved {
+	if st, _ := f.r.Environment("db"); st.State != status.StateRemoved {
 		t.Fatalf("after a restart db is %s", st.State)
 	}
 	time.Sleep(100 * time.Millisecond) // several drift intervals
@@ -109,7 +111,7 @@ func TestEnvironmentRemovedFromItsSource(t *testing.T) {
 	again := f.revision(map[string]string{"environments/app.yaml": app, "environments/db.yaml": db})
 	revs2 <- again
 	eventually(t, "db applied again", func() bool { return f.applied("db") == again.Commit })
-	if st, _ := f.r.Environment("db"); st.State != StateSynced || f.hostFile("d1", "/etc/db.conf") != "db" {
+	if st, _ := f.r.Environment("db"); st.State != status.StateSynced || f.hostFile("d1", "/etc/db.conf") != "db" {
 		t.Fatalf("db declared again: %s, %q", st.State, f.hostFile("d1", "/etc/db.conf"))
 	}
 	if err := f.r.Sync(ctx, "db"); err != nil {

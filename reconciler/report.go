@@ -2,14 +2,15 @@ package reconciler
 
 import (
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // gateInfo describes env's gates (nil when it has none).
-func gateInfo(env *config.Environment) *GateInfo {
+func gateInfo(env *config.Environment) *status.GateInfo {
 	if env == nil || !env.Gated() {
 		return nil
 	}
-	g := &GateInfo{Windows: len(env.Windows) > 0}
+	g := &status.GateInfo{Windows: len(env.Windows) > 0}
 	if p := env.Promote; p != nil {
 		g.PromoteFrom, g.Soak = append([]string(nil), p.From...), p.Soak.D()
 	}

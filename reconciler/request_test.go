@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -52,7 +53,7 @@ func TestRequestsWaitWithTheirContext(t *testing.T) {
 	for i := len(hist) - 1; i >= 0; i-- {
 		got = append(got, hist[i].Trigger+"/"+hist[i].Result)
 	}
-	want := []string{TriggerRevision + "/" + ResultSuccess, TriggerSync + "/" + ResultNoop}
+	want := []string{status.TriggerRevision + "/" + status.ResultSuccess, status.TriggerSync + "/" + status.ResultNoop}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("history (oldest first) = %v; want %v (the abandoned sync does nothing)", got, want)
 	}

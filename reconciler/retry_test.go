@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/driftless/driftless/reconciler/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // sleepClock is a test clock whose Sleep records how long it was asked to
@@ -80,12 +82,12 @@ func TestRetryBackoffThenStall(t *testing.T) {
 			t.Fatalf("wait %d = %v, want %v plus at most a quarter", n, d, base)
 		}
 		st, _ := f.r.Environment("prod")
-		if st.Class != ClassTransient || st.Retries != n || st.RetryAt.IsZero() {
+		if st.Class != status.ClassTransient || st.Retries != n || st.RetryAt.IsZero() {
 			t.Fatalf("after failure %d: class %q, retries %d, retry at %v", n, st.Class, st.Retries, st.RetryAt)
 		}
 		if n == 1 {
 			_, _, body := apiGet(t, srv, "/api/v1/environments/prod")
-			if got := decode[EnvStatus](t, []byte(body)); got.Class != ClassTransient || !got.RetryAt.Equal(st.RetryAt) || got.Retries != 1 {
+			if got := decode[status.EnvStatus](t, []byte(body)); got.Class != status.ClassTransient || !got.RetryAt.Equal(st.RetryAt) || got.Retries != 1 {
 				t.Errorf("API does not show the class and the retry: %s", body)
 			}
 			_, _, page := apiGet(t, srv, "/environments/prod")
@@ -97,7 +99,7 @@ func TestRetryBackoffThenStall(t *testing.T) {
 	}
 	eventually(t, "the last retry ran and waits again", func() bool { return len(clock.sleeps()) == retries+1 })
 	hist, _ := f.r.History("prod", 0)
-	if len(hist) != retries+1 || hist[0].Trigger != TriggerRetry || hist[retries].Trigger != TriggerRevision {
+	if len(hist) != retries+1 || hist[0].Trigger != status.TriggerRetry || hist[retries].Trigger != status.TriggerRevision {
 		t.Fatalf("history: %+v", hist)
 	}
 
@@ -108,7 +110,7 @@ func TestRetryBackoffThenStall(t *testing.T) {
 	eventually(t, "the stalled revision rolled back", func() bool {
 		st, _ := f.r.Environment("prod")
 		// The series follows the record a moment later.
-		return st.Class == ClassStalled && st.LastResult == ResultRolledBack && notReady(f, "stalled") == 1
+		return st.Class == status.ClassStalled && st.LastResult == status.ResultRolledBack && notReady(f, "stalled") == 1
 	})
 	asked := len(clock.sleeps())
 	if st, _ := f.r.Environment("prod"); !st.RetryAt.IsZero() || st.Retries != 0 {
@@ -132,7 +134,7 @@ func TestRetryBackoffThenStall(t *testing.T) {
 	}
 	hist, _ = f.r.History("prod", 0)
 	for _, run := range hist[:2] {
-		if run.Trigger != TriggerRevision {
+		if run.Trigger != status.TriggerRevision {
 			t.Errorf("run %d of %s: trigger %s, want revision (no retry of a stalled revision)", run.ID, run.Revision.Short(), run.Trigger)
 		}
 	}

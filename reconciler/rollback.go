@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -22,7 +24,7 @@ const maxQuarantined = 50
 // recovery that runs before the environment's next run.
 func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *config.Environment, touched []*hostRun, reason string) error {
 	log := r.log.With().Str("environment", env.Name).Logger()
-	r.update(st, func(rec *EnvRecord) { rec.State = StateRollingBack })
+	r.update(st, func(rec *store.EnvRecord) { rec.State = status.StateRollingBack })
 	r.m.rollbacks.WithLabelValues(env.Name, reason).Inc()
 	j, entries, err := r.store.OpenJournal(env.Name)
 	if err != nil {
@@ -34,7 +36,7 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 	var restoreErrs, errs []error
 	for i := len(touched) - 1; i >= 0; i-- {
 		h := touched[i]
-		var mine []JournalEntry
+		var mine []store.JournalEntry
 		for _, e := range entries {
 			if e.Host == h.host.Name {
 				mine = append(mine, e)
@@ -43,9 +45,9 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 		lookup := func(id string) (config.Resource, bool) { res, ok := h.byID[id]; return res, ok }
 		// The rollback is about the whole rollout, not one of its batches.
 		h.batch, h.batches = 0, 0
-		r.emit(env.Name, h, StepRollback, StatusStarted, len(mine))
+		r.emit(env.Name, h, status.StepRollback, status.StatusStarted, len(mine))
 		err := r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log)
-		r.emit(env.Name, h, StepRollback, statusOf(err == nil), len(mine))
+		r.emit(env.Name, h, status.StepRollback, statusOf(err == nil), len(mine))
 		if err != nil {
 			restoreErrs = append(restoreErrs, err)
 		}
@@ -92,7 +94,7 @@ func hostOf(env *config.Environment, name string) *config.Host {
 // same tree (one that only touched another source's path, or was sent
 // again after a restart) is the same rolled-back change.
 func (r *Reconciler) quarantine(st *envState, rev sources.Revision) {
-	r.update(st, func(rec *EnvRecord) {
+	r.update(st, func(rec *store.EnvRecord) {
 		rec.Quarantined = appendBounded(rec.Quarantined, rev.Commit)
 		if rev.Tree != "" {
 			rec.QuarantinedTrees = appendBounded(rec.QuarantinedTrees, rev.Tree)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // TestRollbackRestoresNewestFirst: a revision that creates a folder and a
@@ -21,7 +23,7 @@ func TestRollbackRestoresNewestFirst(t *testing.T) {
 	app := "    - service: app\n      unit: \"[Service]\\n\"\n"
 	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil,
 		etc+fileRes("/etc/a.conf", "a1\n")+"      notify: [\"service:app\"]\n"+app, "")})
-	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
+	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
 	res := etc + fileRes("/etc/a.conf", "a2\n") + "      notify: [\"service:app\"]\n" + app +
@@ -30,7 +32,7 @@ func TestRollbackRestoresNewestFirst(t *testing.T) {
 	rev2 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res,
 		"verify:\n  - name: broken\n    command: \"exit 1\"\n")})
 	runs, err := f.r.ApplyRevision(ctx, rev2)
-	if err == nil || len(runs) != 1 || runs[0].Result != ResultRolledBack {
+	if err == nil || len(runs) != 1 || runs[0].Result != status.ResultRolledBack {
 		t.Fatalf("rev2: %+v %v", runs, err)
 	}
 	if strings.Contains(runs[0].Error, "rollback:") {

@@ -7,10 +7,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/reconciler/traffic"
 	"github.com/driftless/driftless/reconciler/verify"
-	"github.com/rs/zerolog"
 )
 
 // hostOutcome is what happened to one host of a batch.
@@ -29,16 +32,16 @@ type hostOutcome struct {
 // complete. History, metrics, the environment's record and the final
 // report are written in a deferred step (finish), so no exit path skips
 // them. Only the environment's worker calls it.
-func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run Run) {
+func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigger string) (run store.Run) {
 	start := r.now()
 	provisioned := r.provisionPreview(ctx, st, &tg) // a preview's hosts, before its first rollout
 	env := tg.env
-	run = Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
+	run = store.Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
 	defer func() {
-		r.finish(ctx, st, &outcome{kind: outRollout, tg: tg, run: &run, cut: ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == ErrorPlan})
+		r.finish(ctx, st, &outcome{kind: outRollout, tg: tg, run: &run, cut: ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == status.ErrorPlan})
 	}()
 	if provisioned != nil {
-		run.Result, run.Error, run.ErrorClass = ResultFailed, provisioned.Error(), ErrorPlan
+		run.Result, run.Error, run.ErrorClass = status.ResultFailed, provisioned.Error(), status.ErrorPlan
 		return run
 	}
 	ro := &rolloutRun{st: st, tg: tg, run: &run, maxFailed: env.Rollout.MaxFailed,
@@ -57,7 +60,7 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 type rolloutRun struct {
 	st  *envState
 	tg  target
-	run *Run
+	run *store.Run
 	log zerolog.Logger
 	// prev is the applied configuration, the one a rollback returns to.
 	prev *config.Environment
@@ -107,10 +110,10 @@ func (ro *rolloutRun) planned(hosts []*hostRun) []*hostRun {
 	}
 	switch {
 	case ro.failed > ro.maxFailed:
-		ro.run.Result, ro.run.Error, ro.run.ErrorClass = ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...)), ErrorPlan
+		ro.run.Result, ro.run.Error, ro.run.ErrorClass = status.ResultFailed, fmt.Sprintf("%d host(s) could not be planned, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...)), status.ErrorPlan
 		return nil
 	case len(changed) == 0:
-		ro.run.Result = ResultNoop
+		ro.run.Result = status.ResultNoop
 		return nil
 	}
 	return changed
@@ -123,15 +126,15 @@ func (r *Reconciler) beginRollout(ro *rolloutRun, changed []*hostRun) bool {
 		return false
 	}
 	env, rev := ro.tg.env, ro.tg.rev
-	r.update(ro.st, func(rec *EnvRecord) { rec.State = StateApplying })
-	r.report(Report{Environment: env.Name, Source: rev.Source, Commit: rev.Commit, Status: StatusPending,
+	r.update(ro.st, func(rec *store.EnvRecord) { rec.State = status.StateApplying })
+	r.report(status.Report{Environment: env.Name, Source: rev.Source, Commit: rev.Commit, Status: status.StatusPending,
 		Description: fmt.Sprintf("applying to %d host(s)", len(changed))})
-	j := Journal{Environment: env.Name, Revision: rev, Started: r.now()}
+	j := store.Journal{Environment: env.Name, Revision: rev, Started: r.now()}
 	for _, h := range changed {
 		j.Hosts = append(j.Hosts, *h.host)
 	}
 	if err := r.store.BeginJournal(j); err != nil {
-		ro.run.Result, ro.run.Error = ResultFailed, err.Error()
+		ro.run.Result, ro.run.Error = status.ResultFailed, err.Error()
 		return false
 	}
 	ro.rot = &rotation{bal: traffic.New(env.Traffic, traffic.Options{})}
@@ -155,7 +158,7 @@ func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*
 		if ctx.Err() != nil {
 			// Shutting down: the journal stays open and the rollback
 			// happens at the next start, before anything else.
-			ro.run.Result, ro.run.Error, ro.run.ErrorClass = ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(ro.errs, ctx.Err())...)), ErrorInterrupted
+			ro.run.Result, ro.run.Error, ro.run.ErrorClass = status.ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(ro.errs, ctx.Err())...)), status.ErrorInterrupted
 			return false
 		}
 		if ro.failed > ro.maxFailed {
@@ -171,7 +174,7 @@ func (r *Reconciler) recordHost(ro *rolloutRun, h *hostRun, o hostOutcome) {
 	run := ro.run
 	run.Changes += o.changes
 	run.Changed = append(run.Changed, h.applied...)
-	r.emit(ro.tg.env.Name, h, StepDone, statusOf(o.err == nil), o.changes)
+	r.emit(ro.tg.env.Name, h, status.StepDone, statusOf(o.err == nil), o.changes)
 	run.Tests = addTests(run.Tests, o.tests)
 	if o.err == nil {
 		return
@@ -193,9 +196,9 @@ func (r *Reconciler) recordHost(ro *rolloutRun, h *hostRun, o hostOutcome) {
 // while rolled back; they go back only when the rollback worked.
 func (r *Reconciler) abortRollout(ctx context.Context, ro *rolloutRun) {
 	run := ro.run
-	run.Result, run.ErrorClass = ResultRolledBack, ErrorApply
+	run.Result, run.ErrorClass = status.ResultRolledBack, status.ErrorApply
 	if ro.reason == "verify" {
-		run.ErrorClass = ErrorVerify
+		run.ErrorClass = status.ErrorVerify
 	}
 	run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...))
 	if err := r.rollback(ctx, ro.st, ro.tg.env, ro.prev, ro.touched, ro.reason); err != nil {
@@ -221,7 +224,7 @@ func (r *Reconciler) completeRollout(ro *rolloutRun, changed []*hostRun) {
 	}
 	r.forgetPruned(ro.tg.env.Name, changed)
 	run := ro.run
-	run.Result = ResultSuccess
+	run.Result = status.ResultSuccess
 	if len(ro.errs) > 0 {
 		run.Error = fmt.Sprintf("%d host(s) failed, %d allowed: %v", ro.failed, ro.maxFailed, errors.Join(ro.errs...))
 	}
@@ -323,8 +326,8 @@ func (r *Reconciler) verifyHost(ctx context.Context, env string, hr *hostRun, h 
 	if r.opts.Verifier == nil || len(h.Checks) == 0 {
 		return nil, nil
 	}
-	r.emit(env, hr, StepVerify, StatusStarted, len(h.Checks))
-	defer func() { r.emit(env, hr, StepVerify, statusOf(err == nil), len(h.Checks)) }()
+	r.emit(env, hr, status.StepVerify, status.StatusStarted, len(h.Checks))
+	defer func() { r.emit(env, hr, status.StepVerify, statusOf(err == nil), len(h.Checks)) }()
 	// The checks carry their own timeouts and retries; this bounds the
 	// whole verification of a host, so a check that ignores its deadline
 	// cannot hold the rollout forever.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
@@ -35,7 +36,7 @@ func TestApplyThenNoop(t *testing.T) {
 	}
 
 	runs, err := f.r.ApplyRevision(ctx, rev)
-	if err != nil || len(runs) != 1 || runs[0].Result != ResultSuccess || runs[0].Changes != 6 {
+	if err != nil || len(runs) != 1 || runs[0].Result != status.ResultSuccess || runs[0].Changes != 6 {
 		t.Fatalf("apply: %+v %v", runs, err)
 	}
 	for _, h := range []string{"h1", "h2"} {
@@ -44,12 +45,12 @@ func TestApplyThenNoop(t *testing.T) {
 		}
 	}
 	runs, err = f.r.ApplyRevision(ctx, rev)
-	if err != nil || runs[0].Result != ResultNoop || runs[0].Changes != 0 {
+	if err != nil || runs[0].Result != status.ResultNoop || runs[0].Changes != 0 {
 		t.Fatalf("second apply: %+v %v", runs, err)
 	}
 
 	hist, err := f.r.History("prod", 10)
-	if err != nil || len(hist) != 2 || hist[0].Result != ResultNoop || hist[1].Result != ResultSuccess {
+	if err != nil || len(hist) != 2 || hist[0].Result != status.ResultNoop || hist[1].Result != status.ResultSuccess {
 		t.Fatalf("history = %+v, %v", hist, err)
 	}
 	if hist[1].Revision.Commit != rev.Commit || hist[1].End.Before(hist[1].Start) {
@@ -65,7 +66,7 @@ func TestApplyThenNoop(t *testing.T) {
 		{"file creates", testutil.ToFloat64(f.r.m.changes.WithLabelValues("prod", "file", "create")), 4},
 		{"directory creates", testutil.ToFloat64(f.r.m.changes.WithLabelValues("prod", "directory", "create")), 2},
 		{"host up", testutil.ToFloat64(f.r.m.hostUp.WithLabelValues("prod", "h2")), 1},
-		{"info", testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("prod", rev.Short(), StateSynced)), 1},
+		{"info", testutil.ToFloat64(f.r.m.envInfo.WithLabelValues("prod", rev.Short(), status.StateSynced)), 1},
 		{"info series", float64(testutil.CollectAndCount(f.r.m.envInfo)), 1},
 		{"duration samples", float64(testutil.CollectAndCount(f.r.m.duration)), 1},
 	} {
@@ -74,7 +75,7 @@ func TestApplyThenNoop(t *testing.T) {
 		}
 	}
 	st, ok := f.r.Environment("prod")
-	if !ok || st.Applied != rev.Commit || st.LastGood != rev.Commit || st.State != StateSynced || len(st.Hosts) != 2 || !st.Hosts[0].Up {
+	if !ok || st.Applied != rev.Commit || st.LastGood != rev.Commit || st.State != status.StateSynced || len(st.Hosts) != 2 || !st.Hosts[0].Up {
 		t.Fatalf("status = %+v", st)
 	}
 	if got := f.rep.statuses(); !reflect.DeepEqual(got, []string{"prod/pending", "prod/success"}) {
@@ -99,11 +100,11 @@ func TestBatchesAndMaxFailed(t *testing.T) {
 		quarantine bool
 	}{
 		// h3 fails in the second batch: h1, h2, h3 are restored, h4 never touched.
-		{"second batch fails", "h3", "0", ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 3, true},
+		{"second batch fails", "h3", "0", status.ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 3, true},
 		// One failure allowed: the rollout goes on to h4.
-		{"failure allowed", "h3", "1", ResultSuccess, map[string]string{"h1": "new", "h2": "new", "h3": "new", "h4": "new"}, 4, false},
+		{"failure allowed", "h3", "1", status.ResultSuccess, map[string]string{"h1": "new", "h2": "new", "h3": "new", "h4": "new"}, 4, false},
 		// The canary fails: nothing else is touched.
-		{"canary fails", "h1", "0", ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 1, true},
+		{"canary fails", "h1", "0", status.ResultRolledBack, map[string]string{"h1": "old", "h2": "old", "h3": "old", "h4": "old"}, 1, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,7 +187,7 @@ func TestVerifyFailureRollsBackExactly(t *testing.T) {
 	good := etc + fileRes("/etc/a.conf", "a1\n") + fileRes("/etc/b.conf", "b1\n")
 	check1 := "verify:\n  - name: a-is-1\n    command: \"grep -q a1 $DRIFTLESS_ROOT/etc/a.conf\"\n"
 	rev1 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, good, check1)})
-	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
+	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
 	// rev2 changes a, creates c, and its check fails.
@@ -194,7 +195,7 @@ func TestVerifyFailureRollsBackExactly(t *testing.T) {
 	check := "verify:\n  - name: c-is-good\n    command: \"grep -q good $DRIFTLESS_ROOT/etc/c.conf\"\n"
 	rev2 := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, bad, check)})
 	runs, err := f.r.ApplyRevision(ctx, rev2)
-	if err == nil || runs[0].Result != ResultRolledBack {
+	if err == nil || runs[0].Result != status.ResultRolledBack {
 		t.Fatalf("rev2: %+v %v", runs, err)
 	}
 	// After the rollback the host is verified with rev1's checks, and passes.
@@ -210,11 +211,11 @@ func TestVerifyFailureRollsBackExactly(t *testing.T) {
 		}
 	}
 	st, _ := f.r.Environment("prod")
-	if st.Applied != rev1.Commit || st.LastGood != rev1.Commit || st.State != StateRolledBack || len(st.Quarantined) != 1 {
+	if st.Applied != rev1.Commit || st.LastGood != rev1.Commit || st.State != status.StateRolledBack || len(st.Quarantined) != 1 {
 		t.Fatalf("status after rollback = %+v", st)
 	}
 	_ = f.r.Close()
-	if r, ok := f.rep.find(StatusRolledBack); !ok || r.Commit != rev2.Commit || !strings.Contains(r.Description, "c-is-good") {
+	if r, ok := f.rep.find(status.StatusRolledBack); !ok || r.Commit != rev2.Commit || !strings.Contains(r.Description, "c-is-good") {
 		t.Errorf("rolled_back report = %+v %v", r, ok)
 	}
 }
@@ -224,7 +225,7 @@ func TestPanickingDriverFailsHostOnly(t *testing.T) {
 	res := etc + fileRes("/etc/a.conf", "a\n") + "    - sysctl: net.ipv4.ip_forward\n      value: \"1\"\n"
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
 	runs, err := f.r.ApplyRevision(context.Background(), rev)
-	if err == nil || runs[0].Result != ResultRolledBack || !strings.Contains(runs[0].Error, "panicked") {
+	if err == nil || runs[0].Result != status.ResultRolledBack || !strings.Contains(runs[0].Error, "panicked") {
 		t.Fatalf("runs = %+v, %v", runs, err)
 	}
 	if got := f.hostFile("h1", "/etc/a.conf"); got != "<absent>" {
@@ -243,7 +244,7 @@ func TestUnreachableHost(t *testing.T) {
 		"\n    roles: [all]\n  - name: near\n    transport: local\n    roles: [all]\nroles:\n  all:\n" + fileRes("/etc/a.conf", "a\n")
 	rev := f.revision(map[string]string{"environments/prod.yaml": env})
 	runs, err := f.r.ApplyRevision(context.Background(), rev)
-	if err == nil || runs[0].Result != ResultFailed || !reflect.DeepEqual(runs[0].FailedHosts, []string{"far"}) {
+	if err == nil || runs[0].Result != status.ResultFailed || !reflect.DeepEqual(runs[0].FailedHosts, []string{"far"}) {
 		t.Fatalf("runs = %+v, %v", runs, err)
 	}
 	if got := f.hostFile("near", "/etc/a.conf"); got != "<absent>" {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // TestTrafficHostStaysOutAfterFailedRollback: a host whose release fails
@@ -26,7 +28,7 @@ func TestTrafficHostStaysOutAfterFailedRollback(t *testing.T) {
 	env := func(content, extra string) map[string]string {
 		return map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", content), traffic+extra)}
 	}
-	if runs, err := f.r.ApplyRevision(ctx, f.revision(env("a1\n", check))); err != nil || runs[0].Result != ResultSuccess {
+	if runs, err := f.r.ApplyRevision(ctx, f.revision(env("a1\n", check))); err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
 	// The host falls ill: rev2's own check fails, and so does rev1's after
@@ -35,7 +37,7 @@ func TestTrafficHostStaysOutAfterFailedRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs, err := f.r.ApplyRevision(ctx, f.revision(env("a2\n", check)))
-	if err == nil || len(runs) != 1 || runs[0].Result != ResultRolledBack {
+	if err == nil || len(runs) != 1 || runs[0].Result != status.ResultRolledBack {
 		t.Fatalf("rev2: %+v %v", runs, err)
 	}
 	if !strings.Contains(runs[0].Error, "after rollback") || !strings.Contains(runs[0].Error, "left out of rotation: h1") {

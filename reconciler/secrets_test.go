@@ -19,6 +19,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/reconciler/api"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/secretstest"
 	"github.com/driftless/driftless/test/syncbuf"
@@ -92,7 +93,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	// A check whose name a template writes a decrypted value into: its
 	// metric label (made before it first runs) and results hide it.
 	rev1 := f.revision(secretRepo(t, key.Recipient, "v1", "verify:\n  - name: \"db {{ .Vars.db_password }}\"\n    command: \"true\"\n"))
-	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != ResultSuccess {
+	if runs, err := f.r.ApplyRevision(ctx, rev1); err != nil || runs[0].Result != status.ResultSuccess {
 		t.Fatalf("rev1: %+v %v", runs, err)
 	}
 	for p, want := range secretHostFiles("v1") {
@@ -109,7 +110,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 		}
 	}
 	rev2 := f.revision(secretRepo(t, key.Recipient, "v2", "verify:\n  - name: broken\n    command: \"exit 1\"\n"))
-	if runs, _ := f.r.ApplyRevision(ctx, rev2); len(runs) != 1 || runs[0].Result != ResultRolledBack {
+	if runs, _ := f.r.ApplyRevision(ctx, rev2); len(runs) != 1 || runs[0].Result != status.ResultRolledBack {
 		t.Fatalf("rev2: %+v", runs)
 	}
 	f.ver.gate = nil
@@ -151,8 +152,8 @@ func TestSecretsNeverLeave(t *testing.T) {
 	pr := f.revision(prFiles)
 	pr.Preview, pr.PullRequest = true, 42
 	revs <- pr
-	eventually(t, "preview reported", func() bool { _, ok := f.rep.find(StatusPreview); return ok })
-	preview, _ := f.rep.find(StatusPreview)
+	eventually(t, "preview reported", func() bool { _, ok := f.rep.find(status.StatusPreview); return ok })
+	preview, _ := f.rep.find(status.StatusPreview)
 	undecrypted := 0
 	for _, hp := range preview.Plan.Hosts {
 		for _, c := range hp.Changes {
@@ -244,7 +245,7 @@ func TestHostErrorsHideSecretValues(t *testing.T) {
 		"      undo: \"cat \\\"$DRIFTLESS_ROOT/etc/api.env\\\" >&2; exit 4\"\n"
 	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
 	runs, _ := f.r.ApplyRevision(context.Background(), rev)
-	if len(runs) != 1 || runs[0].Result == ResultSuccess || !strings.Contains(runs[0].Error, "API_KEY=***") {
+	if len(runs) != 1 || runs[0].Result == status.ResultSuccess || !strings.Contains(runs[0].Error, "API_KEY=***") {
 		t.Fatalf("runs = %+v, want a failure quoting the command's output, hidden", runs)
 	}
 	hist, _ := f.r.History("prod", 10)
@@ -275,7 +276,7 @@ func TestUndecryptedNeverApplied(t *testing.T) {
 		"files/token.age":        string(secretstest.Age(t, []byte("NEVER-APPLIED\n"), true, key.Recipient)),
 	})
 	runs, _ := f.r.ApplyRevision(context.Background(), rev)
-	if len(runs) != 1 || runs[0].Result == ResultSuccess || !strings.Contains(runs[0].Error, "file:/etc/token was not decrypted") {
+	if len(runs) != 1 || runs[0].Result == status.ResultSuccess || !strings.Contains(runs[0].Error, "file:/etc/token was not decrypted") {
 		t.Fatalf("runs = %+v, want a plan failure naming the undecrypted file", runs)
 	}
 	for _, p := range []string{"/etc/token", "/etc/public.conf"} {

@@ -10,6 +10,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -95,7 +96,7 @@ type request struct {
 	// to is the commit of a rollback, or the revision named by a decision.
 	to string
 	tg target
-	d  Decision
+	d  store.Decision
 	// comment is a decision taken by a pull request comment.
 	comment *commentDecision
 	rev     sources.Revision
@@ -109,8 +110,8 @@ type request struct {
 
 // reply is a worker's answer to a request.
 type reply struct {
-	run Run
-	dec Decision
+	run store.Run
+	dec store.Decision
 	err error
 }
 
@@ -198,7 +199,7 @@ func (r *Reconciler) appliedEnvs() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for name, st := range r.envs {
-		if rec := st.snap.Load().rec; rec.Applied.Commit != "" && rec.State != StateRemoved {
+		if rec := st.snap.Load().rec; rec.Applied.Commit != "" && rec.State != status.StateRemoved {
 			out = append(out, name)
 		}
 	}
@@ -492,16 +493,16 @@ func (r *Reconciler) work(w *worker) {
 				return
 			}
 		case <-w.wake:
-			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
+			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
 		case <-gt.C:
-			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
+			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
 		case tg := <-w.slot:
 			// Requests sent before the revision first: what they say (a
 			// refusal, a promotion error) holds for it.
 			if serve() {
 				return
 			}
-			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRevision, rev: &tg})
+			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, rev: &tg})
 		case <-w.previewReady:
 			for _, tg := range w.takePreviews() {
 				r.preview(ctx, st, tg)
@@ -511,11 +512,11 @@ func (r *Reconciler) work(w *worker) {
 				st.publish()
 				return
 			}
-			_, _ = r.pass(ctx, st, passRequest{trigger: TriggerDrift})
+			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerDrift})
 		case <-w.retry:
 			due := !st.retryAt.IsZero()
 			if due {
-				_, _ = r.pass(ctx, st, passRequest{trigger: TriggerRetry})
+				_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRetry})
 			}
 		}
 		// Readers see the environment as this step left it.
@@ -567,12 +568,12 @@ func (r *Reconciler) handle(wctx context.Context, w *worker, req request) (end b
 	case reqSync:
 		rp.err = r.syncPass(ctx, st, req.force)
 	case reqRollback:
-		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: TriggerRollback, rollback: req.to})
+		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: status.TriggerRollback, rollback: req.to})
 		if rp.err != nil && rp.run.Environment != "" {
 			rp.err = fmt.Errorf("rollback %s to %s: %w", st.name(), rp.run.Revision.Short(), rp.err)
 		}
 	case reqApply:
-		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: TriggerRevision, apply: &req.tg})
+		rp.run, rp.err = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, apply: &req.tg})
 	case reqDecide:
 		rp.dec, rp.err = r.decide(st, req.to, req.d)
 	case reqComment:
@@ -600,7 +601,7 @@ func (r *Reconciler) handle(wctx context.Context, w *worker, req request) (end b
 	answer(req, rp)
 	if req.kind == reqDecide || req.kind == reqComment || req.kind == reqPromotion {
 		if w.daemon && rp.err == nil { // the gates may be open now
-			_, _ = r.pass(wctx, st, passRequest{trigger: TriggerRevision, gatesOnly: true})
+			_, _ = r.pass(wctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
 		}
 	}
 	return false
@@ -666,28 +667,28 @@ type passRequest struct {
 // or the last good when the desired is quarantined), then roll it out, or
 // correct the drift of the applied one. Each run is recorded by finish,
 // which rollout, drift and the recovery defer.
-func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (Run, error) {
-	removed := st.rec.State == StateRemoved
+func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (store.Run, error) {
+	removed := st.rec.State == status.StateRemoved
 	switch {
 	case removed && p.rev != nil: // declared again
-		r.update(st, func(rec *EnvRecord) { rec.State, rec.LastError = StateUnknown, "" })
+		r.update(st, func(rec *store.EnvRecord) { rec.State, rec.LastError = status.StateUnknown, "" })
 	case removed && p.gatesOnly:
-		return Run{}, nil
+		return store.Run{}, nil
 	case removed && p.apply == nil: // retired while this request waited
-		return Run{}, fmt.Errorf("%w: %s", status.ErrRemovedEnvironment, st.name())
+		return store.Run{}, fmt.Errorf("%w: %s", status.ErrRemovedEnvironment, st.name())
 	}
 	if err := r.recoverEnv(ctx, st); err != nil {
 		switch {
 		case p.rev != nil:
 			r.log.Error().Str("environment", st.name()).Err(err).Msg("interrupted rollout not recovered; revision waits")
 			st.desired = p.rev
-			return Run{}, nil
+			return store.Run{}, nil
 		case p.rollback != "":
-			return Run{}, fmt.Errorf("rollback %s: %w", st.name(), err)
-		case p.trigger == TriggerSync || p.trigger == TriggerDrift || p.trigger == TriggerRetry:
+			return store.Run{}, fmt.Errorf("rollback %s: %w", st.name(), err)
+		case p.trigger == status.TriggerSync || p.trigger == status.TriggerDrift || p.trigger == status.TriggerRetry:
 			r.observeBlocked(ctx, st, p.trigger)
 		}
-		return Run{}, err
+		return store.Run{}, err
 	}
 	tg, run, done, err := r.choose(ctx, st, p)
 	switch {
@@ -704,18 +705,18 @@ func (r *Reconciler) pass(ctx context.Context, st *envState, p passRequest) (Run
 // for none: the applied one is kept and its drift corrected), or the run
 // that ended the pass already (done: a revision through its gates, one
 // held at them, a quarantined one).
-func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (tg *target, run Run, done bool, err error) {
+func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (tg *target, run store.Run, done bool, err error) {
 	switch {
 	case p.apply != nil:
 		// Applying by hand is the operator's decision: no quarantine.
 		st.desired = p.apply
-		return p.apply, Run{}, false, nil
+		return p.apply, store.Run{}, false, nil
 	case p.rollback != "":
 		tg, err := r.rollbackTarget(ctx, st, p.rollback)
 		if err != nil {
-			return nil, Run{}, true, err
+			return nil, store.Run{}, true, err
 		}
-		return tg, Run{}, false, nil
+		return tg, store.Run{}, false, nil
 	case p.rev != nil:
 		return r.chooseRevision(ctx, st, *p.rev)
 	}
@@ -723,33 +724,33 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 		return nil, run, true, runError(run)
 	}
 	if p.gatesOnly {
-		return nil, Run{}, true, nil
+		return nil, store.Run{}, true, nil
 	}
 	d := st.desired
 	pending := d != nil && d.rev.Commit != st.rec.Applied.Commit && !st.rec.IsQuarantinedRev(d.rev)
 	backingOff := r.now().Before(st.retryAt)
-	if pending && p.trigger == TriggerDrift && backingOff {
+	if pending && p.trigger == status.TriggerDrift && backingOff {
 		// A rollout that failed waits for its retry (the backoff), not
 		// for the drift ticker.
-		return nil, Run{}, true, nil
+		return nil, store.Run{}, true, nil
 	}
 	if pending {
-		return d, Run{}, false, nil
+		return d, store.Run{}, false, nil
 	}
-	return nil, Run{}, false, nil
+	return nil, store.Run{}, false, nil
 }
 
 // chooseRevision takes a new revision of the environment's source: it
 // goes through the gates of a gated environment, and becomes the desired
 // revision unless its commit is quarantined (the last good one stays).
-func (r *Reconciler) chooseRevision(ctx context.Context, st *envState, tg target) (*target, Run, bool, error) {
+func (r *Reconciler) chooseRevision(ctx context.Context, st *envState, tg target) (*target, store.Run, bool, error) {
 	st.latest = &tg
 	st.retries, st.retryAt = 0, time.Time{} // a new revision starts afresh
 	if tg.env.Inventory != nil {
 		st.inventoryAt = r.now() // read while loading this revision
 	}
 	if tg.env.Gated() {
-		run, _ := r.advance(ctx, st, TriggerRevision, false)
+		run, _ := r.advance(ctx, st, status.TriggerRevision, false)
 		return nil, run, true, runError(run)
 	}
 	r.setGate(st, nil, time.Time{}) // the environment no longer declares gates
@@ -762,23 +763,23 @@ func (r *Reconciler) chooseRevision(ctx context.Context, st *envState, tg target
 		if err := r.ensureApplied(ctx, st); err != nil {
 			r.log.Warn().Str("environment", tg.env.Name).Err(err).Msg("last good revision not available")
 		}
-		return nil, Run{}, true, nil
+		return nil, store.Run{}, true, nil
 	}
-	return &tg, Run{}, false, nil
+	return &tg, store.Run{}, false, nil
 }
 
 // correct is the pass over the applied revision: an inventory that
 // changed rolls out again, otherwise drift is corrected.
-func (r *Reconciler) correct(ctx context.Context, st *envState, trigger string) (Run, error) {
+func (r *Reconciler) correct(ctx context.Context, st *envState, trigger string) (store.Run, error) {
 	if run, ok := r.refreshInventory(ctx, st, trigger); ok {
 		return run, runError(run)
 	}
 	if err := r.ensureApplied(ctx, st); err != nil {
 		held := st.rec.Gate != nil
 		if held { // nothing applied yet: the first revision waits at a gate
-			return Run{}, nil
+			return store.Run{}, nil
 		}
-		return Run{}, err
+		return store.Run{}, err
 	}
 	return r.drift(ctx, st, trigger, r.mayCorrect(st), nil)
 }
@@ -819,8 +820,8 @@ func (r *Reconciler) observeBlocked(ctx context.Context, st *envState, trigger s
 }
 
 // runError is the error a caller of Sync or Rollback sees for a run.
-func runError(run Run) error {
-	if run.Result == ResultFailed || run.Result == ResultRolledBack {
+func runError(run store.Run) error {
+	if run.Result == status.ResultFailed || run.Result == status.ResultRolledBack {
 		return fmt.Errorf("%s: %s", run.Result, run.Error)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -121,10 +122,12 @@ func TestRunQuarantineDriftAndNewerCommit(t *testing.T) {
 	revs <- rev2
 	eventually(t, "rev2 rolled back", func() bool {
 		st, _ := f.r.Environment("prod")
-		return st.State == StateRolledBack || st.LastResult == ResultRolledBack
+		return st.State == status.StateRolledBack || st.LastResult == status.ResultRolledBack
 	})
 	// Drift passes go on, enforcing rev1; rev2 is not tried again.
-	noops := func() float64 { return testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", ResultNoop)) }
+	noops := func() float64 {
+		return testutil.ToFloat64(f.r.m.reconcileTotal.WithLabelValues("prod", status.ResultNoop))
+	}
 	n := noops()
 	eventually(t, "two drift passes", func() bool { return noops() >= n+2 })
 	f.writeHostFile("h2", "/etc/app.conf", "edited by hand")
@@ -172,8 +175,8 @@ func TestRunInvalidRevisionAndPreview(t *testing.T) {
 	pr := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "3"), "")})
 	pr.Preview, pr.PullRequest = true, 42
 	revs <- pr
-	var rep Report
-	eventually(t, "preview reported", func() bool { var ok bool; rep, ok = f.rep.find(StatusPreview); return ok })
+	var rep status.Report
+	eventually(t, "preview reported", func() bool { var ok bool; rep, ok = f.rep.find(status.StatusPreview); return ok })
 	if rep.PullRequest != 42 || rep.Plan == nil || len(rep.Plan.Hosts) != 1 || !strings.Contains(rep.Description, "1 change(s)") {
 		t.Fatalf("preview report = %+v", rep)
 	}
@@ -228,7 +231,7 @@ func TestPreviewsOfDifferentPullRequestsAreAllReported(t *testing.T) {
 	defer f.rep.mu.Unlock()
 	prs := map[int]int{}
 	for _, r := range f.rep.reports {
-		if r.Status == StatusPreview {
+		if r.Status == status.StatusPreview {
 			prs[r.PullRequest]++
 			if r.PullRequest == 7 && r.Commit != newest7 {
 				t.Errorf("pull request 7 previewed at %s, not its newest commit", r.Commit)

@@ -19,7 +19,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 )
 
 // apiClient talks to a running daemon's HTTP API.
@@ -126,13 +127,13 @@ revision, state, drift, last result and hosts.`,
 		Args: atMostOne,
 		RunE: func(c *cobra.Command, args []string) error {
 			return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
-				var list []reconciler.EnvStatus
+				var list []status.EnvStatus
 				var raw []byte
 				var err error
 				if len(args) > 0 {
-					var one reconciler.EnvStatus
+					var one status.EnvStatus
 					raw, err = cl.do(c.Context(), http.MethodGet, envPath(args[0]), nil, &one)
-					list = []reconciler.EnvStatus{one}
+					list = []status.EnvStatus{one}
 				} else {
 					raw, err = cl.do(c.Context(), http.MethodGet, "/api/v1/environments", nil, &list)
 				}
@@ -220,7 +221,7 @@ func decideCmd(env *cliEnv, c *cobra.Command) *cobra.Command {
 	c.RunE = func(c *cobra.Command, args []string) error {
 		return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
 			var ans struct {
-				Decision reconciler.Decision `json:"decision"`
+				Decision store.Decision `json:"decision"`
 			}
 			raw, err := cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, map[string]string{"revision": args[1]}, &ans)
 			if err != nil || cf.output != "text" {
@@ -278,7 +279,7 @@ per event (see apply --help).`
 			if body != nil {
 				b = body()
 			}
-			var st reconciler.EnvStatus
+			var st status.EnvStatus
 			post := func() ([]byte, error) {
 				return cl.do(c.Context(), http.MethodPost, envPath(args[0])+"/"+verb, b, &st)
 			}

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/driftless/driftless/config"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -134,9 +134,9 @@ func TestClientStatus(t *testing.T) {
 		})
 		t.Run(tc.name+" json", func(t *testing.T) {
 			code, out, _ := w.cli("status", append([]string{"-o", "json"}, tc.args...)...)
-			var got reconciler.EnvStatus
+			var got status.EnvStatus
 			if len(tc.args) == 0 {
-				var list []reconciler.EnvStatus
+				var list []status.EnvStatus
 				if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
 					t.Fatalf("json list: %v\n%s", err, out)
 				}
@@ -240,7 +240,7 @@ func TestClientSync(t *testing.T) {
 	t.Run("json, token from the environment", func(t *testing.T) {
 		t.Setenv("DRIFTLESS_API_TOKEN_FILE", w.tokenFile)
 		code, out, stderr := w.cli("sync", "-o", "json", "prod")
-		var st reconciler.EnvStatus
+		var st status.EnvStatus
 		if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || st.Name != "prod" || st.Applied != w.rev2.Commit {
 			t.Fatalf("exit %d, %v: %s %s", code, err, out, stderr)
 		}

@@ -38,7 +38,7 @@ type daemon struct {
 	sources []sources.Source
 	hooks   *webhook.Handler
 	// progress keeps the newest progress events of each environment for the API.
-	progress *reconciler.ProgressLog
+	progress *status.ProgressLog
 	// localRoot sandboxes local hosts (the demo); empty in production.
 	localRoot string
 	// ids decrypt the repositories' SOPS and age files.
@@ -172,7 +172,7 @@ func (r revisions) Checkout(ctx context.Context, rev sources.Revision) (sources.
 
 // reporters builds the Git host feedback and the notifiers of the config,
 // reading their secrets now so that a missing token stops the start.
-func (d *daemon) reporters() ([]reconciler.Reporter, error) {
+func (d *daemon) reporters() ([]status.Reporter, error) {
 	ua := "driftless/" + version
 	fb, err := feedback.New(d.cfg.Feedback, feedback.Options{Logger: d.log, UserAgent: ua})
 	if err != nil {

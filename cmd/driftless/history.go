@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/store"
 )
 
@@ -42,7 +41,7 @@ or reads a state store file with --state when no daemon runs.`,
 				})
 			}
 			return clientRun(env, &cf, func(cl *apiClient) ([]byte, error) {
-				var runs []reconciler.Run
+				var runs []store.Run
 				raw, err := cl.do(c.Context(), http.MethodGet, envPath(args[0])+"/history?limit="+strconv.Itoa(n), nil, &runs)
 				if err != nil || cf.output != "text" {
 					return raw, err
@@ -59,7 +58,7 @@ or reads a state store file with --state when no daemon runs.`,
 
 // storeHistory reads an environment's runs from a state store file, for
 // when no daemon runs (after a crash, or on a copy of the file).
-func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
+func storeHistory(path, name string, n int) ([]store.Run, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("-n must be a positive integer, got %d", n)
 	}
@@ -71,20 +70,20 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("read state store: %s is a folder; give the store file in it (%s)", path, filepath.Join(path, "state.db"))
 	}
-	store, err := store.Open(path)
+	db, err := store.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is a daemon using it? ask it with --addr instead)", err)
 	}
-	defer store.Close()
-	recs, err := store.Envs()
+	defer db.Close()
+	recs, err := db.Envs()
 	if err != nil {
 		return nil, fmt.Errorf("read environments of %s: %w", path, err)
 	}
 	for _, rec := range recs {
 		if rec.Name == name {
-			runs, err := store.History(name, n)
+			runs, err := db.History(name, n)
 			if runs == nil {
-				runs = []reconciler.Run{}
+				runs = []store.Run{}
 			}
 			return runs, err
 		}
@@ -93,7 +92,7 @@ func storeHistory(path, name string, n int) ([]reconciler.Run, error) {
 }
 
 // writeRuns prints runs as a table, newest first.
-func writeRuns(w io.Writer, runs []reconciler.Run) error {
+func writeRuns(w io.Writer, runs []store.Run) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tREVISION\tTRIGGER\tRESULT\tCHANGES\tDECISION\tERROR")
 	for _, r := range runs {
@@ -106,7 +105,7 @@ func writeRuns(w io.Writer, runs []reconciler.Run) error {
 // decisionOf says who let a run's revision through its approval gate (or
 // rejected it) and when, and whether a sync forced a closed deploy window;
 // "-" for neither.
-func decisionOf(r reconciler.Run) string {
+func decisionOf(r store.Run) string {
 	var parts []string
 	if d := r.Decision; d != nil {
 		what := "approved"

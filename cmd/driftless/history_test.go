@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -36,7 +36,7 @@ func TestClientHistory(t *testing.T) {
 	}
 
 	code, out, _ = w.cli("history", "-n", "1", "-o", "json", "prod")
-	var runs []reconciler.Run
+	var runs []store.Run
 	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
 		t.Fatalf("json history: exit %d, %v\n%s", code, err, out)
 	}
@@ -60,10 +60,10 @@ func TestClientHistory(t *testing.T) {
 // rejected a run's revision, and when, and marks a forced sync.
 func TestHistoryShowsDecisions(t *testing.T) {
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	runs := []reconciler.Run{
+	runs := []store.Run{
 		{ID: 3, Trigger: "sync", Result: "success", Forced: true},
-		{ID: 2, Trigger: "approval", Result: "rejected", Decision: &reconciler.Decision{By: "gitlab:carol", At: at}, Error: "rejected by gitlab:carol"},
-		{ID: 1, Trigger: "revision", Result: "success", Decision: &reconciler.Decision{Approved: true, By: "github:alice", PullRequest: 6, At: at}},
+		{ID: 2, Trigger: "approval", Result: "rejected", Decision: &store.Decision{By: "gitlab:carol", At: at}, Error: "rejected by gitlab:carol"},
+		{ID: 1, Trigger: "revision", Result: "success", Decision: &store.Decision{Approved: true, By: "github:alice", PullRequest: 6, At: at}},
 	}
 	var b strings.Builder
 	if err := writeRuns(&b, runs); err != nil {
@@ -101,7 +101,7 @@ func TestClientHistoryFromStore(t *testing.T) {
 		t.Fatalf("exit %d, %s\nfrom the store:\n%s\nfrom the API:\n%s", code, stderr, out, fromAPI)
 	}
 	code, out, _ = w.cli("history", "-state", cp, "-o", "json", "-n", "1", "prod")
-	var runs []reconciler.Run
+	var runs []store.Run
 	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs) != 1 || runs[0].Revision.Commit != w.rev2.Commit {
 		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
@@ -207,7 +208,7 @@ type oneshot struct {
 
 // newOneshot builds the reconciler of plan and apply; progress receives
 // its progress events (nil: none).
-func newOneshot(o oneshotFlags, log zerolog.Logger, progress reconciler.Progress) (*oneshot, error) {
+func newOneshot(o oneshotFlags, log zerolog.Logger, progress status.Progress) (*oneshot, error) {
 	sshCfg, err := o.ssh.settings()
 	if err != nil {
 		return nil, err
@@ -319,7 +320,7 @@ something would and 1 on errors.`,
 	return c
 }
 
-func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, dir string) ([]*reconciler.Plan, error) {
+func planDir(ctx context.Context, env *cliEnv, o oneshotFlags, dir string) ([]*status.Plan, error) {
 	log, err := newLogger(env.stderr, env.isTerminal, o.level)
 	if err != nil {
 		return nil, usageError{err}
@@ -367,7 +368,7 @@ is a live table with a row per host; otherwise one line per event
 			if err != nil {
 				return err
 			}
-			s, err := newOneshot(o, log, func(e reconciler.Event) { view.show(e) })
+			s, err := newOneshot(o, log, func(e status.Event) { view.show(e) })
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // The values of --progress.
@@ -73,7 +73,7 @@ func newProgressView(w io.Writer, mode string, terminal bool) (*progressView, er
 }
 
 // show displays events, in order; it is a reconciler.Progress.
-func (v *progressView) show(events ...reconciler.Event) {
+func (v *progressView) show(events ...status.Event) {
 	if v.none || len(events) == 0 {
 		return
 	}
@@ -123,7 +123,7 @@ func (v *progressView) redraw() {
 
 // progressLine is an event as one line of stable text: the environment,
 // the batch when there is one, the host, and what happens.
-func progressLine(e reconciler.Event) string {
+func progressLine(e status.Event) string {
 	where := e.Environment
 	if e.Batch > 0 {
 		where += fmt.Sprintf(" batch %d/%d", e.Batch, e.Batches)
@@ -132,40 +132,40 @@ func progressLine(e reconciler.Event) string {
 }
 
 // progressWhat says what an event is about.
-func progressWhat(e reconciler.Event) string {
+func progressWhat(e status.Event) string {
 	if e.Check != "" {
 		s := fmt.Sprintf("check %q attempt %d/%d %s", e.Check, e.Attempt, e.Attempts, e.Status)
-		if e.Status == reconciler.StatusRetrying {
+		if e.Status == status.StatusRetrying {
 			s = fmt.Sprintf("check %q attempt %d/%d failed, retrying", e.Check, e.Attempt, e.Attempts)
 		}
 		return s
 	}
 	n := e.Count
 	switch e.Status {
-	case reconciler.StatusStarted:
+	case status.StatusStarted:
 		switch e.Step {
-		case reconciler.StepObserve:
+		case status.StepObserve:
 			return "observe"
-		case reconciler.StepSnapshot:
+		case status.StepSnapshot:
 			return "snapshot " + count(n, "resource")
-		case reconciler.StepApply:
+		case status.StepApply:
 			return "apply " + count(n, "change")
-		case reconciler.StepVerify:
+		case status.StepVerify:
 			return "verify " + count(n, "check")
-		case reconciler.StepRollback:
+		case status.StepRollback:
 			return "roll back " + count(n, "resource")
 		}
-	case reconciler.StatusOK:
+	case status.StatusOK:
 		switch e.Step {
-		case reconciler.StepObserve:
+		case status.StepObserve:
 			return "observed, " + count(n, "change")
-		case reconciler.StepApply:
+		case status.StepApply:
 			return "applied " + count(n, "change")
-		case reconciler.StepDone:
+		case status.StepDone:
 			return "done"
 		}
-	case reconciler.StatusFailed:
-		if e.Step == reconciler.StepDone {
+	case status.StatusFailed:
+		if e.Step == status.StepDone {
 			return "failed"
 		}
 	}
@@ -193,8 +193,8 @@ const followInterval = 200 * time.Millisecond
 func (c *apiClient) follow(ctx context.Context, env *cliEnv, name string, view *progressView, op func() ([]byte, error)) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		var ans struct {
-			Events []reconciler.Event `json:"events"`
-			Next   uint64             `json:"next"`
+			Events []status.Event `json:"events"`
+			Next   uint64         `json:"next"`
 		}
 		path := envPath(name) + "/progress?after="
 		if _, perr := c.do(ctx, http.MethodGet, path+"0", nil, &ans); perr != nil {

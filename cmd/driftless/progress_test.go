@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/test/need"
 )
 
@@ -118,32 +118,32 @@ func TestApplyProgress(t *testing.T) {
 
 // TestProgressLines: every step and status reads as stable text.
 func TestProgressLines(t *testing.T) {
-	e := func(batch int, step reconciler.Step, status string, count int) reconciler.Event {
-		return reconciler.Event{Environment: "prod", Host: "web-1", Batch: batch, Batches: 2, Step: step, Status: status, Count: count}
+	e := func(batch int, step status.Step, st string, count int) status.Event {
+		return status.Event{Environment: "prod", Host: "web-1", Batch: batch, Batches: 2, Step: step, Status: st, Count: count}
 	}
-	check := e(2, reconciler.StepVerify, reconciler.StatusRetrying, 0)
+	check := e(2, status.StepVerify, status.StatusRetrying, 0)
 	check.Check, check.Attempt, check.Attempts = "healthz", 2, 10
 	last := check
-	last.Status, last.Attempt = reconciler.StatusFailed, 10
+	last.Status, last.Attempt = status.StatusFailed, 10
 	for _, tc := range []struct {
-		e    reconciler.Event
+		e    status.Event
 		want string
 	}{
-		{e(0, reconciler.StepObserve, reconciler.StatusStarted, 0), "prod web-1: observe"},
-		{e(0, reconciler.StepObserve, reconciler.StatusOK, 3), "prod web-1: observed, 3 changes"},
-		{e(0, reconciler.StepObserve, reconciler.StatusFailed, 0), "prod web-1: observe failed"},
-		{e(1, reconciler.StepSnapshot, reconciler.StatusStarted, 3), "prod batch 1/2 web-1: snapshot 3 resources"},
-		{e(1, reconciler.StepApply, reconciler.StatusStarted, 3), "prod batch 1/2 web-1: apply 3 changes"},
-		{e(1, reconciler.StepApply, reconciler.StatusOK, 3), "prod batch 1/2 web-1: applied 3 changes"},
-		{e(1, reconciler.StepApply, reconciler.StatusFailed, 1), "prod batch 1/2 web-1: apply failed"},
-		{e(2, reconciler.StepVerify, reconciler.StatusStarted, 2), "prod batch 2/2 web-1: verify 2 checks"},
-		{e(1, reconciler.StepApply, reconciler.StatusOK, 1), "prod batch 1/2 web-1: applied 1 change"},
+		{e(0, status.StepObserve, status.StatusStarted, 0), "prod web-1: observe"},
+		{e(0, status.StepObserve, status.StatusOK, 3), "prod web-1: observed, 3 changes"},
+		{e(0, status.StepObserve, status.StatusFailed, 0), "prod web-1: observe failed"},
+		{e(1, status.StepSnapshot, status.StatusStarted, 3), "prod batch 1/2 web-1: snapshot 3 resources"},
+		{e(1, status.StepApply, status.StatusStarted, 3), "prod batch 1/2 web-1: apply 3 changes"},
+		{e(1, status.StepApply, status.StatusOK, 3), "prod batch 1/2 web-1: applied 3 changes"},
+		{e(1, status.StepApply, status.StatusFailed, 1), "prod batch 1/2 web-1: apply failed"},
+		{e(2, status.StepVerify, status.StatusStarted, 2), "prod batch 2/2 web-1: verify 2 checks"},
+		{e(1, status.StepApply, status.StatusOK, 1), "prod batch 1/2 web-1: applied 1 change"},
 		{check, `prod batch 2/2 web-1: check "healthz" attempt 2/10 failed, retrying`},
 		{last, `prod batch 2/2 web-1: check "healthz" attempt 10/10 failed`},
-		{e(2, reconciler.StepVerify, reconciler.StatusFailed, 2), "prod batch 2/2 web-1: verify failed"},
-		{e(2, reconciler.StepDone, reconciler.StatusFailed, 3), "prod batch 2/2 web-1: failed"},
-		{e(0, reconciler.StepRollback, reconciler.StatusStarted, 3), "prod web-1: roll back 3 resources"},
-		{e(0, reconciler.StepRollback, reconciler.StatusOK, 3), "prod web-1: rollback ok"},
+		{e(2, status.StepVerify, status.StatusFailed, 2), "prod batch 2/2 web-1: verify failed"},
+		{e(2, status.StepDone, status.StatusFailed, 3), "prod batch 2/2 web-1: failed"},
+		{e(0, status.StepRollback, status.StatusStarted, 3), "prod web-1: roll back 3 resources"},
+		{e(0, status.StepRollback, status.StatusOK, 3), "prod web-1: rollback ok"},
 	} {
 		if got := progressLine(tc.e); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
@@ -237,12 +237,12 @@ func TestLiveProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.width, v.height = 40, 3
-	ev := func(host string, step reconciler.Step) reconciler.Event {
-		return reconciler.Event{Environment: "prod", Host: host, Step: step, Status: reconciler.StatusStarted, Count: 2}
+	ev := func(host string, step status.Step) status.Event {
+		return status.Event{Environment: "prod", Host: host, Step: step, Status: status.StatusStarted, Count: 2}
 	}
-	v.show(ev("web-1", reconciler.StepObserve), ev("web-2", reconciler.StepObserve))
-	v.show(ev("web-1", reconciler.StepApply))
-	v.show(ev("web-3", reconciler.StepObserve), ev("web-2", reconciler.StepApply))
+	v.show(ev("web-1", status.StepObserve), ev("web-2", status.StepObserve))
+	v.show(ev("web-1", status.StepApply))
+	v.show(ev("web-3", status.StepObserve), ev("web-2", status.StepApply))
 	want := "\x1b[2Kprod web-1: observe\n\x1b[2Kprod web-2: observe\n" +
 		"\x1b[2A\x1b[2Kprod web-1: apply 2 changes\n\x1b[2Kprod web-2: observe\n" +
 		"\x1b[2A\x1b[2Kprod web-1: apply 2 changes\n\x1b[2Kprod web-2: observe\n" +
@@ -254,7 +254,7 @@ func TestLiveProgress(t *testing.T) {
 	buf.Reset()
 	v, _ = newProgressView(&buf, progressLive, false)
 	v.width = 20
-	v.show(ev("a-rather-long-host-name", reconciler.StepObserve))
+	v.show(ev("a-rather-long-host-name", status.StepObserve))
 	if got := buf.String(); got != "\x1b[2Kprod a-rather-long-\n" {
 		t.Errorf("a long row is not cut to the width: %q", got)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 )
@@ -32,7 +33,7 @@ func actionMark(a targets.Action) string {
 
 // writePlans prints plans for people: per environment and host, each
 // resource that would change with its diff indented below it.
-func writePlans(w io.Writer, plans []*reconciler.Plan) {
+func writePlans(w io.Writer, plans []*status.Plan) {
 	for _, p := range plans {
 		fmt.Fprintf(w, "environment %s (commit %.12s)\n", p.Environment, p.Commit)
 		for _, h := range p.Hosts {
@@ -63,7 +64,7 @@ func writePlans(w io.Writer, plans []*reconciler.Plan) {
 }
 
 // planCounts returns how many resources would change and how many hosts failed to plan.
-func planCounts(plans []*reconciler.Plan) (changes, failed int) {
+func planCounts(plans []*status.Plan) (changes, failed int) {
 	for _, p := range plans {
 		for _, h := range p.Hosts {
 			if h.Err != "" {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/examples/quickstart"
-	"github.com/driftless/driftless/reconciler"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // recorder is a local HTTP endpoint that keeps every request's method,
@@ -116,7 +116,7 @@ notify:
 	if err := waitFor(ctx, deadline, func() bool { return len(notices()) >= 1 }); err != nil {
 		t.Fatalf("no deploy notice: %v", err)
 	}
-	if n := notices(); n[0] != reconciler.StatusSuccess {
+	if n := notices(); n[0] != status.StatusSuccess {
 		t.Fatalf("first notice %q, want success (pending is not among the events)", n[0])
 	}
 	commit := hook.field("/notices", "commit")[0]
@@ -140,7 +140,7 @@ notify:
 	if err := os.WriteFile(filepath.Join(root, "local", demoFile), []byte("edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitFor(ctx, deadline, func() bool { return strings.Contains(strings.Join(notices(), ","), reconciler.StatusDrift) }); err != nil {
+	if err := waitFor(ctx, deadline, func() bool { return strings.Contains(strings.Join(notices(), ","), status.StatusDrift) }); err != nil {
 		t.Fatalf("no drift notice after a hand edit: %v (notices %v)", err, notices())
 	}
 }
