@@ -8,9 +8,12 @@ package etcdserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -34,6 +37,7 @@ type Server struct {
 	dataDir string
 	client  string // host:port of the client listener
 	peer    string // host:port of the peer listener
+	tls     *TLS
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -41,9 +45,27 @@ type Server struct {
 	logs   *syncbuf.Buffer
 }
 
+// TLS makes the member serve its clients over TLS and require a client
+// certificate signed by CAFile. The client pair is the harness's own, for
+// its health checks.
+type TLS struct {
+	CAFile, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
 // Start starts an etcd member and returns once it is healthy. It is
 // stopped when t ends.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, nil)
+}
+
+// StartTLS is Start with clients served over TLS (Endpoint is https).
+func StartTLS(t testing.TB, files TLS) *Server {
+	t.Helper()
+	return start(t, &files)
+}
+
+func start(t testing.TB, files *TLS) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -55,7 +77,7 @@ func Start(t testing.TB) *Server {
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		s := &Server{t: t, bin: bin, dataDir: filepath.Join(dir, fmt.Sprintf("data%d", try)),
-			client: freePort(t), peer: freePort(t)}
+			client: freePort(t), peer: freePort(t), tls: files}
 		if lastErr = s.launch(); lastErr == nil {
 			t.Cleanup(func() {
 				s.Stop()
@@ -70,8 +92,13 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-// Endpoint is the client URL ("http://127.0.0.1:PORT").
-func (s *Server) Endpoint() string { return "http://" + s.client }
+// Endpoint is the client URL ("http://127.0.0.1:PORT", https with TLS).
+func (s *Server) Endpoint() string {
+	if s.tls != nil {
+		return "https://" + s.client
+	}
+	return "http://" + s.client
+}
 
 // DataDir is the member's data directory.
 func (s *Server) DataDir() string { return s.dataDir }
@@ -114,17 +141,27 @@ func (s *Server) signal(sig syscall.Signal) {
 // it exited first (most likely a port was taken) or never got healthy.
 func (s *Server) launch() error {
 	logs := &syncbuf.Buffer{}
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--name=default",
-		"--data-dir="+s.dataDir,
-		"--listen-client-urls=http://"+s.client,
-		"--advertise-client-urls=http://"+s.client,
-		"--listen-peer-urls=http://"+s.peer,
-		"--initial-advertise-peer-urls=http://"+s.peer,
-		"--initial-cluster=default=http://"+s.peer,
+		"--data-dir=" + s.dataDir,
+		"--listen-client-urls=" + s.Endpoint(),
+		"--advertise-client-urls=" + s.Endpoint(),
+		"--listen-peer-urls=http://" + s.peer,
+		"--initial-advertise-peer-urls=http://" + s.peer,
+		"--initial-cluster=default=http://" + s.peer,
 		"--log-level=warn",
 		"--logger=zap",
-	)
+	}
+	client := &http.Client{Timeout: time.Second}
+	if f := s.tls; f != nil {
+		args = append(args, "--cert-file="+f.ServerCert, "--key-file="+f.ServerKey, "--trusted-ca-file="+f.CAFile, "--client-cert-auth")
+		cfg, err := clientTLS(f)
+		if err != nil {
+			return err
+		}
+		client.Transport = &http.Transport{TLSClientConfig: cfg}
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// If the test binary dies without running its cleanups, the kernel
 	// kills the member rather than leaving it running.
@@ -139,7 +176,6 @@ func (s *Server) launch() error {
 	s.cmd, s.exited, s.logs = cmd, exited, logs
 	s.mu.Unlock()
 
-	client := &http.Client{Timeout: time.Second}
 	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
@@ -188,4 +224,21 @@ func freePort(t testing.TB) string {
 		t.Fatalf("etcdserver: free port %s: %v", addr, err)
 	}
 	return addr
+}
+
+// clientTLS is the harness's TLS configuration for its health checks.
+func clientTLS(f *TLS) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
+	if err != nil {
+		return nil, fmt.Errorf("load the client pair: %w", err)
+	}
+	pem, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read the CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", f.CAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
