@@ -62,8 +62,8 @@ func BenchmarkDriftScan(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		pool := ssh.NewPool(defaults, 0)
 		mp := startMemPeak()
-		rc, errC := scan(ctx, pool, fleet, rs, par)
-		rw, errW := scan(ctx, pool, fleet, rs, par)
+		rc, errC := scan(ctx, pool, fleet, rs, par, nil)
+		rw, errW := scan(ctx, pool, fleet, rs, par, nil)
 		mp.Stop()
 		pool.Close()
 		for _, err := range []error{errC, errW, rc.check(fleet, m), rw.check(fleet, m)} {

@@ -31,7 +31,11 @@ type scanResult struct {
 // at once, as the reconciler does: each host's transport from the pool,
 // then targets.PlanHost (one batched remote call per host). An error
 // reaching a host fails the scan.
-func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.Resource, par int) (scanResult, error) {
+//
+// via, when set, gives the transport to observe through (the host's
+// agent) in place of the SSH transport itself.
+func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.Resource, par int,
+	via func(*ssh.Transport, *hosts.Host) targets.Transport) (scanResult, error) {
 	drivers := targets.Drivers()
 	res := scanResult{Drifted: map[string]int{}, Unknown: map[string][]string{}}
 	var mu sync.Mutex
@@ -43,7 +47,11 @@ func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.
 			return fmt.Errorf("connect to %s: %w", h.Name, err)
 		}
 		before := t.RoundTrips()
-		changes, err := targets.PlanHost(ctx, t, drivers, rs)
+		var obs targets.Transport = t
+		if via != nil {
+			obs = via(t, h)
+		}
+		changes, err := targets.PlanHost(ctx, obs, drivers, rs)
 		rt.Add(t.RoundTrips() - before)
 		if changes == nil {
 			return fmt.Errorf("scan %s: %w", h.Name, err)
