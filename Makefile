@@ -15,12 +15,12 @@ deps:
 
 # Static: the daemon copies its own binary to hosts as their agent.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/driftless ./cmd/driftless
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/driftless ./cmd/driftless
 
 # Agent binaries for hosts of either architecture (agent.binaries).
 agents:
 	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o bin/agents/driftless-linux-$$arch ./cmd/driftless || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w" -o bin/agents/driftless-linux-$$arch ./cmd/driftless || exit 1; \
 	done
 
 demo:
