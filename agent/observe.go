@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
 	"github.com/driftless/driftless/targets"
 )
 
@@ -28,6 +30,9 @@ const sameMark = "=same"
 // observer answers one batch of queries on this host. It caches what the
 // batch shares: user and group names by id, the package database's answer.
 type observer struct {
+	ctx           context.Context
+	bus           *sddbus.Conn
+	busErr        error
 	users, groups map[uint32]string
 	packages      map[string][]byte
 	packagesErr   error
@@ -36,9 +41,11 @@ type observer struct {
 // Observe answers every query natively, in this process: the answer to a
 // query is what the kind's shell probe prints on the same host, so that
 // the kind's own parser reads both. Packages cost one package-database
-// query for the whole batch; nothing else starts a process.
+// query for the whole batch; units are asked of systemd over D-Bus; nothing
+// else starts a process.
 func Observe(ctx context.Context, qs []targets.Query) []targets.Answer {
-	o := &observer{users: map[uint32]string{}, groups: map[uint32]string{}}
+	o := &observer{ctx: ctx, users: map[uint32]string{}, groups: map[uint32]string{}}
+	defer o.close()
 	o.packages, o.packagesErr = queryPackages(ctx, qs)
 	out := make([]targets.Answer, len(qs))
 	for i, q := range qs {
@@ -62,6 +69,8 @@ func (o *observer) observe(q targets.Query) ([]byte, error) {
 		return symlink(q.Path)
 	case "sysctl":
 		return sysctl(q)
+	case "service":
+		return o.service(q)
 	case "package":
 		if o.packagesErr != nil {
 			return nil, o.packagesErr
@@ -72,6 +81,48 @@ func (o *observer) observe(q targets.Query) ([]byte, error) {
 		return nil, fmt.Errorf("package %s: not in the package query's answer", q.Name)
 	}
 	return nil, fmt.Errorf("kind %q is not observed by this agent", q.Kind)
+}
+
+// service prints what `systemctl show -p LoadState -p ActiveState -p
+// UnitFileState` prints, asked of systemd over D-Bus, then the unit
+// marker and, when the unit file exists, "unitfile=1" and its content.
+func (o *observer) service(q targets.Query) ([]byte, error) {
+	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		return nil, errors.New("systemd is not running on this host")
+	}
+	if o.bus == nil && o.busErr == nil {
+		// systemctl's own way: the system bus, else systemd's private
+		// socket for root.
+		o.bus, o.busErr = sddbus.NewWithContext(o.ctx)
+	}
+	if o.busErr != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", o.busErr)
+	}
+	props, err := o.bus.GetUnitPropertiesContext(o.ctx, q.Name)
+	if err != nil {
+		return nil, fmt.Errorf("systemd properties of %s: %w", q.Name, err)
+	}
+	var b bytes.Buffer
+	for _, k := range []string{"LoadState", "ActiveState", "UnitFileState"} {
+		v, _ := props[k].(string)
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
+	b.WriteString(targets.ServiceUnitMarker + "\n")
+	if regular(q.Path) {
+		data, err := os.ReadFile(q.Path)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("unitfile=1\n")
+		b.Write(data)
+	}
+	return b.Bytes(), nil
+}
+
+func (o *observer) close() {
+	if o.bus != nil {
+		o.bus.Close()
+	}
 }
 
 // stat prints the stat(1) line of targets' statFormat ("%a %u %g %U %G

@@ -58,6 +58,7 @@ printf 'port = 8080\n' > /srv/a/app.conf; chmod 0640 /srv/a/app.conf; chown nobo
 : > /srv/a/empty; printf '#!/bin/sh\n' > /srv/a/setuid; chmod 4755 /srv/a/setuid
 printf '\000\001\377\n' > /srv/a/binary; seq 5000 > /srv/a/big
 ln -s /srv/a/app.conf /srv/a/link; ln -s /nowhere /srv/a/dangling; mkfifo /srv/a/fifo
+mkdir -p /etc/systemd/system; printf '[Service]\nExecStart=/bin/sleep 1000\n' > /etc/systemd/system/dl-app.service
 mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf`)
 	big, err := exec.Command("seq", "5000").Output()
 	if err != nil {
@@ -82,6 +83,9 @@ mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d
 	}
 	for _, n := range []string{"net.ipv4.ip_forward", "net.ipv4.tcp_rmem", "kernel.hostname", "kernel.nonesuch"} {
 		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &config.SysctlSpec{Value: "1"}})
+	}
+	for _, n := range []string{"ssh", "dbus.service", "systemd-journald", "dl-app", "dl-nonesuch"} {
+		rs = append(rs, config.Resource{Kind: "service", Name: n, Spec: &config.ServiceSpec{State: "running"}})
 	}
 	for _, n := range packages {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
@@ -130,7 +134,7 @@ func TestAgentOverSSH(t *testing.T) {
 		at := &agent.Transport{Starter: tr, Agent: rem}
 		rs := hostResources(t, h, "bash", "coreutils", "openssh-server", "dl-nonesuch", "Bash_Upper")
 		states := sameStates(t, tr, at, rs)
-		if !states["package:bash"].Present || states["file:/srv/a/big"].Fields["mode"] != "0644" {
+		if !states["package:bash"].Present || states["file:/srv/a/big"].Fields["mode"] != "0644" || len(states) != len(rs)-5 {
 			t.Fatalf("the shell saw an odd host: %+v", states)
 		}
 		fi, err := os.Stat(filepath.Join(h.Root, "var/lib/driftless/agent", sum))
@@ -138,7 +142,15 @@ func TestAgentOverSSH(t *testing.T) {
 			t.Fatalf("agent binary on the host: %v %v", fi, err)
 		}
 		// Kept across passes: the next observations start nothing and
-		// run no shell script.
+		// run no shell script. (Services fail on this host without
+		// systemd, as their probe does.)
+		var noServices []config.Resource
+		for _, r := range rs {
+			if r.Kind != "service" {
+				noServices = append(noServices, r)
+			}
+		}
+		rs = noServices
 		before := tr.RoundTrips()
 		for range 3 {
 			if _, err := targets.Observe(ctx, at, targets.Drivers(), rs); err != nil {
@@ -190,7 +202,10 @@ func TestAgentOverSSH(t *testing.T) {
 		tr := dialHost(t, lab, h, "deploy")
 		rem := agent.NewRemote(d)
 		t.Cleanup(func() { rem.Close() })
-		sameStates(t, tr, &agent.Transport{Starter: tr, Agent: rem}, hostResources(t, h, "bash", "systemd", "dl-nonesuch"))
+		states := sameStates(t, tr, &agent.Transport{Starter: tr, Agent: rem}, hostResources(t, h, "bash", "systemd", "dl-nonesuch"))
+		if s := states["service:systemd-journald"]; s.Fields["active"] != "active" || states["service:dl-app"].Fields["unitfile"] != "1" {
+			t.Fatalf("the shell saw no systemd: %+v %+v", s, states["service:dl-app"])
+		}
 		if _, err := os.Stat(filepath.Join(h.Root, "home/deploy/.cache/driftless/agent", sum)); err != nil {
 			t.Fatalf("the agent of a user without root is not in its cache folder: %v", err)
 		}

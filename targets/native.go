@@ -28,10 +28,11 @@ type NativeObserver interface {
 // declared content, no command, only where to look.
 type Query struct {
 	Kind string `json:"kind"`
-	// Name is the package, user, group or kernel parameter name.
+	// Name is the package, user, group, unit or kernel parameter name.
 	Name string `json:"name,omitempty"`
 	// Path is the host path of a file, folder or link, or the /proc/sys
-	// file of a kernel parameter (the transport's root already applied).
+	// file of a kernel parameter, or a unit's file (the transport's root
+	// already applied).
 	Path string `json:"path,omitempty"`
 	// Conf is a kernel parameter's sysctl.d file.
 	Conf string `json:"conf,omitempty"`
@@ -46,6 +47,10 @@ type Answer struct {
 	Out []byte `json:"out,omitempty"`
 	Err string `json:"err,omitempty"`
 }
+
+// ServiceUnitMarker separates a service probe's unit properties from its
+// unit file; the agent prints it as the probe does.
+const ServiceUnitMarker = unitMarker
 
 // NativeQuery describes r for a NativeObserver; ok is false for a kind or a
 // resource the agent does not observe (an invalid one included: its shell
@@ -104,6 +109,12 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 			return q, false
 		}
 		q.Name = r.Name
+		return q, true
+	case "service":
+		if _, err := specOf[config.ServiceSpec](r); err != nil || root != "" || validUnitName(r.Name) != nil {
+			return q, false
+		}
+		q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
 		return q, true
 	case "user", "group":
 		var err error
