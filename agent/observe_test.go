@@ -191,3 +191,30 @@ func TestNativePackagesMatchShell(t *testing.T) {
 		t.Fatalf("bash is not installed here? %+v", want)
 	}
 }
+
+// TestNativeAccountsMatchShell observes this machine's users and groups
+// both ways: getent and id in the shell, the account files natively.
+func TestNativeAccountsMatchShell(t *testing.T) {
+	ctx := context.Background()
+	var rs []config.Resource
+	for _, n := range []string{"root", "daemon", "nobody", "dl-nonesuch"} {
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+	}
+	for _, n := range []string{"root", "adm", "nogroup", "users", "dl-nonesuch"} {
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+	}
+	drivers := targets.Drivers()
+	shell := &countingLocal{Local: targets.NewLocal("")}
+	want, wantErr := targets.Observe(ctx, shell, drivers, rs)
+	native := nativeLocal{&countingLocal{Local: targets.NewLocal("")}}
+	got, gotErr := targets.Observe(ctx, native, drivers, rs)
+	if !reflect.DeepEqual(got, want) || errText(gotErr) != errText(wantErr) {
+		t.Fatalf("native %v %v\nshell  %v %v", got, gotErr, want, wantErr)
+	}
+	if !want["user:root"].Present || want["user:root"].Fields["primary"] != "root" || !want["group:adm"].Present {
+		t.Fatalf("the shell saw no root: %+v", want)
+	}
+	if native.runs != 0 {
+		t.Errorf("the native path ran %d shell scripts", native.runs)
+	}
+}

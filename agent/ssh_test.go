@@ -59,7 +59,10 @@ printf 'port = 8080\n' > /srv/a/app.conf; chmod 0640 /srv/a/app.conf; chown nobo
 printf '\000\001\377\n' > /srv/a/binary; seq 5000 > /srv/a/big
 ln -s /srv/a/app.conf /srv/a/link; ln -s /nowhere /srv/a/dangling; mkfifo /srv/a/fifo
 mkdir -p /etc/systemd/system; printf '[Service]\nExecStart=/bin/sleep 1000\n' > /etc/systemd/system/dl-app.service
-mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf`)
+mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf
+groupadd -g 4343 dl-g1; groupadd -g 4380 dl-empty; groupadd dl-g2; groupadd -g 4343 -o dl-g1twin
+useradd -M -s /bin/false -G dl-g1,dl-g2 dl-u1; useradd -M -g dl-g1 dl-u2; gpasswd -a dl-u2 dl-g1 >/dev/null; gpasswd -a dl-u2 dl-g1twin >/dev/null
+echo 'dl-u3:x:5001:5999:no group:/nonexistent:/usr/sbin/nologin' >> /etc/passwd`)
 	big, err := exec.Command("seq", "5000").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +89,12 @@ mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d
 	}
 	for _, n := range []string{"ssh", "dbus.service", "systemd-journald", "dl-app", "dl-nonesuch"} {
 		rs = append(rs, config.Resource{Kind: "service", Name: n, Spec: &config.ServiceSpec{State: "running"}})
+	}
+	for _, n := range []string{"root", "nobody", "dl-u1", "dl-u2", "dl-u3", "dl-nonesuch"} {
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+	}
+	for _, n := range []string{"root", "dl-g1", "dl-g2", "dl-g1twin", "dl-empty", "dl-u1", "dl-nonesuch"} {
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
 	}
 	for _, n := range packages {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
@@ -136,6 +145,9 @@ func TestAgentOverSSH(t *testing.T) {
 		states := sameStates(t, tr, at, rs)
 		if !states["package:bash"].Present || states["file:/srv/a/big"].Fields["mode"] != "0644" || len(states) != len(rs)-5 {
 			t.Fatalf("the shell saw an odd host: %+v", states)
+		}
+		if u := states["user:dl-u1"]; u.Fields["groups"] != "dl-g1,dl-g2" || states["user:dl-u2"].Fields["primary"] != "dl-g1" {
+			t.Fatalf("the shell saw no supplementary groups: %+v %+v", u, states["user:dl-u2"])
 		}
 		fi, err := os.Stat(filepath.Join(h.Root, "var/lib/driftless/agent", sum))
 		if err != nil || fi.Mode().Perm() != 0o700 {
