@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/driftless/driftless/targets"
 )
@@ -41,6 +42,11 @@ type observer struct {
 	accountsRead, nss bool
 	accounts          *accounts
 	accountsErr       error
+	// The netlink socket, opened at the first address or route, and the
+	// interface names it told.
+	nl    *netlink.Handle
+	nlErr error
+	links map[int]string
 }
 
 // Observe answers every query natively, in this process: the answer to a
@@ -48,9 +54,10 @@ type observer struct {
 // the kind's own parser reads both. Packages cost one package-database
 // query for the whole batch; units are asked of systemd over D-Bus; users
 // and groups are read from the account files (getent's and id's answers
-// with "files" sources); nothing else starts a process.
+// with "files" sources); addresses and routes are asked over netlink;
+// nothing else starts a process.
 func Observe(ctx context.Context, qs []targets.Query) []targets.Answer {
-	o := &observer{ctx: ctx, users: map[uint32]string{}, groups: map[uint32]string{}}
+	o := &observer{ctx: ctx, users: map[uint32]string{}, groups: map[uint32]string{}, links: map[int]string{}}
 	defer o.close()
 	o.packages, o.packagesErr = queryPackages(ctx, qs)
 	out := make([]targets.Answer, len(qs))
@@ -79,6 +86,10 @@ func (o *observer) observe(q targets.Query) ([]byte, error) {
 		return o.service(q)
 	case "user", "group":
 		return o.account(q)
+	case "address":
+		return o.address(q)
+	case "route":
+		return o.route(q)
 	case "package":
 		if o.packagesErr != nil {
 			return nil, o.packagesErr
@@ -130,6 +141,9 @@ func (o *observer) service(q targets.Query) ([]byte, error) {
 func (o *observer) close() {
 	if o.bus != nil {
 		o.bus.Close()
+	}
+	if o.nl != nil {
+		o.nl.Close()
 	}
 }
 

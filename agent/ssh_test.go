@@ -62,7 +62,12 @@ mkdir -p /etc/systemd/system; printf '[Service]\nExecStart=/bin/sleep 1000\n' > 
 mkdir -p /etc/sysctl.d; printf '# x\nnet.ipv4.ip_forward = 1 \n' > /etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf
 groupadd -g 4343 dl-g1; groupadd -g 4380 dl-empty; groupadd dl-g2; groupadd -g 4343 -o dl-g1twin
 useradd -M -s /bin/false -G dl-g1,dl-g2 dl-u1; useradd -M -g dl-g1 dl-u2; gpasswd -a dl-u2 dl-g1 >/dev/null; gpasswd -a dl-u2 dl-g1twin >/dev/null
-echo 'dl-u3:x:5001:5999:no group:/nonexistent:/usr/sbin/nologin' >> /etc/passwd`)
+echo 'dl-u3:x:5001:5999:no group:/nonexistent:/usr/sbin/nologin' >> /etc/passwd
+ip link add dl0 type veth peer name dl1; ip link set dl0 up; ip link set dl1 up
+ip addr add 10.99.1.2/24 dev dl0; ip addr add 10.99.2.2/28 dev dl0; ip addr add fd00:99::2/64 dev dl0 nodad
+ip route add 10.97.0.0/16 via 10.99.1.3; ip route add 10.96.0.0/16 dev dl0 metric 50; ip route add 10.95.0.5 via 10.99.1.4 proto static
+ip route add 10.94.0.0/16 via 10.99.1.5; ip route add 10.94.0.0/16 via 10.99.1.6 metric 7; ip route add blackhole 10.93.0.0/16
+ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 via fd00:99::3; ip route add default via 10.99.1.1 metric 900 || true`)
 	big, err := exec.Command("seq", "5000").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +100,14 @@ echo 'dl-u3:x:5001:5999:no group:/nonexistent:/usr/sbin/nologin' >> /etc/passwd`
 	}
 	for _, n := range []string{"root", "dl-g1", "dl-g2", "dl-g1twin", "dl-empty", "dl-u1", "dl-nonesuch"} {
 		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+	}
+	for _, n := range []string{"10.99.1.2/24", "10.99.2.2/24", "fd00:99::2/64", "10.99.3.2/24"} {
+		rs = append(rs, config.Resource{Kind: "address", Name: n, Spec: &config.AddressSpec{Interface: "dl0"}})
+	}
+	rs = append(rs, config.Resource{Kind: "address", Name: "10.99.9.9/24", Spec: &config.AddressSpec{Interface: "dl-nonesuch"}})
+	for _, n := range []string{"10.97.0.0/16", "10.96.0.0/16", "10.95.0.5/32", "10.94.0.0/16", "10.93.0.0/16", "10.92.0.0/16",
+		"fd00:98::/64", "10.99.1.0/24", "default", "10.91.0.0/16"} {
+		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &config.RouteSpec{}})
 	}
 	for _, n := range packages {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
@@ -143,8 +156,11 @@ func TestAgentOverSSH(t *testing.T) {
 		at := &agent.Transport{Starter: tr, Agent: rem}
 		rs := hostResources(t, h, "bash", "coreutils", "openssh-server", "dl-nonesuch", "Bash_Upper")
 		states := sameStates(t, tr, at, rs)
-		if !states["package:bash"].Present || states["file:/srv/a/big"].Fields["mode"] != "0644" || len(states) != len(rs)-5 {
+		if !states["package:bash"].Present || states["file:/srv/a/big"].Fields["mode"] != "0644" || len(states) != len(rs)-6 {
 			t.Fatalf("the shell saw an odd host: %+v", states)
+		}
+		if a, r := states["address:10.99.2.2/24"], states["route:10.94.0.0/16"]; a.Fields["address"] != "10.99.2.2/28" || r.Fields["count"] != "2" || states["route:10.95.0.5/32"].Fields["protocol"] != "static" {
+			t.Fatalf("the shell saw other addresses and routes: %+v %+v %+v", a, r, states["route:10.95.0.5/32"])
 		}
 		if u := states["user:dl-u1"]; u.Fields["groups"] != "dl-g1,dl-g2" || states["user:dl-u2"].Fields["primary"] != "dl-g1" {
 			t.Fatalf("the shell saw no supplementary groups: %+v %+v", u, states["user:dl-u2"])
@@ -155,10 +171,11 @@ func TestAgentOverSSH(t *testing.T) {
 		}
 		// Kept across passes: the next observations start nothing and
 		// run no shell script. (Services fail on this host without
-		// systemd, as their probe does.)
+		// systemd, as their probe does, and so does the address on a
+		// missing interface.)
 		var noServices []config.Resource
 		for _, r := range rs {
-			if r.Kind != "service" {
+			if r.Kind != "service" && r.ID() != "address:10.99.9.9/24" {
 				noServices = append(noServices, r)
 			}
 		}

@@ -36,6 +36,9 @@ type Query struct {
 	Path string `json:"path,omitempty"`
 	// Conf is a kernel parameter's sysctl.d file.
 	Conf string `json:"conf,omitempty"`
+	// Family is a route's address family, "inet" or "inet6" (ip's -4 or
+	// -6).
+	Family string `json:"family,omitempty"`
 	// Sum is the SHA-256 (hex) of a large declared file's content: a file
 	// holding exactly it is answered with the probe's same-content mark.
 	Sum string `json:"sum,omitempty"`
@@ -115,6 +118,23 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 			return q, false
 		}
 		q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
+		return q, true
+	case "address":
+		s, _, err := addressOf(r)
+		if err != nil || root != "" {
+			return q, false
+		}
+		q.Name = s.Interface
+		return q, true
+	case "route":
+		_, dst, fam, err := routeDst(r)
+		if err != nil || root != "" {
+			return q, false
+		}
+		q.Name, q.Family = dst, "inet"
+		if fam == "-6" {
+			q.Family = "inet6"
+		}
 		return q, true
 	case "user", "group":
 		var err error

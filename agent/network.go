@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/driftless/driftless/targets"
+)
+
+// ipAddr and ipRoute are the parts of `ip -j addr` and `ip -j route` that
+// the address and route kinds read, with ip's names.
+type ipAddr struct {
+	Ifname   string       `json:"ifname"`
+	AddrInfo []ipAddrInfo `json:"addr_info"`
+}
+
+type ipAddrInfo struct {
+	Family    string `json:"family"`
+	Local     string `json:"local"`
+	Prefixlen int    `json:"prefixlen"`
+}
+
+type ipRoute struct {
+	Type     string `json:"type,omitempty"`
+	Dst      string `json:"dst"`
+	Gateway  string `json:"gateway,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	Metric   *int   `json:"metric,omitempty"`
+}
+
+// netHandle is the batch's netlink socket, opened at its first network
+// query.
+func (o *observer) netHandle() (*netlink.Handle, error) {
+	if o.nl == nil && o.nlErr == nil {
+		o.nl, o.nlErr = netlink.NewHandle()
+		if o.nlErr != nil {
+			o.nlErr = fmt.Errorf("open a netlink socket: %w", o.nlErr)
+		}
+	}
+	return o.nl, o.nlErr
+}
+
+// address prints what `ip -j addr show dev IF` prints of the interface
+// q.Name's addresses, asked over netlink; a missing interface fails as
+// ip does.
+func (o *observer) address(q targets.Query) ([]byte, error) {
+	h, err := o.netHandle()
+	if err != nil {
+		return nil, err
+	}
+	link, err := h.LinkByName(q.Name)
+	if err != nil {
+		//lint:ignore ST1005 ip's own message
+		return nil, fmt.Errorf("Device %q does not exist.", q.Name)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", q.Name, err)
+	}
+	a := ipAddr{Ifname: link.Attrs().Name, AddrInfo: []ipAddrInfo{}}
+	for _, ad := range addrs {
+		fam := "inet"
+		if ad.IP.To4() == nil {
+			fam = "inet6"
+		}
+		ones, _ := ad.Mask.Size()
+		a.AddrInfo = append(a.AddrInfo, ipAddrInfo{Family: fam, Local: ad.IP.String(), Prefixlen: ones})
+	}
+	return json.Marshal([]ipAddr{a})
+}
+
+// route prints what `ip -4|-6 -j route show to exact DST` prints, asked
+// over netlink: the main table's routes to exactly q.Name ("default", a
+// prefix, or an address for a host route) in family q.Family.
+func (o *observer) route(q targets.Query) ([]byte, error) {
+	h, err := o.netHandle()
+	if err != nil {
+		return nil, err
+	}
+	fam := netlink.FAMILY_V4
+	if q.Family == "inet6" {
+		fam = netlink.FAMILY_V6
+	}
+	routes, err := h.RouteListFiltered(fam, &netlink.Route{}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("routes to %s: %w", q.Name, err)
+	}
+	out := []ipRoute{}
+	for _, rt := range routes {
+		if routeDst(rt.Dst) != q.Name {
+			continue
+		}
+		r := ipRoute{Dst: q.Name, Protocol: routeProtocol(rt.Protocol)}
+		if rt.Type != unix.RTN_UNICAST {
+			r.Type = strconv.Itoa(rt.Type)
+		}
+		if rt.Gw != nil {
+			r.Gateway = rt.Gw.String()
+		}
+		if rt.LinkIndex > 0 {
+			if r.Dev, err = o.linkName(h, rt.LinkIndex); err != nil {
+				return nil, err
+			}
+		}
+		if rt.Priority != 0 {
+			m := rt.Priority
+			r.Metric = &m
+		}
+		out = append(out, r)
+	}
+	return json.Marshal(out)
+}
+
+// linkName is an interface's name by index, asked once per batch.
+func (o *observer) linkName(h *netlink.Handle, index int) (string, error) {
+	if n, ok := o.links[index]; ok {
+		return n, nil
+	}
+	l, err := h.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("interface %d: %w", index, err)
+	}
+	o.links[index] = l.Attrs().Name
+	return l.Attrs().Name, nil
+}
+
+// routeDst is ip's name of a route's destination: "default", an address
+// for a host route, else the prefix.
+func routeDst(dst *net.IPNet) string {
+	if dst == nil {
+		return "default"
+	}
+	ones, bits := dst.Mask.Size()
+	switch ones {
+	case 0:
+		return "default"
+	case bits:
+		return dst.IP.String()
+	}
+	return dst.String()
+}
+
+// routeProtocol is ip's name of a route's protocol; ip prints none for
+// "boot" (routes added by hand).
+func routeProtocol(p netlink.RouteProtocol) string {
+	names := map[netlink.RouteProtocol]string{
+		unix.RTPROT_UNSPEC: "unspec", unix.RTPROT_REDIRECT: "redirect", unix.RTPROT_KERNEL: "kernel",
+		unix.RTPROT_BOOT: "", unix.RTPROT_STATIC: "static", unix.RTPROT_GATED: "gated", unix.RTPROT_RA: "ra",
+		unix.RTPROT_MRT: "mrt", unix.RTPROT_ZEBRA: "zebra", unix.RTPROT_BIRD: "bird", unix.RTPROT_BABEL: "babel",
+		unix.RTPROT_DNROUTED: "dnrouted", unix.RTPROT_XORP: "xorp", unix.RTPROT_NTK: "ntk", unix.RTPROT_DHCP: "dhcp",
+		unix.RTPROT_KEEPALIVED: "keepalived", unix.RTPROT_BGP: "bgp", unix.RTPROT_ISIS: "isis",
+		unix.RTPROT_OSPF: "ospf", unix.RTPROT_RIP: "rip", unix.RTPROT_EIGRP: "eigrp",
+	}
+	if n, ok := names[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
