@@ -18,6 +18,9 @@ func (r *Reconciler) known(name string) (*envState, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, ok := r.envs[name]
+	if _, declared := r.pending[name]; !ok && declared {
+		return nil, notOwner(name) // declared, owned by another replica
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", status.ErrUnknownEnvironment, name)
 	}

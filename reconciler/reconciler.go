@@ -67,10 +67,13 @@ type Revisions interface {
 
 // Options are the reconciler's dependencies and settings.
 type Options struct {
-	Store   store.Store
-	Dialer  Dialer
-	Drivers map[string]targets.Driver
-	Load    Loader
+	Store store.Store
+	// Ownership, in cluster mode, says which environments this replica
+	// owns: it works only on those, each write fenced with its token.
+	Ownership Ownership
+	Dialer    Dialer
+	Drivers   map[string]targets.Driver
+	Load      Loader
 	// LoadUntrusted loads revisions that may not run anything (pull
 	// request previews, `plan`): its inventories give their last result
 	// and never run (nil: Load, for loaders without inventories).
@@ -157,6 +160,16 @@ type Reconciler struct {
 	// promote.from across every source's revision, as last sent to its
 	// worker.
 	promotionErr map[string]string
+	// pending holds the newest revision offered to each environment
+	// (cluster mode), so that a replica gaining it acts on it.
+	pending map[string]target
+	// rebalance (capacity one) says that the owned environments changed.
+	rebalance chan struct{}
+
+	// fences holds the fence of each owned environment's worker (cluster
+	// mode), under fenceMu.
+	fenceMu sync.Mutex
+	fences  map[string]store.Fence
 }
 
 // envState is the in-memory state of one environment. Its worker is the
@@ -270,6 +283,10 @@ func New(opts Options) (*Reconciler, error) {
 		hostSlots: make(chan struct{}, opts.HostParallelism),
 		envs:      map[string]*envState{}, workers: map[string]*worker{}, declared: map[string][]*config.Environment{},
 		refused: map[string]sources.Revision{}, promotionErr: map[string]string{},
+		pending: map[string]target{}, rebalance: make(chan struct{}, 1), fences: map[string]store.Fence{},
+	}
+	if opts.Ownership != nil {
+		r.store = store.Owned(opts.Store, r.fenceOf)
 	}
 	recs, err := opts.Store.Envs()
 	if err != nil {

@@ -171,6 +171,7 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 		r.reports.Wait()
 	}()
 	r.resumeTeardowns()
+	r.rebalanceOwned(ctx)
 	// Environments applied before a restart get their drift loop back at
 	// once, when their revision can still be found.
 	for _, name := range r.appliedEnvs() {
@@ -188,6 +189,8 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 				continue
 			}
 			r.dispatch(ctx, rev)
+		case <-r.rebalance:
+			r.rebalanceOwned(ctx)
 		}
 	}
 }
@@ -266,6 +269,7 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision) {
 	if !rev.Preview {
 		r.retireRemoved(rev, cfg)
 		r.checkPromotions(rev, cfg)
+		r.declareOwned()
 		r.refreshPreviews(ctx, rev)
 	} else {
 		r.openPreviews(ctx, rev)
@@ -275,6 +279,13 @@ func (r *Reconciler) dispatch(ctx context.Context, rev sources.Revision) {
 			continue
 		}
 		r.mu.Lock()
+		if r.opts.Ownership != nil && !rev.Preview {
+			r.pending[env.Name] = target{rev: rev, env: env}
+		}
+		if !r.owned(env.Name) {
+			r.mu.Unlock()
+			continue
+		}
 		w := r.workerLocked(env.Name)
 		r.mu.Unlock()
 		if rev.Preview {
@@ -307,6 +318,10 @@ func (r *Reconciler) call(ctx context.Context, name string, req request) reply {
 
 // send queues req on the environment's worker, starting it when it has none.
 func (r *Reconciler) send(name string, req request) {
+	if !r.owned(name) {
+		answer(req, reply{err: notOwner(name)})
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.workerLocked(name).push(req)
@@ -340,6 +355,7 @@ func (r *Reconciler) startLocked(name string) *worker {
 	}
 	w.ctx, w.cancel = context.WithCancel(parent)
 	r.workers[name], st.owner = w, w
+	r.takeFenceLocked(name)
 	go func() {
 		if wg != nil {
 			defer wg.Done()
@@ -446,6 +462,7 @@ func (r *Reconciler) work(w *worker) {
 		<-w.prev.done // the environment's previous owner stopped writing
 		w.prev = nil
 	}
+	r.reload(w.st)
 	ctx, st := w.ctx, w.st
 	if !w.daemon {
 		for {
