@@ -62,9 +62,9 @@ func checkHostPort(addr string) error {
 	return checkPort(addr, port, 0)
 }
 
-// checkDialAddress checks an address to connect to, "host:port": both
+// CheckDialAddress checks an address to connect to, "host:port": both
 // parts present, the port from 1 to 65535.
-func checkDialAddress(addr string) error {
+func CheckDialAddress(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" {
 		return fmt.Errorf("%q is not a host:port address", addr)
@@ -75,10 +75,10 @@ func checkDialAddress(addr string) error {
 	return checkPort(addr, port, 1)
 }
 
-// checkURL checks a URL to connect to: one of schemes, a valid host, a
+// CheckURL checks a URL to connect to: one of schemes, a valid host, a
 // port (when given) from 1 to 65535. Credentials in it are redacted from
 // the message.
-func checkURL(raw string, schemes ...string) error {
+func CheckURL(raw string, schemes ...string) error {
 	shown := redact.URL(raw)
 	u, err := url.Parse(raw)
 	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
@@ -103,7 +103,7 @@ func checkGitURL(raw string) error {
 		if strings.HasPrefix(raw, "file://") {
 			return nil
 		}
-		return checkURL(raw, "https", "http", "ssh", "git")
+		return CheckURL(raw, "https", "http", "ssh", "git")
 	}
 	hostPart, path, _ := strings.Cut(raw, ":")
 	if i := strings.LastIndexByte(hostPart, '@'); i >= 0 {
@@ -111,21 +111,6 @@ func checkGitURL(raw string) error {
 	}
 	if err := checkHost(hostPart); err != nil || path == "" {
 		return fmt.Errorf("%q is not a Git URL (https://host/repo.git, ssh://host/repo.git, host:repo.git or a local path)", redact.URL(raw))
-	}
-	return nil
-}
-
-// checkCheckField checks the network place a verify step's field names,
-// once it is known (literal, or rendered for a host): an http check's URL,
-// a tcp check's address, a prometheus check's server.
-func checkCheckField(field, value string) error {
-	switch field {
-	case "http":
-		return checkURL(value, "http", "https")
-	case "tcp":
-		return checkDialAddress(value)
-	case "server":
-		return checkURL(value, "http", "https")
 	}
 	return nil
 }
@@ -183,7 +168,7 @@ func validateAddresses(d *decoder, cfg *Daemon, root *yaml.Node) {
 		}
 	}
 	if cfg.ExternalURL != "" {
-		check(checkURL(cfg.ExternalURL, "http", "https"), "external_url")
+		check(CheckURL(cfg.ExternalURL, "http", "https"), "external_url")
 	}
 	for i, s := range cfg.Sources {
 		if s.Git != nil && s.Git.URL != "" {
@@ -192,17 +177,17 @@ func validateAddresses(d *decoder, cfg *Daemon, root *yaml.Node) {
 	}
 	for name, h := range map[string]*HostAPI{"github": cfg.Feedback.GitHub, "gitea": cfg.Feedback.Gitea, "gitlab": cfg.Feedback.GitLab} {
 		if h != nil && h.BaseURL != "" {
-			check(checkURL(h.BaseURL, "https", "http"), "feedback", name, "base_url")
+			check(CheckURL(h.BaseURL, "https", "http"), "feedback", name, "base_url")
 		}
 	}
 	for kind, hooks := range map[string][]NotifyWebhook{"webhooks": cfg.Notify.Webhooks, "slack": cfg.Notify.Slack} {
 		for i, w := range hooks {
 			if w.URL != "" {
-				check(checkURL(w.URL, "https", "http"), "notify", kind, i, "url")
+				check(CheckURL(w.URL, "https", "http"), "notify", kind, i, "url")
 			}
 		}
 	}
 	if m := cfg.Notify.Email; m != nil && m.Server != "" {
-		check(checkDialAddress(m.Server), "notify", "email", "server")
+		check(CheckDialAddress(m.Server), "notify", "email", "server")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // BenchmarkLoadRevision loads an environment of 200 hosts sharing a role
@@ -29,7 +31,7 @@ func BenchmarkLoadRevision(b *testing.B) {
 	})
 	b.ReportAllocs()
 	for b.Loop() {
-		rev, err := config.LoadRevision(dir, config.LoadOptions{})
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 		if err != nil || len(rev.Environments[0].Hosts) != 200 {
 			b.Fatalf("load: %v", err)
 		}

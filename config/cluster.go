@@ -90,7 +90,7 @@ func validateCluster(d *decoder, c *Cluster, root *yaml.Node) {
 	}
 	schemes := map[string]bool{}
 	for i, ep := range c.Endpoints {
-		if err := checkURL(ep, "http", "https"); err != nil {
+		if err := CheckURL(ep, "http", "https"); err != nil {
 			d.errorf(at("endpoints", i), "cluster endpoints[%d]: %v", i, err)
 			continue
 		}

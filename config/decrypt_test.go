@@ -8,6 +8,8 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/secretstest"
 )
 
@@ -46,7 +48,7 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ hosts:
 	}
 
 	t.Run("unmerged revision: every template of the host is secret", func(t *testing.T) {
-		rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids, Untrusted: true})
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids, Untrusted: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +88,7 @@ hosts:
 	})
 
 	t.Run("no identity: an error at each use, naming the fix", func(t *testing.T) {
-		_, err := config.LoadRevision(dir, config.LoadOptions{})
+		_, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 		var list config.ErrorList
 		if !errors.As(err, &list) {
 			t.Fatalf("err = %v, want an ErrorList", err)
@@ -105,7 +107,7 @@ hosts:
 	})
 	t.Run("wrong identity", func(t *testing.T) {
 		wrong, _ := secrets.LoadIdentities([]string{other.File})
-		_, err := config.LoadRevision(dir, config.LoadOptions{Identities: wrong})
+		_, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: wrong})
 		if err == nil || !strings.Contains(err.Error(), `environments/e.yaml:8:17: source: "files/tls.key" is SOPS-encrypted and cannot be decrypted: none of the configured age identities can decrypt it`) {
 			t.Fatalf("err = %v", err)
 		}
@@ -114,7 +116,7 @@ hosts:
 		}
 	})
 	t.Run("skip decryption: where it was not checked", func(t *testing.T) {
-		rev, err := config.LoadRevision(dir, config.LoadOptions{SkipDecrypt: true})
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), SkipDecrypt: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +175,7 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ hosts:
 	t.Run("no identity or the wrong one: an error at the unit_source", func(t *testing.T) {
 		wrong, _ := secrets.LoadIdentities([]string{other.File})
 		for _, ids := range []*secrets.Identities{nil, wrong} {
-			_, err := config.LoadRevision(dir, config.LoadOptions{Identities: ids})
+			_, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 			for _, w := range []string{
 				`environments/e.yaml:17:22: unit_source: "files/app.service" is SOPS-encrypted and cannot be decrypted`,
 				`environments/e.yaml:19:22: unit_source: "files/worker.service" is age-encrypted and cannot be decrypted`,
@@ -219,7 +221,7 @@ hosts:
 		}
 	})
 	t.Run("skip decryption: the unit_source is not checked", func(t *testing.T) {
-		rev, err := config.LoadRevision(dir, config.LoadOptions{SkipDecrypt: true})
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), SkipDecrypt: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +249,7 @@ hosts:
 			"secrets/web.yaml":    string(secretstest.SOPS(t, "web.yaml", []byte("multi: \"Line-One-pw\\nline2\"\n"), key.Recipient)),
 			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - env: /etc/x.env\n        vars: {X: \"{{ .Vars.multi }}\"}\n",
 		})
-		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 		if err == nil || !strings.Contains(err.Error(), "the value of X, rendered, holds a newline") || strings.Contains(err.Error(), "Line-One") {
 			t.Fatalf("err = %v", err)
 		}
@@ -258,11 +260,11 @@ hosts:
 			"files/range.tmpl":    "{{ range .Vars.pw }}{{ end }}",
 			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - file: /etc/x\n        template: files/range.tmpl\n      - env: /etc/x.env\n        vars: {X: \"{{ range .Vars.pw }}{{ end }}\"}\nverify:\n  - tcp: \"{{ .Vars.pw }}\"\n",
 		})
-		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 		if err == nil || strings.Count(err.Error(), "***") != 3 || strings.Contains(err.Error(), "Quoted-By") {
 			t.Fatalf("err = %v, want three errors, each hiding the value", err)
 		}
-		if _, err := config.LoadRevision(bad, config.LoadOptions{SkipDecrypt: true}); err != nil {
+		if _, err := config.LoadRevision(bad, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), SkipDecrypt: true}); err != nil {
 			t.Fatalf("without decryption: %v", err)
 		}
 		// Unmerged (a preview environment's head, which is decrypted): no
@@ -272,7 +274,7 @@ hosts:
 			"files/range.tmpl":    `{{ range (printf "%x" .Vars.pw) }}{{ end }}`,
 			"environments/e.yaml": "environment: e\nhosts:\n  - name: h\n    vars_files: [secrets/web.yaml]\n    resources:\n      - file: /etc/x\n        template: files/range.tmpl\n",
 		})
-		_, err = config.LoadRevision(hexed, config.LoadOptions{Identities: ids, Untrusted: true})
+		_, err = config.LoadRevision(hexed, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids, Untrusted: true})
 		if err == nil || !strings.Contains(err.Error(), "the message is hidden") || strings.Contains(err.Error(), fmt.Sprintf("%x", "Quoted-By")) {
 			t.Fatalf("unmerged: err = %v", err)
 		}
@@ -281,7 +283,7 @@ hosts:
 		bad := writeRepo(t, map[string]string{
 			"environments/e.yaml": string(secretstest.SOPS(t, "e.yaml", []byte("environment: e\nhosts:\n  - name: h\n    vars: {pw: Decl-Secret-1}\n"), key.Recipient)),
 		})
-		_, err := config.LoadRevision(bad, config.LoadOptions{Identities: ids})
+		_, err := config.LoadRevision(bad, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Identities: ids})
 		if err == nil || !strings.Contains(err.Error(), "environments/e.yaml:1:1: the file is SOPS-encrypted: declarations are read in clear") {
 			t.Fatalf("err = %v", err)
 		}

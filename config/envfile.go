@@ -32,7 +32,7 @@ func (l *loader) decodeEnv(file string, root *yaml.Node) *envDecl {
 		},
 		"hosts": func(k, v *yaml.Node) { decl.hosts = l.decodeHosts(d, v) },
 		"verify": func(k, v *yaml.Node) {
-			decl.checks = decodeChecks(d, v)
+			decl.checks = l.decodeChecks(d, v)
 			// Verify keeps the checks as declared (templates unrendered),
 			// for display; each host's rendered copies are in Host.Checks.
 			for _, c := range decl.checks {
@@ -150,8 +150,10 @@ func decodeRollout(d *decoder, r *Rollout, n *yaml.Node) {
 	}
 }
 
-// decodeChecks decodes the verify steps and checks each has one kind.
-func decodeChecks(d *decoder, n *yaml.Node) []checkDecl {
+// decodeChecks decodes the verify steps and checks each: its shared
+// settings here, its kind's own settings by its row of the check kinds'
+// table (the values that are templates once rendered, per host).
+func (l *loader) decodeChecks(d *decoder, n *yaml.Node) []checkDecl {
 	if n = d.visit(n); n == nil || isNull(n) {
 		return nil
 	}
@@ -170,14 +172,50 @@ func decodeChecks(d *decoder, n *yaml.Node) []checkDecl {
 		if item.Kind != yaml.MappingNode {
 			continue
 		}
-		validateCheck(d, item, &c, keys)
-		out = append(out, checkDecl{check: c, templates: parseCheckTemplates(d, &c, keys)})
+		l.validateCheck(d, item, &c, keys)
+		cd := checkDecl{check: c, templates: parseCheckTemplates(d, &c, keys)}
+		for _, p := range l.checkProblems(c) {
+			if !templated(&c, p.Key) {
+				d.errorf(atKey(item, keys, p.Key), "%s", p.Msg)
+			}
+		}
+		out = append(out, cd)
 	}
 	return out
 }
 
-// validateCheck checks one verify step's host-independent settings.
-func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.Node) {
+// checkProblems runs the check's kind's own validation; a check of no
+// known kind has none (validateCheck reports it).
+func (l *loader) checkProblems(c Check) []Problem {
+	if k, ok := l.opts.Checks[c.Kind()]; ok {
+		return k.Validate(c)
+	}
+	return nil
+}
+
+// templated reports whether the check's key holds a template (its
+// problems are found once it is rendered, for each host; a template that
+// does not parse has its own error).
+func templated(c *Check, key string) bool {
+	for _, f := range checkFields {
+		if f.key == key {
+			return strings.Contains(f.get(c), "{{")
+		}
+	}
+	return false
+}
+
+// atKey is the value node of key, or the item itself.
+func atKey(item *yaml.Node, keys map[string]*yaml.Node, key string) *yaml.Node {
+	if n, ok := keys[key]; ok {
+		return n
+	}
+	return item
+}
+
+// validateCheck checks the settings every verify step shares: one kind,
+// retries, and the keys only some kinds have.
+func (l *loader) validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.Node) {
 	var kinds []string
 	for _, k := range []string{"http", "tcp", "command", "prometheus", "junit"} {
 		if _, ok := keys[k]; ok {
@@ -190,18 +228,11 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 			found = strings.Join(kinds, ", ")
 		}
 		d.errorf(item, "a check needs exactly one of http, tcp, command, prometheus or junit (found: %s)", found)
-	}
-	at := func(key string) *yaml.Node {
-		if n, ok := keys[key]; ok {
-			return n
-		}
-		return item
-	}
-	if c.On != "" && c.On != "host" && c.On != "local" {
-		d.errorf(at("on"), "on: %q is not one of host, local", c.On)
+	} else if _, ok := l.opts.Checks[kinds[0]]; !ok {
+		d.errorf(keys[kinds[0]], "%s: this daemon has no such check kind", kinds[0])
 	}
 	if c.On != "" && c.Command == "" && c.JUnit == "" {
-		d.errorf(at("on"), "on: only a command or junit check runs somewhere")
+		d.errorf(atKey(item, keys, "on"), "on: only a command or junit check runs somewhere")
 	}
 	if c.JUnit == "" {
 		for _, k := range []string{"report", "max_failures"} {
@@ -210,29 +241,14 @@ func validateCheck(d *decoder, item *yaml.Node, c *Check, keys map[string]*yaml.
 			}
 		}
 	}
-	if c.MaxFailures < 0 {
-		d.errorf(at("max_failures"), "max_failures: must not be negative")
-	}
-	// Templated values are checked once rendered for each host.
-	for key, v := range map[string]string{"http": c.HTTP, "tcp": c.TCP, "server": c.Server} {
-		if v != "" && !strings.Contains(v, "{{") {
-			if err := checkCheckField(key, v); err != nil {
-				d.errorf(at(key), "%s: %v", key, err)
+	if c.HTTP == "" {
+		for _, k := range []string{"expect_status", "expect_body"} {
+			if n, ok := keys[k]; ok {
+				d.errorf(n, "%s: only an http check has it", k)
 			}
 		}
 	}
-	if c.ExpectStatus != 0 && (c.ExpectStatus < 100 || c.ExpectStatus > 599) {
-		d.errorf(at("expect_status"), "expect_status: %d is not an HTTP status", c.ExpectStatus)
-	}
 	if c.Retries < 0 {
-		d.errorf(at("retries"), "retries: must not be negative")
-	}
-	if c.Prometheus != "" {
-		if c.Server == "" {
-			d.errorf(item, "a prometheus check needs server (the Prometheus base URL)")
-		}
-		if !contains([]string{"<", "<=", ">", ">=", "==", "!="}, c.Op) {
-			d.errorf(at("op"), "op: %q is not one of <, <=, >, >=, ==, !=", c.Op)
-		}
+		d.errorf(atKey(item, keys, "retries"), "retries: must not be negative")
 	}
 }

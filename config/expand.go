@@ -261,7 +261,7 @@ func (l *loader) checkReferences(h *Host, raws []*rawResource) {
 		}
 		ids[id] = raw.res.Pos
 	}
-	kinds := KindSpecs()
+	kinds := l.opts.Kinds
 	for _, raw := range raws {
 		check := func(what string, refs []string, pos []Position) {
 			for i, ref := range refs {
@@ -344,6 +344,7 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 		return c
 	}
 	// Errors may quote the rendered value, which may hold a decrypted one.
+	rendered := map[string]bool{}
 	for _, t := range cd.templates {
 		out, err := l.render(t.tmpl, data)
 		if err != nil {
@@ -352,8 +353,15 @@ func (l *loader) renderCheck(cd checkDecl, h *Host, data templateData) Check {
 			continue
 		}
 		t.set(&c, out)
-		if err := checkCheckField(t.field, out); err != nil {
-			l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, l.renderErr(h, err.Error()))
+		rendered[t.field] = true
+	}
+	// The rendered values get their kind's own validation; the others had
+	// it once, at decode.
+	for _, p := range l.checkProblems(c) {
+		for _, t := range cd.templates {
+			if t.field == p.Key && rendered[t.field] {
+				l.errs.add(t.pos, "%s: for host %s: %s", t.field, h.Name, l.renderErr(h, strings.TrimPrefix(p.Msg, p.Key+": ")))
+			}
 		}
 	}
 	return c

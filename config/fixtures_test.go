@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // update rewrites the expected outputs of the fixtures from what the loader
@@ -29,7 +31,7 @@ func TestGoodRevisions(t *testing.T) {
 	}
 	for _, dir := range cases {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			rev, err := config.LoadRevision(dir, config.LoadOptions{LocalRoot: fixtureRoot})
+			rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: fixtureRoot})
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
@@ -51,7 +53,7 @@ func TestBadRevisions(t *testing.T) {
 	}
 	for _, dir := range cases {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			rev, err := config.LoadRevision(dir, config.LoadOptions{})
+			rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 			if err == nil {
 				t.Fatalf("loaded without error: %d environments", len(rev.Environments))
 			}

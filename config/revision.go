@@ -45,6 +45,12 @@ type LoadOptions struct {
 	// Preview, when set, loads only one preview environment of a pull
 	// request's checkout (see PreviewLoad).
 	Preview *PreviewLoad
+	// Kinds is the table of resource kinds (targets.Kinds) and Checks the
+	// table of check kinds (verify.Kinds): their specs and their own
+	// validation, the same the drivers and the checks run. Both are
+	// required; config has no table of its own.
+	Kinds  Kinds
+	Checks CheckKinds
 }
 
 // nameRe is what environment, host and role names may look like: they
@@ -108,6 +114,9 @@ type loader struct {
 // returns every error of the revision at once, as an ErrorList, so that
 // nothing of a revision that does not validate completely is applied.
 func LoadRevision(dir string, opts LoadOptions) (*Revision, error) {
+	if len(opts.Kinds) == 0 || len(opts.Checks) == 0 {
+		return nil, fmt.Errorf("load revision from %s: no table of resource or check kinds given", dir)
+	}
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load revision from %s: %w", dir, err)

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
 )
 
 const schemaFile = "schema/environment.schema.json"
@@ -64,13 +65,13 @@ func properties(t *testing.T, doc map[string]any, path ...string) map[string]any
 }
 
 // TestSchemaCoversEveryField checks, by reflection over the Go types, that
-// every kind of KindSpecs and every field the loader accepts is in the
+// every kind of the kinds table (targets.Kinds) and every field the loader accepts is in the
 // schema, so the schema cannot silently fall behind the code.
 func TestSchemaCoversEveryField(t *testing.T) {
 	doc := loadSchemaDoc(t)
 	defs := properties(t, doc, "$defs")
 	var kinds []string
-	for kind, ctor := range config.KindSpecs() {
+	for kind, row := range targets.Kinds() {
 		kinds = append(kinds, kind)
 		def, ok := defs["kind_"+kind].(map[string]any)
 		if !ok {
@@ -78,7 +79,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 			continue
 		}
 		props := properties(t, def, "properties")
-		want := append(yamlKeys(reflect.ValueOf(ctor()).Elem().Interface()), kind, "requires", "notify", "drift")
+		want := append(yamlKeys(reflect.ValueOf(row.NewSpec()).Elem().Interface()), kind, "requires", "notify", "drift")
 		for _, key := range want {
 			if _, ok := props[key]; !ok {
 				t.Errorf("kind %s: field %s missing from the schema", kind, key)
@@ -92,7 +93,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 	}
 	sort.Strings(refs)
 	if !reflect.DeepEqual(refs, kinds) {
-		t.Errorf("resource oneOf lists %v, KindSpecs has %v", refs, kinds)
+		t.Errorf("resource oneOf lists %v, targets.Kinds has %v", refs, kinds)
 	}
 	for _, tc := range []struct {
 		typ  any

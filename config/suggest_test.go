@@ -3,7 +3,7 @@ package config
 import "testing"
 
 func TestSuggest(t *testing.T) {
-	kinds := kindNames()
+	kinds := []string{"address", "artifact", "command", "directory", "env", "file", "firewall", "group", "package", "route", "service", "symlink", "sysctl", "user"}
 	tests := []struct{ word, want string }{
 		{"servce", "service"},
 		{"pakage", "package"},

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // TestTemplateBounds: a template that writes too much, or loops or
@@ -15,11 +19,11 @@ func TestTemplateBounds(t *testing.T) {
 	env := "environment: e\nhosts:\n  - name: h\n    resources:\n      - file: /etc/out\n        template: files/t.tmpl\n"
 	// Each case is stopped by one bound; the other is far away, so that a
 	// loaded machine cannot make the wrong one fire.
-	size := LoadOptions{TemplateMaxBytes: 64 << 10, TemplateTimeout: time.Minute}
-	clock := LoadOptions{TemplateMaxBytes: 1 << 30, TemplateTimeout: 300 * time.Millisecond}
+	size := config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), TemplateMaxBytes: 64 << 10, TemplateTimeout: time.Minute}
+	clock := config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), TemplateMaxBytes: 1 << 30, TemplateTimeout: 300 * time.Millisecond}
 	for _, tc := range []struct {
 		name, tmpl, want string
-		opts             LoadOptions
+		opts             config.LoadOptions
 	}{
 		{"large output", "head\n{{ range 100000000 }}0123456789abcdef{{ end }}\n", "files/t.tmpl:2:9: for host h (file /etc/out declared at environments/e.yaml:5:9): the output is larger than 65536 bytes (the template size limit)", size},
 		{"exponential output", "{{ define \"a\" }}{{ template \"b\" }}{{ template \"b\" }}{{ end }}" +
@@ -36,7 +40,7 @@ func TestTemplateBounds(t *testing.T) {
 			writeTestFile(t, dir, "environments/e.yaml", env)
 			writeTestFile(t, dir, "files/t.tmpl", tc.tmpl)
 			start := time.Now()
-			_, err := LoadRevision(dir, tc.opts)
+			_, err := config.LoadRevision(dir, tc.opts)
 			if took := time.Since(start); took > 20*time.Second {
 				t.Errorf("loading took %s, past its limits by far", took)
 			}
@@ -48,11 +52,11 @@ func TestTemplateBounds(t *testing.T) {
 	dir := t.TempDir()
 	writeTestFile(t, dir, "environments/e.yaml", env)
 	writeTestFile(t, dir, "files/t.tmpl", "{{ range 3 }}x{{ end }} {{ .Host.Name }}\n")
-	rev, err := LoadRevision(dir, LoadOptions{TemplateMaxBytes: 64 << 10, TemplateTimeout: time.Second})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), TemplateMaxBytes: 64 << 10, TemplateTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rev.Environments[0].Hosts[0].Resources[0].Spec.(*FileSpec).Content; got != "xxx h\n" {
+	if got := rev.Environments[0].Hosts[0].Resources[0].Spec.(*config.FileSpec).Content; got != "xxx h\n" {
 		t.Errorf("rendered %q", got)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // TestCheckWindows evaluates the windows of testdata/good/gates at chosen
@@ -15,7 +17,7 @@ import (
 // within 8 hours after 22:00 UTC (a deny window that lets drift be
 // corrected); staging never on a weekend in Paris.
 func TestCheckWindows(t *testing.T) {
-	rev, err := config.LoadRevision("testdata/good/gates", config.LoadOptions{})
+	rev, err := config.LoadRevision("testdata/good/gates", config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ hosts:
 	} {
 		writeEnv(t, dir, name, fmt.Sprintf(env, name, w))
 	}
-	rev, err := config.LoadRevision(dir, config.LoadOptions{})
+	rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/need"
@@ -88,7 +89,7 @@ func crashReconciler(world string, reporters ...status.Reporter) (*Reconciler, *
 	r, err := New(Options{
 		Store: s, Dialer: testDialer{}, Drivers: targets.Drivers(), Registerer: prometheus.NewRegistry(),
 		Load: func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: sandbox})
+			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: sandbox})
 		},
 		Logger: zerolog.Nop(), Reporters: reporters,
 	})

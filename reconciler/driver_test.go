@@ -23,6 +23,13 @@ var (
 
 func (*markerService) Kind() string { return "service" }
 
+// NewSpec and Validate are the service kind's own.
+func (*markerService) NewSpec() any { return (&targets.ServiceDriver{}).NewSpec() }
+
+func (*markerService) Validate(name string, spec any) []config.Problem {
+	return (&targets.ServiceDriver{}).Validate(name, spec)
+}
+
 func unitPath(r config.Resource) string { return "/run/units/" + r.Name + ".unit" }
 
 func (*markerService) Probe(r config.Resource, root string) string {

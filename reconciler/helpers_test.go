@@ -169,7 +169,7 @@ func (f *fixture) options() Options {
 	return Options{
 		Store: f.store, Dialer: testDialer{}, Drivers: testDrivers(),
 		Load: func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: sandbox})
+			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: sandbox})
 		},
 		Verifier: f.ver, Reporters: []status.Reporter{f.rep}, Registerer: f.reg,
 		Logger: zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.WarnLevel), Version: "test",

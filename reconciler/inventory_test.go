@@ -10,7 +10,9 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
 )
 
 // TestInventory is issue 17's inventory acceptance, on the running
@@ -50,7 +52,7 @@ func TestInventory(t *testing.T) {
 		loader := func(run bool) Loader {
 			src := &inventory.Source{Dir: cache, Run: run}
 			return func(d string) (*config.Revision, error) {
-				return config.LoadRevision(d, config.LoadOptions{LocalRoot: f.sandbox, Inventory: src})
+				return config.LoadRevision(d, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: f.sandbox, Inventory: src})
 			}
 		}
 		o.Load, o.LoadUntrusted = loader(true), loader(false)

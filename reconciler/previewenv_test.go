@@ -16,7 +16,9 @@ import (
 	"github.com/driftless/driftless/inventory"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
 )
 
 // previewWorld is a reconciler with preview environments: the template's
@@ -38,7 +40,7 @@ func (w *previewWorld) opts(o *Options) {
 	o.DriftInterval = 50 * time.Millisecond
 	o.Provisioner = inventory.Provisioner{}
 	o.LoadPreview = func(dir string, p *config.PreviewLoad) (*config.Revision, error) {
-		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: w.sandbox, Preview: p, Untrusted: true})
+		return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: w.sandbox, Preview: p, Untrusted: true})
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/secretstest"
 	"github.com/driftless/driftless/test/syncbuf"
@@ -82,7 +83,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	f.reg = prometheus.NewRegistry()
 	f.r = f.restarted(func(o *Options) {
 		o.Load = func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, Identities: ids})
+			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: f.sandbox, Identities: ids})
 		}
 		o.Logger = zerolog.New(logs).Level(zerolog.DebugLevel)
 		o.Registerer = f.reg
@@ -143,7 +144,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	// of the password as the file's size, which a decrypting preview
 	// would publish.
 	f.r.opts.LoadUntrusted = func(dir string) (*config.Revision, error) {
-		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, SkipDecrypt: true, Untrusted: true})
+		return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: f.sandbox, SkipDecrypt: true, Untrusted: true})
 	}
 	revs := runDaemon(t, f)
 	prFiles := secretRepo(t, key.Recipient, "v4", "")
@@ -267,7 +268,7 @@ func TestUndecryptedNeverApplied(t *testing.T) {
 	f := newFixture(t)
 	f.r = f.restarted(func(o *Options) {
 		o.Load = func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: f.sandbox, SkipDecrypt: true})
+			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: f.sandbox, SkipDecrypt: true})
 		}
 	})
 	res := etc + fileRes("/etc/public.conf", "public\n") + "    - file: /etc/token\n      source: files/token.age\n"

@@ -20,7 +20,9 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
 )
 
 // page fetches a page and parses it as HTML, so that assertions are on
@@ -200,7 +202,7 @@ func benchWorld(b *testing.B, n int) *http.ServeMux {
 	sandbox := filepath.Join(dir, "hosts")
 	r, err := New(Options{Store: store, Dialer: testDialer{}, Drivers: testDrivers(), Logger: zerolog.Nop(),
 		Load: func(d string) (*config.Revision, error) {
-			return config.LoadRevision(d, config.LoadOptions{LocalRoot: sandbox})
+			return config.LoadRevision(d, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: sandbox})
 		}})
 	if err != nil {
 		b.Fatal(err)

@@ -30,24 +30,39 @@ type AddressDriver struct {
 
 var _ Driver = (*AddressDriver)(nil)
 
-// ifName is a Linux interface name: at most 15 bytes, no slash or space.
-var ifName = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
-
 // Kind returns "address".
 func (*AddressDriver) Kind() string { return "address" }
 
+// NewSpec returns an empty address spec.
+func (*AddressDriver) NewSpec() any { return &config.AddressSpec{} }
+
+// Validate is the address kind's one validation.
+func (*AddressDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateAddress)
+}
+
+func validateAddress(name string, s *config.AddressSpec) []config.Problem {
+	var p problems
+	if _, err := netip.ParsePrefix(name); err != nil {
+		p.add("", "address: %q is not an address in CIDR form such as 10.0.0.5/24", name)
+	}
+	p.required("address", "interface", s.Interface)
+	if s.Interface != "" && !ifName.MatchString(s.Interface) {
+		p.add("interface", "interface: %q is not an interface name (at most 15 characters: letters, digits, _ . : @ -)", s.Interface)
+	}
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
+
 // addressOf checks r and returns its spec, its address and interface.
 func addressOf(r config.Resource) (*config.AddressSpec, netip.Prefix, error) {
-	s, err := specOf[config.AddressSpec](r)
+	s, err := specOf(r, validateAddress)
 	if err != nil {
 		return nil, netip.Prefix{}, err
 	}
 	p, err := netip.ParsePrefix(r.Name)
 	if err != nil {
 		return nil, netip.Prefix{}, fmt.Errorf("%s: not an address in CIDR form such as 10.0.0.5/24: %w", r.ID(), err)
-	}
-	if !ifName.MatchString(s.Interface) {
-		return nil, netip.Prefix{}, fmt.Errorf("%s: interface %q is not an interface name", r.ID(), s.Interface)
 	}
 	return s, p, nil
 }

@@ -209,13 +209,12 @@ func BenchmarkArtifactSwitch(b *testing.B) {
 	tr := NewLocal(root)
 	d := &ArtifactDriver{TempDir: b.TempDir()}
 	var rs []config.Resource
+	files := map[string][]byte{}
+	srv := newArtifactServer(b, files)
 	for i := 0; i < 2; i++ {
 		a := srvTarGz(b, []srvEntry{{name: "v", body: strconv.Itoa(i)}})
-		p := filepath.Join(b.TempDir(), "a.tar.gz")
-		if err := os.WriteFile(p, a, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		r := artifactRes("/opt/b", "file://"+p, srvSum(a), 0)
+		files[strconv.Itoa(i)+".tar.gz"] = a
+		r := artifactRes("/opt/b", srv.URL+"/"+strconv.Itoa(i)+".tar.gz", srvSum(a), 0)
 		if err := d.Apply(context.Background(), tr, r, State{}); err != nil {
 			b.Fatal(err)
 		}

@@ -54,6 +54,41 @@ var _ Driver = (*ArtifactDriver)(nil)
 // Kind implements Driver.
 func (d *ArtifactDriver) Kind() string { return "artifact" }
 
+// NewSpec returns an empty artifact spec.
+func (*ArtifactDriver) NewSpec() any { return &config.ArtifactSpec{} }
+
+// Validate is the artifact kind's one validation.
+func (*ArtifactDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateArtifact)
+}
+
+func validateArtifact(name string, s *config.ArtifactSpec) []config.Problem {
+	var p problems
+	p.path("", "artifact path", name)
+	p.required("artifact", "url", s.URL)
+	if s.URL != "" {
+		if err := config.CheckURL(s.URL, "http", "https"); err != nil {
+			p.add("url", "url: %v", err)
+		}
+	}
+	p.required("artifact", "sha256", s.SHA256)
+	if s.SHA256 != "" && !sha256Hex.MatchString(s.SHA256) {
+		p.add("sha256", "sha256: expected 64 lowercase hexadecimal digits")
+	}
+	p.oneOf("format", s.Format, "tar", "tar.gz", "tgz", "zip")
+	if s.Keep < 0 {
+		p.add("keep", "keep: must not be negative")
+	}
+	if s.Owner != "" {
+		user, group, _ := strings.Cut(s.Owner, ":")
+		if (user == "" || ownerRe.MatchString(user)) && (group == "" || ownerRe.MatchString(group)) && user+group != "" {
+			return p
+		}
+		p.add("owner", "owner: %q is not OWNER, OWNER:GROUP or :GROUP (names or numeric ids)", s.Owner)
+	}
+	return p
+}
+
 func artifactSpecOf(r config.Resource) config.ArtifactSpec {
 	if s, ok := r.Spec.(*config.ArtifactSpec); ok && s != nil {
 		return *s
@@ -73,6 +108,9 @@ func wantRelease(s config.ArtifactSpec) string {
 // Probe implements Driver. It prints where current points, whether that
 // target is a directory, and the release folders present.
 func (d *ArtifactDriver) Probe(r config.Resource, root string) string {
+	if _, err := d.checkSpec(r); err != nil {
+		return probeError(err)
+	}
 	p, err := hostPath(root, r.Name)
 	if err != nil {
 		return probeError(err)
@@ -148,18 +186,11 @@ func (d *ArtifactDriver) Diff(r config.Resource, observed State) Change {
 }
 
 func (d *ArtifactDriver) checkSpec(r config.Resource) (config.ArtifactSpec, error) {
-	s := artifactSpecOf(r)
-	s.SHA256 = strings.ToLower(s.SHA256)
-	if !sha256Hex.MatchString(s.SHA256) {
-		return s, fmt.Errorf("artifact %s: sha256 must be 64 hex digits, got %q", r.Name, s.SHA256)
+	s, err := specOf(r, validateArtifact)
+	if err != nil {
+		return config.ArtifactSpec{}, err
 	}
-	if !strings.HasPrefix(r.Name, "/") {
-		return s, fmt.Errorf("artifact %s: the name must be an absolute folder path", r.Name)
-	}
-	if s.Keep < 0 {
-		return s, fmt.Errorf("artifact %s: keep must not be negative", r.Name)
-	}
-	return s, nil
+	return *s, nil
 }
 
 // Apply implements Driver. A release already on the host is switched to

@@ -59,10 +59,6 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 	defer cancel()
 	var body io.ReadCloser
 	switch u.Scheme {
-	case "file":
-		if body, err = os.Open(u.Path); err != nil {
-			return nil, fmt.Errorf("open artifact: %w", err)
-		}
 	case "http", "https":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 		if err != nil {
@@ -83,7 +79,7 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 		}
 		body = resp.Body
 	default:
-		return nil, fmt.Errorf("artifact URL %s: scheme must be http, https or file", shown)
+		return nil, fmt.Errorf("artifact URL %s: scheme must be http or https", shown)
 	}
 	defer body.Close()
 	f, err := os.CreateTemp(d.TempDir, "driftless-artifact-*")

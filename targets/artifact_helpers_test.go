@@ -102,7 +102,7 @@ type srvArtifactServer struct {
 	hits  atomic.Int64
 }
 
-func newArtifactServer(t *testing.T, files map[string][]byte) *srvArtifactServer {
+func newArtifactServer(t testing.TB, files map[string][]byte) *srvArtifactServer {
 	s := &srvArtifactServer{files: files}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
@@ -130,10 +130,16 @@ func srvObserve(t *testing.T, tr Transport, d Driver, r config.Resource) State {
 }
 
 // srvConverge observes, diffs and applies when needed; it returns the change
-// that was applied (or NoChange) and the apply's error.
+// that was applied (or NoChange) and the error of the observe or the apply.
 func srvConverge(t *testing.T, tr Transport, d Driver, r config.Resource) (Change, error) {
 	t.Helper()
-	st := srvObserve(t, tr, d, r)
+	octx, ocancel := context.WithTimeout(context.Background(), time.Minute)
+	defer ocancel()
+	states, err := Observe(octx, tr, map[string]Driver{d.Kind(): d}, []config.Resource{r})
+	if err != nil {
+		return Change{}, err
+	}
+	st := states[r.ID()]
 	c := d.Diff(r, st)
 	if c.Action == NoChange {
 		return c, nil

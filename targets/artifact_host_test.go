@@ -169,12 +169,15 @@ func BenchmarkArtifactDeploySSH(b *testing.B) {
 		files["VERSION"] = strconv.Itoa(i)
 		arts = append(arts, hostTarGz(b, files))
 	}
-	dir := b.TempDir()
-	for i, a := range arts {
-		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)+".tar.gz"), a, 0o644); err != nil {
-			b.Fatal(err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), ".tar.gz"))
+		if err != nil || i < 0 || i >= len(arts) {
+			http.NotFound(w, r)
+			return
 		}
-	}
+		_, _ = w.Write(arts[i])
+	}))
+	b.Cleanup(srv.Close)
 	lab := hosts.NewLab(b, hosts.Options{})
 	h := lab.Kind1("bench")
 	tr := srvDial(b, lab, h)
@@ -184,7 +187,7 @@ func BenchmarkArtifactDeploySSH(b *testing.B) {
 		// Keep 1 and a clean slate each round, so every round unpacks.
 		h.MustExec(b, "rm -rf /opt/bench")
 		r := config.Resource{Kind: "artifact", Name: "/opt/bench", Spec: &config.ArtifactSpec{
-			URL: "file://" + filepath.Join(dir, strconv.Itoa(i%2)+".tar.gz"), SHA256: hostSum(arts[i%2]), Keep: 1}}
+			URL: srv.URL + "/" + strconv.Itoa(i%2) + ".tar.gz", SHA256: hostSum(arts[i%2]), Keep: 1}}
 		if err := d.Apply(b.Context(), tr, r, targets.State{}); err != nil {
 			b.Fatal(err)
 		}

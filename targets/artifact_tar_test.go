@@ -136,7 +136,7 @@ func TestArtifactURLPasswordHidden(t *testing.T) {
 		{"token wrong sha256", withToken(srv.URL, "a.tar.gz"), srvSum([]byte("other")), "sha256 mismatch"},
 		{"token no server", withToken(closed.URL, "a.tar.gz"), srvSum(good), "download"},
 		{"token refused archive", withToken(srv.URL, "evil.tar.gz"), srvSum(evil), "absolute path"},
-		{"token unparsable", withToken(srv.URL, "%zz.tar.gz"), srvSum(good), "parse artifact URL"},
+		{"token unparsable", withToken(srv.URL, "%zz.tar.gz"), srvSum(good), "is not an http or https URL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

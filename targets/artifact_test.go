@@ -16,8 +16,8 @@ import (
 	"github.com/driftless/driftless/test/need"
 )
 
-// TestArtifactLocalLifecycle deploys a tar.gz and a zip over loopback HTTP
-// and file://, switches back and forth, heals drift without downloading
+// TestArtifactLocalLifecycle deploys a tar.gz and a zip over loopback HTTP,
+// switches back and forth, heals drift without downloading
 // again, and restores snapshots exactly.
 func TestArtifactLocalLifecycle(t *testing.T) {
 	v1 := srvTarGz(t, []srvEntry{
@@ -52,12 +52,7 @@ func TestArtifactLocalLifecycle(t *testing.T) {
 	}
 	srvMustConverge(t, tr, d, r1, NoChange)
 
-	// The zip comes from a file:// URL this time.
-	zipPath := filepath.Join(t.TempDir(), "app-2.zip")
-	if err := os.WriteFile(zipPath, v2, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r2 := artifactRes("/opt/app", "file://"+zipPath, srvSum(v2), 0)
+	r2 := artifactRes("/opt/app", srv.URL+"/app-2.zip", srvSum(v2), 0)
 	snap1 := srvObserve(t, tr, d, r2)
 	srvMustConverge(t, tr, d, r2, Update)
 	if got := readCurrent(t, dir, "run"); got != "v2" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/driftless/driftless/config"
 )
@@ -39,6 +40,29 @@ const unevaluated = "unevaluated"
 // Kind returns "command".
 func (*CommandDriver) Kind() string { return "command" }
 
+// NewSpec returns an empty command spec.
+func (*CommandDriver) NewSpec() any { return &config.CommandSpec{} }
+
+// Validate is the command kind's one validation.
+func (*CommandDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateCommand)
+}
+
+func validateCommand(name string, s *config.CommandSpec) []config.Problem {
+	var p problems
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		p.add("", "command: %q holds a control character (a newline, a tab), which would forge lines in plans and logs", name)
+	}
+	p.required("command", "run", s.Run)
+	if s.Creates != "" {
+		p.path("creates", "creates path", s.Creates)
+	}
+	if s.Dir != "" {
+		p.path("dir", "dir path", s.Dir)
+	}
+	return p
+}
+
 // Probe evaluates the guards and prints "creates=yes|no" and
 // "unless=<exit status>" lines for those that are declared.
 func (*CommandDriver) Probe(r config.Resource, root string) string {
@@ -54,7 +78,7 @@ func (*CommandDriver) PreviewProbe(r config.Resource, root string) string {
 // commandProbe is the probe of a command's guards; Unless runs only when
 // runUnless is true.
 func commandProbe(r config.Resource, root string, runUnless bool) string {
-	spec, err := specOf[config.CommandSpec](r)
+	spec, err := specOf(r, validateCommand)
 	if err != nil {
 		return probeError(err)
 	}
@@ -115,7 +139,7 @@ func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
 // Diff says Create when the command must run, with the reason.
 func (*CommandDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
-	spec, err := specOf[config.CommandSpec](r)
+	spec, err := specOf(r, validateCommand)
 	if err != nil {
 		c.Action, c.Diff = Update, err.Error()
 		return c
@@ -144,7 +168,7 @@ func (*CommandDriver) Diff(r config.Resource, observed State) Change {
 
 // Apply runs the command; a non-zero exit is an error carrying its stderr.
 func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
-	spec, err := specOf[config.CommandSpec](r)
+	spec, err := specOf(r, validateCommand)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
@@ -157,7 +181,7 @@ func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 // Restore runs Undo when it is set and the snapshot shows the command was
 // needed; otherwise it does nothing.
 func (*CommandDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	spec, err := specOf[config.CommandSpec](r)
+	spec, err := specOf(r, validateCommand)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

@@ -19,9 +19,27 @@ var _ Driver = (*DirectoryDriver)(nil)
 // Kind returns "directory".
 func (*DirectoryDriver) Kind() string { return "directory" }
 
+// NewSpec returns an empty directory spec.
+func (*DirectoryDriver) NewSpec() any { return &config.DirectorySpec{} }
+
+// Validate is the directory kind's one validation.
+func (*DirectoryDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateDirectory)
+}
+
+func validateDirectory(name string, s *config.DirectorySpec) []config.Problem {
+	var p problems
+	p.path("", "directory path", name)
+	p.mode(s.Mode)
+	p.owner("owner", s.Owner)
+	p.owner("group", s.Group)
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
+
 // Probe prints the directory's stat line, or nothing when nothing is there.
 func (*DirectoryDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.DirectorySpec](r); err != nil {
+	if _, err := specOf(r, validateDirectory); err != nil {
 		return probeError(err)
 	}
 	p, err := hostPath(root, r.Name)
@@ -47,7 +65,7 @@ func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
 // Diff compares existence, type, mode, owner and group.
 func (*DirectoryDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
-	spec, err := specOf[config.DirectorySpec](r)
+	spec, err := specOf(r, validateDirectory)
 	if err != nil {
 		c.Action, c.Diff = Update, err.Error()
 		return c
@@ -80,7 +98,7 @@ func (*DirectoryDriver) Diff(r config.Resource, observed State) Change {
 // Apply creates the directory (with its parents) and sets the declared
 // mode and owner, or removes it when it is declared absent and empty.
 func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	spec, err := specOf[config.DirectorySpec](r)
+	spec, err := specOf(r, validateDirectory)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}

@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
-
-	"github.com/driftless/driftless/config"
 )
 
 // Drivers is the one table of resource kinds: kind name to its driver. A
@@ -49,16 +47,6 @@ func shq(s string) string { return ShellQuote(s) }
 // so that Observe reports it against the resource's ID.
 func probeError(err error) string {
 	return "printf '%s\\n' " + shq(err.Error()) + " >&2; false"
-}
-
-// specOf returns r's spec as the kind's spec type.
-func specOf[T any](r config.Resource) (*T, error) {
-	s, ok := r.Spec.(*T)
-	if !ok || s == nil {
-		var zero T
-		return nil, fmt.Errorf("%s: spec is %T, want %T", r.ID(), r.Spec, &zero)
-	}
-	return s, nil
 }
 
 // parseMode reads an octal mode such as "0640" or "640".

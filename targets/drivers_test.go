@@ -10,17 +10,20 @@ import (
 )
 
 // TestDriversTable checks that every row of the table is keyed by its
-// driver's kind and that the kind exists in config's table of kinds, so a
-// row cannot be filed under the wrong name.
+// driver's kind and that Kinds, the table config's loader takes, has the
+// same rows, so a row cannot be filed under the wrong name.
 func TestDriversTable(t *testing.T) {
-	specs := config.KindSpecs()
+	kinds := Kinds()
 	for kind, d := range Drivers() {
 		if d.Kind() != kind {
 			t.Errorf("row %q holds the driver of kind %q", kind, d.Kind())
 		}
-		if _, ok := specs[kind]; !ok {
-			t.Errorf("kind %q has a driver but no spec in config.KindSpecs", kind)
+		if k, ok := kinds[kind]; !ok || fmt.Sprintf("%T", k.NewSpec()) != fmt.Sprintf("%T", d.NewSpec()) {
+			t.Errorf("kind %q: Kinds has %v, Drivers has %T", kind, k, d)
 		}
+	}
+	if len(kinds) != len(Drivers()) {
+		t.Errorf("Kinds has %d rows, Drivers %d", len(kinds), len(Drivers()))
 	}
 }
 

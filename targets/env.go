@@ -3,6 +3,8 @@ package targets
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,7 +31,7 @@ var (
 // Desired implements Contents: the file applying would write, the
 // observed one merged with the declared variables.
 func (*EnvDriver) Desired(r config.Resource, observed State) ([]byte, bool) {
-	spec, err := specOf[config.EnvSpec](r)
+	spec, err := specOf(r, validateEnv)
 	if err != nil {
 		return nil, false
 	}
@@ -40,9 +42,33 @@ func (*EnvDriver) Desired(r config.Resource, observed State) ([]byte, bool) {
 // Kind returns "env".
 func (*EnvDriver) Kind() string { return "env" }
 
+// NewSpec returns an empty env spec.
+func (*EnvDriver) NewSpec() any { return &config.EnvSpec{} }
+
+// Validate is the env kind's one validation. Its messages never quote a
+// value, which may be secret.
+func (*EnvDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateEnv)
+}
+
+func validateEnv(name string, s *config.EnvSpec) []config.Problem {
+	var p problems
+	p.path("", "env file path", name)
+	p.mode(s.Mode)
+	for _, k := range slices.Sorted(maps.Keys(s.Vars)) {
+		if !validEnvKey(k) {
+			p.add("vars", "vars: %q is not a valid variable name", k)
+		}
+		if strings.ContainsAny(s.Vars[k], "\n\r\x00") {
+			p.add("vars", "vars: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", k)
+		}
+	}
+	return p
+}
+
 // Probe prints the file's stat line and its content in base64.
 func (*EnvDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.EnvSpec](r); err != nil {
+	if _, err := specOf(r, validateEnv); err != nil {
 		return probeError(err)
 	}
 	p, err := hostPath(root, r.Name)
@@ -61,7 +87,7 @@ func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
 // ("- KEY"), and a mode change.
 func (*EnvDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
-	spec, err := specOf[config.EnvSpec](r)
+	spec, err := specOf(r, validateEnv)
 	if err != nil {
 		c.Action, c.Diff = Update, err.Error()
 		return c
@@ -91,20 +117,12 @@ func (d *EnvDriver) Write(r config.Resource, observed State) (FileWrite, bool) {
 
 // plan returns the write of the merged file.
 func (*EnvDriver) plan(r config.Resource, observed State) (FileWrite, error) {
-	spec, err := specOf[config.EnvSpec](r)
+	spec, err := specOf(r, validateEnv)
 	if err != nil {
 		return FileWrite{}, fmt.Errorf("apply: %w", err)
 	}
 	if observed.Present && observed.Fields["type"] != "file" {
 		return FileWrite{}, fmt.Errorf("apply %s: a %s is there, not a file", r.ID(), observed.Fields["type"])
-	}
-	for k, v := range spec.Vars {
-		if !validEnvKey(k) {
-			return FileWrite{}, fmt.Errorf("apply %s: %q is not a valid variable name", r.ID(), k)
-		}
-		if strings.ContainsAny(v, "\n\x00") {
-			return FileWrite{}, fmt.Errorf("apply %s: the value of %s holds a newline or NUL, which a KEY=VALUE file cannot carry", r.ID(), k)
-		}
 	}
 	content, _ := mergeEnv(string(observed.Content), spec.Vars, spec.Exclusive)
 	owner, group := keptOwner("", "", observed)

@@ -78,8 +78,7 @@ func TestEnvRejectsNewline(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	r := envRes("/e", config.EnvSpec{Vars: map[string]string{"K": "two\nlines"}})
-	c := expectChange(t, l, r, Create)
-	err := Drivers()["env"].Apply(context.Background(), l, r, c.Before)
+	err := Drivers()["env"].Apply(context.Background(), l, r, State{})
 	if err == nil || !strings.Contains(err.Error(), "newline") {
 		t.Fatalf("got %v, want a newline error", err)
 	}

@@ -26,7 +26,7 @@ var (
 // Desired implements Contents: the declared content, none when the file
 // is to be absent.
 func (*FileDriver) Desired(r config.Resource, _ State) ([]byte, bool) {
-	spec, err := specOf[config.FileSpec](r)
+	spec, err := specOf(r, validateFile)
 	if err != nil || spec.State == config.Absent {
 		return nil, false
 	}
@@ -49,6 +49,25 @@ func createMode(r config.Resource) string {
 // Kind returns "file".
 func (*FileDriver) Kind() string { return "file" }
 
+// NewSpec returns an empty file spec.
+func (*FileDriver) NewSpec() any { return &config.FileSpec{} }
+
+// Validate is the file kind's one validation. Where the content comes
+// from (content, source or template, one of them) is the loader's.
+func (*FileDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateFile)
+}
+
+func validateFile(name string, s *config.FileSpec) []config.Problem {
+	var p problems
+	p.path("", "file path", name)
+	p.mode(s.Mode)
+	p.owner("owner", s.Owner)
+	p.owner("group", s.Group)
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
+
 // Probe prints the file's stat line, then, for a regular file, its content
 // in base64 on the next line. It prints nothing when nothing is there.
 //
@@ -57,7 +76,7 @@ func (*FileDriver) Kind() string { return "file" }
 // when they match: a converged host then sends a few bytes per pass, not
 // its files. Small files skip the hash, which would cost one more process.
 func (*FileDriver) Probe(r config.Resource, root string) string {
-	spec, err := specOf[config.FileSpec](r)
+	spec, err := specOf(r, validateFile)
 	if err != nil {
 		return probeError(err)
 	}
@@ -95,7 +114,7 @@ func (*FileDriver) Parse(r config.Resource, out []byte) (State, error) {
 		return st, err
 	}
 	if string(st.Content) == sameMark {
-		spec, err := specOf[config.FileSpec](r)
+		spec, err := specOf(r, validateFile)
 		if err != nil {
 			return State{}, err
 		}
@@ -132,7 +151,7 @@ func parseFileProbe(out []byte) (State, error) {
 // Diff compares content (a unified diff), mode, owner and group.
 func (*FileDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
-	spec, err := specOf[config.FileSpec](r)
+	spec, err := specOf(r, validateFile)
 	if err != nil {
 		c.Action, c.Diff = Update, err.Error()
 		return c
@@ -226,7 +245,7 @@ func (d *FileDriver) Write(r config.Resource, observed State) (FileWrite, bool) 
 // plan returns the write that applies r, or remove when the file is to be
 // absent.
 func (*FileDriver) plan(r config.Resource, observed State) (w FileWrite, remove bool, err error) {
-	spec, err := specOf[config.FileSpec](r)
+	spec, err := specOf(r, validateFile)
 	if err != nil {
 		return FileWrite{}, false, fmt.Errorf("apply: %w", err)
 	}

@@ -47,6 +47,50 @@ var fwName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // Kind returns "firewall".
 func (*FirewallDriver) Kind() string { return "firewall" }
 
+// NewSpec returns an empty firewall spec.
+func (*FirewallDriver) NewSpec() any { return &config.FirewallSpec{} }
+
+// Name is a firewall's name: its name key, "default" without one.
+func (*FirewallDriver) Name(spec any) string {
+	if s, ok := spec.(*config.FirewallSpec); ok && s.Name != "" {
+		return s.Name
+	}
+	return "default"
+}
+
+// Validate is the firewall kind's one validation.
+func (*FirewallDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateFirewall)
+}
+
+func validateFirewall(name string, s *config.FirewallSpec) []config.Problem {
+	var p problems
+	if name == "" {
+		name = "default"
+	}
+	if !fwName.MatchString(name) {
+		p.add("name", "name: %q may hold only letters, digits, - and _, at most 64 of them", name)
+	}
+	if len(s.Allow) == 0 && len(s.Deny) == 0 && s.Policy == "" {
+		p.add("", "a firewall needs allow, deny or policy")
+	}
+	for _, list := range []struct {
+		key   string
+		rules []string
+	}{{"allow", s.Allow}, {"deny", s.Deny}} {
+		for _, rule := range list.rules {
+			if _, err := parseFwRule(true, rule, ""); err != nil {
+				p.add(list.key, "%s: %v", list.key, err)
+			}
+		}
+	}
+	if _, err := canonFrom(s.From); err != nil {
+		p.add("from", "from: %q is not an address or a CIDR prefix", s.From)
+	}
+	p.oneOf("policy", s.Policy, "accept", "drop")
+	return p
+}
+
 // fwProbe prints "absent", or the table as JSON, a separator line and the
 // table as text (the text is what a restore feeds back to nft -f).
 const fwProbe = `if __dl_t=$(nft list tables 2>&1); then
@@ -60,7 +104,7 @@ const fwTextMark = "--- driftless nft text ---"
 // firewallOf returns r's spec, its chain name, its declared policy and its
 // rules in the order they are written: denies first, then allows.
 func firewallOf(r config.Resource) (chain, policy string, rules []string, err error) {
-	s, err := specOf[config.FirewallSpec](r)
+	s, err := specOf(r, validateFirewall)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -68,15 +112,9 @@ func firewallOf(r config.Resource) (chain, policy string, rules []string, err er
 	if name == "" {
 		name = "default"
 	}
-	if !fwName.MatchString(name) {
-		return "", "", nil, fmt.Errorf("%s: name %q may hold only letters, digits, - and _", r.ID(), name)
-	}
 	policy = s.Policy
 	if policy == "" {
 		policy = "accept"
-	}
-	if policy != "accept" && policy != "drop" {
-		return "", "", nil, fmt.Errorf("%s: policy %q is not one of accept, drop", r.ID(), s.Policy)
 	}
 	for _, list := range []struct {
 		allow bool

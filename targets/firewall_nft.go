@@ -95,9 +95,12 @@ func parseFwRule(allow bool, rule, from string) (fwRule, error) {
 	case (proto == "tcp" || proto == "udp") && hasPorts:
 		r.Proto = proto
 	default:
-		return fwRule{}, fmt.Errorf("rule %q is not one such as tcp/8080, udp/53, tcp/8000-8100 or icmp", rule)
+		return fwRule{}, fmt.Errorf("%q is not a rule such as tcp/8080, udp/53, tcp/8000-8100 or icmp", rule)
 	}
 	lo, hi, isRange := strings.Cut(ports, "-")
+	if strings.Trim(lo, "0123456789") != "" || strings.Trim(hi, "0123456789") != "" {
+		return fwRule{}, fmt.Errorf("%q is not a rule such as tcp/8080, udp/53, tcp/8000-8100 or icmp", rule)
+	}
 	l, err1 := strconv.Atoi(lo)
 	h := l
 	var err2 error
@@ -105,7 +108,7 @@ func parseFwRule(allow bool, rule, from string) (fwRule, error) {
 		h, err2 = strconv.Atoi(hi)
 	}
 	if err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
-		return fwRule{}, fmt.Errorf("rule %q has a port outside 1-65535 or a reversed range", rule)
+		return fwRule{}, fmt.Errorf("%q has a port outside 1-65535 or a reversed range", rule)
 	}
 	r.Ports = strconv.Itoa(l)
 	if h != l {

@@ -62,8 +62,8 @@ func TestParseFwRule(t *testing.T) {
 		{true, "tcp/0", "", "", "", "port outside"},
 		{true, "tcp/90-80", "", "", "", "reversed"},
 		{true, "tcp/65536", "", "", "", "port outside"},
-		{true, "sctp/9", "", "", "", "is not one such as"},
-		{true, "icmp/8", "", "", "", "is not one such as"},
+		{true, "sctp/9", "", "", "", "is not a rule such as"},
+		{true, "icmp/8", "", "", "", "is not a rule such as"},
 		{true, "tcp/", "", "", "", "port outside"},
 		{true, "tcp/22", "10.0.0.0/40", "", "", "not an address"},
 	}

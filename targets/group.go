@@ -19,13 +19,30 @@ var _ Driver = (*GroupDriver)(nil)
 // Kind returns "group".
 func (*GroupDriver) Kind() string { return "group" }
 
+// NewSpec returns an empty group spec.
+func (*GroupDriver) NewSpec() any { return &config.GroupSpec{} }
+
+// Validate is the group kind's one validation.
+func (*GroupDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateGroup)
+}
+
+func validateGroup(name string, s *config.GroupSpec) []config.Problem {
+	var p problems
+	if !accountName.MatchString(name) {
+		p.add("", "group: %q is not a valid group name (at most 32 characters: a-z, 0-9, _, ., -, starting with a letter or _)", name)
+	}
+	if s.GID < 0 {
+		p.add("gid", "gid: must not be negative")
+	}
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
+
 // Probe prints the group line.
 func (*GroupDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.GroupSpec](r); err != nil {
+	if _, err := specOf(r, validateGroup); err != nil {
 		return probeError(err)
-	}
-	if !accountName.MatchString(r.Name) {
-		return probeError(fmt.Errorf("group %q: not a valid group name", r.Name))
 	}
 	return accountProbe("group", r.Name, root,
 		"if __e=$(getent group "+shq(r.Name)+"); then printf 'group=%s\\n' \"$__e\"; fi")
@@ -54,7 +71,7 @@ func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
 // Diff compares the declared group with the live one.
 func (d *GroupDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
-	s, err := specOf[config.GroupSpec](r)
+	s, err := specOf(r, validateGroup)
 	if err != nil {
 		c.Action, c.Diff = Update, "error: "+err.Error()
 		return c
@@ -76,12 +93,9 @@ func (d *GroupDriver) Diff(r config.Resource, observed State) Change {
 
 // Apply creates, renumbers or removes the group.
 func (d *GroupDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf[config.GroupSpec](r)
+	s, err := specOf(r, validateGroup)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	if !accountName.MatchString(r.Name) {
-		return fmt.Errorf("apply %s: not a valid group name", r.ID())
 	}
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
@@ -111,8 +125,8 @@ func (d *GroupDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 // Restore removes a group that did not exist, or re-creates or renumbers it
 // with its old gid and members.
 func (d *GroupDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	if !accountName.MatchString(r.Name) {
-		return fmt.Errorf("restore %s: not a valid group name", r.ID())
+	if _, err := specOf(r, validateGroup); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err

@@ -62,7 +62,7 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 	q := Query{Kind: r.Kind}
 	switch r.Kind {
 	case "file":
-		spec, err := specOf[config.FileSpec](r)
+		spec, err := specOf(r, validateFile)
 		if err != nil {
 			return q, false
 		}
@@ -73,23 +73,23 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 		return pathQuery(q, r, root)
 	case "env":
 		// An env file is probed as a file without a declared hash.
-		if _, err := specOf[config.EnvSpec](r); err != nil {
+		if _, err := specOf(r, validateEnv); err != nil {
 			return q, false
 		}
 		q.Kind = "file"
 		return pathQuery(q, r, root)
 	case "directory":
-		if _, err := specOf[config.DirectorySpec](r); err != nil {
+		if _, err := specOf(r, validateDirectory); err != nil {
 			return q, false
 		}
 		return pathQuery(q, r, root)
 	case "symlink":
-		if _, err := specOf[config.SymlinkSpec](r); err != nil {
+		if _, err := specOf(r, validateSymlink); err != nil {
 			return q, false
 		}
 		return pathQuery(q, r, root)
 	case "sysctl":
-		if _, err := specOf[config.SysctlSpec](r); err != nil {
+		if _, err := specOf(r, validateSysctl); err != nil {
 			return q, false
 		}
 		p, err := sysctlPath(r.Name)
@@ -105,7 +105,7 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 		q.Name = r.Name
 		return q, true
 	case "package":
-		s, err := specOf[config.PackageSpec](r)
+		s, err := specOf(r, validatePackage)
 		// An architecture-qualified name ("libc6:amd64") stays with the
 		// shell probe: the agent's one query matches plain names.
 		if err != nil || root != "" || checkPackage(r.Name, s.Version) != nil || strings.Contains(r.Name, ":") {
@@ -139,9 +139,9 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 	case "user", "group":
 		var err error
 		if r.Kind == "user" {
-			_, err = specOf[config.UserSpec](r)
+			_, err = specOf(r, validateUser)
 		} else {
-			_, err = specOf[config.GroupSpec](r)
+			_, err = specOf(r, validateGroup)
 		}
 		if err != nil || root != "" || !accountName.MatchString(r.Name) {
 			return q, false

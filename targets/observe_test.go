@@ -91,7 +91,7 @@ func TestObserveErrors(t *testing.T) {
 		t.Fatal("no error for a relative path and a missing spec")
 	}
 	var oe *ObserveError
-	if !errors.As(err, &oe) || oe.ID != "file:relative/path" || !strings.Contains(err.Error(), "not absolute") {
+	if !errors.As(err, &oe) || oe.ID != "file:relative/path" || !strings.Contains(err.Error(), "must be absolute") {
 		t.Fatalf("error %v does not name the relative path's resource", err)
 	}
 	if !strings.Contains(err.Error(), "file:/nospec") {

@@ -35,14 +35,31 @@ var (
 // Kind returns "package".
 func (*PackageDriver) Kind() string { return "package" }
 
+// NewSpec returns an empty package spec.
+func (*PackageDriver) NewSpec() any { return &config.PackageSpec{} }
+
+// Validate is the package kind's one validation.
+func (*PackageDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validatePackage)
+}
+
+func validatePackage(name string, s *config.PackageSpec) []config.Problem {
+	var p problems
+	if !packageName.MatchString(name) {
+		p.add("", "package: %q is not a valid package name", name)
+	}
+	if !packageVersion.MatchString(s.Version) {
+		p.add("version", "version: %q has characters no package version has", s.Version)
+	}
+	p.oneOf("state", s.State, config.Present, config.Absent, "latest")
+	return p
+}
+
 // Probe prints the manager, then the package's dpkg status and version, or
 // its rpm version. It fails with a clear message on a host with neither.
 func (*PackageDriver) Probe(r config.Resource, root string) string {
-	s, err := specOf[config.PackageSpec](r)
+	_, err := specOf(r, validatePackage)
 	if err != nil {
-		return probeError(err)
-	}
-	if err := checkPackage(r.Name, s.Version); err != nil {
 		return probeError(err)
 	}
 	if root != "" {
@@ -120,7 +137,7 @@ func versionMatches(manager, installed, pin string) bool {
 // Diff compares the declared package with the installed one.
 func (d *PackageDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
-	s, err := specOf[config.PackageSpec](r)
+	s, err := specOf(r, validatePackage)
 	if err != nil {
 		c.Action, c.Diff = Update, "error: "+err.Error()
 		return c
@@ -189,11 +206,8 @@ func removeScript(manager, name string, purge bool) string {
 
 // Apply installs, upgrades, downgrades or removes the package.
 func (d *PackageDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf[config.PackageSpec](r)
+	s, err := specOf(r, validatePackage)
 	if err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	if err := checkPackage(r.Name, s.Version); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
 	m := observed.Fields["manager"]

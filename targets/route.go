@@ -29,21 +29,53 @@ var _ Driver = (*RouteDriver)(nil)
 // Kind returns "route".
 func (*RouteDriver) Kind() string { return "route" }
 
+// NewSpec returns an empty route spec.
+func (*RouteDriver) NewSpec() any { return &config.RouteSpec{} }
+
+// Name is a route's name: its destination.
+func (*RouteDriver) Name(spec any) string {
+	if s, ok := spec.(*config.RouteSpec); ok {
+		return s.To
+	}
+	return ""
+}
+
+// Validate is the route kind's one validation.
+func (*RouteDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateRoute)
+}
+
+func validateRoute(name string, s *config.RouteSpec) []config.Problem {
+	var p problems
+	to := s.To
+	if to == "" {
+		to = name
+	}
+	if to == "" {
+		p.add("", "a route needs to (a destination in CIDR form, or default)")
+	} else if _, err := netip.ParsePrefix(to); err != nil && to != "default" {
+		p.add("to", "to: %q is not a destination in CIDR form such as 10.1.0.0/16, or default", to)
+	}
+	if s.Via == "" && s.Dev == "" && s.State != config.Absent {
+		p.add("", "a route needs via or dev")
+	}
+	if _, err := netip.ParseAddr(s.Via); s.Via != "" && err != nil {
+		p.add("via", "via: %q is not an IP address", s.Via)
+	}
+	if s.Dev != "" && !ifName.MatchString(s.Dev) {
+		p.add("dev", "dev: %q is not an interface name (at most 15 characters: letters, digits, _ . : @ -)", s.Dev)
+	}
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
+
 // routeDst returns the spec of r, its destination as ip prints it
 // ("default", "10.1.0.0/16", "10.0.0.5" for a host route) and the family
 // flag of ip ("-4" or "-6").
 func routeDst(r config.Resource) (*config.RouteSpec, string, string, error) {
-	s, err := specOf[config.RouteSpec](r)
+	s, err := specOf(r, validateRoute)
 	if err != nil {
 		return nil, "", "", err
-	}
-	if s.Via != "" {
-		if _, err := netip.ParseAddr(s.Via); err != nil {
-			return nil, "", "", fmt.Errorf("%s: via %q is not an IP address", r.ID(), s.Via)
-		}
-	}
-	if s.Dev != "" && !ifName.MatchString(s.Dev) {
-		return nil, "", "", fmt.Errorf("%s: dev %q is not an interface name", r.ID(), s.Dev)
 	}
 	to := s.To
 	if to == "" {

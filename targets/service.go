@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/driftless/driftless/config"
@@ -25,7 +26,7 @@ var (
 // Desired implements Contents: the declared unit file, none when the unit
 // file is not managed.
 func (*ServiceDriver) Desired(r config.Resource, _ State) ([]byte, bool) {
-	s, err := specOf[config.ServiceSpec](r)
+	s, err := specOf(r, validateService)
 	if err != nil || s.Unit == "" {
 		return nil, false
 	}
@@ -58,18 +59,39 @@ func unitName(name string) string {
 // unitPath is where the unit file of a resource lives on the host.
 func unitPath(name string) string { return "/etc/systemd/system/" + unitName(name) }
 
+// unitRe is a unit name: what systemd allows, not starting with "-".
+var unitRe = regexp.MustCompile(`^[A-Za-z0-9:_.@][A-Za-z0-9:_.@-]*$`)
+
 func validUnitName(name string) error {
-	if name == "" || strings.ContainsAny(name, "/ \t\n'\"\\$`") || strings.HasPrefix(name, "-") {
+	if !unitRe.MatchString(name) || len(unitName(name)) > 255 {
 		return fmt.Errorf("service %q: not a valid unit name", name)
 	}
 	return nil
+}
+
+// NewSpec returns an empty service spec.
+func (*ServiceDriver) NewSpec() any { return &config.ServiceSpec{} }
+
+// Validate is the service kind's one validation.
+func (*ServiceDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateService)
+}
+
+func validateService(name string, s *config.ServiceSpec) []config.Problem {
+	var p problems
+	if validUnitName(name) != nil {
+		p.add("", "service: %q is not a valid unit name (letters, digits, : _ . @ -, at most 255 characters with its suffix)", name)
+	}
+	p.oneOf("state", s.State, ServiceRunning, ServiceStopped)
+	p.oneOf("on_notify", s.OnNotify, "restart", "reload")
+	return p
 }
 
 // Probe prints systemd's view of the unit (LoadState, ActiveState,
 // UnitFileState) and then, after a marker, the unit file when there is one.
 // It fails with a clear message on a host where systemd is not running.
 func (*ServiceDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.ServiceSpec](r); err != nil {
+	if _, err := specOf(r, validateService); err != nil {
 		return probeError(err)
 	}
 	if err := validUnitName(r.Name); err != nil {
@@ -175,7 +197,7 @@ func orNone(s string) string {
 // Diff compares the declared unit with the observed one.
 func (d *ServiceDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
-	s, err := specOf[config.ServiceSpec](r)
+	s, err := specOf(r, validateService)
 	if err != nil {
 		c.Action, c.Diff = Update, "error: "+err.Error()
 		return c
@@ -190,7 +212,7 @@ func (d *ServiceDriver) Diff(r config.Resource, observed State) Change {
 // changed, then enables or disables the unit, then starts, restarts or
 // stops it. A running unit whose file changed is restarted.
 func (d *ServiceDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf[config.ServiceSpec](r)
+	s, err := specOf(r, validateService)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
@@ -250,7 +272,7 @@ func (d *ServiceDriver) Refresh(ctx context.Context, t Transport, r config.Resou
 	}
 	u := shq(unitName(r.Name))
 	verb := "try-restart"
-	if s, err := specOf[config.ServiceSpec](r); err == nil && s.OnNotify == "reload" {
+	if s, err := specOf(r, validateService); err == nil && s.OnNotify == "reload" {
 		verb = "reload"
 	}
 	script := "if systemctl is-active -q -- " + u + "; then systemctl " + verb + " -- " + u + "; fi\n"

@@ -91,7 +91,7 @@ func TestServerDriversObserveInOneRoundTrip(t *testing.T) {
 	rs := []config.Resource{
 		{Kind: "package", Name: "openssh-server", Spec: &config.PackageSpec{}},
 		{Kind: "service", Name: "ssh", Spec: &config.ServiceSpec{State: targets.ServiceRunning}},
-		{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
+		{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{URL: "https://artifacts.example/a.tar.gz", SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
 		{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "0"}},
 		{Kind: "user", Name: "root", Spec: &config.UserSpec{Shell: "/bin/bash"}},
 		{Kind: "group", Name: "root", Spec: &config.GroupSpec{GID: 0}},

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"unicode"
 
 	"github.com/driftless/driftless/config"
 )
@@ -21,10 +23,31 @@ var _ Driver = (*SymlinkDriver)(nil)
 // Kind returns "symlink".
 func (*SymlinkDriver) Kind() string { return "symlink" }
 
+// NewSpec returns an empty symlink spec.
+func (*SymlinkDriver) NewSpec() any { return &config.SymlinkSpec{} }
+
+// Validate is the symlink kind's one validation.
+func (*SymlinkDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateSymlink)
+}
+
+func validateSymlink(name string, s *config.SymlinkSpec) []config.Problem {
+	var p problems
+	p.path("", "symlink path", name)
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	if s.State != config.Absent {
+		p.required("symlink", "target", s.Target)
+	}
+	if strings.IndexFunc(s.Target, unicode.IsControl) >= 0 {
+		p.add("target", "target: %q holds a control character (a newline, a tab)", s.Target)
+	}
+	return p
+}
+
 // Probe prints "symlink" and the link's target, "other" when something
 // that is not a link is there, and nothing when the path is free.
 func (*SymlinkDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.SymlinkSpec](r); err != nil {
+	if _, err := specOf(r, validateSymlink); err != nil {
 		return probeError(err)
 	}
 	p, err := hostPath(root, r.Name)
@@ -55,7 +78,7 @@ func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
 // path is reported, and Apply refuses to replace it.
 func (*SymlinkDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}
-	spec, err := specOf[config.SymlinkSpec](r)
+	spec, err := specOf(r, validateSymlink)
 	if err != nil {
 		c.Action, c.Diff = Update, err.Error()
 		return c
@@ -79,7 +102,7 @@ func (*SymlinkDriver) Diff(r config.Resource, observed State) Change {
 // Apply points the link at the target, or removes the link when it is
 // declared absent. It refuses to replace something that is not a link.
 func (*SymlinkDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	spec, err := specOf[config.SymlinkSpec](r)
+	spec, err := specOf(r, validateSymlink)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}

@@ -31,6 +31,25 @@ var sysctlName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-/:@]*$`)
 // Kind returns "sysctl".
 func (*SysctlDriver) Kind() string { return "sysctl" }
 
+// NewSpec returns an empty sysctl spec.
+func (*SysctlDriver) NewSpec() any { return &config.SysctlSpec{} }
+
+// Validate is the sysctl kind's one validation.
+func (*SysctlDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateSysctl)
+}
+
+func validateSysctl(name string, s *config.SysctlSpec) []config.Problem {
+	var p problems
+	if _, err := sysctlPath(name); err != nil {
+		p.add("", "sysctl: %q is not a valid kernel parameter name", name)
+	}
+	if normSysctl(s.Value) == "" {
+		p.add("", "a sysctl resource needs value")
+	}
+	return p
+}
+
 // sysctlPath is the /proc/sys file of a parameter.
 func sysctlPath(name string) (string, error) {
 	if !sysctlName.MatchString(name) || strings.Contains(name, "..") {
@@ -53,7 +72,7 @@ func normSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }
 // Probe prints "value=" and the live value, or nothing when the kernel has
 // no such parameter.
 func (*SysctlDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.SysctlSpec](r); err != nil {
+	if _, err := specOf(r, validateSysctl); err != nil {
 		return probeError(err)
 	}
 	p, err := sysctlPath(r.Name)
@@ -94,7 +113,7 @@ func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 // Diff compares the declared value with the live one.
 func (d *SysctlDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
-	s, err := specOf[config.SysctlSpec](r)
+	s, err := specOf(r, validateSysctl)
 	if err != nil {
 		c.Action, c.Diff = Update, "error: "+err.Error()
 		return c
@@ -159,12 +178,9 @@ func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource
 
 // Apply writes the declared value.
 func (d *SysctlDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
-	s, err := specOf[config.SysctlSpec](r)
+	s, err := specOf(r, validateSysctl)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	if normSysctl(s.Value) == "" {
-		return fmt.Errorf("apply %s: no value declared", r.ID())
 	}
 	return d.write(ctx, t, r, normSysctl(s.Value), normSysctl(s.Value), "apply")
 }

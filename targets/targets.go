@@ -96,6 +96,10 @@ type Change struct {
 type Driver interface {
 	// Kind is the resource kind this driver manages ("file").
 	Kind() string
+	// NewSpec and Validate make the driver its kind's row of the table
+	// config's loader takes (Kinds): its spec, and its one validation,
+	// which the driver's own methods run too.
+	config.ResourceKind
 	// Probe returns a shell fragment whose standard output describes the
 	// live state of r. Probes of all resources of a host run in one remote
 	// call, so a probe must not read stdin and must not exit the shell.

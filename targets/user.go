@@ -3,7 +3,6 @@ package targets
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,11 +19,39 @@ type UserDriver struct{}
 
 var _ Driver = (*UserDriver)(nil)
 
-// accountName is what useradd and groupadd accept on Debian and Fedora.
-var accountName = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
-
 // Kind returns "user".
 func (*UserDriver) Kind() string { return "user" }
+
+// NewSpec returns an empty user spec.
+func (*UserDriver) NewSpec() any { return &config.UserSpec{} }
+
+// Validate is the user kind's one validation.
+func (*UserDriver) Validate(name string, spec any) []config.Problem {
+	return validateAny(name, spec, validateUser)
+}
+
+func validateUser(name string, s *config.UserSpec) []config.Problem {
+	var p problems
+	if !accountName.MatchString(name) {
+		p.add("", "user: %q is not a valid user name (at most 32 characters: a-z, 0-9, _, ., -, starting with a letter or _)", name)
+	}
+	if s.UID < 0 {
+		p.add("uid", "uid: must not be negative")
+	}
+	for _, g := range s.Groups {
+		if !accountName.MatchString(g) {
+			p.add("groups", "groups: %q is not a valid group name", g)
+		}
+	}
+	if s.Shell != "" {
+		p.path("shell", "shell path", s.Shell)
+	}
+	if s.Home != "" {
+		p.path("home", "home path", s.Home)
+	}
+	p.oneOf("state", s.State, config.Present, config.Absent)
+	return p
+}
 
 // accountProbe runs a getent-based probe on a real host. On a sandbox root
 // the account databases are the sandbox's files, read with grep.
@@ -39,11 +66,8 @@ func accountProbe(db, name, root, real string) string {
 // Probe prints the passwd line, then the user's primary group name and
 // every group name it belongs to.
 func (*UserDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf[config.UserSpec](r); err != nil {
+	if _, err := specOf(r, validateUser); err != nil {
 		return probeError(err)
-	}
-	if !accountName.MatchString(r.Name) {
-		return probeError(fmt.Errorf("user %q: not a valid user name", r.Name))
 	}
 	n := shq(r.Name)
 	return accountProbe("passwd", r.Name, root, "if __e=$(getent passwd "+n+"); then printf 'passwd=%s\\n' \"$__e\"; "+
@@ -111,7 +135,7 @@ func userDiffs(s *config.UserSpec, st State) []string {
 // Diff compares the declared user with the live one.
 func (d *UserDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}
-	s, err := specOf[config.UserSpec](r)
+	s, err := specOf(r, validateUser)
 	if err != nil {
 		c.Action, c.Diff = Update, "error: "+err.Error()
 		return c
@@ -157,12 +181,9 @@ func accountsOnRealHost(t Transport, id string) error {
 
 // Apply creates, changes or removes the user.
 func (d *UserDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf[config.UserSpec](r)
+	s, err := specOf(r, validateUser)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	if !accountName.MatchString(r.Name) {
-		return fmt.Errorf("apply %s: not a valid user name", r.ID())
 	}
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
@@ -192,8 +213,8 @@ func (d *UserDriver) Apply(ctx context.Context, t Transport, r config.Resource, 
 // re-creates a removed one with its old ids, or puts back the old uid,
 // shell, home and supplementary groups.
 func (d *UserDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	if !accountName.MatchString(r.Name) {
-		return fmt.Errorf("restore %s: not a valid user name", r.ID())
+	if _, err := specOf(r, validateUser); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/driftless/driftless/reconciler/notify"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/sources/webhook"
 	"github.com/driftless/driftless/targets"
@@ -199,7 +200,7 @@ func (d *daemon) loader(trusted bool) reconciler.Loader {
 		ids = nil
 	}
 	return func(dir string) (*config.Revision, error) {
-		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot,
+		return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: d.localRoot,
 			Identities: ids, SkipDecrypt: !trusted,
 			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv, Untrusted: !trusted})
 	}
@@ -210,7 +211,7 @@ func (d *daemon) loader(trusted bool) reconciler.Loader {
 // any revision not merged.
 func (d *daemon) previewLoader() reconciler.PreviewLoader {
 	return func(dir string, p *config.PreviewLoad) (*config.Revision, error) {
-		return config.LoadRevision(dir, config.LoadOptions{LocalRoot: d.localRoot, Identities: d.ids,
+		return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: d.localRoot, Identities: d.ids,
 			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Untrusted: true, Preview: p})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -153,7 +154,7 @@ line and column. Nothing is contacted, nothing is changed.`,
 			if err != nil {
 				return err
 			}
-			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{LocalRoot: o.root, Identities: ids, SkipDecrypt: ids.Len() == 0})
+			rev, err := config.LoadRevision(repoDir(args), config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: o.root, Identities: ids, SkipDecrypt: ids.Len() == 0})
 			if err != nil {
 				var list config.ErrorList
 				if !errors.As(err, &list) {
@@ -246,7 +247,7 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress status.Progress) (*
 	loader := func(run bool) reconciler.Loader {
 		inv := &inventory.Source{Dir: invDir, Run: run, Logger: log}
 		return func(dir string) (*config.Revision, error) {
-			return config.LoadRevision(dir, config.LoadOptions{LocalRoot: o.root, Identities: ids, Inventory: inv})
+			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: o.root, Identities: ids, Inventory: inv})
 		}
 	}
 	rec, err := reconciler.New(reconciler.Options{

@@ -14,6 +14,7 @@ import (
 	"github.com/driftless/driftless/reconciler"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/targets"
 )
@@ -43,7 +44,7 @@ func TestReconcilerReportsToGitHub(t *testing.T) {
 	defer store.Close()
 	rec, err := reconciler.New(reconciler.Options{
 		Store: store, Dialer: localDialer{}, Drivers: targets.Drivers(),
-		Load:      reconciler.DefaultLoader(config.LoadOptions{LocalRoot: sandbox}),
+		Load:      reconciler.DefaultLoader(config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: sandbox}),
 		Reporters: []status.Reporter{g}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		URL: "http://driftless.test", ReportTimeout: 10 * time.Second, DriftInterval: time.Hour,
 		FullDiffs: []string{"staging"},

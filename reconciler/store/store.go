@@ -327,8 +327,8 @@ func decodeEntry(data []byte) (JournalEntry, error) {
 	e.Resource = config.Resource{
 		Kind: s.Res.Kind, Name: s.Res.Name, Requires: s.Res.Requires, Notify: s.Res.Notify, Drift: s.Res.Drift,
 	}
-	if mk, ok := config.KindSpecs()[s.Res.Kind]; ok && len(s.Res.Spec) > 0 && string(s.Res.Spec) != "null" {
-		spec := mk()
+	if k, ok := targets.Kinds()[s.Res.Kind]; ok && len(s.Res.Spec) > 0 && string(s.Res.Spec) != "null" {
+		spec := k.NewSpec()
 		if err := json.Unmarshal(s.Res.Spec, spec); err != nil {
 			return JournalEntry{}, fmt.Errorf("decode spec of %s: %w", e.Resource.ID(), err)
 		}

@@ -48,7 +48,7 @@ func TestCommand(t *testing.T) {
 		// is what lets this attempt end at its timeout.
 		{"local timeout kills children", config.Check{Command: "sleep 30; echo done", On: "local", Timeout: short}, nil, false, 1,
 			[]string{"no answer within 200ms"}, nil},
-		{"unknown on", config.Check{Command: "true", On: "elsewhere"}, tr, false, 0, []string{`"elsewhere" is neither host nor local`}, nil},
+		{"unknown on", config.Check{Command: "true", On: "elsewhere"}, tr, false, 0, []string{`on: "elsewhere" is not one of host, local`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := newTestRunner(t)

@@ -21,19 +21,14 @@ const maxBody = 1 << 20
 // httpCheck GETs c.HTTP and expects c.ExpectStatus (200 by default) and,
 // when c.ExpectBody is set, a body matching that regular expression.
 func httpCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
-	u, err := url.Parse(c.HTTP)
-	if err != nil {
-		return nil, fmt.Errorf("parse url: %w", redact.New().Err(err))
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("url %s: scheme must be http or https", redact.URL(c.HTTP))
-	}
+	// validateHTTP has checked the URL, the status and the expression.
 	want := c.ExpectStatus
 	if want == 0 {
 		want = http.StatusOK
 	}
 	var body *regexp.Regexp
 	if c.ExpectBody != "" {
+		var err error
 		if body, err = regexp.Compile(c.ExpectBody); err != nil {
 			return nil, fmt.Errorf("expect_body: %w", err)
 		}

@@ -47,7 +47,7 @@ func TestHTTP(t *testing.T) {
 		{"body does not match", config.Check{HTTP: srv.URL + "/healthz", ExpectBody: `"version":"2\.`}, false, 1, []string{"does not match", `1.4.2`}},
 		{"body read only to 1 MiB", config.Check{HTTP: srv.URL + "/big", ExpectBody: "MARKER"}, false, 1, []string{"does not match /MARKER/"}},
 		{"bad regexp", config.Check{HTTP: srv.URL, ExpectBody: "("}, false, 0, []string{"invalid http check: expect_body"}},
-		{"bad scheme", config.Check{HTTP: "ftp://example.invalid/"}, false, 0, []string{"scheme must be http or https"}},
+		{"bad scheme", config.Check{HTTP: "ftp://example.invalid/"}, false, 0, []string{"is not an http or https URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := newTestRunner(t)

@@ -21,15 +21,10 @@ import (
 // server c.Server and compares the first sample's value with c.Threshold
 // using c.Op (">" by default).
 func prometheusCheck(r *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
-	if c.Server == "" {
-		return nil, errors.New("server: the Prometheus base URL is required")
-	}
+	// validatePrometheus has checked the server's URL and the operator.
 	base, err := url.Parse(c.Server)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", redact.New().Err(err))
-	}
-	if base.Scheme != "http" && base.Scheme != "https" {
-		return nil, fmt.Errorf("server %s: scheme must be http or https", redact.URL(c.Server))
 	}
 	op := c.Op
 	if op == "" {

@@ -56,8 +56,8 @@ func TestPrometheusReal(t *testing.T) {
 		{"server down", config.Check{Prometheus: "up", Server: "http://" + closedPort(t)}, false, 1, []string{"connection refused"}},
 		{"not json", config.Check{Prometheus: "up", Server: metrics.URL}, false, 1, []string{"parse response"}},
 		{"proxy error page", config.Check{Prometheus: "up", Server: badGateway.URL}, false, 1, []string{"status 502", "upstream down"}},
-		{"bad op", q("up", "=>", 1), false, 0, []string{`op "=>"`}},
-		{"no server", config.Check{Prometheus: "up"}, false, 0, []string{"server: the Prometheus base URL is required"}},
+		{"bad op", q("up", "=>", 1), false, 0, []string{`op: "=>"`}},
+		{"no server", config.Check{Prometheus: "up"}, false, 0, []string{"a prometheus check needs server"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := newTestRunner(t)

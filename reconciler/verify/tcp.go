@@ -12,9 +12,6 @@ import (
 // tcpCheck passes when a TCP connection to c.TCP ("host:port") opens
 // within the attempt's timeout. The connection is closed at once.
 func tcpCheck(_ *Runner, c config.Check, _ *config.Host, _ targets.Transport, _ *Result) (attempt, error) {
-	if _, _, err := net.SplitHostPort(c.TCP); err != nil {
-		return nil, fmt.Errorf("address %q: %w", c.TCP, err)
-	}
 	return func(ctx context.Context) (string, error) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", c.TCP)

@@ -88,13 +88,49 @@ type attempt func(ctx context.Context) (okReason string, err error)
 // test counts) through out.
 type checker func(r *Runner, c config.Check, h *config.Host, t targets.Transport, out *Result) (attempt, error)
 
-// kinds is the table of check kinds: a new kind is one file and one row.
-var kinds = map[string]checker{
-	"http":       httpCheck,
-	"tcp":        tcpCheck,
-	"command":    commandCheck,
-	"prometheus": prometheusCheck,
-	"junit":      junitCheck,
+// checkKind is one row of the table of check kinds: the check's own
+// validation, which config's loader runs at load (Kinds), and how an
+// attempt is prepared, which runs only on a check that validates.
+type checkKind struct {
+	validate func(c config.Check) []config.Problem
+	prepare  checker
+}
+
+// Validate implements config.CheckKind.
+func (k checkKind) Validate(c config.Check) []config.Problem { return k.validate(c) }
+
+// table is the table of check kinds: a new kind is one file and one row.
+func table() map[string]checkKind {
+	return map[string]checkKind{
+		"http":       {validateHTTP, httpCheck},
+		"tcp":        {validateTCP, tcpCheck},
+		"command":    {validateCommand, commandCheck},
+		"prometheus": {validatePrometheus, prometheusCheck},
+		"junit":      {validateJUnit, junitCheck},
+	}
+}
+
+// Kinds is the table of check kinds as config's loader takes it
+// (LoadOptions.Checks), so that a check is refused at load, with its
+// position, by the same validation that would refuse it here.
+func Kinds() config.CheckKinds {
+	out := config.CheckKinds{}
+	for name, k := range table() {
+		out[name] = k
+	}
+	return out
+}
+
+// prepare validates c with its kind's validation, then prepares its attempt.
+func prepare(r *Runner, c config.Check, h *config.Host, t targets.Transport, out *Result) (attempt, error) {
+	k, ok := table()[c.Kind()]
+	if !ok {
+		return nil, errors.New("check has none of http, tcp, command, prometheus, junit set")
+	}
+	if err := config.Problems(k.validate(c)); err != nil {
+		return nil, err
+	}
+	return k.prepare(r, c, h, t, out)
 }
 
 // Attempt is one finished attempt of a check, for progress displays.
@@ -162,12 +198,11 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 	start := r.clock.Now()
 	defer func() { res.Duration, res.Reason = r.clock.Now().Sub(start), red.String(res.Reason) }()
 
-	mk, ok := kinds[kind]
-	if !ok {
+	if _, ok := table()[kind]; !ok {
 		res.Reason = "check has none of http, tcp, command, prometheus, junit set"
 		return res
 	}
-	try, err := mk(r, c, h, t, &res)
+	try, err := prepare(r, c, h, t, &res)
 	if err != nil {
 		res.Reason = fmt.Sprintf("invalid %s check: %v", kind, err)
 		return res
@@ -218,11 +253,10 @@ func (r *Runner) Check(ctx context.Context, c config.Check, h *config.Host, t ta
 // operator, a missing Prometheus server. `driftless validate` can call it
 // for every check of every host.
 func Validate(c config.Check) error {
-	mk, ok := kinds[c.Kind()]
-	if !ok {
+	if _, ok := table()[c.Kind()]; !ok {
 		return errors.New("check has none of http, tcp, command, prometheus, junit set")
 	}
-	if _, err := mk(&Runner{}, c, nil, nil, &Result{}); err != nil {
+	if _, err := prepare(&Runner{}, c, nil, nil, &Result{}); err != nil {
 		return fmt.Errorf("invalid %s check %s: %w", c.Kind(), Name(c), err)
 	}
 	return nil

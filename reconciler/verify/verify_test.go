@@ -159,11 +159,11 @@ func TestValidate(t *testing.T) {
 		{config.Check{}, "none of http, tcp, command, prometheus"},
 		{config.Check{HTTP: "http://x/", ExpectBody: "[a-"}, "invalid http check http:http://x/: expect_body"},
 		{config.Check{HTTP: "10.0.0.1:8080/healthz"}, "invalid http check"},
-		{config.Check{TCP: "10.0.0.1"}, "missing port"},
-		{config.Check{Command: "true", On: "remote"}, "neither host nor local"},
-		{config.Check{Prometheus: "up", Server: "http://p:9090", Op: "gt"}, `op "gt"`},
-		{config.Check{Prometheus: "up"}, "base URL is required"},
-		{config.Check{Prometheus: "up", Server: "p:9090"}, "scheme must be http or https"},
+		{config.Check{TCP: "10.0.0.1"}, "is not a host:port address"},
+		{config.Check{Command: "true", On: "remote"}, "is not one of host, local"},
+		{config.Check{Prometheus: "up", Server: "http://p:9090", Op: "gt"}, `op: "gt"`},
+		{config.Check{Prometheus: "up"}, "needs server"},
+		{config.Check{Prometheus: "up", Server: "p:9090"}, "is not an http or https URL"},
 	} {
 		err := Validate(tc.c)
 		switch {

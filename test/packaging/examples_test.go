@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
+	"github.com/driftless/driftless/targets"
 )
 
 // docBlock is one fenced code block of a Markdown file.
@@ -86,7 +88,7 @@ func TestDocExamplesLoad(t *testing.T) {
 	if repoFiles < 3 || daemonConfigs < 2 {
 		t.Fatalf("found %d repository files and %d driftless.yaml examples in the docs: the scan is broken", repoFiles, daemonConfigs)
 	}
-	rev, err := config.LoadRevision(repo, config.LoadOptions{LocalRoot: t.TempDir()})
+	rev, err := config.LoadRevision(repo, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: t.TempDir()})
 	if err != nil {
 		t.Fatalf("the repository of getting-started.md does not load:\n%v", err)
 	}
