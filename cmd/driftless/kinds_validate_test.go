@@ -162,7 +162,7 @@ func TestEveryKindRefusesInvalidValues(t *testing.T) {
 			validate(t, head+"  - "+indent(tc.item, "  ")+"\n", tc.want)
 
 			var c config.Check
-			if err := yaml.Unmarshal([]byte(tc.item), &c); err != nil {
+			if err := yaml.Unmarshal([]byte(strings.ReplaceAll(tc.item, "\n  ", "\n")), &c); err != nil {
 				t.Fatal(err)
 			}
 			checkKinds[c.Kind()] = true
@@ -182,12 +182,13 @@ func TestEveryKindRefusesInvalidValues(t *testing.T) {
 	}
 }
 
-// decodeResource decodes one resource item as a test writes it (its kind
-// key first) into the kind's spec, without config's loader.
+// decodeResource decodes one resource item as the table writes it (its
+// kind key first, its other keys indented by two) into the kind's spec,
+// without config's loader.
 func decodeResource(t *testing.T, kinds config.Kinds, item string) config.Resource {
 	t.Helper()
 	var n yaml.Node
-	if err := yaml.Unmarshal([]byte(item), &n); err != nil {
+	if err := yaml.Unmarshal([]byte(strings.ReplaceAll(item, "\n  ", "\n")), &n); err != nil {
 		t.Fatal(err)
 	}
 	m := n.Content[0]
