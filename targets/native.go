@@ -114,7 +114,7 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 		q.Name = r.Name
 		return q, true
 	case "service":
-		if _, err := specOf[config.ServiceSpec](r); err != nil || root != "" || validUnitName(r.Name) != nil {
+		if _, err := specOf(r, validateService); err != nil || root != "" || validUnitName(r.Name) != nil {
 			return q, false
 		}
 		q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
