@@ -47,6 +47,10 @@ type observer struct {
 	nl    *netlink.Handle
 	nlErr error
 	links map[int]string
+	// The firewall probe's answer, asked at the first firewall resource.
+	fwDone bool
+	fw     []byte
+	fwErr  error
 }
 
 // Observe answers every query natively, in this process: the answer to a
@@ -90,6 +94,8 @@ func (o *observer) observe(q targets.Query) ([]byte, error) {
 		return o.address(q)
 	case "route":
 		return o.route(q)
+	case "firewall":
+		return o.firewall()
 	case "package":
 		if o.packagesErr != nil {
 			return nil, o.packagesErr

@@ -162,6 +162,26 @@ func TestAgentOverSSH(t *testing.T) {
 		if a, r := states["address:10.99.2.2/24"], states["route:10.94.0.0/16"]; a.Fields["address"] != "10.99.2.2/28" || r.Fields["count"] != "2" || states["route:10.95.0.5/32"].Fields["protocol"] != "static" {
 			t.Fatalf("the shell saw other addresses and routes: %+v %+v %+v", a, r, states["route:10.95.0.5/32"])
 		}
+		// The firewall: no driftless table, then one with two resources'
+		// chains, listed once for both.
+		fw := []config.Resource{
+			{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}},
+			{Kind: "firewall", Name: "ops", Spec: &config.FirewallSpec{Allow: []string{"tcp/22"}, Policy: "drop"}},
+			{Kind: "firewall", Name: "gone", Spec: &config.FirewallSpec{Allow: []string{"icmp"}}},
+		}
+		if st := sameStates(t, tr, at, fw); st["firewall:web"].Fields["table"] != "absent" {
+			t.Fatalf("the shell saw a driftless table: %+v", st)
+		}
+		h.MustExec(t, `nft -f - <<'EOF'
+table inet driftless {
+	chain input { type filter hook input priority 0; policy accept; jump fw_web; jump fw_ops; }
+	chain fw_web { tcp dport 8080 accept; tcp dport 8081 counter accept; }
+	chain fw_ops { ip saddr 10.0.0.0/8 tcp dport 22 accept; }
+}
+EOF`)
+		if st := sameStates(t, tr, at, fw); !st["firewall:web"].Present || !strings.Contains(string(st["firewall:ops"].Content), "dport 22") {
+			t.Fatalf("the shell saw no driftless table: %+v", st)
+		}
 		if u := states["user:dl-u1"]; u.Fields["groups"] != "dl-g1,dl-g2" || states["user:dl-u2"].Fields["primary"] != "dl-g1" {
 			t.Fatalf("the shell saw no supplementary groups: %+v %+v", u, states["user:dl-u2"])
 		}

@@ -51,6 +51,11 @@ type Answer struct {
 	Err string `json:"err,omitempty"`
 }
 
+// FirewallTextMark separates the firewall probe's JSON listing of the
+// driftless table from its text listing; the agent prints it as the probe
+// does.
+const FirewallTextMark = fwTextMark
+
 // ServiceUnitMarker separates a service probe's unit properties from its
 // unit file; the agent prints it as the probe does.
 const ServiceUnitMarker = unitMarker
@@ -134,6 +139,13 @@ func NativeQuery(r config.Resource, root string) (Query, bool) {
 		q.Name, q.Family = dst, "inet"
 		if fam == "-6" {
 			q.Family = "inet6"
+		}
+		return q, true
+	case "firewall":
+		// One listing of the driftless table answers every firewall
+		// resource of the batch.
+		if _, _, _, err := firewallOf(r); err != nil || root != "" {
+			return q, false
 		}
 		return q, true
 	case "user", "group":
