@@ -107,7 +107,7 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 	rs = append(rs, config.Resource{Kind: "address", Name: "10.99.9.9/24", Spec: &config.AddressSpec{Interface: "dl-nonesuch"}})
 	for _, n := range []string{"10.97.0.0/16", "10.96.0.0/16", "10.95.0.5/32", "10.94.0.0/16", "10.93.0.0/16", "10.92.0.0/16",
 		"fd00:98::/64", "10.99.1.0/24", "default", "10.91.0.0/16"} {
-		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &config.RouteSpec{}})
+		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &config.RouteSpec{Dev: "dl0"}})
 	}
 	for _, n := range packages {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
