@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/driftless/driftless/cluster"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/inventory"
@@ -30,10 +32,14 @@ import (
 
 // daemon is every part of `driftless serve`, built from driftless.yaml.
 type daemon struct {
-	cfg     *config.Daemon
-	log     zerolog.Logger
-	reg     *prometheus.Registry
-	store   *store.BoltStore
+	cfg   *config.Daemon
+	log   zerolog.Logger
+	reg   *prometheus.Registry
+	store store.Store
+	// etcd and cluster are set in cluster mode (a cluster section): the
+	// store is then etcd's, shared by every replica.
+	etcd    *clientv3.Client
+	cluster *cluster.Cluster
 	dialer  *dialer
 	rec     *reconciler.Reconciler
 	sources []sources.Source
@@ -46,24 +52,56 @@ type daemon struct {
 	ids *secrets.Identities
 }
 
+// openStore opens the state store: the bbolt file of the state folder, or
+// in cluster mode etcd's, shared by the replicas, with the membership
+// that shares the environments out. Every replica seals journal entries
+// with the same store.agekey, so that any of them can finish a rollout.
+func (d *daemon) openStore() error {
+	if d.cfg.Cluster == nil {
+		st, err := store.Open(filepath.Join(d.cfg.StateDir, "state.db"))
+		if err != nil {
+			return err
+		}
+		d.store = st
+		return nil
+	}
+	c := d.cfg.Cluster
+	replica, err := c.ReplicaName()
+	if err != nil {
+		return err
+	}
+	if d.etcd, err = cluster.Dial(c); err != nil {
+		return err
+	}
+	box, err := secrets.LoadBox(filepath.Join(d.cfg.StateDir, "store.agekey"))
+	if err != nil {
+		return fmt.Errorf("cluster mode: %w", err)
+	}
+	if d.store, err = store.OpenEtcd(store.EtcdOptions{Client: d.etcd, Prefix: c.Prefix, Box: box}); err != nil {
+		return fmt.Errorf("cluster mode: %w", err)
+	}
+	d.cluster, err = cluster.New(cluster.Options{Client: d.etcd, Prefix: c.Prefix, Replica: replica, LeaseTTL: c.LeaseTTL.D(),
+		// The reconciler is built before Run, which calls these, starts.
+		Release: func(env string) { d.rec.Release(env) }, Changed: func() { d.rec.OwnershipChanged() },
+		Logger: d.log.With().Str("replica", replica).Logger(), Registerer: d.reg})
+	if err != nil {
+		return fmt.Errorf("cluster mode: %w", err)
+	}
+	return nil
+}
+
 // buildDaemon wires the parts. Nothing runs until run is called.
 func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: status.NewProgressLog(0), localRoot: localRoot}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if cfg.Cluster != nil {
-		// The section validates, but environments are not yet owned by
-		// one replica at a time: replicas sharing the store would both
-		// apply, so serve refuses rather than ignoring the section.
-		return nil, errors.New("cluster mode: driftless.yaml has a cluster section, which this version validates but cannot run yet (remove it to run one daemon)")
-	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	store, err := store.Open(filepath.Join(cfg.StateDir, "state.db"))
-	if err != nil {
+	if err := d.openStore(); err != nil {
+		d.close()
 		return nil, err
 	}
-	d.store = store
+	var err error
 	if d.dialer, err = newDialer(cfg.SSH, cfg.Agent, log); err != nil {
 		d.close()
 		return nil, err
@@ -105,8 +143,13 @@ func (d *daemon) build() error {
 	if err != nil {
 		return err
 	}
+	var own reconciler.Ownership
+	if d.cluster != nil {
+		own = d.cluster
+	}
 	rec, err := reconciler.New(reconciler.Options{
 		Store:         d.store,
+		Ownership:     own,
 		Dialer:        d.dialer,
 		Drivers:       targets.WithConfirmTimeout(targets.Drivers(), d.cfg.SSH.ConfirmTimeout.D()),
 		Load:          d.loader(true),
@@ -261,6 +304,9 @@ func (d *daemon) close() error {
 	}
 	if d.store != nil {
 		errs = append(errs, d.store.Close())
+	}
+	if d.etcd != nil {
+		errs = append(errs, d.etcd.Close())
 	}
 	return errors.Join(errs...)
 }

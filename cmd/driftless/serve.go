@@ -87,7 +87,9 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 
 	var ready atomic.Bool
 	ready.Store(len(d.sources) == 0)
-	srv, err := newHTTPServer(cfg.HTTP, d.mux(ctx, ready.Load), d.reg)
+	// In cluster mode a replica is ready only while it holds its lease.
+	isReady := func() bool { return ready.Load() && (d.cluster == nil || d.cluster.Ready()) }
+	srv, err := newHTTPServer(cfg.HTTP, d.mux(ctx, isReady), d.reg)
 	if err != nil {
 		return err
 	}
@@ -99,7 +101,7 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 			return err
 		}
 	}
-	errc := make(chan error, 2+len(d.sources))
+	errc := make(chan error, 3+len(d.sources))
 	in := make(chan sources.Revision)
 	revs := make(chan sources.Revision)
 	for _, src := range d.sources {
@@ -134,6 +136,15 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 			}
 		}
 	}()
+	if d.cluster != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.cluster.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("cluster: %w", err)
+			}
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
