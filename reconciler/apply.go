@@ -61,7 +61,11 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	}
 	r.emit(env, hr, status.StepApply, status.StatusStarted, len(hr.order))
 	defer func() { r.emit(env, hr, status.StepApply, statusOf(err == nil), n) }()
-	done, touched, applyErr := r.applyInOrder(ctx, env, hr)
+	var done, touched int
+	applyErr := r.fenceHost(ctx, hr.t, env)
+	if applyErr == nil {
+		done, touched, applyErr = r.applyInOrder(ctx, env, hr)
+	}
 	if journal && len(seqs) > 0 {
 		if err := r.store.FinishEntries(env, seqs[:done], seqs[touched:]); err != nil {
 			return done, errors.Join(applyErr, err)

@@ -3,6 +3,8 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +170,44 @@ func runsOf(t *testing.T, r *Reconciler, env string, rev sources.Revision) int {
 		}
 	}
 	return n
+}
+
+// TestHostFenceRefusesOlderToken: a replica's rollout records its fencing
+// token on the host; once a newer owner's higher token is there (a
+// replica paused past its lease resuming after a takeover), the replica
+// writes nothing to the host and its run fails, saying why.
+func TestHostFenceRefusesOlderToken(t *testing.T) {
+	srv := etcdserver.Start(t)
+	box, err := secrets.NewBox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	a := startReplica(t, f, srv, box, "a")
+	files := func(content string) map[string]string {
+		return map[string]string{"environments/e1.yaml": envYAML("e1", []string{"e1-h"}, nil, etc+fileRes("/etc/app.conf", content), "")}
+	}
+	rev1 := f.revision(files("one"))
+	a.revs <- rev1
+	eventually(t, "e1 owned", func() bool { return len(a.c.OwnedEnvironments()) == 1 })
+	eventually(t, "e1 rolled out", func() bool { return f.hostFile("e1-h", "/etc/app.conf") == "one" })
+	fence, _ := a.c.Owned("e1")
+	if got := f.hostFile("e1-h", "/var/lib/driftless/fence/e1"); got != fmt.Sprintf("%d\n", fence.Token) {
+		t.Fatalf("host fence file: %q, want the owner's token %d", got, fence.Token)
+	}
+	// A newer owner applied with a higher token.
+	f.writeHostFile("e1-h", "/var/lib/driftless/fence/e1", fmt.Sprintf("%d\n", fence.Token+1000))
+	rev2 := f.revision(files("two"))
+	a.revs <- rev2
+	eventually(t, "the rollout of the second revision recorded", func() bool { return runsOf(t, a.r, "e1", rev2) >= 1 })
+	if got := f.hostFile("e1-h", "/etc/app.conf"); got != "one" {
+		t.Fatalf("the replica with the older token wrote the host: %q", got)
+	}
+	h, err := a.r.History("e1", 1)
+	if err != nil || len(h) != 1 || h[0].Result == status.ResultSuccess || !strings.Contains(h[0].Error, "a newer owner") {
+		t.Fatalf("run of the older token: %+v, %v; want a failure naming the newer owner", h, err)
+	}
+	if got := f.hostFile("e1-h", "/var/lib/driftless/fence/e1"); got != fmt.Sprintf("%d\n", fence.Token+1000) {
+		t.Fatalf("host fence file lowered to %q", got)
+	}
 }
