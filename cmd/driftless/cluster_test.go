@@ -46,7 +46,9 @@ type serveReplica struct {
 // environments are spread, each replica is ready and every host
 // converges. SIGKILL of a replica owning environments while a revision
 // rolls out: the others take its environments within the lease TTL and
-// converge them. With etcd stopped, no replica is ready.
+// converge them. A replica paused (SIGSTOP) past its lease is taken over
+// and, resumed, leaves the hosts as the new owner wrote them. With etcd
+// stopped, no replica is ready.
 func TestServeCluster(t *testing.T) {
 	bin := buildBinary(t)
 	srv := etcdserver.Start(t)
@@ -188,6 +190,50 @@ func TestServeCluster(t *testing.T) {
 		t.Fatalf("hosts did not converge on the second revision after the takeover: %v", err)
 	}
 	t.Logf("converged %v after SIGKILL", time.Since(killed).Round(10*time.Millisecond))
+	// SIGSTOP a surviving owner past its lease: the last replica takes
+	// its environments and rolls out the next revision; after SIGCONT the
+	// paused replica writes nothing (the hosts keep the new content).
+	var paused, last *serveReplica
+	for _, r := range replicas {
+		if r != victim && paused == nil {
+			paused = r
+		} else if r != victim {
+			last = r
+		}
+	}
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool {
+		o := owners()
+		if len(o) != len(envs) {
+			return false
+		}
+		for _, r := range o {
+			if r != last.name {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		_ = paused.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("the paused replica's environments were not taken over: %v", owners())
+	}
+	write("three")
+	if err := waitFor(ctx, time.Now().Add(60*time.Second), converged("three")); err != nil {
+		_ = paused.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("hosts did not converge on the third revision while a replica was paused: %v", err)
+	}
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool { return httpOK("http://" + paused.addr + "/readyz") }); err != nil {
+		t.Fatalf("the resumed replica never became ready again")
+	}
+	time.Sleep(3 * time.Second) // the resumed replica's chance to write
+	if !converged("three")() {
+		t.Fatal("a host left the third revision after the paused replica resumed")
+	}
 	// etcd lost: no replica stays ready past the lease.
 	srv.Stop()
 	for _, r := range replicas {
