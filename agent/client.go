@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/driftless/driftless/targets"
 )
@@ -96,6 +97,45 @@ func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int
 		return resp.Written, errors.New(resp.WriteErr)
 	}
 	return resp.Written, nil
+}
+
+// checkGrace is how long past a check's deadline the daemon waits for the
+// agent's answer (the agent kills the check at the deadline).
+const checkGrace = 5 * time.Second
+
+// RunCheck runs a command check's script on the host through the agent
+// and returns its exit status and stderr. The agent stops it at ctx's
+// deadline.
+func (c *Client) RunCheck(ctx context.Context, script string) (targets.Result, error) {
+	chk := &Check{Script: script}
+	callCtx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		// The agent ends the check at the deadline and answers; the
+		// session is given a grace beyond it, so that a check out of time
+		// does not end the agent with it. A cancelled ctx still does.
+		chk.TimeoutMS = max(time.Until(d).Milliseconds(), 1)
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), d.Add(checkGrace))
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	resp, err := c.call(callCtx, Request{Op: OpCheck, Check: chk})
+	if err != nil {
+		return targets.Result{}, err
+	}
+	if resp.Check == nil {
+		return targets.Result{}, errors.New("agent check: no answer")
+	}
+	res := targets.Result{Exit: resp.Check.Exit, Stderr: resp.Check.Stderr}
+	if resp.Check.Err != "" {
+		return res, fmt.Errorf("agent check: %s", resp.Check.Err)
+	}
+	return res, nil
 }
 
 // call sends one request and reads its answer.

@@ -237,6 +237,16 @@ func (r *Remote) WriteFiles(ctx context.Context, t Starter, files []targets.File
 	return c.WriteFiles(ctx, files)
 }
 
+// RunCheck runs a command check with the host's agent, starting it when
+// needed. A check is not asked twice (it may have effects).
+func (r *Remote) RunCheck(ctx context.Context, t Starter, script string) (targets.Result, error) {
+	c, err := r.get(ctx, t)
+	if err != nil {
+		return targets.Result{}, err
+	}
+	return c.RunCheck(ctx, script)
+}
+
 func (r *Remote) get(ctx context.Context, t Starter) (*Client, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

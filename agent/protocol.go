@@ -19,7 +19,7 @@ import (
 // of its own protocol version; the agent binary is content-addressed, so a
 // daemon of another version copies and starts its own agent instead.
 // Raise it with any change to the requests or answers.
-const Protocol = 1
+const Protocol = 2
 
 // The operations of a request.
 const (
@@ -31,6 +31,11 @@ const (
 	// (Request.Writes): each to a temporary file beside it, given its mode
 	// and owner, synced, then renamed in place; stops at the first failure.
 	OpWrite = "write"
+	// OpCheck runs a command check's script on the host (Request.Check):
+	// sh -c in its own process group, killed with the group when the
+	// check's time is up; the answer is its exit status and the end of
+	// its stderr (Response.Check).
+	OpCheck = "check"
 )
 
 // Request is one line the daemon sends.
@@ -39,6 +44,25 @@ type Request struct {
 	Op      string          `json:"op"`
 	Queries []targets.Query `json:"queries,omitempty"`
 	Writes  []Write         `json:"writes,omitempty"`
+	Check   *Check          `json:"check,omitempty"`
+}
+
+// Check is a command check to run on the host.
+type Check struct {
+	Script string `json:"script"`
+	// TimeoutMS is how long the check may run, in milliseconds (the
+	// daemon's deadline for it); 0 is no limit.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+}
+
+// CheckResult is how a command check ended.
+type CheckResult struct {
+	Exit int `json:"exit"`
+	// Stderr is the end of its standard error (at most maxCheckStderr
+	// bytes); its standard output is not kept.
+	Stderr []byte `json:"stderr,omitempty"`
+	// Err is why it could not run or did not end in time.
+	Err string `json:"err,omitempty"`
 }
 
 // Write is one file of a write request.
@@ -61,8 +85,9 @@ type Response struct {
 	Answers []targets.Answer `json:"answers,omitempty"`
 	// Written is how many files of a write request are in place, and
 	// WriteErr why the next one is not.
-	Written  int    `json:"written,omitempty"`
-	WriteErr string `json:"write_err,omitempty"`
+	Written  int          `json:"written,omitempty"`
+	WriteErr string       `json:"write_err,omitempty"`
+	Check    *CheckResult `json:"check,omitempty"`
 }
 
 // Hello is what an agent says about itself.

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/driftless/driftless/targets"
 )
@@ -74,10 +75,39 @@ func handle(ctx context.Context, req Request, hello Hello) Response {
 		if err != nil {
 			resp.WriteErr = err.Error()
 		}
+	case OpCheck:
+		if req.Check == nil {
+			resp.Err = "check: no script"
+			break
+		}
+		resp.Check = runCheck(ctx, *req.Check)
 	default:
 		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)
 	}
 	return resp
+}
+
+// maxCheckStderr is how much of a check's stderr its answer carries: the
+// end, where the error usually is.
+const maxCheckStderr = 64 << 10
+
+// runCheck runs a command check with the local transport's Run (sh -c in
+// its own process group, the group killed when the time is up).
+func runCheck(ctx context.Context, c Check) *CheckResult {
+	if c.TimeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(c.TimeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	res, err := targets.NewLocal("").Run(ctx, c.Script, nil)
+	out := &CheckResult{Exit: res.Exit, Stderr: res.Stderr}
+	if n := len(out.Stderr); n > maxCheckStderr {
+		out.Stderr = out.Stderr[n-maxCheckStderr:]
+	}
+	if err != nil {
+		out.Err = err.Error()
+	}
+	return out
 }
 
 // Self describes the running binary: its protocol, version and SHA-256.

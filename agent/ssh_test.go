@@ -14,6 +14,7 @@ import (
 
 	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
@@ -181,6 +182,34 @@ table inet driftless {
 EOF`)
 		if st := sameStates(t, tr, at, fw); !st["firewall:web"].Present || !strings.Contains(string(st["firewall:ops"].Content), "dport 22") {
 			t.Fatalf("the shell saw no driftless table: %+v", st)
+		}
+		// Command checks run through the agent: no SSH session per check,
+		// the same outcomes as the shell's, and a check out of time is
+		// killed with its process group.
+		runner := verify.New(verify.Options{})
+		trips := tr.RoundTrips()
+		for _, c := range []struct {
+			cmd    string
+			ok     bool
+			reason string
+		}{
+			{"test -f /srv/a/app.conf && id -un | grep -qx root", true, "exited 0"},
+			{"echo first >&2; echo oops >&2; exit 3", false, "got exit 3 (stderr: first | oops)"},
+			{"sleep 300 & sleep 301", false, "deadline exceeded"},
+		} {
+			chk := config.Check{Command: c.cmd, Timeout: config.Duration(2 * time.Second)}
+			want := runner.Check(ctx, chk, nil, tr)
+			h.MustExec(t, "pkill -x sleep || true") // what the SSH session left
+			got := runner.Check(ctx, chk, nil, at)
+			if got.OK != c.ok || !strings.Contains(got.Reason, c.reason) || got.OK != want.OK {
+				t.Fatalf("check %q through the agent: ok %v %q; over SSH: ok %v %q", c.cmd, got.OK, got.Reason, want.OK, want.Reason)
+			}
+		}
+		if n := tr.RoundTrips() - trips; n != 3 {
+			t.Fatalf("3 checks through the agent and 3 over SSH made %d SSH round trips, want 3 (the SSH ones)", n)
+		}
+		if out := h.MustExec(t, "pgrep -x sleep || true"); strings.TrimSpace(out) != "" {
+			t.Fatalf("the check out of time still runs: %s", out)
 		}
 		if u := states["user:dl-u1"]; u.Fields["groups"] != "dl-g1,dl-g2" || states["user:dl-u2"].Fields["primary"] != "dl-g1" {
 			t.Fatalf("the shell saw no supplementary groups: %+v %+v", u, states["user:dl-u2"])

@@ -18,7 +18,14 @@ type Transport struct {
 var (
 	_ targets.NativeObserver = (*Transport)(nil)
 	_ targets.Redialer       = (*Transport)(nil)
+	_ targets.CheckRunner    = (*Transport)(nil)
 )
+
+// RunCheck implements targets.CheckRunner: the agent runs the check, no
+// SSH session is opened for it.
+func (t *Transport) RunCheck(ctx context.Context, script string) (targets.Result, error) {
+	return t.Agent.RunCheck(ctx, t.Starter, script)
+}
 
 // ObserveNative implements targets.NativeObserver.
 func (t *Transport) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {

@@ -24,6 +24,13 @@ type NativeObserver interface {
 	ObserveNative(ctx context.Context, qs []Query) ([]Answer, error)
 }
 
+// CheckRunner is a transport that runs command checks itself on the host
+// (the agent, over the session it already holds) instead of a shell
+// session per check. The result carries the exit status and stderr.
+type CheckRunner interface {
+	RunCheck(ctx context.Context, script string) (Result, error)
+}
+
 // Query is one resource to observe natively, as the agent needs it: no
 // declared content, no command, only where to look.
 type Query struct {

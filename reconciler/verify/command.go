@@ -30,7 +30,13 @@ func commandCheck(_ *Runner, c config.Check, _ *config.Host, t targets.Transport
 			if t == nil {
 				return "", fmt.Errorf("run %q on host: expected exit 0, but there is no transport to the host", c.Command)
 			}
-			res, err := t.Run(ctx, c.Command, nil)
+			run := t.Run
+			if cr, ok := t.(targets.CheckRunner); ok {
+				run = func(ctx context.Context, script string, _ []byte) (targets.Result, error) {
+					return cr.RunCheck(ctx, script)
+				}
+			}
+			res, err := run(ctx, c.Command, nil)
 			if err != nil {
 				return "", fmt.Errorf("run %q on host: expected exit 0, could not run: %w", c.Command, err)
 			}
