@@ -156,6 +156,18 @@ func TestServeCluster(t *testing.T) {
 		if got := metricValue("http://"+r.addr+"/metrics", fmt.Sprintf(`driftless_cluster_owned_environments{replica=%q}`, r.name)); int(got) != perReplica[r.name] {
 			t.Errorf("replica %s reports %v owned environments; etcd says %d", r.name, got, perReplica[r.name])
 		}
+		// The cluster's other families, which the single daemon's
+		// metrics test leaves to this one.
+		metrics := "http://" + r.addr + "/metrics"
+		if got := metricValue(metrics, "driftless_cluster_members"); got != float64(len(replicas)) {
+			t.Errorf("replica %s: driftless_cluster_members = %v, want %d", r.name, got, len(replicas))
+		}
+		if got := metricValue(metrics, "driftless_cluster_etcd_up"); got != 1 {
+			t.Errorf("replica %s: driftless_cluster_etcd_up = %v, want 1", r.name, got)
+		}
+		if got := metricValue(metrics, "driftless_cluster_ownership_changes_total"); got < 0 {
+			t.Errorf("replica %s: driftless_cluster_ownership_changes_total is not exported", r.name)
+		}
 	}
 	// SIGKILL the owner of e1 while the next revision rolls out.
 	victimName := owners()["e1"]
