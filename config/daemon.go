@@ -30,6 +30,9 @@ type Daemon struct {
 	// (the daemon's own binary, copied to each host and started over SSH)
 	// instead of shell probes.
 	Agent Agent `yaml:"agent" json:"agent,omitzero"`
+	// Pull is read by `driftless agent --pull` only: the host it runs on
+	// and the central daemon it reports to.
+	Pull Pull `yaml:"pull" json:"pull,omitzero"`
 	// Cluster, when set, keeps the state in etcd and shares the
 	// environments with other replicas (cluster.go).
 	Cluster *Cluster `yaml:"cluster" json:"cluster,omitempty"`
@@ -140,6 +143,8 @@ const (
 	ScopeSync     = "sync"
 	ScopeRollback = "rollback"
 	ScopeApprove  = "approve"
+	// ScopeReport lets a pull-mode host report its own state.
+	ScopeReport = "report"
 )
 
 // APIToken is a bearer token of the API with its scopes: what it may do
@@ -177,6 +182,29 @@ type Agent struct {
 	// the daemon's binary.
 	Binaries string `yaml:"binaries" json:"binaries,omitempty"`
 }
+
+// Pull configures pull mode (`driftless agent --pull`): the agent follows
+// the sources itself and applies what the environments declare for one
+// host, this one.
+type Pull struct {
+	// Host is this host's name in the environments (empty: the machine's
+	// hostname).
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Report, when set, sends this host's state to a central daemon.
+	Report *PullReport `yaml:"report" json:"report,omitempty"`
+}
+
+// PullReport is where a pull-mode host reports its state: the central
+// daemon's base URL and an API token with the report scope.
+type PullReport struct {
+	URL      string   `yaml:"url" json:"url"`
+	Token    Secret   `yaml:"token" json:"token"`
+	Interval Duration `yaml:"interval" json:"interval,omitempty"`
+}
+
+// DefaultReportInterval is how often a pull-mode host reports its state
+// when pull.report.interval is not set.
+const DefaultReportInterval = 30 * time.Second
 
 // Feedback reports results back to Git hosts.
 type Feedback struct {

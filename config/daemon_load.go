@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -93,6 +94,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 	validateHTTP(d, cfg.HTTP, at("http"))
 	validateTokens(d, cfg.API.Tokens, at("api"))
 	validateCluster(d, cfg.Cluster, root)
+	validatePull(d, cfg.Pull, at("pull"))
 	if cfg.Templates.MaxOutputBytes < 0 {
 		d.errorf(at("templates"), "templates max_output_bytes: must not be negative")
 	}
@@ -100,6 +102,27 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// validatePull checks the pull section: a host name as environments
+// write it, and a report needs an http(s) URL and a token.
+func validatePull(d *decoder, p Pull, at *yaml.Node) {
+	if p.Host != "" && !nameRe.MatchString(p.Host) {
+		d.errorf(at, "pull host: %q is not a valid host name (letters, digits, '.', '_' and '-')", p.Host)
+	}
+	r := p.Report
+	if r == nil {
+		return
+	}
+	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		d.errorf(at, "pull report: url %q must be the central daemon's http:// or https:// address", r.URL)
+	}
+	if r.Token.IsZero() {
+		d.errorf(at, "pull report: needs a token (file or env) with the report scope on the central daemon")
+	}
+	if r.Interval < 0 {
+		d.errorf(at, "pull report: interval must not be negative")
+	}
 }
 
 // applyDaemonDefaults fills every setting the file left out.
@@ -127,6 +150,9 @@ func applyDaemonDefaults(cfg *Daemon) {
 	setDur(&cfg.SSH.ConfirmTimeout, DefaultConfirmTimeout)
 	setInt(&cfg.SSH.KeepaliveSeconds, DefaultKeepaliveSeconds)
 	setDur(&cfg.Webhooks.Replay, DefaultReplayWindow)
+	if cfg.Pull.Report != nil {
+		setDur(&cfg.Pull.Report.Interval, DefaultReportInterval)
+	}
 	httpDefaults(&cfg.HTTP, setDur, setInt)
 	setInt(&cfg.Templates.MaxOutputBytes, DefaultTemplateMaxBytes)
 	setDur(&cfg.Templates.Timeout, DefaultTemplateTimeout)
@@ -248,11 +274,11 @@ func validateTokens(d *decoder, tokens []APIToken, at *yaml.Node) {
 			d.errorf(at, "api tokens[%d] (%s): sha256 must be the 64 hex digits of the token's SHA-256 (sha256sum), not the token", i, t.Name)
 		}
 		if len(t.Scopes) == 0 {
-			d.errorf(at, "api tokens[%d] (%s): scopes is empty (sync, rollback, approve)", i, t.Name)
+			d.errorf(at, "api tokens[%d] (%s): scopes is empty (sync, rollback, approve, report)", i, t.Name)
 		}
 		for _, s := range t.Scopes {
-			if s != ScopeSync && s != ScopeRollback && s != ScopeApprove {
-				d.errorf(at, "api tokens[%d] (%s): scope %q is not one of sync, rollback, approve", i, t.Name, s)
+			if s != ScopeSync && s != ScopeRollback && s != ScopeApprove && s != ScopeReport {
+				d.errorf(at, "api tokens[%d] (%s): scope %q is not one of sync, rollback, approve, report", i, t.Name, s)
 			}
 		}
 	}

@@ -48,7 +48,7 @@ func newClientWorld(t *testing.T) *clientWorld {
 		t.Fatal(err)
 	}
 	cfg := &config.Daemon{StateDir: filepath.Join(dir, "state"), API: config.API{Token: config.Secret{File: w.tokenFile}}}
-	d, err := buildDaemon(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), w.sandbox)
+	d, err := buildDaemon(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), serveHooks{localRoot: w.sandbox})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/cluster"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/secrets"
@@ -50,6 +51,11 @@ type daemon struct {
 	localRoot string
 	// ids decrypt the repositories' SOPS and age files.
 	ids *secrets.Identities
+	// pullHost, in pull mode (driftless agent --pull), is this host's
+	// name: each revision is narrowed to it, over the local transport.
+	pullHost string
+	// pulled keeps pull-mode hosts' reports for the API and status page.
+	pulled *status.PulledHosts
 }
 
 // openStore opens the state store: the bbolt file of the state folder, or
@@ -91,8 +97,9 @@ func (d *daemon) openStore() error {
 }
 
 // buildDaemon wires the parts. Nothing runs until run is called.
-func buildDaemon(cfg *config.Daemon, log zerolog.Logger, localRoot string) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: status.NewProgressLog(0), localRoot: localRoot}
+func buildDaemon(cfg *config.Daemon, log zerolog.Logger, hooks serveHooks) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry(), progress: status.NewProgressLog(0),
+		localRoot: hooks.localRoot, pullHost: hooks.pullHost, pulled: status.NewPulledHosts(0)}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -243,9 +250,13 @@ func (d *daemon) loader(trusted bool) reconciler.Loader {
 		ids = nil
 	}
 	return func(dir string) (*config.Revision, error) {
-		return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: d.localRoot,
+		rev, err := config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: d.localRoot,
 			Identities: ids, SkipDecrypt: !trusted,
 			TemplateMaxBytes: d.cfg.Templates.MaxOutputBytes, TemplateTimeout: d.cfg.Templates.Timeout.D(), Inventory: inv, Untrusted: !trusted})
+		if err != nil || d.pullHost == "" {
+			return rev, err
+		}
+		return agent.Narrow(rev, d.pullHost, d.localRoot), nil
 	}
 }
 
@@ -278,7 +289,7 @@ func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	api.New(api.Options{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress}).Register(mux)
+	api.New(api.Options{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress, Pulled: d.pulled}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

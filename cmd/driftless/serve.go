@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/httpserver"
 	"github.com/driftless/driftless/sources"
@@ -67,12 +68,14 @@ type serveHooks struct {
 	pprofListen string
 	// listening is called with the bound address once HTTP is served.
 	listening func(addr string)
+	// pullHost, when set, runs pull mode for this host (driftless agent --pull).
+	pullHost string
 }
 
 // serve runs the daemon until ctx ends: sources feed revisions to the
 // reconciler; HTTP serves hooks, metrics, health, the API and the status page.
 func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks serveHooks) (err error) {
-	d, err := buildDaemon(cfg, log, hooks.localRoot)
+	d, err := buildDaemon(cfg, log, hooks)
 	if err != nil {
 		return err
 	}
@@ -159,7 +162,16 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
-	log.Info().Str("listen", ln.Addr().String()).Int("sources", len(d.sources)).Str("version", version).Msg("driftless started")
+	if r := cfg.Pull.Report; hooks.pullHost != "" && r != nil {
+		rep := &agent.Reporter{URL: r.URL, Token: r.Token, Host: hooks.pullHost, Version: version,
+			Interval: r.Interval.D(), States: d.rec.Environments, Logger: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.Run(ctx)
+		}()
+	}
+	log.Info().Str("listen", ln.Addr().String()).Int("sources", len(d.sources)).Str("version", version).Str("pull_host", hooks.pullHost).Msg("driftless started")
 	if hooks.listening != nil {
 		hooks.listening(ln.Addr().String())
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	// Progress is the log of progress events the progress endpoint reads
 	// (nil: it answers no events).
 	Progress *status.ProgressLog
+	// Pulled keeps the reports of pull-mode hosts (nil: reports are
+	// refused and none are listed).
+	Pulled *status.PulledHosts
 }
 
 // API serves /api/v1/... and the status page:
@@ -84,12 +87,14 @@ type Options struct {
 //	POST /api/v1/environments/{name}/approve  body {"revision": "<commit>"}: 200 {decision, status}, 409 not waiting
 //	POST /api/v1/environments/{name}/reject   the same, for a rejection
 //	POST /api/v1/environments/{name}/rollback body {"to": "<commit>"} optional: 200 EnvStatus after the run
+//	GET  /api/v1/pulled                       200 [PulledHost...] by host (never null)
+//	POST /api/v1/pulled/{host}                body PulledHost of that host: 204 (scope report)
 //	GET  /                                     the status page of every environment
 //	GET  /environments/{name}                  one environment's page (reports link there)
 //	GET  /environments/{name}/diffs            the same with each change's diff: API token as bearer or basic-auth password
 //
 // Every POST needs "Authorization: Bearer <token>" of a token with the
-// endpoint's scope (sync; rollback; approve for approve and reject): 403
+// endpoint's scope (sync; rollback; approve for approve and reject; report for a pull-mode host's report): 403
 // when no token is configured or the token lacks the scope, 401 with
 // WWW-Authenticate when it is missing or wrong, 404
 // for an unknown environment, 400 for a malformed rollback body, 409 when
@@ -130,6 +135,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/environments/{name}/rollback", a.authorized(config.ScopeRollback, a.rollback))
 	mux.HandleFunc("POST /api/v1/environments/{name}/approve", a.authorized(config.ScopeApprove, a.approve))
 	mux.HandleFunc("POST /api/v1/environments/{name}/reject", a.authorized(config.ScopeApprove, a.reject))
+	mux.HandleFunc("GET /api/v1/pulled", a.pulled)
+	mux.HandleFunc("POST /api/v1/pulled/{host}", a.authorized(config.ScopeReport, a.report))
 	mux.HandleFunc("GET /{$}", a.statusPage)
 	mux.HandleFunc("GET /environments/{name}", a.envPage)
 	mux.HandleFunc("GET /environments/{name}/diffs", a.diffsPage)

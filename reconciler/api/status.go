@@ -66,6 +66,8 @@ type pageView struct {
 	Refresh   int
 	Generated time.Time
 	Envs      []envView
+	// Pulled are the pull-mode hosts' newest reports (the index page only).
+	Pulled []status.PulledHost
 	// Diffs is set on the page of a token holder: each change's diff is shown.
 	Diffs bool
 }
@@ -109,6 +111,7 @@ func (a *API) statusPage(w http.ResponseWriter, _ *http.Request) {
 	for _, st := range a.opts.Reconciler.Environments() {
 		p.Envs = append(p.Envs, a.view(st, overviewRuns, true, false))
 	}
+	p.Pulled = a.pulledHosts()
 	a.render(w, http.StatusOK, "index", p)
 }
 

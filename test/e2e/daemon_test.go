@@ -98,8 +98,15 @@ func (d *daemon) kill(t testing.TB) {
 // then exit 0 on its own.
 func startDaemon(t testing.TB, bin, cfg string) *daemon {
 	t.Helper()
+	return startProcess(t, bin, "serve", "--config", cfg, "--log-level", "debug")
+}
+
+// startProcess starts bin with args, a command that serves HTTP and logs
+// "driftless started" (serve, agent --pull), as startDaemon does.
+func startProcess(t testing.TB, bin string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", "debug")
+	d.cmd = exec.Command(bin, args...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatalf("pipe daemon stderr: %v", err)
