@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/redact"
 	"github.com/driftless/driftless/reconciler/status"
 )
 
@@ -71,7 +72,7 @@ func (r *Reporter) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := r.Report(ctx); err != nil && ctx.Err() == nil {
-			r.Logger.Warn().Err(err).Str("url", r.URL).Msg("pull report failed; next try at the next interval")
+			r.Logger.Warn().Err(err).Str("url", redact.URL(r.URL)).Msg("pull report failed; next try at the next interval")
 		}
 		select {
 		case <-ctx.Done():
@@ -111,7 +112,7 @@ func (r *Reporter) Report(ctx context.Context) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("pull report: %s answered %s: %s", u, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("pull report: %s answered %s: %s", redact.URL(u), resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
 }

@@ -1,9 +1,16 @@
 package agent
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/reconciler/status"
 )
 
 // TestNarrow: only the environments listing the host remain, each with
@@ -30,5 +37,27 @@ func TestNarrow(t *testing.T) {
 	if h := *e.Hosts[0]; h.Name != want.Name || h.Transport != want.Transport || h.Root != want.Root ||
 		h.Address != "" || h.Port != 0 || h.User != "" || h.Sudo || h.HostKey != "" {
 		t.Errorf("edge-1 narrowed to %+v", h)
+	}
+}
+
+// TestReportHidesURLCredentials: a central URL with credentials in it
+// never reaches the report's error (which the agent logs) in clear.
+func TestReportHidesURLCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("report-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u := strings.Replace(srv.URL, "http://", "http://ops:hunter2-pass@", 1)
+	r := &Reporter{URL: u, Token: config.Secret{File: tokenFile}, Host: "web", States: func() []status.EnvStatus { return nil }}
+	err := r.Report(context.Background())
+	if err == nil {
+		t.Fatal("a report answered 500 succeeded")
+	}
+	if strings.Contains(err.Error(), "hunter2-pass") {
+		t.Errorf("the report's error quotes the URL's password: %v", err)
 	}
 }

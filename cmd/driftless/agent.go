@@ -36,6 +36,11 @@ sends this host's state to a central daemon.`,
   driftless agent --pull --config /etc/driftless/agent.yaml`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if !pull {
+				for _, f := range []string{"config", "listen", "log-level", "sandbox-root"} {
+					if c.Flags().Changed(f) {
+						return usageError{fmt.Errorf("--%s is a pull mode flag: add --pull", f)}
+					}
+				}
 				return agent.Serve(c.Context(), os.Stdin, env.stdout, version)
 			}
 			log, err := newLogger(env.stderr, env.isTerminal, level)

@@ -155,3 +155,12 @@ func TestFlagsAfterArguments(t *testing.T) {
 		t.Fatalf("validate -- -name: exit %d, %s", code, stderr)
 	}
 }
+
+// TestAgentPullFlagsNeedPull: the pull mode flags are refused without
+// --pull rather than ignored.
+func TestAgentPullFlagsNeedPull(t *testing.T) {
+	code, _, stderr := run(t, "agent", "--config", "agent.yaml")
+	if code != 2 || !strings.Contains(stderr, "add --pull") {
+		t.Errorf("agent --config without --pull: exit %d, %q; want 2 and a usage error", code, stderr)
+	}
+}
