@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,13 +163,7 @@ func errText(err error) string {
 
 func sortedLines(s string) []string {
 	lines := strings.Split(s, "\n")
-	for i := range lines {
-		for j := i + 1; j < len(lines); j++ {
-			if lines[j] < lines[i] {
-				lines[i], lines[j] = lines[j], lines[i]
-			}
-		}
-	}
+	slices.Sort(lines)
 	return lines
 }
 

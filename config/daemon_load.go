@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -114,8 +113,8 @@ func validatePull(d *decoder, p Pull, at *yaml.Node) {
 	if r == nil {
 		return
 	}
-	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		d.errorf(at, "pull report: url %q must be the central daemon's http:// or https:// address", r.URL)
+	if err := CheckURL(r.URL, "http", "https"); err != nil {
+		d.errorf(at, "pull report: url: %v (the central daemon's address)", err)
 	}
 	if r.Token.IsZero() {
 		d.errorf(at, "pull report: needs a token (file or env) with the report scope on the central daemon")

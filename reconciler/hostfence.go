@@ -27,8 +27,11 @@ func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env str
 	if r.opts.Ownership == nil {
 		return nil
 	}
+	// The worker's fence must still be the cluster's: a replica past
+	// its lease (paused, cut off) is not the owner any more, even before
+	// its worker is released.
 	f, ok := r.fenceOf(env)
-	if !ok {
+	if cur, owned := r.opts.Ownership.Owned(env); !ok || !owned || cur != f {
 		return fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
 	}
 	dir := strings.TrimSuffix(t.Root(), "/") + hostFenceDir

@@ -43,6 +43,14 @@ func (r *Reconciler) fenceOf(env string) (store.Fence, bool) {
 	return f, ok
 }
 
+// fenceChanged says whether the fence env's worker took differs from the
+// cluster's current one for env.
+func (r *Reconciler) fenceChanged(env string) bool {
+	f, ok := r.fenceOf(env)
+	cur, owned := r.opts.Ownership.Owned(env)
+	return !ok || !owned || cur != f
+}
+
 // takeFenceLocked records the fence of a worker starting for env. The
 // caller holds r.mu.
 func (r *Reconciler) takeFenceLocked(env string) {
@@ -88,7 +96,14 @@ func (r *Reconciler) rebalanceOwned(ctx context.Context) {
 	r.mu.Lock()
 	var gained, lost []string
 	for name := range own {
-		if w, ok := r.workers[name]; !ok || !w.daemon {
+		w, ok := r.workers[name]
+		switch {
+		case !ok || !w.daemon:
+			gained = append(gained, name)
+		case r.fenceChanged(name):
+			// Taken again with a new token: the worker with the old
+			// one stops, a new one starts with the cluster's token.
+			lost = append(lost, name)
 			gained = append(gained, name)
 		}
 	}
@@ -108,7 +123,10 @@ func (r *Reconciler) rebalanceOwned(ctx context.Context) {
 		tg, ok := r.pending[name]
 		r.mu.Unlock()
 		// The previous owner may have rolled it out already.
-		if rec, found, err := r.opts.Store.Env(name); !ok || err == nil && found && rec.Applied.Commit == tg.rev.Commit {
+		if !ok {
+			continue
+		}
+		if rec, found, err := r.opts.Store.Env(name); err == nil && found && rec.Applied.Commit == tg.rev.Commit {
 			continue
 		}
 		r.mu.Lock()

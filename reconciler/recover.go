@@ -156,6 +156,9 @@ func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host
 		return fmt.Errorf("connect to %s: %w", h.Name, err)
 	}
 	defer t.Close()
+	if err := r.fenceHost(ctx, t, env); err != nil {
+		return err
+	}
 	script := tempCleanup(t.Root(), entries)
 	if script == "" {
 		script = "true"

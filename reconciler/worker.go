@@ -171,11 +171,15 @@ func (r *Reconciler) Run(ctx context.Context, revs <-chan sources.Revision) erro
 		r.reports.Wait()
 	}()
 	r.resumeTeardowns()
-	r.rebalanceOwned(ctx)
-	// Environments applied before a restart get their drift loop back at
-	// once, when their revision can still be found.
-	for _, name := range r.appliedEnvs() {
-		r.send(name, request{kind: reqResume, ctx: ctx})
+	if r.opts.Ownership != nil {
+		// A replica resumes what it owns, as it gains it.
+		r.rebalanceOwned(ctx)
+	} else {
+		// Environments applied before a restart get their drift loop
+		// back at once, when their revision can still be found.
+		for _, name := range r.appliedEnvs() {
+			r.send(name, request{kind: reqResume, ctx: ctx})
+		}
 	}
 	for {
 		select {
@@ -464,15 +468,22 @@ func (r *Reconciler) work(w *worker) {
 	}
 	r.reload(w.st)
 	ctx, st := w.ctx, w.st
+	// serve handles the queued requests; true when the worker ends.
+	serve := func() bool {
+		for _, req := range w.take() {
+			end := r.handle(ctx, w, req)
+			st.publish()
+			if end {
+				return true
+			}
+		}
+		return false
+	}
 	if !w.daemon {
 		for {
-			for _, req := range w.take() {
-				end := r.handle(ctx, w, req)
-				st.publish()
-				if end {
-					r.exit(w, false)
-					return
-				}
+			if serve() {
+				r.exit(w, false)
+				return
 			}
 			if r.exit(w, true) {
 				return
@@ -490,17 +501,6 @@ func (r *Reconciler) work(w *worker) {
 	stopRetry := func() {}
 	defer func() { stopRetry() }()
 	defer r.exit(w, false)
-	// serve handles the queued requests; true when the worker ends.
-	serve := func() bool {
-		for _, req := range w.take() {
-			end := r.handle(ctx, w, req)
-			st.publish()
-			if end {
-				return true
-			}
-		}
-		return false
-	}
 	for {
 		select {
 		case <-ctx.Done():

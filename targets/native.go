@@ -209,7 +209,7 @@ func observeNative(ctx context.Context, n NativeObserver, ds []Driver, rs []conf
 		r := rs[i]
 		done[i] = true
 		if a.Err != "" {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf("probe exited 1: %s", a.Err)})
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf("probe exited 1: %s", trimOutput([]byte(a.Err)))})
 			continue
 		}
 		st, err := ds[i].Parse(r, a.Out)
