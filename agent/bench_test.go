@@ -33,7 +33,7 @@ func BenchmarkObserve200FilesLocal(b *testing.B) {
 			b.Fatal(err)
 		}
 		paths = append(paths, p)
-		rs = append(rs, config.Resource{Kind: "file", Name: name, Spec: &config.FileSpec{Content: "x"}})
+		rs = append(rs, config.Resource{Kind: "file", Name: name, Spec: &targets.FileSpec{Content: "x"}})
 	}
 	ctx := context.Background()
 	drivers := targets.Drivers()
@@ -95,7 +95,7 @@ func BenchmarkObserve200OnHost(b *testing.B) {
 	for i := range 180 {
 		p := fmt.Sprintf("/srv/bench/f%d", i)
 		files = append(files, p)
-		rs = append(rs, config.Resource{Kind: "file", Name: p, Spec: &config.FileSpec{Content: "x"}})
+		rs = append(rs, config.Resource{Kind: "file", Name: p, Spec: &targets.FileSpec{Content: "x"}})
 	}
 	for _, p := range pkgs {
 		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &config.PackageSpec{}})

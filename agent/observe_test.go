@@ -81,22 +81,22 @@ func sandbox(t *testing.T) (string, []config.Resource) {
 	if err := os.Chown(filepath.Join(root, "/etc/app.conf"), 65534, 4242); err != nil && os.Geteuid() == 0 {
 		t.Fatal(err)
 	}
-	file := func(name string, s config.FileSpec) config.Resource {
+	file := func(name string, s targets.FileSpec) config.Resource {
 		return config.Resource{Kind: "file", Name: name, Spec: &s}
 	}
 	rs := []config.Resource{
-		file("/etc/app.conf", config.FileSpec{Content: "port = 1\n"}),
-		file("/etc/empty", config.FileSpec{}),
-		file("/etc/big-same", config.FileSpec{Content: big}),
-		file("/etc/big-other", config.FileSpec{Content: big}),
-		file("/etc/setuid", config.FileSpec{}),
-		file("/etc/binary", config.FileSpec{}),
-		file("/etc/missing", config.FileSpec{}),
-		file("/etc/notdir/below", config.FileSpec{}),
-		file("/srv/dir", config.FileSpec{}),
-		file("/srv/link", config.FileSpec{}),
-		file("/srv/fifo", config.FileSpec{State: config.Absent}),
-		file("relative", config.FileSpec{}),
+		file("/etc/app.conf", targets.FileSpec{Content: "port = 1\n"}),
+		file("/etc/empty", targets.FileSpec{}),
+		file("/etc/big-same", targets.FileSpec{Content: big}),
+		file("/etc/big-other", targets.FileSpec{Content: big}),
+		file("/etc/setuid", targets.FileSpec{}),
+		file("/etc/binary", targets.FileSpec{}),
+		file("/etc/missing", targets.FileSpec{}),
+		file("/etc/notdir/below", targets.FileSpec{}),
+		file("/srv/dir", targets.FileSpec{}),
+		file("/srv/link", targets.FileSpec{}),
+		file("/srv/fifo", targets.FileSpec{State: config.Absent}),
+		file("relative", targets.FileSpec{}),
 	}
 	for _, p := range []string{"/srv/dir", "/srv/sticky", "/srv/missing", "/etc/app.conf", "/srv/dirlink"} {
 		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})

@@ -76,13 +76,13 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 	var rs []config.Resource
 	for _, p := range []string{"/srv/a/app.conf", "/srv/a/empty", "/srv/a/setuid", "/srv/a/binary", "/srv/a/missing",
 		"/srv/a/app.conf/below", "/srv/a/dir", "/srv/a/link", "/srv/a/fifo"} {
-		rs = append(rs, config.Resource{Kind: "file", Name: p, Spec: &config.FileSpec{Content: "x"}})
+		rs = append(rs, config.Resource{Kind: "file", Name: p, Spec: &targets.FileSpec{Content: "x"}})
 	}
 	rs = append(rs,
-		config.Resource{Kind: "file", Name: "/srv/a/big", Spec: &config.FileSpec{Content: string(big)}},
-		config.Resource{Kind: "file", Name: "/etc/hostname", Spec: &config.FileSpec{Content: strings.Repeat("y", 20000)}})
+		config.Resource{Kind: "file", Name: "/srv/a/big", Spec: &targets.FileSpec{Content: string(big)}},
+		config.Resource{Kind: "file", Name: "/etc/hostname", Spec: &targets.FileSpec{Content: strings.Repeat("y", 20000)}})
 	for _, p := range []string{"/srv/a/app.conf", "/srv/a/none", "/srv/a/dir"} {
-		rs = append(rs, config.Resource{Kind: "env", Name: p, Spec: &config.EnvSpec{Vars: map[string]string{"A": "1"}}})
+		rs = append(rs, config.Resource{Kind: "env", Name: p, Spec: &targets.EnvSpec{Vars: map[string]string{"A": "1"}}})
 	}
 	for _, p := range []string{"/srv/a/dir", "/srv/a/sticky", "/srv/a/none", "/srv/a/app.conf", "/root", "/tmp"} {
 		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})
@@ -94,7 +94,7 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &config.SysctlSpec{Value: "1"}})
 	}
 	for _, n := range []string{"ssh", "dbus.service", "systemd-journald", "dl-app", "dl-nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "service", Name: n, Spec: &config.ServiceSpec{State: "running"}})
+		rs = append(rs, config.Resource{Kind: "service", Name: n, Spec: &targets.ServiceSpec{State: "running"}})
 	}
 	for _, n := range []string{"root", "nobody", "dl-u1", "dl-u2", "dl-u3", "dl-nonesuch"} {
 		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
@@ -335,12 +335,12 @@ func TestDriversThroughAgent(t *testing.T) {
 	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
 	rs := []config.Resource{
 		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
-		{Kind: "file", Name: "/srv/app/app.conf", Spec: &config.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640", Owner: "nobody", Group: "nogroup"}},
+		{Kind: "file", Name: "/srv/app/app.conf", Spec: &targets.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640", Owner: "nobody", Group: "nogroup"}},
 		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
-		{Kind: "env", Name: "/etc/app.env", Spec: &config.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
+		{Kind: "env", Name: "/etc/app.env", Spec: &targets.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
 		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
 			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
-		{Kind: "file", Name: "/etc/motd-test", Spec: &config.FileSpec{State: config.Absent}},
+		{Kind: "file", Name: "/etc/motd-test", Spec: &targets.FileSpec{State: config.Absent}},
 	}
 	pass := func(want ...targets.Action) []targets.Change {
 		t.Helper()

@@ -66,7 +66,7 @@ hosts:
 		"/etc/plain":    {"port=6000\n", false},
 	}
 	for _, r := range h.Resources {
-		s := r.Spec.(*config.FileSpec)
+		s := r.Spec.(*targets.FileSpec)
 		if w := want[r.Name]; s.Content != w.content || s.Secret != w.secret {
 			t.Errorf("%s: content %q secret %v, want %q %v", r.Name, s.Content, s.Secret, w.content, w.secret)
 		}
@@ -81,7 +81,7 @@ hosts:
 			t.Fatal(err)
 		}
 		for _, r := range rev.Environments[0].Hosts[0].Resources {
-			if s := r.Spec.(*config.FileSpec); !s.Secret {
+			if s := r.Spec.(*targets.FileSpec); !s.Secret {
 				t.Errorf("%s is not secret in an unmerged revision", r.Name)
 			}
 		}
@@ -189,11 +189,11 @@ hosts:
 			t.Errorf("%s: secret %v, want %v", r.ID(), r.IsSecret(), want[r.ID()])
 		}
 		switch s := r.Spec.(type) {
-		case *config.EnvSpec:
+		case *targets.EnvSpec:
 			if r.Name == "/etc/app.env" && (s.Vars["DB_PASSWORD"] != "Env-Pa55-xyz" || s.Vars["PORT"] != "6000") {
 				t.Errorf("app.env vars = %v, want the rendered values", s.Vars)
 			}
-		case *config.ServiceSpec:
+		case *targets.ServiceSpec:
 			if r.Name != "plain" && s.Unit != unit {
 				t.Errorf("%s: unit %q, want the decrypted unit", r.Name, s.Unit)
 			}

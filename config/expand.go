@@ -176,13 +176,13 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 			}
 			// text/template quotes a value in some errors ("range can't
 			// iterate over VALUE").
-			l.errs.add(pos, "for host %s (file %s declared at %s): %s", h.Name, r.Name, r.Pos, l.renderErr(h, msg))
+			l.errs.add(pos, "for host %s (%s %s declared at %s): %s", h.Name, r.Kind, r.Name, r.Pos, l.renderErr(h, msg))
 		}
-		r.Spec.(*FileSpec).Content = out
+		r.Spec.(ContentSpec).SetBody(out)
 		return r, true
 	case raw.envTmpls != nil:
-		s := r.Spec.(*EnvSpec)
-		s.Vars = maps.Clone(s.Vars)
+		s := r.Spec.(ValuesSpec)
+		vars := maps.Clone(s.Values())
 		for _, k := range slices.Sorted(maps.Keys(raw.envTmpls)) {
 			out, err := l.render(raw.envTmpls[k], data)
 			if err != nil {
@@ -190,14 +190,15 @@ func (l *loader) instantiate(raw *rawResource, h *Host, data templateData) (Reso
 				if _, bmsg, ok := budgetErrPos(raw.envTmpls[k], k, err); ok {
 					msg = bmsg
 				}
-				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s: %s", h.Name, r.Name, k, l.renderErr(h, msg))
+				l.errs.add(r.Pos, "for host %s (%s %s): vars: the value of %s: %s", h.Name, r.Kind, r.Name, k, l.renderErr(h, msg))
 			}
 			// The message never quotes the value, which may be secret.
 			if strings.ContainsAny(out, "\n\r\x00") {
-				l.errs.add(r.Pos, "for host %s (env %s): vars: the value of %s, rendered, holds a newline or NUL, which a KEY=VALUE file cannot carry", h.Name, r.Name, k)
+				l.errs.add(r.Pos, "for host %s (%s %s): vars: the value of %s, rendered, holds a newline or NUL, which a KEY=VALUE file cannot carry", h.Name, r.Kind, r.Name, k)
 			}
-			s.Vars[k] = out
+			vars[k] = out
 		}
+		s.SetValues(vars)
 		return r, true
 	}
 	return r, false
@@ -225,8 +226,8 @@ func (l *loader) renderErr(h *Host, msg string) string {
 // themselves.
 func (l *loader) markSecrets(h *Host, rendered map[int]bool) {
 	for _, r := range h.Resources {
-		if s, ok := r.Spec.(*EnvSpec); ok && s.Secret {
-			for _, v := range s.Vars {
+		if s, ok := r.Spec.(ValuesSpec); ok && s.IsSecret() {
+			for _, v := range s.Values() {
 				h.SecretValues = append(h.SecretValues, v)
 			}
 		}
@@ -241,10 +242,14 @@ func (l *loader) markSecrets(h *Host, rendered map[int]bool) {
 			continue
 		}
 		switch s := r.Spec.(type) {
-		case *FileSpec:
-			s.Secret = s.Secret || secret(s.Content)
-		case *EnvSpec:
-			s.Secret = s.Secret || secret(strings.Join(slices.Collect(maps.Values(s.Vars)), "\n"))
+		case ContentSpec:
+			if secret(s.Body()) {
+				s.MarkSecret()
+			}
+		case ValuesSpec:
+			if secret(strings.Join(slices.Collect(maps.Values(s.Values())), "\n")) {
+				s.MarkSecret()
+			}
 		}
 	}
 }

@@ -73,3 +73,53 @@ type CheckKind interface {
 
 // CheckKinds is the table of check kinds: kind name to its row.
 type CheckKinds map[string]CheckKind
+
+// The loader knows a few things about some specs: where a file's content
+// comes from, a service's unit file, an env's templated values, and which
+// content is secret. It asks the spec through these interfaces, which the
+// kinds' spec types implement; config names none of them.
+
+// SecretSpec is a spec whose content may have to stay in the daemon (a
+// file, an env, a service's unit). Resource.IsSecret asks it; the loader
+// marks it when its content was decrypted or rendered with a decrypted
+// value.
+type SecretSpec interface {
+	IsSecret() bool
+	MarkSecret()
+}
+
+// ContentSpec is a spec whose body is given by exactly one of the keys
+// content, source (a file of the repository, read and, when SOPS or age,
+// decrypted by the loader) or template (a file of the repository, parsed
+// once and rendered for each host). The loader hands the result to
+// SetBody, so that Body is the final content.
+type ContentSpec interface {
+	SecretSpec
+	// ContentFrom returns the declared source and template file names
+	// (empty when not given).
+	ContentFrom() (source, template string)
+	// NeedsContent reports whether one of the keys is required (a file
+	// that is not to be absent).
+	NeedsContent() bool
+	Body() string
+	SetBody(content string)
+}
+
+// UnitSpec is a spec whose unit file is given by one of the keys unit or
+// unit_source (a file of the repository, read and decrypted by the loader
+// and handed to SetUnit).
+type UnitSpec interface {
+	SecretSpec
+	// UnitFrom returns the declared unit text and unit_source file name.
+	UnitFrom() (unit, source string)
+	SetUnit(unit string)
+}
+
+// ValuesSpec is a spec whose values (the key vars) may be templates
+// ("{{ .Vars.db_password }}"), parsed once by the loader and rendered for
+// each host; the values of a secret one join the host's secret values.
+type ValuesSpec interface {
+	SecretSpec
+	Values() map[string]string
+	SetValues(values map[string]string)
+}

@@ -94,15 +94,15 @@ verify:
 	hosts := rev.Environment("e").Hosts
 	for i, want := range []struct{ name, tcp string }{{"a", "10.0.0.1:22"}, {"b", "10.0.0.2:22"}} {
 		h := hosts[i]
-		if got := h.Resources[0].Spec.(*config.FileSpec).Content; got != want.name {
+		if got := h.Resources[0].Spec.(*targets.FileSpec).Content; got != want.name {
 			t.Errorf("host %s: content %q, want %q", h.Name, got, want.name)
 		}
 		if len(h.Checks) != 1 || h.Checks[0].TCP != want.tcp || h.Checks[0].Host != want.name || h.Checks[0].Kind() != "tcp" {
 			t.Errorf("host %s: checks %+v", h.Name, h.Checks)
 		}
 	}
-	hosts[0].Resources[0].Spec.(*config.FileSpec).Mode = "0600"
-	if m := hosts[1].Resources[0].Spec.(*config.FileSpec).Mode; m != "" {
+	hosts[0].Resources[0].Spec.(*targets.FileSpec).Mode = "0600"
+	if m := hosts[1].Resources[0].Spec.(*targets.FileSpec).Mode; m != "" {
 		t.Errorf("changing host a's spec changed host b's mode to %q", m)
 	}
 }

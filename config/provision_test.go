@@ -78,7 +78,7 @@ func TestPreviewLoad(t *testing.T) {
 	if len(e.Hosts) != 1 || e.Hosts[0].Name != "pr7-web" || len(e.Hosts[0].Roles) != 1 || len(e.Hosts[0].Checks) != 1 {
 		t.Fatalf("hosts = %+v", e.Hosts)
 	}
-	if r := e.Hosts[0].Resources; len(r) != 1 || !strings.HasPrefix(r[0].Spec.(*config.FileSpec).Content, "listen=") {
+	if r := e.Hosts[0].Resources; len(r) != 1 || !strings.HasPrefix(r[0].Spec.(*targets.FileSpec).Content, "listen=") {
 		t.Errorf("resources = %+v, want the pull request's file", r)
 	}
 	// A check on the daemon's machine is the template's, or refused.

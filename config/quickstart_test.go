@@ -41,13 +41,13 @@ func TestQuickstartExample(t *testing.T) {
 	if !ok {
 		t.Fatalf("no app.conf among %v", ids(h.Resources))
 	}
-	content := conf.Spec.(*config.FileSpec).Content
+	content := conf.Spec.(*targets.FileSpec).Content
 	for _, want := range []string{`listen = "127.0.0.1:8080"`, `release = "1.4.2"`, "for local (quickstart)"} {
 		if !strings.Contains(content, want) {
 			t.Errorf("rendered app.conf lacks %q:\n%s", want, content)
 		}
 	}
-	if env, ok := byID["env:/etc/shop/app.env"]; !ok || env.Spec.(*config.EnvSpec).Vars["APP_PORT"] != "8080" {
+	if env, ok := byID["env:/etc/shop/app.env"]; !ok || env.Spec.(*targets.EnvSpec).Vars["APP_PORT"] != "8080" {
 		t.Errorf("env file missing or wrong: %+v", env)
 	}
 	if l, ok := byID["symlink:/srv/shop/current"]; !ok || l.Spec.(*config.SymlinkSpec).Target != "releases/1.4.2" {

@@ -16,7 +16,8 @@ package config
 type Resource struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// Spec is a pointer to the kind's spec struct (*FileSpec for "file", ...).
+	// Spec is a pointer to the kind's spec struct, made by its row of the
+	// kinds table (LoadOptions.Kinds): *targets.FileSpec for "file", ...
 	Spec any `json:"spec"`
 	// Requires lists identities ("kind:name") applied before this one.
 	Requires []string `json:"requires,omitempty"`
@@ -46,15 +47,8 @@ func (r Resource) IsSecret() bool {
 	if r.Undecrypted {
 		return true
 	}
-	switch s := r.Spec.(type) {
-	case *FileSpec:
-		return s.Secret
-	case *EnvSpec:
-		return s.Secret
-	case *ServiceSpec:
-		return s.Secret
-	}
-	return false
+	s, ok := r.Spec.(SecretSpec)
+	return ok && s.IsSecret()
 }
 
 // State values shared by several kinds.
@@ -62,23 +56,6 @@ const (
 	Present = "present"
 	Absent  = "absent"
 )
-
-// FileSpec manages a regular file. Exactly one of Content, Source and
-// Template is set in YAML; the loader reads Source and renders Template so
-// that Content always holds the final bytes (unless State is absent).
-type FileSpec struct {
-	Content  string `yaml:"content" json:"content,omitempty"`
-	Source   string `yaml:"source" json:"source,omitempty"`
-	Template string `yaml:"template" json:"template,omitempty"`
-	Mode     string `yaml:"mode" json:"mode,omitempty"`
-	Owner    string `yaml:"owner" json:"owner,omitempty"`
-	Group    string `yaml:"group" json:"group,omitempty"`
-	State    string `yaml:"state" json:"state,omitempty"`
-	// Secret marks content that must never leave the daemon: reports
-	// (pull request comments, notifications) show only its size and a
-	// keyed hash, even where full diffs are enabled.
-	Secret bool `yaml:"secret" json:"secret,omitempty"`
-}
 
 // DirectorySpec manages a directory.
 type DirectorySpec struct {
@@ -92,18 +69,6 @@ type DirectorySpec struct {
 type SymlinkSpec struct {
 	Target string `yaml:"target" json:"target"`
 	State  string `yaml:"state" json:"state,omitempty"`
-}
-
-// EnvSpec manages a KEY=VALUE file (/etc/environment, a systemd
-// EnvironmentFile). With Exclusive, keys not declared are removed. A value
-// may be a template rendered per host ("{{ .Vars.db_password }}").
-type EnvSpec struct {
-	Vars      map[string]string `yaml:"vars" json:"vars"`
-	Exclusive bool              `yaml:"exclusive" json:"exclusive,omitempty"`
-	Mode      string            `yaml:"mode" json:"mode,omitempty"`
-	// Secret marks the values as secret, as FileSpec.Secret does; the
-	// loader sets it when a value is rendered with a decrypted variable.
-	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
 
 // CommandSpec runs a command, guarded: not when Creates exists, not when
@@ -120,20 +85,6 @@ type CommandSpec struct {
 type PackageSpec struct {
 	State   string `yaml:"state" json:"state,omitempty"`
 	Version string `yaml:"version" json:"version,omitempty"`
-}
-
-// ServiceSpec manages a systemd unit named by the resource name ("app" means
-// "app.service"). Unit or UnitSource gives the unit file's content.
-type ServiceSpec struct {
-	Unit       string `yaml:"unit" json:"unit,omitempty"`
-	UnitSource string `yaml:"unit_source" json:"unit_source,omitempty"`
-	State      string `yaml:"state" json:"state,omitempty"` // running | stopped
-	Enabled    *bool  `yaml:"enabled" json:"enabled,omitempty"`
-	// OnNotify is "restart" (the default) or "reload".
-	OnNotify string `yaml:"on_notify" json:"on_notify,omitempty"`
-	// Secret marks the unit file as secret, as FileSpec.Secret does; the
-	// loader sets it when unit_source is a SOPS or age file.
-	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
 
 // ArtifactSpec deploys an archive to the named folder: each version in

@@ -32,11 +32,11 @@ func (l *loader) checkResource(d *decoder, r *rawResource, kind ResourceKind) {
 		d.errorf(d.at(r, p.Key), "%s", p.Msg)
 	}
 	switch s := res.Spec.(type) {
-	case *FileSpec:
+	case ContentSpec:
 		l.checkFileContent(d, r, s)
-	case *EnvSpec:
+	case ValuesSpec:
 		l.checkEnvTemplates(d, r, s)
-	case *ServiceSpec:
+	case UnitSpec:
 		l.checkUnit(d, r, s)
 	}
 }
@@ -47,7 +47,7 @@ func validDrift(m DriftMode) bool {
 
 // checkFileContent enforces one source of content and loads it: a source
 // file is read, a template is parsed (it is rendered per host later).
-func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
+func (l *loader) checkFileContent(d *decoder, r *rawResource, s ContentSpec) {
 	given := 0
 	for _, k := range []string{"content", "source", "template"} {
 		if _, ok := r.keys[k]; ok {
@@ -56,30 +56,35 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 	}
 	switch {
 	case given > 1:
-		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a file takes only one of content, source or template")
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a %s takes only one of content, source or template", r.res.Kind)
 		return
-	case given == 0 && s.State != Absent:
-		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a file needs one of content, source or template (or state: absent)")
+	case given == 0 && s.NeedsContent():
+		d.errorf(&yaml.Node{Line: r.res.Pos.Line, Column: r.res.Pos.Column}, "a %s needs one of content, source or template (or state: absent)", r.res.Kind)
 		return
 	}
-	if s.Source != "" {
-		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "source"), "source", s.Source); ok {
-			s.Content = string(data)
-			s.Secret = s.Secret || encrypted
+	source, tmpl := s.ContentFrom()
+	if source != "" {
+		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "source"), "source", source); ok {
+			s.SetBody(string(data))
+			if encrypted {
+				s.MarkSecret()
+			}
 			r.res.Undecrypted = encrypted && data == nil
 		}
 	}
-	if s.Template != "" {
-		data, encrypted, ok := l.readSecretFile(d, d.at(r, "template"), "template", s.Template)
+	if tmpl != "" {
+		data, encrypted, ok := l.readSecretFile(d, d.at(r, "template"), "template", tmpl)
 		if !ok {
 			return
 		}
-		s.Secret = s.Secret || encrypted
+		if encrypted {
+			s.MarkSecret()
+		}
 		if encrypted && data == nil {
 			r.res.Undecrypted = true
 			return
 		}
-		name := path.Clean(s.Template)
+		name := path.Clean(tmpl)
 		t, err := parseTemplate(name, string(data))
 		if err != nil {
 			pos, msg := templateErrPos(name, err)
@@ -92,25 +97,29 @@ func (l *loader) checkFileContent(d *decoder, r *rawResource, s *FileSpec) {
 
 // checkUnit loads a service's unit file from unit_source; a SOPS or age
 // file is decrypted and makes the unit secret.
-func (l *loader) checkUnit(d *decoder, r *rawResource, s *ServiceSpec) {
-	if s.Unit != "" && s.UnitSource != "" {
-		d.errorf(d.at(r, "unit_source"), "a service takes only one of unit or unit_source")
+func (l *loader) checkUnit(d *decoder, r *rawResource, s UnitSpec) {
+	unit, source := s.UnitFrom()
+	if unit != "" && source != "" {
+		d.errorf(d.at(r, "unit_source"), "a %s takes only one of unit or unit_source", r.res.Kind)
 		return
 	}
-	if s.UnitSource != "" {
-		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "unit_source"), "unit_source", s.UnitSource); ok {
-			s.Unit = string(data)
-			s.Secret = s.Secret || encrypted
+	if source != "" {
+		if data, encrypted, ok := l.readSecretFile(d, d.at(r, "unit_source"), "unit_source", source); ok {
+			s.SetUnit(string(data))
+			if encrypted {
+				s.MarkSecret()
+			}
 			r.res.Undecrypted = encrypted && data == nil
 		}
 	}
 }
 
-// checkEnvTemplates parses the env values that are templates, once; they
+// checkEnvTemplates parses the values (an env's vars) that are templates, once; they
 // are rendered for each host when the resource is instantiated.
-func (l *loader) checkEnvTemplates(d *decoder, r *rawResource, s *EnvSpec) {
-	for _, k := range slices.Sorted(maps.Keys(s.Vars)) {
-		v := s.Vars[k]
+func (l *loader) checkEnvTemplates(d *decoder, r *rawResource, s ValuesSpec) {
+	vars := s.Values()
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[k]
 		if !strings.Contains(v, "{{") {
 			continue
 		}

@@ -56,7 +56,7 @@ func TestTemplateBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rev.Environments[0].Hosts[0].Resources[0].Spec.(*config.FileSpec).Content; got != "xxx h\n" {
+	if got := rev.Environments[0].Hosts[0].Resources[0].Spec.(*targets.FileSpec).Content; got != "xxx h\n" {
 		t.Errorf("rendered %q", got)
 	}
 }

@@ -46,7 +46,7 @@ func (*markerService) Parse(_ config.Resource, out []byte) (targets.State, error
 }
 
 func unitOf(r config.Resource) string {
-	if s, ok := r.Spec.(*config.ServiceSpec); ok {
+	if s, ok := r.Spec.(*targets.ServiceSpec); ok {
 		return s.Unit
 	}
 	return ""

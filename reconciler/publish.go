@@ -54,9 +54,9 @@ func publicResource(res config.Resource, before targets.State) bool {
 		return false
 	}
 	switch s := res.Spec.(type) {
-	case *config.FileSpec:
+	case *targets.FileSpec:
 		return s.Mode == "" || worldReadable(s.Mode)
-	case *config.EnvSpec:
+	case *targets.EnvSpec:
 		return s.Mode == "" || worldReadable(s.Mode)
 	}
 	return true

@@ -15,7 +15,7 @@ import (
 func TestPublishedPlan(t *testing.T) {
 	const hostOnly = "HOST-ONLY-CONTENT"
 	file := func(mode string, secret bool) config.Resource {
-		return config.Resource{Kind: "file", Name: "/etc/a", Spec: &config.FileSpec{Content: "new\n", Mode: mode, Secret: secret}}
+		return config.Resource{Kind: "file", Name: "/etc/a", Spec: &targets.FileSpec{Content: "new\n", Mode: mode, Secret: secret}}
 	}
 	observed := func(mode string) targets.State {
 		return targets.State{Present: true, Fields: map[string]string{"type": "file", "mode": mode}, Content: []byte(hostOnly + "\n")}

@@ -15,6 +15,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/need"
 )
 
@@ -90,7 +91,7 @@ func TestRecoveryBlockedWhileHostUnreachable(t *testing.T) {
 	if err := f.store.BeginJournal(store.Journal{Environment: "prod", Hosts: []config.Host{far}}); err != nil {
 		t.Fatal(err)
 	}
-	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &config.FileSpec{Content: "new"}}
+	res := config.Resource{Kind: "file", Name: "/etc/a.conf", Spec: &targets.FileSpec{Content: "new"}}
 	if _, err := f.store.RecordSnapshots("prod", []store.JournalEntry{{Host: "far", Resource: res}}); err != nil {
 		t.Fatal(err)
 	}

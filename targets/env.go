@@ -42,8 +42,35 @@ func (*EnvDriver) Desired(r config.Resource, observed State) ([]byte, bool) {
 // Kind returns "env".
 func (*EnvDriver) Kind() string { return "env" }
 
+// EnvSpec is the declared spec of a KEY=VALUE file (/etc/environment, a
+// systemd EnvironmentFile). With Exclusive, keys not declared are removed.
+// A value may be a template rendered per host ("{{ .Vars.db_password }}",
+// config.ValuesSpec).
+type EnvSpec struct {
+	Vars      map[string]string `yaml:"vars" json:"vars"`
+	Exclusive bool              `yaml:"exclusive" json:"exclusive,omitempty"`
+	Mode      string            `yaml:"mode" json:"mode,omitempty"`
+	// Secret marks the values as secret, as FileSpec.Secret does; the
+	// loader sets it when a value is rendered with a decrypted variable.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
+}
+
+var _ config.ValuesSpec = (*EnvSpec)(nil)
+
+// IsSecret implements config.SecretSpec.
+func (s *EnvSpec) IsSecret() bool { return s.Secret }
+
+// MarkSecret implements config.SecretSpec.
+func (s *EnvSpec) MarkSecret() { s.Secret = true }
+
+// Values implements config.ValuesSpec.
+func (s *EnvSpec) Values() map[string]string { return s.Vars }
+
+// SetValues implements config.ValuesSpec.
+func (s *EnvSpec) SetValues(values map[string]string) { s.Vars = values }
+
 // NewSpec returns an empty env spec.
-func (*EnvDriver) NewSpec() any { return &config.EnvSpec{} }
+func (*EnvDriver) NewSpec() any { return &EnvSpec{} }
 
 // Validate is the env kind's one validation. Its messages never quote a
 // value, which may be secret.
@@ -51,7 +78,7 @@ func (*EnvDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateEnv)
 }
 
-func validateEnv(name string, s *config.EnvSpec) []config.Problem {
+func validateEnv(name string, s *EnvSpec) []config.Problem {
 	var p problems
 	p.path("", "env file path", name)
 	p.mode(s.Mode)

@@ -10,7 +10,7 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-func envRes(name string, spec config.EnvSpec) config.Resource {
+func envRes(name string, spec EnvSpec) config.Resource {
 	return config.Resource{Kind: "env", Name: name, Spec: &spec}
 }
 
@@ -20,7 +20,7 @@ func TestEnvConverges(t *testing.T) {
 	p := filepath.Join(root, "etc/environment")
 	orig := "# managed in part by driftless\nPATH=/usr/bin:/bin\nLANG=C\n\nexport OLD='kept value'\n"
 	writeTestFile(t, root, "/etc/environment", orig, 0o644)
-	r := envRes("/etc/environment", config.EnvSpec{Vars: map[string]string{
+	r := envRes("/etc/environment", EnvSpec{Vars: map[string]string{
 		"LANG":    "C.UTF-8",
 		"APP_URL": "http://10.0.0.1:8080/x?a=b",
 		"GREET":   `say "hi" $HOME`,
@@ -56,13 +56,13 @@ func TestEnvExclusiveAndCreate(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "app.env")
-	r := envRes("/app.env", config.EnvSpec{Vars: map[string]string{"A": "1"}, Mode: "0600"})
+	r := envRes("/app.env", EnvSpec{Vars: map[string]string{"A": "1"}, Mode: "0600"})
 	changes := converge(t, l, r)
 	assertFile(t, p, "A=1\n", 0o600)
 
 	writeTestFile(t, root, "/app.env", "# note\nA=1\nEXTRA=x\n", 0o600)
 	assertNoop(t, l, r) // not exclusive: the extra key stays.
-	rx := envRes("/app.env", config.EnvSpec{Vars: map[string]string{"A": "1"}, Mode: "0600", Exclusive: true})
+	rx := envRes("/app.env", EnvSpec{Vars: map[string]string{"A": "1"}, Mode: "0600", Exclusive: true})
 	expectChange(t, l, rx, Update, "- EXTRA")
 	converge(t, l, rx)
 	assertFile(t, p, "# note\nA=1\n", 0o600)
@@ -77,7 +77,7 @@ func TestEnvExclusiveAndCreate(t *testing.T) {
 func TestEnvRejectsNewline(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
-	r := envRes("/e", config.EnvSpec{Vars: map[string]string{"K": "two\nlines"}})
+	r := envRes("/e", EnvSpec{Vars: map[string]string{"K": "two\nlines"}})
 	err := Drivers()["env"].Apply(context.Background(), l, r, State{})
 	if err == nil || !strings.Contains(err.Error(), "newline") {
 		t.Fatalf("got %v, want a newline error", err)

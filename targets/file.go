@@ -49,8 +49,46 @@ func createMode(r config.Resource) string {
 // Kind returns "file".
 func (*FileDriver) Kind() string { return "file" }
 
+// FileSpec is the declared spec of a regular file. Exactly one of Content,
+// Source and Template is set in YAML; the loader reads Source and renders
+// Template (config.ContentSpec) so that Content always holds the final
+// bytes (unless State is absent).
+type FileSpec struct {
+	Content  string `yaml:"content" json:"content,omitempty"`
+	Source   string `yaml:"source" json:"source,omitempty"`
+	Template string `yaml:"template" json:"template,omitempty"`
+	Mode     string `yaml:"mode" json:"mode,omitempty"`
+	Owner    string `yaml:"owner" json:"owner,omitempty"`
+	Group    string `yaml:"group" json:"group,omitempty"`
+	State    string `yaml:"state" json:"state,omitempty"`
+	// Secret marks content that must never leave the daemon: reports
+	// (pull request comments, notifications) show only its size and a
+	// keyed hash, even where full diffs are enabled.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
+}
+
+var _ config.ContentSpec = (*FileSpec)(nil)
+
+// IsSecret implements config.SecretSpec.
+func (s *FileSpec) IsSecret() bool { return s.Secret }
+
+// MarkSecret implements config.SecretSpec.
+func (s *FileSpec) MarkSecret() { s.Secret = true }
+
+// ContentFrom implements config.ContentSpec.
+func (s *FileSpec) ContentFrom() (source, template string) { return s.Source, s.Template }
+
+// NeedsContent implements config.ContentSpec: a file to be absent has none.
+func (s *FileSpec) NeedsContent() bool { return s.State != config.Absent }
+
+// Body implements config.ContentSpec.
+func (s *FileSpec) Body() string { return s.Content }
+
+// SetBody implements config.ContentSpec.
+func (s *FileSpec) SetBody(content string) { s.Content = content }
+
 // NewSpec returns an empty file spec.
-func (*FileDriver) NewSpec() any { return &config.FileSpec{} }
+func (*FileDriver) NewSpec() any { return &FileSpec{} }
 
 // Validate is the file kind's one validation. Where the content comes
 // from (content, source or template, one of them) is the loader's.
@@ -58,7 +96,7 @@ func (*FileDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateFile)
 }
 
-func validateFile(name string, s *config.FileSpec) []config.Problem {
+func validateFile(name string, s *FileSpec) []config.Problem {
 	var p problems
 	p.path("", "file path", name)
 	p.mode(s.Mode)

@@ -18,7 +18,7 @@ func TestFileConverges(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "app.conf")
-	r := fileRes("/app.conf", config.FileSpec{Content: "a\nb\nc\n", Mode: "0640"})
+	r := fileRes("/app.conf", FileSpec{Content: "a\nb\nc\n", Mode: "0640"})
 
 	expectChange(t, l, r, Create, "--- /dev/null", "+++ b/app.conf", "+a\n")
 	converge(t, l, r)
@@ -54,7 +54,7 @@ func TestFileUndeclaredModeKept(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	writeTestFile(t, root, "/f", "old", 0o600)
-	r := fileRes("/f", config.FileSpec{Content: "new"})
+	r := fileRes("/f", FileSpec{Content: "new"})
 	c := expectChange(t, l, r, Update, "-old", "+new")
 	if strings.Contains(c.Diff, "mode:") {
 		t.Fatalf("an undeclared mode shows up in the diff:\n%s", c.Diff)
@@ -64,12 +64,12 @@ func TestFileUndeclaredModeKept(t *testing.T) {
 
 	// A new file without a declared mode gets 0644; a secret one, or a
 	// secret env file, 0600.
-	r2 := fileRes("/g", config.FileSpec{Content: ""})
+	r2 := fileRes("/g", FileSpec{Content: ""})
 	converge(t, l, r2)
 	assertFile(t, filepath.Join(root, "g"), "", 0o644)
-	converge(t, l, fileRes("/secret", config.FileSpec{Content: "key", Secret: true}))
+	converge(t, l, fileRes("/secret", FileSpec{Content: "key", Secret: true}))
 	assertFile(t, filepath.Join(root, "secret"), "key", 0o600)
-	converge(t, l, config.Resource{Kind: "env", Name: "/secret.env", Spec: &config.EnvSpec{Vars: map[string]string{"K": "v"}, Secret: true}})
+	converge(t, l, config.Resource{Kind: "env", Name: "/secret.env", Spec: &EnvSpec{Vars: map[string]string{"K": "v"}, Secret: true}})
 	assertFile(t, filepath.Join(root, "secret.env"), "K=v\n", 0o600)
 }
 
@@ -78,7 +78,7 @@ func TestFileAbsent(t *testing.T) {
 	l := NewLocal(root)
 	p := filepath.Join(root, "old.conf")
 	writeTestFile(t, root, "/old.conf", "legacy\n", 0o600)
-	r := fileRes("/old.conf", config.FileSpec{State: config.Absent})
+	r := fileRes("/old.conf", FileSpec{State: config.Absent})
 	expectChange(t, l, r, Delete, "+++ /dev/null", "-legacy")
 	changes := converge(t, l, r)
 	if _, err := os.Lstat(p); !os.IsNotExist(err) {
@@ -93,8 +93,8 @@ func TestFileRestore(t *testing.T) {
 	l := NewLocal(root)
 	writeTestFile(t, root, "/existing", "before\n", 0o604)
 	rs := []config.Resource{
-		fileRes("/existing", config.FileSpec{Content: "after\n", Mode: "0600"}),
-		fileRes("/new", config.FileSpec{Content: "created\n"}),
+		fileRes("/existing", FileSpec{Content: "after\n", Mode: "0600"}),
+		fileRes("/new", FileSpec{Content: "created\n"}),
 	}
 	changes := converge(t, l, rs...)
 	assertFile(t, filepath.Join(root, "existing"), "after\n", 0o600)
@@ -111,7 +111,7 @@ func TestFileOwner(t *testing.T) {
 	l := NewLocal(root)
 	p := filepath.Join(root, "owned")
 	writeTestFile(t, root, "/owned", "x", 0o644)
-	r := fileRes("/owned", config.FileSpec{Content: "x", Owner: "nobody", Group: nobody.Gid})
+	r := fileRes("/owned", FileSpec{Content: "x", Owner: "nobody", Group: nobody.Gid})
 	expectChange(t, l, r, Update, "owner: root -> nobody")
 	changes := converge(t, l, r)
 	assertOwner(t, p, nobody.Uid, nobody.Gid)
@@ -127,10 +127,10 @@ func TestFileOwner(t *testing.T) {
 	// A rewrite without a declared owner keeps the current owner, even
 	// through a transport whose WriteFile hands the file to its own user
 	// (as a shell-based remote write does).
-	r2 := fileRes("/owned", config.FileSpec{Content: "y"})
+	r2 := fileRes("/owned", FileSpec{Content: "y"})
 	converge(t, ownerLosing{l}, r2)
 	assertOwner(t, p, nobody.Uid, nobody.Gid)
-	env := envRes("/owned.env", config.EnvSpec{Vars: map[string]string{"A": "1"}})
+	env := envRes("/owned.env", EnvSpec{Vars: map[string]string{"A": "1"}})
 	writeTestFile(t, root, "/owned.env", "B=2\n", 0o644)
 	if err := os.Chown(filepath.Join(root, "owned.env"), mustAtoi(t, nobody.Uid), mustAtoi(t, nobody.Gid)); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestFileApplyFailureLeavesNoTemp(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "conf", "inner"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := fileRes("/conf", config.FileSpec{Content: "x"})
+	r := fileRes("/conf", FileSpec{Content: "x"})
 	c := expectChange(t, l, r, Update, "type: directory -> file")
 	err := Drivers()["file"].Apply(context.Background(), l, r, c.Before)
 	if err == nil || !strings.Contains(err.Error(), "does not replace it") {
@@ -206,7 +206,7 @@ func TestFileRefusesToReplaceSymlink(t *testing.T) {
 	if err := os.Symlink("real", filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
-	r := fileRes("/link", config.FileSpec{Content: "new"})
+	r := fileRes("/link", FileSpec{Content: "new"})
 	c := expectChange(t, l, r, Update, "type: symlink -> file")
 	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil {
 		t.Fatal("a symlink was replaced by a file")
@@ -255,7 +255,7 @@ func TestFileLargeSendsHashOnly(t *testing.T) {
 	ct := &countingTransport{Transport: NewLocal(root)}
 	p := filepath.Join(root, "big")
 	content := strings.Repeat("a line of a large generated file\n", 2000)
-	r := fileRes("/big", config.FileSpec{Content: content})
+	r := fileRes("/big", FileSpec{Content: content})
 	converge(t, ct, r)
 	assertFile(t, p, content, 0o644)
 
@@ -287,7 +287,7 @@ func TestFileApplyTornWrite(t *testing.T) {
 	old := strings.Repeat("old\n", 5000)
 	writeTestFile(t, root, "/conf", old, 0o600)
 	l.beforeRename = func(string) error { return os.ErrDeadlineExceeded }
-	r := fileRes("/conf", config.FileSpec{Content: strings.Repeat("new\n", 9000), Mode: "0644"})
+	r := fileRes("/conf", FileSpec{Content: strings.Repeat("new\n", 9000), Mode: "0644"})
 	c := expectChange(t, l, r, Update)
 	if err := Drivers()["file"].Apply(context.Background(), l, r, c.Before); err == nil || !strings.Contains(err.Error(), "file:/conf") {
 		t.Fatalf("got %v, want the failure of file:/conf", err)
@@ -300,7 +300,7 @@ func TestLongNames(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	name := "/" + strings.Repeat("n", 250)
-	converge(t, l, fileRes(name, config.FileSpec{Content: "x"}))
+	converge(t, l, fileRes(name, FileSpec{Content: "x"}))
 	converge(t, l, linkRes("/"+strings.Repeat("l", 250), config.SymlinkSpec{Target: "x"}))
 	assertNoTemp(t, root)
 }

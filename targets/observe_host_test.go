@@ -28,12 +28,12 @@ func TestFoundationDriversOverSSH(t *testing.T) {
 	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
 	rs := []config.Resource{
 		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
-		{Kind: "file", Name: "/srv/app/app.conf", Spec: &config.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640"}},
+		{Kind: "file", Name: "/srv/app/app.conf", Spec: &targets.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640"}},
 		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
-		{Kind: "env", Name: "/etc/app.env", Spec: &config.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
+		{Kind: "env", Name: "/etc/app.env", Spec: &targets.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
 		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
 			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
-		{Kind: "file", Name: "/etc/motd-test", Spec: &config.FileSpec{State: config.Absent}},
+		{Kind: "file", Name: "/etc/motd-test", Spec: &targets.FileSpec{State: config.Absent}},
 	}
 	pass := func(wantActions ...targets.Action) []targets.Change {
 		t.Helper()
@@ -102,7 +102,7 @@ func BenchmarkObserve200FilesSSH(b *testing.B) {
 	h.MustExec(b, "mkdir -p /srv/bench && for i in $(seq 0 199); do seq 20 > /srv/bench/f$i; done")
 	var rs []config.Resource
 	for i := range 200 {
-		rs = append(rs, config.Resource{Kind: "file", Name: fmt.Sprintf("/srv/bench/f%d", i), Spec: &config.FileSpec{Content: "x"}})
+		rs = append(rs, config.Resource{Kind: "file", Name: fmt.Sprintf("/srv/bench/f%d", i), Spec: &targets.FileSpec{Content: "x"}})
 	}
 	drivers := targets.Drivers()
 	b.ReportAllocs()

@@ -26,7 +26,7 @@ func (c *countingTransport) Run(ctx context.Context, script string, stdin []byte
 	return res, err
 }
 
-func fileRes(name string, spec config.FileSpec) config.Resource {
+func fileRes(name string, spec FileSpec) config.Resource {
 	return config.Resource{Kind: "file", Name: name, Spec: &spec}
 }
 
@@ -39,12 +39,12 @@ func TestObserveOneRun(t *testing.T) {
 		if i%2 == 0 {
 			writeTestFile(t, root, name, fmt.Sprintf("content %d\n", i), 0o640)
 		}
-		rs = append(rs, fileRes(name, config.FileSpec{Content: "x"}))
+		rs = append(rs, fileRes(name, FileSpec{Content: "x"}))
 	}
 	rs = append(rs,
 		config.Resource{Kind: "directory", Name: "/d", Spec: &config.DirectorySpec{}},
 		config.Resource{Kind: "symlink", Name: "/l", Spec: &config.SymlinkSpec{Target: "/f0"}},
-		config.Resource{Kind: "env", Name: "/e", Spec: &config.EnvSpec{}},
+		config.Resource{Kind: "env", Name: "/e", Spec: &EnvSpec{}},
 		config.Resource{Kind: "command", Name: "c", Spec: &config.CommandSpec{Run: "true", Creates: "/f0"}},
 	)
 	states, err := Observe(context.Background(), ct, Drivers(), rs)
@@ -81,10 +81,10 @@ func TestObserveErrors(t *testing.T) {
 	ctx := context.Background()
 	writeTestFile(t, root, "/ok", "fine", 0o644)
 	rs := []config.Resource{
-		fileRes("/ok", config.FileSpec{}),
-		fileRes("relative/path", config.FileSpec{}),
+		fileRes("/ok", FileSpec{}),
+		fileRes("relative/path", FileSpec{}),
 		{Kind: "file", Name: "/nospec"},
-		fileRes("/also-ok", config.FileSpec{}),
+		fileRes("/also-ok", FileSpec{}),
 	}
 	states, err := Observe(ctx, l, Drivers(), rs)
 	if err == nil {
@@ -104,7 +104,7 @@ func TestObserveErrors(t *testing.T) {
 	if _, err := Observe(ctx, l, Drivers(), []config.Resource{{Kind: "nope", Name: "x"}}); err == nil || !strings.Contains(err.Error(), `no driver for kind "nope"`) {
 		t.Fatalf("got %v for an unknown kind", err)
 	}
-	dup := []config.Resource{fileRes("/a", config.FileSpec{}), fileRes("/a", config.FileSpec{})}
+	dup := []config.Resource{fileRes("/a", FileSpec{}), fileRes("/a", FileSpec{})}
 	if _, err := Observe(ctx, l, Drivers(), dup); err == nil || !strings.Contains(err.Error(), "declared twice") {
 		t.Fatalf("got %v for a duplicate", err)
 	}
@@ -123,9 +123,9 @@ func TestObserveManyResources(t *testing.T) {
 	writeTestFile(t, root, "/present", "here", 0o644)
 	var rs []config.Resource
 	for i := range 1500 {
-		rs = append(rs, fileRes(fmt.Sprintf("/a/rather/long/path/to/make/the/script/longer/file-%04d.conf", i), config.FileSpec{}))
+		rs = append(rs, fileRes(fmt.Sprintf("/a/rather/long/path/to/make/the/script/longer/file-%04d.conf", i), FileSpec{}))
 	}
-	rs = append(rs, fileRes("/present", config.FileSpec{}))
+	rs = append(rs, fileRes("/present", FileSpec{}))
 	states, err := Observe(context.Background(), ct, Drivers(), rs)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestObserveForgedMarker(t *testing.T) {
 	root := t.TempDir()
 	writeTestFile(t, root, "/a", "DRIFTLESS-0 E 0 0 \nDRIFTLESS-0 B 1\n", 0o644)
 	writeTestFile(t, root, "/b", "b", 0o644)
-	rs := []config.Resource{fileRes("/a", config.FileSpec{}), fileRes("/b", config.FileSpec{})}
+	rs := []config.Resource{fileRes("/a", FileSpec{}), fileRes("/b", FileSpec{})}
 	states, err := Observe(context.Background(), NewLocal(root), Drivers(), rs)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func BenchmarkObserve200Files(b *testing.B) {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(strings.Repeat("line of config\n", 20)), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		rs = append(rs, fileRes(name, config.FileSpec{Content: "x"}))
+		rs = append(rs, fileRes(name, FileSpec{Content: "x"}))
 	}
 	l, drivers := NewLocal(root), Drivers()
 	b.ReportAllocs()

@@ -69,15 +69,44 @@ func validUnitName(name string) error {
 	return nil
 }
 
+// ServiceSpec is the declared spec of a systemd unit named by the resource
+// name ("app" means "app.service"). Unit or UnitSource gives the unit
+// file's content (config.UnitSpec).
+type ServiceSpec struct {
+	Unit       string `yaml:"unit" json:"unit,omitempty"`
+	UnitSource string `yaml:"unit_source" json:"unit_source,omitempty"`
+	State      string `yaml:"state" json:"state,omitempty"` // running | stopped
+	Enabled    *bool  `yaml:"enabled" json:"enabled,omitempty"`
+	// OnNotify is "restart" (the default) or "reload".
+	OnNotify string `yaml:"on_notify" json:"on_notify,omitempty"`
+	// Secret marks the unit file as secret, as FileSpec.Secret does; the
+	// loader sets it when unit_source is a SOPS or age file.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
+}
+
+var _ config.UnitSpec = (*ServiceSpec)(nil)
+
+// IsSecret implements config.SecretSpec.
+func (s *ServiceSpec) IsSecret() bool { return s.Secret }
+
+// MarkSecret implements config.SecretSpec.
+func (s *ServiceSpec) MarkSecret() { s.Secret = true }
+
+// UnitFrom implements config.UnitSpec.
+func (s *ServiceSpec) UnitFrom() (unit, source string) { return s.Unit, s.UnitSource }
+
+// SetUnit implements config.UnitSpec.
+func (s *ServiceSpec) SetUnit(unit string) { s.Unit = unit }
+
 // NewSpec returns an empty service spec.
-func (*ServiceDriver) NewSpec() any { return &config.ServiceSpec{} }
+func (*ServiceDriver) NewSpec() any { return &ServiceSpec{} }
 
 // Validate is the service kind's one validation.
 func (*ServiceDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateService)
 }
 
-func validateService(name string, s *config.ServiceSpec) []config.Problem {
+func validateService(name string, s *ServiceSpec) []config.Problem {
 	var p problems
 	if validUnitName(name) != nil {
 		p.add("", "service: %q is not a valid unit name (letters, digits, : _ . @ -, at most 255 characters with its suffix)", name)
@@ -161,7 +190,7 @@ func isRunning(state string) bool {
 }
 
 // serviceDiffs lists what differs: "unit file" first, then enabled and state.
-func serviceDiffs(r config.Resource, s *config.ServiceSpec, st State) (diffs []string, unitChanged bool) {
+func serviceDiffs(r config.Resource, s *ServiceSpec, st State) (diffs []string, unitChanged bool) {
 	if s.Unit != "" && (st.Fields["unitfile"] != "1" || !bytes.Equal(st.Content, []byte(s.Unit))) {
 		unitChanged = true
 		old := st.Content

@@ -40,7 +40,7 @@ func TestServiceOnHost(t *testing.T) {
 	tr := srvDial(t, lab, h)
 	d := &targets.ServiceDriver{}
 	yes := true
-	r := config.Resource{Kind: "service", Name: "dltest", Spec: &config.ServiceSpec{Unit: unitV1, State: targets.ServiceRunning, Enabled: &yes}}
+	r := config.Resource{Kind: "service", Name: "dltest", Spec: &targets.ServiceSpec{Unit: unitV1, State: targets.ServiceRunning, Enabled: &yes}}
 
 	before := srvHostObserve(t, tr, d, r)
 	if before.Present {
@@ -64,7 +64,7 @@ func TestServiceOnHost(t *testing.T) {
 	// A changed unit file: daemon-reload, then a restart with the new unit.
 	snap := srvHostObserve(t, tr, d, r)
 	pid := mainPID(t, h, "dltest")
-	v2 := *r.Spec.(*config.ServiceSpec)
+	v2 := *r.Spec.(*targets.ServiceSpec)
 	v2.Unit = strings.Replace(unitV1, "[Service]\n", "[Service]\nEnvironment=DRIFTLESS_V=2\n", 1)
 	r2 := config.Resource{Kind: "service", Name: "dltest", Spec: &v2}
 	c = srvHostConverge(t, tr, d, r2, targets.Update)
@@ -127,7 +127,7 @@ func TestServiceOnHost(t *testing.T) {
 
 	// A stopped service that is notified stays stopped.
 	no := false
-	stopped := config.Resource{Kind: "service", Name: "dltest", Spec: &config.ServiceSpec{Unit: unitV1, State: targets.ServiceStopped, Enabled: &no}}
+	stopped := config.Resource{Kind: "service", Name: "dltest", Spec: &targets.ServiceSpec{Unit: unitV1, State: targets.ServiceStopped, Enabled: &no}}
 	srvHostConverge(t, tr, d, stopped, targets.Create)
 	if err := d.Refresh(t.Context(), tr, stopped); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestServiceNeedsSystemd(t *testing.T) {
 	h := lab.Kind1("nosystemd")
 	tr := srvDial(t, lab, h)
 	d := &targets.ServiceDriver{}
-	r := config.Resource{Kind: "service", Name: "x", Spec: &config.ServiceSpec{State: targets.ServiceRunning}}
+	r := config.Resource{Kind: "service", Name: "x", Spec: &targets.ServiceSpec{State: targets.ServiceRunning}}
 	_, err := targets.Observe(t.Context(), tr, map[string]targets.Driver{"service": d}, []config.Resource{r})
 	if err == nil || !strings.Contains(err.Error(), "systemd is not running") {
 		t.Fatalf("observe on a host without systemd: %v", err)

@@ -90,7 +90,7 @@ func TestServerDriversObserveInOneRoundTrip(t *testing.T) {
 	h.MustExec(t, "mkdir -p /opt/a/releases/aaaaaaaaaaaa && ln -s releases/aaaaaaaaaaaa /opt/a/current")
 	rs := []config.Resource{
 		{Kind: "package", Name: "openssh-server", Spec: &config.PackageSpec{}},
-		{Kind: "service", Name: "ssh", Spec: &config.ServiceSpec{State: targets.ServiceRunning}},
+		{Kind: "service", Name: "ssh", Spec: &targets.ServiceSpec{State: targets.ServiceRunning}},
 		{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{URL: "https://artifacts.example/a.tar.gz", SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
 		{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "0"}},
 		{Kind: "user", Name: "root", Spec: &config.UserSpec{Shell: "/bin/bash"}},
@@ -136,7 +136,7 @@ func BenchmarkObserveServerDriversSSH(b *testing.B) {
 		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &config.PackageSpec{}})
 	}
 	for i := 0; i < 20; i++ {
-		rs = append(rs, config.Resource{Kind: "service", Name: "bench" + strconv.Itoa(i), Spec: &config.ServiceSpec{State: targets.ServiceStopped}})
+		rs = append(rs, config.Resource{Kind: "service", Name: "bench" + strconv.Itoa(i), Spec: &targets.ServiceSpec{State: targets.ServiceStopped}})
 	}
 	for _, k := range []string{"ip_forward", "ip_default_ttl", "tcp_syncookies", "tcp_fin_timeout", "tcp_keepalive_time",
 		"tcp_keepalive_intvl", "tcp_keepalive_probes", "tcp_timestamps", "tcp_sack", "tcp_window_scaling"} {

@@ -21,7 +21,7 @@ func serverDriverCases() []struct {
 		r config.Resource
 	}{
 		{&ArtifactDriver{}, config.Resource{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{SHA256: strings.Repeat("a", 64)}}},
-		{&ServiceDriver{}, config.Resource{Kind: "service", Name: "app", Spec: &config.ServiceSpec{Unit: "[Service]\n", State: "running", Enabled: &yes}}},
+		{&ServiceDriver{}, config.Resource{Kind: "service", Name: "app", Spec: &ServiceSpec{Unit: "[Service]\n", State: "running", Enabled: &yes}}},
 		{&PackageDriver{}, config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{Version: "1.0"}}},
 		{&SysctlDriver{}, config.Resource{Kind: "sysctl", Name: "a.b", Spec: &config.SysctlSpec{Value: "1"}}},
 		{&UserDriver{}, config.Resource{Kind: "user", Name: "u", Spec: &config.UserSpec{Groups: []string{"g"}}}},
@@ -99,18 +99,18 @@ func TestServiceDiff(t *testing.T) {
 	yes := true
 	cases := []struct {
 		name   string
-		spec   config.ServiceSpec
+		spec   ServiceSpec
 		st     State
 		action Action
 		diff   string
 	}{
-		{"sandbox ignores systemd", config.ServiceSpec{Unit: "x\n", State: "running", Enabled: &yes},
+		{"sandbox ignores systemd", ServiceSpec{Unit: "x\n", State: "running", Enabled: &yes},
 			State{Present: true, Fields: map[string]string{"sandbox": "1", "unitfile": "1"}, Content: []byte("x\n")}, NoChange, ""},
-		{"vendor unit running", config.ServiceSpec{State: "running"},
+		{"vendor unit running", ServiceSpec{State: "running"},
 			State{Present: true, Fields: map[string]string{"load": "loaded", "active": "active", "enabled": "enabled"}}, NoChange, ""},
-		{"vendor unit to stop", config.ServiceSpec{State: "stopped"},
+		{"vendor unit to stop", ServiceSpec{State: "stopped"},
 			State{Present: true, Fields: map[string]string{"load": "loaded", "active": "active"}}, Update, "state: active -> stopped"},
-		{"unknown unit", config.ServiceSpec{State: "running"},
+		{"unknown unit", ServiceSpec{State: "running"},
 			State{Fields: map[string]string{"load": "not-found", "active": "inactive"}}, Create, "state: inactive -> running"},
 	}
 	for _, tc := range cases {
@@ -153,7 +153,7 @@ func TestSandboxRoot(t *testing.T) {
 
 	yes := true
 	svd := &ServiceDriver{}
-	svr := config.Resource{Kind: "service", Name: "app", Spec: &config.ServiceSpec{Unit: "[Service]\nExecStart=/bin/true\n", State: "running", Enabled: &yes}}
+	svr := config.Resource{Kind: "service", Name: "app", Spec: &ServiceSpec{Unit: "[Service]\nExecStart=/bin/true\n", State: "running", Enabled: &yes}}
 	before = srvObserve(t, tr, svd, svr)
 	srvMustConverge(t, tr, svd, svr, Create)
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/app.service")); string(b) != "[Service]\nExecStart=/bin/true\n" {

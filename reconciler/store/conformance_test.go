@@ -90,8 +90,8 @@ func testJournalRoundTrip(t *testing.T, open opener) {
 	if err := s.BeginJournal(Journal{Environment: "prod", Hosts: []config.Host{h}, Revision: sources.Revision{Commit: "c2"}}); err != nil {
 		t.Fatal(err)
 	}
-	res := config.Resource{Kind: "file", Name: "/etc/a", Spec: &config.FileSpec{Content: "new", Mode: "0644"}, Notify: []string{"service:app"}}
-	other := config.Resource{Kind: "file", Name: "/etc/b", Spec: &config.FileSpec{Content: "b"}}
+	res := config.Resource{Kind: "file", Name: "/etc/a", Spec: &targets.FileSpec{Content: "new", Mode: "0644"}, Notify: []string{"service:app"}}
+	other := config.Resource{Kind: "file", Name: "/etc/b", Spec: &targets.FileSpec{Content: "b"}}
 	first := targets.State{Present: true, Content: []byte("old")}
 	// One host's batch: three snapshots in one transaction; the first is
 	// applied, the second failed, the third never started.
@@ -119,7 +119,7 @@ func testJournalRoundTrip(t *testing.T, open opener) {
 	if len(entries) != 2 || !entries[0].Applied || entries[1].Applied {
 		t.Fatalf("entries = %+v", entries)
 	}
-	spec, ok := entries[0].Resource.Spec.(*config.FileSpec)
+	spec, ok := entries[0].Resource.Spec.(*targets.FileSpec)
 	if !ok || spec.Content != "new" || entries[0].Resource.Notify[0] != "service:app" || string(entries[0].Snapshot.Content) != "old" {
 		t.Fatalf("entry 0 = %+v spec %#v", entries[0], entries[0].Resource.Spec)
 	}
@@ -257,7 +257,7 @@ func testJournalManyEntries(t *testing.T, open opener) {
 	entries := make([]JournalEntry, n)
 	for i := range entries {
 		entries[i] = JournalEntry{Host: "web-1", Resource: config.Resource{Kind: "file", Name: fmt.Sprint("/etc/f", i%200),
-			Spec: &config.FileSpec{Content: fmt.Sprint("new ", i)}}, Snapshot: targets.State{Content: []byte(fmt.Sprint("old ", i))}}
+			Spec: &targets.FileSpec{Content: fmt.Sprint("new ", i)}}, Snapshot: targets.State{Content: []byte(fmt.Sprint("old ", i))}}
 	}
 	seqs, err := s.RecordSnapshots("prod", entries)
 	if err != nil || len(seqs) != n {
@@ -332,7 +332,7 @@ func testSecretsSealed(t *testing.T, open opener) {
 	if err := s.BeginJournal(Journal{Environment: "prod"}); err != nil {
 		t.Fatal(err)
 	}
-	res := config.Resource{Kind: "file", Name: "/etc/token", Spec: &config.FileSpec{Content: "new-secret", Secret: true}}
+	res := config.Resource{Kind: "file", Name: "/etc/token", Spec: &targets.FileSpec{Content: "new-secret", Secret: true}}
 	if _, err := s.RecordSnapshots("prod", []JournalEntry{{Host: "h", Resource: res, Snapshot: targets.State{Present: true, Content: []byte("old-secret")}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func testSecretsSealed(t *testing.T, open opener) {
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("OpenJournal: %d entries, %v", len(entries), err)
 	}
-	if spec, ok := entries[0].Resource.Spec.(*config.FileSpec); !ok || spec.Content != "new-secret" || string(entries[0].Snapshot.Content) != "old-secret" {
+	if spec, ok := entries[0].Resource.Spec.(*targets.FileSpec); !ok || spec.Content != "new-secret" || string(entries[0].Snapshot.Content) != "old-secret" {
 		t.Fatalf("sealed entry came back as %+v", entries[0])
 	}
 	if fm, ok, err := s.FirstManaged("prod", "h", res.ID()); err != nil || !ok || string(fm.Content) != "old-secret" {

@@ -129,7 +129,7 @@ func benchRun(env string) Run {
 func reportRequests(b *testing.B, srv *etcdserver.Server, s *EtcdStore) {
 	entries := make([]JournalEntry, 10)
 	for i := range entries {
-		entries[i] = JournalEntry{Host: "web-0", Resource: config.Resource{Kind: "file", Name: fmt.Sprint("/etc/r", i), Spec: &config.FileSpec{Content: "x"}},
+		entries[i] = JournalEntry{Host: "web-0", Resource: config.Resource{Kind: "file", Name: fmt.Sprint("/etc/r", i), Spec: &targets.FileSpec{Content: "x"}},
 			Snapshot: targets.State{Present: true, Content: []byte("y")}}
 	}
 	var seqs []uint64

@@ -189,7 +189,7 @@ func TestEtcdJournalSurvivesReplica(t *testing.T) {
 	if err := a.BeginJournal(Journal{Environment: "prod", Revision: sources.Revision{Commit: "c9"}, Hosts: []config.Host{{Name: "h", Vars: map[string]any{"k": "v"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	res := config.Resource{Kind: "file", Name: "/etc/token", Spec: &config.FileSpec{Content: "s3cret-new", Secret: true}}
+	res := config.Resource{Kind: "file", Name: "/etc/token", Spec: &targets.FileSpec{Content: "s3cret-new", Secret: true}}
 	if _, err := a.RecordSnapshots("prod", []JournalEntry{{Host: "h", Resource: res, Snapshot: targets.State{Present: true, Content: []byte("s3cret-old")}}}); err != nil {
 		t.Fatal(err)
 	}

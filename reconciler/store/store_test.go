@@ -248,7 +248,7 @@ func queuedCalls(t *testing.T, s *BoltStore, n, failing int) ([]int, []error) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	seed, err := encodeEntry(JournalEntry{Host: "h", Resource: config.Resource{Kind: "file", Name: "/a", Spec: &config.FileSpec{Content: "x"}},
+	seed, err := encodeEntry(JournalEntry{Host: "h", Resource: config.Resource{Kind: "file", Name: "/a", Spec: &targets.FileSpec{Content: "x"}},
 		Snapshot: targets.State{Present: true, Content: []byte("old")}})
 	if err != nil {
 		f.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -72,7 +73,7 @@ func fileContent(i int) string {
 func (m mix) resources() []config.Resource {
 	rs := make([]config.Resource, 0, m.Files+m.Packages+m.Services)
 	for i := 0; i < m.Files; i++ {
-		rs = append(rs, config.Resource{Kind: "file", Name: filePath(i), Spec: &config.FileSpec{
+		rs = append(rs, config.Resource{Kind: "file", Name: filePath(i), Spec: &targets.FileSpec{
 			Content: fileContent(i), Mode: "0644", Owner: "root", Group: "root"}})
 	}
 	for i := 0; i < m.Packages; i++ {
@@ -82,7 +83,7 @@ func (m mix) resources() []config.Resource {
 	enabled := true
 	for i := 0; i < m.Services; i++ {
 		rs = append(rs, config.Resource{Kind: "service", Name: baseServices[i],
-			Spec: &config.ServiceSpec{State: "running", Enabled: &enabled}})
+			Spec: &targets.ServiceSpec{State: "running", Enabled: &enabled}})
 	}
 	return rs
 }

@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/targets"
 )
 
 func TestMixFor(t *testing.T) {
@@ -60,7 +61,7 @@ func TestPlaybookMatchesResources(t *testing.T) {
 	for i, r := range rs {
 		task := plays[0].Tasks[i]
 		switch spec := r.Spec.(type) {
-		case *config.FileSpec:
+		case *targets.FileSpec:
 			c, _ := task["ansible.builtin.copy"].(map[string]any)
 			if c["dest"] != r.Name || c["content"] != spec.Content || c["mode"] != spec.Mode ||
 				c["owner"] != spec.Owner || c["group"] != spec.Group {
@@ -71,7 +72,7 @@ func TestPlaybookMatchesResources(t *testing.T) {
 			if a["name"] != r.Name || a["state"] != "present" || spec.State != "present" {
 				t.Errorf("task %d %v does not match %s", i, task["name"], r.ID())
 			}
-		case *config.ServiceSpec:
+		case *targets.ServiceSpec:
 			s, _ := task["ansible.builtin.service"].(map[string]any)
 			if s["name"] != r.Name || s["state"] != "started" || s["enabled"] != *spec.Enabled || task["ignore_errors"] != true {
 				t.Errorf("task %d %v does not match %s", i, task["name"], r.ID())
