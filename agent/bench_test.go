@@ -14,6 +14,7 @@ import (
 	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -83,7 +84,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // starts on the host (the host's pid namespace), and reports the first
 // contact: copying the binary to the host.
 func BenchmarkObserve200OnHost(b *testing.B) {
-	bin := buildAgent(b)
+	bin := agentbin.Build(b)
 	lab := hosts.NewLab(b, hosts.Options{})
 	h := lab.Kind1("obs200")
 	tr := dialHost(b, lab, h, "root")

@@ -17,26 +17,9 @@ import (
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
-
-// buildAgent builds the driftless binary the daemon would copy to hosts:
-// static, as the Makefile and the Dockerfile build it.
-func buildAgent(t testing.TB) string {
-	t.Helper()
-	top, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("find the module: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "driftless")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/driftless")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(top)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build driftless: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func dialHost(t testing.TB, lab *hosts.Lab, h *hosts.Host, user string) *ssh.Transport {
 	t.Helper()
@@ -143,7 +126,7 @@ func sameStates(t *testing.T, tr targets.Transport, at targets.Transport, rs []c
 // copied once and kept across passes, that a dead agent is started again,
 // and that a binary changed on the host is not run but copied again.
 func TestAgentOverSSH(t *testing.T) {
-	bin := buildAgent(t)
+	bin := agentbin.Build(t)
 	lab := hosts.NewLab(t, hosts.Options{})
 	d := &agent.Deployer{Own: bin}
 	sum := fileSum(t, bin)
@@ -322,7 +305,7 @@ func failedIDs(err error) []string {
 // one shell script (the command's guard) where it ran one per pass before,
 // with one process per resource.
 func TestDriversThroughAgent(t *testing.T) {
-	bin := buildAgent(t)
+	bin := agentbin.Build(t)
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("agent-drv")
 	tr := dialHost(t, lab, h, "root")

@@ -15,22 +15,17 @@ import (
 
 // netPass is one reconcile pass over rs: it plans (one round trip),
 // checks each resource's action, applies the changes and returns them.
-func netPass(t *testing.T, ctx context.Context, tr targets.Transport, ds map[string]targets.Driver,
+func netPass(t *testing.T, n netTarget, ds map[string]targets.Driver,
 	rs []config.Resource, want ...targets.Action) []targets.Change {
 	t.Helper()
-	counter, counted := tr.(interface{ RoundTrips() int64 })
-	var trips int64
-	if counted {
-		trips = counter.RoundTrips()
-	}
+	ctx, tr := n.ctx, n.tr
+	trips := n.ssh.RoundTrips()
 	changes, err := targets.PlanHost(ctx, tr, ds, rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counted {
-		if n := counter.RoundTrips() - trips; n != 1 {
-			t.Fatalf("planning %d resources took %d round trips, want 1", len(rs), n)
-		}
+	if got := n.ssh.RoundTrips() - trips; got != n.planTrips() {
+		t.Fatalf("planning %d resources took %d SSH round trips, want %d", len(rs), got, n.planTrips())
 	}
 	if len(changes) != len(rs) {
 		t.Fatalf("%d changes for %d resources", len(changes), len(rs))
@@ -50,14 +45,14 @@ func netPass(t *testing.T, ctx context.Context, tr targets.Transport, ds map[str
 }
 
 // restoreAll puts back the snapshots of a pass in reverse order.
-func restoreAll(t *testing.T, ctx context.Context, tr targets.Transport, ds map[string]targets.Driver,
+func restoreAll(t *testing.T, n netTarget, ds map[string]targets.Driver,
 	rs []config.Resource, changes []targets.Change) {
 	t.Helper()
 	for i := len(changes) - 1; i >= 0; i-- {
 		if changes[i].Action == targets.NoChange {
 			continue
 		}
-		if err := ds[changes[i].Kind].Restore(ctx, tr, rs[i], changes[i].Before); err != nil {
+		if err := ds[changes[i].Kind].Restore(n.ctx, n.tr, rs[i], changes[i].Before); err != nil {
 			t.Fatalf("restore %s: %v", changes[i].ID, err)
 		}
 	}
@@ -91,8 +86,10 @@ func ipv4Addrs(t *testing.T, h *hosts.Host) string {
 // whose prefix length changes, one removed; a second pass is a no-op;
 // changes behind driftless's back are found and corrected; restoring puts
 // back exactly the addresses there were.
-func TestAddressOverSSH(t *testing.T) {
-	_, h, tr, ctx := netHost(t, "addr")
+func TestAddressOverSSH(t *testing.T) { testAddress(t, netHost(t, "addr")) }
+
+func testAddress(t *testing.T, n netTarget) {
+	h := n.h
 	h.MustExec(t, "ip addr add 10.99.1.1/24 dev dl0 && ip addr add 10.99.3.3/24 dev dl0")
 	before := ipv4Addrs(t, h)
 	ds := netDrivers(5 * time.Second)
@@ -102,11 +99,11 @@ func TestAddressOverSSH(t *testing.T) {
 		{Kind: "address", Name: "10.99.3.3/24", Spec: &config.AddressSpec{Interface: "dl0", State: config.Absent}},
 	}
 	none := targets.NoChange
-	first := netPass(t, ctx, tr, ds, rs, targets.Create, targets.Update, targets.Delete)
+	first := netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete)
 	if d := first[1].Diff; d != "address: 10.99.1.1/24 -> 10.99.1.1/16 on dl0" {
 		t.Fatalf("diff of a prefix change: %q", d)
 	}
-	netPass(t, ctx, tr, ds, rs, none, none, none)
+	netPass(t, n, ds, rs, none, none, none)
 	got := h.MustExec(t, "ip -4 -o addr show dev dl0 | awk '{print $4}' | sort")
 	if got != "10.99.1.1/16\n10.99.2.5/24\n" {
 		t.Fatalf("addresses after the first pass:\n%s", got)
@@ -117,10 +114,10 @@ func TestAddressOverSSH(t *testing.T) {
 
 	// Behind driftless's back.
 	h.MustExec(t, "ip addr del 10.99.2.5/24 dev dl0 && ip addr del 10.99.1.1/16 dev dl0 && ip addr add 10.99.1.1/28 dev dl0 && ip addr add 10.99.3.3/32 dev dl0")
-	netPass(t, ctx, tr, ds, rs, targets.Create, targets.Update, targets.Delete)
-	netPass(t, ctx, tr, ds, rs, none, none, none)
+	netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete)
+	netPass(t, n, ds, rs, none, none, none)
 
-	restoreAll(t, ctx, tr, ds, rs, first)
+	restoreAll(t, n, ds, rs, first)
 	if after := ipv4Addrs(t, h); after != before {
 		t.Fatalf("restore: addresses\n%s\nwant\n%s", after, before)
 	}

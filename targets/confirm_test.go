@@ -4,49 +4,15 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
-	"github.com/driftless/driftless/targets/ssh"
 	"github.com/driftless/driftless/test/hosts"
 	"github.com/driftless/driftless/test/need"
 )
-
-// netHost starts a kind-1 host with a veth pair dl0/dl1 inside its network
-// namespace (so that address and route tests never touch the interface
-// SSH runs over) and dials it over real SSH.
-func netHost(t *testing.T, name string) (*hosts.Lab, *hosts.Host, *ssh.Transport, context.Context) {
-	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		need.Missing(t, "nftables is not installed (test/install-deps.sh installs it)")
-	}
-	lab := hosts.NewLab(t, hosts.Options{})
-	h := lab.Kind1(name)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	tr := dialHost(t, ctx, lab, h)
-	t.Cleanup(func() { tr.Close() })
-	h.MustExec(t, "ip link add dl0 type veth peer name dl1 && ip link set dl0 up && ip link set dl1 up")
-	return lab, h, tr, ctx
-}
-
-func sshConfig(lab *hosts.Lab, h *hosts.Host) ssh.Config {
-	return ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
-		KnownHostsFile: lab.KnownHostsFile, Timeout: time.Minute}
-}
-
-func dialHost(t *testing.T, ctx context.Context, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
-	t.Helper()
-	tr, err := ssh.Dial(ctx, sshConfig(lab, h))
-	if err != nil {
-		t.Fatalf("dial %s: %v", h.Name, err)
-	}
-	return tr
-}
 
 // netDrivers is the driver table with short confirm timeouts.
 func netDrivers(confirm time.Duration) map[string]targets.Driver {
@@ -87,27 +53,15 @@ func armedJobs(t *testing.T, h *hosts.Host) string {
 for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\0' ' ' | grep -q '[.]armed /run/driftless-confirm' && echo "process $p"; done; true`)
 }
 
-// cutOffTransport is the real SSH transport of a host whose Redial goes to
-// a port where nothing listens inside the lab, as if the change had cut
-// the host off.
-type cutOffTransport struct {
-	*ssh.Transport
-	cfg ssh.Config
-}
-
-func (c cutOffTransport) Redial(ctx context.Context) (targets.Transport, error) {
-	cfg := c.cfg
-	cfg.Port = 2
-	return ssh.Dial(ctx, cfg)
-}
-
 // TestApplyConfirmed drives the commit-confirmed protocol itself: a change
 // confirmed through a new connection stays (its revert never fires, even
 // past the timeout, and nothing of it is left); a failed apply is reverted
 // at once; a change after which no new connection can be opened is
 // reported as a cut-off and reverted by the host itself.
-func TestApplyConfirmed(t *testing.T) {
-	lab, h, tr, ctx := netHost(t, "confirm")
+func TestApplyConfirmed(t *testing.T) { testApplyConfirmed(t, netHost(t, "confirm")) }
+
+func testApplyConfirmed(t *testing.T, n netTarget) {
+	h, tr, ctx := n.h, n.tr, n.ctx
 	const timeout = 4 * time.Second
 	restore := "echo reverted >> /root/reverted"
 	reverted := func() string {
@@ -144,7 +98,7 @@ func TestApplyConfirmed(t *testing.T) {
 	})
 	t.Run("cut off", func(t *testing.T) {
 		start := time.Now()
-		err := targets.ApplyConfirmed(ctx, cutOffTransport{tr, sshConfig(lab, h)}, timeout, restore, apply)
+		err := targets.ApplyConfirmed(ctx, n.cutOff(), timeout, restore, apply)
 		if !errors.Is(err, targets.ErrCutOff) || !strings.Contains(err.Error(), "reverts the change by itself") {
 			t.Fatalf("err = %v, want a cut-off", err)
 		}
@@ -166,7 +120,7 @@ func TestApplyConfirmed(t *testing.T) {
 		// state older than the confirmed one. The long timeout leaves room
 		// for a slow handshake on a loaded machine.
 		const long = 12 * time.Second
-		err := targets.ApplyConfirmed(ctx, cutOffTransport{tr, sshConfig(lab, h)}, long, "echo stale >> /root/reverted", apply)
+		err := targets.ApplyConfirmed(ctx, n.cutOff(), long, "echo stale >> /root/reverted", apply)
 		if !errors.Is(err, targets.ErrCutOff) {
 			t.Fatalf("err = %v, want a cut-off", err)
 		}
@@ -208,7 +162,11 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 // real redial: the apply is reported as cut off, the host puts the previous
 // table back by itself within the confirm timeout, and SSH works again.
 func TestFirewallCutOffRevertsItself(t *testing.T) {
-	lab, h, tr, ctx := netHost(t, "fwcut")
+	testFirewallCutOff(t, netHost(t, "fwcut"))
+}
+
+func testFirewallCutOff(t *testing.T, n netTarget) {
+	h, tr, ctx := n.h, n.tr, n.ctx
 	const timeout = 4 * time.Second
 	ds := netDrivers(timeout)
 	fw := ds["firewall"]
@@ -233,11 +191,7 @@ func TestFirewallCutOffRevertsItself(t *testing.T) {
 	t.Logf("reported after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	waitFor(t, timeout+5*time.Second, func() bool { return h.MustExec(t, "nft list ruleset") == prior })
 	t.Logf("host reverted itself %s after the apply began", time.Since(start).Round(time.Millisecond))
-	again := dialHost(t, ctx, lab, h)
-	defer again.Close()
-	if res, err := again.Run(ctx, "echo ok", nil); err != nil || string(res.Stdout) != "ok\n" {
-		t.Fatalf("SSH after the revert: %q, %v", res.Stdout, err)
-	}
+	reachableAgain(t, n, bad)
 	if left := armedJobs(t, h); strings.Contains(left, "process") || strings.Contains(left, ".armed") {
 		t.Fatalf("the revert left a job behind:\n%s", left)
 	}

@@ -28,8 +28,10 @@ func tcpOpen(h *hosts.Host, port string) bool {
 // back are found, shown and corrected; restoring puts back exactly the
 // ruleset there was (here: a table of another owner, and no driftless
 // table at all).
-func TestFirewallOverSSH(t *testing.T) {
-	lab, h, tr, ctx := netHost(t, "fw")
+func TestFirewallOverSSH(t *testing.T) { testFirewall(t, netHost(t, "fw")) }
+
+func testFirewall(t *testing.T, n netTarget) {
+	lab, h := n.lab, n.h
 	// A table that is not driftless's, which must survive every pass.
 	h.MustExec(t, "nft add table ip other && nft add chain ip other c && nft add rule ip other c tcp dport 1234 counter")
 	// Listeners on 8080 and 9200 (perl is part of every Debian base) show
@@ -49,11 +51,11 @@ func TestFirewallOverSSH(t *testing.T) {
 			Allow: []string{"tcp/22", "tcp/9000-9100"}, Deny: []string{"udp/53"}, From: lan, Policy: "drop"}},
 	}
 	none := targets.NoChange
-	first := netPass(t, ctx, tr, ds, rs, targets.Create, targets.Create)
+	first := netPass(t, n, ds, rs, targets.Create, targets.Create)
 	if d := first[0].Diff; !strings.Contains(d, "table inet driftless: (absent) -> created") || !strings.Contains(d, "+ allow tcp/8080") {
 		t.Fatalf("diff of a new firewall: %q", d)
 	}
-	netPass(t, ctx, tr, ds, rs, none, none)
+	netPass(t, n, ds, rs, none, none)
 	table := h.MustExec(t, "nft list table inet driftless")
 	for _, want := range []string{"policy drop;", "ct state established,related accept", `iif "lo" accept`,
 		`jump fw_ops comment "policy=drop"`, `jump fw_web comment "policy=accept"`,
@@ -78,26 +80,26 @@ func TestFirewallOverSSH(t *testing.T) {
 		h=$(nft -a list chain inet driftless fw_ops | sed -n 's/.*udp dport 53 drop # handle \([0-9]*\)/\1/p') &&
 		nft delete rule inet driftless fw_ops handle "$h" &&
 		nft add chain inet driftless input '{ type filter hook input priority filter; policy accept; }'`)
-	c := netPass(t, ctx, tr, ds, rs, targets.Update, targets.Update)
+	c := netPass(t, n, ds, rs, targets.Update, targets.Update)
 	if d := c[0].Diff; !strings.Contains(d, "- allow tcp/9200") || !strings.Contains(d, "policy: accept -> drop") {
 		t.Fatalf("diff of web after drift: %q", d)
 	}
 	if d := c[1].Diff; !strings.Contains(d, "+ deny udp/53 from "+lab.BridgeIP[:strings.LastIndex(lab.BridgeIP, ".")]+".0/24") {
 		t.Fatalf("diff of ops after drift: %q", d)
 	}
-	netPass(t, ctx, tr, ds, rs, none, none)
+	netPass(t, n, ds, rs, none, none)
 	if got := h.MustExec(t, "nft list table inet driftless"); got != table {
 		t.Fatalf("table after healing:\n%s\nwant\n%s", got, table)
 	}
 
 	// A rule nobody declared, in a form driftless never writes, is drift too.
 	h.MustExec(t, "nft add rule inet driftless fw_web ip daddr 10.1.1.1 counter accept")
-	c = netPass(t, ctx, tr, ds, rs, targets.Update, none)
+	c = netPass(t, n, ds, rs, targets.Update, none)
 	if !strings.Contains(c[0].Diff, "- unrecognised: ") {
 		t.Fatalf("a hand-written rule is not shown: %q", c[0].Diff)
 	}
 
-	restoreAll(t, ctx, tr, ds, rs, first)
+	restoreAll(t, n, ds, rs, first)
 	if after := h.MustExec(t, "nft list ruleset"); after != before {
 		t.Fatalf("restore: ruleset\n%s\nwant\n%s", after, before)
 	}
@@ -106,7 +108,11 @@ func TestFirewallOverSSH(t *testing.T) {
 // TestFirewallRestoresPriorTable checks that a restore puts back a prior
 // driftless table exactly, rules the driver would not write included.
 func TestFirewallRestoresPriorTable(t *testing.T) {
-	_, h, tr, ctx := netHost(t, "fwprior")
+	testFirewallPriorTable(t, netHost(t, "fwprior"))
+}
+
+func testFirewallPriorTable(t *testing.T, n netTarget) {
+	h := n.h
 	h.MustExec(t, `nft -f - <<'EOF'
 table inet driftless {
 	chain input {
@@ -118,12 +124,12 @@ EOF`)
 	before := h.MustExec(t, "nft -j list ruleset | sed 's/\"handle\": [0-9]*//g'")
 	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/22", "tcp/8080"}, Policy: "drop"}}}
-	first := netPass(t, ctx, tr, ds, rs, targets.Create)
+	first := netPass(t, n, ds, rs, targets.Create)
 	if !strings.Contains(first[0].Diff, "input chain: changed by hand -> rewritten") {
 		t.Fatalf("diff over a hand-made table: %q", first[0].Diff)
 	}
-	netPass(t, ctx, tr, ds, rs, targets.NoChange)
-	restoreAll(t, ctx, tr, ds, rs, first)
+	netPass(t, n, ds, rs, targets.NoChange)
+	restoreAll(t, n, ds, rs, first)
 	if after := h.MustExec(t, "nft -j list ruleset | sed 's/\"handle\": [0-9]*//g'"); after != before {
 		t.Fatalf("restore: ruleset\n%s\nwant\n%s", after, before)
 	}

@@ -14,8 +14,10 @@ import (
 // gateway changes, one removed, a default route; a second pass is a no-op;
 // changes behind driftless's back are found and corrected; restoring puts
 // back exactly the routing table there was (`ip -j route` compared whole).
-func TestRouteOverSSH(t *testing.T) {
-	_, h, tr, ctx := netHost(t, "route")
+func TestRouteOverSSH(t *testing.T) { testRoute(t, netHost(t, "route")) }
+
+func testRoute(t *testing.T, n netTarget) {
+	h := n.h
 	h.MustExec(t, `ip addr add 10.99.1.1/24 dev dl0 &&
 		ip route add 10.97.0.0/16 via 10.99.1.3 &&
 		ip route add 10.96.0.0/16 dev dl0 metric 50`)
@@ -29,11 +31,11 @@ func TestRouteOverSSH(t *testing.T) {
 		{Kind: "route", Name: "default", Spec: &config.RouteSpec{To: "default", Via: "10.99.1.254"}},
 	}
 	none := targets.NoChange
-	first := netPass(t, ctx, tr, ds, rs, targets.Create, targets.Update, targets.Delete, targets.Create)
+	first := netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete, targets.Create)
 	if d := first[1].Diff; d != "via: 10.99.1.3 -> 10.99.1.4" {
 		t.Fatalf("diff of a gateway change: %q", d)
 	}
-	netPass(t, ctx, tr, ds, rs, none, none, none, none)
+	netPass(t, n, ds, rs, none, none, none, none)
 	got := h.MustExec(t, "ip -4 route show | grep -v 'proto kernel'")
 	want := "default via 10.99.1.254 dev dl0 \n10.97.0.0/16 via 10.99.1.4 dev dl0 \n10.98.0.0/16 via 10.99.1.2 dev dl0 \n"
 	if got != want {
@@ -49,12 +51,12 @@ func TestRouteOverSSH(t *testing.T) {
 	// Behind driftless's back.
 	h.MustExec(t, `ip route del 10.98.0.0/16 && ip route replace 10.97.0.0/16 via 10.99.1.9 &&
 		ip route add 10.96.0.0/16 via 10.99.1.8 && ip route add 10.97.0.0/16 via 10.99.1.7 metric 9`)
-	c := netPass(t, ctx, tr, ds, rs, targets.Create, targets.Update, targets.Delete, none)
+	c := netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete, none)
 	if !strings.Contains(c[1].Diff, "routes to 10.97.0.0/16: 2 -> 1") {
 		t.Fatalf("a second route to the same destination is not shown: %q", c[1].Diff)
 	}
-	netPass(t, ctx, tr, ds, rs, none, none, none, none)
-	restoreAll(t, ctx, tr, ds, rs, first)
+	netPass(t, n, ds, rs, none, none, none, none)
+	restoreAll(t, n, ds, rs, first)
 	if after := routes(); after != before {
 		t.Fatalf("restore: routes\n%s\nwant\n%s", after, before)
 	}
@@ -110,8 +112,10 @@ func FuzzRouteParse(f *testing.F) {
 // into a dead end: the change cuts the very connection that made it, the
 // apply is reported as cut off, and the host puts its routes back by itself
 // within the confirm timeout, after which SSH works again.
-func TestRouteCutOffRevertsItself(t *testing.T) {
-	lab, h, tr, ctx := netHost(t, "routecut")
+func TestRouteCutOffRevertsItself(t *testing.T) { testRouteCutOff(t, netHost(t, "routecut")) }
+
+func testRouteCutOff(t *testing.T, n netTarget) {
+	lab, h, tr, ctx := n.lab, n.h, n.tr, n.ctx
 	h.MustExec(t, "ip addr add 10.99.1.1/24 dev dl0")
 	before := h.MustExec(t, "ip -4 -j route; ip -6 -j route")
 	const timeout = 4 * time.Second
@@ -124,9 +128,5 @@ func TestRouteCutOffRevertsItself(t *testing.T) {
 	t.Logf("reported after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	waitFor(t, timeout+5*time.Second, func() bool { return h.MustExec(t, "ip -4 -j route; ip -6 -j route") == before })
 	t.Logf("host reverted itself %s after the apply began", time.Since(start).Round(time.Millisecond))
-	again := dialHost(t, ctx, lab, h)
-	defer again.Close()
-	if res, err := again.Run(ctx, "echo ok", nil); err != nil || string(res.Stdout) != "ok\n" {
-		t.Fatalf("SSH after the revert: %q, %v", res.Stdout, err)
-	}
+	reachableAgain(t, n, bad)
 }
