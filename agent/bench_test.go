@@ -99,7 +99,7 @@ func BenchmarkObserve200OnHost(b *testing.B) {
 		rs = append(rs, config.Resource{Kind: "file", Name: p, Spec: &targets.FileSpec{Content: "x"}})
 	}
 	for _, p := range pkgs {
-		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &config.PackageSpec{}})
+		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &targets.PackageSpec{}})
 	}
 	if len(rs) != 200 {
 		b.Fatalf("%d resources, want 200", len(rs))

@@ -99,13 +99,13 @@ func sandbox(t *testing.T) (string, []config.Resource) {
 		file("relative", targets.FileSpec{}),
 	}
 	for _, p := range []string{"/srv/dir", "/srv/sticky", "/srv/missing", "/etc/app.conf", "/srv/dirlink"} {
-		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})
+		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &targets.DirectorySpec{}})
 	}
 	for _, p := range []string{"/srv/link", "/srv/dangling", "/srv/dirlink", "/srv/dir", "/srv/none", "/etc/notdir/x"} {
-		rs = append(rs, config.Resource{Kind: "symlink", Name: p, Spec: &config.SymlinkSpec{Target: "/x"}})
+		rs = append(rs, config.Resource{Kind: "symlink", Name: p, Spec: &targets.SymlinkSpec{Target: "/x"}})
 	}
 	for _, n := range []string{"net.ipv4.ip_forward", "net.ipv4.tcp_rmem", "net/ipv4/ip_forward", "kernel.nonesuch", "bad name"} {
-		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &config.SysctlSpec{Value: "1"}})
+		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &targets.SysctlSpec{Value: "1"}})
 	}
 	return root, rs
 }
@@ -174,7 +174,7 @@ func TestNativePackagesMatchShell(t *testing.T) {
 	ctx := context.Background()
 	var rs []config.Resource
 	for _, n := range []string{"bash", "coreutils", "dl-nonesuch", "libc6", "Bash_Upper"} {
-		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
+		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &targets.PackageSpec{}})
 	}
 	drivers := targets.Drivers()
 	want, wantErr := targets.Observe(ctx, targets.NewLocal(""), drivers, rs)
@@ -193,10 +193,10 @@ func TestNativeAccountsMatchShell(t *testing.T) {
 	ctx := context.Background()
 	var rs []config.Resource
 	for _, n := range []string{"root", "daemon", "nobody", "dl-nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &targets.UserSpec{}})
 	}
 	for _, n := range []string{"root", "adm", "nogroup", "users", "dl-nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &targets.GroupSpec{}})
 	}
 	drivers := targets.Drivers()
 	shell := &countingLocal{Local: targets.NewLocal("")}

@@ -68,22 +68,22 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 		rs = append(rs, config.Resource{Kind: "env", Name: p, Spec: &targets.EnvSpec{Vars: map[string]string{"A": "1"}}})
 	}
 	for _, p := range []string{"/srv/a/dir", "/srv/a/sticky", "/srv/a/none", "/srv/a/app.conf", "/root", "/tmp"} {
-		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &config.DirectorySpec{}})
+		rs = append(rs, config.Resource{Kind: "directory", Name: p, Spec: &targets.DirectorySpec{}})
 	}
 	for _, p := range []string{"/srv/a/link", "/srv/a/dangling", "/srv/a/dir", "/srv/a/none"} {
-		rs = append(rs, config.Resource{Kind: "symlink", Name: p, Spec: &config.SymlinkSpec{Target: "/x"}})
+		rs = append(rs, config.Resource{Kind: "symlink", Name: p, Spec: &targets.SymlinkSpec{Target: "/x"}})
 	}
 	for _, n := range []string{"net.ipv4.ip_forward", "net.ipv4.tcp_rmem", "kernel.hostname", "kernel.nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &config.SysctlSpec{Value: "1"}})
+		rs = append(rs, config.Resource{Kind: "sysctl", Name: n, Spec: &targets.SysctlSpec{Value: "1"}})
 	}
 	for _, n := range []string{"ssh", "dbus.service", "systemd-journald", "dl-app", "dl-nonesuch"} {
 		rs = append(rs, config.Resource{Kind: "service", Name: n, Spec: &targets.ServiceSpec{State: "running"}})
 	}
 	for _, n := range []string{"root", "nobody", "dl-u1", "dl-u2", "dl-u3", "dl-nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &targets.UserSpec{}})
 	}
 	for _, n := range []string{"root", "dl-g1", "dl-g2", "dl-g1twin", "dl-empty", "dl-u1", "dl-nonesuch"} {
-		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &targets.GroupSpec{}})
 	}
 	for _, n := range []string{"10.99.1.2/24", "10.99.2.2/24", "fd00:99::2/64", "10.99.3.2/24"} {
 		rs = append(rs, config.Resource{Kind: "address", Name: n, Spec: &config.AddressSpec{Interface: "dl0"}})
@@ -94,7 +94,7 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &config.RouteSpec{Dev: "dl0"}})
 	}
 	for _, n := range packages {
-		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &config.PackageSpec{}})
+		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &targets.PackageSpec{}})
 	}
 	return rs
 }
@@ -317,11 +317,11 @@ func TestDriversThroughAgent(t *testing.T) {
 
 	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
 	rs := []config.Resource{
-		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
+		{Kind: "directory", Name: "/srv/app", Spec: &targets.DirectorySpec{Mode: "0750", Owner: "nobody"}},
 		{Kind: "file", Name: "/srv/app/app.conf", Spec: &targets.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640", Owner: "nobody", Group: "nogroup"}},
-		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
+		{Kind: "symlink", Name: "/srv/app/current", Spec: &targets.SymlinkSpec{Target: "/srv/app/app.conf"}},
 		{Kind: "env", Name: "/etc/app.env", Spec: &targets.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
-		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
+		{Kind: "command", Name: "init", Spec: &targets.CommandSpec{
 			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
 		{Kind: "file", Name: "/etc/motd-test", Spec: &targets.FileSpec{State: config.Absent}},
 	}

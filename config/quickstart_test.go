@@ -50,10 +50,10 @@ func TestQuickstartExample(t *testing.T) {
 	if env, ok := byID["env:/etc/shop/app.env"]; !ok || env.Spec.(*targets.EnvSpec).Vars["APP_PORT"] != "8080" {
 		t.Errorf("env file missing or wrong: %+v", env)
 	}
-	if l, ok := byID["symlink:/srv/shop/current"]; !ok || l.Spec.(*config.SymlinkSpec).Target != "releases/1.4.2" {
+	if l, ok := byID["symlink:/srv/shop/current"]; !ok || l.Spec.(*targets.SymlinkSpec).Target != "releases/1.4.2" {
 		t.Errorf("release symlink missing or wrong: %+v", l)
 	}
-	if c, ok := byID["command:init-data"]; !ok || c.Spec.(*config.CommandSpec).Creates == "" {
+	if c, ok := byID["command:init-data"]; !ok || c.Spec.(*targets.CommandSpec).Creates == "" {
 		t.Errorf("guarded command missing: %+v", c)
 	}
 	if len(h.Checks) != 1 || h.Checks[0].Name != "release 1.4.2 is live on local" || !strings.Contains(h.Checks[0].Command, `= "1.4.2"`) {

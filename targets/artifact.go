@@ -54,15 +54,27 @@ var _ Driver = (*ArtifactDriver)(nil)
 // Kind implements Driver.
 func (d *ArtifactDriver) Kind() string { return "artifact" }
 
+// ArtifactSpec deploys an archive to the named folder: each version in
+// releases/<sha256 prefix>, and a "current" symlink switched atomically.
+type ArtifactSpec struct {
+	URL    string `yaml:"url" json:"url"`
+	SHA256 string `yaml:"sha256" json:"sha256"`
+	// Format is tar, tar.gz or zip; guessed from the URL when empty.
+	Format string `yaml:"format" json:"format,omitempty"`
+	// Keep is how many releases stay on the host (0: 3).
+	Keep  int    `yaml:"keep" json:"keep,omitempty"`
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+}
+
 // NewSpec returns an empty artifact spec.
-func (*ArtifactDriver) NewSpec() any { return &config.ArtifactSpec{} }
+func (*ArtifactDriver) NewSpec() any { return &ArtifactSpec{} }
 
 // Validate is the artifact kind's one validation.
 func (*ArtifactDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateArtifact)
 }
 
-func validateArtifact(name string, s *config.ArtifactSpec) []config.Problem {
+func validateArtifact(name string, s *ArtifactSpec) []config.Problem {
 	var p problems
 	p.path("", "artifact path", name)
 	p.required("artifact", "url", s.URL)
@@ -89,15 +101,15 @@ func validateArtifact(name string, s *config.ArtifactSpec) []config.Problem {
 	return p
 }
 
-func artifactSpecOf(r config.Resource) config.ArtifactSpec {
-	if s, ok := r.Spec.(*config.ArtifactSpec); ok && s != nil {
+func artifactSpecOf(r config.Resource) ArtifactSpec {
+	if s, ok := r.Spec.(*ArtifactSpec); ok && s != nil {
 		return *s
 	}
-	return config.ArtifactSpec{}
+	return ArtifactSpec{}
 }
 
 // wantRelease is the release folder name of the declared sha256.
-func wantRelease(s config.ArtifactSpec) string {
+func wantRelease(s ArtifactSpec) string {
 	sum := strings.ToLower(s.SHA256)
 	if len(sum) < releaseIDLen {
 		return sum
@@ -185,10 +197,10 @@ func (d *ArtifactDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-func (d *ArtifactDriver) checkSpec(r config.Resource) (config.ArtifactSpec, error) {
+func (d *ArtifactDriver) checkSpec(r config.Resource) (ArtifactSpec, error) {
 	s, err := specOf(r, validateArtifact)
 	if err != nil {
-		return config.ArtifactSpec{}, err
+		return ArtifactSpec{}, err
 	}
 	return *s, nil
 }

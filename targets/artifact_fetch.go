@@ -13,13 +13,12 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/internal/redact"
 )
 
 // prepare downloads the artifact, checks its sha256 and every entry, and
 // returns the normalised tar.gz to stream to the host.
-func (d *ArtifactDriver) prepare(ctx context.Context, s config.ArtifactSpec) ([]byte, error) {
+func (d *ArtifactDriver) prepare(ctx context.Context, s ArtifactSpec) ([]byte, error) {
 	max := d.MaxBytes
 	if max <= 0 {
 		max = DefaultArtifactMaxBytes

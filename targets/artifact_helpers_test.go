@@ -167,7 +167,7 @@ func srvMustConverge(t *testing.T, tr Transport, d Driver, r config.Resource, wa
 }
 
 func artifactRes(name, url, sum string, keep int) config.Resource {
-	return config.Resource{Kind: "artifact", Name: name, Spec: &config.ArtifactSpec{URL: url, SHA256: sum, Keep: keep}}
+	return config.Resource{Kind: "artifact", Name: name, Spec: &ArtifactSpec{URL: url, SHA256: sum, Keep: keep}}
 }
 
 func releasesOf(t *testing.T, dir string) []string {

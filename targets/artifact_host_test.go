@@ -102,7 +102,7 @@ func TestArtifactOnHost(t *testing.T) {
 	tr := srvDial(t, lab, h)
 	d := &targets.ArtifactDriver{TempDir: t.TempDir()}
 	res := func(file string, b []byte) config.Resource {
-		return config.Resource{Kind: "artifact", Name: "/opt/app", Spec: &config.ArtifactSpec{URL: srv.URL + file, SHA256: hostSum(b), Keep: 2}}
+		return config.Resource{Kind: "artifact", Name: "/opt/app", Spec: &targets.ArtifactSpec{URL: srv.URL + file, SHA256: hostSum(b), Keep: 2}}
 	}
 	run := func() string { return strings.TrimSpace(h.MustExec(t, "/opt/app/current/bin/app")) }
 
@@ -186,7 +186,7 @@ func BenchmarkArtifactDeploySSH(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		// Keep 1 and a clean slate each round, so every round unpacks.
 		h.MustExec(b, "rm -rf /opt/bench")
-		r := config.Resource{Kind: "artifact", Name: "/opt/bench", Spec: &config.ArtifactSpec{
+		r := config.Resource{Kind: "artifact", Name: "/opt/bench", Spec: &targets.ArtifactSpec{
 			URL: srv.URL + "/" + strconv.Itoa(i%2) + ".tar.gz", SHA256: hostSum(arts[i%2]), Keep: 1}}
 		if err := d.Apply(b.Context(), tr, r, targets.State{}); err != nil {
 			b.Fatal(err)

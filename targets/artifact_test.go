@@ -179,7 +179,7 @@ func TestArtifactOwner(t *testing.T) {
 	srv := newArtifactServer(t, map[string][]byte{"a.tar.gz": a})
 	root := t.TempDir()
 	d := &ArtifactDriver{TempDir: t.TempDir()}
-	r := config.Resource{Kind: "artifact", Name: "/opt/o", Spec: &config.ArtifactSpec{URL: srv.URL + "/a.tar.gz", SHA256: srvSum(a), Owner: "65534:65534"}}
+	r := config.Resource{Kind: "artifact", Name: "/opt/o", Spec: &ArtifactSpec{URL: srv.URL + "/a.tar.gz", SHA256: srvSum(a), Owner: "65534:65534"}}
 	srvMustConverge(t, NewLocal(root), d, r, Create)
 	for _, p := range []string{"opt/o/current/bin/app", "opt/o/current/bin"} {
 		fi, err := os.Stat(filepath.Join(root, p))

@@ -40,15 +40,25 @@ const unevaluated = "unevaluated"
 // Kind returns "command".
 func (*CommandDriver) Kind() string { return "command" }
 
+// CommandSpec runs a command, guarded: not when Creates exists, not when
+// Unless exits 0. The name is a label.
+type CommandSpec struct {
+	Run     string `yaml:"run" json:"run"`
+	Creates string `yaml:"creates" json:"creates,omitempty"`
+	Unless  string `yaml:"unless" json:"unless,omitempty"`
+	Undo    string `yaml:"undo" json:"undo,omitempty"`
+	Dir     string `yaml:"dir" json:"dir,omitempty"`
+}
+
 // NewSpec returns an empty command spec.
-func (*CommandDriver) NewSpec() any { return &config.CommandSpec{} }
+func (*CommandDriver) NewSpec() any { return &CommandSpec{} }
 
 // Validate is the command kind's one validation.
 func (*CommandDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateCommand)
 }
 
-func validateCommand(name string, s *config.CommandSpec) []config.Problem {
+func validateCommand(name string, s *CommandSpec) []config.Problem {
 	var p problems
 	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		p.add("", "command: %q holds a control character (a newline, a tab), which would forge lines in plans and logs", name)

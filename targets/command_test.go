@@ -10,7 +10,7 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-func cmdRes(name string, spec config.CommandSpec) config.Resource {
+func cmdRes(name string, spec CommandSpec) config.Resource {
 	return config.Resource{Kind: "command", Name: name, Spec: &spec}
 }
 
@@ -21,7 +21,7 @@ func TestCommandCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(root, "work/initialised")
-	r := cmdRes("init", config.CommandSpec{
+	r := cmdRes("init", CommandSpec{
 		// The command proves it runs in Dir and sees DRIFTLESS_ROOT.
 		Run:     `test "$(pwd)" = "$DRIFTLESS_ROOT/work" && echo ran >> initialised && echo run >> "$DRIFTLESS_ROOT/log"`,
 		Creates: "/work/initialised",
@@ -61,7 +61,7 @@ func TestCommandUnless(t *testing.T) {
 	l := NewLocal(root)
 	state := filepath.Join(root, "state")
 	writeTestFile(t, root, "/state", "off\n", 0o644)
-	r := cmdRes("switch-on", config.CommandSpec{
+	r := cmdRes("switch-on", CommandSpec{
 		Run:    `echo on > "$DRIFTLESS_ROOT/state"`,
 		Unless: `grep -qx on "$DRIFTLESS_ROOT/state"`,
 	})
@@ -82,7 +82,7 @@ func TestCommandUnless(t *testing.T) {
 func TestCommandFailure(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
-	r := cmdRes("broken", config.CommandSpec{Run: "echo 'disk on fire' >&2; exit 4", Creates: "/never"})
+	r := cmdRes("broken", CommandSpec{Run: "echo 'disk on fire' >&2; exit 4", Creates: "/never"})
 	c := expectChange(t, l, r, Create)
 	err := Drivers()["command"].Apply(context.Background(), l, r, c.Before)
 	if err == nil || !strings.Contains(err.Error(), "disk on fire") || !strings.Contains(err.Error(), "exit 4") || !strings.Contains(err.Error(), "command:broken") {
@@ -92,13 +92,13 @@ func TestCommandFailure(t *testing.T) {
 
 func TestCommandWithoutGuardAlwaysRuns(t *testing.T) {
 	l := NewLocal(t.TempDir())
-	r := cmdRes("always", config.CommandSpec{Run: "true"})
+	r := cmdRes("always", CommandSpec{Run: "true"})
 	expectChange(t, l, r, Create, "no guard")
 }
 
 func TestCommandEmptyRun(t *testing.T) {
 	l := NewLocal(t.TempDir())
-	r := cmdRes("empty", config.CommandSpec{Run: "  ", Creates: "/x"})
+	r := cmdRes("empty", CommandSpec{Run: "  ", Creates: "/x"})
 	c := expectChange(t, l, r, Create)
 	if err := Drivers()["command"].Apply(context.Background(), l, r, c.Before); err == nil || !strings.Contains(err.Error(), "no command") {
 		t.Fatalf("got %v, want a 'no command' error", err)

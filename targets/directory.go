@@ -19,15 +19,23 @@ var _ Driver = (*DirectoryDriver)(nil)
 // Kind returns "directory".
 func (*DirectoryDriver) Kind() string { return "directory" }
 
+// DirectorySpec manages a directory.
+type DirectorySpec struct {
+	Mode  string `yaml:"mode" json:"mode,omitempty"`
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+	Group string `yaml:"group" json:"group,omitempty"`
+	State string `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty directory spec.
-func (*DirectoryDriver) NewSpec() any { return &config.DirectorySpec{} }
+func (*DirectoryDriver) NewSpec() any { return &DirectorySpec{} }
 
 // Validate is the directory kind's one validation.
 func (*DirectoryDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateDirectory)
 }
 
-func validateDirectory(name string, s *config.DirectorySpec) []config.Problem {
+func validateDirectory(name string, s *DirectorySpec) []config.Problem {
 	var p problems
 	p.path("", "directory path", name)
 	p.mode(s.Mode)

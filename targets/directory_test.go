@@ -10,7 +10,7 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-func dirRes(name string, spec config.DirectorySpec) config.Resource {
+func dirRes(name string, spec DirectorySpec) config.Resource {
 	return config.Resource{Kind: "directory", Name: name, Spec: &spec}
 }
 
@@ -18,7 +18,7 @@ func TestDirectoryConverges(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "srv/app/data")
-	r := dirRes("/srv/app/data", config.DirectorySpec{Mode: "0750"})
+	r := dirRes("/srv/app/data", DirectorySpec{Mode: "0750"})
 
 	expectChange(t, l, r, Create, "directory: absent -> present", "mode: 0750")
 	changes := converge(t, l, r)
@@ -55,7 +55,7 @@ func TestDirectoryRestoreMode(t *testing.T) {
 	if err := os.Chmod(p, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := dirRes("/d", config.DirectorySpec{Mode: "0755"})
+	r := dirRes("/d", DirectorySpec{Mode: "0755"})
 	changes := converge(t, l, r)
 	assertDir(t, p, 0o755)
 	restore(t, l, []config.Resource{r}, changes)
@@ -70,7 +70,7 @@ func TestDirectoryAbsent(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(p, "keep"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := dirRes("/old", config.DirectorySpec{State: config.Absent})
+	r := dirRes("/old", DirectorySpec{State: config.Absent})
 	c := expectChange(t, l, r, Delete)
 	err := Drivers()["directory"].Apply(ctx, l, r, c.Before)
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
@@ -94,7 +94,7 @@ func TestDirectoryOverFile(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	writeTestFile(t, root, "/f", "data", 0o644)
-	r := dirRes("/f", config.DirectorySpec{})
+	r := dirRes("/f", DirectorySpec{})
 	c := expectChange(t, l, r, Update, "type: file -> directory")
 	if err := Drivers()["directory"].Apply(context.Background(), l, r, c.Before); err == nil {
 		t.Fatal("a file was replaced by a directory")
@@ -110,7 +110,7 @@ func TestDirectoryOwner(t *testing.T) {
 	if err := os.Mkdir(p, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := dirRes("/d", config.DirectorySpec{Owner: "nobody"})
+	r := dirRes("/d", DirectorySpec{Owner: "nobody"})
 	expectChange(t, l, r, Update, "owner: root -> nobody")
 	changes := converge(t, l, r)
 	assertOwner(t, p, nobody.Uid, "0")

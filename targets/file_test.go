@@ -301,7 +301,7 @@ func TestLongNames(t *testing.T) {
 	l := NewLocal(root)
 	name := "/" + strings.Repeat("n", 250)
 	converge(t, l, fileRes(name, FileSpec{Content: "x"}))
-	converge(t, l, linkRes("/"+strings.Repeat("l", 250), config.SymlinkSpec{Target: "x"}))
+	converge(t, l, linkRes("/"+strings.Repeat("l", 250), SymlinkSpec{Target: "x"}))
 	assertNoTemp(t, root)
 }
 

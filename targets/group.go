@@ -19,15 +19,22 @@ var _ Driver = (*GroupDriver)(nil)
 // Kind returns "group".
 func (*GroupDriver) Kind() string { return "group" }
 
+// GroupSpec manages a local group.
+type GroupSpec struct {
+	GID    int    `yaml:"gid" json:"gid,omitempty"`
+	System bool   `yaml:"system" json:"system,omitempty"`
+	State  string `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty group spec.
-func (*GroupDriver) NewSpec() any { return &config.GroupSpec{} }
+func (*GroupDriver) NewSpec() any { return &GroupSpec{} }
 
 // Validate is the group kind's one validation.
 func (*GroupDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateGroup)
 }
 
-func validateGroup(name string, s *config.GroupSpec) []config.Problem {
+func validateGroup(name string, s *GroupSpec) []config.Problem {
 	var p problems
 	if !accountName.MatchString(name) {
 		p.add("", "group: %q is not a valid group name (at most 32 characters: a-z, 0-9, _, ., -, starting with a letter or _)", name)

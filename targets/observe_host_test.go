@@ -27,11 +27,11 @@ func TestFoundationDriversOverSSH(t *testing.T) {
 
 	h.MustExec(t, "printf 'welcome\\n' > /etc/motd-test && chmod 0644 /etc/motd-test")
 	rs := []config.Resource{
-		{Kind: "directory", Name: "/srv/app", Spec: &config.DirectorySpec{Mode: "0750", Owner: "nobody"}},
+		{Kind: "directory", Name: "/srv/app", Spec: &targets.DirectorySpec{Mode: "0750", Owner: "nobody"}},
 		{Kind: "file", Name: "/srv/app/app.conf", Spec: &targets.FileSpec{Content: "port = 8080\nlog = info\n", Mode: "0640"}},
-		{Kind: "symlink", Name: "/srv/app/current", Spec: &config.SymlinkSpec{Target: "/srv/app/app.conf"}},
+		{Kind: "symlink", Name: "/srv/app/current", Spec: &targets.SymlinkSpec{Target: "/srv/app/app.conf"}},
 		{Kind: "env", Name: "/etc/app.env", Spec: &targets.EnvSpec{Vars: map[string]string{"APP_PORT": "8080", "GREETING": "hello world"}}},
-		{Kind: "command", Name: "init", Spec: &config.CommandSpec{
+		{Kind: "command", Name: "init", Spec: &targets.CommandSpec{
 			Run: "touch .initialised", Dir: "/srv/app", Creates: "/srv/app/.initialised", Undo: "rm -f /srv/app/.initialised"}},
 		{Kind: "file", Name: "/etc/motd-test", Spec: &targets.FileSpec{State: config.Absent}},
 	}

@@ -42,10 +42,10 @@ func TestObserveOneRun(t *testing.T) {
 		rs = append(rs, fileRes(name, FileSpec{Content: "x"}))
 	}
 	rs = append(rs,
-		config.Resource{Kind: "directory", Name: "/d", Spec: &config.DirectorySpec{}},
-		config.Resource{Kind: "symlink", Name: "/l", Spec: &config.SymlinkSpec{Target: "/f0"}},
+		config.Resource{Kind: "directory", Name: "/d", Spec: &DirectorySpec{}},
+		config.Resource{Kind: "symlink", Name: "/l", Spec: &SymlinkSpec{Target: "/f0"}},
 		config.Resource{Kind: "env", Name: "/e", Spec: &EnvSpec{}},
-		config.Resource{Kind: "command", Name: "c", Spec: &config.CommandSpec{Run: "true", Creates: "/f0"}},
+		config.Resource{Kind: "command", Name: "c", Spec: &CommandSpec{Run: "true", Creates: "/f0"}},
 	)
 	states, err := Observe(context.Background(), ct, Drivers(), rs)
 	if err != nil {

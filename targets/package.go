@@ -35,15 +35,21 @@ var (
 // Kind returns "package".
 func (*PackageDriver) Kind() string { return "package" }
 
+// PackageSpec manages an apt or dnf package named by the resource name.
+type PackageSpec struct {
+	State   string `yaml:"state" json:"state,omitempty"`
+	Version string `yaml:"version" json:"version,omitempty"`
+}
+
 // NewSpec returns an empty package spec.
-func (*PackageDriver) NewSpec() any { return &config.PackageSpec{} }
+func (*PackageDriver) NewSpec() any { return &PackageSpec{} }
 
 // Validate is the package kind's one validation.
 func (*PackageDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validatePackage)
 }
 
-func validatePackage(name string, s *config.PackageSpec) []config.Problem {
+func validatePackage(name string, s *PackageSpec) []config.Problem {
 	var p problems
 	if !packageName.MatchString(name) {
 		p.add("", "package: %q is not a valid package name", name)

@@ -47,7 +47,7 @@ func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, re
 	tr := srvDial(t, lab, h)
 	d := &targets.PackageDriver{}
 	pin := func(v string) config.Resource {
-		return config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{Version: v}}
+		return config.Resource{Kind: "package", Name: "dl-hello", Spec: &targets.PackageSpec{Version: v}}
 	}
 	installed := func() string {
 		b, err := os.ReadFile(filepath.Join(h.Root, "usr/share/dl-hello/VERSION"))
@@ -106,16 +106,16 @@ func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, re
 	if installed() != "3.0" {
 		t.Fatalf("pin to a newly published 3.0 got %s", installed())
 	}
-	gone := config.Resource{Kind: "package", Name: "dl-hello", Spec: &config.PackageSpec{State: config.Absent}}
+	gone := config.Resource{Kind: "package", Name: "dl-hello", Spec: &targets.PackageSpec{State: config.Absent}}
 	srvHostConverge(t, tr, d, gone, targets.Delete)
 	srvHostConverge(t, tr, d, gone, targets.NoChange)
 
-	missing := config.Resource{Kind: "package", Name: "dl-nonexistent", Spec: &config.PackageSpec{}}
+	missing := config.Resource{Kind: "package", Name: "dl-nonexistent", Spec: &targets.PackageSpec{}}
 	st := srvHostObserve(t, tr, d, missing)
 	if err := d.Apply(t.Context(), tr, missing, st); err == nil || !strings.Contains(err.Error(), "dl-nonexistent") {
 		t.Fatalf("installing an unknown package: %v", err)
 	}
-	bad := config.Resource{Kind: "package", Name: "x; reboot", Spec: &config.PackageSpec{}}
+	bad := config.Resource{Kind: "package", Name: "x; reboot", Spec: &targets.PackageSpec{}}
 	if err := d.Apply(t.Context(), tr, bad, st); err == nil {
 		t.Fatal("a package name with shell syntax was accepted")
 	}

@@ -72,18 +72,18 @@ func TestSandboxRootCannotBeEscaped(t *testing.T) {
 		return config.Resource{Kind: kind, Name: name, Spec: spec}
 	}
 	rs := []config.Resource{
-		res("directory", "/srv", &config.DirectorySpec{}),
+		res("directory", "/srv", &DirectorySpec{}),
 		// The link's target, as a folder under the root.
-		res("directory", outside, &config.DirectorySpec{}),
-		res("symlink", "/srv/esc", &config.SymlinkSpec{Target: outside}),
-		res("symlink", "/srv/up", &config.SymlinkSpec{Target: "../../../../../../../.." + outside}),
+		res("directory", outside, &DirectorySpec{}),
+		res("symlink", "/srv/esc", &SymlinkSpec{Target: outside}),
+		res("symlink", "/srv/up", &SymlinkSpec{Target: "../../../../../../../.." + outside}),
 		res("file", "/srv/esc/victim", &FileSpec{Content: "pwned\n", Mode: "0644"}),
 		res("file", "/srv/up/victim", &FileSpec{Content: "pwned\n", Mode: "0644"}),
 		res("file", "/srv/esc/new", &FileSpec{Content: "pwned\n", Mode: "0600"}),
-		res("directory", "/srv/esc/dir", &config.DirectorySpec{Mode: "0700"}),
+		res("directory", "/srv/esc/dir", &DirectorySpec{Mode: "0700"}),
 		res("env", "/srv/esc/app.env", &EnvSpec{Vars: map[string]string{"A": "1"}}),
-		res("symlink", "/srv/esc/link", &config.SymlinkSpec{Target: "/etc/passwd"}),
-		res("command", "touch", &config.CommandSpec{Run: "touch \"$DRIFTLESS_ROOT\"/srv/ok", Creates: "/srv/esc/created"}),
+		res("symlink", "/srv/esc/link", &SymlinkSpec{Target: "/etc/passwd"}),
+		res("command", "touch", &CommandSpec{Run: "touch \"$DRIFTLESS_ROOT\"/srv/ok", Creates: "/srv/esc/created"}),
 	}
 	tr := NewLocal(root)
 	drivers := Drivers()

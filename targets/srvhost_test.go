@@ -89,12 +89,12 @@ func TestServerDriversObserveInOneRoundTrip(t *testing.T) {
 	tr := srvDial(t, lab, h)
 	h.MustExec(t, "mkdir -p /opt/a/releases/aaaaaaaaaaaa && ln -s releases/aaaaaaaaaaaa /opt/a/current")
 	rs := []config.Resource{
-		{Kind: "package", Name: "openssh-server", Spec: &config.PackageSpec{}},
+		{Kind: "package", Name: "openssh-server", Spec: &targets.PackageSpec{}},
 		{Kind: "service", Name: "ssh", Spec: &targets.ServiceSpec{State: targets.ServiceRunning}},
-		{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{URL: "https://artifacts.example/a.tar.gz", SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
-		{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "0"}},
-		{Kind: "user", Name: "root", Spec: &config.UserSpec{Shell: "/bin/bash"}},
-		{Kind: "group", Name: "root", Spec: &config.GroupSpec{GID: 0}},
+		{Kind: "artifact", Name: "/opt/a", Spec: &targets.ArtifactSpec{URL: "https://artifacts.example/a.tar.gz", SHA256: "aaaaaaaaaaaa" + strings.Repeat("0", 52)}},
+		{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &targets.SysctlSpec{Value: "0"}},
+		{Kind: "user", Name: "root", Spec: &targets.UserSpec{Shell: "/bin/bash"}},
+		{Kind: "group", Name: "root", Spec: &targets.GroupSpec{GID: 0}},
 	}
 	drivers := targets.Drivers()
 	before := tr.RoundTrips()
@@ -133,20 +133,20 @@ func BenchmarkObserveServerDriversSSH(b *testing.B) {
 	var rs []config.Resource
 	pkgs := strings.Fields(h.MustExec(b, "dpkg-query -W -f='${Package}\\n' | head -n 20"))
 	for _, p := range pkgs {
-		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &config.PackageSpec{}})
+		rs = append(rs, config.Resource{Kind: "package", Name: p, Spec: &targets.PackageSpec{}})
 	}
 	for i := 0; i < 20; i++ {
 		rs = append(rs, config.Resource{Kind: "service", Name: "bench" + strconv.Itoa(i), Spec: &targets.ServiceSpec{State: targets.ServiceStopped}})
 	}
 	for _, k := range []string{"ip_forward", "ip_default_ttl", "tcp_syncookies", "tcp_fin_timeout", "tcp_keepalive_time",
 		"tcp_keepalive_intvl", "tcp_keepalive_probes", "tcp_timestamps", "tcp_sack", "tcp_window_scaling"} {
-		rs = append(rs, config.Resource{Kind: "sysctl", Name: "net.ipv4." + k, Spec: &config.SysctlSpec{Value: "1"}})
+		rs = append(rs, config.Resource{Kind: "sysctl", Name: "net.ipv4." + k, Spec: &targets.SysctlSpec{Value: "1"}})
 	}
 	for _, n := range []string{"root", "daemon", "bin", "sys", "nobody"} {
-		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &config.UserSpec{}})
+		rs = append(rs, config.Resource{Kind: "user", Name: n, Spec: &targets.UserSpec{}})
 	}
 	for _, n := range []string{"root", "daemon", "bin", "sys", "adm"} {
-		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &config.GroupSpec{}})
+		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &targets.GroupSpec{}})
 	}
 	drivers := targets.Drivers()
 	byKind := map[string][]config.Resource{"all": rs}

@@ -20,12 +20,12 @@ func serverDriverCases() []struct {
 		d Driver
 		r config.Resource
 	}{
-		{&ArtifactDriver{}, config.Resource{Kind: "artifact", Name: "/opt/a", Spec: &config.ArtifactSpec{SHA256: strings.Repeat("a", 64)}}},
+		{&ArtifactDriver{}, config.Resource{Kind: "artifact", Name: "/opt/a", Spec: &ArtifactSpec{SHA256: strings.Repeat("a", 64)}}},
 		{&ServiceDriver{}, config.Resource{Kind: "service", Name: "app", Spec: &ServiceSpec{Unit: "[Service]\n", State: "running", Enabled: &yes}}},
-		{&PackageDriver{}, config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{Version: "1.0"}}},
-		{&SysctlDriver{}, config.Resource{Kind: "sysctl", Name: "a.b", Spec: &config.SysctlSpec{Value: "1"}}},
-		{&UserDriver{}, config.Resource{Kind: "user", Name: "u", Spec: &config.UserSpec{Groups: []string{"g"}}}},
-		{&GroupDriver{}, config.Resource{Kind: "group", Name: "g", Spec: &config.GroupSpec{GID: 5}}},
+		{&PackageDriver{}, config.Resource{Kind: "package", Name: "p", Spec: &PackageSpec{Version: "1.0"}}},
+		{&SysctlDriver{}, config.Resource{Kind: "sysctl", Name: "a.b", Spec: &SysctlSpec{Value: "1"}}},
+		{&UserDriver{}, config.Resource{Kind: "user", Name: "u", Spec: &UserSpec{Groups: []string{"g"}}}},
+		{&GroupDriver{}, config.Resource{Kind: "group", Name: "g", Spec: &GroupSpec{GID: 5}}},
 	}
 }
 
@@ -60,7 +60,7 @@ func FuzzServerDriverParse(f *testing.F) {
 // TestPackageParse reads dpkg and rpm outputs the hosts of the tests do not
 // produce (several architectures, epochs, distribution release tags).
 func TestPackageParse(t *testing.T) {
-	r := config.Resource{Kind: "package", Name: "p", Spec: &config.PackageSpec{}}
+	r := config.Resource{Kind: "package", Name: "p", Spec: &PackageSpec{}}
 	cases := []struct {
 		name, out       string
 		present         bool
@@ -138,7 +138,7 @@ func TestSandboxRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	sd := &SysctlDriver{}
-	sr := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "1"}}
+	sr := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &SysctlSpec{Value: "1"}}
 	before := srvObserve(t, tr, sd, sr)
 	srvMustConverge(t, tr, sd, sr, Update)
 	if b, _ := os.ReadFile(knob); string(b) != "1\n" {

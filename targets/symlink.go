@@ -23,15 +23,21 @@ var _ Driver = (*SymlinkDriver)(nil)
 // Kind returns "symlink".
 func (*SymlinkDriver) Kind() string { return "symlink" }
 
+// SymlinkSpec manages a symbolic link at the name pointing to Target.
+type SymlinkSpec struct {
+	Target string `yaml:"target" json:"target"`
+	State  string `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty symlink spec.
-func (*SymlinkDriver) NewSpec() any { return &config.SymlinkSpec{} }
+func (*SymlinkDriver) NewSpec() any { return &SymlinkSpec{} }
 
 // Validate is the symlink kind's one validation.
 func (*SymlinkDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateSymlink)
 }
 
-func validateSymlink(name string, s *config.SymlinkSpec) []config.Problem {
+func validateSymlink(name string, s *SymlinkSpec) []config.Problem {
 	var p problems
 	p.path("", "symlink path", name)
 	p.oneOf("state", s.State, config.Present, config.Absent)

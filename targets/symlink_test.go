@@ -9,7 +9,7 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-func linkRes(name string, spec config.SymlinkSpec) config.Resource {
+func linkRes(name string, spec SymlinkSpec) config.Resource {
 	return config.Resource{Kind: "symlink", Name: name, Spec: &spec}
 }
 
@@ -17,7 +17,7 @@ func TestSymlinkConverges(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	p := filepath.Join(root, "current")
-	r := linkRes("/current", config.SymlinkSpec{Target: "releases/v2"})
+	r := linkRes("/current", SymlinkSpec{Target: "releases/v2"})
 
 	expectChange(t, l, r, Create, "target: (absent) -> releases/v2")
 	changes := converge(t, l, r)
@@ -63,7 +63,7 @@ func TestSymlinkAbsent(t *testing.T) {
 	if err := os.Symlink("/nowhere", p); err != nil {
 		t.Fatal(err)
 	}
-	r := linkRes("/old", config.SymlinkSpec{State: config.Absent})
+	r := linkRes("/old", SymlinkSpec{State: config.Absent})
 	expectChange(t, l, r, Delete, "target: /nowhere -> (absent)")
 	changes := converge(t, l, r)
 	if _, err := os.Lstat(p); !os.IsNotExist(err) {
@@ -77,14 +77,14 @@ func TestSymlinkRefusesToReplaceFile(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)
 	writeTestFile(t, root, "/data", "precious", 0o600)
-	r := linkRes("/data", config.SymlinkSpec{Target: "/elsewhere"})
+	r := linkRes("/data", SymlinkSpec{Target: "/elsewhere"})
 	c := expectChange(t, l, r, Update, "type: not a symlink")
 	if err := Drivers()["symlink"].Apply(context.Background(), l, r, c.Before); err == nil {
 		t.Fatal("a regular file was replaced by a symlink")
 	}
 	assertFile(t, filepath.Join(root, "data"), "precious", 0o600)
 	// Declared absent, a regular file there is not the symlink's business.
-	expectChange(t, l, linkRes("/data", config.SymlinkSpec{State: config.Absent}), NoChange)
+	expectChange(t, l, linkRes("/data", SymlinkSpec{State: config.Absent}), NoChange)
 }
 
 func assertLink(t *testing.T, p, target string) {

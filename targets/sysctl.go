@@ -31,15 +31,20 @@ var sysctlName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-/:@]*$`)
 // Kind returns "sysctl".
 func (*SysctlDriver) Kind() string { return "sysctl" }
 
+// SysctlSpec sets the kernel parameter named by the resource name.
+type SysctlSpec struct {
+	Value string `yaml:"value" json:"value"`
+}
+
 // NewSpec returns an empty sysctl spec.
-func (*SysctlDriver) NewSpec() any { return &config.SysctlSpec{} }
+func (*SysctlDriver) NewSpec() any { return &SysctlSpec{} }
 
 // Validate is the sysctl kind's one validation.
 func (*SysctlDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateSysctl)
 }
 
-func validateSysctl(name string, s *config.SysctlSpec) []config.Problem {
+func validateSysctl(name string, s *SysctlSpec) []config.Problem {
 	var p problems
 	if _, err := sysctlPath(name); err != nil {
 		p.add("", "sysctl: %q is not a valid kernel parameter name", name)

@@ -18,7 +18,7 @@ func TestSysctlOnHost(t *testing.T) {
 	tr := srvDial(t, lab, h)
 	d := &targets.SysctlDriver{}
 	h.MustExec(t, "echo 0 > /proc/sys/net/ipv4/ip_forward")
-	r := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &config.SysctlSpec{Value: "1"}}
+	r := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &targets.SysctlSpec{Value: "1"}}
 
 	before := srvHostObserve(t, tr, d, r)
 	if !before.Present || before.Fields["value"] != "0" {
@@ -54,12 +54,12 @@ func TestSysctlOnHost(t *testing.T) {
 	}
 
 	// Several numbers in one value compare whatever the whitespace.
-	multi := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_local_port_range", Spec: &config.SysctlSpec{Value: "20000    30000"}}
+	multi := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_local_port_range", Spec: &targets.SysctlSpec{Value: "20000    30000"}}
 	srvHostConverge(t, tr, d, multi, targets.Update)
 	srvHostConverge(t, tr, d, multi, targets.NoChange)
 
 	// A parameter the kernel does not have is a clear error.
-	bad := config.Resource{Kind: "sysctl", Name: "net.ipv4.no_such_knob", Spec: &config.SysctlSpec{Value: "1"}}
+	bad := config.Resource{Kind: "sysctl", Name: "net.ipv4.no_such_knob", Spec: &targets.SysctlSpec{Value: "1"}}
 	st := srvHostObserve(t, tr, d, bad)
 	if err := d.Apply(t.Context(), tr, bad, st); err == nil || !strings.Contains(err.Error(), "no such kernel parameter") {
 		t.Fatalf("apply of an unknown parameter: %v", err)

@@ -22,15 +22,25 @@ var _ Driver = (*UserDriver)(nil)
 // Kind returns "user".
 func (*UserDriver) Kind() string { return "user" }
 
+// UserSpec manages a local user.
+type UserSpec struct {
+	UID    int      `yaml:"uid" json:"uid,omitempty"`
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	Shell  string   `yaml:"shell" json:"shell,omitempty"`
+	Home   string   `yaml:"home" json:"home,omitempty"`
+	System bool     `yaml:"system" json:"system,omitempty"`
+	State  string   `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty user spec.
-func (*UserDriver) NewSpec() any { return &config.UserSpec{} }
+func (*UserDriver) NewSpec() any { return &UserSpec{} }
 
 // Validate is the user kind's one validation.
 func (*UserDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateUser)
 }
 
-func validateUser(name string, s *config.UserSpec) []config.Problem {
+func validateUser(name string, s *UserSpec) []config.Problem {
 	var p problems
 	if !accountName.MatchString(name) {
 		p.add("", "user: %q is not a valid user name (at most 32 characters: a-z, 0-9, _, ., -, starting with a letter or _)", name)
@@ -114,7 +124,7 @@ func joinSorted(s []string) string {
 }
 
 // userDiffs lists the declared attributes that differ from observed ones.
-func userDiffs(s *config.UserSpec, st State) []string {
+func userDiffs(s *UserSpec, st State) []string {
 	var d []string
 	f := st.Fields
 	if s.UID != 0 && f["uid"] != strconv.Itoa(s.UID) {
@@ -155,7 +165,7 @@ func (d *UserDriver) Diff(r config.Resource, observed State) Change {
 }
 
 // userArgs are the useradd/usermod options for the declared attributes.
-func userArgs(s *config.UserSpec) string {
+func userArgs(s *UserSpec) string {
 	var a []string
 	if s.UID != 0 {
 		a = append(a, "-u", strconv.Itoa(s.UID))

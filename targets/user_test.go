@@ -24,9 +24,9 @@ func TestUserAndGroupOnHost(t *testing.T) {
 	tr := srvDial(t, lab, h)
 	gd, ud := &targets.GroupDriver{}, &targets.UserDriver{}
 
-	devs := config.Resource{Kind: "group", Name: "devs", Spec: &config.GroupSpec{GID: 2345}}
-	ops := config.Resource{Kind: "group", Name: "ops", Spec: &config.GroupSpec{}}
-	alice := config.Resource{Kind: "user", Name: "alice", Spec: &config.UserSpec{UID: 2001, Shell: "/bin/bash", Groups: []string{"ops", "devs"}}}
+	devs := config.Resource{Kind: "group", Name: "devs", Spec: &targets.GroupSpec{GID: 2345}}
+	ops := config.Resource{Kind: "group", Name: "ops", Spec: &targets.GroupSpec{}}
+	alice := config.Resource{Kind: "user", Name: "alice", Spec: &targets.UserSpec{UID: 2001, Shell: "/bin/bash", Groups: []string{"ops", "devs"}}}
 
 	devsBefore := srvHostObserve(t, tr, gd, devs)
 	opsBefore := srvHostObserve(t, tr, gd, ops)
@@ -63,12 +63,12 @@ func TestUserAndGroupOnHost(t *testing.T) {
 
 	// A change to an existing user is restored exactly.
 	snap := srvHostObserve(t, tr, ud, alice)
-	changed := config.Resource{Kind: "user", Name: "alice", Spec: &config.UserSpec{Shell: "/bin/sh", Groups: []string{}}}
+	changed := config.Resource{Kind: "user", Name: "alice", Spec: &targets.UserSpec{Shell: "/bin/sh", Groups: []string{}}}
 	srvHostConverge(t, tr, ud, changed, targets.Update)
 	srvRestore(t, tr, ud, changed, snap, sameState)
 
 	// Removal, then restore re-creates the user with its old ids.
-	gone := config.Resource{Kind: "user", Name: "alice", Spec: &config.UserSpec{State: config.Absent}}
+	gone := config.Resource{Kind: "user", Name: "alice", Spec: &targets.UserSpec{State: config.Absent}}
 	srvHostConverge(t, tr, ud, gone, targets.Delete)
 	srvHostConverge(t, tr, ud, gone, targets.NoChange)
 	srvRestore(t, tr, ud, gone, snap, sameState)
@@ -88,7 +88,7 @@ func TestUserAndGroupOnHost(t *testing.T) {
 	}
 
 	// Bad names never reach the host.
-	bad := config.Resource{Kind: "user", Name: "x;rm -rf /", Spec: &config.UserSpec{}}
+	bad := config.Resource{Kind: "user", Name: "x;rm -rf /", Spec: &targets.UserSpec{}}
 	if err := ud.Apply(t.Context(), tr, bad, targets.State{}); err == nil {
 		t.Fatal("a user name with shell syntax was accepted")
 	}

@@ -78,7 +78,7 @@ func (m mix) resources() []config.Resource {
 	}
 	for i := 0; i < m.Packages; i++ {
 		rs = append(rs, config.Resource{Kind: "package", Name: basePackages[i],
-			Spec: &config.PackageSpec{State: "present"}})
+			Spec: &targets.PackageSpec{State: "present"}})
 	}
 	enabled := true
 	for i := 0; i < m.Services; i++ {

@@ -8,7 +8,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -67,7 +66,7 @@ func TestPlaybookMatchesResources(t *testing.T) {
 				c["owner"] != spec.Owner || c["group"] != spec.Group {
 				t.Errorf("task %d %v does not match %s", i, task["name"], r.ID())
 			}
-		case *config.PackageSpec:
+		case *targets.PackageSpec:
 			a, _ := task["ansible.builtin.apt"].(map[string]any)
 			if a["name"] != r.Name || a["state"] != "present" || spec.State != "present" {
 				t.Errorf("task %d %v does not match %s", i, task["name"], r.ID())
