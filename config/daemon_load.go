@@ -16,8 +16,12 @@ import (
 
 // The daemon's defaults, applied by LoadDaemon to what the file leaves out.
 const (
-	DefaultListen           = "127.0.0.1:8080"
-	DefaultStateDir         = "/var/lib/driftless"
+	DefaultListen   = "127.0.0.1:8080"
+	DefaultStateDir = "/var/lib/driftless"
+	// DefaultAgentStateDir is state_dir for `driftless agent --pull`
+	// (LoadAgent): the StateDirectory of systemd/driftless-agent.service,
+	// apart from a daemon's store on the same machine.
+	DefaultAgentStateDir    = "/var/lib/driftless-agent"
 	DefaultDriftInterval    = 5 * time.Minute
 	DefaultGitInterval      = time.Minute
 	DefaultLocalInterval    = 30 * time.Second
@@ -32,12 +36,18 @@ const (
 // LoadDaemon reads driftless.yaml strictly, applies the defaults and
 // validates it. Errors are an ErrorList with positions in path. Relative
 // file paths in it are taken relative to the file's own folder.
-func LoadDaemon(path string) (*Daemon, error) {
+func LoadDaemon(path string) (*Daemon, error) { return loadDaemon(path, DefaultStateDir) }
+
+// LoadAgent is LoadDaemon for the pull agent, whose state_dir defaults to
+// DefaultAgentStateDir.
+func LoadAgent(path string) (*Daemon, error) { return loadDaemon(path, DefaultAgentStateDir) }
+
+func loadDaemon(path, stateDir string) (*Daemon, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read daemon config: %w", err)
 	}
-	cfg, err := ParseDaemon(path, data)
+	cfg, err := parseDaemon(path, data, stateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +61,11 @@ func LoadDaemon(path string) (*Daemon, error) {
 
 // ParseDaemon is LoadDaemon on bytes already read; file names them in errors.
 func ParseDaemon(file string, data []byte) (*Daemon, error) {
+	return parseDaemon(file, data, DefaultStateDir)
+}
+
+// parseDaemon is ParseDaemon with stateDir as state_dir's default.
+func parseDaemon(file string, data []byte, stateDir string) (*Daemon, error) {
 	var e errs
 	root := parseYAML(file, data, &e)
 	if root == nil {
@@ -76,7 +91,7 @@ func ParseDaemon(file string, data []byte) (*Daemon, error) {
 		}
 		return root
 	}
-	applyDaemonDefaults(cfg)
+	applyDaemonDefaults(cfg, stateDir)
 	if err := checkHostPort(cfg.Listen); err != nil {
 		d.errorf(at("listen"), "listen: %v", err)
 	}
@@ -124,8 +139,9 @@ func validatePull(d *decoder, p Pull, at *yaml.Node) {
 	}
 }
 
-// applyDaemonDefaults fills every setting the file left out.
-func applyDaemonDefaults(cfg *Daemon) {
+// applyDaemonDefaults fills every setting the file left out; stateDir is
+// state_dir's default.
+func applyDaemonDefaults(cfg *Daemon, stateDir string) {
 	setStr := func(s *string, def string) {
 		if *s == "" {
 			*s = def
@@ -142,7 +158,7 @@ func applyDaemonDefaults(cfg *Daemon) {
 		}
 	}
 	setStr(&cfg.Listen, DefaultListen)
-	setStr(&cfg.StateDir, DefaultStateDir)
+	setStr(&cfg.StateDir, stateDir)
 	setDur(&cfg.DriftInterval, DefaultDriftInterval)
 	setInt(&cfg.SSH.Parallelism, DefaultSSHParallelism)
 	setDur(&cfg.SSH.Timeout, DefaultSSHTimeout)

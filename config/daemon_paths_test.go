@@ -94,3 +94,32 @@ func TestIsLocalPath(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadAgentStateDir: the pull agent's state_dir defaults to the
+// agent unit's StateDirectory, the daemon's to its own; a state_dir the
+// file gives is kept by both.
+func TestLoadAgentStateDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		yaml        string
+		load        func(string) (*Daemon, error)
+		want, which string
+	}{
+		{"pull: {host: edge-1}\n", LoadAgent, DefaultAgentStateDir, "agent, default"},
+		{"pull: {host: edge-1}\n", LoadDaemon, DefaultStateDir, "daemon, default"},
+		{"state_dir: /srv/state\n", LoadAgent, "/srv/state", "agent, given"},
+		{"state_dir: /srv/state\n", LoadDaemon, "/srv/state", "daemon, given"},
+	} {
+		path := filepath.Join(dir, "agent.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := c.load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", c.which, err)
+		}
+		if cfg.StateDir != c.want {
+			t.Errorf("%s: state_dir %q, want %q", c.which, cfg.StateDir, c.want)
+		}
+	}
+}

@@ -47,7 +47,7 @@ sends this host's state to a central daemon.`,
 			if err != nil {
 				return usageError{err}
 			}
-			cfg, err := config.LoadDaemon(cfgPath)
+			cfg, err := config.LoadAgent(cfgPath)
 			if err != nil {
 				return err
 			}

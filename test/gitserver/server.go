@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -64,7 +65,8 @@ func (e PushEvent) Created() bool { return e.Before == ZeroSHA }
 // Deleted reports whether the push deleted the ref.
 func (e PushEvent) Deleted() bool { return e.After == ZeroSHA }
 
-// Server is a Git smart-HTTP server on loopback, stopped when the test ends.
+// Server is a Git smart-HTTP server (on loopback unless NewAt says where),
+// stopped when the test ends.
 type Server struct {
 	t    testing.TB
 	root string
@@ -84,8 +86,17 @@ type Server struct {
 	password string
 }
 
-// New starts a server whose repositories live in a temporary folder of t.
+// New starts a server on loopback whose repositories live in a temporary
+// folder of t.
 func New(t testing.TB) *Server {
+	t.Helper()
+	return NewAt(t, "127.0.0.1")
+}
+
+// NewAt is New listening on ip (a port of its own) instead of loopback:
+// for example a test lab's bridge address, which the lab's hosts reach
+// from their own network namespaces.
+func NewAt(t testing.TB, ip string) *Server {
 	t.Helper()
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
@@ -101,7 +112,12 @@ func New(t testing.TB) *Server {
 			"GIT_HTTP_EXPORT_ALL=1",
 		),
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("gitserver: listen on %s: %v", ip, err)
+	}
+	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serveHTTP)}}
+	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -136,7 +152,7 @@ func (s *Server) TLSRepoURL(name string) string {
 	return s.tls.URL + "/" + name + ".git"
 }
 
-// URL is the server's base URL ("http://127.0.0.1:PORT").
+// URL is the server's base URL ("http://127.0.0.1:PORT" from New).
 func (s *Server) URL() string { return s.srv.URL }
 
 // RepoURL is the clone URL of the repository name (without credentials).
