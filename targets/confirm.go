@@ -63,6 +63,9 @@ var ErrCutOff = errors.New("host cut off by the change")
 //  1. Before anything changes, it arms a revert on the host itself: a
 //     detached job (setsid nohup) that sleeps timeout, then runs restore, a
 //     POSIX shell script that puts back the state saved before the change.
+//     Through the agent when t has one (see onHost): the job is a process
+//     of its own on the host, not the agent's, so a change that cuts the
+//     agent's session off, or ends the agent, still gets reverted.
 //  2. It runs apply.
 //  3. It opens a NEW connection (t must be a Redialer to be confirmed that
 //     way) and, through it, disarms the job.
@@ -105,8 +108,8 @@ func ApplyConfirmed(ctx context.Context, t Transport, timeout time.Duration, res
 	return fmt.Errorf("%w (reverted)", err)
 }
 
-// armRevert writes the restore script to the host (from stdin, in the same
-// round trip) and starts the detached job that runs it after timeout unless
+// armRevert writes the restore script to the host (in the same script) and
+// starts the detached job that runs it after timeout unless
 // the token file is renamed away first.
 func armRevert(ctx context.Context, t Transport, token string, timeout time.Duration, restore string) error {
 	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
@@ -115,13 +118,17 @@ func armRevert(ctx context.Context, t Transport, token string, timeout time.Dura
 	// (setsid), so killing the group ends its sleep too.
 	job := "echo $$ > " + base + ".pid; sleep " + secs + "; if mv " + base + ".armed " + base + ".firing 2>/dev/null; then " +
 		"sh " + base + ".sh > " + base + ".log 2>&1; echo $? > " + base + ".done; rm -f " + base + ".firing " + base + ".pid " + base + ".sh; fi"
+	// The restore script travels in a here-document whose end marker is
+	// random, so that no script can end it early, and the whole arm is one
+	// script without stdin: the agent can run it.
+	eof := "DRIFTLESS_REVERT_" + randomHex(8)
 	script := "set -e\numask 077\nmkdir -p " + confirmDir + "\n" +
-		"cat > " + base + ".sh\n" +
+		"cat > " + base + ".sh <<'" + eof + "'\n" + restore + "\n" + eof + "\n" +
 		": > " + base + ".armed\n" +
 		"setsid nohup sh -c " + shq(job) + " </dev/null >/dev/null 2>&1 &\n" +
 		"i=0; while [ ! -s " + base + ".pid ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done\n" +
 		"[ -s " + base + ".pid ] || { echo 'the revert job did not start' >&2; exit 1; }\n"
-	res, err := t.Run(ctx, script, []byte(restore))
+	res, err := onHost(ctx, t, script)
 	if err != nil {
 		return err
 	}
@@ -129,6 +136,18 @@ func armRevert(ctx context.Context, t Transport, token string, timeout time.Dura
 		return fmt.Errorf("exit %d: %s", res.Exit, trimOutput(res.Stderr))
 	}
 	return nil
+}
+
+// onHost runs a script of the arm or the immediate revert over t's
+// current connection: through the host's agent when t has one (a
+// CheckRunner: no SSH session is opened), else as a shell script. Either
+// way the revert job it starts leaves the session at once (setsid nohup),
+// so that cutting the session, or the agent's end, does not end the job.
+func onHost(ctx context.Context, t Transport, script string) (Result, error) {
+	if cr, ok := t.(CheckRunner); ok {
+		return cr.RunCheck(ctx, script)
+	}
+	return t.Run(ctx, script, nil)
 }
 
 // disarmScript renames the token away (winning the race against the job,
@@ -175,7 +194,14 @@ func revertNow(ctx context.Context, t Transport, token string) error {
 		"  rm -f " + base + ".sh " + base + ".now " + base + ".pid\n" +
 		"  exit $s\n" +
 		"fi\n"
-	return runScript(ctx, t, "revert the failed network change", script)
+	res, err := onHost(ctx, t, script)
+	if err != nil {
+		return fmt.Errorf("revert the failed network change: %w", err)
+	}
+	if res.Exit != 0 {
+		return fmt.Errorf("revert the failed network change: exit %d: %s", res.Exit, trimOutput(res.Stderr))
+	}
+	return nil
 }
 
 // confirm opens a new connection before the deadline and disarms the

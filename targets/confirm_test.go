@@ -73,8 +73,15 @@ func testApplyConfirmed(t *testing.T, n netTarget) {
 	}
 
 	t.Run("confirmed", func(t *testing.T) {
+		trips := n.ssh.RoundTrips()
 		if err := targets.ApplyConfirmed(ctx, tr, timeout, restore, apply); err != nil {
 			t.Fatal(err)
+		}
+		// The apply is one SSH script here; arming the revert is another
+		// on the shell path, and goes through the agent when there is one.
+		// The confirmation always takes a new connection.
+		if got, want := n.ssh.RoundTrips()-trips, 1+n.planTrips(); got != want {
+			t.Fatalf("a confirmed change made %d SSH round trips on its connection, want %d", got, want)
 		}
 		if left := armedJobs(t, h); left != "" {
 			t.Fatalf("a confirmed change left its revert armed:\n%s", left)
