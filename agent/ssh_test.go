@@ -86,12 +86,12 @@ ip route add 10.92.0.0/16 via 10.99.1.7 table 7; ip -6 route add fd00:98::/64 vi
 		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &targets.GroupSpec{}})
 	}
 	for _, n := range []string{"10.99.1.2/24", "10.99.2.2/24", "fd00:99::2/64", "10.99.3.2/24"} {
-		rs = append(rs, config.Resource{Kind: "address", Name: n, Spec: &config.AddressSpec{Interface: "dl0"}})
+		rs = append(rs, config.Resource{Kind: "address", Name: n, Spec: &targets.AddressSpec{Interface: "dl0"}})
 	}
-	rs = append(rs, config.Resource{Kind: "address", Name: "10.99.9.9/24", Spec: &config.AddressSpec{Interface: "dl-nonesuch"}})
+	rs = append(rs, config.Resource{Kind: "address", Name: "10.99.9.9/24", Spec: &targets.AddressSpec{Interface: "dl-nonesuch"}})
 	for _, n := range []string{"10.97.0.0/16", "10.96.0.0/16", "10.95.0.5/32", "10.94.0.0/16", "10.93.0.0/16", "10.92.0.0/16",
 		"fd00:98::/64", "10.99.1.0/24", "default", "10.91.0.0/16"} {
-		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &config.RouteSpec{Dev: "dl0"}})
+		rs = append(rs, config.Resource{Kind: "route", Name: n, Spec: &targets.RouteSpec{Dev: "dl0"}})
 	}
 	for _, n := range packages {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &targets.PackageSpec{}})
@@ -149,9 +149,9 @@ func TestAgentOverSSH(t *testing.T) {
 		// The firewall: no driftless table, then one with two resources'
 		// chains, listed once for both.
 		fw := []config.Resource{
-			{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}},
-			{Kind: "firewall", Name: "ops", Spec: &config.FirewallSpec{Allow: []string{"tcp/22"}, Policy: "drop"}},
-			{Kind: "firewall", Name: "gone", Spec: &config.FirewallSpec{Allow: []string{"icmp"}}},
+			{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{Allow: []string{"tcp/8080"}}},
+			{Kind: "firewall", Name: "ops", Spec: &targets.FirewallSpec{Allow: []string{"tcp/22"}, Policy: "drop"}},
+			{Kind: "firewall", Name: "gone", Spec: &targets.FirewallSpec{Allow: []string{"icmp"}}},
 		}
 		if st := sameStates(t, tr, at, fw); st["firewall:web"].Fields["table"] != "absent" {
 			t.Fatalf("the shell saw a driftless table: %+v", st)

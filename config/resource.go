@@ -56,31 +56,3 @@ const (
 	Present = "present"
 	Absent  = "absent"
 )
-
-// AddressSpec puts the address named by the resource (CIDR form, e.g.
-// 10.0.0.5/24) on an interface.
-type AddressSpec struct {
-	Interface string `yaml:"interface" json:"interface"`
-	State     string `yaml:"state" json:"state,omitempty"`
-}
-
-// RouteSpec is a route; in YAML `route: {to: 10.1.0.0/16, via: 10.0.0.1}`.
-// Its name is To.
-type RouteSpec struct {
-	To    string `yaml:"to" json:"to"`
-	Via   string `yaml:"via" json:"via,omitempty"`
-	Dev   string `yaml:"dev" json:"dev,omitempty"`
-	State string `yaml:"state" json:"state,omitempty"`
-}
-
-// FirewallSpec adds rules to the host's nftables table owned by driftless
-// (table inet driftless). In YAML `firewall: {allow: [tcp/8080], from: 10.0.0.0/24}`,
-// with an optional `name` (the resource name; default "default"). All firewall
-// resources of a host are rendered into the one table, replaced atomically.
-type FirewallSpec struct {
-	Name   string   `yaml:"name" json:"name,omitempty"`
-	Allow  []string `yaml:"allow" json:"allow,omitempty"`
-	Deny   []string `yaml:"deny" json:"deny,omitempty"`
-	From   string   `yaml:"from" json:"from,omitempty"`
-	Policy string   `yaml:"policy" json:"policy,omitempty"` // accept (default) | drop, for the input chain
-}

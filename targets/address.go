@@ -33,15 +33,22 @@ var _ Driver = (*AddressDriver)(nil)
 // Kind returns "address".
 func (*AddressDriver) Kind() string { return "address" }
 
+// AddressSpec puts the address named by the resource (CIDR form, e.g.
+// 10.0.0.5/24) on an interface.
+type AddressSpec struct {
+	Interface string `yaml:"interface" json:"interface"`
+	State     string `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty address spec.
-func (*AddressDriver) NewSpec() any { return &config.AddressSpec{} }
+func (*AddressDriver) NewSpec() any { return &AddressSpec{} }
 
 // Validate is the address kind's one validation.
 func (*AddressDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateAddress)
 }
 
-func validateAddress(name string, s *config.AddressSpec) []config.Problem {
+func validateAddress(name string, s *AddressSpec) []config.Problem {
 	var p problems
 	if _, err := netip.ParsePrefix(name); err != nil {
 		p.add("", "address: %q is not an address in CIDR form such as 10.0.0.5/24", name)
@@ -55,7 +62,7 @@ func validateAddress(name string, s *config.AddressSpec) []config.Problem {
 }
 
 // addressOf checks r and returns its spec, its address and interface.
-func addressOf(r config.Resource) (*config.AddressSpec, netip.Prefix, error) {
+func addressOf(r config.Resource) (*AddressSpec, netip.Prefix, error) {
 	s, err := specOf(r, validateAddress)
 	if err != nil {
 		return nil, netip.Prefix{}, err

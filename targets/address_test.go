@@ -94,9 +94,9 @@ func testAddress(t *testing.T, n netTarget) {
 	before := ipv4Addrs(t, h)
 	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{
-		{Kind: "address", Name: "10.99.2.5/24", Spec: &config.AddressSpec{Interface: "dl0"}},
-		{Kind: "address", Name: "10.99.1.1/16", Spec: &config.AddressSpec{Interface: "dl0"}},
-		{Kind: "address", Name: "10.99.3.3/24", Spec: &config.AddressSpec{Interface: "dl0", State: config.Absent}},
+		{Kind: "address", Name: "10.99.2.5/24", Spec: &targets.AddressSpec{Interface: "dl0"}},
+		{Kind: "address", Name: "10.99.1.1/16", Spec: &targets.AddressSpec{Interface: "dl0"}},
+		{Kind: "address", Name: "10.99.3.3/24", Spec: &targets.AddressSpec{Interface: "dl0", State: config.Absent}},
 	}
 	none := targets.NoChange
 	first := netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete)
@@ -134,9 +134,9 @@ func TestAddressErrors(t *testing.T) {
 		r    config.Resource
 		want string
 	}{
-		{"not a cidr", config.Resource{Kind: "address", Name: "10.0.0.5", Spec: &config.AddressSpec{Interface: "eth0"}}, "not an address in CIDR form"},
-		{"bad interface", config.Resource{Kind: "address", Name: "10.0.0.5/24", Spec: &config.AddressSpec{Interface: "eth0; reboot"}}, "not an interface name"},
-		{"sandbox", config.Resource{Kind: "address", Name: "10.0.0.5/24", Spec: &config.AddressSpec{Interface: "eth0"}}, "need a real host"},
+		{"not a cidr", config.Resource{Kind: "address", Name: "10.0.0.5", Spec: &targets.AddressSpec{Interface: "eth0"}}, "not an address in CIDR form"},
+		{"bad interface", config.Resource{Kind: "address", Name: "10.0.0.5/24", Spec: &targets.AddressSpec{Interface: "eth0; reboot"}}, "not an interface name"},
+		{"sandbox", config.Resource{Kind: "address", Name: "10.0.0.5/24", Spec: &targets.AddressSpec{Interface: "eth0"}}, "need a real host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := d.Apply(ctx, sandbox, tc.r, targets.State{})
@@ -157,7 +157,7 @@ func FuzzAddressParse(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`[{"addr_info":[{"local":"10.99.1.1","prefixlen":-3}]}]`))
 	d := &targets.AddressDriver{}
-	r := config.Resource{Kind: "address", Name: "10.99.1.1/16", Spec: &config.AddressSpec{Interface: "dl0"}}
+	r := config.Resource{Kind: "address", Name: "10.99.1.1/16", Spec: &targets.AddressSpec{Interface: "dl0"}}
 	f.Fuzz(func(t *testing.T, out []byte) {
 		st, err := d.Parse(r, out)
 		if err != nil || !st.Present {

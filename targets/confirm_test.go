@@ -177,7 +177,7 @@ func testFirewallCutOff(t *testing.T, n netTarget) {
 	const timeout = 4 * time.Second
 	ds := netDrivers(timeout)
 	fw := ds["firewall"]
-	open := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}}
+	open := config.Resource{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{Allow: []string{"tcp/8080"}}}
 	if err := fw.Apply(ctx, tr, open, targets.State{}); err != nil {
 		t.Fatalf("a harmless firewall: %v", err)
 	}
@@ -188,7 +188,7 @@ func testFirewallCutOff(t *testing.T, n netTarget) {
 		t.Fatalf("a confirmed firewall did not stay:\n%s\nwant\n%s\nleft: %s", now, prior, armedJobs(t, h))
 	}
 
-	bad := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{
+	bad := config.Resource{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{
 		Allow: []string{"tcp/8080"}, Policy: "drop"}}
 	start := time.Now()
 	err := fw.Apply(ctx, tr, bad, targets.State{})

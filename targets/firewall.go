@@ -47,12 +47,24 @@ var fwName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // Kind returns "firewall".
 func (*FirewallDriver) Kind() string { return "firewall" }
 
+// FirewallSpec adds rules to the host's nftables table owned by driftless
+// (table inet driftless). In YAML `firewall: {allow: [tcp/8080], from: 10.0.0.0/24}`,
+// with an optional `name` (the resource name; default "default"). All firewall
+// resources of a host are rendered into the one table, replaced atomically.
+type FirewallSpec struct {
+	Name   string   `yaml:"name" json:"name,omitempty"`
+	Allow  []string `yaml:"allow" json:"allow,omitempty"`
+	Deny   []string `yaml:"deny" json:"deny,omitempty"`
+	From   string   `yaml:"from" json:"from,omitempty"`
+	Policy string   `yaml:"policy" json:"policy,omitempty"` // accept (default) | drop, for the input chain
+}
+
 // NewSpec returns an empty firewall spec.
-func (*FirewallDriver) NewSpec() any { return &config.FirewallSpec{} }
+func (*FirewallDriver) NewSpec() any { return &FirewallSpec{} }
 
 // Name is a firewall's name: its name key, "default" without one.
 func (*FirewallDriver) Name(spec any) string {
-	if s, ok := spec.(*config.FirewallSpec); ok && s.Name != "" {
+	if s, ok := spec.(*FirewallSpec); ok && s.Name != "" {
 		return s.Name
 	}
 	return "default"
@@ -63,7 +75,7 @@ func (*FirewallDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateFirewall)
 }
 
-func validateFirewall(name string, s *config.FirewallSpec) []config.Problem {
+func validateFirewall(name string, s *FirewallSpec) []config.Problem {
 	var p problems
 	if name == "" {
 		name = "default"

@@ -46,8 +46,8 @@ func testFirewall(t *testing.T, n netTarget) {
 	ds := netDrivers(5 * time.Second)
 	lan := lab.BridgeIP + "/24"
 	rs := []config.Resource{
-		{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080", "icmp"}}},
-		{Kind: "firewall", Name: "ops", Spec: &config.FirewallSpec{
+		{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{Allow: []string{"tcp/8080", "icmp"}}},
+		{Kind: "firewall", Name: "ops", Spec: &targets.FirewallSpec{
 			Allow: []string{"tcp/22", "tcp/9000-9100"}, Deny: []string{"udp/53"}, From: lan, Policy: "drop"}},
 	}
 	none := targets.NoChange
@@ -123,7 +123,7 @@ table inet driftless {
 EOF`)
 	before := h.MustExec(t, "nft -j list ruleset | sed 's/\"handle\": [0-9]*//g'")
 	ds := netDrivers(5 * time.Second)
-	rs := []config.Resource{{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/22", "tcp/8080"}, Policy: "drop"}}}
+	rs := []config.Resource{{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{Allow: []string{"tcp/22", "tcp/8080"}, Policy: "drop"}}}
 	first := netPass(t, n, ds, rs, targets.Create)
 	if !strings.Contains(first[0].Diff, "input chain: changed by hand -> rewritten") {
 		t.Fatalf("diff over a hand-made table: %q", first[0].Diff)
@@ -140,7 +140,7 @@ EOF`)
 // rule changes are listed as removed and added.
 func TestFirewallDiff(t *testing.T) {
 	d := &targets.FirewallDriver{}
-	web := config.Resource{Kind: "firewall", Name: "web", Spec: &config.FirewallSpec{Allow: []string{"tcp/8080"}}}
+	web := config.Resource{Kind: "firewall", Name: "web", Spec: &targets.FirewallSpec{Allow: []string{"tcp/8080"}}}
 	tests := []struct {
 		name   string
 		fields map[string]string

@@ -29,12 +29,21 @@ var _ Driver = (*RouteDriver)(nil)
 // Kind returns "route".
 func (*RouteDriver) Kind() string { return "route" }
 
+// RouteSpec is a route; in YAML `route: {to: 10.1.0.0/16, via: 10.0.0.1}`.
+// Its name is To.
+type RouteSpec struct {
+	To    string `yaml:"to" json:"to"`
+	Via   string `yaml:"via" json:"via,omitempty"`
+	Dev   string `yaml:"dev" json:"dev,omitempty"`
+	State string `yaml:"state" json:"state,omitempty"`
+}
+
 // NewSpec returns an empty route spec.
-func (*RouteDriver) NewSpec() any { return &config.RouteSpec{} }
+func (*RouteDriver) NewSpec() any { return &RouteSpec{} }
 
 // Name is a route's name: its destination.
 func (*RouteDriver) Name(spec any) string {
-	if s, ok := spec.(*config.RouteSpec); ok {
+	if s, ok := spec.(*RouteSpec); ok {
 		return s.To
 	}
 	return ""
@@ -45,7 +54,7 @@ func (*RouteDriver) Validate(name string, spec any) []config.Problem {
 	return validateAny(name, spec, validateRoute)
 }
 
-func validateRoute(name string, s *config.RouteSpec) []config.Problem {
+func validateRoute(name string, s *RouteSpec) []config.Problem {
 	var p problems
 	to := s.To
 	if to == "" {
@@ -72,7 +81,7 @@ func validateRoute(name string, s *config.RouteSpec) []config.Problem {
 // routeDst returns the spec of r, its destination as ip prints it
 // ("default", "10.1.0.0/16", "10.0.0.5" for a host route) and the family
 // flag of ip ("-4" or "-6").
-func routeDst(r config.Resource) (*config.RouteSpec, string, string, error) {
+func routeDst(r config.Resource) (*RouteSpec, string, string, error) {
 	s, err := specOf(r, validateRoute)
 	if err != nil {
 		return nil, "", "", err

@@ -25,10 +25,10 @@ func testRoute(t *testing.T, n netTarget) {
 	before := routes()
 	ds := netDrivers(5 * time.Second)
 	rs := []config.Resource{
-		{Kind: "route", Name: "10.98.0.0/16", Spec: &config.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}},
-		{Kind: "route", Name: "10.97.0.0/16", Spec: &config.RouteSpec{To: "10.97.0.0/16", Via: "10.99.1.4", Dev: "dl0"}},
-		{Kind: "route", Name: "10.96.0.0/16", Spec: &config.RouteSpec{To: "10.96.0.0/16", State: config.Absent}},
-		{Kind: "route", Name: "default", Spec: &config.RouteSpec{To: "default", Via: "10.99.1.254"}},
+		{Kind: "route", Name: "10.98.0.0/16", Spec: &targets.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}},
+		{Kind: "route", Name: "10.97.0.0/16", Spec: &targets.RouteSpec{To: "10.97.0.0/16", Via: "10.99.1.4", Dev: "dl0"}},
+		{Kind: "route", Name: "10.96.0.0/16", Spec: &targets.RouteSpec{To: "10.96.0.0/16", State: config.Absent}},
+		{Kind: "route", Name: "default", Spec: &targets.RouteSpec{To: "default", Via: "10.99.1.254"}},
 	}
 	none := targets.NoChange
 	first := netPass(t, n, ds, rs, targets.Create, targets.Update, targets.Delete, targets.Create)
@@ -69,13 +69,13 @@ func TestRouteErrors(t *testing.T) {
 	sandbox := targets.NewLocal(t.TempDir())
 	for _, tc := range []struct {
 		name string
-		spec config.RouteSpec
+		spec targets.RouteSpec
 		want string
 	}{
-		{"bad destination", config.RouteSpec{To: "10.0.0.0/33", Via: "10.0.0.1"}, "not a destination"},
-		{"bad gateway", config.RouteSpec{To: "10.1.0.0/16", Via: "gateway"}, "not an IP address"},
-		{"bad device", config.RouteSpec{To: "10.1.0.0/16", Dev: "a b"}, "not an interface name"},
-		{"sandbox", config.RouteSpec{To: "10.1.0.0/16", Via: "10.0.0.1"}, "need a real host"},
+		{"bad destination", targets.RouteSpec{To: "10.0.0.0/33", Via: "10.0.0.1"}, "not a destination"},
+		{"bad gateway", targets.RouteSpec{To: "10.1.0.0/16", Via: "gateway"}, "not an IP address"},
+		{"bad device", targets.RouteSpec{To: "10.1.0.0/16", Dev: "a b"}, "not an interface name"},
+		{"sandbox", targets.RouteSpec{To: "10.1.0.0/16", Via: "10.0.0.1"}, "need a real host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := tc.spec
@@ -95,7 +95,7 @@ func FuzzRouteParse(f *testing.F) {
 	f.Add([]byte(`[{"dst":"10.98.0.0/16","dev":"dl0","metric":50},{"dst":"10.98.0.0/16","gateway":"10.99.1.3"}]`))
 	f.Add([]byte(""))
 	d := &targets.RouteDriver{}
-	r := config.Resource{Kind: "route", Name: "10.98.0.0/16", Spec: &config.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}}
+	r := config.Resource{Kind: "route", Name: "10.98.0.0/16", Spec: &targets.RouteSpec{To: "10.98.0.0/16", Via: "10.99.1.2"}}
 	f.Fuzz(func(t *testing.T, out []byte) {
 		st, err := d.Parse(r, out)
 		if err != nil {
@@ -119,7 +119,7 @@ func testRouteCutOff(t *testing.T, n netTarget) {
 	h.MustExec(t, "ip addr add 10.99.1.1/24 dev dl0")
 	before := h.MustExec(t, "ip -4 -j route; ip -6 -j route")
 	const timeout = 4 * time.Second
-	bad := config.Resource{Kind: "route", Name: lab.BridgeIP + "/32", Spec: &config.RouteSpec{To: lab.BridgeIP + "/32", Via: "10.99.1.2"}}
+	bad := config.Resource{Kind: "route", Name: lab.BridgeIP + "/32", Spec: &targets.RouteSpec{To: lab.BridgeIP + "/32", Via: "10.99.1.2"}}
 	start := time.Now()
 	err := netDrivers(timeout)["route"].Apply(ctx, tr, bad, targets.State{Fields: map[string]string{"count": "0"}})
 	if !errors.Is(err, targets.ErrCutOff) {
