@@ -99,6 +99,21 @@ func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int
 	return resp.Written, nil
 }
 
+// Apply asks the agent to apply, restore or refresh steps, as
+// targets.NativeApplier's ApplyNative: it returns how many are done. An
+// error of the session itself leaves the outcome unknown: n is 0 and
+// callers treat every step as possibly done.
+func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
+	resp, err := c.call(ctx, Request{Op: OpApply, Steps: steps})
+	if err != nil {
+		return 0, err
+	}
+	if resp.ApplyErr != "" {
+		return resp.Applied, errors.New(resp.ApplyErr)
+	}
+	return resp.Applied, nil
+}
+
 // checkGrace is how long past a check's deadline the daemon waits for the
 // agent's answer (the agent kills the check at the deadline).
 const checkGrace = 5 * time.Second

@@ -237,6 +237,17 @@ func (r *Remote) WriteFiles(ctx context.Context, t Starter, files []targets.File
 	return c.WriteFiles(ctx, files)
 }
 
+// Apply applies steps with the host's agent, starting it when needed. An
+// apply is not asked twice: when the session ends in the middle, the
+// error says so and the caller treats the steps as possibly done.
+func (r *Remote) Apply(ctx context.Context, t Starter, steps []targets.Step) (int, error) {
+	c, err := r.get(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	return c.Apply(ctx, steps)
+}
+
 // RunCheck runs a command check with the host's agent, starting it when
 // needed. A check is not asked twice (it may have effects).
 func (r *Remote) RunCheck(ctx context.Context, t Starter, script string) (targets.Result, error) {

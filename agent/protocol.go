@@ -19,7 +19,7 @@ import (
 // of its own protocol version; the agent binary is content-addressed, so a
 // daemon of another version copies and starts its own agent instead.
 // Raise it with any change to the requests or answers.
-const Protocol = 2
+const Protocol = 3
 
 // The operations of a request.
 const (
@@ -36,6 +36,14 @@ const (
 	// check's time is up; the answer is its exit status and the end of
 	// its stderr (Response.Check).
 	OpCheck = "check"
+	// OpApply applies, restores or refreshes resources in order
+	// (Request.Steps), as targets.NativeApplier does: the agent first
+	// validates every step's resource with its kind's own Validate and
+	// refuses the whole request, touching nothing, when one is invalid;
+	// then it runs the steps and stops at the first failure. The answer is
+	// how many steps are done (Response.Applied) and why the next one
+	// failed (Response.ApplyErr).
+	OpApply = "apply"
 )
 
 // Request is one line the daemon sends.
@@ -45,6 +53,7 @@ type Request struct {
 	Queries []targets.Query `json:"queries,omitempty"`
 	Writes  []Write         `json:"writes,omitempty"`
 	Check   *Check          `json:"check,omitempty"`
+	Steps   []targets.Step  `json:"steps,omitempty"`
 }
 
 // Check is a command check to run on the host.
@@ -88,6 +97,10 @@ type Response struct {
 	Written  int          `json:"written,omitempty"`
 	WriteErr string       `json:"write_err,omitempty"`
 	Check    *CheckResult `json:"check,omitempty"`
+	// Applied is how many steps of an apply request are done, and
+	// ApplyErr why the next one is not (or why the request was refused).
+	Applied  int    `json:"applied,omitempty"`
+	ApplyErr string `json:"apply_err,omitempty"`
 }
 
 // Hello is what an agent says about itself.

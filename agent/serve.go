@@ -31,6 +31,10 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
+	// One host end per session: the system bus is opened once, when a
+	// step first needs it.
+	host := targets.NewHost("")
+	defer host.Close()
 	for sc.Scan() {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -40,7 +44,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			resp.Err = fmt.Sprintf("read request: %v", err)
 		} else {
-			resp = handle(ctx, req, hello)
+			resp = handle(ctx, req, hello, host)
 		}
 		if err := enc.Encode(resp); err != nil {
 			return fmt.Errorf("answer request %d: %w", req.ID, err)
@@ -56,7 +60,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 }
 
 // handle answers one request.
-func handle(ctx context.Context, req Request, hello Hello) Response {
+func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) Response {
 	resp := Response{ID: req.ID}
 	switch req.Op {
 	case OpHello:
@@ -81,6 +85,12 @@ func handle(ctx context.Context, req Request, hello Hello) Response {
 			break
 		}
 		resp.Check = runCheck(ctx, *req.Check)
+	case OpApply:
+		n, err := host.Apply(ctx, req.Steps)
+		resp.Applied = n
+		if err != nil {
+			resp.ApplyErr = err.Error()
+		}
 	default:
 		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)
 	}

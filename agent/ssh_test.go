@@ -338,8 +338,12 @@ func TestDriversThroughAgent(t *testing.T) {
 			if c.Action == targets.NoChange {
 				continue
 			}
+			rt := tr.RoundTrips()
 			if err := drivers[c.Kind].Apply(ctx, at, rs[i], c.Before); err != nil {
 				t.Fatalf("apply %s: %v", c.ID, err)
+			}
+			if n := tr.RoundTrips() - rt; targets.IsNative(rs[i]) && n != 0 {
+				t.Fatalf("apply %s through the agent ran %d shell scripts, want none", c.ID, n)
 			}
 		}
 		return changes
@@ -366,8 +370,12 @@ func TestDriversThroughAgent(t *testing.T) {
 		t.Fatalf("host not healed:\n%s", got)
 	}
 	for i := len(first) - 1; i >= 0; i-- {
+		rt := tr.RoundTrips()
 		if err := drivers[first[i].Kind].Restore(ctx, at, rs[i], first[i].Before); err != nil {
 			t.Fatalf("restore %s: %v", first[i].ID, err)
+		}
+		if n := tr.RoundTrips() - rt; targets.IsNative(rs[i]) && n != 0 {
+			t.Fatalf("restore %s through the agent ran %d shell scripts, want none", first[i].ID, n)
 		}
 	}
 	if got := h.MustExec(t, "for p in /srv/app /etc/app.env; do test -e $p && echo \"$p still there\"; done; stat -c %a /etc/motd-test; cat /etc/motd-test"); got != "644\nwelcome\n" {

@@ -8,8 +8,9 @@ import (
 	"github.com/driftless/driftless/targets"
 )
 
-// Transport is a host's SSH transport whose observations and file writes
-// go to the host's agent; scripts still run through the transport.
+// Transport is a host's SSH transport whose observations, file writes,
+// checks and the applies of native kinds go to the host's agent; the
+// other kinds' scripts still run through the transport.
 type Transport struct {
 	Starter
 	Agent *Remote
@@ -19,7 +20,14 @@ var (
 	_ targets.NativeObserver = (*Transport)(nil)
 	_ targets.Redialer       = (*Transport)(nil)
 	_ targets.CheckRunner    = (*Transport)(nil)
+	_ targets.NativeApplier  = (*Transport)(nil)
 )
+
+// ApplyNative implements targets.NativeApplier: the agent applies the
+// steps, no SSH session is opened for them.
+func (t *Transport) ApplyNative(ctx context.Context, steps []targets.Step) (int, error) {
+	return t.Agent.Apply(ctx, t.Starter, steps)
+}
 
 // RunCheck implements targets.CheckRunner: the agent runs the check, no
 // SSH session is opened for it.
@@ -54,13 +62,24 @@ func (t *Transport) Redial(ctx context.Context) (targets.Transport, error) {
 	return rd.Redial(ctx)
 }
 
-// Local is the local transport observing natively in the daemon's own
-// process: the agent's code without a second process.
+// Local is the local transport observing and applying natively in the
+// daemon's own process: the agent's code without a second process.
 type Local struct {
 	*targets.Local
 }
 
-var _ targets.NativeObserver = Local{}
+var (
+	_ targets.NativeObserver = Local{}
+	_ targets.NativeApplier  = Local{}
+)
+
+// ApplyNative implements targets.NativeApplier with the agent's code in
+// the daemon's process, under the local transport's root.
+func (l Local) ApplyNative(ctx context.Context, steps []targets.Step) (int, error) {
+	h := targets.NewHost(l.Root())
+	defer h.Close()
+	return h.Apply(ctx, steps)
+}
 
 // ObserveNative implements targets.NativeObserver.
 func (l Local) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {

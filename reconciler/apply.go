@@ -124,7 +124,12 @@ func (r *Reconciler) applyNext(ctx context.Context, env string, hr *hostRun, fro
 	}); err != nil {
 		return nil, 1, err
 	}
-	if len(writes) < 2 {
+	var steps []targets.Step
+	na, native := hr.t.(targets.NativeApplier)
+	if native && len(writes) < 2 {
+		steps = r.nativeSteps(hr, from)
+	}
+	if len(writes) < 2 && len(steps) < 2 {
 		res := hr.order[from]
 		action, err := r.applyOne(ctx, env, hr, res, hr.changes[res.ID()])
 		if err != nil {
@@ -132,18 +137,39 @@ func (r *Reconciler) applyNext(ctx context.Context, env string, hr *hostRun, fro
 		}
 		return []string{action}, 1, nil
 	}
-	// Each write keeps the time budget it would have alone.
-	var n int
-	err := guard(ctx, r.opts.HostTimeout*time.Duration(len(writes)), func(ctx context.Context) error {
+	// Each change keeps the time budget it would have alone.
+	var n, calls int
+	err := guard(ctx, r.opts.HostTimeout*time.Duration(max(len(writes), len(steps))), func(ctx context.Context) error {
 		var err error
-		n, err = hr.t.WriteFiles(ctx, writes)
+		if len(writes) >= 2 {
+			calls = len(writes)
+			n, err = hr.t.WriteFiles(ctx, writes)
+			return err
+		}
+		calls = len(steps)
+		n, err = na.ApplyNative(ctx, steps)
 		return err
 	})
 	actions := make([]string, n)
 	for i := range actions {
 		actions[i] = string(hr.changes[hr.order[from+i].ID()].Action)
 	}
-	return actions, len(writes), err
+	return actions, calls, err
+}
+
+// nativeSteps returns the steps of the changes from hr.order[from] on
+// whose kinds apply natively, up to the first that does not, or that is a
+// removal (applyOne looks up what a pruned resource was first).
+func (r *Reconciler) nativeSteps(hr *hostRun, from int) []targets.Step {
+	var steps []targets.Step
+	for _, res := range hr.order[from:] {
+		c := hr.changes[res.ID()]
+		if _, ok := r.opts.Drivers[res.Kind].(targets.NativeKind); !ok || c.Action == targets.Delete {
+			break
+		}
+		steps = append(steps, targets.Step{Op: targets.StepApply, Resource: res, State: c.Before})
+	}
+	return steps
 }
 
 // fileWrites returns the writes of the changes from hr.order[from] on that
@@ -272,6 +298,34 @@ func (r *Reconciler) restoreEntries(ctx context.Context, t targets.Transport, h 
 			i++
 			continue
 		}
+		var steps []targets.Step
+		na, native := t.(targets.NativeApplier)
+		if native && len(writes) < 2 {
+			steps = r.restoreSteps(todo[i:])
+		}
+		if len(writes) < 2 && len(steps) >= 2 {
+			// Each restore keeps the time budget it would have alone.
+			var n int
+			err := guard(ctx, r.opts.HostTimeout*time.Duration(len(steps)), func(ctx context.Context) error {
+				var err error
+				n, err = na.ApplyNative(ctx, steps)
+				return err
+			})
+			for _, e := range todo[i : i+n] {
+				log.Info().Str("resource", e.Resource.ID()).Msg("restored")
+				restored = append(restored, e.Resource)
+			}
+			if err != nil {
+				// As for writes: the failed one is reported, the ones after
+				// it are tried again.
+				failed := min(n, len(steps)-1)
+				errs = append(errs, fmt.Errorf("restore %s on %s: %w", todo[i+failed].Resource.ID(), h.Name, hostErr(h, err)))
+				i += failed + 1
+				continue
+			}
+			i += len(steps)
+			continue
+		}
 		if len(writes) < 2 {
 			e := todo[i]
 			i++
@@ -333,4 +387,17 @@ func (r *Reconciler) restoreWrites(entries []store.JournalEntry) []targets.FileW
 		writes = append(writes, w)
 	}
 	return writes
+}
+
+// restoreSteps returns the restores of entries from the first on whose
+// kinds apply natively, up to the first that does not.
+func (r *Reconciler) restoreSteps(entries []store.JournalEntry) []targets.Step {
+	var steps []targets.Step
+	for _, e := range entries {
+		if _, ok := r.opts.Drivers[e.Resource.Kind].(targets.NativeKind); !ok {
+			break
+		}
+		steps = append(steps, targets.Step{Op: targets.StepRestore, Resource: e.Resource, State: e.Snapshot})
+	}
+	return steps
 }

@@ -2,8 +2,12 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/driftless/driftless/config"
 )
@@ -14,7 +18,10 @@ import (
 // and deleting them is never a side effect of a declaration.
 type DirectoryDriver struct{}
 
-var _ Driver = (*DirectoryDriver)(nil)
+var (
+	_ Driver     = (*DirectoryDriver)(nil)
+	_ NativeKind = (*DirectoryDriver)(nil)
+)
 
 // Kind returns "directory".
 func (*DirectoryDriver) Kind() string { return "directory" }
@@ -110,13 +117,20 @@ func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	if spec.State == config.Absent {
 		return removeDir(ctx, t, r)
 	}
 	if observed.Present && observed.Fields["type"] != "directory" {
-		return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a directory", r.ID(), observed.Fields["type"])
+		return refuseNonDir(r, observed)
 	}
 	return makeDir(ctx, t, r, spec.Mode, chownArg(spec.Owner, spec.Group))
+}
+
+func refuseNonDir(r config.Resource, observed State) error {
+	return fmt.Errorf("apply %s: a %s is there; driftless does not replace it with a directory", r.ID(), observed.Fields["type"])
 }
 
 // Restore puts back the snapshot's mode and owner, or removes the
@@ -124,6 +138,9 @@ func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 // Parents that mkdir -p created on the way stay: they are not the
 // resource, and other resources may have been put in them since.
 func (*DirectoryDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	if !snapshot.Present {
 		return removeDir(ctx, t, r)
 	}
@@ -166,4 +183,86 @@ func removeDir(ctx context.Context, t Transport, r config.Resource) error {
 		"if [ -n \"$(ls -A -- " + q + ")\" ]; then echo 'it is not empty: driftless removes only empty directories, so that no data goes with it' >&2; exit 1; fi\n" +
 		"rmdir -- " + q
 	return runScript(ctx, t, "remove "+r.ID(), script)
+}
+
+// ApplyNative is Apply on the host, with os calls: mkdir -p, chmod and
+// chown, or the removal of an empty directory.
+func (*DirectoryDriver) ApplyNative(_ context.Context, h *Host, r config.Resource, observed State) error {
+	spec, err := specOf(r, validateDirectory)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return removeDirNative(h, r)
+	}
+	if observed.Present && observed.Fields["type"] != "directory" {
+		return refuseNonDir(r, observed)
+	}
+	return makeDirNative(h, r, spec.Mode, spec.Owner, spec.Group)
+}
+
+// RestoreNative is Restore on the host.
+func (*DirectoryDriver) RestoreNative(_ context.Context, h *Host, r config.Resource, snapshot State) error {
+	if !snapshot.Present {
+		return removeDirNative(h, r)
+	}
+	if snapshot.Fields["type"] != "directory" {
+		return nil // Apply refuses to replace a non-directory, so nothing changed.
+	}
+	f := snapshot.Fields
+	return makeDirNative(h, r, f["mode"], f["uid"], f["gid"])
+}
+
+// makeDirNative is makeDir's mkdir -p, chmod and chown. Unlike chmod(1)
+// given four digits, it sets or clears a folder's setuid and setgid bits
+// as declared.
+func makeDirNative(h *Host, r config.Resource, mode, owner, group string) error {
+	p, err := hostPath(h.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := os.MkdirAll(p, 0o777); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if mode != "" {
+		m, err := parseMode(mode)
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", r.ID(), err)
+		}
+		if err := os.Chmod(p, m); err != nil {
+			return fmt.Errorf("apply %s: %w", r.ID(), err)
+		}
+	}
+	if err := chownPath(p, owner, group); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// removeDirNative is removeDir: an empty directory is removed, nothing
+// there is nothing to do, anything else is refused with the reason.
+func removeDirNative(h *Host, r config.Resource) error {
+	p, err := hostPath(h.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || (err == nil && fi.Mode()&fs.ModeSymlink != 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("remove %s: it is not a directory", r.ID())
+	}
+	// rmdir refuses a folder that is not empty (ENOTEMPTY, or EEXIST):
+	// nothing in it is ever removed with it.
+	if err := syscall.Rmdir(p); err != nil {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("remove %s: it is not empty: driftless removes only empty directories, so that no data goes with it", r.ID())
+		}
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	return nil
 }

@@ -273,23 +273,7 @@ func setOwner(f *os.File, owner, group string) error {
 	if owner == "" && group == "" {
 		return nil
 	}
-	uid, err := resolveID(owner, func(n string) (string, error) {
-		u, err := user.Lookup(n)
-		if err != nil {
-			return "", err
-		}
-		return u.Uid, nil
-	})
-	if err != nil {
-		return fmt.Errorf("chown temporary file: %w", err)
-	}
-	gid, err := resolveID(group, func(n string) (string, error) {
-		g, err := user.LookupGroup(n)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
+	uid, gid, err := resolveOwner(owner, group)
 	if err != nil {
 		return fmt.Errorf("chown temporary file: %w", err)
 	}
@@ -356,4 +340,47 @@ func tempBase(name string) string {
 		return name[:max]
 	}
 	return name
+}
+
+// chownPath gives the path the owner and group given (names or numeric
+// ids, as chown(1) takes them, following a symlink as chown does); an
+// empty one is left as it is.
+func chownPath(p, owner, group string) error {
+	if owner == "" && group == "" {
+		return nil
+	}
+	uid, gid, err := resolveOwner(owner, group)
+	if err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := os.Chown(p, uid, gid); err != nil {
+		return fmt.Errorf("chown to %s: %w", chownArg(owner, group), err)
+	}
+	return nil
+}
+
+// resolveOwner turns an owner and a group (names or numeric ids, or "")
+// into ids, -1 for one not given.
+func resolveOwner(owner, group string) (uid, gid int, err error) {
+	uid, err = resolveID(owner, func(n string) (string, error) {
+		u, err := user.Lookup(n)
+		if err != nil {
+			return "", err
+		}
+		return u.Uid, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	gid, err = resolveID(group, func(n string) (string, error) {
+		g, err := user.LookupGroup(n)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, nil
 }

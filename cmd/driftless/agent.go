@@ -41,7 +41,7 @@ sends this host's state to a central daemon.`,
 						return usageError{fmt.Errorf("--%s is a pull mode flag: add --pull", f)}
 					}
 				}
-				return agent.Serve(c.Context(), os.Stdin, env.stdout, version)
+				return agent.Serve(c.Context(), env.stdin, env.stdout, version)
 			}
 			log, err := newLogger(env.stderr, env.isTerminal, level)
 			if err != nil {

@@ -1,6 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/verify"
 	"github.com/driftless/driftless/targets"
@@ -20,8 +27,11 @@ import (
 // `driftless validate` (the real load path) with file:line:column, and
 // the same value given directly to the kind is refused too: by its
 // validation, by Observe (what plan runs) and by the driver's Apply; a
-// check by verify.Validate and by the runner, before any attempt. The
-// kinds' one validation makes both answers the same.
+// check by verify.Validate and by the runner, before any attempt. Each
+// resource value is also sent, after a valid step, straight to a running
+// `driftless agent` over its protocol: the agent refuses the request
+// before touching anything (the valid step's folder is not made). The
+// kinds' one validation makes all these answers the same.
 func TestEveryKindRefusesInvalidValues(t *testing.T) {
 	long := func(n int) string { return strings.Repeat("a", n) }
 	resources := []struct{ item, want string }{
@@ -129,6 +139,7 @@ func TestEveryKindRefusesInvalidValues(t *testing.T) {
 	}
 	indent := func(item, by string) string { return strings.ReplaceAll(item, "\n", "\n"+by) }
 	kinds, drivers := targets.Kinds(), targets.Drivers()
+	ask := startAgent(t)
 	seen := map[string]bool{}
 	for _, tc := range resources {
 		t.Run(tc.item, func(t *testing.T) {
@@ -147,6 +158,17 @@ func TestEveryKindRefusesInvalidValues(t *testing.T) {
 			}
 			if err := drivers[res.Kind].Apply(t.Context(), local, res, targets.State{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("apply said %v, want %q", err, tc.want)
+			}
+			// The same value, sent to the agent after a valid step.
+			made := filepath.Join(t.TempDir(), "made")
+			valid := config.Resource{Kind: "directory", Name: made, Spec: &config.DirectorySpec{}}
+			resp := ask(t, agent.Request{Op: agent.OpApply, Steps: []targets.Step{
+				{Op: targets.StepApply, Resource: valid}, {Op: targets.StepApply, Resource: res}}})
+			if resp.Applied != 0 || !strings.Contains(resp.ApplyErr, "refused, nothing applied: step 2") || !strings.Contains(resp.ApplyErr, tc.want) {
+				t.Fatalf("the agent answered %+v, want a refusal of step 2 saying %q", resp, tc.want)
+			}
+			if _, err := os.Lstat(made); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the agent touched the host before refusing: %s: %v", made, err)
 			}
 		})
 	}
@@ -209,4 +231,47 @@ func decodeResource(t *testing.T, kinds config.Kinds, item string) config.Resour
 		t.Fatal(err)
 	}
 	return res
+}
+
+// startAgent runs `driftless agent` as the daemon starts it, its standard
+// input and output on pipes, for the test's whole life; ask sends it one
+// request line and reads its answer line.
+func startAgent(t *testing.T) func(t *testing.T, req agent.Request) agent.Response {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan int)
+	go func() {
+		code := dispatch(context.Background(), &cliEnv{stdin: inR, stdout: outW, stderr: io.Discard}, []string{"agent"})
+		outW.Close()
+		done <- code
+	}()
+	t.Cleanup(func() {
+		inW.Close()
+		if code := <-done; code != 0 {
+			t.Errorf("driftless agent exited %d", code)
+		}
+	})
+	answers := bufio.NewReader(outR)
+	var id uint64
+	return func(t *testing.T, req agent.Request) agent.Response {
+		t.Helper()
+		id++
+		req.ID = id
+		line, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := inW.Write(append(line, '\n')); err != nil {
+			t.Fatalf("send to the agent: %v", err)
+		}
+		b, err := answers.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("read the agent's answer: %v", err)
+		}
+		var resp agent.Response
+		if err := json.Unmarshal(b, &resp); err != nil || resp.ID != id || resp.Err != "" {
+			t.Fatalf("the agent's answer %s: %v", b, err)
+		}
+		return resp
+	}
 }

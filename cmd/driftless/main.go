@@ -21,6 +21,8 @@ var version = "dev"
 
 // cliEnv is what every subcommand is handed instead of globals.
 type cliEnv struct {
+	// stdin is what `driftless agent` reads its requests from.
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 	// isTerminal says whether stderr is a terminal (console logs, live progress).
@@ -45,7 +47,7 @@ plan --detailed-exitcode also exits 2 when something would change.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := dispatch(ctx, &cliEnv{stdout: os.Stdout, stderr: os.Stderr, isTerminal: isTerminal(os.Stderr)}, os.Args[1:])
+	code := dispatch(ctx, &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, isTerminal: isTerminal(os.Stderr)}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -1,0 +1,214 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/driftless/driftless/config"
+)
+
+// NativeApplier is a transport that applies, restores and refreshes
+// resources itself, in one process on the host with no shell script per
+// resource: the driftless agent (package agent), over the SSH session it
+// already holds, or in the daemon's own process for the local transport.
+// A driver's Apply, Restore and Refresh use it when the transport has it
+// and the kind is a NativeKind, and run their shell scripts otherwise.
+type NativeApplier interface {
+	// ApplyNative runs steps in order on the host, in one round trip, and
+	// stops at the first failure. It returns how many steps are done. An
+	// error of the connection itself leaves the outcome unknown: n is then
+	// 0, and callers treat every step of the call as possibly done.
+	ApplyNative(ctx context.Context, steps []Step) (int, error)
+}
+
+// The operations of a Step.
+const (
+	// StepApply makes the host match the resource (Driver.Apply), given
+	// the state observed before.
+	StepApply = "apply"
+	// StepRestore puts back a snapshot (Driver.Restore).
+	StepRestore = "restore"
+	// StepRefresh reacts to a notify (Refresher.Refresh); State is unused.
+	StepRefresh = "refresh"
+)
+
+// Step is one apply, restore or refresh of a NativeApplier call.
+type Step struct {
+	Op       string          `json:"op"`
+	Resource config.Resource `json:"resource"`
+	// State is the state observed before the apply, or the snapshot a
+	// restore puts back.
+	State State `json:"state"`
+}
+
+// NativeKind is a kind whose apply, restore and refresh run natively on
+// the host: os calls, D-Bus, or one exec of the host's own tool without a
+// shell. Its methods run where the resource lives (in the agent, or in the
+// daemon's process for the local transport), after Host.Apply validated
+// the resource with the kind's own Validate.
+type NativeKind interface {
+	ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error
+	RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error
+}
+
+// NativeRefresher is a NativeKind that reacts to a notify natively.
+type NativeRefresher interface {
+	RefreshNative(ctx context.Context, h *Host, r config.Resource) error
+}
+
+// Host is the host end of native applies: what a kind's native code needs
+// of the host it runs on. The agent keeps one per session; the local
+// transport makes one per call, with its root. Connections it opens (the
+// system bus) are opened when a step first needs them and closed by Close.
+type Host struct {
+	root string
+
+	mu sync.Mutex
+	// closers are the connections opened so far, closed by Close.
+	closers []func()
+}
+
+// NewHost returns the host end for paths under root ("" on a real host).
+func NewHost(root string) *Host { return &Host{root: root} }
+
+// Root is the folder every managed absolute path is placed under.
+func (h *Host) Root() string { return h.root }
+
+// Close closes the connections the host's steps opened.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.closers {
+		c()
+	}
+	h.closers = nil
+	return nil
+}
+
+// Apply validates every step's resource with its kind's own Validate and
+// refuses the whole call, touching nothing, when one is invalid or its
+// kind has no native apply; then it runs the steps in order and stops at
+// the first failure. It returns how many steps are done. The agent runs
+// it on what the daemon sends: the host trusts no resource it has not
+// validated itself.
+func (h *Host) Apply(ctx context.Context, steps []Step) (int, error) {
+	ds := Drivers()
+	kinds := make([]NativeKind, len(steps))
+	for i, s := range steps {
+		nk, err := nativeKind(ds, s)
+		if err != nil {
+			return 0, fmt.Errorf("refused, nothing applied: step %d: %w", i+1, err)
+		}
+		kinds[i] = nk
+	}
+	for i, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return i, fmt.Errorf("%s %s: %w", s.Op, s.Resource.ID(), err)
+		}
+		var err error
+		switch s.Op {
+		case StepApply:
+			err = kinds[i].ApplyNative(ctx, h, s.Resource, s.State)
+		case StepRestore:
+			err = kinds[i].RestoreNative(ctx, h, s.Resource, s.State)
+		case StepRefresh:
+			err = kinds[i].(NativeRefresher).RefreshNative(ctx, h, s.Resource)
+		}
+		if err != nil {
+			return i, err
+		}
+	}
+	return len(steps), nil
+}
+
+// nativeKind checks one step: a known operation on a valid resource of a
+// kind with a native apply.
+func nativeKind(ds map[string]Driver, s Step) (NativeKind, error) {
+	r := s.Resource
+	d, ok := ds[r.Kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown resource kind %q", r.Kind)
+	}
+	// The resource is validated first, whatever the step: an invalid
+	// one is refused as such.
+	if r.Spec == nil {
+		return nil, fmt.Errorf("%s: no spec", r.ID())
+	}
+	if err := config.Problems(d.Validate(r.Name, r.Spec)); err != nil {
+		return nil, fmt.Errorf("%s: invalid: %w", r.ID(), err)
+	}
+	nk, ok := d.(NativeKind)
+	if !ok {
+		return nil, fmt.Errorf("kind %q has no native apply", r.Kind)
+	}
+	switch s.Op {
+	case StepApply, StepRestore:
+	case StepRefresh:
+		if _, ok := d.(NativeRefresher); !ok {
+			return nil, fmt.Errorf("kind %q has no refresh", r.Kind)
+		}
+	default:
+		return nil, fmt.Errorf("%s: unknown operation %q", r.ID(), s.Op)
+	}
+	return nk, nil
+}
+
+// IsNative says whether r's kind applies natively through a NativeApplier.
+func IsNative(r config.Resource) bool {
+	_, ok := Drivers()[r.Kind].(NativeKind)
+	return ok
+}
+
+// stepJSON is a Step as it travels: the spec kept raw until the kind,
+// and so the spec's type, is known.
+type stepJSON struct {
+	Op       string       `json:"op"`
+	Resource resourceJSON `json:"resource"`
+	State    State        `json:"state"`
+}
+
+type resourceJSON struct {
+	Kind     string           `json:"kind"`
+	Name     string           `json:"name"`
+	Spec     json.RawMessage  `json:"spec"`
+	Requires []string         `json:"requires,omitempty"`
+	Notify   []string         `json:"notify,omitempty"`
+	Drift    config.DriftMode `json:"drift,omitempty"`
+}
+
+// UnmarshalJSON decodes a step, its spec into its kind's spec type; a
+// spec field the kind does not know is refused.
+func (s *Step) UnmarshalJSON(b []byte) error {
+	var j stepJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r := config.Resource{Kind: j.Resource.Kind, Name: j.Resource.Name, Requires: j.Resource.Requires,
+		Notify: j.Resource.Notify, Drift: j.Resource.Drift}
+	if d, ok := Drivers()[r.Kind]; ok && len(j.Resource.Spec) > 0 && string(j.Resource.Spec) != "null" {
+		spec := d.NewSpec()
+		dec := json.NewDecoder(bytes.NewReader(j.Resource.Spec))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(spec); err != nil {
+			return fmt.Errorf("decode the spec of %s: %w", r.ID(), err)
+		}
+		r.Spec = spec
+	}
+	*s = Step{Op: j.Op, Resource: r, State: j.State}
+	return nil
+}
+
+// nativeStep runs one step of a native kind's driver through t when t
+// applies natively; ok is false otherwise, and the caller runs its shell
+// script.
+func nativeStep(ctx context.Context, t Transport, op string, r config.Resource, st State) (ok bool, err error) {
+	n, isNative := t.(NativeApplier)
+	if !isNative {
+		return false, nil
+	}
+	_, err = n.ApplyNative(ctx, []Step{{Op: op, Resource: r, State: st}})
+	return true, err
+}
