@@ -161,7 +161,7 @@ func TestEveryKindRefusesInvalidValues(t *testing.T) {
 			}
 			// The same value, sent to the agent after a valid step.
 			made := filepath.Join(t.TempDir(), "made")
-			valid := config.Resource{Kind: "directory", Name: made, Spec: &config.DirectorySpec{}}
+			valid := config.Resource{Kind: "directory", Name: made, Spec: &targets.DirectorySpec{}}
 			resp := ask(t, agent.Request{Op: agent.OpApply, Steps: []targets.Step{
 				{Op: targets.StepApply, Resource: valid}, {Op: targets.StepApply, Resource: res}}})
 			if resp.Applied != 0 || !strings.Contains(resp.ApplyErr, "refused, nothing applied: step 2") || !strings.Contains(resp.ApplyErr, tc.want) {
