@@ -161,8 +161,9 @@ pull:
 		})
 	})
 
+	var v2 string
 	t.Run("failing commit rolled back", func(t *testing.T) {
-		v2 := work.Commit(t, map[string]string{"environments/edge.yaml": pullEnv("v2\n", "exit 1")}, "edge v2 (fails verification)")
+		v2 = work.Commit(t, map[string]string{"environments/edge.yaml": pullEnv("v2\n", "exit 1")}, "edge v2 (fails verification)")
 		work.Push(t)
 		waitFor(t, 2*time.Minute, 200*time.Millisecond, "v2 to be rolled back", func() error {
 			st, err := pull.env("edge")
@@ -218,6 +219,53 @@ pull:
 		if s := string(page); !strings.Contains(s, "Pull-mode hosts") || !strings.Contains(s, row) || !strings.Contains(s, `class="state-rolled_back">rolled_back`) {
 			t.Errorf("the status page does not show edge-1 at %s, rolled back:\n%s", v1, s)
 		}
+	})
+
+	t.Run("restarted by systemd after a crash", func(t *testing.T) {
+		pid := strings.TrimSpace(h.MustExec(t, "systemctl show -p MainPID --value driftless-agent"))
+		// Drift made while the agent is down is corrected once systemd
+		// has restarted it (Restart=on-failure, RestartSec=5s).
+		h.MustExec(t, "kill -KILL "+pid+" && echo edited while down > /etc/edge/app.conf")
+		waitFor(t, time.Minute, 200*time.Millisecond, "systemd to restart the agent", func() error {
+			out, err := h.Exec("systemctl show -p ActiveState -p NRestarts -p MainPID driftless-agent")
+			if err != nil || !strings.Contains(out, "ActiveState=active\n") || !strings.Contains(out, "NRestarts=1\n") || strings.Contains(out, "MainPID="+pid+"\n") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		waitFor(t, time.Minute, 100*time.Millisecond, "the drift to be corrected after the restart", func() error {
+			return contentIs(conf, "v1\n")
+		})
+		if st, err := pull.env("edge"); err != nil || st.Applied != v1 || !slices.Contains(st.Quarantined, v2) {
+			t.Errorf("after the restart: applied %q, quarantined %v (%v), want v1 %s, v2 quarantined", st.Applied, st.Quarantined, err, v1)
+		}
+	})
+
+	t.Run("started again at boot", func(t *testing.T) {
+		before := time.Now()
+		if err := h.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		if out := h.MustExec(t, "systemctl show -p ActiveState -p SubState -p NRestarts driftless-agent"); !sameLines(out, "ActiveState=active\nSubState=running\nNRestarts=0\n") {
+			t.Errorf("after the reboot the unit is\n%s", out)
+		}
+		waitFor(t, time.Minute, 100*time.Millisecond, "a report from the rebooted host", func() error {
+			var pulled []struct {
+				Host         string    `json:"host"`
+				Received     time.Time `json:"received"`
+				Environments []struct {
+					Applied string `json:"applied"`
+				} `json:"environments"`
+			}
+			if err := central.getJSON("/api/v1/pulled", &pulled); err != nil {
+				return err
+			}
+			if len(pulled) != 1 || !pulled[0].Received.After(before) || len(pulled[0].Environments) != 1 || pulled[0].Environments[0].Applied != v1 {
+				return fmt.Errorf("pulled hosts: %+v", pulled)
+			}
+			return nil
+		})
+		requireContent(t, conf, "v1\n")
 	})
 
 	t.Run("stops cleanly", func(t *testing.T) {
