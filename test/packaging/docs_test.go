@@ -266,8 +266,8 @@ func testDocCommandsExist(t *testing.T, bin string) {
 	}
 }
 
-// testShippedCommandLines checks the command lines the image and the unit
-// run: the Dockerfile's CMD and the unit's ExecStart.
+// testShippedCommandLines checks the command lines the image and the units
+// run: the Dockerfile's CMD and each unit's ExecStart.
 func testShippedCommandLines(t *testing.T, bin string) {
 	u := newCLIUsage(t, bin)
 	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
@@ -287,15 +287,18 @@ func testShippedCommandLines(t *testing.T, bin string) {
 	}
 	u.check(t, invocation{file: "Dockerfile", line: strings.Join(cmd, " "), command: cmd[0], words: cmd[1:]})
 
-	execStart := unitKeys(t, unitPath)["Service"]["ExecStart"]
-	if len(execStart) != 1 {
-		t.Fatalf("the unit has ExecStart=%v, want one", execStart)
+	for _, path := range []string{unitPath, agentUnitPath} {
+		file := "systemd/" + filepath.Base(path)
+		execStart := unitKeys(t, path)["Service"]["ExecStart"]
+		if len(execStart) != 1 {
+			t.Fatalf("%s has ExecStart=%v, want one", file, execStart)
+		}
+		words := strings.Fields(execStart[0])
+		if len(words) < 2 || filepath.Base(words[0]) != "driftless" {
+			t.Fatalf("%s's ExecStart=%s does not run driftless", file, execStart[0])
+		}
+		u.check(t, invocation{file: file, line: execStart[0], command: words[1], words: words[2:]})
 	}
-	words := strings.Fields(execStart[0])
-	if len(words) < 2 || filepath.Base(words[0]) != "driftless" {
-		t.Fatalf("the unit's ExecStart=%s does not run driftless", execStart[0])
-	}
-	u.check(t, invocation{file: "systemd/driftless.service", line: execStart[0], command: words[1], words: words[2:]})
 }
 
 // checkWords checks each flag of an invocation exists under the spelling

@@ -19,6 +19,9 @@ import (
 // unitPath is the unit file shipped in the repository.
 var unitPath = filepath.Join(repoRoot, "systemd", "driftless.service")
 
+// agentUnitPath is the pull agent's unit file shipped in the repository.
+var agentUnitPath = filepath.Join(repoRoot, "systemd", "driftless-agent.service")
+
 // unitKeys reads a systemd unit file into section -> key -> values, in
 // order (a key may be given several times, as SystemCallFilter= is).
 // Continuation lines are not used by the unit and not supported.
@@ -98,6 +101,39 @@ func TestUnitSettings(t *testing.T) {
 	}
 }
 
+// TestAgentUnitSettings checks the settings the pull agent relies on: it
+// tells systemd when it is ready and pings the watchdog (the daemon's
+// code), is restarted when it fails, runs as root with nothing hidden from
+// it (it manages the whole host: files anywhere, /tmp, /home, users), and
+// keeps its state in the folder pull mode's state_dir defaults to.
+// TestPullMode (test/e2e) runs it under a test host's own systemd.
+func TestAgentUnitSettings(t *testing.T) {
+	svc := unitKeys(t, agentUnitPath)["Service"]
+	if svc == nil {
+		t.Fatal("the agent unit has no [Service] section")
+	}
+	for key, want := range map[string]func(string) bool{
+		"Type":        eq("notify"),
+		"WatchdogSec": positiveDuration,
+		"Restart":     eq("on-failure"),
+		"User":        eq("root"),
+		"ExecStart": func(v string) bool {
+			return strings.HasSuffix(strings.Fields(v)[0], "/driftless") && strings.Contains(v, " agent --pull --config /etc/driftless/agent.yaml")
+		},
+		"StateDirectory": func(v string) bool { return "/var/lib/"+v == config.DefaultAgentStateDir },
+	} {
+		vals := svc[key]
+		if len(vals) == 0 || !want(vals[len(vals)-1]) {
+			t.Errorf("the agent unit has %s=%v", key, vals)
+		}
+	}
+	for _, key := range []string{"ProtectSystem", "ProtectHome", "PrivateTmp", "ReadOnlyPaths", "InaccessiblePaths", "CapabilityBoundingSet", "DynamicUser"} {
+		if vals := svc[key]; len(vals) > 0 {
+			t.Errorf("the agent unit sets %s=%v: it would hide part of the host the agent manages", key, vals)
+		}
+	}
+}
+
 func eq(want string) func(string) bool { return func(v string) bool { return v == want } }
 
 func positiveDuration(v string) bool {
@@ -109,7 +145,7 @@ func positiveDuration(v string) bool {
 	return err == nil && d > 0
 }
 
-// testUnitVerifies runs `systemd-analyze verify` on a copy of the unit
+// testUnitVerifies runs `systemd-analyze verify` on a copy of each unit
 // whose ExecStart runs a freshly built binary: systemd checks every
 // directive and that the command is executable. Any output, even a
 // warning about an unknown key, fails the test.
@@ -123,30 +159,35 @@ func testUnitVerifies(t *testing.T, bin string) {
 	if err := os.WriteFile(cfg, []byte("state_dir: "+filepath.Join(dir, "state")+"\nsources:\n  - name: local\n    local: {path: "+dir+"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	orig, err := os.ReadFile(unitPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var unit bytes.Buffer
-	replaced := 0
-	for _, line := range strings.SplitAfter(string(orig), "\n") {
-		if strings.HasPrefix(line, "ExecStart=") {
-			line = "ExecStart=" + bin + " serve --config " + cfg + "\n"
-			replaced++
+	for _, u := range []struct{ path, command string }{
+		{unitPath, " serve --config "},
+		{agentUnitPath, " agent --pull --config "},
+	} {
+		orig, err := os.ReadFile(u.path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		unit.WriteString(line)
-	}
-	if replaced != 1 {
-		t.Fatalf("the unit has %d ExecStart= lines, want 1", replaced)
-	}
-	path := filepath.Join(dir, "driftless.service")
-	if err := os.WriteFile(path, unit.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, analyze, "verify", path).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		var unit bytes.Buffer
+		replaced := 0
+		for _, line := range strings.SplitAfter(string(orig), "\n") {
+			if strings.HasPrefix(line, "ExecStart=") {
+				line = "ExecStart=" + bin + u.command + cfg + "\n"
+				replaced++
+			}
+			unit.WriteString(line)
+		}
+		if replaced != 1 {
+			t.Fatalf("%s has %d ExecStart= lines, want 1", u.path, replaced)
+		}
+		path := filepath.Join(dir, filepath.Base(u.path))
+		if err := os.WriteFile(path, unit.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, analyze, "verify", path).CombinedOutput()
+		cancel()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", filepath.Base(u.path), err, out)
+		}
 	}
 }
