@@ -116,7 +116,7 @@ pull:
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			journal, _ := h.Exec("systemctl status --no-pager driftless-agent; journalctl -u driftless-agent --no-pager | tail -n 80")
+			journal, _ := h.Exec("systemctl status --no-pager -n 0 driftless-agent; journalctl -u driftless-agent --no-pager | tail -n 80")
 			t.Logf("the agent on %s:\n%s", h.Name, journal)
 		}
 	})
