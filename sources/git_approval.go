@@ -12,8 +12,8 @@ import (
 
 // PullHead returns the head commit of the pull request an event (a
 // comment) is about, at the time of the call: the pull request's ref
-// (refs/pull/N/head, GitLab's refs/merge-requests/N/head) fetched from the
-// Git server. A commit the payload names (GitLab's Note Hook names the
+// (Event.PullRef: refs/pull/N/head, GitLab's refs/merge-requests/N/head)
+// fetched from the Git server. A commit the payload names (GitLab's Note Hook names the
 // merge request's last commit) is never trusted: the payload is only
 // token-checked, and the head may have moved since it was sent. ok is
 // false when the event is about another repository.
@@ -21,7 +21,7 @@ func (g *Git) PullHead(ctx context.Context, ev Event) (commit string, ok bool, e
 	if !matchesRepo(g.key, ev.CloneURLs, ev.Repository) || ev.PullRequest <= 0 {
 		return "", false, nil
 	}
-	ref := pullRef(ev.Provider, ev.PullRequest)
+	ref := ev.PullRef
 	if ref == "" {
 		return "", true, fmt.Errorf("pull request %d: %s publishes no pull request ref to read its head from", ev.PullRequest, ev.Provider)
 	}

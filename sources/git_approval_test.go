@@ -28,7 +28,7 @@ func TestGitPullHeadAndMergedFrom(t *testing.T) {
 	work.Checkout(t, "feature")
 	head := work.Commit(t, map[string]string{"f": "feature\n"}, "feature")
 	work.PushRef(t, "refs/pull/1/head")
-	ev := Event{Provider: "github", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 1}
+	ev := Event{Provider: "github", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 1, PullRef: "refs/pull/1/head"}
 	got, ok, err := g.PullHead(ctx, ev)
 	if err != nil || !ok || got != head {
 		t.Fatalf("PullHead = %q %v %v, want %s", got, ok, err, head)
@@ -37,12 +37,20 @@ func TestGitPullHeadAndMergedFrom(t *testing.T) {
 	// ref on the Git server decides, not the payload.
 	work.PushRef(t, "refs/merge-requests/4/head")
 	base := work.Git(t, "rev-parse", "HEAD~1")
-	ev = Event{Provider: "gitlab", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 4, Commit: strings.TrimSpace(base)}
+	ev = Event{Provider: "gitlab", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 4, PullRef: "refs/merge-requests/4/head", Commit: strings.TrimSpace(base)}
 	if got, ok, err := g.PullHead(ctx, ev); err != nil || !ok || got != head {
 		t.Fatalf("PullHead of a GitLab merge request = %q %v %v, want its ref's head %s, not the payload's %s", got, ok, err, head, ev.Commit)
 	}
-	if _, ok, _ := g.PullHead(ctx, Event{Provider: "github", Repository: "team/other", CloneURLs: []string{url + "x"}, PullRequest: 1}); ok {
+	if _, ok, _ := g.PullHead(ctx, Event{Provider: "github", Repository: "team/other", CloneURLs: []string{url + "x"}, PullRequest: 1, PullRef: "refs/pull/1/head"}); ok {
 		t.Fatal("PullHead answered for another repository")
+	}
+	// A sender that publishes no pull request ref (its provider's row has
+	// none): no head to read, and an error that says so; the commit the
+	// payload names is not taken instead.
+	bb := Event{Provider: "bitbucket", Kind: "comment", Repository: "team/app", CloneURLs: []string{url}, PullRequest: 1, Commit: head}
+	if got, ok, err := g.PullHead(ctx, bb); err == nil || !ok || got != "" ||
+		err.Error() != "pull request 1: bitbucket publishes no pull request ref to read its head from" {
+		t.Fatalf("PullHead without a pull request ref = %q %v %v, want the error", got, ok, err)
 	}
 
 	// A merge commit onto the unchanged base: main gets a no-fast-forward merge.

@@ -158,7 +158,7 @@ func TestGitPullRequestPreview(t *testing.T) {
 	work.Push(t)
 	work.PushRef(t, "refs/pull/7/head")
 	ev := Event{Provider: "github", Kind: "pull_request", Repository: "team/app", CloneURLs: []string{url},
-		PullRequest: 7, Action: "opened", BaseRef: "main", Commit: head, Author: "alice"}
+		PullRequest: 7, PullRef: "refs/pull/7/head", Action: "opened", BaseRef: "main", Commit: head, Author: "alice"}
 	if !g.Notify(ev) {
 		t.Fatal("Notify did not match the pull request")
 	}

@@ -13,19 +13,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// pullRef is the ref under which a provider publishes a pull request's
-// head; empty when it publishes none (the head is then fetched by id).
-func pullRef(provider string, n int) string {
-	switch provider {
-	case "gitlab":
-		return fmt.Sprintf("refs/merge-requests/%d/head", n)
-	case "bitbucket":
-		return ""
-	default:
-		return fmt.Sprintf("refs/pull/%d/head", n)
-	}
-}
-
 // previewsKept is how many checkouts of one pull request are kept: the
 // newest, and the one before it which a plan may still be reading.
 const previewsKept = 2

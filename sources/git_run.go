@@ -238,7 +238,7 @@ func (g *Git) Notify(ev Event) bool {
 			if g.req.prs == nil {
 				g.req.prs = map[int]prRequest{}
 			}
-			ref := pullRef(ev.Provider, ev.PullRequest)
+			ref := ev.PullRef
 			if ref == "" {
 				// No pull request ref on this host: the source branch, when
 				// the sender named one in this repository.

@@ -122,6 +122,11 @@ type Event struct {
 	Fork bool `json:"fork,omitempty"`
 	// Author is the login of a pull request's author, as the sender names it.
 	Author string `json:"author,omitempty"`
+	// PullRef is the ref under which the sender publishes a pull
+	// request's head ("refs/pull/7/head", GitLab's
+	// "refs/merge-requests/7/head"), set from the webhook provider's row
+	// of the table; empty when the sender publishes none (Bitbucket).
+	PullRef string `json:"pull_ref,omitempty"`
 	// HeadRef is the full ref of a pull request's source branch, set only
 	// when it lives in the same repository and the sender publishes no
 	// pull request ref to fetch instead (Bitbucket, whose Cloud payloads

@@ -144,3 +144,7 @@ func giteaAction(a string) string {
 	}
 	return a
 }
+
+// giteaPullRef is the ref under which Gitea, Forgejo and Gogs publish pull
+// request n's head.
+func giteaPullRef(n int) string { return fmt.Sprintf("refs/pull/%d/head", n) }

@@ -154,3 +154,7 @@ func parseGitHubPush(ev sources.Event, payload []byte) (sources.Event, error) {
 	}
 	return finish(pushEvent(ev, *p.Ref, p.After, p.Deleted))
 }
+
+// githubPullRef is the ref under which GitHub publishes pull request n's
+// head, in the repository the pull request targets (also for a fork's).
+func githubPullRef(n int) string { return fmt.Sprintf("refs/pull/%d/head", n) }

@@ -153,3 +153,7 @@ func gitlabAction(action, oldrev string) (string, bool) {
 	}
 	return action, false
 }
+
+// gitlabPullRef is the ref under which GitLab publishes merge request n's
+// head (n is the merge request's iid, its number within the project).
+func gitlabPullRef(n int) string { return fmt.Sprintf("refs/merge-requests/%d/head", n) }

@@ -74,7 +74,8 @@ type Secrets struct {
 }
 
 // provider is one row of the table: an endpoint name, its parser, its
-// signature check and where its secret lives.
+// signature check, where its secret lives and under which ref the sender
+// publishes a pull request's head.
 type provider struct {
 	name  string
 	parse ParseFunc
@@ -83,31 +84,50 @@ type provider struct {
 	parseAll func(header http.Header, body []byte) ([]sources.Event, error)
 	verify   VerifyFunc
 	secret   func(Secrets) []byte
+	// pullRef is the ref of pull request n's head on the Git server
+	// (sources.Event.PullRef); nil for a sender that publishes none
+	// (Bitbucket) or has no pull requests (generic).
+	pullRef func(n int) string
 }
 
 // events parses a delivery into its events, always at least one (the
 // partial event of a refused delivery labels its metric and log line).
+// Each event about a pull request gets the provider's pull request ref.
 func (p provider) events(h http.Header, body []byte) ([]sources.Event, error) {
+	var evs []sources.Event
+	var err error
 	if p.parseAll != nil {
-		return p.parseAll(h, body)
+		evs, err = p.parseAll(h, body)
+	} else {
+		var ev sources.Event
+		ev, err = p.parse(h, body)
+		evs = []sources.Event{ev}
 	}
-	ev, err := p.parse(h, body)
-	return []sources.Event{ev}, err
+	for i := range evs {
+		if p.pullRef != nil && evs[i].PullRequest > 0 {
+			evs[i].PullRef = p.pullRef(evs[i].PullRequest)
+		}
+	}
+	return evs, err
 }
 
 // providers is the one table of webhook providers. A new provider is a new
-// file with a parser and a signature check, plus one row here. It is built
+// file with a parser, a signature check and its pull request ref, plus
+// one row here. It is built
 // by a function rather than held in a package variable so that the generic
 // provider's configured header stays a value passed in.
 func providers(genericHeader string) map[string]provider {
 	gitea := func(s Secrets) []byte { return s.Gitea }
 	rows := []provider{
-		{name: "github", parse: ParseGitHub, verify: VerifyGitHub, secret: func(s Secrets) []byte { return s.GitHub }},
-		{name: "gitlab", parse: ParseGitLab, verify: VerifyGitLab, secret: func(s Secrets) []byte { return s.GitLab }},
-		{name: "gitea", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
-		{name: "forgejo", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
-		{name: "gogs", parse: ParseGitea, verify: VerifyGitea, secret: gitea},
+		{name: "github", parse: ParseGitHub, verify: VerifyGitHub, secret: func(s Secrets) []byte { return s.GitHub }, pullRef: githubPullRef},
+		{name: "gitlab", parse: ParseGitLab, verify: VerifyGitLab, secret: func(s Secrets) []byte { return s.GitLab }, pullRef: gitlabPullRef},
+		{name: "gitea", parse: ParseGitea, verify: VerifyGitea, secret: gitea, pullRef: giteaPullRef},
+		{name: "forgejo", parse: ParseGitea, verify: VerifyGitea, secret: gitea, pullRef: giteaPullRef},
+		{name: "gogs", parse: ParseGitea, verify: VerifyGitea, secret: gitea, pullRef: giteaPullRef},
+		// Bitbucket publishes no pull request ref: its events name the
+		// source branch (Event.HeadRef) and the head commit instead.
 		{name: "bitbucket", parse: ParseBitbucket, parseAll: ParseBitbucketAll, verify: VerifyBitbucket, secret: func(s Secrets) []byte { return s.Bitbucket }},
+		// The generic provider sends pushes only.
 		{name: "generic", parse: ParseGeneric, verify: VerifyGeneric(genericHeader), secret: func(s Secrets) []byte { return s.Generic }},
 	}
 	table := make(map[string]provider, len(rows))
