@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -94,18 +95,11 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 		rcancel()
 		s.Orphan()
 	}()
-	// A keep-alive channel of our own on the session's lease tells when it
-	// was last renewed.
-	renewals, err := c.o.Client.KeepAlive(sctx, s.Lease())
-	if err != nil {
-		return fmt.Errorf("keep the cluster lease alive: %w", err)
-	}
 	// The lease is trusted until the TTL (less the margin) after the
 	// newest instant etcd surely renewed it: the grant came after start,
-	// and each renewal after the response before it was received (the
-	// client asks again only after a response), while the response's own
-	// arrival may lag its renewal by any delay.
-	lastAnswer := start
+	// and each renewal of renew after its request was sent.
+	renewed := make(chan time.Time, 1)
+	go c.renew(sctx, s.Lease(), renewed)
 	st := &session{me: c.o.Replica, s: s, members: map[string]bool{}, holders: map[string]holder{}, envs: envs, mine: map[string]int64{}, valid: start.Add(c.ttl - c.margin)}
 	rctx, rcancel := c.request(sctx)
 	_, err = c.o.Client.Put(rctx, c.memberKey(c.o.Replica), "", clientv3.WithLease(s.Lease()))
@@ -132,12 +126,11 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 			return ctx.Err()
 		case <-s.Done():
 			return errLeaseLost
-		case _, ok := <-renewals:
+		case sent, ok := <-renewed:
 			if !ok {
 				return errLeaseLost
 			}
-			st.valid = lastAnswer.Add(c.ttl - c.margin)
-			lastAnswer = time.Now()
+			st.valid = sent.Add(c.ttl - c.margin)
 		case wr := <-members:
 			if err := wr.Err(); err != nil || wr.Canceled {
 				return fmt.Errorf("watch cluster members: %w", err)
@@ -161,6 +154,41 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 		}
 		if !time.Now().Before(st.valid) {
 			return errLeaseLost
+		}
+	}
+}
+
+// renew renews the lease every sixth of the TTL, each time with a request
+// of its own, and hands the session the instant the request of each
+// renewal was sent (etcd renewed the lease after it), keeping only the
+// newest when the session has not taken the previous one yet. It closes
+// renewed when etcd says the lease is gone, and returns when ctx ends.
+// The session's own keep-alive stream cannot say when its requests left,
+// only when their answers arrived, which would trust the lease a whole
+// keep-alive interval less.
+func (c *Cluster) renew(ctx context.Context, lease clientv3.LeaseID, renewed chan time.Time) {
+	tick := time.NewTicker(c.ttl / 6)
+	defer tick.Stop()
+	for {
+		sent := time.Now()
+		rctx, cancel := c.request(ctx)
+		_, err := c.o.Client.KeepAliveOnce(rctx, lease)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			close(renewed)
+			return
+		case err == nil:
+			select {
+			case <-renewed:
+			default:
+			}
+			renewed <- sent
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
