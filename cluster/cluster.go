@@ -104,6 +104,9 @@ func (c *Cluster) ownerKey(env string) string { return c.o.Prefix + "owners/" + 
 // memberKey is the membership key of a replica.
 func (c *Cluster) memberKey(name string) string { return c.o.Prefix + "members/" + name }
 
+// Replica is this replica's name.
+func (c *Cluster) Replica() string { return c.o.Replica }
+
 // Owned returns the fence of env when this replica owns it now: its lease
 // was renewed recently enough that no other replica can own it.
 func (c *Cluster) Owned(env string) (store.Fence, bool) {

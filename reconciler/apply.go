@@ -62,7 +62,8 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	r.emit(env, hr, status.StepApply, status.StatusStarted, len(hr.order))
 	defer func() { r.emit(env, hr, status.StepApply, statusOf(err == nil), n) }()
 	var done, touched int
-	applyErr := r.fenceHost(ctx, hr.t, env)
+	end, applyErr := r.fenceHost(ctx, hr.t, env, hostOpApply)
+	defer end()
 	if applyErr == nil {
 		done, touched, applyErr = r.applyInOrder(ctx, env, hr)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/driftless/driftless/reconciler/store"
@@ -11,48 +12,93 @@ import (
 )
 
 // hostFenceDir is where each host keeps, per environment, the highest
-// fencing token a replica applied to it with (cluster mode).
+// fencing token a replica applied to it with (cluster mode), and the
+// record of the replicas' writes (ENV.log).
 const hostFenceDir = "/var/lib/driftless/fence"
 
 // errHostFenced is the exit status of the fence script when the host saw
 // a higher token.
 const errHostFenced = 3
 
+// hostLogMax is the size past which a host's write record keeps only its
+// newest hostLogKeep lines.
+const (
+	hostLogMax  = 64 << 10
+	hostLogKeep = 400
+)
+
+// Operations named in a host's write record.
+const (
+	hostOpApply    = "apply"
+	hostOpRollback = "rollback"
+	hostOpRecover  = "recover"
+)
+
 // fenceHost checks, on the host, that no replica applied the environment
-// to it with a higher fencing token than this worker's, and records the
-// worker's token, under a lock on the host: a replica paused past its
-// lease, resuming after a newer owner wrote the host, is refused before it
-// writes. A daemon alone (no Ownership) has nothing to check.
-func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env string) error {
+// to it with a higher fencing token than this worker's, records the
+// worker's token, and opens the record of the writes that follow, all
+// under a lock on the host: a replica paused past its lease, resuming
+// after a newer owner wrote the host, is refused before it writes. The
+// caller calls end once its writes are done (or given up): it closes the
+// record. A daemon alone (no Ownership) has nothing to check or record;
+// end is then a no-op, as it is when err is not nil.
+//
+// The record, ENV.log beside the fence file, has one line per event,
+// "begin|end UNIXNANOS TOKEN OP "REPLICA"": every interval of writes a
+// replica made on the host, with the token it owned the environment with
+// and the host's clock. Lines are appended under the same lock, in the
+// order they happened on the host.
+func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env, op string) (end func(), err error) {
+	end = func() {}
 	if r.opts.Ownership == nil {
-		return nil
+		return end, nil
 	}
 	// The worker's fence must still be the cluster's: a replica past
 	// its lease (paused, cut off) is not the owner any more, even before
 	// its worker is released.
 	f, ok := r.fenceOf(env)
 	if cur, owned := r.opts.Ownership.Owned(env); !ok || !owned || cur != f {
-		return fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
+		return end, fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
 	}
 	dir := strings.TrimSuffix(t.Root(), "/") + hostFenceDir
 	file := path.Join(dir, env)
+	lock := fmt.Sprintf(`exec 9>>%s
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+`, targets.ShellQuote(file+".lock"))
+	// record appends one line of the write record for event.
+	record := func(event string) string {
+		return fmt.Sprintf(`printf '%%s %%s %%s\n' %s "$(date +%%s%%N)" %s >> %s
+`, event, targets.ShellQuote(fmt.Sprintf("%d %s %s", f.Token, op, strconv.Quote(r.opts.Ownership.Replica()))), targets.ShellQuote(file+".log"))
+	}
 	script := fmt.Sprintf(`set -e
 mkdir -p %[1]s
-exec 9>>%[2]s
-if command -v flock >/dev/null 2>&1; then flock 9; fi
-cur=$(cat %[3]s 2>/dev/null || echo 0)
+%[2]scur=$(cat %[3]s 2>/dev/null || echo 0)
 if [ "$cur" -gt %[4]d ]; then echo "$cur"; exit %[5]d; fi
 if [ "$cur" -lt %[4]d ]; then printf '%%s\n' %[4]d > %[6]s; mv %[6]s %[3]s; fi
-`, targets.ShellQuote(dir), targets.ShellQuote(file+".lock"), targets.ShellQuote(file), f.Token, errHostFenced, targets.ShellQuote(file+".tmp"))
+if [ "$(wc -c 2>/dev/null < %[7]s || echo 0)" -gt %[8]d ]; then tail -n %[9]d %[7]s > %[10]s; mv %[10]s %[7]s; fi
+%[11]s`, targets.ShellQuote(dir), lock, targets.ShellQuote(file), f.Token, errHostFenced, targets.ShellQuote(file+".tmp"),
+		targets.ShellQuote(file+".log"), hostLogMax, hostLogKeep, targets.ShellQuote(file+".log.tmp"), record("begin"))
 	res, err := t.Run(ctx, script, nil)
 	switch {
 	case err != nil:
-		return fmt.Errorf("fence the host for %s: %w", env, err)
+		return end, fmt.Errorf("fence the host for %s: %w", env, err)
 	case res.Exit == errHostFenced:
-		return fmt.Errorf("fence the host for %s: a newer owner (token %s) applied to it, this replica has %d: %w",
+		return end, fmt.Errorf("fence the host for %s: a newer owner (token %s) applied to it, this replica has %d: %w",
 			env, strings.TrimSpace(string(res.Stdout)), f.Token, store.ErrFenced)
 	case res.Exit != 0:
-		return fmt.Errorf("fence the host for %s: exit %d: %s", env, res.Exit, strings.TrimSpace(string(res.Stderr)))
+		return end, fmt.Errorf("fence the host for %s: exit %d: %s", env, res.Exit, strings.TrimSpace(string(res.Stderr)))
 	}
-	return nil
+	return func() {
+		// The record is closed even when the writes were cut short by a
+		// release or a shutdown: the replica stopped writing.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.HostTimeout)
+		defer cancel()
+		res, err := t.Run(ctx, "set -e\n"+lock+record("end"), nil)
+		if err == nil && res.Exit != 0 {
+			err = fmt.Errorf("exit %d: %s", res.Exit, strings.TrimSpace(string(res.Stderr)))
+		}
+		if err != nil {
+			r.log.Warn().Err(err).Str("environment", env).Msg("cannot close the record of this replica's writes on the host")
+		}
+	}, nil
 }

@@ -19,6 +19,9 @@ type Ownership interface {
 	OwnedEnvironments() []string
 	// SetEnvironments hands over the declared environments to share.
 	SetEnvironments(envs []string)
+	// Replica is this replica's name, which the hosts' write records
+	// carry.
+	Replica() string
 }
 
 // ErrNotOwner is the error of a request for an environment another

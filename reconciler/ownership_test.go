@@ -18,6 +18,7 @@ import (
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 	"github.com/driftless/driftless/test/etcdserver"
+	"github.com/driftless/driftless/test/hostrecord"
 )
 
 // replica is one replica of TestClusterOwnedWorkers: its reconciler on the
@@ -146,6 +147,20 @@ func TestClusterOwnedWorkers(t *testing.T) {
 			}
 		}
 	}
+	// Each host's record names a's writes, then b's, never both at once,
+	// with tokens that only grow.
+	for _, e := range envs {
+		ev, err := hostrecord.Parse([]byte(f.hostFile(e+"-h", "/var/lib/driftless/fence/"+e+".log")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hostrecord.Check(ev, nil); err != nil {
+			t.Fatalf("%s: %v", e, err)
+		}
+		if len(ev) < 4 || ev[len(ev)-1].Replica != "b" || byA[e] && ev[0].Replica != "a" {
+			t.Fatalf("%s: the host's record %v does not name the replicas that wrote it", e, ev)
+		}
+	}
 	for e := range byA {
 		if err := a.r.store.PutEnv(store.EnvRecord{Name: e}); !errors.Is(err, store.ErrFenced) {
 			t.Fatalf("replica a writes %s after leaving: %v, want ErrFenced", e, err)
@@ -209,5 +224,13 @@ func TestHostFenceRefusesOlderToken(t *testing.T) {
 	}
 	if got := f.hostFile("e1-h", "/var/lib/driftless/fence/e1"); got != fmt.Sprintf("%d\n", fence.Token+1000) {
 		t.Fatalf("host fence file lowered to %q", got)
+	}
+	// The host's record names a's one run of writes, and nothing since.
+	ev, err := hostrecord.Parse([]byte(f.hostFile("e1-h", "/var/lib/driftless/fence/e1.log")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 2 || !ev[0].Begin || ev[1].Begin || ev[0].Replica != "a" || ev[0].Token != fence.Token || ev[0].Op != "apply" || ev[1].Time.Before(ev[0].Time) {
+		t.Fatalf("host record %v; want a's begin and end of one apply with token %d", ev, fence.Token)
 	}
 }

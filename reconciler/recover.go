@@ -156,9 +156,11 @@ func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host
 		return fmt.Errorf("connect to %s: %w", h.Name, err)
 	}
 	defer t.Close()
-	if err := r.fenceHost(ctx, t, env); err != nil {
+	end, err := r.fenceHost(ctx, t, env, hostOpRecover)
+	if err != nil {
 		return err
 	}
+	defer end()
 	script := tempCleanup(t.Root(), entries)
 	if script == "" {
 		script = "true"
