@@ -3,7 +3,6 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -93,10 +92,10 @@ func (o *observer) route(q targets.Query) ([]byte, error) {
 	}
 	out := []ipRoute{}
 	for _, rt := range routes {
-		if routeDst(rt.Dst) != q.Name {
+		if targets.RouteDstName(rt.Dst) != q.Name {
 			continue
 		}
-		r := ipRoute{Dst: q.Name, Protocol: routeProtocol(rt.Protocol)}
+		r := ipRoute{Dst: q.Name, Protocol: targets.RouteProtocolName(int(rt.Protocol))}
 		if rt.Type != unix.RTN_UNICAST {
 			r.Type = strconv.Itoa(rt.Type)
 		}
@@ -128,37 +127,4 @@ func (o *observer) linkName(h *netlink.Handle, index int) (string, error) {
 	}
 	o.links[index] = l.Attrs().Name
 	return l.Attrs().Name, nil
-}
-
-// routeDst is ip's name of a route's destination: "default", an address
-// for a host route, else the prefix.
-func routeDst(dst *net.IPNet) string {
-	if dst == nil {
-		return "default"
-	}
-	ones, bits := dst.Mask.Size()
-	switch ones {
-	case 0:
-		return "default"
-	case bits:
-		return dst.IP.String()
-	}
-	return dst.String()
-}
-
-// routeProtocol is ip's name of a route's protocol; ip prints none for
-// "boot" (routes added by hand).
-func routeProtocol(p netlink.RouteProtocol) string {
-	names := map[netlink.RouteProtocol]string{
-		unix.RTPROT_UNSPEC: "unspec", unix.RTPROT_REDIRECT: "redirect", unix.RTPROT_KERNEL: "kernel",
-		unix.RTPROT_BOOT: "", unix.RTPROT_STATIC: "static", unix.RTPROT_GATED: "gated", unix.RTPROT_RA: "ra",
-		unix.RTPROT_MRT: "mrt", unix.RTPROT_ZEBRA: "zebra", unix.RTPROT_BIRD: "bird", unix.RTPROT_BABEL: "babel",
-		unix.RTPROT_DNROUTED: "dnrouted", unix.RTPROT_XORP: "xorp", unix.RTPROT_NTK: "ntk", unix.RTPROT_DHCP: "dhcp",
-		unix.RTPROT_KEEPALIVED: "keepalived", unix.RTPROT_BGP: "bgp", unix.RTPROT_ISIS: "isis",
-		unix.RTPROT_OSPF: "ospf", unix.RTPROT_RIP: "rip", unix.RTPROT_EIGRP: "eigrp",
-	}
-	if n, ok := names[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/driftless/driftless/config"
 )
@@ -28,7 +31,10 @@ type AddressDriver struct {
 	ConfirmTimeout time.Duration
 }
 
-var _ Driver = (*AddressDriver)(nil)
+var (
+	_ Driver     = (*AddressDriver)(nil)
+	_ NativeKind = (*AddressDriver)(nil)
+)
 
 // Kind returns "address".
 func (*AddressDriver) Kind() string { return "address" }
@@ -172,16 +178,12 @@ func (d *AddressDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	if t.Root() != "" {
 		return fmt.Errorf("apply %w", errSandbox(r.ID()))
 	}
-	prev := ""
-	if observed.Present {
-		prev = observed.Fields["address"]
-	}
-	target := want.String()
-	if s.State == config.Absent {
-		target = ""
-	}
+	prev, target := addressChange(s, want, observed)
 	restore := setAddress(s.Interface, target, prev)
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, restore, func(ctx context.Context) error {
+		if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+			return err
+		}
 		return runScript(ctx, t, "apply "+r.ID(), setAddress(s.Interface, prev, target))
 	})
 	if err != nil {
@@ -200,6 +202,9 @@ func (d *AddressDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	prev := ""
 	if snapshot.Present {
 		prev = snapshot.Fields["address"]
@@ -215,4 +220,125 @@ func (d *AddressDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	script += "if [ -n \"$cur\" ] && [ " + shq(want.Addr().String()) + "/\"$cur\" != " + shq(prev) + " ]; then ip addr del " +
 		shq(want.Addr().String()) + "/\"$cur\" dev " + shq(s.Interface) + "; fi\n"
 	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// addressChange is the live CIDR of the declared IP before an apply ("" when
+// absent) and the one the apply leaves ("" to remove it).
+func addressChange(s *AddressSpec, want netip.Prefix, observed State) (prev, target string) {
+	if observed.Present {
+		prev = observed.Fields["address"]
+	}
+	if s.State != config.Absent {
+		target = want.String()
+	}
+	return prev, target
+}
+
+// ApplyNative is Apply on the host, over netlink: the address added (or
+// replaced) before the old prefix goes, as setAddress does. The driver's
+// Apply arms the revert around it.
+func (*AddressDriver) ApplyNative(_ context.Context, _ *Host, r config.Resource, observed State) error {
+	s, want, err := addressOf(r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	prev, target := addressChange(s, want, observed)
+	if err := setAddressNative(s.Interface, prev, target); err != nil {
+		return fmt.Errorf("apply %s on %s: %w", r.ID(), s.Interface, err)
+	}
+	return nil
+}
+
+// RestoreNative is Restore on the host: the live address of the declared
+// IP is read again, the snapshot's put back, the other removed.
+func (*AddressDriver) RestoreNative(_ context.Context, _ *Host, r config.Resource, snapshot State) error {
+	s, want, err := addressOf(r)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	prev := ""
+	if snapshot.Present {
+		prev = snapshot.Fields["address"]
+	}
+	h, link, err := netLink(s.Interface)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("restore %s: addresses of %s: %w", r.ID(), s.Interface, err)
+	}
+	cur := ""
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == want.Addr() {
+			ones, _ := a.Mask.Size()
+			cur = want.Addr().String() + "/" + strconv.Itoa(ones)
+			break
+		}
+	}
+	if err := setAddressOn(h, link, cur, prev); err != nil {
+		return fmt.Errorf("restore %s on %s: %w", r.ID(), s.Interface, err)
+	}
+	return nil
+}
+
+// netLink opens a netlink socket and finds the interface dev; the caller
+// closes the handle.
+func netLink(dev string) (*netlink.Handle, netlink.Link, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open a netlink socket: %w", err)
+	}
+	link, err := h.LinkByName(dev)
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("interface %s: %w", dev, err)
+	}
+	return h, link, nil
+}
+
+// setAddressNative is setAddress over netlink.
+func setAddressNative(dev, prev, cidr string) error {
+	h, link, err := netLink(dev)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return setAddressOn(h, link, prev, cidr)
+}
+
+// setAddressOn leaves link with cidr instead of prev (each "" for none):
+// the new address first (ip addr replace), then the old one removed.
+func setAddressOn(h *netlink.Handle, link netlink.Link, prev, cidr string) error {
+	if cidr != "" {
+		a, err := ipAddr(cidr)
+		if err != nil {
+			return err
+		}
+		if err := h.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("add %s: %w", cidr, err)
+		}
+	}
+	if prev != "" && prev != cidr {
+		a, err := ipAddr(prev)
+		if err != nil {
+			return err
+		}
+		if err := h.AddrDel(link, a); err != nil {
+			return fmt.Errorf("remove %s: %w", prev, err)
+		}
+	}
+	return nil
+}
+
+// ipAddr is a CIDR as `ip addr add` takes it: no broadcast address unless
+// asked (netlink would compute one; ip does not).
+func ipAddr(cidr string) (*netlink.Addr, error) {
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", cidr, err)
+	}
+	a.Broadcast = net.IPv4zero
+	return a, nil
 }

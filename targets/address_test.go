@@ -30,6 +30,7 @@ func netPass(t *testing.T, n netTarget, ds map[string]targets.Driver,
 	if len(changes) != len(rs) {
 		t.Fatalf("%d changes for %d resources", len(changes), len(rs))
 	}
+	trips = n.ssh.RoundTrips()
 	for i, c := range changes {
 		if c.Action != want[i] {
 			t.Fatalf("%s: %s, want %s\n%s", c.ID, c.Action, want[i], c.Diff)
@@ -41,6 +42,7 @@ func netPass(t *testing.T, n netTarget, ds map[string]targets.Driver,
 			t.Fatalf("apply %s: %v", c.ID, err)
 		}
 	}
+	n.noScripts(t, "applying", trips)
 	return changes
 }
 
@@ -48,6 +50,8 @@ func netPass(t *testing.T, n netTarget, ds map[string]targets.Driver,
 func restoreAll(t *testing.T, n netTarget, ds map[string]targets.Driver,
 	rs []config.Resource, changes []targets.Change) {
 	t.Helper()
+	trips := n.ssh.RoundTrips()
+	defer n.noScripts(t, "restoring", trips)
 	for i := len(changes) - 1; i >= 0; i-- {
 		if changes[i].Action == targets.NoChange {
 			continue

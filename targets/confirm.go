@@ -36,6 +36,15 @@ func WithConfirmTimeout(ds map[string]Driver, d time.Duration) map[string]Driver
 	return out
 }
 
+// Confirmed says whether d applies commit-confirmed (address, route,
+// firewall). Such a change goes through the driver's Apply, which arms
+// the revert and confirms it, never joined with others into one native
+// call that would bypass both.
+func Confirmed(d Driver) bool {
+	_, ok := d.(confirmer)
+	return ok
+}
+
 func (*AddressDriver) withConfirmTimeout(d time.Duration) Driver {
 	return &AddressDriver{ConfirmTimeout: d}
 }

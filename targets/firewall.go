@@ -3,7 +3,9 @@ package targets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"time"
@@ -39,7 +41,10 @@ type FirewallDriver struct {
 	ConfirmTimeout time.Duration
 }
 
-var _ Driver = (*FirewallDriver)(nil)
+var (
+	_ Driver     = (*FirewallDriver)(nil)
+	_ NativeKind = (*FirewallDriver)(nil)
+)
 
 // fwName is a firewall resource name, also part of its chain name.
 var fwName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -271,8 +276,21 @@ func ruleDiff(have, want []string) []string {
 	return out
 }
 
-// readTable reads the live table in one round trip.
+// readTable reads the live table in one round trip: the agent's listing
+// when t has an agent, else the probe script.
 func readTable(ctx context.Context, t Transport) (fwTable, string, error) {
+	if n, ok := t.(NativeObserver); ok {
+		as, err := n.ObserveNative(ctx, []Query{{Kind: "firewall"}})
+		switch {
+		case err != nil:
+			return fwTable{}, "", err
+		case len(as) != 1:
+			return fwTable{}, "", fmt.Errorf("%d answers to one query", len(as))
+		case as[0].Err != "":
+			return fwTable{}, "", errors.New(as[0].Err)
+		}
+		return parseFwProbe(as[0].Out)
+	}
 	res, err := t.Run(ctx, fwProbe, nil)
 	if err != nil {
 		return fwTable{}, "", err
@@ -309,6 +327,9 @@ func (d *FirewallDriver) Apply(ctx context.Context, t Transport, r config.Resour
 	}
 	table.set(chain, policy, rules)
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, nftReplace(text), func(ctx context.Context) error {
+		if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
+			return err
+		}
 		return runScript(ctx, t, "apply "+r.ID()+": nft", nftReplace(table.render()))
 	})
 	if err != nil {
@@ -322,9 +343,72 @@ func (d *FirewallDriver) Restore(ctx context.Context, t Transport, r config.Reso
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
-	text := ""
-	if snapshot.Fields["table"] == "present" {
-		text = string(snapshot.Content)
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
 	}
-	return runScript(ctx, t, "restore "+r.ID(), nftReplace(text))
+	return runScript(ctx, t, "restore "+r.ID(), nftReplace(snapshotTable(snapshot)))
+}
+
+// snapshotTable is the table text a snapshot saw, "" for none.
+func snapshotTable(snapshot State) string {
+	if snapshot.Fields["table"] == "present" {
+		return string(snapshot.Content)
+	}
+	return ""
+}
+
+// ApplyNative is Apply on the host: the live table read (nft -j list),
+// this resource's chain set in it, and the whole table written back in
+// one nft transaction (nft -f -): two nft runs, no shell. The driver's
+// Apply arms the revert around it.
+func (*FirewallDriver) ApplyNative(ctx context.Context, _ *Host, r config.Resource, _ State) error {
+	chain, policy, rules, err := firewallOf(r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	table, err := liveTable(ctx)
+	if err != nil {
+		return fmt.Errorf("apply %s: read the live table: %w", r.ID(), err)
+	}
+	table.set(chain, policy, rules)
+	if err := nftLoad(ctx, table.render()); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// RestoreNative is Restore on the host: the snapshot's table, or its
+// absence, in one nft transaction.
+func (*FirewallDriver) RestoreNative(ctx context.Context, _ *Host, r config.Resource, snapshot State) error {
+	if err := nftLoad(ctx, snapshotTable(snapshot)); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// liveTable reads the driftless table with one `nft -j list table`; a
+// table that does not exist is read as absent.
+func liveTable(ctx context.Context) (fwTable, error) {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "nft", "-j", "list", "table", "inet", "driftless")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if strings.Contains(stderr.String(), "No such file or directory") {
+			return fwTable{}, nil
+		}
+		return fwTable{}, fmt.Errorf("nft -j list table: %w: %s", err, trimOutput(stderr.Bytes()))
+	}
+	return parseNftTable(out)
+}
+
+// nftLoad replaces the table with text in one nft transaction, or removes
+// it when text is "", as nftReplace does, without a shell.
+func nftLoad(ctx context.Context, text string) error {
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader("table inet driftless {}\ndelete table inet driftless\n" + text + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft -f: %w: %s", err, trimOutput(out))
+	}
+	return nil
 }

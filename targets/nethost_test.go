@@ -2,10 +2,17 @@ package targets_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
@@ -117,6 +124,17 @@ func reachableAgain(t *testing.T, n netTarget, r config.Resource) {
 	}
 }
 
+// noScripts fails when, through the agent, what was done since the SSH
+// round-trip count trips ran a script over SSH: the agent applies and
+// restores natively and arms the reverts, and the confirmations take new
+// connections.
+func (n netTarget) noScripts(t *testing.T, what string, trips int64) {
+	t.Helper()
+	if got := n.ssh.RoundTrips() - trips; n.agent != nil && got != 0 {
+		t.Fatalf("%s through the agent ran %d scripts over SSH, want none", what, got)
+	}
+}
+
 func sshConfig(lab *hosts.Lab, h *hosts.Host) ssh.Config {
 	return ssh.Config{Address: h.Address, KeyFiles: []string{lab.ClientKeyFile},
 		KnownHostsFile: lab.KnownHostsFile, Timeout: time.Minute}
@@ -170,4 +188,148 @@ func TestNetworkThroughAgent(t *testing.T) {
 			c.run(t, agentNetHost(t, lab, d, "ag-"+strings.ReplaceAll(c.name, " ", "")))
 		})
 	}
+}
+
+// BenchmarkNetworkApply applies N addresses, N routes and a firewall
+// ruleset (one resource of 2N rules) on one kind-2 host and restores them,
+// each iteration from the same snapshots:
+//
+//   - agent: the drivers through the agent (natively, each change
+//     commit-confirmed: the revert armed through the agent, a new SSH
+//     connection to confirm);
+//   - shell: the drivers over SSH alone (scripts, commit-confirmed the same way);
+//   - agent-steps: the same native applies and restores as two agent
+//     calls, without the confirmation around each;
+//   - floor: netlink calls from this process into the host's network
+//     namespace, and one nft -f run there for the ruleset.
+//
+// Set DRIFTLESS_NET_N for N (default 10).
+func BenchmarkNetworkApply(b *testing.B) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		need.Missing(b, "nftables is not installed (test/install-deps.sh installs it)")
+	}
+	n := 10
+	if v, err := strconv.Atoi(os.Getenv("DRIFTLESS_NET_N")); err == nil && v > 0 {
+		n = v
+	}
+	lab := hosts.NewLab(b, hosts.Options{})
+	h := lab.Kind2("netbench")
+	ctx := context.Background()
+	tr := srvDial(b, lab, h)
+	rem := agent.NewRemote(&agent.Deployer{Own: agentbin.Build(b)})
+	b.Cleanup(func() { rem.Close() })
+	at := &agent.Transport{Starter: tr, Agent: rem}
+	h.MustExec(b, "ip link add dl0 type veth peer name dl1 && ip link set dl0 up && ip link set dl1 up && ip addr add 10.99.0.1/16 dev dl0")
+	var rs []config.Resource
+	var allow []string
+	for i := range n {
+		rs = append(rs, config.Resource{Kind: "address", Name: fmt.Sprintf("10.98.%d.1/24", i), Spec: &targets.AddressSpec{Interface: "dl0"}})
+		dst := fmt.Sprintf("10.%d.0.0/16", 100+i)
+		rs = append(rs, config.Resource{Kind: "route", Name: dst, Spec: &targets.RouteSpec{To: dst, Via: "10.99.0.2"}})
+		allow = append(allow, fmt.Sprintf("tcp/%d", 9000+i), fmt.Sprintf("udp/%d", 9000+i))
+	}
+	rs = append(rs, config.Resource{Kind: "firewall", Name: "bench", Spec: &targets.FirewallSpec{Allow: allow}})
+	ds := targets.WithConfirmTimeout(targets.Drivers(), 30*time.Second)
+	changes, err := targets.PlanHost(ctx, at, ds, rs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	before := h.MustExec(b, "ip -j addr show dev dl0; ip -j route; nft list ruleset")
+	check := func(b *testing.B) {
+		if now := h.MustExec(b, "ip -j addr show dev dl0; ip -j route; nft list ruleset"); now != before {
+			b.Fatalf("the host was not put back:\n%s\nwant\n%s", now, before)
+		}
+	}
+	drivers := func(t targets.Transport) func(b *testing.B) {
+		return func(b *testing.B) {
+			for b.Loop() {
+				for i, r := range rs {
+					if err := ds[r.Kind].Apply(ctx, t, r, changes[i].Before); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := len(rs) - 1; i >= 0; i-- {
+					if err := ds[rs[i].Kind].Restore(ctx, t, rs[i], changes[i].Before); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			check(b)
+		}
+	}
+	b.Run("agent", drivers(at))
+	b.Run("shell", drivers(tr))
+	b.Run("agent-steps", func(b *testing.B) {
+		var apply, restore []targets.Step
+		for i, r := range rs {
+			apply = append(apply, targets.Step{Op: targets.StepApply, Resource: r, State: changes[i].Before})
+			restore = append([]targets.Step{{Op: targets.StepRestore, Resource: r, State: changes[i].Before}}, restore...)
+		}
+		for b.Loop() {
+			for _, steps := range [][]targets.Step{apply, restore} {
+				if _, err := at.ApplyNative(ctx, steps); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		check(b)
+	})
+	b.Run("floor", func(b *testing.B) {
+		ns, err := netns.GetFromPath("/run/netns/" + h.Netns)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ns.Close()
+		nl, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nl.Close()
+		link, err := nl.LinkByName("dl0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var addrs []*netlink.Addr
+		var routes []*netlink.Route
+		for i := range n {
+			a, _ := netlink.ParseAddr(fmt.Sprintf("10.98.%d.1/24", i))
+			a.Broadcast = net.IPv4zero
+			addrs = append(addrs, a)
+			_, dst, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", 100+i))
+			routes = append(routes, &netlink.Route{Dst: dst, Gw: net.ParseIP("10.99.0.2").To4()})
+		}
+		ruleset := "table inet driftless {}\ndelete table inet driftless\ntable inet driftless {\nchain fw_bench {\n"
+		for i := range n {
+			ruleset += fmt.Sprintf("tcp dport %d accept\nudp dport %d accept\n", 9000+i, 9000+i)
+		}
+		ruleset += "}\nchain input { type filter hook input priority 0; policy accept; ct state established,related accept; iif \"lo\" accept; jump fw_bench comment \"policy=accept\"; }\n}\n"
+		nft := func(b *testing.B, input string) {
+			cmd := exec.Command("ip", "netns", "exec", h.Netns, "nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(input)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("nft: %v: %s", err, out)
+			}
+		}
+		for b.Loop() {
+			for i := range n {
+				if err := nl.AddrReplace(link, addrs[i]); err != nil {
+					b.Fatal(err)
+				}
+				if err := nl.RouteReplace(routes[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			nft(b, ruleset)
+			nft(b, "table inet driftless {}\ndelete table inet driftless\n")
+			for i := n - 1; i >= 0; i-- {
+				if err := nl.RouteDel(routes[i]); err != nil {
+					b.Fatal(err)
+				}
+				if err := nl.AddrDel(link, addrs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		check(b)
+	})
 }

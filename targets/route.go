@@ -3,11 +3,16 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/driftless/driftless/config"
 )
@@ -24,7 +29,10 @@ type RouteDriver struct {
 	ConfirmTimeout time.Duration
 }
 
-var _ Driver = (*RouteDriver)(nil)
+var (
+	_ Driver     = (*RouteDriver)(nil)
+	_ NativeKind = (*RouteDriver)(nil)
+)
 
 // Kind returns "route".
 func (*RouteDriver) Kind() string { return "route" }
@@ -251,20 +259,20 @@ func (d *RouteDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if observed.Present {
 		prev = observed.Fields
 	}
+	want, replace := routeWanted(s, observed)
 	var script string
-	if s.State == config.Absent {
+	switch {
+	case want == nil:
 		script = setRoutes(fam, dst, nil)
-	} else {
-		// The observed metric is kept, so that the replace changes the live
-		// route instead of adding a second one beside it. Extra routes to
-		// the same destination are removed first, then the route is added.
-		want := map[string]string{"via": s.Via, "dev": s.Dev, "metric": observed.Fields["metric"]}
+	case replace:
 		script = "set -e\nip " + fam + " route replace " + routeArgs(dst, want) + "\n"
-		if n, _ := strconv.Atoi(observed.Fields["count"]); n > 1 {
-			script = setRoutes(fam, dst, want)
-		}
+	default:
+		script = setRoutes(fam, dst, want)
 	}
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, setRoutes(fam, dst, prev), func(ctx context.Context) error {
+		if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+			return err
+		}
 		return runScript(ctx, t, "apply "+r.ID(), script)
 	})
 	if err != nil {
@@ -282,9 +290,218 @@ func (d *RouteDriver) Restore(ctx context.Context, t Transport, r config.Resourc
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	var prev map[string]string
 	if snapshot.Present {
 		prev = snapshot.Fields
 	}
 	return runScript(ctx, t, "restore "+r.ID(), setRoutes(fam, dst, prev))
+}
+
+// routeWanted is the route an apply leaves (nil: none), and whether it
+// replaces the one live route (else every route to the destination is
+// removed first). The observed metric is kept, so that the replace
+// changes the live route instead of adding a second one beside it.
+func routeWanted(s *RouteSpec, observed State) (map[string]string, bool) {
+	if s.State == config.Absent {
+		return nil, false
+	}
+	want := map[string]string{"via": s.Via, "dev": s.Dev, "metric": observed.Fields["metric"]}
+	n, _ := strconv.Atoi(observed.Fields["count"])
+	return want, n <= 1
+}
+
+// ApplyNative is Apply on the host, over netlink (RouteReplace, or every
+// route to the destination deleted and the declared one added). The
+// driver's Apply arms the revert around it.
+func (*RouteDriver) ApplyNative(_ context.Context, _ *Host, r config.Resource, observed State) error {
+	s, dst, fam, err := routeDst(r)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	want, replace := routeWanted(s, observed)
+	if err := setRoutesNative(fam, dst, want, replace); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// RestoreNative is Restore on the host: every route to the destination
+// removed, the snapshot's put back.
+func (*RouteDriver) RestoreNative(_ context.Context, _ *Host, r config.Resource, snapshot State) error {
+	_, dst, fam, err := routeDst(r)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	var prev map[string]string
+	if snapshot.Present {
+		prev = snapshot.Fields
+	}
+	if err := setRoutesNative(fam, dst, prev, false); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// setRoutesNative is setRoutes over netlink: with replace, the route f
+// replaces the live one (ip route replace); without, every main-table
+// route to dst of the family is deleted (at most 64) and f, when not nil,
+// added.
+func setRoutesNative(fam, dst string, f map[string]string, replace bool) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("open a netlink socket: %w", err)
+	}
+	defer h.Close()
+	family := netlink.FAMILY_V4
+	if fam == "-6" {
+		family = netlink.FAMILY_V6
+	}
+	var rt *netlink.Route
+	if f != nil {
+		if rt, err = nlRoute(h, family, dst, f); err != nil {
+			return err
+		}
+	}
+	if replace && rt != nil {
+		if err := h.RouteReplace(rt); err != nil {
+			return fmt.Errorf("replace the route to %s: %w", dst, err)
+		}
+		return nil
+	}
+	// The main table only, as ip route del: the listing without a table
+	// filter holds nothing else.
+	live, err := h.RouteListFiltered(family, &netlink.Route{}, 0)
+	if err != nil {
+		return fmt.Errorf("routes to %s: %w", dst, err)
+	}
+	n := 0
+	for _, l := range live {
+		if RouteDstName(l.Dst) != dst || n == 64 {
+			continue
+		}
+		n++
+		if err := h.RouteDel(&l); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete a route to %s: %w", dst, err)
+		}
+	}
+	if rt != nil {
+		if err := h.RouteAdd(rt); err != nil {
+			return fmt.Errorf("add the route to %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
+// nlRoute is the route `ip route add DST via dev metric proto` adds, as
+// routeArgs writes it from f.
+func nlRoute(h *netlink.Handle, family int, dst string, f map[string]string) (*netlink.Route, error) {
+	rt := &netlink.Route{Family: family}
+	if dst == "default" {
+		bits := 32
+		if family == netlink.FAMILY_V6 {
+			bits = 128
+		}
+		rt.Dst = &net.IPNet{IP: make(net.IP, bits/8), Mask: net.CIDRMask(0, bits)}
+	} else {
+		p, err := netip.ParsePrefix(dst)
+		if err != nil {
+			a, aerr := netip.ParseAddr(dst)
+			if aerr != nil {
+				return nil, fmt.Errorf("route destination %q: %w", dst, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		rt.Dst = &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+	}
+	if v := f["via"]; v != "" {
+		gw, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("gateway %q: %w", v, err)
+		}
+		rt.Gw = gw.AsSlice()
+	} else if family == netlink.FAMILY_V4 {
+		// ip gives an IPv4 route without a gateway the link scope.
+		rt.Scope = netlink.SCOPE_LINK
+	}
+	if d := f["dev"]; d != "" {
+		link, err := h.LinkByName(d)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", d, err)
+		}
+		rt.LinkIndex = link.Attrs().Index
+	}
+	if m := f["metric"]; m != "" {
+		v, err := strconv.Atoi(m)
+		if err != nil {
+			return nil, fmt.Errorf("metric %q: %w", m, err)
+		}
+		rt.Priority = v
+	}
+	if p := f["protocol"]; p != "" {
+		n, err := routeProtocolNumber(p)
+		if err != nil {
+			return nil, err
+		}
+		rt.Protocol = netlink.RouteProtocol(n)
+	}
+	return rt, nil
+}
+
+// routeProtocols are ip's names of route protocols (its rt_protos table);
+// "boot", the protocol of routes added by hand, ip prints as none.
+func routeProtocols() map[int]string {
+	return map[int]string{
+		unix.RTPROT_UNSPEC: "unspec", unix.RTPROT_REDIRECT: "redirect", unix.RTPROT_KERNEL: "kernel",
+		unix.RTPROT_BOOT: "", unix.RTPROT_STATIC: "static", unix.RTPROT_GATED: "gated", unix.RTPROT_RA: "ra",
+		unix.RTPROT_MRT: "mrt", unix.RTPROT_ZEBRA: "zebra", unix.RTPROT_BIRD: "bird", unix.RTPROT_BABEL: "babel",
+		unix.RTPROT_DNROUTED: "dnrouted", unix.RTPROT_XORP: "xorp", unix.RTPROT_NTK: "ntk", unix.RTPROT_DHCP: "dhcp",
+		unix.RTPROT_KEEPALIVED: "keepalived", unix.RTPROT_BGP: "bgp", unix.RTPROT_ISIS: "isis",
+		unix.RTPROT_OSPF: "ospf", unix.RTPROT_RIP: "rip", unix.RTPROT_EIGRP: "eigrp",
+	}
+}
+
+// RouteProtocolName is ip's name of a route protocol: "" for boot, the
+// number when ip has no name for it.
+func RouteProtocolName(p int) string {
+	if n, ok := routeProtocols()[p]; ok {
+		return n
+	}
+	return strconv.Itoa(p)
+}
+
+// routeProtocolNumber reads a protocol as RouteProtocolName writes it, or
+// as ip takes it ("boot").
+func routeProtocolNumber(name string) (int, error) {
+	if name == "boot" {
+		return unix.RTPROT_BOOT, nil
+	}
+	for n, s := range routeProtocols() {
+		if s == name && s != "" {
+			return n, nil
+		}
+	}
+	n, err := strconv.Atoi(name)
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("route protocol %q: not one ip knows", name)
+	}
+	return n, nil
+}
+
+// RouteDstName is ip's name of a route's destination: "default", an
+// address for a host route, else the prefix.
+func RouteDstName(dst *net.IPNet) string {
+	if dst == nil {
+		return "default"
+	}
+	ones, bits := dst.Mask.Size()
+	switch ones {
+	case 0:
+		return "default"
+	case bits:
+		return dst.IP.String()
+	}
+	return dst.String()
 }
