@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -20,7 +22,7 @@ func TestPackageOnHost(t *testing.T) {
 	lab.AptRepo(hosts.HelloDebs()...)
 	h := lab.Kind1("pkg")
 	publish := func(d hosts.Deb) { lab.AptRepo(d) }
-	checkPackageDriver(t, lab, h, targets.ManagerApt, "",
+	checkPackageDriver(t, srvDial(t, lab, h), h, targets.ManagerApt, "",
 		"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null", publish)
 }
 
@@ -35,16 +37,33 @@ func TestPackageOnRPMHost(t *testing.T) {
 		t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
 	}
 	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
-	checkPackageDriver(t, lab, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
+	checkPackageDriver(t, srvDial(t, lab, h), h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
+}
+
+// TestPackageOnRPMHostThroughAgent runs the rpm host's course through the
+// driftless agent: packages observed by the agent's one rpm query.
+func TestPackageOnRPMHostThroughAgent(t *testing.T) {
+	d := &agent.Deployer{Own: agentbin.Build(t)}
+	lab := hosts.NewLab(t, hosts.Options{})
+	lab.RPMRepo(hosts.HelloRPMs()...)
+	h := lab.Kind1RPM("rpm-ag")
+	tr := srvDial(t, lab, h)
+	rem := agent.NewRemote(d)
+	t.Cleanup(func() { rem.Close() })
+	at := &agent.Transport{Starter: tr, Agent: rem}
+	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
+	checkPackageDriver(t, at, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
+	if rem.Starts() != 1 {
+		t.Fatalf("the agent was started %d times, want 1", rem.Starts())
+	}
 }
 
 // checkPackageDriver is the course both package managers run. release is
 // what the manager appends to a version ("" for these debs, "-1" for these
 // rpms); downgrade puts 1.0 back behind the driver's back; publish adds a
 // package to the host's repository after the manager has cached its index.
-func checkPackageDriver(t *testing.T, lab *hosts.Lab, h *hosts.Host, manager, release, downgrade string, publish func(hosts.Deb)) {
+func checkPackageDriver(t *testing.T, tr targets.Transport, h *hosts.Host, manager, release, downgrade string, publish func(hosts.Deb)) {
 	t.Helper()
-	tr := srvDial(t, lab, h)
 	d := &targets.PackageDriver{}
 	pin := func(v string) config.Resource {
 		return config.Resource{Kind: "package", Name: "dl-hello", Spec: &targets.PackageSpec{Version: v}}
