@@ -38,7 +38,7 @@ func BenchmarkObserve200FilesLocal(b *testing.B) {
 	}
 	ctx := context.Background()
 	drivers := targets.Drivers()
-	native, shell := agent.Local{Local: targets.NewLocal(root)}, targets.NewLocal(root)
+	native, shell := targets.NewLocal(root), &countingLocal{Transport: targets.NewLocal(root)}
 	var tNative, tShell, tFloor time.Duration
 	for b.Loop() {
 		start := time.Now()

@@ -10,27 +10,27 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
 
-// countingLocal is the local transport counting its shell runs.
+// countingLocal is the local transport counting its shell runs, seen
+// only as a Transport: it observes with the shell probes.
 type countingLocal struct {
-	*targets.Local
+	targets.Transport
 	runs int
 }
 
 func (c *countingLocal) Run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
 	c.runs++
-	return c.Local.Run(ctx, script, stdin)
+	return c.Transport.Run(ctx, script, stdin)
 }
 
 // nativeLocal is countingLocal observing natively.
 type nativeLocal struct{ *countingLocal }
 
 func (n nativeLocal) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
-	return agent.Local{Local: n.Local}.ObserveNative(ctx, qs)
+	return targets.ObserveQueries(ctx, qs), nil
 }
 
 // sandbox lays out, under a sandbox root, every shape the path kinds and
@@ -118,9 +118,9 @@ func TestNativeObserveMatchesShell(t *testing.T) {
 	root, rs := sandbox(t)
 	ctx := context.Background()
 	drivers := targets.Drivers()
-	shell := &countingLocal{Local: targets.NewLocal(root)}
+	shell := &countingLocal{Transport: targets.NewLocal(root)}
 	want, wantErr := targets.Observe(ctx, shell, drivers, rs)
-	native := nativeLocal{&countingLocal{Local: targets.NewLocal(root)}}
+	native := nativeLocal{&countingLocal{Transport: targets.NewLocal(root)}}
 	got, gotErr := targets.Observe(ctx, native, drivers, rs)
 	if len(want) < len(rs)-4 {
 		t.Fatalf("the shell observed only %d of %d resources: %v", len(want), len(rs), wantErr)
@@ -177,8 +177,8 @@ func TestNativePackagesMatchShell(t *testing.T) {
 		rs = append(rs, config.Resource{Kind: "package", Name: n, Spec: &targets.PackageSpec{}})
 	}
 	drivers := targets.Drivers()
-	want, wantErr := targets.Observe(ctx, targets.NewLocal(""), drivers, rs)
-	got, gotErr := targets.Observe(ctx, agent.Local{Local: targets.NewLocal("")}, drivers, rs)
+	want, wantErr := targets.Observe(ctx, &countingLocal{Transport: targets.NewLocal("")}, drivers, rs)
+	got, gotErr := targets.Observe(ctx, targets.NewLocal(""), drivers, rs)
 	if !reflect.DeepEqual(got, want) || errText(gotErr) != errText(wantErr) {
 		t.Fatalf("native %v %v\nshell  %v %v", got, gotErr, want, wantErr)
 	}
@@ -199,9 +199,9 @@ func TestNativeAccountsMatchShell(t *testing.T) {
 		rs = append(rs, config.Resource{Kind: "group", Name: n, Spec: &targets.GroupSpec{}})
 	}
 	drivers := targets.Drivers()
-	shell := &countingLocal{Local: targets.NewLocal("")}
+	shell := &countingLocal{Transport: targets.NewLocal("")}
 	want, wantErr := targets.Observe(ctx, shell, drivers, rs)
-	native := nativeLocal{&countingLocal{Local: targets.NewLocal("")}}
+	native := nativeLocal{&countingLocal{Transport: targets.NewLocal("")}}
 	got, gotErr := targets.Observe(ctx, native, drivers, rs)
 	if !reflect.DeepEqual(got, want) || errText(gotErr) != errText(wantErr) {
 		t.Fatalf("native %v %v\nshell  %v %v", got, gotErr, want, wantErr)

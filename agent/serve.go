@@ -66,7 +66,7 @@ func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) R
 	case OpHello:
 		resp.Hello = &hello
 	case OpObserve:
-		resp.Answers = Observe(ctx, req.Queries)
+		resp.Answers = targets.ObserveQueries(ctx, req.Queries)
 	case OpWrite:
 		// The local transport's writes are the in-process writes of this
 		// host, with the same contract as the SSH transport's.

@@ -61,27 +61,3 @@ func (t *Transport) Redial(ctx context.Context) (targets.Transport, error) {
 	}
 	return rd.Redial(ctx)
 }
-
-// Local is the local transport observing and applying natively in the
-// daemon's own process: the agent's code without a second process.
-type Local struct {
-	*targets.Local
-}
-
-var (
-	_ targets.NativeObserver = Local{}
-	_ targets.NativeApplier  = Local{}
-)
-
-// ApplyNative implements targets.NativeApplier with the agent's code in
-// the daemon's process, under the local transport's root.
-func (l Local) ApplyNative(ctx context.Context, steps []targets.Step) (int, error) {
-	h := targets.NewHost(l.Root())
-	defer h.Close()
-	return h.Apply(ctx, steps)
-}
-
-// ObserveNative implements targets.NativeObserver.
-func (l Local) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {
-	return Observe(ctx, qs), nil
-}

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
@@ -17,9 +16,9 @@ import (
 )
 
 // countingNative is the local transport applying natively with the
-// agent's code (agent.Local), counting its native calls and its scripts.
+// kinds' own code in process, counting its native calls and its scripts.
 type countingNative struct {
-	agent.Local
+	*targets.Local
 	calls, steps, scripts *atomic.Int64
 }
 
@@ -37,7 +36,7 @@ func (c countingNative) Run(ctx context.Context, script string, stdin []byte) (t
 type nativeDialer struct{ calls, steps, scripts *atomic.Int64 }
 
 func (d nativeDialer) Transport(_ context.Context, h *config.Host) (targets.Transport, error) {
-	return countingNative{agent.Local{Local: targets.NewLocal(h.Root)}, d.calls, d.steps, d.scripts}, nil
+	return countingNative{targets.NewLocal(h.Root), d.calls, d.steps, d.scripts}, nil
 }
 
 // TestNativeStepsJoined applies a revision of twenty directories through

@@ -77,6 +77,21 @@ func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	return State{Present: true, Fields: fields}, nil
 }
 
+// query describes a directory for native observation: its path.
+func (*DirectoryDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, err := specOf(r, validateDirectory); err != nil {
+		return q, false
+	}
+	return pathQuery(q, r, root)
+}
+
+// observeNative prints the probe's stat line, nothing when nothing is
+// there.
+func (*DirectoryDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	return o.stat(q.Path)
+}
+
 // Diff compares existence, type, mode, owner and group.
 func (*DirectoryDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: r.Kind, Before: observed, Action: NoChange}

@@ -110,6 +110,19 @@ func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	return parseFileProbe(out)
 }
 
+// query describes an env file for native observation: its path.
+func (*EnvDriver) query(r config.Resource, root string) (Query, bool) {
+	if _, err := specOf(r, validateEnv); err != nil {
+		return Query{Kind: r.Kind}, false
+	}
+	return pathQuery(Query{Kind: r.Kind}, r, root)
+}
+
+// observeNative observes an env file as a file without a declared hash.
+func (*EnvDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	return (*FileDriver)(nil).observeNative(o, q)
+}
+
 // Diff lists the keys added ("+ KEY"), changed ("~ KEY") and removed
 // ("- KEY"), and a mode change.
 func (*EnvDriver) Diff(r config.Resource, observed State) Change {

@@ -6,8 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/driftless/driftless/config"
 )
@@ -159,6 +163,49 @@ func (*FileDriver) Parse(r config.Resource, out []byte) (State, error) {
 		st.Content = []byte(spec.Content)
 	}
 	return st, nil
+}
+
+// query describes a file for native observation: its path, and the
+// SHA-256 of a large declared content, answered with sameMark when the
+// file holds exactly it.
+func (*FileDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: "file"}
+	spec, err := specOf(r, validateFile)
+	if err != nil {
+		return q, false
+	}
+	if spec.State != config.Absent && len(spec.Content) >= hashThreshold {
+		sum := sha256.Sum256([]byte(spec.Content))
+		q.Sum = hex.EncodeToString(sum[:])
+	}
+	return pathQuery(q, r, root)
+}
+
+// observeNative prints the stat line, then for a regular file its content
+// in base64, or the same-content mark when it hashes to q.Sum.
+func (*FileDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	fi, err := os.Lstat(q.Path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []byte(o.statLine(fi) + "\n")
+	if !fi.Mode().IsRegular() {
+		return out, nil
+	}
+	data, err := os.ReadFile(q.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", q.Path, err)
+	}
+	if q.Sum != "" {
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) == q.Sum {
+			return append(out, sameMark...), nil
+		}
+	}
+	return base64.StdEncoding.AppendEncode(out, data), nil
 }
 
 func parseFileProbe(out []byte) (State, error) {

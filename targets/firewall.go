@@ -209,6 +209,68 @@ func (*FirewallDriver) Parse(r config.Resource, out []byte) (State, error) {
 	return st, nil
 }
 
+// query describes a firewall resource for native observation: one
+// listing of the driftless table answers every firewall resource of the
+// batch.
+func (*FirewallDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, _, _, err := firewallOf(r); err != nil || root != "" {
+		return q, false
+	}
+	return q, true
+}
+
+// observeNative prints what the firewall probe prints: "absent", or the
+// driftless table as nft's JSON, the text mark and the table as nft's
+// text. The table is listed once per batch, however many firewall
+// resources it holds: three nft calls per host, not per resource.
+func (*FirewallDriver) observeNative(o *observation, _ Query) ([]byte, error) {
+	if !o.fwDone {
+		o.fwDone = true
+		o.fw, o.fwErr = listFirewall(o.ctx)
+	}
+	return o.fw, o.fwErr
+}
+
+func listFirewall(ctx context.Context) ([]byte, error) {
+	tables, err := exec.CommandContext(ctx, "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		return nil, nftErr(err, tables)
+	}
+	if !bytes.Contains(append([]byte("\n"), tables...), []byte("\ntable inet driftless\n")) {
+		return []byte("absent\n"), nil
+	}
+	js, err := nftOut(ctx, "-j", "list", "table", "inet", "driftless")
+	if err != nil {
+		return nil, err
+	}
+	text, err := nftOut(ctx, "list", "table", "inet", "driftless")
+	if err != nil {
+		return nil, err
+	}
+	out := append(js, "\n"+fwTextMark+"\n"...)
+	return append(out, text...), nil
+}
+
+func nftOut(ctx context.Context, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "nft", args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, nftErr(err, stderr.Bytes())
+	}
+	return out, nil
+}
+
+// nftErr is nft's failure with what it said, as the probe reports it.
+func nftErr(err error, said []byte) error {
+	if s := strings.TrimSpace(string(said)); s != "" {
+		return errors.New(s)
+	}
+	return fmt.Errorf("nft: %w", err)
+}
+
 // Diff shows the rules added and removed, and the policy and layout changes.
 func (d *FirewallDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}

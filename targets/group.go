@@ -75,6 +75,17 @@ func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
 	return State{Present: true, Fields: map[string]string{"gid": f[2], "members": joinSorted(members)}}, nil
 }
 
+// query describes a group for native observation: its name.
+func (*GroupDriver) query(r config.Resource, root string) (Query, bool) {
+	_, err := specOf(r, validateGroup)
+	return accountQuery(r, root, err)
+}
+
+// observeNative prints what the group probe prints: getent's group line.
+func (*GroupDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	return o.account(q)
+}
+
 // Diff compares the declared group with the live one.
 func (d *GroupDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}

@@ -384,3 +384,25 @@ func resolveOwner(owner, group string) (uid, gid int, err error) {
 	}
 	return uid, gid, nil
 }
+
+var (
+	_ NativeObserver = (*Local)(nil)
+	_ NativeApplier  = (*Local)(nil)
+)
+
+// ObserveNative implements NativeObserver: the kinds' native observation
+// in this process, on the paths under the transport's root.
+func (l *Local) ObserveNative(ctx context.Context, qs []Query) ([]Answer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return ObserveQueries(ctx, qs), nil
+}
+
+// ApplyNative implements NativeApplier: the native kinds' applies in this
+// process, under the transport's root.
+func (l *Local) ApplyNative(ctx context.Context, steps []Step) (int, error) {
+	h := NewHost(l.root)
+	defer h.Close()
+	return h.Apply(ctx, steps)
+}

@@ -2,10 +2,16 @@ package targets
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"strings"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/driftless/driftless/config"
 )
@@ -58,117 +64,24 @@ type Answer struct {
 	Err string `json:"err,omitempty"`
 }
 
-// FirewallTextMark separates the firewall probe's JSON listing of the
-// driftless table from its text listing; the agent prints it as the probe
-// does.
-const FirewallTextMark = fwTextMark
-
-// ServiceUnitMarker separates a service probe's unit properties from its
-// unit file; the agent prints it as the probe does.
-const ServiceUnitMarker = unitMarker
+// nativeObserved is a kind observed natively, in one process on the host:
+// query describes a resource for the host (no declared content, no
+// command: only where to look), and observeNative answers it there with
+// what the kind's shell probe prints, read by the kind's own Parse.
+type nativeObserved interface {
+	query(r config.Resource, root string) (Query, bool)
+	observeNative(o *observation, q Query) ([]byte, error)
+}
 
 // NativeQuery describes r for a NativeObserver; ok is false for a kind or a
-// resource the agent does not observe (an invalid one included: its shell
-// probe then reports the error, the same one as before).
+// resource that is not observed natively (an invalid one included: its
+// shell probe then reports the error, the same one as before).
 func NativeQuery(r config.Resource, root string) (Query, bool) {
-	q := Query{Kind: r.Kind}
-	switch r.Kind {
-	case "file":
-		spec, err := specOf(r, validateFile)
-		if err != nil {
-			return q, false
-		}
-		if spec.State != config.Absent && len(spec.Content) >= hashThreshold {
-			sum := sha256.Sum256([]byte(spec.Content))
-			q.Sum = hex.EncodeToString(sum[:])
-		}
-		return pathQuery(q, r, root)
-	case "env":
-		// An env file is probed as a file without a declared hash.
-		if _, err := specOf(r, validateEnv); err != nil {
-			return q, false
-		}
-		q.Kind = "file"
-		return pathQuery(q, r, root)
-	case "directory":
-		if _, err := specOf(r, validateDirectory); err != nil {
-			return q, false
-		}
-		return pathQuery(q, r, root)
-	case "symlink":
-		if _, err := specOf(r, validateSymlink); err != nil {
-			return q, false
-		}
-		return pathQuery(q, r, root)
-	case "sysctl":
-		if _, err := specOf(r, validateSysctl); err != nil {
-			return q, false
-		}
-		p, err := sysctlPath(r.Name)
-		if err != nil {
-			return q, false
-		}
-		if q.Path, err = hostPath(root, p); err != nil {
-			return q, false
-		}
-		if q.Conf, err = hostPath(root, sysctlConf(r.Name)); err != nil {
-			return q, false
-		}
-		q.Name = r.Name
-		return q, true
-	case "package":
-		s, err := specOf(r, validatePackage)
-		// An architecture-qualified name ("libc6:amd64") stays with the
-		// shell probe: the agent's one query matches plain names.
-		if err != nil || root != "" || checkPackage(r.Name, s.Version) != nil || strings.Contains(r.Name, ":") {
-			return q, false
-		}
-		q.Name = r.Name
-		return q, true
-	case "service":
-		if _, err := specOf(r, validateService); err != nil || root != "" || validUnitName(r.Name) != nil {
-			return q, false
-		}
-		q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
-		return q, true
-	case "address":
-		s, _, err := addressOf(r)
-		if err != nil || root != "" {
-			return q, false
-		}
-		q.Name = s.Interface
-		return q, true
-	case "route":
-		_, dst, fam, err := routeDst(r)
-		if err != nil || root != "" {
-			return q, false
-		}
-		q.Name, q.Family = dst, "inet"
-		if fam == "-6" {
-			q.Family = "inet6"
-		}
-		return q, true
-	case "firewall":
-		// One listing of the driftless table answers every firewall
-		// resource of the batch.
-		if _, _, _, err := firewallOf(r); err != nil || root != "" {
-			return q, false
-		}
-		return q, true
-	case "user", "group":
-		var err error
-		if r.Kind == "user" {
-			_, err = specOf(r, validateUser)
-		} else {
-			_, err = specOf(r, validateGroup)
-		}
-		if err != nil || root != "" || !accountName.MatchString(r.Name) {
-			return q, false
-		}
-		q.Name = r.Name
-		return q, true
+	n, ok := Drivers()[r.Kind].(nativeObserved)
+	if !ok {
+		return Query{Kind: r.Kind}, false
 	}
-	return q, false
+	return n.query(r, root)
 }
 
 func pathQuery(q Query, r config.Resource, root string) (Query, bool) {
@@ -178,6 +91,150 @@ func pathQuery(q Query, r config.Resource, root string) (Query, bool) {
 	}
 	q.Path = p
 	return q, true
+}
+
+// ObserveQueries answers every query natively, in this process: the
+// answer to a query is what the kind's shell probe prints on the same
+// host, so that the kind's own Parse reads both. What a batch shares is
+// asked once per batch (the package database, the account files, the
+// firewall table, the system bus and the netlink socket); nothing starts
+// a process per resource. The agent's observe request and the local
+// transport both call it.
+func ObserveQueries(ctx context.Context, qs []Query) []Answer {
+	o := &observation{ctx: ctx, users: map[uint32]string{}, groups: map[uint32]string{}, links: map[int]string{}}
+	defer o.close()
+	o.packages, o.packagesErr = queryPackages(ctx, qs)
+	ds := Drivers()
+	out := make([]Answer, len(qs))
+	for i, q := range qs {
+		n, ok := ds[q.Kind].(nativeObserved)
+		if !ok {
+			out[i].Err = fmt.Sprintf("kind %q is not observed natively", q.Kind)
+			continue
+		}
+		b, err := n.observeNative(o, q)
+		if err != nil {
+			out[i].Err = err.Error()
+			continue
+		}
+		out[i].Out = b
+	}
+	return out
+}
+
+// observation is one batch of native observations on this host: what the
+// batch's queries share, asked at the first query that needs it.
+type observation struct {
+	ctx context.Context
+	// users and groups are names by id, for stat's %U and %G.
+	users, groups map[uint32]string
+	// packages is the package database's answer for the whole batch.
+	packages    map[string][]byte
+	packagesErr error
+	bus         *sddbus.Conn
+	busErr      error
+	// The account databases, read at the first user or group; nss is
+	// set when the name service reads more than the files.
+	accountsRead, nss bool
+	accounts          *accounts
+	accountsErr       error
+	// The netlink socket, opened at the first address or route, and the
+	// interface names it told.
+	nl    *netlink.Handle
+	nlErr error
+	links map[int]string
+	// The firewall listing, asked at the first firewall resource.
+	fwDone bool
+	fw     []byte
+	fwErr  error
+}
+
+func (o *observation) close() {
+	if o.bus != nil {
+		o.bus.Close()
+	}
+	if o.nl != nil {
+		o.nl.Close()
+	}
+}
+
+// stat prints the stat(1) line of statFormat ("%a %u %g %U %G %F") for
+// whatever is at p, without following a last symlink, and nothing when
+// nothing is there.
+func (o *observation) stat(p string) ([]byte, error) {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []byte(o.statLine(fi)), nil
+}
+
+func (o *observation) statLine(fi fs.FileInfo) string {
+	st := fi.Sys().(*syscall.Stat_t)
+	return fmt.Sprintf("%o %d %d %s %s %s", st.Mode&0o7777, st.Uid, st.Gid,
+		idName(o.users, st.Uid, lookupUser), idName(o.groups, st.Gid, lookupGroup), fileType(fi))
+}
+
+// idName is stat's %U or %G: the name of an id, "UNKNOWN" without one.
+func idName(cache map[uint32]string, id uint32, lookup func(string) (string, error)) string {
+	if n, ok := cache[id]; ok {
+		return n
+	}
+	n, err := lookup(strconv.FormatUint(uint64(id), 10))
+	if err != nil {
+		n = "UNKNOWN"
+	}
+	cache[id] = n
+	return n
+}
+
+func lookupUser(id string) (string, error) {
+	u, err := user.LookupId(id)
+	if err != nil {
+		return "", err
+	}
+	return u.Username, nil
+}
+
+func lookupGroup(id string) (string, error) {
+	g, err := user.LookupGroupId(id)
+	if err != nil {
+		return "", err
+	}
+	return g.Name, nil
+}
+
+// fileType is stat's %F.
+func fileType(fi fs.FileInfo) string {
+	m := fi.Mode()
+	switch {
+	case m.IsRegular() && fi.Size() == 0:
+		return "regular empty file"
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character special file"
+	case m&fs.ModeDevice != 0:
+		return "block special file"
+	}
+	return "weird file"
+}
+
+// regular is the shell's [ -f p ]: a regular file, links followed.
+func regular(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // observeNative observes natively the resources of rs that n can observe,

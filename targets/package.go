@@ -1,8 +1,12 @@
 package targets
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 
@@ -123,6 +127,118 @@ func (*PackageDriver) Parse(r config.Resource, out []byte) (State, error) {
 		}
 	}
 	return st, nil
+}
+
+// query describes a package for native observation: its name. An
+// architecture-qualified name ("libc6:amd64") stays with the shell probe:
+// the one query of the batch matches plain names.
+func (*PackageDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	s, err := specOf(r, validatePackage)
+	if err != nil || root != "" || checkPackage(r.Name, s.Version) != nil || strings.Contains(r.Name, ":") {
+		return q, false
+	}
+	q.Name = r.Name
+	return q, true
+}
+
+// observeNative answers a package from the batch's one package-database
+// query.
+func (*PackageDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	if o.packagesErr != nil {
+		return nil, o.packagesErr
+	}
+	if b, ok := o.packages[q.Name]; ok {
+		return b, nil
+	}
+	return nil, fmt.Errorf("package %s: not in the package query's answer", q.Name)
+}
+
+// queryPackages asks the host's package database about every package of
+// the batch in one process (dpkg-query, else rpm) and returns each one's
+// answer in the package probe's output.
+func queryPackages(ctx context.Context, qs []Query) (map[string][]byte, error) {
+	var names []string
+	for _, q := range qs {
+		if q.Kind == "package" {
+			names = append(names, q.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	out := make(map[string][]byte, len(names))
+	if _, err := exec.LookPath("dpkg-query"); err == nil {
+		dpkgQuery(ctx, names, out)
+	} else if _, err := exec.LookPath("rpm"); err == nil {
+		rpmQuery(ctx, names, out)
+	} else {
+		return nil, errors.New("neither dpkg nor rpm is installed on this host")
+	}
+	return out, nil
+}
+
+// dpkgQuery answers names with one dpkg-query: per package, "manager=apt"
+// and a status and version line for each of its installed architectures,
+// in dpkg's order.
+func dpkgQuery(ctx context.Context, names []string, out map[string][]byte) {
+	args := append([]string{"-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", "--"}, names...)
+	// A name dpkg never heard of makes it exit 1 after printing the others.
+	stdout, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output()
+	for _, n := range names {
+		out[n] = []byte("manager=apt\n")
+	}
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), "\t", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if b, ok := out[f[0]]; ok {
+			out[f[0]] = fmt.Appendf(b, "status=%s\nversion=%s\n", f[1], f[2])
+		}
+	}
+}
+
+// rpmQuery answers names with one rpm query. rpm also matches a name with
+// its version ("pkg-1.0"): a name its answer does not mention by name is
+// asked again on its own.
+func rpmQuery(ctx context.Context, names []string, out map[string][]byte) {
+	const qf = "=%{NAME}\tstatus=ii\\nversion=%{EPOCH}:%{VERSION}-%{RELEASE}\\n"
+	args := append([]string{"-q", "--qf", qf, "--"}, names...)
+	stdout, _ := exec.CommandContext(ctx, "rpm", args...).Output()
+	answered := map[string]bool{}
+	for _, n := range names {
+		out[n] = []byte("manager=dnf\n")
+	}
+	lines := strings.Split(string(stdout), "\n")
+	for i, line := range lines {
+		if n, ok := strings.CutPrefix(line, "package "); ok {
+			answered[strings.TrimSuffix(n, " is not installed")] = true
+			continue
+		}
+		n, status, ok := strings.Cut(strings.TrimPrefix(line, "="), "\t")
+		if !ok || !strings.HasPrefix(line, "=") || i+1 >= len(lines) {
+			continue
+		}
+		if b, known := out[n]; known {
+			answered[n] = true
+			out[n] = append(b, status+"\n"+lines[i+1]+"\n"...)
+		}
+	}
+	for _, n := range names {
+		if answered[n] {
+			continue
+		}
+		one, _ := exec.CommandContext(ctx, "rpm", "-q", "--qf", "status=ii\\nversion=%{EPOCH}:%{VERSION}-%{RELEASE}\\n", "--", n).Output()
+		b := []byte("manager=dnf\n")
+		for line := range strings.SplitSeq(string(one), "\n") {
+			if line != "" && !strings.Contains(line, "is not installed") {
+				b = append(b, line+"\n"...)
+			}
+		}
+		out[n] = b
+	}
 }
 
 // isInstalledStatus reads dpkg's abbreviated status: its second letter is

@@ -174,6 +174,88 @@ func (*RouteDriver) Parse(r config.Resource, out []byte) (State, error) {
 	return st, nil
 }
 
+// query describes a route for native observation: its destination as ip
+// names it and its family.
+func (*RouteDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	_, dst, fam, err := routeDst(r)
+	if err != nil || root != "" {
+		return q, false
+	}
+	q.Name, q.Family = dst, "inet"
+	if fam == "-6" {
+		q.Family = "inet6"
+	}
+	return q, true
+}
+
+// ipRouteOut is what `ip -j route` prints of the fields the route kind
+// reads, with ip's names.
+type ipRouteOut struct {
+	Type     string `json:"type,omitempty"`
+	Dst      string `json:"dst"`
+	Gateway  string `json:"gateway,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	Metric   *int   `json:"metric,omitempty"`
+}
+
+// observeNative prints what `ip -4|-6 -j route show to exact DST` prints,
+// asked over netlink: the main table's routes to exactly q.Name
+// ("default", a prefix, or an address for a host route) in family
+// q.Family.
+func (*RouteDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	h, err := o.netHandle()
+	if err != nil {
+		return nil, err
+	}
+	fam := netlink.FAMILY_V4
+	if q.Family == "inet6" {
+		fam = netlink.FAMILY_V6
+	}
+	routes, err := h.RouteListFiltered(fam, &netlink.Route{}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("routes to %s: %w", q.Name, err)
+	}
+	out := []ipRouteOut{}
+	for _, rt := range routes {
+		if RouteDstName(rt.Dst) != q.Name {
+			continue
+		}
+		r := ipRouteOut{Dst: q.Name, Protocol: RouteProtocolName(int(rt.Protocol))}
+		if rt.Type != unix.RTN_UNICAST {
+			r.Type = strconv.Itoa(rt.Type)
+		}
+		if rt.Gw != nil {
+			r.Gateway = rt.Gw.String()
+		}
+		if rt.LinkIndex > 0 {
+			if r.Dev, err = o.linkName(h, rt.LinkIndex); err != nil {
+				return nil, err
+			}
+		}
+		if rt.Priority != 0 {
+			m := rt.Priority
+			r.Metric = &m
+		}
+		out = append(out, r)
+	}
+	return json.Marshal(out)
+}
+
+// linkName is an interface's name by index, asked once per batch.
+func (o *observation) linkName(h *netlink.Handle, index int) (string, error) {
+	if n, ok := o.links[index]; ok {
+		return n, nil
+	}
+	l, err := h.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("interface %d: %w", index, err)
+	}
+	o.links[index] = l.Attrs().Name
+	return l.Attrs().Name, nil
+}
+
 // Diff compares the declared route with the live one.
 func (d *RouteDriver) Diff(r config.Resource, observed State) Change {
 	c := Change{ID: r.ID(), Kind: d.Kind(), Before: observed, Action: NoChange}

@@ -3,9 +3,13 @@ package targets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
 
 	"github.com/driftless/driftless/config"
 )
@@ -173,6 +177,53 @@ func (*ServiceDriver) Parse(r config.Resource, out []byte) (State, error) {
 	}
 	st.Present = st.Fields["unitfile"] == "1" || (st.Fields["load"] != "" && st.Fields["load"] != "not-found")
 	return st, nil
+}
+
+// query describes a service for native observation: its unit and its
+// unit file.
+func (*ServiceDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, err := specOf(r, validateService); err != nil || root != "" || validUnitName(r.Name) != nil {
+		return q, false
+	}
+	q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
+	return q, true
+}
+
+// observeNative prints what `systemctl show -p LoadState -p ActiveState
+// -p UnitFileState` prints, asked of systemd over D-Bus, then the unit
+// marker and, when the unit file exists, "unitfile=1" and its content.
+func (*ServiceDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		return nil, errors.New("systemd is not running on this host")
+	}
+	if o.bus == nil && o.busErr == nil {
+		// systemctl's own way: the system bus, else systemd's private
+		// socket for root.
+		o.bus, o.busErr = sddbus.NewWithContext(o.ctx)
+	}
+	if o.busErr != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", o.busErr)
+	}
+	props, err := o.bus.GetUnitPropertiesContext(o.ctx, q.Name)
+	if err != nil {
+		return nil, fmt.Errorf("systemd properties of %s: %w", q.Name, err)
+	}
+	var b bytes.Buffer
+	for _, k := range []string{"LoadState", "ActiveState", "UnitFileState"} {
+		v, _ := props[k].(string)
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
+	b.WriteString(unitMarker + "\n")
+	if regular(q.Path) {
+		data, err := os.ReadFile(q.Path)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("unitfile=1\n")
+		b.Write(data)
+	}
+	return b.Bytes(), nil
 }
 
 // isEnabled says whether an UnitFileState counts as enabled.

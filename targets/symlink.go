@@ -3,9 +3,13 @@ package targets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/driftless/driftless/config"
@@ -78,6 +82,35 @@ func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
 		return State{Present: true, Fields: map[string]string{"type": "symlink", "target": target}}, nil
 	}
 	return State{}, fmt.Errorf("unexpected symlink probe output %q", out)
+}
+
+// query describes a link for native observation: its path.
+func (*SymlinkDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, err := specOf(r, validateSymlink); err != nil {
+		return q, false
+	}
+	return pathQuery(q, r, root)
+}
+
+// observeNative prints "symlink" and the target, "other" for anything
+// else at the path, nothing when nothing is there.
+func (*SymlinkDriver) observeNative(_ *observation, q Query) ([]byte, error) {
+	fi, err := os.Lstat(q.Path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return []byte("other\n"), nil
+	}
+	target, err := os.Readlink(q.Path)
+	if err != nil {
+		return nil, err
+	}
+	return []byte("symlink\n" + target + "\n"), nil
 }
 
 // Diff compares existence and target. Something other than a link at the

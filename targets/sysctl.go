@@ -1,8 +1,10 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -113,6 +115,57 @@ func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 		}
 	}
 	return st, nil
+}
+
+// query describes a kernel parameter for native observation: its
+// /proc/sys file and its sysctl.d file.
+func (*SysctlDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, err := specOf(r, validateSysctl); err != nil {
+		return q, false
+	}
+	p, err := sysctlPath(r.Name)
+	if err != nil {
+		return q, false
+	}
+	if q.Path, err = hostPath(root, p); err != nil {
+		return q, false
+	}
+	if q.Conf, err = hostPath(root, sysctlConf(r.Name)); err != nil {
+		return q, false
+	}
+	q.Name = r.Name
+	return q, true
+}
+
+// persistedLine is the sed expression of the sysctl probe: what follows
+// the first "key =" of a sysctl.d file.
+var persistedLine = regexp.MustCompile(`^[^=#;]*=[[:space:]]*`)
+
+// observeNative prints "value=" and the live value when the kernel has
+// the parameter, and "persisted=" and the value in its sysctl.d file when
+// there is one.
+func (*SysctlDriver) observeNative(_ *observation, q Query) ([]byte, error) {
+	var b bytes.Buffer
+	if regular(q.Path) {
+		v, _ := os.ReadFile(q.Path) // an unreadable parameter reads as "", as cat's does
+		fmt.Fprintf(&b, "value=%s\n", bytes.TrimRight(v, "\n"))
+	}
+	if regular(q.Conf) {
+		data, err := os.ReadFile(q.Conf)
+		if err != nil {
+			return nil, err
+		}
+		var v string
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if loc := persistedLine.FindStringIndex(line); loc != nil {
+				v = line[loc[1]:]
+				break
+			}
+		}
+		fmt.Fprintf(&b, "persisted=%s\n", strings.TrimRight(v, "\n"))
+	}
+	return b.Bytes(), nil
 }
 
 // Diff compares the declared value with the live one.

@@ -69,8 +69,8 @@ func newDialer(cfg config.SSH, ag config.Agent, log zerolog.Logger) (*dialer, er
 // Transport implements reconciler.Dialer.
 func (d *dialer) Transport(ctx context.Context, h *config.Host) (targets.Transport, error) {
 	if h.Transport == "local" {
-		// The agent's code observes in the daemon's own process.
-		return agent.Local{Local: targets.NewLocal(h.Root)}, nil
+		// The kinds observe and apply natively in the daemon's own process.
+		return targets.NewLocal(h.Root), nil
 	}
 	cfg := ssh.Config{Address: h.Address, Port: h.Port, User: h.User, Sudo: h.Sudo, PinnedKey: h.HostKey}
 	key := net.JoinHostPort(h.Address, strconv.Itoa(h.Port)) + "/" + h.User
