@@ -26,9 +26,9 @@ type Daemon struct {
 	HTTP        HTTP           `yaml:"http" json:"http,omitempty"`
 	Templates   Templates      `yaml:"templates" json:"templates,omitempty"`
 	Secrets     Secrets        `yaml:"secrets" json:"secrets,omitempty"`
-	// Agent, when enabled, observes SSH hosts through the driftless agent
-	// (the daemon's own binary, copied to each host and started over SSH)
-	// instead of shell probes.
+	// Agent is the driftless agent through which every SSH host is
+	// reached (the daemon's own binary, copied to each host and started
+	// over SSH).
 	Agent Agent `yaml:"agent" json:"agent,omitzero"`
 	// Pull is read by `driftless agent --pull` only: the host it runs on
 	// and the central daemon it reports to.
@@ -174,8 +174,6 @@ type SSH struct {
 // Agent is the driftless agent on SSH hosts (not ssh.agent, the SSH
 // agent holding keys).
 type Agent struct {
-	// Enabled observes SSH hosts through the agent.
-	Enabled bool `yaml:"enabled" json:"enabled,omitempty"`
 	// Binaries is a folder of agent binaries for hosts of another
 	// architecture than the daemon's, named driftless-linux-ARCH
 	// (driftless-linux-arm64); hosts of the daemon's own architecture get

@@ -81,6 +81,15 @@ func parseDaemon(file string, data []byte, stateDir string) (*Daemon, error) {
 				sourceNodes = v.Content
 			}
 		},
+		"agent": func(k, v *yaml.Node) {
+			d.decodeStruct(v, reflect.ValueOf(&cfg.Agent).Elem(), "agent", map[string]handler{
+				// The agent used to be optional; it is the one way to
+				// reach an SSH host now.
+				"enabled": func(k, _ *yaml.Node) {
+					d.errorf(k, "agent enabled: removed: driftless always reaches SSH hosts through its agent; delete this key")
+				},
+			})
+		},
 	})
 	if root.Kind != yaml.MappingNode {
 		return nil, e.result()

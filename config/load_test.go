@@ -171,6 +171,23 @@ func TestSecretErrorsHideValue(t *testing.T) {
 	}
 }
 
+// TestAgentEnabledRemoved: a configuration that still sets agent.enabled
+// (the agent was optional once) is refused at the key, saying what to do;
+// agent.binaries is still read.
+func TestAgentEnabledRemoved(t *testing.T) {
+	for _, v := range []string{"true", "false"} {
+		_, err := config.ParseDaemon("d.yaml", []byte("agent:\n  binaries: /opt/agents\n  enabled: "+v+"\n"))
+		want := "d.yaml:3:3: agent enabled: removed: driftless always reaches SSH hosts through its agent; delete this key"
+		if err == nil || err.Error() != want {
+			t.Fatalf("enabled: %s: got %v, want %q", v, err, want)
+		}
+	}
+	cfg, err := config.ParseDaemon("d.yaml", []byte("agent:\n  binaries: /opt/agents\n"))
+	if err != nil || cfg.Agent.Binaries != "/opt/agents" {
+		t.Fatalf("binaries: %+v, %v", cfg, err)
+	}
+}
+
 // TestDurationText checks durations read and print the way they are
 // written in configuration files, in YAML and JSON alike.
 func TestDurationText(t *testing.T) {

@@ -10,19 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/agent"
+
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
-// oneConn is a Dialer handing out one SSH transport for every run, so the
-// test can count its round trips; closing it is left to the test.
-type oneConn struct{ t *ssh.Transport }
+// oneConn is a Dialer handing out one transport (the agent over one SSH
+// connection) for every run, so the test can count its SSH round trips;
+// closing it is left to the test.
+type oneConn struct{ t *agent.Transport }
 
-type unclosed struct{ *ssh.Transport }
+type unclosed struct{ *agent.Transport }
 
 func (unclosed) Close() error { return nil }
 
@@ -49,7 +53,9 @@ func TestFileBatchOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	f := newFixture(t, func(o *Options) { o.Dialer = oneConn{tr} })
+	rem := agent.NewRemote(&agent.Deployer{Own: agentbin.Build(t)})
+	defer rem.Close()
+	f := newFixture(t, func(o *Options) { o.Dialer = oneConn{&agent.Transport{Starter: tr, Agent: rem}} })
 	// f00.conf exists, owned by daemon with mode 0600: a rewrite without a
 	// declared owner or mode keeps both.
 	h.MustExec(t, "mkdir -p /srv/batch && printf 'old\\n' > /srv/batch/f00.conf && chown daemon:daemon /srv/batch/f00.conf && chmod 0600 /srv/batch/f00.conf")

@@ -23,10 +23,9 @@ import (
 	"github.com/driftless/driftless/test/need"
 )
 
-// netTarget is a host the network drivers' tests run on, and how they
-// reach it: over SSH alone (a kind-1 host, shell probes and scripts), or
-// through the driftless agent over SSH (a kind-2 host booting its own
-// systemd).
+// netTarget is a host the network drivers' tests run on, reached through
+// the driftless agent over SSH: a kind-1 host, or a kind-2 host booting
+// its own systemd.
 type netTarget struct {
 	lab *hosts.Lab
 	h   *hosts.Host
@@ -41,12 +40,12 @@ type netTarget struct {
 
 // netHost starts a kind-1 host with a veth pair dl0/dl1 inside its network
 // namespace (so that address and route tests never touch the interface
-// SSH runs over) and dials it over real SSH.
+// SSH runs over) and reaches it through the agent over real SSH.
 func netHost(t *testing.T, name string) netTarget {
 	t.Helper()
 	needNft(t)
 	lab := hosts.NewLab(t, hosts.Options{})
-	return vethTarget(t, lab, lab.Kind1(name), nil)
+	return vethTarget(t, lab, lab.Kind1(name), &agent.Deployer{Own: agentbin.Build(t)})
 }
 
 // agentNetHost starts a kind-2 host of lab with the veth pair dl0/dl1 and

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 	"github.com/driftless/driftless/targets/ssh"
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -17,8 +19,19 @@ import (
 // live in the external test package because targets/ssh and test/hosts
 // import targets.
 
-// srvDial connects to a lab host as root over real SSH.
-func srvDial(t testing.TB, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
+// srvTransport is a lab host reached as the daemon reaches it: through
+// the driftless agent over real SSH. RoundTrips counts the SSH round
+// trips (the agent's requests take none).
+type srvTransport struct {
+	*agent.Transport
+	ssh *ssh.Transport
+}
+
+func (s srvTransport) RoundTrips() int64 { return s.ssh.RoundTrips() }
+
+// srvDial connects to a lab host as root over real SSH and puts the
+// driftless agent (the binary agentbin builds) on it.
+func srvDial(t testing.TB, lab *hosts.Lab, h *hosts.Host) srvTransport {
 	t.Helper()
 	cfg := sshConfig(lab, h)
 	cfg.Timeout = 2 * time.Minute
@@ -28,8 +41,12 @@ func srvDial(t testing.TB, lab *hosts.Lab, h *hosts.Host) *ssh.Transport {
 	if err != nil {
 		t.Fatalf("dial %s: %v", h.Name, err)
 	}
-	t.Cleanup(func() { tr.Close() })
-	return tr
+	rem := agent.NewRemote(&agent.Deployer{Own: agentbin.Build(t)})
+	t.Cleanup(func() {
+		rem.Close()
+		tr.Close()
+	})
+	return srvTransport{&agent.Transport{Starter: tr, Agent: rem}, tr}
 }
 
 // srvHostObserve observes one resource through the real batched Observe.

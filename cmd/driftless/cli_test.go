@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -318,7 +319,10 @@ func testSingleDashLongFlags(t *testing.T, bin string) {
 // TestOneShotSSHSettings: plan and apply reach an SSH host with the key
 // and known_hosts given as flags, or read from the daemon's configuration
 // file, without an SSH agent; with neither, the error says what to give.
+// It runs the built binary: the driftless agent it puts on the host is
+// that binary.
 func TestOneShotSSHSettings(t *testing.T) {
+	bin := agentbin.Build(t)
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("web-1")
 	repo := t.TempDir()
@@ -336,18 +340,22 @@ func TestOneShotSSHSettings(t *testing.T) {
 	}
 	t.Setenv("SSH_AUTH_SOCK", "")
 
-	code, out, stderr := run(t, "plan", repo)
+	code, out, stderr := runBinary(t, bin, "plan", repo)
 	if code != 1 || !strings.Contains(out, "give --ssh-key FILE, --ssh-agent, or --config") || strings.Contains(out, "connect to web-1: connect to web-1") {
 		t.Fatalf("plan without SSH settings: exit %d\n%s%s", code, out, stderr)
 	}
-	code, out, stderr = run(t, "plan", repo, "--detailed-exitcode", "--ssh-key", lab.ClientKeyFile, "--ssh-known-hosts", lab.KnownHostsFile)
+	code, out, stderr = runBinary(t, bin, "plan", repo, "--detailed-exitcode", "--ssh-key", lab.ClientKeyFile, "--ssh-known-hosts", lab.KnownHostsFile)
 	if code != 2 || !strings.Contains(out, "+ file:/etc/oneshot.conf (create)") {
 		t.Fatalf("plan with --ssh-key: exit %d\n%s%s", code, out, stderr)
 	}
-	if code, out, stderr := run(t, "apply", "--config", cfg, repo); code != 0 {
+	if code, out, stderr := runBinary(t, bin, "apply", "--config", cfg, repo); code != 0 {
 		t.Fatalf("apply with --config: exit %d\n%s%s", code, out, stderr)
 	}
 	if got, err := os.ReadFile(filepath.Join(h.Root, "etc", "oneshot.conf")); err != nil || string(got) != "from the command line\n" {
 		t.Fatalf("the host's file after apply: %q, %v", got, err)
+	}
+	// The host was reached through the agent: its binary is there.
+	if agents, _ := filepath.Glob(filepath.Join(h.Root, "var/lib/driftless/agent/*")); len(agents) == 0 {
+		t.Fatal("no agent binary on the host after plan and apply")
 	}
 }

@@ -19,12 +19,13 @@ import (
 )
 
 // dialer gives the reconciler a transport per host: the local transport
-// (rooted in the host's sandbox folder when one is set) or a pooled SSH
-// connection.
+// (rooted in the host's sandbox folder when one is set; the kinds run in
+// the daemon's own process), or the driftless agent over a pooled SSH
+// connection. The agent is the one way to reach an SSH host.
 type dialer struct {
 	pool *ssh.Pool
-	// agents, when set, observes SSH hosts through the driftless agent:
-	// one per host connection, kept across passes.
+	// agents puts the agent on SSH hosts: one per host connection, kept
+	// across passes.
 	agents *agent.Deployer
 	mu     sync.Mutex
 	remote map[string]*agent.Remote
@@ -35,8 +36,8 @@ type dialer struct {
 
 var _ reconciler.Dialer = (*dialer)(nil)
 
-// newDialer builds the SSH pool from the daemon's SSH defaults and, when
-// the agent is enabled, the deployer that puts the daemon's own binary on
+// newDialer builds the SSH pool from the daemon's SSH defaults and the
+// deployer that puts the daemon's own binary (or one of ag.Binaries) on
 // hosts.
 func newDialer(cfg config.SSH, ag config.Agent, log zerolog.Logger) (*dialer, error) {
 	defaults := ssh.Config{
@@ -55,15 +56,12 @@ func newDialer(cfg config.SSH, ag config.Agent, log zerolog.Logger) (*dialer, er
 	}
 	// ssh.parallelism bounds the connections open at once over all
 	// environments, as it bounds the hosts worked on at once.
-	d := &dialer{pool: ssh.NewPool(defaults, cfg.Parallelism), remote: map[string]*agent.Remote{}}
-	if ag.Enabled {
-		own, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("agent: find the daemon's own binary: %w", err)
-		}
-		d.agents = &agent.Deployer{Own: own, Dir: ag.Binaries}
+	own, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("agent: find the daemon's own binary: %w", err)
 	}
-	return d, nil
+	return &dialer{pool: ssh.NewPool(defaults, cfg.Parallelism), remote: map[string]*agent.Remote{},
+		agents: &agent.Deployer{Own: own, Dir: ag.Binaries}}, nil
 }
 
 // Transport implements reconciler.Dialer.
@@ -81,9 +79,6 @@ func (d *dialer) Transport(ctx context.Context, h *config.Host) (targets.Transpo
 	if err != nil {
 		// The reconciler names the host it connects to.
 		return nil, err
-	}
-	if d.agents == nil {
-		return pooled{t}, nil
 	}
 	return &agent.Transport{Starter: pooled{t}, Agent: d.agent(key)}, nil
 }

@@ -73,14 +73,15 @@ func (f *sshFlags) register(fs *pflag.FlagSet) {
 }
 
 // settings returns the SSH settings: the configuration file's, then the flags'.
-func (f sshFlags) settings() (config.SSH, error) {
+func (f sshFlags) settings() (config.SSH, config.Agent, error) {
 	var s config.SSH
+	var ag config.Agent
 	if f.config != "" {
 		cfg, err := config.LoadDaemon(f.config)
 		if err != nil {
-			return s, err
+			return s, ag, err
 		}
-		s = cfg.SSH
+		s, ag = cfg.SSH, cfg.Agent
 	}
 	if f.keyFile != "" {
 		s.KeyFile = f.keyFile
@@ -92,7 +93,7 @@ func (f sshFlags) settings() (config.SSH, error) {
 		s.User = f.user
 	}
 	s.Agent = s.Agent || f.agent
-	return s, nil
+	return s, ag, nil
 }
 
 // validation is validate's report, for -o json and yaml.
@@ -210,7 +211,7 @@ type oneshot struct {
 // newOneshot builds the reconciler of plan and apply; progress receives
 // its progress events (nil: none).
 func newOneshot(o oneshotFlags, log zerolog.Logger, progress status.Progress) (*oneshot, error) {
-	sshCfg, err := o.ssh.settings()
+	sshCfg, agentCfg, err := o.ssh.settings()
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +235,7 @@ func newOneshot(o oneshotFlags, log zerolog.Logger, progress status.Progress) (*
 		return nil, err
 	}
 	s.store = store
-	if s.dialer, err = newDialer(sshCfg, config.Agent{}, log); err != nil {
+	if s.dialer, err = newDialer(sshCfg, agentCfg, log); err != nil {
 		s.close()
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/driftless/driftless/test/hosts"
 )
 
-// TestDaemonThroughAgent runs `driftless serve` with agent.enabled on two
-// real hosts: a push converges them, the daemon's own binary is on each
+// TestDaemonThroughAgent runs `driftless serve` on two real hosts, which
+// it reaches through its agent: a push converges them, the daemon's own binary is on each
 // host under its hash, and a second push converges through the same
 // agents (no second copy: the binary's file is not rewritten).
 func TestDaemonThroughAgent(t *testing.T) {
@@ -33,14 +33,6 @@ func TestDaemonThroughAgent(t *testing.T) {
 	first := work.Commit(t, map[string]string{"environments/bench.yaml": benchEnv(hs, 1, false)}, "push 1")
 	work.Push(t)
 	cfg := daemonConfig(t, lab, repoURL, secret, time.Hour)
-	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.WriteString("agent: {enabled: true}\n")
-		f.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := startDaemon(t, bin, cfg)
 	hook.setTarget(d.URL)
 	waitFor(t, 2*time.Minute, 50*time.Millisecond, "the first revision to converge", func() error {
