@@ -46,7 +46,12 @@ func srvDial(t testing.TB, lab *hosts.Lab, h *hosts.Host) srvTransport {
 		rem.Close()
 		tr.Close()
 	})
-	return srvTransport{&agent.Transport{Starter: tr, Agent: rem}, tr}
+	at := &agent.Transport{Starter: tr, Agent: rem}
+	// Started (and copied) before the tests count SSH round trips.
+	if _, err := at.ObserveNative(ctx, []targets.Query{{Kind: "directory", Path: "/"}}); err != nil {
+		t.Fatalf("start the agent on %s: %v", h.Name, err)
+	}
+	return srvTransport{at, tr}
 }
 
 // srvHostObserve observes one resource through the real batched Observe.
