@@ -342,7 +342,7 @@ func TestDriversThroughAgent(t *testing.T) {
 			if err := drivers[c.Kind].Apply(ctx, at, rs[i], c.Before); err != nil {
 				t.Fatalf("apply %s: %v", c.ID, err)
 			}
-			if n := tr.RoundTrips() - rt; targets.IsNative(rs[i]) && n != 0 {
+			if n := tr.RoundTrips() - rt; targets.Native(targets.Drivers()[rs[i].Kind]) && n != 0 {
 				t.Fatalf("apply %s through the agent ran %d shell scripts, want none", c.ID, n)
 			}
 		}
@@ -374,7 +374,7 @@ func TestDriversThroughAgent(t *testing.T) {
 		if err := drivers[first[i].Kind].Restore(ctx, at, rs[i], first[i].Before); err != nil {
 			t.Fatalf("restore %s: %v", first[i].ID, err)
 		}
-		if n := tr.RoundTrips() - rt; targets.IsNative(rs[i]) && n != 0 {
+		if n := tr.RoundTrips() - rt; targets.Native(targets.Drivers()[rs[i].Kind]) && n != 0 {
 			t.Fatalf("restore %s through the agent ran %d shell scripts, want none", first[i].ID, n)
 		}
 	}

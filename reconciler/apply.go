@@ -167,7 +167,7 @@ func (r *Reconciler) nativeSteps(hr *hostRun, from int) []targets.Step {
 	for _, res := range hr.order[from:] {
 		c := hr.changes[res.ID()]
 		d := r.opts.Drivers[res.Kind]
-		if _, ok := d.(targets.NativeKind); !ok || targets.Confirmed(d) || c.Action == targets.Delete {
+		if !targets.Native(d) || targets.Confirmed(d) || c.Action == targets.Delete {
 			break
 		}
 		steps = append(steps, targets.Step{Op: targets.StepApply, Resource: res, State: c.Before})
@@ -397,7 +397,7 @@ func (r *Reconciler) restoreWrites(entries []store.JournalEntry) []targets.FileW
 func (r *Reconciler) restoreSteps(entries []store.JournalEntry) []targets.Step {
 	var steps []targets.Step
 	for _, e := range entries {
-		if _, ok := r.opts.Drivers[e.Resource.Kind].(targets.NativeKind); !ok {
+		if !targets.Native(r.opts.Drivers[e.Resource.Kind]) {
 			break
 		}
 		steps = append(steps, targets.Step{Op: targets.StepRestore, Resource: e.Resource, State: e.Snapshot})

@@ -156,9 +156,10 @@ func nativeKind(ds map[string]Driver, s Step) (NativeKind, error) {
 	return nk, nil
 }
 
-// IsNative says whether r's kind applies natively through a NativeApplier.
-func IsNative(r config.Resource) bool {
-	_, ok := Drivers()[r.Kind].(NativeKind)
+// Native says whether d's kind applies natively through a NativeApplier
+// (a NativeKind): the one test of it, over the caller's driver table.
+func Native(d Driver) bool {
+	_, ok := d.(NativeKind)
 	return ok
 }
 
