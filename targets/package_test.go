@@ -6,10 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
-	"github.com/driftless/driftless/test/agentbin"
 	"github.com/driftless/driftless/test/hosts"
 )
 
@@ -37,24 +35,12 @@ func TestPackageOnRPMHost(t *testing.T) {
 		t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
 	}
 	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
-	checkPackageDriver(t, srvDial(t, lab, h), h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
-}
-
-// TestPackageOnRPMHostThroughAgent runs the rpm host's course through the
-// driftless agent: packages observed by the agent's one rpm query.
-func TestPackageOnRPMHostThroughAgent(t *testing.T) {
-	d := &agent.Deployer{Own: agentbin.Build(t)}
-	lab := hosts.NewLab(t, hosts.Options{})
-	lab.RPMRepo(hosts.HelloRPMs()...)
-	h := lab.Kind1RPM("rpm-ag")
+	// Through the agent (srvDial): packages observed by its one rpm query,
+	// and the agent started once for the whole course.
 	tr := srvDial(t, lab, h)
-	rem := agent.NewRemote(d)
-	t.Cleanup(func() { rem.Close() })
-	at := &agent.Transport{Starter: tr, Agent: rem}
-	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
-	checkPackageDriver(t, at, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
-	if rem.Starts() != 1 {
-		t.Fatalf("the agent was started %d times, want 1", rem.Starts())
+	checkPackageDriver(t, tr, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
+	if tr.Agent.Starts() != 1 {
+		t.Fatalf("the agent was started %d times, want 1", tr.Agent.Starts())
 	}
 }
 
