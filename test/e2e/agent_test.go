@@ -106,7 +106,7 @@ roles:
 	cfg := daemonConfig(t, lab, repoURL, secret, time.Hour)
 	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err == nil {
-		_, err = f.WriteString("  confirm_timeout: 5s\nagent: {enabled: true}\n")
+		_, err = f.WriteString("  confirm_timeout: 5s\n")
 		f.Close()
 	}
 	if err != nil {
