@@ -1,9 +1,13 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -166,6 +170,56 @@ func (d *ArtifactDriver) Parse(r config.Resource, out []byte) (State, error) {
 		st.Fields["releases"] = strings.Join(releases, ",")
 	}
 	return st, nil
+}
+
+// query describes an artifact for native observation: its folder.
+func (d *ArtifactDriver) query(r config.Resource, root string) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	if _, err := d.checkSpec(r); err != nil {
+		return q, false
+	}
+	return pathQuery(q, r, root)
+}
+
+// observeNative prints what the probe prints: "dir=1" when the folder
+// exists, where its current link points and "ok=1" when that leads to a
+// folder, and each release folder.
+func (*ArtifactDriver) observeNative(_ *observation, q Query) ([]byte, error) {
+	var b bytes.Buffer
+	if isDir(q.Path) {
+		b.WriteString("dir=1\n")
+	}
+	cur := filepath.Join(q.Path, "current")
+	if fi, err := os.Lstat(cur); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := os.Readlink(cur)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "current=%s\n", target)
+		if isDir(cur + "/") {
+			b.WriteString("ok=1\n")
+		}
+	}
+	rels := filepath.Join(q.Path, "releases")
+	if isDir(rels) {
+		entries, err := os.ReadDir(rels)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			// The probe's glob: no dot names, links followed.
+			if !strings.HasPrefix(e.Name(), ".") && isDir(filepath.Join(rels, e.Name())) {
+				fmt.Fprintf(&b, "release=%s\n", e.Name())
+			}
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// isDir is the shell's [ -d p ]: a folder, links followed.
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func hasRelease(st State, rel string) bool {

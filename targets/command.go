@@ -1,9 +1,14 @@
 package targets
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/driftless/driftless/config"
@@ -144,6 +149,83 @@ func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	}
 	st.Present = st.Fields["creates"] == "yes" || st.Fields["unless"] == "0"
 	return st, nil
+}
+
+var _ previewQueried = (*CommandDriver)(nil)
+
+// query describes a command's guards for native observation: the path
+// Creates names, and the Unless guard as the probe runs it.
+func (*CommandDriver) query(r config.Resource, root string) (Query, bool) {
+	return commandQuery(r, root, true)
+}
+
+// previewQuery is query for a revision that is not trusted: the Unless
+// guard is not sent, only marked unevaluated.
+func (*CommandDriver) previewQuery(r config.Resource, root string) (Query, bool) {
+	return commandQuery(r, root, false)
+}
+
+func commandQuery(r config.Resource, root string, runUnless bool) (Query, bool) {
+	q := Query{Kind: r.Kind}
+	spec, err := specOf(r, validateCommand)
+	if err != nil {
+		return q, false
+	}
+	if spec.Creates != "" {
+		if q.Path, err = hostPath(root, spec.Creates); err != nil {
+			return q, false
+		}
+	}
+	switch {
+	case spec.Unless != "" && !runUnless:
+		q.Unevaluated = true
+	case spec.Unless != "":
+		prefix, err := commandPrefix(root, spec.Dir)
+		if err != nil {
+			return q, false
+		}
+		q.Guard = prefix + "sh -c " + shq(spec.Unless)
+	}
+	return q, true
+}
+
+// observeNative prints what the command's probe prints: "creates=yes|no"
+// when Creates is declared, and the Unless guard's exit status (or
+// "unevaluated") when it is. The guard runs in a shell of its own with
+// no input and its output discarded, as in the probe.
+func (*CommandDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	var b bytes.Buffer
+	if q.Path != "" {
+		if _, err := os.Lstat(q.Path); err == nil {
+			b.WriteString("creates=yes\n")
+		} else {
+			b.WriteString("creates=no\n")
+		}
+	}
+	switch {
+	case q.Unevaluated:
+		b.WriteString("unless=" + unevaluated + "\n")
+	case q.Guard != "":
+		cmd := exec.CommandContext(o.ctx, "sh", "-c", q.Guard)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			b.WriteString("unless=0\n")
+		case errors.As(err, &ee):
+			code := ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			fmt.Fprintf(&b, "unless=%d\n", code)
+		default:
+			return nil, fmt.Errorf("run the unless guard: %w", err)
+		}
+		if err := o.ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
 }
 
 // Diff says Create when the command must run, with the reason.

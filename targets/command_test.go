@@ -79,6 +79,49 @@ func TestCommandUnless(t *testing.T) {
 	assertFile(t, state, "on\n", 0o644)
 }
 
+// TestCommandGuardNativeAndPreview: the local transport observes a
+// command natively (no shell probe), running its unless guard for a
+// trusted revision; a preview observes it with the guard left out, never
+// run, and reported as not evaluated.
+func TestCommandGuardNativeAndPreview(t *testing.T) {
+	root := t.TempDir()
+	ran := filepath.Join(root, "guard-ran")
+	r := cmdRes("guarded", CommandSpec{Run: "true", Creates: "/made", Unless: `touch "$DRIFTLESS_ROOT/guard-ran"; exit 3`})
+	ctx := context.Background()
+	counted := &countingRuns{Local: NewLocal(root)}
+	changes, err := PlanPreview(ctx, counted, Drivers(), []config.Resource{r})
+	if err != nil || len(changes) != 1 {
+		t.Fatalf("preview: %+v, %v", changes, err)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("the preview ran the unless guard")
+	}
+	if !strings.Contains(changes[0].Diff, "not evaluated") || changes[0].Before.Fields["unless"] != unevaluated {
+		t.Fatalf("preview diff %q, state %+v", changes[0].Diff, changes[0].Before)
+	}
+	changes, err = PlanHost(ctx, counted, Drivers(), []config.Resource{r})
+	if err != nil || len(changes) != 1 || changes[0].Before.Fields["unless"] != "3" || changes[0].Before.Fields["creates"] != "no" {
+		t.Fatalf("plan: %+v, %v", changes, err)
+	}
+	if _, err := os.Stat(ran); err != nil {
+		t.Fatalf("the trusted plan did not run the unless guard: %v", err)
+	}
+	if counted.runs != 0 {
+		t.Fatalf("observing the command ran %d shell scripts through the transport, want 0", counted.runs)
+	}
+}
+
+// countingRuns is the local transport counting the scripts it runs.
+type countingRuns struct {
+	*Local
+	runs int
+}
+
+func (c *countingRuns) Run(ctx context.Context, script string, stdin []byte) (Result, error) {
+	c.runs++
+	return c.Local.Run(ctx, script, stdin)
+}
+
 func TestCommandFailure(t *testing.T) {
 	root := t.TempDir()
 	l := NewLocal(root)

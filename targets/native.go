@@ -55,6 +55,11 @@ type Query struct {
 	// Sum is the SHA-256 (hex) of a large declared file's content: a file
 	// holding exactly it is answered with the probe's same-content mark.
 	Sum string `json:"sum,omitempty"`
+	// Guard is a command's unless guard as the shell runs it (its folder
+	// and DRIFTLESS_ROOT set), for a trusted revision only; Unevaluated
+	// marks a declared guard left out because the revision is a preview.
+	Guard       string `json:"guard,omitempty"`
+	Unevaluated bool   `json:"unevaluated,omitempty"`
 }
 
 // Answer is the agent's answer to one Query: the probe's output, or why
@@ -73,11 +78,27 @@ type nativeObserved interface {
 	observeNative(o *observation, q Query) ([]byte, error)
 }
 
+// previewQueried is a kind whose query would carry something the
+// revision declares to run (a command's guard): for a revision that is
+// not trusted, previewQuery describes the resource without it, and the
+// answer says what was left unevaluated.
+type previewQueried interface {
+	previewQuery(r config.Resource, root string) (Query, bool)
+}
+
 // NativeQuery describes r for a NativeObserver; ok is false for a kind or a
 // resource that is not observed natively (an invalid one included: its
 // shell probe then reports the error, the same one as before).
 func NativeQuery(r config.Resource, root string) (Query, bool) {
-	n, ok := Drivers()[r.Kind].(nativeObserved)
+	return nativeQuery(r, root, false)
+}
+
+func nativeQuery(r config.Resource, root string, preview bool) (Query, bool) {
+	d := Drivers()[r.Kind]
+	if p, ok := d.(previewQueried); ok && preview {
+		return p.previewQuery(r, root)
+	}
+	n, ok := d.(nativeObserved)
 	if !ok {
 		return Query{Kind: r.Kind}, false
 	}
@@ -242,11 +263,11 @@ func regular(p string) bool {
 // errors it found and marks in done the resources it took; the caller
 // probes the others.
 func observeNative(ctx context.Context, n NativeObserver, ds []Driver, rs []config.Resource, root string,
-	states map[string]State, done []bool) ([]error, error) {
+	preview bool, states map[string]State, done []bool) ([]error, error) {
 	var qs []Query
 	var idx []int
 	for i, r := range rs {
-		if q, ok := NativeQuery(r, root); ok {
+		if q, ok := nativeQuery(r, root, preview); ok {
 			qs, idx = append(qs, q), append(idx, i)
 		}
 	}

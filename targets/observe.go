@@ -66,7 +66,7 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 	var errs []error
 	if n, ok := t.(NativeObserver); ok {
 		done := make([]bool, len(rs))
-		nerrs, err := observeNative(ctx, n, ds, rs, t.Root(), states, done)
+		nerrs, err := observeNative(ctx, n, ds, rs, t.Root(), preview, states, done)
 		if err != nil {
 			return nil, err
 		}
