@@ -19,7 +19,7 @@ import (
 // of its own protocol version; the agent binary is content-addressed, so a
 // daemon of another version copies and starts its own agent instead.
 // Raise it with any change to the requests or answers.
-const Protocol = 3
+const Protocol = 4
 
 // The operations of a request.
 const (
