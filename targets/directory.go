@@ -126,22 +126,13 @@ func (*DirectoryDriver) Diff(r config.Resource, observed State) Change {
 }
 
 // Apply creates the directory (with its parents) and sets the declared
-// mode and owner, or removes it when it is declared absent and empty.
+// mode and owner, or removes it when it is declared absent and empty: on
+// the host, through the transport's native apply (ApplyNative).
 func (*DirectoryDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	spec, err := specOf(r, validateDirectory)
-	if err != nil {
+	if _, err := specOf(r, validateDirectory); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	if spec.State == config.Absent {
-		return removeDir(ctx, t, r)
-	}
-	if observed.Present && observed.Fields["type"] != "directory" {
-		return refuseNonDir(r, observed)
-	}
-	return makeDir(ctx, t, r, spec.Mode, chownArg(spec.Owner, spec.Group))
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
 func refuseNonDir(r config.Resource, observed State) error {
@@ -149,55 +140,10 @@ func refuseNonDir(r config.Resource, observed State) error {
 }
 
 // Restore puts back the snapshot's mode and owner, or removes the
-// directory when it did not exist before (only if it is empty again).
-// Parents that mkdir -p created on the way stay: they are not the
-// resource, and other resources may have been put in them since.
+// directory when it did not exist before (only if it is empty again), on
+// the host through the transport's native apply (RestoreNative).
 func (*DirectoryDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	if !snapshot.Present {
-		return removeDir(ctx, t, r)
-	}
-	if snapshot.Fields["type"] != "directory" {
-		return nil // Apply refuses to replace a non-directory, so nothing changed.
-	}
-	f := snapshot.Fields
-	return makeDir(ctx, t, r, f["mode"], f["uid"]+":"+f["gid"])
-}
-
-func makeDir(ctx context.Context, t Transport, r config.Resource, mode, owner string) error {
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	q := shq(p)
-	script := "mkdir -p -- " + q
-	if mode != "" {
-		if _, err := parseMode(mode); err != nil {
-			return fmt.Errorf("apply %s: %w", r.ID(), err)
-		}
-		script += " && chmod " + normMode(mode) + " -- " + q
-	}
-	if owner != "" {
-		script += " && chown -- " + shq(owner) + " " + q
-	}
-	return runScript(ctx, t, "apply "+r.ID(), script)
-}
-
-// removeDir removes an empty directory, does nothing when none is there,
-// and explains why it refuses a directory that is not empty.
-func removeDir(ctx context.Context, t Transport, r config.Resource) error {
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", r.ID(), err)
-	}
-	q := shq(p)
-	script := "if [ -L " + q + " ] || [ ! -e " + q + " ]; then exit 0; fi\n" +
-		"if [ ! -d " + q + " ]; then echo 'it is not a directory' >&2; exit 1; fi\n" +
-		"if [ -n \"$(ls -A -- " + q + ")\" ]; then echo 'it is not empty: driftless removes only empty directories, so that no data goes with it' >&2; exit 1; fi\n" +
-		"rmdir -- " + q
-	return runScript(ctx, t, "remove "+r.ID(), script)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // ApplyNative is Apply on the host, with os calls: mkdir -p, chmod and

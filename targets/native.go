@@ -258,6 +258,15 @@ func regular(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// onlyNative runs one step of a kind that has no shell apply left: the
+// transport must apply natively (the agent, or the local transport).
+func onlyNative(ctx context.Context, t Transport, op string, r config.Resource, st State) error {
+	if ok, err := nativeStep(ctx, t, op, r, st); ok {
+		return err
+	}
+	return fmt.Errorf("%s %s: the transport does not apply natively (only the driftless agent and the local transport do)", op, r.ID())
+}
+
 // observeNative observes natively the resources of rs that n can observe,
 // parsing each answer with its kind's Parse. It returns the states and
 // errors it found and marks in done the resources it took; the caller
