@@ -133,3 +133,25 @@ func assertDir(t *testing.T, p string, mode os.FileMode) {
 		t.Fatalf("%s: %v, want a directory with mode %v", p, fi.Mode(), mode)
 	}
 }
+
+// TestDirectoryNeedsNativeApply: the directory kind has no shell apply
+// left, so a transport that does not apply natively is refused and
+// nothing is made; the local transport applies natively.
+func TestDirectoryNeedsNativeApply(t *testing.T) {
+	root := t.TempDir()
+	r := config.Resource{Kind: "directory", Name: "/d", Spec: &DirectorySpec{}}
+	d := Drivers()["directory"]
+	err := d.Apply(t.Context(), struct{ Transport }{NewLocal(root)}, r, State{})
+	if err == nil || !strings.Contains(err.Error(), "does not apply natively") {
+		t.Fatalf("apply through a transport without native applies: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "d")); !os.IsNotExist(err) {
+		t.Fatalf("the folder was made: %v", err)
+	}
+	if err := d.Apply(t.Context(), NewLocal(root), r, State{}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "d")); err != nil || !fi.IsDir() {
+		t.Fatalf("the local transport did not make the folder: %v", err)
+	}
+}
