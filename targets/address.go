@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -246,10 +245,7 @@ func (d *AddressDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	prev, target := addressChange(s, want, observed)
 	restore := setAddress(s.Interface, target, prev)
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, restore, func(ctx context.Context) error {
-		if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-			return err
-		}
-		return runScript(ctx, t, "apply "+r.ID(), setAddress(s.Interface, prev, target))
+		return onlyNative(ctx, t, StepApply, r, observed)
 	})
 	if err != nil {
 		return fmt.Errorf("apply %s on %s: %w", r.ID(), s.Interface, err)
@@ -260,31 +256,13 @@ func (d *AddressDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 // Restore puts back the address the snapshot saw, or removes the declared
 // one when there was none.
 func (d *AddressDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	s, want, err := addressOf(r)
-	if err != nil {
+	if _, _, err := addressOf(r); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	prev := ""
-	if snapshot.Present {
-		prev = snapshot.Fields["address"]
-	}
-	// The live address is read again: the host may hold the declared
-	// address, the snapshot's, or neither, and each needs another script.
-	script := "cur=$(ip -j addr show dev " + shq(s.Interface) + " | tr '{' '\\n' | sed -n 's/.*\"local\":\"" +
-		regexp.QuoteMeta(want.Addr().String()) + "\",\"prefixlen\":\\([0-9]*\\).*/\\1/p' | head -n 1)\n" +
-		"set -e\n"
-	if prev != "" {
-		script += "ip addr replace " + shq(prev) + " dev " + shq(s.Interface) + "\n"
-	}
-	script += "if [ -n \"$cur\" ] && [ " + shq(want.Addr().String()) + "/\"$cur\" != " + shq(prev) + " ]; then ip addr del " +
-		shq(want.Addr().String()) + "/\"$cur\" dev " + shq(s.Interface) + "; fi\n"
-	return runScript(ctx, t, "restore "+r.ID(), script)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // addressChange is the live CIDR of the declared IP before an apply ("" when

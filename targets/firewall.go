@@ -373,26 +373,21 @@ func nftReplace(text string) string {
 
 // Apply writes this resource's chain into the live table, commit-confirmed.
 func (d *FirewallDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
-	chain, policy, rules, err := firewallOf(r)
-	if err != nil {
+	if _, _, _, err := firewallOf(r); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
 	if t.Root() != "" {
 		return fmt.Errorf("apply %w", errSandbox(r.ID()))
 	}
-	// The table is read again rather than taken from the observed state:
-	// another firewall resource of the host may have been applied since,
-	// and its chain must be kept.
-	table, text, err := readTable(ctx, t)
+	// The table the revert puts back is read again rather than taken from
+	// the observed state: another firewall resource of the host may have
+	// been applied since, and its chain must be kept.
+	_, text, err := readTable(ctx, t)
 	if err != nil {
 		return fmt.Errorf("apply %s: read the live table: %w", r.ID(), err)
 	}
-	table.set(chain, policy, rules)
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, nftReplace(text), func(ctx context.Context) error {
-		if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
-			return err
-		}
-		return runScript(ctx, t, "apply "+r.ID()+": nft", nftReplace(table.render()))
+		return onlyNative(ctx, t, StepApply, r, State{})
 	})
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
@@ -405,10 +400,7 @@ func (d *FirewallDriver) Restore(ctx context.Context, t Transport, r config.Reso
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	return runScript(ctx, t, "restore "+r.ID(), nftReplace(snapshotTable(snapshot)))
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // snapshotTable is the table text a snapshot saw, "" for none.

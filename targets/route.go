@@ -330,7 +330,7 @@ func setRoutes(fam, dst string, f map[string]string) string {
 
 // Apply replaces or removes the route, commit-confirmed.
 func (d *RouteDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, dst, fam, err := routeDst(r)
+	_, dst, fam, err := routeDst(r)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
@@ -341,21 +341,8 @@ func (d *RouteDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if observed.Present {
 		prev = observed.Fields
 	}
-	want, replace := routeWanted(s, observed)
-	var script string
-	switch {
-	case want == nil:
-		script = setRoutes(fam, dst, nil)
-	case replace:
-		script = "set -e\nip " + fam + " route replace " + routeArgs(dst, want) + "\n"
-	default:
-		script = setRoutes(fam, dst, want)
-	}
 	err = ApplyConfirmed(ctx, t, d.ConfirmTimeout, setRoutes(fam, dst, prev), func(ctx context.Context) error {
-		if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-			return err
-		}
-		return runScript(ctx, t, "apply "+r.ID(), script)
+		return onlyNative(ctx, t, StepApply, r, observed)
 	})
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
@@ -365,21 +352,13 @@ func (d *RouteDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 
 // Restore puts back the route the snapshot saw, or its absence.
 func (d *RouteDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	_, dst, fam, err := routeDst(r)
-	if err != nil {
+	if _, _, _, err := routeDst(r); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
 	if t.Root() != "" {
 		return fmt.Errorf("restore %w", errSandbox(r.ID()))
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	var prev map[string]string
-	if snapshot.Present {
-		prev = snapshot.Fields
-	}
-	return runScript(ctx, t, "restore "+r.ID(), setRoutes(fam, dst, prev))
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // routeWanted is the route an apply leaves (nil: none), and whether it
