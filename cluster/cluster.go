@@ -14,6 +14,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,14 @@ type Cluster struct {
 	margin time.Duration
 	m      *metrics
 	envsCh chan []string
+	// valid is when this replica stops trusting its lease (Unix
+	// nanoseconds; 0: no lease). The session's renew goroutine moves it
+	// on at each renewal etcd answered, whatever the session loop is
+	// doing (a Release hook waiting for a rollout to stop).
+	valid atomic.Int64
+	// gained (capacity one) says the environments this replica owns
+	// changed: ServeRequests looks for requests waiting for them.
+	gained chan struct{}
 
 	mu   sync.Mutex
 	view view
@@ -69,8 +78,6 @@ type view struct {
 	mine map[string]int64
 	// holders maps each environment with an owner to the owner's name.
 	holders map[string]string
-	// validUntil is when this replica stops trusting its lease.
-	validUntil time.Time
 }
 
 // New checks the options and registers the metrics. Nothing runs until Run.
@@ -83,7 +90,7 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	margin := max(o.LeaseTTL/5, 500*time.Millisecond)
-	return &Cluster{o: o, ttl: o.LeaseTTL, margin: margin, m: m, envsCh: make(chan []string, 1),
+	return &Cluster{o: o, ttl: o.LeaseTTL, margin: margin, m: m, envsCh: make(chan []string, 1), gained: make(chan struct{}, 1),
 		view: view{mine: map[string]int64{}, holders: map[string]string{}}}, nil
 }
 
@@ -113,7 +120,7 @@ func (c *Cluster) Owned(env string) (store.Fence, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tok, ok := c.view.mine[env]
-	if !ok || !time.Now().Before(c.view.validUntil) {
+	if !ok || !c.leaseValid() {
 		return store.Fence{}, false
 	}
 	return store.Fence{Key: c.ownerKey(env), Token: tok}, true
@@ -123,7 +130,7 @@ func (c *Cluster) Owned(env string) (store.Fence, bool) {
 func (c *Cluster) OwnedEnvironments() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !time.Now().Before(c.view.validUntil) {
+	if !c.leaseValid() {
 		return nil
 	}
 	out := make([]string, 0, len(c.view.mine))
@@ -158,5 +165,8 @@ func (c *Cluster) Members() []string {
 func (c *Cluster) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Now().Before(c.view.validUntil)
+	return c.leaseValid()
 }
+
+// leaseValid reports whether this replica's lease can be trusted now.
+func (c *Cluster) leaseValid() bool { return time.Now().UnixNano() < c.valid.Load() }

@@ -358,6 +358,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"driftless_cluster_owned_environments":      "GAUGE replica",
 		"driftless_cluster_ownership_changes_total": "COUNTER",
 		"driftless_cluster_etcd_up":                 "GAUGE",
+		"driftless_cluster_unowned_environments":    "GAUGE",
 	}
 	fams, err := reg.Gather()
 	if err != nil {

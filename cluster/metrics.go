@@ -14,6 +14,7 @@ type metrics struct {
 	ownedVec *prometheus.GaugeVec
 	changes  prometheus.Counter
 	etcdUp   prometheus.Gauge
+	unowned  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, replica string) (*metrics, error) {
@@ -28,6 +29,9 @@ func newMetrics(reg prometheus.Registerer, replica string) (*metrics, error) {
 		changes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "driftless_cluster_ownership_changes_total", Help: "Environments this replica took ownership of (summed over replicas: every change of owner).",
 		}),
+		unowned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "driftless_cluster_unowned_environments", Help: "Environments this replica declares that no replica owns, as this replica sees etcd (0 while it holds no lease).",
+		}),
 		etcdUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "driftless_cluster_etcd_up", Help: "1 while this replica holds a lease it renewed recently enough to own environments, else 0.",
 		}),
@@ -35,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, replica string) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.members, m.ownedVec, m.changes, m.etcdUp} {
+	for _, c := range []prometheus.Collector{m.members, m.ownedVec, m.changes, m.etcdUp, m.unowned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register cluster metrics: %w", err)
 		}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"sort"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -20,7 +19,7 @@ const batch = 64
 // holds. One that another replica still holds is left until that replica
 // gives it up or its lease expires: the watch then shows the key gone.
 func (c *Cluster) balance(ctx context.Context, st *session) {
-	if !time.Now().Before(st.valid) {
+	if !c.leaseValid() {
 		return
 	}
 	members := make([]string, 0, len(st.members))

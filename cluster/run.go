@@ -33,7 +33,6 @@ type session struct {
 	holders map[string]holder
 	envs    map[string]bool
 	mine    map[string]int64
-	valid   time.Time
 }
 
 // Run keeps this replica a member and its share of the environments owned
@@ -63,10 +62,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 func (c *Cluster) lost() {
 	c.mu.Lock()
 	changed := len(c.view.mine) > 0
-	c.view.mine, c.view.validUntil = map[string]int64{}, time.Time{}
+	c.view.mine = map[string]int64{}
+	c.valid.Store(0)
 	c.mu.Unlock()
 	c.m.owned.Set(0)
 	c.m.etcdUp.Set(0)
+	c.m.unowned.Set(0)
 	if changed && c.o.Changed != nil {
 		c.o.Changed()
 	}
@@ -98,9 +99,18 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 	// The lease is trusted until the TTL (less the margin) after the
 	// newest instant etcd surely renewed it: the grant came after start,
 	// and each renewal of renew after its request was sent.
+	// renew moves the validity on itself, whatever the loop below is
+	// doing (a Release waiting for a worker): the lease is renewed by
+	// renew, not by the loop. It has stopped when the session returns.
+	c.valid.Store(start.Add(c.ttl - c.margin).UnixNano())
 	renewed := make(chan time.Time, 1)
-	go c.renew(sctx, s.Lease(), renewed)
-	st := &session{me: c.o.Replica, s: s, members: map[string]bool{}, holders: map[string]holder{}, envs: envs, mine: map[string]int64{}, valid: start.Add(c.ttl - c.margin)}
+	renewing := make(chan struct{})
+	go func() {
+		defer close(renewing)
+		c.renew(sctx, s.Lease(), renewed)
+	}()
+	defer func() { cancel(); <-renewing }()
+	st := &session{me: c.o.Replica, s: s, members: map[string]bool{}, holders: map[string]holder{}, envs: envs, mine: map[string]int64{}}
 	rctx, rcancel := c.request(sctx)
 	_, err = c.o.Client.Put(rctx, c.memberKey(c.o.Replica), "", clientv3.WithLease(s.Lease()))
 	rcancel()
@@ -126,11 +136,10 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 			return ctx.Err()
 		case <-s.Done():
 			return errLeaseLost
-		case sent, ok := <-renewed:
+		case _, ok := <-renewed:
 			if !ok {
 				return errLeaseLost
 			}
-			st.valid = sent.Add(c.ttl - c.margin)
 		case wr := <-members:
 			if err := wr.Err(); err != nil || wr.Canceled {
 				return fmt.Errorf("watch cluster members: %w", err)
@@ -152,7 +161,7 @@ func (c *Cluster) session(ctx context.Context, envs map[string]bool) error {
 			}
 		case <-tick.C:
 		}
-		if !time.Now().Before(st.valid) {
+		if !c.leaseValid() {
 			return errLeaseLost
 		}
 	}
@@ -179,6 +188,7 @@ func (c *Cluster) renew(ctx context.Context, lease clientv3.LeaseID, renewed cha
 			close(renewed)
 			return
 		case err == nil:
+			c.valid.Store(sent.Add(c.ttl - c.margin).UnixNano())
 			select {
 			case <-renewed:
 			default:
@@ -263,17 +273,30 @@ func (c *Cluster) publish(st *session) {
 	for env, h := range st.holders {
 		holders[env] = h.replica
 	}
+	unowned := 0
+	for env := range st.envs {
+		if _, ok := st.holders[env]; !ok {
+			unowned++
+		}
+	}
 	mine := make(map[string]int64, len(st.mine))
 	for env, tok := range st.mine {
 		mine[env] = tok
 	}
 	c.mu.Lock()
 	changed := !sameKeys(c.view.mine, mine)
-	c.view = view{members: members, holders: holders, mine: mine, validUntil: st.valid}
+	c.view = view{members: members, holders: holders, mine: mine}
 	c.mu.Unlock()
 	c.m.members.Set(float64(len(members)))
 	c.m.owned.Set(float64(len(mine)))
 	c.m.etcdUp.Set(1)
+	c.m.unowned.Set(float64(unowned))
+	if changed {
+		select {
+		case c.gained <- struct{}{}:
+		default:
+		}
+	}
 	if changed && c.o.Changed != nil {
 		c.o.Changed()
 	}

@@ -75,7 +75,12 @@ func (c *CommentApprovals) Notify(ev sources.Event) bool {
 		return false
 	}
 	for _, cmd := range cmds {
-		if err := r.DecideByComment(cmd.env, head, cmd.commit, cmd.approve, ev); err != nil {
+		err := r.DecideByComment(cmd.env, head, cmd.commit, cmd.approve, ev)
+		if errors.Is(err, ErrNotOwner) {
+			// In a cluster every replica sees the comment; its owner decides.
+			continue
+		}
+		if err != nil {
 			msg := "comment approval refused"
 			if !cmd.approve {
 				msg = "comment rejection refused"

@@ -2,10 +2,10 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 )
 
@@ -25,8 +25,8 @@ type Ownership interface {
 }
 
 // ErrNotOwner is the error of a request for an environment another
-// replica owns.
-var ErrNotOwner = errors.New("another replica owns the environment")
+// replica owns (status.ErrNotOwner, which the cluster relays).
+var ErrNotOwner = status.ErrNotOwner
 
 // owned reports whether this replica works on the environment.
 func (r *Reconciler) owned(name string) bool {

@@ -55,22 +55,10 @@ func (st *envState) publish() {
 	if st.latest != nil {
 		snap.latest = st.latest.rev.Commit
 	}
-	s := status.EnvStatus{
-		Name: rec.Name, Applied: rec.Applied.Commit, AppliedSource: rec.Applied.Source,
-		LastGood: rec.LastGood.Commit, Quarantined: slices.Clone(rec.Quarantined),
-		State: displayState(rec), DriftResources: st.driftCount, LastResult: rec.LastResult,
-		LastError: rec.LastError, LastErrorClass: rec.LastErrorClass, LastRun: rec.LastRun,
-		Preview: previewStatus(rec), Refused: st.refused, PromotionError: st.promotionErr, Class: classOf(rec), RetryAt: st.retryAt, Retries: st.retries,
-	}
-	if g := rec.Gate; g != nil {
-		gate := *g
-		s.Gate = &gate
-		if st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == status.StateAwaitingApproval {
-			s.GatePlan = withoutSnapshots(st.gatePlan)
-		}
-	}
-	for i := len(rec.Decisions) - 1; i >= 0; i-- {
-		s.Decisions = append(s.Decisions, rec.Decisions[i])
+	s := recordStatus(rec)
+	s.DriftResources, s.Refused, s.PromotionError, s.RetryAt, s.Retries = st.driftCount, st.refused, st.promotionErr, st.retryAt, st.retries
+	if g := rec.Gate; g != nil && st.gatePlan != nil && st.gatePlan.Commit == g.Revision.Commit && g.State == status.StateAwaitingApproval {
+		s.GatePlan = withoutSnapshots(st.gatePlan)
 	}
 	for key, since := range st.driftSince {
 		host, _, _ := strings.Cut(key, " ")
@@ -88,30 +76,106 @@ func (st *envState) publish() {
 	st.snap.Store(snap)
 }
 
+// recordStatus is the part of an environment's status its record holds.
+func recordStatus(rec store.EnvRecord) status.EnvStatus {
+	s := status.EnvStatus{
+		Name: rec.Name, Applied: rec.Applied.Commit, AppliedSource: rec.Applied.Source,
+		LastGood: rec.LastGood.Commit, Quarantined: slices.Clone(rec.Quarantined),
+		State: displayState(rec), LastResult: rec.LastResult,
+		LastError: rec.LastError, LastErrorClass: rec.LastErrorClass, LastRun: rec.LastRun,
+		Preview: previewStatus(rec), Class: classOf(rec),
+	}
+	if g := rec.Gate; g != nil {
+		gate := *g
+		s.Gate = &gate
+	}
+	for i := len(rec.Decisions) - 1; i >= 0; i-- {
+		s.Decisions = append(s.Decisions, rec.Decisions[i])
+	}
+	return s
+}
+
 // Environments returns the status of every known environment, by name.
+// In a cluster, an environment another replica owns has no worker here:
+// its status is its record as the owner last wrote it in the shared store
+// (without the hosts, which only its owner observes), and every
+// environment the store or the sources know is listed.
 func (r *Reconciler) Environments() []status.EnvStatus {
 	r.mu.Lock()
 	states := make([]*envState, 0, len(r.envs))
 	for _, st := range r.envs {
 		states = append(states, st)
 	}
+	declared := make([]string, 0, len(r.pending))
+	for name := range r.pending {
+		declared = append(declared, name)
+	}
 	r.mu.Unlock()
 	out := make([]status.EnvStatus, 0, len(states))
+	if r.opts.Ownership == nil {
+		for _, st := range states {
+			out = append(out, r.status(st))
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out
+	}
+	seen := map[string]bool{}
 	for _, st := range states {
-		out = append(out, r.status(st))
+		// The name from the snapshot: the record is the worker's.
+		if name := st.snap.Load().rec.Name; r.owned(name) {
+			seen[name] = true
+			out = append(out, r.status(st))
+		}
+	}
+	recs, err := r.opts.Store.Envs()
+	if err != nil {
+		r.log.Error().Err(err).Msg("cannot read the environments' records from the store")
+	}
+	for _, rec := range recs {
+		if !seen[rec.Name] {
+			seen[rec.Name] = true
+			out = append(out, recordStatus(rec))
+		}
+	}
+	// Declared, and not recorded yet by any owner.
+	for _, st := range states {
+		declared = append(declared, st.snap.Load().rec.Name)
+	}
+	for _, name := range declared {
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, recordStatus(store.EnvRecord{Name: name, State: status.StateUnknown}))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
 // Environment returns the status of one environment; ok is false when it
-// is unknown.
+// is unknown. In a cluster, one another replica owns is read from the
+// shared store (Environments).
 func (r *Reconciler) Environment(name string) (status.EnvStatus, bool) {
 	st, ok := r.lookup(name)
-	if !ok {
+	if r.opts.Ownership == nil || ok && r.owned(name) {
+		if !ok {
+			return status.EnvStatus{}, false
+		}
+		return r.status(st), true
+	}
+	rec, found, err := r.opts.Store.Env(name)
+	if err != nil {
+		r.log.Error().Err(err).Str("environment", name).Msg("cannot read the environment's record from the store")
+	}
+	if found {
+		return recordStatus(rec), true
+	}
+	r.mu.Lock()
+	_, declared := r.pending[name]
+	r.mu.Unlock()
+	if !ok && !declared {
 		return status.EnvStatus{}, false
 	}
-	return r.status(st), true
+	return recordStatus(store.EnvRecord{Name: name, State: status.StateUnknown}), true
 }
 
 // lookup returns the state of an environment seen before.

@@ -266,6 +266,23 @@ func (g *Git) Notify(ev Event) bool {
 	return true
 }
 
+// Want asks for commit at once, as a push naming it would: in a cluster,
+// another replica saw the followed ref move there. The commit the ref
+// already points to fetches nothing.
+func (g *Git) Want(commit string) {
+	g.mu.Lock()
+	if commit == "" || commit == g.head {
+		g.mu.Unlock()
+		return
+	}
+	g.req.commit = commit
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
 // outbox holds the revisions not yet read: at most one of the followed ref
 // (a newer one replaces it) and one per pull request.
 type outbox struct {

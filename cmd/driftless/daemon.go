@@ -41,6 +41,12 @@ type daemon struct {
 	// store is then etcd's, shared by every replica.
 	etcd    *clientv3.Client
 	cluster *cluster.Cluster
+	// operator, in cluster mode, is the API's reconciler: it sends
+	// requests on to each environment's owner and names it.
+	operator *cluster.Operator
+	// relayed, in cluster mode, takes what other replicas relay: their
+	// webhook events and the newest revision of each source.
+	relayed cluster.Relayed
 	dialer  *dialer
 	rec     *reconciler.Reconciler
 	sources []sources.Source
@@ -196,10 +202,43 @@ func (d *daemon) build() error {
 	if err != nil {
 		return err
 	}
+	if d.cluster != nil {
+		d.clusterRelays(rec, hookTargets)
+		// Every event this replica accepts goes to the other replicas too.
+		hookTargets = append([]webhook.Target{d.cluster.HookRelay()}, hookTargets...)
+	}
 	hooks.Deliveries, hooks.Targets, hooks.Logger, hooks.Registerer = d.store, hookTargets, d.log, d.reg
 	hooks.ReadTimeout = d.cfg.HTTP.BodyTimeout.D()
 	d.hooks = webhook.NewHandler(hooks)
 	return nil
+}
+
+// clusterRelays wires what goes from one replica to another through etcd:
+// API requests to each environment's owner, and webhook events and new
+// revisions to this replica's webhook targets and sources.
+func (d *daemon) clusterRelays(rec *reconciler.Reconciler, targets []webhook.Target) {
+	d.operator = d.cluster.Operator(rec)
+	wanters := map[string]interface{ Want(commit string) }{}
+	for _, src := range d.sources {
+		if w, ok := src.(interface{ Want(commit string) }); ok {
+			wanters[src.Name()] = w
+		}
+	}
+	d.relayed = cluster.Relayed{
+		// A comment decision may take seconds: the watch goes on meanwhile.
+		Event: func(ev sources.Event) {
+			go func() {
+				for _, t := range targets {
+					t.Notify(ev)
+				}
+			}()
+		},
+		Want: func(source, commit string) {
+			if w, ok := wanters[source]; ok {
+				w.Want(commit)
+			}
+		},
+	}
 }
 
 // revisions gives the reconciler back old revisions (manual rollback,
@@ -289,7 +328,11 @@ func (d *daemon) mux(ctx context.Context, ready func() bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	d.hooks.Register(mux)
 	// The API reads its token file at each mutating request: a rotated token needs no restart.
-	api.New(api.Options{Reconciler: d.rec, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress, Pulled: d.pulled}).Register(mux)
+	var op api.Operator = d.rec
+	if d.operator != nil {
+		op = d.operator
+	}
+	api.New(api.Options{Reconciler: op, Token: d.cfg.API.Token, Tokens: d.cfg.API.Tokens, Logger: d.log, Context: ctx, Progress: d.progress, Pulled: d.pulled}).Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

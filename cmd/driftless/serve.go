@@ -131,6 +131,10 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 				if len(firstSeen) >= len(d.sources) {
 					ready.Store(true)
 				}
+				if d.cluster != nil && !rev.Preview && rev.Refused == "" {
+					// The other replicas fetch it now, not at their next poll.
+					go d.cluster.PublishRevision(rev.Source, rev.Commit)
+				}
 				select {
 				case revs <- rev:
 				case <-ctx.Done():
@@ -140,12 +144,20 @@ func serve(ctx context.Context, cfg *config.Daemon, log zerolog.Logger, hooks se
 		}
 	}()
 	if d.cluster != nil {
-		wg.Add(1)
+		wg.Add(3)
 		go func() {
 			defer wg.Done()
 			if err := d.cluster.Run(ctx); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("cluster: %w", err)
 			}
+		}()
+		go func() {
+			defer wg.Done()
+			d.cluster.RunHooks(ctx, d.relayed)
+		}()
+		go func() {
+			defer wg.Done()
+			d.operator.ServeRequests(ctx)
 		}()
 	}
 	wg.Add(1)

@@ -19,3 +19,7 @@ var ErrWindowClosed = errors.New("deploy window closed")
 // ErrRemovedEnvironment is returned for a sync or rollback of a removed
 // environment.
 var ErrRemovedEnvironment = errors.New("environment removed from its source")
+
+// ErrNotOwner is returned, in a cluster, for a request about an
+// environment another replica owns.
+var ErrNotOwner = errors.New("another replica owns the environment")

@@ -56,6 +56,9 @@ type HostStatus struct {
 // EnvStatus is the state of one environment, for the API and status page.
 type EnvStatus struct {
 	Name string `json:"name"`
+	// Replica, in a cluster, is the replica that owns the environment ("":
+	// one daemon, or no replica owns it at this moment).
+	Replica string `json:"replica,omitempty"`
 	// Applied and LastGood are full commits ("" when none).
 	Applied        string   `json:"applied"`
 	AppliedSource  string   `json:"applied_source,omitempty"`
