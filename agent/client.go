@@ -104,7 +104,11 @@ func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int
 // error of the session itself leaves the outcome unknown: n is 0 and
 // callers treat every step as possibly done.
 func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
-	resp, err := c.call(ctx, Request{Op: OpApply, Steps: steps})
+	req := Request{Op: OpApply, Steps: steps}
+	if d, ok := ctx.Deadline(); ok {
+		req.TimeoutMS = max(time.Until(d).Milliseconds(), 1)
+	}
+	resp, err := c.call(ctx, req)
 	if err != nil {
 		return 0, err
 	}

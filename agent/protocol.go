@@ -54,6 +54,10 @@ type Request struct {
 	Writes  []Write         `json:"writes,omitempty"`
 	Check   *Check          `json:"check,omitempty"`
 	Steps   []targets.Step  `json:"steps,omitempty"`
+	// TimeoutMS bounds an apply request on the host, in milliseconds (the
+	// daemon's deadline for it; 0 is none): a step still running then is
+	// stopped (a command's process group killed) and fails.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
 }
 
 // Check is a command check to run on the host.

@@ -86,6 +86,11 @@ func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) R
 		}
 		resp.Check = runCheck(ctx, *req.Check)
 	case OpApply:
+		if req.TimeoutMS > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
+			defer cancel()
+		}
 		n, err := host.Apply(ctx, req.Steps)
 		resp.Applied = n
 		if err != nil {

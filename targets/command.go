@@ -32,6 +32,7 @@ var (
 	_ Driver       = (*CommandDriver)(nil)
 	_ Guarded      = (*CommandDriver)(nil)
 	_ DeclaredDiff = (*CommandDriver)(nil)
+	_ NativeKind   = (*CommandDriver)(nil)
 )
 
 // DiffIsDeclared implements DeclaredDiff: a command's diff is what the
@@ -267,6 +268,9 @@ func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if strings.TrimSpace(spec.Run) == "" {
 		return fmt.Errorf("run %s: no command to run", r.ID())
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
+		return err
+	}
 	return runDeclared(ctx, t, r, spec.Dir, spec.Run, "run")
 }
 
@@ -280,7 +284,46 @@ func (*CommandDriver) Restore(ctx context.Context, t Transport, r config.Resourc
 	if spec.Undo == "" || snapshot.Present {
 		return nil
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	return runDeclared(ctx, t, r, spec.Dir, spec.Undo, "undo")
+}
+
+// ApplyNative runs the command on the host: the declared command is a
+// shell command by design, run with sh -c in its own process group (as
+// the agent runs a check), with no SSH session for it.
+func (*CommandDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, _ State) error {
+	spec, err := specOf(r, validateCommand)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if strings.TrimSpace(spec.Run) == "" {
+		return fmt.Errorf("run %s: no command to run", r.ID())
+	}
+	return runDeclaredNative(ctx, h, r, spec.Dir, spec.Run, "run")
+}
+
+// RestoreNative is Restore on the host.
+func (*CommandDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	spec, err := specOf(r, validateCommand)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if spec.Undo == "" || snapshot.Present {
+		return nil
+	}
+	return runDeclaredNative(ctx, h, r, spec.Dir, spec.Undo, "undo")
+}
+
+// runDeclaredNative is runDeclared in the host's process: the shell that
+// enters Dir execs sh -c, so one process runs the command.
+func runDeclaredNative(ctx context.Context, h *Host, r config.Resource, dir, script, what string) error {
+	prefix, err := commandPrefix(h.Root(), dir)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
+	}
+	return runScript(ctx, NewLocal(h.Root()), what+" "+r.ID(), prefix+"exec sh -c "+shq(script)+" </dev/null")
 }
 
 func runDeclared(ctx context.Context, t Transport, r config.Resource, dir, script, what string) error {

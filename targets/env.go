@@ -146,7 +146,24 @@ func (d *EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, o
 	if err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	return writeOne(ctx, t, r, w)
+}
+
+// ApplyNative is Apply on the host: the merged file written in process.
+func (d *EnvDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	w, err := d.plan(r, observed)
+	if err != nil {
+		return err
+	}
+	return h.writeOne(ctx, r, w)
+}
+
+// RestoreNative is Restore on the host.
+func (*EnvDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	return restoreFileNative(ctx, h, r, snapshot)
 }
 
 // Write implements Writer: the write of Apply.

@@ -312,13 +312,33 @@ func joinDiff(lines []string, body string) string {
 // could not put it back.
 func (d *FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
 	w, remove, err := d.plan(r, observed)
+	if err != nil {
+		return err
+	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
+	if remove {
+		return removeFile(ctx, t, r)
+	}
+	return writeOne(ctx, t, r, w)
+}
+
+// ApplyNative is Apply on the host: the write in process, or the removal.
+func (d *FileDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	w, remove, err := d.plan(r, observed)
 	switch {
 	case err != nil:
 		return err
 	case remove:
-		return removeFile(ctx, t, r)
+		return removeFileNative(h, r)
 	}
-	return writeOne(ctx, t, r, w)
+	return h.writeOne(ctx, r, w)
+}
+
+// RestoreNative is Restore on the host.
+func (*FileDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	return restoreFileNative(ctx, h, r, snapshot)
 }
 
 // Write implements Writer: the write of Apply, when it is one.
@@ -375,13 +395,28 @@ func (*FileDriver) RestoreWrite(r config.Resource, snapshot State) (FileWrite, b
 // restoreFile is the restore of every kind kept in a regular file.
 func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	w, remove, err := restorePlan(r, snapshot)
+	if err != nil {
+		return err
+	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
+	if remove {
+		return removeFile(ctx, t, r)
+	}
+	return writeOne(ctx, t, r, w)
+}
+
+// restoreFileNative is restoreFile on the host.
+func restoreFileNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	w, remove, err := restorePlan(r, snapshot)
 	switch {
 	case err != nil:
 		return err
 	case remove:
-		return removeFile(ctx, t, r)
+		return removeFileNative(h, r)
 	}
-	return writeOne(ctx, t, r, w)
+	return h.writeOne(ctx, r, w)
 }
 
 // restorePlan returns the write that puts back a file's snapshot, or remove
@@ -424,4 +459,17 @@ func removeFile(ctx context.Context, t Transport, r config.Resource) error {
 		return fmt.Errorf("remove %s: %w", r.ID(), err)
 	}
 	return runScript(ctx, t, "remove "+r.ID(), "rm -f -- "+shq(p))
+}
+
+// removeFileNative is removeFile (rm -f) on the host: unlink(2), which
+// removes a file or a link and refuses a directory.
+func removeFileNative(h *Host, r config.Resource) error {
+	p, err := hostPath(h.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	if err := syscall.Unlink(p); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("remove %s: %w", r.ID(), &fs.PathError{Op: "unlink", Path: r.Name, Err: err})
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"os/user"
 	"strconv"
 	"strings"
 
@@ -118,6 +119,9 @@ func (d *GroupDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	n := shq(r.Name)
 	gid := ""
 	if s.GID != 0 {
@@ -149,6 +153,9 @@ func (d *GroupDriver) Restore(ctx context.Context, t Transport, r config.Resourc
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	n := shq(r.Name)
 	var script string
 	if !snapshot.Present {
@@ -159,4 +166,58 @@ func (d *GroupDriver) Restore(ctx context.Context, t Transport, r config.Resourc
 			"; else groupadd -g " + gid + " -- " + n + "; fi\ngpasswd -M " + shq(snapshot.Fields["members"]) + " " + n + " >/dev/null"
 	}
 	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// ApplyNative is Apply on the host: groupadd, groupmod or groupdel run
+// without a shell (see UserDriver.ApplyNative).
+func (*GroupDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	s, err := specOf(r, validateGroup)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := accountsOnHost(h, r.ID()); err != nil {
+		return err
+	}
+	what := "apply " + r.ID()
+	var gid []string
+	if s.GID != 0 {
+		gid = []string{"-g", strconv.Itoa(s.GID)}
+	}
+	switch {
+	case s.State == config.Absent:
+		return h.exec(ctx, what, "groupdel", "--", r.Name)
+	case !observed.Present:
+		if s.System {
+			gid = append(gid, "-r")
+		}
+		return h.exec(ctx, what, "groupadd", append(gid, "--", r.Name)...)
+	case gid != nil:
+		return h.exec(ctx, what, "groupmod", append(gid, "--", r.Name)...)
+	}
+	return nil
+}
+
+// RestoreNative is Restore on the host, with the same tools and gpasswd
+// for the members.
+func (*GroupDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	if err := accountsOnHost(h, r.ID()); err != nil {
+		return err
+	}
+	what := "restore " + r.ID()
+	_, lookErr := user.LookupGroup(r.Name)
+	if !snapshot.Present {
+		if lookErr != nil {
+			return nil
+		}
+		return h.exec(ctx, what, "groupdel", "--", r.Name)
+	}
+	gid := snapshot.Fields["gid"]
+	tool := "groupadd"
+	if lookErr == nil {
+		tool = "groupmod"
+	}
+	if err := h.exec(ctx, what, tool, "-g", gid, "--", r.Name); err != nil {
+		return err
+	}
+	return h.exec(ctx, what, "gpasswd", "-M", snapshot.Fields["members"], r.Name)
 }

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"sync"
 
 	"github.com/driftless/driftless/config"
@@ -67,6 +71,8 @@ type Host struct {
 	root string
 
 	mu sync.Mutex
+	// bus is the systemd connection, opened by the first step that needs it.
+	bus *systemd
 	// closers are the connections opened so far, closed by Close.
 	closers []func()
 }
@@ -84,7 +90,7 @@ func (h *Host) Close() error {
 	for _, c := range h.closers {
 		c()
 	}
-	h.closers = nil
+	h.closers, h.bus = nil, nil
 	return nil
 }
 
@@ -212,4 +218,38 @@ func nativeStep(ctx context.Context, t Transport, op string, r config.Resource, 
 	}
 	_, err = n.ApplyNative(ctx, []Step{{Op: op, Resource: r, State: st}})
 	return true, err
+}
+
+// writeOne writes w on the host in process, as the local transport's
+// WriteFiles does (temporary file, mode and owner, sync, rename).
+func (h *Host) writeOne(ctx context.Context, r config.Resource, w FileWrite) error {
+	if _, err := NewLocal(h.root).WriteFiles(ctx, []FileWrite{w}); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// exec runs a program of the host without a shell (its arguments are
+// never parsed by one) and turns a non-zero exit into an error carrying
+// its stderr, saying what was being done.
+func (h *Host) exec(ctx context.Context, what, name string, args ...string) error {
+	return h.execEnv(ctx, what, nil, name, args...)
+}
+
+// execEnv is exec with variables added to the environment.
+func (h *Host) execEnv(ctx context.Context, what string, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s: %s: exit %d: %s", what, name, ee.ExitCode(), trimOutput(stderr.Bytes()))
+		}
+		return fmt.Errorf("%s: %s: %w", what, name, err)
+	}
+	return nil
 }

@@ -332,6 +332,9 @@ func (d *PackageDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	m := observed.Fields["manager"]
 	if s.State == config.Absent {
 		return runScript(ctx, t, "apply "+r.ID(), removeScript(m, r.Name, false))
@@ -346,6 +349,9 @@ func (d *PackageDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	if err := checkPackage(r.Name, v); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	m := snapshot.Fields["manager"]
 	if snapshot.Present {
 		return runScript(ctx, t, "restore "+r.ID(), installScript(m, r.Name, v))
@@ -358,4 +364,90 @@ func (d *PackageDriver) Restore(ctx context.Context, t Transport, r config.Resou
 		script = "if rpm -q -- " + shq(r.Name) + " >/dev/null 2>&1; then " + script + "; fi"
 	}
 	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// ApplyNative is Apply on the host: one run of the package manager,
+// without a shell, in the common case (see installNative).
+func (*PackageDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	s, err := specOf(r, validatePackage)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	m, what := observed.Fields["manager"], "apply "+r.ID()
+	if s.State == config.Absent {
+		return removeNative(ctx, h, what, m, r.Name, false)
+	}
+	return installNative(ctx, h, what, m, r.Name, s.Version)
+}
+
+// RestoreNative is Restore on the host.
+func (*PackageDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	v := snapshot.Fields["version"]
+	if err := checkPackage(r.Name, v); err != nil {
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	m, what := snapshot.Fields["manager"], "restore "+r.ID()
+	if snapshot.Present {
+		return installNative(ctx, h, what, m, r.Name, v)
+	}
+	// Nothing to remove is success, not an error.
+	query := []string{"dpkg-query", "-W", "--", r.Name}
+	if m == ManagerDnf {
+		query = []string{"rpm", "-q", "--", r.Name}
+	}
+	if h.exec(ctx, what, query[0], query[1:]...) != nil {
+		return nil
+	}
+	return removeNative(ctx, h, what, m, r.Name, snapshot.Fields["status"] == "")
+}
+
+// aptArgs are aptEnv's options: noninteractive, changed configuration
+// files kept, a dpkg lock held by someone else waited for.
+var aptArgs = []string{"-y", "-q", "-o", "DPkg::Lock::Timeout=300", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
+
+// installNative installs name at version ("" for any version) with one
+// run of apt-get or dnf. Only when that run fails is the package
+// metadata refreshed and the install tried once more (and, with dnf, a
+// downgrade tried first): the shell script asks the cache first instead,
+// one more process in every apply.
+func installNative(ctx context.Context, h *Host, what, manager, name, version string) error {
+	if manager == ManagerDnf {
+		target := name
+		if version != "" {
+			target = name + "-" + version
+		}
+		if h.exec(ctx, what, "dnf", "-y", "-q", "install", target) == nil {
+			return nil
+		}
+		if h.exec(ctx, what, "dnf", "-y", "-q", "downgrade", target) == nil {
+			return nil
+		}
+		return h.exec(ctx, what, "dnf", "-y", "-q", "--refresh", "install", target)
+	}
+	target := name
+	if version != "" {
+		target = name + "=" + version
+	}
+	env := []string{"DEBIAN_FRONTEND=noninteractive"}
+	install := append(append([]string{}, aptArgs...), "--allow-downgrades", "install", "--", target)
+	if h.execEnv(ctx, what, env, "apt-get", install...) == nil {
+		return nil
+	}
+	// A fresh host, or a version published since the lists were read.
+	if err := h.execEnv(ctx, what, env, "apt-get", "-q", "update"); err != nil {
+		return err
+	}
+	return h.execEnv(ctx, what, env, "apt-get", install...)
+}
+
+// removeNative removes name (purge also drops its configuration files).
+func removeNative(ctx context.Context, h *Host, what, manager, name string, purge bool) error {
+	if manager == ManagerDnf {
+		return h.exec(ctx, what, "dnf", "-y", "-q", "remove", "--", name)
+	}
+	verb := "remove"
+	if purge {
+		verb = "purge"
+	}
+	return h.execEnv(ctx, what, []string{"DEBIAN_FRONTEND=noninteractive"}, "apt-get", append(append([]string{}, aptArgs...), verb, "--", name)...)
 }

@@ -14,34 +14,34 @@ import (
 // TestPackageOnHost installs dl-hello from the lab's flat apt repository
 // on a kind-1 host: pinned to 1.0, upgraded to 2.0, healed after a
 // downgrade behind its back, restored to 1.0 and then to never installed,
-// removed with state absent, and an unknown package fails clearly.
+// removed with state absent, and an unknown package fails clearly; over
+// SSH and through the agent.
 func TestPackageOnHost(t *testing.T) {
-	lab := hosts.NewLab(t, hosts.Options{})
-	lab.AptRepo(hosts.HelloDebs()...)
-	h := lab.Kind1("pkg")
-	publish := func(d hosts.Deb) { lab.AptRepo(d) }
-	checkPackageDriver(t, srvDial(t, lab, h), h, targets.ManagerApt, "",
-		"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null", publish)
+	bothWays(t, func(t *testing.T, reach reach) {
+		lab := hosts.NewLab(t, hosts.Options{})
+		lab.AptRepo(hosts.HelloDebs()...)
+		h := lab.Kind1("pkg")
+		publish := func(d hosts.Deb) { lab.AptRepo(d) }
+		checkPackageDriver(t, reach(t, lab, h), h, targets.ManagerApt, "",
+			"DEBIAN_FRONTEND=noninteractive apt-get -y -q --allow-downgrades install dl-hello=1.0 >/dev/null", publish)
+	})
 }
 
 // TestPackageOnRPMHost runs the same course with dnf on an rpm-based host
 // (no dpkg, no apt) and the lab's rpm repository, where rpm versions carry
-// a release ("1.0-1") that a pin may leave out.
+// a release ("1.0-1") that a pin may leave out; over SSH and through the
+// agent (packages observed by its one rpm query, applied with one dnf run).
 func TestPackageOnRPMHost(t *testing.T) {
-	lab := hosts.NewLab(t, hosts.Options{})
-	lab.RPMRepo(hosts.HelloRPMs()...)
-	h := lab.Kind1RPM("rpm")
-	if out, err := h.Exec("command -v dpkg-query || command -v apt-get || echo none"); err != nil || strings.TrimSpace(out) != "none" {
-		t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
-	}
-	publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
-	// Through the agent (srvDial): packages observed by its one rpm query,
-	// and the agent started once for the whole course.
-	tr := srvDial(t, lab, h)
-	checkPackageDriver(t, tr, h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
-	if tr.Agent.Starts() != 1 {
-		t.Fatalf("the agent was started %d times, want 1", tr.Agent.Starts())
-	}
+	bothWays(t, func(t *testing.T, reach reach) {
+		lab := hosts.NewLab(t, hosts.Options{})
+		lab.RPMRepo(hosts.HelloRPMs()...)
+		h := lab.Kind1RPM("rpm")
+		if out, err := h.Exec("command -v dpkg-query || command -v apt-get || echo none"); err != nil || strings.TrimSpace(out) != "none" {
+			t.Fatalf("the rpm host still has dpkg or apt: %q %v", out, err)
+		}
+		publish := func(d hosts.Deb) { lab.RPMRepo(hosts.RPM{Name: d.Name, Version: d.Version, Files: d.Files}) }
+		checkPackageDriver(t, reach(t, lab, h), h, targets.ManagerDnf, "-1", "dnf -y -q downgrade dl-hello-1.0 >/dev/null 2>&1", publish)
+	})
 }
 
 // checkPackageDriver is the course both package managers run. release is

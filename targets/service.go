@@ -302,6 +302,9 @@ func (d *ServiceDriver) Apply(ctx context.Context, t Transport, r config.Resourc
 	if s.Unit == "" && s.UnitSource != "" {
 		return fmt.Errorf("apply %s: unit_source %s was not loaded into the unit's content", r.ID(), s.UnitSource)
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	_, unitChanged := serviceDiffs(r, s, observed)
 	if unitChanged {
 		// A sandbox root or a minimal host may lack the folder.
@@ -348,6 +351,9 @@ func (d *ServiceDriver) Refresh(ctx context.Context, t Transport, r config.Resou
 		return nil
 	}
 	if err := validUnitName(r.Name); err != nil {
+		return err
+	}
+	if ok, err := nativeStep(ctx, t, StepRefresh, r, State{}); ok {
 		return err
 	}
 	u := shq(unitName(r.Name))

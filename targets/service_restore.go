@@ -14,6 +14,9 @@ func (d *ServiceDriver) Restore(ctx context.Context, t Transport, r config.Resou
 	if err := validUnitName(r.Name); err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	u := shq(unitName(r.Name))
 	sandbox := t.Root() != ""
 	// changed says whether the running unit must be restarted to be the

@@ -33,11 +33,14 @@ func mainPID(t *testing.T, h *hosts.Host, unit string) string {
 // is written, enabled and started; stopped and disabled behind the
 // driver's back it is healed; a changed unit file is reloaded and the
 // service restarted; a refresh restarts (or reloads) it; restores put back
-// the old unit, and finally nothing.
-func TestServiceOnHost(t *testing.T) {
+// the old unit, and finally nothing. Over SSH (systemctl) and through the
+// agent (systemd's D-Bus API).
+func TestServiceOnHost(t *testing.T) { bothWays(t, testServiceOnHost) }
+
+func testServiceOnHost(t *testing.T, reach reach) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind2("svc")
-	tr := srvDial(t, lab, h)
+	tr := reach(t, lab, h)
 	d := &targets.ServiceDriver{}
 	yes := true
 	r := config.Resource{Kind: "service", Name: "dltest", Spec: &targets.ServiceSpec{Unit: unitV1, State: targets.ServiceRunning, Enabled: &yes}}
@@ -137,15 +140,21 @@ func TestServiceOnHost(t *testing.T) {
 	}
 }
 
-// TestServiceNeedsSystemd reports a clear error on a host without systemd.
-func TestServiceNeedsSystemd(t *testing.T) {
+// TestServiceNeedsSystemd reports a clear error on a host without
+// systemd, over SSH and through the agent.
+func TestServiceNeedsSystemd(t *testing.T) { bothWays(t, testServiceNeedsSystemd) }
+
+func testServiceNeedsSystemd(t *testing.T, reach reach) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("nosystemd")
-	tr := srvDial(t, lab, h)
+	tr := reach(t, lab, h)
 	d := &targets.ServiceDriver{}
 	r := config.Resource{Kind: "service", Name: "x", Spec: &targets.ServiceSpec{State: targets.ServiceRunning}}
 	_, err := targets.Observe(t.Context(), tr, map[string]targets.Driver{"service": d}, []config.Resource{r})
 	if err == nil || !strings.Contains(err.Error(), "systemd is not running") {
 		t.Fatalf("observe on a host without systemd: %v", err)
+	}
+	if err := d.Apply(t.Context(), tr, r, targets.State{}); err == nil {
+		t.Fatal("apply on a host without systemd succeeded")
 	}
 }

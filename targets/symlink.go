@@ -145,18 +145,28 @@ func (*SymlinkDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	if spec.State == config.Absent {
 		return removeLink(ctx, t, r)
 	}
 	if observed.Present && observed.Fields["type"] != "symlink" {
-		return fmt.Errorf("apply %s: something that is not a symlink is there; driftless does not replace it", r.ID())
+		return refuseNonLink(r)
 	}
 	return switchLink(ctx, t, r, spec.Target)
+}
+
+func refuseNonLink(r config.Resource) error {
+	return fmt.Errorf("apply %s: something that is not a symlink is there; driftless does not replace it", r.ID())
 }
 
 // Restore points the link back at the snapshot's target, or removes it
 // when there was no link before.
 func (*SymlinkDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	switch {
 	case !snapshot.Present:
 		return removeLink(ctx, t, r)
@@ -190,4 +200,68 @@ func removeLink(ctx context.Context, t Transport, r config.Resource) error {
 	}
 	q := shq(p)
 	return runScript(ctx, t, "remove "+r.ID(), "if [ -L "+q+" ]; then rm -f -- "+q+"; fi")
+}
+
+// ApplyNative is Apply on the host, with os calls.
+func (*SymlinkDriver) ApplyNative(_ context.Context, h *Host, r config.Resource, observed State) error {
+	spec, err := specOf(r, validateSymlink)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if spec.State == config.Absent {
+		return removeLinkNative(h, r)
+	}
+	if observed.Present && observed.Fields["type"] != "symlink" {
+		return refuseNonLink(r)
+	}
+	return switchLinkNative(h, r, spec.Target)
+}
+
+// RestoreNative is Restore on the host.
+func (*SymlinkDriver) RestoreNative(_ context.Context, h *Host, r config.Resource, snapshot State) error {
+	switch {
+	case !snapshot.Present:
+		return removeLinkNative(h, r)
+	case snapshot.Fields["type"] != "symlink":
+		return nil // Apply refuses to replace a non-link, so nothing changed.
+	}
+	return switchLinkNative(h, r, snapshot.Fields["target"])
+}
+
+// switchLinkNative is switchLink: a link under a temporary name beside
+// the path, renamed over it (one rename(2), which refuses a directory).
+func switchLinkNative(h *Host, r config.Resource, target string) error {
+	if target == "" {
+		return fmt.Errorf("apply %s: no target", r.ID())
+	}
+	p, err := hostPath(h.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	tmp := filepath.Join(filepath.Dir(p), "."+tempBase(filepath.Base(p))+".driftless-"+randomHex(6))
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return nil
+}
+
+// removeLinkNative removes the path when it is a link and leaves anything
+// else.
+func removeLinkNative(h *Host, r config.Resource) error {
+	p, err := hostPath(h.Root(), r.Name)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", r.ID(), err)
+	}
+	return nil
 }

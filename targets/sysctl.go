@@ -3,9 +3,12 @@ package targets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -24,7 +27,10 @@ import (
 // demo never changes the kernel of the machine it runs on.
 type SysctlDriver struct{}
 
-var _ Driver = (*SysctlDriver)(nil)
+var (
+	_ Driver     = (*SysctlDriver)(nil)
+	_ NativeKind = (*SysctlDriver)(nil)
+)
 
 // sysctlName is a parameter name: dotted (net.ipv4.ip_forward) or slashed
 // (net/ipv4/conf/eth0.10/forwarding, for names with dots in them).
@@ -240,6 +246,9 @@ func (d *SysctlDriver) Apply(ctx context.Context, t Transport, r config.Resource
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
+		return err
+	}
 	return d.write(ctx, t, r, normSysctl(s.Value), normSysctl(s.Value), "apply")
 }
 
@@ -249,5 +258,75 @@ func (d *SysctlDriver) Restore(ctx context.Context, t Transport, r config.Resour
 	if !snapshot.Present {
 		return nil
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	return d.write(ctx, t, r, snapshot.Fields["value"], snapshot.Fields["persisted"], "restore")
+}
+
+// ApplyNative is Apply on the host: the value written into /proc/sys and
+// the sysctl.d file written, in process.
+func (*SysctlDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, _ State) error {
+	s, err := specOf(r, validateSysctl)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	return writeSysctlNative(ctx, h, r, normSysctl(s.Value), normSysctl(s.Value), "apply")
+}
+
+// RestoreNative is Restore on the host.
+func (*SysctlDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	if !snapshot.Present {
+		return nil
+	}
+	return writeSysctlNative(ctx, h, r, snapshot.Fields["value"], snapshot.Fields["persisted"], "restore")
+}
+
+// writeSysctlNative is write on the host: the value written into the
+// parameter's /proc/sys file (what sysctl -w does), then the sysctl.d
+// file written, or removed when persist is "".
+func writeSysctlNative(ctx context.Context, h *Host, r config.Resource, v, persist, what string) error {
+	p, err := sysctlPath(r.Name)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(v, "\n\x00") {
+		return fmt.Errorf("%s %s: the value must be one line", what, r.ID())
+	}
+	hp, err := hostPath(h.Root(), p)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(hp); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s %s: no such kernel parameter on this host", what, r.ID())
+	}
+	f, err := os.OpenFile(hp, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
+	}
+	_, err = f.WriteString(v + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: set %s: %w", what, r.ID(), strings.TrimPrefix(p, "/proc/sys/"), err)
+	}
+	conf, err := hostPath(h.Root(), sysctlConf(r.Name))
+	if err != nil {
+		return err
+	}
+	if persist == "" {
+		if err := os.Remove(conf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s %s: %w", what, r.ID(), err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(conf), 0o777); err != nil {
+		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
+	}
+	line := "# Written by driftless: the declared value survives a reboot.\n" + r.Name + " = " + persist + "\n"
+	if _, err := NewLocal(h.Root()).WriteFiles(ctx, []FileWrite{{Path: sysctlConf(r.Name), Data: []byte(line), Mode: 0o644}}); err != nil {
+		return fmt.Errorf("%s %s: persist: %w", what, r.ID(), err)
+	}
+	return nil
 }

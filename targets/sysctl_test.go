@@ -11,11 +11,14 @@ import (
 )
 
 // TestSysctlOnHost converges net.ipv4.ip_forward inside a kind-1 host's own
-// network namespace, heals a change made behind its back, and restores.
-func TestSysctlOnHost(t *testing.T) {
+// network namespace, heals a change made behind its back, and restores;
+// over SSH and through the agent.
+func TestSysctlOnHost(t *testing.T) { bothWays(t, testSysctlOnHost) }
+
+func testSysctlOnHost(t *testing.T, reach reach) {
 	lab := hosts.NewLab(t, hosts.Options{})
 	h := lab.Kind1("sysctl")
-	tr := srvDial(t, lab, h)
+	tr := reach(t, lab, h)
 	d := &targets.SysctlDriver{}
 	h.MustExec(t, "echo 0 > /proc/sys/net/ipv4/ip_forward")
 	r := config.Resource{Kind: "sysctl", Name: "net.ipv4.ip_forward", Spec: &targets.SysctlSpec{Value: "1"}}

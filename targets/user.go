@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,8 +30,10 @@ func (*UserDriver) Kind() string { return "user" }
 
 // UserSpec manages a local user.
 type UserSpec struct {
-	UID    int      `yaml:"uid" json:"uid,omitempty"`
-	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	UID int `yaml:"uid" json:"uid,omitempty"`
+	// Groups is kept in JSON when empty: an empty list (no supplementary
+	// groups) is not the same as none declared (nil, left as they are).
+	Groups []string `yaml:"groups" json:"groups"`
 	Shell  string   `yaml:"shell" json:"shell,omitempty"`
 	Home   string   `yaml:"home" json:"home,omitempty"`
 	System bool     `yaml:"system" json:"system,omitempty"`
@@ -388,6 +391,9 @@ func (d *UserDriver) Apply(ctx context.Context, t Transport, r config.Resource, 
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
+		return err
+	}
 	n := shq(r.Name)
 	var script string
 	switch {
@@ -419,6 +425,9 @@ func (d *UserDriver) Restore(ctx context.Context, t Transport, r config.Resource
 	if err := accountsOnRealHost(t, r.ID()); err != nil {
 		return err
 	}
+	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
+		return err
+	}
 	n := shq(r.Name)
 	f := snapshot.Fields
 	var script string
@@ -435,4 +444,90 @@ func (d *UserDriver) Restore(ctx context.Context, t Transport, r config.Resource
 			"useradd -M -g " + shq(f["gid"]) + " " + args + " -- " + n + "; fi"
 	}
 	return runScript(ctx, t, "restore "+r.ID(), script)
+}
+
+// userArgv is userArgs as arguments of an exec.
+func userArgv(s *UserSpec) []string {
+	var a []string
+	if s.UID != 0 {
+		a = append(a, "-u", strconv.Itoa(s.UID))
+	}
+	if s.Shell != "" {
+		a = append(a, "-s", s.Shell)
+	}
+	if s.Home != "" {
+		a = append(a, "-d", s.Home)
+	}
+	if s.Groups != nil {
+		a = append(a, "-G", strings.Join(s.Groups, ","))
+	}
+	return a
+}
+
+// ApplyNative is Apply on the host: useradd, usermod or userdel run
+// without a shell. The system's own tools keep /etc/passwd, /etc/shadow,
+// /etc/group and /etc/gshadow consistent, under their lock, with the
+// host's defaults (login.defs, skeleton, subordinate ids): driftless does
+// not write those files itself.
+func (*UserDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	s, err := specOf(r, validateUser)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if err := accountsOnHost(h, r.ID()); err != nil {
+		return err
+	}
+	what := "apply " + r.ID()
+	switch {
+	case s.State == config.Absent:
+		return h.exec(ctx, what, "userdel", "--", r.Name)
+	case !observed.Present:
+		flag := "-m"
+		if s.System {
+			flag = "-r"
+		}
+		return h.exec(ctx, what, "useradd", append(append([]string{flag}, userArgv(s)...), "--", r.Name)...)
+	}
+	args := userArgv(s)
+	if len(args) == 0 {
+		return nil
+	}
+	return h.exec(ctx, what, "usermod", append(args, "--", r.Name)...)
+}
+
+// RestoreNative is Restore on the host, with the same tools.
+func (*UserDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource, snapshot State) error {
+	if err := accountsOnHost(h, r.ID()); err != nil {
+		return err
+	}
+	what := "restore " + r.ID()
+	if !snapshot.Present {
+		// userdel -r also removes the home and group useradd made; it may
+		// complain about a missing mail spool, so only the outcome counts.
+		_ = h.exec(ctx, what, "userdel", "-r", "--", r.Name)
+		if _, err := user.Lookup(r.Name); err != nil {
+			return nil
+		}
+		return h.exec(ctx, what, "userdel", "--", r.Name)
+	}
+	f := snapshot.Fields
+	args := []string{"-u", f["uid"], "-s", f["shell"], "-d", f["home"], "-G", f["groups"]}
+	if _, err := user.Lookup(r.Name); err == nil {
+		return h.exec(ctx, what, "usermod", append(args, "--", r.Name)...)
+	}
+	// userdel removed the user's own group with it: re-create it first.
+	if _, err := user.LookupGroupId(f["gid"]); err != nil {
+		if err := h.exec(ctx, what, "groupadd", "-g", f["gid"], "--", f["primary"]); err != nil {
+			return err
+		}
+	}
+	return h.exec(ctx, what, "useradd", append(append([]string{"-M", "-g", f["gid"]}, args...), "--", r.Name)...)
+}
+
+// accountsOnHost is accountsOnRealHost on the host's side.
+func accountsOnHost(h *Host, id string) error {
+	if h.Root() != "" {
+		return fmt.Errorf("%s: accounts are managed only on real hosts, not in a sandbox root", id)
+	}
+	return nil
 }

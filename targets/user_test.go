@@ -17,11 +17,23 @@ func sameState(a, b targets.State) bool { return reflect.DeepEqual(a, b) }
 // TestUserAndGroupOnHost creates a group and a user on a kind-1 host,
 // heals changes made behind the drivers' backs, then restores the host to
 // exactly what it was: a changed user gets its old shell and groups back,
-// created ones disappear with their home.
+// created ones disappear with their home. It runs over SSH and through
+// the agent, on a Debian host and on the rpm host.
 func TestUserAndGroupOnHost(t *testing.T) {
-	lab := hosts.NewLab(t, hosts.Options{})
-	h := lab.Kind1("users")
-	tr := srvDial(t, lab, h)
+	bothWays(t, func(t *testing.T, reach reach) {
+		t.Run("debian", func(t *testing.T) {
+			lab := hosts.NewLab(t, hosts.Options{})
+			testUserAndGroup(t, lab, lab.Kind1("users"), reach)
+		})
+		t.Run("rpm", func(t *testing.T) {
+			lab := hosts.NewLab(t, hosts.Options{})
+			testUserAndGroup(t, lab, lab.Kind1RPM("users-rpm"), reach)
+		})
+	})
+}
+
+func testUserAndGroup(t *testing.T, lab *hosts.Lab, h *hosts.Host, reach reach) {
+	tr := reach(t, lab, h)
 	gd, ud := &targets.GroupDriver{}, &targets.UserDriver{}
 
 	devs := config.Resource{Kind: "group", Name: "devs", Spec: &targets.GroupSpec{GID: 2345}}
