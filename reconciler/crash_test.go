@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,10 @@ import (
 // The SIGKILL test: a child process (this test binary, re-executed) rolls
 // a revision out over many files on two local hosts and is killed at a
 // random moment; then recovery runs here, and every host must be on one
-// revision as a whole, with no torn file and no temporary file left.
+// revision as a whole, with no torn file and no temporary file left. Its
+// native variant applies through the agent's code (agent.Local: each host's
+// files, folders and links in one native call) and also checks that every
+// folder's mode and every link's target belong to the same revision.
 
 const (
 	crashHosts = 2
@@ -40,11 +44,22 @@ func crashContent(version string, i int) string {
 	return strings.Repeat(fmt.Sprintf("%s file %d\n", version, i), 200)
 }
 
-func crashRevision(t testing.TB, repos, version string, n int) sources.Revision {
+// crashDirMode and crashLink are what the native variant's folders and
+// links are in each revision.
+func crashDirMode(version string) string {
+	return map[string]string{"old": "0755", "new": "0750"}[version]
+}
+func crashLink(version string, i int) string { return fmt.Sprintf("/etc/%s-%02d", version, i) }
+
+func crashRevision(t testing.TB, repos, version string, n int, native bool) sources.Revision {
 	var res strings.Builder
 	res.WriteString(etc)
 	for i := 0; i < crashFiles; i++ {
 		fmt.Fprintf(&res, "    - file: /etc/f%02d.conf\n      source: files/f%02d\n      mode: \"0644\"\n", i, i)
+		if native {
+			fmt.Fprintf(&res, "    - directory: /etc/d%02d\n      mode: \"%s\"\n    - symlink: /etc/l%02d\n      target: %s\n",
+				i, crashDirMode(version), i, crashLink(version, i))
+		}
 	}
 	var hosts []string
 	for h := 0; h < crashHosts; h++ {
@@ -80,14 +95,18 @@ func (announcer) Report(_ context.Context, r status.Report) {
 	}
 }
 
-func crashReconciler(world string, reporters ...status.Reporter) (*Reconciler, *store.BoltStore, error) {
+func crashReconciler(world string, native bool, reporters ...status.Reporter) (*Reconciler, *store.BoltStore, error) {
 	s, err := store.Open(filepath.Join(world, "state.db"))
 	if err != nil {
 		return nil, nil, err
 	}
 	sandbox := filepath.Join(world, "hosts")
+	var dialer Dialer = testDialer{}
+	if native {
+		dialer = nativeDialer{new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)}
+	}
 	r, err := New(Options{
-		Store: s, Dialer: testDialer{}, Drivers: targets.Drivers(), Registerer: prometheus.NewRegistry(),
+		Store: s, Dialer: dialer, Drivers: targets.Drivers(), Registerer: prometheus.NewRegistry(),
 		Load: func(dir string) (*config.Revision, error) {
 			return config.LoadRevision(dir, config.LoadOptions{Kinds: targets.Kinds(), Checks: verify.Kinds(), LocalRoot: sandbox})
 		},
@@ -106,7 +125,7 @@ func TestHelperRollout(t *testing.T) {
 	if world == "" {
 		need.Optional(t, "only run as the child of the SIGKILL test")
 	}
-	r, s, err := crashReconciler(world, announcer{})
+	r, s, err := crashReconciler(world, os.Getenv("DRIFTLESS_HELPER_NATIVE") != "", announcer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +141,11 @@ func TestHelperRollout(t *testing.T) {
 // on fsync, so a few in parallel keep the test short.
 const sigkillParallel = 4
 
-func sigkillLoop(t *testing.T, iterations int) {
+func sigkillLoop(t *testing.T, iterations int, native bool) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		need.Missing(t, "no sh for the local transport")
 	}
-	w := newCrashWorld(t)
+	w := newCrashWorld(t, native)
 	root := t.TempDir()
 	// Calibrate: a rollout left to finish gives the span to kill within.
 	v, full, _, err := w.iteration(filepath.Join(root, "calibrate"), -1)
@@ -179,12 +198,21 @@ func TestSIGKILLRecovery(t *testing.T) {
 	if testing.Short() {
 		need.Optional(t, "spawns 30 child processes")
 	}
-	sigkillLoop(t, 30)
+	sigkillLoop(t, 30, false)
+}
+
+// TestSIGKILLRecoveryNative is the SIGKILL test with the applies going
+// through the agent's code in process (agent.Local), as native steps.
+func TestSIGKILLRecoveryNative(t *testing.T) {
+	if testing.Short() {
+		need.Optional(t, "spawns 30 child processes")
+	}
+	sigkillLoop(t, 30, true)
 }
 
 func TestSIGKILLSoak(t *testing.T) {
 	if os.Getenv("DRIFTLESS_SOAK") == "" {
 		need.Optional(t, "set DRIFTLESS_SOAK=1 for 100 iterations")
 	}
-	sigkillLoop(t, 100)
+	sigkillLoop(t, 100, false)
 }

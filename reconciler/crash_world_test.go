@@ -22,7 +22,8 @@ import (
 	"github.com/driftless/driftless/sources"
 )
 
-// copyTree copies a folder (regular files and folders only).
+// copyTree copies a folder (regular files, folders with their modes, and
+// links).
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -30,15 +31,28 @@ func copyTree(src, dst string) error {
 		}
 		rel, _ := filepath.Rel(src, p)
 		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o755)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			return os.Chmod(out, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, out)
 		}
 		in, err := os.Open(p)
 		if err != nil {
 			return err
 		}
 		defer in.Close()
-		info, _ := d.Info()
 		o, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
 		if err != nil {
 			return err
@@ -54,18 +68,20 @@ func copyTree(src, dst string) error {
 type crashWorld struct {
 	base, repos string
 	old, new    sources.Revision
+	// native applies through the agent's code (agent.Local).
+	native bool
 }
 
 // newCrashWorld applies the old revision once; each iteration copies it.
-func newCrashWorld(t testing.TB) *crashWorld {
+func newCrashWorld(t testing.TB, native bool) *crashWorld {
 	dir := t.TempDir()
-	w := &crashWorld{base: filepath.Join(dir, "base"), repos: filepath.Join(dir, "repos")}
-	w.old = crashRevision(t, w.repos, "old", 1)
-	w.new = crashRevision(t, w.repos, "new", 2)
+	w := &crashWorld{base: filepath.Join(dir, "base"), repos: filepath.Join(dir, "repos"), native: native}
+	w.old = crashRevision(t, w.repos, "old", 1, native)
+	w.new = crashRevision(t, w.repos, "new", 2, native)
 	if err := os.MkdirAll(w.base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r, s, err := crashReconciler(w.base)
+	r, s, err := crashReconciler(w.base, native)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +103,9 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRollout$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"="+world, "DRIFTLESS_HELPER_REV="+w.new.Dir, "DRIFTLESS_HELPER_COMMIT="+w.new.Commit)
+	if w.native {
+		cmd.Env = append(cmd.Env, "DRIFTLESS_HELPER_NATIVE=1")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", 0, 0, err
@@ -109,7 +128,7 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	_ = cmd.Wait()
 	ran = time.Since(start)
 
-	r, s, err := crashReconciler(world)
+	r, s, err := crashReconciler(world, w.native)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -145,6 +164,20 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 			}
 			if v != version {
 				return "", 0, 0, fmt.Errorf("mixed revisions: %s is %s, an earlier file is %s", p, v, version)
+			}
+			if !w.native {
+				continue
+			}
+			host := filepath.Join(world, "hosts", fmt.Sprintf("h%d", h))
+			fi, err := os.Stat(filepath.Join(host, fmt.Sprintf("etc/d%02d", i)))
+			if err != nil {
+				return "", 0, 0, err
+			}
+			if got := fmt.Sprintf("%04o", fi.Mode().Perm()); got != crashDirMode(version) {
+				return "", 0, 0, fmt.Errorf("mixed revisions: folder d%02d of h%d has mode %s, its files are %s", i, h, got, version)
+			}
+			if got, err := os.Readlink(filepath.Join(host, fmt.Sprintf("etc/l%02d", i))); err != nil || got != crashLink(version, i) {
+				return "", 0, 0, fmt.Errorf("mixed revisions: link l%02d of h%d points at %q (%v), its files are %s", i, h, got, err, version)
 			}
 		}
 	}
