@@ -146,9 +146,6 @@ func (d *EnvDriver) Apply(ctx context.Context, t Transport, r config.Resource, o
 	if err != nil {
 		return err
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
 	return writeOne(ctx, t, r, w)
 }
 

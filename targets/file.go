@@ -315,13 +315,15 @@ func (d *FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, 
 	if err != nil {
 		return err
 	}
+	// A write goes through the transport's WriteFiles (the agent's write
+	// op); a removal is a native step.
+	if !remove {
+		return writeOne(ctx, t, r, w)
+	}
 	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
 		return err
 	}
-	if remove {
-		return removeFile(ctx, t, r)
-	}
-	return writeOne(ctx, t, r, w)
+	return removeFile(ctx, t, r)
 }
 
 // ApplyNative is Apply on the host: the write in process, or the removal.
@@ -398,13 +400,13 @@ func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot S
 	if err != nil {
 		return err
 	}
+	if !remove {
+		return writeOne(ctx, t, r, w)
+	}
 	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
 		return err
 	}
-	if remove {
-		return removeFile(ctx, t, r)
-	}
-	return writeOne(ctx, t, r, w)
+	return removeFile(ctx, t, r)
 }
 
 // restoreFileNative is restoreFile on the host.
