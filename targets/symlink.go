@@ -238,6 +238,7 @@ func switchLinkNative(h *Host, r config.Resource, target string) error {
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
+	dropStaleLinks(p)
 	tmp := filepath.Join(filepath.Dir(p), "."+tempBase(filepath.Base(p))+".driftless-"+randomHex(6))
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
@@ -256,6 +257,7 @@ func removeLinkNative(h *Host, r config.Resource) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", r.ID(), err)
 	}
+	dropStaleLinks(p)
 	fi, err := os.Lstat(p)
 	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
 		return nil
@@ -264,4 +266,16 @@ func removeLinkNative(h *Host, r config.Resource) error {
 		return fmt.Errorf("remove %s: %w", r.ID(), err)
 	}
 	return nil
+}
+
+// dropStaleLinks removes the temporary links of p that a process killed
+// between making one and renaming it left beside it (only links, and only
+// with the temporary name's pattern), so that a recovery leaves none.
+func dropStaleLinks(p string) {
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(p), "."+tempBase(filepath.Base(p))+".driftless-*"))
+	for _, l := range left {
+		if fi, err := os.Lstat(l); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			_ = os.Remove(l)
+		}
+	}
 }
