@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -360,12 +361,15 @@ func chownPath(p, owner, group string) error {
 }
 
 // resolveOwner turns an owner and a group (names or numeric ids, or "")
-// into ids, -1 for one not given.
+// into ids, -1 for one not given. A name the account files do not hold is
+// asked of the name service with getent (LDAP, NIS...), as chown(1) would
+// resolve it: the binary is built without cgo, so os/user reads only the
+// files.
 func resolveOwner(owner, group string) (uid, gid int, err error) {
 	uid, err = resolveID(owner, func(n string) (string, error) {
 		u, err := user.Lookup(n)
 		if err != nil {
-			return "", err
+			return getentID("passwd", n, err)
 		}
 		return u.Uid, nil
 	})
@@ -375,7 +379,7 @@ func resolveOwner(owner, group string) (uid, gid int, err error) {
 	gid, err = resolveID(group, func(n string) (string, error) {
 		g, err := user.LookupGroup(n)
 		if err != nil {
-			return "", err
+			return getentID("group", n, err)
 		}
 		return g.Gid, nil
 	})
@@ -383,6 +387,23 @@ func resolveOwner(owner, group string) (uid, gid int, err error) {
 		return 0, 0, err
 	}
 	return uid, gid, nil
+}
+
+// getentID asks getent (no shell) for the id of name in the passwd or
+// group database; notFound is the error returned when it has none.
+func getentID(db, name string, notFound error) (string, error) {
+	out, err := exec.Command("getent", db, "--", name).Output()
+	if err != nil {
+		return "", notFound
+	}
+	f := strings.Split(strings.TrimSpace(string(out)), ":")
+	if len(f) < 3 || f[0] != name {
+		return "", notFound
+	}
+	if _, err := strconv.Atoi(f[2]); err != nil {
+		return "", fmt.Errorf("getent %s %s: id %q is not a number", db, name, f[2])
+	}
+	return f[2], nil
 }
 
 var (
