@@ -1,20 +1,28 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/driftless/driftless/cluster"
+	"github.com/driftless/driftless/internal/secrets"
 	"github.com/driftless/driftless/monitoring"
+	"github.com/driftless/driftless/test/etcdserver"
 	"github.com/driftless/driftless/test/gitserver"
 	"github.com/driftless/driftless/test/hosts"
 	"github.com/driftless/driftless/test/need"
@@ -251,7 +259,10 @@ ssh:
 	for env, commit := range map[string]string{"watch": infraV1, "fail": infraV1, "prod": infraV1, "cfg": badV1, "sig": sigV1, "gone": goneV1} {
 		waitApplied(t, d, env, commit)
 	}
-	base := promserver.StartWith(t, promserver.Options{Targets: []string{addr}, RuleFiles: []string{rulesFile}})
+	// A second daemon, in cluster mode against a real etcd, for the
+	// cluster's alerts; Prometheus scrapes both.
+	cl := startAlertCluster(t, bin)
+	base := promserver.StartWith(t, promserver.Options{Targets: []string{addr, cl.addr}, RuleFiles: []string{rulesFile}})
 	start := time.Now()
 
 	// Every alert name of the file must be checked below.
@@ -348,6 +359,20 @@ ssh:
 	}
 	requireRun(t, d, "fail", failV2, "rolled_back")
 
+	// Cluster mode: a member that takes nothing (registered by hand,
+	// a replica that hangs) leaves its environment without owner; etcd
+	// stopped leaves the replica without its lease.
+	cl.ghost(t)
+	fires("DriftlessClusterEnvironmentUnowned", nil)
+	cl.unghost(t)
+	resolves("DriftlessClusterEnvironmentUnowned", nil)
+	cl.etcd.Stop()
+	fires("DriftlessClusterEtcdLost", map[string]string{"instance": cl.addr})
+	cl.etcd.Restart()
+	resolves("DriftlessClusterEtcdLost", nil)
+	// Only the single daemon is left for the absent alert.
+	cl.d.kill(t)
+
 	// The daemon stops: absent; it starts again on the same address.
 	d.kill(t)
 	fires("DriftlessAbsent", nil)
@@ -359,5 +384,100 @@ ssh:
 		if !checked[name] {
 			t.Errorf("alert %s of monitoring/alerts.yaml was not made to fire: give it a scenario here", name)
 		}
+	}
+}
+
+// alertCluster is one driftless replica in cluster mode on a real etcd,
+// with one environment rendezvous hashing gives to a member named ghost.
+type alertCluster struct {
+	addr  string
+	d     *daemon
+	etcd  *etcdserver.Server
+	cli   *clientv3.Client
+	lease clientv3.LeaseID
+	stop  context.CancelFunc
+}
+
+func startAlertCluster(t *testing.T, bin string) *alertCluster {
+	t.Helper()
+	c := &alertCluster{addr: freeLoopbackAddr(t), etcd: etcdserver.Start(t)}
+	dir := t.TempDir()
+	envs := map[string]string{}
+	for i := 0; len(envs) < 2 || !slices.Contains(slices.Collect(maps.Values(envs)), "ghost"); i++ {
+		name := fmt.Sprintf("cl%d", i)
+		envs[name] = cluster.Owner(name, []string{"alerts", "ghost"})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "repo", "environments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name := range envs {
+		writeFile(t, filepath.Join(dir, "repo", "environments"), name+".yaml", fmt.Sprintf(`environment: %s
+hosts:
+  - name: %s-h
+    transport: local
+    resources:
+      - directory: /etc
+      - file: /etc/app.conf
+        content: "v1"
+        requires: [directory:/etc]
+`, name, name), 0o644)
+	}
+	state := filepath.Join(dir, "state")
+	cfg := writeFile(t, dir, "driftless.yaml", fmt.Sprintf(`listen: %s
+state_dir: %s
+sources:
+  - name: repo
+    local: {path: %s, interval: 1s}
+cluster:
+  endpoints: [%s]
+  replica: alerts
+`, c.addr, state, filepath.Join(dir, "repo"), c.etcd.Endpoint()), 0o644)
+	if err := os.MkdirAll(state, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.LoadBox(filepath.Join(state, "store.agekey")); err != nil {
+		t.Fatal(err)
+	}
+	c.d = startProcess(t, bin, "serve", "--config", cfg, "--sandbox-root", filepath.Join(dir, "root"))
+	var err error
+	c.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{c.etcd.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cli.Close() })
+	return c
+}
+
+// ghost registers a member named ghost, kept alive until unghost.
+func (c *alertCluster) ghost(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	g, err := c.cli.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.lease = g.ID
+	alive, err := c.cli.KeepAlive(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range alive {
+		}
+	}()
+	if _, err := c.cli.Put(ctx, "/driftless/members/ghost", "", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unghost takes the ghost member away.
+func (c *alertCluster) unghost(t *testing.T) {
+	t.Helper()
+	c.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.cli.Revoke(ctx, c.lease); err != nil {
+		t.Fatal(err)
 	}
 }
