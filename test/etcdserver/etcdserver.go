@@ -7,6 +7,7 @@
 package etcdserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -241,4 +244,47 @@ func clientTLS(f *TLS) (*tls.Config, error) {
 		return nil, fmt.Errorf("no certificate in %s", f.CAFile)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Handled reads the member's grpc_server_handled_total from its /metrics:
+// how many gRPC calls it finished, by "service/method" (for example
+// "etcdserverpb.KV/Txn").
+func (s *Server) Handled() (map[string]float64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	if f := s.tls; f != nil {
+		cfg, err := clientTLS(f)
+		if err != nil {
+			return nil, err
+		}
+		client.Transport = &http.Transport{TLSClientConfig: cfg}
+	}
+	resp, err := client.Get(s.Endpoint() + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("etcdserver: read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "grpc_server_handled_total{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[label(l, "grpc_service")+"/"+label(l, "grpc_method")] += v
+	}
+	return out, sc.Err()
+}
+
+// label returns the value of a label in a metric line.
+func label(line, name string) string {
+	_, rest, ok := strings.Cut(line, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
 }

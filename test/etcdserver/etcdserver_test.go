@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestStartStopRestart writes a key through the Go client (v3.7 against
-// Debian's 3.4 server), kills the member, sees a read fail, restarts it
+// Debian's 3.4 server), which Handled counts as one put, kills the member, sees a read fail, restarts it
 // on the same ports and data and reads the key back.
 func TestStartStopRestart(t *testing.T) {
 	s := Start(t)
@@ -24,8 +24,19 @@ func TestStartStopRestart(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	before, err := s.Handled()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cli.Put(ctx, "k", "v1"); err != nil {
 		t.Fatalf("put: %v", err)
+	}
+	after, err := s.Handled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after["etcdserverpb.KV/Put"] - before["etcdserverpb.KV/Put"]; n != 1 {
+		t.Fatalf("etcd counted %v puts for one", n)
 	}
 	s.Kill()
 	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
