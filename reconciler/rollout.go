@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -155,9 +156,12 @@ func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*
 		for i, o := range outs {
 			r.recordHost(ro, b[i], o)
 		}
-		if ctx.Err() != nil {
-			// Shutting down: the journal stays open and the rollback
-			// happens at the next start, before anything else.
+		if ctx.Err() != nil || fenced(outs) {
+			// Shutting down, or the environment went to another replica
+			// (cluster mode): the journal stays open and the rollback
+			// happens at the next start or at the new owner's first pass,
+			// before anything else. A handoff is no failure of the
+			// revision: nothing is rolled back or quarantined here.
 			ro.run.Result, ro.run.Error, ro.run.ErrorClass = status.ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(ro.errs, ctx.Err())...)), status.ErrorInterrupted
 			return false
 		}
@@ -167,6 +171,12 @@ func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*
 		}
 	}
 	return true
+}
+
+// fenced reports whether a host of the batch refused this replica's
+// writes because it no longer owns the environment.
+func fenced(outs []hostOutcome) bool {
+	return slices.ContainsFunc(outs, func(o hostOutcome) bool { return errors.Is(o.err, store.ErrFenced) })
 }
 
 // recordHost adds what happened to one host of a batch to the run.

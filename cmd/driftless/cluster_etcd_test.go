@@ -62,6 +62,7 @@ func TestClusterEtcdRestart(t *testing.T) {
 			before[e] = append(before[e], r.ID)
 		}
 	}
+	wrote := time.Now()
 	write("v2")
 	host := envs[0] + "-h"
 	if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool {
@@ -100,7 +101,7 @@ func TestClusterEtcdRestart(t *testing.T) {
 		var runs []store.Run
 		if err := waitFor(ctx, time.Now().Add(30*time.Second), func() bool {
 			runs, _ = st.History(e, 0)
-			return len(runs) > 0 && runs[0].Result == status.ResultSuccess && runs[0].Start.After(stopped)
+			return len(runs) > 0 && runs[0].Result == status.ResultSuccess && runs[0].Start.After(wrote)
 		}); err != nil {
 			t.Fatalf("%s: the newest run is not a success of v2: %+v", e, runs)
 		}
