@@ -142,13 +142,6 @@ func (g *clusterRig) kill(name string) time.Time {
 	return at
 }
 
-// pid is a live replica's process id.
-func (g *clusterRig) pid(name string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.live[name].cmd.Process.Pid
-}
-
 // replicas lists the live replicas' names, sorted.
 func (g *clusterRig) replicas() []string {
 	g.mu.Lock()
