@@ -94,34 +94,31 @@ func (h *Host) Close() error {
 	return nil
 }
 
-// Apply validates every step's resource with its kind's own Validate and
-// refuses the whole call, touching nothing, when one is invalid or its
-// kind has no native apply; then it runs the steps in order and stops at
-// the first failure. It returns how many steps are done. The agent runs
+// Apply runs the steps in order and stops at the first failure, and
+// returns how many steps are done. Each step's resource is validated with
+// its kind's own Validate just before it runs, and an invalid one (or one
+// whose kind has no native apply) is refused, touching nothing of it: the
+// steps before it, valid, are done, so that the caller blames the right
+// step and a rollback still restores every valid snapshot. The agent runs
 // it on what the daemon sends: the host trusts no resource it has not
 // validated itself.
 func (h *Host) Apply(ctx context.Context, steps []Step) (int, error) {
 	ds := Drivers()
-	kinds := make([]NativeKind, len(steps))
-	for i, s := range steps {
-		nk, err := nativeKind(ds, s)
-		if err != nil {
-			return 0, fmt.Errorf("refused, nothing applied: step %d: %w", i+1, err)
-		}
-		kinds[i] = nk
-	}
 	for i, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return i, fmt.Errorf("%s %s: %w", s.Op, s.Resource.ID(), err)
 		}
-		var err error
+		nk, err := nativeKind(ds, s)
+		if err != nil {
+			return i, fmt.Errorf("refused step %d, nothing of it applied: %w", i+1, err)
+		}
 		switch s.Op {
 		case StepApply:
-			err = kinds[i].ApplyNative(ctx, h, s.Resource, s.State)
+			err = nk.ApplyNative(ctx, h, s.Resource, s.State)
 		case StepRestore:
-			err = kinds[i].RestoreNative(ctx, h, s.Resource, s.State)
+			err = nk.RestoreNative(ctx, h, s.Resource, s.State)
 		case StepRefresh:
-			err = kinds[i].(NativeRefresher).RefreshNative(ctx, h, s.Resource)
+			err = nk.(NativeRefresher).RefreshNative(ctx, h, s.Resource)
 		}
 		if err != nil {
 			return i, err
