@@ -13,21 +13,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/driftless/driftless/reconciler/api"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 )
-
-// Local is what the API asks of the reconciler of this replica
-// (api.Operator, which the reconciler implements).
-type Local interface {
-	Environments() []status.EnvStatus
-	Environment(name string) (status.EnvStatus, bool)
-	History(name string, limit int) ([]store.Run, error)
-	Sync(ctx context.Context, name string) error
-	ForceSync(ctx context.Context, name string) error
-	Rollback(ctx context.Context, name, to string) error
-	Decide(ctx context.Context, name, rev string, d store.Decision) (store.Decision, error)
-}
 
 // Operator is the API's reconciler on a replica (api.Operator): reads
 // name each environment's owner, and a sync, rollback or decision about
@@ -36,13 +25,13 @@ type Local interface {
 // The caller waits for that answer, so it gets the owner's result.
 type Operator struct {
 	c     *Cluster
-	local Local
+	local api.Operator
 	// opTimeout bounds an operation carried out for another replica.
 	opTimeout time.Duration
 }
 
 // Operator wraps local, this replica's reconciler.
-func (c *Cluster) Operator(local Local) *Operator {
+func (c *Cluster) Operator(local api.Operator) *Operator {
 	return &Operator{c: c, local: local, opTimeout: 10 * time.Minute}
 }
 

@@ -170,17 +170,8 @@ func Native(d Driver) bool {
 // and so the spec's type, is known.
 type stepJSON struct {
 	Op       string       `json:"op"`
-	Resource resourceJSON `json:"resource"`
+	Resource ResourceJSON `json:"resource"`
 	State    State        `json:"state"`
-}
-
-type resourceJSON struct {
-	Kind     string           `json:"kind"`
-	Name     string           `json:"name"`
-	Spec     json.RawMessage  `json:"spec"`
-	Requires []string         `json:"requires,omitempty"`
-	Notify   []string         `json:"notify,omitempty"`
-	Drift    config.DriftMode `json:"drift,omitempty"`
 }
 
 // UnmarshalJSON decodes a step, its spec into its kind's spec type; a
@@ -190,19 +181,55 @@ func (s *Step) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	r := config.Resource{Kind: j.Resource.Kind, Name: j.Resource.Name, Requires: j.Resource.Requires,
-		Notify: j.Resource.Notify, Drift: j.Resource.Drift}
-	if d, ok := Drivers()[r.Kind]; ok && len(j.Resource.Spec) > 0 && string(j.Resource.Spec) != "null" {
-		spec := d.NewSpec()
-		dec := json.NewDecoder(bytes.NewReader(j.Resource.Spec))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(spec); err != nil {
-			return fmt.Errorf("decode the spec of %s: %w", r.ID(), err)
-		}
-		r.Spec = spec
+	r, err := j.Resource.Resource(true)
+	if err != nil {
+		return err
 	}
 	*s = Step{Op: j.Op, Resource: r, State: j.State}
 	return nil
+}
+
+// ResourceJSON is a config.Resource as JSON with its spec kept raw until
+// its kind, and so the spec's type, is known: the one decoder of a
+// resource carried as JSON (an agent's step, a journal entry), so that
+// drivers get back the spec types the loader gives them.
+type ResourceJSON struct {
+	Kind     string           `json:"kind"`
+	Name     string           `json:"name"`
+	Spec     json.RawMessage  `json:"spec,omitempty"`
+	Requires []string         `json:"requires,omitempty"`
+	Notify   []string         `json:"notify,omitempty"`
+	Drift    config.DriftMode `json:"drift,omitempty"`
+}
+
+// NewResourceJSON encodes r, its spec as JSON.
+func NewResourceJSON(r config.Resource) (ResourceJSON, error) {
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		return ResourceJSON{}, fmt.Errorf("encode the spec of %s: %w", r.ID(), err)
+	}
+	return ResourceJSON{Kind: r.Kind, Name: r.Name, Spec: spec, Requires: r.Requires, Notify: r.Notify, Drift: r.Drift}, nil
+}
+
+// Resource decodes j back into a config.Resource, its spec into its
+// kind's spec type (none for a kind this table does not know); strict
+// refuses a spec field the kind does not know.
+func (j ResourceJSON) Resource(strict bool) (config.Resource, error) {
+	r := config.Resource{Kind: j.Kind, Name: j.Name, Requires: j.Requires, Notify: j.Notify, Drift: j.Drift}
+	k, ok := Kinds()[r.Kind]
+	if !ok || len(j.Spec) == 0 || string(j.Spec) == "null" {
+		return r, nil
+	}
+	spec := k.NewSpec()
+	dec := json.NewDecoder(bytes.NewReader(j.Spec))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(spec); err != nil {
+		return r, fmt.Errorf("decode the spec of %s: %w", r.ID(), err)
+	}
+	r.Spec = spec
+	return r, nil
 }
 
 // nativeStep runs one step of a native kind's driver through t when t

@@ -38,7 +38,7 @@ func encodeSealed(box *secrets.Box, e JournalEntry) ([]byte, error) {
 	}
 	return json.Marshal(storedEntry{
 		JournalEntry: JournalEntry{Seq: e.Seq, Host: e.Host, Applied: e.Applied},
-		Res:          storedResource{Kind: e.Resource.Kind, Name: e.Resource.Name},
+		Res:          targets.ResourceJSON{Kind: e.Resource.Kind, Name: e.Resource.Name},
 		Sealed:       sealed,
 	})
 }

@@ -286,36 +286,21 @@ type Fence struct {
 // holds: the replica lost the environment to another owner.
 var ErrFenced = errors.New("write refused: this replica no longer owns the environment")
 
-// storedResource is config.Resource as JSON: its Spec is kept raw and
-// decoded back into the kind's typed spec, so a journal read after a crash
-// hands drivers the same types the loader gives them.
-type storedResource struct {
-	Kind     string           `json:"kind"`
-	Name     string           `json:"name"`
-	Spec     json.RawMessage  `json:"spec,omitempty"`
-	Requires []string         `json:"requires,omitempty"`
-	Notify   []string         `json:"notify,omitempty"`
-	Drift    config.DriftMode `json:"drift,omitempty"`
-}
-
 // storedEntry is the JSON form of a JournalEntry.
 type storedEntry struct {
 	JournalEntry
-	Res storedResource `json:"resource"`
+	Res targets.ResourceJSON `json:"resource"`
 	// Sealed, for a secret resource, is the whole entry encrypted to the
 	// store's own age recipient (store_seal.go).
 	Sealed []byte `json:"sealed,omitempty"`
 }
 
 func encodeEntry(e JournalEntry) ([]byte, error) {
-	spec, err := json.Marshal(e.Resource.Spec)
+	r, err := targets.NewResourceJSON(e.Resource)
 	if err != nil {
-		return nil, fmt.Errorf("encode spec of %s: %w", e.Resource.ID(), err)
+		return nil, fmt.Errorf("encode journal entry: %w", err)
 	}
-	r := e.Resource
-	return json.Marshal(storedEntry{JournalEntry: e, Res: storedResource{
-		Kind: r.Kind, Name: r.Name, Spec: spec, Requires: r.Requires, Notify: r.Notify, Drift: r.Drift,
-	}})
+	return json.Marshal(storedEntry{JournalEntry: e, Res: r})
 }
 
 func decodeEntry(data []byte) (JournalEntry, error) {
@@ -324,15 +309,10 @@ func decodeEntry(data []byte) (JournalEntry, error) {
 		return JournalEntry{}, fmt.Errorf("decode journal entry: %w", err)
 	}
 	e := s.JournalEntry
-	e.Resource = config.Resource{
-		Kind: s.Res.Kind, Name: s.Res.Name, Requires: s.Res.Requires, Notify: s.Res.Notify, Drift: s.Res.Drift,
+	r, err := s.Res.Resource(false)
+	if err != nil {
+		return JournalEntry{}, fmt.Errorf("decode journal entry: %w", err)
 	}
-	if k, ok := targets.Kinds()[s.Res.Kind]; ok && len(s.Res.Spec) > 0 && string(s.Res.Spec) != "null" {
-		spec := k.NewSpec()
-		if err := json.Unmarshal(s.Res.Spec, spec); err != nil {
-			return JournalEntry{}, fmt.Errorf("decode spec of %s: %w", e.Resource.ID(), err)
-		}
-		e.Resource.Spec = spec
-	}
+	e.Resource = r
 	return e, nil
 }
