@@ -94,6 +94,13 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 // cut off) are to be restored by a rollback.
 func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) (done, touched int, err error) {
 	for done < len(hr.order) {
+		// In cluster mode every call to the host is made only while this
+		// worker's fence is still the cluster's: a replica that lost the
+		// environment in the middle of a batch (paused, cut off from
+		// etcd) writes nothing more to the host.
+		if r.opts.Ownership != nil && r.fenceChanged(env) {
+			return done, done, fmt.Errorf("apply %s on %s: %w", hr.order[done].ID(), hr.host.Name, store.ErrFenced)
+		}
 		actions, n, err := r.applyNext(ctx, env, hr, done)
 		for i, action := range actions {
 			res := hr.order[done+i]
