@@ -185,17 +185,34 @@ func makeDirNative(h *Host, r config.Resource, mode, owner, group string) error 
 	if err := os.MkdirAll(p, 0o777); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
+	// The mode and owner are given through a descriptor of the folder
+	// itself, opened without following a link: a symbolic link swapped in
+	// since the observation is refused, not followed to its target.
+	d, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("apply %s: it is no longer a directory (a link or a file was put there since it was observed)", r.ID())
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	defer d.Close()
 	if mode != "" {
 		m, err := parseMode(mode)
 		if err != nil {
 			return fmt.Errorf("apply %s: %w", r.ID(), err)
 		}
-		if err := os.Chmod(p, m); err != nil {
+		if err := d.Chmod(m); err != nil {
 			return fmt.Errorf("apply %s: %w", r.ID(), err)
 		}
 	}
-	if err := chownPath(p, owner, group); err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	if owner != "" || group != "" {
+		uid, gid, err := resolveOwner(owner, group)
+		if err != nil {
+			return fmt.Errorf("apply %s: chown: %w", r.ID(), err)
+		}
+		if err := d.Chown(uid, gid); err != nil {
+			return fmt.Errorf("apply %s: chown to %s: %w", r.ID(), chownArg(owner, group), err)
+		}
 	}
 	return nil
 }

@@ -155,3 +155,38 @@ func TestDirectoryNeedsNativeApply(t *testing.T) {
 		t.Fatalf("the local transport did not make the folder: %v", err)
 	}
 }
+
+// A folder replaced by a link after it was observed is refused at apply,
+// and the link's target keeps its mode: the mode and owner are given
+// through the folder's own descriptor, never through a link.
+func TestDirectorySwappedForLinkIsRefused(t *testing.T) {
+	root := t.TempDir()
+	l := NewLocal(root)
+	target := filepath.Join(root, "etc")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := dirRes("/srv/data", DirectorySpec{Mode: "0777"})
+	if err := os.MkdirAll(filepath.Join(root, "srv/data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	states, err := Observe(context.Background(), l, Drivers(), []config.Resource{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Swapped after the observation.
+	if err := os.Remove(filepath.Join(root, "srv/data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(root, "srv/data")); err != nil {
+		t.Fatal(err)
+	}
+	err = (&DirectoryDriver{}).Apply(context.Background(), l, r, states[r.ID()])
+	if err == nil || !strings.Contains(err.Error(), "no longer a directory") {
+		t.Fatalf("apply over a swapped-in link said %v, want a refusal", err)
+	}
+	assertDir(t, target, 0o755)
+}

@@ -343,23 +343,6 @@ func tempBase(name string) string {
 	return name
 }
 
-// chownPath gives the path the owner and group given (names or numeric
-// ids, as chown(1) takes them, following a symlink as chown does); an
-// empty one is left as it is.
-func chownPath(p, owner, group string) error {
-	if owner == "" && group == "" {
-		return nil
-	}
-	uid, gid, err := resolveOwner(owner, group)
-	if err != nil {
-		return fmt.Errorf("chown: %w", err)
-	}
-	if err := os.Chown(p, uid, gid); err != nil {
-		return fmt.Errorf("chown to %s: %w", chownArg(owner, group), err)
-	}
-	return nil
-}
-
 // resolveOwner turns an owner and a group (names or numeric ids, or "")
 // into ids, -1 for one not given. A name the account files do not hold is
 // asked of the name service with getent (LDAP, NIS...), as chown(1) would
