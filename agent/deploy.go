@@ -196,6 +196,9 @@ type Remote struct {
 	d      *Deployer
 	mu     sync.Mutex
 	client *Client
+	// conn is the connection the client's session runs on, when the
+	// Starter tells it (connected).
+	conn   any
 	starts int
 }
 
@@ -213,6 +216,7 @@ func (r *Remote) Starts() int {
 // agent whose session ended is started again and asked once more:
 // observing changes nothing, so asking twice is safe.
 func (r *Remote) Observe(ctx context.Context, t Starter, qs []targets.Query) ([]targets.Answer, error) {
+	defer hold(t)()
 	for try := 0; ; try++ {
 		c, err := r.get(ctx, t)
 		if err != nil {
@@ -230,6 +234,7 @@ func (r *Remote) Observe(ctx context.Context, t Starter, qs []targets.Query) ([]
 // A write is not asked twice: when the session ends in the middle, the
 // error says so and the caller treats the files as possibly written.
 func (r *Remote) WriteFiles(ctx context.Context, t Starter, files []targets.FileWrite) (int, error) {
+	defer hold(t)()
 	c, err := r.get(ctx, t)
 	if err != nil {
 		return 0, err
@@ -241,6 +246,7 @@ func (r *Remote) WriteFiles(ctx context.Context, t Starter, files []targets.File
 // apply is not asked twice: when the session ends in the middle, the
 // error says so and the caller treats the steps as possibly done.
 func (r *Remote) Apply(ctx context.Context, t Starter, steps []targets.Step) (int, error) {
+	defer hold(t)()
 	c, err := r.get(ctx, t)
 	if err != nil {
 		return 0, err
@@ -251,6 +257,7 @@ func (r *Remote) Apply(ctx context.Context, t Starter, steps []targets.Step) (in
 // RunCheck runs a command check with the host's agent, starting it when
 // needed. A check is not asked twice (it may have effects).
 func (r *Remote) RunCheck(ctx context.Context, t Starter, script string) (targets.Result, error) {
+	defer hold(t)()
 	c, err := r.get(ctx, t)
 	if err != nil {
 		return targets.Result{}, err
@@ -258,17 +265,49 @@ func (r *Remote) RunCheck(ctx context.Context, t Starter, script string) (target
 	return c.RunCheck(ctx, script)
 }
 
+// connected is a Starter that tells its live connection (the SSH
+// transport): an agent session lives on one connection and ends with it.
+// Hold keeps the connection from being closed while a request is out.
+type connected interface {
+	Connection() any
+	Hold() (release func())
+}
+
+// hold keeps t's connection open until the returned func is called, when
+// t can tell (connected).
+func hold(t Starter) func() {
+	if cn, ok := t.(connected); ok {
+		return cn.Hold()
+	}
+	return func() {}
+}
+
 func (r *Remote) get(ctx context.Context, t Starter) (*Client, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.client != nil && !r.client.Gone() {
+	same := true
+	if cn, ok := t.(connected); ok {
+		// The connection the agent was started on was closed (dropped,
+		// or closed by the pool while idle): the session went with it,
+		// though nothing told the client yet. A request sent there
+		// would fail after it may have reached nothing.
+		cur := cn.Connection()
+		same = cur != nil && cur == r.conn
+	}
+	if r.client != nil && !r.client.Gone() && same {
 		return r.client, nil
+	}
+	if r.client != nil {
+		r.client.Close()
 	}
 	c, err := r.d.Start(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	r.client, r.starts = c, r.starts+1
+	if cn, ok := t.(connected); ok {
+		r.conn = cn.Connection()
+	}
 	return c, nil
 }
 

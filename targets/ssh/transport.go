@@ -111,6 +111,27 @@ func (t *Transport) Close() error {
 	return err
 }
 
+// Connection identifies the live connection, nil when there is none: a
+// session started on one connection (the driftless agent's) ended with it
+// once the transport's connection is another or none (the pool closes an
+// idle one to stay within ssh.parallelism).
+func (t *Transport) Connection() any {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conn == nil || !t.conn.alive() {
+		return nil
+	}
+	return t.conn
+}
+
+// Hold marks the transport busy until release is called, so that its
+// connection is not closed to make room for another host's while a
+// session started on it (the agent's) is answering a request.
+func (t *Transport) Hold() (release func()) {
+	t.enter()
+	return t.leave
+}
+
 // isClosed reports whether Close was called.
 func (t *Transport) isClosed() bool {
 	t.mu.Lock()
