@@ -76,8 +76,22 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 			return states, errors.Join(errs...)
 		}
 	}
+	var probes []shellProbed
+	var probed []config.Resource
+	for i, r := range rs {
+		p, ok := ds[i].(shellProbed)
+		if !ok {
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: notObserved(t, r)})
+			continue
+		}
+		probes, probed = append(probes, p), append(probed, r)
+	}
+	if len(probed) == 0 {
+		return states, errors.Join(errs...)
+	}
+	rs = probed
 	nonce := "DRIFTLESS-" + randomHex(16)
-	script := probeScript(nonce, ds, rs, t.Root(), preview)
+	script := probeScript(nonce, probes, rs, t.Root(), preview)
 	res, err := t.Run(ctx, script, nil)
 	if err != nil {
 		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
@@ -96,7 +110,7 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 				"probe exited %d: %s", status, trimOutput(stderr))})
 			continue
 		}
-		st, err := ds[i].Parse(r, body)
+		st, err := drivers[r.Kind].Parse(r, body)
 		if err != nil {
 			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
 			continue
@@ -117,6 +131,16 @@ func notDone[T any](s []T, done []bool) []T {
 	return out
 }
 
+// notObserved says why r, of a kind observed only natively, was not:
+// the transport does not observe natively, or the kind's query does not
+// describe r.
+func notObserved(t Transport, r config.Resource) error {
+	if _, ok := t.(NativeObserver); !ok {
+		return fmt.Errorf("kind %q is observed only natively, and this transport does not observe natively (only the driftless agent and the local transport do)", r.Kind)
+	}
+	return fmt.Errorf("kind %q cannot observe this resource natively", r.Kind)
+}
+
 // probeScript builds the one script that runs every probe. Each probe runs
 // in a brace group (not a subshell: a fork per resource is the largest cost
 // of observing a busy host) with stdin closed and its stderr in a temporary
@@ -125,7 +149,7 @@ func notDone[T any](s []T, done []bool) []T {
 //	NONCE B i
 //	<probe output>
 //	NONCE E i <exit status> <base64 of stderr>
-func probeScript(nonce string, ds []Driver, rs []config.Resource, root string, preview bool) string {
+func probeScript(nonce string, ds []shellProbed, rs []config.Resource, root string, preview bool) string {
 	var b strings.Builder
 	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
 	for i, r := range rs {

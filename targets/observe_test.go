@@ -302,3 +302,18 @@ func TestObserveFraming(t *testing.T) {
 		}
 	}
 }
+
+// A resource whose kind has neither a native query for it nor a shell
+// probe is reported, not silently skipped.
+func TestObserveKindWithoutProbeOrQuery(t *testing.T) {
+	drivers := map[string]Driver{"opaque": struct{ Driver }{&FileDriver{}}}
+	r := config.Resource{Kind: "opaque", Name: "/etc/x"}
+	states, err := Observe(context.Background(), NewLocal(t.TempDir()), drivers, []config.Resource{r})
+	var oe *ObserveError
+	if !errors.As(err, &oe) || oe.ID != r.ID() || !strings.Contains(err.Error(), `kind "opaque" cannot observe this resource natively`) {
+		t.Fatalf("error %v, want an ObserveError for %s", err, r.ID())
+	}
+	if _, ok := states[r.ID()]; ok {
+		t.Fatalf("%s observed: %+v", r.ID(), states[r.ID()])
+	}
+}
