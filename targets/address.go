@@ -133,14 +133,17 @@ func (*AddressDriver) Parse(r config.Resource, out []byte) (State, error) {
 }
 
 // query describes an address for native observation: its interface.
-func (*AddressDriver) query(r config.Resource, root string) (Query, bool) {
+func (*AddressDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	s, _, err := addressOf(r)
-	if err != nil || root != "" {
-		return q, false
+	switch {
+	case err != nil:
+		return q, err
+	case root != "":
+		return q, errSandbox(r.ID())
 	}
 	q.Name = s.Interface
-	return q, true
+	return q, nil
 }
 
 // ipAddrOut and ipAddrInfoOut are what `ip -j addr` prints of the fields

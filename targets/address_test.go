@@ -147,8 +147,9 @@ func TestAddressErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
-			if p := d.Probe(tc.r, sandbox.Root()); !strings.Contains(p, tc.want) || !strings.HasSuffix(p, "false") {
-				t.Fatalf("probe %q does not fail with %q", p, tc.want)
+			states, err := targets.Observe(ctx, sandbox, targets.Drivers(), []config.Resource{tc.r})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || len(states) != 0 {
+				t.Fatalf("observe gave %v, %v, want no state and %q", states, err, tc.want)
 			}
 		})
 	}

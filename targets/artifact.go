@@ -173,10 +173,10 @@ func (d *ArtifactDriver) Parse(r config.Resource, out []byte) (State, error) {
 }
 
 // query describes an artifact for native observation: its folder.
-func (d *ArtifactDriver) query(r config.Resource, root string) (Query, bool) {
+func (d *ArtifactDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := d.checkSpec(r); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	return pathQuery(q, r, root)
 }

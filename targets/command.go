@@ -156,25 +156,25 @@ var _ previewQueried = (*CommandDriver)(nil)
 
 // query describes a command's guards for native observation: the path
 // Creates names, and the Unless guard as the probe runs it.
-func (*CommandDriver) query(r config.Resource, root string) (Query, bool) {
+func (*CommandDriver) query(r config.Resource, root string) (Query, error) {
 	return commandQuery(r, root, true)
 }
 
 // previewQuery is query for a revision that is not trusted: the Unless
 // guard is not sent, only marked unevaluated.
-func (*CommandDriver) previewQuery(r config.Resource, root string) (Query, bool) {
+func (*CommandDriver) previewQuery(r config.Resource, root string) (Query, error) {
 	return commandQuery(r, root, false)
 }
 
-func commandQuery(r config.Resource, root string, runUnless bool) (Query, bool) {
+func commandQuery(r config.Resource, root string, runUnless bool) (Query, error) {
 	q := Query{Kind: r.Kind}
 	spec, err := specOf(r, validateCommand)
 	if err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	if spec.Creates != "" {
 		if q.Path, err = hostPath(root, spec.Creates); err != nil {
-			return q, false
+			return q, errShellProbe
 		}
 	}
 	switch {
@@ -183,11 +183,11 @@ func commandQuery(r config.Resource, root string, runUnless bool) (Query, bool) 
 	case spec.Unless != "":
 		prefix, err := commandPrefix(root, spec.Dir)
 		if err != nil {
-			return q, false
+			return q, errShellProbe
 		}
 		q.Guard = prefix + "sh -c " + shq(spec.Unless)
 	}
-	return q, true
+	return q, nil
 }
 
 // observeNative prints what the command's probe prints: "creates=yes|no"

@@ -78,10 +78,10 @@ func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
 }
 
 // query describes a directory for native observation: its path.
-func (*DirectoryDriver) query(r config.Resource, root string) (Query, bool) {
+func (*DirectoryDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateDirectory); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	return pathQuery(q, r, root)
 }

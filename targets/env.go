@@ -111,9 +111,9 @@ func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
 }
 
 // query describes an env file for native observation: its path.
-func (*EnvDriver) query(r config.Resource, root string) (Query, bool) {
+func (*EnvDriver) query(r config.Resource, root string) (Query, error) {
 	if _, err := specOf(r, validateEnv); err != nil {
-		return Query{Kind: r.Kind}, false
+		return Query{Kind: r.Kind}, errShellProbe
 	}
 	return pathQuery(Query{Kind: r.Kind}, r, root)
 }

@@ -168,11 +168,11 @@ func (*FileDriver) Parse(r config.Resource, out []byte) (State, error) {
 // query describes a file for native observation: its path, and the
 // SHA-256 of a large declared content, answered with sameMark when the
 // file holds exactly it.
-func (*FileDriver) query(r config.Resource, root string) (Query, bool) {
+func (*FileDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: "file"}
 	spec, err := specOf(r, validateFile)
 	if err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	if spec.State != config.Absent && len(spec.Content) >= hashThreshold {
 		sum := sha256.Sum256([]byte(spec.Content))

@@ -212,12 +212,15 @@ func (*FirewallDriver) Parse(r config.Resource, out []byte) (State, error) {
 // query describes a firewall resource for native observation: one
 // listing of the driftless table answers every firewall resource of the
 // batch.
-func (*FirewallDriver) query(r config.Resource, root string) (Query, bool) {
+func (*FirewallDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
-	if _, _, _, err := firewallOf(r); err != nil || root != "" {
-		return q, false
+	if _, _, _, err := firewallOf(r); err != nil {
+		return q, err
 	}
-	return q, true
+	if root != "" {
+		return q, errSandbox(r.ID())
+	}
+	return q, nil
 }
 
 // observeNative prints what the firewall probe prints: "absent", or the

@@ -77,7 +77,7 @@ func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
 }
 
 // query describes a group for native observation: its name.
-func (*GroupDriver) query(r config.Resource, root string) (Query, bool) {
+func (*GroupDriver) query(r config.Resource, root string) (Query, error) {
 	_, err := specOf(r, validateGroup)
 	return accountQuery(r, root, err)
 }

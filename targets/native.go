@@ -60,6 +60,11 @@ type Query struct {
 	// marks a declared guard left out because the revision is a preview.
 	Guard       string `json:"guard,omitempty"`
 	Unevaluated bool   `json:"unevaluated,omitempty"`
+	// Sandbox marks a resource under the local transport's sandbox root:
+	// only its files there are read (a unit file, the root's own
+	// /etc/passwd or /etc/group at Path), never the machine's own
+	// systemd or account databases.
+	Sandbox bool `json:"sandbox,omitempty"`
 }
 
 // Answer is the agent's answer to one Query: the probe's output, or why
@@ -73,45 +78,51 @@ type Answer struct {
 // query describes a resource for the host (no declared content, no
 // command: only where to look), and observeNative answers it there with
 // what the kind's shell probe prints, read by the kind's own Parse.
+//
+// A resource query refuses (an invalid one, a kind a sandbox root cannot
+// hold) is reported by Observe with query's error, as its probe's error
+// was; errShellProbe leaves a resource to the shell probe while that
+// path exists.
 type nativeObserved interface {
-	query(r config.Resource, root string) (Query, bool)
+	query(r config.Resource, root string) (Query, error)
 	observeNative(o *observation, q Query) ([]byte, error)
 }
+
+// errShellProbe is query's answer for a resource the kind's native query
+// does not describe yet: its shell probe observes it (and reports its
+// errors). It goes with the shell probes (issue 12, point 5).
+var errShellProbe = errors.New("observed by the shell probe")
 
 // previewQueried is a kind whose query would carry something the
 // revision declares to run (a command's guard): for a revision that is
 // not trusted, previewQuery describes the resource without it, and the
 // answer says what was left unevaluated.
 type previewQueried interface {
-	previewQuery(r config.Resource, root string) (Query, bool)
+	previewQuery(r config.Resource, root string) (Query, error)
 }
 
-// NativeQuery describes r for a NativeObserver; ok is false for a kind or a
-// resource that is not observed natively (an invalid one included: its
-// shell probe then reports the error, the same one as before).
-func NativeQuery(r config.Resource, root string) (Query, bool) {
-	return nativeQuery(r, root, false)
-}
-
-func nativeQuery(r config.Resource, root string, preview bool) (Query, bool) {
+// nativeQuery describes r for a NativeObserver: errShellProbe for a
+// kind or a resource that is not observed natively, another error for a
+// resource the kind refuses to observe.
+func nativeQuery(r config.Resource, root string, preview bool) (Query, error) {
 	d := Drivers()[r.Kind]
 	if p, ok := d.(previewQueried); ok && preview {
 		return p.previewQuery(r, root)
 	}
 	n, ok := d.(nativeObserved)
 	if !ok {
-		return Query{Kind: r.Kind}, false
+		return Query{Kind: r.Kind}, errShellProbe
 	}
 	return n.query(r, root)
 }
 
-func pathQuery(q Query, r config.Resource, root string) (Query, bool) {
+func pathQuery(q Query, r config.Resource, root string) (Query, error) {
 	p, err := hostPath(root, r.Name)
 	if err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	q.Path = p
-	return q, true
+	return q, nil
 }
 
 // ObserveQueries answers every query natively, in this process: the
@@ -275,13 +286,19 @@ func observeNative(ctx context.Context, n NativeObserver, ds []Driver, rs []conf
 	preview bool, states map[string]State, done []bool) ([]error, error) {
 	var qs []Query
 	var idx []int
+	var errs []error
 	for i, r := range rs {
-		if q, ok := nativeQuery(r, root, preview); ok {
+		q, err := nativeQuery(r, root, preview)
+		switch {
+		case err == nil:
 			qs, idx = append(qs, q), append(idx, i)
+		case !errors.Is(err, errShellProbe):
+			done[i] = true
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
 		}
 	}
 	if len(qs) == 0 {
-		return nil, nil
+		return errs, nil
 	}
 	answers, err := n.ObserveNative(ctx, qs)
 	if err != nil {
@@ -290,7 +307,6 @@ func observeNative(ctx context.Context, n NativeObserver, ds []Driver, rs []conf
 	if len(answers) != len(qs) {
 		return nil, fmt.Errorf("observe %d resources natively: %d answers", len(qs), len(answers))
 	}
-	var errs []error
 	for j, a := range answers {
 		i := idx[j]
 		r := rs[i]

@@ -1,8 +1,6 @@
 package targets
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -129,17 +127,19 @@ func (*PackageDriver) Parse(r config.Resource, out []byte) (State, error) {
 	return st, nil
 }
 
-// query describes a package for native observation: its name. An
-// architecture-qualified name ("libc6:amd64") stays with the shell probe:
-// the one query of the batch matches plain names.
-func (*PackageDriver) query(r config.Resource, root string) (Query, bool) {
+// query describes a package for native observation: its name, plain or
+// qualified with an architecture ("libc6:amd64"). Packages are refused
+// under a sandbox root: the package database is the daemon's machine's.
+func (*PackageDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
-	s, err := specOf(r, validatePackage)
-	if err != nil || root != "" || checkPackage(r.Name, s.Version) != nil || strings.Contains(r.Name, ":") {
-		return q, false
+	if _, err := specOf(r, validatePackage); err != nil {
+		return q, err
+	}
+	if root != "" {
+		return q, fmt.Errorf("package %s: packages are managed only on real hosts, not in a sandbox root", r.Name)
 	}
 	q.Name = r.Name
-	return q, true
+	return q, nil
 }
 
 // observeNative answers a package from the batch's one package-database
@@ -179,25 +179,49 @@ func queryPackages(ctx context.Context, qs []Query) (map[string][]byte, error) {
 }
 
 // dpkgQuery answers names with one dpkg-query: per package, "manager=apt"
-// and a status and version line for each of its installed architectures,
-// in dpkg's order.
+// and a status and version line for each of its architectures dpkg
+// knows, in dpkg's order; a name qualified with an architecture
+// ("libc6:i386") gets that architecture's line only, as dpkg-query
+// given that name alone prints. dpkg's own qualifiers "any" and
+// "native" name no architecture: such a name is asked on its own.
 func dpkgQuery(ctx context.Context, names []string, out map[string][]byte) {
-	args := append([]string{"-W", "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n", "--"}, names...)
-	// A name dpkg never heard of makes it exit 1 after printing the others.
-	stdout, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output()
+	var batch []string
 	for _, n := range names {
 		out[n] = []byte("manager=apt\n")
-	}
-	sc := bufio.NewScanner(bytes.NewReader(stdout))
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), "\t", 3)
-		if len(f) != 3 {
+		if _, q, _ := strings.Cut(n, ":"); q != "any" && q != "native" {
+			batch = append(batch, n)
 			continue
 		}
-		if b, ok := out[f[0]]; ok {
-			out[f[0]] = fmt.Appendf(b, "status=%s\nversion=%s\n", f[1], f[2])
+		for _, f := range dpkgLines(ctx, n) {
+			out[n] = fmt.Appendf(out[n], "status=%s\nversion=%s\n", f[2], f[3])
 		}
 	}
+	for _, f := range dpkgLines(ctx, batch...) {
+		// dpkg prints a package once, however many names match it.
+		for _, n := range []string{f[0], f[0] + ":" + f[1]} {
+			if b, ok := out[n]; ok {
+				out[n] = fmt.Appendf(b, "status=%s\nversion=%s\n", f[2], f[3])
+			}
+		}
+	}
+}
+
+// dpkgLines runs one dpkg-query over names: each package's name,
+// architecture, status and version.
+func dpkgLines(ctx context.Context, names ...string) [][]string {
+	if len(names) == 0 {
+		return nil
+	}
+	args := append([]string{"-W", "-f=${Package}\t${Architecture}\t${db:Status-Abbrev}\t${Version}\n", "--"}, names...)
+	// A name dpkg never heard of makes it exit 1 after printing the others.
+	stdout, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output()
+	var lines [][]string
+	for line := range strings.SplitSeq(string(stdout), "\n") {
+		if f := strings.SplitN(line, "\t", 4); len(f) == 4 {
+			lines = append(lines, f)
+		}
+	}
+	return lines
 }
 
 // rpmQuery answers names with one rpm query. rpm also matches a name with

@@ -176,17 +176,20 @@ func (*RouteDriver) Parse(r config.Resource, out []byte) (State, error) {
 
 // query describes a route for native observation: its destination as ip
 // names it and its family.
-func (*RouteDriver) query(r config.Resource, root string) (Query, bool) {
+func (*RouteDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	_, dst, fam, err := routeDst(r)
-	if err != nil || root != "" {
-		return q, false
+	switch {
+	case err != nil:
+		return q, err
+	case root != "":
+		return q, errSandbox(r.ID())
 	}
 	q.Name, q.Family = dst, "inet"
 	if fam == "-6" {
 		q.Family = "inet6"
 	}
-	return q, true
+	return q, nil
 }
 
 // ipRouteOut is what `ip -j route` prints of the fields the route kind

@@ -84,6 +84,10 @@ func TestRouteErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
+			states, err := targets.Observe(t.Context(), sandbox, targets.Drivers(), []config.Resource{r})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || len(states) != 0 {
+				t.Fatalf("observe gave %v, %v, want no state and %q", states, err, tc.want)
+			}
 		})
 	}
 }

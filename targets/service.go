@@ -180,20 +180,29 @@ func (*ServiceDriver) Parse(r config.Resource, out []byte) (State, error) {
 }
 
 // query describes a service for native observation: its unit and its
-// unit file.
-func (*ServiceDriver) query(r config.Resource, root string) (Query, bool) {
+// unit file. Under a sandbox root only the unit file is read: systemd is
+// the daemon's machine's, not the sandbox's.
+func (*ServiceDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
-	if _, err := specOf(r, validateService); err != nil || root != "" || validUnitName(r.Name) != nil {
-		return q, false
+	if _, err := specOf(r, validateService); err != nil {
+		return q, err
 	}
-	q.Name, q.Path = unitName(r.Name), unitPath(r.Name)
-	return q, true
+	p, err := hostPath(root, unitPath(r.Name))
+	if err != nil {
+		return q, err
+	}
+	q.Name, q.Path, q.Sandbox = unitName(r.Name), p, root != ""
+	return q, nil
 }
 
 // observeNative prints what `systemctl show -p LoadState -p ActiveState
 // -p UnitFileState` prints, asked of systemd over D-Bus, then the unit
 // marker and, when the unit file exists, "unitfile=1" and its content.
+// Under a sandbox root it prints "sandbox=1" instead of systemd's view.
 func (*ServiceDriver) observeNative(o *observation, q Query) ([]byte, error) {
+	if q.Sandbox {
+		return unitFile([]byte("sandbox=1\n"), q.Path)
+	}
 	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
 		return nil, errors.New("systemd is not running on this host")
 	}
@@ -214,16 +223,21 @@ func (*ServiceDriver) observeNative(o *observation, q Query) ([]byte, error) {
 		v, _ := props[k].(string)
 		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
-	b.WriteString(unitMarker + "\n")
-	if regular(q.Path) {
-		data, err := os.ReadFile(q.Path)
-		if err != nil {
-			return nil, err
-		}
-		b.WriteString("unitfile=1\n")
-		b.Write(data)
+	return unitFile(b.Bytes(), q.Path)
+}
+
+// unitFile appends to head the unit marker and, when the unit file p
+// exists, "unitfile=1" and its content.
+func unitFile(head []byte, p string) ([]byte, error) {
+	b := append(head, unitMarker+"\n"...)
+	if !regular(p) {
+		return b, nil
 	}
-	return b.Bytes(), nil
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read unit file: %w", err)
+	}
+	return append(append(b, "unitfile=1\n"...), data...), nil
 }
 
 // isEnabled says whether an UnitFileState counts as enabled.

@@ -1,6 +1,8 @@
 package targets
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,5 +167,78 @@ func TestSandboxRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/app.service")); !os.IsNotExist(err) {
 		t.Fatalf("restore left the unit: %v", err)
+	}
+}
+
+// noShell is the local transport failing any shell script: what it
+// observes and applies, it does natively.
+type noShell struct {
+	*Local
+	t *testing.T
+}
+
+func (n noShell) Run(context.Context, string, []byte) (Result, error) {
+	n.t.Error("a shell script ran")
+	return Result{}, errors.New("no shell here")
+}
+
+// TestSandboxRootObservedNatively observes the server and network kinds
+// under a sandbox root with no shell: users and groups from the root's
+// own account files (the first entries of the name, no group memberships
+// asked), services from the root's unit file only (systemd is the
+// machine's), and packages and network resources refused, as their
+// probes refused them; an invalid resource is reported with its kind's
+// validation.
+func TestSandboxRootObservedNatively(t *testing.T) {
+	root := t.TempDir()
+	for name, content := range map[string]string{
+		"etc/passwd":                     "root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000::/home/app:/bin/sh\napp:x:1001:1:dup:/x:/bin/sh\n",
+		"etc/group":                      "root:x:0:\napp:x:1000:b,a\n",
+		"etc/systemd/system/app.service": "[Service]\nExecStart=/bin/true\n",
+	} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := []config.Resource{
+		{Kind: "user", Name: "app", Spec: &UserSpec{}},
+		{Kind: "user", Name: "nobody", Spec: &UserSpec{}},
+		{Kind: "group", Name: "app", Spec: &GroupSpec{}},
+		{Kind: "group", Name: "nogroup", Spec: &GroupSpec{}},
+		{Kind: "service", Name: "app", Spec: &ServiceSpec{State: ServiceRunning}},
+		{Kind: "service", Name: "none", Spec: &ServiceSpec{}},
+		{Kind: "package", Name: "bash", Spec: &PackageSpec{}},
+		{Kind: "address", Name: "10.0.0.5/24", Spec: &AddressSpec{Interface: "eth0"}},
+		{Kind: "route", Name: "r", Spec: &RouteSpec{To: "10.1.0.0/16", Via: "10.0.0.1"}},
+		{Kind: "firewall", Name: "fw", Spec: &FirewallSpec{Allow: []string{"tcp/22"}}},
+		{Kind: "user", Name: "Bad", Spec: &UserSpec{}},
+	}
+	states, err := Observe(t.Context(), noShell{NewLocal(root), t}, Drivers(), rs)
+	want := map[string]State{
+		"user:app":      {Present: true, Fields: map[string]string{"uid": "1000", "gid": "1000", "home": "/home/app", "shell": "/bin/sh", "groups": ""}},
+		"user:nobody":   {Fields: map[string]string{}},
+		"group:app":     {Present: true, Fields: map[string]string{"gid": "1000", "members": "a,b"}},
+		"group:nogroup": {},
+		"service:app": {Present: true, Fields: map[string]string{"sandbox": "1", "unitfile": "1"},
+			Content: []byte("[Service]\nExecStart=/bin/true\n")},
+		"service:none": {Fields: map[string]string{"sandbox": "1"}},
+	}
+	if !reflect.DeepEqual(states, want) {
+		t.Errorf("states\n%+v\nwant\n%+v", states, want)
+	}
+	for _, w := range []string{
+		"observe package:bash: package bash: packages are managed only on real hosts, not in a sandbox root",
+		"observe address:10.0.0.5/24: address:10.0.0.5/24: network resources need a real host, not a sandbox root",
+		"observe route:r: route:r: network resources need a real host, not a sandbox root",
+		"observe firewall:fw: firewall:fw: network resources need a real host, not a sandbox root",
+		`observe user:Bad: user:Bad: user: "Bad" is not a valid user name`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("observe said %v, want %q", err, w)
+		}
 	}
 }

@@ -85,10 +85,10 @@ func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
 }
 
 // query describes a link for native observation: its path.
-func (*SymlinkDriver) query(r config.Resource, root string) (Query, bool) {
+func (*SymlinkDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateSymlink); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	return pathQuery(q, r, root)
 }

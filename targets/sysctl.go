@@ -125,23 +125,23 @@ func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 
 // query describes a kernel parameter for native observation: its
 // /proc/sys file and its sysctl.d file.
-func (*SysctlDriver) query(r config.Resource, root string) (Query, bool) {
+func (*SysctlDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateSysctl); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	p, err := sysctlPath(r.Name)
 	if err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	if q.Path, err = hostPath(root, p); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	if q.Conf, err = hostPath(root, sysctlConf(r.Name)); err != nil {
-		return q, false
+		return q, errShellProbe
 	}
 	q.Name = r.Name
-	return q, true
+	return q, nil
 }
 
 // persistedLine is the sed expression of the sysctl probe: what follows

@@ -126,7 +126,7 @@ func (*UserDriver) Parse(r config.Resource, out []byte) (State, error) {
 }
 
 // query describes a user for native observation: its name.
-func (*UserDriver) query(r config.Resource, root string) (Query, bool) {
+func (*UserDriver) query(r config.Resource, root string) (Query, error) {
 	_, err := specOf(r, validateUser)
 	return accountQuery(r, root, err)
 }
@@ -137,13 +137,51 @@ func (*UserDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	return o.account(q)
 }
 
-func accountQuery(r config.Resource, root string, invalid error) (Query, bool) {
-	q := Query{Kind: r.Kind}
-	if invalid != nil || root != "" || !accountName.MatchString(r.Name) {
-		return q, false
+// accountQuery describes a user or group: its name, and under a sandbox
+// root the root's own account file, the one read there.
+func accountQuery(r config.Resource, root string, invalid error) (Query, error) {
+	q := Query{Kind: r.Kind, Name: r.Name}
+	if invalid != nil {
+		return q, invalid
 	}
-	q.Name = r.Name
-	return q, true
+	if root != "" {
+		p, err := hostPath(root, "/etc/"+accountDB(r.Kind))
+		if err != nil {
+			return q, err
+		}
+		q.Path, q.Sandbox = p, true
+	}
+	return q, nil
+}
+
+// accountDB is the account database of a kind: passwd for users, group
+// for groups.
+func accountDB(kind string) string {
+	if kind == "group" {
+		return "group"
+	}
+	return "passwd"
+}
+
+// sandboxAccount answers a user or group under a sandbox root from the
+// root's own file: its lines for the name, "passwd=" or "group=" first,
+// nothing when there are none or the file cannot be read. The groups a
+// user belongs to are not asked there.
+func sandboxAccount(q Query) []byte {
+	data, err := os.ReadFile(q.Path)
+	if err != nil {
+		return nil
+	}
+	var lines []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if strings.HasPrefix(line, q.Name+":") {
+			lines = append(lines, line)
+		}
+	}
+	if lines == nil {
+		return nil
+	}
+	return []byte(accountDB(q.Kind) + "=" + strings.Join(lines, "\n") + "\n")
 }
 
 // accounts is what the user and group probes read, from the account
@@ -267,6 +305,9 @@ func (a *accounts) groupLine(name string) []byte {
 // other sources (LDAP, NIS...) is asked with getent and id, as the probe
 // does: only there does an account cost processes.
 func (o *observation) account(q Query) ([]byte, error) {
+	if q.Sandbox {
+		return sandboxAccount(q), nil
+	}
 	if !o.accountsRead {
 		o.accountsRead, o.nss = true, !filesOnly(nsswitch)
 		if !o.nss {
@@ -286,10 +327,7 @@ func (o *observation) account(q Query) ([]byte, error) {
 
 // nssAccount runs the probe's own commands.
 func nssAccount(ctx context.Context, q Query) ([]byte, error) {
-	db := "passwd"
-	if q.Kind == "group" {
-		db = "group"
-	}
+	db := accountDB(q.Kind)
 	e, err := exec.CommandContext(ctx, "getent", db, q.Name).Output()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); ok {
