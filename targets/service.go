@@ -120,39 +120,6 @@ func validateService(name string, s *ServiceSpec) []config.Problem {
 	return p
 }
 
-// Probe prints systemd's view of the unit (LoadState, ActiveState,
-// UnitFileState) and then, after a marker, the unit file when there is one.
-// It fails with a clear message on a host where systemd is not running.
-func (*ServiceDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateService); err != nil {
-		return probeError(err)
-	}
-	if err := validUnitName(r.Name); err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, unitPath(r.Name))
-	if err != nil {
-		return probeError(err)
-	}
-	var b strings.Builder
-	if root != "" {
-		b.WriteString("echo sandbox=1\n")
-	} else {
-		u := shq(unitName(r.Name))
-		// A probe must not exit: a missing systemd is remembered and
-		// reported by the probe's last command instead.
-		b.WriteString(`__svc_ok=1
-if [ -d /run/systemd/system ]; then systemctl show -p LoadState -p ActiveState -p UnitFileState -- ` + u + `
-else echo "systemd is not running on this host" >&2; __svc_ok=0; fi
-`)
-	}
-	b.WriteString("echo " + unitMarker + "\nif [ -f " + shq(p) + " ]; then echo unitfile=1; cat -- " + shq(p) + "; fi\n")
-	if root == "" {
-		b.WriteString("[ \"$__svc_ok\" = 1 ]\n")
-	}
-	return b.String()
-}
-
 // Parse reads the probe's output. Fields: load, active, enabled (systemd's
 // values), unitfile ("1" when the unit file exists), sandbox.
 func (*ServiceDriver) Parse(r config.Resource, out []byte) (State, error) {
@@ -304,77 +271,34 @@ func (d *ServiceDriver) Diff(r config.Resource, observed State) Change {
 
 // Apply writes the unit file (atomically) and reloads systemd when it
 // changed, then enables or disables the unit, then starts, restarts or
-// stops it. A running unit whose file changed is restarted.
+// stops it, natively (ApplyNative). A running unit whose file changed is
+// restarted.
 func (d *ServiceDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
 	s, err := specOf(r, validateService)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if err := validUnitName(r.Name); err != nil {
-		return err
-	}
 	if s.Unit == "" && s.UnitSource != "" {
 		return fmt.Errorf("apply %s: unit_source %s was not loaded into the unit's content", r.ID(), s.UnitSource)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	_, unitChanged := serviceDiffs(r, s, observed)
-	if unitChanged {
-		// A sandbox root or a minimal host may lack the folder.
-		dir, err := hostPath(t.Root(), "/etc/systemd/system")
-		if err != nil {
-			return err
-		}
-		if err := runScript(ctx, t, "apply "+r.ID(), "mkdir -p -- "+shq(dir)); err != nil {
-			return err
-		}
-		if err := t.WriteFile(ctx, unitPath(r.Name), []byte(s.Unit), 0o644); err != nil {
-			return fmt.Errorf("apply %s: write unit file: %w", r.ID(), err)
-		}
-	}
-	if t.Root() != "" {
-		return nil
-	}
-	u := shq(unitName(r.Name))
-	script := "set -e\n"
-	if unitChanged {
-		script += "systemctl daemon-reload\n"
-	}
-	if s.Enabled != nil {
-		script += map[bool]string{true: "systemctl enable -q -- " + u + "\n", false: "systemctl disable -q -- " + u + "\n"}[*s.Enabled]
-	}
-	switch {
-	case s.State == ServiceRunning && unitChanged:
-		script += "systemctl restart -- " + u + "\n"
-	case s.State == ServiceRunning:
-		script += "systemctl start -- " + u + "\n"
-	case s.State == ServiceStopped:
-		script += "systemctl stop -- " + u + "\n"
-	case unitChanged:
-		// No declared state: keep what runs, but let it use the new unit.
-		script += "systemctl try-restart -- " + u + "\n"
-	}
-	return runScript(ctx, t, "apply "+r.ID(), script)
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
-// Refresh restarts the unit, or reloads it when on_notify is reload. A
-// unit that is not running is left stopped: a notify never starts it.
-func (d *ServiceDriver) Refresh(ctx context.Context, t Transport, r config.Resource) error {
-	if t.Root() != "" {
-		return nil
-	}
+// Restore puts back the snapshot natively (RestoreNative): the old unit
+// file (or none), then the old enabled and running states.
+func (d *ServiceDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	if err := validUnitName(r.Name); err != nil {
-		return err
+		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
-	if ok, err := nativeStep(ctx, t, StepRefresh, r, State{}); ok {
-		return err
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
+}
+
+// Refresh restarts the unit, or reloads it when on_notify is reload,
+// natively (RefreshNative). A unit that is not running is left stopped:
+// a notify never starts it.
+func (d *ServiceDriver) Refresh(ctx context.Context, t Transport, r config.Resource) error {
+	if err := validUnitName(r.Name); err != nil {
+		return fmt.Errorf("refresh %s: %w", r.ID(), err)
 	}
-	u := shq(unitName(r.Name))
-	verb := "try-restart"
-	if s, err := specOf(r, validateService); err == nil && s.OnNotify == "reload" {
-		verb = "reload"
-	}
-	script := "if systemctl is-active -q -- " + u + "; then systemctl " + verb + " -- " + u + "; fi\n"
-	return runScript(ctx, t, "refresh "+r.ID(), script)
+	return onlyNative(ctx, t, StepRefresh, r, State{})
 }

@@ -33,9 +33,9 @@ func mainPID(t *testing.T, h *hosts.Host, unit string) string {
 // is written, enabled and started; stopped and disabled behind the
 // driver's back it is healed; a changed unit file is reloaded and the
 // service restarted; a refresh restarts (or reloads) it; restores put back
-// the old unit, and finally nothing. Over SSH (systemctl) and through the
-// agent (systemd's D-Bus API).
-func TestServiceOnHost(t *testing.T) { bothWays(t, testServiceOnHost) }
+// the old unit, and finally nothing. Through the agent (systemd's D-Bus
+// API).
+func TestServiceOnHost(t *testing.T) { throughAgent(t, testServiceOnHost) }
 
 func testServiceOnHost(t *testing.T, reach reach) {
 	lab := hosts.NewLab(t, hosts.Options{})
@@ -141,8 +141,8 @@ func testServiceOnHost(t *testing.T, reach reach) {
 }
 
 // TestServiceNeedsSystemd reports a clear error on a host without
-// systemd, over SSH and through the agent.
-func TestServiceNeedsSystemd(t *testing.T) { bothWays(t, testServiceNeedsSystemd) }
+// systemd, through the agent.
+func TestServiceNeedsSystemd(t *testing.T) { throughAgent(t, testServiceNeedsSystemd) }
 
 func testServiceNeedsSystemd(t *testing.T, reach reach) {
 	lab := hosts.NewLab(t, hosts.Options{})

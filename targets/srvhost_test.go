@@ -193,27 +193,30 @@ type reach func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport
 
 // bothWays runs a server-driver test twice, each on its own host: over SSH
 // with shell probes and scripts ("shell", while they exist), and through
-// the agent ("agent"), where every observation and every apply, restore
-// and refresh of these kinds must run in the agent: the test fails if one
-// opened an SSH session beyond the agent's start.
+// the agent ("agent", throughAgent).
 func bothWays(t *testing.T, body func(t *testing.T, reach reach)) {
 	t.Run("shell", func(t *testing.T) {
 		body(t, func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport { return srvDial(t, lab, h).ssh })
 	})
-	t.Run("agent", func(t *testing.T) {
-		body(t, func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport {
-			t.Helper()
-			tr := srvDial(t, lab, h)
-			started := tr.RoundTrips()
-			t.Cleanup(func() {
-				if n := tr.RoundTrips() - started; n != 0 && !t.Failed() {
-					t.Errorf("%d SSH sessions besides the agent's: an observe or an apply did not go through the agent", n)
-				}
-				if n := tr.Agent.Starts(); n != 1 && !t.Failed() {
-					t.Errorf("the agent was started %d times, want 1", n)
-				}
-			})
-			return tr
+	t.Run("agent", func(t *testing.T) { throughAgent(t, body) })
+}
+
+// throughAgent runs a server-driver test through the agent, where every
+// observation and every apply, restore and refresh must run in the agent:
+// the test fails if one opened an SSH session beyond the agent's start.
+func throughAgent(t *testing.T, body func(t *testing.T, reach reach)) {
+	body(t, func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport {
+		t.Helper()
+		tr := srvDial(t, lab, h)
+		started := tr.RoundTrips()
+		t.Cleanup(func() {
+			if n := tr.RoundTrips() - started; n != 0 && !t.Failed() {
+				t.Errorf("%d SSH sessions besides the agent's: an observe or an apply did not go through the agent", n)
+			}
+			if n := tr.Agent.Starts(); n != 1 && !t.Failed() {
+				t.Errorf("the agent was started %d times, want 1", n)
+			}
 		})
+		return tr
 	})
 }
