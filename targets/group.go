@@ -47,15 +47,6 @@ func validateGroup(name string, s *GroupSpec) []config.Problem {
 	return p
 }
 
-// Probe prints the group line.
-func (*GroupDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateGroup); err != nil {
-		return probeError(err)
-	}
-	return accountProbe("group", r.Name, root,
-		"if __e=$(getent group "+shq(r.Name)+"); then printf 'group=%s\\n' \"$__e\"; fi")
-}
-
 // Parse reads the probe's output. Fields: gid, members (sorted, comma-separated).
 func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
 	v, ok := strings.CutPrefix(strings.TrimRight(string(out), "\n"), "group=")
@@ -110,62 +101,21 @@ func (d *GroupDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-// Apply creates, renumbers or removes the group.
+// Apply creates, renumbers or removes the group natively (ApplyNative).
 func (d *GroupDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf(r, validateGroup)
-	if err != nil {
+	if _, err := specOf(r, validateGroup); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if err := accountsOnRealHost(t, r.ID()); err != nil {
-		return err
-	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	n := shq(r.Name)
-	gid := ""
-	if s.GID != 0 {
-		gid = "-g " + strconv.Itoa(s.GID) + " "
-	}
-	var script string
-	switch {
-	case s.State == config.Absent:
-		script = "groupdel -- " + n
-	case !observed.Present:
-		if s.System {
-			gid += "-r "
-		}
-		script = "groupadd " + gid + "-- " + n
-	case gid != "":
-		script = "groupmod " + gid + "-- " + n
-	default:
-		return nil
-	}
-	return runScript(ctx, t, "apply "+r.ID(), script)
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
-// Restore removes a group that did not exist, or re-creates or renumbers it
-// with its old gid and members.
+// Restore removes a group that did not exist, or re-creates or renumbers
+// it with its old gid and members, natively (RestoreNative).
 func (d *GroupDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	if _, err := specOf(r, validateGroup); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
-	if err := accountsOnRealHost(t, r.ID()); err != nil {
-		return err
-	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	n := shq(r.Name)
-	var script string
-	if !snapshot.Present {
-		script = "if getent group " + n + " >/dev/null; then groupdel -- " + n + "; fi"
-	} else {
-		gid := shq(snapshot.Fields["gid"])
-		script = "if getent group " + n + " >/dev/null; then groupmod -g " + gid + " -- " + n +
-			"; else groupadd -g " + gid + " -- " + n + "; fi\ngpasswd -M " + shq(snapshot.Fields["members"]) + " " + n + " >/dev/null"
-	}
-	return runScript(ctx, t, "restore "+r.ID(), script)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // ApplyNative is Apply on the host: groupadd, groupmod or groupdel run

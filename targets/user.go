@@ -71,27 +71,6 @@ func validateUser(name string, s *UserSpec) []config.Problem {
 	return p
 }
 
-// accountProbe runs a getent-based probe on a real host. On a sandbox root
-// the account databases are the sandbox's files, read with grep.
-func accountProbe(db, name, root, real string) string {
-	if root == "" {
-		return real
-	}
-	p, _ := hostPath(root, "/etc/"+db)
-	return "if __e=$(grep -- " + shq("^"+name+":") + " " + shq(p) + " 2>/dev/null); then printf '" + db + "=%s\\n' \"$__e\"; fi"
-}
-
-// Probe prints the passwd line, then the user's primary group name and
-// every group name it belongs to.
-func (*UserDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateUser); err != nil {
-		return probeError(err)
-	}
-	n := shq(r.Name)
-	return accountProbe("passwd", r.Name, root, "if __e=$(getent passwd "+n+"); then printf 'passwd=%s\\n' \"$__e\"; "+
-		"printf 'primary=%s\\n' \"$(id -gn "+n+")\"; printf 'groups=%s\\n' \"$(id -Gn "+n+")\"; fi")
-}
-
 // Parse reads the probe's output. Fields: uid, gid, home, shell, primary,
 // groups (the supplementary groups, sorted, comma-separated).
 func (*UserDriver) Parse(r config.Resource, out []byte) (State, error) {
@@ -395,96 +374,25 @@ func (d *UserDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-// userArgs are the useradd/usermod options for the declared attributes.
-func userArgs(s *UserSpec) string {
-	var a []string
-	if s.UID != 0 {
-		a = append(a, "-u", strconv.Itoa(s.UID))
-	}
-	if s.Shell != "" {
-		a = append(a, "-s", shq(s.Shell))
-	}
-	if s.Home != "" {
-		a = append(a, "-d", shq(s.Home))
-	}
-	if s.Groups != nil {
-		a = append(a, "-G", shq(strings.Join(s.Groups, ",")))
-	}
-	return strings.Join(a, " ")
-}
-
-func accountsOnRealHost(t Transport, id string) error {
-	if t.Root() != "" {
-		return fmt.Errorf("%s: accounts are managed only on real hosts, not in a sandbox root", id)
-	}
-	return nil
-}
-
-// Apply creates, changes or removes the user.
+// Apply creates, changes or removes the user natively (ApplyNative).
 func (d *UserDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf(r, validateUser)
-	if err != nil {
+	if _, err := specOf(r, validateUser); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if err := accountsOnRealHost(t, r.ID()); err != nil {
-		return err
-	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	n := shq(r.Name)
-	var script string
-	switch {
-	case s.State == config.Absent:
-		script = "userdel -- " + n
-	case !observed.Present:
-		flags := "-m"
-		if s.System {
-			flags = "-r"
-		}
-		script = "useradd " + flags + " " + userArgs(s) + " -- " + n
-	default:
-		args := userArgs(s)
-		if args == "" {
-			return nil
-		}
-		script = "usermod " + args + " -- " + n
-	}
-	return runScript(ctx, t, "apply "+r.ID(), script)
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
 // Restore removes a user that did not exist (with the home useradd made),
 // re-creates a removed one with its old ids, or puts back the old uid,
-// shell, home and supplementary groups.
+// shell, home and supplementary groups, natively (RestoreNative).
 func (d *UserDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	if _, err := specOf(r, validateUser); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
-	if err := accountsOnRealHost(t, r.ID()); err != nil {
-		return err
-	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	n := shq(r.Name)
-	f := snapshot.Fields
-	var script string
-	if !snapshot.Present {
-		// userdel -r also removes the home and group useradd made; it may
-		// complain about a missing mail spool, so only the outcome counts.
-		script = "userdel -r -- " + n + " 2>/dev/null\nif getent passwd " + n + " >/dev/null; then userdel -- " + n + "; fi"
-	} else {
-		args := "-u " + shq(f["uid"]) + " -s " + shq(f["shell"]) + " -d " + shq(f["home"]) + " -G " + shq(f["groups"])
-		script = "if getent passwd " + n + " >/dev/null; then usermod " + args + " -- " + n +
-			"; else\n" +
-			// userdel removed the user's own group with it: re-create it first.
-			"if ! getent group " + shq(f["gid"]) + " >/dev/null; then groupadd -g " + shq(f["gid"]) + " -- " + shq(f["primary"]) + "; fi\n" +
-			"useradd -M -g " + shq(f["gid"]) + " " + args + " -- " + n + "; fi"
-	}
-	return runScript(ctx, t, "restore "+r.ID(), script)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
-// userArgv is userArgs as arguments of an exec.
+// userArgv are the useradd/usermod options for the declared attributes.
 func userArgv(s *UserSpec) []string {
 	var a []string
 	if s.UID != 0 {
@@ -562,7 +470,8 @@ func (*UserDriver) RestoreNative(ctx context.Context, h *Host, r config.Resource
 	return h.exec(ctx, what, "useradd", append(append([]string{"-M", "-g", f["gid"]}, args...), "--", r.Name)...)
 }
 
-// accountsOnHost is accountsOnRealHost on the host's side.
+// accountsOnHost refuses accounts under a sandbox root: the account
+// tools would change the daemon's own machine.
 func accountsOnHost(h *Host, id string) error {
 	if h.Root() != "" {
 		return fmt.Errorf("%s: accounts are managed only on real hosts, not in a sandbox root", id)

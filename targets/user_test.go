@@ -17,10 +17,10 @@ func sameState(a, b targets.State) bool { return reflect.DeepEqual(a, b) }
 // TestUserAndGroupOnHost creates a group and a user on a kind-1 host,
 // heals changes made behind the drivers' backs, then restores the host to
 // exactly what it was: a changed user gets its old shell and groups back,
-// created ones disappear with their home. It runs over SSH and through
-// the agent, on a Debian host and on the rpm host.
+// created ones disappear with their home. It runs through the agent, on
+// a Debian host and on the rpm host.
 func TestUserAndGroupOnHost(t *testing.T) {
-	bothWays(t, func(t *testing.T, reach reach) {
+	throughAgent(t, func(t *testing.T, reach reach) {
 		t.Run("debian", func(t *testing.T) {
 			lab := hosts.NewLab(t, hosts.Options{})
 			testUserAndGroup(t, lab, lab.Kind1("users"), reach)
