@@ -63,24 +63,6 @@ func validatePackage(name string, s *PackageSpec) []config.Problem {
 	return p
 }
 
-// Probe prints the manager, then the package's dpkg status and version, or
-// its rpm version. It fails with a clear message on a host with neither.
-func (*PackageDriver) Probe(r config.Resource, root string) string {
-	_, err := specOf(r, validatePackage)
-	if err != nil {
-		return probeError(err)
-	}
-	if root != "" {
-		return probeError(fmt.Errorf("package %s: packages are managed only on real hosts, not in a sandbox root", r.Name))
-	}
-	n := shq(r.Name)
-	return `if command -v dpkg-query >/dev/null 2>&1; then echo manager=apt
-dpkg-query -W -f='status=${db:Status-Abbrev}\nversion=${Version}\n' -- ` + n + ` 2>/dev/null || true
-elif command -v rpm >/dev/null 2>&1; then echo manager=dnf
-rpm -q --qf 'status=ii\nversion=%{EPOCH}:%{VERSION}-%{RELEASE}\n' -- ` + n + ` 2>/dev/null | grep -v 'is not installed' || true
-else echo "neither dpkg nor rpm is installed on this host" >&2; false; fi`
-}
-
 func checkPackage(name, version string) error {
 	if !packageName.MatchString(name) {
 		return fmt.Errorf("package %q: not a valid package name", name)
@@ -136,7 +118,7 @@ func (*PackageDriver) query(r config.Resource, root string) (Query, error) {
 		return q, err
 	}
 	if root != "" {
-		return q, fmt.Errorf("package %s: packages are managed only on real hosts, not in a sandbox root", r.Name)
+		return q, errPackageSandbox(r.Name)
 	}
 	q.Name = r.Name
 	return q, nil
@@ -305,89 +287,29 @@ func (d *PackageDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-// aptEnv makes apt noninteractive, keeps changed configuration files, and
-// waits for a dpkg lock held by someone else instead of failing at once.
-const aptEnv = `export DEBIAN_FRONTEND=noninteractive
-apt_opts='-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold'
-`
-
-// installScript installs name at version ("" for any version).
-func installScript(manager, name, version string) string {
-	if manager == ManagerDnf {
-		target := shq(name)
-		if version != "" {
-			target = shq(name + "-" + version)
-		}
-		// As with apt: refresh the metadata only when dnf's cache does not
-		// know the wanted version yet.
-		return "refresh=; dnf -q -C list --showduplicates " + target + " >/dev/null 2>&1 || refresh=--refresh\n" +
-			"if rpm -q -- " + shq(name) + " >/dev/null 2>&1; then dnf -y -q $refresh install " + target + " || dnf -y -q downgrade " + target +
-			"; else dnf -y -q $refresh install " + target + "; fi"
-	}
-	target, known := shq(name), "apt-cache show -- "+shq(name)+" >/dev/null 2>&1"
-	if version != "" {
-		// apt-cache show succeeds for a version it does not know; madison
-		// lists the versions it does.
-		target = shq(name + "=" + version)
-		known = "apt-cache madison -- " + shq(name) + " | cut -d'|' -f2 | tr -d ' ' | grep -qxF -- " + shq(version)
-	}
-	// Refresh the package lists only when apt does not know the wanted
-	// version yet: a fresh host, or a version published since.
-	return aptEnv + "if ! " + known + "; then apt-get -q update >/dev/null; fi\n" +
-		"apt-get $apt_opts --allow-downgrades install -- " + target + " </dev/null"
-}
-
-// removeScript removes name; purge also drops its configuration files, so
-// that a package installed and then restored away leaves no trace.
-func removeScript(manager, name string, purge bool) string {
-	if manager == ManagerDnf {
-		return "dnf -y -q remove -- " + shq(name)
-	}
-	verb := "remove"
-	if purge {
-		verb = "purge"
-	}
-	return aptEnv + "apt-get $apt_opts " + verb + " -- " + shq(name) + " </dev/null"
-}
-
-// Apply installs, upgrades, downgrades or removes the package.
+// Apply installs, upgrades, downgrades or removes the package natively
+// (ApplyNative).
 func (d *PackageDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	s, err := specOf(r, validatePackage)
-	if err != nil {
+	if _, err := specOf(r, validatePackage); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	m := observed.Fields["manager"]
-	if s.State == config.Absent {
-		return runScript(ctx, t, "apply "+r.ID(), removeScript(m, r.Name, false))
-	}
-	return runScript(ctx, t, "apply "+r.ID(), installScript(m, r.Name, s.Version))
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
 // Restore installs the version the snapshot saw, or removes the package
-// when it was not installed (purging it when dpkg had never seen it).
+// when it was not installed (purging it when dpkg had never seen it),
+// natively (RestoreNative).
 func (d *PackageDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	v := snapshot.Fields["version"]
-	if err := checkPackage(r.Name, v); err != nil {
+	if err := checkPackage(r.Name, snapshot.Fields["version"]); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	m := snapshot.Fields["manager"]
-	if snapshot.Present {
-		return runScript(ctx, t, "restore "+r.ID(), installScript(m, r.Name, v))
-	}
-	script := removeScript(m, r.Name, snapshot.Fields["status"] == "")
-	if m != ManagerDnf {
-		// Nothing to remove is success, not an error.
-		script = "if dpkg-query -W -- " + shq(r.Name) + " >/dev/null 2>&1; then\n" + script + "\nfi"
-	} else {
-		script = "if rpm -q -- " + shq(r.Name) + " >/dev/null 2>&1; then " + script + "; fi"
-	}
-	return runScript(ctx, t, "restore "+r.ID(), script)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
+}
+
+// errPackageSandbox refuses packages under a sandbox root: the package
+// manager would change the daemon's own machine.
+func errPackageSandbox(name string) error {
+	return fmt.Errorf("package %s: packages are managed only on real hosts, not in a sandbox root", name)
 }
 
 // ApplyNative is Apply on the host: one run of the package manager,
@@ -396,6 +318,9 @@ func (*PackageDriver) ApplyNative(ctx context.Context, h *Host, r config.Resourc
 	s, err := specOf(r, validatePackage)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
+	}
+	if h.Root() != "" {
+		return fmt.Errorf("apply %s: %w", r.ID(), errPackageSandbox(r.Name))
 	}
 	m, what := observed.Fields["manager"], "apply "+r.ID()
 	if s.State == config.Absent {
@@ -409,6 +334,9 @@ func (*PackageDriver) RestoreNative(ctx context.Context, h *Host, r config.Resou
 	v := snapshot.Fields["version"]
 	if err := checkPackage(r.Name, v); err != nil {
 		return fmt.Errorf("restore %s: %w", r.ID(), err)
+	}
+	if h.Root() != "" {
+		return fmt.Errorf("restore %s: %w", r.ID(), errPackageSandbox(r.Name))
 	}
 	m, what := snapshot.Fields["manager"], "restore "+r.ID()
 	if snapshot.Present {
@@ -425,15 +353,16 @@ func (*PackageDriver) RestoreNative(ctx context.Context, h *Host, r config.Resou
 	return removeNative(ctx, h, what, m, r.Name, snapshot.Fields["status"] == "")
 }
 
-// aptArgs are aptEnv's options: noninteractive, changed configuration
-// files kept, a dpkg lock held by someone else waited for.
+// aptArgs make apt-get noninteractive (with DEBIAN_FRONTEND), keep
+// changed configuration files, and wait for a dpkg lock held by someone
+// else instead of failing at once.
 var aptArgs = []string{"-y", "-q", "-o", "DPkg::Lock::Timeout=300", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
 
 // installNative installs name at version ("" for any version) with one
 // run of apt-get or dnf. Only when that run fails is the package
 // metadata refreshed and the install tried once more (and, with dnf, a
-// downgrade tried first): the shell script asks the cache first instead,
-// one more process in every apply.
+// downgrade tried first), rather than asking the cache first: one more
+// process in every apply.
 func installNative(ctx context.Context, h *Host, what, manager, name, version string) error {
 	if manager == ManagerDnf {
 		target := name

@@ -14,10 +14,10 @@ import (
 // TestPackageOnHost installs dl-hello from the lab's flat apt repository
 // on a kind-1 host: pinned to 1.0, upgraded to 2.0, healed after a
 // downgrade behind its back, restored to 1.0 and then to never installed,
-// removed with state absent, and an unknown package fails clearly; over
-// SSH and through the agent.
+// removed with state absent, and an unknown package fails clearly, all
+// through the agent; a name qualified with an architecture is observed too.
 func TestPackageOnHost(t *testing.T) {
-	bothWays(t, func(t *testing.T, reach reach) {
+	throughAgent(t, func(t *testing.T, reach reach) {
 		lab := hosts.NewLab(t, hosts.Options{})
 		lab.AptRepo(hosts.HelloDebs()...)
 		h := lab.Kind1("pkg")
@@ -29,10 +29,10 @@ func TestPackageOnHost(t *testing.T) {
 
 // TestPackageOnRPMHost runs the same course with dnf on an rpm-based host
 // (no dpkg, no apt) and the lab's rpm repository, where rpm versions carry
-// a release ("1.0-1") that a pin may leave out; over SSH and through the
-// agent (packages observed by its one rpm query, applied with one dnf run).
+// a release ("1.0-1") that a pin may leave out, through the agent
+// (packages observed by its one rpm query, applied with one dnf run).
 func TestPackageOnRPMHost(t *testing.T) {
-	bothWays(t, func(t *testing.T, reach reach) {
+	throughAgent(t, func(t *testing.T, reach reach) {
 		lab := hosts.NewLab(t, hosts.Options{})
 		lab.RPMRepo(hosts.HelloRPMs()...)
 		h := lab.Kind1RPM("rpm")
@@ -71,6 +71,16 @@ func checkPackageDriver(t *testing.T, tr targets.Transport, h *hosts.Host, manag
 		t.Fatalf("install 1.0: diff %q, installed %s", c.Diff, installed())
 	}
 	srvHostConverge(t, tr, d, pin("1.0"), targets.NoChange)
+	if manager == targets.ManagerApt {
+		// A name qualified with an architecture: dpkg knows the package
+		// by the one it was built for (the lab's debs are "all").
+		for name, present := range map[string]bool{"dl-hello:all": true, "dl-hello:amd64": false} {
+			r := config.Resource{Kind: "package", Name: name, Spec: &targets.PackageSpec{}}
+			if st := srvHostObserve(t, tr, d, r); st.Present != present || (present && st.Fields["version"] != "1.0") {
+				t.Fatalf("%s: %+v, want present %v at 1.0", name, st, present)
+			}
+		}
+	}
 
 	snap1 := srvHostObserve(t, tr, d, pin("2.0"))
 	c = srvHostConverge(t, tr, d, pin("2.0"), targets.Update)
