@@ -84,19 +84,6 @@ func errSandbox(id string) error {
 	return fmt.Errorf("%s: network resources need a real host, not a sandbox root", id)
 }
 
-// Probe prints the interface's addresses as JSON; a missing interface makes
-// the probe fail with ip's message.
-func (*AddressDriver) Probe(r config.Resource, root string) string {
-	s, _, err := addressOf(r)
-	if err != nil {
-		return probeError(err)
-	}
-	if root != "" {
-		return probeError(errSandbox(r.ID()))
-	}
-	return "ip -j addr show dev " + shq(s.Interface)
-}
-
 // ipAddrJSON is the part of `ip -j addr` output the driver reads.
 type ipAddrJSON struct {
 	Ifname   string `json:"ifname"`

@@ -108,14 +108,9 @@ func validateFirewall(name string, s *FirewallSpec) []config.Problem {
 	return p
 }
 
-// fwProbe prints "absent", or the table as JSON, a separator line and the
-// table as text (the text is what a restore feeds back to nft -f).
-const fwProbe = `if __dl_t=$(nft list tables 2>&1); then
-if printf '%s\n' "$__dl_t" | grep -qx 'table inet driftless'; then
-nft -j list table inet driftless && printf '\n` + fwTextMark + `\n' && nft list table inet driftless
-else echo absent; fi
-else printf '%s\n' "$__dl_t" >&2; false; fi`
-
+// fwTextMark separates, in a firewall observation, the table as nft's
+// JSON from the table as nft's text (the text is what a restore feeds
+// back to nft -f).
 const fwTextMark = "--- driftless nft text ---"
 
 // firewallOf returns r's spec, its chain name, its declared policy and its
@@ -146,18 +141,6 @@ func firewallOf(r config.Resource) (chain, policy string, rules []string, err er
 		}
 	}
 	return "fw_" + name, policy, rules, nil
-}
-
-// Probe lists the driftless table (every firewall resource of a host
-// reads the same table; each parses its own chain out of it).
-func (*FirewallDriver) Probe(r config.Resource, root string) string {
-	if _, _, _, err := firewallOf(r); err != nil {
-		return probeError(err)
-	}
-	if root != "" {
-		return probeError(errSandbox(r.ID()))
-	}
-	return fwProbe
 }
 
 // parseFwProbe reads the probe's output into the table and its text.
@@ -341,29 +324,23 @@ func ruleDiff(have, want []string) []string {
 	return out
 }
 
-// readTable reads the live table in one round trip: the agent's listing
-// when t has an agent, else the probe script.
+// readTable reads the live table in one round trip, through the
+// transport's native observation (the agent's listing).
 func readTable(ctx context.Context, t Transport) (fwTable, string, error) {
-	if n, ok := t.(NativeObserver); ok {
-		as, err := n.ObserveNative(ctx, []Query{{Kind: "firewall"}})
-		switch {
-		case err != nil:
-			return fwTable{}, "", err
-		case len(as) != 1:
-			return fwTable{}, "", fmt.Errorf("%d answers to one query", len(as))
-		case as[0].Err != "":
-			return fwTable{}, "", errors.New(as[0].Err)
-		}
-		return parseFwProbe(as[0].Out)
+	n, ok := t.(NativeObserver)
+	if !ok {
+		return fwTable{}, "", errors.New("the transport does not observe natively (only the driftless agent and the local transport do)")
 	}
-	res, err := t.Run(ctx, fwProbe, nil)
-	if err != nil {
+	as, err := n.ObserveNative(ctx, []Query{{Kind: "firewall"}})
+	switch {
+	case err != nil:
 		return fwTable{}, "", err
+	case len(as) != 1:
+		return fwTable{}, "", fmt.Errorf("%d answers to one query", len(as))
+	case as[0].Err != "":
+		return fwTable{}, "", errors.New(as[0].Err)
 	}
-	if res.Exit != 0 {
-		return fwTable{}, "", fmt.Errorf("nft exited %d: %s", res.Exit, trimOutput(res.Stderr))
-	}
-	return parseFwProbe(res.Stdout)
+	return parseFwProbe(as[0].Out)
 }
 
 // nftReplace is the script that replaces the table with text in one nft

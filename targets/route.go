@@ -119,18 +119,6 @@ func routeDst(r config.Resource) (*RouteSpec, string, string, error) {
 	return s, p.String(), fam, nil
 }
 
-// Probe prints the routes to exactly the destination as JSON.
-func (*RouteDriver) Probe(r config.Resource, root string) string {
-	_, dst, fam, err := routeDst(r)
-	if err != nil {
-		return probeError(err)
-	}
-	if root != "" {
-		return probeError(errSandbox(r.ID()))
-	}
-	return "ip " + fam + " -j route show to exact " + shq(dst)
-}
-
 // ipRouteJSON is the part of `ip -j route` output the driver reads.
 type ipRouteJSON struct {
 	Dst      string `json:"dst"`
