@@ -108,7 +108,18 @@ func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
 	if d, ok := ctx.Deadline(); ok {
 		req.TimeoutMS = max(time.Until(d).Milliseconds(), 1)
 	}
-	resp, err := c.call(ctx, req)
+	var archives []*io.SectionReader
+	for i, s := range steps {
+		if s.Archive == nil {
+			continue
+		}
+		if req.Archives == nil {
+			req.Archives = make([]int64, len(steps))
+		}
+		req.Archives[i] = s.Archive.Size()
+		archives = append(archives, s.Archive)
+	}
+	resp, err := c.call(ctx, req, archives...)
 	if err != nil {
 		return 0, err
 	}
@@ -157,8 +168,9 @@ func (c *Client) RunCheck(ctx context.Context, script string) (targets.Result, e
 	return res, nil
 }
 
-// call sends one request and reads its answer.
-func (c *Client) call(ctx context.Context, req Request) (Response, error) {
+// call sends one request, then the bytes of its archives, and reads its
+// answer.
+func (c *Client) call(ctx context.Context, req Request, archives ...*io.SectionReader) (Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gone {
@@ -179,6 +191,12 @@ func (c *Client) call(ctx context.Context, req Request) (Response, error) {
 		if _, err := c.w.Write(append(line, '\n')); err != nil {
 			done <- result{err: err}
 			return
+		}
+		for _, a := range archives {
+			if _, err := io.Copy(c.w, io.NewSectionReader(a, 0, a.Size())); err != nil {
+				done <- result{err: err}
+				return
+			}
 		}
 		b, err := c.r.ReadBytes('\n')
 		done <- result{b, err}

@@ -19,7 +19,10 @@ import (
 // of its own protocol version; the agent binary is content-addressed, so a
 // daemon of another version copies and starts its own agent instead.
 // Raise it with any change to the requests or answers.
-const Protocol = 4
+//
+// 3 added apply, 4 the command and artifact queries, 5 an artifact's
+// archive sent after an apply request's line (Request.Archives).
+const Protocol = 5
 
 // The operations of a request.
 const (
@@ -37,12 +40,12 @@ const (
 	// its stderr (Response.Check).
 	OpCheck = "check"
 	// OpApply applies, restores or refreshes resources in order
-	// (Request.Steps), as targets.NativeApplier does: the agent first
-	// validates every step's resource with its kind's own Validate and
-	// refuses the whole request, touching nothing, when one is invalid;
-	// then it runs the steps and stops at the first failure. The answer is
-	// how many steps are done (Response.Applied) and why the next one
-	// failed (Response.ApplyErr).
+	// (Request.Steps), as targets.NativeApplier does: the agent validates
+	// each step's resource with its kind's own Validate just before it
+	// runs and refuses an invalid one, touching nothing of it; it stops
+	// at the first failure. The answer is how many steps are done
+	// (Response.Applied) and why the next one failed (Response.ApplyErr).
+	// An artifact's step may carry its archive (Request.Archives).
 	OpApply = "apply"
 )
 
@@ -54,6 +57,13 @@ type Request struct {
 	Writes  []Write         `json:"writes,omitempty"`
 	Check   *Check          `json:"check,omitempty"`
 	Steps   []targets.Step  `json:"steps,omitempty"`
+	// Archives are the sizes of the steps' archives (targets.Step.Archive;
+	// 0 for a step without one), one per step or none. Their bytes follow
+	// the request line on the session, back to back in the order of the
+	// steps, raw: the agent keeps them in nameless files beside its binary
+	// (not in memory) while the request runs, and the step checks its
+	// archive's sha256 against the declared one before unpacking it.
+	Archives []int64 `json:"archives,omitempty"`
 	// TimeoutMS bounds an apply request on the host, in milliseconds (the
 	// daemon's deadline for it; 0 is none): a step still running then is
 	// stopped (a command's process group killed) and fails.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -27,24 +28,48 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 	if err != nil {
 		return err
 	}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the agent's own folder: %w", err)
+	}
+	spool := filepath.Dir(exe)
+	br := bufio.NewReaderSize(in, 64<<10)
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
 	// One host end per session: the system bus is opened once, when a
 	// step first needs it.
 	host := targets.NewHost("")
 	defer host.Close()
-	for sc.Scan() {
+	for {
+		line, err := readLine(br)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read requests: %w", err)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		var req Request
 		resp := Response{}
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+		if err := json.Unmarshal(line, &req); err != nil {
 			resp.Err = fmt.Sprintf("read request: %v", err)
 		} else {
-			resp = handle(ctx, req, hello, host)
+			// The archives follow the line whatever becomes of the
+			// request: they are read off the session first.
+			files, refused, err := receiveArchives(br, req, spool)
+			if err != nil {
+				return fmt.Errorf("read the archives of request %d: %w", req.ID, err)
+			}
+			if refused != nil {
+				resp = Response{ID: req.ID, ApplyErr: refused.Error()}
+			} else {
+				resp = handle(ctx, req, hello, host)
+			}
+			for _, f := range files {
+				f.Close()
+			}
 		}
 		if err := enc.Encode(resp); err != nil {
 			return fmt.Errorf("answer request %d: %w", req.ID, err)
@@ -53,10 +78,95 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 			return fmt.Errorf("answer request %d: %w", req.ID, err)
 		}
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read requests: %w", err)
+}
+
+// readLine reads one request line, without its newline, of at most
+// maxLine bytes; a last line without a newline counts.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > maxLine {
+			return nil, fmt.Errorf("a request line is over %d bytes", maxLine)
+		}
+		line = append(line, frag...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return line, nil
+		}
+		return nil, err
 	}
-	return nil
+}
+
+// receiveArchives reads the archives that follow an apply request's line
+// (Request.Archives) into nameless files in dir (made, then unlinked at
+// once: nothing stays behind if the agent dies) and gives each to its
+// step; the files are returned for closing. refused is the request's
+// error: a file could not be written (its bytes were read and dropped
+// all the same), and no step may run. err is the session's: the bytes
+// did not all arrive, or their sizes make no sense, and nothing more can
+// be read from it.
+func receiveArchives(br *bufio.Reader, req Request, dir string) (files []*os.File, refused, err error) {
+	if len(req.Archives) == 0 {
+		return nil, nil, nil
+	}
+	if len(req.Archives) != len(req.Steps) {
+		return nil, nil, fmt.Errorf("%d archive sizes for %d steps", len(req.Archives), len(req.Steps))
+	}
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			files = nil
+		}
+	}()
+	for i, n := range req.Archives {
+		if n < 0 {
+			return files, nil, fmt.Errorf("step %d: archive size %d", i+1, n)
+		}
+		if n == 0 {
+			continue
+		}
+		src := &io.LimitedReader{R: br, N: n}
+		f, werr := spoolFile(dir)
+		if werr == nil {
+			files = append(files, f)
+			_, werr = io.Copy(f, src)
+		}
+		if werr != nil && refused == nil {
+			refused = fmt.Errorf("receive the archive of step %d, nothing applied: %w", i+1, werr)
+		}
+		// What was not written is read all the same, to stay in step
+		// with the session.
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return files, nil, err
+		}
+		if src.N > 0 {
+			return files, nil, fmt.Errorf("step %d: the archive ended %d bytes short", i+1, src.N)
+		}
+		if refused == nil {
+			req.Steps[i].Archive = io.NewSectionReader(f, 0, n)
+		}
+	}
+	return files, refused, nil
+}
+
+// spoolFile makes a nameless file in dir.
+func spoolFile(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, ".archive-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // handle answers one request.

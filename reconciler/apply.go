@@ -166,15 +166,16 @@ func (r *Reconciler) applyNext(ctx context.Context, env string, hr *hostRun, fro
 }
 
 // nativeSteps returns the steps of the changes from hr.order[from] on
-// whose kinds apply natively, up to the first that does not, that is
-// commit-confirmed (its driver's Apply arms and confirms the revert), or
-// that is a removal (applyOne looks up what a pruned resource was first).
+// whose kinds apply natively, up to the first that does not, that is not
+// joinable (commit-confirmed: its driver's Apply arms and confirms the
+// revert; an artifact: its driver's Apply fetches the archive), or that
+// is a removal (applyOne looks up what a pruned resource was first).
 func (r *Reconciler) nativeSteps(hr *hostRun, from int) []targets.Step {
 	var steps []targets.Step
 	for _, res := range hr.order[from:] {
 		c := hr.changes[res.ID()]
 		d := r.opts.Drivers[res.Kind]
-		if !targets.Native(d) || targets.Confirmed(d) || c.Action == targets.Delete {
+		if !targets.Joinable(d) || c.Action == targets.Delete {
 			break
 		}
 		steps = append(steps, targets.Step{Op: targets.StepApply, Resource: res, State: c.Before})

@@ -4,15 +4,20 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bufio"
-	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The archive formats the artifact driver unpacks.
@@ -30,26 +35,25 @@ const maxSymlinkTarget = 4096
 // caller can tell a hostile or broken archive from an I/O failure.
 var ErrUnsafeArchive = errors.New("unsafe archive")
 
-// normaliser checks archive entries one by one and writes the accepted ones
-// into a plain tar.gz that the host only has to unpack. Because the host
-// receives nothing until every entry has been accepted, a refused archive
-// extracts nothing at all.
-type normaliser struct {
+// entrySink receives the entries an archive check accepted, in the
+// archive's order: the daemon's check reads them and keeps nothing
+// (discardEntries), the host's unpack writes them (extractor).
+type entrySink interface {
+	dir(name string, mode int64, mtime time.Time) error
+	file(name string, mode int64, mtime time.Time, size int64, body io.Reader) error
+	symlink(name, target string, mtime time.Time) error
+	hardlink(name, target string) error
+}
+
+// archiveCheck checks archive entries one by one and hands the accepted
+// ones to its sink. The rules are the same on the daemon (before anything
+// reaches the host) and on the host (while unpacking into a hidden
+// folder, removed when an entry is refused).
+type archiveCheck struct {
 	max   int64 // bound of the unpacked size
 	total int64
 	kinds map[string]byte // accepted entry name -> tar type
-	tw    *tar.Writer
-	gz    *gzip.Writer
-	out   bytes.Buffer
-}
-
-func newNormaliser(maxBytes int64) *normaliser {
-	n := &normaliser{max: maxBytes, kinds: map[string]byte{}}
-	// Speed matters more than ratio here: the stream crosses a LAN or a
-	// loopback, and the host spends less time inflating a fast-level stream.
-	n.gz, _ = gzip.NewWriterLevel(&n.out, gzip.BestSpeed)
-	n.tw = tar.NewWriter(n.gz)
-	return n
+	sink  entrySink
 }
 
 func unsafeEntry(name, why string) error {
@@ -79,8 +83,8 @@ func cleanEntryName(raw string) (string, error) {
 }
 
 // checkParents refuses an entry below something that is not a directory:
-// a file, or a symlink the host's tar would follow out of the destination.
-func (n *normaliser) checkParents(name string) error {
+// a file, or a symlink the unpack would follow out of the destination.
+func (n *archiveCheck) checkParents(name string) error {
 	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
 		if k, ok := n.kinds[dir]; ok && k != tar.TypeDir {
 			return unsafeEntry(name, fmt.Sprintf("lies below %q, which is not a directory", dir))
@@ -90,7 +94,7 @@ func (n *normaliser) checkParents(name string) error {
 }
 
 // add accepts one entry. body is read only for regular files.
-func (n *normaliser) add(raw string, typ byte, mode int64, link string, size int64, mtime time.Time, body io.Reader) error {
+func (n *archiveCheck) add(raw string, typ byte, mode int64, link string, size int64, mtime time.Time, body io.Reader) error {
 	name, err := cleanEntryName(raw)
 	if err != nil {
 		return err
@@ -104,19 +108,8 @@ func (n *normaliser) add(raw string, typ byte, mode int64, link string, size int
 	if prev, ok := n.kinds[name]; ok && (prev != tar.TypeDir || typ != tar.TypeDir) {
 		return unsafeEntry(name, "appears twice")
 	}
-	hdr := &tar.Header{Name: name, Typeflag: typ, Mode: mode & 0o777, ModTime: mtime, Format: tar.FormatPAX}
 	switch typ {
-	case tar.TypeDir:
-		hdr.Name += "/"
-	case tar.TypeReg:
-		if size < 0 {
-			return unsafeEntry(name, "has a negative size")
-		}
-		n.total += size
-		if n.total > n.max {
-			return fmt.Errorf("%w: unpacked size exceeds %d bytes", ErrUnsafeArchive, n.max)
-		}
-		hdr.Size = size
+	case tar.TypeDir, tar.TypeReg:
 	case tar.TypeSymlink:
 		if link == "" || strings.HasPrefix(link, "/") || strings.ContainsRune(link, 0) {
 			return unsafeEntry(name, fmt.Sprintf("is a symlink to %q, outside the destination", link))
@@ -124,7 +117,6 @@ func (n *normaliser) add(raw string, typ byte, mode int64, link string, size int
 		if t := path.Join(path.Dir(name), link); t == ".." || strings.HasPrefix(t, "../") {
 			return unsafeEntry(name, fmt.Sprintf("is a symlink to %q, outside the destination", link))
 		}
-		hdr.Linkname = link
 	case tar.TypeLink:
 		target, err := cleanEntryName(link)
 		if err != nil || target == "" {
@@ -133,73 +125,80 @@ func (n *normaliser) add(raw string, typ byte, mode int64, link string, size int
 		if n.kinds[target] != tar.TypeReg {
 			return unsafeEntry(name, fmt.Sprintf("is a hard link to %q, which is not an earlier regular file", link))
 		}
-		hdr.Linkname = target
+		link = target
 	default:
 		return unsafeEntry(name, fmt.Sprintf("has unsupported type %q (only files, directories and links)", typ))
 	}
+	if typ == tar.TypeReg {
+		if size < 0 {
+			return unsafeEntry(name, "has a negative size")
+		}
+		n.total += size
+		if n.total > n.max {
+			return fmt.Errorf("%w: unpacked size exceeds %d bytes", ErrUnsafeArchive, n.max)
+		}
+	}
 	n.kinds[name] = typ
-	// Parents the archive never listed are created by the host's tar as
-	// directories: record them, so that a later entry cannot turn one into
-	// a file or a symlink.
+	// Parents the archive never listed are made as folders: record them,
+	// so that a later entry cannot turn one into a file or a symlink.
 	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
 		if _, ok := n.kinds[dir]; !ok {
 			n.kinds[dir] = tar.TypeDir
 		}
 	}
-	if err := n.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("write normalised entry %q: %w", name, err)
+	mode &= 0o777
+	switch typ {
+	case tar.TypeDir:
+		return n.sink.dir(name, mode, mtime)
+	case tar.TypeReg:
+		return n.sink.file(name, mode, mtime, size, body)
+	case tar.TypeSymlink:
+		return n.sink.symlink(name, link, mtime)
 	}
-	if typ == tar.TypeReg {
-		if _, err := io.CopyN(n.tw, body, size); err != nil {
-			return fmt.Errorf("read entry %q: %w", name, err)
+	return n.sink.hardlink(name, link)
+}
+
+// checkArchive checks every entry of the archive in r (size bytes, of
+// the given format) and hands the accepted ones to sink: relative names
+// without "..", directories, regular files, and links that stay inside.
+// Any unsafe entry stops the check with an error wrapping
+// ErrUnsafeArchive. maxBytes bounds the unpacked size, which defends
+// against decompression bombs.
+func checkArchive(r io.ReaderAt, size int64, format string, maxBytes int64, sink entrySink) error {
+	n := &archiveCheck{max: maxBytes, kinds: map[string]byte{}, sink: sink}
+	switch format {
+	case FormatZip:
+		return n.addZip(r, size)
+	case FormatTarGz:
+		gz, err := gzip.NewReader(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+		if err != nil {
+			return fmt.Errorf("%w: read gzip: %v", ErrUnsafeArchive, err)
 		}
+		return n.addTar(gz)
+	case FormatTar:
+		return n.addTar(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+	}
+	return fmt.Errorf("unknown archive format %q", format)
+}
+
+// discardEntries is the daemon's sink: every body is read (a corrupt
+// entry fails here, before anything reaches the host) and dropped.
+type discardEntries struct{}
+
+func (discardEntries) dir(string, int64, time.Time) error { return nil }
+
+func (discardEntries) file(name string, _ int64, _ time.Time, size int64, body io.Reader) error {
+	if _, err := io.CopyN(io.Discard, body, size); err != nil {
+		return fmt.Errorf("read entry %q: %w", name, err)
 	}
 	return nil
 }
 
-// finish closes the normalised stream and returns it.
-func (n *normaliser) finish() ([]byte, error) {
-	if err := n.tw.Close(); err != nil {
-		return nil, fmt.Errorf("close normalised tar: %w", err)
-	}
-	if err := n.gz.Close(); err != nil {
-		return nil, fmt.Errorf("close normalised gzip: %w", err)
-	}
-	return n.out.Bytes(), nil
-}
+func (discardEntries) symlink(string, string, time.Time) error { return nil }
 
-// normaliseArchive validates every entry of the archive in f and returns
-// a gzip-compressed tar holding only safe entries: relative names without
-// "..", directories, regular files, and links that stay inside. Any unsafe
-// entry refuses the whole archive. maxBytes bounds the unpacked size, which
-// defends against decompression bombs.
-func normaliseArchive(f *os.File, format string, maxBytes int64) ([]byte, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("rewind archive: %w", err)
-	}
-	n := newNormaliser(maxBytes)
-	var err error
-	switch format {
-	case FormatZip:
-		err = n.addZip(f)
-	case FormatTarGz:
-		gz, gerr := gzip.NewReader(bufio.NewReader(f))
-		if gerr != nil {
-			return nil, fmt.Errorf("%w: read gzip: %v", ErrUnsafeArchive, gerr)
-		}
-		err = n.addTar(gz)
-	case FormatTar:
-		err = n.addTar(bufio.NewReader(f))
-	default:
-		err = fmt.Errorf("unknown archive format %q", format)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return n.finish()
-}
+func (discardEntries) hardlink(string, string) error { return nil }
 
-func (n *normaliser) addTar(r io.Reader) error {
+func (n *archiveCheck) addTar(r io.Reader) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -220,12 +219,8 @@ func (n *normaliser) addTar(r io.Reader) error {
 	}
 }
 
-func (n *normaliser) addZip(f *os.File) error {
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat archive: %w", err)
-	}
-	zr, err := zip.NewReader(f, st.Size())
+func (n *archiveCheck) addZip(r io.ReaderAt, size int64) error {
+	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return fmt.Errorf("%w: read zip: %v", ErrUnsafeArchive, err)
 	}
@@ -237,7 +232,7 @@ func (n *normaliser) addZip(f *os.File) error {
 	return nil
 }
 
-func (n *normaliser) addZipEntry(zf *zip.File) error {
+func (n *archiveCheck) addZipEntry(zf *zip.File) error {
 	mode := zf.Mode()
 	perm := int64(mode.Perm())
 	switch {
@@ -270,4 +265,115 @@ func (n *normaliser) addZipEntry(zf *zip.File) error {
 		return n.add(zf.Name, tar.TypeReg, perm, "", int64(zf.UncompressedSize64), zf.Modified, rc)
 	}
 	return unsafeEntry(zf.Name, fmt.Sprintf("has unsupported mode %v", mode))
+}
+
+// extractor is the host's sink: it writes the accepted entries under root,
+// a fresh folder it made itself. Every name is relative, without "..",
+// and below folders the extractor made (the check refuses an entry below
+// a file or a link), so nothing it writes goes through a link; files are
+// created exclusively and without following one all the same. Modes are
+// set as tar sets them for root (the archive's permission bits, no
+// umask); folders get theirs at the end, so that a read-only folder can
+// still be filled.
+type extractor struct {
+	ctx  context.Context // ends the unpack between entries
+	root string
+	dirs []extractedDir
+}
+
+type extractedDir struct {
+	path  string
+	mode  fs.FileMode
+	mtime time.Time
+}
+
+func (x *extractor) path(name string) string { return filepath.Join(x.root, filepath.FromSlash(name)) }
+
+// parent makes the folders leading to name that the archive did not list.
+func (x *extractor) parent(name string) error {
+	if err := x.ctx.Err(); err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(x.path(name)), 0o777); err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	return nil
+}
+
+func (x *extractor) dir(name string, mode int64, mtime time.Time) error {
+	if err := x.parent(name); err != nil {
+		return err
+	}
+	p := x.path(name)
+	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	x.dirs = append(x.dirs, extractedDir{p, fs.FileMode(mode), mtime})
+	return nil
+}
+
+func (x *extractor) file(name string, mode int64, mtime time.Time, size int64, body io.Reader) error {
+	if err := x.parent(name); err != nil {
+		return err
+	}
+	p := x.path(name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	_, err = io.CopyN(f, body, size)
+	if err == nil {
+		err = f.Chmod(fs.FileMode(mode))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(p, mtime, mtime)
+	}
+	if err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	return nil
+}
+
+func (x *extractor) symlink(name, target string, mtime time.Time) error {
+	if err := x.parent(name); err != nil {
+		return err
+	}
+	p := x.path(name)
+	if err := os.Symlink(target, p); err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	if !mtime.IsZero() {
+		ts := unix.NsecToTimespec(mtime.UnixNano())
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("unpack %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (x *extractor) hardlink(name, target string) error {
+	if err := x.parent(name); err != nil {
+		return err
+	}
+	if err := os.Link(x.path(target), x.path(name)); err != nil {
+		return fmt.Errorf("unpack %q: %w", name, err)
+	}
+	return nil
+}
+
+// finish gives the folders their modes and times.
+func (x *extractor) finish() error {
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		d := x.dirs[i]
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return fmt.Errorf("unpack: %w", err)
+		}
+		if err := os.Chtimes(d.path, d.mtime, d.mtime); err != nil {
+			return fmt.Errorf("unpack: %w", err)
+		}
+	}
+	return nil
 }

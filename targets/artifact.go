@@ -3,15 +3,21 @@ package targets
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/driftless/driftless/config"
@@ -53,7 +59,10 @@ type ArtifactDriver struct {
 	cache artifactCache
 }
 
-var _ Driver = (*ArtifactDriver)(nil)
+var (
+	_ Driver     = (*ArtifactDriver)(nil)
+	_ NativeKind = (*ArtifactDriver)(nil)
+)
 
 // Kind implements Driver.
 func (d *ArtifactDriver) Kind() string { return "artifact" }
@@ -260,118 +269,325 @@ func (d *ArtifactDriver) checkSpec(r config.Resource) (ArtifactSpec, error) {
 }
 
 // Apply implements Driver. A release already on the host is switched to
-// without downloading anything; otherwise the archive is fetched, checked
-// and streamed to the host, unpacked beside its final place and renamed.
+// without downloading anything; otherwise the archive is fetched and
+// checked here, and sent with the step to the transport's native apply
+// (the agent, or the local transport), which checks it again, unpacks it
+// beside its final place and renames it there.
 func (d *ArtifactDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
 	s, err := d.checkSpec(r)
 	if err != nil {
 		return err
 	}
-	rel := wantRelease(s)
-	var stdin []byte
-	if !hasRelease(observed, rel) {
-		stdin, err = d.cache.get(ctx, s.SHA256, func() ([]byte, error) { return d.prepare(ctx, s) })
+	n, ok := t.(NativeApplier)
+	if !ok {
+		return onlyNative(ctx, t, StepApply, r, observed)
+	}
+	var archive *io.SectionReader
+	if !hasRelease(observed, wantRelease(s)) {
+		b, err := d.cache.get(ctx, s.SHA256, func() ([]byte, error) { return d.prepare(ctx, s) })
 		if err != nil {
 			return fmt.Errorf("apply artifact %s: %w", r.Name, err)
 		}
+		archive = io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b)))
 	}
-	keep := s.Keep
-	if keep == 0 {
-		keep = DefaultArtifactKeep
-	}
-	dir, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return err
-	}
-	script := "set -eu\nd=" + shq(dir) + "\nwant=" + rel + "\nkeep=" + strconv.Itoa(keep) + "\n" +
-		"mkdir -p \"$d/releases\"\nrm -rf \"$d/releases/.tmp-\"*\n"
-	if stdin != nil {
-		script += artifactUnpack(s.Owner)
-	}
-	script += artifactSwitch + artifactPrune
-	res, err := t.Run(ctx, script, stdin)
+	_, err = n.ApplyNative(ctx, []Step{{Op: StepApply, Resource: r, State: observed, Archive: archive}})
+	return err
+}
+
+// Restore implements Driver: current points back where it pointed (or is
+// removed), and releases that appeared since the snapshot are removed, on
+// the host through the transport's native apply (RestoreNative).
+func (d *ArtifactDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
+}
+
+// ApplyNative is Apply on the host for a release already there: current
+// switched to it.
+func (d *ArtifactDriver) ApplyNative(ctx context.Context, h *Host, r config.Resource, observed State) error {
+	return d.applyArchive(ctx, h, r, observed, nil)
+}
+
+// applyArchive is Apply on the host. The archive, when there is one, is
+// refused unless its sha256 is the declared one; it is unpacked with the
+// daemon's rules (archiveCheck) into a hidden folder beside the release's
+// final place, given to the declared owner and renamed there, so a
+// refused or failed unpack leaves nothing behind. Then current is
+// switched with one rename, and old releases are pruned.
+func (d *ArtifactDriver) applyArchive(ctx context.Context, h *Host, r config.Resource, _ State, archive *io.SectionReader) error {
+	s := artifactSpecOf(r)
+	dir, err := hostPath(h.Root(), r.Name)
 	if err != nil {
 		return fmt.Errorf("apply artifact %s: %w", r.Name, err)
 	}
-	if res.Exit != 0 {
-		return fmt.Errorf("apply artifact %s: exit %d: %s", r.Name, res.Exit, trimOutput(res.Stderr))
+	rel := wantRelease(s)
+	if archive != nil {
+		if err := checkSum(archive, s.SHA256); err != nil {
+			return fmt.Errorf("apply artifact %s: refused the archive received, nothing changed: %w", r.Name, err)
+		}
+	}
+	rels := filepath.Join(dir, "releases")
+	made, err := mkdirAll(rels)
+	if err != nil {
+		return fmt.Errorf("apply artifact %s: %w", r.Name, err)
+	}
+	if err := removeTemps(rels); err != nil {
+		return fmt.Errorf("apply artifact %s: %w", r.Name, err)
+	}
+	if archive != nil {
+		if err := d.unpack(ctx, archive, s, rels, rel); err != nil {
+			// Nothing of a failed unpack stays, not even the folders it made.
+			for _, p := range made {
+				_ = os.Remove(p)
+			}
+			return fmt.Errorf("apply artifact %s: %w", r.Name, err)
+		}
+	}
+	if err := switchRelease(dir, rel, keepOf(s)); err != nil {
+		return fmt.Errorf("apply artifact %s: %w", r.Name, err)
 	}
 	return nil
 }
 
-// artifactUnpack unpacks stdin beside the release's final place, then
-// renames it into place, so a failed unpack leaves no half release behind.
-func artifactUnpack(owner string) string {
-	s := `tmp="$d/releases/.tmp-$want"
-mkdir "$tmp"
-if ! tar -x -z -o -f - -C "$tmp"; then rm -rf "$tmp"; echo "unpack into $tmp failed" >&2; exit 1; fi
-`
-	if owner != "" {
-		s += `if ! chown -R ` + shq(owner) + ` "$tmp"; then rm -rf "$tmp"; exit 1; fi
-`
+func keepOf(s ArtifactSpec) int {
+	if s.Keep == 0 {
+		return DefaultArtifactKeep
 	}
-	return s + `if [ -d "$d/releases/$want" ]; then rm -rf "$tmp"; else mv -T "$tmp" "$d/releases/$want"; fi
-`
+	return s.Keep
 }
 
-// artifactSwitch points current at the wanted release with one rename, and
-// touches the release so that its modification time orders releases by use.
-const artifactSwitch = `if [ ! -d "$d/releases/$want" ]; then echo "release $want is missing" >&2; exit 1; fi
-prev=$(readlink "$d/current" 2>/dev/null || true)
-touch "$d/releases/$want"
-ln -sfn "releases/$want" "$d/.current.tmp"
-mv -T "$d/.current.tmp" "$d/current"
-`
+func (d *ArtifactDriver) maxBytes() int64 {
+	if d.MaxBytes <= 0 {
+		return DefaultArtifactMaxBytes
+	}
+	return d.MaxBytes
+}
 
-// artifactPrune keeps the newest $keep releases, and always the current one
-// and the one it replaced, so that a restore is an instant switch.
-const artifactPrune = `n=0
-for r in $(ls -1t "$d/releases"); do
-	case "$r" in *[!0-9a-f]*) continue ;; esac
-	[ ${#r} -eq 12 ] || continue
-	n=$((n+1))
-	if [ $n -gt $keep ] && [ "$r" != "$want" ] && [ "releases/$r" != "$prev" ]; then rm -rf "$d/releases/$r"; fi
-done
-`
+// checkSum refuses an archive whose sha256 is not the declared one.
+func checkSum(archive *io.SectionReader, want string) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(archive, 0, archive.Size())); err != nil {
+		return fmt.Errorf("hash the archive: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("sha256 mismatch: declared %s, received %s", want, got)
+	}
+	return nil
+}
 
-// Restore implements Driver: current points back where it pointed (or is
-// removed), and releases that appeared since the snapshot are removed.
-func (d *ArtifactDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	var keep []string
-	for _, rel := range strings.Split(snapshot.Fields["releases"], ",") {
-		if releaseName.MatchString(rel) {
-			keep = append(keep, rel)
+// mkdirAll is mkdir -p; it returns the folders it made, deepest first.
+func mkdirAll(p string) ([]string, error) {
+	var made []string
+	for q := p; ; q = filepath.Dir(q) {
+		if _, err := os.Lstat(q); err == nil || q == filepath.Dir(q) {
+			break
+		}
+		made = append(made, q)
+	}
+	if err := os.MkdirAll(p, 0o777); err != nil {
+		return nil, err
+	}
+	return made, nil
+}
+
+// removeTemps removes what an interrupted unpack left in releases/.
+func removeTemps(rels string) error {
+	tmps, err := filepath.Glob(filepath.Join(rels, ".tmp-*"))
+	if err != nil {
+		return err
+	}
+	for _, t := range tmps {
+		if err := os.RemoveAll(t); err != nil {
+			return err
 		}
 	}
-	dir, err := hostPath(t.Root(), r.Name)
+	return nil
+}
+
+// unpack checks and unpacks the archive into releases/.tmp-REL, hands it
+// to the declared owner (as chown -R: links themselves, not what they
+// point to) and renames it to releases/REL, unless that appeared
+// meanwhile.
+func (d *ArtifactDriver) unpack(ctx context.Context, archive *io.SectionReader, s ArtifactSpec, rels, rel string) error {
+	head := make([]byte, 512)
+	n, _ := archive.ReadAt(head, 0)
+	format, err := archiveFormat(s.Format, s.URL, head[:n])
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(rels, ".tmp-"+rel)
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	x := &extractor{ctx: ctx, root: tmp}
+	err = checkArchive(archive, archive.Size(), format, d.maxBytes(), x)
+	if err == nil {
+		err = x.finish()
+	}
+	if err == nil && s.Owner != "" {
+		err = chownTree(tmp, s.Owner)
+	}
+	if err == nil && !isDir(filepath.Join(rels, rel)) {
+		err = os.Rename(tmp, filepath.Join(rels, rel))
+	}
+	if rerr := os.RemoveAll(tmp); err == nil && rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("unpack into %s: %w", tmp, err)
+	}
+	return nil
+}
+
+// chownTree gives root and everything in it to owner (OWNER, OWNER:GROUP,
+// OWNER: for the owner's login group, or :GROUP), as chown -R does: links
+// themselves, never what they point to.
+func chownTree(root, owner string) error {
+	u, g, colon := strings.Cut(owner, ":")
+	uid, gid, err := resolveOwner(u, g)
+	if err != nil {
+		return fmt.Errorf("chown to %s: %w", owner, err)
+	}
+	if colon && g == "" && u != "" {
+		acc, err := user.LookupId(strconv.Itoa(uid))
+		if err != nil {
+			return fmt.Errorf("chown to %s: the login group of %s: %w", owner, u, err)
+		}
+		if gid, err = strconv.Atoi(acc.Gid); err != nil {
+			return fmt.Errorf("chown to %s: group id %q: %w", owner, acc.Gid, err)
+		}
+	}
+	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("chown to %s: %w", owner, err)
+		}
+		return nil
+	})
+}
+
+// switchRelease points current at releases/REL with one rename, touches
+// the release so that modification times order releases by use, and
+// prunes: the newest keep releases stay, and always the current one and
+// the one it replaced, so that a restore is an instant switch.
+func switchRelease(dir, rel string, keep int) error {
+	rels := filepath.Join(dir, "releases")
+	p := filepath.Join(rels, rel)
+	if !isDir(p) {
+		return fmt.Errorf("release %s is missing", rel)
+	}
+	prev, _ := os.Readlink(filepath.Join(dir, "current"))
+	now := time.Now()
+	if err := os.Chtimes(p, now, now); err != nil {
+		return err
+	}
+	if err := switchCurrent(dir, "releases/"+rel); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(rels)
+	if err != nil {
+		return err
+	}
+	type release struct {
+		name  string
+		mtime time.Time
+	}
+	var rs []release
+	for _, e := range ents {
+		if !releaseName.MatchString(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		rs = append(rs, release{e.Name(), fi.ModTime()})
+	}
+	// Newest first, as ls -t.
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].mtime.After(rs[j].mtime) })
+	for i, r := range rs {
+		if i >= keep && r.name != rel && "releases/"+r.name != prev {
+			if err := os.RemoveAll(filepath.Join(rels, r.name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// switchCurrent points dir/current at target with one rename of a link
+// made beside it.
+func switchCurrent(dir, target string) error {
+	tmp := filepath.Join(dir, ".current.tmp")
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "current"))
+}
+
+// RestoreNative is Restore on the host: current points back where it
+// pointed (or is removed), and releases that appeared since the snapshot
+// are removed, with what interrupted unpacks left; the folders the apply
+// made go when they are empty.
+func (*ArtifactDriver) RestoreNative(_ context.Context, h *Host, r config.Resource, snapshot State) error {
+	dir, err := hostPath(h.Root(), r.Name)
 	if err != nil {
 		return fmt.Errorf("restore artifact %s: %w", r.Name, err)
 	}
-	script := "set -eu\nd=" + shq(dir) + "\nkeep=' " + strings.Join(keep, " ") + " '\n"
+	if err := restoreRelease(dir, snapshot); err != nil {
+		return fmt.Errorf("restore artifact %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+func restoreRelease(dir string, snapshot State) error {
+	cur := filepath.Join(dir, "current")
 	if snapshot.Present {
-		script += "target=" + shq(snapshot.Fields["current"]) + `
-if ! (cd "$d" && [ -d "$target/" ]); then echo "cannot switch back to $target: it is gone" >&2; exit 1; fi
-ln -sfn "$target" "$d/.current.tmp"
-mv -T "$d/.current.tmp" "$d/current"
-`
-	} else {
-		script += `if [ -L "$d/current" ]; then rm -f "$d/current"; fi
-`
+		target := snapshot.Fields["current"]
+		p := target
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if !isDir(p + "/") {
+			return fmt.Errorf("cannot switch back to %s: it is gone", target)
+		}
+		if err := switchCurrent(dir, target); err != nil {
+			return err
+		}
+	} else if fi, err := os.Lstat(cur); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if err := os.Remove(cur); err != nil {
+			return err
+		}
 	}
-	script += `cur=$(readlink "$d/current" 2>/dev/null || true)
-if [ -d "$d/releases" ]; then
-	for r in $(ls -1 "$d/releases"); do
-		case "$r" in *[!0-9a-f]*) continue ;; esac
-		[ ${#r} -eq 12 ] || continue
-		case "$keep" in *" $r "*) continue ;; esac
-		if [ "releases/$r" != "$cur" ]; then rm -rf "$d/releases/$r"; fi
-	done
-	rm -rf "$d/releases/.tmp-"*
-	rmdir "$d/releases" 2>/dev/null || true
-fi
-`
+	keep := map[string]bool{}
+	for _, rel := range strings.Split(snapshot.Fields["releases"], ",") {
+		keep[rel] = true
+	}
+	now, _ := os.Readlink(cur)
+	rels := filepath.Join(dir, "releases")
+	if isDir(rels) {
+		ents, err := os.ReadDir(rels)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if releaseName.MatchString(e.Name()) && !keep[e.Name()] && "releases/"+e.Name() != now {
+				if err := os.RemoveAll(filepath.Join(rels, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		if err := removeTemps(rels); err != nil {
+			return err
+		}
+		_ = syscall.Rmdir(rels)
+	}
 	if snapshot.Fields["dir"] != "1" {
-		script += "rmdir \"$d\" 2>/dev/null || true\n"
+		_ = syscall.Rmdir(dir)
 	}
-	return runScript(ctx, t, "restore artifact "+r.Name, script)
+	return nil
 }

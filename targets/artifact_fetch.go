@@ -17,7 +17,8 @@ import (
 )
 
 // prepare downloads the artifact, checks its sha256 and every entry, and
-// returns the normalised tar.gz to stream to the host.
+// returns the archive as downloaded, to send to the host (which checks
+// both again before unpacking it).
 func (d *ArtifactDriver) prepare(ctx context.Context, s ArtifactSpec) ([]byte, error) {
 	max := d.MaxBytes
 	if max <= 0 {
@@ -29,17 +30,18 @@ func (d *ArtifactDriver) prepare(ctx context.Context, s ArtifactSpec) ([]byte, e
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	head := make([]byte, 512)
-	n, _ := f.ReadAt(head, 0)
-	format, err := archiveFormat(s.Format, s.URL, head[:n])
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("read the download of %s: %w", redact.URL(s.URL), err)
+	}
+	format, err := archiveFormat(s.Format, s.URL, b)
 	if err != nil {
 		return nil, err
 	}
-	out, err := normaliseArchive(f, format, max)
-	if err != nil {
+	if err := checkArchive(bytes.NewReader(b), int64(len(b)), format, max, discardEntries{}); err != nil {
 		return nil, fmt.Errorf("check archive %s: %w", redact.URL(s.URL), err)
 	}
-	return out, nil
+	return b, nil
 }
 
 // fetch copies the artifact into a temporary file, hashing it on the way,
@@ -107,7 +109,7 @@ func (d *ArtifactDriver) fetch(ctx context.Context, raw, want string, max int64)
 // enough for a rollout switching from one version to the next.
 const artifactCacheSize = 2
 
-// artifactCache holds the normalised stream of the last artifacts, keyed by
+// artifactCache holds the last artifacts checked, as downloaded, keyed by
 // sha256, so that a rollout over many hosts downloads and checks each
 // artifact once. Concurrent requests for the same key wait for the one
 // download in flight. Failures are not cached: the next apply tries again.
@@ -128,7 +130,7 @@ type artifactFlight struct {
 	err  error
 }
 
-// get returns the cached stream for sum, or runs load once for all callers.
+// get returns the cached archive for sum, or runs load once for all callers.
 func (c *artifactCache) get(ctx context.Context, sum string, load func() ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	for _, e := range c.recent {

@@ -2,8 +2,12 @@ package targets
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -192,49 +196,81 @@ func TestArtifactOwner(t *testing.T) {
 	}
 }
 
-// TestArtifactTruncatedStream cuts the stream to the host in half, as a
-// dropped connection would: the host keeps no half-unpacked release and
-// current still points where it did.
-func TestArtifactTruncatedStream(t *testing.T) {
-	root := t.TempDir()
-	tr := NewLocal(root)
-	f := filepath.Join(t.TempDir(), "a.tar.gz")
+// TestArtifactHostRefusesArchive gives the host's native apply archives
+// the daemon would never send: one cut in half (as a dropped connection
+// would), which does not match its declared sha256, and one that matches
+// its sha256 but holds an entry escaping its folder, or a link out. Each
+// is refused, and the host is exactly as it was: no half release, no
+// hidden folder left, current where it pointed. An archive given to a
+// step of another kind is refused too.
+func TestArtifactHostRefusesArchive(t *testing.T) {
 	big := make([]byte, 1<<20)
 	for i := range big {
 		big[i] = byte(i * 7 % 251)
 	}
-	a := srvTarGz(t, []srvEntry{{name: "f", body: string(big)}})
-	if err := os.WriteFile(f, a, 0o644); err != nil {
-		t.Fatal(err)
+	good := srvTarGz(t, []srvEntry{{name: "f", body: string(big)}})
+	escaping := srvTarGz(t, []srvEntry{{name: "ok", body: "x"}, {name: "a/../../evil", body: "x"}})
+	linkOut := srvZip(t, []srvEntry{{name: "ok", body: "x"}, {name: "l", link: "../../../etc", typ: tar.TypeSymlink}})
+	cases := []struct {
+		name, want, sum string
+		archive         []byte
+		kind            string
+	}{
+		{name: "cut in half", archive: good[:len(good)/2], sum: srvSum(good), want: "sha256 mismatch"},
+		{name: "escaping entry", archive: escaping, sum: srvSum(escaping), want: ".. component"},
+		{name: "link out", archive: linkOut, sum: srvSum(linkOut), want: "outside the destination"},
+		{name: "not an artifact", archive: good, sum: srvSum(good), kind: "directory", want: "only an artifact's apply takes"},
 	}
-	fh, err := os.Open(f)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "opt/t")
+			if err := os.MkdirAll(filepath.Join(dir, "releases/111111111111"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("releases/111111111111", filepath.Join(dir, "current")); err != nil {
+				t.Fatal(err)
+			}
+			before := treeListing(t, root)
+			r := artifactRes("/opt/t", "https://a.example/t", tc.sum, 0)
+			if tc.kind == "directory" {
+				r = config.Resource{Kind: "directory", Name: "/opt/t/d", Spec: &DirectorySpec{}}
+			}
+			n, err := NewLocal(root).ApplyNative(context.Background(), []Step{{
+				Op: StepApply, Resource: r, Archive: io.NewSectionReader(bytes.NewReader(tc.archive), 0, int64(len(tc.archive)))}})
+			if n != 0 || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("apply = %d, %v; want it refused saying %q", n, err, tc.want)
+			}
+			if after := treeListing(t, root); after != before {
+				t.Fatalf("a refused archive changed the host:\n%s\nwas:\n%s", after, before)
+			}
+		})
+	}
+}
+
+// treeListing lists everything under root: names, types, modes, file
+// sizes and link targets.
+func treeListing(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link, _ := os.Readlink(p)
+		size := fi.Size()
+		if fi.IsDir() {
+			size = 0 // a folder's size depends on its filesystem's history
+		}
+		fmt.Fprintf(&b, "%s %v %d %s\n", strings.TrimPrefix(p, root), fi.Mode(), size, link)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fh.Close()
-	stream, err := normaliseArchive(fh, FormatTarGz, DefaultArtifactMaxBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "opt/t")
-	if err := os.MkdirAll(filepath.Join(dir, "releases/111111111111"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("releases/111111111111", filepath.Join(dir, "current")); err != nil {
-		t.Fatal(err)
-	}
-	script := "set -eu\nd=" + shq(dir) + "\nwant=222222222222\nkeep=3\nmkdir -p \"$d/releases\"\n" + artifactUnpack("") + artifactSwitch
-	res, err := tr.Run(context.Background(), script, stream[:len(stream)/2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Exit == 0 {
-		t.Fatal("unpacking half a stream succeeded")
-	}
-	if got := releasesOf(t, dir); !reflect.DeepEqual(got, []string{"111111111111"}) {
-		t.Fatalf("releases after a cut stream: %v", got)
-	}
-	if target, _ := os.Readlink(filepath.Join(dir, "current")); target != "releases/111111111111" {
-		t.Fatalf("current moved to %q", target)
-	}
+	return b.String()
 }

@@ -46,6 +46,12 @@ type Step struct {
 	// State is the state observed before the apply, or the snapshot a
 	// restore puts back.
 	State State `json:"state"`
+	// Archive is what an artifact's apply unpacks when its release is not
+	// on the host yet: the archive as the daemon downloaded and checked
+	// it, checked again on the host (its sha256 against the declared one,
+	// and every entry) as it is unpacked. It is not part of the step's
+	// JSON: the agent's protocol sends its bytes after the request line.
+	Archive *io.SectionReader `json:"-"`
 }
 
 // NativeKind is a kind whose apply, restore and refresh run natively on
@@ -112,12 +118,14 @@ func (h *Host) Apply(ctx context.Context, steps []Step) (int, error) {
 		if err != nil {
 			return i, fmt.Errorf("refused step %d, nothing of it applied: %w", i+1, err)
 		}
-		switch s.Op {
-		case StepApply:
+		switch {
+		case s.Archive != nil:
+			err = nk.(archiveApplier).applyArchive(ctx, h, s.Resource, s.State, s.Archive)
+		case s.Op == StepApply:
 			err = nk.ApplyNative(ctx, h, s.Resource, s.State)
-		case StepRestore:
+		case s.Op == StepRestore:
 			err = nk.RestoreNative(ctx, h, s.Resource, s.State)
-		case StepRefresh:
+		case s.Op == StepRefresh:
 			err = nk.(NativeRefresher).RefreshNative(ctx, h, s.Resource)
 		}
 		if err != nil {
@@ -156,7 +164,28 @@ func nativeKind(ds map[string]Driver, s Step) (NativeKind, error) {
 	default:
 		return nil, fmt.Errorf("%s: unknown operation %q", r.ID(), s.Op)
 	}
+	if s.Archive != nil {
+		if _, ok := d.(archiveApplier); !ok || s.Op != StepApply {
+			return nil, fmt.Errorf("%s: the %s step carries an archive, which only an artifact's apply takes", r.ID(), s.Op)
+		}
+	}
 	return nk, nil
+}
+
+// archiveApplier is a NativeKind whose apply may take an archive the
+// daemon fetched (Step.Archive): the artifact kind.
+type archiveApplier interface {
+	applyArchive(ctx context.Context, h *Host, r config.Resource, observed State, archive *io.SectionReader) error
+}
+
+// Joinable says whether a change of d's kind may go to the host in one
+// NativeApplier call with others: a native kind that is not
+// commit-confirmed (its Apply arms and confirms a revert) and whose apply
+// needs nothing the daemon fetches first (an artifact's Apply downloads
+// its archive and sends it with its step).
+func Joinable(d Driver) bool {
+	_, fetches := d.(archiveApplier)
+	return Native(d) && !Confirmed(d) && !fetches
 }
 
 // Native says whether d's kind applies natively through a NativeApplier
