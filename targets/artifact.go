@@ -130,25 +130,9 @@ func wantRelease(s ArtifactSpec) string {
 	return sum[:releaseIDLen]
 }
 
-// Probe implements Driver. It prints where current points, whether that
-// target is a directory, and the release folders present.
-func (d *ArtifactDriver) Probe(r config.Resource, root string) string {
-	if _, err := d.checkSpec(r); err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	return `d=` + shq(p) + `
-if [ -d "$d" ]; then echo dir=1; fi
-if [ -L "$d/current" ]; then printf 'current=%s\n' "$(readlink "$d/current")"; if [ -d "$d/current/" ]; then echo ok=1; fi; fi
-if [ -d "$d/releases" ]; then for r in "$d/releases"/*; do if [ -d "$r" ]; then printf 'release=%s\n' "${r##*/}"; fi; done; fi
-`
-}
-
-// Parse implements Driver. Fields: current (the symlink's target), ok ("1"
-// when it leads to a folder), releases (comma-separated, sorted), dir.
+// Parse implements Driver: it reads what observeNative prints. Fields:
+// current (the symlink's target), ok ("1" when it leads to a folder),
+// releases (comma-separated, sorted), dir.
 func (d *ArtifactDriver) Parse(r config.Resource, out []byte) (State, error) {
 	st := State{Fields: map[string]string{}}
 	var releases []string
@@ -181,18 +165,25 @@ func (d *ArtifactDriver) Parse(r config.Resource, out []byte) (State, error) {
 	return st, nil
 }
 
-// query describes an artifact for native observation: its folder.
+// query describes an artifact for native observation: its folder. An
+// invalid resource is refused with its validation's error.
 func (d *ArtifactDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := d.checkSpec(r); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
-	return pathQuery(q, r, root)
+	p, err := hostPath(root, r.Name)
+	if err != nil {
+		return q, err
+	}
+	q.Path = p
+	return q, nil
 }
 
-// observeNative prints what the probe prints: "dir=1" when the folder
-// exists, where its current link points and "ok=1" when that leads to a
-// folder, and each release folder.
+// observeNative prints "dir=1" when the folder exists, where its current
+// link points and "ok=1" when that leads to a folder, and each release
+// folder (no dot names, links followed, as a shell glob and [ -d ] see
+// them).
 func (*ArtifactDriver) observeNative(_ *observation, q Query) ([]byte, error) {
 	var b bytes.Buffer
 	if isDir(q.Path) {
@@ -216,7 +207,6 @@ func (*ArtifactDriver) observeNative(_ *observation, q Query) ([]byte, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			// The probe's glob: no dot names, links followed.
 			if !strings.HasPrefix(e.Name(), ".") && isDir(filepath.Join(rels, e.Name())) {
 				fmt.Fprintf(&b, "release=%s\n", e.Name())
 			}
