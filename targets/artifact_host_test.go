@@ -79,9 +79,10 @@ func hostSum(b []byte) string {
 }
 
 // TestArtifactOnHost deploys artifacts the daemon downloads from a loopback
-// server to a kind-1 host over SSH: a tar.gz, then a zip, heals a switched
-// current, refuses an escaping archive with nothing extracted, keeps 2
-// releases, and restores the first deployment exactly.
+// server to a kind-1 host through the agent: a tar.gz, then a zip, heals a
+// switched current, refuses an escaping archive with nothing extracted,
+// keeps 2 releases, and restores the first deployment exactly. Every
+// apply and restore goes through the agent: no SSH session besides its.
 func TestArtifactOnHost(t *testing.T) {
 	v1 := hostTarGz(t, map[string]string{"bin/app": "#!/bin/sh\necho v1\n"}, &tar.Header{Name: "run", Linkname: "bin/app", Typeflag: tar.TypeSymlink})
 	v2 := hostZip(t, map[string]string{"bin/app": "#!/bin/sh\necho v2\n"})
@@ -105,6 +106,12 @@ func TestArtifactOnHost(t *testing.T) {
 		return config.Resource{Kind: "artifact", Name: "/opt/app", Spec: &targets.ArtifactSpec{URL: srv.URL + file, SHA256: hostSum(b), Keep: 2}}
 	}
 	run := func() string { return strings.TrimSpace(h.MustExec(t, "/opt/app/current/bin/app")) }
+	started := tr.RoundTrips()
+	defer func() {
+		if n := tr.RoundTrips() - started; n != 0 && !t.Failed() {
+			t.Errorf("%d SSH sessions besides the agent's: an apply or a restore did not go through the agent", n)
+		}
+	}()
 
 	before := srvHostObserve(t, tr, d, res("/v1.tar.gz", v1))
 	srvHostConverge(t, tr, d, res("/v1.tar.gz", v1), targets.Create)
