@@ -15,16 +15,24 @@ import (
 // link only.
 func Build(tb testing.TB) string {
 	tb.Helper()
+	return BuildProgram(tb, "./cmd/driftless")
+}
+
+// BuildProgram builds the module's main package pkg (a path from the
+// module's top, "./test/nativefloor") statically, as Build does, and
+// returns the binary's path.
+func BuildProgram(tb testing.TB, pkg string) string {
+	tb.Helper()
 	top, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		tb.Fatalf("find the module: %v", err)
 	}
-	bin := filepath.Join(tb.TempDir(), "driftless")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/driftless")
+	bin := filepath.Join(tb.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(top)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build driftless: %v\n%s", err, out)
+		tb.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }
