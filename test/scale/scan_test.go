@@ -28,12 +28,9 @@ type scanResult struct {
 }
 
 // scan observes and diffs every host of the fleet with at most par hosts
-// at once, as the reconciler does: each host's transport from the pool,
-// then targets.PlanHost (one batched remote call per host). An error
-// reaching a host fails the scan.
-//
-// via, when set, gives the transport to observe through (the host's
-// agent) in place of the SSH transport itself.
+// at once, as the reconciler does: each host's connection from the pool,
+// then targets.PlanHost through the transport via gives for it (the
+// host's agent). An error reaching a host fails the scan.
 func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.Resource, par int,
 	via func(*ssh.Transport, *hosts.Host) targets.Transport) (scanResult, error) {
 	drivers := targets.Drivers()
@@ -47,11 +44,7 @@ func scan(ctx context.Context, pool *ssh.Pool, fleet []*hosts.Host, rs []config.
 			return fmt.Errorf("connect to %s: %w", h.Name, err)
 		}
 		before := t.RoundTrips()
-		var obs targets.Transport = t
-		if via != nil {
-			obs = via(t, h)
-		}
-		changes, err := targets.PlanHost(ctx, obs, drivers, rs)
+		changes, err := targets.PlanHost(ctx, via(t, h), drivers, rs)
 		rt.Add(t.RoundTrips() - before)
 		if changes == nil {
 			return fmt.Errorf("scan %s: %w", h.Name, err)
