@@ -72,8 +72,9 @@ func (a *fleetAgents) Close() {
 //   - oldprobes: the shell probes driftless observed with before the agent
 //     (oldprobes_test.go), one batched script per host.
 //
-// Each reports its wall time and the processes it starts on one host per
-// observation (the host's pid namespace). Goals (issue 12): the agent
+// Each reports its wall time and the task ids it uses on one host per
+// observation (the host's pid namespace: the processes it starts, and the
+// threads of a Go program it starts, native's five or so). Goals (issue 12): the agent
 // within 1.5x of the floor and at least 5x faster than the old probes.
 // Run it with -benchtime=1x (each iteration scans four times).
 func BenchmarkDriftScanAgent(b *testing.B) {
