@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -51,7 +50,10 @@ func crashDirMode(version string) string {
 }
 func crashLink(version string, i int) string { return fmt.Sprintf("/etc/%s-%02d", version, i) }
 
-func crashRevision(t testing.TB, repos, version string, n int, native bool) sources.Revision {
+// crashRevision writes revision n of the SIGKILL test: hosts h0 and h1
+// on the local transport, or, when addrs is set, the SSH hosts at those
+// addresses.
+func crashRevision(t testing.TB, repos, version string, n int, native bool, addrs []string) sources.Revision {
 	var res strings.Builder
 	res.WriteString(etc)
 	for i := 0; i < crashFiles; i++ {
@@ -67,7 +69,17 @@ func crashRevision(t testing.TB, repos, version string, n int, native bool) sour
 	}
 	commit := fmt.Sprintf("%040d", n)
 	dir := filepath.Join(repos, commit)
-	files := map[string]string{"environments/prod.yaml": envYAML("prod", hosts, nil, res.String(), "rollout: {batch: 2}")}
+	env := envYAML("prod", hosts, nil, res.String(), "rollout: {batch: 2}")
+	if addrs != nil {
+		var b strings.Builder
+		b.WriteString("environment: prod\nrollout: {batch: 2}\nhosts:\n")
+		for h, a := range addrs {
+			fmt.Fprintf(&b, "  - name: h%d\n    address: %s\n    roles: [all]\n", h, a)
+		}
+		fmt.Fprintf(&b, "roles:\n  all:\n%s", res.String())
+		env = b.String()
+	}
+	files := map[string]string{"environments/prod.yaml": env}
 	for i := 0; i < crashFiles; i++ {
 		files[fmt.Sprintf("files/f%02d", i)] = crashContent(version, i)
 	}
@@ -95,16 +107,12 @@ func (announcer) Report(_ context.Context, r status.Report) {
 	}
 }
 
-func crashReconciler(world string, native bool, reporters ...status.Reporter) (*Reconciler, *store.BoltStore, error) {
+func crashReconciler(world string, dialer Dialer, reporters ...status.Reporter) (*Reconciler, *store.BoltStore, error) {
 	s, err := store.Open(filepath.Join(world, "state.db"))
 	if err != nil {
 		return nil, nil, err
 	}
 	sandbox := filepath.Join(world, "hosts")
-	var dialer Dialer = testDialer{}
-	if native {
-		dialer = nativeDialer{new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)}
-	}
 	r, err := New(Options{
 		Store: s, Dialer: dialer, Drivers: targets.Drivers(), Registerer: prometheus.NewRegistry(),
 		Load: func(dir string) (*config.Revision, error) {
@@ -125,7 +133,18 @@ func TestHelperRollout(t *testing.T) {
 	if world == "" {
 		need.Optional(t, "only run as the child of the SIGKILL test")
 	}
-	r, s, err := crashReconciler(world, os.Getenv("DRIFTLESS_HELPER_NATIVE") != "", announcer{})
+	dialer := crashDialer(os.Getenv("DRIFTLESS_HELPER_NATIVE") != "")
+	if spec := os.Getenv(helperSSHEnv); spec != "" {
+		d, err := crashSSHDialer(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Killed before it returns, usually: the agents' sessions end
+		// with this process.
+		defer d.Close()
+		dialer = d
+	}
+	r, s, err := crashReconciler(world, dialer, announcer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,27 +154,55 @@ func TestHelperRollout(t *testing.T) {
 	if _, err := r.ApplyRevision(context.Background(), rev); err != nil {
 		t.Fatal(err)
 	}
+	// The rollout is over: what follows (closing the store, the
+	// connections) is not part of the span the parent kills within.
+	fmt.Println("applied")
 }
 
-// sigkillParallel is how many iterations run at once: each mostly waits
-// on fsync, so a few in parallel keep the test short.
+// crashDialer is the dialer of the local hosts: the local transport, or
+// with native its native applies counted.
+func crashDialer(native bool) Dialer {
+	if native {
+		return nativeDialer{new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)}
+	}
+	return testDialer{}
+}
+
+// sigkillParallel is how many iterations run at once on local hosts: each
+// mostly waits on fsync, so a few in parallel keep the test short.
 const sigkillParallel = 4
 
-func sigkillLoop(t *testing.T, iterations int, native bool) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		need.Missing(t, "no sh for the local transport")
-	}
-	w := newCrashWorld(t, native)
+// sigkillLoop runs iterations of w, parallel at once, each killing the
+// child at a random moment of its rollout.
+func sigkillLoop(t *testing.T, w *crashWorld, iterations, parallel int) {
 	root := t.TempDir()
-	// Calibrate: a rollout left to finish gives the span to kill within.
-	v, full, _, err := w.iteration(filepath.Join(root, "calibrate"), -1)
-	if err != nil || v != "new" {
-		t.Fatalf("an uninterrupted rollout ended on %q: %v", v, err)
+	// Calibrate: rollouts left to finish, as many at once as the
+	// iterations run, give the span to kill within (their mean, from the
+	// child's "applying" to its "applied").
+	var full time.Duration
+	var cal sync.WaitGroup
+	var calMu sync.Mutex
+	for i := range parallel {
+		cal.Add(1)
+		go func() {
+			defer cal.Done()
+			v, ran, _, err := w.iteration(filepath.Join(root, fmt.Sprint("calibrate", i)), -1)
+			if err != nil || v != "new" {
+				t.Errorf("an uninterrupted rollout ended on %q: %v", v, err)
+			}
+			calMu.Lock()
+			full += ran / time.Duration(parallel)
+			calMu.Unlock()
+		}()
+	}
+	cal.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	var mu sync.Mutex
 	counts := map[string]int{}
 	var journaled []int
-	sem := make(chan struct{}, sigkillParallel)
+	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	begin := time.Now()
 	for i := 0; i < iterations; i++ {
@@ -190,7 +237,7 @@ func sigkillLoop(t *testing.T, iterations int, native bool) {
 	}
 	t.Logf("%d iterations in %v (%d at once; one uninterrupted rollout %v): %d rolled back to old, %d completed on new; "+
 		"snapshots recorded when killed (of %d): %v",
-		iterations, time.Since(begin).Round(time.Millisecond), sigkillParallel, full.Round(time.Millisecond), counts["old"], counts["new"],
+		iterations, time.Since(begin).Round(time.Millisecond), parallel, full.Round(time.Millisecond), counts["old"], counts["new"],
 		crashHosts*crashFiles, journaled)
 }
 
@@ -198,7 +245,7 @@ func TestSIGKILLRecovery(t *testing.T) {
 	if testing.Short() {
 		need.Optional(t, "spawns 30 child processes")
 	}
-	sigkillLoop(t, 30, false)
+	sigkillLoop(t, newCrashWorld(t, false), 30, sigkillParallel)
 }
 
 // TestSIGKILLRecoveryNative is the SIGKILL test with the applies going
@@ -207,12 +254,12 @@ func TestSIGKILLRecoveryNative(t *testing.T) {
 	if testing.Short() {
 		need.Optional(t, "spawns 30 child processes")
 	}
-	sigkillLoop(t, 30, true)
+	sigkillLoop(t, newCrashWorld(t, true), 30, sigkillParallel)
 }
 
 func TestSIGKILLSoak(t *testing.T) {
 	if os.Getenv("DRIFTLESS_SOAK") == "" {
 		need.Optional(t, "set DRIFTLESS_SOAK=1 for 100 iterations")
 	}
-	sigkillLoop(t, 100, false)
+	sigkillLoop(t, newCrashWorld(t, false), 100, sigkillParallel)
 }

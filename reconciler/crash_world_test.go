@@ -20,6 +20,7 @@ import (
 
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/test/need"
 )
 
 // copyTree copies a folder (regular files, folders with their modes, and
@@ -68,20 +69,37 @@ func copyTree(src, dst string) error {
 type crashWorld struct {
 	base, repos string
 	old, new    sources.Revision
-	// native applies through the agent's code (agent.Local).
+	// native applies through the kinds' native code (folders and links
+	// too).
 	native bool
+	// ssh, when set, puts the hosts on real SSH hosts reached through the
+	// agent; nil for the local hosts of the world's folder.
+	ssh *crashSSH
 }
 
 // newCrashWorld applies the old revision once; each iteration copies it.
 func newCrashWorld(t testing.TB, native bool) *crashWorld {
+	if _, err := exec.LookPath("sh"); err != nil {
+		need.Missing(t, "no sh for the local transport")
+	}
+	return buildCrashWorld(t, native, nil)
+}
+
+// buildCrashWorld writes the revisions and applies the old one, on the
+// local hosts or on the SSH hosts of cs.
+func buildCrashWorld(t testing.TB, native bool, cs *crashSSH) *crashWorld {
 	dir := t.TempDir()
-	w := &crashWorld{base: filepath.Join(dir, "base"), repos: filepath.Join(dir, "repos"), native: native}
-	w.old = crashRevision(t, w.repos, "old", 1, native)
-	w.new = crashRevision(t, w.repos, "new", 2, native)
+	w := &crashWorld{base: filepath.Join(dir, "base"), repos: filepath.Join(dir, "repos"), native: native, ssh: cs}
+	var addrs []string
+	if cs != nil {
+		addrs = cs.addrs()
+	}
+	w.old = crashRevision(t, w.repos, "old", 1, native, addrs)
+	w.new = crashRevision(t, w.repos, "new", 2, native, addrs)
 	if err := os.MkdirAll(w.base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r, s, err := crashReconciler(w.base, native)
+	r, s, err := crashReconciler(w.base, w.dialer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +109,22 @@ func newCrashWorld(t testing.TB, native bool) *crashWorld {
 	_ = r.Close()
 	_ = s.Close()
 	return w
+}
+
+// dialer is how the parent reaches the hosts.
+func (w *crashWorld) dialer() Dialer {
+	if w.ssh != nil {
+		return w.ssh.dialer
+	}
+	return crashDialer(w.native)
+}
+
+// hostRoot is where host h's files are seen from the test, in world.
+func (w *crashWorld) hostRoot(world string, h int) string {
+	if w.ssh != nil {
+		return w.ssh.hosts[h].Root
+	}
+	return filepath.Join(world, "hosts", fmt.Sprintf("h%d", h))
 }
 
 // iteration runs the child in a copy of the world, kills it after delay
@@ -106,6 +140,14 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	if w.native {
 		cmd.Env = append(cmd.Env, "DRIFTLESS_HELPER_NATIVE=1")
 	}
+	if w.ssh != nil {
+		// The hosts are put back on the old revision, as the store copied
+		// from the base says they are.
+		if err := w.ssh.reset(); err != nil {
+			return "", 0, 0, err
+		}
+		cmd.Env = append(cmd.Env, helperSSHEnv+"="+w.ssh.spec)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", 0, 0, err
@@ -120,15 +162,32 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 		return "", 0, 0, fmt.Errorf("child did not start: %q %v", line, err)
 	}
 	start := time.Now()
+	// ran ends when the child says its rollout is over, or when its
+	// output ends; the output is read to its end before Wait.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			line, err := br.ReadString('\n')
+			if line == "applied\n" && ran == 0 {
+				ran = time.Since(start)
+			}
+			if err != nil {
+				if ran == 0 {
+					ran = time.Since(start)
+				}
+				return
+			}
+		}
+	}()
 	if delay >= 0 {
 		time.Sleep(delay)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 	}
-	_, _ = io.Copy(io.Discard, br)
+	<-done
 	_ = cmd.Wait()
-	ran = time.Since(start)
 
-	r, s, err := crashReconciler(world, w.native)
+	r, s, err := crashReconciler(world, w.dialer())
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -145,7 +204,8 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 	}
 	for h := 0; h < crashHosts; h++ {
 		for i := 0; i < crashFiles; i++ {
-			p := filepath.Join(world, "hosts", fmt.Sprintf("h%d", h), fmt.Sprintf("etc/f%02d.conf", i))
+			host := w.hostRoot(world, h)
+			p := filepath.Join(host, fmt.Sprintf("etc/f%02d.conf", i))
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return "", 0, 0, err
@@ -168,7 +228,6 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 			if !w.native {
 				continue
 			}
-			host := filepath.Join(world, "hosts", fmt.Sprintf("h%d", h))
 			fi, err := os.Stat(filepath.Join(host, fmt.Sprintf("etc/d%02d", i)))
 			if err != nil {
 				return "", 0, 0, err
@@ -182,12 +241,14 @@ func (w *crashWorld) iteration(world string, delay time.Duration) (version strin
 		}
 	}
 	var left []string
-	_ = filepath.WalkDir(filepath.Join(world, "hosts"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.Contains(d.Name(), ".driftless-") {
-			left = append(left, p)
-		}
-		return nil
-	})
+	for h := 0; h < crashHosts; h++ {
+		_ = filepath.WalkDir(filepath.Join(w.hostRoot(world, h), "etc"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.Contains(d.Name(), ".driftless-") {
+				left = append(left, p)
+			}
+			return nil
+		})
+	}
 	if len(left) > 0 {
 		return "", 0, 0, fmt.Errorf("temporary files left: %v", left)
 	}
