@@ -510,7 +510,10 @@ func (r *Reconciler) work(w *worker) {
 				return
 			}
 		case <-w.wake:
-			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
+			// Without gates there is nothing to look at again.
+			if st.latest != nil && st.latest.env.Gated() {
+				_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
+			}
 		case <-gt.C:
 			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
 		case tg := <-w.slot:

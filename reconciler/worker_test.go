@@ -2,14 +2,17 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/driftless/driftless/reconciler/status"
+	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
 )
 
@@ -240,5 +243,57 @@ func TestPreviewsOfDifferentPullRequestsAreAllReported(t *testing.T) {
 	}
 	if len(prs) != 2 || prs[7] != 1 || prs[8] != 1 {
 		t.Fatalf("previews by pull request = %v; want one each for 7 (its newest) and 8", prs)
+	}
+}
+
+// journalReads counts the store's journal reads: every pass of a worker
+// starts with one (its recovery).
+type journalReads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *journalReads) OpenJournal(env string) (*store.Journal, []store.JournalEntry, error) {
+	s.n.Add(1)
+	return s.Store.OpenJournal(env)
+}
+
+// TestWakeLeavesUngatedEnvironmentsAlone: the end of each rollout wakes
+// the other environments to look at their gates again; one without gates
+// has nothing to look at and reads nothing from the store for it. (Each
+// wake was a pass reading the journal: with 20 environments one revision
+// cost hundreds of reads, each an etcd request in cluster mode.)
+func TestWakeLeavesUngatedEnvironmentsAlone(t *testing.T) {
+	reads := &journalReads{}
+	f := newFixture(t, func(o *Options) { reads.Store, o.Store = o.Store, reads })
+	revs := runDaemon(t, f)
+	const n = 20
+	files := map[string]string{}
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("e%02d", i)
+		names = append(names, name)
+		files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", "v1\n"), "")
+	}
+	for _, content := range []string{"v1\n", "v2\n"} {
+		for _, name := range names {
+			files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", content), "")
+		}
+		rev := f.revision(files)
+		revs <- rev
+		eventually(t, "every environment applied "+rev.Short(), func() bool {
+			for _, name := range names {
+				if f.applied(name) != rev.Commit {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// The wakes of the last rollouts' ends are served.
+	time.Sleep(500 * time.Millisecond)
+	// One read per pass: two revisions, n environments.
+	if got := reads.n.Load(); got > 2*n {
+		t.Errorf("%d journal reads for %d passes: environments without gates passed again when woken", got, 2*n)
 	}
 }
