@@ -237,3 +237,10 @@ func tail(s string, n int) string {
 	}
 	return s[len(s)-n:]
 }
+
+// pid is the process id of live replica name.
+func (g *clusterRig) pid(name string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.live[name].cmd.Process.Pid
+}
