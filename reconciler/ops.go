@@ -7,7 +7,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
@@ -116,18 +118,8 @@ func (r *Reconciler) rollbackTarget(ctx context.Context, st *envState, to string
 
 // resolve loads the environment's configuration of an earlier revision.
 func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revision) (target, error) {
-	if r.opts.Revisions != nil {
-		got, err := r.opts.Revisions.Checkout(ctx, rev)
-		if err != nil {
-			return target{}, fmt.Errorf("check out %s: %w", rev.Short(), err)
-		}
-		rev = got
-	} else if _, err := os.Stat(rev.Dir); err != nil {
-		return target{}, fmt.Errorf("checkout of %s is gone and no revision lookup is configured: %w", rev.Short(), err)
-	}
-	cfg, err := r.load(rev, true)
+	rev, cfg, err := r.loadEarlier(ctx, rev)
 	if err != nil {
-		r.logInvalid(rev, err)
 		return target{}, err
 	}
 	env := cfg.Environment(name)
@@ -135,6 +127,63 @@ func (r *Reconciler) resolve(ctx context.Context, name string, rev sources.Revis
 		return target{}, fmt.Errorf("revision %s does not declare environment %s", rev.Short(), name)
 	}
 	return target{rev: rev, env: env}, nil
+}
+
+// resolvedRev is one revision loaded by resolve, loaded once for every
+// worker that asks for it meanwhile.
+type resolvedRev struct {
+	key  string
+	once sync.Once
+	rev  sources.Revision
+	cfg  *config.Revision
+	err  error
+}
+
+// loadEarlier checks out and loads an earlier revision. The newest one it
+// loaded is kept and shared: after a restart, or when a replica gains
+// hundreds of environments, every worker asks for the same applied
+// revision at once, and each loading the whole revision (every
+// environment's file) for its one environment cost a thousand
+// environments a million file loads. A failed load is not kept: the
+// caller tries again alone.
+func (r *Reconciler) loadEarlier(ctx context.Context, rev sources.Revision) (sources.Revision, *config.Revision, error) {
+	key := rev.Source + "\x00" + rev.Commit
+	r.resolveMu.Lock()
+	l := r.resolved
+	if l == nil || l.key != key {
+		l = &resolvedRev{key: key}
+		r.resolved = l
+	}
+	r.resolveMu.Unlock()
+	l.once.Do(func() { l.rev, l.cfg, l.err = r.checkoutAndLoad(ctx, rev) })
+	if l.err == nil {
+		return l.rev, l.cfg, nil
+	}
+	r.resolveMu.Lock()
+	if r.resolved == l {
+		r.resolved = nil
+	}
+	r.resolveMu.Unlock()
+	return r.checkoutAndLoad(ctx, rev)
+}
+
+// checkoutAndLoad checks an earlier revision out and loads it.
+func (r *Reconciler) checkoutAndLoad(ctx context.Context, rev sources.Revision) (sources.Revision, *config.Revision, error) {
+	if r.opts.Revisions != nil {
+		got, err := r.opts.Revisions.Checkout(ctx, rev)
+		if err != nil {
+			return rev, nil, fmt.Errorf("check out %s: %w", rev.Short(), err)
+		}
+		rev = got
+	} else if _, err := os.Stat(rev.Dir); err != nil {
+		return rev, nil, fmt.Errorf("checkout of %s is gone and no revision lookup is configured: %w", rev.Short(), err)
+	}
+	cfg, err := r.load(rev, true)
+	if err != nil {
+		r.logInvalid(rev, err)
+		return rev, nil, err
+	}
+	return rev, cfg, nil
 }
 
 // ensureApplied loads the applied revision's configuration when it is not

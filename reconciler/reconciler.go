@@ -170,6 +170,10 @@ type Reconciler struct {
 	// mode), under fenceMu.
 	fenceMu sync.Mutex
 	fences  map[string]store.Fence
+
+	// resolved is the revision resolve loaded last, under resolveMu.
+	resolveMu sync.Mutex
+	resolved  *resolvedRev
 }
 
 // envState is the in-memory state of one environment. Its worker is the
