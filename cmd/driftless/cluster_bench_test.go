@@ -70,7 +70,7 @@ func BenchmarkClusterProcesses(b *testing.B) {
 }
 
 func benchClusterProcesses(b *testing.B, bin string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 58*time.Minute)
 	defer cancel()
 	g := newClusterRig(b, ctx, bin, benchTTL, "1h")
 	envs := make([]string, benchEnvs)
@@ -106,6 +106,7 @@ func benchClusterProcesses(b *testing.B, bin string) {
 	_ = single.Wait()
 	b.ReportMetric(singleConverge.Seconds(), "single_converge_s")
 	b.ReportMetric(rssSingle, "rss_single_MB")
+	b.Logf("single daemon: converged in %v, idle RSS %.1f MB", singleConverge.Round(time.Millisecond), rssSingle)
 
 	// Three replicas start together.
 	names := []string{"r1", "r2", "r3"}
@@ -130,6 +131,7 @@ func benchClusterProcesses(b *testing.B, bin string) {
 	b.ReportMetric(slices.Max(rss), "rss_replica_max_MB")
 	b.ReportMetric(mean/rssSingle, "rss_replica/single")
 	b.ReportMetric(3*mean/rssSingle, "rss_3_replicas/single")
+	b.Logf("three replicas: settled in %v, converged in %v, idle RSS %.1f MB", settle.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), rss)
 
 	// etcd requests: the idle rate, then one pass of every environment.
 	m := &etcdMeter{b: b, g: g}
@@ -139,6 +141,7 @@ func benchClusterProcesses(b *testing.B, bin string) {
 	idleReqs, _ := m.since()
 	idleRate := idleReqs / idle.Seconds()
 	b.ReportMetric(idleRate, "etcd_idle_req/s")
+	b.Logf("idle: %.2f etcd requests/s", idleRate)
 	pass := func(change func()) (float64, map[string]float64) {
 		before := m.runSeqs()
 		m.mark()
@@ -179,6 +182,7 @@ func benchClusterProcesses(b *testing.B, bin string) {
 	})
 	b.ReportMetric(perChange, "etcd_req/change_pass/env")
 	b.ReportMetric(perNoop, "etcd_req/noop_pass/env")
+	b.Logf("etcd requests per pass per environment: %.2f (change), %.2f (no change)", perChange, perNoop)
 
 	// Storage: what etcd holds now, and what the retention allows.
 	reportStorage(b, ctx, g, len(envs))
@@ -241,7 +245,9 @@ func benchClusterProcesses(b *testing.B, bin string) {
 		b.Logf("kill %d: %s (owned by %s) taken over after %v, its host written after %v; the new replica settled in %v",
 			i+1, target, victim, took.Round(time.Millisecond), first.Round(time.Millisecond), joins[len(joins)-1].Round(time.Millisecond))
 		// The next kill starts with every environment through this revision.
+		q := time.Now()
 		m.quiesce(ctx, target)
+		b.Logf("kill %d: every environment through the revision %v later", i+1, time.Since(q).Round(time.Millisecond))
 	}
 	// pct is the nearest-rank percentile p of d.
 	pct := func(d []time.Duration, p int) float64 {
@@ -441,4 +447,6 @@ func reportStorage(b *testing.B, ctx context.Context, g *clusterRig, envs int) {
 	b.ReportMetric(run, "run_B")
 	b.ReportMetric(full/1e6, "payload_at_full_retention_MB")
 	b.ReportMetric(full/etcdQuota, "payload_at_full_retention/quota")
+	b.Logf("etcd: %d keys, %.2f MB payload, db %.1f MB (%.1f MB in use); runs of %.0f B; at full retention %.1f MB, %.3f of the quota",
+		all, float64(allBytes)/1e6, float64(st.DbSize)/1e6, float64(st.DbSizeInUse)/1e6, run, full/1e6, full/etcdQuota)
 }
