@@ -53,8 +53,11 @@ type archiveCheck struct {
 	max   int64 // bound of the unpacked size
 	total int64
 	kinds map[string]byte // accepted entry name -> tar type
+	links []archiveLink   // the symlinks, in the archive's order
 	sink  entrySink
 }
+
+type archiveLink struct{ name, target string }
 
 func unsafeEntry(name, why string) error {
 	return fmt.Errorf("%w: entry %q %s", ErrUnsafeArchive, name, why)
@@ -153,32 +156,167 @@ func (n *archiveCheck) add(raw string, typ byte, mode int64, link string, size i
 	case tar.TypeReg:
 		return n.sink.file(name, mode, mtime, size, body)
 	case tar.TypeSymlink:
+		n.links = append(n.links, archiveLink{name, link})
 		return n.sink.symlink(name, link, mtime)
 	}
 	return n.sink.hardlink(name, link)
 }
 
+// maxLinkDepth bounds how many links deep a link's resolution goes, as
+// the kernel's 40: deeper, the unpacked link could not be used anyway.
+const maxLinkDepth = 40
+
+// linkNode is one entry of the archive's namespace, as the unpacked
+// folder has it.
+type linkNode struct {
+	parent   *linkNode // nil for the destination itself
+	children map[string]*linkNode
+	target   string // a symlink's target, "" for a folder or a file
+	state    int8   // of a symlink's resolution: linkUnresolved...
+	to       linkPlace
+}
+
+const (
+	linkUnresolved int8 = iota
+	linkResolving
+	linkResolved
+)
+
+// linkPlace is a place inside the destination: an entry of the archive
+// (or the destination itself) and how many components below it the
+// archive does not have.
+type linkPlace struct {
+	node  *linkNode
+	extra int
+}
+
+var (
+	errLinkOut  = errors.New("resolves outside the destination through the archive's links")
+	errLinkLoop = fmt.Errorf("resolves through a loop of links or more than %d links deep", maxLinkDepth)
+)
+
+// checkLinks resolves every symlink of the archive as the kernel will
+// once it is unpacked: component by component, a component that is a
+// symlink of the archive replaced by where that link leads. Each link
+// stays inside on its own ("y -> ." and "x -> y/.."), yet together x is
+// the destination's parent: a link that leaves the destination at any
+// step is refused, and so is one through a loop. A link to what the
+// archive does not have is resolved lexically from there on. Each link
+// is resolved once, so the cost is the links' total length.
+func (n *archiveCheck) checkLinks() error {
+	if len(n.links) == 0 {
+		return nil
+	}
+	nodes := map[string]*linkNode{"": {}}
+	var node func(name string) *linkNode
+	node = func(name string) *linkNode {
+		if nd, ok := nodes[name]; ok {
+			return nd
+		}
+		dir := path.Dir(name)
+		if dir == "." {
+			dir = ""
+		}
+		parent := node(dir)
+		nd := &linkNode{parent: parent}
+		if parent.children == nil {
+			parent.children = map[string]*linkNode{}
+		}
+		parent.children[path.Base(name)] = nd
+		nodes[name] = nd
+		return nd
+	}
+	for name := range n.kinds {
+		node(name)
+	}
+	for _, l := range n.links {
+		nodes[l.name].target = l.target
+	}
+	for _, l := range n.links {
+		if _, err := resolveLink(nodes[l.name], 0); err != nil {
+			return unsafeEntry(l.name, fmt.Sprintf("is a symlink to %q, which %v", l.target, err))
+		}
+	}
+	return nil
+}
+
+// resolveLink returns where the symlink nd leads, resolving the links of
+// the archive its target goes through (depth of them so far).
+func resolveLink(nd *linkNode, depth int) (linkPlace, error) {
+	switch nd.state {
+	case linkResolved:
+		return nd.to, nil
+	case linkResolving:
+		return linkPlace{}, errLinkLoop
+	}
+	if depth > maxLinkDepth {
+		return linkPlace{}, errLinkLoop
+	}
+	nd.state = linkResolving
+	at := linkPlace{node: nd.parent}
+	for _, c := range strings.Split(nd.target, "/") {
+		switch {
+		case c == "" || c == ".":
+		case c == "..":
+			switch {
+			case at.extra > 0:
+				at.extra--
+			case at.node.parent == nil:
+				return linkPlace{}, errLinkOut
+			default:
+				at.node = at.node.parent
+			}
+		case at.extra > 0:
+			at.extra++
+		default:
+			child := at.node.children[c]
+			switch {
+			case child == nil:
+				at.extra = 1
+			case child.target != "":
+				to, err := resolveLink(child, depth+1)
+				if err != nil {
+					return linkPlace{}, err
+				}
+				at = to
+			default:
+				at.node = child
+			}
+		}
+	}
+	nd.state, nd.to = linkResolved, at
+	return at, nil
+}
+
 // checkArchive checks every entry of the archive in r (size bytes, of
 // the given format) and hands the accepted ones to sink: relative names
-// without "..", directories, regular files, and links that stay inside.
-// Any unsafe entry stops the check with an error wrapping
+// without "..", directories, regular files, and links that stay inside,
+// on their own and through each other (checked once all entries are
+// in, so a sink that writes must not use what it wrote before this
+// returns nil). Any unsafe entry stops the check with an error wrapping
 // ErrUnsafeArchive. maxBytes bounds the unpacked size, which defends
 // against decompression bombs.
 func checkArchive(r io.ReaderAt, size int64, format string, maxBytes int64, sink entrySink) error {
 	n := &archiveCheck{max: maxBytes, kinds: map[string]byte{}, sink: sink}
+	var err error
 	switch format {
 	case FormatZip:
-		return n.addZip(r, size)
+		err = n.addZip(r, size)
 	case FormatTarGz:
-		gz, err := gzip.NewReader(bufio.NewReader(io.NewSectionReader(r, 0, size)))
-		if err != nil {
-			return fmt.Errorf("%w: read gzip: %v", ErrUnsafeArchive, err)
+		gz, gerr := gzip.NewReader(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+		if gerr != nil {
+			return fmt.Errorf("%w: read gzip: %v", ErrUnsafeArchive, gerr)
 		}
-		return n.addTar(gz)
+		err = n.addTar(gz)
 	case FormatTar:
-		return n.addTar(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+		err = n.addTar(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+	default:
+		return fmt.Errorf("unknown archive format %q", format)
 	}
-	return fmt.Errorf("unknown archive format %q", format)
+	if err != nil {
+		return err
+	}
+	return n.checkLinks()
 }
 
 // discardEntries is the daemon's sink: every body is read (a corrupt

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -37,6 +38,10 @@ func checkUnpacked(t *testing.T, root string) {
 			}
 			if j := path.Join(path.Dir(filepath.ToSlash(rel)), link); path.IsAbs(link) || j == ".." || strings.HasPrefix(j, "../") {
 				t.Fatalf("escaping symlink %q -> %q unpacked", rel, link)
+			}
+			// Through the other links too, as the kernel resolves it.
+			if to, err := filepath.EvalSymlinks(p); err == nil && to != root && !strings.HasPrefix(to, root+"/") {
+				t.Fatalf("symlink %q -> %q resolves to %s, outside %s", rel, link, to, root)
 			}
 		case m.IsDir(), m.IsRegular():
 			if m&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
@@ -88,6 +93,67 @@ func FuzzUnpackZip(f *testing.F) {
 		srvZip(f, []srvEntry{{name: "/abs", body: "x"}}))
 }
 
+// TestArchiveLinkChains checks links that each stay inside on their own
+// but, through the archive's other links, lead out ("y -> ." makes
+// "x -> y/.." the destination's parent): the daemon's check and the
+// host's unpack refuse them, in tar.gz and in zip, whatever the entries'
+// order. Ordinary relative links are accepted, and every link the host
+// unpacks resolves, on disk, inside its folder.
+func TestArchiveLinkChains(t *testing.T) {
+	link := func(name, to string) srvEntry { return srvEntry{name: name, link: to, typ: tar.TypeSymlink} }
+	file := func(name string) srvEntry { return srvEntry{name: name, body: "x"} }
+	cases := []struct {
+		name    string
+		entries []srvEntry
+		want    string // "" for accepted
+	}{
+		{"dot then up", []srvEntry{link("y", "."), link("x", "y/..")}, "outside the destination"},
+		{"up then dot", []srvEntry{link("x", "y/.."), link("y", ".")}, "outside the destination"},
+		{"further up", []srvEntry{link("y", "."), link("x", "y/y/y/../../..")}, "outside the destination"},
+		{"from a subfolder", []srvEntry{link("y", "."), file("d/f"), link("d/l", "../y/y/../..")}, "outside the destination"},
+		{"through a deeper link", []srvEntry{file("a/b/f"), link("a/b/up2", "../.."), link("x", "a/b/up2/..")}, "outside the destination"},
+		{"two links deep", []srvEntry{file("a/b/f"), link("a/b/up2", "../.."), link("m", "a/b/up2"), link("n", "m/a/b/up2/m/..")}, "outside the destination"},
+		{"loop", []srvEntry{link("a", "b"), link("b", "a")}, "loop"},
+		{"library links", []srvEntry{file("lib/libfoo.so.1"), link("lib/libfoo.so", "libfoo.so.1"), file("lib/tool"), link("bin/tool", "../lib/tool")}, ""},
+		{"self link used inside", []srvEntry{link("usr", "."), file("bin/sh"), link("sbin/sh", "../usr/bin/sh")}, ""},
+		{"chain staying inside", []srvEntry{file("d/e/f"), link("a", "d/e"), link("b", "a/.."), link("c", "b/e/f")}, ""},
+		{"up to the top", []srvEntry{file("a/b/f"), link("a/b/up2", "../.."), link("x", "a/b/up2/a")}, ""},
+		{"dangling inside", []srvEntry{link("l", "nope/x"), link("y", "."), link("m", "y/nope")}, ""},
+	}
+	for _, tc := range cases {
+		for _, format := range []string{FormatTarGz, FormatZip} {
+			t.Run(tc.name+"/"+format, func(t *testing.T) {
+				a := srvTarGz(t, tc.entries)
+				if format == FormatZip {
+					a = srvZip(t, tc.entries)
+				}
+				err := checkArchive(bytes.NewReader(a), int64(len(a)), format, 1<<20, discardEntries{})
+				checkRefusal(t, "daemon check", err, tc.want)
+				root := filepath.Join(t.TempDir(), "u")
+				if err := os.Mkdir(root, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				x := &extractor{ctx: context.Background(), root: root}
+				err = checkArchive(bytes.NewReader(a), int64(len(a)), format, 1<<20, x)
+				checkRefusal(t, "host unpack", err, tc.want)
+				if err == nil {
+					checkUnpacked(t, root)
+				}
+			})
+		}
+	}
+}
+
+func checkRefusal(t *testing.T, what string, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("%s refused an archive that stays inside: %v", what, err)
+	case want != "" && (!errors.Is(err, ErrUnsafeArchive) || !strings.Contains(err.Error(), want)):
+		t.Fatalf("%s: error = %v, want one saying %q", what, err, want)
+	}
+}
+
 // TestArchiveFormat guesses formats from the declaration, the URL and the bytes.
 func TestArchiveFormat(t *testing.T) {
 	tarHead := make([]byte, 512)
@@ -132,6 +198,7 @@ func TestArtifactRefused(t *testing.T) {
 		{name: "dotdot", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "a/../../evil", body: "x"}}), want: ".. component"},
 		{name: "escaping symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "d/l", link: "../../etc", typ: tar.TypeSymlink}}), want: "outside the destination"},
 		{name: "absolute symlink", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "l", link: "/etc/passwd", typ: tar.TypeSymlink}}), want: "outside the destination"},
+		{name: "symlink chain out", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "y", link: ".", typ: tar.TypeSymlink}, {name: "x", link: "y/..", typ: tar.TypeSymlink}}), want: "outside the destination"},
 		{name: "write through symlink", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "l", link: ".", typ: tar.TypeSymlink}, {name: "l/x", body: "x"}}), want: "not a directory"},
 		{name: "escaping hard link", file: "a.tar.gz", archive: srvTarGz(t, []srvEntry{{name: "h", link: "../etc/shadow", typ: tar.TypeLink}}), want: "hard link"},
 		{name: "zip dotdot", file: "a.zip", archive: srvZip(t, []srvEntry{{name: "../evil", body: "x"}}), want: ".. component"},
