@@ -36,6 +36,11 @@ func hostErr(h *config.Host, err error) error {
 	return redact.New(h.SecretValues...).Err(err)
 }
 
+// errJournal marks a failure to write a rollout's journal (the store cut
+// off, or the environment gone to another replica): it interrupts the
+// rollout, it is no failure of the revision.
+var errJournal = errors.New("rollout journal not written")
+
 // applyHost applies the host's changes in order. With journal set, the
 // prior state of every resource of the batch is recorded in the store, in
 // one synced transaction, before anything is touched; after the batch, one
@@ -56,7 +61,7 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 		}
 		if seqs, err = r.store.RecordSnapshots(env, entries); err != nil {
 			r.emit(env, hr, status.StepSnapshot, status.StatusFailed, len(hr.order))
-			return 0, err
+			return 0, fmt.Errorf("%w: %w", errJournal, err)
 		}
 	}
 	r.emit(env, hr, status.StepApply, status.StatusStarted, len(hr.order))
@@ -69,7 +74,7 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	}
 	if journal && len(seqs) > 0 {
 		if err := r.store.FinishEntries(env, seqs[:done], seqs[touched:]); err != nil {
-			return done, errors.Join(applyErr, err)
+			return done, errors.Join(applyErr, fmt.Errorf("%w: %w", errJournal, err))
 		}
 	}
 	if applyErr != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
+	"github.com/driftless/driftless/sources"
 )
 
 // outcomeKind is the kind of run finish records.
@@ -36,6 +37,10 @@ type outcome struct {
 	// planning: nothing changed on any host, so the environment keeps its
 	// state (and the applied revision its soak) across the restart.
 	cut bool
+	// stored (a rollout) says that finish writes neither the run nor the
+	// record: the journal's completion wrote both, or failed, leaving the
+	// store as it was (the journal open, for the recovery).
+	stored bool
 	// clean (a drift pass) says that no drift is left open.
 	clean bool
 	// prior (a recovery) is the rollout's own run when history has it;
@@ -62,7 +67,9 @@ func (r *Reconciler) finish(ctx context.Context, st *envState, o *outcome) {
 	log := r.log.With().Str("environment", name).Str("revision", run.Revision.Short()).Logger()
 	switch o.kind {
 	case outRollout:
-		r.addRun(run, log)
+		if !o.stored {
+			r.addRun(run, log)
+		}
 		r.m.reconcileTotal.WithLabelValues(name, run.Result).Inc()
 		r.m.duration.WithLabelValues(name).Observe(run.End.Sub(run.Start).Seconds())
 		r.finishRollout(st, o, log)
@@ -121,26 +128,11 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 	if run.Result == status.ResultSuccess || run.Result == status.ResultNoop {
 		st.applied = tg.env
 	}
-	r.update(st, func(rec *store.EnvRecord) {
-		rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
-		if cut {
-			return
-		}
-		switch run.Result {
-		case status.ResultSuccess, status.ResultNoop:
-			if rec.Applied.Commit != tg.rev.Commit || rec.CleanSince.IsZero() {
-				rec.CleanSince = run.End
-			}
-			rec.Applied, rec.LastGood, rec.State = tg.rev, tg.rev, status.StateSynced
-		case status.ResultRolledBack:
-			rec.State, rec.CleanSince = status.StateRolledBack, time.Time{}
-			if blocked {
-				rec.State = status.StateBlocked
-			}
-		default:
-			rec.State, rec.CleanSince = status.StateFailed, time.Time{}
-		}
-	})
+	write := r.update
+	if o.stored {
+		write = r.change
+	}
+	write(st, func(rec *store.EnvRecord) { endRecord(rec, *run, tg.rev, cut, blocked) })
 	r.wakeOthers(name)
 	ev := log.Info()
 	if run.Result == status.ResultFailed || run.Result == status.ResultRolledBack {
@@ -186,6 +178,30 @@ func (r *Reconciler) finishRollout(st *envState, o *outcome, log zerolog.Logger)
 		rep.Description += "; tests: " + run.Tests.String()
 	}
 	r.report(rep)
+}
+
+// endRecord is what a rollout's end changes in the environment's record:
+// cut and blocked are the outcome's (the daemon stopped while planning; a
+// rollback left its journal open).
+func endRecord(rec *store.EnvRecord, run store.Run, rev sources.Revision, cut, blocked bool) {
+	rec.LastResult, rec.LastRun, rec.LastError, rec.LastErrorClass = run.Result, run.End, run.Error, run.ErrorClass
+	if cut {
+		return
+	}
+	switch run.Result {
+	case status.ResultSuccess, status.ResultNoop:
+		if rec.Applied.Commit != rev.Commit || rec.CleanSince.IsZero() {
+			rec.CleanSince = run.End
+		}
+		rec.Applied, rec.LastGood, rec.State = rev, rev, status.StateSynced
+	case status.ResultRolledBack:
+		rec.State, rec.CleanSince = status.StateRolledBack, time.Time{}
+		if blocked {
+			rec.State = status.StateBlocked
+		}
+	default:
+		rec.State, rec.CleanSince = status.StateFailed, time.Time{}
+	}
 }
 
 // finishRecovery records the end of a rollback that had to wait: into the

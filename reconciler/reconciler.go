@@ -338,12 +338,19 @@ func (r *Reconciler) stateLocked(name string) *envState {
 // publishes the environment's snapshot. Only the environment's worker
 // calls it.
 func (r *Reconciler) update(st *envState, fn func(rec *store.EnvRecord)) {
+	r.change(st, fn)
+	if err := r.store.PutEnv(st.rec); err != nil {
+		r.log.Error().Err(err).Str("environment", st.rec.Name).Msg("cannot record environment state")
+	}
+}
+
+// change is update without the write to the store: readers and the
+// series see the change, the store does not (it has the record already,
+// or must keep what it has).
+func (r *Reconciler) change(st *envState, fn func(rec *store.EnvRecord)) {
 	fn(&st.rec)
 	rec := st.rec
 	st.publish()
-	if err := r.store.PutEnv(rec); err != nil {
-		r.log.Error().Err(err).Str("environment", rec.Name).Msg("cannot record environment state")
-	}
 	r.m.setEnvState(rec.Name, kit.Short(rec.Applied.Commit), displayState(rec), classOf(rec))
 	// Every environment has its gate series, 0 while nothing is held; a
 	// retired one has none (markRemoved drops them).

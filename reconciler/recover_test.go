@@ -2,12 +2,14 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -206,5 +208,101 @@ func TestIncompleteRollbackFinishedByRecovery(t *testing.T) {
 		if n := testutil.ToFloat64(f.r.m.rollbacks.WithLabelValues("prod", reason)); n != want {
 			t.Errorf("rollbacks_total{reason=%s} = %v, want %v", reason, n, want)
 		}
+	}
+}
+
+// cutStore is a real store whose next CompleteJournal or FinishEntries
+// calls fail, as a store cut off (etcd unreachable) fails them: nothing
+// is written.
+type cutStore struct {
+	store.Store
+	mu               sync.Mutex
+	complete, finish int
+}
+
+func (s *cutStore) cut(n *int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if *n == 0 {
+		return false
+	}
+	*n--
+	return true
+}
+
+func (s *cutStore) CompleteJournal(rec store.EnvRecord, run store.Run) (uint64, error) {
+	if s.cut(&s.complete) {
+		return 0, errors.New("store unreachable")
+	}
+	return s.Store.CompleteJournal(rec, run)
+}
+
+func (s *cutStore) FinishEntries(env string, applied, unstarted []uint64) error {
+	if s.cut(&s.finish) {
+		return errors.New("store unreachable")
+	}
+	return s.Store.FinishEntries(env, applied, unstarted)
+}
+
+// TestRolloutEndNotRecorded: a rollout whose journal cannot be written
+// after its hosts changed (the store cut off when the batch's entries are
+// marked, or when the rollout's end is recorded) is interrupted, not
+// failed: nothing is rolled back or quarantined then, the store never
+// says the revision is applied while its journal is open, and the
+// recovery rolls the hosts back and records the rollout (history names
+// the revision the hosts are on), after which the revision rolls out
+// again. Before the end was one transaction with the run, a lost end left
+// the run recorded as a success and the record naming the revision, and
+// the recovery then put the hosts back under a record that still named it;
+// a lost entry mark failed the host and quarantined a good revision.
+func TestRolloutEndNotRecorded(t *testing.T) {
+	for _, c := range []struct {
+		name             string
+		complete, finish int
+	}{
+		{"end", 1, 0},
+		{"entries", 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cs := &cutStore{complete: c.complete, finish: c.finish}
+			f := newFixture(t, func(o *Options) { cs.Store = o.Store; o.Store = cs })
+			ctx := context.Background()
+			res := etc + fileRes("/etc/a.conf", "new")
+			f.writeHostFile("h1", "/etc/a.conf", "old")
+			rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, res, "")})
+			runs, _ := f.r.ApplyRevision(ctx, rev)
+			if len(runs) != 1 || runs[0].Result != status.ResultFailed || runs[0].ErrorClass != status.ErrorInterrupted {
+				t.Fatalf("run whose journal could not be written = %+v", runs)
+			}
+			if got := f.hostFile("h1", "/etc/a.conf"); got != "new" {
+				t.Fatalf("h1 = %q: the interrupted rollout was rolled back at once", got)
+			}
+			if j, _, _ := f.store.OpenJournal("prod"); j == nil {
+				t.Fatal("journal closed though the rollout's end was not recorded")
+			}
+			rec, _, _ := f.store.Env("prod")
+			if rec.Applied.Commit == rev.Commit || rec.IsQuarantined(rev.Commit) {
+				t.Fatalf("record %+v: applied or quarantined while the rollout's journal is open", rec)
+			}
+			if err := f.r.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec, _, _ = f.store.Env("prod")
+			if got := f.hostFile("h1", "/etc/a.conf"); got != "old" || rec.Applied.Commit == rev.Commit || rec.IsQuarantined(rev.Commit) {
+				t.Fatalf("after recovery: h1 = %q, record %+v", got, rec)
+			}
+			hist, _ := f.r.History("prod", 0)
+			if len(hist) != 1 || hist[0].Result != status.ResultRolledBack {
+				t.Fatalf("history after recovery = %+v", hist)
+			}
+			runs, _ = f.r.ApplyRevision(ctx, rev)
+			rec, _, _ = f.store.Env("prod")
+			if len(runs) != 1 || runs[0].Result != status.ResultSuccess || f.hostFile("h1", "/etc/a.conf") != "new" || rec.Applied.Commit != rev.Commit {
+				t.Fatalf("rolled out again: %+v, record %+v", runs, rec)
+			}
+			if hist, _ = f.r.History("prod", 0); len(hist) != 2 || hist[0].ID != runs[0].ID {
+				t.Fatalf("history after the second rollout = %+v", hist)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -38,8 +39,10 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	provisioned := r.provisionPreview(ctx, st, &tg) // a preview's hosts, before its first rollout
 	env := tg.env
 	run = store.Run{Environment: env.Name, Revision: tg.rev, Trigger: trigger, Start: start, Decision: tg.decision, Forced: tg.forced}
+	stored := false
 	defer func() {
-		r.finish(ctx, st, &outcome{kind: outRollout, tg: tg, run: &run, cut: ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == status.ErrorPlan})
+		r.finish(ctx, st, &outcome{kind: outRollout, tg: tg, run: &run, stored: stored,
+			cut: ctx.Err() != nil && run.Changes == 0 && run.ErrorClass == status.ErrorPlan})
 	}()
 	if provisioned != nil {
 		run.Result, run.Error, run.ErrorClass = status.ResultFailed, provisioned.Error(), status.ErrorPlan
@@ -53,7 +56,8 @@ func (r *Reconciler) rollout(ctx context.Context, st *envState, tg target, trigg
 	if !r.beginRollout(ro, changed) || !r.runBatches(ctx, ro, changed) {
 		return run
 	}
-	r.completeRollout(ro, changed)
+	stored = true
+	r.completeRollout(ctx, ro, changed)
 	return run
 }
 
@@ -156,12 +160,14 @@ func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*
 		for i, o := range outs {
 			r.recordHost(ro, b[i], o)
 		}
-		if ctx.Err() != nil || fenced(outs) {
-			// Shutting down, or the environment went to another replica
-			// (cluster mode): the journal stays open and the rollback
-			// happens at the next start or at the new owner's first pass,
-			// before anything else. A handoff is no failure of the
-			// revision: nothing is rolled back or quarantined here.
+		if ctx.Err() != nil || interrupted(outs) {
+			// Shutting down, the environment went to another replica
+			// (cluster mode), or the journal could not be written (the
+			// store cut off): the journal stays open (as far as it was
+			// written) and the rollback happens at the next pass, the
+			// next start or the new owner's first pass, before anything
+			// else. None is a failure of the revision: nothing is rolled
+			// back or quarantined here.
 			ro.run.Result, ro.run.Error, ro.run.ErrorClass = status.ResultFailed, fmt.Sprintf("interrupted: %v", errors.Join(append(ro.errs, ctx.Err())...)), status.ErrorInterrupted
 			return false
 		}
@@ -173,10 +179,14 @@ func (r *Reconciler) runBatches(ctx context.Context, ro *rolloutRun, changed []*
 	return true
 }
 
-// fenced reports whether a host of the batch refused this replica's
-// writes because it no longer owns the environment.
-func fenced(outs []hostOutcome) bool {
-	return slices.ContainsFunc(outs, func(o hostOutcome) bool { return errors.Is(o.err, store.ErrFenced) })
+// interrupted reports whether a host of the batch stopped for a reason
+// that is not the revision's: it refused this replica's writes because
+// the replica no longer owns the environment, or the rollout's journal
+// could not be written.
+func interrupted(outs []hostOutcome) bool {
+	return slices.ContainsFunc(outs, func(o hostOutcome) bool {
+		return errors.Is(o.err, store.ErrFenced) || errors.Is(o.err, errJournal)
+	})
 }
 
 // recordHost adds what happened to one host of a batch to the run.
@@ -221,18 +231,17 @@ func (r *Reconciler) abortRollout(ctx context.Context, ro *rolloutRun) {
 	}
 }
 
-// completeRollout records the new applied revision. The journal closes in
-// the same transaction: a crash between the two would otherwise leave the
-// hosts on the new revision and the store on the old one.
-func (r *Reconciler) completeRollout(ro *rolloutRun, changed []*hostRun) {
-	rec := ro.st.rec
-	rec.Applied, rec.LastGood = ro.tg.rev, ro.tg.rev
-	rec.Quarantined = append([]string(nil), rec.Quarantined...)
-	rec.QuarantinedTrees = append([]string(nil), rec.QuarantinedTrees...)
-	if err := r.store.CompleteJournal(rec); err != nil {
-		ro.log.Error().Err(err).Msg("cannot close rollout journal")
-	}
-	r.forgetPruned(ro.tg.env.Name, changed)
+// completeRollout records the rollout's end: the new applied revision,
+// the run and the journal's close, in one transaction (finish writes
+// nothing more of it), so that no failure leaves the hosts on the new
+// revision and the store on the old one, or the journal closed without
+// the run that says what the rollout did. When that write fails (the
+// store cut off past what completeJournal waits for, the environment gone
+// to another replica), the rollout is interrupted: the journal stays open
+// and whoever next works on the environment (this worker's next pass, or
+// the new owner) rolls it back and records it, then rolls the revision
+// out again.
+func (r *Reconciler) completeRollout(ctx context.Context, ro *rolloutRun, changed []*hostRun) {
 	run := ro.run
 	run.Result = status.ResultSuccess
 	if len(ro.errs) > 0 {
@@ -240,6 +249,44 @@ func (r *Reconciler) completeRollout(ro *rolloutRun, changed []*hostRun) {
 	}
 	for _, h := range ro.rot.held {
 		run.Error += "; left out of rotation: " + h.host.Name
+	}
+	run.End = r.now()
+	rec := ro.st.rec
+	rec.Quarantined = slices.Clone(rec.Quarantined)
+	rec.QuarantinedTrees = slices.Clone(rec.QuarantinedTrees)
+	endRecord(&rec, *run, ro.tg.rev, false, false)
+	id, err := r.completeJournal(ctx, rec, *run)
+	if err != nil {
+		ro.log.Error().Err(err).Msg("cannot record the end of the rollout; its journal stays open for the recovery")
+		run.Result, run.ErrorClass = status.ResultFailed, status.ErrorInterrupted
+		run.Error = strings.TrimPrefix(run.Error+"; interrupted: the end of the rollout could not be recorded: "+err.Error(), "; ")
+		return
+	}
+	run.ID = id
+	r.forgetPruned(ro.tg.env.Name, changed)
+}
+
+// completeRetry is how long completeJournal waits between two tries.
+const completeRetry = 200 * time.Millisecond
+
+// completeJournal writes a successful rollout's end (store.CompleteJournal).
+// In a cluster, a write that fails while this worker still owns the
+// environment (etcd unreachable, the lease not yet run out) is tried
+// again until it goes through or the ownership is lost: when etcd answers
+// in time the rollout stands, and past the lease it is left to the
+// recovery. A daemon alone tries once.
+func (r *Reconciler) completeJournal(ctx context.Context, rec store.EnvRecord, run store.Run) (uint64, error) {
+	for {
+		id, err := r.store.CompleteJournal(rec, run)
+		if err == nil || r.opts.Ownership == nil || errors.Is(err, store.ErrFenced) || r.fenceChanged(rec.Name) {
+			return id, err
+		}
+		r.log.Warn().Err(err).Str("environment", rec.Name).Msg("cannot record the end of the rollout yet; trying again while this replica owns the environment")
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(completeRetry):
+		}
 	}
 }
 

@@ -161,40 +161,47 @@ func (s *BoltStore) Envs() ([]EnvRecord, error) {
 
 // AddRun appends a run to the environment's history.
 func (s *BoltStore) AddRun(r Run) (uint64, error) {
-	err := s.group.update(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(r.Environment))
-		if err != nil {
-			return err
-		}
-		if r.ID, err = b.NextSequence(); err != nil {
-			return err
-		}
-		data, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(itob(r.ID), data); err != nil {
-			return err
-		}
-		// IDs grow by one per run: everything at or below ID-keep goes,
-		// oldest first (normally the one run that just fell out).
-		if r.ID <= s.keep {
-			return nil
-		}
-		var old [][]byte
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= r.ID-s.keep; k, _ = c.Next() {
-			old = append(old, append([]byte(nil), k...))
-		}
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+	var id uint64
+	err := s.group.update(func(tx *bolt.Tx) (err error) {
+		id, err = s.addRun(tx, r)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
+	}
+	return id, nil
+}
+
+// addRun is AddRun within tx.
+func (s *BoltStore) addRun(tx *bolt.Tx, r Run) (uint64, error) {
+	b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(r.Environment))
+	if err != nil {
+		return 0, err
+	}
+	if r.ID, err = b.NextSequence(); err != nil {
+		return 0, err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.Put(itob(r.ID), data); err != nil {
+		return 0, err
+	}
+	// IDs grow by one per run: everything at or below ID-keep goes,
+	// oldest first (normally the one run that just fell out).
+	if r.ID <= s.keep {
+		return r.ID, nil
+	}
+	var old [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= r.ID-s.keep; k, _ = c.Next() {
+		old = append(old, append([]byte(nil), k...))
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
 	}
 	return r.ID, nil
 }

@@ -287,8 +287,9 @@ func testJournalManyEntries(t *testing.T, open opener) {
 	}
 }
 
-// testCompleteJournal: completing a rollout closes its journal and writes
-// the record together; a new journal replaces an older one's entries.
+// testCompleteJournal: completing a rollout closes its journal, writes the
+// record and appends its run to history together; a new journal replaces
+// an older one's entries.
 func testCompleteJournal(t *testing.T, open opener) {
 	s := open(t, 0)
 	for _, env := range []string{"prod", "prod-eu"} {
@@ -306,14 +307,22 @@ func testCompleteJournal(t *testing.T, open opener) {
 	if err != nil || j == nil || j.Revision.Commit != "c2" || len(entries) != 0 {
 		t.Fatalf("after a second BeginJournal: %+v %d entries %v", j, len(entries), err)
 	}
-	if err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: sources.Revision{Commit: "c2"}}); err != nil {
+	if _, err := s.AddRun(Run{Environment: "prod", Revision: sources.Revision{Commit: "c1"}, Result: "success"}); err != nil {
 		t.Fatal(err)
+	}
+	id, err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: sources.Revision{Commit: "c2"}},
+		Run{Environment: "prod", Revision: sources.Revision{Commit: "c2"}, Result: "success", Changes: 1})
+	if err != nil || id != 2 {
+		t.Fatalf("CompleteJournal = %d, %v; want run 2", id, err)
 	}
 	if j, _, _ := s.OpenJournal("prod"); j != nil {
 		t.Fatal("journal still open after CompleteJournal")
 	}
 	if rec, ok, err := s.Env("prod"); err != nil || !ok || rec.Applied.Commit != "c2" {
 		t.Fatalf("record after CompleteJournal = %+v %v %v", rec, ok, err)
+	}
+	if runs, err := s.History("prod", 0); err != nil || len(runs) != 2 || runs[0].ID != 2 || runs[0].Revision.Commit != "c2" || runs[0].Changes != 1 {
+		t.Fatalf("history after CompleteJournal = %+v, %v", runs, err)
 	}
 	// prod-eu's journal (a name prod is a prefix of) is untouched.
 	if envs, err := s.Journals(); err != nil || len(envs) != 1 || envs[0] != "prod-eu" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -250,40 +251,49 @@ func (s *EtcdStore) Envs() ([]EnvRecord, error) {
 // environment's run counter plus one, written with the run in one
 // transaction that also removes the run falling out of the retention.
 func (s *EtcdStore) AddRun(r Run) (uint64, error) {
+	id, err := s.addRun(r, nil)
+	if err != nil {
+		return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
+	}
+	return id, nil
+}
+
+// addRun is AddRun with ops added to its transaction.
+func (s *EtcdStore) addRun(r Run, ops []clientv3.Op) (uint64, error) {
 	for range casRetries {
 		v, rev, err := s.get(s.runSeqKey(r.Environment))
 		if err != nil {
-			return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
+			return 0, err
 		}
 		last := uint64(0)
 		if rev != 0 {
 			if last, err = strconv.ParseUint(string(v), 10, 64); err != nil {
-				return 0, fmt.Errorf("record run of %s: run counter %q: %w", r.Environment, v, err)
+				return 0, fmt.Errorf("run counter %q: %w", v, err)
 			}
 		}
 		r.ID = last + 1
 		data, err := encodeRun(r)
 		if err != nil {
-			return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
+			return 0, err
 		}
-		ops := []clientv3.Op{
+		txn := append(slices.Clip(ops),
 			clientv3.OpPut(s.runSeqKey(r.Environment), strconv.FormatUint(r.ID, 10)),
 			clientv3.OpPut(s.histKey(r.Environment, r.ID), string(data)),
-		}
+		)
 		if r.ID > s.keep {
 			// Everything at or below ID-keep goes: normally the one run
 			// that just fell out.
-			ops = append(ops, clientv3.OpDelete(s.histPrefix(r.Environment), clientv3.WithRange(s.histKey(r.Environment, r.ID-s.keep+1))))
+			txn = append(txn, clientv3.OpDelete(s.histPrefix(r.Environment), clientv3.WithRange(s.histKey(r.Environment, r.ID-s.keep+1))))
 		}
-		ok, err := s.commit([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.runSeqKey(r.Environment)), "=", rev)}, ops)
+		ok, err := s.commit([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.runSeqKey(r.Environment)), "=", rev)}, txn)
 		if err != nil {
-			return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
+			return 0, err
 		}
 		if ok {
 			return r.ID, nil
 		}
 	}
-	return 0, fmt.Errorf("record run of %s: the run counter kept changing", r.Environment)
+	return 0, errors.New("the run counter kept changing")
 }
 
 // encodeRun encodes a run within maxRunBytes, dropping its diffs when

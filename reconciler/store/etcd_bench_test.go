@@ -142,7 +142,7 @@ func reportRequests(b *testing.B, srv *etcdserver.Server, s *EtcdStore) {
 		{"BeginJournal", func() error { return s.BeginJournal(Journal{Environment: "req"}) }},
 		{"RecordSnapshots_10", func() (err error) { seqs, err = s.RecordSnapshots("req", entries); return err }},
 		{"FinishEntries_10", func() error { return s.FinishEntries("req", seqs, nil) }},
-		{"CompleteJournal", func() error { return s.CompleteJournal(EnvRecord{Name: "req"}) }},
+		{"CompleteJournal", func() error { _, err := s.CompleteJournal(EnvRecord{Name: "req"}, benchRun("req")); return err }},
 		{"MarkDelivery", func() error {
 			_, err := s.MarkDelivery("github", []string{"id", "body"}, time.Now(), time.Hour)
 			return err
@@ -155,13 +155,13 @@ func reportRequests(b *testing.B, srv *etcdserver.Server, s *EtcdStore) {
 			b.Fatalf("%s: %v", op.name, err)
 		}
 		n := etcdRequests(b, srv) - n0
-		if op.name != "PutEnv" && op.name != "MarkDelivery" {
+		if op.name != "PutEnv" && op.name != "AddRun" && op.name != "MarkDelivery" {
 			rollout += n
 		}
 		b.ReportMetric(n, "requests_"+op.name)
 	}
 	// A rollout on one host batch: journal, snapshots, finish, complete
-	// (with the record), run.
+	// (with the record and the run).
 	b.ReportMetric(rollout, "requests_rollout_of_one_host_batch")
 }
 

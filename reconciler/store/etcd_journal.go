@@ -275,18 +275,18 @@ func (s *EtcdStore) closeJournal(env string) []clientv3.Op {
 	}
 }
 
-// CompleteJournal closes the environment's journal and writes its record
-// in one transaction.
-func (s *EtcdStore) CompleteJournal(rec EnvRecord) error {
+// CompleteJournal closes the environment's journal, writes its record and
+// appends the rollout's run to history in one transaction.
+func (s *EtcdStore) CompleteJournal(rec EnvRecord, run Run) (uint64, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("encode environment %s: %w", rec.Name, err)
+		return 0, fmt.Errorf("encode environment %s: %w", rec.Name, err)
 	}
-	ops := append(s.closeJournal(rec.Name), clientv3.OpPut(s.envKey(rec.Name), string(data)))
-	if _, err := s.commit(nil, ops); err != nil {
-		return fmt.Errorf("complete journal of %s: %w", rec.Name, err)
+	id, err := s.addRun(run, append(s.closeJournal(rec.Name), clientv3.OpPut(s.envKey(rec.Name), string(data))))
+	if err != nil {
+		return 0, fmt.Errorf("complete journal of %s: %w", rec.Name, err)
 	}
-	return nil
+	return id, nil
 }
 
 // FirstManaged returns what a resource was before driftless first changed it.

@@ -88,14 +88,17 @@ func TestEtcdFence(t *testing.T) {
 	}
 	entry := []JournalEntry{{Host: "h", Resource: config.Resource{Kind: "file", Name: "/a"}}}
 	writes := map[string]func() error{
-		"PutEnv":             func() error { return fenced.PutEnv(EnvRecord{Name: "prod"}) },
-		"AddRun":             func() error { _, err := fenced.AddRun(Run{Environment: "prod"}); return err },
-		"UpdateRun":          func() error { _, err := fenced.UpdateRun(Run{ID: 1, Environment: "prod"}); return err },
-		"BeginJournal":       func() error { return fenced.BeginJournal(Journal{Environment: "prod"}) },
-		"RecordSnapshots":    func() error { _, err := fenced.RecordSnapshots("prod", entry); return err },
-		"FinishEntries":      func() error { return fenced.FinishEntries("prod", nil, []uint64{1}) },
-		"EndJournal":         func() error { return fenced.EndJournal("prod") },
-		"CompleteJournal":    func() error { return fenced.CompleteJournal(EnvRecord{Name: "prod"}) },
+		"PutEnv":          func() error { return fenced.PutEnv(EnvRecord{Name: "prod"}) },
+		"AddRun":          func() error { _, err := fenced.AddRun(Run{Environment: "prod"}); return err },
+		"UpdateRun":       func() error { _, err := fenced.UpdateRun(Run{ID: 1, Environment: "prod"}); return err },
+		"BeginJournal":    func() error { return fenced.BeginJournal(Journal{Environment: "prod"}) },
+		"RecordSnapshots": func() error { _, err := fenced.RecordSnapshots("prod", entry); return err },
+		"FinishEntries":   func() error { return fenced.FinishEntries("prod", nil, []uint64{1}) },
+		"EndJournal":      func() error { return fenced.EndJournal("prod") },
+		"CompleteJournal": func() error {
+			_, err := fenced.CompleteJournal(EnvRecord{Name: "prod"}, Run{Environment: "prod"})
+			return err
+		},
 		"ForgetFirstManaged": func() error { return fenced.ForgetFirstManaged("prod", "h", "file:/a") },
 	}
 	for name, write := range writes {

@@ -213,13 +213,14 @@ func (s *BoltStore) EndJournal(env string) error {
 	return nil
 }
 
-// CompleteJournal closes the environment's journal and writes its record
-// in one transaction.
-func (s *BoltStore) CompleteJournal(rec EnvRecord) error {
+// CompleteJournal closes the environment's journal, writes its record and
+// appends the rollout's run to history in one transaction.
+func (s *BoltStore) CompleteJournal(rec EnvRecord, run Run) (uint64, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("encode environment %s: %w", rec.Name, err)
+		return 0, fmt.Errorf("encode environment %s: %w", rec.Name, err)
 	}
+	var id uint64
 	err = s.group.update(func(tx *bolt.Tx) error {
 		jb := tx.Bucket(bucketJournal)
 		if jb.Bucket([]byte(rec.Name)) != nil {
@@ -227,12 +228,16 @@ func (s *BoltStore) CompleteJournal(rec EnvRecord) error {
 				return err
 			}
 		}
-		return tx.Bucket(bucketEnvs).Put([]byte(rec.Name), data)
+		if err := tx.Bucket(bucketEnvs).Put([]byte(rec.Name), data); err != nil {
+			return err
+		}
+		id, err = s.addRun(tx, run)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("complete journal of %s: %w", rec.Name, err)
+		return 0, fmt.Errorf("complete journal of %s: %w", rec.Name, err)
 	}
-	return nil
+	return id, nil
 }
 
 // FirstManaged returns what a resource was before driftless first changed it.

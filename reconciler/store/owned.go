@@ -81,12 +81,12 @@ func (o *owned) EndJournal(env string) error {
 	return s.EndJournal(env)
 }
 
-func (o *owned) CompleteJournal(rec EnvRecord) error {
+func (o *owned) CompleteJournal(rec EnvRecord, run Run) (uint64, error) {
 	s, err := o.to(rec.Name)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return s.CompleteJournal(rec)
+	return s.CompleteJournal(rec, run)
 }
 
 func (o *owned) ForgetFirstManaged(env, host, id string) error {

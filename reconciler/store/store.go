@@ -245,10 +245,14 @@ type Store interface {
 	Journals() ([]string, error)
 	// EndJournal closes the environment's journal.
 	EndJournal(env string) error
-	// CompleteJournal closes the environment's journal and replaces its
-	// record in one transaction, so that no crash can leave the record
-	// saying one revision while the journal says another.
-	CompleteJournal(rec EnvRecord) error
+	// CompleteJournal ends a rollout that succeeded: it closes the
+	// environment's journal, replaces its record and appends the
+	// rollout's run (of the same environment) to history in one
+	// transaction, and returns the run's id. Either all of it is written
+	// or none: no failure (a crash, a store cut off) can leave the record
+	// saying one revision while the journal says another, or the journal
+	// closed without the run that says what it did.
+	CompleteJournal(rec EnvRecord, run Run) (id uint64, err error)
 
 	// FirstManaged returns what a resource was before driftless first changed it.
 	FirstManaged(env, host, id string) (s targets.State, ok bool, err error)
