@@ -125,10 +125,8 @@ func TestClusterEtcdRestart(t *testing.T) {
 		if err := waitFor(ctx, time.Now().Add(90*time.Second), converged(version)); err != nil {
 			t.Fatalf("round %d: hosts did not all end on %s after etcd restarted: %v", round, version, err)
 		}
-		t.Logf("round %d (etcd stopped by %s): every replica not ready %v after etcd stopped; ready again %v, ownership settled %v, every host on %s %v after etcd restarted",
-			round, how, down.Round(time.Millisecond), ready.Round(time.Millisecond), settled.Round(time.Millisecond), version, time.Since(restarted).Round(time.Millisecond))
+		recovered := 0
 		for _, e := range envs {
-			ev := g.checkRecord(e+"-h", e)
 			// The newest run is the revision's success, recorded once the
 			// pass ends.
 			var runs []store.Run
@@ -147,6 +145,7 @@ func TestClusterEtcdRestart(t *testing.T) {
 					t.Fatalf("round %d: %s: run %d, recorded before etcd stopped, is gone: %v", round, e, id, ids)
 				}
 			}
+			ev := g.checkRecord(e+"-h", e)
 			// Every rollout that wrote the host has its run: its own (a
 			// success, or interrupted then rolled back), or the recovery's
 			// that rolled it back for it.
@@ -169,6 +168,18 @@ func TestClusterEtcdRestart(t *testing.T) {
 			if err != nil || !ok || rec.Applied.Commit != runs[0].Revision.Commit {
 				t.Fatalf("round %d: %s: record %+v (%v, %v) does not say the newest run's revision is applied", round, e, rec.Applied, ok, err)
 			}
+			if slices.ContainsFunc(runs, func(r store.Run) bool { return r.Start.After(wrote) && r.Result == status.ResultRolledBack }) {
+				recovered++
+			}
 		}
+		// The recoveries rolled hosts back and out again: they end on the
+		// revision.
+		if !converged(version)() {
+			t.Fatalf("round %d: hosts not all on %s once every run was recorded", round, version)
+		}
+		t.Logf("round %d (etcd stopped by %s): every replica not ready %v after etcd stopped; ready again %v, ownership settled %v, "+
+			"every environment's newest run a success of %s and its hosts on it %v after etcd restarted (%d of %d rolled back, then out again)",
+			round, how, down.Round(time.Millisecond), ready.Round(time.Millisecond), settled.Round(time.Millisecond),
+			version, time.Since(restarted).Round(time.Millisecond), recovered, len(envs))
 	}
 }
