@@ -259,7 +259,8 @@ func (*CommandDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-// Apply runs the command; a non-zero exit is an error carrying its stderr.
+// Apply runs the command, natively (ApplyNative); a non-zero exit is an
+// error carrying its stderr.
 func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
 	spec, err := specOf(r, validateCommand)
 	if err != nil {
@@ -268,14 +269,11 @@ func (*CommandDriver) Apply(ctx context.Context, t Transport, r config.Resource,
 	if strings.TrimSpace(spec.Run) == "" {
 		return fmt.Errorf("run %s: no command to run", r.ID())
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
-		return err
-	}
-	return runDeclared(ctx, t, r, spec.Dir, spec.Run, "run")
+	return onlyNative(ctx, t, StepApply, r, State{})
 }
 
 // Restore runs Undo when it is set and the snapshot shows the command was
-// needed; otherwise it does nothing.
+// needed, natively (RestoreNative); otherwise it does nothing.
 func (*CommandDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	spec, err := specOf(r, validateCommand)
 	if err != nil {
@@ -284,10 +282,7 @@ func (*CommandDriver) Restore(ctx context.Context, t Transport, r config.Resourc
 	if spec.Undo == "" || snapshot.Present {
 		return nil
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	return runDeclared(ctx, t, r, spec.Dir, spec.Undo, "undo")
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // ApplyNative runs the command on the host: the declared command is a
@@ -316,20 +311,13 @@ func (*CommandDriver) RestoreNative(ctx context.Context, h *Host, r config.Resou
 	return runDeclaredNative(ctx, h, r, spec.Dir, spec.Undo, "undo")
 }
 
-// runDeclaredNative is runDeclared in the host's process: the shell that
-// enters Dir execs sh -c, so one process runs the command.
+// runDeclaredNative runs a declared command (the run or the undo) on the
+// host, with DRIFTLESS_ROOT set and in Dir: the shell that enters Dir
+// execs sh -c, so one process runs the command.
 func runDeclaredNative(ctx context.Context, h *Host, r config.Resource, dir, script, what string) error {
 	prefix, err := commandPrefix(h.Root(), dir)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
 	}
 	return runScript(ctx, NewLocal(h.Root()), what+" "+r.ID(), prefix+"exec sh -c "+shq(script)+" </dev/null")
-}
-
-func runDeclared(ctx context.Context, t Transport, r config.Resource, dir, script, what string) error {
-	prefix, err := commandPrefix(t.Root(), dir)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", what, r.ID(), err)
-	}
-	return runScript(ctx, t, what+" "+r.ID(), prefix+"sh -c "+shq(script)+" </dev/null")
 }

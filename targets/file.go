@@ -320,10 +320,7 @@ func (d *FileDriver) Apply(ctx context.Context, t Transport, r config.Resource, 
 	if !remove {
 		return writeOne(ctx, t, r, w)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	return removeFile(ctx, t, r)
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
 // ApplyNative is Apply on the host: the write in process, or the removal.
@@ -403,10 +400,7 @@ func restoreFile(ctx context.Context, t Transport, r config.Resource, snapshot S
 	if !remove {
 		return writeOne(ctx, t, r, w)
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	return removeFile(ctx, t, r)
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // restoreFileNative is restoreFile on the host.
@@ -453,18 +447,8 @@ func writeOne(ctx context.Context, t Transport, r config.Resource, w FileWrite) 
 	return nil
 }
 
-// removeFile deletes r.Name when it is there; a directory there is an
-// error, not something a file resource removes.
-func removeFile(ctx context.Context, t Transport, r config.Resource) error {
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", r.ID(), err)
-	}
-	return runScript(ctx, t, "remove "+r.ID(), "rm -f -- "+shq(p))
-}
-
-// removeFileNative is removeFile (rm -f) on the host: unlink(2), which
-// removes a file or a link and refuses a directory.
+// removeFileNative removes a file on the host, as rm -f does: unlink(2),
+// which removes a file or a link and refuses a directory.
 func removeFileNative(h *Host, r config.Resource) error {
 	p, err := hostPath(h.Root(), r.Name)
 	if err != nil {

@@ -252,7 +252,7 @@ func mustAtoi(t *testing.T, s string) int {
 // restore puts the edited content back.
 func TestFileLargeSendsHashOnly(t *testing.T) {
 	root := t.TempDir()
-	ct := &countingTransport{Transport: NewLocal(root)}
+	ct := &countingTransport{Local: NewLocal(root)}
 	p := filepath.Join(root, "big")
 	content := strings.Repeat("a line of a large generated file\n", 2000)
 	r := fileRes("/big", FileSpec{Content: content})

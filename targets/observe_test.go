@@ -12,18 +12,21 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-// countingTransport counts the scripts run through it.
+// countingTransport is the local transport counting its native
+// observations and the bytes of their answers.
 type countingTransport struct {
-	Transport
-	runs     int
+	*Local
+	observes int
 	received int
 }
 
-func (c *countingTransport) Run(ctx context.Context, script string, stdin []byte) (Result, error) {
-	c.runs++
-	res, err := c.Transport.Run(ctx, script, stdin)
-	c.received += len(res.Stdout)
-	return res, err
+func (c *countingTransport) ObserveNative(ctx context.Context, qs []Query) ([]Answer, error) {
+	c.observes++
+	as, err := c.Local.ObserveNative(ctx, qs)
+	for _, a := range as {
+		c.received += len(a.Out)
+	}
+	return as, err
 }
 
 func fileRes(name string, spec FileSpec) config.Resource {
@@ -32,7 +35,7 @@ func fileRes(name string, spec FileSpec) config.Resource {
 
 func TestObserveOneRun(t *testing.T) {
 	root := t.TempDir()
-	ct := &countingTransport{Transport: NewLocal(root)}
+	ct := &countingTransport{Local: NewLocal(root)}
 	var rs []config.Resource
 	for i := range 50 {
 		name := fmt.Sprintf("/f%d", i)
@@ -51,8 +54,8 @@ func TestObserveOneRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ct.runs != 1 {
-		t.Fatalf("Observe ran %d scripts for %d resources, want 1", ct.runs, len(rs))
+	if ct.observes != 1 {
+		t.Fatalf("Observe made %d native observations for %d resources, want 1", ct.observes, len(rs))
 	}
 	if len(states) != len(rs) {
 		t.Fatalf("got %d states, want %d", len(states), len(rs))
@@ -115,11 +118,11 @@ func TestObserveErrors(t *testing.T) {
 	}
 }
 
-// TestObserveManyResources observes 1,500 resources, whose script is far
-// longer than one command-line argument may be.
+// TestObserveManyResources observes 1,500 resources in one native
+// observation.
 func TestObserveManyResources(t *testing.T) {
 	root := t.TempDir()
-	ct := &countingTransport{Transport: NewLocal(root)}
+	ct := &countingTransport{Local: NewLocal(root)}
 	writeTestFile(t, root, "/present", "here", 0o644)
 	var rs []config.Resource
 	for i := range 1500 {
@@ -130,8 +133,8 @@ func TestObserveManyResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ct.runs != 1 || len(states) != len(rs) || string(states["file:/present"].Content) != "here" {
-		t.Fatalf("%d runs, %d states, last %+v", ct.runs, len(states), states["file:/present"])
+	if ct.observes != 1 || len(states) != len(rs) || string(states["file:/present"].Content) != "here" {
+		t.Fatalf("%d observations, %d states, last %+v", ct.observes, len(states), states["file:/present"])
 	}
 }
 

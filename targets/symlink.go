@@ -139,22 +139,13 @@ func (*SymlinkDriver) Diff(r config.Resource, observed State) Change {
 }
 
 // Apply points the link at the target, or removes the link when it is
-// declared absent. It refuses to replace something that is not a link.
+// declared absent, natively (ApplyNative). It refuses to replace
+// something that is not a link.
 func (*SymlinkDriver) Apply(ctx context.Context, t Transport, r config.Resource, observed State) error {
-	spec, err := specOf(r, validateSymlink)
-	if err != nil {
+	if _, err := specOf(r, validateSymlink); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, observed); ok {
-		return err
-	}
-	if spec.State == config.Absent {
-		return removeLink(ctx, t, r)
-	}
-	if observed.Present && observed.Fields["type"] != "symlink" {
-		return refuseNonLink(r)
-	}
-	return switchLink(ctx, t, r, spec.Target)
+	return onlyNative(ctx, t, StepApply, r, observed)
 }
 
 func refuseNonLink(r config.Resource) error {
@@ -162,44 +153,9 @@ func refuseNonLink(r config.Resource) error {
 }
 
 // Restore points the link back at the snapshot's target, or removes it
-// when there was no link before.
+// when there was no link before, natively (RestoreNative).
 func (*SymlinkDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	switch {
-	case !snapshot.Present:
-		return removeLink(ctx, t, r)
-	case snapshot.Fields["type"] != "symlink":
-		return nil // Apply refuses to replace a non-link, so nothing changed.
-	}
-	return switchLink(ctx, t, r, snapshot.Fields["target"])
-}
-
-// switchLink makes a link to target under a temporary name beside the
-// path, then renames it over the path (mv -T, one rename(2)).
-func switchLink(ctx context.Context, t Transport, r config.Resource, target string) error {
-	if target == "" {
-		return fmt.Errorf("apply %s: no target", r.ID())
-	}
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("apply %s: %w", r.ID(), err)
-	}
-	tmp := shq(filepath.Join(filepath.Dir(p), "."+tempBase(filepath.Base(p))+".driftless-"+randomHex(6)))
-	script := "ln -s -- " + shq(target) + " " + tmp + " && mv -T -- " + tmp + " " + shq(p) +
-		" || { s=$?; rm -f -- " + tmp + "; exit $s; }"
-	return runScript(ctx, t, "apply "+r.ID(), script)
-}
-
-// removeLink removes the path when it is a link and leaves anything else.
-func removeLink(ctx context.Context, t Transport, r config.Resource) error {
-	p, err := hostPath(t.Root(), r.Name)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", r.ID(), err)
-	}
-	q := shq(p)
-	return runScript(ctx, t, "remove "+r.ID(), "if [ -L "+q+" ]; then rm -f -- "+q+"; fi")
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // ApplyNative is Apply on the host, with os calls.
@@ -228,8 +184,9 @@ func (*SymlinkDriver) RestoreNative(_ context.Context, h *Host, r config.Resourc
 	return switchLinkNative(h, r, snapshot.Fields["target"])
 }
 
-// switchLinkNative is switchLink: a link under a temporary name beside
-// the path, renamed over it (one rename(2), which refuses a directory).
+// switchLinkNative makes a link to target under a temporary name beside
+// the path, then renames it over the path (one rename(2), which refuses a
+// directory).
 func switchLinkNative(h *Host, r config.Resource, target string) error {
 	if target == "" {
 		return fmt.Errorf("apply %s: no target", r.ID())

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -196,72 +195,22 @@ func (d *SysctlDriver) Diff(r config.Resource, observed State) Change {
 	return c
 }
 
-// write sets the parameter to v on t, then persists persist in the
-// sysctl.d file (removing the file when persist is "").
-func (d *SysctlDriver) write(ctx context.Context, t Transport, r config.Resource, v, persist, what string) error {
-	p, err := sysctlPath(r.Name)
-	if err != nil {
-		return err
-	}
-	if strings.ContainsAny(v, "\n\x00") {
-		return fmt.Errorf("%s %s: the value must be one line", what, r.ID())
-	}
-	hp, err := hostPath(t.Root(), p)
-	if err != nil {
-		return err
-	}
-	q := shq(hp)
-	script := "if [ ! -f " + q + " ]; then echo 'no such kernel parameter on this host' >&2; exit 1; fi\n"
-	if t.Root() == "" {
-		script += "if command -v sysctl >/dev/null 2>&1; then sysctl -q -w " + shq(strings.TrimPrefix(p, "/proc/sys/")+"="+v) +
-			"; else printf '%s\\n' " + shq(v) + " > " + q + "; fi\n"
-	} else {
-		script += "printf '%s\\n' " + shq(v) + " > " + q + "\n"
-	}
-	conf, err := hostPath(t.Root(), sysctlConf(r.Name))
-	if err != nil {
-		return err
-	}
-	if persist == "" {
-		script += "rm -f -- " + shq(conf) + "\n"
-	} else {
-		script += "mkdir -p -- " + shq(path.Dir(conf)) + "\n"
-	}
-	if err := runScript(ctx, t, what+" "+r.ID(), script); err != nil {
-		return err
-	}
-	if persist == "" {
-		return nil
-	}
-	line := "# Written by driftless: the declared value survives a reboot.\n" + r.Name + " = " + persist + "\n"
-	if err := t.WriteFile(ctx, sysctlConf(r.Name), []byte(line), 0o644); err != nil {
-		return fmt.Errorf("%s %s: persist: %w", what, r.ID(), err)
-	}
-	return nil
-}
-
-// Apply writes the declared value.
+// Apply writes the declared value, natively (ApplyNative).
 func (d *SysctlDriver) Apply(ctx context.Context, t Transport, r config.Resource, _ State) error {
-	s, err := specOf(r, validateSysctl)
-	if err != nil {
+	if _, err := specOf(r, validateSysctl); err != nil {
 		return fmt.Errorf("apply %s: %w", r.ID(), err)
 	}
-	if ok, err := nativeStep(ctx, t, StepApply, r, State{}); ok {
-		return err
-	}
-	return d.write(ctx, t, r, normSysctl(s.Value), normSysctl(s.Value), "apply")
+	return onlyNative(ctx, t, StepApply, r, State{})
 }
 
-// Restore writes back the value the snapshot saw. A parameter that did not
-// exist then has nothing to put back.
+// Restore writes back the value the snapshot saw, natively
+// (RestoreNative). A parameter that did not exist then has nothing to put
+// back.
 func (d *SysctlDriver) Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error {
 	if !snapshot.Present {
 		return nil
 	}
-	if ok, err := nativeStep(ctx, t, StepRestore, r, snapshot); ok {
-		return err
-	}
-	return d.write(ctx, t, r, snapshot.Fields["value"], snapshot.Fields["persisted"], "restore")
+	return onlyNative(ctx, t, StepRestore, r, snapshot)
 }
 
 // ApplyNative is Apply on the host: the value written into /proc/sys and
@@ -282,9 +231,9 @@ func (*SysctlDriver) RestoreNative(ctx context.Context, h *Host, r config.Resour
 	return writeSysctlNative(ctx, h, r, snapshot.Fields["value"], snapshot.Fields["persisted"], "restore")
 }
 
-// writeSysctlNative is write on the host: the value written into the
-// parameter's /proc/sys file (what sysctl -w does), then the sysctl.d
-// file written, or removed when persist is "".
+// writeSysctlNative sets the parameter to v on the host, written into
+// its /proc/sys file (what sysctl -w does), then persists persist in the
+// sysctl.d file (removing the file when persist is "").
 func writeSysctlNative(ctx context.Context, h *Host, r config.Resource, v, persist, what string) error {
 	p, err := sysctlPath(r.Name)
 	if err != nil {
