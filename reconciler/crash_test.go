@@ -29,8 +29,9 @@ import (
 // a revision out over many files on two local hosts and is killed at a
 // random moment; then recovery runs here, and every host must be on one
 // revision as a whole, with no torn file and no temporary file left. Its
-// native variant applies through the agent's code (agent.Local: each host's
-// files, folders and links in one native call) and also checks that every
+// native variant adds folders and links and applies through nativeDialer
+// (targets.Local, the kinds' native code in process: each host's files,
+// folders and links in one native call) and also checks that every
 // folder's mode and every link's target belong to the same revision.
 
 const (
@@ -249,7 +250,8 @@ func TestSIGKILLRecovery(t *testing.T) {
 }
 
 // TestSIGKILLRecoveryNative is the SIGKILL test with the applies going
-// through the agent's code in process (agent.Local), as native steps.
+// through the kinds' native code in process (targets.Local, counted), as
+// native steps, and folders and links among the resources.
 func TestSIGKILLRecoveryNative(t *testing.T) {
 	if testing.Short() {
 		need.Optional(t, "spawns 30 child processes")

@@ -15,24 +15,15 @@ import (
 	"github.com/driftless/driftless/test/need"
 )
 
-// nativeLocal is the local transport applying natively with the host end
-// in process: what agent.Local does (package agent imports this one).
-type nativeLocal struct{ *Local }
-
-func (n nativeLocal) ApplyNative(ctx context.Context, steps []Step) (int, error) {
-	h := NewHost(n.root)
-	defer h.Close()
-	return h.Apply(ctx, steps)
-}
-
-// TestNativeApplyMatchesShell applies the same resources in two sandbox
-// roots laid out alike, one with the shell scripts and one natively, then
-// restores every first snapshot, newest first. After the applies and after
-// the restores both trees are the same (type, mode with its setuid, setgid
-// and sticky bits, owner, content, link target), and the same resources
-// fail: folders, links, files, env files, kernel parameters, unit files
-// and commands, with the cases each kind refuses.
-func TestNativeApplyMatchesShell(t *testing.T) {
+// TestNativeApplyAndRestore applies resources natively in a sandbox
+// root, then restores every first snapshot, newest first: folders, links,
+// files, env files, kernel parameters, unit files and commands, with the
+// cases each kind refuses. The failed applies and restores are the
+// expected ones, and so are the trees after the applies and after the
+// restores (type, mode with its setuid, setgid and sticky bits, owner,
+// content, link target): the restores put back the tree laid out first,
+// but for the folders made as parents, which a restore keeps.
+func TestNativeApplyAndRestore(t *testing.T) {
 	need.Root(t, "files and folders are given to nobody")
 	setup := func(root string) {
 		for _, d := range []string{"srv/empty", "srv/full", "srv/dirfile", "srv/d0", "proc/sys/net/ipv4"} {
@@ -71,62 +62,81 @@ func TestNativeApplyMatchesShell(t *testing.T) {
 			Dir: "/srv/d", Creates: "/srv/d/made", Undo: "rm made"}},
 		{Kind: "command", Name: "fails", Spec: &CommandSpec{Run: "echo nope >&2; exit 3"}},
 	}
-	type outcome struct {
-		applied, restored []string // the trees
-		applyErrs         []bool
-		restoreErrs       []bool
-	}
-	run := func(native bool) outcome {
-		root := t.TempDir()
-		setup(root)
-		var tr Transport = NewLocal(root)
-		if native {
-			tr = nativeLocal{NewLocal(root)}
+	root := t.TempDir()
+	setup(root)
+	initial := tree(t, root)
+	tr := NewLocal(root)
+	ctx := context.Background()
+	ds := Drivers()
+	var applyErrs, restoreErrs []bool
+	before := make([]State, len(rs))
+	for i, r := range rs {
+		states, err := Observe(ctx, tr, ds, []config.Resource{r})
+		if err != nil {
+			t.Fatalf("observe %s: %v", r.ID(), err)
 		}
-		ctx := context.Background()
-		ds := Drivers()
-		var out outcome
-		before := make([]State, len(rs))
-		for i, r := range rs {
-			states, err := Observe(ctx, tr, ds, []config.Resource{r})
-			if err != nil {
-				t.Fatalf("observe %s: %v", r.ID(), err)
-			}
-			before[i] = states[r.ID()]
-			c := ds[r.Kind].Diff(r, before[i])
-			err = nil
-			if c.Action != NoChange {
-				err = ds[r.Kind].Apply(ctx, tr, r, before[i])
-			}
-			t.Logf("native %v: apply %s: %v", native, r.ID(), err)
-			out.applyErrs = append(out.applyErrs, err != nil)
+		before[i] = states[r.ID()]
+		c := ds[r.Kind].Diff(r, before[i])
+		err = nil
+		if c.Action != NoChange {
+			err = ds[r.Kind].Apply(ctx, tr, r, before[i])
 		}
-		out.applied = tree(t, root)
-		for i := len(rs) - 1; i >= 0; i-- {
-			err := ds[rs[i].Kind].Restore(ctx, tr, rs[i], before[i])
-			t.Logf("native %v: restore %s: %v", native, rs[i].ID(), err)
-			out.restoreErrs = append(out.restoreErrs, err != nil)
-		}
-		out.restored = tree(t, root)
-		return out
+		t.Logf("apply %s: %v", r.ID(), err)
+		applyErrs = append(applyErrs, err != nil)
 	}
-	shell, native := run(false), run(true)
-	if !slices.Equal(shell.applyErrs, native.applyErrs) || !slices.Equal(shell.restoreErrs, native.restoreErrs) {
-		t.Errorf("failed applies: shell %v, native %v; failed restores: shell %v, native %v",
-			shell.applyErrs, native.applyErrs, shell.restoreErrs, native.restoreErrs)
+	applied := tree(t, root)
+	for i := len(rs) - 1; i >= 0; i-- {
+		err := ds[rs[i].Kind].Restore(ctx, tr, rs[i], before[i])
+		t.Logf("restore %s: %v", rs[i].ID(), err)
+		restoreErrs = append(restoreErrs, err != nil)
 	}
-	if want := []bool{false, false, false, false, true, true, false, false, false, true, false, false, true, true, false, false, false, true, false, false, true}; !slices.Equal(native.applyErrs, want) {
-		t.Errorf("failed applies %v, want %v", native.applyErrs, want)
+	restored := tree(t, root)
+	if want := []bool{false, false, false, false, true, true, false, false, false, true, false, false, true, true, false, false, false, true, false, false, true}; !slices.Equal(applyErrs, want) {
+		t.Errorf("failed applies %v, want %v", applyErrs, want)
 	}
-	for _, c := range []struct {
-		what       string
-		shell, nat []string
-	}{{"after the applies", shell.applied, native.applied}, {"after the restores", shell.restored, native.restored}} {
-		if !slices.Equal(c.shell, c.nat) {
-			t.Errorf("%s the trees differ:\nshell:\n%s\nnative:\n%s", c.what, strings.Join(c.shell, "\n"), strings.Join(c.nat, "\n"))
-		}
+	if want := []bool{false, false, false, false, false, false, false, false, true, false, false, false, false, false, false, false, false, false, false, false, true}; !slices.Equal(restoreErrs, want) {
+		t.Errorf("failed restores (newest first) %v, want %v", restoreErrs, want)
 	}
-	t.Logf("after the applies:\n%s", strings.Join(native.applied, "\n"))
+	wantApplied := []string{
+		". 40755 0:0 d---------",
+		"etc 40755 0:0 d---------",
+		"etc/sysctl.d 40755 0:0 d---------",
+		`etc/sysctl.d/99-driftless-net.ipv4.ip_forward.conf 100644 0:0 ---------- "# Written by driftless: the declared value survives a reboot.\nnet.ipv4.ip_forward = 1\n"`,
+		"etc/systemd 40755 0:0 d---------",
+		"etc/systemd/system 40755 0:0 d---------",
+		`etc/systemd/system/dl-app.service 100644 0:0 ---------- "[Service]\nExecStart=/bin/true\n"`,
+		"proc 40755 0:0 d---------",
+		"proc/sys 40755 0:0 d---------",
+		"proc/sys/net 40755 0:0 d---------",
+		"proc/sys/net/ipv4 40755 0:0 d---------",
+		`proc/sys/net/ipv4/ip_forward 100644 0:0 ---------- "1\n"`,
+		"srv 40755 0:0 d---------",
+		`srv/app.env 100644 0:0 ---------- "# keep\nA=1\nB=2\nC=\"three words\"\n"`,
+		"srv/d 40750 65534:0 d---------",
+		"srv/d/a 40755 0:0 d---------",
+		"srv/d/a/b 42775 0:0 d---------",
+		`srv/d/f 100640 0:65534 ---------- "port = 1\n"`,
+		fmt.Sprintf(`srv/d/made 100644 0:0 ---------- "%d\n"`, len(root)+1),
+		`srv/d/new.env 100600 0:0 ---------- "X=y\n"`,
+		"srv/d0 41777 0:65534 d---------",
+		"srv/dirfile 40755 0:0 d---------",
+		"srv/full 40755 0:0 d---------",
+		`srv/full/x 100644 0:0 ---------- "x"`,
+		`srv/inway 100644 0:0 ---------- "in the way"`,
+		"srv/l 120777 0:0 L--------- -> /srv/d",
+		"srv/newlink 120777 0:0 L--------- -> relative/x",
+		`srv/notlink 100644 0:0 ---------- "file"`,
+	}
+	if !slices.Equal(applied, wantApplied) {
+		t.Errorf("after the applies the tree is:\n%s\nwant:\n%s", strings.Join(applied, "\n"), strings.Join(wantApplied, "\n"))
+	}
+	wantRestored := append(slices.Clone(initial), "etc 40755 0:0 d---------", "etc/sysctl.d 40755 0:0 d---------",
+		"etc/systemd 40755 0:0 d---------", "etc/systemd/system 40755 0:0 d---------",
+		"srv/d 40750 65534:0 d---------", "srv/d/a 40755 0:0 d---------")
+	slices.Sort(wantRestored)
+	if got := slices.Sorted(slices.Values(restored)); !slices.Equal(got, wantRestored) {
+		t.Errorf("after the restores the tree is:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantRestored, "\n"))
+	}
 }
 
 // tree lists everything under root: path, type, mode, owner, and a file's
