@@ -30,7 +30,6 @@ type CommandDriver struct{}
 
 var (
 	_ Driver       = (*CommandDriver)(nil)
-	_ Guarded      = (*CommandDriver)(nil)
 	_ DeclaredDiff = (*CommandDriver)(nil)
 	_ NativeKind   = (*CommandDriver)(nil)
 )
@@ -79,47 +78,6 @@ func validateCommand(name string, s *CommandSpec) []config.Problem {
 	return p
 }
 
-// Probe evaluates the guards and prints "creates=yes|no" and
-// "unless=<exit status>" lines for those that are declared.
-func (*CommandDriver) Probe(r config.Resource, root string) string {
-	return commandProbe(r, root, true)
-}
-
-// PreviewProbe implements Guarded: it checks Creates (a read-only test of
-// a path) and never runs Unless, which is reported as unevaluated.
-func (*CommandDriver) PreviewProbe(r config.Resource, root string) string {
-	return commandProbe(r, root, false)
-}
-
-// commandProbe is the probe of a command's guards; Unless runs only when
-// runUnless is true.
-func commandProbe(r config.Resource, root string, runUnless bool) string {
-	spec, err := specOf(r, validateCommand)
-	if err != nil {
-		return probeError(err)
-	}
-	var b strings.Builder
-	if spec.Creates != "" {
-		p, err := hostPath(root, spec.Creates)
-		if err != nil {
-			return probeError(fmt.Errorf("creates: %w", err))
-		}
-		q := shq(p)
-		b.WriteString("if [ -e " + q + " ] || [ -L " + q + " ]; then echo creates=yes; else echo creates=no; fi\n")
-	}
-	if spec.Unless != "" && !runUnless {
-		b.WriteString("echo unless=" + unevaluated + "\n")
-	} else if spec.Unless != "" {
-		prefix, err := commandPrefix(root, spec.Dir)
-		if err != nil {
-			return probeError(err)
-		}
-		b.WriteString("( " + prefix + "sh -c " + shq(spec.Unless) + " ) >/dev/null 2>&1; echo unless=$?\n")
-	}
-	b.WriteString(":")
-	return b.String()
-}
-
 // commandPrefix is the part of a script that sets DRIFTLESS_ROOT and
 // enters Dir before a declared command runs.
 func commandPrefix(root, dir string) (string, error) {
@@ -134,8 +92,9 @@ func commandPrefix(root, dir string) (string, error) {
 	return s + "cd -- " + shq(p) + " && ", nil
 }
 
-// Parse reads the output of Probe. The state is Present when a guard says
-// the command's effect is already there.
+// Parse reads the guards' observation (observeNative): "creates=yes|no"
+// and "unless=<exit status>" lines for those that are declared. The state
+// is Present when a guard says the command's effect is already there.
 func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	st := State{Fields: map[string]string{}}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -144,7 +103,7 @@ func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || (k != "creates" && k != "unless") {
-			return State{}, fmt.Errorf("unexpected command probe output %q", line)
+			return State{}, fmt.Errorf("unexpected command observation %q", line)
 		}
 		st.Fields[k] = v
 	}
@@ -155,7 +114,8 @@ func (*CommandDriver) Parse(_ config.Resource, out []byte) (State, error) {
 var _ previewQueried = (*CommandDriver)(nil)
 
 // query describes a command's guards for native observation: the path
-// Creates names, and the Unless guard as the probe runs it.
+// Creates names, and the Unless guard as a shell runs it (its folder and
+// DRIFTLESS_ROOT set).
 func (*CommandDriver) query(r config.Resource, root string) (Query, error) {
 	return commandQuery(r, root, true)
 }
@@ -170,11 +130,11 @@ func commandQuery(r config.Resource, root string, runUnless bool) (Query, error)
 	q := Query{Kind: r.Kind}
 	spec, err := specOf(r, validateCommand)
 	if err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	if spec.Creates != "" {
 		if q.Path, err = hostPath(root, spec.Creates); err != nil {
-			return q, errShellProbe
+			return q, fmt.Errorf("creates: %w", err)
 		}
 	}
 	switch {
@@ -183,17 +143,16 @@ func commandQuery(r config.Resource, root string, runUnless bool) (Query, error)
 	case spec.Unless != "":
 		prefix, err := commandPrefix(root, spec.Dir)
 		if err != nil {
-			return q, errShellProbe
+			return q, err
 		}
 		q.Guard = prefix + "sh -c " + shq(spec.Unless)
 	}
 	return q, nil
 }
 
-// observeNative prints what the command's probe prints: "creates=yes|no"
-// when Creates is declared, and the Unless guard's exit status (or
-// "unevaluated") when it is. The guard runs in a shell of its own with
-// no input and its output discarded, as in the probe.
+// observeNative prints "creates=yes|no" when Creates is declared, and the
+// Unless guard's exit status (or "unevaluated") when it is. The guard runs
+// in a shell of its own with no input and its output discarded.
 func (*CommandDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	var b bytes.Buffer
 	if q.Path != "" {

@@ -52,19 +52,8 @@ func validateDirectory(name string, s *DirectorySpec) []config.Problem {
 	return p
 }
 
-// Probe prints the directory's stat line, or nothing when nothing is there.
-func (*DirectoryDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateDirectory); err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	return statProbe(shq(p))
-}
-
-// Parse reads the output of Probe.
+// Parse reads the directory's observation (observeNative): its stat
+// line, or nothing when nothing is there.
 func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	line := strings.TrimSpace(string(out))
 	if line == "" {
@@ -81,13 +70,13 @@ func (*DirectoryDriver) Parse(_ config.Resource, out []byte) (State, error) {
 func (*DirectoryDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateDirectory); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	return pathQuery(q, r, root)
 }
 
-// observeNative prints the probe's stat line, nothing when nothing is
-// there.
+// observeNative prints the stat line of whatever is at the path,
+// nothing when nothing is there.
 func (*DirectoryDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	return o.stat(q.Path)
 }

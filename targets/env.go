@@ -93,19 +93,7 @@ func validateEnv(name string, s *EnvSpec) []config.Problem {
 	return p
 }
 
-// Probe prints the file's stat line and its content in base64.
-func (*EnvDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateEnv); err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	return fileProbe(shq(p))
-}
-
-// Parse reads the output of Probe.
+// Parse reads the env file's observation, a file's.
 func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	return parseFileProbe(out)
 }
@@ -113,7 +101,7 @@ func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
 // query describes an env file for native observation: its path.
 func (*EnvDriver) query(r config.Resource, root string) (Query, error) {
 	if _, err := specOf(r, validateEnv); err != nil {
-		return Query{Kind: r.Kind}, errShellProbe
+		return Query{Kind: r.Kind}, err
 	}
 	return pathQuery(Query{Kind: r.Kind}, r, root)
 }

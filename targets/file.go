@@ -110,46 +110,17 @@ func validateFile(name string, s *FileSpec) []config.Problem {
 	return p
 }
 
-// Probe prints the file's stat line, then, for a regular file, its content
-// in base64 on the next line. It prints nothing when nothing is there.
-//
-// When the declared content is large, the probe first compares the file's
-// SHA-256 with the declared one and prints "=same" instead of the content
-// when they match: a converged host then sends a few bytes per pass, not
-// its files. Small files skip the hash, which would cost one more process.
-func (*FileDriver) Probe(r config.Resource, root string) string {
-	spec, err := specOf(r, validateFile)
-	if err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	if spec.State == config.Absent || len(spec.Content) < hashThreshold {
-		return fileProbe(shq(p))
-	}
-	sum := sha256.Sum256([]byte(spec.Content))
-	q := shq(p)
-	return statProbe(q) + "\nif [ -f " + q + " ] && [ ! -L " + q + " ]; then " +
-		"if [ \"$(sha256sum < " + q + ")\" = '" + hex.EncodeToString(sum[:]) + "  -' ]; then printf '" + sameMark + "'; " +
-		"else base64 -w0 -- " + q + "; fi; fi"
-}
-
-// hashThreshold is the declared size from which the file probe compares
-// hashes before sending content.
+// hashThreshold is the declared size from which a file's observation
+// compares hashes before sending content: a converged host then sends a
+// few bytes per pass, not its files.
 const hashThreshold = 16 << 10
 
-// sameMark stands for the content in a probe's output when the file holds
-// exactly the declared bytes. Base64 never starts with "=".
+// sameMark stands for the content in a file's observation when the file
+// holds exactly the declared bytes. Base64 never starts with "=".
 const sameMark = "=same"
 
-// fileProbe is the probe shared by the kinds kept in a regular file.
-func fileProbe(p string) string {
-	return statProbe(p) + "\nif [ -f " + p + " ] && [ ! -L " + p + " ]; then base64 -w0 -- " + p + "; fi"
-}
-
-// Parse reads the output of Probe.
+// Parse reads the file's observation (observeNative): its stat line,
+// then, for a regular file, its content in base64 or sameMark.
 func (*FileDriver) Parse(r config.Resource, out []byte) (State, error) {
 	st, err := parseFileProbe(out)
 	if err != nil || !st.Present || st.Content == nil {
@@ -172,7 +143,7 @@ func (*FileDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: "file"}
 	spec, err := specOf(r, validateFile)
 	if err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	if spec.State != config.Absent && len(spec.Content) >= hashThreshold {
 		sum := sha256.Sum256([]byte(spec.Content))

@@ -119,7 +119,7 @@ func nativeQuery(r config.Resource, root string, preview bool) (Query, error) {
 func pathQuery(q Query, r config.Resource, root string) (Query, error) {
 	p, err := hostPath(root, r.Name)
 	if err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	q.Path = p
 	return q, nil

@@ -54,22 +54,9 @@ func validateSymlink(name string, s *SymlinkSpec) []config.Problem {
 	return p
 }
 
-// Probe prints "symlink" and the link's target, "other" when something
-// that is not a link is there, and nothing when the path is free.
-func (*SymlinkDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateSymlink); err != nil {
-		return probeError(err)
-	}
-	p, err := hostPath(root, r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	q := shq(p)
-	return "if [ -L " + q + " ]; then echo symlink; readlink -- " + q +
-		"; elif [ -e " + q + " ]; then echo other; fi"
-}
-
-// Parse reads the output of Probe.
+// Parse reads the link's observation (observeNative): "symlink" and the
+// link's target, "other" when something that is not a link is there, and
+// nothing when the path is free.
 func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
 	kind, rest, _ := bytes.Cut(out, []byte("\n"))
 	switch string(kind) {
@@ -81,14 +68,14 @@ func (*SymlinkDriver) Parse(_ config.Resource, out []byte) (State, error) {
 		target := string(bytes.TrimSuffix(rest, []byte("\n")))
 		return State{Present: true, Fields: map[string]string{"type": "symlink", "target": target}}, nil
 	}
-	return State{}, fmt.Errorf("unexpected symlink probe output %q", out)
+	return State{}, fmt.Errorf("unexpected symlink observation %q", out)
 }
 
 // query describes a link for native observation: its path.
 func (*SymlinkDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateSymlink); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	return pathQuery(q, r, root)
 }

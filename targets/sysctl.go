@@ -81,30 +81,9 @@ func sysctlConf(name string) string {
 // normSysctl writes a value in one form: its fields separated by one space.
 func normSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }
 
-// Probe prints "value=" and the live value, or nothing when the kernel has
-// no such parameter.
-func (*SysctlDriver) Probe(r config.Resource, root string) string {
-	if _, err := specOf(r, validateSysctl); err != nil {
-		return probeError(err)
-	}
-	p, err := sysctlPath(r.Name)
-	if err != nil {
-		return probeError(err)
-	}
-	if p, err = hostPath(root, p); err != nil {
-		return probeError(err)
-	}
-	conf, err := hostPath(root, sysctlConf(r.Name))
-	if err != nil {
-		return probeError(err)
-	}
-	q, c := shq(p), shq(conf)
-	return "if [ -f " + q + " ]; then printf 'value=%s\\n' \"$(cat -- " + q + ")\"; fi\n" +
-		"if [ -f " + c + " ]; then printf 'persisted=%s\\n' \"$(sed -n 's/^[^=#;]*=[[:space:]]*//p' -- " + c + " | head -n 1)\"; fi"
-}
-
-// Parse reads the probe's output. Fields: value (normalised), persisted
-// (the value in the sysctl.d file, "" without one).
+// Parse reads the parameter's observation (observeNative). Fields: value
+// (normalised), persisted (the value in the sysctl.d file, "" without
+// one).
 func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 	st := State{Fields: map[string]string{"persisted": ""}}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -116,7 +95,7 @@ func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 			st.Fields["persisted"] = normSysctl(v)
 		case "":
 		default:
-			return State{}, fmt.Errorf("parse sysctl probe of %s: unexpected output %q", r.Name, trimOutput(out))
+			return State{}, fmt.Errorf("parse the observation of sysctl %s: unexpected output %q", r.Name, trimOutput(out))
 		}
 	}
 	return st, nil
@@ -127,24 +106,24 @@ func (*SysctlDriver) Parse(r config.Resource, out []byte) (State, error) {
 func (*SysctlDriver) query(r config.Resource, root string) (Query, error) {
 	q := Query{Kind: r.Kind}
 	if _, err := specOf(r, validateSysctl); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	p, err := sysctlPath(r.Name)
 	if err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	if q.Path, err = hostPath(root, p); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	if q.Conf, err = hostPath(root, sysctlConf(r.Name)); err != nil {
-		return q, errShellProbe
+		return q, err
 	}
 	q.Name = r.Name
 	return q, nil
 }
 
-// persistedLine is the sed expression of the sysctl probe: what follows
-// the first "key =" of a sysctl.d file.
+// persistedLine is what precedes the persisted value in a sysctl.d
+// file: the first "key =".
 var persistedLine = regexp.MustCompile(`^[^=#;]*=[[:space:]]*`)
 
 // observeNative prints "value=" and the live value when the kernel has
