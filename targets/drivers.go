@@ -79,19 +79,10 @@ func normMode(s string) string {
 	return fmt.Sprintf("%04o", v)
 }
 
-// statFormat is the stat(1) format all path probes use: mode in octal,
-// numeric and named owner and group, and the file type last because it
-// contains spaces.
-const statFormat = "%a %u %g %U %G %F"
-
-// statProbe prints the stat line of p when anything exists there, nothing
-// otherwise. p is already quoted.
-func statProbe(p string) string {
-	return "if [ -L " + p + " ] || [ -e " + p + " ]; then stat -c '" + statFormat + "' -- " + p + "; fi"
-}
-
-// parseStat reads a stat line of statFormat into state fields: mode, uid,
-// gid, owner, group, type (file, directory, symlink or what stat said).
+// parseStat reads a stat line into state fields: mode, uid, gid, owner,
+// group, type (file, directory, symlink or what stat said). The line is
+// stat(1)'s "%a %u %g %U %G %F": mode in octal, numeric and named owner
+// and group, and the file type last because it contains spaces.
 func parseStat(line string) (map[string]string, error) {
 	parts := strings.SplitN(strings.TrimSpace(line), " ", 6)
 	if len(parts) != 6 {

@@ -190,7 +190,7 @@ func (o *observation) close() {
 	}
 }
 
-// stat prints the stat(1) line of statFormat ("%a %u %g %U %G %F") for
+// stat prints the stat line parseStat reads ("%a %u %g %U %G %F") for
 // whatever is at p, without following a last symlink, and nothing when
 // nothing is there.
 func (o *observation) stat(p string) ([]byte, error) {

@@ -39,8 +39,9 @@ func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 
 // ObservePreview is Observe for a revision that is not trusted (a pull
 // request, `driftless plan`): nothing the revision declares runs on the
-// host. A Guarded driver's PreviewProbe replaces its Probe, so a guard
-// that would run a command is reported as not evaluated instead.
+// host. A kind whose query would run declared code (a command's unless
+// guard) is asked without it, and the answer says what was left
+// unevaluated.
 func ObservePreview(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) (map[string]State, error) {
 	return observe(ctx, t, drivers, rs, true)
 }
@@ -91,7 +92,7 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 	}
 	rs = probed
 	nonce := "DRIFTLESS-" + randomHex(16)
-	script := probeScript(nonce, probes, rs, t.Root(), preview)
+	script := probeScript(nonce, probes, rs, t.Root())
 	res, err := t.Run(ctx, script, nil)
 	if err != nil {
 		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
@@ -149,17 +150,13 @@ func notObserved(t Transport, r config.Resource) error {
 //	NONCE B i
 //	<probe output>
 //	NONCE E i <exit status> <base64 of stderr>
-func probeScript(nonce string, ds []shellProbed, rs []config.Resource, root string, preview bool) string {
+func probeScript(nonce string, ds []shellProbed, rs []config.Resource, root string) string {
 	var b strings.Builder
 	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
 	for i, r := range rs {
 		idx := strconv.Itoa(i)
 		b.WriteString("echo '" + nonce + " B " + idx + "'\n{ :\n")
-		if g, ok := ds[i].(Guarded); ok && preview {
-			b.WriteString(g.PreviewProbe(r, root))
-		} else {
-			b.WriteString(ds[i].Probe(r, root))
-		}
+		b.WriteString(ds[i].Probe(r, root))
 		b.WriteString("\n} </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
 		b.WriteString("printf '\\n%s %s ' '" + nonce + " E " + idx + "' \"$__dl_s\"\n")
 		b.WriteString("if [ -s \"$__dl_err\" ]; then base64 -w0 \"$__dl_err\"; fi\necho\n")

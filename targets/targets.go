@@ -122,17 +122,6 @@ type shellProbed interface {
 	Probe(r config.Resource, root string) string
 }
 
-// Guarded is a driver whose probe runs something the revision declares (a
-// command's unless guard). For a revision that is not trusted (a pull
-// request, `driftless plan`) Observe uses PreviewProbe instead: a probe
-// that only reads, and whose output tells Parse and Diff what was left
-// unevaluated, so that the plan says "would run (not evaluated in a
-// preview)". Every kind whose probe could run declared code must
-// implement it.
-type Guarded interface {
-	PreviewProbe(r config.Resource, root string) string
-}
-
 // Writer is a driver whose apply is, for most changes, one file write (a
 // file, an env file). The reconciler joins the consecutive such changes of
 // a host into one WriteFiles call, so that they take one round trip.
