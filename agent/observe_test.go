@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/need"
 )
 
 // countingLocal is the local transport counting its shell runs, seen
@@ -111,46 +113,77 @@ func sandbox(t *testing.T) (string, []config.Resource) {
 	return root, rs
 }
 
-// TestNativeObserveMatchesShell observes the same resources with the
-// shell probes and natively, on the same sandbox: the states and the
-// errors are the same, and the native path starts no shell for the kinds
-// it covers.
-func TestNativeObserveMatchesShell(t *testing.T) {
+// TestNativeObserveSandbox observes natively, on a sandbox root, every
+// shape the path kinds and sysctl meet: each state is the one the
+// sandbox holds, the two invalid resources are refused with their
+// kind's own validation, and no shell runs at all.
+func TestNativeObserveSandbox(t *testing.T) {
+	need.Root(t, "a file of the sandbox is given to nobody")
 	root, rs := sandbox(t)
-	ctx := context.Background()
-	drivers := targets.Drivers()
-	shell := &countingLocal{Transport: targets.NewLocal(root)}
-	want, wantErr := targets.Observe(ctx, shell, drivers, rs)
 	native := nativeLocal{&countingLocal{Transport: targets.NewLocal(root)}}
-	got, gotErr := targets.Observe(ctx, native, drivers, rs)
-	if len(want) < len(rs)-4 {
-		t.Fatalf("the shell observed only %d of %d resources: %v", len(want), len(rs), wantErr)
+	got, err := targets.Observe(context.Background(), native, targets.Drivers(), rs)
+	wantErr := "observe file:relative: file:relative: file path \"relative\" must be absolute\n" +
+		"observe sysctl:bad name: sysctl:bad name: sysctl: \"bad name\" is not a valid kernel parameter name"
+	if errText(err) != wantErr {
+		t.Errorf("error:\n%v\nwant:\n%s", err, wantErr)
+	}
+	file := "present type mode owner group content"
+	want := map[string]string{
+		"file:/etc/app.conf":         file + ": true file 0640 nobody UNKNOWN port = 8080\n",
+		"file:/etc/empty":            file + ": true file 0600 root root ",
+		"file:/etc/big-same":         file + ": true file 0644 root root " + strings.Repeat("a line of a large file\n", 1000),
+		"file:/etc/big-other":        file + ": true file 0644 root root " + strings.Repeat("a line of a large file\n", 1000) + "x",
+		"file:/etc/setuid":           file + ": true file 4755 root root #!/bin/sh\n",
+		"file:/etc/binary":           file + ": true file 0644 root root \x00\x01\xff\n\n",
+		"file:/etc/missing":          file + ": false     ",
+		"file:/etc/notdir/below":     file + ": false     ",
+		"file:/srv/dir":              file + ": true directory 0755 root root ",
+		"file:/srv/link":             file + ": true symlink 0777 root root ",
+		"file:/srv/fifo":             file + ": true fifo 0600 root root ",
+		"directory:/srv/dir":         file + ": true directory 0755 root root ",
+		"directory:/srv/sticky":      file + ": true directory 1777 root root ",
+		"directory:/srv/missing":     file + ": false     ",
+		"directory:/etc/app.conf":    file + ": true file 0640 nobody UNKNOWN ",
+		"directory:/srv/dirlink":     file + ": true symlink 0777 root root ",
+		"symlink:/srv/link":          "present type target: true symlink /etc/app.conf",
+		"symlink:/srv/dangling":      "present type target: true symlink /nowhere",
+		"symlink:/srv/dirlink":       "present type target: true symlink /srv/dir",
+		"symlink:/srv/dir":           "present type target: true other ",
+		"symlink:/srv/none":          "present type target: false  ",
+		"symlink:/etc/notdir/x":      "present type target: false  ",
+		"sysctl:net.ipv4.ip_forward": "present value persisted: true 1 1",
+		"sysctl:net.ipv4.tcp_rmem":   "present value persisted: true 4096 131072 6291456 ",
+		"sysctl:net/ipv4/ip_forward": "present value persisted: true 1 1",
+		"sysctl:kernel.nonesuch":     "present value persisted: false  ",
 	}
 	for _, r := range rs {
-		if !reflect.DeepEqual(got[r.ID()], want[r.ID()]) {
-			t.Errorf("%s:\nnative %+v\nshell  %+v", r.ID(), got[r.ID()], want[r.ID()])
+		w, ok := want[r.ID()]
+		st, observed := got[r.ID()]
+		if observed != ok {
+			t.Errorf("%s: observed %v, want %v", r.ID(), observed, ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		names, _, _ := strings.Cut(w, ":")
+		line := names + ":"
+		for _, f := range strings.Fields(names) {
+			switch f {
+			case "present":
+				line += fmt.Sprintf(" %v", st.Present)
+			case "content":
+				line += " " + string(st.Content)
+			default:
+				line += " " + st.Fields[f]
+			}
+		}
+		if line != w {
+			t.Errorf("%s:\n got %q\nwant %q", r.ID(), line, w)
 		}
 	}
-	if len(got) != len(want) {
-		t.Errorf("native observed %d resources, the shell %d", len(got), len(want))
-	}
-	if errText(gotErr) != errText(wantErr) {
-		t.Errorf("errors differ:\nnative %v\nshell  %v", gotErr, wantErr)
-	}
-	// The relative path and the bad sysctl name go to the shell probe,
-	// which reports them as before: one run for both.
-	if native.runs != 1 {
-		t.Errorf("the native path ran %d shell scripts, want 1 (for the two invalid resources)", native.runs)
-	}
-	// Only valid resources: no shell at all.
-	native.runs = 0
-	valid := rs[:len(rs)-1]
-	valid = append(valid[:11], valid[12:]...)
-	if _, err := targets.Observe(ctx, native, drivers, valid); err != nil {
-		t.Fatal(err)
-	}
 	if native.runs != 0 {
-		t.Errorf("observing %d valid resources natively ran %d shell scripts, want 0", len(valid), native.runs)
+		t.Errorf("observing natively ran %d shell scripts, want 0", native.runs)
 	}
 }
 
