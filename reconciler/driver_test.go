@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +10,11 @@ import (
 )
 
 // markerService is a small real driver for kind "service" used where no
-// systemd runs: the "unit" is a file under /run/units, and a refresh
-// appends "restart <name>" to /var/log/refresh.log on the host, so a test
-// sees which services were refreshed, how often and in which order.
+// systemd runs: the "unit" is its unit file in the host's sandbox root,
+// observed as the service kind observes one there (its native query
+// reads the root's unit file), and a refresh appends "restart <name>" to
+// /var/log/refresh.log on the host, so a test sees which services were
+// refreshed, how often and in which order.
 type markerService struct{}
 
 var (
@@ -30,19 +31,17 @@ func (*markerService) Validate(name string, spec any) []config.Problem {
 	return (&targets.ServiceDriver{}).Validate(name, spec)
 }
 
-func unitPath(r config.Resource) string { return "/run/units/" + r.Name + ".unit" }
+// unitPath is where the service kind looks for r's unit file.
+func unitPath(r config.Resource) string { return "/etc/systemd/system/" + r.Name + ".service" }
 
-func (*markerService) Probe(r config.Resource, root string) string {
-	p := targets.ShellQuote(root + unitPath(r))
-	return "if [ -f " + p + " ]; then echo present; cat " + p + "; fi"
-}
-
-func (*markerService) Parse(_ config.Resource, out []byte) (targets.State, error) {
-	body, ok := bytes.CutPrefix(out, []byte("present\n"))
-	if !ok {
-		return targets.State{}, nil
+// Parse reads the service kind's observation: the unit is present when
+// its unit file is.
+func (*markerService) Parse(r config.Resource, out []byte) (targets.State, error) {
+	st, err := (&targets.ServiceDriver{}).Parse(r, out)
+	if err != nil || st.Fields["unitfile"] != "1" {
+		return targets.State{}, err
 	}
-	return targets.State{Present: true, Content: body}, nil
+	return targets.State{Present: true, Content: st.Content}, nil
 }
 
 func unitOf(r config.Resource) string {
@@ -64,7 +63,7 @@ func (*markerService) Diff(r config.Resource, observed targets.State) targets.Ch
 }
 
 func (*markerService) write(ctx context.Context, t targets.Transport, r config.Resource, content []byte) error {
-	res, err := t.Run(ctx, "mkdir -p "+targets.ShellQuote(t.Root()+"/run/units"), nil)
+	res, err := t.Run(ctx, "mkdir -p "+targets.ShellQuote(t.Root()+"/etc/systemd/system"), nil)
 	if err != nil || res.Exit != 0 {
 		return fmt.Errorf("mkdir for %s: %v %s", r.ID(), err, res.Stderr)
 	}
@@ -100,6 +99,9 @@ func (*markerService) Refresh(ctx context.Context, t targets.Transport, r config
 type panicky struct{ markerService }
 
 func (*panicky) Kind() string { return "sysctl" }
+
+// Parse says the parameter is absent, so that Apply runs.
+func (*panicky) Parse(config.Resource, []byte) (targets.State, error) { return targets.State{}, nil }
 
 func (*panicky) Apply(context.Context, targets.Transport, config.Resource, targets.State) error {
 	panic("driver bug")
