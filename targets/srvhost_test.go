@@ -191,16 +191,6 @@ func BenchmarkObserveServerDriversSSH(b *testing.B) {
 // over SSH, or the driftless agent over the same SSH connection.
 type reach func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport
 
-// bothWays runs a server-driver test twice, each on its own host: over SSH
-// with shell probes and scripts ("shell", while they exist), and through
-// the agent ("agent", throughAgent).
-func bothWays(t *testing.T, body func(t *testing.T, reach reach)) {
-	t.Run("shell", func(t *testing.T) {
-		body(t, func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport { return srvDial(t, lab, h).ssh })
-	})
-	t.Run("agent", func(t *testing.T) { throughAgent(t, body) })
-}
-
 // throughAgent runs a server-driver test through the agent, where every
 // observation and every apply, restore and refresh must run in the agent:
 // the test fails if one opened an SSH session beyond the agent's start.
