@@ -187,8 +187,8 @@ func BenchmarkObserveServerDriversSSH(b *testing.B) {
 	}
 }
 
-// reach is how a server-driver test reaches its host: the shell transport
-// over SSH, or the driftless agent over the same SSH connection.
+// reach is how a server-driver test reaches its host: the driftless agent
+// over SSH.
 type reach func(t *testing.T, lab *hosts.Lab, h *hosts.Host) targets.Transport
 
 // throughAgent runs a server-driver test through the agent, where every
