@@ -39,15 +39,8 @@ func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// shq is ShellQuote, short for the many probes of this package.
+// shq is ShellQuote, short for the scripts of this package.
 func shq(s string) string { return ShellQuote(s) }
-
-// probeError is the probe of a resource that cannot be observed at all (a
-// relative path, a missing spec): it writes the reason to stderr and fails,
-// so that Observe reports it against the resource's ID.
-func probeError(err error) string {
-	return "printf '%s\\n' " + shq(err.Error()) + " >&2; false"
-}
 
 // parseMode reads an octal mode such as "0640" or "640".
 func parseMode(s string) (fs.FileMode, error) {

@@ -1,8 +1,6 @@
 package targets
 
 import (
-	"bytes"
-	"encoding/base64"
 	"fmt"
 	"testing"
 
@@ -62,28 +60,18 @@ func TestParseMode(t *testing.T) {
 	}
 }
 
-// FuzzFrames builds the output the probe script prints for two probes
-// with any output, status and stderr, and checks nextFrame cuts exactly
-// those back out; and that parsing any output as a file probe never panics.
-func FuzzFrames(f *testing.F) {
-	f.Add([]byte("644 0 0 root root regular file\naGk="), []byte(""), uint8(0), []byte("oops"))
-	f.Add([]byte("\n"), []byte("x DRIFTLESS-00 E 0 1 \n"), uint8(2), []byte{})
-	f.Fuzz(func(t *testing.T, body0, body1 []byte, status uint8, stderr []byte) {
-		nonce := "DRIFTLESS-" + randomHex(16)
-		var out []byte
-		for i, b := range [][]byte{body0, body1} {
-			out = fmt.Appendf(out, "%s B %d\n%s\n%s E %d %d %s\n", nonce, i, b, nonce, i, status, base64.StdEncoding.EncodeToString(stderr))
-		}
-		rest := out
-		for i, want := range [][]byte{body0, body1} {
-			body, st, se, r, ok := nextFrame(rest, nonce, i)
-			if !ok || !bytes.Equal(body, want) || st != int(status) || !bytes.Equal(se, stderr) {
-				t.Fatalf("frame %d: got %q %d %q %v, want %q %d %q", i, body, st, se, ok, want, status, stderr)
-			}
-			rest = r
-		}
-		_, _ = parseFileProbe(body0)
-		_, _ = (&SymlinkDriver{}).Parse(config.Resource{}, body0)
-		_, _ = (&CommandDriver{}).Parse(config.Resource{}, body0)
+// FuzzParse feeds any answer to the parsers of the path kinds, sysctl
+// and command (an answer comes from the host): none panics.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("644 0 0 root root regular file\naGk="))
+	f.Add([]byte("symlink\n/x\n"))
+	f.Add([]byte("creates=yes\nunless=0\n"))
+	f.Add([]byte("value=1\npersisted=1\n"))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		_, _ = parseFileState(out)
+		_, _ = (&SymlinkDriver{}).Parse(config.Resource{}, out)
+		_, _ = (&CommandDriver{}).Parse(config.Resource{}, out)
+		_, _ = (&SysctlDriver{}).Parse(config.Resource{}, out)
+		_, _ = (&DirectoryDriver{}).Parse(config.Resource{}, out)
 	})
 }

@@ -95,7 +95,7 @@ func validateEnv(name string, s *EnvSpec) []config.Problem {
 
 // Parse reads the env file's observation, a file's.
 func (*EnvDriver) Parse(_ config.Resource, out []byte) (State, error) {
-	return parseFileProbe(out)
+	return parseFileState(out)
 }
 
 // query describes an env file for native observation: its path.

@@ -122,7 +122,7 @@ const sameMark = "=same"
 // Parse reads the file's observation (observeNative): its stat line,
 // then, for a regular file, its content in base64 or sameMark.
 func (*FileDriver) Parse(r config.Resource, out []byte) (State, error) {
-	st, err := parseFileProbe(out)
+	st, err := parseFileState(out)
 	if err != nil || !st.Present || st.Content == nil {
 		return st, err
 	}
@@ -179,7 +179,10 @@ func (*FileDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	return base64.StdEncoding.AppendEncode(out, data), nil
 }
 
-func parseFileProbe(out []byte) (State, error) {
+// parseFileState reads a file's observation: its stat line, then for a
+// regular file its content in base64 or sameMark; nothing when nothing
+// is there.
+func parseFileState(out []byte) (State, error) {
 	if len(bytes.TrimSpace(out)) == 0 {
 		return State{}, nil
 	}

@@ -16,16 +16,14 @@ import (
 	"github.com/driftless/driftless/config"
 )
 
-// NativeObserver is a transport that observes some kinds itself, in one
+// NativeObserver is a transport that observes resources itself, in one
 // process on the host with no process started per resource: the driftless
-// agent (package agent), over an SSH session or in the daemon's own
-// process for the local transport. Observe hands it every resource it
-// can describe as a Query and runs the shell probes of the others.
+// agent (package agent) over an SSH session, or the local transport in
+// the daemon's own process. It is the one way Observe reads a host.
 //
-// The agent answers a query with what the kind's shell probe would have
-// printed on the same host, and the kind's own Parse reads it: the two
-// paths share one parser, so their states (and so their diffs, changes and
-// snapshots) cannot disagree while both exist.
+// The answer to a query is text in the kind's own format, which the
+// kind's Parse reads (the format the shell probes printed, kept when they
+// were removed).
 type NativeObserver interface {
 	ObserveNative(ctx context.Context, qs []Query) ([]Answer, error)
 }
@@ -53,7 +51,7 @@ type Query struct {
 	// -6).
 	Family string `json:"family,omitempty"`
 	// Sum is the SHA-256 (hex) of a large declared file's content: a file
-	// holding exactly it is answered with the probe's same-content mark.
+	// holding exactly it is answered with the same-content mark.
 	Sum string `json:"sum,omitempty"`
 	// Guard is a command's unless guard as the shell runs it (its folder
 	// and DRIFTLESS_ROOT set), for a trusted revision only; Unevaluated
@@ -67,8 +65,8 @@ type Query struct {
 	Sandbox bool `json:"sandbox,omitempty"`
 }
 
-// Answer is the agent's answer to one Query: the probe's output, or why
-// the resource could not be observed (the probe's failure).
+// Answer is the agent's answer to one Query: the text the kind's Parse
+// reads, or why the resource could not be observed.
 type Answer struct {
 	Out []byte `json:"out,omitempty"`
 	Err string `json:"err,omitempty"`
@@ -76,22 +74,14 @@ type Answer struct {
 
 // nativeObserved is a kind observed natively, in one process on the host:
 // query describes a resource for the host (no declared content, no
-// command: only where to look), and observeNative answers it there with
-// what the kind's shell probe prints, read by the kind's own Parse.
-//
-// A resource query refuses (an invalid one, a kind a sandbox root cannot
-// hold) is reported by Observe with query's error, as its probe's error
-// was; errShellProbe leaves a resource to the shell probe while that
-// path exists.
+// command: only where to look), or says why the kind refuses it (an
+// invalid resource, a kind a sandbox root cannot hold), which Observe
+// reports as the resource's error; observeNative answers the query there
+// with the text the kind's Parse reads.
 type nativeObserved interface {
 	query(r config.Resource, root string) (Query, error)
 	observeNative(o *observation, q Query) ([]byte, error)
 }
-
-// errShellProbe is query's answer for a resource the kind's native query
-// does not describe yet: its shell probe observes it (and reports its
-// errors). It goes with the shell probes (issue 12, point 5).
-var errShellProbe = errors.New("observed by the shell probe")
 
 // previewQueried is a kind whose query would carry something the
 // revision declares to run (a command's guard): for a revision that is
@@ -101,9 +91,8 @@ type previewQueried interface {
 	previewQuery(r config.Resource, root string) (Query, error)
 }
 
-// nativeQuery describes r for a NativeObserver: errShellProbe for a
-// kind or a resource that is not observed natively, another error for a
-// resource the kind refuses to observe.
+// nativeQuery describes r for a NativeObserver, or says why it cannot be
+// observed.
 func nativeQuery(r config.Resource, root string, preview bool) (Query, error) {
 	d := Drivers()[r.Kind]
 	if p, ok := d.(previewQueried); ok && preview {
@@ -111,7 +100,7 @@ func nativeQuery(r config.Resource, root string, preview bool) (Query, error) {
 	}
 	n, ok := d.(nativeObserved)
 	if !ok {
-		return Query{Kind: r.Kind}, errShellProbe
+		return Query{Kind: r.Kind}, fmt.Errorf("kind %q is not observed natively", r.Kind)
 	}
 	return n.query(r, root)
 }
@@ -125,9 +114,8 @@ func pathQuery(q Query, r config.Resource, root string) (Query, error) {
 	return q, nil
 }
 
-// ObserveQueries answers every query natively, in this process: the
-// answer to a query is what the kind's shell probe prints on the same
-// host, so that the kind's own Parse reads both. What a batch shares is
+// ObserveQueries answers every query natively, in this process, with the
+// text the kind's own Parse reads. What a batch shares is
 // asked once per batch (the package database, the account files, the
 // firewall table, the system bus and the netlink socket); nothing starts
 // a process per resource. The agent's observe request and the local
@@ -276,51 +264,4 @@ func onlyNative(ctx context.Context, t Transport, op string, r config.Resource, 
 		return err
 	}
 	return fmt.Errorf("%s %s: the transport does not apply natively (only the driftless agent and the local transport do)", op, r.ID())
-}
-
-// observeNative observes natively the resources of rs that n can observe,
-// parsing each answer with its kind's Parse. It returns the states and
-// errors it found and marks in done the resources it took; the caller
-// probes the others.
-func observeNative(ctx context.Context, n NativeObserver, ds []Driver, rs []config.Resource, root string,
-	preview bool, states map[string]State, done []bool) ([]error, error) {
-	var qs []Query
-	var idx []int
-	var errs []error
-	for i, r := range rs {
-		q, err := nativeQuery(r, root, preview)
-		switch {
-		case err == nil:
-			qs, idx = append(qs, q), append(idx, i)
-		case !errors.Is(err, errShellProbe):
-			done[i] = true
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
-		}
-	}
-	if len(qs) == 0 {
-		return errs, nil
-	}
-	answers, err := n.ObserveNative(ctx, qs)
-	if err != nil {
-		return nil, fmt.Errorf("observe %d resources natively: %w", len(qs), err)
-	}
-	if len(answers) != len(qs) {
-		return nil, fmt.Errorf("observe %d resources natively: %d answers", len(qs), len(answers))
-	}
-	for j, a := range answers {
-		i := idx[j]
-		r := rs[i]
-		done[i] = true
-		if a.Err != "" {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf("probe exited 1: %s", trimOutput([]byte(a.Err)))})
-			continue
-		}
-		st, err := ds[i].Parse(r, a.Out)
-		if err != nil {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
-			continue
-		}
-		states[r.ID()] = st
-	}
-	return errs, nil
 }

@@ -1,13 +1,9 @@
 package targets
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/driftless/driftless/config"
 )
@@ -25,14 +21,17 @@ func (e *ObserveError) Error() string { return "observe " + e.ID + ": " + e.Err.
 // Unwrap returns the cause.
 func (e *ObserveError) Unwrap() error { return e.Err }
 
-// Observe reads the live state of every resource in rs with one t.Run: the
-// probes of all resources are concatenated into one script, each framed by
-// markers carrying a random nonce (so that no file content can forge a
-// marker), with its stderr captured apart.
+// Observe reads the live state of every resource in rs in one native
+// observation (NativeObserver): the agent on the host, or the local
+// transport in the daemon's process. Each kind describes its resources as
+// queries (never declared content or a command) and reads the answers
+// with its own Parse.
 //
 // It returns the state of every resource it could observe. The error joins
-// one *ObserveError per resource whose probe failed or whose output did not
-// parse; an error reaching the host fails every resource.
+// one *ObserveError per resource its kind refused (an invalid one), whose
+// observation failed on the host or whose answer did not parse; a
+// transport that does not observe natively, or an error reaching the
+// host, fails every resource.
 func Observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []config.Resource) (map[string]State, error) {
 	return observe(ctx, t, drivers, rs, false)
 }
@@ -51,67 +50,48 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 	if len(rs) == 0 {
 		return states, nil
 	}
-	ds := make([]Driver, len(rs))
 	seen := make(map[string]bool, len(rs))
-	for i, r := range rs {
-		d, ok := drivers[r.Kind]
-		if !ok {
+	for _, r := range rs {
+		if _, ok := drivers[r.Kind]; !ok {
 			return nil, fmt.Errorf("observe %s: no driver for kind %q", r.ID(), r.Kind)
 		}
 		if seen[r.ID()] {
 			return nil, fmt.Errorf("observe %s: declared twice", r.ID())
 		}
 		seen[r.ID()] = true
-		ds[i] = d
 	}
+	n, ok := t.(NativeObserver)
+	if !ok {
+		return nil, fmt.Errorf("observe %d resources: the transport does not observe natively (only the driftless agent and the local transport do)", len(rs))
+	}
+	var qs []Query
+	var asked []config.Resource
 	var errs []error
-	if n, ok := t.(NativeObserver); ok {
-		done := make([]bool, len(rs))
-		nerrs, err := observeNative(ctx, n, ds, rs, t.Root(), preview, states, done)
+	for _, r := range rs {
+		q, err := nativeQuery(r, t.Root(), preview)
 		if err != nil {
-			return nil, err
-		}
-		errs = nerrs
-		ds, rs = notDone(ds, done), notDone(rs, done)
-		if len(rs) == 0 {
-			return states, errors.Join(errs...)
-		}
-	}
-	var probes []shellProbed
-	var probed []config.Resource
-	for i, r := range rs {
-		p, ok := ds[i].(shellProbed)
-		if !ok {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: notObserved(t, r)})
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
 			continue
 		}
-		probes, probed = append(probes, p), append(probed, r)
+		qs, asked = append(qs, q), append(asked, r)
 	}
-	if len(probed) == 0 {
+	if len(qs) == 0 {
 		return states, errors.Join(errs...)
 	}
-	rs = probed
-	nonce := "DRIFTLESS-" + randomHex(16)
-	script := probeScript(nonce, probes, rs, t.Root())
-	res, err := t.Run(ctx, script, nil)
+	answers, err := n.ObserveNative(ctx, qs)
 	if err != nil {
-		return nil, fmt.Errorf("observe %d resources: %w", len(rs), err)
+		return nil, fmt.Errorf("observe %d resources: %w", len(qs), err)
 	}
-	out := res.Stdout
-	for i, r := range rs {
-		body, status, stderr, rest, ok := nextFrame(out, nonce, i)
-		if !ok {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf(
-				"no probe output (host script exited %d: %s)", res.Exit, trimOutput(res.Stderr))})
+	if len(answers) != len(qs) {
+		return nil, fmt.Errorf("observe %d resources: %d answers", len(qs), len(answers))
+	}
+	for i, a := range answers {
+		r := asked[i]
+		if a.Err != "" {
+			errs = append(errs, &ObserveError{ID: r.ID(), Err: errors.New(trimOutput([]byte(a.Err)))})
 			continue
 		}
-		out = rest
-		if status != 0 {
-			errs = append(errs, &ObserveError{ID: r.ID(), Err: fmt.Errorf(
-				"probe exited %d: %s", status, trimOutput(stderr))})
-			continue
-		}
-		st, err := drivers[r.Kind].Parse(r, body)
+		st, err := drivers[r.Kind].Parse(r, a.Out)
 		if err != nil {
 			errs = append(errs, &ObserveError{ID: r.ID(), Err: err})
 			continue
@@ -119,82 +99,6 @@ func observe(ctx context.Context, t Transport, drivers map[string]Driver, rs []c
 		states[r.ID()] = st
 	}
 	return states, errors.Join(errs...)
-}
-
-// notDone keeps the elements of s not marked in done.
-func notDone[T any](s []T, done []bool) []T {
-	var out []T
-	for i, v := range s {
-		if !done[i] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// notObserved says why r, of a kind observed only natively, was not:
-// the transport does not observe natively, or the kind's query does not
-// describe r.
-func notObserved(t Transport, r config.Resource) error {
-	if _, ok := t.(NativeObserver); !ok {
-		return fmt.Errorf("kind %q is observed only natively, and this transport does not observe natively (only the driftless agent and the local transport do)", r.Kind)
-	}
-	return fmt.Errorf("kind %q cannot observe this resource natively", r.Kind)
-}
-
-// probeScript builds the one script that runs every probe. Each probe runs
-// in a brace group (not a subshell: a fork per resource is the largest cost
-// of observing a busy host) with stdin closed and its stderr in a temporary
-// file that is sent back base64-encoded on the end marker's line:
-//
-//	NONCE B i
-//	<probe output>
-//	NONCE E i <exit status> <base64 of stderr>
-func probeScript(nonce string, ds []shellProbed, rs []config.Resource, root string) string {
-	var b strings.Builder
-	b.WriteString("__dl_err=$(mktemp) || exit 111\ntrap 'rm -f \"$__dl_err\"' EXIT\n")
-	for i, r := range rs {
-		idx := strconv.Itoa(i)
-		b.WriteString("echo '" + nonce + " B " + idx + "'\n{ :\n")
-		b.WriteString(ds[i].Probe(r, root))
-		b.WriteString("\n} </dev/null 2>\"$__dl_err\"\n__dl_s=$?\n")
-		b.WriteString("printf '\\n%s %s ' '" + nonce + " E " + idx + "' \"$__dl_s\"\n")
-		b.WriteString("if [ -s \"$__dl_err\" ]; then base64 -w0 \"$__dl_err\"; fi\necho\n")
-	}
-	return b.String()
-}
-
-// nextFrame cuts the frame of probe i from the start of out. It returns the
-// probe's output, exit status and stderr, and what follows the frame.
-func nextFrame(out []byte, nonce string, i int) (body []byte, status int, stderr, rest []byte, ok bool) {
-	idx := strconv.Itoa(i)
-	begin := []byte(nonce + " B " + idx + "\n")
-	start := bytes.Index(out, begin)
-	if start < 0 {
-		return nil, 0, nil, nil, false
-	}
-	out = out[start+len(begin):]
-	end := []byte("\n" + nonce + " E " + idx + " ")
-	stop := bytes.Index(out, end)
-	if stop < 0 {
-		return nil, 0, nil, nil, false
-	}
-	body = out[:stop]
-	out = out[stop+len(end):]
-	line, rest, found := bytes.Cut(out, []byte("\n"))
-	if !found {
-		return nil, 0, nil, nil, false
-	}
-	statusText, errText, _ := bytes.Cut(line, []byte(" "))
-	status, err := strconv.Atoi(string(statusText))
-	if err != nil {
-		return nil, 0, nil, nil, false
-	}
-	stderr, err = base64.StdEncoding.DecodeString(string(errText))
-	if err != nil {
-		stderr = errText
-	}
-	return body, status, stderr, rest, true
 }
 
 // PlanHost observes rs on t and diffs each against its declared state, in

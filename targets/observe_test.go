@@ -138,23 +138,6 @@ func TestObserveManyResources(t *testing.T) {
 	}
 }
 
-// TestObserveForgedMarker shows that file content cannot forge the frame
-// of another resource: contents travel in base64 and the markers carry a
-// fresh random nonce.
-func TestObserveForgedMarker(t *testing.T) {
-	root := t.TempDir()
-	writeTestFile(t, root, "/a", "DRIFTLESS-0 E 0 0 \nDRIFTLESS-0 B 1\n", 0o644)
-	writeTestFile(t, root, "/b", "b", 0o644)
-	rs := []config.Resource{fileRes("/a", FileSpec{}), fileRes("/b", FileSpec{})}
-	states, err := Observe(context.Background(), NewLocal(root), Drivers(), rs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(states["file:/b"].Content) != "b" || !strings.HasPrefix(string(states["file:/a"].Content), "DRIFTLESS-0") {
-		t.Fatalf("states mixed up: %+v", states)
-	}
-}
-
 // BenchmarkObserve200Files observes 200 existing files in one call on the
 // local transport.
 func BenchmarkObserve200Files(b *testing.B) {
@@ -264,59 +247,23 @@ func expectChange(t *testing.T, tr Transport, r config.Resource, want Action, fr
 	return c
 }
 
-// scriptDriver is a driver whose probe is the resource's name, to drive
-// Observe's framing with any probe output and status.
-type scriptDriver struct{ FileDriver }
-
-func (scriptDriver) Probe(r config.Resource, _ string) string { return r.Name }
-
-func (scriptDriver) Parse(_ config.Resource, out []byte) (State, error) {
-	return State{Present: true, Content: out}, nil
-}
-
-func TestObserveFraming(t *testing.T) {
-	drivers := map[string]Driver{"script": &scriptDriver{}}
-	tests := []struct {
-		probe, out, err string
-	}{
-		{probe: "", out: ""},
-		{probe: "printf 'no newline'", out: "no newline"},
-		{probe: "printf 'two\\n\\n'", out: "two\n\n"},
-		{probe: "printf '\\000\\001binary'", out: "\x00\x01binary"},
-		{probe: "cat", out: ""}, // stdin is closed: a reading probe cannot hang or eat the script.
-		{probe: "echo partial; echo 'it broke' >&2; false", err: "probe exited 1: it broke"},
-		{probe: "echo after", out: "after\n"},
-	}
-	var rs []config.Resource
-	for _, tc := range tests {
-		rs = append(rs, config.Resource{Kind: "script", Name: tc.probe})
-	}
-	states, err := Observe(context.Background(), NewLocal(t.TempDir()), drivers, rs)
-	for _, tc := range tests {
-		id := "script:" + tc.probe
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), "observe "+id+": "+tc.err) {
-				t.Fatalf("error %v lacks %q for %s", err, tc.err, id)
-			}
-			continue
-		}
-		if st, ok := states[id]; !ok || string(st.Content) != tc.out {
-			t.Fatalf("%s: got %q (observed %v), want %q", id, st.Content, ok, tc.out)
-		}
-	}
-}
-
-// A resource whose kind has neither a native query for it nor a shell
-// probe is reported, not silently skipped.
-func TestObserveKindWithoutProbeOrQuery(t *testing.T) {
-	drivers := map[string]Driver{"opaque": struct{ Driver }{&FileDriver{}}}
+// A resource of a kind that is not observed natively is reported, not
+// silently skipped; a transport that does not observe natively fails the
+// whole observation.
+func TestObserveKindWithoutQuery(t *testing.T) {
+	drivers := map[string]Driver{"opaque": struct{ Driver }{&FileDriver{}}, "file": &FileDriver{}}
 	r := config.Resource{Kind: "opaque", Name: "/etc/x"}
 	states, err := Observe(context.Background(), NewLocal(t.TempDir()), drivers, []config.Resource{r})
 	var oe *ObserveError
-	if !errors.As(err, &oe) || oe.ID != r.ID() || !strings.Contains(err.Error(), `kind "opaque" cannot observe this resource natively`) {
+	if !errors.As(err, &oe) || oe.ID != r.ID() || !strings.Contains(err.Error(), `kind "opaque" is not observed natively`) {
 		t.Fatalf("error %v, want an ObserveError for %s", err, r.ID())
 	}
 	if _, ok := states[r.ID()]; ok {
 		t.Fatalf("%s observed: %+v", r.ID(), states[r.ID()])
+	}
+	shellOnly := struct{ Transport }{NewLocal(t.TempDir())}
+	f := fileRes("/etc/x", FileSpec{})
+	if _, err := Observe(context.Background(), shellOnly, drivers, []config.Resource{f}); err == nil || !strings.Contains(err.Error(), "does not observe natively") {
+		t.Fatalf("a transport without native observation: %v", err)
 	}
 }

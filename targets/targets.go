@@ -111,17 +111,6 @@ type Driver interface {
 	Restore(ctx context.Context, t Transport, r config.Resource, snapshot State) error
 }
 
-// shellProbed is a driver that can still be observed by a shell probe,
-// for the resources its native query does not describe. It is
-// transitional: it goes once every kind's native query covers every case
-// (issue 12, point 5).
-type shellProbed interface {
-	// Probe returns a shell fragment whose standard output describes the
-	// live state of r. Probes of all resources of a host run in one remote
-	// call, so a probe must not read stdin and must not exit the shell.
-	Probe(r config.Resource, root string) string
-}
-
 // Writer is a driver whose apply is, for most changes, one file write (a
 // file, an env file). The reconciler joins the consecutive such changes of
 // a host into one WriteFiles call, so that they take one round trip.

@@ -13,7 +13,7 @@ import (
 
 // Kinds is the table of resource kinds as config's loader takes it: each
 // driver is its kind's row, with its spec and its one validation, the
-// same its Probe, Diff, Apply and Restore run (through specOf).
+// same its query, Diff, Apply and Restore run (through specOf).
 func Kinds() config.Kinds {
 	ds := Drivers()
 	out := make(config.Kinds, len(ds))
