@@ -18,7 +18,7 @@ import (
 )
 
 // countingLocal is the local transport counting its shell runs, seen
-// only as a Transport: it observes with the shell probes.
+// only as a Transport: it neither observes nor applies natively.
 type countingLocal struct {
 	targets.Transport
 	runs int
@@ -29,7 +29,8 @@ func (c *countingLocal) Run(ctx context.Context, script string, stdin []byte) (t
 	return c.Transport.Run(ctx, script, stdin)
 }
 
-// nativeLocal is countingLocal observing natively.
+// nativeLocal is countingLocal observing natively, in process: a shell
+// run through it is counted.
 type nativeLocal struct{ *countingLocal }
 
 func (n nativeLocal) ObserveNative(ctx context.Context, qs []targets.Query) ([]targets.Answer, error) {

@@ -18,8 +18,8 @@ import (
 // resources itself, in one process on the host with no shell script per
 // resource: the driftless agent (package agent), over the SSH session it
 // already holds, or in the daemon's own process for the local transport.
-// A driver's Apply, Restore and Refresh use it when the transport has it
-// and the kind is a NativeKind, and run their shell scripts otherwise.
+// A driver's Apply, Restore and Refresh go through it: a transport
+// without it is refused.
 type NativeApplier interface {
 	// ApplyNative runs steps in order on the host, in one round trip, and
 	// stops at the first failure. It returns how many steps are done. An
@@ -259,18 +259,6 @@ func (j ResourceJSON) Resource(strict bool) (config.Resource, error) {
 	}
 	r.Spec = spec
 	return r, nil
-}
-
-// nativeStep runs one step of a native kind's driver through t when t
-// applies natively; ok is false otherwise, and the caller runs its shell
-// script.
-func nativeStep(ctx context.Context, t Transport, op string, r config.Resource, st State) (ok bool, err error) {
-	n, isNative := t.(NativeApplier)
-	if !isNative {
-		return false, nil
-	}
-	_, err = n.ApplyNative(ctx, []Step{{Op: op, Resource: r, State: st}})
-	return true, err
 }
 
 // writeOne writes w on the host in process, as the local transport's

@@ -257,10 +257,12 @@ func regular(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// onlyNative runs one step of a kind that has no shell apply left: the
-// transport must apply natively (the agent, or the local transport).
+// onlyNative runs one step of a driver's Apply, Restore or Refresh on the
+// host: the transport must apply natively (the agent, or the local
+// transport).
 func onlyNative(ctx context.Context, t Transport, op string, r config.Resource, st State) error {
-	if ok, err := nativeStep(ctx, t, op, r, st); ok {
+	if n, ok := t.(NativeApplier); ok {
+		_, err := n.ApplyNative(ctx, []Step{{Op: op, Resource: r, State: st}})
 		return err
 	}
 	return fmt.Errorf("%s %s: the transport does not apply natively (only the driftless agent and the local transport do)", op, r.ID())
