@@ -196,7 +196,6 @@ func TestNetworkThroughAgent(t *testing.T) {
 //   - agent: the drivers through the agent (natively, each change
 //     commit-confirmed: the revert armed through the agent, a new SSH
 //     connection to confirm);
-//   - shell: the drivers over SSH alone (scripts, commit-confirmed the same way);
 //   - agent-steps: the same native applies and restores as two agent
 //     calls, without the confirmation around each;
 //   - floor: netlink calls from this process into the host's network
@@ -257,7 +256,6 @@ func BenchmarkNetworkApply(b *testing.B) {
 		}
 	}
 	b.Run("agent", drivers(at))
-	b.Run("shell", drivers(tr))
 	b.Run("agent-steps", func(b *testing.B) {
 		var apply, restore []targets.Step
 		for i, r := range rs {
