@@ -52,24 +52,28 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, version string) err
 			return ctx.Err()
 		}
 		var req Request
-		resp := Response{}
 		if err := json.Unmarshal(line, &req); err != nil {
-			resp.Err = fmt.Sprintf("read request: %v", err)
+			// The session is out of step: what follows the line may be
+			// an archive's bytes, not a request. It is answered, then
+			// ended, so that nothing after it is read as a request.
+			_ = enc.Encode(Response{Err: fmt.Sprintf("read request: %v", err)})
+			_ = w.Flush()
+			return fmt.Errorf("read request: %w (the session is ended)", err)
+		}
+		// The archives follow the line whatever becomes of the request:
+		// they are read off the session first.
+		files, refused, err := receiveArchives(br, req, spool)
+		if err != nil {
+			return fmt.Errorf("read the archives of request %d: %w", req.ID, err)
+		}
+		var resp Response
+		if refused != nil {
+			resp = Response{ID: req.ID, ApplyErr: refused.Error()}
 		} else {
-			// The archives follow the line whatever becomes of the
-			// request: they are read off the session first.
-			files, refused, err := receiveArchives(br, req, spool)
-			if err != nil {
-				return fmt.Errorf("read the archives of request %d: %w", req.ID, err)
-			}
-			if refused != nil {
-				resp = Response{ID: req.ID, ApplyErr: refused.Error()}
-			} else {
-				resp = handle(ctx, req, hello, host)
-			}
-			for _, f := range files {
-				f.Close()
-			}
+			resp = handle(ctx, req, hello, host)
+		}
+		for _, f := range files {
+			f.Close()
 		}
 		if err := enc.Encode(resp); err != nil {
 			return fmt.Errorf("answer request %d: %w", req.ID, err)

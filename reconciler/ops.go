@@ -145,8 +145,14 @@ type resolvedRev struct {
 // revision at once, and each loading the whole revision (every
 // environment's file) for its one environment cost a thousand
 // environments a million file loads. A failed load is not kept: the
-// caller tries again alone.
+// caller tries again alone. A pull request's head is never shared: its
+// preview environments' configuration depends on more than the commit
+// (the previews open now, their hosts, the template, the author's trust),
+// and a branch at the same commit is another configuration.
 func (r *Reconciler) loadEarlier(ctx context.Context, rev sources.Revision) (sources.Revision, *config.Revision, error) {
+	if rev.PullRequest > 0 {
+		return r.checkoutAndLoad(ctx, rev)
+	}
 	key := rev.Source + "\x00" + rev.Commit
 	r.resolveMu.Lock()
 	l := r.resolved

@@ -348,3 +348,20 @@ func TestRestartLoadsTheAppliedRevisionOnce(t *testing.T) {
 		t.Errorf("the applied revision was loaded %d times for %d environments, want once", got, n)
 	}
 }
+
+// A pull request's head at the commit of a branch revision is another
+// configuration (its preview environments): loading it must not return
+// the branch's configuration shared by an earlier load.
+func TestPullRequestHeadNotSharedWithBranch(t *testing.T) {
+	f := newFixture(t)
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/app.conf", "v1\n"), "")})
+	if _, cfg, err := f.r.loadEarlier(context.Background(), rev); err != nil || cfg.Environment("prod") == nil {
+		t.Fatalf("load the branch revision: %v", err)
+	}
+	head := rev
+	head.Ref, head.PullRequest = "refs/pull/3/head", 3
+	_, cfg, err := f.r.loadEarlier(context.Background(), head)
+	if err == nil && cfg.Environment("prod") != nil {
+		t.Fatal("the pull request's head was given the branch's configuration of the same commit")
+	}
+}
