@@ -30,7 +30,7 @@ func guard(ctx context.Context, timeout time.Duration, fn func(ctx context.Conte
 }
 
 // hostErr hides the host's secret values (Host.SecretValues) in err: a
-// command's or a probe's output, which errors quote, may print one (a
+// command's output or a host's answer, which errors quote, may print one (a
 // failing command that shows its environment).
 func hostErr(h *config.Host, err error) error {
 	return redact.New(h.SecretValues...).Err(err)

@@ -206,7 +206,8 @@ func endRecord(rec *store.EnvRecord, run store.Run, rev sources.Revision, cut, b
 
 // finishRecovery records the end of a rollback that had to wait: into the
 // rollout's own run when history has it (counted then already), or as a
-// new run (counted now) when the daemon died before recording it; then
+// new run (counted now) when it was never recorded (the daemon died, or
+// the rollout's end could not be written); then
 // the environment's record and the report.
 func (r *Reconciler) finishRecovery(st *envState, o *outcome, log zerolog.Logger) {
 	run, name := o.run, st.name()

@@ -100,8 +100,8 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 }
 
 // recoveryRun is the run a finished recovery records: the rollout's own
-// run when history has it, or a new one when the daemon died before
-// recording it; desc says what happened in one line.
+// run when history has it, or a new one when it was never recorded (the
+// daemon died, or the rollout's end could not be written); desc says what happened in one line.
 func recoveryRun(name string, j *store.Journal, prior *store.Run, entries int, start, end time.Time) (run store.Run, desc string) {
 	if prior == nil {
 		desc = "the daemon stopped during this rollout; it was rolled back at the next start"

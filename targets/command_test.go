@@ -80,7 +80,7 @@ func TestCommandUnless(t *testing.T) {
 }
 
 // TestCommandGuardNativeAndPreview: the local transport observes a
-// command natively (no shell probe), running its unless guard for a
+// command natively (no shell), running its unless guard for a
 // trusted revision; a preview observes it with the guard left out, never
 // run, and reported as not evaluated.
 func TestCommandGuardNativeAndPreview(t *testing.T) {

@@ -143,7 +143,8 @@ func firewallOf(r config.Resource) (chain, policy string, rules []string, err er
 	return "fw_" + name, policy, rules, nil
 }
 
-// parseFwProbe reads the probe's output into the table and its text.
+// parseFwProbe reads the firewall query's answer (what observeNative
+// prints) into the table and its text.
 func parseFwProbe(out []byte) (fwTable, string, error) {
 	if string(bytes.TrimSpace(out)) == "absent" {
 		return fwTable{}, "", nil
@@ -206,7 +207,7 @@ func (*FirewallDriver) query(r config.Resource, root string) (Query, error) {
 	return q, nil
 }
 
-// observeNative prints what the firewall probe prints: "absent", or the
+// observeNative prints the firewall query's answer: "absent", or the
 // driftless table as nft's JSON, the text mark and the table as nft's
 // text. The table is listed once per batch, however many firewall
 // resources it holds: three nft calls per host, not per resource.
@@ -249,7 +250,7 @@ func nftOut(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// nftErr is nft's failure with what it said, as the probe reports it.
+// nftErr is nft's failure: what nft said, else its exit error.
 func nftErr(err error, said []byte) error {
 	if s := strings.TrimSpace(string(said)); s != "" {
 		return errors.New(s)

@@ -47,7 +47,7 @@ func validateGroup(name string, s *GroupSpec) []config.Problem {
 	return p
 }
 
-// Parse reads the probe's output. Fields: gid, members (sorted, comma-separated).
+// Parse reads the group query's answer. Fields: gid, members (sorted, comma-separated).
 func (*GroupDriver) Parse(r config.Resource, out []byte) (State, error) {
 	v, ok := strings.CutPrefix(strings.TrimRight(string(out), "\n"), "group=")
 	if !ok {
@@ -73,7 +73,7 @@ func (*GroupDriver) query(r config.Resource, root string) (Query, error) {
 	return accountQuery(r, root, err)
 }
 
-// observeNative prints what the group probe prints: getent's group line.
+// observeNative prints the group query's answer: getent's group line.
 func (*GroupDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	return o.account(q)
 }

@@ -34,7 +34,7 @@ type netTarget struct {
 	ssh *ssh.Transport
 	tr  targets.Transport
 	ctx context.Context
-	// agent is the host's agent, nil on the shell path.
+	// agent is the host's agent (vethTarget's callers always set one).
 	agent *agent.Remote
 }
 
@@ -95,8 +95,9 @@ func (n netTarget) cutOff() targets.Transport {
 	return c
 }
 
-// planTrips is how many SSH round trips planning takes: one batched
-// probe script on the shell path, none through the agent.
+// planTrips is how many SSH round trips planning takes: none through the
+// agent (every netTarget has one; the 1 without it is left from the
+// deleted shell path, where Observe now fails).
 func (n netTarget) planTrips() int64 {
 	if n.agent != nil {
 		return 0

@@ -93,7 +93,7 @@ func TestFoundationDriversOverSSH(t *testing.T) {
 }
 
 // BenchmarkObserve200FilesSSH observes 200 files on a real kind-1 host
-// over SSH: one round trip, 200 probes.
+// over SSH through the agent: one round trip, 200 queries.
 func BenchmarkObserve200FilesSSH(b *testing.B) {
 	lab := hosts.NewLab(b, hosts.Options{})
 	h := lab.Kind1("obsbench")

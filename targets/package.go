@@ -73,7 +73,7 @@ func checkPackage(name, version string) error {
 	return nil
 }
 
-// Parse reads the probe's output. Fields: manager, status (dpkg's
+// Parse reads the package query's answer. Fields: manager, status (dpkg's
 // two-letter status, "" when dpkg never heard of the package), version
 // (the installed one, empty when not installed).
 func (*PackageDriver) Parse(r config.Resource, out []byte) (State, error) {
@@ -138,7 +138,7 @@ func (*PackageDriver) observeNative(o *observation, q Query) ([]byte, error) {
 
 // queryPackages asks the host's package database about every package of
 // the batch in one process (dpkg-query, else rpm) and returns each one's
-// answer in the package probe's output.
+// answer in the package query's format.
 func queryPackages(ctx context.Context, qs []Query) (map[string][]byte, error) {
 	var names []string
 	for _, q := range qs {

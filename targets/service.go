@@ -43,8 +43,8 @@ const (
 	ServiceStopped = "stopped"
 )
 
-// unitMarker separates the probe's fields from the unit file's bytes, which
-// follow it verbatim to the end of the probe's output.
+// unitMarker separates the answer's fields from the unit file's bytes, which
+// follow it verbatim to the end of the service query's answer.
 const unitMarker = "--driftless-unit-file--"
 
 // Kind returns "service".
@@ -120,7 +120,7 @@ func validateService(name string, s *ServiceSpec) []config.Problem {
 	return p
 }
 
-// Parse reads the probe's output. Fields: load, active, enabled (systemd's
+// Parse reads the service query's answer. Fields: load, active, enabled (systemd's
 // values), unitfile ("1" when the unit file exists), sandbox.
 func (*ServiceDriver) Parse(r config.Resource, out []byte) (State, error) {
 	head, body, ok := bytes.Cut(out, []byte(unitMarker+"\n"))

@@ -31,7 +31,7 @@ func serverDriverCases() []struct {
 	}
 }
 
-// FuzzServerDriverParse feeds arbitrary probe output (it comes from hosts,
+// FuzzServerDriverParse feeds arbitrary query answers (they come from hosts,
 // which driftless does not trust) to every server driver: Parse either
 // fails or returns a state that Diff can compare, and nothing panics.
 func FuzzServerDriverParse(f *testing.F) {
@@ -186,8 +186,8 @@ func (n noShell) Run(context.Context, string, []byte) (Result, error) {
 // under a sandbox root with no shell: users and groups from the root's
 // own account files (the first entries of the name, no group memberships
 // asked), services from the root's unit file only (systemd is the
-// machine's), and packages and network resources refused, as their
-// probes refused them; an invalid resource is reported with its kind's
+// machine's), and packages and network resources refused by their
+// queries; an invalid resource is reported with its kind's
 // validation.
 func TestSandboxRootObservedNatively(t *testing.T) {
 	root := t.TempDir()

@@ -71,7 +71,7 @@ func validateUser(name string, s *UserSpec) []config.Problem {
 	return p
 }
 
-// Parse reads the probe's output. Fields: uid, gid, home, shell, primary,
+// Parse reads the user query's answer (what observeNative prints). Fields: uid, gid, home, shell, primary,
 // groups (the supplementary groups, sorted, comma-separated).
 func (*UserDriver) Parse(r config.Resource, out []byte) (State, error) {
 	st := State{Fields: map[string]string{}}
@@ -110,8 +110,8 @@ func (*UserDriver) query(r config.Resource, root string) (Query, error) {
 	return accountQuery(r, root, err)
 }
 
-// observeNative prints what the user probe prints: getent's passwd line,
-// `id -gn` and `id -Gn`.
+// observeNative prints the user query's answer: getent's passwd line,
+// then what `id -gn` and `id -Gn` print.
 func (*UserDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	return o.account(q)
 }
@@ -163,7 +163,7 @@ func sandboxAccount(q Query) []byte {
 	return []byte(accountDB(q.Kind) + "=" + strings.Join(lines, "\n") + "\n")
 }
 
-// accounts is what the user and group probes read, from the account
+// accounts is what the user and group queries read, from the account
 // databases the way getent and id read them with "files" sources: the
 // first entry of a name or an id wins, comments and blank lines are
 // skipped. It is read once per batch.
@@ -250,7 +250,7 @@ func (a *accounts) groupName(gid string) string {
 	return gid
 }
 
-// userLines prints what the user probe prints: getent's passwd line, then
+// userLines prints the user query's answer: getent's passwd line, then
 // `id -gn` (the primary group's name) and `id -Gn` (the primary group,
 // then every group listing the user as a member, each id once).
 func (a *accounts) userLines(name string) []byte {
@@ -271,7 +271,7 @@ func (a *accounts) userLines(name string) []byte {
 	return fmt.Appendf(nil, "passwd=%s\nprimary=%s\ngroups=%s\n", strings.Join(p[:7], ":"), names[0], strings.Join(names, " "))
 }
 
-// groupLine prints what the group probe prints: getent's group line.
+// groupLine prints the group query's answer: getent's group line.
 func (a *accounts) groupLine(name string) []byte {
 	g := findEntry(a.group, 0, name)
 	if g == nil {
@@ -281,8 +281,8 @@ func (a *accounts) groupLine(name string) []byte {
 }
 
 // account answers a user or group query. A host whose name service reads
-// other sources (LDAP, NIS...) is asked with getent and id, as the probe
-// does: only there does an account cost processes.
+// other sources (LDAP, NIS...) is asked with getent and id, which read
+// them: only there does an account cost processes.
 func (o *observation) account(q Query) ([]byte, error) {
 	if q.Sandbox {
 		return sandboxAccount(q), nil
@@ -304,7 +304,8 @@ func (o *observation) account(q Query) ([]byte, error) {
 	return o.accounts.groupLine(q.Name), nil
 }
 
-// nssAccount runs the probe's own commands.
+// nssAccount answers with getent and id themselves, whose output is the
+// answer's format.
 func nssAccount(ctx context.Context, q Query) ([]byte, error) {
 	db := accountDB(q.Kind)
 	e, err := exec.CommandContext(ctx, "getent", db, q.Name).Output()

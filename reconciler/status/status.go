@@ -146,7 +146,8 @@ const (
 
 // Error classes of a failed run, for people deciding where to look.
 const (
-	// ErrorPlan: a host could not be observed (unreachable, a probe failed).
+	// ErrorPlan: a host could not be observed (unreachable, or its
+	// observation failed).
 	ErrorPlan = "plan"
 	// ErrorApply: a change failed on a host.
 	ErrorApply = "apply"

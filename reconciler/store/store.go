@@ -186,8 +186,9 @@ type PreviewRecord struct {
 }
 
 // Journal is the record of a rollout in progress. It exists from before
-// the first resource is touched until the rollout has come to an end, so a
-// journal found at start means the daemon died in the middle of a rollout.
+// the first resource is touched until the rollout's end is recorded, so an
+// open journal means the daemon died in the middle of a rollout or the
+// rollout's end could not be recorded (the store unreachable).
 type Journal struct {
 	Environment string           `json:"environment"`
 	Revision    sources.Revision `json:"revision"`

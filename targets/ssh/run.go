@@ -31,7 +31,7 @@ func (t *Transport) Run(ctx context.Context, script string, stdin []byte) (targe
 }
 
 // bound gives an operation its deadline: the caller's when it set one (a
-// package install may need minutes, a probe far less), otherwise the
+// package install may need minutes, most scripts far less), otherwise the
 // configured Timeout, so that no operation is ever unbounded.
 func (t *Transport) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
