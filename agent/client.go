@@ -89,12 +89,12 @@ func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int
 	for i, f := range files {
 		ws[i] = Write{Path: f.Path, Data: f.Data, Mode: uint32(f.Mode), Owner: f.Owner, Group: f.Group}
 	}
-	resp, err := c.call(ctx, Request{Op: OpWrite, Writes: ws})
+	resp, err := c.call(ctx, Request{Op: OpWrite, Writes: ws, Fence: targets.HostFenceOf(ctx)})
 	if err != nil {
 		return 0, err
 	}
 	if resp.WriteErr != "" {
-		return resp.Written, errors.New(resp.WriteErr)
+		return resp.Written, answerErr(resp.WriteErr, resp.Fenced)
 	}
 	return resp.Written, nil
 }
@@ -104,7 +104,7 @@ func (c *Client) WriteFiles(ctx context.Context, files []targets.FileWrite) (int
 // error of the session itself leaves the outcome unknown: n is 0 and
 // callers treat every step as possibly done.
 func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
-	req := Request{Op: OpApply, Steps: steps}
+	req := Request{Op: OpApply, Steps: steps, Fence: targets.HostFenceOf(ctx)}
 	if d, ok := ctx.Deadline(); ok {
 		req.TimeoutMS = max(time.Until(d).Milliseconds(), 1)
 	}
@@ -124,9 +124,18 @@ func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
 		return 0, err
 	}
 	if resp.ApplyErr != "" {
-		return resp.Applied, errors.New(resp.ApplyErr)
+		return resp.Applied, answerErr(resp.ApplyErr, resp.Fenced)
 	}
 	return resp.Applied, nil
+}
+
+// answerErr is the error an agent's answer reports; a refused fencing
+// token is targets.ErrHostFenced.
+func answerErr(msg string, fenced bool) error {
+	if fenced {
+		return fmt.Errorf("agent: %s: %w", msg, targets.ErrHostFenced)
+	}
+	return errors.New(msg)
 }
 
 // checkGrace is how long past a check's deadline the daemon waits for the

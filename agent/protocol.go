@@ -21,8 +21,10 @@ import (
 // Raise it with any change to the requests or answers.
 //
 // 3 added apply, 4 the command and artifact queries, 5 an artifact's
-// archive sent after an apply request's line (Request.Archives).
-const Protocol = 5
+// archive sent after an apply request's line (Request.Archives), 6 the
+// fencing token of write and apply requests (Request.Fence): an agent of
+// 5 would ignore it and write unchecked.
+const Protocol = 6
 
 // The operations of a request.
 const (
@@ -68,6 +70,12 @@ type Request struct {
 	// daemon's deadline for it; 0 is none): a step still running then is
 	// stopped (a command's process group killed) and fails.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// Fence is the fencing token of a write or apply request made in
+	// cluster mode (targets.WithHostFence): the agent refuses the whole
+	// request, nothing written, when the host's fence file for the
+	// environment holds a higher token, and holds the host's fence lock
+	// while the request runs. Nil in a daemon alone.
+	Fence *targets.HostFence `json:"fence,omitempty"`
 }
 
 // Check is a command check to run on the host.
@@ -115,6 +123,9 @@ type Response struct {
 	// ApplyErr why the next one is not (or why the request was refused).
 	Applied  int    `json:"applied,omitempty"`
 	ApplyErr string `json:"apply_err,omitempty"`
+	// Fenced says that WriteErr or ApplyErr is the host's refusal of
+	// the request's fencing token (targets.ErrHostFenced).
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // Hello is what an agent says about itself.

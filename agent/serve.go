@@ -176,6 +176,9 @@ func spoolFile(dir string) (*os.File, error) {
 // handle answers one request.
 func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) Response {
 	resp := Response{ID: req.ID}
+	if req.Fence != nil {
+		ctx = targets.WithHostFence(ctx, *req.Fence)
+	}
 	switch req.Op {
 	case OpHello:
 		resp.Hello = &hello
@@ -192,6 +195,7 @@ func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) R
 		resp.Written = n
 		if err != nil {
 			resp.WriteErr = err.Error()
+			resp.Fenced = errors.Is(err, targets.ErrHostFenced)
 		}
 	case OpCheck:
 		if req.Check == nil {
@@ -209,6 +213,7 @@ func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) R
 		resp.Applied = n
 		if err != nil {
 			resp.ApplyErr = err.Error()
+			resp.Fenced = errors.Is(err, targets.ErrHostFenced)
 		}
 	default:
 		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)

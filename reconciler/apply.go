@@ -67,7 +67,7 @@ func (r *Reconciler) applyHost(ctx context.Context, env string, hr *hostRun, jou
 	r.emit(env, hr, status.StepApply, status.StatusStarted, len(hr.order))
 	defer func() { r.emit(env, hr, status.StepApply, statusOf(err == nil), n) }()
 	var done, touched int
-	end, applyErr := r.fenceHost(ctx, hr.t, env, hostOpApply)
+	ctx, end, applyErr := r.fenceHost(ctx, hr.t, env, hostOpApply)
 	defer end()
 	if applyErr == nil {
 		done, touched, applyErr = r.applyInOrder(ctx, env, hr)
@@ -106,6 +106,9 @@ func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) 
 		if r.opts.Ownership != nil && r.fenceChanged(env) {
 			return done, done, fmt.Errorf("apply %s on %s: %w", hr.order[done].ID(), hr.host.Name, store.ErrFenced)
 		}
+		if r.opts.BeforeHostWrite != nil {
+			r.opts.BeforeHostWrite(env)
+		}
 		actions, n, err := r.applyNext(ctx, env, hr, done)
 		for i, action := range actions {
 			res := hr.order[done+i]
@@ -119,7 +122,7 @@ func (r *Reconciler) applyInOrder(ctx context.Context, env string, hr *hostRun) 
 			// last when it reports every write done and still fails (a
 			// folder sync after the renames).
 			failed := hr.order[done+min(len(actions), n-1)]
-			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", failed.ID(), hr.host.Name, hostErr(hr.host, err))
+			return done + len(actions), done + n, fmt.Errorf("apply %s on %s: %w", failed.ID(), hr.host.Name, hostWriteErr(hostErr(hr.host, err)))
 		}
 		done += n
 	}

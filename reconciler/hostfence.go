@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -48,17 +49,23 @@ const (
 // replica made on the host, with the token it owned the environment with
 // and the host's clock. Lines are appended under the same lock, in the
 // order they happened on the host.
-func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env, op string) (end func(), err error) {
+//
+// The context returned carries the worker's fence (targets.WithHostFence):
+// each write and apply request made with it is checked again on the host
+// (the agent, or the local transport in process), under the same lock,
+// and refused when a newer owner fenced the host since, which covers a
+// replica paused between its check of ownership and its host call.
+func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env, op string) (_ context.Context, end func(), err error) {
 	end = func() {}
 	if r.opts.Ownership == nil {
-		return end, nil
+		return ctx, end, nil
 	}
 	// The worker's fence must still be the cluster's: a replica past
 	// its lease (paused, cut off) is not the owner any more, even before
 	// its worker is released.
 	f, ok := r.fenceOf(env)
 	if cur, owned := r.opts.Ownership.Owned(env); !ok || !owned || cur != f {
-		return end, fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
+		return ctx, end, fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
 	}
 	dir := strings.TrimSuffix(t.Root(), "/") + hostFenceDir
 	file := path.Join(dir, env)
@@ -81,14 +88,14 @@ if [ "$(wc -c 2>/dev/null < %[7]s || echo 0)" -gt %[8]d ]; then tail -n %[9]d %[
 	res, err := t.Run(ctx, script, nil)
 	switch {
 	case err != nil:
-		return end, fmt.Errorf("fence the host for %s: %w", env, err)
+		return ctx, end, fmt.Errorf("fence the host for %s: %w", env, err)
 	case res.Exit == errHostFenced:
-		return end, fmt.Errorf("fence the host for %s: a newer owner (token %s) applied to it, this replica has %d: %w",
+		return ctx, end, fmt.Errorf("fence the host for %s: a newer owner (token %s) applied to it, this replica has %d: %w",
 			env, strings.TrimSpace(string(res.Stdout)), f.Token, store.ErrFenced)
 	case res.Exit != 0:
-		return end, fmt.Errorf("fence the host for %s: exit %d: %s", env, res.Exit, strings.TrimSpace(string(res.Stderr)))
+		return ctx, end, fmt.Errorf("fence the host for %s: exit %d: %s", env, res.Exit, strings.TrimSpace(string(res.Stderr)))
 	}
-	return func() {
+	return targets.WithHostFence(ctx, targets.HostFence{Env: env, Token: f.Token, Dir: dir}), func() {
 		// The record is closed even when the writes were cut short by a
 		// release or a shutdown: the replica stopped writing.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.HostTimeout)
@@ -101,4 +108,14 @@ if [ "$(wc -c 2>/dev/null < %[7]s || echo 0)" -gt %[8]d ]; then tail -n %[9]d %[
 			r.log.Warn().Err(err).Str("environment", env).Msg("cannot close the record of this replica's writes on the host")
 		}
 	}, nil
+}
+
+// hostWriteErr is the error of a host write: a request the host refused
+// for its fencing token is a lost ownership (store.ErrFenced), an
+// interruption, as the fence script's refusal is.
+func hostWriteErr(err error) error {
+	if errors.Is(err, targets.ErrHostFenced) && !errors.Is(err, store.ErrFenced) {
+		return fmt.Errorf("%w: %w", err, store.ErrFenced)
+	}
+	return err
 }

@@ -109,6 +109,11 @@ type Options struct {
 	HostParallelism int
 	// DriftInterval is the default drift interval (0: 5 minutes).
 	DriftInterval time.Duration
+	// BeforeHostWrite, a test hook, is called with the environment right
+	// before each write to a host during an apply, after the check that
+	// the worker still owns it (cluster mode): a test pauses the replica
+	// there. Nil in production.
+	BeforeHostWrite func(env string)
 	// HostTimeout bounds the work on one host in one step: observe, apply,
 	// verify, restore (0: 10 minutes).
 	HostTimeout time.Duration

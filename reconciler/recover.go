@@ -156,7 +156,7 @@ func (r *Reconciler) recoverHost(ctx context.Context, env string, h *config.Host
 		return fmt.Errorf("connect to %s: %w", h.Name, err)
 	}
 	defer t.Close()
-	end, err := r.fenceHost(ctx, t, env, hostOpRecover)
+	ctx, end, err := r.fenceHost(ctx, t, env, hostOpRecover)
 	if err != nil {
 		return err
 	}

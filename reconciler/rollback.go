@@ -46,9 +46,9 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 		// The rollback is about the whole rollout, not one of its batches.
 		h.batch, h.batches = 0, 0
 		r.emit(env.Name, h, status.StepRollback, status.StatusStarted, len(mine))
-		end, err := r.fenceHost(ctx, h.t, env.Name, hostOpRollback)
+		fctx, end, err := r.fenceHost(ctx, h.t, env.Name, hostOpRollback)
 		if err == nil {
-			err = r.restoreEntries(ctx, h.t, h.host, mine, lookup, h.log)
+			err = hostWriteErr(r.restoreEntries(fctx, h.t, h.host, mine, lookup, h.log))
 		}
 		end()
 		r.emit(env.Name, h, status.StepRollback, statusOf(err == nil), len(mine))

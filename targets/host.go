@@ -107,8 +107,15 @@ func (h *Host) Close() error {
 // steps before it, valid, are done, so that the caller blames the right
 // step and a rollback still restores every valid snapshot. The agent runs
 // it on what the daemon sends: the host trusts no resource it has not
-// validated itself.
+// validated itself. With a fence in ctx (WithHostFence), the whole
+// request is refused when the host saw a higher token, and the host's
+// fence lock is held while the steps run.
 func (h *Host) Apply(ctx context.Context, steps []Step) (int, error) {
+	ctx, release, err := holdHostFence(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	ds := Drivers()
 	for i, s := range steps {
 		if err := ctx.Err(); err != nil {

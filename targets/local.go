@@ -161,7 +161,14 @@ func (l *Local) WriteFile(ctx context.Context, path string, data []byte, mode fs
 // written and the others are left exactly as they were, with no
 // temporary file behind. An existing destination's owner and group are
 // kept, when the process is allowed to set them, unless others are given.
+// With a fence in ctx (WithHostFence), the whole call is refused when the
+// host saw a higher token, and the host's fence lock is held meanwhile.
 func (l *Local) WriteFiles(ctx context.Context, files []FileWrite) (int, error) {
+	ctx, release, err := holdHostFence(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	var temps, dsts []string
 	var prepErr error
 	for _, f := range files {
@@ -177,7 +184,7 @@ func (l *Local) WriteFiles(ctx context.Context, files []FileWrite) (int, error) 
 		temps, dsts = append(temps, tmp), append(dsts, dst)
 	}
 	done := 0
-	var err error
+	err = nil
 	for i, tmp := range temps {
 		if err = l.rename(ctx, tmp, dsts[i]); err != nil {
 			err = fmt.Errorf("write %s: %w", files[i].Path, err)

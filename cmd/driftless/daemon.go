@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -184,6 +186,7 @@ func (d *daemon) build() error {
 		NotifyReminder:  d.cfg.Notify.Reminder.D(),
 		FullDiffs:       d.cfg.Feedback.FullDiffs,
 		HashKey:         hashKey,
+		BeforeHostWrite: stopBeforeHostWrite(os.Getenv(stopBeforeHostWriteVar)),
 	})
 	if err != nil {
 		return fmt.Errorf("build reconciler: %w", err)
@@ -382,4 +385,25 @@ func (r revisions) MergedFrom(ctx context.Context, rev sources.Revision, head st
 		return rev.Commit == head, nil
 	}
 	return mc.MergedFrom(ctx, rev, head)
+}
+
+// stopBeforeHostWriteVar names the test variable that makes the daemon
+// stop itself (SIGSTOP), once, right before its first write to a host of
+// the environment it names, after its check of ownership: the process
+// tests pause a replica there past its lease. Unset in production.
+const stopBeforeHostWriteVar = "DRIFTLESS_TEST_STOP_BEFORE_HOST_WRITE"
+
+// stopBeforeHostWrite is the reconciler's BeforeHostWrite hook for the
+// environment env (nil for none).
+func stopBeforeHostWrite(env string) func(string) {
+	if env == "" {
+		return nil
+	}
+	var once sync.Once
+	return func(e string) {
+		if e != env {
+			return
+		}
+		once.Do(func() { _ = syscall.Kill(os.Getpid(), syscall.SIGSTOP) })
+	}
 }
