@@ -15,7 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/targets"
 )
@@ -91,24 +90,7 @@ func listing(t *testing.T, root string) string {
 // archive each are both unpacked, each from its own bytes.
 func TestApplyArchiveOverProtocol(t *testing.T) {
 	ctx := context.Background()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	served := make(chan error, 1)
-	go func() {
-		err := agent.Serve(ctx, inR, outW, "test")
-		outW.Close()
-		served <- err
-	}()
-	c, err := agent.NewClient(ctx, inW, outR, inW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		c.Close()
-		if err := <-served; err != nil {
-			t.Errorf("the agent ended with %v", err)
-		}
-	}()
+	c := servedClient(t)
 
 	root := t.TempDir()
 	dir := filepath.Join(root, "app")

@@ -3,13 +3,11 @@ package agent_test
 import (
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/driftless/driftless/agent"
 	"github.com/driftless/driftless/targets"
 )
 
@@ -20,24 +18,7 @@ import (
 // the host's token writes.
 func TestFenceOverProtocol(t *testing.T) {
 	ctx := context.Background()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	served := make(chan error, 1)
-	go func() {
-		err := agent.Serve(ctx, inR, outW, "test")
-		outW.Close()
-		served <- err
-	}()
-	c, err := agent.NewClient(ctx, inW, outR, inW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		c.Close()
-		if err := <-served; err != nil {
-			t.Errorf("the agent ended with %v", err)
-		}
-	}()
+	c := servedClient(t)
 	root := t.TempDir()
 	fenceDir := filepath.Join(root, "fence")
 	if err := os.MkdirAll(fenceDir, 0o755); err != nil {

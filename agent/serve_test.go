@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -37,4 +38,30 @@ func TestServeEndsOnUndecodableLine(t *testing.T) {
 			t.Fatalf("the line after the undecodable one was read as a request: %+v", a)
 		}
 	}
+}
+
+// servedClient is a client of an agent served in this process over pipes,
+// as the daemon's client speaks to `driftless agent` over SSH. The agent
+// must end without error when the test closes the client.
+func servedClient(t *testing.T) *agent.Client {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	served := make(chan error, 1)
+	go func() {
+		err := agent.Serve(context.Background(), inR, outW, "test")
+		outW.Close()
+		served <- err
+	}()
+	c, err := agent.NewClient(context.Background(), inW, outR, inW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if err := <-served; err != nil {
+			t.Errorf("the agent ended with %v", err)
+		}
+	})
+	return c
 }
