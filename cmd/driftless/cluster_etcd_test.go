@@ -41,25 +41,9 @@ func TestClusterEtcdRestart(t *testing.T) {
 	defer cancel()
 	const ttl = 2 * time.Second
 	g := newClusterRig(t, ctx, bin, ttl, "1h")
-	envs := make([]string, 20)
-	for i := range envs {
-		envs[i] = fmt.Sprintf("k%02d", i+1)
-	}
-	write := func(version string) {
-		for _, e := range envs {
-			g.writeEnv(e, killEnv(e, version))
-		}
-	}
-	converged := func(version string) func() bool {
-		return func() bool {
-			for _, e := range envs {
-				if g.hostFile(e+"-h", "/etc/a.conf") != version || g.hostFile(e+"-h", "/etc/b.conf") != version {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	envs := killEnvs(20)
+	write := func(version string) { g.writeKillEnvs(envs, version) }
+	converged := func(version string) func() bool { return g.killConverged(envs, version) }
 	write("v1")
 	replicas := []*rigReplica{g.start("r1"), g.start("r2"), g.start("r3")}
 	if err := waitFor(ctx, time.Now().Add(2*time.Minute), converged("v1")); err != nil {

@@ -14,6 +14,35 @@ import (
 	"github.com/driftless/driftless/test/hostrecord"
 )
 
+// killEnvs names n environments of killEnv ("k01"...).
+func killEnvs(n int) []string {
+	envs := make([]string, n)
+	for i := range envs {
+		envs[i] = fmt.Sprintf("k%02d", i+1)
+	}
+	return envs
+}
+
+// writeKillEnvs declares every environment of envs at version.
+func (g *clusterRig) writeKillEnvs(envs []string, version string) {
+	for _, e := range envs {
+		g.writeEnv(e, killEnv(e, version))
+	}
+}
+
+// killConverged tells whether every host of envs holds version in both
+// its files.
+func (g *clusterRig) killConverged(envs []string, version string) func() bool {
+	return func() bool {
+		for _, e := range envs {
+			if g.hostFile(e+"-h", "/etc/a.conf") != version || g.hostFile(e+"-h", "/etc/b.conf") != version {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // killEnv is environment name at version: one local host, name-h, with
 // /etc/a.conf, then a command that takes 1.5 s (needed while a.conf is not
 // at version), then /etc/b.conf. A host whose a.conf is at version and
@@ -65,25 +94,9 @@ func TestClusterKillMidRollout(t *testing.T) {
 	defer cancel()
 	const ttl = 2 * time.Second
 	g := newClusterRig(t, ctx, bin, ttl, "1h")
-	envs := make([]string, 20)
-	for i := range envs {
-		envs[i] = fmt.Sprintf("k%02d", i+1)
-	}
-	write := func(version string) {
-		for _, e := range envs {
-			g.writeEnv(e, killEnv(e, version))
-		}
-	}
-	converged := func(version string) func() bool {
-		return func() bool {
-			for _, e := range envs {
-				if g.hostFile(e+"-h", "/etc/a.conf") != version || g.hostFile(e+"-h", "/etc/b.conf") != version {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	envs := killEnvs(20)
+	write := func(version string) { g.writeKillEnvs(envs, version) }
+	converged := func(version string) func() bool { return g.killConverged(envs, version) }
 	write("v1")
 	for _, n := range []string{"r1", "r2", "r3"} {
 		g.start(n)
