@@ -18,6 +18,10 @@ import (
 type hookEvent struct {
 	From  string        `json:"from"`
 	Event sources.Event `json:"event"`
+	// Comment is the event's pull request comment, which sources.Event
+	// leaves out of its JSON: the owner must read an /approve relayed by
+	// another replica.
+	Comment string `json:"comment,omitempty"`
 }
 
 // HookRelay is the webhook target (webhook.Target) that hands every event
@@ -34,14 +38,22 @@ func (c *Cluster) HookRelay() *HookRelay { return &HookRelay{c: c} }
 // Notify writes ev for the other replicas. It takes nothing itself: the
 // replica's own targets answer for it.
 func (h *HookRelay) Notify(ev sources.Event) bool {
-	body, err := json.Marshal(hookEvent{From: h.c.o.Replica, Event: ev})
+	body, err := json.Marshal(hookEvent{From: h.c.o.Replica, Event: ev, Comment: ev.Comment})
 	if err != nil {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.c.ttl/3)
 	defer cancel()
-	if _, err := h.c.o.Client.Put(ctx, h.c.o.Prefix+"hooks/event", string(body)); err != nil {
+	key := h.c.o.Prefix + "hooks/event"
+	if _, err := h.c.o.Client.Put(ctx, key, string(body)); err != nil {
 		h.c.o.Logger.Warn().Err(err).Str("repository", ev.Repository).Msg("cannot relay a webhook event to the other replicas; they see the change at their next poll")
+		return false
+	}
+	// The watchers read the put from the key's history: the key itself
+	// is not kept, so that an event (a comment's text) stays in etcd only
+	// until the next compaction.
+	if _, err := h.c.o.Client.Delete(ctx, key); err != nil {
+		h.c.o.Logger.Warn().Err(err).Msg("cannot delete the relayed webhook event; the next one replaces it")
 	}
 	return false
 }
@@ -122,6 +134,7 @@ func (c *Cluster) runHooks(ctx context.Context, to Relayed, rev *int64) error {
 				if he.From == c.o.Replica {
 					continue
 				}
+				he.Event.Comment = he.Comment
 				c.o.Logger.Debug().Str("from", he.From).Str("repository", he.Event.Repository).Str("kind", he.Event.Kind).Msg("webhook event relayed by another replica")
 				to.Event(he.Event)
 			}
