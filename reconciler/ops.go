@@ -145,10 +145,11 @@ type resolvedRev struct {
 // revision at once, and each loading the whole revision (every
 // environment's file) for its one environment cost a thousand
 // environments a million file loads. A failed load is not kept: the
-// caller tries again alone. A pull request's head is never shared: its
-// preview environments' configuration depends on more than the commit
-// (the previews open now, their hosts, the template, the author's trust),
-// and a branch at the same commit is another configuration.
+// callers that waited for it try again alone. A pull request's head is
+// never shared: its preview environments' configuration depends on more
+// than the commit (the previews open now, their hosts, the template, the
+// author's trust), and a branch at the same commit is another
+// configuration.
 func (r *Reconciler) loadEarlier(ctx context.Context, rev sources.Revision) (sources.Revision, *config.Revision, error) {
 	if rev.PullRequest > 0 {
 		return r.checkoutAndLoad(ctx, rev)
@@ -161,7 +162,8 @@ func (r *Reconciler) loadEarlier(ctx context.Context, rev sources.Revision) (sou
 		r.resolved = l
 	}
 	r.resolveMu.Unlock()
-	l.once.Do(func() { l.rev, l.cfg, l.err = r.checkoutAndLoad(ctx, rev) })
+	ran := false
+	l.once.Do(func() { ran = true; l.rev, l.cfg, l.err = r.checkoutAndLoad(ctx, rev) })
 	if l.err == nil {
 		return l.rev, l.cfg, nil
 	}
@@ -170,6 +172,11 @@ func (r *Reconciler) loadEarlier(ctx context.Context, rev sources.Revision) (sou
 		r.resolved = nil
 	}
 	r.resolveMu.Unlock()
+	if ran {
+		return l.rev, nil, l.err
+	}
+	// The load failed for the caller that ran it (its context may have
+	// ended): this one tries alone.
 	return r.checkoutAndLoad(ctx, rev)
 }
 

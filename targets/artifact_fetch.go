@@ -20,11 +20,8 @@ import (
 // returns the archive as downloaded, to send to the host (which checks
 // both again before unpacking it).
 func (d *ArtifactDriver) prepare(ctx context.Context, s ArtifactSpec) ([]byte, error) {
-	max := d.MaxBytes
-	if max <= 0 {
-		max = DefaultArtifactMaxBytes
-	}
-	f, err := d.fetch(ctx, s.URL, s.SHA256, max)
+	limit := d.maxBytes()
+	f, err := d.fetch(ctx, s.URL, s.SHA256, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +35,7 @@ func (d *ArtifactDriver) prepare(ctx context.Context, s ArtifactSpec) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	if err := checkArchive(bytes.NewReader(b), int64(len(b)), format, max, discardEntries{}); err != nil {
+	if err := checkArchive(bytes.NewReader(b), int64(len(b)), format, limit, discardEntries{}); err != nil {
 		return nil, fmt.Errorf("check archive %s: %w", redact.URL(s.URL), err)
 	}
 	return b, nil

@@ -3,7 +3,6 @@ package targets
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -170,8 +169,8 @@ func (*ServiceDriver) observeNative(o *observation, q Query) ([]byte, error) {
 	if q.Sandbox {
 		return unitFile([]byte("sandbox=1\n"), q.Path)
 	}
-	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
-		return nil, errors.New("systemd is not running on this host")
+	if err := systemdRunning(); err != nil {
+		return nil, err
 	}
 	if o.bus == nil && o.busErr == nil {
 		// systemctl's own way: the system bus, else systemd's private

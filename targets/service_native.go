@@ -208,8 +208,8 @@ func (h *Host) systemd() (*systemd, error) {
 	if h.bus != nil {
 		return h.bus, nil
 	}
-	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
-		return nil, errors.New("systemd is not running on this host")
+	if err := systemdRunning(); err != nil {
+		return nil, err
 	}
 	// The connection lives as long as the Host, not as one step's context.
 	conn, err := sddbus.NewWithContext(context.Background())
@@ -274,4 +274,13 @@ func (s *systemd) job(ctx context.Context, verb, unit string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%s %s: %w", verb, unit, ctx.Err())
 	}
+}
+
+// systemdRunning is systemctl's own test that systemd is the host's init:
+// its runtime folder exists.
+func systemdRunning() error {
+	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		return errors.New("systemd is not running on this host")
+	}
+	return nil
 }
