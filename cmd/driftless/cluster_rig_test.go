@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ type clusterRig struct {
 	drift           string
 	mu              sync.Mutex
 	live            map[string]*rigReplica
-	dead            map[string]time.Time // replica -> when it was killed and reaped
+	away            hostrecord.Away // when replicas were killed or stopped
 }
 
 // rigReplica is one serve process.
@@ -56,7 +57,7 @@ type rigReplica struct {
 // interval.
 func newClusterRig(t testing.TB, ctx context.Context, bin string, ttl time.Duration, drift string) *clusterRig {
 	g := &clusterRig{t: t, ctx: ctx, bin: bin, srv: etcdserver.Start(t), dir: t.TempDir(), ttl: ttl, drift: drift,
-		live: map[string]*rigReplica{}, dead: map[string]time.Time{}}
+		live: map[string]*rigReplica{}, away: hostrecord.Away{}}
 	g.repo, g.root = filepath.Join(g.dir, "repo"), filepath.Join(g.dir, "root")
 	if err := os.MkdirAll(filepath.Join(g.repo, "environments"), 0o755); err != nil {
 		t.Fatal(err)
@@ -85,8 +86,10 @@ func (g *clusterRig) writeEnv(name, yaml string) {
 	}
 }
 
-// start runs replica name; it is stopped (SIGTERM) when the test ends.
-func (g *clusterRig) start(name string) *rigReplica {
+// start runs replica name, with env added to its environment ("K=V"); it
+// is stopped (SIGTERM, and SIGCONT should it be paused) when the test
+// ends.
+func (g *clusterRig) start(name string, env ...string) *rigReplica {
 	g.t.Helper()
 	state := filepath.Join(g.dir, "state-"+name)
 	if err := os.MkdirAll(state, 0o750); err != nil {
@@ -104,6 +107,7 @@ func (g *clusterRig) start(name string) *rigReplica {
 	}
 	r.cmd = exec.CommandContext(g.ctx, g.bin, "serve", "-config", cfgPath, "-sandbox-root", g.root)
 	r.cmd.Stderr = r.logs
+	r.cmd.Env = append(os.Environ(), env...)
 	// A replica outliving a failed test binary is killed with it.
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
@@ -115,6 +119,7 @@ func (g *clusterRig) start(name string) *rigReplica {
 	g.mu.Unlock()
 	g.t.Cleanup(func() {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
 		<-r.done
 		if g.t.Failed() {
 			g.t.Logf("replica %s logs (last 8 KiB):\n%s", r.name, tail(r.logs.String(), 8<<10))
@@ -137,9 +142,38 @@ func (g *clusterRig) kill(name string) time.Time {
 	<-r.done
 	at := time.Now()
 	g.mu.Lock()
-	g.dead[name] = at
+	g.away[name] = append(g.away[name], hostrecord.Span{From: at})
 	g.mu.Unlock()
 	return at
+}
+
+// waitStopped waits until live replica name is stopped (SIGSTOP, by
+// itself) and returns when that was seen: the replica was stopped by
+// then.
+func (g *clusterRig) waitStopped(name string, within time.Duration) (time.Time, error) {
+	stat := fmt.Sprintf("/proc/%d/stat", g.pid(name))
+	err := waitFor(g.ctx, time.Now().Add(within), func() bool {
+		b, err := os.ReadFile(stat)
+		i := strings.LastIndexByte(string(b), ')')
+		return err == nil && i > 0 && strings.HasPrefix(string(b[i:]), ") T")
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("replica %s never stopped: %w", name, err)
+	}
+	return time.Now(), nil
+}
+
+// cont resumes replica name, stopped since stopped (SIGCONT), and notes
+// that it was away meanwhile.
+func (g *clusterRig) cont(name string, stopped time.Time) {
+	g.t.Helper()
+	g.mu.Lock()
+	g.away[name] = append(g.away[name], hostrecord.Span{From: stopped, To: time.Now()})
+	p := g.live[name].cmd.Process
+	g.mu.Unlock()
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		g.t.Fatal(err)
+	}
 }
 
 // replicas lists the live replicas' names, sorted.
@@ -199,17 +233,18 @@ func (g *clusterRig) record(host, env string) []hostrecord.Event {
 }
 
 // checkRecord fails the test when env's record on host shows two
-// replicas writing at once or a token going down.
+// replicas writing at once or a token going down (hostrecord.Check, with
+// the times the rig killed or saw stopped replicas).
 func (g *clusterRig) checkRecord(host, env string) []hostrecord.Event {
 	g.t.Helper()
 	ev := g.record(host, env)
 	g.mu.Lock()
-	dead := make(map[string]time.Time, len(g.dead))
-	for n, at := range g.dead {
-		dead[n] = at
+	away := make(hostrecord.Away, len(g.away))
+	for n, s := range g.away {
+		away[n] = slices.Clone(s)
 	}
 	g.mu.Unlock()
-	if err := hostrecord.Check(ev, dead); err != nil {
+	if err := hostrecord.Check(ev, away); err != nil {
 		g.t.Fatalf("%s on %s: %v", env, host, err)
 	}
 	return ev

@@ -58,33 +58,63 @@ func Parse(data []byte) ([]Event, error) {
 	return out, sc.Err()
 }
 
+// Span is a time a replica was known not to run: from its kill (and
+// reaping) on, when To is zero, or stopped (SIGSTOP) from From to To
+// (SIGCONT).
+type Span struct{ From, To time.Time }
+
+// Away says, per replica, when it was known not to run.
+type Away map[string][]Span
+
+// at tells whether replica was away at t, and whether for good (killed).
+func (a Away) at(replica string, t time.Time) (away, killed bool) {
+	for _, s := range a[replica] {
+		if s.From.Before(t) && (s.To.IsZero() || t.Before(s.To)) {
+			return true, s.To.IsZero()
+		}
+	}
+	return false, false
+}
+
 // Check returns an error when the record shows a replica beginning to
 // write while another replica's writes were open, a token lower than one
-// written before, or an end without its begin. dead says when a replica
-// was known to have stopped (killed and reaped): the writes it left open
-// end there.
-func Check(events []Event, dead map[string]time.Time) error {
+// written before, or an end without its begin. away says when replicas
+// were known not to run: the writes a killed replica left open end when
+// it died; those of a replica stopped when another began with a higher
+// token are superseded then (the host refuses the stopped one's token
+// from that begin on), and the end it records once it runs again, late,
+// closes them.
+func Check(events []Event, away Away) error {
 	open := map[string]Event{}
+	superseded := map[string]Event{}
 	var top int64
 	for _, e := range events {
 		if !e.Begin {
-			b, ok := open[e.Replica]
-			if !ok || b.Token != e.Token {
-				return fmt.Errorf("%v has no begin", e)
+			if b, ok := open[e.Replica]; ok && b.Token == e.Token {
+				delete(open, e.Replica)
+				continue
 			}
-			delete(open, e.Replica)
-			continue
+			if b, ok := superseded[e.Replica]; ok && b.Token == e.Token {
+				delete(superseded, e.Replica)
+				continue
+			}
+			return fmt.Errorf("%v has no begin", e)
 		}
 		if e.Token < top {
 			return fmt.Errorf("%v: the token went down (a write with token %d came before)", e, top)
 		}
 		top = e.Token
 		for r, o := range open {
-			if d, ok := dead[r]; ok && d.Before(e.Time) {
+			gone, killed := away.at(r, e.Time)
+			switch {
+			case gone && killed:
 				delete(open, r)
-				continue
+			case gone && o.Token < e.Token:
+				delete(open, r)
+				superseded[r] = o
+			default:
+				return fmt.Errorf("two replicas wrote at once: %v while the %v was still open", e, o)
 			}
-			return fmt.Errorf("two replicas wrote at once: %v while the %v was still open", e, o)
 		}
 		open[e.Replica] = e
 	}
