@@ -251,25 +251,43 @@ func (s *EtcdStore) Envs() ([]EnvRecord, error) {
 // environment's run counter plus one, written with the run in one
 // transaction that also removes the run falling out of the retention.
 func (s *EtcdStore) AddRun(r Run) (uint64, error) {
-	id, err := s.addRun(r, nil)
+	id, err := s.addRun(r, "", nil)
 	if err != nil {
 		return 0, fmt.Errorf("record run of %s: %w", r.Environment, err)
 	}
 	return id, nil
 }
 
-// addRun is AddRun with ops added to its transaction.
-func (s *EtcdStore) addRun(r Run, ops []clientv3.Op) (uint64, error) {
+// addRun is AddRun with ops added to its transaction. A guard key (when
+// not "") must exist, and the transaction commits only while it is the
+// key read with the counter (same create revision): errNoJournal when it
+// is gone.
+func (s *EtcdStore) addRun(r Run, guard string, ops []clientv3.Op) (uint64, error) {
 	for range casRetries {
-		v, rev, err := s.get(s.runSeqKey(r.Environment))
+		reads := []clientv3.Op{clientv3.OpGet(s.runSeqKey(r.Environment))}
+		if guard != "" {
+			reads = append(reads, clientv3.OpGet(guard, clientv3.WithKeysOnly()))
+		}
+		ctx, cancel := s.ctx()
+		resp, err := s.cli.Txn(ctx).Then(reads...).Commit()
+		cancel()
 		if err != nil {
 			return 0, err
 		}
-		last := uint64(0)
-		if rev != 0 {
-			if last, err = strconv.ParseUint(string(v), 10, 64); err != nil {
-				return 0, fmt.Errorf("run counter %q: %w", v, err)
+		var cmps []clientv3.Cmp
+		if guard != "" {
+			kvs := resp.Responses[1].GetResponseRange().Kvs
+			if len(kvs) == 0 {
+				return 0, errNoJournal
 			}
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(guard), "=", kvs[0].CreateRevision))
+		}
+		last, rev := uint64(0), int64(0)
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			if last, err = strconv.ParseUint(string(kvs[0].Value), 10, 64); err != nil {
+				return 0, fmt.Errorf("run counter %q: %w", kvs[0].Value, err)
+			}
+			rev = kvs[0].ModRevision
 		}
 		r.ID = last + 1
 		data, err := encodeRun(r)
@@ -285,7 +303,8 @@ func (s *EtcdStore) addRun(r Run, ops []clientv3.Op) (uint64, error) {
 			// that just fell out.
 			txn = append(txn, clientv3.OpDelete(s.histPrefix(r.Environment), clientv3.WithRange(s.histKey(r.Environment, r.ID-s.keep+1))))
 		}
-		ok, err := s.commit([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.runSeqKey(r.Environment)), "=", rev)}, txn)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.runSeqKey(r.Environment)), "=", rev))
+		ok, err := s.commit(cmps, txn)
 		if err != nil {
 			return 0, err
 		}

@@ -276,17 +276,49 @@ func (s *EtcdStore) closeJournal(env string) []clientv3.Op {
 }
 
 // CompleteJournal closes the environment's journal, writes its record and
-// appends the rollout's run to history in one transaction.
+// appends the rollout's run to history in one transaction, which commits
+// only while the journal it read is open. A completion whose answer was
+// lost (a timeout, or the connection cut during a leader change or an
+// etcd restart) may have been applied all the same: tried again, it finds
+// the journal closed and its run in history, and returns that run's id
+// instead of appending the run a second time.
 func (s *EtcdStore) CompleteJournal(rec EnvRecord, run Run) (uint64, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return 0, fmt.Errorf("encode environment %s: %w", rec.Name, err)
 	}
-	id, err := s.addRun(run, append(s.closeJournal(rec.Name), clientv3.OpPut(s.envKey(rec.Name), string(data))))
+	ops := append(s.closeJournal(rec.Name), clientv3.OpPut(s.envKey(rec.Name), string(data)))
+	id, err := s.addRun(run, s.openMark(rec.Name), ops)
+	if errors.Is(err, errNoJournal) {
+		var found bool
+		if id, found, err = s.recorded(run); err == nil && !found {
+			// No journal was open: the record and the run all the same.
+			id, err = s.addRun(run, "", ops)
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("complete journal of %s: %w", rec.Name, err)
 	}
 	return id, nil
+}
+
+// recorded looks for run among the newest runs of its environment: the
+// same start, revision and trigger (a rollout's run is built once, before
+// its first try).
+func (s *EtcdStore) recorded(run Run) (uint64, bool, error) {
+	if run.Start.IsZero() {
+		return 0, false, nil
+	}
+	runs, err := s.History(run.Environment, 4)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, r := range runs {
+		if r.Start.Equal(run.Start) && r.Revision.Commit == run.Revision.Commit && r.Trigger == run.Trigger {
+			return r.ID, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // FirstManaged returns what a resource was before driftless first changed it.

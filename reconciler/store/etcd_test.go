@@ -300,3 +300,105 @@ func TestEtcdOwned(t *testing.T) {
 		t.Fatalf("MarkDelivery through the owned store: seen=%v err=%v", seen, err)
 	}
 }
+
+// lostAnswerKV is a client's KV whose next write transaction that etcd
+// applies answers with an error, as a timeout or a connection cut during
+// an etcd restart does: the client cannot tell it went through.
+type lostAnswerKV struct {
+	clientv3.KV
+	lose *atomic.Bool
+}
+
+func (k lostAnswerKV) Txn(ctx context.Context) clientv3.Txn {
+	return &lostAnswerTxn{Txn: k.KV.Txn(ctx), lose: k.lose}
+}
+
+type lostAnswerTxn struct {
+	clientv3.Txn
+	lose   *atomic.Bool
+	writes bool
+}
+
+func (t *lostAnswerTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.Txn = t.Txn.If(cs...)
+	return t
+}
+
+func (t *lostAnswerTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.writes = t.writes || op.IsPut() || op.IsDelete()
+	}
+	t.Txn = t.Txn.Then(ops...)
+	return t
+}
+
+func (t *lostAnswerTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	t.Txn = t.Txn.Else(ops...)
+	return t
+}
+
+func (t *lostAnswerTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	if err == nil && t.writes && resp.Succeeded && t.lose.CompareAndSwap(true, false) {
+		return nil, context.DeadlineExceeded
+	}
+	return resp, err
+}
+
+// TestEtcdCompleteJournalAnswerLost: a rollout's completion that etcd
+// applied but whose answer was lost, tried again (as the worker does
+// while it owns the environment), records the run once and returns its
+// id. Before the completion was conditional on its journal, the retry
+// appended the run again (two runs in history for one rollout).
+func TestEtcdCompleteJournalAnswerLost(t *testing.T) {
+	srv := etcdserver.Start(t)
+	cli := etcdClient(t, srv)
+	lose := new(atomic.Bool)
+	cli.KV = lostAnswerKV{KV: cli.KV, lose: lose}
+	box, err := secrets.NewBox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := OpenEtcd(EtcdOptions{Client: cli, Prefix: "/p/", Box: box})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	ctx := context.Background()
+	put, err := cli.Put(ctx, "/p/owners/prod", "replica-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := base.Fenced(Fence{Key: "/p/owners/prod", Token: put.Header.Revision})
+	rev := sources.Revision{Commit: "c1"}
+	if err := s.BeginJournal(Journal{Environment: "prod", Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	run := Run{Environment: "prod", Revision: rev, Trigger: "revision", Start: time.Now(), End: time.Now(), Result: "success"}
+	lose.Store(true)
+	if _, err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: rev}, run); err == nil {
+		t.Fatal("the completion whose answer was lost returned no error: the test lost nothing")
+	}
+	id, err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: rev}, run)
+	if err != nil || id != 1 {
+		t.Fatalf("completion tried again = %d, %v; want run 1", id, err)
+	}
+	if runs, err := s.History("prod", 0); err != nil || len(runs) != 1 || runs[0].ID != 1 {
+		t.Fatalf("history after the completion tried again = %+v, %v; want the one run", runs, err)
+	}
+	if j, _, err := s.OpenJournal("prod"); err != nil || j != nil {
+		t.Fatalf("journal after completion: %+v, %v", j, err)
+	}
+	if rec, ok, err := s.Env("prod"); err != nil || !ok || rec.Applied.Commit != "c1" {
+		t.Fatalf("record after completion: %+v %v %v", rec, ok, err)
+	}
+	// A later rollout's completion is a run of its own.
+	later := run
+	later.Start = run.Start.Add(time.Second)
+	if err := s.BeginJournal(Journal{Environment: "prod", Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.CompleteJournal(EnvRecord{Name: "prod", Applied: rev}, later); err != nil || id != 2 {
+		t.Fatalf("the next rollout's completion = %d, %v; want run 2", id, err)
+	}
+}
