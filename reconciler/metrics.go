@@ -31,6 +31,7 @@ type metrics struct {
 	verification   *prometheus.CounterVec
 	tests          *prometheus.CounterVec
 	rollbacks      *prometheus.CounterVec
+	endRefused     *prometheus.CounterVec
 	hostUp         *prometheus.GaugeVec
 	blocked        *prometheus.GaugeVec
 	notReady       *prometheus.GaugeVec
@@ -79,6 +80,9 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "driftless_rollbacks_total", Help: "Rollbacks, by reason (apply, verify, unreachable, interrupted, manual).",
 		}, []string{"environment", "reason"}),
+		endRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "driftless_rollout_end_refused_total", Help: "Ends of successful rollouts the store refused for good (etcd's space quota exceeded, a request too large); each leaves its journal open for the recovery.",
+		}, []string{"environment"}),
 		hostUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "driftless_host_up", Help: "1 when the host was reached at the last observation, 0 otherwise.",
 		}, []string{"environment", "host"}),
@@ -97,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.buildInfo, m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes,
-		m.drift, m.driftOldest, m.verification, m.tests, m.rollbacks, m.hostUp, m.blocked, m.notReady, m.configOK, m.pending, m.pendingSince,
+		m.drift, m.driftOldest, m.verification, m.tests, m.rollbacks, m.endRefused, m.hostUp, m.blocked, m.notReady, m.configOK, m.pending, m.pendingSince,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register reconciler metrics: %w", err)
@@ -134,6 +138,7 @@ func (m *metrics) setEnvState(env, short, state, class string) {
 	for _, reason := range []string{"apply", "verify", "manual", "interrupted"} {
 		m.rollbacks.WithLabelValues(env, reason)
 	}
+	m.endRefused.WithLabelValues(env)
 	blocked := 0.0
 	if state == status.StateBlocked {
 		blocked = 1

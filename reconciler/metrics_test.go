@@ -45,6 +45,7 @@ func TestMetricNamesAndLabels(t *testing.T) {
 		"driftless_verification_total":                        {"COUNTER", []string{"check", "environment", "result"}},
 		"driftless_verify_tests_total":                        {"COUNTER", []string{"environment", "result"}},
 		"driftless_rollbacks_total":                           {"COUNTER", []string{"environment", "reason"}},
+		"driftless_rollout_end_refused_total":                 {"COUNTER", []string{"environment"}},
 		"driftless_host_up":                                   {"GAUGE", []string{"environment", "host"}},
 		"driftless_environment_blocked":                       {"GAUGE", []string{"environment"}},
 		"driftless_environment_not_ready":                     {"GAUGE", []string{"environment", "reason"}},

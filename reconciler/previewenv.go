@@ -423,7 +423,7 @@ func (r *Reconciler) forgetSeries(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{m.reconcileTotal, m.duration, m.envInfo, m.lastApplied, m.changes, m.drift, m.driftOldest, m.verification,
-		m.tests, m.rollbacks, m.hostUp, m.blocked, m.notReady, m.pending, m.pendingSince} {
+		m.tests, m.rollbacks, m.endRefused, m.hostUp, m.blocked, m.notReady, m.pending, m.pendingSince} {
 		v.DeletePartialMatch(env)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -302,6 +303,82 @@ func TestRolloutEndNotRecorded(t *testing.T) {
 			}
 			if hist, _ = f.r.History("prod", 0); len(hist) != 2 || hist[0].ID != runs[0].ID {
 				t.Fatalf("history after the second rollout = %+v", hist)
+			}
+		})
+	}
+}
+
+// endRefusingStore is a real store whose CompleteJournal fails its first
+// fails calls with err, writing nothing, and counts the calls; its fenced
+// views are itself (the bolt store's are too).
+type endRefusingStore struct {
+	store.Store
+	err   error
+	fails int32
+	calls atomic.Int32
+}
+
+func (s *endRefusingStore) Fenced(store.Fence) store.Store { return s }
+
+func (s *endRefusingStore) CompleteJournal(rec store.EnvRecord, run store.Run) (uint64, error) {
+	if s.calls.Add(1) <= s.fails {
+		return 0, s.err
+	}
+	return s.Store.CompleteJournal(rec, run)
+}
+
+// TestRolloutEndRefusedForGood: in a cluster, a rollout's end the store
+// refuses for good (etcd's space quota exceeded) is not tried again: the
+// rollout is interrupted at once, its journal left open for the recovery,
+// the refusal counted and shown in the environment's status; an end that
+// fails for a while (etcd unreachable) is tried again until it goes
+// through, and recorded once. Before, both were tried every 200 ms while
+// the replica owned the environment: a refusal for good without end (here
+// until the store let the tenth try through).
+func TestRolloutEndRefusedForGood(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		err       error
+		fails     int32
+		refused   bool
+		wantCalls int32
+	}{
+		{"refused", fmt.Errorf("%w: etcdserver: mvcc: database space exceeded", store.ErrRefused), 10, true, 1},
+		{"unreachable", errors.New("store unreachable"), 2, false, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rs := &endRefusingStore{err: c.err, fails: c.fails}
+			f := newFixture(t, func(o *Options) {
+				rs.Store, o.Store = o.Store, rs
+				o.Ownership = lostOwnership{new(atomic.Bool)}
+			})
+			f.writeHostFile("h1", "/etc/a.conf", "old")
+			rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "new"), "")})
+			runs, _ := f.r.ApplyRevision(context.Background(), rev)
+			if n := rs.calls.Load(); n != c.wantCalls {
+				t.Errorf("the rollout's end was tried %d time(s), want %d", n, c.wantCalls)
+			}
+			if len(runs) != 1 {
+				t.Fatalf("%d runs", len(runs))
+			}
+			j, _, _ := f.store.OpenJournal("prod")
+			hist, _ := f.r.History("prod", 0)
+			refusals := testutil.ToFloat64(f.r.m.endRefused.WithLabelValues("prod"))
+			if !c.refused {
+				if runs[0].Result != status.ResultSuccess || j != nil || len(hist) != 1 || refusals != 0 {
+					t.Fatalf("end tried again: run %s (%s), journal open %v, %d run(s) in history, refusals %v", runs[0].Result, runs[0].Error, j != nil, len(hist), refusals)
+				}
+				return
+			}
+			if runs[0].ErrorClass != status.ErrorInterrupted || j == nil || len(hist) != 0 {
+				t.Fatalf("end refused: run %s (%s), journal open %v, %d run(s) in history; want interrupted, the journal open, nothing recorded",
+					runs[0].Result, runs[0].ErrorClass, j != nil, len(hist))
+			}
+			if refusals != 1 {
+				t.Errorf("driftless_rollout_end_refused_total = %v, want 1", refusals)
+			}
+			if st, _ := f.r.Environment("prod"); !strings.Contains(st.LastError, "database space exceeded") {
+				t.Errorf("status does not say why: %q", st.LastError)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/driftless/driftless/internal/secrets"
@@ -174,7 +175,7 @@ func (s *EtcdStore) commit(cmps []clientv3.Cmp, ops []clientv3.Op) (ok bool, err
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err != nil {
-		return false, err
+		return false, refused(err)
 	}
 	if resp.Succeeded {
 		return true, nil
@@ -186,6 +187,22 @@ func (s *EtcdStore) commit(cmps []clientv3.Cmp, ops []clientv3.Op) (ok bool, err
 		}
 	}
 	return false, nil
+}
+
+// refusals are etcd's errors that the same write gets again until an
+// operator acts.
+var refusals = []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps,
+	rpctypes.ErrDuplicateKey, rpctypes.ErrPermissionDenied}
+
+// refused marks a write's error as ErrRefused when it is one of
+// refusals.
+func refused(err error) error {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+	}
+	return err
 }
 
 // get reads one key: its value and its mod revision (0: absent).

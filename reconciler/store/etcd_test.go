@@ -402,3 +402,21 @@ func TestEtcdCompleteJournalAnswerLost(t *testing.T) {
 		t.Fatalf("the next rollout's completion = %d, %v; want run 2", id, err)
 	}
 }
+
+// TestEtcdRefusedForGood: a write etcd refuses whatever the number of
+// tries (here a request beyond its size limit) is ErrRefused, which the
+// worker does not try again; an unreachable etcd is not.
+func TestEtcdRefusedForGood(t *testing.T) {
+	srv := etcdserver.Start(t)
+	s := etcdOpener(srv)(t, 0)
+	err := s.PutEnv(EnvRecord{Name: "prod", LastError: strings.Repeat("x", 1600<<10)})
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("a record beyond etcd's request limit: %v, want ErrRefused", err)
+	}
+	if err := s.PutEnv(EnvRecord{Name: "prod"}); err != nil {
+		t.Fatalf("a record within the limit: %v", err)
+	}
+	if errors.Is(refused(context.DeadlineExceeded), ErrRefused) {
+		t.Fatal("a timeout is taken for a refusal")
+	}
+}

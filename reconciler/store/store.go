@@ -291,6 +291,12 @@ type Fence struct {
 // holds: the replica lost the environment to another owner.
 var ErrFenced = errors.New("write refused: this replica no longer owns the environment")
 
+// ErrRefused is the error of a write the store refuses for good: trying
+// it again fails the same way until an operator acts (etcd's space quota
+// exceeded, a request beyond its size or operation limits, a permission
+// it lacks).
+var ErrRefused = errors.New("write refused by the store until an operator acts")
+
 // storedEntry is the JSON form of a JournalEntry.
 type storedEntry struct {
 	JournalEntry
