@@ -223,6 +223,10 @@ type envState struct {
 	// retryAt is when the next is due (zero: none).
 	retries int
 	retryAt time.Time
+	// journalOpen says that the environment's journal may be open: a
+	// rollout opened it and has not closed it, or the recovery found it
+	// and could not finish. A wake then passes again, to recover it.
+	journalOpen bool
 }
 
 // name is the environment's name (it never changes).

@@ -49,8 +49,12 @@ func (r *Reconciler) Recover(ctx context.Context) error {
 func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	name, state := st.rec.Name, st.rec.State
 	j, entries, err := r.store.OpenJournal(name)
-	if err != nil || j == nil {
+	if err != nil {
 		return err
+	}
+	st.journalOpen = j != nil
+	if j == nil {
+		return nil
 	}
 	start := r.now()
 	log := r.log.With().Str("environment", name).Str("revision", j.Revision.Short()).Logger()
@@ -93,6 +97,7 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 	if err := r.store.EndJournal(name); err != nil {
 		return err
 	}
+	st.journalOpen = false
 	r.noticeDue(st, noticeBlocked, "")
 	run, desc := recoveryRun(name, j, prior, len(entries), start, r.now())
 	r.finish(ctx, st, &outcome{kind: outRecovery, tg: target{rev: j.Revision}, run: &run, prior: prior, desc: desc})

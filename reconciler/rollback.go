@@ -69,6 +69,8 @@ func (r *Reconciler) rollback(ctx context.Context, st *envState, env, prev *conf
 	if len(restoreErrs) == 0 && ctx.Err() == nil {
 		if err := r.store.EndJournal(env.Name); err != nil {
 			errs = append(errs, err)
+		} else {
+			st.journalOpen = false
 		}
 	} else {
 		log.Error().Err(errors.Join(restoreErrs...)).Msg("rollback incomplete; it is retried before the next run")

@@ -139,6 +139,8 @@ func (r *Reconciler) beginRollout(ro *rolloutRun, changed []*hostRun) bool {
 	for _, h := range changed {
 		j.Hosts = append(j.Hosts, *h.host)
 	}
+	// Open from here, even when the write fails: it may have gone in.
+	ro.st.journalOpen = true
 	if err := r.store.BeginJournal(j); err != nil {
 		ro.run.Result, ro.run.Error = status.ResultFailed, err.Error()
 		return false
@@ -264,6 +266,7 @@ func (r *Reconciler) completeRollout(ctx context.Context, ro *rolloutRun, change
 		return
 	}
 	run.ID = id
+	ro.st.journalOpen = false
 	r.forgetPruned(ro.tg.env.Name, changed)
 }
 

@@ -510,8 +510,10 @@ func (r *Reconciler) work(w *worker) {
 				return
 			}
 		case <-w.wake:
-			// Without gates there is nothing to look at again.
-			if st.latest != nil && st.latest.env.Gated() {
+			// Without gates there is nothing to look at again, unless
+			// the environment's own journal is still open: its recovery
+			// is tried again (a host it must restore may be back).
+			if st.latest != nil && st.latest.env.Gated() || st.journalOpen {
 				_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
 			}
 		case <-gt.C:

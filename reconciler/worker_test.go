@@ -15,6 +15,7 @@ import (
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
+	"github.com/driftless/driftless/targets"
 )
 
 // eventually polls cond until it holds or 10 s have passed.
@@ -297,6 +298,52 @@ func TestWakeLeavesUngatedEnvironmentsAlone(t *testing.T) {
 	if got := reads.n.Load(); got > 2*n {
 		t.Errorf("%d journal reads for %d passes: environments without gates passed again when woken", got, 2*n)
 	}
+}
+
+// downDialer fails its next fail dials, as to a host that is down, and
+// counts them; then it dials as testDialer.
+type downDialer struct{ fail, failed *atomic.Int32 }
+
+func (d downDialer) Transport(ctx context.Context, h *config.Host) (targets.Transport, error) {
+	if d.fail.Add(-1) >= 0 {
+		d.failed.Add(1)
+		return nil, fmt.Errorf("dial %s: host down", h.Name)
+	}
+	return testDialer{}.Transport(ctx, h)
+}
+
+// TestWakeRecoversOpenJournal: an environment without gates whose journal
+// is open (its rollout's end was not recorded, and its recovery could not
+// reach the host) tries its recovery again when woken, as it did before
+// wakes left environments without gates alone; it waited for its next
+// drift pass (minutes) then.
+func TestWakeRecoversOpenJournal(t *testing.T) {
+	cs := &cutStore{complete: 1}
+	fail, failed := new(atomic.Int32), new(atomic.Int32)
+	f := newFixture(t, func(o *Options) {
+		cs.Store, o.Store = o.Store, cs
+		o.Dialer = downDialer{fail, failed}
+	})
+	f.writeHostFile("h1", "/etc/a.conf", "old")
+	rev := f.revision(map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", "new"), "")})
+	if runs, _ := f.r.ApplyRevision(context.Background(), rev); len(runs) != 1 || runs[0].ErrorClass != status.ErrorInterrupted {
+		t.Fatalf("rollout whose end was not recorded: %+v", runs)
+	}
+	// The host is down for the recovery at start and for the pass of the
+	// revision the source sends again.
+	fail.Store(2)
+	revs := runDaemon(t, f)
+	revs <- rev
+	eventually(t, "both recoveries failed", func() bool { return failed.Load() == 2 })
+	if j, _, _ := f.store.OpenJournal("prod"); j == nil || f.hostFile("h1", "/etc/a.conf") != "new" {
+		t.Fatal("recovered while the host was down")
+	}
+	// Another environment's rollout ended.
+	f.r.wakeOthers("staging")
+	eventually(t, "the woken environment recovered", func() bool {
+		j, _, _ := f.store.OpenJournal("prod")
+		return j == nil && f.hostFile("h1", "/etc/a.conf") == "old"
+	})
 }
 
 // TestRestartLoadsTheAppliedRevisionOnce: after a restart every
