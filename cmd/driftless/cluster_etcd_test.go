@@ -30,10 +30,10 @@ func etcdRestarts() int {
 // ready again, ownership settles and every host ends on the revision as a
 // whole. Nothing is lost: the runs recorded before the outage are all
 // still in the shared history, every rollout that wrote a host (a batch
-// the host's write record shows) has its run there, the newest run of
-// each environment is the revision's success, and the record names it as
-// applied. The hosts' write records show no two replicas writing a host
-// at once and no token going down.
+// the host's write record shows) has its run there and none has it
+// twice, the newest run of each environment is the revision's success,
+// and the record names it as applied. The hosts' write records show no
+// two replicas writing a host at once and no token going down.
 func TestClusterEtcdRestart(t *testing.T) {
 	rounds := etcdRestarts()
 	bin := buildBinary(t)
@@ -127,6 +127,13 @@ func TestClusterEtcdRestart(t *testing.T) {
 			for _, id := range before[e] {
 				if !slices.Contains(ids, id) {
 					t.Fatalf("round %d: %s: run %d, recorded before etcd stopped, is gone: %v", round, e, id, ids)
+				}
+			}
+			// No rollout is recorded twice (its completion tried again
+			// after etcd applied it, its answer lost in the outage).
+			for i, r := range runs {
+				if slices.ContainsFunc(runs[i+1:], func(o store.Run) bool { return o.Start.Equal(r.Start) && o.Trigger == r.Trigger }) {
+					t.Fatalf("round %d: %s: run %d recorded twice: %+v", round, e, r.ID, runs)
 				}
 			}
 			ev := g.checkRecord(e+"-h", e)
