@@ -109,7 +109,7 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 // daemon died, or the rollout's end could not be written); desc says what happened in one line.
 func recoveryRun(name string, j *store.Journal, prior *store.Run, entries int, start, end time.Time) (run store.Run, desc string) {
 	if prior == nil {
-		desc = "the daemon stopped during this rollout; it was rolled back at the next start"
+		desc = "this rollout's end was never recorded (its daemon was stopped or killed, lost the environment, or could not reach its store); it was rolled back at the next pass"
 		return store.Run{Environment: name, Revision: j.Revision, Trigger: status.TriggerRecovery, Start: start, End: end,
 			Result: status.ResultRolledBack, Changes: entries, Error: desc}, desc
 	}
@@ -117,8 +117,9 @@ func recoveryRun(name string, j *store.Journal, prior *store.Run, entries int, s
 	if prior.Result == status.ResultRolledBack {
 		desc = fmt.Sprintf("rollback of %s finished at %s, once every host it touched could be reached again", j.Revision.Short(), end.UTC().Format(time.RFC3339))
 	} else {
-		// Ended by a shutdown: recorded as failed, rolled back now.
-		desc = fmt.Sprintf("the daemon stopped during this rollout; it was rolled back at the next start (%s)", end.UTC().Format(time.RFC3339))
+		// Interrupted (a shutdown, a lost ownership, a store error: the
+		// run's own error says which): recorded as failed, rolled back now.
+		desc = fmt.Sprintf("this rollout was interrupted; it was rolled back at the next pass (%s)", end.UTC().Format(time.RFC3339))
 		run.Result = status.ResultRolledBack
 	}
 	run.Error = strings.TrimPrefix(run.Error+"; "+desc, "; ")

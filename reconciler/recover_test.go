@@ -59,7 +59,7 @@ func TestInterruptedRolloutRecovered(t *testing.T) {
 	// says it was rolled back: one run, not a second one for the recovery.
 	hist, _ := r2.History("prod", 0)
 	if len(hist) != 1 || hist[0].Trigger != status.TriggerRevision || hist[0].Result != status.ResultRolledBack ||
-		!strings.Contains(hist[0].Error, "the daemon stopped during this rollout") {
+		!strings.Contains(hist[0].Error, "this rollout was interrupted") {
 		t.Fatalf("history = %+v", hist)
 	}
 	if n := testutil.ToFloat64(r2.m.rollbacks.WithLabelValues("prod", "interrupted")); n != 1 {
@@ -293,7 +293,7 @@ func TestRolloutEndNotRecorded(t *testing.T) {
 				t.Fatalf("after recovery: h1 = %q, record %+v", got, rec)
 			}
 			hist, _ := f.r.History("prod", 0)
-			if len(hist) != 1 || hist[0].Result != status.ResultRolledBack {
+			if len(hist) != 1 || hist[0].Result != status.ResultRolledBack || !strings.Contains(hist[0].Error, "it was rolled back at the next pass") {
 				t.Fatalf("history after recovery = %+v", hist)
 			}
 			runs, _ = f.r.ApplyRevision(ctx, rev)

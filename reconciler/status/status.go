@@ -153,7 +153,8 @@ const (
 	ErrorApply = "apply"
 	// ErrorVerify: a verification check failed after the changes.
 	ErrorVerify = "verification"
-	// ErrorInterrupted: the daemon stopped during the run.
+	// ErrorInterrupted: the daemon stopped during the run, or (cluster)
+	// lost the environment or could not record the run's end.
 	ErrorInterrupted = "interrupted"
 )
 
