@@ -91,6 +91,12 @@ func (g *clusterRig) writeEnv(name, yaml string) {
 // ends.
 func (g *clusterRig) start(name string, env ...string) *rigReplica {
 	g.t.Helper()
+	return g.startWith(name, nil, env...)
+}
+
+// startWith is start with args added to the replica's command line.
+func (g *clusterRig) startWith(name string, args []string, env ...string) *rigReplica {
+	g.t.Helper()
 	state := filepath.Join(g.dir, "state-"+name)
 	if err := os.MkdirAll(state, 0o750); err != nil {
 		g.t.Fatal(err)
@@ -105,7 +111,7 @@ func (g *clusterRig) start(name string, env ...string) *rigReplica {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		g.t.Fatal(err)
 	}
-	r.cmd = exec.CommandContext(g.ctx, g.bin, "serve", "-config", cfgPath, "-sandbox-root", g.root)
+	r.cmd = exec.CommandContext(g.ctx, g.bin, append([]string{"serve", "-config", cfgPath, "-sandbox-root", g.root}, args...)...)
 	r.cmd.Stderr = r.logs
 	r.cmd.Env = append(os.Environ(), env...)
 	// A replica outliving a failed test binary is killed with it.

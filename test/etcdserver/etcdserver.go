@@ -288,3 +288,13 @@ func label(line, name string) string {
 	v, _, _ := strings.Cut(rest, `"`)
 	return v
 }
+
+// Pid is the running member's process id (0 when stopped).
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
