@@ -129,6 +129,19 @@ func (c *Client) Apply(ctx context.Context, steps []targets.Step) (int, error) {
 	return resp.Applied, nil
 }
 
+// MarkFence asks the agent to record a fence event on the host, as
+// targets.MarkHostFence.
+func (c *Client) MarkFence(ctx context.Context, m targets.FenceMark) error {
+	resp, err := c.call(ctx, Request{Op: OpFence, Mark: &m})
+	if err != nil {
+		return err
+	}
+	if resp.FenceErr != "" {
+		return answerErr(resp.FenceErr, resp.Fenced)
+	}
+	return nil
+}
+
 // answerErr is the error an agent's answer reports; a refused fencing
 // token is targets.ErrHostFenced.
 func answerErr(msg string, fenced bool) error {

@@ -254,6 +254,18 @@ func (r *Remote) Apply(ctx context.Context, t Starter, steps []targets.Step) (in
 	return c.Apply(ctx, steps)
 }
 
+// MarkFence records a fence event with the host's agent, starting it
+// when needed. It is not asked twice: a begin recorded twice would read
+// as two intervals of writes.
+func (r *Remote) MarkFence(ctx context.Context, t Starter, m targets.FenceMark) error {
+	defer hold(t)()
+	c, err := r.get(ctx, t)
+	if err != nil {
+		return err
+	}
+	return c.MarkFence(ctx, m)
+}
+
 // RunCheck runs a command check with the host's agent, starting it when
 // needed. A check is not asked twice (it may have effects).
 func (r *Remote) RunCheck(ctx context.Context, t Starter, script string) (targets.Result, error) {

@@ -23,8 +23,8 @@ import (
 // 3 added apply, 4 the command and artifact queries, 5 an artifact's
 // archive sent after an apply request's line (Request.Archives), 6 the
 // fencing token of write and apply requests (Request.Fence): an agent of
-// 5 would ignore it and write unchecked.
-const Protocol = 6
+// 5 would ignore it and write unchecked; 7 the fence operation (OpFence).
+const Protocol = 7
 
 // The operations of a request.
 const (
@@ -49,6 +49,12 @@ const (
 	// (Response.Applied) and why the next one failed (Response.ApplyErr).
 	// An artifact's step may carry its archive (Request.Archives).
 	OpApply = "apply"
+	// OpFence records a replica's fence event on the host, in cluster
+	// mode (Request.Mark), as targets.MarkHostFence does: under the
+	// host's fence lock, a begin is refused when the host saw a higher
+	// token (Response.Fenced, FenceErr), otherwise it raises the host's
+	// token and opens the write record; an end closes it.
+	OpFence = "fence"
 )
 
 // Request is one line the daemon sends.
@@ -76,6 +82,8 @@ type Request struct {
 	// environment holds a higher token, and holds the host's fence lock
 	// while the request runs. Nil in a daemon alone.
 	Fence *targets.HostFence `json:"fence,omitempty"`
+	// Mark is the event of a fence request.
+	Mark *targets.FenceMark `json:"mark,omitempty"`
 }
 
 // Check is a command check to run on the host.
@@ -123,8 +131,10 @@ type Response struct {
 	// ApplyErr why the next one is not (or why the request was refused).
 	Applied  int    `json:"applied,omitempty"`
 	ApplyErr string `json:"apply_err,omitempty"`
-	// Fenced says that WriteErr or ApplyErr is the host's refusal of
-	// the request's fencing token (targets.ErrHostFenced).
+	// FenceErr is why a fence request failed.
+	FenceErr string `json:"fence_err,omitempty"`
+	// Fenced says that WriteErr, ApplyErr or FenceErr is the host's
+	// refusal of the request's fencing token (targets.ErrHostFenced).
 	Fenced bool `json:"fenced,omitempty"`
 }
 

@@ -215,6 +215,15 @@ func handle(ctx context.Context, req Request, hello Hello, host *targets.Host) R
 			resp.ApplyErr = err.Error()
 			resp.Fenced = errors.Is(err, targets.ErrHostFenced)
 		}
+	case OpFence:
+		if req.Mark == nil {
+			resp.Err = "fence: no event"
+			break
+		}
+		if err := targets.MarkHostFence(*req.Mark); err != nil {
+			resp.FenceErr = err.Error()
+			resp.Fenced = errors.Is(err, targets.ErrHostFenced)
+		}
 	default:
 		resp.Err = fmt.Sprintf("unknown operation %q (agent protocol %d)", req.Op, Protocol)
 	}

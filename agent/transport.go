@@ -21,7 +21,14 @@ var (
 	_ targets.Redialer       = (*Transport)(nil)
 	_ targets.CheckRunner    = (*Transport)(nil)
 	_ targets.NativeApplier  = (*Transport)(nil)
+	_ targets.HostFencer     = (*Transport)(nil)
 )
+
+// MarkHostFence implements targets.HostFencer: the agent records the
+// fence event, no SSH session is opened for it.
+func (t *Transport) MarkHostFence(ctx context.Context, m targets.FenceMark) error {
+	return t.Agent.MarkFence(ctx, t.Starter, m)
+}
 
 // ApplyNative implements targets.NativeApplier: the agent applies the
 // steps, no SSH session is opened for them.

@@ -21,13 +21,6 @@ const hostFenceDir = "/var/lib/driftless/fence"
 // a higher token.
 const errHostFenced = 3
 
-// hostLogMax is the size past which a host's write record keeps only its
-// newest hostLogKeep lines.
-const (
-	hostLogMax  = 64 << 10
-	hostLogKeep = 400
-)
-
 // Operations named in a host's write record.
 const (
 	hostOpApply    = "apply"
@@ -50,6 +43,11 @@ const (
 // and the host's clock. Lines are appended under the same lock, in the
 // order they happened on the host.
 //
+// A transport that implements targets.HostFencer (the local transport,
+// in process; the agent) does this in Go on the host
+// (targets.MarkHostFence); any other runs the fence script, one shell per
+// event.
+//
 // The context returned carries the worker's fence (targets.WithHostFence):
 // each write and apply request made with it is checked again on the host
 // (the agent, or the local transport in process), under the same lock,
@@ -67,47 +65,59 @@ func (r *Reconciler) fenceHost(ctx context.Context, t targets.Transport, env, op
 	if cur, owned := r.opts.Ownership.Owned(env); !ok || !owned || cur != f {
 		return ctx, end, fmt.Errorf("fence the host for %s: %w", env, store.ErrFenced)
 	}
-	dir := strings.TrimSuffix(t.Root(), "/") + hostFenceDir
-	file := path.Join(dir, env)
+	hf := targets.HostFence{Env: env, Token: f.Token, Dir: strings.TrimSuffix(t.Root(), "/") + hostFenceDir}
+	m := targets.FenceMark{Fence: hf, Event: targets.FenceBegin, Op: op, Replica: r.opts.Ownership.Replica()}
+	mark := func(ctx context.Context, m targets.FenceMark) error { return fenceScript(ctx, t, m) }
+	if hfr, ok := t.(targets.HostFencer); ok {
+		mark = hfr.MarkHostFence
+	}
+	if err := mark(ctx, m); err != nil {
+		return ctx, end, fmt.Errorf("fence the host for %s: %w", env, hostWriteErr(err))
+	}
+	return targets.WithHostFence(ctx, hf), func() {
+		// The record is closed even when the writes were cut short by a
+		// release or a shutdown: the replica stopped writing.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.HostTimeout)
+		defer cancel()
+		m.Event = targets.FenceEnd
+		if err := mark(ctx, m); err != nil {
+			r.log.Warn().Err(err).Str("environment", env).Msg("cannot close the record of this replica's writes on the host")
+		}
+	}, nil
+}
+
+// fenceScript records m on a host with the fence script, for a transport
+// that cannot do it in Go on the host: the same lock, files and lines as
+// targets.MarkHostFence, one shell run.
+func fenceScript(ctx context.Context, t targets.Transport, m targets.FenceMark) error {
+	file := path.Join(m.Fence.Dir, m.Fence.Env)
 	lock := fmt.Sprintf(`exec 9>>%s
 if command -v flock >/dev/null 2>&1; then flock 9; fi
 `, targets.ShellQuote(file+".lock"))
-	// record appends one line of the write record for event.
-	record := func(event string) string {
-		return fmt.Sprintf(`printf '%%s %%s %%s\n' %s "$(date +%%s%%N)" %s >> %s
-`, event, targets.ShellQuote(fmt.Sprintf("%d %s %s", f.Token, op, strconv.Quote(r.opts.Ownership.Replica()))), targets.ShellQuote(file+".log"))
-	}
-	script := fmt.Sprintf(`set -e
+	record := fmt.Sprintf(`printf '%%s %%s %%s\n' %s "$(date +%%s%%N)" %s >> %s
+`, m.Event, targets.ShellQuote(fmt.Sprintf("%d %s %s", m.Fence.Token, m.Op, strconv.Quote(m.Replica))), targets.ShellQuote(file+".log"))
+	script := "set -e\n" + lock + record
+	if m.Event == targets.FenceBegin {
+		script = fmt.Sprintf(`set -e
 mkdir -p %[1]s
 %[2]scur=$(cat %[3]s 2>/dev/null || echo 0)
 if [ "$cur" -gt %[4]d ]; then echo "$cur"; exit %[5]d; fi
 if [ "$cur" -lt %[4]d ]; then printf '%%s\n' %[4]d > %[6]s; mv %[6]s %[3]s; fi
 if [ "$(wc -c 2>/dev/null < %[7]s || echo 0)" -gt %[8]d ]; then tail -n %[9]d %[7]s > %[10]s; mv %[10]s %[7]s; fi
-%[11]s`, targets.ShellQuote(dir), lock, targets.ShellQuote(file), f.Token, errHostFenced, targets.ShellQuote(file+".tmp"),
-		targets.ShellQuote(file+".log"), hostLogMax, hostLogKeep, targets.ShellQuote(file+".log.tmp"), record("begin"))
+%[11]s`, targets.ShellQuote(m.Fence.Dir), lock, targets.ShellQuote(file), m.Fence.Token, errHostFenced, targets.ShellQuote(file+".tmp"),
+			targets.ShellQuote(file+".log"), targets.HostLogMax, targets.HostLogKeep, targets.ShellQuote(file+".log.tmp"), record)
+	}
 	res, err := t.Run(ctx, script, nil)
 	switch {
 	case err != nil:
-		return ctx, end, fmt.Errorf("fence the host for %s: %w", env, err)
+		return err
 	case res.Exit == errHostFenced:
-		return ctx, end, fmt.Errorf("fence the host for %s: a newer owner (token %s) applied to it, this replica has %d: %w",
-			env, strings.TrimSpace(string(res.Stdout)), f.Token, store.ErrFenced)
+		return fmt.Errorf("a newer owner (token %s) applied to it, this replica has %d: %w",
+			strings.TrimSpace(string(res.Stdout)), m.Fence.Token, targets.ErrHostFenced)
 	case res.Exit != 0:
-		return ctx, end, fmt.Errorf("fence the host for %s: exit %d: %s", env, res.Exit, strings.TrimSpace(string(res.Stderr)))
+		return fmt.Errorf("exit %d: %s", res.Exit, strings.TrimSpace(string(res.Stderr)))
 	}
-	return targets.WithHostFence(ctx, targets.HostFence{Env: env, Token: f.Token, Dir: dir}), func() {
-		// The record is closed even when the writes were cut short by a
-		// release or a shutdown: the replica stopped writing.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.HostTimeout)
-		defer cancel()
-		res, err := t.Run(ctx, "set -e\n"+lock+record("end"), nil)
-		if err == nil && res.Exit != 0 {
-			err = fmt.Errorf("exit %d: %s", res.Exit, strings.TrimSpace(string(res.Stderr)))
-		}
-		if err != nil {
-			r.log.Warn().Err(err).Str("environment", env).Msg("cannot close the record of this replica's writes on the host")
-		}
-	}, nil
+	return nil
 }
 
 // hostWriteErr is the error of a host write: a request the host refused

@@ -3,9 +3,11 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/driftless/driftless/config"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/targets"
+	"github.com/driftless/driftless/test/hostrecord"
 )
 
 // lostOwnership owns prod with one fence until lost is set.
@@ -33,12 +36,12 @@ type pausedAfterFence struct {
 	lost *atomic.Bool
 }
 
-func (t pausedAfterFence) Run(ctx context.Context, script string, stdin []byte) (targets.Result, error) {
-	res, err := t.Local.Run(ctx, script, stdin)
-	if strings.Contains(script, hostFenceDir) && strings.Contains(script, "begin") {
+func (t pausedAfterFence) MarkHostFence(ctx context.Context, m targets.FenceMark) error {
+	err := t.Local.MarkHostFence(ctx, m)
+	if m.Event == targets.FenceBegin {
 		t.lost.Store(true)
 	}
-	return res, err
+	return err
 }
 
 type pausedDialer struct{ lost *atomic.Bool }
@@ -108,5 +111,77 @@ func TestHostRefusesStaleTokenAtWrite(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(host, p)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s was written with a stale token (%v)", p, err)
 		}
+	}
+}
+
+// The fence script (a transport that cannot record the fence in Go on
+// the host) and targets.MarkHostFence (the local transport, the agent)
+// keep a host's fence alike: the token raised, a lower one refused with
+// nothing recorded, the same record lines, the record cut to its newest
+// lines once past its size.
+func TestHostFenceScriptAndGoAgree(t *testing.T) {
+	ctx := context.Background()
+	type result struct {
+		token   string
+		refused bool
+		lines   []string
+	}
+	run := func(t *testing.T, mark func(targets.FenceMark) error) result {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "prod")
+		if err := os.WriteFile(file, []byte("5\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m := func(event string, token int64) targets.FenceMark {
+			return targets.FenceMark{Fence: targets.HostFence{Env: "prod", Token: token, Dir: dir}, Event: event, Op: hostOpApply, Replica: `r "1"`}
+		}
+		for _, ev := range []targets.FenceMark{m(targets.FenceBegin, 7), m(targets.FenceEnd, 7)} {
+			if err := mark(ev); err != nil {
+				t.Fatalf("%s: %v", ev.Event, err)
+			}
+		}
+		var res result
+		err := mark(m(targets.FenceBegin, 6))
+		res.refused = errors.Is(err, targets.ErrHostFenced)
+		if err != nil && !res.refused {
+			t.Fatalf("stale begin: %v", err)
+		}
+		token, _ := os.ReadFile(file)
+		res.token = string(token)
+		// Past its size the record keeps its newest lines.
+		old := strings.Repeat("end 1 3 apply \"old\"\n", targets.HostLogMax/20+10)
+		f, err := os.OpenFile(file+".log", os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(old); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := mark(m(targets.FenceBegin, 7)); err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(file + ".log")
+		ev, err := hostrecord.Parse(data)
+		if err != nil {
+			t.Fatalf("record: %v", err)
+		}
+		for _, e := range ev {
+			res.lines = append(res.lines, fmt.Sprintf("%v %d %s %s", e.Begin, e.Token, e.Op, e.Replica))
+		}
+		return res
+	}
+	local := targets.NewLocal("")
+	script := run(t, func(m targets.FenceMark) error { return fenceScript(ctx, local, m) })
+	native := run(t, func(m targets.FenceMark) error { return local.MarkHostFence(ctx, m) })
+	if script.token != "7\n" || !script.refused {
+		t.Errorf("fence script: token %q, stale begin refused %v", script.token, script.refused)
+	}
+	if n := len(script.lines); n != targets.HostLogKeep+1 || script.lines[n-1] != `true 7 apply r "1"` {
+		t.Errorf("fence script: record of %d lines, the last %q", n, script.lines[n-1])
+	}
+	if !reflect.DeepEqual(native, script) {
+		t.Errorf("MarkHostFence differs from the fence script: token %q, refused %v, %d lines (last %q)",
+			native.token, native.refused, len(native.lines), native.lines[len(native.lines)-1])
 	}
 }

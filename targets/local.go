@@ -399,7 +399,17 @@ func getentID(db, name string, notFound error) (string, error) {
 var (
 	_ NativeObserver = (*Local)(nil)
 	_ NativeApplier  = (*Local)(nil)
+	_ HostFencer     = (*Local)(nil)
 )
+
+// MarkHostFence implements HostFencer in this process: m's fence folder
+// has the transport's root applied already (HostFence.Dir).
+func (l *Local) MarkHostFence(ctx context.Context, m FenceMark) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return MarkHostFence(m)
+}
 
 // ObserveNative implements NativeObserver: the kinds' native observation
 // in this process, on the paths under the transport's root.
