@@ -109,7 +109,7 @@ func (r *Reconciler) recoverEnv(ctx context.Context, st *envState) error {
 // daemon died, or the rollout's end could not be written); desc says what happened in one line.
 func recoveryRun(name string, j *store.Journal, prior *store.Run, entries int, start, end time.Time) (run store.Run, desc string) {
 	if prior == nil {
-		desc = "this rollout's end was never recorded (its daemon was stopped or killed, lost the environment, or could not reach its store); it was rolled back at the next pass"
+		desc = "this rollout's end was never recorded (its daemon was stopped or killed, lost the environment, or could not write it to its store); it was rolled back at the next pass"
 		return store.Run{Environment: name, Revision: j.Revision, Trigger: status.TriggerRecovery, Start: start, End: end,
 			Result: status.ResultRolledBack, Changes: entries, Error: desc}, desc
 	}

@@ -270,22 +270,20 @@ func (r *Reconciler) completeRollout(ctx context.Context, ro *rolloutRun, change
 	r.forgetPruned(ro.tg.env.Name, changed)
 }
 
-// completeBackoff spaces completeJournal's tries: 200 ms after the first
-// failure, doubling up to 5 s.
-var completeBackoff = kit.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
-
 // completeJournal writes a successful rollout's end (store.CompleteJournal).
 // In a cluster, a write that fails while this worker still owns the
 // environment (etcd unreachable, the lease not yet run out) is tried
-// again, after completeBackoff, until it goes through or the ownership is
-// lost: when etcd answers in time the rollout stands, and past the lease
-// it is left to the recovery. A write the store refuses for good
-// (store.ErrRefused: etcd's space quota exceeded, a request too large) is
-// not tried again: the worker would hold the environment, and every
-// request queued for it, until an operator acts. It is counted in
-// driftless_rollout_end_refused_total, and its journal, still open, is
-// left to the recovery like any other. A daemon alone tries once.
+// again (200 ms after the first failure, doubling up to 5 s), until it
+// goes through or the ownership is lost: when etcd answers in time the
+// rollout stands, and past the lease it is left to the recovery. A write
+// the store refuses for good (store.ErrRefused: etcd's space quota
+// exceeded, a request too large) is not tried again: the worker would
+// hold the environment, and every request queued for it, until an
+// operator acts. It is counted in driftless_rollout_end_refused_total,
+// and its journal, still open, is left to the recovery like any other. A
+// daemon alone tries once.
 func (r *Reconciler) completeJournal(ctx context.Context, rec store.EnvRecord, run store.Run) (uint64, error) {
+	backoff := kit.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	for n := 1; ; n++ {
 		id, err := r.store.CompleteJournal(rec, run)
 		if errors.Is(err, store.ErrRefused) {
@@ -297,7 +295,7 @@ func (r *Reconciler) completeJournal(ctx context.Context, rec store.EnvRecord, r
 		if n == 1 {
 			r.log.Warn().Err(err).Str("environment", rec.Name).Msg("cannot record the end of the rollout yet; trying again while this replica owns the environment")
 		}
-		t := time.NewTimer(completeBackoff.Delay(n))
+		t := time.NewTimer(backoff.Delay(n))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -514,7 +514,14 @@ func (r *Reconciler) work(w *worker) {
 			// the environment's own journal is still open: its recovery
 			// is tried again (a host it must restore may be back).
 			if st.latest != nil && st.latest.env.Gated() || st.journalOpen {
+				open := st.journalOpen
 				_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})
+				if d := st.desired; open && !st.journalOpen && d != nil && d.rev.Commit != st.rec.Applied.Commit {
+					// Recovered: the revision that waited for it is
+					// rolled out now (a retry), not at the next drift
+					// tick or after the backoff of the interrupted run.
+					st.retryAt = r.now()
+				}
 			}
 		case <-gt.C:
 			_, _ = r.pass(ctx, st, passRequest{trigger: status.TriggerRevision, gatesOnly: true})

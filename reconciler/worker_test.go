@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -340,9 +341,14 @@ func TestWakeRecoversOpenJournal(t *testing.T) {
 	}
 	// Another environment's rollout ended.
 	f.r.wakeOthers("staging")
-	eventually(t, "the woken environment recovered", func() bool {
+	// It recovers (the interrupted rollout rolled back), then rolls the
+	// revision that waited for the recovery out again, without waiting
+	// for the drift tick or the interrupted run's backoff.
+	eventually(t, "the woken environment recovered and rolled the waiting revision out", func() bool {
 		j, _, _ := f.store.OpenJournal("prod")
-		return j == nil && f.hostFile("h1", "/etc/a.conf") == "old"
+		hist, _ := f.r.History("prod", 0)
+		return j == nil && slices.ContainsFunc(hist, func(r store.Run) bool { return r.Result == status.ResultRolledBack }) &&
+			f.applied("prod") == rev.Commit && f.hostFile("h1", "/etc/a.conf") == "new"
 	})
 }
 

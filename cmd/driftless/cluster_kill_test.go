@@ -134,8 +134,11 @@ func TestClusterKillMidRollout(t *testing.T) {
 		took := time.Since(killed)
 		takeovers = append(takeovers, took)
 		// etcd expires leases on a 500 ms tick; the watch and the take
-		// add a few milliseconds.
-		if took > ttl+time.Second {
+		// add a few milliseconds (1.8 to 2.4 s measured with a 2 s
+		// lease). The bound leaves a loaded machine (CI runs two
+		// packages at once on two cores) one more TTL; the benchmark
+		// measures the figure.
+		if took > 2*ttl {
 			t.Errorf("kill %d: %s taken over %v after the kill; the lease is %v", i+1, target, took, ttl)
 		}
 		if err := waitFor(ctx, time.Now().Add(time.Minute), converged(version)); err != nil {

@@ -82,7 +82,9 @@ func TestClusterPausedReplicaFenced(t *testing.T) {
 		t.Fatalf("%s not taken over from the stopped %s: %v", target, victim, g.owners())
 	}
 	took := time.Since(stopped)
-	if took > ttl+time.Second {
+	// As in TestClusterKillMidRollout: the lease, etcd's expiry tick, and
+	// slack for a loaded machine.
+	if took > 2*ttl {
 		t.Errorf("%s taken over %v after %s was seen stopped; the lease is %v", target, took, victim, ttl)
 	}
 	var newer hostrecord.Event

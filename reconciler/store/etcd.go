@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -189,15 +190,11 @@ func (s *EtcdStore) commit(cmps []clientv3.Cmp, ops []clientv3.Op) (ok bool, err
 	return false, nil
 }
 
-// refusals are etcd's errors that the same write gets again until an
-// operator acts.
-var refusals = []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps,
-	rpctypes.ErrDuplicateKey, rpctypes.ErrPermissionDenied}
-
-// refused marks a write's error as ErrRefused when it is one of
-// refusals.
+// refused marks a write's error as ErrRefused when it is one of etcd's
+// errors that the same write gets again until an operator acts.
 func refused(err error) error {
-	for _, r := range refusals {
+	for _, r := range []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps,
+		rpctypes.ErrDuplicateKey, rpctypes.ErrPermissionDenied} {
 		if errors.Is(err, r) {
 			return fmt.Errorf("%w: %w", ErrRefused, err)
 		}
@@ -333,7 +330,8 @@ func (s *EtcdStore) addRun(r Run, guard string, ops []clientv3.Op) (uint64, erro
 }
 
 // encodeRun encodes a run within maxRunBytes, dropping its diffs when
-// they would not fit.
+// they would not fit, then changes, then the end of its error text: the
+// same run is never refused by etcd for its size.
 func encodeRun(r Run) ([]byte, error) {
 	data, err := json.Marshal(r)
 	if err != nil || len(data) <= maxRunBytes {
@@ -347,14 +345,19 @@ func encodeRun(r Run) ([]byte, error) {
 	if err != nil || len(data) <= maxRunBytes {
 		return data, err
 	}
-	// Still too large: thousands of changes. Keep the first ones.
+	// Still too large: thousands of changes, or an error quoting a
+	// host's long output. Keep the first changes, then the error's start.
 	for len(data) > maxRunBytes && len(r.Changed) > 0 {
 		r.Changed = r.Changed[:len(r.Changed)/2]
 		if data, err = json.Marshal(r); err != nil {
 			return nil, err
 		}
 	}
-	return data, nil
+	if len(data) > maxRunBytes && len(r.Error) > maxRunBytes/4 {
+		r.Error = strings.ToValidUTF8(r.Error[:maxRunBytes/4], "") + " [cut]"
+		data, err = json.Marshal(r)
+	}
+	return data, err
 }
 
 // UpdateRun replaces a run still in the history.

@@ -218,7 +218,7 @@ func TestEtcdJournalSurvivesReplica(t *testing.T) {
 }
 
 // TestEncodeRunCapped: a run past maxRunBytes loses its diffs first, then
-// changes, and stays decodable.
+// changes, then the end of its error, and stays decodable.
 func TestEncodeRunCapped(t *testing.T) {
 	r := Run{Environment: "prod", Result: "success"}
 	for i := range 50 {
@@ -240,6 +240,15 @@ func TestEncodeRunCapped(t *testing.T) {
 	}
 	if data, err := encodeRun(r); err != nil || len(data) > maxRunBytes {
 		t.Fatalf("2,050 changes encoded in %d bytes, %v", len(data), err)
+	}
+	// An error quoting a host's long output keeps its start.
+	r.Error = "apply command:x on h: exit 1: " + strings.Repeat("é", 40<<10)
+	data, err = encodeRun(r)
+	if err != nil || len(data) > maxRunBytes {
+		t.Fatalf("a 80 KiB error encoded in %d bytes, %v", len(data), err)
+	}
+	if err := json.Unmarshal(data, &got); err != nil || !strings.HasPrefix(got.Error, "apply command:x on h: exit 1: é") || !strings.HasSuffix(got.Error, " [cut]") {
+		t.Fatalf("the error was not cut at its end: %.60q..., %v", got.Error, err)
 	}
 }
 

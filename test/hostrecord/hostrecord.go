@@ -82,19 +82,31 @@ func (a Away) at(replica string, t time.Time) (away, killed bool) {
 // were known not to run: the writes a killed replica left open end when
 // it died; those of a replica stopped when another began with a higher
 // token are superseded then (the host refuses the stopped one's token
-// from that begin on), and the end it records once it runs again, late,
-// closes them.
+// from that begin on). The stopped replica, once it runs again, must
+// close them (its late end) before anything else happens on the host,
+// and while no other replica's writes are open: its pending write was
+// refused, and it wrote nothing after.
 func Check(events []Event, away Away) error {
 	open := map[string]Event{}
 	superseded := map[string]Event{}
 	var top int64
 	for _, e := range events {
+		for r, s := range superseded {
+			if gone, _ := away.at(r, e.Time); r != e.Replica && !gone {
+				return fmt.Errorf("%v came after %s ran again and before it closed its superseded %v", e, r, s)
+			}
+		}
 		if !e.Begin {
 			if b, ok := open[e.Replica]; ok && b.Token == e.Token {
 				delete(open, e.Replica)
 				continue
 			}
 			if b, ok := superseded[e.Replica]; ok && b.Token == e.Token {
+				for r, o := range open {
+					if r != e.Replica {
+						return fmt.Errorf("%v, closing a superseded %v, came while the %v was open", e, b, o)
+					}
+				}
 				delete(superseded, e.Replica)
 				continue
 			}
