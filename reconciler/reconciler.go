@@ -227,6 +227,9 @@ type envState struct {
 	// rollout opened it and has not closed it, or the recovery found it
 	// and could not finish. A wake then passes again, to recover it.
 	journalOpen bool
+	// behindSince is when the worker found its revision to roll out older
+	// than the one another replica applied (zero: it is not; behind).
+	behindSince time.Time
 }
 
 // name is the environment's name (it never changes).

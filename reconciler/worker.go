@@ -747,7 +747,11 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 		}
 		return tg, store.Run{}, false, nil
 	case p.rev != nil:
-		return r.chooseRevision(ctx, st, *p.rev)
+		tg, run, done, err := r.chooseRevision(ctx, st, *p.rev)
+		if tg != nil && r.behind(st, tg) {
+			return nil, store.Run{}, true, nil
+		}
+		return tg, run, done, err
 	}
 	if run, ok := r.advance(ctx, st, p.trigger, p.force); ok {
 		return nil, run, true, runError(run)
@@ -764,9 +768,50 @@ func (r *Reconciler) choose(ctx context.Context, st *envState, p passRequest) (t
 		return nil, store.Run{}, true, nil
 	}
 	if pending {
+		if r.behind(st, d) {
+			return nil, store.Run{}, true, nil
+		}
 		return d, store.Run{}, false, nil
 	}
+	st.behindSince = time.Time{}
 	return nil, store.Run{}, false, nil
+}
+
+// staleViewWait bounds how long a worker waits for its source to catch
+// up with the revision another replica applied (behind).
+const staleViewWait = 30 * time.Second
+
+// behind tells whether tg, about to be rolled out, is older than the
+// revision the shared record says is applied: in a cluster, a replica that
+// takes an environment over may know the source only as it was a while
+// ago (it was paused, or its poll is behind) while the previous owner
+// applied a revision received later. The worker does not roll the older
+// revision out over the newer one: it waits for its source, which fetches
+// at once a revision another replica relays, with a retry due after at
+// most staleViewWait (the replicas' clocks may differ), when it goes on.
+// Which is newer is told by when each was received (Revision.Time), not
+// by the commits: a revert pushed later is newer.
+func (r *Reconciler) behind(st *envState, tg *target) bool {
+	a := st.rec.Applied
+	if r.opts.Ownership == nil || a.Commit == "" || a.Commit == tg.rev.Commit || !a.Time.After(tg.rev.Time) {
+		st.behindSince = time.Time{}
+		return false
+	}
+	now := r.now()
+	if st.behindSince.IsZero() {
+		st.behindSince = now
+		r.log.Warn().Str("environment", st.name()).Str("revision", tg.rev.Short()).Str("applied", a.Short()).
+			Msg("this replica's view of the source is older than the revision applied by the previous owner; waiting for the source before rolling out")
+	}
+	until := st.behindSince.Add(staleViewWait)
+	if !now.Before(until) {
+		st.behindSince = time.Time{}
+		return false
+	}
+	if st.retryAt.IsZero() || st.retryAt.After(until) {
+		st.retryAt = until
+	}
+	return true
 }
 
 // chooseRevision takes a new revision of the environment's source: it

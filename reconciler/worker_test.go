@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/driftless/driftless/config"
+	"github.com/driftless/driftless/internal/kit"
 	"github.com/driftless/driftless/reconciler/status"
 	"github.com/driftless/driftless/reconciler/store"
 	"github.com/driftless/driftless/sources"
@@ -417,4 +418,56 @@ func TestPullRequestHeadNotSharedWithBranch(t *testing.T) {
 	if err == nil && cfg.Environment("prod") != nil {
 		t.Fatal("the pull request's head was given the branch's configuration of the same commit")
 	}
+}
+
+// TestBehindSourceNotRolledOut: in a cluster, a replica whose view of the
+// source is older than the revision another replica applied (it was
+// paused, its poll is behind) does not roll its older revision out over
+// the newer one, until staleViewWait has passed (the replicas' clocks may
+// differ); a revision received after the applied one (a revert pushed
+// later) rolls out at once.
+func TestBehindSourceNotRolledOut(t *testing.T) {
+	clock := &testClock{now: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	f := newFixture(t, func(o *Options) {
+		o.Clock = kit.NowFunc(clock.Now)
+		o.Ownership = lostOwnership{new(atomic.Bool)}
+	})
+	files := func(content string) map[string]string {
+		return map[string]string{"environments/prod.yaml": envYAML("prod", []string{"h1"}, nil, etc+fileRes("/etc/a.conf", content), "")}
+	}
+	received := func(content string) sources.Revision {
+		rev := f.revision(files(content))
+		rev.Time = clock.Now()
+		clock.add(time.Second)
+		return rev
+	}
+	stale := received("old")
+	applied := received("new") // by the previous owner, after stale
+	revs := runDaemon(t, f)
+	revs <- applied
+	eventually(t, "the newer revision applied", func() bool { return f.applied("prod") == applied.Commit })
+	// This replica's source still says stale: it waits (a retry is due
+	// when the wait ends).
+	revs <- stale
+	eventually(t, "the older revision held back", func() bool { return !f.state("prod").RetryAt.IsZero() })
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "new" || f.applied("prod") != applied.Commit {
+		t.Fatalf("a revision received before the applied one was rolled out over it: a.conf %q", got)
+	}
+	revert := received("old")
+	revs <- revert
+	eventually(t, "a revision received after the applied one (a revert) rolled out", func() bool {
+		return f.applied("prod") == revert.Commit && f.hostFile("h1", "/etc/a.conf") == "old"
+	})
+	// applied, received before the revert, waits, then goes on once
+	// staleViewWait has passed.
+	revs <- applied
+	eventually(t, "the older revision held back", func() bool { return !f.state("prod").RetryAt.IsZero() })
+	if got := f.hostFile("h1", "/etc/a.conf"); got != "old" {
+		t.Fatalf("an older revision rolled out at once: a.conf %q", got)
+	}
+	clock.add(staleViewWait)
+	revs <- applied
+	eventually(t, "the older revision rolled out after the wait", func() bool {
+		return f.applied("prod") == applied.Commit && f.hostFile("h1", "/etc/a.conf") == "new"
+	})
 }

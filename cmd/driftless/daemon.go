@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -404,6 +405,16 @@ func stopBeforeHostWrite(env string) func(string) {
 		if e != env {
 			return
 		}
-		once.Do(func() { _ = syscall.Kill(os.Getpid(), syscall.SIGSTOP) })
+		once.Do(func() {
+			// The stop is the process's, handled by whichever thread the
+			// kernel picks: the caller could go on to its write (and
+			// take the host's lock) before it takes effect. It waits
+			// here until it is continued.
+			cont := make(chan os.Signal, 1)
+			signal.Notify(cont, syscall.SIGCONT)
+			defer signal.Stop(cont)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			<-cont
+		})
 	}
 }
