@@ -147,15 +147,7 @@ func benchClusterProcesses(b *testing.B, bin string) {
 		m.mark()
 		start := time.Now()
 		change()
-		if err := waitFor(ctx, time.Now().Add(10*time.Minute), func() bool {
-			now := m.runSeqs()
-			for _, e := range envs {
-				if now[e] <= before[e] {
-					return false
-				}
-			}
-			return true
-		}); err != nil {
+		if err := waitFor(ctx, time.Now().Add(10*time.Minute), m.ranSince(before, envs)); err != nil {
 			b.Fatalf("not every environment recorded a pass: %v", err)
 		}
 		// The pass's last writes (the record) follow its run.
@@ -366,6 +358,20 @@ func (m *etcdMeter) since() (float64, map[string]float64) {
 		}
 	}
 	return total - m.own, by
+}
+
+// ranSince tells whether every environment of envs recorded a run since
+// runSeqs gave before.
+func (m *etcdMeter) ranSince(before map[string]uint64, envs []string) func() bool {
+	return func() bool {
+		now := m.runSeqs()
+		for _, e := range envs {
+			if now[e] <= before[e] {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // runSeqs reads the id of each environment's newest run (one request).

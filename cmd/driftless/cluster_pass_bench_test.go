@@ -126,15 +126,7 @@ func benchClusterChangePass(b *testing.B, bin string) {
 	write("v3")
 	converged(g.root, "v3")
 	change := time.Since(t0)
-	if err := waitFor(ctx, time.Now().Add(10*time.Minute), func() bool {
-		now := m.runSeqs()
-		for _, e := range envs {
-			if now[e] <= before[e] {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
+	if err := waitFor(ctx, time.Now().Add(10*time.Minute), m.ranSince(before, envs)); err != nil {
 		b.Fatalf("not every environment recorded its pass: %v", err)
 	}
 	recorded := time.Since(t0)
