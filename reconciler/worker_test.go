@@ -272,13 +272,7 @@ func TestWakeLeavesUngatedEnvironmentsAlone(t *testing.T) {
 	f := newFixture(t, func(o *Options) { reads.Store, o.Store = o.Store, reads })
 	revs := runDaemon(t, f)
 	const n = 20
-	files := map[string]string{}
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("e%02d", i)
-		names = append(names, name)
-		files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", "v1\n"), "")
-	}
+	names, files := manyEnvs(n)
 	for _, content := range []string{"v1\n", "v2\n"} {
 		for _, name := range names {
 			files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", content), "")
@@ -365,13 +359,7 @@ func TestRestartLoadsTheAppliedRevisionOnce(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.r.Run(ctx, revs) }()
 	const n = 20
-	files := map[string]string{}
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("e%02d", i)
-		names = append(names, name)
-		files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", "v1\n"), "")
-	}
+	names, files := manyEnvs(n)
 	rev := f.revision(files)
 	revs <- rev
 	eventually(t, "every environment applied", func() bool {
@@ -470,4 +458,17 @@ func TestBehindSourceNotRolledOut(t *testing.T) {
 	eventually(t, "the older revision rolled out after the wait", func() bool {
 		return f.applied("prod") == applied.Commit && f.hostFile("h1", "/etc/a.conf") == "new"
 	})
+}
+
+// manyEnvs declares n environments, e00..., each with one local host
+// holding /etc/app.conf at v1: their names and the revision's files.
+func manyEnvs(n int) ([]string, map[string]string) {
+	files := map[string]string{}
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("e%02d", i)
+		names = append(names, name)
+		files["environments/"+name+".yaml"] = envYAML(name, []string{name + "-h"}, nil, etc+fileRes("/etc/app.conf", "v1\n"), "")
+	}
+	return names, files
 }

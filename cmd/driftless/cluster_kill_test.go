@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -67,15 +65,6 @@ hosts:
 `, name, version, fmt.Sprintf(`grep -qx %s "$DRIFTLESS_ROOT/etc/a.conf"`, version))
 }
 
-// clusterKills is how many owners TestClusterKillMidRollout kills:
-// DRIFTLESS_CLUSTER_KILLS, else the issue's 10 (each takes about 10 s).
-func clusterKills() int {
-	if n, err := strconv.Atoi(os.Getenv("DRIFTLESS_CLUSTER_KILLS")); err == nil && n > 0 {
-		return n
-	}
-	return 10
-}
-
 // TestClusterKillMidRollout runs three replicas (separate processes) on a
 // real etcd with 20 environments, and SIGKILLs, again and again, the owner
 // of an environment whose host is in the middle of its batch (half of its
@@ -88,7 +77,7 @@ func clusterKills() int {
 // by two replicas at once and that tokens only grew. Ten kills, as the
 // issue asks; DRIFTLESS_CLUSTER_KILLS sets another number.
 func TestClusterKillMidRollout(t *testing.T) {
-	kills := clusterKills()
+	kills := envInt(t, "DRIFTLESS_CLUSTER_KILLS", 10) // the issue's ten; each takes about 7 s
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(kills)*40*time.Second)
 	defer cancel()

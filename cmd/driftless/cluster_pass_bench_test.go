@@ -153,20 +153,6 @@ func benchClusterChangePass(b *testing.B, bin string) {
 	}
 }
 
-// envInt reads a positive number from the environment variable name, def
-// when unset.
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: not a positive number", name, v)
-	}
-	return n
-}
-
 // cpuTimes is a process's CPU time, its own and its waited-for
 // children's.
 type cpuTimes struct{ self, children time.Duration }

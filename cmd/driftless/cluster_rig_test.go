@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -284,4 +285,18 @@ func (g *clusterRig) pid(name string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.live[name].cmd.Process.Pid
+}
+
+// envInt reads a positive number from the environment variable name, def
+// when unset (a test's or benchmark's size).
+func envInt(t testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: not a positive number", name, v)
+	}
+	return n
 }
